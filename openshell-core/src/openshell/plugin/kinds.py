@@ -1,0 +1,260 @@
+"""Abstract base classes for every plugin kind (DESIGN.md §3).
+
+A plugin registers *classes* (not instances) through its registration hook, so
+listing never instantiates anything. Each class carries ``name`` (its public
+name, equal to its entry-point name) and ``summary`` (one line for listings).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from openshell.policy.model import Policy
+    from openshell.policy.decision import ConnectInput, Decision, RequestInput
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Outcome of a plugin's ``probe()``.
+
+    :ivar ok: the feature is usable here.
+    :ivar detail: one human line, e.g. ``"Landlock ABI 7"`` or the reason it is not.
+    """
+
+    ok: bool
+    detail: str
+
+
+class _Named(abc.ABC):
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+
+
+# --------------------------------------------------------------------------- agents
+
+
+class Agent(_Named):
+    """An agent program (Claude Code, Codex, …) that runs inside a sandbox.
+
+    Subclasses describe the agent; they never start it themselves — the
+    supervisor's child launcher does, so the agent gets the sandbox's isolation.
+    """
+
+    #: package that installs the program, e.g. ``"npm:@anthropic-ai/claude-code"``
+    package: ClassVar[str] = ""
+    #: provider types whose credentials the agent needs, e.g. ``("anthropic",)``
+    provider_types: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod
+    def argv(self, extra: Sequence[str] = ()) -> list[str]:
+        """Return the argv that starts the agent, with ``extra`` arguments appended."""
+
+    def policy_fragment(self) -> dict[str, Any]:
+        """Return the ``network_policies`` entries the agent needs (its own API hosts)."""
+        return {}
+
+    def inference_env(self, base_url: str) -> dict[str, str]:
+        """Return environment variables that point the agent at ``base_url`` (inference.local)."""
+        return {}
+
+    def detect(self) -> bool:
+        """Return True when the agent program is installed where sandboxes run."""
+        return False
+
+
+# --------------------------------------------------------------------------- inference
+
+
+class InferenceBackend(_Named):
+    """A model API that ``inference.local`` can route to."""
+
+    #: wire protocols spoken, subset of ``{"openai", "anthropic"}``
+    protocols: ClassVar[tuple[str, ...]] = ("openai",)
+    default_base_url: ClassVar[str] = ""
+
+    def auth_headers(self, credential: str | None) -> dict[str, str]:
+        """Return headers that authenticate a request with ``credential`` (may be empty)."""
+        return {"Authorization": f"Bearer {credential}"} if credential else {}
+
+    def list_models(self, base_url: str, credential: str | None) -> list[str]:
+        """Return model ids the backend serves; raises ``OSError`` when unreachable."""
+        return []
+
+    def probe(self, base_url: str, credential: str | None) -> ProbeResult:
+        """Check that the backend answers at ``base_url``."""
+        return ProbeResult(False, "probe not implemented")
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+@dataclass
+class IsolationContext:
+    """What an isolation layer knows about the sandbox it isolates.
+
+    The same object (serialised as JSON) reaches ``prepare`` in the supervisor
+    and ``apply_in_child`` in the child launcher, so every field is plain data.
+
+    :ivar sandbox_id: the sandbox's id.
+    :ivar policy: the policy document as a normalised dict (``Policy.to_dict()``).
+    :ivar state_dir: supervisor-owned directory for this sandbox (root only).
+    :ivar netns: name of the sandbox network namespace (``/run/netns/<netns>``).
+    :ivar uid: numeric uid the child runs as; ``gid`` likewise.
+    :ivar extra: per-layer data a layer's ``prepare`` leaves for its ``apply_in_child``,
+        keyed by layer name.
+    """
+
+    sandbox_id: str
+    policy: dict[str, Any]
+    state_dir: str = ""
+    netns: str = ""
+    uid: int = -1
+    gid: int = -1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class IsolationLayer(_Named):
+    """One isolation mechanism (network namespace, Landlock, seccomp).
+
+    The child launcher applies, in this order: network namespace → mount
+    namespace → drop to the sandbox user → Landlock → seccomp → exec. ``order``
+    places a layer in that sequence: layers with ``order < USER_DROP_ORDER``
+    run as root before the drop, the others after it.
+    """
+
+    #: position in the launch sequence; see the module constants below
+    order: ClassVar[int] = 100
+    #: True when the policy always needs the layer (a sandbox without it is not a sandbox)
+    required: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def probe(self) -> ProbeResult:
+        """Report kernel support (no side effects)."""
+
+    def prepare(self, ctx: IsolationContext) -> None:
+        """Build host-side state as root in the supervisor, before any child starts.
+
+        Raises ``IsolationError`` when the layer cannot be set up as the policy needs.
+        """
+
+    @abc.abstractmethod
+    def apply_in_child(self, ctx: IsolationContext) -> None:
+        """Apply the layer in the child launcher, after fork and before exec.
+
+        Raises ``IsolationError`` when the layer cannot be applied as the policy needs;
+        the launcher then refuses to exec.
+        """
+
+    def teardown(self, ctx: IsolationContext) -> None:
+        """Remove what ``prepare`` built; must succeed when called twice."""
+
+
+NETNS_ORDER = 10
+MOUNT_NS_ORDER = 20  # applied by the launcher itself
+USER_DROP_ORDER = 30  # applied by the launcher itself
+LANDLOCK_ORDER = 40
+SECCOMP_ORDER = 50
+
+
+class IsolationError(RuntimeError):
+    """An isolation layer could not be set up or applied; the sandbox must not start."""
+
+
+# --------------------------------------------------------------------------- policy engines
+
+
+class CompiledPolicy:
+    """An engine's prepared form of one policy revision.
+
+    :ivar policy: the validated policy it was compiled from.
+    :ivar version: the revision number the gateway gave it (0 when offline).
+    """
+
+    def __init__(self, policy: "Policy", version: int = 0) -> None:
+        self.policy = policy
+        self.version = version
+
+
+class PolicyEngine(_Named):
+    """Decides connections (L4) and, for inspected endpoints, HTTP requests (L7).
+
+    Destination safety (POLICY.md §2.5) is not the engine's job: the caller runs
+    ``openshell.policy.decide`` which applies it after the engine allows.
+    """
+
+    @abc.abstractmethod
+    def load(self, policy: "Policy", version: int = 0) -> CompiledPolicy:
+        """Compile ``policy``; raises ``openshell.policy.PolicyError`` if it cannot be used."""
+
+    @abc.abstractmethod
+    def decide_connect(self, compiled: CompiledPolicy, inp: "ConnectInput") -> "Decision":
+        """Decide one connection (POLICY.md §2.1–2.4). Must not raise: errors deny."""
+
+    def decide_request(self, compiled: CompiledPolicy, inp: "RequestInput") -> "Decision":
+        """Decide one HTTP request on an inspected endpoint (POLICY.md §3)."""
+        from openshell.policy.decision import Decision
+
+        return Decision.deny("HTTP inspection is not supported by this engine", engine=self.name)
+
+
+# --------------------------------------------------------------------------- compute drivers
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    """What a compute driver reports about one sandbox.
+
+    :ivar phase: one of ``PROVISIONING``, ``READY``, ``ERROR``, ``STOPPED``, ``DELETING``.
+    :ivar reason: why, for ERROR/STOPPED (empty otherwise).
+    """
+
+    phase: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SshEndpoint:
+    """Where the gateway reaches a sandbox's SSH server.
+
+    Exactly one of ``unix_path`` or (``host``, ``port``) is set.
+    """
+
+    unix_path: str = ""
+    host: str = ""
+    port: int = 0
+
+
+class ComputeDriver(_Named):
+    """Starts and stops one supervisor per sandbox."""
+
+    @abc.abstractmethod
+    def create(self, sandbox: Mapping[str, Any]) -> None:
+        """Start the supervisor for ``sandbox`` (a record with id, name, spec); non-blocking."""
+
+    @abc.abstractmethod
+    def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
+        """Stop the supervisor and remove every trace of the sandbox; idempotent."""
+
+    @abc.abstractmethod
+    def status(self, sandbox_id: str) -> SandboxStatus:
+        """Return the sandbox's current status as the driver sees it."""
+
+    def watch(self) -> Iterator[tuple[str, SandboxStatus]]:
+        """Yield ``(sandbox_id, status)`` changes; the default yields nothing."""
+        return iter(())
+
+    @abc.abstractmethod
+    def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
+        """Return how the gateway reaches the sandbox's SSH server."""
+
+
+KIND_CLASSES: dict[str, type] = {
+    "agents": Agent,
+    "inference": InferenceBackend,
+    "isolation": IsolationLayer,
+    "policy": PolicyEngine,
+    "drivers": ComputeDriver,
+}

@@ -1,0 +1,1 @@
+"""Sandbox policy: YAML model, validation, normalisation, decisions (POLICY.md)."""
