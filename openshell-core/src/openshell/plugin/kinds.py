@@ -227,8 +227,28 @@ class SshEndpoint:
     port: int = 0
 
 
+@dataclass(frozen=True)
+class DriverContext:
+    """What the gateway gives a compute driver when it constructs it: ``cls(ctx)``.
+
+    :ivar state_dir: the gateway's state directory; the driver keeps its files
+        under ``state_dir/sandboxes/<id>/``.
+    :ivar gateway_endpoint: URL supervisors dial, e.g. ``https://127.0.0.1:8080``.
+    :ivar ca_cert, client_cert, client_key: PEM file paths supervisors use for mTLS.
+    """
+
+    state_dir: str
+    gateway_endpoint: str
+    ca_cert: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+
+
 class ComputeDriver(_Named):
-    """Starts and stops one supervisor per sandbox."""
+    """Starts and stops one supervisor per sandbox. Constructed as ``cls(DriverContext)``."""
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self.ctx = ctx
 
     @abc.abstractmethod
     def create(self, sandbox: Mapping[str, Any]) -> None:

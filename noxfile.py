@@ -1,0 +1,87 @@
+"""Every routine task. Distributions are discovered by globbing pyproject.toml,
+so a new plugin needs no edit here.
+
+    nox -s tests        # each distribution's own tests, in a venv with only core + it
+    nox -s e2e          # cross-distribution integration and end-to-end tests (root)
+    nox -s lint         # ruff
+    nox -s protos       # regenerate gRPC code; CI fails when the committed output is stale
+    nox -s demo         # the quick-start demo
+    nox -s bench        # benchmarks (never part of tests)
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import nox
+
+ROOT = pathlib.Path(__file__).parent
+CORE = ROOT / "openshell-core"
+CLI = ROOT / "openshell-cli"
+ISOLATION = sorted(p.parent for p in (ROOT / "openshell-plugins" / "isolation").glob("*/pyproject.toml"))
+PLUGINS = sorted(p.parent for p in (ROOT / "openshell-plugins").glob("*/*/pyproject.toml"))
+DISTS = [CORE, CLI, *PLUGINS]
+
+nox.options.sessions = ["lint", "tests", "e2e"]
+nox.options.reuse_existing_virtualenvs = True
+
+TEST_DEPS = ["pytest>=8", "pytest-timeout"]
+
+
+def _install_all(session: nox.Session) -> None:
+    session.install(*TEST_DEPS)
+    args = []
+    for dist in [CORE, *ISOLATION, CLI, *[p for p in PLUGINS if p not in ISOLATION]]:
+        args += ["-e", str(dist)]
+    session.install(*args)
+
+
+@nox.session(python=False, name="tests")
+def tests(session: nox.Session) -> None:
+    """Run each distribution's tests with everything installed (one venv: CI time)."""
+    venv = ROOT / ".nox" / "all"
+    if not (venv / "bin" / "python").exists():
+        session.run("python3", "-m", "venv", str(venv))
+    py = str(venv / "bin" / "python")
+    args = ["-q", *TEST_DEPS]
+    for dist in [CORE, *ISOLATION, CLI, *[p for p in PLUGINS if p not in ISOLATION]]:
+        args += ["-e", str(dist)]
+    session.run(py, "-m", "pip", "install", "-q", *args)
+    session.env["OPENSHELL_STRICT_PLUGINS"] = "1"
+    test_dirs = [str(d / "tests") for d in DISTS if (d / "tests").is_dir()]
+    session.run(py, "-m", "pytest", *test_dirs, *session.posargs)
+
+
+@nox.session(python=False)
+def e2e(session: nox.Session) -> None:
+    """Cross-distribution end-to-end tests on real kernel features (needs root)."""
+    py = str(ROOT / ".nox" / "all" / "bin" / "python")
+    session.env["OPENSHELL_STRICT_PLUGINS"] = "1"
+    session.run(py, "-m", "pytest", str(ROOT / "tests"), *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over every distribution."""
+    session.install("ruff")
+    session.run("ruff", "check", *[str(d / "src") for d in DISTS])
+
+
+@nox.session
+def protos(session: nox.Session) -> None:
+    """Regenerate openshell/_proto from openshell-core/proto with grpcio-tools."""
+    session.install("grpcio-tools==1.85.1")
+    session.run("python", str(ROOT / "openshell-core" / "proto" / "generate.py"))
+
+
+@nox.session(python=False)
+def demo(session: nox.Session) -> None:
+    """The quick-start demo: a test-host upstream, a sandbox, allowed and denied traffic."""
+    session.run("bash", str(ROOT / "examples" / "quickstart" / "demo.sh"))
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks; prints a table and writes bench/results/latest.json."""
+    py = str(ROOT / ".nox" / "all" / "bin" / "python")
+    session.run(py, str(ROOT / "bench" / "run.py"), *session.posargs)

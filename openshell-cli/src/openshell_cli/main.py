@@ -1,0 +1,88 @@
+"""Root of the ``openshell`` CLI: ``openshell <noun> <verb>``.
+
+Command groups live in ``openshell_cli.commands.<noun>``; plugins add more
+through the ``register_commands(cli)`` hook.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from openshell_cli.errors import CliError
+
+#: command modules, each exposing a click command or group named ``cli``
+COMMAND_MODULES = ("plugins", "gateway", "sandbox", "policy")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="openshell-cli", prog_name="openshell")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """OpenShell: run AI agents in sandboxes whose filesystem, syscalls and
+    network egress follow a declarative policy.
+
+    \b
+    Quick start:
+      openshell sandbox create --policy examples/quickstart/policy.yaml -- curl -sS http://up.example.test:8080/
+      openshell sandbox list
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _add_commands() -> None:
+    for mod_name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"openshell_cli.commands.{mod_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"openshell_cli.commands.{mod_name}":
+                continue
+            raise
+        for command in getattr(mod, "COMMANDS", ()):
+            cli.add_command(command)
+
+
+def _add_plugin_commands() -> None:
+    # A broken plugin must never break the CLI (including `plugins list`).
+    try:
+        from openshell.plugin.loader import get_registry
+
+        get_registry().hook.register_commands(cli=cli)
+    except Exception as exc:  # noqa: BLE001 - shown, not fatal
+        logging.getLogger("openshell.cli").warning("plugin commands not loaded: %s", exc)
+
+
+_add_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; exit codes: 0 ok, 1 user error, 2 usage error."""
+    _add_plugin_commands()
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="openshell", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+        if debug:
+            raise
+        click.echo(f"error: {exc} (run with --debug for details)", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+__all__ = ["CliError", "cli", "main"]
