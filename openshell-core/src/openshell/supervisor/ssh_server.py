@@ -1,0 +1,421 @@
+"""The supervisor's embedded SSH server (paramiko).
+
+It listens on a unix socket only root can open (the gateway reaches it through
+the compute driver), requires the NSSH1 preface before any SSH byte, and runs
+every session's command through the child launcher, so an SSH session gets the
+same isolation as the entrypoint. The preface authenticates the connection, so
+SSH user authentication is ``none``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import select
+import shlex
+import signal
+import socket
+import struct
+import subprocess
+import termios
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import paramiko
+
+from openshell.nssh import ERR, MAX_LINE, OK, PrefaceError, PrefaceVerifier
+
+log = logging.getLogger("openshell.supervisor.ssh")
+
+PREFACE_TIMEOUT = 10.0  # seconds a peer may take to send the preface
+MAX_ENV = 256  # env requests per channel
+MAX_ENV_BYTES = 64 * 1024
+CHUNK = 64 * 1024
+
+
+@dataclass
+class SessionRequest:
+    """What an SSH channel asked to run.
+
+    :ivar argv: the argv to launch (``["/bin/sh", "-c", command]`` for exec,
+        the login shell for ``shell``).
+    :ivar env: variables the client sent with ``env`` requests.
+    :ivar pty: ``(term, cols, rows)`` when a PTY was requested, else None.
+    """
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    pty: Optional[tuple[str, int, int]] = None
+
+
+#: ``launch(request, stdin, stdout, stderr) -> Popen``: the supervisor's child launcher.
+Launcher = Callable[[SessionRequest, object, object, object], subprocess.Popen]
+
+
+def _set_winsize(fd: int, cols: int, rows: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", max(rows, 1), max(cols, 1), 0, 0))
+
+
+@dataclass
+class _ChannelState:
+    env: dict[str, str] = field(default_factory=dict)
+    env_bytes: int = 0
+    pty: Optional[tuple[str, int, int]] = None
+    master_fd: Optional[int] = None
+    started: bool = False
+    # Set once paramiko has sent the reply to the exec/shell request: output
+    # sent before it makes clients drop the channel ("Channel closed").
+    replied: threading.Event = field(default_factory=threading.Event)
+
+
+class _Session(paramiko.ServerInterface):
+    """paramiko callbacks for one SSH connection; per-channel state by channel id."""
+
+    def __init__(self, server: "SshServer") -> None:
+        self.server = server
+        self.channels: dict[int, _ChannelState] = {}
+
+    def _state(self, channel) -> _ChannelState:
+        return self.channels.setdefault(channel.get_id(), _ChannelState())
+
+    # --- authentication: the NSSH1 preface already authenticated the peer
+    def get_allowed_auths(self, username: str) -> str:
+        return "none"
+
+    def check_auth_none(self, username: str) -> int:
+        return paramiko.AUTH_SUCCESSFUL
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        if kind == "session":
+            return paramiko.OPEN_SUCCEEDED
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_env_request(self, channel, name: bytes, value: bytes) -> bool:
+        st = self._state(channel)
+        name_s = name.decode() if isinstance(name, bytes) else name
+        value_s = value.decode() if isinstance(value, bytes) else value
+        st.env_bytes += len(name_s) + len(value_s)
+        if len(st.env) >= MAX_ENV or st.env_bytes > MAX_ENV_BYTES or not name_s or "=" in name_s or "\0" in name_s + value_s:
+            return False
+        st.env[name_s] = value_s
+        return True
+
+    def check_channel_pty_request(self, channel, term, width, height, pixelwidth, pixelheight, modes) -> bool:
+        term_s = term.decode() if isinstance(term, bytes) else term
+        self._state(channel).pty = (term_s or "xterm", width, height)
+        return True
+
+    def check_channel_window_change_request(self, channel, width, height, pixelwidth, pixelheight) -> bool:
+        st = self._state(channel)
+        if st.master_fd is not None:
+            try:
+                _set_winsize(st.master_fd, width, height)
+            except OSError:
+                return False
+        return True
+
+    def check_channel_exec_request(self, channel, command: bytes) -> bool:
+        cmd = command.decode(errors="replace") if isinstance(command, bytes) else command
+        return self._start(channel, ["/bin/sh", "-c", cmd])
+
+    def check_channel_shell_request(self, channel) -> bool:
+        return self._start(channel, [self.server.shell, "-l"])
+
+    def _start(self, channel, argv: list[str]) -> bool:
+        st = self._state(channel)
+        if st.started:
+            return False
+        st.started = True
+        req = SessionRequest(argv=argv, env=dict(st.env), pty=st.pty)
+        threading.Thread(target=self.server._run_session, args=(st, channel, req), daemon=True, name="ssh-session").start()
+        return True
+
+
+class SshServer:
+    """SSH server on a unix socket, one thread per connection.
+
+    :param path: unix socket path (created 0600; its directory should be root-only).
+    :param secret: the sandbox's NSSH1 secret.
+    :param launch: the child launcher callback (see ``Launcher``).
+    :param shell: the login shell for interactive sessions.
+    """
+
+    def __init__(self, path: str, secret: bytes, launch: Launcher, *, shell: str = "/bin/bash") -> None:
+        self.path = path
+        self.verifier = PrefaceVerifier(secret)
+        self.launch = launch
+        self.shell = shell if os.path.exists(shell) else "/bin/sh"
+        self.host_key = paramiko.ECDSAKey.generate()
+        self._sock: Optional[socket.socket] = None
+        self._closed = threading.Event()
+        self._procs: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Bind the socket and serve in a background thread. Raises ``OSError``."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(self.path)
+        finally:
+            os.umask(old)
+        sock.listen(64)
+        self._sock = sock
+        threading.Thread(target=self._accept_loop, daemon=True, name="ssh-accept").start()
+
+    def close(self) -> None:
+        """Stop accepting and kill running session processes."""
+        self._closed.set()
+        if self._sock:
+            self._sock.close()
+        with self._lock:
+            procs = list(self._procs)
+        for p in procs:
+            _kill_group(p)
+
+    def _accept_loop(self) -> None:
+        assert self._sock is not None
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True, name="ssh-conn").start()
+
+    def _read_preface(self, conn: socket.socket) -> bytes:
+        conn.settimeout(PREFACE_TIMEOUT)
+        buf = b""
+        # Byte at a time: nothing after the newline may be consumed (it is SSH).
+        while not buf.endswith(b"\n"):
+            if len(buf) >= MAX_LINE:
+                raise PrefaceError("preface too long")
+            b = conn.recv(1)
+            if not b:
+                raise PrefaceError("connection closed before preface")
+            buf += b
+        conn.settimeout(None)
+        return buf
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            line = self._read_preface(conn)
+            self.verifier.verify(line)
+        except (PrefaceError, OSError) as exc:
+            log.warning("event=ssh_preface_rejected reason=%s", exc)
+            try:
+                conn.sendall(ERR)
+            except OSError:
+                pass
+            conn.close()
+            return
+        conn.sendall(OK)
+        transport = paramiko.Transport(conn)
+        transport.add_server_key(self.host_key)
+        iface = _Session(self)
+        _signal_replies(transport, iface)
+        try:
+            transport.start_server(server=iface)
+            # Channels are served from check_channel_*; keep accepting new ones.
+            # Sessions start from check_channel_*_request. Accepted channels
+            # must stay referenced: paramiko closes a Channel when it is collected.
+            open_channels: list[paramiko.Channel] = []
+            while transport.is_active() and not self._closed.is_set():
+                chan = transport.accept(timeout=1.0)
+                open_channels = [c for c in open_channels if not c.closed]
+                if chan is not None:
+                    open_channels.append(chan)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            log.info("event=ssh_connection_closed reason=%s", exc)
+        finally:
+            transport.close()
+
+    def _run_session(self, iface: _ChannelState, channel: paramiko.Channel, req: SessionRequest) -> None:
+        code = 255
+        proc: Optional[subprocess.Popen] = None
+        # Without want_reply there is no reply to wait for; 2 s bounds that case.
+        iface.replied.wait(timeout=2.0)
+        try:
+            if req.pty:
+                code, proc = self._run_pty(iface, channel, req)
+            else:
+                code, proc = self._run_pipes(channel, req)
+        except Exception as exc:  # noqa: BLE001 - reported to the client, then logged
+            log.warning("event=ssh_session_failed reason=%s", exc)
+            try:
+                channel.sendall_stderr(f"openshell: {exc}\n".encode())
+            except OSError:
+                pass
+        finally:
+            if proc is not None:
+                with self._lock:
+                    self._procs.discard(proc)
+            try:
+                channel.send_exit_status(code)
+                channel.shutdown_write()
+                channel.close()
+            except (OSError, EOFError, paramiko.SSHException):
+                pass
+
+    def _track(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.add(proc)
+
+    def _run_pipes(self, channel: paramiko.Channel, req: SessionRequest):
+        proc = self.launch(req, subprocess.PIPE, subprocess.PIPE, subprocess.PIPE)
+        self._track(proc)
+        assert proc.stdin and proc.stdout and proc.stderr
+
+        def feed_stdin() -> None:
+            try:
+                while True:
+                    data = channel.recv(CHUNK)
+                    if not data:
+                        break
+                    proc.stdin.write(data)
+                    proc.stdin.flush()
+            except (OSError, ValueError, EOFError):
+                pass
+            finally:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+
+        def pump(src, send) -> None:
+            fd = src.fileno()
+            try:
+                while True:
+                    data = os.read(fd, CHUNK)
+                    if not data:
+                        break
+                    send(data)
+            except (OSError, EOFError, paramiko.SSHException):
+                pass
+
+        threading.Thread(target=feed_stdin, daemon=True).start()
+        t_out = threading.Thread(target=pump, args=(proc.stdout, channel.sendall), daemon=True)
+        t_err = threading.Thread(target=pump, args=(proc.stderr, channel.sendall_stderr), daemon=True)
+        t_out.start()
+        t_err.start()
+        # The session ends when the command ends, even if stdin never closes.
+        while proc.poll() is None:
+            if channel.closed or not channel.get_transport().is_active():
+                _kill_group(proc)
+                break
+            try:
+                proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        code = proc.wait()
+        t_out.join(timeout=5)
+        t_err.join(timeout=5)
+        return _exit_code(code), proc
+
+    def _run_pty(self, iface: _ChannelState, channel: paramiko.Channel, req: SessionRequest):
+        term, cols, rows = req.pty  # type: ignore[misc]
+        master, slave = os.openpty()
+        _set_winsize(master, cols, rows)
+        iface.master_fd = master
+        req.env.setdefault("TERM", term)
+        try:
+            proc = self.launch(req, slave, slave, slave)
+        finally:
+            os.close(slave)
+        self._track(proc)
+
+        def to_pty() -> None:
+            try:
+                while True:
+                    data = channel.recv(CHUNK)
+                    if not data:
+                        break
+                    os.write(master, data)
+            except (OSError, EOFError):
+                pass
+
+        threading.Thread(target=to_pty, daemon=True).start()
+        try:
+            while True:
+                if channel.closed:
+                    _kill_group(proc)
+                    break
+                r, _, _ = select.select([master], [], [], 0.2)
+                if master in r:
+                    try:
+                        data = os.read(master, CHUNK)
+                    except OSError:  # EIO: the last holder of the slave exited
+                        break
+                    if not data:
+                        break
+                    channel.sendall(data)
+                elif proc.poll() is not None:
+                    # Drain what is left, then stop.
+                    r, _, _ = select.select([master], [], [], 0.05)
+                    if not r:
+                        break
+        finally:
+            code = proc.wait()
+            iface.master_fd = None
+            os.close(master)
+        return _exit_code(code), proc
+
+
+_REPLY_TYPES = {int(paramiko.common.MSG_CHANNEL_SUCCESS), int(paramiko.common.MSG_CHANNEL_FAILURE)}
+
+
+def _signal_replies(transport: paramiko.Transport, iface: _Session) -> None:
+    """Mark a channel's session as replied-to once paramiko sends the request reply.
+
+    paramiko sends the reply to an exec/shell request only after our
+    ``check_channel_*`` returns, from its own thread, and offers no hook for
+    it; wrapping this transport's sender is the one deterministic signal.
+    """
+    original = transport._send_user_message
+
+    def send(m) -> None:
+        original(m)
+        raw = m.asbytes()
+        if raw and raw[0] in _REPLY_TYPES:
+            for st in list(iface.channels.values()):
+                if st.started:
+                    st.replied.set()
+
+    transport._send_user_message = send  # type: ignore[method-assign]
+
+
+def _exit_code(code: int) -> int:
+    return 128 - code if code < 0 else code
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                proc.send_signal(sig)
+            except ProcessLookupError:
+                return
+        try:
+            proc.wait(timeout=2)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def command_for(argv: list[str], workdir: str | None = None) -> str:
+    """Build the exec command line the server runs with ``/bin/sh -c``.
+
+    :param argv: the program and its arguments (quoted for the shell).
+    :param workdir: directory to run in, or None for the session default.
+    """
+    cmd = "exec " + shlex.join(argv)
+    if workdir:
+        cmd = f"cd {shlex.quote(workdir)} && {cmd}"
+    return cmd
