@@ -1,0 +1,4 @@
+"""Generated gRPC code (do not edit); regenerate with ``nox -s protos``.
+
+Sources: ``openshell-core/proto/openshell/v1/*.proto``.
+"""

@@ -1,0 +1,307 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from . import datamodel_pb2 as _datamodel_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ServiceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SERVICE_STATUS_UNSPECIFIED: _ClassVar[ServiceStatus]
+    SERVICE_STATUS_HEALTHY: _ClassVar[ServiceStatus]
+    SERVICE_STATUS_DEGRADED: _ClassVar[ServiceStatus]
+    SERVICE_STATUS_UNHEALTHY: _ClassVar[ServiceStatus]
+
+class SandboxPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SANDBOX_PHASE_UNSPECIFIED: _ClassVar[SandboxPhase]
+    SANDBOX_PHASE_PROVISIONING: _ClassVar[SandboxPhase]
+    SANDBOX_PHASE_READY: _ClassVar[SandboxPhase]
+    SANDBOX_PHASE_ERROR: _ClassVar[SandboxPhase]
+    SANDBOX_PHASE_DELETING: _ClassVar[SandboxPhase]
+    SANDBOX_PHASE_UNKNOWN: _ClassVar[SandboxPhase]
+    SANDBOX_PHASE_STOPPING: _ClassVar[SandboxPhase]
+    SANDBOX_PHASE_STOPPED: _ClassVar[SandboxPhase]
+    SANDBOX_PHASE_STARTING: _ClassVar[SandboxPhase]
+    SANDBOX_PHASE_COMPLETED: _ClassVar[SandboxPhase]
+
+class DeletionOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DELETION_OUTCOME_UNSPECIFIED: _ClassVar[DeletionOutcome]
+    DELETION_OUTCOME_COMPLETED: _ClassVar[DeletionOutcome]
+    DELETION_OUTCOME_ACCEPTED: _ClassVar[DeletionOutcome]
+    DELETION_OUTCOME_ALREADY_ABSENT: _ClassVar[DeletionOutcome]
+SERVICE_STATUS_UNSPECIFIED: ServiceStatus
+SERVICE_STATUS_HEALTHY: ServiceStatus
+SERVICE_STATUS_DEGRADED: ServiceStatus
+SERVICE_STATUS_UNHEALTHY: ServiceStatus
+SANDBOX_PHASE_UNSPECIFIED: SandboxPhase
+SANDBOX_PHASE_PROVISIONING: SandboxPhase
+SANDBOX_PHASE_READY: SandboxPhase
+SANDBOX_PHASE_ERROR: SandboxPhase
+SANDBOX_PHASE_DELETING: SandboxPhase
+SANDBOX_PHASE_UNKNOWN: SandboxPhase
+SANDBOX_PHASE_STOPPING: SandboxPhase
+SANDBOX_PHASE_STOPPED: SandboxPhase
+SANDBOX_PHASE_STARTING: SandboxPhase
+SANDBOX_PHASE_COMPLETED: SandboxPhase
+DELETION_OUTCOME_UNSPECIFIED: DeletionOutcome
+DELETION_OUTCOME_COMPLETED: DeletionOutcome
+DELETION_OUTCOME_ACCEPTED: DeletionOutcome
+DELETION_OUTCOME_ALREADY_ABSENT: DeletionOutcome
+
+class HealthRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HealthResponse(_message.Message):
+    __slots__ = ("status", "version")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    status: ServiceStatus
+    version: str
+    def __init__(self, status: _Optional[_Union[ServiceStatus, str]] = ..., version: _Optional[str] = ...) -> None: ...
+
+class SandboxSpec(_message.Message):
+    __slots__ = ("log_level", "environment", "command", "policy_yaml", "extra_hosts")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LOG_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    log_level: str
+    environment: _containers.ScalarMap[str, str]
+    command: _containers.RepeatedScalarFieldContainer[str]
+    policy_yaml: str
+    extra_hosts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, log_level: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ..., policy_yaml: _Optional[str] = ..., extra_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SandboxCondition(_message.Message):
+    __slots__ = ("type", "status", "reason", "message", "transition_time")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    status: str
+    reason: str
+    message: str
+    transition_time: _timestamp_pb2.Timestamp
+    def __init__(self, type: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SandboxStatus(_message.Message):
+    __slots__ = ("conditions", "phase", "current_policy_version")
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    conditions: _containers.RepeatedCompositeFieldContainer[SandboxCondition]
+    phase: SandboxPhase
+    current_policy_version: int
+    def __init__(self, conditions: _Optional[_Iterable[_Union[SandboxCondition, _Mapping]]] = ..., phase: _Optional[_Union[SandboxPhase, str]] = ..., current_policy_version: _Optional[int] = ...) -> None: ...
+
+class Sandbox(_message.Message):
+    __slots__ = ("metadata", "spec", "status")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    metadata: _datamodel_pb2.ObjectMeta
+    spec: SandboxSpec
+    status: SandboxStatus
+    def __init__(self, metadata: _Optional[_Union[_datamodel_pb2.ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[SandboxSpec, _Mapping]] = ..., status: _Optional[_Union[SandboxStatus, _Mapping]] = ...) -> None: ...
+
+class CreateSandboxRequest(_message.Message):
+    __slots__ = ("spec", "name", "labels", "annotations", "workload_template", "workspace_scope", "request_id")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class AnnotationsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    spec: SandboxSpec
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    annotations: _containers.ScalarMap[str, str]
+    workload_template: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    request_id: str
+    def __init__(self, spec: _Optional[_Union[SandboxSpec, _Mapping]] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., workload_template: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SandboxResponse(_message.Message):
+    __slots__ = ("sandbox", "service_urls")
+    class ServiceUrlsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_URLS_FIELD_NUMBER: _ClassVar[int]
+    sandbox: Sandbox
+    service_urls: _containers.ScalarMap[str, str]
+    def __init__(self, sandbox: _Optional[_Union[Sandbox, _Mapping]] = ..., service_urls: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GetSandboxRequest(_message.Message):
+    __slots__ = ("name", "workspace_scope")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    def __init__(self, name: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ...) -> None: ...
+
+class ListSandboxesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "label_selector", "workspace_scope")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    label_selector: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., label_selector: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ...) -> None: ...
+
+class ListSandboxesResponse(_message.Message):
+    __slots__ = ("sandboxes", "next_page_token")
+    SANDBOXES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sandboxes: _containers.RepeatedCompositeFieldContainer[Sandbox]
+    next_page_token: str
+    def __init__(self, sandboxes: _Optional[_Iterable[_Union[Sandbox, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteSandboxRequest(_message.Message):
+    __slots__ = ("name", "workspace_scope", "allow_missing", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    allow_missing: bool
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., allow_missing: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class DeleteSandboxResponse(_message.Message):
+    __slots__ = ("outcome", "sandbox_id")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    outcome: DeletionOutcome
+    sandbox_id: str
+    def __init__(self, outcome: _Optional[_Union[DeletionOutcome, str]] = ..., sandbox_id: _Optional[str] = ...) -> None: ...
+
+class ExecSandboxRequest(_message.Message):
+    __slots__ = ("sandbox", "command", "workdir", "environment", "stdin", "no_login_shell", "request_id", "workspace_scope", "execution_timeout")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    NO_LOGIN_SHELL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    sandbox: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    workdir: str
+    environment: _containers.ScalarMap[str, str]
+    stdin: bytes
+    no_login_shell: bool
+    request_id: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    execution_timeout: _duration_pb2.Duration
+    def __init__(self, sandbox: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., no_login_shell: _Optional[bool] = ..., request_id: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., execution_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ExecSandboxStdout(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class ExecSandboxStderr(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class ExecSandboxExit(_message.Message):
+    __slots__ = ("exit_code",)
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    exit_code: int
+    def __init__(self, exit_code: _Optional[int] = ...) -> None: ...
+
+class ExecSandboxEvent(_message.Message):
+    __slots__ = ("stdout", "stderr", "exit")
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    EXIT_FIELD_NUMBER: _ClassVar[int]
+    stdout: ExecSandboxStdout
+    stderr: ExecSandboxStderr
+    exit: ExecSandboxExit
+    def __init__(self, stdout: _Optional[_Union[ExecSandboxStdout, _Mapping]] = ..., stderr: _Optional[_Union[ExecSandboxStderr, _Mapping]] = ..., exit: _Optional[_Union[ExecSandboxExit, _Mapping]] = ...) -> None: ...
+
+class GetWorkspaceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetWorkspaceResponse(_message.Message):
+    __slots__ = ("workspace",)
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    workspace: _datamodel_pb2.Workspace
+    def __init__(self, workspace: _Optional[_Union[_datamodel_pb2.Workspace, _Mapping]] = ...) -> None: ...
+
+class ListWorkspacesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "label_selector")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    label_selector: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., label_selector: _Optional[str] = ...) -> None: ...
+
+class ListWorkspacesResponse(_message.Message):
+    __slots__ = ("workspaces", "next_page_token")
+    WORKSPACES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    workspaces: _containers.RepeatedCompositeFieldContainer[_datamodel_pb2.Workspace]
+    next_page_token: str
+    def __init__(self, workspaces: _Optional[_Iterable[_Union[_datamodel_pb2.Workspace, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

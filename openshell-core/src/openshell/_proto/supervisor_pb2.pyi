@@ -1,0 +1,130 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from . import openshell_pb2 as _openshell_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PolicyLoadStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POLICY_LOAD_STATUS_UNSPECIFIED: _ClassVar[PolicyLoadStatus]
+    POLICY_LOAD_STATUS_LOADED: _ClassVar[PolicyLoadStatus]
+    POLICY_LOAD_STATUS_FAILED: _ClassVar[PolicyLoadStatus]
+POLICY_LOAD_STATUS_UNSPECIFIED: PolicyLoadStatus
+POLICY_LOAD_STATUS_LOADED: PolicyLoadStatus
+POLICY_LOAD_STATUS_FAILED: PolicyLoadStatus
+
+class GetSandboxConfigRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetSandboxConfigResponse(_message.Message):
+    __slots__ = ("sandbox_id", "name", "workspace", "labels", "command", "environment", "extra_hosts", "policy", "netns_index", "log_level")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    NETNS_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LOG_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    name: str
+    workspace: str
+    labels: _containers.ScalarMap[str, str]
+    command: _containers.RepeatedScalarFieldContainer[str]
+    environment: _containers.ScalarMap[str, str]
+    extra_hosts: _containers.RepeatedScalarFieldContainer[str]
+    policy: PolicyRevision
+    netns_index: int
+    log_level: str
+    def __init__(self, sandbox_id: _Optional[str] = ..., name: _Optional[str] = ..., workspace: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ..., environment: _Optional[_Mapping[str, str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[PolicyRevision, _Mapping]] = ..., netns_index: _Optional[int] = ..., log_level: _Optional[str] = ...) -> None: ...
+
+class PolicyReport(_message.Message):
+    __slots__ = ("revision", "status", "error")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    status: PolicyLoadStatus
+    error: str
+    def __init__(self, revision: _Optional[int] = ..., status: _Optional[_Union[PolicyLoadStatus, str]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ReportStatusRequest(_message.Message):
+    __slots__ = ("phase", "reason", "policy", "supervisor_pid")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    SUPERVISOR_PID_FIELD_NUMBER: _ClassVar[int]
+    phase: _openshell_pb2.SandboxPhase
+    reason: str
+    policy: PolicyReport
+    supervisor_pid: int
+    def __init__(self, phase: _Optional[_Union[_openshell_pb2.SandboxPhase, str]] = ..., reason: _Optional[str] = ..., policy: _Optional[_Union[PolicyReport, _Mapping]] = ..., supervisor_pid: _Optional[int] = ...) -> None: ...
+
+class ReportStatusResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchPolicyRequest(_message.Message):
+    __slots__ = ("after_revision",)
+    AFTER_REVISION_FIELD_NUMBER: _ClassVar[int]
+    after_revision: int
+    def __init__(self, after_revision: _Optional[int] = ...) -> None: ...
+
+class PolicyRevision(_message.Message):
+    __slots__ = ("revision", "policy_yaml")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    policy_yaml: str
+    def __init__(self, revision: _Optional[int] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
+
+class LogRecord(_message.Message):
+    __slots__ = ("time", "level", "target", "message", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    level: str
+    target: str
+    message: str
+    fields: _containers.ScalarMap[str, str]
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., level: _Optional[str] = ..., target: _Optional[str] = ..., message: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class PushLogsResponse(_message.Message):
+    __slots__ = ("accepted",)
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    def __init__(self, accepted: _Optional[int] = ...) -> None: ...
