@@ -1,0 +1,636 @@
+"""Find, load and register OpenShell plugins (DESIGN.md §3).
+
+Discovery is stevedore over one entry-point group per kind; calling is one
+``pluggy.PluginManager("openshell")``. The flow of :func:`get_registry`:
+
+1. read entry-point metadata (:func:`list_entry_points`; no imports);
+2. import every enabled entry point with a stevedore manager whose load-failure
+   callback records the error instead of raising;
+3. register each module with pluggy as ``"<kind>:<name>"`` and run
+   ``check_pending()`` so a misspelt hook fails that plugin loudly;
+4. call the registration hooks plugin by plugin and keep the classes that
+   subclass the kind's ABC.
+
+A failure in any step marks only that plugin ``failed`` (with the exception's
+first line) and logs one warning; ``OPENSHELL_STRICT_PLUGINS=1`` turns it into
+:class:`PluginLoadError`. ``OPENSHELL_DISABLE_PLUGINS=a,kind:b`` keeps plugins
+from being imported at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import logging
+import os
+import sys
+import threading
+from types import ModuleType
+from typing import Any, Callable, Iterable, Mapping
+
+import pluggy
+from stevedore import DriverManager, NamedExtensionManager
+from stevedore.exception import MultipleMatches, NoMatches
+
+from openshell.plugin import PLUGIN_API_VERSION, hookspecs
+from openshell.plugin.kinds import KIND_CLASSES
+
+log = logging.getLogger("openshell.plugin")
+
+#: kind name -> entry-point group
+GROUPS: dict[str, str] = {
+    "agents": "openshell.agents",
+    "inference": "openshell.inference",
+    "isolation": "openshell.isolation",
+    "policy": "openshell.policy",
+    "drivers": "openshell.drivers",
+}
+KINDS: tuple[str, ...] = tuple(GROUPS)
+
+#: kind name -> the hookspec that registers its classes
+REGISTER_HOOKS: dict[str, str] = {
+    "agents": "register_agents",
+    "inference": "register_inference_backends",
+    "isolation": "register_isolation_layers",
+    "policy": "register_policy_engines",
+    "drivers": "register_compute_drivers",
+}
+
+#: kinds whose absence or failure must stop a sandbox from starting
+FAIL_CLOSED_KINDS = frozenset({"isolation", "policy", "drivers"})
+
+#: how messages name one plugin of each kind
+KIND_NOUNS: dict[str, str] = {
+    "agents": "agent",
+    "inference": "inference backend",
+    "isolation": "isolation layer",
+    "policy": "policy engine",
+    "drivers": "compute driver",
+}
+
+ENV_DISABLE = "OPENSHELL_DISABLE_PLUGINS"
+ENV_STRICT = "OPENSHELL_STRICT_PLUGINS"
+
+LOADED, FAILED, DISABLED, AVAILABLE = "loaded", "failed", "disabled", "available"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class PluginError(Exception):
+    """Base class of every plugin error; the message is one line naming the fix."""
+
+
+class PluginNotFound(PluginError, LookupError):
+    """No usable class of that kind and name (not installed, failed or disabled)."""
+
+
+class PluginLoadError(PluginError, RuntimeError):
+    """A plugin failed to load where that is fatal (strict mode, or a fail-closed kind)."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    """One entry point of one kind, and what became of it.
+
+    :ivar kind: one of :data:`KINDS` (empty for objects registered by hand, e.g. in tests).
+    :ivar name: the entry-point name, which is the plugin's public name.
+    :ivar distribution: the installed distribution that declares it (may be empty).
+    :ivar version: that distribution's version (may be empty).
+    :ivar module: the entry-point value, the plugin module's import path.
+    :ivar status: ``available`` (listed, not loaded), ``loaded``, ``failed`` or ``disabled``.
+    :ivar error: for ``failed``, the exception's first line; otherwise empty.
+    :ivar classes: ``"<kind>:<name>"`` of every class the plugin registered.
+    """
+
+    kind: str
+    name: str
+    distribution: str
+    version: str
+    module: str
+    status: str = AVAILABLE
+    error: str = ""
+    classes: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The pluggy plugin name, ``"<kind>:<name>"``."""
+        return f"{self.kind}:{self.name}" if self.kind else self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as plain data (for ``-o json|yaml``)."""
+        return {**dataclasses.asdict(self), "classes": list(self.classes)}
+
+
+# --------------------------------------------------------------------------- env
+
+
+def strict_mode() -> bool:
+    """Return True when ``OPENSHELL_STRICT_PLUGINS`` asks for fatal load failures."""
+    return os.environ.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def disabled_plugins() -> frozenset[str]:
+    """Return the entries of ``OPENSHELL_DISABLE_PLUGINS`` (``name`` or ``kind:name``)."""
+    raw = os.environ.get(ENV_DISABLE, "")
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _is_disabled(info: PluginInfo, disabled: frozenset[str]) -> bool:
+    return info.name in disabled or info.key in disabled
+
+
+def first_line(exc: BaseException) -> str:
+    """Return ``"ExcType: first line of message"`` — what listings show for a failure."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def list_entry_points(kind: str | None = None, *, groups: Mapping[str, str] = GROUPS) -> list[PluginInfo]:
+    """List installed plugins from entry-point metadata only (nothing is imported).
+
+    :param kind: one kind name, or None for every kind.
+    :param groups: kind -> entry-point group (tests pass their own groups).
+    :returns: one :class:`PluginInfo` (status ``available``) per entry point, sorted
+        by kind order then name.
+    :raises ValueError: for an unknown ``kind``.
+    """
+    if kind is not None and kind not in groups:
+        raise ValueError(f"unknown plugin kind {kind!r}; kinds: {', '.join(groups)}")
+    infos: list[PluginInfo] = []
+    seen: set[tuple[str, str, str]] = set()
+    for dist in importlib.metadata.distributions():
+        dist_name = dist.metadata["Name"] or ""
+        for ep in dist.entry_points:
+            for k, group in groups.items():
+                if ep.group != group or (kind is not None and k != kind):
+                    continue
+                # The same dist can be visible twice on sys.path (editable + src dir).
+                if (k, ep.name, ep.value) in seen:
+                    continue
+                seen.add((k, ep.name, ep.value))
+                infos.append(PluginInfo(k, ep.name, dist_name, dist.version or "", ep.value))
+    order = {k: i for i, k in enumerate(groups)}
+    infos.sort(key=lambda i: (order[i.kind], i.name, i.distribution))
+    return infos
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _LoadFailure(Exception):
+    """Carries a BaseException (SystemExit, AssertionError) a plugin raised on import."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+class _CatchExits:
+    # stevedore lets SystemExit and AssertionError escape an import; a plugin
+    # calling sys.exit() must not take `openshell plugins list` down with it.
+    def _load_one_plugin(self, ep, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super()._load_one_plugin(ep, *args, **kwargs)  # type: ignore[misc]
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except Exception:
+            raise
+        except BaseException as exc:
+            raise _LoadFailure(exc) from exc
+
+
+class _Manager(_CatchExits, NamedExtensionManager):
+    pass
+
+
+class _Driver(_CatchExits, DriverManager):
+    pass
+
+
+def _forget_stevedore_cache(groups: Iterable[str]) -> None:
+    # stevedore memoises entry points per namespace for the process; a fresh
+    # registry (tests, after a pip install) must see the current metadata.
+    for group in groups:
+        NamedExtensionManager.ENTRY_POINT_CACHE.pop(group, None)
+
+
+def _api_error(module: Any) -> str:
+    declared = getattr(module, "OPENSHELL_PLUGIN_API", None)
+    if declared is None:
+        return ""
+    try:
+        major = int(str(declared).split(".")[0])
+    except ValueError:
+        return f"incompatible plugin API: OPENSHELL_PLUGIN_API = {declared!r} is not a version number"
+    if major != PLUGIN_API_VERSION:
+        return (
+            f"incompatible plugin API: the plugin needs API {major}, this openshell-core provides "
+            f"{PLUGIN_API_VERSION}; install a release of the plugin built for API {PLUGIN_API_VERSION}"
+        )
+    return ""
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    """Return an empty ``pluggy.PluginManager("openshell")`` that knows every hookspec."""
+    pm = pluggy.PluginManager("openshell")
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def register_module(pm: pluggy.PluginManager, module: Any, key: str) -> str:
+    """Register ``module`` with ``pm`` as ``key`` and validate its hookimpls.
+
+    :returns: empty string on success, else the error's first line; on error the
+        module is left unregistered.
+    """
+    api = _api_error(module)
+    if api:
+        return api
+    if pm.get_name(module) is not None:
+        return ""  # one module behind two entry points: already registered
+    try:
+        pm.register(module, name=key)
+    except Exception as exc:  # noqa: BLE001 - pluggy validation errors, bad plugin objects
+        return first_line(exc)
+    try:
+        pm.check_pending()
+        for caller in pm.get_hookcallers(module) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is module and impl.kwargnames:
+                    # pluggy passes only arguments without defaults, so the
+                    # plugin would silently get its default instead of ours.
+                    raise pluggy.PluginValidationError(
+                        module,
+                        f"hook {caller.name}() gives argument(s) {', '.join(impl.kwargnames)} a default; "
+                        "pluggy does not pass those — remove the default",
+                    )
+    except Exception as exc:  # noqa: BLE001
+        pm.unregister(module)
+        return first_line(exc)
+    return ""
+
+
+def collect_classes(pm: pluggy.PluginManager, plugin_name: str, kind: str) -> tuple[list[type], str]:
+    """Run ``plugin_name``'s registration hook for ``kind`` and check what it registers.
+
+    Each implementation is called on its own (not through a fan-out) so a
+    failure is pinned on the plugin that caused it and spares the others.
+
+    :returns: ``(classes, error)``; ``error`` is empty on success.
+    """
+    base = KIND_CLASSES[kind]
+    caller = getattr(pm.hook, REGISTER_HOOKS[kind])
+    found: list[type] = []
+
+    def register(cls: Any) -> None:
+        if not isinstance(cls, type) or not issubclass(cls, base):
+            raise TypeError(
+                f"{REGISTER_HOOKS[kind]}: {cls!r} is not a subclass of openshell.plugin.{base.__name__}"
+            )
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{REGISTER_HOOKS[kind]}: {cls.__qualname__} has no 'name'")
+        found.append(cls)
+
+    for impl in caller.get_hookimpls():
+        if impl.plugin_name != plugin_name or impl.hookwrapper or impl.wrapper:
+            continue
+        try:
+            impl.function(*[register for _ in impl.argnames])
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit in a plugin must not end the CLI
+            return [], first_line(exc)
+    return found, ""
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    # A plugin that prints on import must not corrupt `-o json` output.
+    saved = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class Registry:
+    """Every installed plugin, loaded, with the classes it registered.
+
+    Build one with :func:`get_registry` (process-wide) or :meth:`Registry.load`.
+
+    :ivar pm: the ``pluggy.PluginManager("openshell")``.
+    :ivar hook: ``pm.hook``, for event hooks and ``register_commands``.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self.hook = pm.hook
+        self._infos: dict[str, PluginInfo] = {}
+        self._classes: dict[str, dict[str, type]] = {k: {} for k in KIND_CLASSES}
+        self._owners: dict[tuple[str, str], str] = {}  # (kind, class name) -> plugin key
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        groups: Mapping[str, str] = GROUPS,
+        disabled: frozenset[str] | None = None,
+        strict: bool | None = None,
+    ) -> "Registry":
+        """Load every installed plugin.
+
+        :param groups: kind -> entry-point group (tests pass their own).
+        :param disabled: names or ``kind:name`` never to import; default from the env.
+        :param strict: raise on any failure; default from ``OPENSHELL_STRICT_PLUGINS``.
+        :raises PluginLoadError: in strict mode, naming the first plugin that failed.
+        """
+        disabled = disabled_plugins() if disabled is None else disabled
+        strict = strict_mode() if strict is None else strict
+        reg = cls(new_plugin_manager())
+        infos = list_entry_points(groups=groups)
+        _forget_stevedore_cache(groups.values())
+        modules: dict[str, Any] = {}
+        for kind, group in groups.items():
+            wanted = [i for i in infos if i.kind == kind]
+            for info in wanted:
+                reg._infos[info.key] = info
+            enabled = [i for i in wanted if not _is_disabled(i, disabled)]
+            for info in wanted:
+                if _is_disabled(info, disabled):
+                    reg._set(info.key, status=DISABLED)
+            if not enabled:
+                continue
+            failures: dict[tuple[str, str], BaseException] = {}
+
+            def on_failure(_mgr: Any, ep: Any, exc: BaseException, _f=failures) -> None:
+                _f[(ep.name, ep.value)] = exc.exc if isinstance(exc, _LoadFailure) else exc
+
+            with _stdout_to_stderr():
+                mgr = _Manager(
+                    group,
+                    names=[i.name for i in enabled],
+                    invoke_on_load=False,
+                    on_load_failure_callback=on_failure,
+                )
+            loaded = {(ext.name, ext.entry_point.value): ext.plugin for ext in mgr.extensions}
+            for info in enabled:
+                ident = (info.name, info.module)
+                if ident in failures:
+                    reg._fail(info.key, first_line(failures[ident]), strict)
+                elif ident in loaded:
+                    modules[info.key] = loaded[ident]
+                else:
+                    reg._fail(info.key, "entry point not found by stevedore; reinstall the plugin", strict)
+        for key, module in modules.items():
+            error = register_module(reg.pm, module, key)
+            if error:
+                reg._fail(key, error, strict)
+        for key in modules:
+            if reg._infos[key].status != FAILED:
+                reg._collect(key, strict)
+        for key in modules:
+            if reg._infos[key].status == AVAILABLE:
+                reg._set(key, status=LOADED)
+        return reg
+
+    def _set(self, key: str, **changes: Any) -> None:
+        self._infos[key] = dataclasses.replace(self._infos[key], **changes)
+
+    def _fail(self, key: str, error: str, strict: bool) -> None:
+        self._set(key, status=FAILED, error=error)
+        plugin = self.pm.get_plugin(key)
+        if plugin is not None:
+            # A failed plugin's other hooks (commands, events) must not run either.
+            self.pm.unregister(name=key)
+        self._drop_classes(key)
+        message = f"plugin {key} failed to load: {error}"
+        if strict:
+            raise PluginLoadError(f"{message} ({ENV_STRICT} is set)")
+        log.warning("%s (skipped; see 'openshell plugins list')", message)
+
+    def _drop_classes(self, key: str) -> None:
+        for (kind, name), owner in list(self._owners.items()):
+            if owner == key:
+                del self._owners[(kind, name)]
+                del self._classes[kind][name]
+
+    def _collect(self, key: str, strict: bool) -> None:
+        added: list[tuple[str, type]] = []
+        for kind in KIND_CLASSES:
+            classes, error = collect_classes(self.pm, key, kind)
+            for cls in [] if error else classes:
+                owner = self._owners.get((kind, cls.name))
+                if owner is not None and owner != key:
+                    error = f"{KIND_NOUNS[kind]} {cls.name!r} is already registered by plugin {owner}"
+                    break
+            if error:
+                self._fail(key, error, strict)  # also drops what this plugin added so far
+                return
+            for cls in classes:
+                self._classes[kind][cls.name] = cls
+                self._owners[(kind, cls.name)] = key
+                added.append((kind, cls))
+        if key in self._infos:
+            self._set(key, classes=tuple(f"{k}:{c.name}" for k, c in added))
+
+    # ------------------------------------------------------------------ by hand (tests)
+
+    def register_plugin(self, plugin: Any, name: str | None = None) -> PluginInfo:
+        """Register a module or object with hookimpls, as if it were installed.
+
+        :param name: pluggy name; defaults to ``"manual:<module or class name>"``.
+        :returns: its :class:`PluginInfo` (kind empty).
+        :raises PluginLoadError: when it fails validation or registers a bad class.
+        """
+        mod_name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        key = name or f"manual:{mod_name}"
+        self._infos[key] = PluginInfo("", key, "", "", mod_name)
+        error = register_module(self.pm, plugin, key)
+        if error:
+            self._infos.pop(key)
+            raise PluginLoadError(f"plugin {key} failed to load: {error}")
+        try:
+            self._collect(key, strict=True)
+        except PluginLoadError:
+            self._infos.pop(key, None)
+            raise
+        self._set(key, status=LOADED)
+        return self._infos[key]
+
+    def unregister_plugin(self, name: str) -> None:
+        """Undo :meth:`register_plugin` (or drop a loaded plugin) by its pluggy name."""
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        self._drop_classes(name)
+        if name in self._infos and not self._infos[name].kind:
+            del self._infos[name]
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def infos(self) -> list[PluginInfo]:
+        """Every installed plugin (and any registered by hand), in listing order."""
+        return list(self._infos.values())
+
+    def info(self, kind: str, name: str) -> PluginInfo | None:
+        """Return the entry point ``kind:name``, or None when not installed."""
+        return self._infos.get(f"{kind}:{name}")
+
+    def classes(self, kind: str) -> dict[str, type]:
+        """Return ``{name: class}`` of every class registered for ``kind``, sorted by name.
+
+        :raises ValueError: for an unknown kind.
+        """
+        if kind not in self._classes:
+            raise ValueError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KIND_CLASSES)}")
+        return dict(sorted(self._classes[kind].items()))
+
+    def get_class(self, kind: str, name: str) -> type:
+        """Return the class registered as ``name`` for ``kind``.
+
+        :raises PluginNotFound: naming the installed alternatives and how to install it,
+            or why an installed plugin is unusable (failed or disabled).
+        """
+        cls = self.classes(kind).get(name)
+        if cls is not None:
+            return cls
+        raise PluginNotFound(self._why_missing(kind, name))
+
+    def require(self, kind: str, name: str) -> type:
+        """Like :meth:`get_class`, for what a sandbox cannot run without (fail closed).
+
+        :raises PluginLoadError: the plugin is installed but failed, is disabled, or
+            registered no class by that name — the message names the error.
+        :raises PluginNotFound: it is not installed.
+        """
+        try:
+            return self.get_class(kind, name)
+        except PluginNotFound as exc:
+            if self.info(kind, name) is not None:
+                raise PluginLoadError(f"{exc}; the sandbox cannot start without it") from None
+            raise
+
+    def _why_missing(self, kind: str, name: str) -> str:
+        noun = KIND_NOUNS.get(kind, kind)
+        info = self.info(kind, name)
+        if info is not None and info.status == FAILED:
+            return f"{noun} {name!r} ({info.distribution}) failed to load: {info.error}"
+        if info is not None and info.status == DISABLED:
+            return f"{noun} {name!r} is disabled by {ENV_DISABLE}"
+        if info is not None:
+            return f"{noun} {name!r} ({info.distribution}) is installed but registers no class named {name!r}"
+        installed = ", ".join(self.classes(kind)) or "none"
+        return (
+            f"{noun} {name!r} is not installed (installed: {installed}); "
+            f"install it with: pip install openshell-plugin-{name}"
+        )
+
+
+# --------------------------------------------------------------------------- process-wide
+
+
+_registry: Registry | None = None
+_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """Return the process-wide registry, loading every plugin on first use.
+
+    :raises PluginLoadError: in strict mode when a plugin fails (nothing is cached then).
+    """
+    global _registry
+    with _lock:
+        if _registry is None:
+            _registry = Registry.load()
+        return _registry
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry; the next :func:`get_registry` reloads (tests)."""
+    global _registry
+    with _lock:
+        _registry = None
+
+
+def select(kind: str, name: str, *, groups: Mapping[str, str] = GROUPS) -> type:
+    """Load only the plugin ``name`` of ``kind`` and return its class (fail closed).
+
+    For processes that need exactly one implementation (the supervisor's policy
+    engine, the gateway's compute driver) and should not import every agent
+    plugin. Uses stevedore's ``DriverManager``.
+
+    :raises PluginNotFound: no entry point ``name`` in the kind's group.
+    :raises PluginLoadError: it is disabled, fails to import, fails validation or
+        registers no class named ``name``.
+    """
+    noun = KIND_NOUNS.get(kind, kind)
+    if name in disabled_plugins() or f"{kind}:{name}" in disabled_plugins():
+        raise PluginLoadError(f"{noun} {name!r} is disabled by {ENV_DISABLE}")
+    _forget_stevedore_cache([groups[kind]])
+    failure: list[BaseException] = []
+
+    def on_failure(_mgr: Any, _ep: Any, exc: BaseException) -> None:
+        failure.append(exc.exc if isinstance(exc, _LoadFailure) else exc)
+
+    try:
+        with _stdout_to_stderr():
+            mgr = _Driver(groups[kind], name, invoke_on_load=False, on_load_failure_callback=on_failure)
+    except (NoMatches, MultipleMatches) as exc:
+        if failure:
+            raise PluginLoadError(f"{noun} {name!r} failed to load: {first_line(failure[0])}") from None
+        installed = ", ".join(i.name for i in list_entry_points(kind, groups=groups)) or "none"
+        raise PluginNotFound(
+            f"{noun} {name!r} is not installed (installed: {installed}); "
+            f"install it with: pip install openshell-plugin-{name}"
+        ) from None
+    pm = new_plugin_manager()
+    key = f"{kind}:{name}"
+    error = register_module(pm, mgr.driver, key)
+    classes: list[type] = []
+    if not error:
+        classes, error = collect_classes(pm, key, kind)
+    if error:
+        raise PluginLoadError(f"{noun} {name!r} failed to load: {error}")
+    for cls in classes:
+        if cls.name == name:
+            return cls
+    raise PluginLoadError(f"{noun} {name!r} is installed but registers no class named {name!r}")
+
+
+__all__ = [
+    "FAIL_CLOSED_KINDS",
+    "GROUPS",
+    "KINDS",
+    "KIND_NOUNS",
+    "REGISTER_HOOKS",
+    "PluginError",
+    "PluginInfo",
+    "PluginLoadError",
+    "PluginNotFound",
+    "Registry",
+    "collect_classes",
+    "disabled_plugins",
+    "first_line",
+    "get_registry",
+    "list_entry_points",
+    "new_plugin_manager",
+    "register_module",
+    "reset_registry",
+    "select",
+    "strict_mode",
+]
