@@ -1,0 +1,552 @@
+"""The gateway's SQLite store: workspaces, sandboxes, policy revisions.
+
+One file (``gateway.db`` in the state directory) in WAL mode, so readers never
+block the writer and a crash loses at most the transaction in flight. The
+schema is versioned: ``schema_version`` holds the number of migrations applied
+and :data:`MIGRATIONS` is append-only.
+
+Thread safety: one connection shared by every thread, serialised by a lock.
+The gateway calls these methods from asyncio through ``asyncio.to_thread``;
+each call is short (a few rows), so a single connection is simpler than a pool
+and avoids SQLITE_BUSY between our own threads.
+
+Records are frozen dataclasses. ``SandboxRecord.secret`` is for the gateway,
+the driver and the supervisor only; it is kept out of ``repr`` and the
+client-facing mapping in ``service.py`` never copies it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_WORKSPACE = "default"
+NETNS_INDEX_MIN = 1
+NETNS_INDEX_MAX = 254
+
+# Phases as the compute drivers and the wire API name them.
+PROVISIONING = "PROVISIONING"
+READY = "READY"
+ERROR = "ERROR"
+STOPPED = "STOPPED"
+DELETING = "DELETING"
+PHASES = (PROVISIONING, READY, ERROR, STOPPED, DELETING)
+
+# Policy revision statuses.
+PENDING = "pending"
+LOADED = "loaded"
+FAILED = "failed"
+
+MIGRATIONS: list[str] = [
+    # 1: initial schema
+    """
+    CREATE TABLE workspaces (
+        name        TEXT PRIMARY KEY,
+        id          TEXT NOT NULL UNIQUE,
+        labels      TEXT NOT NULL DEFAULT '{}',
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE sandboxes (
+        id               TEXT PRIMARY KEY,
+        workspace        TEXT NOT NULL REFERENCES workspaces(name),
+        name             TEXT NOT NULL,
+        labels           TEXT NOT NULL DEFAULT '{}',
+        annotations      TEXT NOT NULL DEFAULT '{}',
+        spec             TEXT NOT NULL DEFAULT '{}',
+        phase            TEXT NOT NULL,
+        reason           TEXT NOT NULL DEFAULT '',
+        secret           TEXT NOT NULL,
+        netns_index      INTEGER NOT NULL UNIQUE
+                         CHECK (netns_index BETWEEN 1 AND 254),
+        supervisor_pid   INTEGER NOT NULL DEFAULT 0,
+        resource_version INTEGER NOT NULL DEFAULT 1,
+        created_at       REAL NOT NULL,
+        updated_at       REAL NOT NULL,
+        UNIQUE (workspace, name)
+    );
+    CREATE TABLE policy_revisions (
+        sandbox_id  TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
+        revision    INTEGER NOT NULL,
+        yaml        TEXT NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'loaded', 'failed')),
+        error       TEXT NOT NULL DEFAULT '',
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL,
+        PRIMARY KEY (sandbox_id, revision)
+    );
+    """,
+]
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class NameTaken(StoreError):
+    """A sandbox with that name already exists in the workspace."""
+
+    def __init__(self, workspace: str, name: str) -> None:
+        super().__init__(f"sandbox {name!r} already exists in workspace {workspace!r}")
+        self.workspace = workspace
+        self.name = name
+
+
+class NoNetnsIndex(StoreError):
+    """All 254 network-namespace indexes are held by live sandboxes."""
+
+
+class UnknownWorkspace(StoreError, LookupError):
+    """The workspace does not exist."""
+
+
+@dataclass(frozen=True)
+class WorkspaceRecord:
+    """One workspace. ``default`` always exists."""
+
+    name: str
+    id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class SandboxRecord:
+    """One stored sandbox.
+
+    :ivar id: uuid4 string.
+    :ivar name: unique within ``workspace``.
+    :ivar spec: the sandbox spec as plain data: ``command`` (list), ``environment``
+        (dict), ``extra_hosts`` (list of ``name:ip``), ``log_level``.
+    :ivar phase: one of :data:`PHASES`; ``reason`` says why for ERROR/STOPPED.
+    :ivar secret: per-sandbox secret (hex) for NSSH1 and supervisor auth; its
+        bytes form is ``secret.encode()``. Never sent to clients, not in repr.
+    :ivar netns_index: 1..254, unique among live sandboxes (10.200.<n>.0/24).
+    :ivar supervisor_pid: host pid reported by the driver/supervisor (0: unknown).
+    :ivar resource_version: bumped on every change.
+    :ivar created_at, updated_at: unix seconds.
+    """
+
+    id: str
+    name: str
+    workspace: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    spec: dict[str, Any]
+    phase: str
+    reason: str
+    secret: str = field(repr=False)
+    netns_index: int
+    supervisor_pid: int
+    resource_version: int
+    created_at: float
+    updated_at: float
+
+    def driver_view(self, policy_yaml: str) -> dict[str, Any]:
+        """Return what ``ComputeDriver.create`` receives: the record plus the policy.
+
+        Keys: id, name, workspace, labels, spec, secret, netns_index, policy_yaml.
+        """
+        return {
+            "id": self.id,
+            "name": self.name,
+            "workspace": self.workspace,
+            "labels": dict(self.labels),
+            "spec": json.loads(json.dumps(self.spec)),
+            "secret": self.secret,
+            "netns_index": self.netns_index,
+            "policy_yaml": policy_yaml,
+        }
+
+
+@dataclass(frozen=True)
+class PolicyRevision:
+    """One stored policy revision of a sandbox.
+
+    :ivar revision: 1, 2, … per sandbox.
+    :ivar yaml: the policy document as submitted.
+    :ivar status: ``pending`` (not yet reported), ``loaded`` or ``failed``.
+    :ivar error: why it failed to load.
+    """
+
+    sandbox_id: str
+    revision: int
+    yaml: str
+    status: str
+    error: str
+    created_at: float
+    updated_at: float
+
+
+def _sandbox(row: sqlite3.Row) -> SandboxRecord:
+    return SandboxRecord(
+        id=row["id"],
+        name=row["name"],
+        workspace=row["workspace"],
+        labels=json.loads(row["labels"]),
+        annotations=json.loads(row["annotations"]),
+        spec=json.loads(row["spec"]),
+        phase=row["phase"],
+        reason=row["reason"],
+        secret=row["secret"],
+        netns_index=row["netns_index"],
+        supervisor_pid=row["supervisor_pid"],
+        resource_version=row["resource_version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _revision(row: sqlite3.Row) -> PolicyRevision:
+    return PolicyRevision(
+        sandbox_id=row["sandbox_id"],
+        revision=row["revision"],
+        yaml=row["yaml"],
+        status=row["status"],
+        error=row["error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class Store:
+    """The gateway's persistent state. Open with ``Store(path)``; ``close()`` when done.
+
+    Opening creates the file if needed, switches it to WAL mode, applies pending
+    migrations and makes sure workspace ``default`` exists.
+    """
+
+    def __init__(self, path: str | Path, *, clock=time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0
+        )
+        self._conn.row_factory = sqlite3.Row
+        with self._lock:
+            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            # WAL + NORMAL is durable across process crashes; only an OS crash
+            # can drop the last transactions, which the reconcile step tolerates.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+            self.ensure_workspace(DEFAULT_WORKSPACE)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    class _Tx:
+        def __init__(self, store: "Store") -> None:
+            self.store = store
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.store._lock.acquire()
+            try:
+                self.store._conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.store._lock.release()
+                raise
+            return self.store._conn
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            try:
+                self.store._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            finally:
+                self.store._lock.release()
+
+    def _tx(self) -> "Store._Tx":
+        return Store._Tx(self)
+
+    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def _migrate(self) -> None:
+        self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        rows = self._conn.execute("SELECT version FROM schema_version").fetchall()
+        if not rows:
+            self._conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            current = 0
+        else:
+            current = rows[0][0]
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} has schema version {current}, newer than this gateway "
+                f"understands ({len(MIGRATIONS)}); upgrade openshell"
+            )
+        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            # executescript() commits first, so run each statement ourselves to
+            # keep a migration and its version bump in one transaction.
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute("UPDATE schema_version SET version = ?", (number,))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        """Return the number of migrations applied."""
+        return self._query("SELECT version FROM schema_version")[0][0]
+
+    def journal_mode(self) -> str:
+        """Return SQLite's journal mode for this file (``"wal"``)."""
+        return str(self._query("PRAGMA journal_mode")[0][0]).lower()
+
+    # ------------------------------------------------------------------ workspaces
+
+    def ensure_workspace(self, name: str, labels: Mapping[str, str] | None = None) -> WorkspaceRecord:
+        """Create workspace ``name`` unless it exists; return it."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO workspaces (name, id, labels, created_at) VALUES (?, ?, ?, ?)",
+                (name, str(uuid.uuid4()), json.dumps(dict(labels or {})), self._clock()),
+            )
+        found = self.get_workspace(name)
+        assert found is not None
+        return found
+
+    def get_workspace(self, name: str) -> WorkspaceRecord | None:
+        """Return workspace ``name`` or None."""
+        rows = self._query("SELECT * FROM workspaces WHERE name = ?", (name,))
+        if not rows:
+            return None
+        r = rows[0]
+        return WorkspaceRecord(r["name"], r["id"], json.loads(r["labels"]), r["created_at"])
+
+    def list_workspaces(self) -> list[WorkspaceRecord]:
+        """Return every workspace ordered by name."""
+        return [
+            WorkspaceRecord(r["name"], r["id"], json.loads(r["labels"]), r["created_at"])
+            for r in self._query("SELECT * FROM workspaces ORDER BY name")
+        ]
+
+    # ------------------------------------------------------------------ sandboxes
+
+    def create_sandbox(
+        self,
+        *,
+        name: str,
+        workspace: str = DEFAULT_WORKSPACE,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        spec: Mapping[str, Any] | None = None,
+        policy_yaml: str = "",
+        phase: str = PROVISIONING,
+    ) -> tuple[SandboxRecord, PolicyRevision]:
+        """Store a new sandbox with a fresh id, secret and netns index, and policy revision 1.
+
+        Both rows are written in one transaction.
+
+        :returns: the new record and its revision 1 (status ``pending``).
+        :raises NameTaken: ``name`` exists in ``workspace``.
+        :raises UnknownWorkspace: ``workspace`` does not exist.
+        :raises NoNetnsIndex: 254 live sandboxes hold every index.
+        """
+        now = self._clock()
+        sandbox_id = str(uuid.uuid4())
+        with self._tx() as db:
+            if not db.execute("SELECT 1 FROM workspaces WHERE name = ?", (workspace,)).fetchone():
+                raise UnknownWorkspace(f"workspace {workspace!r} not found")
+            if db.execute(
+                "SELECT 1 FROM sandboxes WHERE workspace = ? AND name = ?", (workspace, name)
+            ).fetchone():
+                raise NameTaken(workspace, name)
+            used = {r[0] for r in db.execute("SELECT netns_index FROM sandboxes")}
+            free = next((i for i in range(NETNS_INDEX_MIN, NETNS_INDEX_MAX + 1) if i not in used), None)
+            if free is None:
+                raise NoNetnsIndex(
+                    f"no free network index: {NETNS_INDEX_MAX} sandboxes exist; delete one first"
+                )
+            db.execute(
+                "INSERT INTO sandboxes (id, workspace, name, labels, annotations, spec, phase,"
+                " reason, secret, netns_index, supervisor_pid, resource_version, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, 0, 1, ?, ?)",
+                (
+                    sandbox_id,
+                    workspace,
+                    name,
+                    json.dumps(dict(labels or {}), sort_keys=True),
+                    json.dumps(dict(annotations or {}), sort_keys=True),
+                    json.dumps(dict(spec or {}), sort_keys=True),
+                    phase,
+                    secrets.token_hex(32),
+                    free,
+                    now,
+                    now,
+                ),
+            )
+            db.execute(
+                "INSERT INTO policy_revisions (sandbox_id, revision, yaml, status, error, created_at, updated_at)"
+                " VALUES (?, 1, ?, 'pending', '', ?, ?)",
+                (sandbox_id, policy_yaml, now, now),
+            )
+        record = self.get_sandbox(sandbox_id)
+        revision = self.get_policy_revision(sandbox_id, 1)
+        assert record is not None and revision is not None
+        return record, revision
+
+    def get_sandbox(self, sandbox_id: str) -> SandboxRecord | None:
+        """Return the sandbox with id ``sandbox_id`` or None."""
+        rows = self._query("SELECT * FROM sandboxes WHERE id = ?", (sandbox_id,))
+        return _sandbox(rows[0]) if rows else None
+
+    def get_sandbox_by_name(self, name: str, workspace: str = DEFAULT_WORKSPACE) -> SandboxRecord | None:
+        """Return the sandbox called ``name`` in ``workspace`` or None."""
+        rows = self._query("SELECT * FROM sandboxes WHERE workspace = ? AND name = ?", (workspace, name))
+        return _sandbox(rows[0]) if rows else None
+
+    def list_sandboxes(self, workspace: str | None = None) -> list[SandboxRecord]:
+        """Return sandboxes of ``workspace`` (every workspace when None), ordered by (workspace, name)."""
+        if workspace is None:
+            rows = self._query("SELECT * FROM sandboxes ORDER BY workspace, name")
+        else:
+            rows = self._query("SELECT * FROM sandboxes WHERE workspace = ? ORDER BY name", (workspace,))
+        return [_sandbox(r) for r in rows]
+
+    def sandbox_names(self) -> set[str]:
+        """Return every sandbox name in every workspace (for name generation)."""
+        return {r[0] for r in self._query("SELECT name FROM sandboxes")}
+
+    def update_sandbox(
+        self,
+        sandbox_id: str,
+        *,
+        phase: str | None = None,
+        reason: str | None = None,
+        supervisor_pid: int | None = None,
+    ) -> SandboxRecord | None:
+        """Change the given fields; return the new record, or None when it does not exist.
+
+        :raises ValueError: ``phase`` is not one of :data:`PHASES`.
+        """
+        if phase is not None and phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
+        sets, args = [], []
+        for column, value in (("phase", phase), ("reason", reason), ("supervisor_pid", supervisor_pid)):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                args.append(value)
+        with self._tx() as db:
+            cur = db.execute(
+                f"UPDATE sandboxes SET {', '.join(sets + ['resource_version = resource_version + 1', 'updated_at = ?'])}"
+                " WHERE id = ?",
+                (*args, self._clock(), sandbox_id),
+            )
+            if cur.rowcount == 0:
+                return None
+        return self.get_sandbox(sandbox_id)
+
+    def delete_sandbox(self, sandbox_id: str) -> bool:
+        """Remove the sandbox and its policy revisions; True when it existed."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM sandboxes WHERE id = ?", (sandbox_id,)).rowcount > 0
+
+    # ------------------------------------------------------------------ policy revisions
+
+    def add_policy_revision(self, sandbox_id: str, yaml: str) -> PolicyRevision:
+        """Store ``yaml`` as the sandbox's next revision (status ``pending``).
+
+        :raises LookupError: the sandbox does not exist.
+        """
+        now = self._clock()
+        with self._tx() as db:
+            if not db.execute("SELECT 1 FROM sandboxes WHERE id = ?", (sandbox_id,)).fetchone():
+                raise LookupError(f"sandbox {sandbox_id} not found")
+            (latest,) = db.execute(
+                "SELECT COALESCE(MAX(revision), 0) FROM policy_revisions WHERE sandbox_id = ?", (sandbox_id,)
+            ).fetchone()
+            db.execute(
+                "INSERT INTO policy_revisions (sandbox_id, revision, yaml, status, error, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'pending', '', ?, ?)",
+                (sandbox_id, latest + 1, yaml, now, now),
+            )
+        revision = self.get_policy_revision(sandbox_id, latest + 1)
+        assert revision is not None
+        return revision
+
+    def get_policy_revision(self, sandbox_id: str, revision: int | None = None) -> PolicyRevision | None:
+        """Return revision ``revision`` (the newest when None) or None."""
+        if revision is None:
+            rows = self._query(
+                "SELECT * FROM policy_revisions WHERE sandbox_id = ? ORDER BY revision DESC LIMIT 1", (sandbox_id,)
+            )
+        else:
+            rows = self._query(
+                "SELECT * FROM policy_revisions WHERE sandbox_id = ? AND revision = ?", (sandbox_id, revision)
+            )
+        return _revision(rows[0]) if rows else None
+
+    def list_policy_revisions(self, sandbox_id: str) -> list[PolicyRevision]:
+        """Return every revision of the sandbox, oldest first."""
+        rows = self._query("SELECT * FROM policy_revisions WHERE sandbox_id = ? ORDER BY revision", (sandbox_id,))
+        return [_revision(r) for r in rows]
+
+    def loaded_policy_revision(self, sandbox_id: str) -> int:
+        """Return the newest revision with status ``loaded`` (0 when none)."""
+        (value,) = self._query(
+            "SELECT COALESCE(MAX(revision), 0) FROM policy_revisions WHERE sandbox_id = ? AND status = 'loaded'",
+            (sandbox_id,),
+        )[0]
+        return int(value)
+
+    def set_policy_status(self, sandbox_id: str, revision: int, status: str, error: str = "") -> PolicyRevision | None:
+        """Record a supervisor's load result; return the updated revision or None if unknown.
+
+        :raises ValueError: ``status`` is not pending/loaded/failed.
+        """
+        if status not in (PENDING, LOADED, FAILED):
+            raise ValueError(f"unknown policy status {status!r}")
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE policy_revisions SET status = ?, error = ?, updated_at = ? WHERE sandbox_id = ? AND revision = ?",
+                (status, error, self._clock(), sandbox_id, revision),
+            )
+            if cur.rowcount == 0:
+                return None
+        return self.get_policy_revision(sandbox_id, revision)
+
+
+__all__ = [
+    "DEFAULT_WORKSPACE",
+    "ERROR",
+    "FAILED",
+    "LOADED",
+    "MIGRATIONS",
+    "NameTaken",
+    "NoNetnsIndex",
+    "PENDING",
+    "PHASES",
+    "PROVISIONING",
+    "PolicyRevision",
+    "READY",
+    "STOPPED",
+    "SandboxRecord",
+    "Store",
+    "StoreError",
+    "UnknownWorkspace",
+    "WorkspaceRecord",
+]
