@@ -1,0 +1,167 @@
+"""The built-in ``local`` compute driver: one supervisor per sandbox as a host process.
+
+No container runtime. The supervisor (``python -m openshell.supervisor``) runs
+as root in its own session; the sandbox sees the host filesystem through its
+private mount namespace and Landlock (DESIGN.md §4). Per-sandbox files live in
+``<gateway state>/sandboxes/<id>/`` (mode 0700):
+
+- ``supervisor.json`` (0600): what the supervisor needs to reach the gateway,
+  including the sandbox's secret — never visible inside the sandbox;
+- ``supervisor.pid``, ``supervisor.log``;
+- ``ssh.sock``: the supervisor's SSH server (root only);
+- ``work/`` (mounted at ``/sandbox``), ``tmp/`` (``/tmp``), ``hosts``, ``tls/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from openshell.plugin import hookimpl
+from openshell.plugin.kinds import ComputeDriver, SandboxStatus, SshEndpoint
+
+log = logging.getLogger("openshell.drivers.local")
+
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a supervisor
+
+
+class LocalDriver(ComputeDriver):
+    """Runs each sandbox's supervisor as a host process (needs root)."""
+
+    name = "local"
+    summary = "Supervisor as a host process; namespaces + Landlock + seccomp, no container runtime"
+
+    # ------------------------------------------------------------------ paths
+    def sandbox_dir(self, sandbox_id: str) -> Path:
+        """Directory holding every file of one sandbox."""
+        return Path(self.ctx.state_dir) / "sandboxes" / sandbox_id
+
+    def _pid(self, sandbox_id: str) -> int | None:
+        try:
+            return int((self.sandbox_dir(sandbox_id) / "supervisor.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------ API
+    def create(self, sandbox: Mapping[str, Any]) -> None:
+        """Write the supervisor's config and start it detached.
+
+        :param sandbox: record with at least ``id``, ``name``, ``secret`` (str or
+            bytes) and ``netns_index`` (1..254).
+        :raises OSError: when the supervisor cannot be started.
+        """
+        sid = str(sandbox["id"])
+        d = self.sandbox_dir(sid)
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+        os.chmod(d.parent, 0o700)
+        secret = sandbox["secret"]
+        if isinstance(secret, bytes):
+            secret = secret.hex()
+        config = {
+            "sandbox_id": sid,
+            "name": sandbox.get("name", ""),
+            "gateway_endpoint": self.ctx.gateway_endpoint,
+            "ca_cert": self.ctx.ca_cert,
+            "client_cert": self.ctx.client_cert,
+            "client_key": self.ctx.client_key,
+            "secret": secret,
+            "netns_index": int(sandbox["netns_index"]),
+            "state_dir": str(d),
+        }
+        cfg_path = d / "supervisor.json"
+        fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(config, f)
+        logf = open(d / "supervisor.log", "ab", buffering=0)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "openshell.supervisor", "--config", str(cfg_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=logf,
+                start_new_session=True,
+                close_fds=True,
+                env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "OPENSHELL_DISABLE_PLUGINS", "OPENSHELL_STRICT_PLUGINS", "OPENSHELL_EXTRA_CA", "PYTHONPATH")},
+            )
+        finally:
+            logf.close()
+        (d / "supervisor.pid").write_text(str(proc.pid))
+        log.info("event=supervisor_started sandbox=%s pid=%d", sid, proc.pid)
+
+    def status(self, sandbox_id: str) -> SandboxStatus:
+        """``ERROR`` with a reason when the supervisor is gone; ``PROVISIONING`` (no
+        opinion: the supervisor reports readiness itself) while it runs."""
+        pid = self._pid(sandbox_id)
+        if pid is None:
+            return SandboxStatus("ERROR", "supervisor was never started or its pid file is gone")
+        if not _alive(pid):
+            tail = _log_tail(self.sandbox_dir(sandbox_id) / "supervisor.log")
+            return SandboxStatus("ERROR", f"supervisor (pid {pid}) exited" + (f": {tail}" if tail else ""))
+        return SandboxStatus("PROVISIONING")
+
+    def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
+        """Stop the supervisor (SIGTERM, then SIGKILL after ``STOP_GRACE`` s) and
+        remove its processes, namespaces and files. Safe after a crash and when
+        called twice."""
+        pid = self._pid(sandbox_id)
+        if pid is not None and _alive(pid):
+            _signal_group(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                _signal_group(pid, signal.SIGKILL)
+        # A crashed supervisor cleans nothing: do what its shutdown would have.
+        from openshell.supervisor.cleanup import cleanup_sandbox
+
+        cleanup_sandbox(sandbox_id, self.sandbox_dir(sandbox_id), keep_workdir=keep_workdir)
+
+    def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
+        """The supervisor's SSH unix socket."""
+        return SshEndpoint(unix_path=str(self.sandbox_dir(sandbox_id) / "ssh.sock"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _log_tail(path: Path, limit: int = 300) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][-limit:] if lines else ""
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` recursively, ignoring a missing one."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@hookimpl
+def register_compute_drivers(register) -> None:
+    register(LocalDriver)

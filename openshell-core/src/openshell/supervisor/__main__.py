@@ -1,0 +1,3 @@
+from openshell.supervisor.main import main
+
+main()

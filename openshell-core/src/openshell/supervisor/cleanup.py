@@ -1,0 +1,100 @@
+"""Removing every trace of a sandbox: its processes, namespaces and files.
+
+Used by the supervisor on a clean stop and by the compute driver after a
+crash (a dead supervisor cleans nothing), so every step tolerates a missing
+piece and can run twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from openshell.plugin.kinds import IsolationContext
+
+log = logging.getLogger("openshell.supervisor")
+
+CONTEXT_FILE = "context.json"
+
+
+def _netns_inode(netns: str) -> int | None:
+    try:
+        return os.stat(f"/run/netns/{netns}").st_ino
+    except OSError:
+        return None
+
+
+def sandbox_pids(netns: str) -> list[int]:
+    """Pids of every process inside network namespace ``netns`` (by namespace inode)."""
+    ino = _netns_inode(netns)
+    if ino is None:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/net").st_ino == ino:
+                pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def kill_sandbox_processes(netns: str, grace: float = 2.0) -> None:
+    """SIGTERM every process in the sandbox, then SIGKILL what is left after ``grace`` s."""
+    pids = sandbox_pids(netns)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pids = sandbox_pids(netns)
+    for pid in sandbox_pids(netns):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = False) -> None:
+    """Kill the sandbox's processes, tear down its isolation layers, remove its files.
+
+    :param sandbox_dir: the driver's per-sandbox directory (holds ``context.json``).
+    :param keep_workdir: keep ``work/`` (the sandbox's ``/sandbox``) and delete the rest.
+    """
+    ctx_path = sandbox_dir / CONTEXT_FILE
+    ctx = IsolationContext(sandbox_id=sandbox_id, policy={}, state_dir=str(sandbox_dir))
+    try:
+        ctx = IsolationContext(**json.loads(ctx_path.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+    if ctx.netns:
+        kill_sandbox_processes(ctx.netns)
+    try:
+        from openshell.supervisor.launcher import teardown_layers
+
+        from openshell.supervisor.main import REQUIRED_LAYERS
+
+        teardown_layers(ctx, list(REQUIRED_LAYERS))
+    except Exception as exc:  # noqa: BLE001 - best effort; logged
+        log.warning("event=teardown_failed sandbox=%s reason=%s", sandbox_id, exc)
+    if not sandbox_dir.exists():
+        return
+    if keep_workdir:
+        for child in sandbox_dir.iterdir():
+            if child.name != "work":
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(sandbox_dir, ignore_errors=True)

@@ -1,0 +1,112 @@
+"""The supervisor's connection to the gateway (service ``openshell.v1.Supervisor``).
+
+mTLS with the supervisor certificate the compute driver handed over, plus the
+sandbox's id and secret in metadata on every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Optional
+from urllib.parse import urlparse
+
+import grpc
+
+from openshell._proto import openshell_pb2, supervisor_pb2, supervisor_pb2_grpc
+
+log = logging.getLogger("openshell.supervisor")
+
+CALL_TIMEOUT = 15.0  # seconds per unary call
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    """What the compute driver writes to ``supervisor.json`` (mode 0600)."""
+
+    sandbox_id: str
+    name: str
+    gateway_endpoint: str
+    ca_cert: str
+    client_cert: str
+    client_key: str
+    secret: str  # hex
+    netns_index: int
+    state_dir: str
+
+    @classmethod
+    def load(cls, path: str) -> "SupervisorConfig":
+        """Read the config file; raises ``OSError``/``ValueError``/``KeyError`` when bad."""
+        import json
+
+        data = json.loads(Path(path).read_text())
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+class GatewayLink:
+    """Async client of the Supervisor service for one sandbox."""
+
+    def __init__(self, cfg: SupervisorConfig) -> None:
+        self.cfg = cfg
+        url = urlparse(cfg.gateway_endpoint)
+        target = f"{url.hostname}:{url.port or 443}"
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=Path(cfg.ca_cert).read_bytes(),
+            private_key=Path(cfg.client_key).read_bytes(),
+            certificate_chain=Path(cfg.client_cert).read_bytes(),
+        )
+        self.channel = grpc.aio.secure_channel(target, creds)
+        self.stub = supervisor_pb2_grpc.SupervisorStub(self.channel)
+        self.metadata = (("x-sandbox-id", cfg.sandbox_id), ("x-sandbox-secret", cfg.secret))
+
+    async def get_config(self, attempts: int = 20) -> supervisor_pb2.GetSandboxConfigResponse:
+        """Fetch the sandbox config, retrying while the gateway is briefly unavailable.
+
+        :raises grpc.aio.AioRpcError: after ``attempts`` failures or on a non-retryable code.
+        """
+        delay = 0.1
+        for attempt in range(attempts):
+            try:
+                return await self.stub.GetSandboxConfig(supervisor_pb2.GetSandboxConfigRequest(), metadata=self.metadata, timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    async def report(self, *, phase: Optional[str] = None, reason: str = "", policy_revision: int = 0, policy_error: Optional[str] = None, pid: int = 0) -> None:
+        """Report a phase (``READY``/``ERROR``) and/or a policy load result. Never raises."""
+        req = supervisor_pb2.ReportStatusRequest(reason=reason, supervisor_pid=pid)
+        if phase:
+            req.phase = getattr(openshell_pb2, f"SANDBOX_PHASE_{phase}")
+        if policy_revision:
+            req.policy.revision = policy_revision
+            req.policy.status = supervisor_pb2.POLICY_LOAD_STATUS_FAILED if policy_error else supervisor_pb2.POLICY_LOAD_STATUS_LOADED
+            req.policy.error = policy_error or ""
+        try:
+            await self.stub.ReportStatus(req, metadata=self.metadata, timeout=CALL_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("event=report_failed phase=%s code=%s", phase, exc.code().name)
+
+    async def watch_policy(self, after_revision: int) -> AsyncIterator[supervisor_pb2.PolicyRevision]:
+        """Yield newer policy revisions; reconnects with backoff when the stream breaks."""
+        delay = 0.5
+        while True:
+            try:
+                call = self.stub.WatchPolicy(supervisor_pb2.WatchPolicyRequest(after_revision=after_revision), metadata=self.metadata)
+                async for rev in call:
+                    delay = 0.5
+                    after_revision = max(after_revision, rev.revision)
+                    yield rev
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    return
+                log.info("event=policy_watch_reconnect code=%s", exc.code().name)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def close(self) -> None:
+        await self.channel.close()

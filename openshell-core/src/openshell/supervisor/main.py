@@ -1,0 +1,239 @@
+"""``openshell-sandbox``: the per-sandbox supervisor (DESIGN.md §4).
+
+Start order: fetch config and policy from the gateway → prepare isolation
+(network namespaces, veth) → per-sandbox files (workdir, tmp, hosts, CA) →
+proxy on the supervisor side, port 3128 → SSH server → entrypoint through the
+child launcher → report READY → loops (policy reload, child reaping) until
+SIGTERM, then tear everything down. Any failure before READY is reported as
+ERROR with the reason, and nothing is left behind (fail closed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+from openshell.plugin.kinds import IsolationContext
+from openshell.supervisor.cleanup import CONTEXT_FILE
+from openshell.supervisor.link import GatewayLink, SupervisorConfig
+from openshell.supervisor.sandbox_ca import SandboxCA
+from openshell.supervisor.sandbox_env import PROXY_PORT, sandbox_environment
+from openshell.supervisor.ssh_server import SessionRequest, SshServer
+
+log = logging.getLogger("openshell.supervisor")
+
+#: isolation layers every sandbox needs; a missing one means the sandbox does not start
+REQUIRED_LAYERS = ("netns", "landlock", "seccomp")
+
+
+def parse_hosts(entries: list[str]) -> dict[str, list[str]]:
+    """Turn ``name:ip`` entries into a name → addresses map (names lower-cased).
+
+    :raises ValueError: for an entry without ``:`` or with an invalid address.
+    """
+    import ipaddress
+
+    hosts: dict[str, list[str]] = {}
+    for entry in entries:
+        name, sep, ip = entry.partition(":")
+        if not sep or not name:
+            raise ValueError(f"extra host {entry!r} is not NAME:IP")
+        ipaddress.ip_address(ip)
+        hosts.setdefault(name.lower().rstrip("."), []).append(ip)
+    return hosts
+
+
+class Supervisor:
+    """One sandbox's runtime. ``await run()`` returns when the sandbox stops."""
+
+    def __init__(self, cfg: SupervisorConfig) -> None:
+        self.cfg = cfg
+        self.state_dir = Path(cfg.state_dir)
+        self.link = GatewayLink(cfg)
+        self.ctx: Optional[IsolationContext] = None
+        self.layers_prepared = False
+        self.proxy = None
+        self.ssh: Optional[SshServer] = None
+        self.entrypoint: Optional[subprocess.Popen] = None
+        self.stop = asyncio.Event()
+        self.policy_revision = 0
+        self.engine = None
+        self.spec_env: dict[str, str] = {}
+        self.mounts: list = []
+
+    # ------------------------------------------------------------------ start
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        try:
+            await self._start()
+        except Exception as exc:  # noqa: BLE001 - any start failure: ERROR, fail closed
+            log.exception("event=start_failed")
+            await self.link.report(phase="ERROR", reason=f"sandbox failed to start: {exc}", pid=os.getpid())
+            await self._shutdown()
+            return 1
+        await self.link.report(phase="READY", policy_revision=self.policy_revision, pid=os.getpid())
+        log.info("event=ready sandbox=%s", self.cfg.sandbox_id)
+        tasks = [asyncio.ensure_future(self._policy_loop()), asyncio.ensure_future(self._reap_loop())]
+        await self.stop.wait()
+        for t in tasks:
+            t.cancel()
+        await self._shutdown()
+        return 0
+
+    async def _start(self) -> None:
+        from openshell.plugin.loader import get_registry
+        from openshell.policy import parse_policy
+        from openshell.supervisor import launcher, mounts
+
+        conf = await self.link.get_config()
+        self.name = conf.name or self.cfg.name
+        policy = parse_policy(conf.policy.policy_yaml)
+        self.spec_env = dict(conf.environment)
+        hosts = parse_hosts(list(conf.extra_hosts))
+
+        registry = get_registry()
+        self.engine = registry.require("policy", "opa")()
+        compiled = self.engine.load(policy, conf.policy.revision)
+        self.policy_revision = conf.policy.revision
+
+        self.ctx = IsolationContext(
+            sandbox_id=self.cfg.sandbox_id,
+            policy=policy.to_dict(),
+            state_dir=str(self.state_dir),
+            extra={"netns": {"index": int(conf.netns_index or self.cfg.netns_index)}},
+        )
+        await asyncio.to_thread(launcher.prepare_layers, self.ctx, list(REQUIRED_LAYERS))
+        self.layers_prepared = True
+        (self.state_dir / CONTEXT_FILE).write_text(json.dumps(_ctx_dict(self.ctx)))
+
+        ca = SandboxCA.generate(self.name)
+        self.ca = ca
+        self.mounts = mounts.prepare_sandbox_files(self.state_dir, policy, hosts, ca)
+
+        netns = self.ctx.extra["netns"]
+        await self._start_proxy(compiled, hosts, netns)
+        self.ssh = SshServer(str(self.state_dir / "ssh.sock"), bytes.fromhex(self.cfg.secret), self._launch_session)
+        self.ssh.start()
+        if conf.command:
+            self.entrypoint = self._launch(list(conf.command), {}, None, subprocess.DEVNULL, None, None)
+            log.info("event=entrypoint_started pid=%d argv=%s", self.entrypoint.pid, list(conf.command)[:1])
+
+    async def _start_proxy(self, compiled, hosts, netns: dict) -> None:
+        from openshell.supervisor.nsutil import socket_in_netns
+        from openshell.supervisor.proxy.identity import IdentityResolver
+        from openshell.supervisor.proxy.server import ProxyServer
+
+        sock = socket_in_netns(netns["proxy_netns"])
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((netns["proxy_ip"], PROXY_PORT))
+        sock.listen(512)
+        sock.setblocking(False)
+        self.proxy = ProxyServer(
+            self.cfg.sandbox_id,
+            self.engine,
+            compiled,
+            hosts=hosts,
+            identity=IdentityResolver(netns=self.ctx.netns),
+        )
+        await self.proxy.start(sock)
+
+    # ------------------------------------------------------------------ launching
+    def _launch(self, argv: list[str], request_env: dict, pty, stdin, stdout, stderr) -> subprocess.Popen:
+        from openshell.supervisor.launcher import LaunchSpec, spawn
+
+        assert self.ctx is not None
+        env = sandbox_environment(
+            sandbox_name=self.name,
+            proxy_ip=self.ctx.extra["netns"]["proxy_ip"],
+            user=self.ctx.policy.get("process", {}).get("run_as_user", "sandbox"),
+            spec_env=self.spec_env,
+            request_env=request_env,
+        )
+        spec = LaunchSpec(ctx=self.ctx, argv=argv, env=env, cwd="/sandbox", mounts=self.mounts, layers=list(REQUIRED_LAYERS), tty=pty is not None)
+        return spawn(spec, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    def _launch_session(self, req: SessionRequest, stdin, stdout, stderr) -> subprocess.Popen:
+        return self._launch(req.argv, req.env, req.pty, stdin, stdout, stderr)
+
+    # ------------------------------------------------------------------ loops
+    async def _policy_loop(self) -> None:
+        from openshell.policy import parse_policy
+
+        async for rev in self.link.watch_policy(self.policy_revision):
+            if rev.revision <= self.policy_revision:
+                continue
+            try:
+                policy = parse_policy(rev.policy_yaml)
+                compiled = self.engine.load(policy, rev.revision)
+            except Exception as exc:  # noqa: BLE001 - the last good revision stays in force
+                log.warning("event=policy_load_failed revision=%d reason=%s", rev.revision, exc)
+                await self.link.report(policy_revision=rev.revision, policy_error=str(exc))
+                continue
+            self.proxy.set_policy(compiled)
+            self.policy_revision = rev.revision
+            log.info("event=policy_loaded revision=%d", rev.revision)
+            await self.link.report(policy_revision=rev.revision)
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.entrypoint is not None and self.entrypoint.poll() is not None:
+                log.info("event=entrypoint_exited code=%s", self.entrypoint.returncode)
+                self.entrypoint = None
+            # Children of the launcher that were re-parented to us are reaped here.
+            try:
+                while True:
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                    if pid == 0:
+                        break
+            except ChildProcessError:
+                pass
+
+    # ------------------------------------------------------------------ stop
+    async def _shutdown(self) -> None:
+        from openshell.supervisor.cleanup import kill_sandbox_processes
+
+        if self.ssh:
+            self.ssh.close()
+        if self.proxy:
+            try:
+                await self.proxy.close()
+            except Exception:  # noqa: BLE001 - shutting down regardless
+                log.exception("event=proxy_close_failed")
+        if self.ctx is not None and self.ctx.netns:
+            await asyncio.to_thread(kill_sandbox_processes, self.ctx.netns)
+        if self.layers_prepared and self.ctx is not None:
+            from openshell.supervisor import launcher
+
+            await asyncio.to_thread(launcher.teardown_layers, self.ctx, list(REQUIRED_LAYERS))
+        await self.link.close()
+
+
+def _ctx_dict(ctx: IsolationContext) -> dict:
+    from dataclasses import asdict
+
+    return asdict(ctx)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script ``openshell-sandbox --config FILE``; exits 0 on a clean stop."""
+    parser = argparse.ArgumentParser(prog="openshell-sandbox", description="Run one sandbox's supervisor (started by a compute driver).")
+    parser.add_argument("--config", required=True, help="supervisor.json written by the compute driver")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("OPENSHELL_LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    if os.geteuid() != 0:
+        log.error("event=start_failed reason=the supervisor must run as root")
+        sys.exit(1)
+    cfg = SupervisorConfig.load(args.config)
+    sys.exit(asyncio.run(Supervisor(cfg).run()))
