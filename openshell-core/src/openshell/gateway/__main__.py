@@ -1,0 +1,56 @@
+"""Run one gateway in the foreground.
+
+    python -m openshell.gateway --name openshell --port 8080 --driver local [--state-dir DIR]
+
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 when it cannot start (the
+reason is the last line on stderr and in ``gateway.log``).
+``openshell gateway start`` runs this detached with output appended to ``gateway.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from openshell.gateway.paths import DEFAULT_DRIVER, DEFAULT_HOST, DEFAULT_NAME, DEFAULT_PORT, InvalidGatewayName, gateway_paths
+from openshell.gateway.server import Gateway, GatewayError, configure_logging
+
+log = logging.getLogger("openshell.gateway")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m openshell.gateway", description="Run an OpenShell gateway in the foreground.")
+    parser.add_argument("--name", default=DEFAULT_NAME, help="gateway name (default %(default)s)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port for gRPC and HTTP (default %(default)s)")
+    parser.add_argument("--driver", default=DEFAULT_DRIVER, help="compute driver (default %(default)s)")
+    parser.add_argument("--state-dir", default=None, help="state directory (default $OPENSHELL_STATE_DIR or XDG)")
+    parser.add_argument("--debug", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    try:
+        paths = gateway_paths(args.name, args.state_dir).ensure()
+    except InvalidGatewayName as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    # stderr is a terminal only in the foreground; detached, stderr already goes
+    # to gateway.log and a second handler would write every line twice.
+    configure_logging(paths.log, logging.DEBUG if args.debug else logging.INFO, to_stderr=sys.stderr.isatty())
+    gateway = Gateway(args.name, args.host, args.port, args.driver, paths.root)
+    try:
+        asyncio.run(gateway.run())
+    except (GatewayError, OSError) as exc:
+        # One line in gateway.log ("gateway failed to start: <reason>"), which
+        # `openshell gateway start` shows; repeated on a terminal for foreground runs.
+        log.error("gateway failed to start: %s", exc)
+        if sys.stderr.isatty():
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
