@@ -1,0 +1,463 @@
+"""The child launcher: the ONE way any process enters a sandbox (DESIGN.md §3–4).
+
+The supervisor is multi-threaded, so isolation is never applied in a
+``preexec_fn``. :func:`spawn` starts ``python -I -m openshell.supervisor.launcher``
+— a fresh, single-threaded process — and hands it a :class:`LaunchSpec` as JSON
+over an inherited pipe (never argv or the environment: the spec may carry
+secrets). The launcher then applies, in order:
+
+1. ``tty``: ``setsid`` + ``TIOCSCTTY`` on stdin (PTY sessions);
+   ``RLIMIT_CORE`` 0/0 and not dumpable, so the root phase cannot leak a core;
+2. layers with ``order < MOUNT_NS_ORDER`` (netns: ``setns``);
+3. mount namespace: ``unshare(CLONE_NEWNS)``, ``/`` made rprivate, bind mounts;
+4. layers' optional ``prepare_in_child(ctx)`` as root (Landlock opens its paths
+   here: POLICY §4 "opened as root before the privilege drop");
+5. drop to the sandbox user (POLICY §5): bounding set and ambient caps cleared,
+   ``setgroups([])``, ``setresgid``, ``setresuid``; ``setuid(0)`` must then fail;
+   ``no_new_privs``; not dumpable;
+6. layers with ``order > USER_DROP_ORDER`` in order (Landlock, then seccomp last);
+7. ``chdir(cwd)``, ``execve`` with exactly ``env``.
+
+Any failure prints one line ``openshell-launcher: <step>: <reason>`` on stderr
+and exits 126 without exec (fail closed). A command that is not found at the
+final exec exits 127, like a shell, since isolation was complete by then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import resource
+import signal
+import subprocess
+import sys
+import termios
+from dataclasses import dataclass, field
+from typing import Any, Iterable, NoReturn, Sequence
+
+from openshell.plugin.kinds import MOUNT_NS_ORDER, USER_DROP_ORDER, IsolationContext, IsolationError, IsolationLayer
+from openshell.supervisor import nsutil
+from openshell.supervisor.mounts import Mount
+
+log = logging.getLogger("openshell.supervisor.launcher")
+
+EXIT_LAUNCH_FAILED = 126
+EXIT_NOT_FOUND = 127
+DEFAULT_LAYERS: tuple[str, ...] = ("netns", "landlock", "seccomp")
+
+# prctl(2) options
+_PR_SET_DUMPABLE = 4
+_PR_CAPBSET_DROP = 24
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.prctl.restype = ctypes.c_int
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+@dataclass
+class LaunchSpec:
+    """Everything the launcher needs to start one sandboxed process.
+
+    :ivar ctx: the sandbox's isolation context (after ``prepare_layers``).
+    :ivar argv: program and arguments; ``argv[0]`` is looked up on ``env["PATH"]``.
+    :ivar env: the exact environment of the program; nothing is inherited.
+    :ivar cwd: working directory inside the sandbox.
+    :ivar mounts: bind mounts applied in the sandbox's private mount namespace.
+    :ivar layers: names of the isolation layers to apply; each is required.
+    :ivar tty: start a new session and make stdin (a PTY) the controlling terminal.
+    """
+
+    ctx: IsolationContext
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "/sandbox"
+    mounts: list[Mount] = field(default_factory=list)
+    layers: list[str] = field(default_factory=lambda: list(DEFAULT_LAYERS))
+    tty: bool = False
+
+    def to_json(self) -> str:
+        """Serialise to JSON (the wire form between :func:`spawn` and the launcher)."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "LaunchSpec":
+        """Parse :meth:`to_json` output. Raises ``ValueError``/``TypeError`` on a malformed spec."""
+        data = json.loads(text)
+        ctx = IsolationContext(**data.pop("ctx"))
+        mounts = [Mount(**m) for m in data.pop("mounts", [])]
+        spec = cls(ctx=ctx, mounts=mounts, **data)
+        if not spec.argv or not all(isinstance(a, str) for a in spec.argv):
+            raise ValueError("argv must be a non-empty list of strings")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in spec.env.items()):
+            raise ValueError("env must map strings to strings")
+        return spec
+
+
+# --------------------------------------------------------------------------- layer lookup
+
+
+def layer_class(name: str, *, whole_registry: bool = True) -> type[IsolationLayer]:
+    """Return the isolation layer class registered as ``name`` (fail closed).
+
+    :param whole_registry: use the process-wide registry (the supervisor, where it
+        is loaded already); False loads only that one plugin (the launcher, which
+        must start fast and import nothing it does not need).
+    :raises openshell.plugin.loader.PluginError: not installed, disabled or broken.
+    """
+    from openshell.plugin import loader
+
+    if whole_registry:
+        return loader.get_registry().require("isolation", name)
+    return loader.select("isolation", name)
+
+
+def _ordered(layers: Iterable[IsolationLayer]) -> list[IsolationLayer]:
+    return sorted(layers, key=lambda layer: layer.order)
+
+
+def prepare_layers(ctx: IsolationContext, layers: Sequence[str]) -> list[IsolationLayer]:
+    """Run each layer's ``prepare(ctx)`` in launch order, as root in the supervisor.
+
+    On failure the layers already prepared are torn down (reverse order) and the
+    error is raised.
+
+    :returns: the layer instances, in order.
+    :raises IsolationError: a layer is missing/broken or its ``prepare`` failed.
+    """
+    try:
+        instances = _ordered(layer_class(n)() for n in layers)
+    except Exception as exc:
+        raise IsolationError(f"isolation layer unavailable: {exc}") from exc
+    done: list[IsolationLayer] = []
+    try:
+        for layer in instances:
+            layer.prepare(ctx)
+            done.append(layer)
+    except BaseException as exc:
+        for layer in reversed(done):
+            try:
+                layer.teardown(ctx)
+            except Exception:  # noqa: BLE001 - the original error matters more
+                log.exception("event=teardown_failed layer=%s sandbox=%s", layer.name, ctx.sandbox_id)
+        if isinstance(exc, IsolationError):
+            raise
+        raise IsolationError(f"{layer.name}: {exc}") from exc
+    return instances
+
+
+def teardown_layers(ctx: IsolationContext, layers: Sequence[str]) -> None:
+    """Run each layer's ``teardown(ctx)`` in reverse launch order. Idempotent.
+
+    Every layer is tried even when one fails; failures are logged, and the
+    first one is raised as ``IsolationError`` at the end.
+    """
+    first: BaseException | None = None
+    instances: list[IsolationLayer] = []
+    for n in layers:
+        try:
+            instances.append(layer_class(n)())
+        except Exception as exc:  # noqa: BLE001
+            first = first or exc
+            log.error("event=teardown_failed layer=%s sandbox=%s error=%r", n, ctx.sandbox_id, str(exc))
+    for layer in reversed(_ordered(instances)):
+        try:
+            layer.teardown(ctx)
+        except Exception as exc:  # noqa: BLE001
+            first = first or exc
+            log.error("event=teardown_failed layer=%s sandbox=%s error=%r", layer.name, ctx.sandbox_id, str(exc))
+    if first is not None:
+        raise IsolationError(f"teardown incomplete for sandbox {ctx.sandbox_id}: {first}")
+
+
+# --------------------------------------------------------------------------- supervisor side
+
+
+def launcher_argv(spec_fd: int) -> list[str]:
+    """The command line of the launcher process (``-I``: no user site, no cwd on sys.path,
+    no PYTHON* variables — nothing outside the installation influences it)."""
+    return [sys.executable, "-I", "-m", "openshell.supervisor.launcher", "--spec-fd", str(spec_fd)]
+
+
+def spawn(spec: LaunchSpec, *, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> subprocess.Popen:
+    """Start ``spec.argv`` inside the sandbox through the launcher.
+
+    Safe to call from any thread of the supervisor (no ``preexec_fn``). The
+    spec travels over a pipe inherited as the only extra fd.
+
+    :param stdin, stdout, stderr: as for ``subprocess.Popen`` (PIPE, a file, an fd, None).
+    :returns: the launcher's ``Popen``; it *becomes* the program on success, so
+        its pid and exit status are the program's. Exit 126 with one stderr line
+        ``openshell-launcher: <step>: <reason>`` means isolation failed and
+        nothing ran.
+    """
+    payload = spec.to_json().encode()
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            launcher_argv(read_fd),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            pass_fds=(read_fd,),
+            env={},
+            cwd="/",
+        )
+    except BaseException:
+        os.close(write_fd)
+        raise
+    finally:
+        os.close(read_fd)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(write_fd, view) :]
+    except BrokenPipeError:
+        pass  # the launcher died early; its exit status tells the caller
+    finally:
+        os.close(write_fd)
+    return proc
+
+
+# --------------------------------------------------------------------------- launcher side
+
+
+class _Failed(Exception):
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"{step}: {reason}")
+        self.step, self.reason = step, reason
+
+
+def _fail(step: str, reason: str, code: int = EXIT_LAUNCH_FAILED) -> NoReturn:
+    line = f"openshell-launcher: {step}: {' '.join(str(reason).split())}\n"
+    try:
+        os.write(2, line.encode(errors="replace"))
+    finally:
+        os._exit(code)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
+    return str(exc) or type(exc).__name__
+
+
+def _prctl(option: int, arg2: int = 0, what: str = "prctl") -> None:
+    if _libc.prctl(option, arg2, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _read_spec(fd: int) -> LaunchSpec:
+    chunks = []
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return LaunchSpec.from_json(b"".join(chunks))
+
+
+def _attach_tty() -> None:
+    """New session; stdin (a PTY) becomes its controlling terminal."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _mount_namespace(mounts: Sequence[Mount]) -> None:
+    """Private mount namespace with the spec's bind mounts (DESIGN §4 ``local`` driver).
+
+    ``/`` is made rprivate first so nothing done here propagates to the host.
+    Missing mount points are created on the host as root (dirs 0755, files 0644).
+    """
+    nsutil.unshare(nsutil.CLONE_NEWNS)
+    nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)
+    # Open every source first: a mount over /tmp must not hide a later source
+    # that lives under /tmp. Binding from /proc/self/fd/N uses the opened inode.
+    sources: list[tuple[Mount, int]] = []
+    try:
+        for m in mounts:
+            sources.append((m, os.open(m.source, os.O_PATH | os.O_CLOEXEC)))
+        for m, fd in sources:
+            src_is_dir = os.path.isdir(f"/proc/self/fd/{fd}")
+            if not os.path.lexists(m.target):
+                if src_is_dir:
+                    os.makedirs(m.target, mode=0o755, exist_ok=True)
+                    os.chmod(m.target, 0o755)
+                else:
+                    os.makedirs(os.path.dirname(m.target) or "/", mode=0o755, exist_ok=True)
+                    os.close(os.open(m.target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            nsutil.mount(f"/proc/self/fd/{fd}", m.target, None, nsutil.MS_BIND | nsutil.MS_REC)
+            # Remount to set per-mount flags; nosuid/nodev cost nothing and close
+            # setuid/device tricks through sandbox-writable trees.
+            flags = nsutil.MS_BIND | nsutil.MS_REMOUNT | nsutil.MS_NOSUID | nsutil.MS_NODEV
+            if m.read_only:
+                flags |= nsutil.MS_RDONLY
+            nsutil.mount("none", m.target, None, flags)
+    finally:
+        for _, fd in sources:
+            os.close(fd)
+
+
+def _resolve_ids(ctx: IsolationContext) -> tuple[int, int]:
+    from openshell.supervisor import users
+
+    if ctx.uid > 0 and ctx.gid > 0:
+        return ctx.uid, ctx.gid
+    if ctx.uid == 0 or ctx.gid == 0:
+        raise users.UserError("context asks for uid/gid 0; the sandbox never runs as root")
+    return users.ids_for_policy(ctx.policy)
+
+
+def _cap_last() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return 63
+
+
+def _status_fields() -> dict[str, str]:
+    with open("/proc/self/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def _drop_privileges(uid: int, gid: int) -> None:
+    """POLICY §5: no capabilities left anywhere, no way back to root.
+
+    The bounding set is dropped while we still hold CAP_SETPCAP; setresuid away
+    from 0 then clears the permitted/effective sets (no SECBIT_KEEP_CAPS).
+    """
+    for cap in range(_cap_last() + 1):
+        _prctl(_PR_CAPBSET_DROP, cap, f"drop capability {cap} from the bounding set")
+    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, "clear ambient capabilities")
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    try:
+        os.setuid(0)
+    except PermissionError:
+        pass
+    else:
+        raise PermissionError(1, "setuid(0) succeeded after the drop")
+    status = _status_fields()
+    for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        if int(status.get(key, "0"), 16) != 0:
+            raise PermissionError(1, f"{key} is {status[key]} after the drop")
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1, "no_new_privs")
+    # The uid change reset dumpability to fs.suid_dumpable; set it again.
+    _prctl(_PR_SET_DUMPABLE, 0, "not dumpable")
+
+
+def _load_layers(names: Sequence[str]) -> list[IsolationLayer]:
+    layers = []
+    for name in names:
+        try:
+            layers.append(layer_class(name, whole_registry=False)())
+        except Exception as exc:  # noqa: BLE001 - any load failure fails closed
+            raise _Failed(f"load layer {name}", _reason(exc)) from exc
+    return _ordered(layers)
+
+
+def run(spec: LaunchSpec) -> NoReturn:
+    """Apply the isolation in ``spec`` to this process and exec its program.
+
+    Never returns: execs, or exits 126 via ``_fail`` (127: program not found).
+    """
+    ctx = spec.ctx
+    layers = _load_layers(spec.layers)
+    step = "init"
+    try:
+        if spec.tty:
+            step = "tty"
+            _attach_tty()
+        step = "rlimit"
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _prctl(_PR_SET_DUMPABLE, 0, "not dumpable")
+        for layer in layers:
+            if layer.order < MOUNT_NS_ORDER:
+                step = f"layer {layer.name}"
+                layer.apply_in_child(ctx)
+        step = "mount namespace"
+        _mount_namespace(spec.mounts)
+        for layer in layers:
+            if MOUNT_NS_ORDER <= layer.order < USER_DROP_ORDER:
+                step = f"layer {layer.name}"
+                layer.apply_in_child(ctx)
+        step = "resolve user"
+        uid, gid = _resolve_ids(ctx)
+        for layer in layers:
+            if layer.order > USER_DROP_ORDER and hasattr(layer, "prepare_in_child"):
+                step = f"layer {layer.name} (as root)"
+                layer.prepare_in_child(ctx)
+        step = "drop privileges"
+        _drop_privileges(uid, gid)
+        # Python ignores SIGPIPE/SIGXFSZ; an ignored signal survives execve.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        for layer in layers:
+            if layer.order > USER_DROP_ORDER:
+                step = f"layer {layer.name}"
+                layer.apply_in_child(ctx)
+        step = "close fds"
+        # After the layers (Landlock holds its ruleset fd until restrict_self);
+        # nothing but stdio may reach the program.
+        os.closerange(3, 1 << 20)
+        step = "chdir"
+        os.chdir(spec.cwd)
+    except _Failed as exc:
+        _fail(exc.step, exc.reason)
+    except BaseException as exc:  # noqa: BLE001 - fail closed on anything
+        _fail(step, _reason(exc))
+    try:
+        os.execvpe(spec.argv[0], spec.argv, spec.env)
+    except FileNotFoundError:
+        _fail("exec", f"{spec.argv[0]}: command not found", EXIT_NOT_FOUND)
+    except BaseException as exc:  # noqa: BLE001
+        _fail("exec", f"{spec.argv[0]}: {_reason(exc)}")
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of ``python -m openshell.supervisor.launcher --spec-fd N``."""
+    try:
+        parser = argparse.ArgumentParser(prog="openshell-launcher", add_help=False)
+        parser.add_argument("--spec-fd", type=int, required=True)
+        args = parser.parse_args(argv)
+        spec = _read_spec(args.spec_fd)
+    except SystemExit:
+        _fail("arguments", "usage: python -m openshell.supervisor.launcher --spec-fd FD")
+    except BaseException as exc:  # noqa: BLE001
+        _fail("read spec", _reason(exc))
+    try:
+        run(spec)
+    except _Failed as exc:
+        _fail(exc.step, exc.reason)
+    except BaseException as exc:  # noqa: BLE001
+        _fail("launch", _reason(exc))
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = [
+    "DEFAULT_LAYERS",
+    "EXIT_LAUNCH_FAILED",
+    "EXIT_NOT_FOUND",
+    "LaunchSpec",
+    "Mount",
+    "layer_class",
+    "prepare_layers",
+    "spawn",
+    "teardown_layers",
+]

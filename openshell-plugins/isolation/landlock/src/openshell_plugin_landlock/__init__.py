@@ -1,0 +1,245 @@
+"""Landlock filesystem ruleset built from ``filesystem_policy`` (POLICY.md §4).
+
+Two phases, so paths are opened as root but enforced as the sandbox user:
+
+1. ``prepare_in_child(ctx)`` — called by the child launcher as root, after the
+   mount namespace and its bind mounts exist (so ``/sandbox`` already names the
+   per-sandbox workdir): creates the ruleset and adds one rule per path, each
+   path opened ``O_PATH`` as root.
+2. ``apply_in_child(ctx)`` — called after the privilege drop: ``no_new_privs``
+   and ``landlock_restrict_self``. With ABI >= 6 a second, scope-only ruleset
+   also confines signals and abstract unix sockets to the sandbox's own domain.
+
+The PyPI ``landlock`` package supplies the constants and syscall wrappers. Its
+error check reads ``errno`` after every call, even a successful one, so every
+call here goes through ``_call`` which clears ctypes' errno first (NOTES-deps).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import platform
+import stat
+import sys
+from typing import Any, Callable
+
+from openshell.plugin import IsolationContext, IsolationError, IsolationLayer, ProbeResult, hookimpl
+from openshell.plugin.kinds import LANDLOCK_ORDER
+
+log = logging.getLogger("openshell.isolation.landlock")
+
+#: LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL (ABI 6)
+SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
+SCOPE_SIGNAL = 1 << 1
+SCOPE_ABI = 6
+
+# Landlock syscalls arrived after the 2019 syscall-table unification, so every
+# architecture except alpha uses the same numbers.
+_SYS_CREATE_RULESET = 444
+_SYS_RESTRICT_SELF = 446
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call a ``landlock`` package syscall wrapper with ctypes' errno cleared first.
+
+    The package treats any non-zero errno as failure, and a successful syscall
+    does not reset errno, so a stale value from an earlier failure would raise.
+    """
+    ctypes.set_errno(0)
+    return fn(*args)
+
+
+def abi_version() -> int:
+    """Return the kernel's Landlock ABI version, or 0 when Landlock is unavailable."""
+    try:
+        from landlock import plumbing
+    except ImportError:
+        return 0
+    try:
+        ctypes.set_errno(0)
+        plumbing.landlock_abi_version.cache_clear()
+        return int(_call(plumbing.landlock_abi_version))
+    except OSError:
+        return 0
+
+
+def _rights() -> tuple[int, int, int, int]:
+    """Return ``(handled, rw_file, ro_dir, ro_file)`` access masks for this kernel's ABI.
+
+    ``handled`` is every filesystem right the ABI knows (POLICY §4: read_write
+    gets all of them); file rules may carry file rights only (EINVAL otherwise).
+    """
+    from landlock import FSAccess
+
+    all_file = int(_call(FSAccess.all_file))
+    handled = all_file | int(_call(FSAccess.all_dir))
+    ro_file = int(FSAccess.READ_FILE | FSAccess.EXECUTE)
+    ro_dir = ro_file | int(FSAccess.READ_DIR)
+    return handled, all_file, ro_dir, ro_file
+
+
+class _ScopeAttr(ctypes.Structure):
+    # struct landlock_ruleset_attr as of ABI 6.
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+def _restrict_scopes(scoped: int) -> None:
+    """Create a scope-only ruleset and enforce it on the calling thread.
+
+    Raises ``OSError`` on failure. The ``landlock`` package predates scopes,
+    hence these two raw syscalls.
+    """
+    if platform.machine() == "alpha":  # pragma: no cover - numbers differ there
+        raise OSError(38, "Landlock scope syscalls not wired for alpha")
+    attr = _ScopeAttr(0, 0, scoped)
+    ctypes.set_errno(0)
+    fd = _libc.syscall(ctypes.c_long(_SYS_CREATE_RULESET), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"landlock_create_ruleset(scoped): {os.strerror(err)}")
+    try:
+        if _libc.syscall(ctypes.c_long(_SYS_RESTRICT_SELF), ctypes.c_int(fd), ctypes.c_uint32(0)) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"landlock_restrict_self(scoped): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def _filesystem(ctx: IsolationContext) -> tuple[list[str], list[str], str]:
+    """Return ``(read_only, read_write, compatibility)`` from ``ctx.policy`` (a ``Policy.to_dict()``)."""
+    fs = ctx.policy.get("filesystem") or {}
+    read_only = list(fs.get("read_only") or ())
+    read_write = list(fs.get("read_write") or ())
+    # parse_policy normally adds the workdir already; adding it again is harmless.
+    if fs.get("include_workdir", True) and "/sandbox" not in read_write:
+        read_write.append("/sandbox")
+    compatibility = (ctx.policy.get("landlock") or {}).get("compatibility", "best_effort")
+    return read_only, read_write, compatibility
+
+
+class LandlockLayer(IsolationLayer):
+    """Restricts filesystem access to the policy's read-only and read-write paths."""
+
+    name = "landlock"
+    summary = "Landlock filesystem ruleset from filesystem_policy (plus signal/abstract-socket scoping)"
+    order = LANDLOCK_ORDER
+    required = True
+
+    def __init__(self) -> None:
+        self._ruleset_fd: int | None = None
+        self._disabled = False
+
+    def probe(self) -> ProbeResult:
+        """Report the kernel's Landlock ABI (no side effects)."""
+        abi = abi_version()
+        if abi <= 0:
+            return ProbeResult(False, "Landlock not available in this kernel")
+        return ProbeResult(True, f"Landlock ABI {abi}")
+
+    def prepare(self, ctx: IsolationContext) -> None:
+        """Supervisor-side check: refuse early (hard_requirement) or warn loudly (best_effort)
+        when the kernel has no Landlock. Raises ``IsolationError``."""
+        if abi_version() > 0:
+            return
+        _, _, compatibility = _filesystem(ctx)
+        if compatibility == "hard_requirement":
+            raise IsolationError("Landlock is not available in this kernel and the policy says landlock.compatibility: hard_requirement")
+        log.critical("event=landlock_unavailable severity=high sandbox=%s detail=%r", ctx.sandbox_id, "sandbox starts WITHOUT filesystem isolation (best_effort)")
+
+    def prepare_in_child(self, ctx: IsolationContext) -> None:
+        """Build the ruleset as root (paths opened ``O_PATH`` before the privilege drop).
+
+        POLICY §4: read_only → read-file, read-dir, execute; read_write → every
+        handled right; file paths get file rights only; a missing path is skipped
+        (best_effort, logged) or refused (hard_requirement, ``IsolationError``
+        naming it). No Landlock: best_effort warns and disables the layer,
+        hard_requirement raises ``IsolationError``.
+        """
+        from landlock import plumbing
+
+        read_only, read_write, compatibility = _filesystem(ctx)
+        hard = compatibility == "hard_requirement"
+        if abi_version() <= 0:
+            if hard:
+                raise IsolationError("Landlock is not available and landlock.compatibility is hard_requirement")
+            print("openshell-launcher: WARNING: Landlock not available; running WITHOUT filesystem isolation (best_effort)", file=sys.stderr)
+            self._disabled = True
+            return
+        handled, rw_file, ro_dir, ro_file = _rights()
+        attr = plumbing.RulesetAttr(handled)
+        try:
+            ruleset = int(_call(plumbing.get_create_ruleset(), ctypes.byref(attr), ctypes.sizeof(attr), 0))
+        except OSError as exc:
+            raise IsolationError(f"landlock_create_ruleset: {exc.strerror}") from exc
+        add_rule = plumbing.get_add_rule()
+        # read_write last so a path listed twice ends with the wider rights
+        # (Landlock ORs rules on the same inode anyway).
+        for path, writable in [(p, False) for p in read_only] + [(p, True) for p in read_write]:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError as exc:
+                if hard:
+                    os.close(ruleset)
+                    raise IsolationError(f"filesystem path {path}: {exc.strerror} (landlock.compatibility is hard_requirement)") from exc
+                log.warning("event=landlock_path_skipped path=%s reason=%r", path, exc.strerror)
+                continue
+            try:
+                is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+                if writable:
+                    access = handled if is_dir else rw_file
+                else:
+                    access = ro_dir if is_dir else ro_file
+                rule = plumbing.PathBeneathAttr(access, fd)
+                _call(add_rule, ruleset, 1, ctypes.byref(rule), 0)  # 1 = LANDLOCK_RULE_PATH_BENEATH
+            except OSError as exc:
+                os.close(ruleset)
+                raise IsolationError(f"landlock rule for {path}: {exc.strerror}") from exc
+            finally:
+                os.close(fd)
+        self._ruleset_fd = ruleset
+
+    def apply_in_child(self, ctx: IsolationContext) -> None:
+        """Enforce the ruleset on the launcher (after the drop to the sandbox user).
+
+        Builds the ruleset first when ``prepare_in_child`` was not called (then
+        paths are opened with the caller's own rights). Raises ``IsolationError``.
+        """
+        if self._ruleset_fd is None and not self._disabled:
+            self.prepare_in_child(ctx)
+        if self._disabled:
+            return
+        from landlock import plumbing
+
+        fd, self._ruleset_fd = self._ruleset_fd, None
+        assert fd is not None
+        try:
+            _call(plumbing.get_prctl(), _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            _call(plumbing.get_restrict_self(), fd, 0)
+        except OSError as exc:
+            raise IsolationError(f"landlock_restrict_self: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        if abi_version() >= SCOPE_ABI:
+            try:
+                _restrict_scopes(SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET)
+            except OSError as exc:
+                raise IsolationError(f"landlock scopes: {exc.strerror}") from exc
+
+
+@hookimpl
+def register_isolation_layers(register: Callable[[type], None]) -> None:
+    register(LandlockLayer)
+
+
+__all__ = ["LandlockLayer", "abi_version"]

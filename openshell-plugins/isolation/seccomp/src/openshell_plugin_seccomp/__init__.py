@@ -1,0 +1,176 @@
+"""seccomp filter: dangerous syscalls and socket families fail with EPERM (POLICY.md §5).
+
+Default action ALLOW; the listed calls answer ``EPERM``; ``clone3`` answers
+``ENOSYS`` so libc falls back to ``clone`` (whose flags, unlike clone3's, live
+in a register a filter can inspect). Nothing is ever killed. The filter is the
+last step before ``execve`` in the child launcher.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import platform
+from typing import Callable
+
+from openshell.plugin import IsolationContext, IsolationError, IsolationLayer, ProbeResult, hookimpl
+from openshell.plugin.kinds import SECCOMP_ORDER
+
+log = logging.getLogger("openshell.isolation.seccomp")
+
+AF_NETLINK = 16
+AF_PACKET = 17
+AF_BLUETOOTH = 31
+AF_VSOCK = 40
+NETLINK_ROUTE = 0
+
+#: Syscalls that fail with EPERM unconditionally (POLICY §5).
+DENIED_SYSCALLS: tuple[str, ...] = (
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    # mount family
+    "mount",
+    "umount2",
+    "fsopen",
+    "fsmount",
+    "fsconfig",
+    "move_mount",
+    "open_tree",
+    "fspick",
+    "mount_setattr",
+    "open_tree_attr",
+    "pivot_root",
+    "unshare",
+    "setns",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "memfd_create",
+)
+
+#: Calls newer than the libseccomp on some hosts: (name -> x86_64/aarch64 number),
+#: used only when libseccomp cannot resolve the name. Unified numbering (>= 424).
+_FALLBACK_NUMBERS = {"mount_setattr": 442, "open_tree_attr": 467}
+
+#: Names that may be unknown to both libseccomp and an older kernel; skipping
+#: them is safe because the kernel then answers ENOSYS anyway.
+_OPTIONAL = frozenset({"open_tree_attr"})
+
+#: clone(2) flags that create namespaces. CLONE_NEWTIME (0x80) is absent on
+#: purpose: in clone(2) the low byte is the exit signal, not a flag.
+NAMESPACE_FLAGS = {
+    "CLONE_NEWNS": 0x00020000,
+    "CLONE_NEWCGROUP": 0x02000000,
+    "CLONE_NEWUTS": 0x04000000,
+    "CLONE_NEWIPC": 0x08000000,
+    "CLONE_NEWUSER": 0x10000000,
+    "CLONE_NEWPID": 0x20000000,
+    "CLONE_NEWNET": 0x40000000,
+}
+
+# clone's flags are argument 0 on x86_64/aarch64/arm/riscv/ppc; s390 swaps the
+# first two arguments.
+_CLONE_FLAGS_ARG = 1 if platform.machine().startswith("s390") else 0
+
+
+def build_filter():  # -> pyseccomp.SyscallFilter
+    """Return the sandbox's seccomp filter, not yet loaded.
+
+    Raises ``IsolationError`` when libseccomp is missing or rejects a rule.
+    """
+    try:
+        import pyseccomp as sc
+    except (ImportError, OSError) as exc:
+        raise IsolationError(f"pyseccomp/libseccomp unavailable: {exc}") from exc
+
+    eperm = sc.ERRNO(errno.EPERM)
+    try:
+        f = sc.SyscallFilter(sc.ALLOW)
+        # A syscall from a foreign ABI (e.g. int 0x80) would bypass native-arch
+        # rules; it gets ENOSYS instead of libseccomp's default KILL ("never kill").
+        f.set_attr(sc.Attr.ACT_BADARCH, sc.ERRNO(errno.ENOSYS))
+        for name in DENIED_SYSCALLS:
+            try:
+                nr = sc.resolve_syscall(sc.Arch.NATIVE, name)
+            except Exception:  # noqa: BLE001 - pyseccomp raises various types for unknown names
+                nr = -1
+            if nr < 0:
+                nr = _FALLBACK_NUMBERS.get(name, -1) if platform.machine() in ("x86_64", "aarch64") else -1
+            if nr < 0:
+                if name in _OPTIONAL:
+                    continue
+                raise IsolationError(f"seccomp: libseccomp does not know syscall {name}")
+            f.add_rule(eperm, nr)
+        for family in (AF_PACKET, AF_VSOCK, AF_BLUETOOTH):
+            f.add_rule(eperm, "socket", sc.Arg(0, sc.EQ, family))
+        f.add_rule(eperm, "socket", sc.Arg(0, sc.EQ, AF_NETLINK), sc.Arg(2, sc.NE, NETLINK_ROUTE))
+        for flag in NAMESPACE_FLAGS.values():
+            f.add_rule(eperm, "clone", sc.Arg(_CLONE_FLAGS_ARG, sc.MASKED_EQ, flag, flag))
+        f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    except IsolationError:
+        raise
+    except OSError as exc:
+        raise IsolationError(f"seccomp: cannot build filter: {exc}") from exc
+    return f
+
+
+class SeccompLayer(IsolationLayer):
+    """Loads the syscall filter as the last step before exec."""
+
+    name = "seccomp"
+    summary = "seccomp filter: dangerous syscalls and socket families fail with EPERM"
+    order = SECCOMP_ORDER
+    required = True
+
+    def __init__(self) -> None:
+        self._filter = None
+
+    def probe(self) -> ProbeResult:
+        """Report whether seccomp filters and libseccomp are usable (no side effects)."""
+        try:
+            with open("/proc/self/status") as f:
+                has_field = any(line.startswith("Seccomp:") for line in f)
+        except OSError:
+            has_field = False
+        if not has_field:
+            return ProbeResult(False, "kernel without seccomp (no Seccomp: line in /proc/self/status)")
+        try:
+            import pyseccomp as sc
+
+            version = "libseccomp API level %d" % sc.get_api()
+        except Exception as exc:  # noqa: BLE001
+            return ProbeResult(False, f"libseccomp unavailable: {exc}")
+        return ProbeResult(True, f"seccomp filters available ({version})")
+
+    def prepare_in_child(self, ctx: IsolationContext) -> None:
+        """Compile the filter before the privilege drop (no kernel state changes)."""
+        self._filter = build_filter()
+
+    def apply_in_child(self, ctx: IsolationContext) -> None:
+        """Load the filter (libseccomp sets ``no_new_privs`` first). Raises ``IsolationError``."""
+        f, self._filter = self._filter or build_filter(), None
+        try:
+            f.load()
+        except OSError as exc:
+            raise IsolationError(f"seccomp load: {os.strerror(exc.errno) if exc.errno else exc}") from exc
+
+
+@hookimpl
+def register_isolation_layers(register: Callable[[type], None]) -> None:
+    register(SeccompLayer)
+
+
+__all__ = ["DENIED_SYSCALLS", "NAMESPACE_FLAGS", "SeccompLayer", "build_filter"]
