@@ -1,7 +1,256 @@
-"""pytest plugin for OpenShell plugin authors (entry point ``pytest11``).
+"""Test helpers for OpenShell plugin authors; also a pytest plugin (entry point ``pytest11``).
 
-Importing this module must have no side effects: pytest loads it in every run
-of every project that has ``openshell-core`` installed.
+Fixtures (available in every pytest run where ``openshell-core`` is installed):
+
+- ``plugin_manager`` — a fresh ``pluggy.PluginManager("openshell")`` with every hookspec.
+
+Helpers:
+
+- :func:`registered` — temporarily register hookimpls in the process registry.
+- Contract test classes, one per kind. A plugin's tests subclass one and set
+  ``plugin_class``::
+
+      from openshell.plugin.testing import AgentContract
+      from openshell_plugin_claude import ClaudeAgent
+
+      class TestClaudeContract(AgentContract):
+          plugin_class = ClaudeAgent
+
+Importing this module has no side effects (pytest loads it in every run of
+every project that has ``openshell-core`` installed): the loader and the
+plugins are imported only when a fixture or a test uses them.
 """
 
 from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from unittest import mock
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - helpers still work without pytest
+    pytest = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pluggy
+
+    from openshell.plugin.loader import PluginInfo, Registry
+
+
+# --------------------------------------------------------------------------- helpers
+
+_counter = 0
+
+
+@contextlib.contextmanager
+def registered(*plugins: Any, registry: "Registry | None" = None) -> Iterator["Registry"]:
+    """Register modules or objects with hookimpls for the duration of a ``with`` block.
+
+    Their classes become visible through ``registry.get_class``/``classes`` and their
+    event hooks through ``registry.hook``; both are removed on exit, even on error.
+
+    :param plugins: modules or objects carrying ``@hookimpl`` functions.
+    :param registry: defaults to the process registry (``get_registry()``).
+    :yields: the registry.
+    :raises openshell.plugin.loader.PluginLoadError: when a plugin fails validation.
+    """
+    global _counter
+    from openshell.plugin.loader import get_registry
+
+    reg = registry if registry is not None else get_registry()
+    keys: list[str] = []
+    try:
+        for plugin in plugins:
+            _counter += 1
+            label = getattr(plugin, "__name__", None) or type(plugin).__name__
+            keys.append(reg.register_plugin(plugin, name=f"test:{label}#{_counter}").key)
+        yield reg
+    finally:
+        for key in reversed(keys):
+            reg.unregister_plugin(key)
+
+
+class _NoIO(AssertionError):
+    pass
+
+
+@contextlib.contextmanager
+def forbid_io() -> Iterator[None]:
+    """Make sockets, DNS and subprocesses raise ``AssertionError`` inside the block."""
+
+    def refuse(what: str):
+        def raiser(*_args: Any, **_kwargs: Any) -> Any:
+            raise _NoIO(f"registration must not do I/O, but it called {what}")
+
+        return raiser
+
+    targets = ["socket.socket", "socket.create_connection", "socket.getaddrinfo", "subprocess.Popen", "os.system"]
+    with contextlib.ExitStack() as stack:
+        for target in targets:
+            stack.enter_context(mock.patch(target, refuse(target)))
+        yield
+
+
+def hookimpl_functions(module: Any) -> dict[str, Any]:
+    """Return ``{attribute: function}`` for every ``@hookimpl`` in ``module``."""
+    return {
+        name: obj
+        for name, obj in vars(module).items()
+        if callable(obj) and getattr(obj, "openshell_impl", None) is not None
+    }
+
+
+# --------------------------------------------------------------------------- fixtures
+
+if pytest is not None:
+
+    @pytest.fixture
+    def plugin_manager() -> "pluggy.PluginManager":
+        """A fresh ``pluggy.PluginManager("openshell")`` with every hookspec, nothing registered."""
+        from openshell.plugin.loader import new_plugin_manager
+
+        return new_plugin_manager()
+
+
+# --------------------------------------------------------------------------- contracts
+
+
+class _Contract:
+    """Checks every plugin class must pass; subclass a per-kind contract, not this."""
+
+    #: kind name (``agents``, ``inference``, ``isolation``, ``policy``, ``drivers``)
+    kind: ClassVar[str] = ""
+    #: the class under test; set by the subclass
+    plugin_class: ClassVar[type]
+    #: kind -> entry-point group; only the contracts' own tests change it
+    entry_point_groups: ClassVar[dict[str, str] | None] = None
+
+    def _entry_point(self) -> "PluginInfo":
+        """The installed entry point whose module holds ``plugin_class``."""
+        from openshell.plugin.loader import GROUPS, list_entry_points
+
+        groups = self.entry_point_groups or GROUPS
+        mod = self.plugin_class.__module__
+        for info in list_entry_points(self.kind, groups=groups):
+            if mod == info.module or mod.startswith(info.module + "."):
+                return info
+        raise AssertionError(
+            f"no entry point in group {groups[self.kind]!r} points at {mod!r} (or a package above it); "
+            f'declare it in pyproject.toml: [project.entry-points."{groups[self.kind]}"] '
+            f'{getattr(self.plugin_class, "name", "<name>")} = "{mod.split(".")[0]}" and reinstall'
+        )
+
+    def test_name_and_summary_are_set(self) -> None:
+        name = getattr(self.plugin_class, "name", None)
+        assert isinstance(name, str) and name, f"{self.plugin_class.__qualname__}.name must be a non-empty str"
+        assert name == name.strip().lower() and " " not in name, f"name {name!r} must be lower case, no spaces"
+        summary = getattr(self.plugin_class, "summary", "")
+        assert isinstance(summary, str) and summary.strip(), f"{self.plugin_class.__qualname__}.summary must be set"
+        assert "\n" not in summary, "summary is one line (it is shown in listings)"
+
+    def test_subclasses_the_kind_abc(self) -> None:
+        from openshell.plugin.kinds import KIND_CLASSES
+
+        base = KIND_CLASSES[self.kind]
+        assert issubclass(self.plugin_class, base), f"{self.plugin_class.__qualname__} must subclass {base.__name__}"
+
+    def test_abstract_methods_are_implemented(self) -> None:
+        missing = sorted(getattr(self.plugin_class, "__abstractmethods__", ()))
+        assert not missing, f"{self.plugin_class.__qualname__} does not implement: {', '.join(missing)}"
+
+    def test_entry_point_name_equals_name(self) -> None:
+        info = self._entry_point()
+        assert info.name == self.plugin_class.name, (
+            f"entry point {info.name!r} and {self.plugin_class.__qualname__}.name {self.plugin_class.name!r} differ; "
+            "the entry-point name is the public name, so they must be equal"
+        )
+
+    def test_hook_arguments_have_no_defaults(self) -> None:
+        module = importlib.import_module(self._entry_point().module)
+        for attr, func in hookimpl_functions(module).items():
+            for param in inspect.signature(func).parameters.values():
+                assert param.default is inspect.Parameter.empty, (
+                    f"hook {attr}() gives {param.name!r} a default; pluggy does not pass such arguments"
+                )
+
+    def test_registration_does_no_io_and_registers_the_class(self) -> None:
+        from openshell.plugin.loader import collect_classes, new_plugin_manager, register_module
+
+        info = self._entry_point()
+        module = importlib.import_module(info.module)
+        pm = new_plugin_manager()
+        error = register_module(pm, module, info.key)  # includes check_pending()
+        assert not error, f"plugin module {info.module} fails validation: {error}"
+        with forbid_io():
+            classes, error = collect_classes(pm, info.key, self.kind)
+        assert not error, error
+        assert self.plugin_class in classes, (
+            f"{info.module}'s registration hook did not register {self.plugin_class.__qualname__}"
+        )
+
+
+class AgentContract(_Contract):
+    """Contract tests for an ``Agent`` class."""
+
+    kind = "agents"
+
+    def test_argv_is_a_list_of_strings(self) -> None:
+        argv = self.plugin_class().argv(["--version"])
+        assert isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)
+        assert argv[-1] == "--version", "extra arguments are appended"
+
+    def test_inference_env_is_strings(self) -> None:
+        env = self.plugin_class().inference_env("https://inference.local/v1")
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+
+
+class InferenceBackendContract(_Contract):
+    """Contract tests for an ``InferenceBackend`` class."""
+
+    kind = "inference"
+
+    def test_protocols_are_known(self) -> None:
+        protocols = set(self.plugin_class.protocols)
+        assert protocols and protocols <= {"openai", "anthropic"}, f"unknown protocols: {protocols}"
+
+
+class IsolationLayerContract(_Contract):
+    """Contract tests for an ``IsolationLayer`` class."""
+
+    kind = "isolation"
+
+    def test_order_is_an_int(self) -> None:
+        assert isinstance(self.plugin_class.order, int)
+
+    def test_probe_returns_a_probe_result(self) -> None:
+        from openshell.plugin.kinds import ProbeResult
+
+        result = self.plugin_class().probe()
+        assert isinstance(result, ProbeResult) and isinstance(result.detail, str)
+
+
+class PolicyEngineContract(_Contract):
+    """Contract tests for a ``PolicyEngine`` class."""
+
+    kind = "policy"
+
+
+class ComputeDriverContract(_Contract):
+    """Contract tests for a ``ComputeDriver`` class."""
+
+    kind = "drivers"
+
+
+__all__ = [
+    "AgentContract",
+    "ComputeDriverContract",
+    "InferenceBackendContract",
+    "IsolationLayerContract",
+    "PolicyEngineContract",
+    "forbid_io",
+    "hookimpl_functions",
+    "registered",
+]
