@@ -40,6 +40,9 @@ class RequestInput:
     method: str
     path: str
     query: tuple[tuple[str, str], ...] = ()
+    #: the endpoint the connection was allowed by (``Decision.endpoint``); engines
+    #: look it up from ``policy_key`` and the connect target when None
+    endpoint: Optional[Endpoint] = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ class Decision:
     endpoint: Optional[Endpoint] = None
     rule: str = ""
     addresses: tuple[str, ...] = field(default=())
+    #: every (rule key, endpoint) that allowed the connection, preferred first; the
+    #: caller's destination check tries them in order (``openshell.policy.decide``)
+    candidates: tuple[tuple[str, Endpoint], ...] = field(default=())
 
     @property
     def allowed(self) -> bool:
