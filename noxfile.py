@@ -25,39 +25,28 @@ DISTS = [CORE, CLI, *PLUGINS]
 nox.options.sessions = ["lint", "tests", "e2e"]
 nox.options.reuse_existing_virtualenvs = True
 
-TEST_DEPS = ["pytest>=8", "pytest-timeout"]
+VENV_PY = str(ROOT / ".venv" / "bin" / "python")
 
 
-def _install_all(session: nox.Session) -> None:
-    session.install(*TEST_DEPS)
-    args = []
-    for dist in [CORE, *ISOLATION, CLI, *[p for p in PLUGINS if p not in ISOLATION]]:
-        args += ["-e", str(dist)]
-    session.install(*args)
+def _setup(session: nox.Session) -> None:
+    session.run("bash", str(ROOT / "scripts" / "setup.sh"), external=True)
 
 
-@nox.session(python=False, name="tests")
+@nox.session(python=False)
 def tests(session: nox.Session) -> None:
-    """Run each distribution's tests with everything installed (one venv: CI time)."""
-    venv = ROOT / ".nox" / "all"
-    if not (venv / "bin" / "python").exists():
-        session.run("python3", "-m", "venv", str(venv))
-    py = str(venv / "bin" / "python")
-    args = ["-q", *TEST_DEPS]
-    for dist in [CORE, *ISOLATION, CLI, *[p for p in PLUGINS if p not in ISOLATION]]:
-        args += ["-e", str(dist)]
-    session.run(py, "-m", "pip", "install", "-q", *args)
+    """Every distribution's tests (one venv, .venv, with everything installed)."""
+    _setup(session)
     session.env["OPENSHELL_STRICT_PLUGINS"] = "1"
     test_dirs = [str(d / "tests") for d in DISTS if (d / "tests").is_dir()]
-    session.run(py, "-m", "pytest", *test_dirs, *session.posargs)
+    session.run(VENV_PY, "-m", "pytest", *test_dirs, *session.posargs, external=True)
 
 
 @nox.session(python=False)
 def e2e(session: nox.Session) -> None:
     """Cross-distribution end-to-end tests on real kernel features (needs root)."""
-    py = str(ROOT / ".nox" / "all" / "bin" / "python")
+    _setup(session)
     session.env["OPENSHELL_STRICT_PLUGINS"] = "1"
-    session.run(py, "-m", "pytest", str(ROOT / "tests"), *session.posargs)
+    session.run(VENV_PY, "-m", "pytest", str(ROOT / "tests"), *session.posargs, external=True)
 
 
 @nox.session
@@ -77,11 +66,12 @@ def protos(session: nox.Session) -> None:
 @nox.session(python=False)
 def demo(session: nox.Session) -> None:
     """The quick-start demo: a test-host upstream, a sandbox, allowed and denied traffic."""
-    session.run("bash", str(ROOT / "examples" / "quickstart" / "demo.sh"))
+    _setup(session)
+    session.run(VENV_PY, str(ROOT / "examples" / "quickstart" / "demo.py"), external=True)
 
 
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks; prints a table and writes bench/results/latest.json."""
-    py = str(ROOT / ".nox" / "all" / "bin" / "python")
-    session.run(py, str(ROOT / "bench" / "run.py"), *session.posargs)
+    _setup(session)
+    session.run(VENV_PY, str(ROOT / "bench" / "run.py"), *session.posargs, external=True)

@@ -69,7 +69,7 @@ def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = Fal
     """Kill the sandbox's processes, tear down its isolation layers, remove its files.
 
     :param sandbox_dir: the driver's per-sandbox directory (holds ``context.json``).
-    :param keep_workdir: keep ``work/`` (the sandbox's ``/sandbox``) and delete the rest.
+    :param keep_workdir: keep ``workdir/`` (the sandbox's ``/sandbox``) and delete the rest.
     """
     ctx_path = sandbox_dir / CONTEXT_FILE
     ctx = IsolationContext(sandbox_id=sandbox_id, policy={}, state_dir=str(sandbox_dir))
@@ -91,7 +91,7 @@ def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = Fal
         return
     if keep_workdir:
         for child in sandbox_dir.iterdir():
-            if child.name != "work":
+            if child.name != "workdir":
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child, ignore_errors=True)
                 else:

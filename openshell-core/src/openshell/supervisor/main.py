@@ -117,9 +117,14 @@ class Supervisor:
         self.layers_prepared = True
         (self.state_dir / CONTEXT_FILE).write_text(json.dumps(_ctx_dict(self.ctx)))
 
-        ca = SandboxCA.generate(self.name)
-        self.ca = ca
-        self.mounts = mounts.prepare_sandbox_files(self.state_dir, policy, hosts, ca)
+        from openshell.supervisor.users import ids_for_policy
+
+        uid, gid = ids_for_policy(self.ctx.policy)
+        self.ctx.uid, self.ctx.gid = uid, gid
+        dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, {name: ips[0] for name, ips in hosts.items()})
+        self.ca = SandboxCA.generate(self.name)
+        self.ca.write_public_files(Path(dirs.tls))
+        self.mounts = dirs.mounts()
 
         netns = self.ctx.extra["netns"]
         await self._start_proxy(compiled, hosts, netns)

@@ -1,0 +1,247 @@
+"""``openshell sandbox …``: create, list, get, exec, delete."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from openshell_cli.errors import CliError
+from openshell_cli.output import OUTPUT_OPTION, render
+
+READY_TIMEOUT = 120.0  # seconds create waits for READY
+
+
+def _client(gateway: Optional[str] = None, *, start_local: bool = False):
+    """An SDK client for the active (or named) gateway.
+
+    :param start_local: start the local gateway first when none is running
+        (what ``sandbox create`` does for a new user).
+    """
+    from openshell.client.sdk import OpenShellClient
+
+    if start_local:
+        from openshell_cli.commands.gateway import ensure_local_gateway
+
+        ensure_local_gateway(gateway)
+    try:
+        return OpenShellClient.from_config(gateway)
+    except Exception as exc:  # noqa: BLE001 - config errors are user errors here
+        raise CliError(str(exc)) from exc
+
+
+def _kv(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=what)
+        out[key] = value
+    return out
+
+
+def _hosts(values: tuple[str, ...]) -> list[str]:
+    import ipaddress
+
+    for item in values:
+        name, sep, ip = item.partition(":")
+        try:
+            if not sep or not name:
+                raise ValueError
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not NAME:IP (e.g. api.example.test:10.199.0.2)", param_hint="--add-host") from None
+    return list(values)
+
+
+def _read_policy(path: Optional[str]) -> Optional[str]:
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read policy file {path!r}: {exc.strerror}; pass an existing YAML file to --policy") from None
+    from openshell.policy import PolicyError, parse_policy
+
+    try:
+        parse_policy(text)
+    except PolicyError as exc:
+        raise CliError(f"invalid policy {path}: {exc}  (check it with 'openshell policy validate {path}')") from None
+    return text
+
+
+def _record_row(rec) -> dict:
+    return {
+        "name": rec.name,
+        "id": rec.id,
+        "phase": rec.phase,
+        "reason": rec.reason,
+        "created": rec.created,
+        "labels": ",".join(f"{k}={v}" for k, v in sorted(rec.labels.items())),
+    }
+
+
+def run_exec(client, name: str, argv: list[str], *, env: dict, workdir: Optional[str], timeout: Optional[float], forward_stdin: bool) -> int:
+    """Run ``argv`` in sandbox ``name``, stream its output to ours; return its exit code."""
+    stdin_chunks = _stdin_chunks() if forward_stdin else None
+    code = 255
+    for ev in client.exec(name, argv, env=env, workdir=workdir, stdin=stdin_chunks, timeout=timeout):
+        if ev.kind == "stdout":
+            sys.stdout.buffer.write(ev.data)
+            sys.stdout.buffer.flush()
+        elif ev.kind == "stderr":
+            sys.stderr.buffer.write(ev.data)
+            sys.stderr.buffer.flush()
+        elif ev.kind == "exit":
+            code = ev.exit_code if ev.exit_code is not None else 255
+    return code
+
+
+def _stdin_chunks():
+    """Our stdin as chunks, or None when it is a terminal (nothing to forward)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return None
+
+    def gen():
+        fd = sys.stdin.fileno()
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            yield data
+
+    return gen()
+
+
+@click.group()
+def sandbox() -> None:
+    """Create and use sandboxes.
+
+    \b
+    Examples:
+      openshell sandbox create --policy policy.yaml --add-host up.example.test:10.199.0.2 -- curl -sS http://up.example.test:8080/
+      openshell sandbox exec demo -- id
+      openshell sandbox delete demo
+    """
+
+
+@sandbox.command("create")
+@click.option("--name", help="Sandbox name (default: two random words).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), help="Policy YAML (default: deny all network, see 'openshell policy default').")
+@click.option("--add-host", "hosts", multiple=True, metavar="NAME:IP", help="Extra /etc/hosts entry, also used by the proxy's resolver.")
+@click.option("--env", "envs", multiple=True, metavar="K=V", help="Environment variable for every process in the sandbox.")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Label for 'sandbox list --selector'.")
+@click.option("--detach", "-d", is_flag=True, help="Return once READY without running a command.")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@click.option("--timeout", type=float, default=READY_TIMEOUT, show_default=True, help="Seconds to wait for READY.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, command) -> None:
+    """Create a sandbox, wait until it is READY, and run COMMAND in it.
+
+    With COMMAND, exits with COMMAND's exit code (the sandbox stays; delete it
+    with 'openshell sandbox delete'). Starts the local gateway when none runs.
+
+    \b
+    Example:
+      openshell sandbox create --name demo --policy examples/quickstart/policy.yaml \\
+          --add-host up.example.test:10.199.0.2 -- curl -sS http://up.example.test:8080/
+    """
+    policy_yaml = _read_policy(policy_file)
+    env = _kv(envs, "--env")
+    label_map = _kv(labels, "--label")
+    extra_hosts = _hosts(hosts)
+    client = _client(gateway, start_local=True)
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with console.status("creating sandbox…") as status:
+        rec = client.create_sandbox(name=name or "", policy_yaml=policy_yaml, extra_hosts=extra_hosts, env=env, labels=label_map)
+        status.update(f"sandbox {rec.name}: waiting for READY…")
+        rec = client.wait_ready(rec.name, timeout=timeout)
+    click.echo(f"sandbox {rec.name} is READY", err=True)
+    if command and not detach:
+        code = run_exec(client, rec.name, list(command), env={}, workdir=None, timeout=None, forward_stdin=True)
+        sys.exit(code)
+
+
+@sandbox.command("list")
+@click.option("--selector", "-l", "selector", multiple=True, metavar="K=V", help="Only sandboxes with these labels.")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@OUTPUT_OPTION
+def list_(selector, gateway, output) -> None:
+    """List sandboxes.
+
+    \b
+    Example:
+      openshell sandbox list -l team=ml -o json
+    """
+    client = _client(gateway)
+    rows = [_record_row(r) for r in client.list_sandboxes(labels=_kv(selector, "--selector"))]
+    render(rows, output, columns=("name", "phase", "created", "labels"), empty="no sandboxes; create one with 'openshell sandbox create'")
+
+
+@sandbox.command("get")
+@click.argument("name")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@OUTPUT_OPTION
+def get(name, gateway, output) -> None:
+    """Show one sandbox."""
+    client = _client(gateway)
+    render(_record_row(client.get_sandbox(name)), output if output != "table" else "yaml")
+
+
+@sandbox.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.option("--env", "envs", multiple=True, metavar="K=V", help="Extra environment variable for this command.")
+@click.option("--workdir", help="Directory to run in (default /sandbox).")
+@click.option("--timeout", type=float, help="Seconds; the command is killed after it and exec exits 124.")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(name, envs, workdir, timeout, gateway, command) -> None:
+    """Run COMMAND in sandbox NAME with the sandbox's isolation; exits with its code.
+
+    Our stdin is forwarded when it is not a terminal.
+
+    \b
+    Example:
+      echo hi | openshell sandbox exec demo -- cat
+    """
+    client = _client(gateway)
+    sys.exit(run_exec(client, name, list(command), env=_kv(envs, "--env"), workdir=workdir, timeout=timeout, forward_stdin=True))
+
+
+@sandbox.command("delete")
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Delete every sandbox.")
+@click.option("--keep-workdir", is_flag=True, help="Keep the sandbox's /sandbox directory on the host.")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+def delete(names, all_, keep_workdir, gateway) -> None:
+    """Delete sandboxes: processes, namespaces, mounts and workdir.
+
+    \b
+    Examples:
+      openshell sandbox delete demo
+      openshell sandbox delete --all
+    """
+    if not names and not all_:
+        raise click.UsageError("name a sandbox or pass --all")
+    client = _client(gateway)
+    if all_:
+        names = tuple(r.name for r in client.list_sandboxes())
+    failed = False
+    for n in names:
+        try:
+            client.delete_sandbox(n, keep_workdir=keep_workdir)
+            click.echo(f"deleted {n}")
+        except Exception as exc:  # noqa: BLE001 - report each, continue
+            click.echo(f"error: {exc}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+COMMANDS = [sandbox]

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: every distribution's tests and the end-to-end tests
+# on real kernel features (root, Landlock, seccomp, network namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export OPENSHELL_STRICT_PLUGINS=1
+exec .venv/bin/python -m pytest "$@"
