@@ -28,6 +28,17 @@ PLUGIN_API_VERSION = 1
 
 hookimpl = pluggy.HookimplMarker("openshell")
 
+#: names re-exported lazily from ``openshell.plugin.loader`` (it imports this module)
+_LOADER_NAMES = frozenset({"PluginError", "PluginInfo", "PluginLoadError", "PluginNotFound", "get_registry"})
+
+
+def __getattr__(name: str):
+    if name in _LOADER_NAMES:
+        from openshell.plugin import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'openshell.plugin' has no attribute {name!r}")
+
 __all__ = [
     "PLUGIN_API_VERSION",
     "Agent",
@@ -38,9 +49,14 @@ __all__ = [
     "IsolationContext",
     "IsolationError",
     "IsolationLayer",
+    "PluginError",
+    "PluginInfo",
+    "PluginLoadError",
+    "PluginNotFound",
     "PolicyEngine",
     "ProbeResult",
     "SandboxStatus",
     "SshEndpoint",
+    "get_registry",
     "hookimpl",
 ]

@@ -1,0 +1,251 @@
+"""``openshell plugins|isolation|drivers|agents|inference``: what is installed.
+
+Every command reads the process-wide plugin registry. A plugin that fails to
+load is a row with status ``failed`` and the exception's first line, never a
+crash; only ``OPENSHELL_STRICT_PLUGINS=1`` turns a failure into exit code 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+from openshell_cli.errors import CliError
+from openshell_cli.output import OUTPUT_OPTION, render
+
+
+def _registry():
+    from openshell.plugin.loader import PluginError, get_registry
+
+    try:
+        return get_registry()
+    except PluginError as exc:  # strict mode: fatal, one line
+        raise CliError(str(exc)) from None
+
+
+def _kind_rows(
+    kind: str, extra: Callable[[type], dict[str, Any]], extra_columns: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """One row per registered class of ``kind``, then one per plugin of that kind without a usable class.
+
+    :param extra: returns the kind-specific columns for a class.
+    :param extra_columns: the keys ``extra`` returns (left blank on rows without a class).
+    """
+    reg = _registry()
+    rows: list[dict[str, Any]] = []
+    classes = reg.classes(kind)
+    for name, cls in classes.items():
+        owner = next((i for i in reg.infos if f"{kind}:{name}" in i.classes), None)
+        rows.append({
+            "name": name,
+            **extra(cls),
+            "distribution": owner.distribution if owner else "",
+            "version": owner.version if owner else "",
+            "status": "loaded",
+            "summary": cls.summary,
+            "error": "",
+        })
+    for info in reg.infos:
+        if info.kind == kind and info.name not in classes and not any(c.startswith(f"{kind}:") for c in info.classes):
+            error = info.error or ("registers no class" if info.status == "loaded" else "")
+            rows.append({
+                "name": info.name,
+                **{k: "" for k in extra_columns},
+                "distribution": info.distribution,
+                "version": info.version,
+                "status": info.status,
+                "summary": "",
+                "error": error,
+            })
+    return rows
+
+
+def _columns(rows: list[dict[str, Any]], base: list[str]) -> list[str]:
+    # Show the error column only when something failed: tables fit 80 columns.
+    return base + (["error"] if any(r.get("error") for r in rows) else [])
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+@click.group("plugins")
+def plugins() -> None:
+    """Installed OpenShell plugins of every kind.
+
+    \b
+    Example:
+      openshell plugins list
+      openshell plugins list -o json
+      OPENSHELL_DISABLE_PLUGINS=claude openshell plugins list
+    """
+
+
+@plugins.command("list")
+@OUTPUT_OPTION
+def plugins_list(output: str) -> None:
+    """List every plugin entry point: name, kind, distribution, version, status, error.
+
+    Status is loaded, failed (with the error's first line) or disabled
+    (OPENSHELL_DISABLE_PLUGINS).
+
+    \b
+    Example:
+      openshell plugins list -o yaml
+    """
+    reg = _registry()
+    rows = [
+        {
+            "name": i.name,
+            "kind": i.kind,
+            "distribution": i.distribution,
+            "version": i.version,
+            "status": i.status,
+            "error": i.error,
+        }
+        for i in reg.infos
+        if i.kind  # objects registered by hand (tests) are not installed plugins
+    ]
+    render(rows, output, columns=_columns(rows, ["name", "kind", "distribution", "version", "status"]),
+           empty="no plugins installed; reinstall openshell-cli to get the built-in set")
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+@click.group("isolation")
+def isolation() -> None:
+    """Isolation layers (network namespace, Landlock, seccomp).
+
+    \b
+    Example:
+      openshell isolation list --check
+    """
+
+
+@isolation.command("list")
+@click.option("--check", is_flag=True, help="Run each layer's probe() and show whether this kernel supports it.")
+@OUTPUT_OPTION
+def isolation_list(check: bool, output: str) -> None:
+    """List isolation layers in the order the child launcher applies them.
+
+    \b
+    Example:
+      openshell isolation list --check -o json
+    """
+
+    def extra(cls: type) -> dict[str, Any]:
+        row: dict[str, Any] = {"order": cls.order, "required": cls.required}
+        if check:
+            row.update(_probe(cls))
+        return row
+
+    rows = _kind_rows("isolation", extra, ("order", "required", *(("ok", "detail") if check else ())))
+    rows.sort(key=lambda r: (r["order"] if isinstance(r["order"], int) else 1_000_000, r["name"]))
+    base = ["name", "order", "status", *(["ok", "detail"] if check else ["summary"])]
+    render(rows, output, columns=_columns(rows, base),
+           empty="no isolation layers installed; install them with: "
+                 "pip install openshell-plugin-netns openshell-plugin-landlock openshell-plugin-seccomp")
+
+
+def _probe(cls: type) -> dict[str, Any]:
+    try:
+        result = cls().probe()
+        return {"ok": bool(result.ok), "detail": result.detail}
+    except Exception as exc:  # noqa: BLE001 - a probe that raises is a failed probe, not a crash
+        from openshell.plugin.loader import first_line
+
+        return {"ok": False, "detail": f"probe raised {first_line(exc)}"}
+
+
+# --------------------------------------------------------------------------- drivers
+
+
+@click.group("drivers")
+def drivers() -> None:
+    """Compute drivers (where sandboxes run: local, docker, kubernetes).
+
+    \b
+    Example:
+      openshell drivers list
+    """
+
+
+@drivers.command("list")
+@OUTPUT_OPTION
+def drivers_list(output: str) -> None:
+    """List compute drivers.
+
+    \b
+    Example:
+      openshell drivers list -o json
+    """
+    rows = _kind_rows("drivers", lambda cls: {})
+    render(rows, output, columns=_columns(rows, ["name", "distribution", "status", "summary"]),
+           empty="no compute drivers installed; reinstall openshell-core (it provides the 'local' driver)")
+
+
+# --------------------------------------------------------------------------- agents
+
+
+@click.group("agents")
+def agents() -> None:
+    """Agent plugins (Claude Code, OpenCode, Codex, OpenClaw, third-party agents).
+
+    \b
+    Example:
+      openshell agents list
+      pip install openshell-plugin-claude && openshell agents list
+    """
+
+
+@agents.command("list")
+@OUTPUT_OPTION
+def agents_list(output: str) -> None:
+    """List agent plugins: name, the package that installs the agent, providers it needs.
+
+    \b
+    Example:
+      openshell agents list -o yaml
+    """
+
+    def extra(cls: type) -> dict[str, Any]:
+        return {"package": cls.package, "providers": ",".join(cls.provider_types)}
+
+    rows = _kind_rows("agents", extra, ("package", "providers"))
+    render(rows, output, columns=_columns(rows, ["name", "package", "providers", "status", "summary"]),
+           empty="no agent plugins installed; install one with: pip install openshell-plugin-claude")
+
+
+# --------------------------------------------------------------------------- inference
+
+
+@click.group("inference")
+def inference() -> None:
+    """Inference backends that https://inference.local can route to.
+
+    \b
+    Example:
+      openshell inference backends
+    """
+
+
+@inference.command("backends")
+@OUTPUT_OPTION
+def inference_backends(output: str) -> None:
+    """List inference backend plugins: name, protocols, default base URL.
+
+    \b
+    Example:
+      openshell inference backends -o json
+    """
+
+    def extra(cls: type) -> dict[str, Any]:
+        return {"protocols": ",".join(cls.protocols), "base_url": cls.default_base_url}
+
+    rows = _kind_rows("inference", extra, ("protocols", "base_url"))
+    render(rows, output, columns=_columns(rows, ["name", "protocols", "base_url", "status"]),
+           empty="no inference backend plugins installed; install one with: pip install openshell-plugin-vllm")
+
+
+COMMANDS = [plugins, isolation, drivers, agents, inference]
