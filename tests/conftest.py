@@ -1,0 +1,102 @@
+"""Fixtures for cross-distribution end-to-end tests.
+
+Everything here is real: a gateway process with mTLS on a loopback port, the
+local compute driver, supervisors as root, network namespaces, Landlock and
+seccomp. Upstreams are test hosts in network namespaces (DESIGN.md §7).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Test modules import shared helpers from this folder (pytest runs with --import-mode=importlib).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+OPENSHELL = str(Path(sys.executable).with_name("openshell"))
+
+
+def shared_dir() -> Path:
+    """The acceptance data folder (``../shared`` beside the clone, or $OPENSHELL_SHARED_DIR)."""
+    env = os.environ.get("OPENSHELL_SHARED_DIR")
+    path = Path(env) if env else REPO.parent / "shared"
+    if not (path / "cases").is_dir():
+        pytest.fail(f"acceptance cases not found at {path}/cases; set OPENSHELL_SHARED_DIR")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, Landlock, seccomp)")
+
+
+@dataclass
+class Gateway:
+    """A running gateway and the environment whose client files point at it."""
+
+    name: str
+    port: int
+    env: dict
+    base: Path
+
+    def cli(self, *args: str, input: bytes | None = None, timeout: float = 180, check: bool = False) -> subprocess.CompletedProcess:
+        proc = subprocess.run([OPENSHELL, *args], env=self.env, input=input, capture_output=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"openshell {' '.join(args)} exited {proc.returncode}:\n{proc.stdout.decode()}\n{proc.stderr.decode()}")
+        return proc
+
+    def sx(self, sandbox: str, *argv: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        """``openshell sandbox exec SANDBOX -- ARGV``."""
+        return self.cli("sandbox", "exec", sandbox, "--", *argv, input=input, timeout=timeout)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.base / "state" / "openshell" / "gateways" / self.name
+
+
+def _start_gateway(base: Path, name: str) -> Gateway:
+    env = dict(os.environ)
+    env.update(XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"), OPENSHELL_GATEWAY=name)
+    env.pop("OPENSHELL_STATE_DIR", None)
+    gw = Gateway(name=name, port=free_port(), env=env, base=base)
+    gw.cli("gateway", "start", "--name", name, "--port", str(gw.port), check=True, timeout=60)
+    return gw
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory) -> Gateway:
+    require_root()
+    base = tmp_path_factory.mktemp("e2e-gateway")
+    gw = _start_gateway(base, "e2e")
+    yield gw
+    gw.cli("sandbox", "delete", "--all", timeout=120)
+    gw.cli("gateway", "stop", "--name", gw.name, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    """Test host ``up.example.test`` at 10.199.0.2 serving HTTP on 8080."""
+    require_root()
+    from openshell.testhost import TestHost
+
+    with TestHost("e2eup", "10.199.0.2") as host:
+        host.serve_http(8080)
+        yield host
+
+
+def write_policy(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
