@@ -7,8 +7,8 @@ Two phases, so paths are opened as root but enforced as the sandbox user:
    per-sandbox workdir): creates the ruleset and adds one rule per path, each
    path opened ``O_PATH`` as root.
 2. ``apply_in_child(ctx)`` — called after the privilege drop: ``no_new_privs``
-   and ``landlock_restrict_self``. With ABI >= 6 a second, scope-only ruleset
-   also confines signals and abstract unix sockets to the sandbox's own domain.
+   and ``landlock_restrict_self``. With ABI >= 6 the same ruleset also confines
+   signals and abstract unix sockets to the sandbox's own domain (scopes).
 
 The PyPI ``landlock`` package supplies the constants and syscall wrappers. Its
 error check reads ``errno`` after every call, even a successful one, so every
@@ -38,7 +38,6 @@ SCOPE_ABI = 6
 # Landlock syscalls arrived after the 2019 syscall-table unification, so every
 # architecture except alpha uses the same numbers.
 _SYS_CREATE_RULESET = 444
-_SYS_RESTRICT_SELF = 446
 _PR_SET_NO_NEW_PRIVS = 38
 
 
@@ -94,26 +93,26 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
-def _restrict_scopes(scoped: int) -> None:
-    """Create a scope-only ruleset and enforce it on the calling thread.
+def _create_ruleset(handled_fs: int, scoped: int) -> int:
+    """Create a ruleset handling ``handled_fs`` and, with ABI >= 6, ``scoped``.
 
-    Raises ``OSError`` on failure. The ``landlock`` package predates scopes,
-    hence these two raw syscalls.
+    Scopes must live in the *same* ruleset as the filesystem rules: every
+    Landlock domain that does not handle REFER denies all cross-directory
+    renames (EXDEV), so a separate scope-only domain would break ``mv a sub/``.
+    The ``landlock`` package predates scopes and its ``RulesetAttr`` has only
+    the filesystem field, hence this raw syscall with the ABI 6 struct.
+    Raises ``OSError``.
     """
     if platform.machine() == "alpha":  # pragma: no cover - numbers differ there
-        raise OSError(38, "Landlock scope syscalls not wired for alpha")
-    attr = _ScopeAttr(0, 0, scoped)
+        raise OSError(38, "Landlock syscalls not wired for alpha")
+    attr = _ScopeAttr(handled_fs, 0, scoped)
+    size = ctypes.sizeof(attr) if scoped else ctypes.sizeof(ctypes.c_uint64)  # ABI < 6 knows only the first field
     ctypes.set_errno(0)
-    fd = _libc.syscall(ctypes.c_long(_SYS_CREATE_RULESET), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0))
+    fd = _libc.syscall(ctypes.c_long(_SYS_CREATE_RULESET), ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if fd < 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"landlock_create_ruleset(scoped): {os.strerror(err)}")
-    try:
-        if _libc.syscall(ctypes.c_long(_SYS_RESTRICT_SELF), ctypes.c_int(fd), ctypes.c_uint32(0)) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"landlock_restrict_self(scoped): {os.strerror(err)}")
-    finally:
-        os.close(fd)
+        raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")
+    return int(fd)
 
 
 def _filesystem(ctx: IsolationContext) -> tuple[list[str], list[str], str]:
@@ -177,9 +176,10 @@ class LandlockLayer(IsolationLayer):
             self._disabled = True
             return
         handled, rw_file, ro_dir, ro_file = _rights()
-        attr = plumbing.RulesetAttr(handled)
+        # ABI >= 6: signals and abstract unix sockets stay inside the sandbox's domain.
+        scoped = SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET if abi_version() >= SCOPE_ABI else 0
         try:
-            ruleset = int(_call(plumbing.get_create_ruleset(), ctypes.byref(attr), ctypes.sizeof(attr), 0))
+            ruleset = _create_ruleset(handled, scoped)
         except OSError as exc:
             raise IsolationError(f"landlock_create_ruleset: {exc.strerror}") from exc
         add_rule = plumbing.get_add_rule()
@@ -230,11 +230,6 @@ class LandlockLayer(IsolationLayer):
             raise IsolationError(f"landlock_restrict_self: {exc.strerror}") from exc
         finally:
             os.close(fd)
-        if abi_version() >= SCOPE_ABI:
-            try:
-                _restrict_scopes(SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET)
-            except OSError as exc:
-                raise IsolationError(f"landlock scopes: {exc.strerror}") from exc
 
 
 @hookimpl
