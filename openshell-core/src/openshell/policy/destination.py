@@ -139,9 +139,10 @@ def check_destination(
             return DestinationResult(False, check=CHECK_UNRESOLVED, reason=f"destination check {CHECK_UNRESOLVED}: {text!r} is not an IP address")
         why = blocked_reason(addr)
         if why is not None:
+            what = f"{addr} is" if literal is not None else f"{host} resolves to {addr}, which is"
             return DestinationResult(
                 False, check=CHECK_ALWAYS_BLOCKED,
-                reason=f"destination check {CHECK_ALWAYS_BLOCKED}: {host} resolves to {addr} ({why}), which no policy can allow",
+                reason=f"destination check {CHECK_ALWAYS_BLOCKED}: {what} {why} and always blocked; no policy can allow it",
             )
         if networks:
             if not any(addr.version == n.version and addr in n for n in networks):

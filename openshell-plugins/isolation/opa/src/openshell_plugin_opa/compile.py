@@ -1,0 +1,88 @@
+"""Policy → the Rego data document (``data.netpolicy``) the modules evaluate.
+
+Done once per policy revision, so per-decision work is only ``set_input`` and
+one query. Layout is documented at the top of ``network.rego``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from openshell.policy.defaults import ACCESS_PRESETS
+from openshell.policy.hosts import host_kind
+from openshell.policy.model import Endpoint, HttpRule, Policy
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def is_glob(path: str) -> bool:
+    """True when a binary path is a glob (POLICY.md §2.4), not an exact path."""
+    return any(c in _GLOB_CHARS for c in path)
+
+
+def endpoint_id(key: str, index: int) -> str:
+    """Identifier of one endpoint in ``data.netpolicy.http`` (``key#index``)."""
+    return f"{key}#{index}"
+
+
+def resolve_symlink(path: str, root: str = "/") -> str | None:
+    """Return the canonical target of ``path`` seen under ``root`` when it differs, else None.
+
+    The kernel reports canonical executable paths, so a policy naming a symlink
+    (``/usr/bin/python3`` → ``python3.11``) must also accept the target.
+    """
+    if root in ("", "/"):
+        target = os.path.realpath(path)
+        return target if target != path else None
+    real_root = os.path.realpath(root)
+    target = os.path.realpath(os.path.join(real_root, path.lstrip("/")))
+    if not (target == real_root or target.startswith(real_root.rstrip("/") + "/")):
+        return None  # a link escaping the sandbox's view names nothing inside it
+    inside = "/" + os.path.relpath(target, real_root) if target != real_root else "/"
+    return inside if inside != path else None
+
+
+def _rule_data(rule: HttpRule) -> dict[str, Any]:
+    return {
+        "methods": [rule.method.upper()],
+        "path": rule.path,
+        "query": [{"key": k, "globs": list(m.globs)} for k, m in rule.query],
+    }
+
+
+def http_data(ep: Endpoint) -> dict[str, Any]:
+    """Allow/deny rules of one inspected endpoint; the access preset becomes an allow rule on ``**``."""
+    allow = []
+    if ep.access:
+        allow.append({"methods": list(ACCESS_PRESETS[ep.access]), "path": "**", "query": []})
+    allow.extend(_rule_data(r) for r in ep.rules)
+    return {"allow": allow, "deny": [_rule_data(r) for r in ep.deny_rules]}
+
+
+def policy_data(policy: Policy, root: str = "/") -> dict[str, Any]:
+    """Build ``{"netpolicy": {...}}`` for ``Interpreter.add_data``.
+
+    :param policy: a validated policy.
+    :param root: the sandbox's filesystem view, for resolving symlinked binaries.
+    """
+    rules: dict[str, Any] = {}
+    http: dict[str, Any] = {}
+    for rule in policy.network:
+        exact: dict[str, bool] = {}
+        globs: list[str] = []
+        for b in rule.binaries:
+            if is_glob(b.path):
+                globs.append(b.path)
+                continue
+            exact[b.path] = True
+            target = resolve_symlink(b.path, root)
+            if target:
+                exact[target] = True
+        endpoints = []
+        for i, ep in enumerate(rule.endpoints):
+            endpoints.append({"host": ep.host, "kind": host_kind(ep.host), "ports": list(ep.ports)})
+            if ep.protocol == "rest":
+                http[endpoint_id(rule.key, i)] = http_data(ep)
+        rules[rule.key] = {"endpoints": endpoints, "exact_bins": exact, "glob_bins": globs}
+    return {"netpolicy": {"rules": rules, "http": http}}

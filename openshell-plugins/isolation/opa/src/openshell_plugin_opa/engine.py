@@ -1,0 +1,253 @@
+"""The ``opa`` policy engine: POLICY.md §2.1–2.4 and §3 in Rego, evaluated with regopy.
+
+One regopy ``Interpreter`` per compiled policy revision holds the modules and
+the data (added once); a decision is ``set_input`` + one query, and decisions
+are cached per revision. Every failure denies (fail closed) with a logged reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Optional
+
+import regopy
+
+from openshell.plugin import CompiledPolicy, PolicyEngine
+from openshell.policy.decision import ConnectInput, Decision, RequestInput
+from openshell.policy.errors import PolicyError
+from openshell.policy.hosts import HOST_ANY, HOST_EXACT, host_kind, normalise_host, request_host_error
+from openshell.policy.http import PathError, canonical_path
+from openshell.policy.model import Endpoint, NetworkRule, Policy
+
+from openshell_plugin_opa.compile import endpoint_id, policy_data
+from openshell_plugin_opa.lru import LRUCache
+
+log = logging.getLogger("openshell.policy.opa")
+
+ENGINE_NAME = "opa"
+NETWORK_QUERY = "data.openshell_network.decision"
+HTTP_QUERY = "data.openshell_http.decision"
+DEFAULT_CACHE_SIZE = 4096
+
+_SPECIFICITY = {HOST_EXACT: 0, HOST_ANY: 2}  # wildcard = 1
+
+
+@lru_cache(maxsize=None)
+def rego_modules() -> tuple[tuple[str, str], ...]:
+    """Return ``(name, source)`` of the Rego modules shipped in this package."""
+    pkg = resources.files("openshell_plugin_opa")
+    return tuple((name, pkg.joinpath(f"{name}.rego").read_text(encoding="utf-8")) for name in ("network", "http"))
+
+
+class EngineError(RuntimeError):
+    """The Rego evaluation failed or returned no decision (the caller denies)."""
+
+
+class OpaCompiled(CompiledPolicy):
+    """One policy revision prepared for the ``opa`` engine.
+
+    :ivar evaluations: how many Rego queries ran (cache misses); for tests and metrics.
+    """
+
+    def __init__(self, policy: Policy, version: int, data: dict[str, Any], cache_size: int) -> None:
+        super().__init__(policy, version)
+        self.rules: dict[str, NetworkRule] = {r.key: r for r in policy.network}
+        self.evaluations = 0
+        self.connect_cache: LRUCache[Decision] = LRUCache(cache_size)
+        self.request_cache: LRUCache[Decision] = LRUCache(cache_size)
+        # regopy's interpreter keeps input as state: one query at a time.
+        self._lock = threading.Lock()
+        self._interp = regopy.Interpreter()
+        try:
+            for name, source in rego_modules():
+                self._interp.add_module(name, source)
+            self._interp.add_data(data)
+        except regopy.RegoError as exc:
+            raise PolicyError("document", f"the opa engine cannot load this policy: {str(exc).splitlines()[0]}") from None
+
+    def query(self, query: str, inp: dict[str, Any]) -> dict[str, Any]:
+        """Evaluate ``query`` with ``inp``; returns the decision object.
+
+        :raises EngineError: when the result is undefined or not an object.
+        """
+        with self._lock:
+            self.evaluations += 1
+            self._interp.set_input(inp)
+            out = self._interp.query(query)
+            # Calling .expressions() on an undefined result aborts the process
+            # (regopy 1.5.2), so read the JSON text instead.
+            text = str(out).strip()
+        if text == "undefined" or not text:
+            raise EngineError(f"{query} is undefined")
+        try:
+            value = json.loads(text)["expressions"][0]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise EngineError(f"unreadable result of {query}: {exc}") from None
+        if not isinstance(value, dict):
+            raise EngineError(f"{query} returned {type(value).__name__}, expected an object")
+        return value
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class OpaEngine(PolicyEngine):
+    """Network and HTTP decisions written in Rego (POLICY.md §2.1–2.4, §3).
+
+    :param cache_size: decisions kept per policy revision (connect and request
+        caches each); 0 disables caching.
+    :param root: the sandbox's filesystem view, where symlinked binary paths of
+        the policy are resolved (``/`` for the local driver).
+    """
+
+    name = ENGINE_NAME
+    summary = "Network decisions in Rego (regopy), with HTTP request inspection"
+
+    def __init__(self, *, cache_size: int = DEFAULT_CACHE_SIZE, root: str = "/") -> None:
+        self.cache_size = cache_size
+        self.root = root
+
+    # ------------------------------------------------------------------ load
+
+    def load(self, policy: Policy, version: int = 0) -> OpaCompiled:
+        """Compile ``policy`` (a validated :class:`Policy`) into an :class:`OpaCompiled`.
+
+        :raises PolicyError: when the Rego modules or data cannot be loaded.
+        """
+        return OpaCompiled(policy, version, policy_data(policy, self.root), self.cache_size)
+
+    # ------------------------------------------------------------------ L4
+
+    def decide_connect(self, compiled: CompiledPolicy, inp: ConnectInput) -> Decision:
+        """Decide one connection (POLICY.md §2.1–2.4); never raises (errors deny).
+
+        Allowed: ``policy`` = smallest matching key, ``endpoint`` its matching
+        endpoint, ``candidates`` every matching (key, endpoint), preferred first.
+        Denied: ``error="policy_denied"`` and one of the three §2.1 reasons.
+        """
+        try:
+            if not isinstance(compiled, OpaCompiled):
+                raise EngineError("policy was not compiled by the opa engine")
+            host = normalise_host(inp.host)
+            key = (host, inp.port, inp.binary, tuple(inp.ancestors))
+            cached = compiled.connect_cache.get(key)
+            if cached is not None:
+                return cached
+            decision = self._connect(compiled, host, inp)
+            compiled.connect_cache.put(key, decision)
+            return decision
+        except Exception as exc:  # noqa: BLE001 - fail closed
+            log.error("opa engine error, denying %s:%s for %s: %s", inp.host, inp.port, inp.binary, exc)
+            return Decision.deny(f"policy engine error: {exc}", engine=ENGINE_NAME)
+
+    def _connect(self, compiled: OpaCompiled, host: str, inp: ConnectInput) -> Decision:
+        why = request_host_error(host)
+        if why:
+            return Decision.deny(f"{why}; connection refused", engine=ENGINE_NAME)
+        if not 1 <= int(inp.port) <= 65535:
+            return Decision.deny(f"port {inp.port} is out of range", engine=ENGINE_NAME)
+        res = compiled.query(NETWORK_QUERY, {
+            "host": host, "port": int(inp.port), "binary": inp.binary, "ancestors": list(inp.ancestors),
+        })
+        allowed = [(str(k), int(i)) for k, i in res.get("allowed", [])]
+        if allowed:
+            def rank(m: tuple[str, int]) -> tuple[str, int, int]:
+                ep = compiled.rules[m[0]].endpoints[m[1]]
+                return (m[0], _SPECIFICITY.get(host_kind(ep.host), 1), m[1])
+
+            allowed.sort(key=rank)
+            candidates = tuple((k, compiled.rules[k].endpoints[i]) for k, i in allowed)
+            key0, ep0 = candidates[0]
+            return Decision("allow", reason=f"allowed by policy {key0}", policy=key0, engine=ENGINE_NAME, endpoint=ep0, candidates=candidates)
+        if not res.get("has_rules"):
+            return Decision.deny("network connections not allowed by policy", engine=ENGINE_NAME)
+        matched_keys = sorted({str(m[0]) for m in res.get("endpoint_matches", [])})
+        target = _hostport(host, inp.port)
+        if not matched_keys:
+            return Decision.deny(f"endpoint {target} is not allowed by any policy", engine=ENGINE_NAME)
+        ancestors = ", ".join(inp.ancestors) if inp.ancestors else "none"
+        return Decision.deny(
+            f"binary {inp.binary} is not allowed to reach {target}: no binary of policy "
+            f"{', '.join(matched_keys)} matches it or its ancestors ({ancestors}); list the binary's "
+            f"canonical path (readlink -f {inp.binary}) under binaries",
+            engine=ENGINE_NAME,
+        )
+
+    # ------------------------------------------------------------------ L7
+
+    def _endpoint_for(self, compiled: OpaCompiled, inp: RequestInput) -> tuple[int, Endpoint] | None:
+        rule = compiled.rules.get(inp.policy_key)
+        if rule is None:
+            return None
+        if inp.endpoint is not None:
+            for i, ep in enumerate(rule.endpoints):
+                if ep == inp.endpoint:
+                    return i, ep
+            return None
+        d = self.decide_connect(compiled, inp.connect)
+        for key, ep in d.candidates:
+            if key == inp.policy_key:
+                return rule.endpoints.index(ep), ep
+        return None
+
+    def decide_request(self, compiled: CompiledPolicy, inp: RequestInput) -> Decision:
+        """Decide one HTTP request on an inspected endpoint (POLICY.md §3); never raises.
+
+        The path is canonicalised again (idempotent) and refused when it cannot be.
+        Results: ``allow``; ``deny`` with ``policy`` = the key, ``rule`` =
+        ``"METHOD PATH"`` and a reason (containing ``deny rule`` when a deny rule
+        fired); or ``audit`` instead of ``deny`` on an ``enforcement: audit`` endpoint.
+        """
+        method = inp.method.upper()
+        try:
+            if not isinstance(compiled, OpaCompiled):
+                raise EngineError("policy was not compiled by the opa engine")
+            found = self._endpoint_for(compiled, inp)
+            if found is None:
+                return Decision.deny(
+                    f"policy {inp.policy_key} has no endpoint for {_hostport(normalise_host(inp.connect.host), inp.connect.port)}",
+                    engine=ENGINE_NAME, policy=inp.policy_key, rule=f"{method} {inp.path}",
+                )
+            index, ep = found
+            if ep.protocol != "rest":
+                return Decision("allow", reason=f"allowed by policy {inp.policy_key} (endpoint not inspected)", policy=inp.policy_key, engine=ENGINE_NAME, endpoint=ep)
+            try:
+                path = canonical_path(inp.path)
+            except PathError as exc:
+                return self._l7_denial(ep, inp.policy_key, f"{method} {inp.path}", f"request path refused: {exc}")
+            key = (inp.policy_key, index, method, path, tuple(inp.query))
+            cached = compiled.request_cache.get(key)
+            if cached is not None:
+                return cached
+            decision = self._request(compiled, inp.policy_key, index, ep, method, path, inp.query)
+            compiled.request_cache.put(key, decision)
+            return decision
+        except Exception as exc:  # noqa: BLE001 - fail closed
+            log.error("opa engine error, denying %s %s: %s", method, inp.path, exc)
+            return Decision.deny(f"policy engine error: {exc}", engine=ENGINE_NAME, policy=inp.policy_key, rule=f"{method} {inp.path}")
+
+    def _request(self, compiled: OpaCompiled, key: str, index: int, ep: Endpoint, method: str, path: str, query: tuple[tuple[str, str], ...]) -> Decision:
+        multimap: dict[str, list[str]] = {}
+        for k, v in query:
+            multimap.setdefault(k, []).append(v)
+        res = compiled.query(HTTP_QUERY, {"endpoint": endpoint_id(key, index), "method": method, "path": path, "query": multimap})
+        rule = f"{method} {path}"
+        denied_by = sorted(int(i) for i in res.get("denied_by", []))
+        if denied_by:
+            d = ep.deny_rules[denied_by[0]]
+            return self._l7_denial(ep, key, rule, f"{rule} matches deny rule {d.method} {d.path} of policy {key}")
+        if res.get("allowed_by"):
+            return Decision("allow", reason=f"{rule} allowed by policy {key}", policy=key, engine=ENGINE_NAME, endpoint=ep, rule=rule)
+        return self._l7_denial(ep, key, rule, f"{rule} not permitted by policy {key}: no allow rule matches")
+
+    @staticmethod
+    def _l7_denial(ep: Endpoint, key: str, rule: str, reason: str) -> Decision:
+        if ep.enforcement == "audit":
+            # forwarded, but logged as AUDIT (POLICY.md §3)
+            return Decision("audit", reason=f"{reason} (audit only)", policy=key, engine=ENGINE_NAME, endpoint=ep, rule=rule)
+        return Decision("deny", reason=reason, policy=key, error="policy_denied", engine=ENGINE_NAME, endpoint=ep, rule=rule)
