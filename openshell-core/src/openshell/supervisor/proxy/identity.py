@@ -1,0 +1,229 @@
+"""Which process opened a proxy connection — from the kernel only (POLICY.md §2.4).
+
+Identity never comes from what the client says (environment, argv, headers).
+For a connection accepted by the proxy we:
+
+1. find the client socket's inode by its 4-tuple in the TCP table of the
+   *sandbox's* network namespace. ``/proc/thread-self/net/tcp{,6}`` shows the
+   table of the reading thread's namespace (``/proc/self/net`` shows the thread
+   group leader's, which is why it is not used), so the lookups run in worker
+   threads that entered the sandbox namespace once, at start (``setns`` only
+   moves the calling thread);
+2. find every process holding ``socket:[inode]`` by scanning ``/proc/<pid>/fd``
+   of the processes in that namespace;
+3. read ``/proc/<pid>/exe`` (canonical path, `` (deleted)`` stripped) and walk
+   ``ppid`` links for the ancestors, up to (not including) the first process
+   outside the sandbox namespace or a pid in ``stop_at``.
+
+Processes with different executables holding the socket, a missing entry, or
+any ``/proc`` error raise ``IdentityError``: the caller denies (fail closed).
+
+Known limit: ``/proc/<pid>/exe`` is rendered relative to the *proxy's* root, so
+a binary that is visible at another path inside the sandbox's mount namespace
+is reported at the path the supervisor sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Collection, Optional
+
+from openshell.supervisor import nsutil
+
+_DELETED = " (deleted)"
+
+
+class IdentityError(Exception):
+    """The connecting process could not be determined unambiguously."""
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """The process behind a connection.
+
+    :ivar binary: canonical executable path.
+    :ivar ancestors: ancestors' executable paths, nearest first.
+    :ivar pids: every pid holding the socket (all with the same executable).
+    """
+
+    binary: str
+    ancestors: tuple[str, ...]
+    pids: tuple[int, ...]
+
+
+def _hex_addr(ip: str) -> tuple[str, str]:
+    """``(table, hex)``: the ``/proc/net`` table holding ``ip`` and its hex spelling.
+
+    The kernel prints each 32-bit word of the address in host byte order.
+    IPv4-mapped IPv6 addresses are looked up in the IPv6 table.
+    """
+    addr = ipaddress.ip_address(ip)
+    packed = addr.packed
+    words = struct.unpack(f"={len(packed) // 4}I", packed)
+    text = "".join(f"{w:08X}" for w in words)
+    return ("tcp" if addr.version == 4 else "tcp6"), text
+
+
+def _candidates(ip: str) -> list[str]:
+    """The spellings a client address may have: v4 ``a.b.c.d`` and v6 ``::ffff:a.b.c.d``."""
+    addr = ipaddress.ip_address(ip)
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        return [str(addr.ipv4_mapped), str(addr)]
+    if addr.version == 4:
+        return [str(addr), f"::ffff:{addr}"]
+    return [str(addr)]
+
+
+def _netns_id(path: str) -> str:
+    """``net:[inode]`` for a namespace file (what ``/proc/<pid>/ns/net`` links to)."""
+    return f"net:[{os.stat(path).st_ino}]"
+
+
+class IdentityResolver:
+    """Maps proxy connections to the processes that opened them.
+
+    :param netns: name of the sandbox's network namespace (``/run/netns/<name>``),
+        or None for host mode (client and proxy in the proxy's own namespace; tests).
+    :param stop_at: pids where the ancestor walk stops (exclusive). Host mode also
+        stops at the proxy's own pid and pid 1, since everything else on the host
+        shares the namespace.
+    :param workers: threads doing ``/proc`` work (each enters ``netns`` once).
+    :raises OSError: the namespace does not exist.
+    """
+
+    def __init__(self, netns: Optional[str], stop_at: Collection[int] = (), *, workers: int = 2) -> None:
+        self.netns = netns
+        if netns is None:
+            self._ns_id = os.readlink("/proc/self/ns/net")
+            self._stop = frozenset(stop_at) | {os.getpid(), 1, 0}
+        else:
+            self._ns_id = _netns_id(nsutil.netns_path(netns))
+            self._stop = frozenset(stop_at) | {0}
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="proxy-identity", initializer=self._enter_netns
+        )
+
+    def _enter_netns(self) -> None:
+        if self.netns is None:
+            return
+        # Permanent for this worker thread: it only ever reads /proc for this sandbox.
+        with open(nsutil.netns_path(self.netns), "rb") as target:
+            nsutil.setns(target.fileno(), nsutil.CLONE_NEWNET)
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def lookup(self, peer_ip: str, peer_port: int, local_ip: str, local_port: int) -> ProcessIdentity:
+        """Identity of the process whose socket is ``peer_ip:peer_port`` → ``local_ip:local_port``.
+
+        ``peer`` is the client's end as the proxy sees it, ``local`` the proxy's end.
+        Runs in a worker thread. Raises ``IdentityError``.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.lookup_sync, peer_ip, peer_port, local_ip, local_port)
+
+    # ------------------------------------------------------------------ blocking part
+
+    def lookup_sync(self, peer_ip: str, peer_port: int, local_ip: str, local_port: int) -> ProcessIdentity:
+        """Blocking form of ``lookup``; call only from this resolver's worker threads
+        (in namespace mode the TCP table read depends on the thread's namespace)."""
+        try:
+            inode = self._socket_inode(peer_ip, peer_port, local_ip, local_port)
+            pids = self._pids_holding(inode)
+            if not pids:
+                raise IdentityError(f"no process in the sandbox holds socket inode {inode}")
+            exes = {pid: self._exe(pid) for pid in pids}
+            distinct = sorted(set(exes.values()))
+            if len(distinct) > 1:
+                raise IdentityError(f"processes with different executables share the socket: {', '.join(distinct)}")
+            first = min(pids)
+            return ProcessIdentity(exes[first], self._ancestors(first), tuple(sorted(pids)))
+        except IdentityError:
+            raise
+        except OSError as exc:
+            raise IdentityError(f"/proc lookup failed: {exc}") from None
+
+    def _socket_inode(self, peer_ip: str, peer_port: int, local_ip: str, local_port: int) -> int:
+        # The client's socket: its local end is the proxy's peer, its remote end the proxy.
+        for client_ip in _candidates(peer_ip):
+            table, client_hex = _hex_addr(client_ip)
+            for proxy_ip in _candidates(local_ip):
+                ptable, proxy_hex = _hex_addr(proxy_ip)
+                if ptable != table:
+                    continue
+                needle = f" {client_hex}:{peer_port:04X} {proxy_hex}:{local_port:04X} "
+                inode = self._find_inode(table, needle)
+                if inode is not None:
+                    return inode
+        raise IdentityError(f"no socket {peer_ip}:{peer_port} -> {local_ip}:{local_port} in the sandbox's TCP table")
+
+    @staticmethod
+    def _find_inode(table: str, needle: str) -> Optional[int]:
+        with open(f"/proc/thread-self/net/{table}") as f:
+            text = f.read()
+        pos = text.find(needle)
+        if pos < 0:
+            return None
+        line = text[pos : text.find("\n", pos)].split()
+        # fields after the match: st tx:rx tr:when retrnsmt uid timeout inode ...
+        inode = int(line[8])
+        if inode == 0:  # TIME_WAIT and orphaned sockets have no owner any more
+            raise IdentityError(f"client socket has no owner (TCP state {line[2]})")
+        return inode
+
+    def _in_sandbox(self, pid: int) -> bool:
+        try:
+            return os.readlink(f"/proc/{pid}/ns/net") == self._ns_id
+        except OSError:  # exited, or a kernel thread
+            return False
+
+    def _pids_holding(self, inode: int) -> list[int]:
+        target = f"socket:[{inode}]"
+        holders = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            if not self._in_sandbox(pid):
+                continue
+            fd_dir = f"/proc/{pid}/fd"
+            try:
+                fds = os.listdir(fd_dir)
+            except OSError:
+                continue  # exited while scanning
+            for fd in fds:
+                try:
+                    if os.readlink(f"{fd_dir}/{fd}") == target:
+                        holders.append(pid)
+                        break
+                except OSError:
+                    continue
+        return holders
+
+    @staticmethod
+    def _exe(pid: int) -> str:
+        path = os.readlink(f"/proc/{pid}/exe")
+        return path[: -len(_DELETED)] if path.endswith(_DELETED) else path
+
+    @staticmethod
+    def _ppid(pid: int) -> int:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        # comm may contain spaces and ')': the fields after the last ')' are fixed.
+        return int(stat[stat.rindex(b")") + 2 :].split()[1])
+
+    def _ancestors(self, pid: int) -> tuple[str, ...]:
+        chain: list[str] = []
+        seen = {pid}
+        current = self._ppid(pid)
+        while current not in self._stop and current not in seen and self._in_sandbox(current):
+            seen.add(current)
+            chain.append(self._exe(current))
+            current = self._ppid(current)
+        return tuple(chain)

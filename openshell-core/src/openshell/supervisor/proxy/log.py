@@ -1,0 +1,89 @@
+"""One structured line per proxy decision (POLICY.md §2.6, STYLE.md logs).
+
+Lines are logfmt (``key=value``, values with spaces or quotes in double quotes)
+on logger ``openshell.supervisor.proxy`` at INFO (denials at WARNING)::
+
+    event=decision time=2026-11-30T10:00:00.123Z sandbox=demo decision=DENIED engine=opa
+    host=api.example.com port=443 binary=/usr/bin/python3.11 ancestors=/usr/bin/bash
+    policy=- reason="endpoint api.example.com:443 is not allowed by any policy"
+
+Header values are never passed here (they may hold credentials); L7 lines add
+only ``method`` and ``path``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Optional, Sequence
+
+LOGGER_NAME = "openshell.supervisor.proxy"
+
+
+def _quote(value: object) -> str:
+    text = "-" if value is None or value == "" else str(value)
+    if any(c in text for c in ' "=\\') or not text.isprintable():
+        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+    return text
+
+
+def logfmt(fields: Sequence[tuple[str, object]]) -> str:
+    """Render ``(key, value)`` pairs as one logfmt line; empty/None values print ``-``."""
+    return " ".join(f"{key}={_quote(value)}" for key, value in fields)
+
+
+def _now() -> str:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+class DecisionLog:
+    """Writes decision and connection-event lines for one sandbox.
+
+    :param sandbox_id: sandbox name/id printed on every line.
+    :param logger: destination; default ``logging.getLogger("openshell.supervisor.proxy")``.
+    """
+
+    def __init__(self, sandbox_id: str, logger: Optional[logging.Logger] = None) -> None:
+        self.sandbox_id = sandbox_id
+        self.logger = logger or logging.getLogger(LOGGER_NAME)
+
+    def decision(
+        self,
+        *,
+        decision: str,
+        engine: str,
+        host: str,
+        port: int,
+        binary: str = "",
+        ancestors: Sequence[str] = (),
+        policy: Optional[str] = None,
+        reason: str = "",
+        error: Optional[str] = None,
+        method: Optional[str] = None,
+        path: Optional[str] = None,
+    ) -> None:
+        """Log one decision. ``decision`` is ``ALLOWED``, ``DENIED`` or ``AUDIT``."""
+        fields: list[tuple[str, object]] = [
+            ("event", "decision"),
+            ("time", _now()),
+            ("sandbox", self.sandbox_id),
+            ("decision", decision),
+            ("engine", engine),
+            ("host", host),
+            ("port", port),
+            ("binary", binary),
+            ("ancestors", ",".join(ancestors)),
+            ("policy", policy),
+            ("reason", reason),
+        ]
+        if error:
+            fields.append(("error", error))
+        if method is not None:
+            fields += [("method", method), ("path", path)]
+        level = logging.WARNING if decision == "DENIED" else logging.INFO
+        self.logger.log(level, logfmt(fields))
+
+    def event(self, event: str, **fields: object) -> None:
+        """Log a non-decision event (``dial_failed``, ``bad_request``, ``tunnel_closed``...)."""
+        self.logger.info(logfmt([("event", event), ("time", _now()), ("sandbox", self.sandbox_id), *fields.items()]))

@@ -1,0 +1,390 @@
+"""The sandbox's egress proxy: HTTP CONNECT and absolute-form forward requests.
+
+Per connection (POLICY.md §2):
+
+1. accept; start the kernel identity lookup at once (it runs in a thread while
+   the request head arrives);
+2. read and parse the head (bounded, with a deadline: ``http1``);
+3. decide: engine first, then destination safety over the addresses *we*
+   resolved (``openshell.policy.decide.decide``). Names that need DNS are shown
+   to the engine before any lookup, so a denied name never leaves the machine
+   as a DNS query;
+4. dial the validated addresses in order (never re-resolving);
+5. CONNECT: ``200 Connection Established`` only after the dial succeeded, then a
+   raw relay (``relay``) or, for ``protocol: rest`` endpoints, the inspector.
+   Forward: the request goes upstream in origin-form without hop-by-hop headers.
+
+Policy reloads (``set_policy``) apply to new connections at once; open raw
+tunnels that the new policy no longer allows are closed (POLICY.md §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional, Sequence
+
+from openshell.plugin.kinds import CompiledPolicy, PolicyEngine
+from openshell.policy.decision import ConnectInput, Decision
+from openshell.supervisor.proxy import responses
+from openshell.supervisor.proxy.forward import origin_request
+from openshell.supervisor.proxy.http1 import (
+    HEAD_TIMEOUT,
+    Authority,
+    HeadError,
+    RequestHead,
+    parse_authority,
+    parse_head,
+    read_head,
+    split_absolute,
+)
+from openshell.supervisor.proxy.identity import IdentityError, IdentityResolver, ProcessIdentity
+from openshell.supervisor.proxy.inspect import Flow, Inspector
+from openshell.supervisor.proxy.log import DecisionLog
+from openshell.supervisor.proxy.relay import relay
+from openshell.supervisor.proxy.resolve import ResolveError, Resolver
+
+DecideFn = Callable[[PolicyEngine, CompiledPolicy, ConnectInput, Sequence[str]], Decision]
+
+CONNECT_TIMEOUT = 10.0  # seconds per upstream address
+MAX_CONNECTIONS = 1024  # concurrent client connections; accept waits beyond this
+_LINGER = 1.0  # seconds to drain a client after an error answer (see _reject)
+
+
+class _Reject(Exception):
+    """Answer ``response`` and close; raised inside a connection handler."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+
+
+@dataclass(eq=False)  # identity hashing: tunnels live in a set
+class _Tunnel:
+    inp: ConnectInput
+    address: str
+    task: asyncio.Task
+
+
+def _default_decide() -> DecideFn:
+    from openshell.policy.decide import decide
+
+    return decide
+
+
+class ProxyServer:
+    """One sandbox's proxy.
+
+    :param sandbox_id: printed on every log line.
+    :param engine: the loaded policy engine (``PolicyEngine``).
+    :param compiled: the policy in force (``engine.load(...)``).
+    :param hosts: sandbox hosts entries ``{name: [ip, ...]}``, consulted before DNS.
+    :param identity: kernel identity lookup for the sandbox's namespace (not closed
+        by the proxy: the caller owns it).
+    :param logger: where decision lines go; default ``openshell.supervisor.proxy``.
+    :param inspector: HTTP inspection for ``protocol: rest`` endpoints; None denies them.
+    :param decide: decision function; default ``openshell.policy.decide.decide``.
+    :param head_timeout: seconds a client has to send its whole request head.
+    :param connect_timeout: seconds per upstream address dial.
+    :param max_connections: concurrent client connections.
+    """
+
+    def __init__(
+        self,
+        sandbox_id: str,
+        engine: PolicyEngine,
+        compiled: CompiledPolicy,
+        *,
+        hosts: Optional[Mapping[str, Sequence[str]]] = None,
+        identity: IdentityResolver,
+        logger: Optional[logging.Logger] = None,
+        inspector: Optional[Inspector] = None,
+        decide: Optional[DecideFn] = None,
+        head_timeout: float = HEAD_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self.sandbox_id = sandbox_id
+        self.engine = engine
+        self._compiled = compiled
+        self._hosts = {k.lower().rstrip("."): tuple(v) for k, v in (hosts or {}).items()}
+        self._resolver = Resolver(self._hosts)
+        self.identity = identity
+        self.log = DecisionLog(sandbox_id, logger)
+        self.inspector = inspector
+        self._decide = decide or _default_decide()
+        self.head_timeout = head_timeout
+        self.connect_timeout = connect_timeout
+        self._slots = asyncio.Semaphore(max_connections)
+        self._sock: Optional[socket.socket] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._accept_task: Optional[asyncio.Task] = None
+        self._conns: set[asyncio.Task] = set()
+        self._tunnels: set[_Tunnel] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def port(self) -> int:
+        """The listening port (after ``start``)."""
+        assert self._sock is not None, "ProxyServer.start() not called"
+        return self._sock.getsockname()[1]
+
+    @property
+    def policy(self) -> CompiledPolicy:
+        """The policy new connections are decided under."""
+        return self._compiled
+
+    async def start(self, sock: socket.socket) -> None:
+        """Serve connections accepted on ``sock`` (bound and listening; may belong to
+        another network namespace). The proxy owns ``sock`` from now on."""
+        sock.setblocking(False)
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._accept_task = asyncio.create_task(self._accept_loop(), name=f"proxy-accept-{self.sandbox_id}")
+
+    async def close(self) -> None:
+        """Stop accepting, end every connection and close the listening socket."""
+        tasks = [t for t in (self._accept_task, *self._conns) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._sock is not None:
+            self._sock.close()
+
+    def set_policy(self, compiled: CompiledPolicy) -> None:
+        """Use ``compiled`` for every new connection from now on; close open raw
+        tunnels it no longer allows. Thread-safe."""
+        self._compiled = compiled
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._recheck_tunnels, compiled)
+
+    def _recheck_tunnels(self, compiled: CompiledPolicy) -> None:
+        for tunnel in list(self._tunnels):
+            decision = self._safe_decide(compiled, tunnel.inp, [tunnel.address])
+            if not decision.allowed:
+                self.log.event(
+                    "tunnel_closed", host=tunnel.inp.host, port=tunnel.inp.port, binary=tunnel.inp.binary,
+                    reason=f"policy reload: {decision.reason}",
+                )
+                tunnel.task.cancel()
+
+    async def _accept_loop(self) -> None:
+        assert self._sock is not None and self._loop is not None
+        while True:
+            await self._slots.acquire()
+            try:
+                client, _ = await self._loop.sock_accept(self._sock)
+            except OSError as exc:
+                self._slots.release()
+                self.log.event("accept_failed", reason=str(exc))
+                await asyncio.sleep(0.1)  # EMFILE and friends: do not spin
+                continue
+            except BaseException:
+                self._slots.release()
+                raise
+            task = asyncio.create_task(self._serve(client))
+            self._conns.add(task)
+            task.add_done_callback(self._conn_done)
+
+    def _conn_done(self, task: asyncio.Task) -> None:
+        self._conns.discard(task)
+        self._slots.release()
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _serve(self, client: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        client.setblocking(False)
+        upstream: Optional[socket.socket] = None
+        ident_task: Optional[asyncio.Future] = None
+        try:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer, local = client.getpeername(), client.getsockname()
+            ident_task = asyncio.ensure_future(self.identity.lookup(peer[0], peer[1], local[0], local[1]))
+            head, early = await read_head(loop, client, timeout=self.head_timeout)
+            req = parse_head(head)
+            if req.method == "CONNECT":
+                upstream = await self._connect(loop, client, req, early, ident_task)
+            else:
+                upstream = await self._forward(loop, client, req, early, ident_task)
+        except HeadError as exc:
+            self.log.event("bad_request", status=exc.status, reason=exc.message)
+            await self._reject(client, responses.error(exc.status, "bad_request", exc.message))
+        except _Reject as rej:
+            await self._reject(client, rej.response)
+        except (OSError, asyncio.CancelledError):
+            pass  # client or upstream went away / proxy closing / tunnel revoked
+        except Exception:  # noqa: BLE001 - one bad connection must not end the proxy
+            self.log.logger.exception("event=connection_error sandbox=%s", self.sandbox_id)
+        finally:
+            if ident_task is not None and not ident_task.done():
+                ident_task.cancel()
+            if upstream is not None:
+                upstream.close()
+            client.close()
+
+    async def _reject(self, client: socket.socket, response: bytes) -> None:
+        """Send an error answer, then drain briefly before closing: closing with
+        unread request bytes makes the kernel send RST, which can destroy the
+        answer before the client reads it."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(loop.sock_sendall(client, response), _LINGER)
+            client.shutdown(socket.SHUT_WR)
+            async with asyncio.timeout(_LINGER):
+                drained = 0
+                while drained < 1 << 20 and (chunk := await loop.sock_recv(client, 65536)):
+                    drained += len(chunk)
+
+    async def _connect(
+        self, loop: asyncio.AbstractEventLoop, client: socket.socket, req: RequestHead, early: bytes, ident_task: asyncio.Future
+    ) -> Optional[socket.socket]:
+        auth = parse_authority(req.target)
+        detail = responses.detail_for("CONNECT", str(auth))
+        inp, decision = await self._decision(auth, ident_task, detail)
+        inspect = self._needs_inspection(decision, auth, inp, detail)
+        upstream, address = await self._dial(loop, decision.addresses, auth)
+        await loop.sock_sendall(client, responses.CONNECTION_ESTABLISHED)
+        if inspect:
+            assert self.inspector is not None
+            await self.inspector.tunnel(self._flow(inp, decision, address), client, upstream, early)
+            return upstream
+        tunnel = _Tunnel(inp, address, asyncio.current_task())  # type: ignore[arg-type]
+        self._tunnels.add(tunnel)
+        try:
+            await relay(client, upstream, to_upstream=early)
+        finally:
+            self._tunnels.discard(tunnel)
+        return upstream
+
+    async def _forward(
+        self, loop: asyncio.AbstractEventLoop, client: socket.socket, req: RequestHead, early: bytes, ident_task: asyncio.Future
+    ) -> Optional[socket.socket]:
+        scheme, auth, origin = split_absolute(req.target)
+        if scheme == "https":
+            raise _Reject(responses.error(400, "use_connect", "https:// URLs must be tunnelled with CONNECT"))
+        if scheme != "http":
+            raise _Reject(responses.error(400, "bad_request", f"unsupported scheme {scheme}:// in forward request"))
+        path = origin.partition("?")[0]  # the query may carry secrets: never in logs or answers
+        detail = responses.detail_for(req.method, str(auth), path)
+        inp, decision = await self._decision(auth, ident_task, detail, method=req.method, path=path)
+        inspect = self._needs_inspection(decision, auth, inp, detail)
+        upstream, address = await self._dial(loop, decision.addresses, auth)
+        if inspect:
+            assert self.inspector is not None
+            await self.inspector.forward(self._flow(inp, decision, address), client, upstream, req, early)
+            return upstream
+        head = origin_request(req, auth, origin)
+        # The upstream is told "Connection: close"; end the client connection with
+        # it so a client reusing the connection for another URL reconnects (and
+        # gets its own decision) instead of talking to this upstream.
+        await relay(client, upstream, to_upstream=head + early, until_upstream_eof=True)
+        return upstream
+
+    # ------------------------------------------------------------------ decision
+
+    def _safe_decide(self, compiled: CompiledPolicy, inp: ConnectInput, resolved: Sequence[str]) -> Decision:
+        try:
+            return self._decide(self.engine, compiled, inp, resolved)
+        except Exception as exc:  # noqa: BLE001 - engines must not raise; if one does, deny
+            self.log.logger.exception("event=decide_failed sandbox=%s", self.sandbox_id)
+            return Decision.deny(f"policy evaluation failed: {exc}", engine=self.engine.name)
+
+    def _needs_dns(self, host: str) -> bool:
+        try:
+            ipaddress.ip_address(host)
+            return False
+        except ValueError:
+            return host not in self._hosts
+
+    async def _decision(
+        self, auth: Authority, ident_task: asyncio.Future, detail: str, *, method: Optional[str] = None, path: Optional[str] = None
+    ) -> tuple[ConnectInput, Decision]:
+        """Decide and log; raise ``_Reject`` (403) when denied."""
+        try:
+            ident: ProcessIdentity = await ident_task
+        except IdentityError as exc:
+            reason = f"the identity of the connecting process could not be determined ({exc})"
+            self.log.decision(
+                decision="DENIED", engine="identity", host=auth.host, port=auth.port, reason=reason,
+                error="policy_denied", method=method, path=path,
+            )
+            raise _Reject(responses.denied("policy_denied", detail, reason)) from None
+        inp = ConnectInput(auth.host, auth.port, ident.binary, ident.ancestors)
+        compiled = self._compiled  # one policy version for the whole decision
+        if self._needs_dns(auth.host):
+            first = self._engine_only(compiled, inp)
+            if not first.allowed:
+                self._log_decision(inp, first, method, path)
+                raise _Reject(responses.denied(first.error or "policy_denied", detail, first.reason))
+            try:
+                resolved = await self._resolver.resolve(auth.host, auth.port)
+            except ResolveError as exc:
+                self.log.event("resolve_failed", host=auth.host, port=auth.port, binary=inp.binary, reason=str(exc))
+                raise _Reject(responses.error(502, "upstream_unresolved", str(exc))) from None
+        else:
+            resolved = await self._resolver.resolve(auth.host, auth.port)
+        decision = self._safe_decide(compiled, inp, resolved)
+        self._log_decision(inp, decision, method, path)
+        if not decision.allowed:
+            raise _Reject(responses.denied(decision.error or "policy_denied", detail, decision.reason))
+        return inp, decision
+
+    def _engine_only(self, compiled: CompiledPolicy, inp: ConnectInput) -> Decision:
+        try:
+            return self.engine.decide_connect(compiled, inp)
+        except Exception as exc:  # noqa: BLE001 - see _safe_decide
+            return Decision.deny(f"policy evaluation failed: {exc}", engine=self.engine.name)
+
+    def _log_decision(self, inp: ConnectInput, decision: Decision, method: Optional[str], path: Optional[str]) -> None:
+        label = {"allow": "ALLOWED", "audit": "AUDIT"}.get(decision.action, "DENIED")
+        self.log.decision(
+            decision=label, engine=decision.engine or self.engine.name, host=inp.host, port=inp.port,
+            binary=inp.binary, ancestors=inp.ancestors, policy=decision.policy, reason=decision.reason,
+            error=None if decision.allowed else (decision.error or "policy_denied"), method=method, path=path,
+        )
+
+    def _needs_inspection(self, decision: Decision, auth: Authority, inp: ConnectInput, detail: str) -> bool:
+        """True when the endpoint wants L7 inspection; raises ``_Reject`` if no inspector."""
+        endpoint = decision.endpoint
+        if endpoint is None or endpoint.protocol != "rest":
+            return False
+        if self.inspector is None:
+            reason = f"endpoint {auth} requires HTTP inspection (protocol: rest), which this proxy does not provide"
+            self.log.event("inspection_unavailable", host=auth.host, port=auth.port, binary=inp.binary, policy=decision.policy)
+            raise _Reject(responses.denied("policy_denied", detail, reason))
+        return True
+
+    def _flow(self, inp: ConnectInput, decision: Decision, address: str) -> Flow:
+        return Flow(self.sandbox_id, inp, decision, address, self.engine, lambda: self._compiled, self.log)
+
+    # ------------------------------------------------------------------ upstream
+
+    async def _dial(
+        self, loop: asyncio.AbstractEventLoop, addresses: Sequence[str], auth: Authority
+    ) -> tuple[socket.socket, str]:
+        """Connect to the first validated address that answers; raise ``_Reject(502)``."""
+        failures = []
+        for address in addresses:
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    await loop.sock_connect(sock, (address, auth.port))
+            except (OSError, TimeoutError) as exc:
+                sock.close()
+                failures.append(f"{address}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else 'timed out'}")
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock, address
+        reason = "; ".join(failures) or "no address to dial"
+        self.log.event("dial_failed", host=auth.host, port=auth.port, reason=reason)
+        raise _Reject(responses.error(502, "upstream_unreachable", f"could not connect to {auth}: {reason}"))
