@@ -181,6 +181,12 @@ def launch_factory(launch_ids: tuple[int, int]) -> Callable[..., LaunchSandbox]:
 
 
 @pytest.fixture
+def launch_checks_policy() -> Callable[..., dict[str, Any]]:
+    """The :func:`checks_policy` builder (test modules cannot import conftest)."""
+    return checks_policy
+
+
+@pytest.fixture
 def launch_sandbox(launch_factory: Callable[..., LaunchSandbox]) -> LaunchSandbox:
     """One sandbox with the isolation-checks policy and all three layers."""
     return launch_factory()
