@@ -1,0 +1,829 @@
+"""The gateway's logic, independent of gRPC: sandboxes, policies, supervisors.
+
+``service.py`` and ``supervisor_service.py`` translate protos to calls of
+:class:`GatewayCore` and its exceptions to gRPC status codes; everything that
+decides something lives here, so it can be tested without a server.
+
+Every public method is a coroutine meant for the gateway's event loop. Store
+and driver calls (SQLite, process management) run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+
+from openshell.gateway import names
+from openshell.gateway import store as st
+from openshell.gateway.store import PolicyRevision, SandboxRecord, Store
+from openshell.plugin.kinds import ComputeDriver, SandboxStatus
+
+log = logging.getLogger("openshell.gateway")
+
+DEFAULT_POLICY_YAML = "version: 1\n"
+"""Stored for a sandbox created without a policy; parses to the default policy (POLICY.md §1)."""
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+TIMEOUT_EXIT_CODE = 124  # what `timeout(1)` returns; the CLI contract uses it too
+EXEC_TIMEOUT_GRACE = 5.0  # seconds the exec backend gets to report 124 itself
+
+# --------------------------------------------------------------------------- errors
+
+
+class GatewayError(Exception):
+    """Base of the errors a client can cause; ``code`` names the gRPC status."""
+
+    code = "INTERNAL"
+
+
+class NotFound(GatewayError):
+    code = "NOT_FOUND"
+
+
+class SandboxNotFound(NotFound):
+    """The named sandbox does not exist (or no longer exists)."""
+
+    def __init__(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> None:
+        where = "" if workspace == st.DEFAULT_WORKSPACE else f" in workspace '{workspace}'"
+        super().__init__(f"sandbox '{name}' not found{where}; see 'openshell sandbox list'")
+        self.name = name
+        self.workspace = workspace
+
+
+class WorkspaceNotFound(NotFound):
+    def __init__(self, workspace: str) -> None:
+        super().__init__(f"workspace '{workspace}' not found; the gateway has workspace 'default'")
+        self.workspace = workspace
+
+
+class AlreadyExists(GatewayError):
+    code = "ALREADY_EXISTS"
+
+
+class InvalidArgument(GatewayError):
+    """A request field is wrong. ``field`` is its path (``spec.policy_yaml``)."""
+
+    code = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class FailedPrecondition(GatewayError):
+    code = "FAILED_PRECONDITION"
+
+
+class Unauthenticated(GatewayError):
+    code = "UNAUTHENTICATED"
+
+
+class Unavailable(GatewayError):
+    code = "UNAVAILABLE"
+
+
+class ResourceExhausted(GatewayError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class DriverFailed(GatewayError):
+    """The compute driver raised; the sandbox record keeps the reason."""
+
+    code = "INTERNAL"
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What a client asks for beyond name and labels.
+
+    :ivar command: the entrypoint argv; empty: an idle keep-alive.
+    :ivar environment: variables for every process in the sandbox.
+    :ivar extra_hosts: ``"name:ip"`` entries for the sandbox's ``/etc/hosts``.
+    :ivar policy_yaml: a POLICY.md document; empty: the default policy.
+    :ivar log_level: the supervisor's log level (empty: its default).
+    """
+
+    command: tuple[str, ...] = ()
+    environment: Mapping[str, str] | None = None
+    extra_hosts: tuple[str, ...] = ()
+    policy_yaml: str = ""
+    log_level: str = ""
+
+    def stored(self) -> dict[str, Any]:
+        """The spec as stored in ``SandboxRecord.spec`` (no policy: that is a revision)."""
+        return {
+            "command": list(self.command),
+            "environment": dict(self.environment or {}),
+            "extra_hosts": list(self.extra_hosts),
+            "log_level": self.log_level,
+        }
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """A sandbox as clients see it.
+
+    :ivar record: the stored record (``record.secret`` must not leave the gateway).
+    :ivar policy_revision: the newest stored policy revision number.
+    :ivar loaded_policy_revision: the newest revision a supervisor reported loaded (0: none).
+    """
+
+    record: SandboxRecord
+    policy_revision: int
+    loaded_policy_revision: int
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    """What ``GetSandboxConfig`` returns to a supervisor."""
+
+    sandbox_id: str
+    name: str
+    workspace: str
+    labels: dict[str, str]
+    command: list[str]
+    environment: dict[str, str]
+    extra_hosts: list[str]
+    log_level: str
+    netns_index: int
+    policy: PolicyRevision
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One log record pushed by a supervisor."""
+
+    time: float
+    level: str
+    target: str
+    message: str
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ExecEvent:
+    """One event of an exec stream (same shape as ``openshell.gateway.sandbox_exec.ExecEvent``).
+
+    :ivar kind: ``stdout``, ``stderr`` or ``exit`` (exactly one ``exit``, last).
+    """
+
+    kind: str
+    data: bytes = b""
+    exit_code: int | None = None
+
+
+# --------------------------------------------------------------------------- validation
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,252}[A-Za-z0-9])?$")
+_LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _check_labels(labels: Mapping[str, str], field: str = "labels") -> dict[str, str]:
+    for key, value in labels.items():
+        if not _LABEL_KEY_RE.match(key):
+            raise InvalidArgument(f"{field}.{key}", "label keys are letters, digits, '.', '_', '/', '-' (start and end alphanumeric)")
+        if not _LABEL_VALUE_RE.match(value):
+            raise InvalidArgument(f"{field}.{key}", "label values are at most 63 letters, digits, '.', '_', '-' (start and end alphanumeric)")
+    return dict(labels)
+
+
+def _check_spec(spec: SandboxSpec) -> None:
+    for key in (spec.environment or {}):
+        if not _ENV_NAME_RE.match(key):
+            raise InvalidArgument(f"spec.environment.{key}", "environment variable names are letters, digits and '_', not starting with a digit")
+    for i, entry in enumerate(spec.extra_hosts):
+        host, sep, ip = entry.rpartition(":") if entry.count(":") == 1 else entry.partition(":")
+        try:
+            ipaddress.ip_address(ip)
+            ok = bool(sep) and bool(_HOST_RE.match(host))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise InvalidArgument(f"spec.extra_hosts[{i}]", f"{entry!r} is not 'name:ip' (e.g. 'api.test:10.199.0.2')")
+    if any(not isinstance(a, str) for a in spec.command):
+        raise InvalidArgument("spec.command", "every argument must be a string")
+
+
+def _parse_policy(yaml_text: str, field: str) -> None:
+    """Validate ``yaml_text`` with the policy module; raise InvalidArgument naming the field."""
+    try:
+        from openshell.policy import PolicyError, parse_policy
+    except ImportError:  # the policy package exports these; keep working with its module layout
+        from openshell.policy.errors import PolicyError
+        from openshell.policy.parse import parse_policy
+    try:
+        parse_policy(yaml_text)
+    except PolicyError as exc:
+        raise InvalidArgument(f"{field}.{exc.field}" if exc.field else field, f"invalid policy: {exc.message}") from exc
+
+
+@dataclass(frozen=True)
+class _Term:
+    key: str
+    op: str  # "=", "!=", "exists", "!exists"
+    value: str = ""
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.op == "exists":
+            return self.key in labels
+        if self.op == "!exists":
+            return self.key not in labels
+        if self.op == "=":
+            return labels.get(self.key) == self.value
+        return labels.get(self.key) != self.value
+
+
+def parse_label_selector(selector: str) -> list[_Term]:
+    """Parse ``"a=1,b!=2,c,!d"`` (all terms must match; ``==`` equals ``=``).
+
+    :raises InvalidArgument: (field ``label_selector``) for an unparseable term.
+    """
+    terms: list[_Term] = []
+    for raw in selector.split(","):
+        term = raw.strip()
+        if not term:
+            continue
+        if "!=" in term:
+            key, value = (s.strip() for s in term.split("!=", 1))
+            op = "!="
+        elif "=" in term:
+            key, value = (s.strip() for s in term.replace("==", "=", 1).split("=", 1))
+            op = "="
+        elif term.startswith("!"):
+            key, value, op = term[1:].strip(), "", "!exists"
+        else:
+            key, value, op = term, "", "exists"
+        if not _LABEL_KEY_RE.match(key) or "=" in value or "!" in value:
+            raise InvalidArgument("label_selector", f"cannot parse {term!r}; use 'key=value', 'key!=value', 'key' or '!key' joined by ','")
+        terms.append(_Term(key, op, value))
+    return terms
+
+
+def _encode_token(record: SandboxRecord) -> str:
+    raw = json.dumps([record.workspace, record.name], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        workspace, name = json.loads(raw)
+        if not isinstance(workspace, str) or not isinstance(name, str):
+            raise ValueError
+        return workspace, name
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidArgument("page_token", "not a token this gateway issued; start without one") from None
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+def _fire_hook(name: str, **kwargs: Any) -> None:
+    """Call event hook ``name`` on every plugin; failures are logged, never raised.
+
+    The loader is optional here so the gateway core works (and tests run)
+    without it; event hook results are ignored by contract.
+    """
+    try:
+        from openshell.plugin.loader import get_registry
+    except ImportError:
+        return
+    try:
+        getattr(get_registry().hook, name)(**kwargs)
+    except Exception as exc:  # a plugin's bug must not fail a sandbox operation
+        log.warning("event=hook_failed hook=%s error=%s", name, exc)
+
+
+# --------------------------------------------------------------------------- core
+
+
+class GatewayCore:
+    """Sandboxes, their policies and their supervisors, for one gateway.
+
+    :param state_dir: the gateway's state directory (logs pushed by supervisors
+        go to ``state_dir/sandbox-logs/<id>.jsonl``).
+    :param store: the opened :class:`~openshell.gateway.store.Store`.
+    :param driver: the compute driver instance.
+    :param version: reported by Health.
+    :param monitor_interval: seconds between liveness checks of running sandboxes
+        (the task runs between :meth:`start` and :meth:`stop`).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        store: Store,
+        driver: ComputeDriver,
+        *,
+        version: str | None = None,
+        monitor_interval: float = 2.0,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.store = store
+        self.driver = driver
+        self.version = version or _package_version()
+        self.monitor_interval = monitor_interval
+        self._policy_changed: asyncio.Condition | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Reconcile stored sandboxes with the driver, then start the liveness monitor."""
+        await self.reconcile()
+        if self.monitor_interval > 0:
+            self._tasks.append(asyncio.ensure_future(self._monitor()))
+
+    async def stop(self) -> None:
+        """Stop background tasks (sandboxes keep running; a restart reconciles them)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def health(self) -> str:
+        """Return the gateway version (the gateway is healthy when it can answer)."""
+        return self.version
+
+    # ------------------------------------------------------------------ helpers
+
+    def _condition(self) -> asyncio.Condition:
+        # Created lazily so the core can be constructed outside a running loop.
+        if self._policy_changed is None:
+            self._policy_changed = asyncio.Condition()
+        return self._policy_changed
+
+    async def _notify_policy(self) -> None:
+        cond = self._condition()
+        async with cond:
+            cond.notify_all()
+
+    async def _require_workspace(self, workspace: str) -> str:
+        workspace = workspace or st.DEFAULT_WORKSPACE
+        if await asyncio.to_thread(self.store.get_workspace, workspace) is None:
+            raise WorkspaceNotFound(workspace)
+        return workspace
+
+    async def _info(self, record: SandboxRecord) -> SandboxInfo:
+        def read() -> SandboxInfo:
+            latest = self.store.get_policy_revision(record.id)
+            return SandboxInfo(record, latest.revision if latest else 0, self.store.loaded_policy_revision(record.id))
+
+        return await asyncio.to_thread(read)
+
+    async def _record(self, name: str, workspace: str) -> SandboxRecord:
+        workspace = await self._require_workspace(workspace)
+        record = await asyncio.to_thread(self.store.get_sandbox_by_name, name, workspace)
+        if record is None:
+            raise SandboxNotFound(name, workspace)
+        return record
+
+    # ------------------------------------------------------------------ sandboxes (clients)
+
+    async def create_sandbox(
+        self,
+        *,
+        name: str = "",
+        workspace: str = st.DEFAULT_WORKSPACE,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        spec: SandboxSpec | None = None,
+    ) -> SandboxInfo:
+        """Store a sandbox (policy revision 1) and ask the driver to start its supervisor.
+
+        The result is PROVISIONING; the supervisor reports READY itself. When the
+        driver fails to start it, the sandbox is kept in ERROR with the reason.
+
+        :raises InvalidArgument: bad name, label, spec field or policy (the field is named).
+        :raises AlreadyExists: the name is taken in the workspace.
+        :raises WorkspaceNotFound: unknown workspace.
+        :raises ResourceExhausted: no free network index.
+        """
+        spec = spec or SandboxSpec()
+        workspace = await self._require_workspace(workspace)
+        if name and not names.is_valid_name(name):
+            raise InvalidArgument("name", f"{name!r} is not a valid sandbox name; use lower-case letters, digits and '-' (at most 63)")
+        labels = _check_labels(labels or {})
+        annotations = dict(annotations or {})
+        _check_spec(spec)
+        policy_yaml = spec.policy_yaml if spec.policy_yaml.strip() else DEFAULT_POLICY_YAML
+        await asyncio.to_thread(_parse_policy, policy_yaml, "spec.policy_yaml")
+
+        def insert() -> tuple[SandboxRecord, PolicyRevision]:
+            chosen = name or names.generate_name(self.store.sandbox_names())
+            return self.store.create_sandbox(
+                name=chosen, workspace=workspace, labels=labels, annotations=annotations,
+                spec=spec.stored(), policy_yaml=policy_yaml,
+            )
+
+        try:
+            record, revision = await asyncio.to_thread(insert)
+        except st.NameTaken as exc:
+            raise AlreadyExists(f"sandbox '{exc.name}' already exists; choose another name or delete it with 'openshell sandbox delete {exc.name}'") from exc
+        except st.NoNetnsIndex as exc:
+            raise ResourceExhausted(str(exc)) from exc
+        except names.NamesExhausted as exc:
+            raise ResourceExhausted(str(exc)) from exc
+        log.info("event=sandbox_created sandbox=%s name=%s netns_index=%d", record.id, record.name, record.netns_index)
+        try:
+            await asyncio.to_thread(self.driver.create, record.driver_view(revision.yaml))
+        except Exception as exc:
+            log.warning("event=driver_create_failed sandbox=%s error=%s", record.id, exc)
+            updated = await asyncio.to_thread(
+                self.store.update_sandbox, record.id, phase=st.ERROR, reason=f"compute driver could not start the sandbox: {exc}"
+            )
+            record = updated or record
+        await asyncio.to_thread(_fire_hook, "sandbox_created", sandbox=record)
+        return await self._info(record)
+
+    async def get_sandbox(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> SandboxInfo:
+        """Return the sandbox called ``name``.
+
+        :raises SandboxNotFound: no such sandbox. :raises WorkspaceNotFound: unknown workspace.
+        """
+        return await self._info(await self._record(name, workspace))
+
+    async def list_sandboxes(
+        self,
+        workspace: str | None = st.DEFAULT_WORKSPACE,
+        *,
+        label_selector: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[SandboxInfo], str]:
+        """Return one page of sandboxes matching ``label_selector``, ordered by (workspace, name).
+
+        :param workspace: a workspace name, or None for every workspace.
+        :param page_size: <= 0 means :data:`DEFAULT_PAGE_SIZE`; capped at :data:`MAX_PAGE_SIZE`.
+        :param page_token: "" for the first page, else a previous ``next_page_token``.
+        :returns: ``(items, next_page_token)``; the token is "" on the last page.
+            Tokens name the last item returned, so they never repeat and survive
+            deletions between pages.
+        :raises InvalidArgument: bad selector or token.
+        """
+        if workspace is not None:
+            workspace = await self._require_workspace(workspace)
+        terms = parse_label_selector(label_selector)
+        after = _decode_token(page_token) if page_token else None
+        size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
+        records = await asyncio.to_thread(self.store.list_sandboxes, workspace)
+        matching = [
+            r for r in records
+            if all(t.matches(r.labels) for t in terms) and (after is None or (r.workspace, r.name) > after)
+        ]
+        page = matching[:size]
+        token = _encode_token(page[-1]) if len(matching) > size else ""
+        return [await self._info(r) for r in page], token
+
+    async def delete_sandbox(
+        self, name: str, workspace: str = st.DEFAULT_WORKSPACE, *, allow_missing: bool = False
+    ) -> tuple[str, str]:
+        """Stop the sandbox's supervisor and remove its record; afterwards it is NOT_FOUND.
+
+        :returns: ``(outcome, sandbox_id)``: ``("COMPLETED", id)``, or
+            ``("ALREADY_ABSENT", "")`` when it did not exist and ``allow_missing``.
+        :raises SandboxNotFound: it did not exist and not ``allow_missing``.
+        :raises DriverFailed: the driver could not stop it (kept in ERROR with the reason).
+        """
+        workspace = await self._require_workspace(workspace)
+        record = await asyncio.to_thread(self.store.get_sandbox_by_name, name, workspace)
+        if record is None:
+            if allow_missing:
+                return "ALREADY_ABSENT", ""
+            raise SandboxNotFound(name, workspace)
+        await asyncio.to_thread(self.store.update_sandbox, record.id, phase=st.DELETING)
+        await self._remove(record)
+        return "COMPLETED", record.id
+
+    async def _remove(self, record: SandboxRecord) -> None:
+        try:
+            await asyncio.to_thread(self.driver.delete, record.id)
+        except Exception as exc:
+            reason = f"compute driver could not delete the sandbox: {exc}"
+            await asyncio.to_thread(self.store.update_sandbox, record.id, phase=st.ERROR, reason=reason)
+            raise DriverFailed(f"sandbox '{record.name}': {reason}; retry 'openshell sandbox delete {record.name}'") from exc
+        await asyncio.to_thread(self.store.delete_sandbox, record.id)
+        with contextlib.suppress(OSError):
+            self._log_path(record.id).unlink()
+        log.info("event=sandbox_deleted sandbox=%s name=%s", record.id, record.name)
+        await self._notify_policy()  # ends WatchPolicy streams of this sandbox
+        await asyncio.to_thread(_fire_hook, "sandbox_deleted", sandbox=record)
+
+    async def set_policy(self, name: str, policy_yaml: str, workspace: str = st.DEFAULT_WORKSPACE) -> PolicyRevision:
+        """Validate ``policy_yaml`` and store it as the sandbox's next revision; supervisors watching get it.
+
+        :raises InvalidArgument: (field ``policy_yaml.<path>``) the policy is invalid.
+        :raises SandboxNotFound: no such sandbox.
+        """
+        record = await self._record(name, workspace)
+        await asyncio.to_thread(_parse_policy, policy_yaml, "policy_yaml")
+        try:
+            revision = await asyncio.to_thread(self.store.add_policy_revision, record.id, policy_yaml)
+        except LookupError:
+            raise SandboxNotFound(name, workspace) from None
+        await self._notify_policy()
+        return revision
+
+    async def policy_revisions(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> list[PolicyRevision]:
+        """Return every policy revision of the sandbox, oldest first."""
+        record = await self._record(name, workspace)
+        return await asyncio.to_thread(self.store.list_policy_revisions, record.id)
+
+    async def exec_sandbox(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        workspace: str = st.DEFAULT_WORKSPACE,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[ExecEvent]:
+        """Run ``argv`` in the READY sandbox ``name``; yield stdout/stderr events, then exactly one exit.
+
+        Checks happen before the first event, so callers can map errors to a
+        status code. When ``timeout`` (seconds) passes, the stream ends with exit
+        code 124 even if the backend does not report it.
+
+        :raises InvalidArgument: empty argv or bad environment names.
+        :raises SandboxNotFound: no such sandbox.
+        :raises FailedPrecondition: the sandbox is not READY.
+        :raises Unavailable: the sandbox's SSH endpoint cannot be reached.
+        """
+        if not argv:
+            raise InvalidArgument("command", "must not be empty")
+        for key in (env or {}):
+            if not _ENV_NAME_RE.match(key):
+                raise InvalidArgument(f"environment.{key}", "environment variable names are letters, digits and '_'")
+        if timeout is not None and timeout <= 0:
+            timeout = None
+        record = await self._record(name, workspace)
+        if record.phase != st.READY:
+            why = f" ({record.reason})" if record.reason else ""
+            raise FailedPrecondition(f"sandbox '{name}' is {record.phase}{why}, not READY; see 'openshell sandbox get {name}'")
+        endpoint = await asyncio.to_thread(self.driver.ssh_endpoint, record.id)
+        # Imported here: it pulls in paramiko and the supervisor's SSH helpers,
+        # which the rest of the core does not need (and tests replace it).
+        from openshell.gateway import sandbox_exec
+
+        stream = sandbox_exec.exec_in_sandbox(
+            endpoint, bytes.fromhex(record.secret), list(argv),
+            env=dict(env or {}) or None, workdir=workdir or None, stdin=stdin, timeout=timeout,
+        )
+        unreachable = getattr(sandbox_exec, "SandboxUnreachable", ConnectionError)
+        deadline = None if timeout is None else time.monotonic() + timeout + EXEC_TIMEOUT_GRACE
+        first = True
+        try:
+            while True:
+                remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                try:
+                    ev = await asyncio.wait_for(stream.__anext__(), remaining)
+                except StopAsyncIteration:
+                    # The backend ended without an exit event: say so rather than
+                    # leave the client without one.
+                    yield ExecEvent("exit", exit_code=255)
+                    return
+                except asyncio.TimeoutError:
+                    yield ExecEvent("exit", exit_code=TIMEOUT_EXIT_CODE)
+                    return
+                except unreachable as exc:
+                    if first:
+                        raise Unavailable(f"sandbox '{name}' is unreachable: {exc}") from exc
+                    yield ExecEvent("exit", exit_code=255)
+                    return
+                first = False
+                if ev.kind == "exit":
+                    yield ExecEvent("exit", exit_code=int(ev.exit_code if ev.exit_code is not None else 255))
+                    return
+                if ev.kind in ("stdout", "stderr"):
+                    yield ExecEvent(ev.kind, bytes(ev.data))
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+    # ------------------------------------------------------------------ workspaces
+
+    async def get_workspace(self, name: str) -> st.WorkspaceRecord:
+        """Return workspace ``name``; :raises WorkspaceNotFound:."""
+        found = await asyncio.to_thread(self.store.get_workspace, name)
+        if found is None:
+            raise WorkspaceNotFound(name)
+        return found
+
+    async def list_workspaces(self) -> list[st.WorkspaceRecord]:
+        """Return every workspace (``default`` always among them)."""
+        return await asyncio.to_thread(self.store.list_workspaces)
+
+    # ------------------------------------------------------------------ supervisors
+
+    async def authenticate_supervisor(self, sandbox_id: str, secret: str) -> SandboxRecord:
+        """Return the sandbox whose id and secret these are.
+
+        :raises Unauthenticated: unknown id or wrong secret (one message for both).
+        """
+        record = await asyncio.to_thread(self.store.get_sandbox, sandbox_id) if sandbox_id else None
+        expected = record.secret if record is not None else "0" * 64
+        # Compare even for an unknown id so timing says nothing about which ids exist.
+        good = hmac.compare_digest(expected.encode(), (secret or "").encode())
+        if record is None or not good:
+            raise Unauthenticated("unknown sandbox or wrong sandbox secret")
+        return record
+
+    async def supervisor_config(self, record: SandboxRecord) -> SupervisorConfig:
+        """Return the config a supervisor builds its sandbox from (newest policy revision)."""
+        revision = await asyncio.to_thread(self.store.get_policy_revision, record.id)
+        if revision is None:  # pragma: no cover - create stores revision 1 atomically
+            raise FailedPrecondition(f"sandbox '{record.name}' has no policy")
+        spec = record.spec
+        return SupervisorConfig(
+            sandbox_id=record.id,
+            name=record.name,
+            workspace=record.workspace,
+            labels=dict(record.labels),
+            command=list(spec.get("command", [])),
+            environment=dict(spec.get("environment", {})),
+            extra_hosts=list(spec.get("extra_hosts", [])),
+            log_level=str(spec.get("log_level", "")),
+            netns_index=record.netns_index,
+            policy=revision,
+        )
+
+    async def report_status(
+        self,
+        record: SandboxRecord,
+        *,
+        phase: str | None = None,
+        reason: str = "",
+        policy_revision: int = 0,
+        policy_status: str = "",
+        policy_error: str = "",
+        supervisor_pid: int = 0,
+    ) -> SandboxRecord:
+        """Apply a supervisor's report.
+
+        :param phase: ``READY`` or ``ERROR`` (None: unchanged). A deleting
+            sandbox keeps DELETING.
+        :param policy_revision: with ``policy_status`` ``loaded``/``failed``: the
+            load result of that revision (``policy_loaded`` hook on success).
+        :raises InvalidArgument: other phases, unknown policy status or revision.
+        :raises SandboxNotFound: the sandbox was deleted meanwhile.
+        """
+        if phase not in (None, st.READY, st.ERROR):
+            raise InvalidArgument("phase", f"a supervisor reports READY or ERROR, not {phase}")
+        if policy_revision:
+            if policy_status not in (st.LOADED, st.FAILED):
+                raise InvalidArgument("policy.status", "must be LOADED or FAILED")
+            updated = await asyncio.to_thread(self.store.set_policy_status, record.id, policy_revision, policy_status, policy_error)
+            if updated is None:
+                raise InvalidArgument("policy.revision", f"sandbox has no policy revision {policy_revision}")
+            log.info("event=policy_%s sandbox=%s revision=%d %s", policy_status, record.id, policy_revision, policy_error)
+            if policy_status == st.LOADED:
+                await asyncio.to_thread(_fire_hook, "policy_loaded", sandbox_id=record.id, version=policy_revision)
+        current = await asyncio.to_thread(self.store.get_sandbox, record.id)
+        if current is None:
+            raise SandboxNotFound(record.name, record.workspace)
+        if current.phase == st.DELETING:
+            phase = None
+        if phase is not None or supervisor_pid:
+            current = await asyncio.to_thread(
+                self.store.update_sandbox,
+                record.id,
+                phase=phase,
+                reason=(reason if phase == st.ERROR else "") if phase is not None else None,
+                supervisor_pid=supervisor_pid or None,
+            ) or current
+            if phase is not None:
+                log.info("event=sandbox_phase sandbox=%s phase=%s reason=%s", record.id, phase, reason)
+        return current
+
+    async def watch_policy(self, record: SandboxRecord, after_revision: int = 0) -> AsyncIterator[PolicyRevision]:
+        """Yield the sandbox's policy revisions newer than ``after_revision`` as they are stored.
+
+        Ends when the sandbox is deleted.
+        """
+        cond = self._condition()
+        last = after_revision
+        while True:
+            async with cond:
+                newer = [r for r in await asyncio.to_thread(self.store.list_policy_revisions, record.id) if r.revision > last]
+                alive = newer or await asyncio.to_thread(self.store.get_sandbox, record.id) is not None
+                if not alive:
+                    return
+                if not newer:
+                    await cond.wait()
+                    continue
+            for revision in newer:
+                last = revision.revision
+                yield revision
+
+    def _log_path(self, sandbox_id: str) -> Path:
+        return self.state_dir / "sandbox-logs" / f"{sandbox_id}.jsonl"
+
+    async def push_logs(self, record: SandboxRecord, lines: Iterable[LogLine]) -> int:
+        """Append log lines of the sandbox to its JSON-lines file; return how many."""
+        path = self._log_path(record.id)
+
+        def write() -> int:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            count = 0
+            with open(path, "a", encoding="utf-8") as fh:
+                for line in lines:
+                    fh.write(json.dumps({"time": line.time, "level": line.level, "target": line.target,
+                                         "message": line.message, "fields": dict(line.fields)}) + "\n")
+                    count += 1
+            return count
+
+        return await asyncio.to_thread(write)
+
+    async def read_logs(self, name: str, workspace: str = st.DEFAULT_WORKSPACE, *, tail: int = 0) -> list[dict[str, Any]]:
+        """Return pushed log records of the sandbox (the last ``tail`` when > 0)."""
+        record = await self._record(name, workspace)
+
+        def read() -> list[dict[str, Any]]:
+            try:
+                text = self._log_path(record.id).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                return []
+            rows = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+            return rows[-tail:] if tail > 0 else rows
+
+        return await asyncio.to_thread(read)
+
+    # ------------------------------------------------------------------ reconcile / monitor
+
+    async def apply_driver_status(self, sandbox_id: str, status: SandboxStatus, *, context: str = "") -> SandboxRecord | None:
+        """Fold what the driver sees into the record: a dead supervisor makes the sandbox ERROR.
+
+        READY from the driver is ignored (the supervisor reports readiness itself).
+        :returns: the updated record, or None when unchanged or unknown.
+        """
+        record = await asyncio.to_thread(self.store.get_sandbox, sandbox_id)
+        if record is None or record.phase in (st.ERROR, st.DELETING):
+            return None
+        if status.phase in (st.ERROR, st.STOPPED):
+            reason = status.reason or f"compute driver reports {status.phase}"
+            if context:
+                reason = f"{context}: {reason}"
+            log.warning("event=sandbox_failed sandbox=%s reason=%s", sandbox_id, reason)
+            return await asyncio.to_thread(self.store.update_sandbox, sandbox_id, phase=st.ERROR, reason=reason)
+        return None
+
+    async def reconcile(self) -> None:
+        """On gateway start: mark sandboxes whose supervisor died ERROR (never drop
+        them), and finish deletions a previous gateway was interrupted in."""
+        for record in await asyncio.to_thread(self.store.list_sandboxes, None):
+            if record.phase == st.DELETING:
+                with contextlib.suppress(DriverFailed):
+                    await self._remove(record)
+                continue
+            try:
+                status = await asyncio.to_thread(self.driver.status, record.id)
+            except Exception as exc:
+                status = SandboxStatus(st.ERROR, f"compute driver cannot report status: {exc}")
+            await self.apply_driver_status(record.id, status, context="after gateway restart")
+
+    async def _monitor(self) -> None:
+        while True:
+            await asyncio.sleep(self.monitor_interval)
+            try:
+                for record in await asyncio.to_thread(self.store.list_sandboxes, None):
+                    if record.phase in (st.PROVISIONING, st.READY):
+                        try:
+                            status = await asyncio.to_thread(self.driver.status, record.id)
+                        except Exception as exc:
+                            status = SandboxStatus(st.ERROR, f"compute driver cannot report status: {exc}")
+                        await self.apply_driver_status(record.id, status)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep monitoring; a transient store error is not fatal
+                log.warning("event=monitor_failed error=%s", exc)
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("openshell-core")
+    except Exception:
+        return "0.0.0"

@@ -1,0 +1,112 @@
+"""gRPC service ``openshell.v1.Supervisor``: what supervisors ask and tell the gateway.
+
+Every call carries metadata ``x-sandbox-id`` and ``x-sandbox-secret``; a call
+reads or changes only the sandbox those name (UNAUTHENTICATED otherwise).
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import grpc
+
+from openshell._proto import openshell_pb2, supervisor_pb2, supervisor_pb2_grpc
+from openshell.gateway import core as gc
+from openshell.gateway import store as st
+from openshell.gateway.service import PROTO_TO_PHASE, abort_for
+
+SANDBOX_ID_KEY = "x-sandbox-id"
+SANDBOX_SECRET_KEY = "x-sandbox-secret"
+
+_POLICY_STATUS = {
+    supervisor_pb2.POLICY_LOAD_STATUS_LOADED: st.LOADED,
+    supervisor_pb2.POLICY_LOAD_STATUS_FAILED: st.FAILED,
+}
+
+
+async def _identify(core: gc.GatewayCore, context: grpc.aio.ServicerContext) -> st.SandboxRecord:
+    metadata = dict(context.invocation_metadata() or ())
+    return await core.authenticate_supervisor(str(metadata.get(SANDBOX_ID_KEY, "")), str(metadata.get(SANDBOX_SECRET_KEY, "")))
+
+
+def _revision(rev: st.PolicyRevision) -> supervisor_pb2.PolicyRevision:
+    return supervisor_pb2.PolicyRevision(revision=rev.revision, policy_yaml=rev.yaml)
+
+
+class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
+    """``openshell.v1.Supervisor`` over a :class:`GatewayCore`."""
+
+    def __init__(self, core: gc.GatewayCore) -> None:
+        self.core = core
+
+    async def GetSandboxConfig(self, request, context):
+        try:
+            record = await _identify(self.core, context)
+            cfg = await self.core.supervisor_config(record)
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        return supervisor_pb2.GetSandboxConfigResponse(
+            sandbox_id=cfg.sandbox_id,
+            name=cfg.name,
+            workspace=cfg.workspace,
+            labels=cfg.labels,
+            command=cfg.command,
+            environment=cfg.environment,
+            extra_hosts=cfg.extra_hosts,
+            policy=_revision(cfg.policy),
+            netns_index=cfg.netns_index,
+            log_level=cfg.log_level,
+        )
+
+    async def ReportStatus(self, request, context):
+        try:
+            record = await _identify(self.core, context)
+            phase = None
+            if request.phase != openshell_pb2.SANDBOX_PHASE_UNSPECIFIED:
+                phase = PROTO_TO_PHASE.get(request.phase, openshell_pb2.SandboxPhase.Name(request.phase))
+            kwargs = {}
+            if request.HasField("policy") and request.policy.revision:
+                kwargs = {
+                    "policy_revision": request.policy.revision,
+                    "policy_status": _POLICY_STATUS.get(request.policy.status, ""),
+                    "policy_error": request.policy.error,
+                }
+            await self.core.report_status(
+                record, phase=phase, reason=request.reason, supervisor_pid=request.supervisor_pid, **kwargs
+            )
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        return supervisor_pb2.ReportStatusResponse()
+
+    async def WatchPolicy(self, request, context) -> AsyncIterator[supervisor_pb2.PolicyRevision]:
+        try:
+            record = await _identify(self.core, context)
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        async for rev in self.core.watch_policy(record, request.after_revision):
+            yield _revision(rev)
+
+    async def PushLogs(self, request_iterator, context):
+        try:
+            record = await _identify(self.core, context)
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        accepted = 0
+        batch: list[gc.LogLine] = []
+        async for item in request_iterator:
+            batch.append(
+                gc.LogLine(
+                    time=item.time.ToNanoseconds() / 1e9 if item.HasField("time") else 0.0,
+                    level=item.level,
+                    target=item.target,
+                    message=item.message,
+                    fields=dict(item.fields),
+                )
+            )
+            # Write in small batches: a long-lived stream must not hold lines in memory.
+            if len(batch) >= 100:
+                accepted += await self.core.push_logs(record, batch)
+                batch = []
+        if batch:
+            accepted += await self.core.push_logs(record, batch)
+        return supervisor_pb2.PushLogsResponse(accepted=accepted)
