@@ -147,14 +147,22 @@ class LandlockLayer(IsolationLayer):
         return ProbeResult(True, f"Landlock ABI {abi}")
 
     def prepare(self, ctx: IsolationContext) -> None:
-        """Supervisor-side check: refuse early (hard_requirement) or warn loudly (best_effort)
-        when the kernel has no Landlock. Raises ``IsolationError``."""
-        if abi_version() > 0:
+        """Supervisor-side checks, so problems show in the supervisor's log at start.
+
+        No Landlock: hard_requirement raises ``IsolationError``; best_effort logs a
+        high-severity warning. Missing policy paths are logged here (the child
+        skips them quietly under best_effort and refuses under hard_requirement;
+        ``/sandbox`` is skipped here, it is a mount point the launcher creates).
+        """
+        read_only, read_write, compatibility = _filesystem(ctx)
+        if abi_version() <= 0:
+            if compatibility == "hard_requirement":
+                raise IsolationError("Landlock is not available in this kernel and the policy says landlock.compatibility: hard_requirement")
+            log.critical("event=landlock_unavailable severity=high sandbox=%s detail=%r", ctx.sandbox_id, "sandbox starts WITHOUT filesystem isolation (best_effort)")
             return
-        _, _, compatibility = _filesystem(ctx)
-        if compatibility == "hard_requirement":
-            raise IsolationError("Landlock is not available in this kernel and the policy says landlock.compatibility: hard_requirement")
-        log.critical("event=landlock_unavailable severity=high sandbox=%s detail=%r", ctx.sandbox_id, "sandbox starts WITHOUT filesystem isolation (best_effort)")
+        for path in [*read_only, *read_write]:
+            if path != "/sandbox" and not os.path.lexists(path):
+                log.warning("event=landlock_path_missing sandbox=%s path=%s compatibility=%s", ctx.sandbox_id, path, compatibility)
 
     def prepare_in_child(self, ctx: IsolationContext) -> None:
         """Build the ruleset as root (paths opened ``O_PATH`` before the privilege drop).
@@ -192,7 +200,9 @@ class LandlockLayer(IsolationLayer):
                 if hard:
                     os.close(ruleset)
                     raise IsolationError(f"filesystem path {path}: {exc.strerror} (landlock.compatibility is hard_requirement)") from exc
-                log.warning("event=landlock_path_skipped path=%s reason=%r", path, exc.strerror)
+                # info, not warning: the child's stderr is the user's stream; the
+                # supervisor already logged the missing path in prepare().
+                log.info("event=landlock_path_skipped path=%s reason=%r", path, exc.strerror)
                 continue
             try:
                 is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
