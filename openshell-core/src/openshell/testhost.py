@@ -143,6 +143,8 @@ server.serve_forever()
 class TestHostError(RuntimeError):
     """A test host could not be set up (bad address, name clash, ``ip`` failure)."""
 
+    __test__ = False
+
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)

@@ -137,6 +137,21 @@ def make_test_host(prefix: str) -> TestHost:
     raise AssertionError(f"no free test host address: {last}")
 
 
+@pytest.fixture
+def test_host_factory(proxy_root: None) -> Iterator[Callable[[str], TestHost]]:
+    """``make(prefix) -> TestHost`` (started, unique name and /24); all closed after the test."""
+    made: list[TestHost] = []
+
+    def make(prefix: str) -> TestHost:
+        host = make_test_host(prefix)
+        made.append(host)
+        return host
+
+    yield make
+    for host in made:
+        host.close()
+
+
 @pytest.fixture(scope="module")
 def upstream(proxy_root: None) -> Iterator[TestHost]:
     """A test host serving HTTP on port 8080 (and nothing on 8081)."""
