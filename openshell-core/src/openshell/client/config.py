@@ -112,9 +112,8 @@ def write_gateway_config(
     """
     gdir = gateway_dir(name)
     mtls = gdir / "mtls"
-    _mkdir_private(config_root())
-    _mkdir_private(gdir)
-    _mkdir_private(mtls)
+    for d in (config_root(), gdir.parent, gdir, mtls):
+        _mkdir_private(d)
     write_private(mtls / "ca.crt", ca_pem, mode=0o644)
     write_private(mtls / "tls.crt", cert_pem, mode=0o644)
     write_private(mtls / "tls.key", key_pem, mode=0o600)

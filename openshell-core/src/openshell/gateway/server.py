@@ -55,7 +55,7 @@ class Gateway:
     :param state_dir: explicit state directory (else ``$OPENSHELL_STATE_DIR`` or XDG).
 
     Attributes after :meth:`start`: ``paths``, ``pki``, ``front``, ``grpc_server``,
-    ``driver`` (a ``ComputeDriver`` or None), ``core`` (a ``GatewayCore`` or None).
+    ``driver`` (a ``ComputeDriver``), ``store`` and ``core`` (the ``GatewayCore``).
     """
 
     def __init__(
@@ -72,6 +72,7 @@ class Gateway:
         self.grpc_server: grpc.aio.Server | None = None
         self.driver: Any = None
         self.core: Any = None
+        self.store: Any = None
         self._lock_fd: int | None = None
         self._stopping: asyncio.Event | None = None
         self.started_at = 0.0
@@ -117,6 +118,8 @@ class Gateway:
                 raise GatewayError(f"cannot listen on {sock}: {exc}") from exc
             await self.grpc_server.start()
             os.chmod(sock, 0o600)
+            if self.core is not None:
+                await self.core.start()  # reconciles sandboxes that outlived the last gateway
             await self.front.start()
             write_settings(self.paths, self.settings)
         except BaseException:
@@ -165,16 +168,19 @@ class Gateway:
         if self.front is not None:
             await self.front.close(grace=min(grace, 1.0))
             self.front = None
-        for obj in (self.core, self.driver):
+        if self.core is not None:
+            try:
+                await self.core.stop()
+            except Exception:  # noqa: BLE001 - shutdown continues
+                log.exception("core stop failed")
+        for obj in (self.store, self.driver):
             close = getattr(obj, "close", None)
             if callable(close):
                 try:
-                    result = close()
-                    if asyncio.iscoroutine(result):
-                        await result
+                    close()
                 except Exception:  # noqa: BLE001 - shutdown continues
                     log.exception("close failed obj=%r", obj)
-        self.core = self.driver = None
+        self.core = self.store = self.driver = None
         try:
             self.paths.grpc_sock.unlink()
         except OSError:
@@ -267,19 +273,27 @@ def make_driver(name: str, gateway: Gateway) -> Any:
 
 
 def attach_services(server: grpc.aio.Server, gateway: Gateway) -> Any:
-    """Add every gRPC service to ``server``; return the ``GatewayCore`` (None without one).
+    """Open the store, build the ``GatewayCore`` and add every gRPC service to ``server``.
 
     Always adds a minimal ``grpc.health.v1.Health/Check`` (SERVING), so gRPC
-    liveness works even before the public service is wired in.
+    liveness works with or without the public service.
+
+    :returns: the core (not started yet), or None when core/service/driver are
+        unavailable (the gateway then serves health only).
     """
     server.add_generic_rpc_handlers((_health_handler(),))
     try:
         from openshell.gateway.core import GatewayCore
         from openshell.gateway.service import add_services
-    except ImportError as exc:
+        from openshell.gateway.store import Store
+    except ImportError as exc:  # pragma: no cover - only while the wire layer was missing
         log.warning("gateway core unavailable (%s); serving health only", exc)
         return None
-    core = GatewayCore(db_path=str(gateway.paths.db), driver=gateway.driver, state_dir=str(gateway.paths.root))
+    if gateway.driver is None:  # pragma: no cover - no plugin loader
+        log.warning("no compute driver; serving health only")
+        return None
+    gateway.store = Store(gateway.paths.db)
+    core = GatewayCore(gateway.paths.root, gateway.store, gateway.driver)
     add_services(server, core)
     return core
 
