@@ -187,6 +187,7 @@ check("userfaultfd", libc.syscall(323, 0))
 check("perf_event_open", libc.syscall(298, None, 0, -1, -1, 0))
 check("clone_newns", libc.syscall(56, 0x00020000 | 17, None, None, None, None))   # clone(CLONE_NEWNS|SIGCHLD)
 check("clone3", libc.syscall(435, None, 0))
+check("tiocsti", libc.ioctl(0, 0x5412, b"x"))
 try:
     os.memfd_create("x"); res["os.memfd_create"] = "ok"
 except OSError as e:
@@ -205,6 +206,7 @@ def test_i13_dangerous_syscalls_fail_with_eperm(launch_sandbox) -> None:
     ):
         assert out[label] == "EPERM", (label, out[label])
     assert out["clone3"] == "ENOSYS"
+    assert out["tiocsti"] == "EPERM"
     assert out["child"] == 0
 
 
@@ -232,7 +234,8 @@ print(json.dumps(res))
         outsider.kill()
         outsider.wait()
     assert out["supervisor"] == "EPERM"
-    assert out["environ"] in ("EACCES", "EPERM")
+    # ENOENT: the sandbox's private /proc (hidepid=invisible) does not even show it.
+    assert out["environ"] in ("EACCES", "EPERM", "ENOENT")
     from openshell_plugin_landlock import abi_version
 
     if abi_version() >= 6:
@@ -264,3 +267,26 @@ def test_mounts_hosts_tls_and_readonly(launch_factory) -> None:
     # The host's /etc/hosts is untouched by the sandbox's private mount.
     with open("/etc/hosts") as f:
         assert "up.example.test" not in f.read()
+
+
+def test_private_proc_shows_only_the_sandbox_own_processes(launch_sandbox) -> None:
+    code = r"""
+import json, os
+pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+print(json.dumps({"pids": pids, "me": os.getpid(), "init_visible": os.path.exists("/proc/1")}))
+"""
+    out = launch_sandbox.py(code)
+    assert out["me"] in out["pids"]
+    assert not out["init_visible"]
+    assert os.getpid() not in out["pids"]
+
+
+def test_concurrent_spawns_from_threads(launch_sandbox) -> None:
+    # The supervisor is threaded: spawn() must be safe from many threads at once.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: launch_sandbox.run(["sh", "-c", f"echo {i}; id -u"]), range(16)))
+    for i, res in enumerate(results):
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.split()[0] == str(i) and res.stdout.split()[1] != "0"

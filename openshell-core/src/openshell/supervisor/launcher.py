@@ -9,7 +9,8 @@ secrets). The launcher then applies, in order:
 1. ``tty``: ``setsid`` + ``TIOCSCTTY`` on stdin (PTY sessions);
    ``RLIMIT_CORE`` 0/0 and not dumpable, so the root phase cannot leak a core;
 2. layers with ``order < MOUNT_NS_ORDER`` (netns: ``setns``);
-3. mount namespace: ``unshare(CLONE_NEWNS)``, ``/`` made rprivate, bind mounts;
+3. mount namespace: ``unshare(CLONE_NEWNS)``, ``/`` made rprivate, bind mounts,
+   a private ``/proc`` (``hidepid=invisible``) when the kernel allows;
 4. layers' optional ``prepare_in_child(ctx)`` as root (Landlock opens its paths
    here: POLICY §4 "opened as root before the privilege drop");
 5. drop to the sandbox user (POLICY §5): bounding set and ambient caps cleared,
@@ -56,6 +57,8 @@ _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_MS_NOEXEC = 8
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
@@ -307,6 +310,23 @@ def _mount_namespace(mounts: Sequence[Mount]) -> None:
     finally:
         for _, fd in sources:
             os.close(fd)
+    _private_proc()
+
+
+def _private_proc() -> None:
+    """Mount a fresh procfs with ``hidepid=invisible`` over ``/proc`` (hardening).
+
+    With the host's /proc the sandbox could list every host process and read
+    their command lines. A separate proc instance (kernel >= 5.8) hiding
+    processes the caller may not ptrace-read shows the sandbox only its own
+    Landlock domain. Not required by POLICY, so a kernel or container that
+    refuses the mount keeps the shared /proc (Landlock still applies).
+    """
+    flags = nsutil.MS_NOSUID | nsutil.MS_NODEV | _MS_NOEXEC
+    try:
+        nsutil.mount("proc", "/proc", "proc", flags, "hidepid=invisible")
+    except OSError as exc:
+        log.info("event=private_proc_unavailable reason=%r", exc.strerror)
 
 
 def _resolve_ids(ctx: IsolationContext) -> tuple[int, int]:

@@ -24,6 +24,7 @@ AF_PACKET = 17
 AF_BLUETOOTH = 31
 AF_VSOCK = 40
 NETLINK_ROUTE = 0
+TIOCSTI = 0x5412
 
 #: Syscalls that fail with EPERM unconditionally (POLICY §5).
 DENIED_SYSCALLS: tuple[str, ...] = (
@@ -120,6 +121,10 @@ def build_filter():  # -> pyseccomp.SyscallFilter
         for flag in NAMESPACE_FLAGS.values():
             f.add_rule(eperm, "clone", sc.Arg(_CLONE_FLAGS_ARG, sc.MASKED_EQ, flag, flag))
         f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+        # Not in POLICY §5 but cheap: TIOCSTI pushes input into a terminal, so a
+        # sandbox sharing a tty with its caller could type commands outside it
+        # (dev.tty.legacy_tiocsti is still 1 on many kernels). cmd is 32-bit.
+        f.add_rule(eperm, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, TIOCSTI))
     except IsolationError:
         raise
     except OSError as exc:
