@@ -29,6 +29,9 @@ def _kind_rows(
 ) -> list[dict[str, Any]]:
     """One row per registered class of ``kind``, then one per plugin of that kind without a usable class.
 
+    ``detail`` is what a table shows in its last column: the summary, or the error
+    for a plugin that failed (tables fit 80 columns; json/yaml carry both).
+
     :param extra: returns the kind-specific columns for a class.
     :param extra_columns: the keys ``extra`` returns (left blank on rows without a class).
     """
@@ -37,15 +40,16 @@ def _kind_rows(
     classes = reg.classes(kind)
     for name, cls in classes.items():
         owner = next((i for i in reg.infos if f"{kind}:{name}" in i.classes), None)
-        rows.append({
+        row = {
             "name": name,
-            **extra(cls),
             "distribution": owner.distribution if owner else "",
             "version": owner.version if owner else "",
             "status": "loaded",
             "summary": cls.summary,
             "error": "",
-        })
+            "detail": cls.summary,
+        }
+        rows.append({**row, **extra(cls)})
     for info in reg.infos:
         if info.kind == kind and info.name not in classes and not any(c.startswith(f"{kind}:") for c in info.classes):
             error = info.error or ("registers no class" if info.status == "loaded" else "")
@@ -57,6 +61,7 @@ def _kind_rows(
                 "status": info.status,
                 "summary": "",
                 "error": error,
+                "detail": error,
             })
     return rows
 
@@ -142,8 +147,8 @@ def isolation_list(check: bool, output: str) -> None:
 
     rows = _kind_rows("isolation", extra, ("order", "required", *(("ok", "detail") if check else ())))
     rows.sort(key=lambda r: (r["order"] if isinstance(r["order"], int) else 1_000_000, r["name"]))
-    base = ["name", "order", "status", *(["ok", "detail"] if check else ["summary"])]
-    render(rows, output, columns=_columns(rows, base),
+    base = ["name", "order", "status", *(["ok", "detail"] if check else ["detail"])]
+    render(rows, output, columns=base,
            empty="no isolation layers installed; install them with: "
                  "pip install openshell-plugin-netns openshell-plugin-landlock openshell-plugin-seccomp")
 
@@ -181,7 +186,7 @@ def drivers_list(output: str) -> None:
       openshell drivers list -o json
     """
     rows = _kind_rows("drivers", lambda cls: {})
-    render(rows, output, columns=_columns(rows, ["name", "distribution", "status", "summary"]),
+    render(rows, output, columns=["name", "distribution", "status", "detail"],
            empty="no compute drivers installed; reinstall openshell-core (it provides the 'local' driver)")
 
 
@@ -213,7 +218,7 @@ def agents_list(output: str) -> None:
         return {"package": cls.package, "providers": ",".join(cls.provider_types)}
 
     rows = _kind_rows("agents", extra, ("package", "providers"))
-    render(rows, output, columns=_columns(rows, ["name", "package", "providers", "status", "summary"]),
+    render(rows, output, columns=["name", "package", "status", "detail"],
            empty="no agent plugins installed; install one with: pip install openshell-plugin-claude")
 
 
@@ -244,7 +249,7 @@ def inference_backends(output: str) -> None:
         return {"protocols": ",".join(cls.protocols), "base_url": cls.default_base_url}
 
     rows = _kind_rows("inference", extra, ("protocols", "base_url"))
-    render(rows, output, columns=_columns(rows, ["name", "protocols", "base_url", "status"]),
+    render(rows, output, columns=["name", "protocols", "status", "detail"],
            empty="no inference backend plugins installed; install one with: pip install openshell-plugin-vllm")
 
 
