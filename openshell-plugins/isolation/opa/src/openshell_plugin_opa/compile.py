@@ -26,21 +26,43 @@ def endpoint_id(key: str, index: int) -> str:
     return f"{key}#{index}"
 
 
-def resolve_symlink(path: str, root: str = "/") -> str | None:
-    """Return the canonical target of ``path`` seen under ``root`` when it differs, else None.
+def resolve_symlink(path: str, root: str = "/", max_links: int = 40) -> str | None:
+    """Return the canonical target of ``path`` as seen with ``root`` as ``/``, when it differs.
 
     The kernel reports canonical executable paths, so a policy naming a symlink
-    (``/usr/bin/python3`` → ``python3.11``) must also accept the target.
+    (``/usr/bin/python3`` → ``python3.11``) must also accept the target. Links
+    are followed component by component with ``root`` as the filesystem root
+    (an absolute link target restarts at ``root``, ``..`` stops at it), so a
+    container's root filesystem is judged by its own links, not the host's.
+
+    :returns: the resolved absolute path inside ``root``, or None when it equals
+        ``path`` or the links loop.
     """
-    if root in ("", "/"):
-        target = os.path.realpath(path)
-        return target if target != path else None
-    real_root = os.path.realpath(root)
-    target = os.path.realpath(os.path.join(real_root, path.lstrip("/")))
-    if not (target == real_root or target.startswith(real_root.rstrip("/") + "/")):
-        return None  # a link escaping the sandbox's view names nothing inside it
-    inside = "/" + os.path.relpath(target, real_root) if target != real_root else "/"
-    return inside if inside != path else None
+    root = root or "/"
+    pending = [p for p in path.split("/") if p]
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        if os.path.islink(candidate):
+            links += 1
+            if links > max_links:
+                return None
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            pending = [p for p in target.split("/") if p] + pending
+            continue
+        resolved.append(part)
+    out = "/" + "/".join(resolved)
+    return out if out != path else None
 
 
 def _rule_data(rule: HttpRule) -> dict[str, Any]:
