@@ -1,0 +1,524 @@
+"""``openshell gateway …``: start, stop, status, info, list, select, destroy.
+
+A local gateway runs as ``python -m openshell.gateway`` in its own session, so it
+outlives the CLI; its state directory (``openshell.gateway.paths``) holds the pid
+file, log and PKI. Starting one also writes the client files
+(``openshell.client.config``) and makes it the active gateway.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import click
+
+from openshell_cli.errors import CliError
+from openshell_cli.output import OUTPUT_OPTION, render
+
+from openshell.client.config import (
+    GatewayConfig, GatewayConfigError, active_name, list_gateways, load_gateway_config, remove_gateway_config,
+    set_active, write_gateway_config,
+)
+from openshell.gateway.paths import (
+    DEFAULT_DRIVER, DEFAULT_HOST, DEFAULT_NAME, DEFAULT_PORT, GatewayPaths, GatewaySettings, InvalidGatewayName,
+    check_name, gateway_paths, read_settings,
+)
+
+START_TIMEOUT = 30.0  # seconds `gateway start` waits for /healthz
+STOP_TIMEOUT = 15.0  # seconds `gateway stop` waits after SIGTERM before SIGKILL
+HEALTH_TIMEOUT = 2.0  # seconds for one /healthz probe
+
+
+# --------------------------------------------------------------------------- helpers (no click)
+
+
+def local_paths(name: str) -> GatewayPaths:
+    """Return the state directory of local gateway ``name``.
+
+    ``$OPENSHELL_STATE_DIR`` wins; else the ``state_dir`` its client metadata
+    recorded at start (so ``stop`` finds a gateway started with another
+    environment); else the XDG location.
+    """
+    if os.environ.get("OPENSHELL_STATE_DIR"):
+        return gateway_paths(name)
+    try:
+        recorded = load_gateway_config(name).metadata.get("state_dir")
+    except GatewayConfigError:
+        recorded = None
+    return gateway_paths(name, recorded or None)
+
+
+def _resolve_name(name: Optional[str]) -> str:
+    name = name or active_name() or DEFAULT_NAME
+    try:
+        return check_name(name)
+    except InvalidGatewayName as exc:
+        raise CliError(str(exc)) from None
+
+
+def running_pid(paths: GatewayPaths) -> Optional[int]:
+    """Return the pid of the gateway running from ``paths``, or None."""
+    from openshell.gateway.server import read_pid
+
+    return read_pid(paths)
+
+
+def probe_health(host: str, port: int, ca: Path, cert: Path, key: Path, timeout: float = HEALTH_TIMEOUT) -> bool:
+    """Return True when ``GET /healthz`` over mTLS answers 200 within ``timeout`` seconds."""
+    from openshell.gateway.tls import client_context
+
+    try:
+        ctx = client_context(ca, cert, key, alpn=("http/1.1",))
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host) as tls:
+                tls.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                data = b""
+                while len(data) < 4096:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+    except (OSError, ValueError):
+        return False
+    return data.startswith(b"HTTP/1.1 200")
+
+
+def _local_health(paths: GatewayPaths, settings: GatewaySettings) -> bool:
+    pki = paths.pki
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else ("::1" if settings.host == "::" else settings.host)
+    return probe_health(host, settings.port, pki / "ca.crt", pki / "client.crt", pki / "client.key")
+
+
+def port_free(host: str, port: int) -> bool:
+    """Return False when ``host:port`` cannot be bound (EADDRINUSE)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the gateway binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return True
+
+
+def _write_client_files(paths: GatewayPaths, settings: GatewaySettings) -> GatewayConfig:
+    pki = paths.pki
+    cfg = write_gateway_config(
+        settings.name, settings.endpoint,
+        (pki / "ca.crt").read_bytes(), (pki / "client.crt").read_bytes(), (pki / "client.key").read_bytes(),
+        state_dir=str(paths.root), driver=settings.driver,
+    )
+    set_active(settings.name)
+    return cfg
+
+
+def _failure_reason(paths: GatewayPaths, since: int) -> str:
+    """The reason the gateway gave in its log after byte offset ``since``."""
+    try:
+        with open(paths.log, "rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    marker = "gateway failed to start: "
+    for line in reversed(text.splitlines()):
+        if marker in line:
+            return line.split(marker, 1)[1].strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+@dataclass
+class StartResult:
+    config: GatewayConfig
+    pid: Optional[int]
+    already_running: bool
+
+
+def _spinner(message: str) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
+
+
+def start_gateway(
+    name: str = DEFAULT_NAME, port: Optional[int] = None, driver: Optional[str] = None,
+    host: Optional[str] = None, timeout: float = START_TIMEOUT,
+) -> StartResult:
+    """Start local gateway ``name`` in the background (idempotent) and make it active.
+
+    :param port, driver, host: None reuses what the gateway last ran with (else defaults).
+    :param timeout: seconds to wait for ``/healthz``.
+    :returns: its client configuration, pid, and whether it was already running.
+    :raises CliError: port busy, the gateway exited, or it did not become healthy.
+    """
+    name = _resolve_name(name)
+    paths = local_paths(name)
+    saved = read_settings(paths) or GatewaySettings(name=name)
+    pid = running_pid(paths)
+    if pid is not None:
+        # Already up: refresh the client files (e.g. deleted by hand) and report.
+        return StartResult(_write_client_files(paths, saved), pid, True)
+    settings = GatewaySettings(name, host or saved.host, port or saved.port, driver or saved.driver)
+    if not port_free(settings.host, settings.port):
+        raise CliError(f"port {settings.port} on {settings.host} is already in use; choose another with --port")
+    paths.ensure()
+    log_offset = paths.log.stat().st_size if paths.log.exists() else 0
+    argv = [
+        sys.executable, "-m", "openshell.gateway", "--name", name, "--host", settings.host,
+        "--port", str(settings.port), "--driver", settings.driver, "--state-dir", str(paths.root),
+    ]
+    fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True, cwd="/",
+        )
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + timeout
+    with _spinner(f"starting gateway '{name}' on {settings.endpoint}"):
+        while True:
+            if proc.poll() is not None:
+                reason = _failure_reason(paths, log_offset) or f"exit code {proc.returncode}"
+                raise CliError(f"gateway '{name}' failed to start: {reason} (log: {paths.log})")
+            if (paths.pki / "client.key").exists() and _local_health(paths, settings):
+                break
+            if time.monotonic() > deadline:
+                _terminate(proc.pid, STOP_TIMEOUT)
+                raise CliError(f"gateway '{name}' did not become healthy within {timeout:.0f}s; see {paths.log}")
+            time.sleep(0.1)
+    # The child is ours only until we exit; mark it reaped-by-nobody so Popen's
+    # destructor does not warn about a process that is meant to keep running.
+    proc.returncode = 0
+    return StartResult(_write_client_files(paths, settings), proc.pid, False)
+
+
+def stop_gateway(name: str, timeout: float = STOP_TIMEOUT) -> Optional[int]:
+    """Stop local gateway ``name`` (SIGTERM, then SIGKILL after ``timeout`` seconds).
+
+    :returns: the pid that was stopped, or None when it was not running.
+    """
+    paths = local_paths(_resolve_name(name))
+    pid = running_pid(paths)
+    if pid is None:
+        return None
+    with _spinner(f"stopping gateway '{name}' (pid {pid})"):
+        _terminate(pid, timeout, lambda: running_pid(paths) is None)
+    return pid
+
+
+def _terminate(pid: int, timeout: float, gone: Any = None) -> None:
+    def is_gone() -> bool:
+        if gone is not None and gone():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # a zombie child of ours (start_gateway's timeout path) counts as gone
+        try:
+            return os.waitpid(pid, os.WNOHANG)[0] == pid
+        except ChildProcessError:
+            return False
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_gone():
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for _ in range(100):
+        if is_gone():
+            return
+        time.sleep(0.05)
+
+
+def gateway_status(name: str) -> dict[str, Any]:
+    """Return ``{name, status, endpoint, pid, healthy, state_dir}`` for local gateway ``name``."""
+    paths = local_paths(name)
+    settings = read_settings(paths)
+    pid = running_pid(paths)
+    endpoint = settings.endpoint if settings else None
+    if endpoint is None:
+        try:
+            endpoint = load_gateway_config(name).endpoint
+        except GatewayConfigError:
+            endpoint = None
+    healthy = bool(pid and settings and _local_health(paths, settings))
+    return {
+        "name": name,
+        "status": "running" if pid else "stopped",
+        "endpoint": endpoint,
+        "pid": pid,
+        "healthy": healthy,
+        "state_dir": str(paths.root),
+    }
+
+
+def ensure_local_gateway(name: Optional[str] = None) -> GatewayConfig:
+    """Return the configuration of gateway ``name`` (default: active, else ``openshell``),
+    starting it locally first when it is a local gateway that is not running.
+
+    A configured gateway that is not local (its metadata has no ``state_dir``) is
+    returned as is: it is somebody else's to run.
+
+    :raises CliError: the local gateway cannot be started.
+    """
+    name = _resolve_name(name)
+    try:
+        cfg = load_gateway_config(name)
+    except GatewayConfigError:
+        cfg = None
+    if cfg is not None and not cfg.metadata.get("state_dir"):
+        return cfg
+    return start_gateway(name).config
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _name_option(help_text: str = "Gateway name (default: the active gateway).") -> Any:
+    return click.option("--name", "-n", default=None, metavar="NAME", help=help_text)
+
+
+@click.group("gateway")
+def gateway() -> None:
+    """Run and select OpenShell gateways (the control plane).
+
+    \b
+    Examples:
+      openshell gateway start                 # local gateway on 127.0.0.1:8080
+      openshell gateway status -o json
+      openshell gateway stop
+    """
+
+
+@gateway.command("start")
+@click.option("--name", "-n", default=DEFAULT_NAME, show_default=True, help="Gateway name.")
+@click.option("--port", "-p", type=click.IntRange(0, 65535), default=None, help=f"TCP port for gRPC and HTTP  [default: last used, else {DEFAULT_PORT}]")
+@click.option("--driver", default=None, help=f"Compute driver  [default: last used, else {DEFAULT_DRIVER}]")
+@click.option("--foreground", is_flag=True, help="Run in this terminal until Ctrl-C (logs on stderr).")
+def start_cmd(name: str, port: Optional[int], driver: Optional[str], foreground: bool) -> None:
+    """Start a local gateway and make it the active one.
+
+    Runs in the background by default and returns once it answers /healthz over
+    mTLS. Starting a running gateway just reports it.
+
+    \b
+    Examples:
+      openshell gateway start
+      openshell gateway start --name dev --port 9090
+      openshell gateway start --foreground
+    """
+    if foreground:
+        _start_foreground(_resolve_name(name), port, driver)
+        return
+    result = start_gateway(name, port, driver)
+    if result.already_running:
+        click.echo(f"gateway '{result.config.name}' is already running at {result.config.endpoint} (pid {result.pid})")
+    else:
+        click.echo(f"gateway '{result.config.name}' started at {result.config.endpoint} (pid {result.pid}); it is now the active gateway")
+
+
+def _start_foreground(name: str, port: Optional[int], driver: Optional[str]) -> None:
+    from openshell.gateway.tls import ensure_pki
+
+    paths = local_paths(name)
+    if running_pid(paths) is not None:
+        raise CliError(f"gateway '{name}' is already running; stop it first with 'openshell gateway stop --name {name}'")
+    saved = read_settings(paths) or GatewaySettings(name=name)
+    settings = GatewaySettings(name, saved.host, port or saved.port, driver or saved.driver)
+    if not port_free(settings.host, settings.port):
+        raise CliError(f"port {settings.port} on {settings.host} is already in use; choose another with --port")
+    # Make the PKI now so the client files exist while the gateway runs (the
+    # gateway reuses it); then replace this process with the gateway.
+    ensure_pki(paths.ensure().pki, [settings.host])
+    _write_client_files(paths, settings)
+    argv = [
+        sys.executable, "-m", "openshell.gateway", "--name", name, "--host", settings.host,
+        "--port", str(settings.port), "--driver", settings.driver, "--state-dir", str(paths.root),
+    ]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+
+
+@gateway.command("stop")
+@_name_option()
+def stop_cmd(name: Optional[str]) -> None:
+    """Stop a local gateway. Sandboxes keep running and reconnect when it starts again.
+
+    \b
+    Example:
+      openshell gateway stop --name dev
+    """
+    name = _resolve_name(name)
+    pid = stop_gateway(name)
+    click.echo(f"gateway '{name}' is not running" if pid is None else f"gateway '{name}' stopped (pid {pid})")
+
+
+@gateway.command("status")
+@_name_option()
+@OUTPUT_OPTION
+def status_cmd(name: Optional[str], output: str) -> None:
+    """Show whether a local gateway runs and answers /healthz.
+
+    \b
+    Example:
+      openshell gateway status -o json
+    """
+    status = gateway_status(_resolve_name(name))
+    render(status, output, columns=("name", "status", "endpoint", "pid", "healthy"))
+
+
+@gateway.command("info")
+@_name_option()
+@OUTPUT_OPTION
+def info_cmd(name: Optional[str], output: str) -> None:
+    """Show a gateway's endpoint, state directory, driver and certificate paths.
+
+    \b
+    Example:
+      openshell gateway info --name dev -o yaml
+    """
+    name = _resolve_name(name)
+    paths = local_paths(name)
+    settings = read_settings(paths)
+    try:
+        cfg: Optional[GatewayConfig] = load_gateway_config(name)
+    except GatewayConfigError:
+        cfg = None
+    if settings is None and cfg is None:
+        raise CliError(f"gateway '{name}' is not configured; see 'openshell gateway list' or run 'openshell gateway start --name {name}'")
+    info = {
+        "name": name,
+        "active": active_name() == name,
+        "endpoint": cfg.endpoint if cfg else settings.endpoint,  # type: ignore[union-attr]
+        "driver": settings.driver if settings else (cfg.metadata.get("driver") if cfg else None),
+        "state_dir": str(paths.root) if settings else None,
+        "log": str(paths.log) if settings else None,
+        "ca_cert": str(cfg.ca_path) if cfg else None,
+        "client_cert": str(cfg.cert_path) if cfg else None,
+        "client_key": str(cfg.key_path) if cfg else None,
+        "supervisor_cert": str(paths.pki / "supervisor.crt") if settings else None,
+    }
+    if output == "table":  # key: value lines fit 80 columns where a wide table would not
+        width = max(len(k) for k in info)
+        for key, value in info.items():
+            click.echo(f"{key:<{width}}  {'' if value is None else value}")
+        return
+    render(info, output)
+
+
+@gateway.command("list")
+@OUTPUT_OPTION
+def list_cmd(output: str) -> None:
+    """List configured gateways; the active one is marked with '*'.
+
+    \b
+    Example:
+      openshell gateway list -o json
+    """
+    active = active_name()
+    rows = []
+    for name in list_gateways():
+        try:
+            cfg = load_gateway_config(name)
+            endpoint, local = cfg.endpoint, bool(cfg.metadata.get("state_dir"))
+        except GatewayConfigError:
+            endpoint, local = None, False
+        status = ("running" if running_pid(local_paths(name)) else "stopped") if local else "remote"
+        rows.append({"active": "*" if name == active else "", "name": name, "endpoint": endpoint, "status": status})
+    if output != "table":
+        for row in rows:
+            row["active"] = bool(row["active"])
+    render(rows, output, columns=("active", "name", "endpoint", "status"), empty="no gateways configured; run 'openshell gateway start'")
+
+
+@gateway.command("select")
+@click.argument("name")
+def select_cmd(name: str) -> None:
+    """Make NAME the active gateway (used by the CLI and the SDK).
+
+    \b
+    Example:
+      openshell gateway select dev
+    """
+    name = _resolve_name(name)
+    try:
+        set_active(name)
+    except GatewayConfigError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"active gateway: {name}")
+
+
+@gateway.command("destroy")
+@_name_option()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def destroy_cmd(name: Optional[str], yes: bool) -> None:
+    """Stop a local gateway, delete its sandboxes, state and client files.
+
+    \b
+    Example:
+      openshell gateway destroy --name dev --yes
+    """
+    name = _resolve_name(name)
+    paths = local_paths(name)
+    configured = name in list_gateways()
+    if not paths.root.exists() and not configured:
+        raise CliError(f"gateway '{name}' does not exist; see 'openshell gateway list'")
+    if not yes:
+        click.confirm(f"Destroy gateway '{name}', its sandboxes and {paths.root}?", abort=True, err=True)
+    stop_gateway(name)
+    for warning in _delete_sandboxes(paths):
+        click.echo(f"warning: {warning}", err=True)
+    shutil.rmtree(paths.root, ignore_errors=True)
+    remove_gateway_config(name)
+    click.echo(f"gateway '{name}' destroyed")
+
+
+def _delete_sandboxes(paths: GatewayPaths) -> Iterator[str]:
+    """Ask the gateway's compute driver to delete every sandbox it left on disk; yield warnings."""
+    ids = sorted(p.name for p in paths.sandboxes.iterdir() if p.is_dir()) if paths.sandboxes.is_dir() else []
+    if not ids:
+        return
+    settings = read_settings(paths) or GatewaySettings()
+    try:
+        from openshell.plugin.kinds import DriverContext
+        from openshell.plugin.loader import get_registry
+
+        cls = get_registry().require("drivers", settings.driver)
+        driver = cls(DriverContext(
+            state_dir=str(paths.root), gateway_endpoint=settings.endpoint, ca_cert=str(paths.pki / "ca.crt"),
+            client_cert=str(paths.pki / "supervisor.crt"), client_key=str(paths.pki / "supervisor.key"),
+        ))
+    except Exception as exc:  # noqa: BLE001 - destroy still removes the state
+        yield f"cannot load compute driver {settings.driver!r} ({exc}); {len(ids)} sandbox(es) not stopped"
+        return
+    for sandbox_id in ids:
+        try:
+            driver.delete(sandbox_id)
+        except Exception as exc:  # noqa: BLE001
+            yield f"sandbox {sandbox_id}: {exc}"
+
+
+COMMANDS = [gateway]

@@ -1,0 +1,210 @@
+"""``openshell gateway …`` against real background gateways on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from openshell.client import config as client_config
+from openshell.gateway.paths import GatewayPaths
+from openshell.gateway.server import read_pid
+from openshell_cli.main import cli
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def gwcli_env(tmp_path, monkeypatch):
+    """XDG config in tmp_path; XDG state in a short /tmp dir (unix socket paths ≤ 107 bytes).
+
+    Every gateway started under it is killed at the end, even when the test fails.
+    """
+    state_home = Path(tempfile.mkdtemp(prefix="osst-", dir="/tmp"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
+    monkeypatch.delenv("OPENSHELL_STATE_DIR", raising=False)
+    monkeypatch.delenv("OPENSHELL_GATEWAY", raising=False)
+    try:
+        yield state_home
+    finally:
+        gateways = state_home / "openshell" / "gateways"
+        for root in gateways.glob("*") if gateways.is_dir() else []:
+            pid = read_pid(GatewayPaths(root))
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                for _ in range(100):
+                    if read_pid(GatewayPaths(root)) is None:
+                        break
+                    time.sleep(0.05)
+        shutil.rmtree(state_home, ignore_errors=True)
+
+
+def run(*args: str, input: str | None = None):
+    result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+    return result
+
+
+def state(state_home: Path, name: str = "openshell") -> GatewayPaths:
+    return GatewayPaths(state_home / "openshell" / "gateways" / name)
+
+
+def test_start_status_client_files_stop(gwcli_env, tmp_path):
+    port = _free_port()
+    res = run("gateway", "start", "--port", str(port))
+    assert res.exit_code == 0, res.output
+    assert f"started at https://127.0.0.1:{port}" in res.output
+
+    status = json.loads(run("gateway", "status", "-o", "json").output)
+    assert status["status"] == "running" and status["healthy"] is True
+    assert status["endpoint"] == f"https://127.0.0.1:{port}"
+    assert status["pid"] == read_pid(state(gwcli_env))
+
+    conf = tmp_path / "config" / "openshell"
+    assert (conf / "active_gateway").read_text().strip() == "openshell"
+    gdir = conf / "gateways" / "openshell"
+    meta = json.loads((gdir / "metadata.json").read_text())
+    assert meta["gateway_endpoint"] == f"https://127.0.0.1:{port}" and meta["auth_mode"] == "mtls"
+    assert _mode(gdir / "mtls" / "tls.key") == 0o600
+    assert _mode(gdir) == 0o700 and _mode(gdir / "mtls") == 0o700
+    pki = state(gwcli_env).pki
+    assert (gdir / "mtls" / "ca.crt").read_bytes() == (pki / "ca.crt").read_bytes()
+    assert (gdir / "mtls" / "tls.crt").read_bytes() == (pki / "client.crt").read_bytes()
+    cfg = client_config.load_gateway_config()
+    assert cfg.target == f"127.0.0.1:{port}"
+
+    res = run("gateway", "stop")
+    assert res.exit_code == 0 and "stopped" in res.output
+    status = json.loads(run("gateway", "status", "-o", "json").output)
+    assert status["status"] == "stopped" and status["pid"] is None and status["healthy"] is False
+    assert "is not running" in run("gateway", "stop").output
+
+
+def test_start_twice_is_idempotent(gwcli_env):
+    port = _free_port()
+    assert run("gateway", "start", "--port", str(port)).exit_code == 0
+    pid = read_pid(state(gwcli_env))
+    res = run("gateway", "start", "--port", str(port))
+    assert res.exit_code == 0
+    assert f"already running at https://127.0.0.1:{port} (pid {pid})" in res.output
+    assert read_pid(state(gwcli_env)) == pid
+
+
+def test_restart_without_flags_reuses_the_last_port(gwcli_env):
+    port = _free_port()
+    assert run("gateway", "start", "--port", str(port)).exit_code == 0
+    assert run("gateway", "stop").exit_code == 0
+    res = run("gateway", "start")
+    assert res.exit_code == 0 and f"127.0.0.1:{port}" in res.output
+
+
+def test_busy_port_is_a_one_line_error_naming_port_and_flag(gwcli_env):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        res = run("gateway", "start", "--port", str(port))
+    assert res.exit_code == 1
+    assert res.output.strip() == f"error: port {port} on 127.0.0.1 is already in use; choose another with --port"
+    assert read_pid(state(gwcli_env)) is None
+
+
+def test_gateway_that_exits_early_reports_its_reason(gwcli_env):
+    res = run("gateway", "start", "--port", str(_free_port()), "--driver", "no-such-driver")
+    assert res.exit_code == 1
+    assert "failed to start" in res.output and "no-such-driver" in res.output
+
+
+def test_list_select_info(gwcli_env, tmp_path):
+    port = _free_port()
+    assert run("gateway", "start", "--port", str(port)).exit_code == 0
+    ca = state(gwcli_env).pki / "ca.crt"
+    client_config.write_gateway_config("remote", "https://10.0.0.9:8443", ca.read_bytes(), b"cert", b"key")
+
+    rows = json.loads(run("gateway", "list", "-o", "json").output)
+    assert rows == [
+        {"active": True, "name": "openshell", "endpoint": f"https://127.0.0.1:{port}", "status": "running"},
+        {"active": False, "name": "remote", "endpoint": "https://10.0.0.9:8443", "status": "remote"},
+    ]
+    table = run("gateway", "list").output
+    assert all(len(line) <= 80 for line in table.splitlines())
+
+    assert run("gateway", "select", "remote").output.strip() == "active gateway: remote"
+    assert client_config.active_name() == "remote"
+    res = run("gateway", "select", "nope")
+    assert res.exit_code == 1 and "not configured" in res.output
+
+    info = json.loads(run("gateway", "info", "--name", "openshell", "-o", "json").output)
+    assert info["endpoint"] == f"https://127.0.0.1:{port}" and info["driver"] == "local"
+    assert info["state_dir"] == str(state(gwcli_env).root)
+    assert info["client_key"].endswith("gateways/openshell/mtls/tls.key")
+    assert info["active"] is False
+
+
+def test_gateway_env_var_overrides_active(gwcli_env, monkeypatch):
+    ca = b"ca"
+    client_config.write_gateway_config("a", "https://127.0.0.1:1", ca, b"c", b"k")
+    client_config.write_gateway_config("b", "https://127.0.0.1:2", ca, b"c", b"k")
+    client_config.set_active("a")
+    assert client_config.load_gateway_config().name == "a"
+    monkeypatch.setenv("OPENSHELL_GATEWAY", "b")
+    assert client_config.load_gateway_config().endpoint == "https://127.0.0.1:2"
+
+
+def test_no_gateway_configured_is_a_clear_error(gwcli_env):
+    with pytest.raises(client_config.GatewayConfigError, match=r"no gateway configured; run 'openshell gateway start'"):
+        client_config.load_gateway_config()
+
+
+def test_destroy_stops_and_removes_state_and_client_files(gwcli_env, tmp_path):
+    port = _free_port()
+    assert run("gateway", "start", "--port", str(port)).exit_code == 0
+    root = state(gwcli_env).root
+    (root / "sandboxes" / "leftover").mkdir()
+    assert run("gateway", "destroy", input="n\n").exit_code != 0  # declined: nothing happens
+    assert read_pid(state(gwcli_env)) is not None
+    res = run("gateway", "destroy", "--yes")
+    assert res.exit_code == 0, res.output
+    assert not root.exists()
+    assert not (tmp_path / "config" / "openshell" / "gateways" / "openshell").exists()
+    assert not (tmp_path / "config" / "openshell" / "active_gateway").exists()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_ensure_local_gateway_starts_once_and_then_reuses(gwcli_env):
+    from openshell_cli.commands.gateway import ensure_local_gateway, start_gateway
+
+    port = _free_port()
+    # first start picks the port; ensure_local_gateway later reuses the saved settings
+    start_gateway("openshell", port=port)
+    assert run("gateway", "stop").exit_code == 0
+    cfg = ensure_local_gateway()
+    assert cfg.endpoint == f"https://127.0.0.1:{port}"
+    pid = read_pid(state(gwcli_env))
+    assert pid is not None
+    assert ensure_local_gateway().endpoint == cfg.endpoint
+    assert read_pid(state(gwcli_env)) == pid
+
+
+def test_help_shows_examples():
+    for args in (["gateway", "--help"], ["gateway", "start", "--help"], ["gateway", "status", "--help"]):
+        out = run(*args).output
+        assert "Example" in out and "openshell gateway" in out
