@@ -1,0 +1,139 @@
+"""``openshell policy validate|default|explain``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from openshell.policy import default_policy, parse_policy
+from openshell_cli.commands import policy as policy_cmd
+from openshell_cli.main import cli
+
+POLICY = """\
+version: 1
+network_policies:
+  repos:
+    endpoints:
+      - host: api.example.test
+        port: 8080
+        protocol: rest
+        rules:
+          - allow: {method: GET, path: "/repos/**", query: {per_page: "1*"}}
+    binaries: [{path: /usr/bin/curl}]
+  wild:
+    endpoints: [{host: "*.corp.test", port: 443}]
+    binaries: [{path: "/**"}]
+"""
+
+
+@pytest.fixture
+def policy_file(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    return str(path)
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_validate_prints_valid(policy_file):
+    result = run("policy", "validate", policy_file)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "valid"
+
+
+def test_validate_prints_every_error_with_its_field_and_exits_1(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nbogus: 1\nprocess: {run_as_user: root}\n")
+    result = run("policy", "validate", str(bad))
+    assert result.exit_code == 1
+    assert "error: bogus: unknown key" in result.stderr
+    assert "error: process.run_as_user:" in result.stderr
+
+
+def test_validate_reports_the_yaml_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\n  x: [\n")
+    result = run("policy", "validate", str(bad))
+    assert result.exit_code == 1 and "line 2" in result.stderr
+
+
+def test_validate_missing_file_is_a_one_line_error(tmp_path):
+    result = run("policy", "validate", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 1 and "cannot read" in result.stderr
+
+
+def test_default_prints_the_default_policy():
+    result = run("policy", "default")
+    assert result.exit_code == 0
+    assert parse_policy(result.stdout) == default_policy()
+
+
+def test_explain_connection_allowed_json(policy_file):
+    result = run("policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/curl",
+                 "--host", "API.example.test", "--port", "8080", "--resolved", "10.199.0.2", "-o", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["decision"] == "allow" and out["policy"] == "repos" and out["error"] is None
+    assert out["addresses"] == ["10.199.0.2"]
+
+
+def test_explain_binary_denial(policy_file):
+    result = run("policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/wget",
+                 "--host", "api.example.test", "--port", "8080", "-o", "json")
+    out = json.loads(result.stdout)
+    assert out["decision"] == "deny" and out["error"] == "policy_denied"
+    assert "readlink -f /usr/bin/wget" in out["reason"]
+
+
+def test_explain_ssrf_denial(policy_file):
+    result = run("policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/curl",
+                 "--host", "api.corp.test", "--port", "443", "--resolved", "10.1.2.3", "-o", "json")
+    out = json.loads(result.stdout)
+    assert out["decision"] == "deny" and out["error"] == "ssrf_denied"
+
+
+def test_explain_http_request(policy_file):
+    base = ["policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/curl",
+            "--host", "api.example.test", "--port", "8080", "--resolved", "10.199.0.2", "-o", "json"]
+    ok = json.loads(run(*base, "--method", "GET", "--path", "/repos/a?per_page=10").stdout)
+    assert ok["decision"] == "allow" and ok["layer"] == "l7"
+    bad = json.loads(run(*base, "--method", "DELETE", "--path", "/repos/a").stdout)
+    assert bad["decision"] == "deny" and "DELETE /repos/a" in bad["reason"] and bad["policy"] == "repos"
+    q = json.loads(run(*base, "--method", "GET", "--path", "/repos/a?per_page=x").stdout)
+    assert q["decision"] == "deny"
+
+
+def test_explain_table_output(policy_file):
+    result = run("policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/curl",
+                 "--host", "api.example.test", "--port", "8080")
+    assert result.exit_code == 0
+    assert "decision:" in result.stdout and "allow" in result.stdout
+    assert "destination safety not checked" in result.stdout
+
+
+def test_explain_method_without_path_is_a_usage_error(policy_file):
+    result = run("policy", "explain", "--policy", policy_file, "--binary", "/b", "--host", "h.example.test", "--port", "1", "--method", "GET")
+    assert result.exit_code == 2
+
+
+def test_explain_invalid_policy_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 2\n")
+    result = run("policy", "explain", "--policy", str(bad), "--binary", "/b", "--host", "h.example.test", "--port", "1")
+    assert result.exit_code == 1 and "version" in result.stderr
+
+
+def test_engine_comes_from_the_plugin_registry():
+    from openshell_plugin_opa import OpaEngine
+
+    assert policy_cmd._engine_class() is OpaEngine
+
+
+def test_help_texts_have_examples():
+    for args in (["policy", "--help"], ["policy", "validate", "--help"], ["policy", "default", "--help"], ["policy", "explain", "--help"]):
+        result = run(*args)
+        assert result.exit_code == 0 and "Example" in result.stdout
