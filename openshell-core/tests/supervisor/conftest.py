@@ -16,15 +16,20 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pytest
-
 from openshell.plugin import IsolationContext
 from openshell.supervisor import mounts as sbmounts
 from openshell.supervisor import users
-from openshell.supervisor.launcher import LaunchSpec, prepare_layers, spawn, teardown_layers
+from openshell.supervisor.launcher import (
+    LaunchSpec,
+    prepare_layers,
+    spawn,
+    teardown_layers,
+)
 
 ALL_LAYERS = ["netns", "landlock", "seccomp"]
 SANDBOX_PYTHON = "/usr/bin/python3"  # inside the read-only /usr; the venv is outside the policy
@@ -57,7 +62,12 @@ def checks_policy(**fs_overrides: Any) -> dict[str, Any]:
     if parse_policy is not None:
         data = parse_policy(CHECKS_POLICY_YAML).to_dict()
     else:
-        from openshell.policy.model import FilesystemPolicy, LandlockPolicy, Policy, ProcessPolicy
+        from openshell.policy.model import (
+            FilesystemPolicy,
+            LandlockPolicy,
+            Policy,
+            ProcessPolicy,
+        )
 
         ro = [p for p in ["/usr", "/lib", "/etc", "/proc", "/dev/urandom", "/lib64", "/bin"] if os.path.exists(p)]
         rw = ["/sandbox", "/tmp", "/dev/null"]
@@ -109,7 +119,7 @@ class LaunchSandbox:
 
     def spec(self, argv: Sequence[str], **changes: Any) -> LaunchSpec:
         """A ``LaunchSpec`` for ``argv`` with this sandbox's standard mounts and env."""
-        base = dict(ctx=self.ctx, argv=list(argv), env=dict(SANDBOX_ENV), mounts=self.dirs.mounts(), layers=list(self.layers))
+        base = {"ctx": self.ctx, "argv": list(argv), "env": dict(SANDBOX_ENV), "mounts": self.dirs.mounts(), "layers": list(self.layers)}
         base.update(changes)
         return LaunchSpec(**base)
 

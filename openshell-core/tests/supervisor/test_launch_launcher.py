@@ -9,9 +9,14 @@ import subprocess
 import uuid
 
 import pytest
-
 from openshell.plugin import IsolationContext, IsolationError
-from openshell.supervisor.launcher import EXIT_LAUNCH_FAILED, EXIT_NOT_FOUND, LaunchSpec, prepare_layers, spawn
+from openshell.supervisor.launcher import (
+    EXIT_LAUNCH_FAILED,
+    EXIT_NOT_FOUND,
+    LaunchSpec,
+    prepare_layers,
+    spawn,
+)
 from openshell_plugin_netns import cleanup_sandbox
 
 

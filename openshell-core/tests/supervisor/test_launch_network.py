@@ -9,10 +9,14 @@ import socket
 import uuid
 
 import pytest
-
 from openshell.plugin import IsolationContext
 from openshell.supervisor import nsutil
-from openshell_plugin_netns import NetnsLayer, cleanup_sandbox, namespace_names, netns_exists
+from openshell_plugin_netns import (
+    NetnsLayer,
+    cleanup_sandbox,
+    namespace_names,
+    netns_exists,
+)
 
 CONNECT = r"""
 import errno, json, socket, sys, time

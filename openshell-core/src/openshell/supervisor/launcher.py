@@ -38,10 +38,17 @@ import signal
 import subprocess
 import sys
 import termios
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NoReturn, Sequence
+from typing import Any, NoReturn
 
-from openshell.plugin.kinds import MOUNT_NS_ORDER, USER_DROP_ORDER, IsolationContext, IsolationError, IsolationLayer
+from openshell.plugin.kinds import (
+    MOUNT_NS_ORDER,
+    USER_DROP_ORDER,
+    IsolationContext,
+    IsolationError,
+    IsolationLayer,
+)
 from openshell.supervisor import nsutil
 from openshell.supervisor.mounts import Mount
 
@@ -94,7 +101,7 @@ class LaunchSpec:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "LaunchSpec":
+    def from_json(cls, text: str | bytes) -> LaunchSpec:
         """Parse :meth:`to_json` output. Raises ``ValueError``/``TypeError`` on a malformed spec."""
         data = json.loads(text)
         ctx = IsolationContext(**data.pop("ctx"))
@@ -151,7 +158,7 @@ def prepare_layers(ctx: IsolationContext, layers: Sequence[str]) -> list[Isolati
         for layer in reversed(done):
             try:
                 layer.teardown(ctx)
-            except Exception:  # noqa: BLE001 - the original error matters more
+            except Exception:
                 log.exception("event=teardown_failed layer=%s sandbox=%s", layer.name, ctx.sandbox_id)
         if isinstance(exc, IsolationError):
             raise
@@ -384,7 +391,7 @@ def _load_layers(names: Sequence[str]) -> list[IsolationLayer]:
     for name in names:
         try:
             layers.append(layer_class(name, whole_registry=False)())
-        except Exception as exc:  # noqa: BLE001 - any load failure fails closed
+        except Exception as exc:
             raise _Failed(f"load layer {name}", _reason(exc)) from exc
     return _ordered(layers)
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 DEFAULT_HOSTS = (
     "127.0.0.1\tlocalhost",

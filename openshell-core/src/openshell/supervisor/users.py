@@ -29,7 +29,7 @@ def _run(argv: list[str]) -> None:
     tool = shutil.which(argv[0], path="/usr/sbin:/sbin:/usr/bin:/bin")
     if tool is None:
         raise UserError(f"{argv[0]} not found; cannot create the sandbox account")
-    proc = subprocess.run([tool, *argv[1:]], capture_output=True, text=True)
+    proc = subprocess.run([tool, *argv[1:]], capture_output=True, text=True, check=False)
     # 9 = name already in use (another supervisor won the race): fine.
     if proc.returncode not in (0, 9):
         raise UserError(f"{' '.join(argv)} failed: {proc.stderr.strip() or proc.returncode}")

@@ -23,9 +23,16 @@ import os
 import platform
 import stat
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from openshell.plugin import IsolationContext, IsolationError, IsolationLayer, ProbeResult, hookimpl
+from openshell.plugin import (
+    IsolationContext,
+    IsolationError,
+    IsolationLayer,
+    ProbeResult,
+    hookimpl,
+)
 from openshell.plugin.kinds import LANDLOCK_ORDER
 
 log = logging.getLogger("openshell.isolation.landlock")

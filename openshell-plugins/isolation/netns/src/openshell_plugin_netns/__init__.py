@@ -25,9 +25,16 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from openshell.plugin import IsolationContext, IsolationError, IsolationLayer, ProbeResult, hookimpl
+from openshell.plugin import (
+    IsolationContext,
+    IsolationError,
+    IsolationLayer,
+    ProbeResult,
+    hookimpl,
+)
 from openshell.plugin.kinds import NETNS_ORDER
 from openshell.supervisor import nsutil
 
@@ -165,32 +172,30 @@ def _configure(sandbox_ns: str, proxy_ns: str, sandbox_ip: str, proxy_ip: str) -
 
     sandbox_fd = os.open(nsutil.netns_path(sandbox_ns), os.O_RDONLY)
     try:
-        with nsutil.in_netns(proxy_ns):
-            # /proc/sys/net reflects the opener's namespace: keep IPv6 off the
-            # veth so the only path between the two sides is 10.200.N.0/24.
-            with IPRoute() as ipr:
-                ipr.link("add", ifname=PROXY_IFNAME, kind="veth", peer={"ifname": SANDBOX_IFNAME, "net_ns_fd": sandbox_fd})
-                _write_sysctl(f"net.ipv6.conf.{PROXY_IFNAME}.disable_ipv6", "1")
-                lo = ipr.link_lookup(ifname="lo")[0]
-                ipr.link("set", index=lo, state="up")
-                idx = ipr.link_lookup(ifname=PROXY_IFNAME)[0]
-                ipr.addr("add", index=idx, address=proxy_ip, prefixlen=24)
-                ipr.link("set", index=idx, state="up")
-        with nsutil.in_netns(sandbox_ns):
-            with IPRoute() as ipr:
-                _write_sysctl(f"net.ipv6.conf.{SANDBOX_IFNAME}.disable_ipv6", "1")
-                lo = ipr.link_lookup(ifname="lo")[0]
-                ipr.link("set", index=lo, state="up")
-                idx = ipr.link_lookup(ifname=SANDBOX_IFNAME)[0]
-                ipr.addr("add", index=idx, address=sandbox_ip, prefixlen=24)
-                ipr.link("set", index=idx, state="up")
-                # The carrier comes up asynchronously; wait so the first connect
-                # after prepare() does not race the link watcher.
-                deadline = time.monotonic() + 2.0
-                while ipr.get_links(idx)[0].get_attr("IFLA_OPERSTATE") != "UP":
-                    if time.monotonic() > deadline:
-                        raise IsolationError(f"veth {SANDBOX_IFNAME} in {sandbox_ns} did not come up")
-                    time.sleep(0.005)
+        # /proc/sys/net reflects the opener's namespace: keep IPv6 off the
+        # veth so the only path between the two sides is 10.200.N.0/24.
+        with nsutil.in_netns(proxy_ns), IPRoute() as ipr:
+            ipr.link("add", ifname=PROXY_IFNAME, kind="veth", peer={"ifname": SANDBOX_IFNAME, "net_ns_fd": sandbox_fd})
+            _write_sysctl(f"net.ipv6.conf.{PROXY_IFNAME}.disable_ipv6", "1")
+            lo = ipr.link_lookup(ifname="lo")[0]
+            ipr.link("set", index=lo, state="up")
+            idx = ipr.link_lookup(ifname=PROXY_IFNAME)[0]
+            ipr.addr("add", index=idx, address=proxy_ip, prefixlen=24)
+            ipr.link("set", index=idx, state="up")
+        with nsutil.in_netns(sandbox_ns), IPRoute() as ipr:
+            _write_sysctl(f"net.ipv6.conf.{SANDBOX_IFNAME}.disable_ipv6", "1")
+            lo = ipr.link_lookup(ifname="lo")[0]
+            ipr.link("set", index=lo, state="up")
+            idx = ipr.link_lookup(ifname=SANDBOX_IFNAME)[0]
+            ipr.addr("add", index=idx, address=sandbox_ip, prefixlen=24)
+            ipr.link("set", index=idx, state="up")
+            # The carrier comes up asynchronously; wait so the first connect
+            # after prepare() does not race the link watcher.
+            deadline = time.monotonic() + 2.0
+            while ipr.get_links(idx)[0].get_attr("IFLA_OPERSTATE") != "UP":
+                if time.monotonic() > deadline:
+                    raise IsolationError(f"veth {SANDBOX_IFNAME} in {sandbox_ns} did not come up")
+                time.sleep(0.005)
     finally:
         os.close(sandbox_fd)
 

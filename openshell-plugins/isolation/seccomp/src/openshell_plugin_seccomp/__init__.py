@@ -12,9 +12,15 @@ import errno
 import logging
 import os
 import platform
-from typing import Callable
+from collections.abc import Callable
 
-from openshell.plugin import IsolationContext, IsolationError, IsolationLayer, ProbeResult, hookimpl
+from openshell.plugin import (
+    IsolationContext,
+    IsolationError,
+    IsolationLayer,
+    ProbeResult,
+    hookimpl,
+)
 from openshell.plugin.kinds import SECCOMP_ORDER
 
 log = logging.getLogger("openshell.isolation.seccomp")
@@ -155,7 +161,7 @@ class SeccompLayer(IsolationLayer):
         try:
             import pyseccomp as sc
 
-            version = "libseccomp API level %d" % sc.get_api()
+            version = f"libseccomp API level {sc.get_api()}"
         except Exception as exc:  # noqa: BLE001
             return ProbeResult(False, f"libseccomp unavailable: {exc}")
         return ProbeResult(True, f"seccomp filters available ({version})")
