@@ -1,0 +1,408 @@
+"""Our Python client of the gateway (used by the CLI, the TUI and users).
+
+    from openshell.client.sdk import OpenShellClient
+
+    with OpenShellClient.from_config() as client:          # the active gateway
+        sb = client.create_sandbox("demo", policy_yaml=open("policy.yaml").read())
+        client.wait_ready("demo", timeout=60)
+        for ev in client.exec("demo", ["echo", "hello"]):
+            ...                                            # ExecEvent(kind, data, exit_code)
+        client.delete_sandbox("demo")
+
+Blocking (grpc's synchronous channel); every gRPC failure becomes one of the
+exceptions below, whose message names the thing and the fix.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
+
+import grpc
+
+from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc
+
+DEFAULT_WORKSPACE = "default"
+DEFAULT_TIMEOUT = 30.0  # seconds per unary call
+EXEC_DEADLINE_SLACK = 30.0  # seconds beyond an exec's own timeout before the call gives up
+
+_PHASES = {
+    openshell_pb2.SANDBOX_PHASE_UNSPECIFIED: "UNKNOWN",
+    openshell_pb2.SANDBOX_PHASE_PROVISIONING: "PROVISIONING",
+    openshell_pb2.SANDBOX_PHASE_READY: "READY",
+    openshell_pb2.SANDBOX_PHASE_ERROR: "ERROR",
+    openshell_pb2.SANDBOX_PHASE_DELETING: "DELETING",
+    openshell_pb2.SANDBOX_PHASE_UNKNOWN: "UNKNOWN",
+    openshell_pb2.SANDBOX_PHASE_STOPPING: "STOPPING",
+    openshell_pb2.SANDBOX_PHASE_STOPPED: "STOPPED",
+    openshell_pb2.SANDBOX_PHASE_STARTING: "STARTING",
+    openshell_pb2.SANDBOX_PHASE_COMPLETED: "COMPLETED",
+}
+
+_OUTCOMES = {
+    openshell_pb2.DELETION_OUTCOME_COMPLETED: "COMPLETED",
+    openshell_pb2.DELETION_OUTCOME_ACCEPTED: "ACCEPTED",
+    openshell_pb2.DELETION_OUTCOME_ALREADY_ABSENT: "ALREADY_ABSENT",
+}
+
+# --------------------------------------------------------------------------- errors
+
+
+class OpenShellError(RuntimeError):
+    """Base of every client error; ``str(err)`` is one line for the user."""
+
+
+class GatewayUnavailable(OpenShellError):
+    """The gateway does not answer (not started, wrong endpoint, or TLS refused)."""
+
+
+class SandboxNotFound(OpenShellError, LookupError):
+    """The named sandbox does not exist."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"sandbox '{name}' not found; see 'openshell sandbox list'")
+        self.name = name
+
+
+class SandboxExists(OpenShellError):
+    """A sandbox with that name exists already."""
+
+
+class InvalidRequest(OpenShellError, ValueError):
+    """The gateway refused a field; ``field`` names it (``spec.policy_yaml.network_policies.x``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.field = message.split(":", 1)[0] if ":" in message else ""
+
+
+class SandboxNotReady(OpenShellError):
+    """The sandbox is not READY (exec refused), or went to ERROR while waiting."""
+
+
+class SandboxUnreachable(OpenShellError):
+    """The gateway could not reach the sandbox's supervisor."""
+
+
+class WaitTimeout(OpenShellError, TimeoutError):
+    """``wait_ready`` ran out of time."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """A sandbox as the gateway reports it.
+
+    :ivar phase: PROVISIONING, READY, ERROR, DELETING, … ; ``reason`` says why for ERROR.
+    :ivar policy_version: the policy revision the supervisor reported loaded (0: none yet).
+    :ivar created_at: unix seconds.
+    """
+
+    id: str
+    name: str
+    workspace: str
+    phase: str
+    reason: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    extra_hosts: tuple[str, ...] = ()
+    policy_version: int = 0
+    created_at: float = 0.0
+
+    def to_dict(self) -> dict:
+        """Plain data for ``-o json|yaml``."""
+        return {
+            "id": self.id, "name": self.name, "workspace": self.workspace, "phase": self.phase,
+            "reason": self.reason, "labels": dict(self.labels), "command": list(self.command),
+            "environment": dict(self.environment), "extra_hosts": list(self.extra_hosts),
+            "policy_version": self.policy_version, "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class ExecEvent:
+    """One exec event: ``kind`` is ``stdout``/``stderr`` (``data``) or ``exit`` (``exit_code``), exit last."""
+
+    kind: str
+    data: bytes = b""
+    exit_code: int | None = None
+
+
+def sandbox_from_proto(sb: openshell_pb2.Sandbox) -> Sandbox:
+    """Map a wire ``Sandbox`` to :class:`Sandbox`."""
+    reason = next((c.message for c in sb.status.conditions if c.type == "Ready"), "")
+    return Sandbox(
+        id=sb.metadata.id,
+        name=sb.metadata.name,
+        workspace=sb.metadata.workspace,
+        phase=_PHASES.get(sb.status.phase, "UNKNOWN"),
+        reason=reason,
+        labels=dict(sb.metadata.labels),
+        command=tuple(sb.spec.command),
+        environment=dict(sb.spec.environment),
+        extra_hosts=tuple(sb.spec.extra_hosts),
+        policy_version=sb.status.current_policy_version,
+        created_at=sb.metadata.created_time.ToNanoseconds() / 1e9 if sb.metadata.HasField("created_time") else 0.0,
+    )
+
+
+def _read(value: str | Path | bytes) -> bytes:
+    return value if isinstance(value, bytes) else Path(value).read_bytes()
+
+
+def _target(endpoint: str) -> str:
+    """``https://host:port`` or ``host:port`` → the gRPC target ``host:port``."""
+    if "://" not in endpoint:
+        return endpoint
+    split = urlsplit(endpoint)
+    host = split.hostname or "127.0.0.1"
+    port = split.port or (443 if split.scheme == "https" else 80)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# --------------------------------------------------------------------------- client
+
+
+class OpenShellClient:
+    """A blocking client of one gateway over mTLS.
+
+    :param endpoint: ``https://127.0.0.1:8080`` (or ``host:port``).
+    :param ca, cert, key: PEM paths or bytes: the gateway's CA, the user's
+        client certificate and its key.
+    :param timeout: seconds per unary call.
+    :param workspace: workspace every call addresses.
+    :param gateway_name: used in error messages only.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        ca: str | Path | bytes,
+        cert: str | Path | bytes,
+        key: str | Path | bytes,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        workspace: str = DEFAULT_WORKSPACE,
+        gateway_name: str | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.workspace = workspace
+        self.gateway_name = gateway_name
+        creds = grpc.ssl_channel_credentials(root_certificates=_read(ca), private_key=_read(key), certificate_chain=_read(cert))
+        self._channel = grpc.secure_channel(_target(endpoint), creds)
+        self._stub = openshell_pb2_grpc.OpenShellStub(self._channel)
+
+    @classmethod
+    def from_config(cls, gateway_name: str | None = None, **kwargs) -> "OpenShellClient":
+        """Build a client from the client files of DESIGN.md §4 (the active gateway by default).
+
+        :raises GatewayUnavailable: nothing is configured for that gateway (the
+            message says to run ``openshell gateway start``).
+        """
+        from openshell.client.config import GatewayConfigError, load_gateway_config
+
+        try:
+            cfg = load_gateway_config(gateway_name)
+        except GatewayConfigError as exc:
+            raise GatewayUnavailable(str(exc)) from None
+        return cls(cfg.endpoint, cfg.ca_path, cfg.cert_path, cfg.key_path, gateway_name=cfg.name, **kwargs)
+
+    def close(self) -> None:
+        """Close the channel (idempotent)."""
+        self._channel.close()
+
+    def __enter__(self) -> "OpenShellClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def _scope(self) -> datamodel_pb2.WorkspaceSelector:
+        return datamodel_pb2.WorkspaceSelector(workspace=self.workspace)
+
+    def _error(self, exc: grpc.RpcError, sandbox: str | None = None) -> OpenShellError:
+        code = exc.code() if hasattr(exc, "code") else None
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        details = details or ""
+        if code == grpc.StatusCode.UNAVAILABLE and details.startswith("sandbox "):
+            return SandboxUnreachable(details)
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not details.startswith("sandbox "):
+            which = f"gateway '{self.gateway_name}'" if self.gateway_name else "the gateway"
+            return GatewayUnavailable(
+                f"{which} at {self.endpoint} is not reachable ({details or code.name}); "
+                "start it with 'openshell gateway start' or check 'openshell gateway status'"
+            )
+        if code == grpc.StatusCode.NOT_FOUND and sandbox is not None and details.startswith("sandbox "):
+            return SandboxNotFound(sandbox)
+        if code == grpc.StatusCode.ALREADY_EXISTS:
+            return SandboxExists(details)
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return InvalidRequest(details)
+        if code == grpc.StatusCode.FAILED_PRECONDITION:
+            return SandboxNotReady(details)
+        return OpenShellError(f"{details} ({code.name if code else 'error'})")
+
+    # ------------------------------------------------------------------ API
+
+    def health(self) -> str:
+        """Return the gateway's version. :raises GatewayUnavailable:."""
+        try:
+            return self._stub.Health(openshell_pb2.HealthRequest(), timeout=self.timeout).version
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def create_sandbox(
+        self,
+        name: str = "",
+        policy_yaml: str = "",
+        extra_hosts: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        command: Sequence[str] = (),
+    ) -> Sandbox:
+        """Create a sandbox (PROVISIONING on return; see :meth:`wait_ready`).
+
+        :param name: "" lets the gateway pick a two-word name.
+        :param policy_yaml: a POLICY.md document; "" for the default policy.
+        :param extra_hosts: ``"name:ip"`` entries for the sandbox's /etc/hosts.
+        :raises SandboxExists, InvalidRequest, GatewayUnavailable:
+        """
+        req = openshell_pb2.CreateSandboxRequest(
+            workspace_scope=self._scope,
+            name=name,
+            labels=dict(labels or {}),
+            spec=openshell_pb2.SandboxSpec(
+                policy_yaml=policy_yaml,
+                extra_hosts=list(extra_hosts),
+                environment=dict(env or {}),
+                command=list(command),
+            ),
+        )
+        try:
+            return sandbox_from_proto(self._stub.CreateSandbox(req, timeout=self.timeout).sandbox)
+        except grpc.RpcError as exc:
+            raise self._error(exc, name or None) from None
+
+    def get_sandbox(self, name: str) -> Sandbox:
+        """Return sandbox ``name``. :raises SandboxNotFound:."""
+        try:
+            resp = self._stub.GetSandbox(openshell_pb2.GetSandboxRequest(name=name, workspace_scope=self._scope), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise self._error(exc, name) from None
+        return sandbox_from_proto(resp.sandbox)
+
+    def wait_ready(self, name: str, timeout: float = 120.0, *, poll: float = 0.25) -> Sandbox:
+        """Poll until sandbox ``name`` is READY and return it.
+
+        :raises SandboxNotReady: it went to ERROR (the message carries the reason).
+        :raises WaitTimeout: not READY within ``timeout`` seconds.
+        :raises SandboxNotFound: it was deleted meanwhile.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            sb = self.get_sandbox(name)
+            if sb.phase == "READY":
+                return sb
+            if sb.phase in ("ERROR", "STOPPED"):
+                raise SandboxNotReady(f"sandbox '{name}' failed: {sb.reason or sb.phase}; see 'openshell sandbox logs {name}'")
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(f"sandbox '{name}' is still {sb.phase} after {timeout:g}s; see 'openshell sandbox get {name}'")
+            time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
+
+    def list_sandboxes(self, labels: Mapping[str, str] | str | None = None, *, page_size: int = 100) -> list[Sandbox]:
+        """Return every sandbox matching ``labels`` (all of them; pages are followed).
+
+        :param labels: ``{"team": "a"}`` (all must match) or a selector string ``"team=a,!tmp"``.
+        """
+        selector = labels if isinstance(labels, str) else ",".join(f"{k}={v}" for k, v in (labels or {}).items())
+        out: list[Sandbox] = []
+        token = ""
+        seen: set[str] = set()
+        while True:
+            req = openshell_pb2.ListSandboxesRequest(workspace_scope=self._scope, page_size=page_size, page_token=token, label_selector=selector)
+            try:
+                resp = self._stub.ListSandboxes(req, timeout=self.timeout)
+            except grpc.RpcError as exc:
+                raise self._error(exc) from None
+            out += [sandbox_from_proto(s) for s in resp.sandboxes]
+            token = resp.next_page_token
+            if not token:
+                return out
+            if token in seen:  # a gateway bug must not loop forever
+                raise OpenShellError("gateway repeated a list page token")
+            seen.add(token)
+
+    def delete_sandbox(self, name: str, *, allow_missing: bool = False) -> str:
+        """Delete sandbox ``name``; return ``COMPLETED`` (or ``ALREADY_ABSENT`` with ``allow_missing``).
+
+        :raises SandboxNotFound: it does not exist and not ``allow_missing``.
+        """
+        req = openshell_pb2.DeleteSandboxRequest(name=name, workspace_scope=self._scope, allow_missing=allow_missing)
+        try:
+            resp = self._stub.DeleteSandbox(req, timeout=max(self.timeout, 60.0))
+        except grpc.RpcError as exc:
+            raise self._error(exc, name) from None
+        return _OUTCOMES.get(resp.outcome, f"UNKNOWN_{resp.outcome}")
+
+    def exec(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[ExecEvent]:
+        """Run ``argv`` in sandbox ``name``; yield stdout/stderr events and finally one exit event.
+
+        :param timeout: seconds; the command is killed after it and exits 124.
+        :raises SandboxNotFound, SandboxNotReady, SandboxUnreachable, GatewayUnavailable:
+        """
+        req = openshell_pb2.ExecSandboxRequest(
+            workspace_scope=self._scope,
+            sandbox=name,
+            command=list(argv),
+            environment=dict(env or {}),
+            workdir=workdir or "",
+            stdin=stdin or b"",
+        )
+        if timeout:
+            req.execution_timeout.FromNanoseconds(int(timeout * 1e9))
+        deadline = timeout + EXEC_DEADLINE_SLACK if timeout else None
+        got_exit = False
+        try:
+            for ev in self._stub.ExecSandbox(req, timeout=deadline):
+                which = ev.WhichOneof("payload")
+                if which == "stdout":
+                    yield ExecEvent("stdout", bytes(ev.stdout.data))
+                elif which == "stderr":
+                    yield ExecEvent("stderr", bytes(ev.stderr.data))
+                elif which == "exit":
+                    got_exit = True
+                    yield ExecEvent("exit", exit_code=int(ev.exit.exit_code))
+        except grpc.RpcError as exc:
+            raise self._error(exc, name) from None
+        if not got_exit:
+            raise OpenShellError(f"exec in sandbox '{name}' ended without an exit status")
+
+    def run(self, name: str, argv: Sequence[str], **kwargs) -> tuple[int, bytes, bytes]:
+        """Run ``argv`` and collect it: ``(exit_code, stdout, stderr)``; same arguments as :meth:`exec`."""
+        out, err, code = [], [], 255
+        for ev in self.exec(name, argv, **kwargs):
+            if ev.kind == "stdout":
+                out.append(ev.data)
+            elif ev.kind == "stderr":
+                err.append(ev.data)
+            else:
+                code = int(ev.exit_code if ev.exit_code is not None else 255)
+        return code, b"".join(out), b"".join(err)
