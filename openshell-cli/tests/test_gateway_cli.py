@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from openshell.client import config as client_config
 from openshell.gateway.paths import GatewayPaths
 from openshell.gateway.server import read_pid

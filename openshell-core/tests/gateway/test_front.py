@@ -17,7 +17,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from openshell.gateway.front import Front, HttpResponse, PortInUseError
 from openshell.gateway.tls import Pki, client_context, ensure_pki, server_context
 
@@ -80,7 +79,7 @@ class _EchoFront:
         if self.grpc_server is not None:
             await self.grpc_server.stop(0)
 
-    def start(self) -> "_EchoFront":
+    def start(self) -> _EchoFront:
         self.lt.run(self._start())
         return self
 
@@ -199,7 +198,6 @@ def test_a_route_handler_can_take_over_the_connection(echo_front, front_pki):
         line = await conn.reader.readline()
         conn.writer.write(b"echo:" + line)
         await conn.writer.drain()
-        return None
 
     echo_front.front.add_route("/connect/ssh", tunnel)
     ctx = client_context(front_pki.ca_cert, front_pki.client_cert, front_pki.client_key)

@@ -17,10 +17,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from openshell.gateway import paths as gpaths
 from openshell.gateway.front import PortInUseError
-from openshell.gateway.server import Gateway, GatewayAlreadyRunning, GatewayError, read_pid
+from openshell.gateway.server import (
+    Gateway,
+    GatewayAlreadyRunning,
+    GatewayError,
+    read_pid,
+)
 from openshell.gateway.tls import client_context
 
 

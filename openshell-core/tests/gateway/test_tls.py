@@ -11,9 +11,14 @@ import stat
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
-
 from openshell.gateway import tls
-from openshell.gateway.tls import Pki, certificate_names, client_context, ensure_pki, server_context
+from openshell.gateway.tls import (
+    Pki,
+    certificate_names,
+    client_context,
+    ensure_pki,
+    server_context,
+)
 
 KEYS = ("ca.key", "server.key", "client.key", "supervisor.key")
 CERTS = ("ca.crt", "server.crt", "client.crt", "supervisor.crt")

@@ -16,23 +16,36 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import click
+from openshell.client.config import (
+    GatewayConfig,
+    GatewayConfigError,
+    active_name,
+    list_gateways,
+    load_gateway_config,
+    remove_gateway_config,
+    set_active,
+    write_gateway_config,
+)
+from openshell.gateway.paths import (
+    DEFAULT_DRIVER,
+    DEFAULT_NAME,
+    DEFAULT_PORT,
+    GatewayPaths,
+    GatewaySettings,
+    InvalidGatewayName,
+    check_name,
+    gateway_paths,
+    read_settings,
+)
 
 from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, render
-
-from openshell.client.config import (
-    GatewayConfig, GatewayConfigError, active_name, list_gateways, load_gateway_config, remove_gateway_config,
-    set_active, write_gateway_config,
-)
-from openshell.gateway.paths import (
-    DEFAULT_DRIVER, DEFAULT_HOST, DEFAULT_NAME, DEFAULT_PORT, GatewayPaths, GatewaySettings, InvalidGatewayName,
-    check_name, gateway_paths, read_settings,
-)
 
 START_TIMEOUT = 30.0  # seconds `gateway start` waits for /healthz
 STOP_TIMEOUT = 15.0  # seconds `gateway stop` waits after SIGTERM before SIGKILL
@@ -58,7 +71,7 @@ def local_paths(name: str) -> GatewayPaths:
     return gateway_paths(name, recorded or None)
 
 
-def _resolve_name(name: Optional[str]) -> str:
+def _resolve_name(name: str | None) -> str:
     name = name or active_name() or DEFAULT_NAME
     try:
         return check_name(name)
@@ -66,7 +79,7 @@ def _resolve_name(name: Optional[str]) -> str:
         raise CliError(str(exc)) from None
 
 
-def running_pid(paths: GatewayPaths) -> Optional[int]:
+def running_pid(paths: GatewayPaths) -> int | None:
     """Return the pid of the gateway running from ``paths``, or None."""
     from openshell.gateway.server import read_pid
 
@@ -143,7 +156,7 @@ def _failure_reason(paths: GatewayPaths, since: int) -> str:
 @dataclass
 class StartResult:
     config: GatewayConfig
-    pid: Optional[int]
+    pid: int | None
     already_running: bool
 
 
@@ -154,8 +167,8 @@ def _spinner(message: str) -> Any:
 
 
 def start_gateway(
-    name: str = DEFAULT_NAME, port: Optional[int] = None, driver: Optional[str] = None,
-    host: Optional[str] = None, timeout: float = START_TIMEOUT,
+    name: str = DEFAULT_NAME, port: int | None = None, driver: str | None = None,
+    host: str | None = None, timeout: float = START_TIMEOUT,
 ) -> StartResult:
     """Start local gateway ``name`` in the background (idempotent) and make it active.
 
@@ -205,7 +218,7 @@ def start_gateway(
     return StartResult(_write_client_files(paths, settings), proc.pid, False)
 
 
-def stop_gateway(name: str, timeout: float = STOP_TIMEOUT) -> Optional[int]:
+def stop_gateway(name: str, timeout: float = STOP_TIMEOUT) -> int | None:
     """Stop local gateway ``name`` (SIGTERM, then SIGKILL after ``timeout`` seconds).
 
     :returns: the pid that was stopped, or None when it was not running.
@@ -274,7 +287,7 @@ def gateway_status(name: str) -> dict[str, Any]:
     }
 
 
-def ensure_local_gateway(name: Optional[str] = None) -> GatewayConfig:
+def ensure_local_gateway(name: str | None = None) -> GatewayConfig:
     """Return the configuration of gateway ``name`` (default: active, else ``openshell``),
     starting it locally first when it is a local gateway that is not running.
 
@@ -317,7 +330,7 @@ def gateway() -> None:
 @click.option("--port", "-p", type=click.IntRange(0, 65535), default=None, help=f"TCP port for gRPC and HTTP  [default: last used, else {DEFAULT_PORT}]")
 @click.option("--driver", default=None, help=f"Compute driver  [default: last used, else {DEFAULT_DRIVER}]")
 @click.option("--foreground", is_flag=True, help="Run in this terminal until Ctrl-C (logs on stderr).")
-def start_cmd(name: str, port: Optional[int], driver: Optional[str], foreground: bool) -> None:
+def start_cmd(name: str, port: int | None, driver: str | None, foreground: bool) -> None:
     """Start a local gateway and make it the active one.
 
     Runs in the background by default and returns once it answers /healthz over
@@ -339,7 +352,7 @@ def start_cmd(name: str, port: Optional[int], driver: Optional[str], foreground:
         click.echo(f"gateway '{result.config.name}' started at {result.config.endpoint} (pid {result.pid}); it is now the active gateway")
 
 
-def _start_foreground(name: str, port: Optional[int], driver: Optional[str]) -> None:
+def _start_foreground(name: str, port: int | None, driver: str | None) -> None:
     from openshell.gateway.tls import ensure_pki
 
     paths = local_paths(name)
@@ -364,7 +377,7 @@ def _start_foreground(name: str, port: Optional[int], driver: Optional[str]) -> 
 
 @gateway.command("stop")
 @_name_option()
-def stop_cmd(name: Optional[str]) -> None:
+def stop_cmd(name: str | None) -> None:
     """Stop a local gateway. Sandboxes keep running and reconnect when it starts again.
 
     \b
@@ -379,7 +392,7 @@ def stop_cmd(name: Optional[str]) -> None:
 @gateway.command("status")
 @_name_option()
 @OUTPUT_OPTION
-def status_cmd(name: Optional[str], output: str) -> None:
+def status_cmd(name: str | None, output: str) -> None:
     """Show whether a local gateway runs and answers /healthz.
 
     \b
@@ -393,7 +406,7 @@ def status_cmd(name: Optional[str], output: str) -> None:
 @gateway.command("info")
 @_name_option()
 @OUTPUT_OPTION
-def info_cmd(name: Optional[str], output: str) -> None:
+def info_cmd(name: str | None, output: str) -> None:
     """Show a gateway's endpoint, state directory, driver and certificate paths.
 
     \b
@@ -404,7 +417,7 @@ def info_cmd(name: Optional[str], output: str) -> None:
     paths = local_paths(name)
     settings = read_settings(paths)
     try:
-        cfg: Optional[GatewayConfig] = load_gateway_config(name)
+        cfg: GatewayConfig | None = load_gateway_config(name)
     except GatewayConfigError:
         cfg = None
     if settings is None and cfg is None:
@@ -474,7 +487,7 @@ def select_cmd(name: str) -> None:
 @gateway.command("destroy")
 @_name_option()
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def destroy_cmd(name: Optional[str], yes: bool) -> None:
+def destroy_cmd(name: str | None, yes: bool) -> None:
     """Stop a local gateway, delete its sandboxes, state and client files.
 
     \b

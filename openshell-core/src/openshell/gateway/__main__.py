@@ -14,7 +14,14 @@ import asyncio
 import logging
 import sys
 
-from openshell.gateway.paths import DEFAULT_DRIVER, DEFAULT_HOST, DEFAULT_NAME, DEFAULT_PORT, InvalidGatewayName, gateway_paths
+from openshell.gateway.paths import (
+    DEFAULT_DRIVER,
+    DEFAULT_HOST,
+    DEFAULT_NAME,
+    DEFAULT_PORT,
+    InvalidGatewayName,
+    gateway_paths,
+)
 from openshell.gateway.server import Gateway, GatewayError, configure_logging
 
 log = logging.getLogger("openshell.gateway")

@@ -26,8 +26,8 @@ import errno
 import json
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from openshell.gateway.tls import peer_common_name
@@ -242,7 +242,7 @@ class Front:
         holder = _Handover()
         try:
             tls = await loop.start_tls(raw, holder, self.ssl_context, server_side=True, ssl_handshake_timeout=self.handshake_timeout)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as exc:
             log.info("tls refused peer=%s reason=%s", peer, _reason(exc))
             raw.abort()
             return
@@ -266,7 +266,7 @@ class Front:
             if not tls.is_closing():
                 tls.close()
 
-    async def _relay_grpc(self, tls: asyncio.Transport, holder: "_Handover", peer: str, peer_cn: str) -> None:
+    async def _relay_grpc(self, tls: asyncio.Transport, holder: _Handover, peer: str, peer_cn: str) -> None:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         down = _Pipe(done, half_close=False)  # TLS client side
@@ -298,7 +298,7 @@ class Front:
             upstream.close()
             log.debug("grpc relay closed peer=%s", peer)
 
-    async def _serve_http(self, tls: asyncio.Transport, holder: "_Handover", peer: str, peer_cn: str) -> None:
+    async def _serve_http(self, tls: asyncio.Transport, holder: _Handover, peer: str, peer_cn: str) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MAX_HEAD_BYTES, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
@@ -314,7 +314,7 @@ class Front:
         for _ in range(MAX_REQUESTS_PER_CONNECTION):
             try:
                 request = await asyncio.wait_for(_read_request(reader), self.idle_timeout)
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return  # idle, or the peer left between requests
             except _HttpError as exc:
                 writer.write(json_error(exc.status, str(exc)).encode(keep_alive=False))

@@ -100,7 +100,7 @@ class GatewayPaths:
     def sandboxes(self) -> Path:
         return self.root / "sandboxes"
 
-    def ensure(self) -> "GatewayPaths":
+    def ensure(self) -> GatewayPaths:
         """Create the directory tree with mode 0700 (fixing looser modes); return self."""
         for d in (self.root, self.pki, self.sandboxes):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)

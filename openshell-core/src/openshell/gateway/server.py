@@ -22,7 +22,14 @@ import grpc
 
 from openshell.gateway.front import Front, PortInUseError
 from openshell.gateway.paths import (
-    DEFAULT_DRIVER, DEFAULT_HOST, DEFAULT_NAME, DEFAULT_PORT, GatewayPaths, GatewaySettings, gateway_paths, write_settings,
+    DEFAULT_DRIVER,
+    DEFAULT_HOST,
+    DEFAULT_NAME,
+    DEFAULT_PORT,
+    GatewayPaths,
+    GatewaySettings,
+    gateway_paths,
+    write_settings,
 )
 from openshell.gateway.tls import Pki, ensure_pki, server_context
 
