@@ -6,7 +6,6 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from openshell.policy import default_policy, parse_policy
 from openshell_cli.commands import policy as policy_cmd
 from openshell_cli.main import cli

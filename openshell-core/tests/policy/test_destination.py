@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from openshell.policy.destination import check_destination
 from openshell.policy.model import Endpoint
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from openshell.policy.http import PathError, canonical_path, parse_query, split_target
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from openshell.policy import PolicyError, check_static_unchanged, parse_policy
 
 OLD = parse_policy({

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from openshell.policy import PolicyError, default_policy, dump_policy, parse_policy
 from openshell.policy import parse as parse_mod
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from openshell.policy.decision import ConnectInput, Decision
 from openshell.policy.destination import check_destination
@@ -25,7 +26,7 @@ SSRF_ENGINE = "ssrf"
 SSRF_ERROR = "ssrf_denied"
 
 
-def decide(engine: "PolicyEngine", compiled: "CompiledPolicy", inp: ConnectInput, resolved: Sequence[str]) -> Decision:
+def decide(engine: PolicyEngine, compiled: CompiledPolicy, inp: ConnectInput, resolved: Sequence[str]) -> Decision:
     """Decide one connection completely.
 
     :param engine: the selected policy engine (e.g. ``OpaEngine()``).
@@ -45,7 +46,7 @@ def decide(engine: "PolicyEngine", compiled: "CompiledPolicy", inp: ConnectInput
         inp = dataclasses.replace(inp, host=host)
     try:
         d = engine.decide_connect(compiled, inp)
-    except Exception as exc:  # noqa: BLE001 - fail closed (POLICY.md: an engine error denies)
+    except Exception as exc:  # fail closed (POLICY.md: an engine error denies)
         log.exception("policy engine %s failed; denying %s:%s", getattr(engine, "name", "?"), inp.host, inp.port)
         return Decision.deny(f"policy engine error: {exc}", engine=getattr(engine, "name", ""))
     if not d.allowed:

@@ -9,14 +9,14 @@ allowed rule at loopback, cloud metadata or an internal network.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 from openshell.policy.hosts import HOST_ANY, HOST_WILDCARD, host_kind, ip_literal
 from openshell.policy.model import Endpoint
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: blocked whatever the policy says: (network, why)
 ALWAYS_BLOCKED: tuple[tuple[IPNetwork, str], ...] = (

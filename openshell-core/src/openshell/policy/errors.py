@@ -3,8 +3,8 @@ offending field by path and says what is accepted")."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class PolicyError(ValueError):
         super().__init__(str(errs[0]))
 
     @classmethod
-    def from_errors(cls, errors: Iterable[FieldError]) -> "PolicyError":
+    def from_errors(cls, errors: Iterable[FieldError]) -> PolicyError:
         """Build one error carrying several problems (the first names ``.field``)."""
         errs = list(errors)
         return cls(errs[0].field, errs[0].message, errors=errs)

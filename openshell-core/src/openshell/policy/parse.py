@@ -11,7 +11,8 @@ import ipaddress
 import os
 import posixpath
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from openshell.policy import defaults as D
 from openshell.policy.destination import overlapping_blocked

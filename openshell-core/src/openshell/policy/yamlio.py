@@ -59,7 +59,7 @@ def load_document(source: str | bytes) -> Any:
     if len(source) > MAX_DOCUMENT_BYTES:
         raise PolicyError("document", f"policy is larger than {MAX_DOCUMENT_BYTES} bytes")
     try:
-        docs = list(yaml.load_all(source, Loader=_StrictLoader))  # noqa: S506 - strict SafeLoader subclass
+        docs = list(yaml.load_all(source, Loader=_StrictLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from openshell.plugin import CompiledPolicy, PolicyEngine
 from openshell.policy import decide, parse_policy
 from openshell.policy.decision import ConnectInput, RequestInput

@@ -13,7 +13,6 @@ import pathlib
 
 import pytest
 import yaml
-
 from openshell.policy import PolicyError, decide, parse_policy
 from openshell.policy.decision import ConnectInput, RequestInput
 from openshell.policy.http import PathError, parse_query, split_target

@@ -7,7 +7,7 @@ caller through ``openshell.policy.decide``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from openshell.plugin import hookimpl
 

@@ -10,16 +10,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Any, Optional
+from typing import Any
 
 import regopy
-
 from openshell.plugin import CompiledPolicy, PolicyEngine
 from openshell.policy.decision import ConnectInput, Decision, RequestInput
 from openshell.policy.errors import PolicyError
-from openshell.policy.hosts import HOST_ANY, HOST_EXACT, host_kind, normalise_host, request_host_error
+from openshell.policy.hosts import (
+    HOST_ANY,
+    HOST_EXACT,
+    host_kind,
+    normalise_host,
+    request_host_error,
+)
 from openshell.policy.http import PathError, canonical_path
 from openshell.policy.model import Endpoint, NetworkRule, Policy
 
@@ -36,7 +41,7 @@ DEFAULT_CACHE_SIZE = 4096
 _SPECIFICITY = {HOST_EXACT: 0, HOST_ANY: 2}  # wildcard = 1
 
 
-@lru_cache(maxsize=None)
+@cache
 def rego_modules() -> tuple[tuple[str, str], ...]:
     """Return ``(name, source)`` of the Rego modules shipped in this package."""
     pkg = resources.files("openshell_plugin_opa")
