@@ -1,0 +1,207 @@
+"""The published OpenShell Python SDK (``openshell==0.1.5``) against our gateway.
+
+The SDK's import package is also called ``openshell``, so it lives in its own
+venv (built once, kept under ``.nox/``) and each check runs a small script
+there. The gateway and its client files come from our CLI
+(``openshell gateway start``, the session ``gateway`` fixture of conftest.py);
+the SDK finds them exactly as a user's would: ``$XDG_CONFIG_HOME`` and
+``$OPENSHELL_GATEWAY``. See docs/sdk-compat.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import venv
+from pathlib import Path
+
+import pytest
+
+SDK_VERSION = "0.1.5"
+REPO = Path(__file__).resolve().parents[2]
+SDK_VENV = Path(os.environ.get("OPENSHELL_SDK_VENV", REPO / ".nox" / f"sdk-compat-{SDK_VERSION}"))
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def sdk_python() -> Path:
+    """Python of a venv with ``openshell==0.1.5`` (and nothing of ours) installed."""
+    py = SDK_VENV / "bin" / "python"
+    check = [str(py), "-c", f"import importlib.metadata as m; assert m.version('openshell') == '{SDK_VERSION}'"]
+    if not py.exists() or subprocess.run(check, capture_output=True).returncode != 0:
+        venv.EnvBuilder(with_pip=True, clear=True).create(SDK_VENV)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"openshell=={SDK_VERSION}"],
+            check=True, timeout=600,
+        )
+    return py
+
+
+def run_sdk(py: Path, script: str, env: dict | None = None, timeout: float = 300) -> dict:
+    """Run ``script`` with the SDK venv's python; it prints one JSON object last."""
+    clean = {k: v for k, v in (env or os.environ).items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    proc = subprocess.run(
+        [str(py), "-c", textwrap.dedent(script)], env=clean, capture_output=True, timeout=timeout, cwd="/"
+    )
+    assert proc.returncode == 0, f"SDK script failed ({proc.returncode}):\n{proc.stdout.decode()}\n{proc.stderr.decode()}"
+    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- wire shapes
+
+
+def _our_messages() -> dict:
+    from openshell._proto import datamodel_pb2, openshell_pb2
+
+    out = {}
+    for module in (openshell_pb2, datamodel_pb2):
+        for msg in module.DESCRIPTOR.message_types_by_name.values():
+            out[msg.full_name] = {f.name: [f.number, f.type, f.is_repeated] for f in msg.fields if f.number < 1000}
+        for enum in module.DESCRIPTOR.enum_types_by_name.values():
+            out[enum.full_name] = {v.name: v.number for v in enum.values}
+    return out
+
+
+def test_shared_messages_match_the_sdk_wire_shapes(sdk_python):
+    ours = _our_messages()
+    theirs = run_sdk(
+        sdk_python,
+        f"""
+        import json
+        from openshell._proto import openshell_pb2
+        pool = openshell_pb2.DESCRIPTOR.pool
+        names = {sorted(ours)!r}
+        out = {{}}
+        for name in names:
+            try:
+                msg = pool.FindMessageTypeByName(name)
+                out[name] = {{f.name: [f.number, f.type, f.is_repeated] for f in msg.fields}}
+            except KeyError:
+                try:
+                    enum = pool.FindEnumTypeByName(name)
+                    out[name] = {{v.name: v.number for v in enum.values}}
+                except KeyError:
+                    out[name] = None
+        svc = pool.FindServiceByName("openshell.v1.OpenShell")
+        out["__methods__"] = {{m.name: [m.input_type.full_name, m.output_type.full_name, m.server_streaming] for m in svc.methods}}
+        print(json.dumps(out))
+        """,
+    )
+    for name, fields in ours.items():
+        assert theirs[name] is not None, f"{name} does not exist in the SDK"
+        for field, shape in fields.items():
+            assert theirs[name].get(field) == shape, f"{name}.{field}: ours {shape}, SDK {theirs[name].get(field)}"
+    from openshell._proto import openshell_pb2
+
+    for method in openshell_pb2.DESCRIPTOR.services_by_name["OpenShell"].methods:
+        expected = [method.input_type.full_name, method.output_type.full_name, method.server_streaming]
+        assert theirs["__methods__"][method.name] == expected, method.name
+
+
+# --------------------------------------------------------------------------- against a gateway
+
+
+def test_sdk_create_wait_exec_list_delete(gateway, sdk_python):
+    result = run_sdk(
+        sdk_python,
+        """
+        import json, grpc
+        from openshell import SandboxClient, DeletionOutcome
+
+        out = {}
+        name = "sdk-compat"
+        with SandboxClient.from_active_cluster(timeout=60) as client:
+            out["health"] = int(client.health().status)
+            ref = client.create(workspace="default", name=name, labels={"suite": "sdk-compat"})
+            out["created"] = [ref.name, ref.workspace, bool(ref.id)]
+            ready = client.wait_ready(name, workspace="default", timeout_seconds=180)
+            out["phase"] = int(ready.phase)
+            res = client.exec(name, ["echo", "hello"], workspace="default", timeout_seconds=60)
+            out["exec"] = [res.exit_code, res.stdout, res.stderr]
+            res = client.exec(name, ["sh", "-c", "cat; exit 3"], workspace="default", stdin=b"piped")
+            out["exec_stdin"] = [res.exit_code, res.stdout]
+            listed = client.list_all(workspace="default", label_selector="suite=sdk-compat", page_size=1)
+            out["listed"] = [s.name for s in listed]
+            out["listed_ids"] = ref.id in client.list_ids(workspace="default", page_size=1)
+            deleted = client.delete(name, workspace="default")
+            out["delete"] = [deleted.outcome.name, deleted.sandbox_id == ref.id]
+            try:
+                client.get(name, workspace="default")
+                out["after_delete"] = "still there"
+            except grpc.RpcError as exc:
+                out["after_delete"] = exc.code().name
+            again = client.delete(name, workspace="default", allow_missing=True)
+            out["delete_again"] = again.outcome.name
+        print(json.dumps(out))
+        """,
+        env=gateway.env,
+    )
+    assert result["health"] == 1  # SERVICE_STATUS_HEALTHY
+    assert result["created"] == ["sdk-compat", "default", True]
+    assert result["phase"] == 2  # SANDBOX_PHASE_READY
+    assert result["exec"] == [0, "hello\n", ""]
+    assert result["exec_stdin"] == [3, "piped"]
+    assert result["listed"] == ["sdk-compat"]
+    assert result["listed_ids"] is True
+    assert result["delete"] == ["COMPLETED", True]
+    assert result["after_delete"] == "NOT_FOUND"
+    assert result["delete_again"] == "ALREADY_ABSENT"
+
+
+def test_sdk_sandbox_context_manager_and_exec_timeout(gateway, sdk_python):
+    result = run_sdk(
+        sdk_python,
+        """
+        import json, grpc
+        from openshell import Sandbox, SandboxClient
+
+        out = {}
+        with Sandbox(workspace="default", ready_timeout_seconds=180, timeout=60) as sb:
+            out["name"] = sb.sandbox.name
+            res = sb.exec(["echo", "hello"])
+            out["exec"] = [res.exit_code, res.stdout]
+            res = sb.exec(["sleep", "30"], timeout_seconds=1)
+            out["timeout_exit"] = res.exit_code
+        with SandboxClient.from_active_cluster() as client:
+            try:
+                client.get(out["name"], workspace="default")
+                out["after_exit"] = "still there"
+            except grpc.RpcError as exc:
+                out["after_exit"] = exc.code().name
+        print(json.dumps(out))
+        """,
+        env=gateway.env,
+    )
+    adjective, noun = result["name"].split("-")
+    assert adjective and noun
+    assert result["exec"] == [0, "hello\n"]
+    assert result["timeout_exit"] == 124
+    assert result["after_exit"] == "NOT_FOUND"
+
+
+def test_sdk_unimplemented_rpc_answers_unimplemented(gateway, sdk_python):
+    result = run_sdk(
+        sdk_python,
+        """
+        import json, grpc
+        from openshell import SandboxClient
+
+        with SandboxClient.from_active_cluster() as client:
+            try:
+                client.stop("nothing", workspace="default")
+                code = "OK"
+            except grpc.RpcError as exc:
+                code = exc.code().name
+        print(json.dumps({"code": code}))
+        """,
+        env=gateway.env,
+    )
+    assert result["code"] == "UNIMPLEMENTED"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-v"]))
