@@ -207,3 +207,24 @@ def test_help_shows_examples():
     for args in (["gateway", "--help"], ["gateway", "start", "--help"], ["gateway", "status", "--help"]):
         out = run(*args).output
         assert "Example" in out and "openshell gateway" in out
+
+
+def test_ensure_local_gateway_does_not_steal_the_active_gateway(gwcli_env):
+    from openshell_cli.commands.gateway import ensure_local_gateway, start_gateway
+
+    client_config.write_gateway_config("remote", "https://127.0.0.1:1", b"ca", b"c", b"k")
+    client_config.set_active("remote")
+    assert ensure_local_gateway("remote").name == "remote"  # not local: returned as is, not started
+    assert read_pid(state(gwcli_env, "remote")) is None
+    port = _free_port()
+    start_gateway("local1", port=port, activate=False)
+    run("gateway", "stop", "--name", "local1")
+    assert ensure_local_gateway("local1").endpoint == f"https://127.0.0.1:{port}"
+    assert read_pid(state(gwcli_env, "local1")) is not None
+    assert client_config.active_name() == "remote"
+
+
+def test_status_of_a_remote_gateway_probes_it(gwcli_env):
+    client_config.write_gateway_config("remote", f"https://127.0.0.1:{_free_port()}", b"ca", b"c", b"k")
+    status = json.loads(run("gateway", "status", "--name", "remote", "-o", "json").output)
+    assert status["status"] == "remote" and status["healthy"] is False and status["pid"] is None

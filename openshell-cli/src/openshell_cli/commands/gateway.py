@@ -126,14 +126,15 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def _write_client_files(paths: GatewayPaths, settings: GatewaySettings) -> GatewayConfig:
+def _write_client_files(paths: GatewayPaths, settings: GatewaySettings, activate: bool = True) -> GatewayConfig:
     pki = paths.pki
     cfg = write_gateway_config(
         settings.name, settings.endpoint,
         (pki / "ca.crt").read_bytes(), (pki / "client.crt").read_bytes(), (pki / "client.key").read_bytes(),
         state_dir=str(paths.root), driver=settings.driver,
     )
-    set_active(settings.name)
+    if activate:
+        set_active(settings.name)
     return cfg
 
 
@@ -168,12 +169,13 @@ def _spinner(message: str) -> Any:
 
 def start_gateway(
     name: str = DEFAULT_NAME, port: int | None = None, driver: str | None = None,
-    host: str | None = None, timeout: float = START_TIMEOUT,
+    host: str | None = None, timeout: float = START_TIMEOUT, activate: bool = True,
 ) -> StartResult:
     """Start local gateway ``name`` in the background (idempotent) and make it active.
 
     :param port, driver, host: None reuses what the gateway last ran with (else defaults).
     :param timeout: seconds to wait for ``/healthz``.
+    :param activate: make it the active gateway (``openshell gateway start`` does).
     :returns: its client configuration, pid, and whether it was already running.
     :raises CliError: port busy, the gateway exited, or it did not become healthy.
     """
@@ -183,7 +185,7 @@ def start_gateway(
     pid = running_pid(paths)
     if pid is not None:
         # Already up: refresh the client files (e.g. deleted by hand) and report.
-        return StartResult(_write_client_files(paths, saved), pid, True)
+        return StartResult(_write_client_files(paths, saved, activate), pid, True)
     settings = GatewaySettings(name, host or saved.host, port or saved.port, driver or saved.driver)
     if not port_free(settings.host, settings.port):
         raise CliError(f"port {settings.port} on {settings.host} is already in use; choose another with --port")
@@ -215,7 +217,7 @@ def start_gateway(
     # The child is ours only until we exit; mark it reaped-by-nobody so Popen's
     # destructor does not warn about a process that is meant to keep running.
     proc.returncode = 0
-    return StartResult(_write_client_files(paths, settings), proc.pid, False)
+    return StartResult(_write_client_files(paths, settings, activate), proc.pid, False)
 
 
 def stop_gateway(name: str, timeout: float = STOP_TIMEOUT) -> int | None:
@@ -266,16 +268,23 @@ def _terminate(pid: int, timeout: float, gone: Any = None) -> None:
 
 
 def gateway_status(name: str) -> dict[str, Any]:
-    """Return ``{name, status, endpoint, pid, healthy, state_dir}`` for local gateway ``name``."""
+    """Return ``{name, status, endpoint, pid, healthy, state_dir}`` for gateway ``name``.
+
+    ``status`` is ``running``/``stopped`` for a local gateway (from its pid file),
+    ``remote`` for a configured gateway this machine does not run (``healthy`` then
+    says whether it answers ``/healthz`` with the client certificate).
+    """
+    try:
+        cfg: GatewayConfig | None = load_gateway_config(name)
+    except GatewayConfigError:
+        cfg = None
+    if cfg is not None and not cfg.metadata.get("state_dir") and not os.environ.get("OPENSHELL_STATE_DIR"):
+        healthy = probe_health(cfg.host, cfg.port, cfg.ca_path, cfg.cert_path, cfg.key_path)
+        return {"name": name, "status": "remote", "endpoint": cfg.endpoint, "pid": None, "healthy": healthy, "state_dir": None}
     paths = local_paths(name)
     settings = read_settings(paths)
     pid = running_pid(paths)
-    endpoint = settings.endpoint if settings else None
-    if endpoint is None:
-        try:
-            endpoint = load_gateway_config(name).endpoint
-        except GatewayConfigError:
-            endpoint = None
+    endpoint = settings.endpoint if settings else (cfg.endpoint if cfg else None)
     healthy = bool(pid and settings and _local_health(paths, settings))
     return {
         "name": name,
@@ -292,9 +301,10 @@ def ensure_local_gateway(name: str | None = None) -> GatewayConfig:
     starting it locally first when it is a local gateway that is not running.
 
     A configured gateway that is not local (its metadata has no ``state_dir``) is
-    returned as is: it is somebody else's to run.
+    returned as is: it is somebody else's to run. A gateway started here becomes
+    the active one only when no other gateway is active.
 
-    :raises CliError: the local gateway cannot be started.
+    :raises CliError: the local gateway cannot be started (port busy, start failure).
     """
     name = _resolve_name(name)
     try:
@@ -303,7 +313,9 @@ def ensure_local_gateway(name: str | None = None) -> GatewayConfig:
         cfg = None
     if cfg is not None and not cfg.metadata.get("state_dir"):
         return cfg
-    return start_gateway(name).config
+    if cfg is not None and running_pid(local_paths(name)) is not None:
+        return cfg  # fast path: running, files in place; touch nothing
+    return start_gateway(name, activate=active_name() in (None, name)).config
 
 
 # --------------------------------------------------------------------------- commands
@@ -327,7 +339,7 @@ def gateway() -> None:
 
 @gateway.command("start")
 @click.option("--name", "-n", default=DEFAULT_NAME, show_default=True, help="Gateway name.")
-@click.option("--port", "-p", type=click.IntRange(0, 65535), default=None, help=f"TCP port for gRPC and HTTP  [default: last used, else {DEFAULT_PORT}]")
+@click.option("--port", "-p", type=click.IntRange(1, 65535), default=None, help=f"TCP port for gRPC and HTTP  [default: last used, else {DEFAULT_PORT}]")
 @click.option("--driver", default=None, help=f"Compute driver  [default: last used, else {DEFAULT_DRIVER}]")
 @click.option("--foreground", is_flag=True, help="Run in this terminal until Ctrl-C (logs on stderr).")
 def start_cmd(name: str, port: int | None, driver: str | None, foreground: bool) -> None:
