@@ -222,6 +222,9 @@ def spawn(spec: LaunchSpec, *, stdin: Any = None, stdout: Any = None, stderr: An
             pass_fds=(read_fd,),
             env={},
             cwd="/",
+            # Own process group, so stopping a session stops everything it started;
+            # a tty launch makes its own session in the launcher instead.
+            start_new_session=not spec.tty,
         )
     except BaseException:
         os.close(write_fd)
