@@ -140,6 +140,14 @@ class IsolationLayer(_Named):
         Raises ``IsolationError`` when the layer cannot be set up as the policy needs.
         """
 
+    def prepare_in_child(self, ctx: IsolationContext) -> None:
+        """Do the root-only part of the layer in the child launcher, before the privilege drop.
+
+        For layers with ``order > USER_DROP_ORDER`` that need root for a step
+        (e.g. opening the Landlock paths) while enforcement must follow the drop.
+        Runs after the mount namespace is set up. Raises ``IsolationError``.
+        """
+
     @abc.abstractmethod
     def apply_in_child(self, ctx: IsolationContext) -> None:
         """Apply the layer in the child launcher, after fork and before exec.
