@@ -37,6 +37,7 @@ class FakeDriver(ComputeDriver):
         super().__init__(ctx)
         self.created: dict[str, dict[str, Any]] = {}
         self.deleted: list[str] = []
+        self.kept_workdirs: list[str] = []
         self.statuses: dict[str, SandboxStatus] = {}
         self.fail_create = False
 
@@ -47,6 +48,8 @@ class FakeDriver(ComputeDriver):
 
     def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
         self.deleted.append(sandbox_id)
+        if keep_workdir:
+            self.kept_workdirs.append(sandbox_id)
 
     def status(self, sandbox_id: str) -> SandboxStatus:
         return self.statuses.get(sandbox_id, SandboxStatus("PROVISIONING"))
@@ -281,6 +284,13 @@ def test_delete_completes_then_sandbox_is_not_found(wire_server):
     err = code_of(lambda: wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="demo", workspace_scope=DEFAULT), timeout=10))
     assert err.code() == grpc.StatusCode.NOT_FOUND
     assert "sandbox 'demo' not found" in err.details() and "openshell sandbox list" in err.details()
+
+
+def test_delete_passes_keep_workdir_to_driver(wire_server):
+    sb = wire_server.create("demo")
+    req = openshell_pb2.DeleteSandboxRequest(name="demo", workspace_scope=DEFAULT, keep_workdir=True)
+    assert wire_server.stub.DeleteSandbox(req, timeout=10).outcome == openshell_pb2.DELETION_OUTCOME_COMPLETED
+    assert wire_server.driver.kept_workdirs == [sb.metadata.id]
 
 
 def test_delete_missing_is_not_found_or_already_absent(wire_server):

@@ -131,14 +131,19 @@ def test_create_wait_exec_list_delete(sdk_client, tls_gateway, monkeypatch):
     tls_gateway.make_ready(sb.id)
     assert sdk_client.wait_ready("demo", timeout=5).phase == "READY"
 
-    async def fake(endpoint, secret, argv, **kwargs):
-        yield sandbox_exec.ExecEvent("stdout", b" ".join(a.encode() for a in argv[1:]) + b"\n")
+    async def fake(endpoint, secret, argv, stdin=None, **kwargs):
+        if argv[0] == "cat":
+            yield sandbox_exec.ExecEvent("stdout", stdin or b"")
+        else:
+            yield sandbox_exec.ExecEvent("stdout", b" ".join(a.encode() for a in argv[1:]) + b"\n")
         yield sandbox_exec.ExecEvent("exit", exit_code=0)
 
     monkeypatch.setattr(sandbox_exec, "exec_in_sandbox", fake)
     assert sdk_client.run("demo", ["echo", "hello"]) == (0, b"hello\n", b"")
     events = list(sdk_client.exec("demo", ["echo", "x"], timeout=5))
     assert [e.kind for e in events] == ["stdout", "exit"]
+    assert sdk_client.run("demo", ["cat"], stdin=iter([b"a", b"b"])) == (0, b"ab", b"")
+    assert sdk_client.get_sandbox("demo").created.endswith("Z")
 
     assert [s.name for s in sdk_client.list_sandboxes({"team": "x"})] == ["demo"]
     assert sdk_client.list_sandboxes("team=y") == []

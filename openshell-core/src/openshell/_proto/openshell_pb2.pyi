@@ -200,16 +200,18 @@ class ListSandboxesResponse(_message.Message):
     def __init__(self, sandboxes: _Optional[_Iterable[_Union[Sandbox, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteSandboxRequest(_message.Message):
-    __slots__ = ("name", "workspace_scope", "allow_missing", "request_id")
+    __slots__ = ("name", "workspace_scope", "allow_missing", "request_id", "keep_workdir")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
     ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    KEEP_WORKDIR_FIELD_NUMBER: _ClassVar[int]
     name: str
     workspace_scope: _datamodel_pb2.WorkspaceSelector
     allow_missing: bool
     request_id: str
-    def __init__(self, name: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., allow_missing: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    keep_workdir: bool
+    def __init__(self, name: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., allow_missing: _Optional[bool] = ..., request_id: _Optional[str] = ..., keep_workdir: _Optional[bool] = ...) -> None: ...
 
 class DeleteSandboxResponse(_message.Message):
     __slots__ = ("outcome", "sandbox_id")

@@ -16,9 +16,10 @@ exceptions below, whose message names the thing and the fix.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import grpc
@@ -114,6 +115,13 @@ class Sandbox:
     extra_hosts: tuple[str, ...] = ()
     policy_version: int = 0
     created_at: float = 0.0
+
+    @property
+    def created(self) -> str:
+        """``created_at`` as ISO 8601 UTC (``2026-01-02T03:04:05Z``)."""
+        if not self.created_at:
+            return ""
+        return datetime.fromtimestamp(self.created_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def to_dict(self) -> dict:
         """Plain data for ``-o json|yaml``."""
@@ -282,8 +290,8 @@ class OpenShellClient:
             name=name,
             labels=dict(labels or {}),
             spec=openshell_pb2.SandboxSpec(
-                policy_yaml=policy_yaml,
-                extra_hosts=list(extra_hosts),
+                policy_yaml=policy_yaml or "",
+                extra_hosts=list(extra_hosts or ()),
                 environment=dict(env or {}),
                 command=list(command),
             ),
@@ -342,12 +350,15 @@ class OpenShellClient:
                 raise OpenShellError("gateway repeated a list page token")
             seen.add(token)
 
-    def delete_sandbox(self, name: str, *, allow_missing: bool = False) -> str:
+    def delete_sandbox(self, name: str, *, allow_missing: bool = False, keep_workdir: bool = False) -> str:
         """Delete sandbox ``name``; return ``COMPLETED`` (or ``ALREADY_ABSENT`` with ``allow_missing``).
 
+        :param keep_workdir: keep the sandbox's /sandbox directory on the host.
         :raises SandboxNotFound: it does not exist and not ``allow_missing``.
         """
-        req = openshell_pb2.DeleteSandboxRequest(name=name, workspace_scope=self._scope, allow_missing=allow_missing)
+        req = openshell_pb2.DeleteSandboxRequest(
+            name=name, workspace_scope=self._scope, allow_missing=allow_missing, keep_workdir=keep_workdir
+        )
         try:
             resp = self._stub.DeleteSandbox(req, timeout=max(self.timeout, 60.0))
         except grpc.RpcError as exc:
@@ -360,11 +371,14 @@ class OpenShellClient:
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         workdir: str | None = None,
-        stdin: bytes | None = None,
+        stdin: bytes | Iterable[bytes] | None = None,
         timeout: float | None = None,
     ) -> Iterator[ExecEvent]:
         """Run ``argv`` in sandbox ``name``; yield stdout/stderr events and finally one exit event.
 
+        :param stdin: bytes, or an iterable of chunks; the request carries stdin
+            whole (ExecSandbox is server-streaming), so an iterable is read to
+            its end before the command starts.
         :param timeout: seconds; the command is killed after it and exits 124.
         :raises SandboxNotFound, SandboxNotReady, SandboxUnreachable, GatewayUnavailable:
         """
@@ -374,7 +388,7 @@ class OpenShellClient:
             command=list(argv),
             environment=dict(env or {}),
             workdir=workdir or "",
-            stdin=stdin or b"",
+            stdin=(stdin if isinstance(stdin, (bytes, bytearray)) else b"".join(stdin)) if stdin else b"",
         )
         if timeout:
             req.execution_timeout.FromNanoseconds(int(timeout * 1e9))

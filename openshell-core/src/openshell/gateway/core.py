@@ -496,9 +496,16 @@ class GatewayCore:
         return [await self._info(r) for r in page], token
 
     async def delete_sandbox(
-        self, name: str, workspace: str = st.DEFAULT_WORKSPACE, *, allow_missing: bool = False
+        self,
+        name: str,
+        workspace: str = st.DEFAULT_WORKSPACE,
+        *,
+        allow_missing: bool = False,
+        keep_workdir: bool = False,
     ) -> tuple[str, str]:
         """Stop the sandbox's supervisor and remove its record; afterwards it is NOT_FOUND.
+
+        :param keep_workdir: ask the driver to keep the sandbox's workdir on the host.
 
         :returns: ``(outcome, sandbox_id)``: ``("COMPLETED", id)``, or
             ``("ALREADY_ABSENT", "")`` when it did not exist and ``allow_missing``.
@@ -512,12 +519,12 @@ class GatewayCore:
                 return "ALREADY_ABSENT", ""
             raise SandboxNotFound(name, workspace)
         await asyncio.to_thread(self.store.update_sandbox, record.id, phase=st.DELETING)
-        await self._remove(record)
+        await self._remove(record, keep_workdir=keep_workdir)
         return "COMPLETED", record.id
 
-    async def _remove(self, record: SandboxRecord) -> None:
+    async def _remove(self, record: SandboxRecord, *, keep_workdir: bool = False) -> None:
         try:
-            await asyncio.to_thread(self.driver.delete, record.id)
+            await asyncio.to_thread(self.driver.delete, record.id, keep_workdir)
         except Exception as exc:
             reason = f"compute driver could not delete the sandbox: {exc}"
             await asyncio.to_thread(self.store.update_sandbox, record.id, phase=st.ERROR, reason=reason)

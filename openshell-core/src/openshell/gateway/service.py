@@ -195,7 +195,10 @@ class OpenShellServicer(openshell_pb2_grpc.OpenShellServicer):
     async def DeleteSandbox(self, request, context):
         try:
             outcome, sandbox_id = await self.core.delete_sandbox(
-                request.name, _workspace(request.workspace_scope), allow_missing=request.allow_missing
+                request.name,
+                _workspace(request.workspace_scope),
+                allow_missing=request.allow_missing,
+                keep_workdir=request.keep_workdir,
             )
         except gc.GatewayError as exc:
             await abort_for(context, exc)
