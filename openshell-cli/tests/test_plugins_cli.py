@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import types
 import venv
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from openshell.plugin import loader
 from openshell_cli.main import cli
 

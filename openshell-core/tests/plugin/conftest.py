@@ -11,11 +11,10 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import pytest
-
 from openshell.plugin.loader import reset_registry
 
 #: kind -> entry-point group used only by these tests

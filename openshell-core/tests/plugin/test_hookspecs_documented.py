@@ -10,9 +10,14 @@ from pathlib import Path
 
 import click
 import pytest
-
 from openshell.plugin import hookspecs
-from openshell.plugin.loader import KIND_CLASSES, REGISTER_HOOKS, collect_classes, new_plugin_manager, register_module
+from openshell.plugin.loader import (
+    KIND_CLASSES,
+    REGISTER_HOOKS,
+    collect_classes,
+    new_plugin_manager,
+    register_module,
+)
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "plugins.md"
 
@@ -31,7 +36,7 @@ def signature(func) -> str:
 def sections() -> dict[str, str]:
     """``{heading text: body}`` for every ``### `...` `` heading in the docs."""
     text = DOCS.read_text()
-    parts = re.split(r"^### `([^`]+)`\s*$", text, flags=re.M)
+    parts = re.split(r"^### `([^`]+)`\s*$", text, flags=re.MULTILINE)
     return {parts[i]: parts[i + 1].split("\n## ")[0] for i in range(1, len(parts), 2)}
 
 
@@ -56,7 +61,7 @@ def test_hookspec_is_documented_with_its_exact_signature(name):
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_documented_example_runs(name):
     body = sections()[signature(SPECS[name])]
-    blocks = re.findall(r"```python\n(.*?)```", body, flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)
     assert blocks, f"the section for {name} has no ```python example"
     module = types.ModuleType(f"docs_example_{name}")
     exec(compile(blocks[0], f"docs/plugins.md:{name}", "exec"), module.__dict__)

@@ -6,9 +6,7 @@ import logging
 import sys
 
 import pytest
-
-from openshell.plugin import Agent
-from openshell.plugin import loader
+from openshell.plugin import Agent, loader
 from openshell.plugin.loader import (
     PluginLoadError,
     PluginNotFound,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import types
 
 import pytest
-
 from openshell.plugin import Agent, hookimpl, loader
 from openshell.plugin.testing import (
     AgentContract,

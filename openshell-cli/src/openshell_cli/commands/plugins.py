@@ -7,7 +7,8 @@ crash; only ``OPENSHELL_STRICT_PLUGINS=1`` turns a failure into exit code 1.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 

@@ -26,8 +26,8 @@ import logging
 import os
 import sys
 import threading
-from types import ModuleType
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pluggy
 from stevedore import DriverManager, NamedExtensionManager
@@ -351,7 +351,7 @@ class Registry:
         groups: Mapping[str, str] = GROUPS,
         disabled: frozenset[str] | None = None,
         strict: bool | None = None,
-    ) -> "Registry":
+    ) -> Registry:
         """Load every installed plugin.
 
         :param groups: kind -> entry-point group (tests pass their own).
@@ -590,7 +590,7 @@ def select(kind: str, name: str, *, groups: Mapping[str, str] = GROUPS) -> type:
     try:
         with _stdout_to_stderr():
             mgr = _Driver(groups[kind], name, invoke_on_load=False, on_load_failure_callback=on_failure)
-    except (NoMatches, MultipleMatches) as exc:
+    except (NoMatches, MultipleMatches):
         if failure:
             raise PluginLoadError(f"{noun} {name!r} failed to load: {first_line(failure[0])}") from None
         installed = ", ".join(i.name for i in list_entry_points(kind, groups=groups)) or "none"

@@ -26,7 +26,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 from unittest import mock
 
 try:
@@ -46,7 +47,7 @@ _counter = 0
 
 
 @contextlib.contextmanager
-def registered(*plugins: Any, registry: "Registry | None" = None) -> Iterator["Registry"]:
+def registered(*plugins: Any, registry: Registry | None = None) -> Iterator[Registry]:
     """Register modules or objects with hookimpls for the duration of a ``with`` block.
 
     Their classes become visible through ``registry.get_class``/``classes`` and their
@@ -108,7 +109,7 @@ def hookimpl_functions(module: Any) -> dict[str, Any]:
 if pytest is not None:
 
     @pytest.fixture
-    def plugin_manager() -> "pluggy.PluginManager":
+    def plugin_manager() -> pluggy.PluginManager:
         """A fresh ``pluggy.PluginManager("openshell")`` with every hookspec, nothing registered."""
         from openshell.plugin.loader import new_plugin_manager
 
@@ -128,7 +129,7 @@ class _Contract:
     #: kind -> entry-point group; only the contracts' own tests change it
     entry_point_groups: ClassVar[dict[str, str] | None] = None
 
-    def _entry_point(self) -> "PluginInfo":
+    def _entry_point(self) -> PluginInfo:
         """The installed entry point whose module holds ``plugin_class``."""
         from openshell.plugin.loader import GROUPS, list_entry_points
 
@@ -177,7 +178,11 @@ class _Contract:
                 )
 
     def test_registration_does_no_io_and_registers_the_class(self) -> None:
-        from openshell.plugin.loader import collect_classes, new_plugin_manager, register_module
+        from openshell.plugin.loader import (
+            collect_classes,
+            new_plugin_manager,
+            register_module,
+        )
 
         info = self._entry_point()
         module = importlib.import_module(info.module)
