@@ -380,7 +380,7 @@ def _start_foreground(name: str, port: int | None, driver: str | None) -> None:
     _write_client_files(paths, settings)
     argv = [
         sys.executable, "-m", "openshell.gateway", "--name", name, "--host", settings.host,
-        "--port", str(settings.port), "--driver", settings.driver, "--state-dir", str(paths.root),
+        "--port", str(settings.port), "--driver", settings.driver, "--state-dir", str(paths.root), "--log-stderr",
     ]
     sys.stdout.flush()
     sys.stderr.flush()

@@ -2,8 +2,9 @@
 
     python -m openshell.gateway --name openshell --port 8080 --driver local [--state-dir DIR]
 
-Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 when it cannot start (the
-reason is the last line on stderr and in ``gateway.log``).
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 when it cannot start (the reason
+is logged as "gateway failed to start: ..." in ``gateway.log``, and on stderr when
+logging there: a terminal or ``--log-stderr``).
 ``openshell gateway start`` runs this detached with output appended to ``gateway.log``.
 """
 
@@ -35,24 +36,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--driver", default=DEFAULT_DRIVER, help="compute driver (default %(default)s)")
     parser.add_argument("--state-dir", default=None, help="state directory (default $OPENSHELL_STATE_DIR or XDG)")
     parser.add_argument("--debug", action="store_true", help="debug logging")
+    parser.add_argument("--log-stderr", action="store_true", help="also log to stderr (default: only when it is a terminal)")
     args = parser.parse_args(argv)
     try:
         paths = gateway_paths(args.name, args.state_dir).ensure()
     except InvalidGatewayName as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    # stderr is a terminal only in the foreground; detached, stderr already goes
-    # to gateway.log and a second handler would write every line twice.
-    configure_logging(paths.log, logging.DEBUG if args.debug else logging.INFO, to_stderr=sys.stderr.isatty())
+    # Detached, stderr already goes to gateway.log and a stderr handler would
+    # write every line twice; in the foreground (a terminal, or --log-stderr) it helps.
+    configure_logging(paths.log, logging.DEBUG if args.debug else logging.INFO, to_stderr=args.log_stderr or sys.stderr.isatty())
     gateway = Gateway(args.name, args.host, args.port, args.driver, paths.root)
     try:
         asyncio.run(gateway.run())
     except (GatewayError, OSError) as exc:
         # One line in gateway.log ("gateway failed to start: <reason>"), which
-        # `openshell gateway start` shows; repeated on a terminal for foreground runs.
+        # `openshell gateway start` shows; the stderr handler (if any) shows it too.
         log.error("gateway failed to start: %s", exc)
-        if sys.stderr.isatty():
-            print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
