@@ -50,11 +50,14 @@ def _add_commands() -> None:
 
 def _add_plugin_commands() -> None:
     # A broken plugin must never break the CLI (including `plugins list`).
-    try:
-        from openshell.plugin.loader import get_registry
+    from openshell.plugin.loader import get_registry, strict_mode
 
+    try:
         get_registry().hook.register_commands(cli=cli)
-    except Exception as exc:  # noqa: BLE001 - shown, not fatal
+    except Exception as exc:  # noqa: BLE001 - shown, not fatal (unless strict)
+        if strict_mode():
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
         logging.getLogger("openshell.cli").warning("plugin commands not loaded: %s", exc)
 
 
