@@ -174,14 +174,13 @@ def test_rego_error_denies_and_is_logged(caplog):
 def test_undefined_result_denies():
     engine = OpaEngine(cache_size=0)
     compiled = engine.load(_policy({"a": _rule()}))
-    from openshell_plugin_opa import engine as engine_mod
 
-    original = engine_mod.NETWORK_QUERY
-    engine_mod.NETWORK_QUERY = "data.openshell_network.nothing_here"
-    try:
-        d = engine.decide_connect(compiled, CURL)
-    finally:
-        engine_mod.NETWORK_QUERY = original
+    class Undefined:
+        def __str__(self) -> str:
+            return "undefined"
+
+    compiled._interp.query_bundle_entrypoint = lambda bundle, entrypoint: Undefined()  # type: ignore[method-assign]
+    d = engine.decide_connect(compiled, CURL)
     assert d.action == "deny" and "undefined" in d.reason
 
 

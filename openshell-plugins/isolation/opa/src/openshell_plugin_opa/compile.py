@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from openshell.policy.defaults import ACCESS_PRESETS
-from openshell.policy.hosts import host_kind
+from openshell.policy.hosts import HOST_EXACT, HOST_WILDCARD, host_kind
 from openshell.policy.model import Endpoint, HttpRule, Policy
 
 _GLOB_CHARS = frozenset("*?[")
@@ -83,12 +83,15 @@ def http_data(ep: Endpoint) -> dict[str, Any]:
 
 
 def policy_data(policy: Policy, root: str = "/") -> dict[str, Any]:
-    """Build ``{"netpolicy": {...}}`` for ``Interpreter.add_data``.
+    """Build ``{"netpolicy": {...}}`` for ``Interpreter.add_data`` (layout: ``network.rego``).
 
     :param policy: a validated policy.
     :param root: the sandbox's filesystem view, for resolving symlinked binaries.
     """
-    rules: dict[str, Any] = {}
+    exact_hosts: dict[str, dict[str, list[list[Any]]]] = {}
+    wildcard_hosts: list[dict[str, Any]] = []
+    any_host: dict[str, list[list[Any]]] = {}
+    rule_binaries: dict[str, dict[str, Any]] = {}
     http: dict[str, Any] = {}
     for rule in policy.network:
         exact: dict[str, bool] = {}
@@ -97,14 +100,25 @@ def policy_data(policy: Policy, root: str = "/") -> dict[str, Any]:
             if is_glob(b.path):
                 globs.append(b.path)
                 continue
-            exact[b.path] = True
-            target = resolve_symlink(b.path, root)
-            if target:
-                exact[target] = True
-        endpoints = []
+            for path in filter(None, (b.path, resolve_symlink(b.path, root))):
+                exact[path] = True
+        rule_binaries[rule.key] = {"exact": exact, "globs": globs}
         for i, ep in enumerate(rule.endpoints):
-            endpoints.append({"host": ep.host, "kind": host_kind(ep.host), "ports": list(ep.ports)})
+            ref = [rule.key, i]
+            kind = host_kind(ep.host)
+            if kind == HOST_WILDCARD:
+                wildcard_hosts.append({"key": rule.key, "index": i, "host": ep.host, "ports": list(ep.ports)})
+            else:
+                by_port = exact_hosts.setdefault(ep.host, {}) if kind == HOST_EXACT else any_host
+                for port in ep.ports:
+                    by_port.setdefault(str(port), []).append(ref)
             if ep.protocol == "rest":
                 http[endpoint_id(rule.key, i)] = http_data(ep)
-        rules[rule.key] = {"endpoints": endpoints, "exact_bins": exact, "glob_bins": globs}
-    return {"netpolicy": {"rules": rules, "http": http}}
+    return {"netpolicy": {
+        "has_rules": bool(policy.network),
+        "exact_hosts": exact_hosts,
+        "wildcard_hosts": wildcard_hosts,
+        "any_host": any_host,
+        "rule_binaries": rule_binaries,
+        "http": http,
+    }}

@@ -34,8 +34,11 @@ from openshell_plugin_opa.lru import LRUCache
 log = logging.getLogger("openshell.policy.opa")
 
 ENGINE_NAME = "opa"
-NETWORK_QUERY = "data.openshell_network.decision"
-HTTP_QUERY = "data.openshell_http.decision"
+# Bundle entry points (rule paths); querying a built bundle skips re-compiling
+# the modules on every query (about 150 µs instead of several ms).
+NETWORK_QUERY = "openshell_network/decision"
+HTTP_QUERY = "openshell_http/decision"
+ENTRYPOINTS = (NETWORK_QUERY, HTTP_QUERY)
 DEFAULT_CACHE_SIZE = 4096
 
 _SPECIFICITY = {HOST_EXACT: 0, HOST_ANY: 2}  # wildcard = 1
@@ -71,18 +74,19 @@ class OpaCompiled(CompiledPolicy):
             for name, source in rego_modules():
                 self._interp.add_module(name, source)
             self._interp.add_data(data)
+            self._bundle = self._interp.build(None, list(ENTRYPOINTS))
         except regopy.RegoError as exc:
             raise PolicyError("document", f"the opa engine cannot load this policy: {str(exc).splitlines()[0]}") from None
 
     def query(self, query: str, inp: dict[str, Any]) -> dict[str, Any]:
-        """Evaluate ``query`` with ``inp``; returns the decision object.
+        """Evaluate the entry point ``query`` with ``inp``; returns the decision object.
 
         :raises EngineError: when the result is undefined or not an object.
         """
         with self._lock:
             self.evaluations += 1
             self._interp.set_input(inp)
-            out = self._interp.query(query)
+            out = self._interp.query_bundle_entrypoint(self._bundle, query)
             # Calling .expressions() on an undefined result aborts the process
             # (regopy 1.5.2), so read the JSON text instead.
             text = str(out).strip()
@@ -156,8 +160,9 @@ class OpaEngine(PolicyEngine):
             return Decision.deny(f"{why}; connection refused", engine=ENGINE_NAME)
         if not 1 <= int(inp.port) <= 65535:
             return Decision.deny(f"port {inp.port} is out of range", engine=ENGINE_NAME)
+        port = int(inp.port)
         res = compiled.query(NETWORK_QUERY, {
-            "host": host, "port": int(inp.port), "binary": inp.binary, "ancestors": list(inp.ancestors),
+            "host": host, "port": port, "port_key": str(port), "binary": inp.binary, "ancestors": list(inp.ancestors),
         })
         allowed = [(str(k), int(i)) for k, i in res.get("allowed", [])]
         if allowed:

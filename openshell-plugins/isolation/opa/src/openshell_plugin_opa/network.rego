@@ -1,9 +1,13 @@
 # OpenShell network policy (POLICY.md §2.1-2.4 connections, §3 HTTP requests).
 #
 # data.netpolicy is prepared by openshell_plugin_opa.compile from a validated
-# Policy:
-#   rules[key] = {endpoints: [{host, kind: exact|wildcard|any, ports: [int]}],
-#                 exact_bins: {path: true}, glob_bins: [pattern]}
+# Policy (an endpoint is named [rule key, index in the rule's endpoints]):
+#   has_rules: bool
+#   exact_hosts[host][port as text] = [[key, index], ...]
+#   wildcard_hosts = [{key, index, host: glob, ports: [int]}, ...]
+#   any_host[port as text] = [[key, index], ...]     (empty host + allowed_ips)
+#   rule_binaries[key] = {exact: {path: true}, globs: [pattern]}
+#                                                     (symlink targets included)
 #   http[endpoint_id] = {allow: [rule], deny: [rule]}
 #     rule = {methods: [METHOD | "*"], path: glob, query: [{key, globs: [glob]}]}
 #
@@ -17,38 +21,35 @@ import rego.v1
 
 procs := array.concat([input.binary], input.ancestors)
 
-host_matches(ep) if {
-	ep.kind == "exact"
-	ep.host == input.host
+# Exact hosts and host-less endpoints are looked up by index (iterating over
+# every rule costs tens of µs per rule in regopy); only wildcard hosts are
+# iterated.
+endpoint_matches contains m if {
+	some m in data.netpolicy.exact_hosts[input.host][input.port_key]
 }
 
 # `*` stops at ".", `**` crosses it (POLICY.md §2.2).
-host_matches(ep) if {
-	ep.kind == "wildcard"
-	glob.match(ep.host, ["."], input.host)
+endpoint_matches contains [e.key, e.index] if {
+	some e in data.netpolicy.wildcard_hosts
+	input.port in e.ports
+	glob.match(e.host, ["."], input.host)
 }
 
-# Empty host: any name; allowed_ips are checked after the engine (§2.5).
-host_matches(ep) if ep.kind == "any"
-
-# [key, endpoint index] of every endpoint matching host and port.
-endpoint_matches contains [key, i] if {
-	some key, rule in data.netpolicy.rules
-	some i, ep in rule.endpoints
-	input.port in ep.ports
-	host_matches(ep)
+# Empty host: any name on those ports; allowed_ips are checked after the engine (§2.5).
+endpoint_matches contains m if {
+	some m in data.netpolicy.any_host[input.port_key]
 }
 
-# Keys of rules with a binary matching the process or one of its ancestors (§2.4).
-binary_matches contains key if {
-	some key, rule in data.netpolicy.rules
+# A binary of rule `key` matches the process or one of its ancestors (§2.4).
+# Only rules with a matching endpoint are asked, so the cost follows the
+# endpoints that match, not the size of the policy.
+binary_matches(key) if {
 	some p in procs
-	rule.exact_bins[p]
+	data.netpolicy.rule_binaries[key].exact[p]
 }
 
-binary_matches contains key if {
-	some key, rule in data.netpolicy.rules
-	some pattern in rule.glob_bins
+binary_matches(key) if {
+	some pattern in data.netpolicy.rule_binaries[key].globs
 	some p in procs
 	glob.match(pattern, ["/"], p)
 }
@@ -56,11 +57,11 @@ binary_matches contains key if {
 # Endpoint and binary must come from the same rule (§2.1).
 allowed contains m if {
 	some m in endpoint_matches
-	binary_matches[m[0]]
+	binary_matches(m[0])
 }
 
 decision := {
-	"has_rules": count(data.netpolicy.rules) > 0,
+	"has_rules": data.netpolicy.has_rules,
 	"endpoint_matches": endpoint_matches,
 	"allowed": allowed,
 }
