@@ -325,6 +325,21 @@ def test_relay_serves_concurrent_connections(echo_front, front_pki):
     assert results == [str(i).encode() * 1000 for i in range(32)]
 
 
+def test_connections_beyond_the_limit_are_closed_at_accept(echo_front, front_pki):
+    echo_front.front.max_connections = 1
+    with socket.create_connection(("127.0.0.1", echo_front.port), timeout=5) as first:
+        time.sleep(0.2)  # let the front accept the first one (it now waits in the handshake)
+        with socket.create_connection(("127.0.0.1", echo_front.port), timeout=5) as second:
+            try:
+                assert second.recv(1024) == b""  # closed at once, long before the handshake timeout
+            except ConnectionResetError:
+                pass
+        first.close()
+    time.sleep(0.2)
+    ctx = client_context(front_pki.ca_cert, front_pki.client_cert, front_pki.client_key)
+    assert _http(echo_front.port, ctx, _get("/healthz")).startswith(b"HTTP/1.1 200 ")
+
+
 def test_busy_port_raises_port_in_use_naming_the_port(front_pki):
     lt = _LoopThread()
     holder = socket.socket()

@@ -157,11 +157,13 @@ class Front:
     :param idle_timeout: seconds an HTTP/1.1 connection may wait for (the rest of) a request.
         gRPC relays have no idle timeout: watch and exec streams are legitimately
         silent for long stretches, and gRPC keepalives detect dead peers.
+    :param max_connections: open connections beyond this are closed at accept
+        (bounds memory and file descriptors under a flood).
     """
 
     def __init__(
         self, ssl_context: ssl.SSLContext, grpc_socket: str, host: str = "127.0.0.1", port: int = 8080, *,
-        handshake_timeout: float = 10.0, idle_timeout: float = 30.0,
+        handshake_timeout: float = 10.0, idle_timeout: float = 30.0, max_connections: int = 1024,
     ) -> None:
         self.ssl_context = ssl_context
         self.grpc_socket = grpc_socket
@@ -169,6 +171,7 @@ class Front:
         self.port = port
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
         self.routes: dict[str, HttpHandler] = {"/healthz": healthz, "/connect/ssh": connect_ssh_not_implemented}
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -232,6 +235,11 @@ class Front:
     # ------------------------------------------------------------------ per connection
 
     def _accepted(self, transport: asyncio.Transport) -> None:
+        if len(self._tasks) >= self.max_connections:
+            log.warning("connection refused peer=%s reason=too many connections (%d)",
+                        _fmt_peer(transport.get_extra_info("peername")), self.max_connections)
+            transport.abort()
+            return
         task = asyncio.get_running_loop().create_task(self._handle(transport))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
