@@ -32,7 +32,7 @@ def sdk_python() -> Path:
     """Python of a venv with ``openshell==0.1.5`` (and nothing of ours) installed."""
     py = SDK_VENV / "bin" / "python"
     check = [str(py), "-c", f"import importlib.metadata as m; assert m.version('openshell') == '{SDK_VERSION}'"]
-    if not py.exists() or subprocess.run(check, capture_output=True).returncode != 0:
+    if not py.exists() or subprocess.run(check, capture_output=True, check=False).returncode != 0:
         venv.EnvBuilder(with_pip=True, clear=True).create(SDK_VENV)
         subprocess.run(
             [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"openshell=={SDK_VERSION}"],
@@ -45,7 +45,7 @@ def run_sdk(py: Path, script: str, env: dict | None = None, timeout: float = 300
     """Run ``script`` with the SDK venv's python; it prints one JSON object last."""
     clean = {k: v for k, v in (env or os.environ).items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     proc = subprocess.run(
-        [str(py), "-c", textwrap.dedent(script)], env=clean, capture_output=True, timeout=timeout, cwd="/"
+        [str(py), "-c", textwrap.dedent(script)], env=clean, capture_output=True, timeout=timeout, cwd="/", check=False
     )
     assert proc.returncode == 0, f"SDK script failed ({proc.returncode}):\n{proc.stdout.decode()}\n{proc.stderr.decode()}"
     return json.loads(proc.stdout.decode().strip().splitlines()[-1])

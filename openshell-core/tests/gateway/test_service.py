@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
-
-from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc, supervisor_pb2, supervisor_pb2_grpc
+from openshell._proto import (
+    datamodel_pb2,
+    openshell_pb2,
+    openshell_pb2_grpc,
+    supervisor_pb2,
+    supervisor_pb2_grpc,
+)
 from openshell.gateway import core as gc
 from openshell.gateway import sandbox_exec
 from openshell.gateway.service import add_services
 from openshell.gateway.store import Store
-from openshell.plugin.kinds import ComputeDriver, DriverContext, SandboxStatus, SshEndpoint
+from openshell.plugin.kinds import (
+    ComputeDriver,
+    DriverContext,
+    SandboxStatus,
+    SshEndpoint,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -256,7 +267,7 @@ def test_list_with_bad_selector_or_token_is_invalid_argument(wire_server):
         (openshell_pb2.ListSandboxesRequest(workspace_scope=DEFAULT, label_selector="a=b=c"), "label_selector"),
         (openshell_pb2.ListSandboxesRequest(workspace_scope=DEFAULT, page_token="garbage!"), "page_token"),
     ):
-        err = code_of(lambda: wire_server.stub.ListSandboxes(req, timeout=10))
+        err = code_of(lambda req=req: wire_server.stub.ListSandboxes(req, timeout=10))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith(field)
 
 
@@ -402,7 +413,7 @@ def test_supervisor_rpcs_refuse_wrong_or_missing_secret(wire_server):
         lambda md: list(wire_server.sup.WatchPolicy(supervisor_pb2.WatchPolicyRequest(), metadata=md, timeout=10)),
     ):
         for md in (wrong, (), (("x-sandbox-id", "not-an-id"), ("x-sandbox-secret", "x"))):
-            assert code_of(lambda: call(md)).code() == grpc.StatusCode.UNAUTHENTICATED
+            assert code_of(lambda call=call, md=md: call(md)).code() == grpc.StatusCode.UNAUTHENTICATED
     got = wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="demo", workspace_scope=DEFAULT), timeout=10)
     assert got.sandbox.status.phase == openshell_pb2.SANDBOX_PHASE_PROVISIONING
 
@@ -418,7 +429,7 @@ def test_supervisor_config_has_spec_hosts_env_and_netns(wire_server):
 def test_report_ready_then_error_with_reason(wire_server):
     sb = wire_server.create("demo")
     wire_server.make_ready(sb)
-    get = lambda: wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="demo", workspace_scope=DEFAULT), timeout=10).sandbox  # noqa: E731
+    get = lambda: wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="demo", workspace_scope=DEFAULT), timeout=10).sandbox
     assert get().status.phase == openshell_pb2.SANDBOX_PHASE_READY
     assert wire_server.store.get_sandbox(sb.metadata.id).supervisor_pid == 1234
     wire_server.sup.ReportStatus(

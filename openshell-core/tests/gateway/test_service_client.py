@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import grpc
 import pytest
-
 from openshell._proto import openshell_pb2, supervisor_pb2, supervisor_pb2_grpc
 from openshell.client import sdk
 from openshell.client.config import set_active, write_gateway_config
@@ -22,7 +22,12 @@ from openshell.gateway import sandbox_exec
 from openshell.gateway.service import add_services
 from openshell.gateway.store import Store
 from openshell.gateway.tls import ensure_pki
-from openshell.plugin.kinds import ComputeDriver, DriverContext, SandboxStatus, SshEndpoint
+from openshell.plugin.kinds import (
+    ComputeDriver,
+    DriverContext,
+    SandboxStatus,
+    SshEndpoint,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

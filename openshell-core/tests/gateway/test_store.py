@@ -6,7 +6,6 @@ import sqlite3
 import threading
 
 import pytest
-
 from openshell.gateway import store as st
 from openshell.gateway.store import NameTaken, Store
 
@@ -145,7 +144,7 @@ def test_concurrent_creates_from_threads_get_distinct_indexes(wire_store):
         try:
             for i in range(10):
                 wire_store.create_sandbox(name=f"t{n}-{i}")
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]

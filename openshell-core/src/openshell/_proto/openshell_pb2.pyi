@@ -1,3 +1,4 @@
+# ruff: noqa
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2

@@ -16,10 +16,11 @@ exceptions below, whose message names the thing and the fix.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Self
 from urllib.parse import urlsplit
 
 import grpc
@@ -121,7 +122,7 @@ class Sandbox:
         """``created_at`` as ISO 8601 UTC (``2026-01-02T03:04:05Z``)."""
         if not self.created_at:
             return ""
-        return datetime.fromtimestamp(self.created_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(self.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def to_dict(self) -> dict:
         """Plain data for ``-o json|yaml``."""
@@ -208,7 +209,7 @@ class OpenShellClient:
         self._stub = openshell_pb2_grpc.OpenShellStub(self._channel)
 
     @classmethod
-    def from_config(cls, gateway_name: str | None = None, **kwargs) -> "OpenShellClient":
+    def from_config(cls, gateway_name: str | None = None, **kwargs) -> OpenShellClient:
         """Build a client from the client files of DESIGN.md §4 (the active gateway by default).
 
         :raises GatewayUnavailable: nothing is configured for that gateway (the
@@ -226,7 +227,7 @@ class OpenShellClient:
         """Close the channel (idempotent)."""
         self._channel.close()
 
-    def __enter__(self) -> "OpenShellClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -322,7 +323,7 @@ class OpenShellClient:
             if sb.phase == "READY":
                 return sb
             if sb.phase in ("ERROR", "STOPPED"):
-                raise SandboxNotReady(f"sandbox '{name}' failed: {sb.reason or sb.phase}; see 'openshell sandbox logs {name}'")
+                raise SandboxNotReady(f"sandbox '{name}' failed: {sb.reason or sb.phase}; see 'openshell sandbox get {name}'")
             if time.monotonic() >= deadline:
                 raise WaitTimeout(f"sandbox '{name}' is still {sb.phase} after {timeout:g}s; see 'openshell sandbox get {name}'")
             time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))

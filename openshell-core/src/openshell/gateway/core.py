@@ -20,9 +20,10 @@ import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
 
 from openshell.gateway import names
 from openshell.gateway import store as st
@@ -287,7 +288,7 @@ def _decode_token(token: str) -> tuple[str, str]:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         workspace, name = json.loads(raw)
         if not isinstance(workspace, str) or not isinstance(name, str):
-            raise ValueError
+            raise TypeError
         return workspace, name
     except (ValueError, TypeError, binascii.Error):
         raise InvalidArgument("page_token", "not a token this gateway issued; start without one") from None
@@ -308,7 +309,7 @@ def _fire_hook(name: str, **kwargs: Any) -> None:
         return
     try:
         getattr(get_registry().hook, name)(**kwargs)
-    except Exception as exc:  # a plugin's bug must not fail a sandbox operation
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug must not fail a sandbox operation
         log.warning("event=hook_failed hook=%s error=%s", name, exc)
 
 
@@ -447,7 +448,7 @@ class GatewayCore:
         log.info("event=sandbox_created sandbox=%s name=%s netns_index=%d", record.id, record.name, record.netns_index)
         try:
             await asyncio.to_thread(self.driver.create, record.driver_view(revision.yaml))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any driver failure: keep the sandbox in ERROR
             log.warning("event=driver_create_failed sandbox=%s error=%s", record.id, exc)
             updated = await asyncio.to_thread(
                 self.store.update_sandbox, record.id, phase=st.ERROR, reason=f"compute driver could not start the sandbox: {exc}"
@@ -611,7 +612,7 @@ class GatewayCore:
                     # leave the client without one.
                     yield ExecEvent("exit", exit_code=255)
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     yield ExecEvent("exit", exit_code=TIMEOUT_EXIT_CODE)
                     return
                 except unreachable as exc:
@@ -806,7 +807,7 @@ class GatewayCore:
                 continue
             try:
                 status = await asyncio.to_thread(self.driver.status, record.id)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a driver that cannot answer means the sandbox is lost
                 status = SandboxStatus(st.ERROR, f"compute driver cannot report status: {exc}")
             await self.apply_driver_status(record.id, status, context="after gateway restart")
 
@@ -818,12 +819,12 @@ class GatewayCore:
                     if record.phase in (st.PROVISIONING, st.READY):
                         try:
                             status = await asyncio.to_thread(self.driver.status, record.id)
-                        except Exception as exc:
+                        except Exception as exc:  # noqa: BLE001 - as in reconcile()
                             status = SandboxStatus(st.ERROR, f"compute driver cannot report status: {exc}")
                         await self.apply_driver_status(record.id, status)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # keep monitoring; a transient store error is not fatal
+            except Exception as exc:  # noqa: BLE001 - keep monitoring; a transient store error is not fatal
                 log.warning("event=monitor_failed error=%s", exc)
 
 
@@ -832,5 +833,5 @@ def _package_version() -> str:
         from importlib.metadata import version
 
         return version("openshell-core")
-    except Exception:
+    except Exception:  # noqa: BLE001 - not installed as a distribution (source checkout)
         return "0.0.0"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Callable, Container
+from collections.abc import Callable, Container
 
 ADJECTIVES: tuple[str, ...] = (
     "able", "agile", "amber", "ample", "azure", "bold", "brave", "breezy", "bright", "brisk",

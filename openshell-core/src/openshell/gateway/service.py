@@ -9,7 +9,8 @@ answer UNIMPLEMENTED (gRPC's answer for an unknown method).
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import grpc
 from google.protobuf import unknown_fields

@@ -23,9 +23,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Self
 
 DEFAULT_WORKSPACE = "default"
 NETNS_INDEX_MIN = 1
@@ -249,14 +250,14 @@ class Store:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     class _Tx:
-        def __init__(self, store: "Store") -> None:
+        def __init__(self, store: Store) -> None:
             self.store = store
 
         def __enter__(self) -> sqlite3.Connection:
@@ -274,7 +275,7 @@ class Store:
             finally:
                 self.store._lock.release()
 
-    def _tx(self) -> "Store._Tx":
+    def _tx(self) -> Store._Tx:
         return Store._Tx(self)
 
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
@@ -536,14 +537,14 @@ __all__ = [
     "FAILED",
     "LOADED",
     "MIGRATIONS",
-    "NameTaken",
-    "NoNetnsIndex",
     "PENDING",
     "PHASES",
     "PROVISIONING",
-    "PolicyRevision",
     "READY",
     "STOPPED",
+    "NameTaken",
+    "NoNetnsIndex",
+    "PolicyRevision",
     "SandboxRecord",
     "Store",
     "StoreError",

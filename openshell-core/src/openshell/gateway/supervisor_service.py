@@ -6,7 +6,7 @@ reads or changes only the sandbox those name (UNAUTHENTICATED otherwise).
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import grpc
 
