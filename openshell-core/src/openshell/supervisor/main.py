@@ -241,4 +241,9 @@ def main(argv: list[str] | None = None) -> None:
         log.error("event=start_failed reason=the supervisor must run as root")
         sys.exit(1)
     cfg = SupervisorConfig.load(args.config)
-    sys.exit(asyncio.run(Supervisor(cfg).run()))
+
+    async def _run() -> int:
+        # The gRPC channel binds to the running loop, so build everything inside it.
+        return await Supervisor(cfg).run()
+
+    sys.exit(asyncio.run(_run()))
