@@ -26,13 +26,11 @@ def step(title: str) -> None:
 
 def run(*args: str, expect: int | None = 0, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     print("$ openshell " + " ".join(args), flush=True)
-    proc = subprocess.run([OPENSHELL, *args], input=stdin, capture_output=True)
+    # One stream, so progress lines and the command's output keep their order.
+    proc = subprocess.run([OPENSHELL, *args], input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = proc.stdout.decode(errors="replace")
-    err = proc.stderr.decode(errors="replace")
-    if out:
+    if out.strip():
         print(out.rstrip())
-    if err.strip():
-        print(err.rstrip())
     if expect is not None and proc.returncode != expect:
         print(f"unexpected exit code {proc.returncode} (expected {expect})", file=sys.stderr)
         sys.exit(1)
