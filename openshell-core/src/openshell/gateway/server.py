@@ -2,7 +2,8 @@
 
 Start order (:meth:`Gateway.start`): lock the pid file (one gateway per state
 directory) → PKI → bind the TCP port → compute driver → store/``GatewayCore`` →
-gRPC server on ``<state>/grpc.sock`` → TLS front accepts → ``gateway_started`` hook.
+gRPC server on ``<state>/grpc.sock`` (a private temp directory when that path is
+too long for a unix socket) → TLS front accepts → ``gateway_started`` hook.
 Stop order is the reverse; supervisors are *not* stopped — sandboxes outlive a
 gateway restart and the next gateway finds them through the driver.
 """
@@ -14,7 +15,9 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import time
 from typing import Any
 
@@ -80,6 +83,9 @@ class Gateway:
         self.driver: Any = None
         self.core: Any = None
         self.store: Any = None
+        #: the gRPC server's unix socket (``<state>/grpc.sock`` unless that path is too long)
+        self.grpc_socket = ""
+        self._socket_tmpdir = ""
         self._lock_fd: int | None = None
         self._stopping: asyncio.Event | None = None
         self.started_at = 0.0
@@ -103,11 +109,9 @@ class Gateway:
         :raises GatewayError: any other reason it cannot serve.
         """
         self.paths.ensure()
-        sock = str(self.paths.grpc_sock)
-        if len(sock.encode()) > MAX_UNIX_PATH:
-            raise GatewayError(f"state directory path too long for a unix socket ({sock}); use a shorter --state-dir")
         self._lock()
         try:
+            sock = self._socket_path()
             self.pki = await asyncio.to_thread(ensure_pki, self.paths.pki, [self.host])
             # Bind first: a busy port fails fast, and port=0 is resolved before the
             # driver is told the endpoint supervisors dial.
@@ -117,8 +121,8 @@ class Gateway:
             self.driver = make_driver(self.driver_name, self)
             self.grpc_server = grpc.aio.server()
             self.core = attach_services(self.grpc_server, self)
-            if self.paths.grpc_sock.exists():  # left by a crashed gateway; we hold the lock
-                self.paths.grpc_sock.unlink()
+            if os.path.exists(sock):  # left by a crashed gateway; we hold the lock
+                os.unlink(sock)
             try:
                 self.grpc_server.add_insecure_port(f"unix:{sock}")
             except RuntimeError as exc:
@@ -188,11 +192,28 @@ class Gateway:
                 except Exception:  # noqa: BLE001 - shutdown continues
                     log.exception("close failed obj=%r", obj)
         self.core = self.store = self.driver = None
-        try:
-            self.paths.grpc_sock.unlink()
-        except OSError:
-            pass
+        if self.grpc_socket:
+            try:
+                os.unlink(self.grpc_socket)
+            except OSError:
+                pass
+            if self._socket_tmpdir:
+                shutil.rmtree(self._socket_tmpdir, ignore_errors=True)
+            self.grpc_socket = self._socket_tmpdir = ""
         self._unlock()
+
+    def _socket_path(self) -> str:
+        path = str(self.paths.grpc_sock)
+        if len(path.encode()) <= MAX_UNIX_PATH:
+            self.grpc_socket = path
+            return path
+        # sun_path cannot hold it: use a fresh private (0700) directory under the
+        # temp dir instead. Only this process dials the socket, so its place
+        # does not matter as long as nobody else can reach it.
+        self._socket_tmpdir = tempfile.mkdtemp(prefix="openshell-gw-")
+        self.grpc_socket = os.path.join(self._socket_tmpdir, "grpc.sock")
+        log.info("state path too long for a unix socket; grpc socket=%s", self.grpc_socket)
+        return self.grpc_socket
 
     # ------------------------------------------------------------------ pid file
 
