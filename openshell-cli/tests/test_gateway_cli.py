@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,11 +30,11 @@ def _mode(path: Path) -> int:
 
 @pytest.fixture
 def gwcli_env(tmp_path, monkeypatch):
-    """XDG config in tmp_path; XDG state in a short /tmp dir (unix socket paths ≤ 107 bytes).
+    """XDG config and state homes in tmp_path.
 
     Every gateway started under it is killed at the end, even when the test fails.
     """
-    state_home = Path(tempfile.mkdtemp(prefix="osst-", dir="/tmp"))
+    state_home = tmp_path / "state"
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
     monkeypatch.delenv("OPENSHELL_STATE_DIR", raising=False)
@@ -53,7 +51,6 @@ def gwcli_env(tmp_path, monkeypatch):
                     if read_pid(GatewayPaths(root)) is None:
                         break
                     time.sleep(0.05)
-        shutil.rmtree(state_home, ignore_errors=True)
 
 
 def run(*args: str, input: str | None = None):

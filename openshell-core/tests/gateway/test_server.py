@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,13 +27,9 @@ from openshell.gateway.tls import client_context
 
 
 @pytest.fixture
-def gw_state_dir():
-    """A short state directory (unix socket paths are limited to 107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="osgw-", dir="/tmp"))
-    try:
-        yield path / "state"
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def gw_state_dir(tmp_path):
+    """The gateway's state directory (its grpc socket may live elsewhere if this path is long)."""
+    return tmp_path / "state"
 
 
 class _GatewayThread:
