@@ -8,8 +8,11 @@ private mount namespace and Landlock (DESIGN.md §4). Per-sandbox files live in
 - ``supervisor.json`` (0600): what the supervisor needs to reach the gateway,
   including the sandbox's secret — never visible inside the sandbox;
 - ``supervisor.pid``, ``supervisor.log``;
-- ``ssh.sock``: the supervisor's SSH server (root only);
-- ``work/`` (mounted at ``/sandbox``), ``tmp/`` (``/tmp``), ``hosts``, ``tls/``.
+- ``workdir/`` (mounted at ``/sandbox``), ``tmp/`` (``/tmp``), ``hosts``, ``tls/``.
+
+The supervisor's SSH server listens on ``/run/openshell/ssh/<id>.sock`` (root
+only): a unix socket path is limited to 107 bytes, which a state directory
+under a deep ``$XDG_STATE_HOME`` would exceed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from openshell.plugin.kinds import ComputeDriver, SandboxStatus, SshEndpoint
 log = logging.getLogger("openshell.drivers.local")
 
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a supervisor
+SSH_SOCKET_DIR = Path("/run/openshell/ssh")
 
 
 class LocalDriver(ComputeDriver):
@@ -76,7 +80,10 @@ class LocalDriver(ComputeDriver):
             "secret": secret,
             "netns_index": int(sandbox["netns_index"]),
             "state_dir": str(d),
+            "ssh_socket": str(self._ssh_socket(sid)),
         }
+        SSH_SOCKET_DIR.mkdir(parents=True, exist_ok=True)
+        os.chmod(SSH_SOCKET_DIR, 0o700)
         cfg_path = d / "supervisor.json"
         fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -124,10 +131,14 @@ class LocalDriver(ComputeDriver):
         from openshell.supervisor.cleanup import cleanup_sandbox
 
         cleanup_sandbox(sandbox_id, self.sandbox_dir(sandbox_id), keep_workdir=keep_workdir)
+        self._ssh_socket(sandbox_id).unlink(missing_ok=True)
+
+    def _ssh_socket(self, sandbox_id: str) -> Path:
+        return SSH_SOCKET_DIR / f"{sandbox_id}.sock"
 
     def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
         """The supervisor's SSH unix socket."""
-        return SshEndpoint(unix_path=str(self.sandbox_dir(sandbox_id) / "ssh.sock"))
+        return SshEndpoint(unix_path=str(self._ssh_socket(sandbox_id)))
 
 
 def _alive(pid: int) -> bool:

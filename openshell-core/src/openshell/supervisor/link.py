@@ -35,6 +35,7 @@ class SupervisorConfig:
     secret: str  # hex
     netns_index: int
     state_dir: str
+    ssh_socket: str
 
     @classmethod
     def load(cls, path: str) -> "SupervisorConfig":

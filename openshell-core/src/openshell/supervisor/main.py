@@ -128,7 +128,7 @@ class Supervisor:
 
         netns = self.ctx.extra["netns"]
         await self._start_proxy(compiled, hosts, netns)
-        self.ssh = SshServer(str(self.state_dir / "ssh.sock"), bytes.fromhex(self.cfg.secret), self._launch_session)
+        self.ssh = SshServer(self.cfg.ssh_socket, bytes.fromhex(self.cfg.secret), self._launch_session)
         self.ssh.start()
         if conf.command:
             self.entrypoint = self._launch(list(conf.command), {}, None, subprocess.DEVNULL, None, None)
