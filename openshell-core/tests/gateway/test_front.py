@@ -194,6 +194,7 @@ def test_a_route_handler_can_take_over_the_connection(echo_front, front_pki):
 
     async def tunnel(request, conn):
         assert request.method == "CONNECT" and request.peer_cn == "openshell-user"
+        assert request.query == "sandbox=demo" and request.header("x-token") == "t"
         conn.writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
         line = await conn.reader.readline()
         conn.writer.write(b"echo:" + line)
@@ -201,7 +202,7 @@ def test_a_route_handler_can_take_over_the_connection(echo_front, front_pki):
 
     echo_front.front.add_route("/connect/ssh", tunnel)
     ctx = client_context(front_pki.ca_cert, front_pki.client_cert, front_pki.client_key)
-    data = _http(echo_front.port, ctx, b"CONNECT /connect/ssh HTTP/1.1\r\nHost: x\r\n\r\nhello\n")
+    data = _http(echo_front.port, ctx, b"CONNECT /connect/ssh?sandbox=demo HTTP/1.1\r\nHost: x\r\nX-Token: t\r\n\r\nhello\n")
     assert data == b"HTTP/1.1 200 OK\r\n\r\necho:hello\n"
 
 

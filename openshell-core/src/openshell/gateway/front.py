@@ -112,7 +112,11 @@ class HttpResponse:
 
 @dataclass
 class HttpConnection:
-    """The connection a request came in on, for handlers that take it over."""
+    """The connection a request came in on, for handlers that take it over.
+
+    ``reader`` was made for request heads (limit :data:`MAX_HEAD_BYTES`); a handler
+    that splices a byte stream should use ``reader.read(n)``, not ``readline``.
+    """
 
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
@@ -457,13 +461,11 @@ async def _read_request(reader: asyncio.StreamReader) -> HttpRequest:
         if not sep or not name or name != name.strip():
             raise _HttpError(400, "malformed header line")
         headers.append((name, value.strip()))
-    if method == "CONNECT":
-        path, query = target, ""
-        if not target.startswith("/"):
-            path = urlsplit("//" + target).path or target
-    else:
+    if target.startswith("/"):  # origin-form, also for ``CONNECT /connect/ssh?sandbox=…``
         split = urlsplit(target)
         path, query = split.path or "/", split.query
+    else:  # authority-form (``CONNECT host:port``) or absolute-form: routed by the whole target
+        path, query = target, ""
     request = HttpRequest(method, target, path, query, version, headers)
     if request.header("Transfer-Encoding"):
         raise _HttpError(501, "chunked request bodies are not supported")
