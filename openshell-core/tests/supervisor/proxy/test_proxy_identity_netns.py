@@ -16,6 +16,8 @@ import pytest
 
 from openshell.supervisor.proxy.identity import IdentityError, IdentityResolver
 
+pytestmark = pytest.mark.timeout(120)
+
 
 CURL = "/usr/bin/curl"
 BASH = os.path.realpath("/bin/bash")

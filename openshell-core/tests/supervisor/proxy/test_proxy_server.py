@@ -17,6 +17,8 @@ import pytest
 CURL = "/usr/bin/curl"
 BASH = os.path.realpath("/bin/bash")
 
+pytestmark = pytest.mark.timeout(120)
+
 
 def policy(upstream_ip: str, python: str) -> str:
     """web.test for curl, pyweb.test for the Python client, loopback/link-local traps for anyone."""
@@ -279,3 +281,31 @@ def test_decision_log_line_has_every_field(proxy, clients):
     [line] = proxy.decisions()
     for key in ("time", "sandbox", "decision", "engine", "host", "port", "binary", "ancestors", "policy", "reason"):
         assert key in line, key
+
+
+# ------------------------------------------------------------------ relay
+
+
+def test_tunnel_relays_large_bodies_both_ways_intact(proxy, clients, tmp_path):
+    down = clients.curl_get(proxy.url, "http://web.test:8080/bytes/50000000", "-p", "-o", "/dev/null", "-w", "%{size_download}")
+    assert down.returncode == 0 and down.stdout == b"50000000", down.stderr
+    payload = tmp_path / "up.bin"
+    payload.write_bytes(os.urandom(5_000_000))
+    up = clients.curl_get(proxy.url, "http://web.test:8080/upload", "-p", "--data-binary", f"@{payload}")
+    assert json.loads(up.stdout)["request_body_size"] == 5_000_000
+
+
+def test_client_half_close_still_gets_the_whole_answer(proxy, clients):
+    code = (
+        "import socket,sys\n"
+        f"s=socket.create_connection(('127.0.0.1',{proxy.server.port}))\n"
+        "s.sendall(b'CONNECT pyweb.test:8080 HTTP/1.1\\r\\n\\r\\n')\n"
+        "assert s.recv(100).startswith(b'HTTP/1.1 200')\n"
+        "s.sendall(b'GET /half HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n"
+        "s.shutdown(socket.SHUT_WR)\n"
+        "data=b''\n"
+        "while c:=s.recv(65536): data+=c\n"
+        "sys.stdout.buffer.write(data)\n"
+    )
+    out = clients.run([clients.python, "-c", code]).stdout
+    assert out.startswith(b"HTTP/1.1 200 OK") and b'"/half"' in out

@@ -16,6 +16,8 @@ import pytest
 from openshell.supervisor import nsutil
 from openshell.testhost import TestHost, TestHostError
 
+pytestmark = pytest.mark.timeout(120)
+
 
 def _links() -> str:
     return subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout

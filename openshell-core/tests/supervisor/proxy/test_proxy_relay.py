@@ -1,0 +1,61 @@
+"""``relay``: both implementations (splice and copy) move every byte and keep half-close."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from openshell.supervisor.proxy import relay as relay_mod
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(params=["splice", "copy"])
+def mode(request, monkeypatch):
+    if request.param == "splice" and not relay_mod.HAVE_SPLICE:
+        pytest.skip("os.splice not available")
+    monkeypatch.setattr(relay_mod, "HAVE_SPLICE", request.param == "splice")
+    return request.param
+
+
+async def _exchange(payload_up: bytes, payload_down: bytes) -> tuple[bytes, bytes, tuple[int, int]]:
+    loop = asyncio.get_running_loop()
+    client_app, client_proxy = socket.socketpair()
+    upstream_proxy, upstream_app = socket.socketpair()
+    for s in (client_app, client_proxy, upstream_proxy, upstream_app):
+        s.setblocking(False)
+
+    async def send(sock: socket.socket, payload: bytes) -> None:
+        await loop.sock_sendall(sock, payload)
+        sock.shutdown(socket.SHUT_WR)
+
+    async def app(sock: socket.socket, payload: bytes) -> bytes:
+        # Send and receive at once: both payloads exceed the socket buffers.
+        sender = asyncio.ensure_future(send(sock, payload))
+        got = bytearray()
+        while chunk := await loop.sock_recv(sock, 1 << 16):
+            got += chunk
+        await sender
+        return bytes(got)
+
+    try:
+        counts, got_up, got_down = await asyncio.gather(
+            relay_mod.relay(client_proxy, upstream_proxy, to_upstream=b"early:"),
+            app(upstream_app, payload_down),
+            app(client_app, payload_up),
+        )
+    finally:
+        for s in (client_app, client_proxy, upstream_proxy, upstream_app):
+            s.close()
+    return got_up, got_down, counts
+
+
+def test_relay_moves_every_byte_both_ways_with_half_close(mode):
+    up, down = os.urandom(3_000_000), os.urandom(5_000_000)
+    got_up, got_down, counts = asyncio.run(_exchange(up, down))
+    assert got_up == b"early:" + up
+    assert got_down == down
+    assert counts == (len(up) + 6, len(down))
