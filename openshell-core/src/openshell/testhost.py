@@ -43,7 +43,8 @@ import ssl
 import subprocess
 import sys
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Self
 
 from openshell.supervisor import nsutil
 
@@ -147,7 +148,7 @@ class TestHostError(RuntimeError):
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=30)
     if check and proc.returncode != 0:
         raise TestHostError(f"'ip {' '.join(args)}' failed: {proc.stderr.strip()}")
     return proc
@@ -190,7 +191,7 @@ class TestHost:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> "TestHost":
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -257,9 +258,9 @@ class TestHost:
     def serve_http(
         self,
         port: int,
-        body: Optional[str] = None,
-        tls_cert: Optional[str] = None,
-        tls_key: Optional[str] = None,
+        body: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
         timeout: float = 10.0,
     ) -> str:
         """Start an HTTP(S) server on ``ip:port`` inside the namespace; return its URL.

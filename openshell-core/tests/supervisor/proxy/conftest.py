@@ -27,11 +27,11 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import pytest
-
 from openshell.plugin.kinds import CompiledPolicy, PolicyEngine
 from openshell.policy import parse_policy
 from openshell.policy.decision import ConnectInput, Decision
@@ -222,7 +222,7 @@ def proxy_factory(loop_thread: asyncio.AbstractEventLoop, proxy_root: None) -> I
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.DEBUG)
 
-    def make(policy_yaml: str, hosts: Optional[dict[str, list[str]]] = None, netns: Optional[str] = None,
+    def make(policy_yaml: str, hosts: dict[str, list[str]] | None = None, netns: str | None = None,
              listen_ip: str = "127.0.0.1", **kw: Any) -> RunningProxy:
         engine = make_engine()
         compiled = engine.load(parse_policy(policy_yaml))
@@ -254,9 +254,9 @@ class Clients:
     @staticmethod
     def run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
         """Run a client; return the completed process (bytes output)."""
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        return subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
 
-    def raw(self, proxy: str, request: str, after_head: Optional[str] = None, prefix: tuple[str, ...] = ()) -> bytes:
+    def raw(self, proxy: str, request: str, after_head: str | None = None, prefix: tuple[str, ...] = ()) -> bytes:
         """Send ``request`` (``\\r\\n`` escapes allowed) to ``host:port`` from a Python
         process; optionally ``after_head`` once a response head arrived. Returns all bytes received."""
         argv = [*prefix, sys.executable, "-c", RAW_CLIENT, proxy, request]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
 from openshell.supervisor.proxy.forward import origin_request
-from openshell.supervisor.proxy.http1 import Authority, HeadError, parse_authority, parse_head, split_absolute
+from openshell.supervisor.proxy.http1 import (
+    Authority,
+    HeadError,
+    parse_authority,
+    parse_head,
+    split_absolute,
+)
 
 
 def test_parse_head_keeps_header_order_and_strips_values():

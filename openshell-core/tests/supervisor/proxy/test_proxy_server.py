@@ -123,7 +123,7 @@ def test_connect_to_unknown_host_is_denied_naming_host_and_port(proxy, clients):
 )
 def test_connect_to_always_blocked_address_is_ssrf_denied(proxy, clients, target):
     data = clients.raw(proxy.hostport, f"CONNECT {target} HTTP/1.1\r\n\r\n")
-    status, headers, body = split_response(data)
+    status, _, body = split_response(data)
     assert status.startswith("HTTP/1.1 403")
     doc = json.loads(body)
     assert doc["error"] == "ssrf_denied", doc

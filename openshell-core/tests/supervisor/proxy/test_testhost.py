@@ -12,7 +12,6 @@ import urllib.request
 import uuid
 
 import pytest
-
 from openshell.supervisor import nsutil
 from openshell.testhost import TestHost, TestHostError
 
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _links() -> str:
-    return subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    return subprocess.run(["ip", "-br", "link"], check=True, capture_output=True, text=True).stdout
 
 
 def _get(url: str) -> dict:
@@ -57,11 +56,10 @@ def test_echo_reports_method_path_headers_and_body(test_host_factory):
 def test_everything_removed_on_exit_even_after_an_error(proxy_root):
     name = f"thx{uuid.uuid4().hex[:6]}"
     host = TestHost(name, f"10.199.{random.randint(100, 250)}.2")
-    with pytest.raises(RuntimeError):
-        with host:
-            host.serve_http(8080)
-            servers = list(host._servers)
-            raise RuntimeError("test body failed")
+    with pytest.raises(RuntimeError), host:
+        host.serve_http(8080)
+        servers = list(host._servers)
+        raise RuntimeError("test body failed")
     assert not os.path.exists(nsutil.netns_path(host.netns))
     assert host._veth_root not in _links()
     assert all(p.poll() is not None for p in servers)
@@ -91,7 +89,7 @@ def test_https_with_the_given_certificate(test_host_factory, tmp_path):
     host = test_host_factory("tht")
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test host")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
@@ -104,6 +102,6 @@ def test_https_with_the_given_certificate(test_host_factory, tmp_path):
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     url = host.serve_http(8443, tls_cert=str(cert_file), tls_key=str(key_file))
     assert url == f"https://{host.ip}:8443"
-    res = subprocess.run(["curl", "-sS", "--cacert", str(cert_file), url + "/tls"], capture_output=True, timeout=20)
+    res = subprocess.run(["curl", "-sS", "--cacert", str(cert_file), url + "/tls"], check=False, capture_output=True, timeout=20)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["path"] == "/tls"

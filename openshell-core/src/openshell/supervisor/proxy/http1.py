@@ -168,8 +168,7 @@ def parse_authority(text: str, default_port: int | None = None) -> Authority:
         if not sep:
             host, port_text = text, None
         host = host.lower()
-        if host.endswith("."):
-            host = host[:-1]
+        host = host.removesuffix(".")
         if not host or not _HOSTNAME.fullmatch(host):
             raise HeadError(400, f"malformed host in {text!r}")
     if port_text is None or port_text == "":

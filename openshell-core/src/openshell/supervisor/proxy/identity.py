@@ -29,9 +29,9 @@ import asyncio
 import ipaddress
 import os
 import struct
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Collection, Optional
 
 from openshell.supervisor import nsutil
 
@@ -96,7 +96,7 @@ class IdentityResolver:
     :raises OSError: the namespace does not exist.
     """
 
-    def __init__(self, netns: Optional[str], stop_at: Collection[int] = (), *, workers: int = 2) -> None:
+    def __init__(self, netns: str | None, stop_at: Collection[int] = (), *, workers: int = 2) -> None:
         self.netns = netns
         if netns is None:
             self._ns_id = os.readlink("/proc/self/ns/net")
@@ -164,7 +164,7 @@ class IdentityResolver:
         raise IdentityError(f"no socket {peer_ip}:{peer_port} -> {local_ip}:{local_port} in the sandbox's TCP table")
 
     @staticmethod
-    def _find_inode(table: str, needle: str) -> Optional[int]:
+    def _find_inode(table: str, needle: str) -> int | None:
         with open(f"/proc/thread-self/net/{table}") as f:
             text = f.read()
         pos = text.find(needle)
@@ -209,7 +209,7 @@ class IdentityResolver:
     @staticmethod
     def _exe(pid: int) -> str:
         path = os.readlink(f"/proc/{pid}/exe")
-        return path[: -len(_DELETED)] if path.endswith(_DELETED) else path
+        return path.removesuffix(_DELETED)
 
     @staticmethod
     def _ppid(pid: int) -> int:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import abc
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from openshell.plugin.kinds import CompiledPolicy, PolicyEngine
 from openshell.policy.decision import ConnectInput, Decision

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 LOGGER_NAME = "openshell.supervisor.proxy"
 
@@ -33,7 +33,7 @@ def logfmt(fields: Sequence[tuple[str, object]]) -> str:
 
 
 def _now() -> str:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
@@ -44,7 +44,7 @@ class DecisionLog:
     :param logger: destination; default ``logging.getLogger("openshell.supervisor.proxy")``.
     """
 
-    def __init__(self, sandbox_id: str, logger: Optional[logging.Logger] = None) -> None:
+    def __init__(self, sandbox_id: str, logger: logging.Logger | None = None) -> None:
         self.sandbox_id = sandbox_id
         self.logger = logger or logging.getLogger(LOGGER_NAME)
 
@@ -57,11 +57,11 @@ class DecisionLog:
         port: int,
         binary: str = "",
         ancestors: Sequence[str] = (),
-        policy: Optional[str] = None,
+        policy: str | None = None,
         reason: str = "",
-        error: Optional[str] = None,
-        method: Optional[str] = None,
-        path: Optional[str] = None,
+        error: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
     ) -> None:
         """Log one decision. ``decision`` is ``ALLOWED``, ``DENIED`` or ``AUDIT``."""
         fields: list[tuple[str, object]] = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 DNS_TIMEOUT = 5.0  # seconds
 
@@ -54,7 +54,7 @@ class Resolver:
                 loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP),
                 self._timeout,
             )
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise ResolveError(f"DNS lookup of {host} timed out after {self._timeout:g}s") from None
         except OSError as exc:
             raise ResolveError(f"DNS lookup of {host} failed: {exc.strerror or exc}") from None

@@ -25,8 +25,8 @@ import contextlib
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence
 
 from openshell.plugin.kinds import CompiledPolicy, PolicyEngine
 from openshell.policy.decision import ConnectInput, Decision
@@ -42,7 +42,11 @@ from openshell.supervisor.proxy.http1 import (
     read_head,
     split_absolute,
 )
-from openshell.supervisor.proxy.identity import IdentityError, IdentityResolver, ProcessIdentity
+from openshell.supervisor.proxy.identity import (
+    IdentityError,
+    IdentityResolver,
+    ProcessIdentity,
+)
 from openshell.supervisor.proxy.inspect import Flow, Inspector
 from openshell.supervisor.proxy.log import DecisionLog
 from openshell.supervisor.proxy.relay import relay
@@ -98,11 +102,11 @@ class ProxyServer:
         engine: PolicyEngine,
         compiled: CompiledPolicy,
         *,
-        hosts: Optional[Mapping[str, Sequence[str]]] = None,
+        hosts: Mapping[str, Sequence[str]] | None = None,
         identity: IdentityResolver,
-        logger: Optional[logging.Logger] = None,
-        inspector: Optional[Inspector] = None,
-        decide: Optional[DecideFn] = None,
+        logger: logging.Logger | None = None,
+        inspector: Inspector | None = None,
+        decide: DecideFn | None = None,
         head_timeout: float = HEAD_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
@@ -119,9 +123,9 @@ class ProxyServer:
         self.head_timeout = head_timeout
         self.connect_timeout = connect_timeout
         self._slots = asyncio.Semaphore(max_connections)
-        self._sock: Optional[socket.socket] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._accept_task: Optional[asyncio.Task] = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._accept_task: asyncio.Task | None = None
         self._conns: set[asyncio.Task] = set()
         self._tunnels: set[_Tunnel] = set()
 
@@ -199,8 +203,8 @@ class ProxyServer:
     async def _serve(self, client: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         client.setblocking(False)
-        upstream: Optional[socket.socket] = None
-        ident_task: Optional[asyncio.Future] = None
+        upstream: socket.socket | None = None
+        ident_task: asyncio.Future | None = None
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer, local = client.getpeername(), client.getsockname()
@@ -218,7 +222,7 @@ class ProxyServer:
             await self._reject(client, rej.response)
         except (OSError, asyncio.CancelledError):
             pass  # client or upstream went away / proxy closing / tunnel revoked
-        except Exception:  # noqa: BLE001 - one bad connection must not end the proxy
+        except Exception:
             self.log.logger.exception("event=connection_error sandbox=%s", self.sandbox_id)
         finally:
             if ident_task is not None and not ident_task.done():
@@ -242,7 +246,7 @@ class ProxyServer:
 
     async def _connect(
         self, loop: asyncio.AbstractEventLoop, client: socket.socket, req: RequestHead, early: bytes, ident_task: asyncio.Future
-    ) -> Optional[socket.socket]:
+    ) -> socket.socket | None:
         auth = parse_authority(req.target)
         detail = responses.detail_for("CONNECT", str(auth))
         inp, decision = await self._decision(auth, ident_task, detail)
@@ -263,7 +267,7 @@ class ProxyServer:
 
     async def _forward(
         self, loop: asyncio.AbstractEventLoop, client: socket.socket, req: RequestHead, early: bytes, ident_task: asyncio.Future
-    ) -> Optional[socket.socket]:
+    ) -> socket.socket | None:
         scheme, auth, origin = split_absolute(req.target)
         if scheme == "https":
             raise _Reject(responses.error(400, "use_connect", "https:// URLs must be tunnelled with CONNECT"))
@@ -290,7 +294,7 @@ class ProxyServer:
     def _safe_decide(self, compiled: CompiledPolicy, inp: ConnectInput, resolved: Sequence[str]) -> Decision:
         try:
             return self._decide(self.engine, compiled, inp, resolved)
-        except Exception as exc:  # noqa: BLE001 - engines must not raise; if one does, deny
+        except Exception as exc:
             self.log.logger.exception("event=decide_failed sandbox=%s", self.sandbox_id)
             return Decision.deny(f"policy evaluation failed: {exc}", engine=self.engine.name)
 
@@ -302,7 +306,7 @@ class ProxyServer:
             return host not in self._hosts
 
     async def _decision(
-        self, auth: Authority, ident_task: asyncio.Future, detail: str, *, method: Optional[str] = None, path: Optional[str] = None
+        self, auth: Authority, ident_task: asyncio.Future, detail: str, *, method: str | None = None, path: str | None = None
     ) -> tuple[ConnectInput, Decision]:
         """Decide and log; raise ``_Reject`` (403) when denied."""
         try:
@@ -340,7 +344,7 @@ class ProxyServer:
         except Exception as exc:  # noqa: BLE001 - see _safe_decide
             return Decision.deny(f"policy evaluation failed: {exc}", engine=self.engine.name)
 
-    def _log_decision(self, inp: ConnectInput, decision: Decision, method: Optional[str], path: Optional[str]) -> None:
+    def _log_decision(self, inp: ConnectInput, decision: Decision, method: str | None, path: str | None) -> None:
         label = {"allow": "ALLOWED", "audit": "AUDIT"}.get(decision.action, "DENIED")
         self.log.decision(
             decision=label, engine=decision.engine or self.engine.name, host=inp.host, port=inp.port,
