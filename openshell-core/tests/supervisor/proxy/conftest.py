@@ -8,15 +8,13 @@
 - ``run_client``: runs a client subprocess (``curl`` or the raw Python client)
   with a timeout.
 
-The engine is the ``opa`` plugin when installed, else ``MiniEngine`` — a small
-§2.1 implementation (exact hosts, exact/glob binaries) kept until the OPA
-engine lands, so these tests exercise the proxy, not the engine.
+Policies go through the real ``parse_policy``, the real ``opa`` engine and the
+real ``decide`` (engine, then destination safety).
 """
 
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
 import os
 import random
@@ -32,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from openshell.plugin.kinds import CompiledPolicy, PolicyEngine
+
+from openshell.plugin.kinds import PolicyEngine
 from openshell.policy import parse_policy
-from openshell.policy.decision import ConnectInput, Decision
 from openshell.supervisor.proxy.identity import IdentityResolver
 from openshell.supervisor.proxy.log import LOGGER_NAME
 from openshell.supervisor.proxy.server import ProxyServer
@@ -68,44 +66,10 @@ sys.stdout.buffer.write(data)
 """
 
 
-class MiniEngine(PolicyEngine):
-    """POLICY.md §2.1 for exact hosts and exact/glob binaries; stands in for ``opa``."""
-
-    name = "mini"
-    summary = "test stand-in"
-
-    def load(self, policy, version: int = 0) -> CompiledPolicy:
-        return CompiledPolicy(policy, version)
-
-    def decide_connect(self, compiled: CompiledPolicy, inp: ConnectInput) -> Decision:
-        rules = compiled.policy.network
-        if not rules:
-            return Decision.deny("network connections not allowed by policy", engine=self.name)
-        idents = (inp.binary, *inp.ancestors)
-        endpoint_keys = []
-        for rule in sorted(rules, key=lambda r: r.key):
-            for ep in rule.endpoints:
-                if ep.host == inp.host and inp.port in ep.ports:
-                    endpoint_keys.append(rule.key)
-                    for b in rule.binaries:
-                        if any(b.path == p or ("*" in b.path and fnmatch.fnmatch(p, b.path)) for p in idents):
-                            return Decision("allow", reason="allowed", policy=rule.key, engine=self.name, endpoint=ep)
-                    break
-        if not endpoint_keys:
-            return Decision.deny(f"endpoint {inp.host}:{inp.port} is not allowed by any policy", engine=self.name)
-        return Decision.deny(
-            f"binary {inp.binary} (ancestors: {', '.join(inp.ancestors) or 'none'}) is not allowed by "
-            f"{', '.join(endpoint_keys)}; list its canonical path (readlink -f)",
-            engine=self.name,
-        )
-
-
 def make_engine() -> PolicyEngine:
-    try:
-        from openshell_plugin_opa import OpaEngine  # type: ignore[import-not-found]
-    except ImportError:
-        return MiniEngine()
-    return OpaEngine()
+    """The real ``opa`` engine (an isolation plugin; installed with everything in CI)."""
+    opa = pytest.importorskip("openshell_plugin_opa", reason="the opa policy engine plugin is not installed")
+    return opa.OpaEngine()
 
 
 def parse_logfmt(line: str) -> dict[str, str]:
@@ -242,7 +206,6 @@ def proxy_factory(loop_thread: asyncio.AbstractEventLoop, proxy_root: None) -> I
     for running in made:
         logger.removeHandler(running.logs)
         asyncio.run_coroutine_threadsafe(running.server.close(), running.loop).result(10)
-        running.identity.close()
 
 
 class Clients:

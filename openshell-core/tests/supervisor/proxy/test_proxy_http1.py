@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from openshell.supervisor.proxy.forward import origin_request
 from openshell.supervisor.proxy.http1 import (
     Authority,

@@ -13,6 +13,7 @@ import json
 import os
 
 import pytest
+
 from openshell.supervisor.proxy.identity import IdentityError, IdentityResolver
 
 pytestmark = pytest.mark.timeout(120)

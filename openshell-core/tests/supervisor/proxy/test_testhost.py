@@ -12,6 +12,7 @@ import urllib.request
 import uuid
 
 import pytest
+
 from openshell.supervisor import nsutil
 from openshell.testhost import TestHost, TestHostError
 

@@ -116,8 +116,12 @@ class IdentityResolver:
             nsutil.setns(target.fileno(), nsutil.CLONE_NEWNET)
 
     def close(self) -> None:
-        """Stop the worker threads."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the worker threads. Idempotent.
+
+        Waits for them: a thread that entered the sandbox namespace keeps it (and
+        its veth pair) alive until it exits, so teardown must not race it.
+        """
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def lookup(self, peer_ip: str, peer_port: int, local_ip: str, local_port: int) -> ProcessIdentity:
         """Identity of the process whose socket is ``peer_ip:peer_port`` → ``local_ip:local_port``.
@@ -126,7 +130,12 @@ class IdentityResolver:
         Runs in a worker thread. Raises ``IdentityError``.
         """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.lookup_sync, peer_ip, peer_port, local_ip, local_port)
+        try:
+            return await loop.run_in_executor(self._executor, self.lookup_sync, peer_ip, peer_port, local_ip, local_port)
+        except IdentityError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. the namespace vanished: the pool is broken; deny
+            raise IdentityError(f"identity lookup failed: {exc!r}") from None
 
     # ------------------------------------------------------------------ blocking part
 

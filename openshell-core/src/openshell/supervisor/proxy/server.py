@@ -86,8 +86,8 @@ class ProxyServer:
     :param engine: the loaded policy engine (``PolicyEngine``).
     :param compiled: the policy in force (``engine.load(...)``).
     :param hosts: sandbox hosts entries ``{name: [ip, ...]}``, consulted before DNS.
-    :param identity: kernel identity lookup for the sandbox's namespace (not closed
-        by the proxy: the caller owns it).
+    :param identity: kernel identity lookup for the sandbox's namespace; the proxy
+        owns it and closes it in ``close()`` (its threads hold the namespace open).
     :param logger: where decision lines go; default ``openshell.supervisor.proxy``.
     :param inspector: HTTP inspection for ``protocol: rest`` endpoints; None denies them.
     :param decide: decision function; default ``openshell.policy.decide.decide``.
@@ -151,13 +151,15 @@ class ProxyServer:
         self._accept_task = asyncio.create_task(self._accept_loop(), name=f"proxy-accept-{self.sandbox_id}")
 
     async def close(self) -> None:
-        """Stop accepting, end every connection and close the listening socket."""
+        """Stop accepting, end every connection, close the listening socket and the
+        identity resolver."""
         tasks = [t for t in (self._accept_task, *self._conns) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._sock is not None:
             self._sock.close()
+        self.identity.close()
 
     def set_policy(self, compiled: CompiledPolicy) -> None:
         """Use ``compiled`` for every new connection from now on; close open raw
