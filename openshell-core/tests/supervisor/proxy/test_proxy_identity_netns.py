@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import pytest
 
+from openshell.supervisor import nsutil
 from openshell.supervisor.proxy.identity import IdentityError, IdentityResolver
 
 pytestmark = pytest.mark.timeout(120)
@@ -87,3 +89,38 @@ def test_lookup_of_unknown_socket_raises(sandbox_ns):
             resolver._executor.submit(resolver.lookup_sync, "10.199.1.2", 1234, "10.199.1.1", 3128).result(10)
     finally:
         resolver.close()
+
+
+def test_inet_diag_and_proc_tables_find_the_same_socket_in_the_namespace(sandbox_ns):
+    # A connection that exists only inside the sandbox namespace (its loopback).
+    with nsutil.in_netns(sandbox_ns.netns):
+        listener = socket.socket()
+        client = socket.socket()
+    with listener, client:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client.connect(listener.getsockname())
+        accepted, peer = listener.accept()
+        with accepted:
+            local = accepted.getsockname()
+            expected = os.fstat(client.fileno()).st_ino
+            resolver = IdentityResolver(netns=sandbox_ns.netns)
+            try:
+                def both():
+                    diag = resolver._diag()
+                    assert diag is not None, "inet_diag unavailable"
+                    return (
+                        resolver._socket_inode_diag(diag, peer[0], peer[1], local[0], local[1]),
+                        resolver._socket_inode_proc(peer[0], peer[1], local[0], local[1]),
+                    )
+
+                assert resolver._executor.submit(both).result(10) == (expected, expected)
+            finally:
+                resolver.close()
+            # The root namespace does not have that connection.
+            host_mode = IdentityResolver(netns=None)
+            try:
+                with pytest.raises(IdentityError):
+                    host_mode._executor.submit(host_mode._socket_inode, peer[0], peer[1], local[0], local[1]).result(10)
+            finally:
+                host_mode.close()

@@ -3,12 +3,14 @@
 Identity never comes from what the client says (environment, argv, headers).
 For a connection accepted by the proxy we:
 
-1. find the client socket's inode by its 4-tuple in the TCP table of the
-   *sandbox's* network namespace. ``/proc/thread-self/net/tcp{,6}`` shows the
-   table of the reading thread's namespace (``/proc/self/net`` shows the thread
-   group leader's, which is why it is not used), so the lookups run in worker
-   threads that entered the sandbox namespace once, at start (``setns`` only
-   moves the calling thread);
+1. find the client socket's inode by its 4-tuple in the *sandbox's* network
+   namespace. The lookups run in worker threads that entered that namespace
+   once, at start (``setns`` only moves the calling thread). First choice is an
+   exact inet_diag query on a netlink socket made in that thread (``sockdiag``,
+   microseconds); the fallback reads ``/proc/thread-self/net/tcp{,6}``, which
+   shows the reading thread's namespace (``/proc/self/net`` shows the thread
+   group leader's, so it is not used) but walks the whole kernel hash table
+   (milliseconds);
 2. find every process holding ``socket:[inode]`` by scanning ``/proc/<pid>/fd``
    of the processes in that namespace;
 3. read ``/proc/<pid>/exe`` (canonical path, `` (deleted)`` stripped) and walk
@@ -29,11 +31,13 @@ import asyncio
 import ipaddress
 import os
 import struct
+import threading
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from openshell.supervisor import nsutil
+from openshell.supervisor.proxy.sockdiag import SockDiag, SockDiagUnavailable
 
 _DELETED = " (deleted)"
 
@@ -104,6 +108,7 @@ class IdentityResolver:
         else:
             self._ns_id = _netns_id(nsutil.netns_path(netns))
             self._stop = frozenset(stop_at) | {0}
+        self._local = threading.local()  # per worker thread: its netlink socket
         self._executor = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="proxy-identity", initializer=self._enter_netns
         )
@@ -158,8 +163,42 @@ class IdentityResolver:
         except OSError as exc:
             raise IdentityError(f"/proc lookup failed: {exc}") from None
 
+    def _diag(self) -> SockDiag | None:
+        """This thread's inet_diag socket (made here, so in this thread's namespace), or
+        None once inet_diag turned out to be unavailable."""
+        diag = getattr(self._local, "diag", False)
+        if diag is False:
+            try:
+                diag = SockDiag()
+            except SockDiagUnavailable:
+                diag = None
+            self._local.diag = diag
+        return diag
+
     def _socket_inode(self, peer_ip: str, peer_port: int, local_ip: str, local_port: int) -> int:
         # The client's socket: its local end is the proxy's peer, its remote end the proxy.
+        diag = self._diag()
+        if diag is not None:
+            try:
+                return self._socket_inode_diag(diag, peer_ip, peer_port, local_ip, local_port)
+            except SockDiagUnavailable:
+                diag.close()
+                self._local.diag = None  # fall back to /proc for this thread from now on
+        return self._socket_inode_proc(peer_ip, peer_port, local_ip, local_port)
+
+    def _socket_inode_diag(self, diag: SockDiag, peer_ip: str, peer_port: int, local_ip: str, local_port: int) -> int:
+        for client_ip in _candidates(peer_ip):
+            for proxy_ip in _candidates(local_ip):
+                if (":" in client_ip) != (":" in proxy_ip):
+                    continue
+                inode = diag.find_inode(client_ip, peer_port, proxy_ip, local_port)
+                if inode == 0:  # TIME_WAIT and orphaned sockets have no owner any more
+                    raise IdentityError("client socket has no owner any more")
+                if inode is not None:
+                    return inode
+        raise IdentityError(f"no socket {peer_ip}:{peer_port} -> {local_ip}:{local_port} in the sandbox's network namespace")
+
+    def _socket_inode_proc(self, peer_ip: str, peer_port: int, local_ip: str, local_port: int) -> int:
         for client_ip in _candidates(peer_ip):
             table, client_hex = _hex_addr(client_ip)
             for proxy_ip in _candidates(local_ip):
