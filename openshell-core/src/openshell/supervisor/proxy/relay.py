@@ -100,11 +100,12 @@ async def _splice_pump(
             if eof and not buffered:
                 break
             if not moved:
-                # Nothing could move: wait for the side that blocks us.
-                if buffered and (eof or buffered >= cap):
+                # Nothing moved. With bytes in the pipe the destination is full: wait
+                # for it (not for the source too — a pipe full of small segments
+                # refuses more input while the source stays readable, which would
+                # spin). With an empty pipe, wait for input.
+                if buffered:
                     await _wait(loop, dst_fd, True)
-                elif buffered:
-                    await _either(loop, src_fd, dst_fd)
                 else:
                     await _wait(loop, src_fd, False)
     finally:
@@ -114,22 +115,6 @@ async def _splice_pump(
         dst.shutdown(socket.SHUT_WR)
     except OSError:
         pass
-
-
-async def _either(loop: asyncio.AbstractEventLoop, read_fd: int, write_fd: int) -> None:
-    fut = loop.create_future()
-
-    def wake() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    loop.add_reader(read_fd, wake)
-    loop.add_writer(write_fd, wake)
-    try:
-        await fut
-    finally:
-        loop.remove_reader(read_fd)
-        loop.remove_writer(write_fd)
 
 
 async def relay(
