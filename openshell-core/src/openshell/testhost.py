@@ -203,6 +203,9 @@ class TestHost:
         if self._up:
             return
         self._remove_stale()
+        # Without a route, an unused 10.199.x.y would follow the default route off
+        # this machine; the /32 host routes below are more specific than this guard.
+        _ip("route", "replace", "unreachable", "10.199.0.0/16")
         _ip("netns", "add", self.netns)
         self._up = True
         try:
