@@ -49,7 +49,7 @@ from openshell.plugin.kinds import (
     IsolationError,
     IsolationLayer,
 )
-from openshell.supervisor import nsutil
+from openshell.supervisor import nsutil, users
 from openshell.supervisor.mounts import Mount
 
 log = logging.getLogger("openshell.supervisor.launcher")
@@ -340,8 +340,6 @@ def _private_proc() -> None:
 
 
 def _resolve_ids(ctx: IsolationContext) -> tuple[int, int]:
-    from openshell.supervisor import users
-
     if ctx.uid > 0 and ctx.gid > 0:
         return ctx.uid, ctx.gid
     if ctx.uid == 0 or ctx.gid == 0:
@@ -418,14 +416,16 @@ def run(spec: LaunchSpec) -> NoReturn:
             if layer.order < MOUNT_NS_ORDER:
                 step = f"layer {layer.name}"
                 layer.apply_in_child(ctx)
+        # Before the mount namespace: the new /tmp may hide the installation
+        # (a venv or checkout under /tmp), so nothing may be imported after it.
+        step = "resolve user"
+        uid, gid = _resolve_ids(ctx)
         step = "mount namespace"
         _mount_namespace(spec.mounts)
         for layer in layers:
             if MOUNT_NS_ORDER <= layer.order < USER_DROP_ORDER:
                 step = f"layer {layer.name}"
                 layer.apply_in_child(ctx)
-        step = "resolve user"
-        uid, gid = _resolve_ids(ctx)
         for layer in layers:
             if layer.order > USER_DROP_ORDER and hasattr(layer, "prepare_in_child"):
                 step = f"layer {layer.name} (as root)"

@@ -35,6 +35,11 @@ from openshell.plugin import (
 )
 from openshell.plugin.kinds import LANDLOCK_ORDER
 
+# Imported here, not lazily: the launcher loads this module before it mounts the
+# sandbox's /tmp, which may hide an installation living under /tmp.
+import landlock  # noqa: E402,F401
+from landlock import FSAccess, plumbing  # noqa: E402,F401
+
 log = logging.getLogger("openshell.isolation.landlock")
 
 #: LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL (ABI 6)

@@ -23,6 +23,10 @@ from openshell.plugin import (
 )
 from openshell.plugin.kinds import SECCOMP_ORDER
 
+# Imported here, not lazily: the launcher loads this module before it mounts the
+# sandbox's /tmp, which may hide an installation living under /tmp.
+import pyseccomp  # noqa: E402,F401
+
 log = logging.getLogger("openshell.isolation.seccomp")
 
 AF_NETLINK = 16
