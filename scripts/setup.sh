@@ -29,5 +29,5 @@ dists+=(-e openshell-cli)
 for d in openshell-plugins/agents/*/ openshell-plugins/inference/*/; do
   [ -f "$d/pyproject.toml" ] && dists+=(-e "$d")
 done
-.venv/bin/python -m pip install -q "${dists[@]}" nox "pytest>=8" pytest-timeout ruff 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q "${dists[@]}" nox "pytest>=8" pytest-timeout ruff "grpcio-tools==1.85.1" 2>&1 | grep -v "^WARNING: Location" || true
 echo "==> ready: $(.venv/bin/openshell --version)"
