@@ -1,7 +1,7 @@
 """The OpenShell quick-start demo.
 
 Starts a test host (an HTTP server in its own network namespace at
-10.199.0.2:8080, reachable only from this machine), creates a sandbox from
+10.199.1.2:8080, reachable only from this machine), creates a sandbox from
 examples/quickstart/policy.yaml and shows, from inside it, what the policy
 allows and denies. Every byte stays on this machine.
 """
@@ -43,14 +43,14 @@ def main() -> int:
         return 1
     from openshell.testhost import TestHost
 
-    with TestHost("up", "10.199.0.2") as host:
+    with TestHost("up", "10.199.1.2") as host:
         host.serve_http(8080)
-        print(f"test host 'up.example.test' serving HTTP at 10.199.0.2:8080 (network namespace {host.netns})")
+        print(f"test host 'up.example.test' serving HTTP at 10.199.1.2:8080 (network namespace {host.netns})")
         subprocess.run([OPENSHELL, "sandbox", "delete", NAME], capture_output=True)
         try:
             step("create a sandbox with the quick-start policy, run curl in it (allowed: 200)")
             run("sandbox", "create", "--name", NAME, "--policy", str(HERE / "policy.yaml"),
-                "--add-host", "up.example.test:10.199.0.2", "--",
+                "--add-host", "up.example.test:10.199.1.2", "--",
                 "curl", "-sS", "-o", "/dev/null", "-w", "HTTP %{http_code}\\n", UPSTREAM)
 
             step("a host the policy does not name (denied: 403 with the reason)")
