@@ -347,3 +347,33 @@ class TestHost:
     def __repr__(self) -> str:
         return f"TestHost(name={self.name!r}, ip={self.ip!r}, netns={self.netns!r})"
 
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m openshell.testhost NAME IP [--port P]``: serve until Ctrl-C.
+
+    For trying policies by hand: the host answers HTTP on ``IP:P`` from its own
+    network namespace; give sandboxes ``--add-host <name>:<IP>``.
+    """
+    import argparse
+    import signal
+    import threading
+
+    parser = argparse.ArgumentParser(prog="python -m openshell.testhost", description=main.__doc__)
+    parser.add_argument("name", help="short name; the namespace is osth-NAME")
+    parser.add_argument("ip", help="address in 10.199.0.0/16, e.g. 10.199.1.2")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with TestHost(args.name, args.ip) as host:
+        url = host.serve_http(args.port)
+        print(f"test host {args.name} serving {url} (namespace {host.netns}); Ctrl-C stops it", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
