@@ -223,7 +223,7 @@ class DeleteSandboxResponse(_message.Message):
     def __init__(self, outcome: _Optional[_Union[DeletionOutcome, str]] = ..., sandbox_id: _Optional[str] = ...) -> None: ...
 
 class ExecSandboxRequest(_message.Message):
-    __slots__ = ("sandbox", "command", "workdir", "environment", "stdin", "no_login_shell", "request_id", "workspace_scope", "execution_timeout")
+    __slots__ = ("sandbox", "command", "workdir", "environment", "stdin", "tty", "cols", "rows", "no_login_shell", "request_id", "workspace_scope", "execution_timeout")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +236,9 @@ class ExecSandboxRequest(_message.Message):
     WORKDIR_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     STDIN_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
     NO_LOGIN_SHELL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
@@ -245,11 +248,14 @@ class ExecSandboxRequest(_message.Message):
     workdir: str
     environment: _containers.ScalarMap[str, str]
     stdin: bytes
+    tty: bool
+    cols: int
+    rows: int
     no_login_shell: bool
     request_id: str
     workspace_scope: _datamodel_pb2.WorkspaceSelector
     execution_timeout: _duration_pb2.Duration
-    def __init__(self, sandbox: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., no_login_shell: _Optional[bool] = ..., request_id: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., execution_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    def __init__(self, sandbox: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., tty: _Optional[bool] = ..., cols: _Optional[int] = ..., rows: _Optional[int] = ..., no_login_shell: _Optional[bool] = ..., request_id: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., execution_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ExecSandboxStdout(_message.Message):
     __slots__ = ("data",)
@@ -278,6 +284,64 @@ class ExecSandboxEvent(_message.Message):
     stderr: ExecSandboxStderr
     exit: ExecSandboxExit
     def __init__(self, stdout: _Optional[_Union[ExecSandboxStdout, _Mapping]] = ..., stderr: _Optional[_Union[ExecSandboxStderr, _Mapping]] = ..., exit: _Optional[_Union[ExecSandboxExit, _Mapping]] = ...) -> None: ...
+
+class ExecSandboxWindowResize(_message.Message):
+    __slots__ = ("cols", "rows")
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    cols: int
+    rows: int
+    def __init__(self, cols: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
+
+class ExecSandboxInput(_message.Message):
+    __slots__ = ("start", "stdin", "resize")
+    START_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    start: ExecSandboxRequest
+    stdin: bytes
+    resize: ExecSandboxWindowResize
+    def __init__(self, start: _Optional[_Union[ExecSandboxRequest, _Mapping]] = ..., stdin: _Optional[bytes] = ..., resize: _Optional[_Union[ExecSandboxWindowResize, _Mapping]] = ...) -> None: ...
+
+class CreateSshSessionRequest(_message.Message):
+    __slots__ = ("sandbox", "workspace_scope")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    sandbox: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    def __init__(self, sandbox: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ...) -> None: ...
+
+class CreateSshSessionResponse(_message.Message):
+    __slots__ = ("sandbox_id", "token", "gateway_host", "gateway_port", "gateway_scheme", "host_key_fingerprint", "expiration_time")
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_HOST_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_PORT_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_SCHEME_FIELD_NUMBER: _ClassVar[int]
+    HOST_KEY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRATION_TIME_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    token: str
+    gateway_host: str
+    gateway_port: int
+    gateway_scheme: str
+    host_key_fingerprint: str
+    expiration_time: _timestamp_pb2.Timestamp
+    def __init__(self, sandbox_id: _Optional[str] = ..., token: _Optional[str] = ..., gateway_host: _Optional[str] = ..., gateway_port: _Optional[int] = ..., gateway_scheme: _Optional[str] = ..., host_key_fingerprint: _Optional[str] = ..., expiration_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RevokeSshSessionRequest(_message.Message):
+    __slots__ = ("token", "allow_missing")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    allow_missing: bool
+    def __init__(self, token: _Optional[str] = ..., allow_missing: _Optional[bool] = ...) -> None: ...
+
+class RevokeSshSessionResponse(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: DeletionOutcome
+    def __init__(self, outcome: _Optional[_Union[DeletionOutcome, str]] = ...) -> None: ...
 
 class GetWorkspaceRequest(_message.Message):
     __slots__ = ("name",)

@@ -65,6 +65,21 @@ class OpenShellStub:
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.ExecSandboxRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_openshell__pb2.ExecSandboxEvent.FromString,
                 _registered_method=True)
+        self.ExecSandboxInteractive = channel.stream_stream(
+                '/openshell.v1.OpenShell/ExecSandboxInteractive',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.ExecSandboxInput.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.ExecSandboxEvent.FromString,
+                _registered_method=True)
+        self.CreateSshSession = channel.unary_unary(
+                '/openshell.v1.OpenShell/CreateSshSession',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.CreateSshSessionRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.CreateSshSessionResponse.FromString,
+                _registered_method=True)
+        self.RevokeSshSession = channel.unary_unary(
+                '/openshell.v1.OpenShell/RevokeSshSession',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.RevokeSshSessionRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.RevokeSshSessionResponse.FromString,
+                _registered_method=True)
         self.GetWorkspace = channel.unary_unary(
                 '/openshell.v1.OpenShell/GetWorkspace',
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.GetWorkspaceRequest.SerializeToString,
@@ -118,6 +133,29 @@ class OpenShellServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExecSandboxInteractive(self, request_iterator, context):
+        """Interactive exec: the first input message is `start`, then stdin chunks and
+        window resizes; the client closing its side closes the command's stdin.
+        Same events as ExecSandbox (exactly one exit, last).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSshSession(self, request, context):
+        """A short-lived token for HTTP CONNECT /connect/ssh (headers x-sandbox-id,
+        x-sandbox-token), bound to one sandbox; revocable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSshSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetWorkspace(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -162,6 +200,21 @@ def add_OpenShellServicer_to_server(servicer, server):
                     servicer.ExecSandbox,
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.ExecSandboxRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_openshell__pb2.ExecSandboxEvent.SerializeToString,
+            ),
+            'ExecSandboxInteractive': grpc.stream_stream_rpc_method_handler(
+                    servicer.ExecSandboxInteractive,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.ExecSandboxInput.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.ExecSandboxEvent.SerializeToString,
+            ),
+            'CreateSshSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSshSession,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.CreateSshSessionRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.CreateSshSessionResponse.SerializeToString,
+            ),
+            'RevokeSshSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSshSession,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.RevokeSshSessionRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.RevokeSshSessionResponse.SerializeToString,
             ),
             'GetWorkspace': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkspace,
@@ -336,6 +389,87 @@ class OpenShell:
             '/openshell.v1.OpenShell/ExecSandbox',
             openshell_dot_v1_dot_openshell__pb2.ExecSandboxRequest.SerializeToString,
             openshell_dot_v1_dot_openshell__pb2.ExecSandboxEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecSandboxInteractive(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/openshell.v1.OpenShell/ExecSandboxInteractive',
+            openshell_dot_v1_dot_openshell__pb2.ExecSandboxInput.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.ExecSandboxEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSshSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/CreateSshSession',
+            openshell_dot_v1_dot_openshell__pb2.CreateSshSessionRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.CreateSshSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSshSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/RevokeSshSession',
+            openshell_dot_v1_dot_openshell__pb2.RevokeSshSessionRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.RevokeSshSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
