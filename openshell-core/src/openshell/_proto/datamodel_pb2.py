@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1copenshell/v1/datamodel.proto\x12\x16openshell.datamodel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x02\n\nObjectMeta\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..openshell.datamodel.v1.ObjectMeta.LabelsEntry\x12\x18\n\x10resource_version\x18\x05 \x01(\x04\x12H\n\x0b\x61nnotations\x18\x06 \x03(\x0b\x32\x33.openshell.datamodel.v1.ObjectMeta.AnnotationsEntry\x12\x11\n\tworkspace\x18\x07 \x01(\t\x12\x30\n\x0c\x63reated_time\x18g \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x0f\n\rAllWorkspaces\"v\n\x11WorkspaceSelector\x12\x13\n\tworkspace\x18\x01 \x01(\tH\x00\x12?\n\x0e\x61ll_workspaces\x18\x02 \x01(\x0b\x32%.openshell.datamodel.v1.AllWorkspacesH\x00\x42\x0b\n\tselection\"H\n\x0fWorkspaceStatus\x12\x35\n\x05phase\x18\x01 \x01(\x0e\x32&.openshell.datamodel.v1.WorkspacePhase\"z\n\tWorkspace\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32\".openshell.datamodel.v1.ObjectMeta\x12\x37\n\x06status\x18\x02 \x01(\x0b\x32\'.openshell.datamodel.v1.WorkspaceStatus*n\n\x0eWorkspacePhase\x12\x1f\n\x1bWORKSPACE_PHASE_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKSPACE_PHASE_ACTIVE\x10\x01\x12\x1f\n\x1bWORKSPACE_PHASE_TERMINATING\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1copenshell/v1/datamodel.proto\x12\x16openshell.datamodel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x02\n\nObjectMeta\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..openshell.datamodel.v1.ObjectMeta.LabelsEntry\x12\x18\n\x10resource_version\x18\x05 \x01(\x04\x12H\n\x0b\x61nnotations\x18\x06 \x03(\x0b\x32\x33.openshell.datamodel.v1.ObjectMeta.AnnotationsEntry\x12\x11\n\tworkspace\x18\x07 \x01(\t\x12\x30\n\x0c\x63reated_time\x18g \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x0f\n\rAllWorkspaces\"v\n\x11WorkspaceSelector\x12\x13\n\tworkspace\x18\x01 \x01(\tH\x00\x12?\n\x0e\x61ll_workspaces\x18\x02 \x01(\x0b\x32%.openshell.datamodel.v1.AllWorkspacesH\x00\x42\x0b\n\tselection\"H\n\x0fWorkspaceStatus\x12\x35\n\x05phase\x18\x01 \x01(\x0e\x32&.openshell.datamodel.v1.WorkspacePhase\"z\n\tWorkspace\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32\".openshell.datamodel.v1.ObjectMeta\x12\x37\n\x06status\x18\x02 \x01(\x0b\x32\'.openshell.datamodel.v1.WorkspaceStatus\"\xb7\x02\n\x08Provider\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32\".openshell.datamodel.v1.ObjectMeta\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x46\n\x0b\x63redentials\x18\x03 \x03(\x0b\x32\x31.openshell.datamodel.v1.Provider.CredentialsEntry\x12<\n\x06\x63onfig\x18\x04 \x03(\x0b\x32,.openshell.datamodel.v1.Provider.ConfigEntry\x1a\x32\n\x10\x43redentialsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*n\n\x0eWorkspacePhase\x12\x1f\n\x1bWORKSPACE_PHASE_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKSPACE_PHASE_ACTIVE\x10\x01\x12\x1f\n\x1bWORKSPACE_PHASE_TERMINATING\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OBJECTMETA_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_OBJECTMETA_ANNOTATIONSENTRY']._loaded_options = None
   _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_options = b'8\001'
-  _globals['_WORKSPACEPHASE']._serialized_start=797
-  _globals['_WORKSPACEPHASE']._serialized_end=907
+  _globals['_PROVIDER_CREDENTIALSENTRY']._loaded_options = None
+  _globals['_PROVIDER_CREDENTIALSENTRY']._serialized_options = b'8\001'
+  _globals['_PROVIDER_CONFIGENTRY']._loaded_options = None
+  _globals['_PROVIDER_CONFIGENTRY']._serialized_options = b'8\001'
+  _globals['_WORKSPACEPHASE']._serialized_start=1111
+  _globals['_WORKSPACEPHASE']._serialized_end=1221
   _globals['_OBJECTMETA']._serialized_start=90
   _globals['_OBJECTMETA']._serialized_end=460
   _globals['_OBJECTMETA_LABELSENTRY']._serialized_start=363
@@ -53,4 +57,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKSPACESTATUS']._serialized_end=671
   _globals['_WORKSPACE']._serialized_start=673
   _globals['_WORKSPACE']._serialized_end=795
+  _globals['_PROVIDER']._serialized_start=798
+  _globals['_PROVIDER']._serialized_end=1109
+  _globals['_PROVIDER_CREDENTIALSENTRY']._serialized_start=1012
+  _globals['_PROVIDER_CREDENTIALSENTRY']._serialized_end=1062
+  _globals['_PROVIDER_CONFIGENTRY']._serialized_start=1064
+  _globals['_PROVIDER_CONFIGENTRY']._serialized_end=1109
 # @@protoc_insertion_point(module_scope)

@@ -71,7 +71,7 @@ class HealthResponse(_message.Message):
     def __init__(self, status: _Optional[_Union[ServiceStatus, str]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class SandboxSpec(_message.Message):
-    __slots__ = ("log_level", "environment", "command", "policy_yaml", "extra_hosts")
+    __slots__ = ("log_level", "environment", "providers", "command", "policy_yaml", "extra_hosts")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -81,15 +81,17 @@ class SandboxSpec(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     LOG_LEVEL_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
     EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
     log_level: str
     environment: _containers.ScalarMap[str, str]
+    providers: _containers.RepeatedScalarFieldContainer[str]
     command: _containers.RepeatedScalarFieldContainer[str]
     policy_yaml: str
     extra_hosts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, log_level: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ..., policy_yaml: _Optional[str] = ..., extra_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, log_level: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., providers: _Optional[_Iterable[str]] = ..., command: _Optional[_Iterable[str]] = ..., policy_yaml: _Optional[str] = ..., extra_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SandboxCondition(_message.Message):
     __slots__ = ("type", "status", "reason", "message", "transition_time")
@@ -372,3 +374,115 @@ class ListWorkspacesResponse(_message.Message):
     workspaces: _containers.RepeatedCompositeFieldContainer[_datamodel_pb2.Workspace]
     next_page_token: str
     def __init__(self, workspaces: _Optional[_Iterable[_Union[_datamodel_pb2.Workspace, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CreateProviderRequest(_message.Message):
+    __slots__ = ("provider", "workspace_scope", "request_id")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    provider: _datamodel_pb2.Provider
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    request_id: str
+    def __init__(self, provider: _Optional[_Union[_datamodel_pb2.Provider, _Mapping]] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ProviderResponse(_message.Message):
+    __slots__ = ("provider",)
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    provider: _datamodel_pb2.Provider
+    def __init__(self, provider: _Optional[_Union[_datamodel_pb2.Provider, _Mapping]] = ...) -> None: ...
+
+class GetProviderRequest(_message.Message):
+    __slots__ = ("name", "workspace_scope")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    def __init__(self, name: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ...) -> None: ...
+
+class ListProvidersRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "workspace_scope", "label_selector")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    label_selector: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., label_selector: _Optional[str] = ...) -> None: ...
+
+class ListProvidersResponse(_message.Message):
+    __slots__ = ("providers", "next_page_token")
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    providers: _containers.RepeatedCompositeFieldContainer[_datamodel_pb2.Provider]
+    next_page_token: str
+    def __init__(self, providers: _Optional[_Iterable[_Union[_datamodel_pb2.Provider, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateProviderRequest(_message.Message):
+    __slots__ = ("provider", "workspace_scope", "request_id", "remove_credentials", "remove_config")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    provider: _datamodel_pb2.Provider
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    request_id: str
+    remove_credentials: _containers.RepeatedScalarFieldContainer[str]
+    remove_config: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, provider: _Optional[_Union[_datamodel_pb2.Provider, _Mapping]] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ..., remove_credentials: _Optional[_Iterable[str]] = ..., remove_config: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteProviderRequest(_message.Message):
+    __slots__ = ("name", "workspace_scope", "allow_missing", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    allow_missing: bool
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., allow_missing: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class DeleteProviderResponse(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: DeletionOutcome
+    def __init__(self, outcome: _Optional[_Union[DeletionOutcome, str]] = ...) -> None: ...
+
+class InferenceRoute(_message.Message):
+    __slots__ = ("backend", "model", "base_url", "provider", "protocols")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    BASE_URL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOLS_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    model: str
+    base_url: str
+    provider: str
+    protocols: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, backend: _Optional[str] = ..., model: _Optional[str] = ..., base_url: _Optional[str] = ..., provider: _Optional[str] = ..., protocols: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetInferenceRouteRequest(_message.Message):
+    __slots__ = ("route", "workspace_scope")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    route: InferenceRoute
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    def __init__(self, route: _Optional[_Union[InferenceRoute, _Mapping]] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ...) -> None: ...
+
+class GetInferenceRouteRequest(_message.Message):
+    __slots__ = ("workspace_scope",)
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    def __init__(self, workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ...) -> None: ...
+
+class InferenceRouteResponse(_message.Message):
+    __slots__ = ("route", "revision")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    route: InferenceRoute
+    revision: int
+    def __init__(self, route: _Optional[_Union[InferenceRoute, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...

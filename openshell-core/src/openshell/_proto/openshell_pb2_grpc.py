@@ -90,6 +90,41 @@ class OpenShellStub:
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesResponse.FromString,
                 _registered_method=True)
+        self.CreateProvider = channel.unary_unary(
+                '/openshell.v1.OpenShell/CreateProvider',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.CreateProviderRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.ProviderResponse.FromString,
+                _registered_method=True)
+        self.GetProvider = channel.unary_unary(
+                '/openshell.v1.OpenShell/GetProvider',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.GetProviderRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.ProviderResponse.FromString,
+                _registered_method=True)
+        self.ListProviders = channel.unary_unary(
+                '/openshell.v1.OpenShell/ListProviders',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.ListProvidersRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.ListProvidersResponse.FromString,
+                _registered_method=True)
+        self.UpdateProvider = channel.unary_unary(
+                '/openshell.v1.OpenShell/UpdateProvider',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.UpdateProviderRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.ProviderResponse.FromString,
+                _registered_method=True)
+        self.DeleteProvider = channel.unary_unary(
+                '/openshell.v1.OpenShell/DeleteProvider',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderResponse.FromString,
+                _registered_method=True)
+        self.SetInferenceRoute = channel.unary_unary(
+                '/openshell.v1.OpenShell/SetInferenceRoute',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.SetInferenceRouteRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.FromString,
+                _registered_method=True)
+        self.GetInferenceRoute = channel.unary_unary(
+                '/openshell.v1.OpenShell/GetInferenceRoute',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.GetInferenceRouteRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.FromString,
+                _registered_method=True)
 
 
 class OpenShellServicer:
@@ -168,6 +203,50 @@ class OpenShellServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateProvider(self, request, context):
+        """Providers: named credential bundles (SDK-compatible names and numbers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProvider(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProviders(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProvider(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteProvider(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetInferenceRoute(self, request, context):
+        """Inference routes (our own; the SDK has none): what inference.local serves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInferenceRoute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OpenShellServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +304,41 @@ def add_OpenShellServicer_to_server(servicer, server):
                     servicer.ListWorkspaces,
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesResponse.SerializeToString,
+            ),
+            'CreateProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateProvider,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.CreateProviderRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.ProviderResponse.SerializeToString,
+            ),
+            'GetProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProvider,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetProviderRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.ProviderResponse.SerializeToString,
+            ),
+            'ListProviders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProviders,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.ListProvidersRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.ListProvidersResponse.SerializeToString,
+            ),
+            'UpdateProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProvider,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.UpdateProviderRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.ProviderResponse.SerializeToString,
+            ),
+            'DeleteProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProvider,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderResponse.SerializeToString,
+            ),
+            'SetInferenceRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetInferenceRoute,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.SetInferenceRouteRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.SerializeToString,
+            ),
+            'GetInferenceRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInferenceRoute,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetInferenceRouteRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -524,6 +638,195 @@ class OpenShell:
             '/openshell.v1.OpenShell/ListWorkspaces',
             openshell_dot_v1_dot_openshell__pb2.ListWorkspacesRequest.SerializeToString,
             openshell_dot_v1_dot_openshell__pb2.ListWorkspacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/CreateProvider',
+            openshell_dot_v1_dot_openshell__pb2.CreateProviderRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.ProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/GetProvider',
+            openshell_dot_v1_dot_openshell__pb2.GetProviderRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.ProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProviders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/ListProviders',
+            openshell_dot_v1_dot_openshell__pb2.ListProvidersRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.ListProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/UpdateProvider',
+            openshell_dot_v1_dot_openshell__pb2.UpdateProviderRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.ProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/DeleteProvider',
+            openshell_dot_v1_dot_openshell__pb2.DeleteProviderRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.DeleteProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetInferenceRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/SetInferenceRoute',
+            openshell_dot_v1_dot_openshell__pb2.SetInferenceRouteRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInferenceRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/GetInferenceRoute',
+            openshell_dot_v1_dot_openshell__pb2.GetInferenceRouteRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -129,3 +129,65 @@ class PushLogsResponse(_message.Message):
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     def __init__(self, accepted: _Optional[int] = ...) -> None: ...
+
+class GetProviderEnvironmentRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProviderCredential(_message.Message):
+    __slots__ = ("provider", "type", "env_name", "value", "hosts")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ENV_NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    type: str
+    env_name: str
+    value: str
+    hosts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, provider: _Optional[str] = ..., type: _Optional[str] = ..., env_name: _Optional[str] = ..., value: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ProviderEnvironment(_message.Message):
+    __slots__ = ("environment", "credentials")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    environment: _containers.ScalarMap[str, str]
+    credentials: _containers.RepeatedCompositeFieldContainer[ProviderCredential]
+    def __init__(self, environment: _Optional[_Mapping[str, str]] = ..., credentials: _Optional[_Iterable[_Union[ProviderCredential, _Mapping]]] = ...) -> None: ...
+
+class WatchInferenceBundleRequest(_message.Message):
+    __slots__ = ("after_revision",)
+    AFTER_REVISION_FIELD_NUMBER: _ClassVar[int]
+    after_revision: int
+    def __init__(self, after_revision: _Optional[int] = ...) -> None: ...
+
+class InferenceBundle(_message.Message):
+    __slots__ = ("revision", "backend", "protocols", "base_url", "model", "auth_headers")
+    class AuthHeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOLS_FIELD_NUMBER: _ClassVar[int]
+    BASE_URL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    AUTH_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    backend: str
+    protocols: _containers.RepeatedScalarFieldContainer[str]
+    base_url: str
+    model: str
+    auth_headers: _containers.ScalarMap[str, str]
+    def __init__(self, revision: _Optional[int] = ..., backend: _Optional[str] = ..., protocols: _Optional[_Iterable[str]] = ..., base_url: _Optional[str] = ..., model: _Optional[str] = ..., auth_headers: _Optional[_Mapping[str, str]] = ...) -> None: ...

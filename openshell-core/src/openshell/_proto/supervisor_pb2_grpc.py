@@ -55,6 +55,16 @@ class SupervisorStub:
                 request_serializer=openshell_dot_v1_dot_supervisor__pb2.LogRecord.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_supervisor__pb2.PushLogsResponse.FromString,
                 _registered_method=True)
+        self.GetProviderEnvironment = channel.unary_unary(
+                '/openshell.v1.Supervisor/GetProviderEnvironment',
+                request_serializer=openshell_dot_v1_dot_supervisor__pb2.GetProviderEnvironmentRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_supervisor__pb2.ProviderEnvironment.FromString,
+                _registered_method=True)
+        self.WatchInferenceBundle = channel.unary_stream(
+                '/openshell.v1.Supervisor/WatchInferenceBundle',
+                request_serializer=openshell_dot_v1_dot_supervisor__pb2.WatchInferenceBundleRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_supervisor__pb2.InferenceBundle.FromString,
+                _registered_method=True)
 
 
 class SupervisorServicer:
@@ -89,6 +99,22 @@ class SupervisorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProviderEnvironment(self, request, context):
+        """The sandbox's provider credentials: placeholder environment for the
+        sandbox and the real values for the proxy (never for the sandbox).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchInferenceBundle(self, request, context):
+        """Streams the inference bundle: first the current one, then each change
+        (route set, provider credential updated). Never ends on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SupervisorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +137,16 @@ def add_SupervisorServicer_to_server(servicer, server):
                     servicer.PushLogs,
                     request_deserializer=openshell_dot_v1_dot_supervisor__pb2.LogRecord.FromString,
                     response_serializer=openshell_dot_v1_dot_supervisor__pb2.PushLogsResponse.SerializeToString,
+            ),
+            'GetProviderEnvironment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProviderEnvironment,
+                    request_deserializer=openshell_dot_v1_dot_supervisor__pb2.GetProviderEnvironmentRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_supervisor__pb2.ProviderEnvironment.SerializeToString,
+            ),
+            'WatchInferenceBundle': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchInferenceBundle,
+                    request_deserializer=openshell_dot_v1_dot_supervisor__pb2.WatchInferenceBundleRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_supervisor__pb2.InferenceBundle.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +257,60 @@ class Supervisor:
             '/openshell.v1.Supervisor/PushLogs',
             openshell_dot_v1_dot_supervisor__pb2.LogRecord.SerializeToString,
             openshell_dot_v1_dot_supervisor__pb2.PushLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProviderEnvironment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.Supervisor/GetProviderEnvironment',
+            openshell_dot_v1_dot_supervisor__pb2.GetProviderEnvironmentRequest.SerializeToString,
+            openshell_dot_v1_dot_supervisor__pb2.ProviderEnvironment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchInferenceBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/openshell.v1.Supervisor/WatchInferenceBundle',
+            openshell_dot_v1_dot_supervisor__pb2.WatchInferenceBundleRequest.SerializeToString,
+            openshell_dot_v1_dot_supervisor__pb2.InferenceBundle.FromString,
             options,
             channel_credentials,
             insecure,
