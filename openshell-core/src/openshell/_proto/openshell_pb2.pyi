@@ -39,6 +39,14 @@ class DeletionOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DELETION_OUTCOME_COMPLETED: _ClassVar[DeletionOutcome]
     DELETION_OUTCOME_ACCEPTED: _ClassVar[DeletionOutcome]
     DELETION_OUTCOME_ALREADY_ABSENT: _ClassVar[DeletionOutcome]
+
+class PolicyStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POLICY_STATUS_UNSPECIFIED: _ClassVar[PolicyStatus]
+    POLICY_STATUS_PENDING: _ClassVar[PolicyStatus]
+    POLICY_STATUS_LOADED: _ClassVar[PolicyStatus]
+    POLICY_STATUS_FAILED: _ClassVar[PolicyStatus]
+    POLICY_STATUS_SUPERSEDED: _ClassVar[PolicyStatus]
 SERVICE_STATUS_UNSPECIFIED: ServiceStatus
 SERVICE_STATUS_HEALTHY: ServiceStatus
 SERVICE_STATUS_DEGRADED: ServiceStatus
@@ -57,6 +65,11 @@ DELETION_OUTCOME_UNSPECIFIED: DeletionOutcome
 DELETION_OUTCOME_COMPLETED: DeletionOutcome
 DELETION_OUTCOME_ACCEPTED: DeletionOutcome
 DELETION_OUTCOME_ALREADY_ABSENT: DeletionOutcome
+POLICY_STATUS_UNSPECIFIED: PolicyStatus
+POLICY_STATUS_PENDING: PolicyStatus
+POLICY_STATUS_LOADED: PolicyStatus
+POLICY_STATUS_FAILED: PolicyStatus
+POLICY_STATUS_SUPERSEDED: PolicyStatus
 
 class HealthRequest(_message.Message):
     __slots__ = ()
@@ -486,3 +499,81 @@ class InferenceRouteResponse(_message.Message):
     route: InferenceRoute
     revision: int
     def __init__(self, route: _Optional[_Union[InferenceRoute, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class UpdateConfigRequest(_message.Message):
+    __slots__ = ("sandbox", "workspace_scope", "request_id", "policy_yaml")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
+    sandbox: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    request_id: str
+    policy_yaml: str
+    def __init__(self, sandbox: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
+
+class UpdateConfigResponse(_message.Message):
+    __slots__ = ("version", "policy_hash")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_HASH_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    policy_hash: str
+    def __init__(self, version: _Optional[int] = ..., policy_hash: _Optional[str] = ...) -> None: ...
+
+class SandboxPolicyRevision(_message.Message):
+    __slots__ = ("version", "policy_hash", "status", "load_error", "created_time", "loaded_time", "policy_yaml")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_HASH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_TIME_FIELD_NUMBER: _ClassVar[int]
+    LOADED_TIME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    policy_hash: str
+    status: PolicyStatus
+    load_error: str
+    created_time: _timestamp_pb2.Timestamp
+    loaded_time: _timestamp_pb2.Timestamp
+    policy_yaml: str
+    def __init__(self, version: _Optional[int] = ..., policy_hash: _Optional[str] = ..., status: _Optional[_Union[PolicyStatus, str]] = ..., load_error: _Optional[str] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., loaded_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
+
+class GetSandboxPolicyStatusRequest(_message.Message):
+    __slots__ = ("sandbox", "version", "workspace_scope")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    sandbox: str
+    version: int
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    def __init__(self, sandbox: _Optional[str] = ..., version: _Optional[int] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., **kwargs) -> None: ...
+
+class GetSandboxPolicyStatusResponse(_message.Message):
+    __slots__ = ("revision", "active_version")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    revision: SandboxPolicyRevision
+    active_version: int
+    def __init__(self, revision: _Optional[_Union[SandboxPolicyRevision, _Mapping]] = ..., active_version: _Optional[int] = ...) -> None: ...
+
+class ListSandboxPoliciesRequest(_message.Message):
+    __slots__ = ("sandbox", "page_size", "page_token", "workspace_scope")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    sandbox: str
+    page_size: int
+    page_token: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    def __init__(self, sandbox: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., **kwargs) -> None: ...
+
+class ListSandboxPoliciesResponse(_message.Message):
+    __slots__ = ("revisions", "next_page_token")
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    revisions: _containers.RepeatedCompositeFieldContainer[SandboxPolicyRevision]
+    next_page_token: str
+    def __init__(self, revisions: _Optional[_Iterable[_Union[SandboxPolicyRevision, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -90,6 +90,21 @@ class OpenShellStub:
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesResponse.FromString,
                 _registered_method=True)
+        self.UpdateConfig = channel.unary_unary(
+                '/openshell.v1.OpenShell/UpdateConfig',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.UpdateConfigRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.UpdateConfigResponse.FromString,
+                _registered_method=True)
+        self.GetSandboxPolicyStatus = channel.unary_unary(
+                '/openshell.v1.OpenShell/GetSandboxPolicyStatus',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxPolicyStatusRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxPolicyStatusResponse.FromString,
+                _registered_method=True)
+        self.ListSandboxPolicies = channel.unary_unary(
+                '/openshell.v1.OpenShell/ListSandboxPolicies',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxPoliciesRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxPoliciesResponse.FromString,
+                _registered_method=True)
         self.CreateProvider = channel.unary_unary(
                 '/openshell.v1.OpenShell/CreateProvider',
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.CreateProviderRequest.SerializeToString,
@@ -203,6 +218,27 @@ class OpenShellServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateConfig(self, request, context):
+        """Sandbox policy revisions (POLICY.md §6; SDK-compatible names and numbers).
+        UpdateConfig stores a new revision (only policy_yaml is implemented); the
+        supervisor picks it up and reports it loaded or failed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSandboxPolicyStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSandboxPolicies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateProvider(self, request, context):
         """Providers: named credential bundles (SDK-compatible names and numbers).
         """
@@ -304,6 +340,21 @@ def add_OpenShellServicer_to_server(servicer, server):
                     servicer.ListWorkspaces,
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesResponse.SerializeToString,
+            ),
+            'UpdateConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateConfig,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.UpdateConfigRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.UpdateConfigResponse.SerializeToString,
+            ),
+            'GetSandboxPolicyStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSandboxPolicyStatus,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxPolicyStatusRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxPolicyStatusResponse.SerializeToString,
+            ),
+            'ListSandboxPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSandboxPolicies,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxPoliciesRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxPoliciesResponse.SerializeToString,
             ),
             'CreateProvider': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateProvider,
@@ -638,6 +689,87 @@ class OpenShell:
             '/openshell.v1.OpenShell/ListWorkspaces',
             openshell_dot_v1_dot_openshell__pb2.ListWorkspacesRequest.SerializeToString,
             openshell_dot_v1_dot_openshell__pb2.ListWorkspacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/UpdateConfig',
+            openshell_dot_v1_dot_openshell__pb2.UpdateConfigRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.UpdateConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSandboxPolicyStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/GetSandboxPolicyStatus',
+            openshell_dot_v1_dot_openshell__pb2.GetSandboxPolicyStatusRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.GetSandboxPolicyStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSandboxPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/ListSandboxPolicies',
+            openshell_dot_v1_dot_openshell__pb2.ListSandboxPoliciesRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.ListSandboxPoliciesResponse.FromString,
             options,
             channel_credentials,
             insecure,
