@@ -135,6 +135,25 @@ class Sandbox:
 
 
 @dataclass(frozen=True)
+class SshSession:
+    """A ``/connect/ssh`` token from ``CreateSshSession`` (keep ``token`` secret).
+
+    :ivar sandbox_id: send as header ``x-sandbox-id``.
+    :ivar token: send as header ``x-sandbox-token``.
+    :ivar expires_at: unix seconds.
+    """
+
+    sandbox_id: str
+    token: str
+    expires_at: float
+    gateway_host: str = ""
+    gateway_port: int = 0
+
+    def __repr__(self) -> str:  # never print the token
+        return f"SshSession(sandbox_id={self.sandbox_id!r}, expires_at={self.expires_at})"
+
+
+@dataclass(frozen=True)
 class ExecEvent:
     """One exec event: ``kind`` is ``stdout``/``stderr`` (``data``) or ``exit`` (``exit_code``), exit last."""
 
@@ -204,6 +223,7 @@ class OpenShellClient:
         self.timeout = timeout
         self.workspace = workspace
         self.gateway_name = gateway_name
+        self._tls_material = (ca, cert, key)
         creds = grpc.ssl_channel_credentials(root_certificates=_read(ca), private_key=_read(key), certificate_chain=_read(cert))
         self._channel = grpc.secure_channel(_target(endpoint), creds)
         self._stub = openshell_pb2_grpc.OpenShellStub(self._channel)
@@ -421,3 +441,112 @@ class OpenShellClient:
             else:
                 code = int(ev.exit_code if ev.exit_code is not None else 255)
         return code, b"".join(out), b"".join(err)
+
+    # ------------------------------------------------------------------ interactive access (issue 4)
+
+    def create_ssh_session(self, name: str) -> SshSession:
+        """Get a ``/connect/ssh`` token bound to sandbox ``name``.
+
+        :raises SandboxNotFound, GatewayUnavailable:
+        """
+        req = openshell_pb2.CreateSshSessionRequest(sandbox=name, workspace_scope=self._scope)
+        try:
+            resp = self._stub.CreateSshSession(req, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise self._error(exc, name) from None
+        return SshSession(resp.sandbox_id, resp.token, resp.expiration_time.ToNanoseconds() / 1e9,
+                          resp.gateway_host, resp.gateway_port)
+
+    def revoke_ssh_session(self, token: str, *, allow_missing: bool = False) -> str:
+        """Revoke a token; return ``COMPLETED`` (or ``ALREADY_ABSENT`` with ``allow_missing``).
+
+        :raises OpenShellError: unknown token without ``allow_missing`` (NOT_FOUND).
+        """
+        req = openshell_pb2.RevokeSshSessionRequest(token=token, allow_missing=allow_missing)
+        try:
+            resp = self._stub.RevokeSshSession(req, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        return _OUTCOMES.get(resp.outcome, f"UNKNOWN_{resp.outcome}")
+
+    def tunnel_ssl_context(self):
+        """An ``ssl.SSLContext`` for the gateway's HTTP side (our client certificate, ALPN ``http/1.1``)."""
+        import os
+        import ssl
+        import tempfile
+
+        ca, cert, key = self._tls_material
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_verify_locations(cadata=_read(ca).decode())
+        if isinstance(cert, bytes) or isinstance(key, bytes):
+            # load_cert_chain reads files only: a private temp dir holds bytes given to us.
+            with tempfile.TemporaryDirectory() as tmp:
+                paths = []
+                for pem, fname in ((cert, "tls.crt"), (key, "tls.key")):
+                    path = os.path.join(tmp, fname)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(_read(pem))
+                    paths.append(path)
+                ctx.load_cert_chain(paths[0], paths[1])
+        else:
+            ctx.load_cert_chain(str(cert), str(key))
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    def exec_interactive(
+        self,
+        name: str,
+        argv: Sequence[str],
+        inputs: Iterable[bytes | tuple[int, int]] = (),
+        *,
+        tty: bool = False,
+        cols: int = 0,
+        rows: int = 0,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[ExecEvent]:
+        """``ExecSandboxInteractive``: stream stdin (and window resizes) while output streams back.
+
+        :param inputs: stdin chunks and ``(cols, rows)`` resizes, consumed by a
+            gRPC thread while events arrive; its end closes the command's stdin.
+            The stream ends when the command ends, even if ``inputs`` never does.
+        :param tty: run under a PTY of ``cols`` x ``rows`` (0: 80x24); output then arrives as stdout.
+        :raises SandboxNotFound, SandboxNotReady, SandboxUnreachable, GatewayUnavailable:
+        """
+        start = openshell_pb2.ExecSandboxRequest(
+            workspace_scope=self._scope, sandbox=name, command=list(argv), environment=dict(env or {}),
+            workdir=workdir or "", tty=tty, cols=max(int(cols), 0), rows=max(int(rows), 0),
+        )
+        if timeout:
+            start.execution_timeout.FromNanoseconds(int(timeout * 1e9))
+
+        def requests():
+            yield openshell_pb2.ExecSandboxInput(start=start)
+            for item in inputs:
+                if isinstance(item, tuple):
+                    yield openshell_pb2.ExecSandboxInput(resize=openshell_pb2.ExecSandboxWindowResize(cols=item[0], rows=item[1]))
+                elif item:
+                    yield openshell_pb2.ExecSandboxInput(stdin=bytes(item))
+
+        call = self._stub.ExecSandboxInteractive(requests(), timeout=timeout + EXEC_DEADLINE_SLACK if timeout else None)
+        got_exit = False
+        try:
+            for ev in call:
+                which = ev.WhichOneof("payload")
+                if which == "stdout":
+                    yield ExecEvent("stdout", bytes(ev.stdout.data))
+                elif which == "stderr":
+                    yield ExecEvent("stderr", bytes(ev.stderr.data))
+                elif which == "exit":
+                    got_exit = True
+                    yield ExecEvent("exit", exit_code=int(ev.exit.exit_code))
+                    return
+        except grpc.RpcError as exc:
+            raise self._error(exc, name) from None
+        finally:
+            call.cancel()  # stops the request thread even when stdin never ends
+        if not got_exit:
+            raise OpenShellError(f"exec in sandbox '{name}' ended without an exit status")

@@ -344,6 +344,10 @@ class GatewayCore:
         self.monitor_interval = monitor_interval
         self._policy_changed: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        from openshell.gateway.ssh_sessions import SshSessions
+
+        #: tokens for ``/connect/ssh`` (issue 4); in memory, a restart revokes them
+        self.ssh_sessions = SshSessions()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -531,6 +535,7 @@ class GatewayCore:
             await asyncio.to_thread(self.store.update_sandbox, record.id, phase=st.ERROR, reason=reason)
             raise DriverFailed(f"sandbox '{record.name}': {reason}; retry 'openshell sandbox delete {record.name}'") from exc
         await asyncio.to_thread(self.store.delete_sandbox, record.id)
+        self.ssh_sessions.revoke_sandbox(record.id)
         with contextlib.suppress(OSError):
             self._log_path(record.id).unlink()
         log.info("event=sandbox_deleted sandbox=%s name=%s", record.id, record.name)
@@ -538,17 +543,34 @@ class GatewayCore:
         await asyncio.to_thread(_fire_hook, "sandbox_deleted", sandbox=record)
 
     async def set_policy(self, name: str, policy_yaml: str, workspace: str = st.DEFAULT_WORKSPACE) -> PolicyRevision:
-        """Validate ``policy_yaml`` and store it as the sandbox's next revision; supervisors watching get it.
+        """Validate ``policy_yaml`` as a live update and store it as the sandbox's next revision.
 
-        :raises InvalidArgument: (field ``policy_yaml.<path>``) the policy is invalid.
+        POLICY.md §6: validated in full first; static sections omitted keep the
+        current ones, changed ones are refused before anything is stored. The
+        stored document is complete (see :mod:`openshell.gateway.policies`).
+        Supervisors watching the sandbox get the new revision at once.
+
+        :returns: the stored revision (status ``pending``).
+        :raises InvalidArgument: (field ``policy_yaml.<path>``) invalid, or a static
+            section changed (the message says to recreate the sandbox).
         :raises SandboxNotFound: no such sandbox.
         """
+        from openshell.gateway.policies import PolicyUpdateError, prepare_update
+
         record = await self._record(name, workspace)
         await asyncio.to_thread(_parse_policy, policy_yaml, "policy_yaml")
+        current = await asyncio.to_thread(self.store.get_policy_revision, record.id)
+        if current is None:  # pragma: no cover - create stores revision 1 atomically
+            raise SandboxNotFound(name, workspace)
         try:
-            revision = await asyncio.to_thread(self.store.add_policy_revision, record.id, policy_yaml)
+            document = await asyncio.to_thread(prepare_update, current.yaml, policy_yaml)
+        except PolicyUpdateError as exc:
+            raise InvalidArgument(f"policy_yaml.{exc.field}" if exc.field else "policy_yaml", exc.message) from None
+        try:
+            revision = await asyncio.to_thread(self.store.add_policy_revision, record.id, document)
         except LookupError:
             raise SandboxNotFound(name, workspace) from None
+        log.info("event=policy_stored sandbox=%s revision=%d", record.id, revision.revision)
         await self._notify_policy()
         return revision
 
@@ -556,6 +578,15 @@ class GatewayCore:
         """Return every policy revision of the sandbox, oldest first."""
         record = await self._record(name, workspace)
         return await asyncio.to_thread(self.store.list_policy_revisions, record.id)
+
+    async def policy_state(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> Any:
+        """Return the sandbox's revisions and the active one (:class:`openshell.gateway.policies.PolicyState`).
+
+        :raises SandboxNotFound: no such sandbox.
+        """
+        from openshell.gateway.policies import PolicyState
+
+        return PolicyState.of(await self.policy_revisions(name, workspace))
 
     async def exec_sandbox(
         self,
@@ -565,14 +596,24 @@ class GatewayCore:
         workspace: str = st.DEFAULT_WORKSPACE,
         env: Mapping[str, str] | None = None,
         workdir: str | None = None,
-        stdin: bytes | None = None,
+        stdin: bytes | AsyncIterator[bytes | tuple[int, int]] | None = None,
         timeout: float | None = None,
+        tty: bool = False,
+        cols: int = 0,
+        rows: int = 0,
     ) -> AsyncIterator[ExecEvent]:
         """Run ``argv`` in the READY sandbox ``name``; yield stdout/stderr events, then exactly one exit.
 
         Checks happen before the first event, so callers can map errors to a
         status code. When ``timeout`` (seconds) passes, the stream ends with exit
         code 124 even if the backend does not report it.
+
+        :param stdin: bytes, or an async iterator of stdin chunks and
+            ``(cols, rows)`` window resizes (ExecSandboxInteractive); its end
+            closes the command's stdin. The stream ends when the command ends,
+            even if stdin never does.
+        :param tty: run under a PTY of ``cols`` x ``rows`` (0: 80x24); output
+            then arrives as stdout only.
 
         :raises InvalidArgument: empty argv or bad environment names.
         :raises SandboxNotFound: no such sandbox.
@@ -598,6 +639,7 @@ class GatewayCore:
         stream = sandbox_exec.exec_in_sandbox(
             endpoint, bytes.fromhex(record.secret), list(argv),
             env=dict(env or {}) or None, workdir=workdir or None, stdin=stdin, timeout=timeout,
+            tty=tty, cols=cols or 80, rows=rows or 24,
         )
         unreachable = getattr(sandbox_exec, "SandboxUnreachable", ConnectionError)
         deadline = None if timeout is None else time.monotonic() + timeout + EXEC_TIMEOUT_GRACE
@@ -629,6 +671,37 @@ class GatewayCore:
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()
+
+    # ------------------------------------------------------------------ ssh sessions (issue 4)
+
+    async def create_ssh_session(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> tuple[str, Any, SandboxRecord]:
+        """Issue a ``/connect/ssh`` token bound to sandbox ``name``.
+
+        :returns: ``(token, session, record)``; ``session.expires_at`` is unix seconds.
+        :raises SandboxNotFound: no such sandbox.
+        """
+        record = await self._record(name, workspace)
+        token, session = self.ssh_sessions.create(record.id)
+        log.info("event=ssh_session_created sandbox=%s expires=%d", record.id, int(session.expires_at))
+        return token, session, record
+
+    async def revoke_ssh_session(self, token: str, *, allow_missing: bool = False) -> str:
+        """Revoke a token; return ``COMPLETED`` (or ``ALREADY_ABSENT`` with ``allow_missing``).
+
+        :raises NotFound: unknown, expired or already revoked token without ``allow_missing``.
+        """
+        if self.ssh_sessions.revoke(token):
+            log.info("event=ssh_session_revoked")
+            return "COMPLETED"
+        if allow_missing:
+            return "ALREADY_ABSENT"
+        raise NotFound("SSH session token not found (unknown, expired or already revoked)")
+
+    async def sandbox_by_id(self, sandbox_id: str) -> SandboxRecord | None:
+        """Return the sandbox with id ``sandbox_id``, or None."""
+        if not sandbox_id or len(sandbox_id) > 128:
+            return None
+        return await asyncio.to_thread(self.store.get_sandbox, sandbox_id)
 
     # ------------------------------------------------------------------ workspaces
 

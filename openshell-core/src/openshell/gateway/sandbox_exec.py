@@ -87,7 +87,8 @@ def open_transport(endpoint: SshEndpoint, secret: bytes, timeout: float = CONNEC
     return transport
 
 
-StdinSource = Union[bytes, AsyncIterator[bytes], None]
+#: bytes, an async iterator of chunks (a ``(cols, rows)`` tuple item resizes the PTY), or None
+StdinSource = Union[bytes, AsyncIterator[Union[bytes, tuple[int, int]]], None]
 
 
 async def exec_in_sandbox(
@@ -100,12 +101,17 @@ async def exec_in_sandbox(
     stdin: StdinSource = None,
     timeout: Optional[float] = None,
     tty: bool = False,
+    cols: int = 80,
+    rows: int = 24,
 ) -> AsyncIterator[ExecEvent]:
     """Run ``argv`` in the sandbox and yield its output as events.
 
     :param env: extra environment variables for the command.
     :param workdir: directory to run in (default: the sandbox workdir).
     :param stdin: bytes, an async iterator of chunks, or None (stdin closed at once).
+        With ``tty``, a ``(cols, rows)`` item of the iterator resizes the PTY.
+    :param tty: run under a PTY of ``cols`` x ``rows`` characters (stdout and
+        stderr merged, as on a terminal).
     :param timeout: seconds; when exceeded the command is killed and the exit
         event carries 124.
     :raises SandboxUnreachable: before the first event, when the sandbox cannot be reached.
@@ -117,7 +123,7 @@ async def exec_in_sandbox(
     if env:
         chan.update_environment(env)
     if tty:
-        chan.get_pty()
+        chan.get_pty(width=max(int(cols), 1), height=max(int(rows), 1))
     chan.exec_command(command_for(argv, workdir))
     deadline = None if timeout is None else time.monotonic() + timeout
     stop = threading.Event()
@@ -167,7 +173,10 @@ async def exec_in_sandbox(
                 await loop.run_in_executor(None, chan.sendall, bytes(stdin))
             elif stdin is not None:
                 async for chunk in stdin:
-                    if chunk:
+                    if isinstance(chunk, tuple):
+                        if tty:
+                            await loop.run_in_executor(None, chan.resize_pty, max(int(chunk[0]), 1), max(int(chunk[1]), 1))
+                    elif chunk:
                         await loop.run_in_executor(None, chan.sendall, chunk)
         except (OSError, EOFError, paramiko.SSHException):
             pass

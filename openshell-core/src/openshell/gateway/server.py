@@ -121,6 +121,11 @@ class Gateway:
             self.driver = make_driver(self.driver_name, self)
             self.grpc_server = grpc.aio.server()
             self.core = attach_services(self.grpc_server, self)
+            if self.core is not None:
+                from openshell.gateway import connect_ssh
+
+                self.core.gateway_endpoint = self.endpoint  # CreateSshSession reports it
+                connect_ssh.install(self.front, self.core)  # CONNECT /connect/ssh (issue 4)
             if os.path.exists(sock):  # left by a crashed gateway; we hold the lock
                 os.unlink(sock)
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 from google.protobuf import unknown_fields
@@ -19,6 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc
 from openshell.gateway import core as gc
 from openshell.gateway import store as st
+from openshell.gateway.policy_service import PolicyRpcs
 
 log = logging.getLogger("openshell.gateway")
 
@@ -109,6 +111,15 @@ def sandbox_to_proto(info: gc.SandboxInfo) -> openshell_pb2.Sandbox:
     )
 
 
+def exec_event_to_proto(ev: gc.ExecEvent) -> openshell_pb2.ExecSandboxEvent:
+    """Map one core exec event (stdout/stderr/exit) to the wire event."""
+    if ev.kind == "stdout":
+        return openshell_pb2.ExecSandboxEvent(stdout=openshell_pb2.ExecSandboxStdout(data=ev.data))
+    if ev.kind == "stderr":
+        return openshell_pb2.ExecSandboxEvent(stderr=openshell_pb2.ExecSandboxStderr(data=ev.data))
+    return openshell_pb2.ExecSandboxEvent(exit=openshell_pb2.ExecSandboxExit(exit_code=int(ev.exit_code or 0)))
+
+
 def workspace_to_proto(ws: st.WorkspaceRecord) -> datamodel_pb2.Workspace:
     return datamodel_pb2.Workspace(
         metadata=datamodel_pb2.ObjectMeta(id=ws.id, name=ws.name, labels=ws.labels, created_time=timestamp(ws.created_at)),
@@ -149,7 +160,7 @@ def spec_from_proto(spec: openshell_pb2.SandboxSpec) -> gc.SandboxSpec:
     )
 
 
-class OpenShellServicer(openshell_pb2_grpc.OpenShellServicer):
+class OpenShellServicer(PolicyRpcs, openshell_pb2_grpc.OpenShellServicer):
     """``openshell.v1.OpenShell`` over a :class:`GatewayCore`."""
 
     def __init__(self, core: gc.GatewayCore) -> None:
@@ -218,17 +229,82 @@ class OpenShellServicer(openshell_pb2_grpc.OpenShellServicer):
                 workdir=request.workdir or None,
                 stdin=request.stdin or None,
                 timeout=timeout,
+                tty=request.tty,
+                cols=request.cols,
+                rows=request.rows,
             )
             async for ev in events:
-                if ev.kind == "stdout":
-                    yield openshell_pb2.ExecSandboxEvent(stdout=openshell_pb2.ExecSandboxStdout(data=ev.data))
-                elif ev.kind == "stderr":
-                    yield openshell_pb2.ExecSandboxEvent(stderr=openshell_pb2.ExecSandboxStderr(data=ev.data))
-                elif ev.kind == "exit":
-                    yield openshell_pb2.ExecSandboxEvent(exit=openshell_pb2.ExecSandboxExit(exit_code=int(ev.exit_code or 0)))
+                yield exec_event_to_proto(ev)
+                if ev.kind == "exit":
                     return
         except gc.GatewayError as exc:
             await abort_for(context, exc)
+
+    async def ExecSandboxInteractive(self, request_iterator, context) -> AsyncIterator[openshell_pb2.ExecSandboxEvent]:
+        """First input message ``start`` (an ExecSandboxRequest), then stdin chunks and resizes."""
+        inputs = request_iterator.__aiter__()
+        try:
+            first = await inputs.__anext__()
+        except StopAsyncIteration:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "start: the first message must be 'start'")
+        if first.WhichOneof("payload") != "start":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "start: the first message must be 'start'")
+        start = first.start
+
+        async def stdin() -> AsyncIterator[bytes | tuple[int, int]]:
+            if start.stdin:
+                yield bytes(start.stdin)
+            async for msg in inputs:
+                which = msg.WhichOneof("payload")
+                if which == "stdin":
+                    yield bytes(msg.stdin)
+                elif which == "resize":
+                    yield (msg.resize.cols, msg.resize.rows)
+
+        timeout = None
+        if start.HasField("execution_timeout"):
+            timeout = start.execution_timeout.ToTimedelta().total_seconds() or None
+        try:
+            events = self.core.exec_sandbox(
+                start.sandbox,
+                list(start.command),
+                workspace=_workspace(start.workspace_scope),
+                env=dict(start.environment),
+                workdir=start.workdir or None,
+                stdin=stdin(),
+                timeout=timeout,
+                tty=start.tty,
+                cols=start.cols,
+                rows=start.rows,
+            )
+            async for ev in events:
+                yield exec_event_to_proto(ev)
+                if ev.kind == "exit":
+                    return
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+
+    async def CreateSshSession(self, request, context):
+        try:
+            token, session, record = await self.core.create_ssh_session(request.sandbox, _workspace(request.workspace_scope))
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        endpoint = urlsplit(getattr(self.core, "gateway_endpoint", "") or "")
+        return openshell_pb2.CreateSshSessionResponse(
+            sandbox_id=record.id,
+            token=token,
+            gateway_host=endpoint.hostname or "",
+            gateway_port=endpoint.port or 0,
+            gateway_scheme=endpoint.scheme or "",
+            expiration_time=timestamp(session.expires_at),
+        )
+
+    async def RevokeSshSession(self, request, context):
+        try:
+            outcome = await self.core.revoke_ssh_session(request.token, allow_missing=request.allow_missing)
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        return openshell_pb2.RevokeSshSessionResponse(outcome=_OUTCOMES[outcome])
 
     async def GetWorkspace(self, request, context):
         try:

@@ -128,7 +128,7 @@ class Supervisor:
 
         netns = self.ctx.extra["netns"]
         await self._start_proxy(compiled, hosts, netns)
-        self.ssh = SshServer(self.cfg.ssh_socket, bytes.fromhex(self.cfg.secret), self._launch_session)
+        self.ssh = SshServer(self.cfg.ssh_socket, bytes.fromhex(self.cfg.secret), self._launch_session, dial=self._dial_in_sandbox)
         self.ssh.start()
         if conf.command:
             self.entrypoint = self._launch(list(conf.command), {}, None, subprocess.DEVNULL, None, None)
@@ -167,6 +167,13 @@ class Supervisor:
         )
         spec = LaunchSpec(ctx=self.ctx, argv=argv, env=env, cwd="/sandbox", mounts=self.mounts, layers=list(REQUIRED_LAYERS), tty=pty is not None)
         return spawn(spec, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    def _dial_in_sandbox(self, family: int) -> socket.socket:
+        """A TCP socket in the sandbox's network namespace (SSH port forwards to its loopback)."""
+        from openshell.supervisor.nsutil import socket_in_netns
+
+        assert self.ctx is not None and self.ctx.netns
+        return socket_in_netns(self.ctx.netns, family)
 
     def _launch_session(self, req: SessionRequest, stdin, stdout, stderr) -> subprocess.Popen:
         return self._launch(req.argv, req.env, req.pty, stdin, stdout, stderr)

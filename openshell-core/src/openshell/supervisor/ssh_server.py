@@ -5,10 +5,22 @@ the compute driver), requires the NSSH1 preface before any SSH byte, and runs
 every session's command through the child launcher, so an SSH session gets the
 same isolation as the entrypoint. The preface authenticates the connection, so
 SSH user authentication is ``none``.
+
+Channels (issue 4):
+
+- ``session`` with ``exec``/``shell`` (optionally a PTY that follows
+  ``window-change``) and the ``sftp`` subsystem. SFTP runs OpenSSH's
+  ``sftp-server`` *inside the sandbox* through the same launcher, so file
+  operations happen as the sandbox user under Landlock and seccomp, never as
+  the root supervisor.
+- ``direct-tcpip`` (port forwarding) to loopback targets only (``127.0.0.1``,
+  ``localhost``, ``::1``), dialled inside the sandbox's network namespace by the
+  ``dial`` callback; any other target is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -33,6 +45,11 @@ PREFACE_TIMEOUT = 10.0  # seconds a peer may take to send the preface
 MAX_ENV = 256  # env requests per channel
 MAX_ENV_BYTES = 64 * 1024
 CHUNK = 64 * 1024
+#: OpenSSH's SFTP server (Debian package openssh-sftp-server), run inside the sandbox
+SFTP_SERVER_PATHS = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server", "/usr/lib/sftp-server")
+#: direct-tcpip targets a forward may reach (inside the sandbox's network namespace)
+LOOPBACK_TARGETS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
+DIAL_TIMEOUT = 5.0  # seconds to connect a direct-tcpip target
 
 
 @dataclass
@@ -52,6 +69,8 @@ class SessionRequest:
 
 #: ``launch(request, stdin, stdout, stderr) -> Popen``: the supervisor's child launcher.
 Launcher = Callable[[SessionRequest, object, object, object], subprocess.Popen]
+#: ``dial(family) -> socket``: an unconnected TCP socket in the sandbox's network namespace.
+Dialer = Callable[[int], socket.socket]
 
 
 def _set_winsize(fd: int, cols: int, rows: int) -> None:
@@ -76,6 +95,8 @@ class _Session(paramiko.ServerInterface):
     def __init__(self, server: "SshServer") -> None:
         self.server = server
         self.channels: dict[int, _ChannelState] = {}
+        #: direct-tcpip sockets dialled at open time, by channel id, until the channel is accepted
+        self.forwards: dict[int, socket.socket] = {}
 
     def _state(self, channel) -> _ChannelState:
         return self.channels.setdefault(channel.get_id(), _ChannelState())
@@ -91,6 +112,37 @@ class _Session(paramiko.ServerInterface):
         if kind == "session":
             return paramiko.OPEN_SUCCEEDED
         return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_direct_tcpip_request(self, chanid: int, origin, destination) -> int:
+        """Port forwarding: dial a loopback target inside the sandbox's netns now, bridge on accept."""
+        host, port = destination
+        family_host = LOOPBACK_TARGETS.get(str(host).lower())
+        if self.server.dial is None or family_host is None or not (isinstance(port, int) and 1 <= port <= 65535):
+            log.info("event=ssh_forward_refused target=%s:%s", str(host)[:64], port)
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        family = socket.AF_INET6 if ":" in family_host else socket.AF_INET
+        sock: Optional[socket.socket] = None
+        try:
+            sock = self.server.dial(family)
+            sock.settimeout(DIAL_TIMEOUT)
+            sock.connect((family_host, port))
+            sock.settimeout(None)
+        except OSError as exc:
+            log.info("event=ssh_forward_failed port=%d reason=%s", port, exc)
+            if sock is not None:
+                sock.close()
+            return paramiko.OPEN_FAILED_CONNECT_FAILED
+        self.forwards[chanid] = sock
+        return paramiko.OPEN_SUCCEEDED
+
+    def check_channel_subsystem_request(self, channel, name) -> bool:
+        """``sftp``: OpenSSH's sftp-server launched inside the sandbox; other subsystems refused."""
+        name_s = name.decode(errors="replace") if isinstance(name, bytes) else name
+        sftp = next((p for p in SFTP_SERVER_PATHS if os.path.exists(p)), None)
+        if name_s != "sftp" or sftp is None:
+            log.info("event=ssh_subsystem_refused name=%s", name_s[:32])
+            return False
+        return self._start(channel, [sftp])
 
     def check_channel_env_request(self, channel, name: bytes, value: bytes) -> bool:
         st = self._state(channel)
@@ -140,10 +192,13 @@ class SshServer:
     :param secret: the sandbox's NSSH1 secret.
     :param launch: the child launcher callback (see ``Launcher``).
     :param shell: the login shell for interactive sessions.
+    :param dial: creates sockets in the sandbox's network namespace for
+        ``direct-tcpip`` channels; None refuses every port forward.
     """
 
-    def __init__(self, path: str, secret: bytes, launch: Launcher, *, shell: str = "/bin/bash") -> None:
+    def __init__(self, path: str, secret: bytes, launch: Launcher, *, shell: str = "/bin/bash", dial: Optional[Dialer] = None) -> None:
         self.path = path
+        self.dial = dial
         self.verifier = PrefaceVerifier(secret)
         self.launch = launch
         self.shell = shell if os.path.exists(shell) else "/bin/sh"
@@ -230,9 +285,15 @@ class SshServer:
                 open_channels = [c for c in open_channels if not c.closed]
                 if chan is not None:
                     open_channels.append(chan)
+                    fwd = iface.forwards.pop(chan.get_id(), None)
+                    if fwd is not None:
+                        threading.Thread(target=bridge, args=(chan, fwd), daemon=True, name="ssh-forward").start()
         except (paramiko.SSHException, EOFError, OSError) as exc:
             log.info("event=ssh_connection_closed reason=%s", exc)
         finally:
+            for sock in iface.forwards.values():
+                with contextlib.suppress(OSError):
+                    sock.close()
             transport.close()
 
     def _run_session(self, iface: _ChannelState, channel: paramiko.Channel, req: SessionRequest) -> None:
@@ -387,6 +448,44 @@ def _signal_replies(transport: paramiko.Transport, iface: _Session) -> None:
                     st.replied.set()
 
     transport._send_user_message = send  # type: ignore[method-assign]
+
+
+def bridge(chan: paramiko.Channel, sock: socket.socket) -> None:
+    """Relay bytes between an SSH channel and a TCP socket until both sides end.
+
+    EOF on one side half-closes the other; at most :data:`CHUNK` bytes are in
+    flight per direction (``sendall`` blocks on a full peer). Closes both.
+    """
+    chan_open = sock_open = True
+    try:
+        while chan_open or sock_open:
+            waiting = ([chan] if chan_open else []) + ([sock] if sock_open else [])
+            r, _, _ = select.select(waiting, [], [], 1.0)
+            if chan.closed and not chan.recv_ready():
+                break
+            if chan in r:
+                data = chan.recv(CHUNK)
+                if data:
+                    sock.sendall(data)
+                else:
+                    chan_open = False
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
+            if sock in r:
+                data = sock.recv(CHUNK)
+                if data:
+                    chan.sendall(data)
+                else:
+                    sock_open = False
+                    with contextlib.suppress(OSError, EOFError):
+                        chan.shutdown_write()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            sock.close()
+        with contextlib.suppress(Exception):
+            chan.close()
 
 
 def _exit_code(code: int) -> int:
