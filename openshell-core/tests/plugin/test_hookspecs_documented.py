@@ -72,6 +72,12 @@ def test_documented_example_runs(name):
     if kind:
         classes, error = collect_classes(pm, "docs:example", kind)
         assert not error and classes and all(issubclass(c, KIND_CLASSES[kind]) for c in classes)
+    elif name == "register_provider_types":
+        from openshell.providers import ProviderType
+
+        found = []
+        pm.hook.register_provider_types(register=found.append)
+        assert found and all(issubclass(c, ProviderType) for c in found)
     elif name == "register_commands":
         group = click.Group("openshell")
         pm.hook.register_commands(cli=group)

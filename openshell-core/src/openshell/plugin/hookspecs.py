@@ -60,6 +60,18 @@ def register_compute_drivers(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def register_provider_types(register: Callable[[type], None]) -> None:
+    """Register provider types (credential kinds) by calling ``register(cls)``.
+
+    Any plugin may implement it (an agent plugin adds the type of its own API
+    key); core registers ``generic``, ``anthropic``, ``openai``, ``nvidia``,
+    ``github`` and ``gitlab`` the same way. A name already taken is ignored.
+
+    :param register: call with each subclass of ``openshell.providers.ProviderType``.
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add click commands to the ``openshell`` CLI.
 

@@ -1,0 +1,42 @@
+"""The ``anthropic`` inference backend: the Anthropic Messages API."""
+
+from __future__ import annotations
+
+from openshell.inference.http import get_json, model_ids, models_url, probe_models
+from openshell.plugin import InferenceBackend, ProbeResult, hookimpl
+
+OPENSHELL_PLUGIN_API = 1
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+class AnthropicBackend(InferenceBackend):
+    """Anthropic (``/v1/messages``, ``/v1/messages/count_tokens``, ``/v1/models``).
+
+    Auth: ``x-api-key: <credential>`` plus ``anthropic-version``.
+    """
+
+    name = "anthropic"
+    summary = "Anthropic Messages API (api.anthropic.com or a compatible URL)"
+    protocols = ("anthropic",)
+    default_base_url = "https://api.anthropic.com/v1"
+
+    def auth_headers(self, credential: str | None) -> dict[str, str]:
+        """``x-api-key`` and ``anthropic-version`` (the version even without a key)."""
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if credential:
+            headers["x-api-key"] = credential
+        return headers
+
+    def list_models(self, base_url: str, credential: str | None) -> list[str]:
+        """Model ids from ``GET {base_url}/models``; raises ``OSError`` when unreachable."""
+        return model_ids(get_json(models_url(base_url), self.auth_headers(credential)))
+
+    def probe(self, base_url: str, credential: str | None) -> ProbeResult:
+        """OK when ``GET {base_url}/models`` answers with a models list."""
+        return probe_models(base_url, self.auth_headers(credential))
+
+
+@hookimpl
+def register_inference_backends(register):
+    register(AnthropicBackend)
