@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import grpc
 
 from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc
+from openshell.client.policies import PolicyClient, PolicyRevision
 
 DEFAULT_WORKSPACE = "default"
 DEFAULT_TIMEOUT = 30.0  # seconds per unary call
@@ -90,7 +91,18 @@ class SandboxUnreachable(OpenShellError):
 
 
 class WaitTimeout(OpenShellError, TimeoutError):
-    """``wait_ready`` ran out of time."""
+    """``wait_ready`` (or ``wait_policy``) ran out of time."""
+
+
+class PolicyFailed(OpenShellError):
+    """The supervisor could not load a policy revision; the previous one stays in force.
+
+    :ivar revision: the failed :class:`openshell.client.policies.PolicyRevision` (``.error`` says why).
+    """
+
+    def __init__(self, message: str, revision: object) -> None:
+        super().__init__(message)
+        self.revision = revision
 
 
 # --------------------------------------------------------------------------- data
@@ -197,7 +209,7 @@ def _target(endpoint: str) -> str:
 # --------------------------------------------------------------------------- client
 
 
-class OpenShellClient:
+class OpenShellClient(PolicyClient):
     """A blocking client of one gateway over mTLS.
 
     :param endpoint: ``https://127.0.0.1:8080`` (or ``host:port``).
