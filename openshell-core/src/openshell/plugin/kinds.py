@@ -60,6 +60,20 @@ class Agent(_Named):
         """Return environment variables that point the agent at ``base_url`` (inference.local)."""
         return {}
 
+    def home_files(self, base_url: str | None) -> dict[str, str]:
+        """Return files to write into the sandbox user's home (``/sandbox``) before the agent starts.
+
+        Used for agents that read their endpoint from a config file rather than
+        the environment (Codex's ``.codex/config.toml``). The CLI writes them
+        inside the sandbox, as the sandbox user, through the child launcher.
+
+        :param base_url: the inference origin (``https://inference.local``) when an
+            inference route is set, else ``None``.
+        :returns: ``{relative path under HOME: UTF-8 text}``; paths are relative,
+            without ``..`` segments. Never put secrets here (use providers).
+        """
+        return {}
+
     def detect(self) -> bool:
         """Return True when the agent program is installed where sandboxes run."""
         return False

@@ -211,6 +211,35 @@ class AgentContract(_Contract):
         env = self.plugin_class().inference_env("https://inference.local/v1")
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
 
+    def test_provider_types_are_names(self) -> None:
+        types = self.plugin_class.provider_types
+        assert isinstance(types, tuple) and all(isinstance(t, str) and t and t == t.lower() for t in types)
+
+    def test_policy_fragment_merges_into_a_valid_policy(self) -> None:
+        from openshell.agents.fragment import merge_fragment
+
+        fragment = self.plugin_class().policy_fragment()
+        assert isinstance(fragment, dict)
+        merged = merge_fragment(None, fragment)  # raises PolicyError naming the bad field
+        assert sorted(merged.added) == sorted(fragment)
+        for key in fragment:
+            rule = next(r for r in merged.policy.network if r.key == key)
+            assert rule.binaries, f"rule {key!r} names no binaries, so it would match nothing"
+            assert all(b.path != "/**" for b in rule.binaries), f"rule {key!r} allows every binary"
+
+    def test_home_files_are_relative_text(self) -> None:
+        import posixpath
+
+        agent = self.plugin_class()
+        assert agent.home_files(None) == {} or isinstance(agent.home_files(None), dict)
+        for path, text in agent.home_files("https://inference.local").items():
+            assert isinstance(path, str) and isinstance(text, str)
+            assert path and not path.startswith("/") and ".." not in path.split("/"), f"{path!r} must stay under HOME"
+            assert posixpath.normpath(path) == path
+
+    def test_detect_returns_a_bool(self) -> None:
+        assert isinstance(self.plugin_class().detect(), bool)
+
 
 class InferenceBackendContract(_Contract):
     """Contract tests for an ``InferenceBackend`` class."""
