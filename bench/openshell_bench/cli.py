@@ -1,0 +1,96 @@
+"""Command line of the benchmark harness: pick figures, run them, print and save.
+
+Usage::
+
+    python bench/run.py                      # every figure, full sizes (~10-20 min)
+    python bench/run.py --quick decisions    # one cheap figure, small sizes
+    python bench/run.py throughput setup --peers tinyproxy,squid
+    nox -s bench -- --quick
+
+Exit codes: 0 when every selected figure ran or was skipped with a reason,
+1 when a figure failed (the error is in the JSON and the table), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from openshell_bench import env
+from openshell_bench.context import Context, Sizes
+from openshell_bench.fig_decisions import decisions
+from openshell_bench.fig_inspect import inspection
+from openshell_bench.fig_lifecycle import lifecycle
+from openshell_bench.fig_network import setup_latency, throughput
+from openshell_bench.fig_transfer import transfer
+from openshell_bench.peers import PEERS
+from openshell_bench.results import FigureResult, Skip, document, table, write
+
+#: figure name -> function, in the order they run and print
+FIGURES: dict[str, Callable[[Context], FigureResult]] = {
+    "throughput": throughput,
+    "setup": setup_latency,
+    "inspect": inspection,
+    "decisions": decisions,
+    "lifecycle": lifecycle,
+    "transfer": transfer,
+}
+DEFAULT_OUT = env.BENCH / "results" / "latest.json"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench/run.py",
+        description="OpenShell benchmarks with side-by-side peers. Prints a table and writes a JSON document.",
+        epilog="example: python bench/run.py --quick decisions setup --peers tinyproxy",
+    )
+    p.add_argument("figures", nargs="*", metavar="figure", help=f"figures to run (default: all): {', '.join(FIGURES)}")
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in seconds, numbers not meaningful")
+    p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated peers (default: {','.join(PEERS)}; '' for none)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where the JSON goes (default: {DEFAULT_OUT})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected figures; return the exit code (see module docstring)."""
+    args = _parser().parse_args(argv)
+    unknown = [f for f in args.figures if f not in FIGURES]
+    if unknown:
+        print(f"error: unknown figure {', '.join(unknown)}; choose from {', '.join(FIGURES)}", file=sys.stderr)
+        return 2
+    peers = tuple(p for p in args.peers.split(",") if p)
+    bad = [p for p in peers if p not in PEERS]
+    if bad:
+        print(f"error: unknown peer {', '.join(bad)}; choose from {', '.join(PEERS)}", file=sys.stderr)
+        return 2
+    selected = args.figures or list(FIGURES)
+    ctx = Context(Sizes.quick() if args.quick else Sizes(), peers)
+    started = time.time()
+    results: dict[str, FigureResult] = {}
+    failed = False
+    try:
+        for name in selected:
+            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            try:
+                res = FIGURES[name](ctx)
+            except Skip as exc:
+                res = FigureResult(name, status="skipped", reason=str(exc))
+            except Exception as exc:  # noqa: BLE001 - one broken figure must not lose the others
+                failed = True
+                traceback.print_exc()
+                res = FigureResult(name, status="error", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
+            res.seconds = round(time.perf_counter() - t0, 1)
+            results[name] = res
+            print(f"[bench] {name}: {res.status} in {res.seconds} s", file=sys.stderr, flush=True)
+    finally:
+        ctx.close()
+    doc = document(results, quick=args.quick, started=started)
+    write(doc, args.out)
+    print(table(doc))
+    print(f"\n(written to {args.out})")
+    return 1 if failed else 0

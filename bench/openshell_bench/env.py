@@ -1,0 +1,255 @@
+"""What the figures run against: a private gateway, test hosts, sandboxes.
+
+Everything stays on this machine (DESIGN.md §7): upstreams are test hosts
+(``openshell.testhost.TestHost``) named ``bn…`` in ``10.199.50.0/24``–
+``10.199.59.0/24``; the gateway listens on a free loopback port with its
+client files and state under a temporary directory, so the default gateway
+(port 8080) is never touched. Every helper cleans up in ``close()`` /
+``__exit__``, also after a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1]
+REPO = BENCH.parent
+OPENSHELL = str(Path(sys.executable).with_name("openshell"))
+SANDBOX_PYTHON = "/usr/bin/python3"  # the same interpreter measures every subject
+LOADCLIENT = (Path(__file__).with_name("loadclient.py")).read_text()
+HOST_NAME = "bench.example.test"
+UPSTREAM_PORT = 8080
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (racy by nature; good enough for one run)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_root() -> None:
+    """:raises Skip: not root (namespaces, the gateway's supervisors and /proc need it)."""
+    from openshell_bench.results import Skip
+
+    if os.geteuid() != 0:
+        raise Skip("needs root (network namespaces, supervisors)")
+
+
+@contextmanager
+def test_host(slot: int, *, tls: tuple[str, str] | None = None) -> Iterator:
+    """A test host ``bn<slot>`` at ``10.199.5<slot>.2`` serving HTTP(S) on 8080.
+
+    :param slot: 0-9, one per figure so figures never share a /24.
+    :param tls: ``(cert_path, key_path)`` to serve HTTPS instead.
+    """
+    from openshell.testhost import TestHost
+
+    host = TestHost(f"bn{slot}-{os.getpid() % 10000}", f"10.199.{50 + slot}.2")
+    try:
+        host.start()
+        if tls:
+            host.serve_http(UPSTREAM_PORT, tls_cert=tls[0], tls_key=tls[1])
+        else:
+            host.serve_http(UPSTREAM_PORT)
+        yield host
+    finally:
+        host.close()
+
+
+def network_policy(ip: str, *, rest: bool = False) -> str:
+    """A policy letting the sandbox's ``python3`` reach ``HOST_NAME:8080`` at ``ip``."""
+    l7 = ", protocol: rest, access: full" if rest else ""
+    return (
+        "version: 1\n"
+        "network_policies:\n"
+        "  bench:\n"
+        f"    endpoints: [{{host: {HOST_NAME}, port: {UPSTREAM_PORT}, allowed_ips: [{ip}/32]{l7}}},\n"
+        f"                {{host: {ip}, port: {UPSTREAM_PORT}}}]\n"
+        f"    binaries: [{{path: {SANDBOX_PYTHON}}}]\n"
+    )
+
+
+class BenchGateway:
+    """A gateway of our own on a free loopback port, state under a temp dir.
+
+    :param extra_env: environment for the gateway process (and so its supervisors),
+        e.g. ``OPENSHELL_EXTRA_CA``.
+    :raises RuntimeError: the gateway did not start (the CLI's message).
+    """
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="osbench-gw-"))
+        self.name = f"bench{os.getpid()}"
+        self.port = free_port()
+        self.env = dict(os.environ)
+        self.env.update(
+            XDG_CONFIG_HOME=str(self.base / "config"), XDG_STATE_HOME=str(self.base / "state"), OPENSHELL_GATEWAY=self.name
+        )
+        self.env.pop("OPENSHELL_STATE_DIR", None)
+        self.env.update(extra_env or {})
+        self.client = None
+        self.cli("gateway", "start", "--name", self.name, "--port", str(self.port), check=True, timeout=90)
+        from openshell.client.config import load_gateway_config
+        from openshell.client.sdk import OpenShellClient
+
+        saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME",)}
+        os.environ["XDG_CONFIG_HOME"] = self.env["XDG_CONFIG_HOME"]
+        try:
+            cfg = load_gateway_config(self.name)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        self.client = OpenShellClient(cfg.endpoint, cfg.ca_path, cfg.cert_path, cfg.key_path, gateway_name=self.name, timeout=60)
+
+    def cli(self, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run ``openshell ARGS`` against this gateway."""
+        proc = subprocess.run([OPENSHELL, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"openshell {' '.join(args)} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-400:]}")
+        return proc
+
+    @property
+    def pid(self) -> int | None:
+        """The gateway process id (from its pid file)."""
+        for path in (self.base / "state").rglob("gateway.pid"):
+            try:
+                return int(path.read_text().strip())
+            except (OSError, ValueError):
+                return None
+        return None
+
+    def create(self, name: str, policy: str = "", hosts: Sequence[str] = (), timeout: float = 120) -> float:
+        """Create sandbox ``name`` and wait for READY; return seconds from the call to READY."""
+        t0 = time.perf_counter()
+        self.client.create_sandbox(name=name, policy_yaml=policy, extra_hosts=list(hosts))
+        self.client.wait_ready(name, timeout=timeout, poll=0.005)
+        return time.perf_counter() - t0
+
+    def delete(self, name: str) -> float:
+        """Delete sandbox ``name`` (returns once the gateway says COMPLETED); return seconds."""
+        t0 = time.perf_counter()
+        self.client.delete_sandbox(name, allow_missing=True)
+        return time.perf_counter() - t0
+
+    def run(self, name: str, argv: Sequence[str], timeout: float = 600) -> tuple[int, str, str]:
+        """Run ``argv`` inside sandbox ``name``; ``(exit code, stdout, stderr)``."""
+        code, out, err = self.client.run(name, list(argv), timeout=timeout)
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def close(self) -> None:
+        """Delete every sandbox, stop the gateway, remove its state. Idempotent."""
+        if self.base is None:
+            return
+        try:
+            self.cli("sandbox", "delete", "--all", timeout=600)
+        finally:
+            if self.client is not None:
+                self.client.close()
+            self.cli("gateway", "stop", "--name", self.name, timeout=120)
+            shutil.rmtree(self.base, ignore_errors=True)
+            self.base = None
+
+    def __enter__(self) -> BenchGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, grandchildren ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of ``pid`` in KiB (shared pages split between sharers); 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of ``pid`` in KiB; 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def sandboxed_client_argv(mode: str, *args: object) -> list[str]:
+    """argv running the load client inside a sandbox through its proxy (``$HTTPS_PROXY``)."""
+    return [SANDBOX_PYTHON, "-c", LOADCLIENT, mode, "env", *map(str, args)]
+
+
+def host_client(mode: str, proxy: str, *args: object, timeout: float = 600) -> dict:
+    """Run the load client in the root namespace (direct with ``proxy="-"``, or a peer).
+
+    :raises RuntimeError: the client failed (its stderr tail in the message).
+    """
+    import json
+
+    proc = subprocess.run(
+        [SANDBOX_PYTHON, "-c", LOADCLIENT, mode, proxy, *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, check=False, env={"PATH": "/usr/bin:/bin"},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"load client {mode} via {proxy} failed: {proc.stderr.strip()[-400:]}")
+    return json.loads(proc.stdout)
+
+
+def sandbox_client(gw: BenchGateway, sandbox: str, mode: str, *args: object, timeout: float = 600) -> dict:
+    """Run the load client inside ``sandbox``; its parsed JSON. :raises RuntimeError:."""
+    import json
+
+    code, out, err = gw.run(sandbox, sandboxed_client_argv(mode, *args), timeout=timeout)
+    if code != 0:
+        raise RuntimeError(f"sandboxed load client {mode} exited {code}: {err.strip()[-400:]}")
+    return json.loads(out)
+
+
+@contextmanager
+def tempdir(prefix: str) -> Iterator[Path]:
+    """A temporary directory removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

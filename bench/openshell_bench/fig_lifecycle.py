@@ -1,0 +1,117 @@
+"""Figure 5: sandbox lifecycle — create-to-READY, delete, density and memory.
+
+- ``openshell``: ``CreateSandbox`` through the SDK client to a private gateway,
+  polled (5 ms) until READY; ``DeleteSandbox`` until it answers COMPLETED.
+  Sequential, one sandbox at a time, default policy, default command.
+- density: sandboxes are created one after another and kept until the target
+  count (or the first failure); then the proportional memory (PSS, shared
+  pages split) of the gateway and of every process below it (supervisors,
+  their SSH servers and entrypoints) is divided by the count.
+- ``bwrap``: ``bwrap`` (Debian bubblewrap) with new namespaces (all of them)
+  and a read-only root, running ``/bin/true``: spawn to exit.
+- ``docker run --rm``: the same command in a locally imported image; measured
+  only when a Docker daemon answers and the image ``openshell-bench:latest``
+  exists (see BENCHMARKS.md), otherwise skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+from openshell_bench import env
+from openshell_bench.context import Context
+from openshell_bench.results import FigureResult, Target, percentile
+
+DOCKER_IMAGE = "openshell-bench:latest"
+
+
+def _spawn_times(argv: list[str], runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def _docker_reason() -> str | None:
+    if shutil.which("docker") is None:
+        return "docker CLI not installed"
+    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30, check=False)
+    if info.returncode != 0:
+        return "no Docker daemon answers (dockerd from Debian's docker.io is not running here)"
+    img = subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True, timeout=30, check=False)
+    if img.returncode != 0:
+        return f"image {DOCKER_IMAGE} not imported (debootstrap + docker import, see BENCHMARKS.md)"
+    return None
+
+
+def lifecycle(ctx: Context) -> FigureResult:
+    """Measure the lifecycle figure (see module docstring)."""
+    s = ctx.sizes
+    fig = FigureResult(f"sandbox lifecycle (p50/p99 over {s.lifecycle_sandboxes} sandboxes; density up to {s.max_sandboxes})")
+    gw = ctx.gateway()
+    creates, deletes = [], []
+    for i in range(s.lifecycle_sandboxes):
+        name = f"bench-lc-{i}"
+        creates.append(gw.create(name) * 1000)
+        deletes.append(gw.delete(name) * 1000)
+    fig.add("openshell", "create-to-READY p50", percentile(creates, 50), "ms")
+    fig.add("openshell", "create-to-READY p99", percentile(creates, 99), "ms")
+    fig.add("openshell", "delete p50", percentile(deletes, 50), "ms")
+    fig.add("openshell", "delete p99", percentile(deletes, 99), "ms")
+
+    spawn_runs = s.spawn_runs
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        fig.skip_row("bwrap", "spawn-to-exit p50", "ms", "bubblewrap not installed (apt-get install bubblewrap)")
+    else:
+        argv = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+                "--tmpfs", "/tmp", "/bin/true"]
+        times = _spawn_times(argv, spawn_runs)
+        fig.add("bwrap", "spawn-to-exit p50", percentile(times, 50), "ms", note="/bin/true, all namespaces")
+        fig.add("bwrap", "spawn-to-exit p99", percentile(times, 99), "ms")
+    reason = _docker_reason()
+    if reason:
+        fig.skip_row("docker run --rm", "spawn-to-exit p50", "ms", reason)
+    else:
+        times = _spawn_times(["docker", "run", "--rm", "--network", "none", DOCKER_IMAGE, "/bin/true"], spawn_runs)
+        fig.add("docker run --rm", "spawn-to-exit p50", percentile(times, 50), "ms", note="/bin/true")
+        fig.add("docker run --rm", "spawn-to-exit p99", percentile(times, 99), "ms")
+
+    # density
+    gw_pid = gw.pid
+    base_gw = env.pss_kib(gw_pid) if gw_pid else 0
+    made, failure = 0, ""
+    t0 = time.perf_counter()
+    try:
+        for i in range(s.max_sandboxes):
+            try:
+                gw.create(f"bench-dn-{i}", timeout=180)
+            except Exception as exc:  # noqa: BLE001 - the first failure ends the density run; reported
+                failure = f"sandbox {i + 1} failed: {str(exc)[:160]}"
+                break
+            made += 1
+        fill_s = time.perf_counter() - t0
+        if made:
+            kids = env.descendants(gw_pid) if gw_pid else []
+            sup_pss = sum(env.pss_kib(p) for p in kids)
+            gw_pss = env.pss_kib(gw_pid) if gw_pid else 0
+            fig.add("openshell", "concurrent sandboxes held", made, "sandboxes", note=failure or f"filled in {fill_s:.0f} s")
+            fig.add("openshell", "supervisor memory per sandbox (PSS)", sup_pss / made / 1024, "MiB",
+                    note=f"{len(kids)} processes below the gateway")
+            fig.add("openshell", "gateway memory per sandbox (PSS growth)", max(gw_pss - base_gw, 0) / made / 1024, "MiB",
+                    note=f"gateway PSS {gw_pss / 1024:.0f} MiB with {made} sandboxes")
+    finally:
+        for i in range(made + (1 if failure else 0)):
+            try:
+                gw.delete(f"bench-dn-{i}")
+            except Exception:  # noqa: BLE001 - best effort; BenchGateway.close deletes --all
+                pass
+    p50 = percentile(creates, 50)
+    fig.targets.append(Target("create-to-READY p50", "≤ 300 ms", f"{p50:.0f} ms", p50 <= 300))
+    fig.targets.append(Target("concurrent sandboxes", "100", f"{made} held (asked for {s.max_sandboxes})",
+                              made >= 100 if s.max_sandboxes >= 100 else None))
+    return fig

@@ -1,0 +1,184 @@
+"""Peer proxies started and stopped by the harness, each with its own temp config.
+
+All listen on 127.0.0.1 only and run in the foreground as children of the
+harness (no daemons are left behind: ``Peer.__exit__`` kills the whole process
+group). Debian peers: ``tinyproxy``, ``squid`` (``apt-get install tinyproxy
+squid``). PyPI peers: ``proxy.py``, ``mitmproxy``, installed into a separate
+venv (``.nox/bench-peers``) that ``peer_venv()`` makes on first use, so they
+never touch the product venv.
+
+Every peer is a plain CONNECT proxy here (no caching, no interception) except
+``mitmproxy_intercept`` (TLS interception, for the inspection figure).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from openshell_bench.env import REPO, free_port
+from openshell_bench.results import Skip
+
+PEER_VENV = REPO / ".nox" / "bench-peers"
+PEER_PACKAGES = ("proxy.py", "mitmproxy", "py-spy")
+PEERS = ("tinyproxy", "squid", "proxy.py", "mitmproxy")
+
+
+def peer_venv() -> Path:
+    """The peers' venv (made and filled with ``PEER_PACKAGES`` on first use); its bin dir.
+
+    :raises Skip: the venv or the installs failed (pip's last line in the reason).
+    """
+    bindir = PEER_VENV / "bin"
+    if all((bindir / exe).exists() for exe in ("proxy", "mitmdump", "py-spy")):
+        return bindir
+    try:
+        if not (bindir / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True, capture_output=True, timeout=300)
+        subprocess.run([str(bindir / "pip"), "install", "-q", *PEER_PACKAGES], check=True, capture_output=True, timeout=900)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        tail = (getattr(exc, "stderr", b"") or b"").decode(errors="replace").strip().splitlines()[-1:] or [str(exc)]
+        raise Skip(f"could not prepare {PEER_VENV}: {tail[0]}") from None
+    return bindir
+
+
+class Peer:
+    """One running peer proxy. ``address`` is ``127.0.0.1:PORT``.
+
+    :param name: one of ``PEERS`` or ``mitmproxy_intercept``.
+    :param upstream_ca: for ``mitmproxy_intercept``: the CA that signed the upstream
+        (verified, never skipped).
+    :raises Skip: the peer is not installed or did not start listening.
+    """
+
+    def __init__(self, name: str, *, upstream_ca: str | None = None) -> None:
+        self.name = name
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"osbench-{name.replace('.', '')}-"))
+        os.chmod(self.dir, 0o777)  # tinyproxy and squid drop to an unprivileged user
+        self.proc: subprocess.Popen | None = None
+        self.upstream_ca = upstream_ca
+        try:
+            argv = getattr(self, "_argv_" + name.replace(".", ""))()
+            self.log = open(self.dir / "peer.log", "wb")
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dir
+            )
+            self._wait_listening()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> str:
+        """mitmproxy's CA certificate (clients of ``mitmproxy_intercept`` trust it)."""
+        return str(self.dir / "conf" / "mitmproxy-ca-cert.pem")
+
+    # ------------------------------------------------------------------ configs
+
+    def _need(self, exe: str, install: str) -> str:
+        path = shutil.which(exe) or (exe if os.path.exists(exe) else None)
+        if path is None:
+            raise Skip(f"{exe} not installed ({install})")
+        return path
+
+    def _argv_tinyproxy(self) -> list[str]:
+        exe = self._need("tinyproxy", "apt-get install tinyproxy")
+        conf = self.dir / "tinyproxy.conf"
+        conf.write_text(
+            f"User nobody\nGroup nogroup\nPort {self.port}\nListen 127.0.0.1\nTimeout 600\n"
+            f"MaxClients 1024\nAllow 127.0.0.1\nLogLevel Critical\nLogFile \"{self.dir}/tinyproxy.log\"\n"
+            "DisableViaHeader Yes\n"
+        )
+        return [exe, "-d", "-c", str(conf)]
+
+    def _argv_squid(self) -> list[str]:
+        exe = self._need("squid", "apt-get install squid")
+        conf = self.dir / "squid.conf"
+        conf.write_text(
+            f"http_port 127.0.0.1:{self.port}\n"
+            "http_access allow all\n"  # loopback only (http_port above)
+            "cache deny all\ncache_mem 8 MB\n"
+            "access_log none\ncache_store_log none\n"
+            f"cache_log {self.dir}/cache.log\npid_filename {self.dir}/squid.pid\n"
+            f"coredump_dir {self.dir}\nnetdb_filename none\n"
+            "pinger_enable off\ndns_nameservers 127.0.0.1\n"  # targets are IP literals: no DNS ever
+            "shutdown_lifetime 0 seconds\nmax_filedescriptors 4096\n"
+            "cache_effective_user proxy\n"
+        )
+        return [exe, "-N", "-f", str(conf)]
+
+    def _argv_proxypy(self) -> list[str]:
+        exe = str(peer_venv() / "proxy")
+        return [exe, "--hostname", "127.0.0.1", "--port", str(self.port), "--log-level", "ERROR", "--num-workers", "2"]
+
+    def _argv_mitmproxy(self) -> list[str]:
+        exe = str(peer_venv() / "mitmdump")
+        # ignore_hosts=.* : every CONNECT is relayed raw (no interception).
+        return [exe, "--listen-host", "127.0.0.1", "-p", str(self.port), "-q", "--set", f"confdir={self.dir}/conf",
+                "--ignore-hosts", ".*"]
+
+    def _argv_mitmproxy_intercept(self) -> list[str]:
+        exe = str(peer_venv() / "mitmdump")
+        assert self.upstream_ca, "mitmproxy_intercept needs upstream_ca"
+        return [exe, "--listen-host", "127.0.0.1", "-p", str(self.port), "-q", "--set", f"confdir={self.dir}/conf",
+                "--set", f"ssl_verify_upstream_trusted_ca={self.upstream_ca}"]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _wait_listening(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise Skip(f"{self.name} exited with {self.proc.returncode}: {self._log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    pass
+                if self.name.startswith("mitmproxy") and not Path(self.ca_file).exists():
+                    raise OSError("CA not written yet")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise Skip(f"{self.name} not listening after {timeout:g}s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            return (self.dir / "peer.log").read_text(errors="replace").strip()[-300:]
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        """Stop the peer's whole process group and remove its temp dir. Idempotent."""
+        if self.proc is not None and self.proc.poll() is None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(timeout=5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self.proc = None
+        if getattr(self, "log", None):
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
