@@ -1,10 +1,15 @@
-"""``openshell policy validate|default|explain``: offline policy tools (POLICY.md).
+"""``openshell policy validate|default|explain|set|get|list`` (POLICY.md).
 
-Nothing here talks to a gateway: ``validate`` checks a file, ``default`` prints
-the policy a sandbox gets without one, ``explain`` runs one connection (and
+Offline: ``validate`` checks a file, ``default`` prints the policy a sandbox
+gets without one, ``explain --policy FILE`` runs one connection (and
 optionally one HTTP request) through the policy engine and destination safety
 exactly as the sandbox proxy would, with the resolved addresses given on the
 command line instead of looked up.
+
+Against a gateway (POLICY.md §6): ``set`` stores a new revision of a running
+sandbox's policy (``--wait`` until the supervisor loaded it), ``get`` prints
+the active revision, ``list`` every revision with its status, and
+``explain NAME`` explains a decision under the sandbox's active policy.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ def policy() -> None:
       openshell policy default > policy.yaml
       openshell policy explain --policy policy.yaml --binary /usr/bin/curl \\
           --host api.github.com --port 443 --resolved 140.82.112.6
+      openshell policy set demo --policy policy.yaml --wait
+      openshell policy get demo > active.yaml
+      openshell policy list demo
     """
 
 
@@ -99,14 +107,13 @@ def default() -> None:
     click.echo(dump_policy(default_policy()).rstrip())
 
 
-def _explain(policy_file: str, binary: str, ancestors: tuple[str, ...], host: str, port: int,
+def _explain(pol: Any, binary: str, ancestors: tuple[str, ...], host: str, port: int,
              resolved: tuple[str, ...], method: str | None, target: str | None) -> dict[str, Any]:
     from openshell.policy import decide
     from openshell.policy.decision import ConnectInput, RequestInput
     from openshell.policy.hosts import ip_literal, normalise_host
     from openshell.policy.http import PathError, parse_query, split_target
 
-    pol = _load_policy(policy_file)
     engine = _engine_class()()
     compiled = engine.load(pol)
     inp = ConnectInput(host=normalise_host(host), port=port, binary=binary, ancestors=ancestors)
@@ -140,7 +147,9 @@ def _explain(policy_file: str, binary: str, ancestors: tuple[str, ...], host: st
 
 
 @policy.command("explain")
-@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False, allow_dash=True), help="Policy YAML file.")
+@click.argument("name", required=False)
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, allow_dash=True), help="Policy YAML file (instead of a sandbox NAME).")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one); with NAME.")
 @click.option("--binary", required=True, help="Canonical executable path of the connecting process.")
 @click.option("--ancestor", "ancestors", multiple=True, help="Ancestor executable path, nearest first (repeatable).")
 @click.option("--host", required=True, help="Requested host (CONNECT target).")
@@ -149,23 +158,39 @@ def _explain(policy_file: str, binary: str, ancestors: tuple[str, ...], host: st
 @click.option("--method", default=None, help="HTTP method of one request on the connection.")
 @click.option("--path", "target", default=None, help="Request target of that request: PATH[?QUERY].")
 @OUTPUT_OPTION
-def explain(policy_file: str, binary: str, ancestors: tuple[str, ...], host: str, port: int,
-            resolved: tuple[str, ...], method: str | None, target: str | None, output: str) -> None:
+def explain(name: str | None, policy_file: str | None, gateway: str | None, binary: str, ancestors: tuple[str, ...], host: str,
+            port: int, resolved: tuple[str, ...], method: str | None, target: str | None, output: str) -> None:
     """Explain the decision for one connection (and optionally one HTTP request).
 
-    Prints decision (allow / deny / audit), the matched policy key, the 403
-    error (policy_denied / ssrf_denied) and the reason, as the sandbox proxy
-    would decide them. Exit code 0 whatever the decision.
+    Under sandbox NAME's active policy (asks the gateway), or offline under
+    --policy FILE. Prints decision (allow / deny / audit), the matched policy
+    key, the 403 error (policy_denied / ssrf_denied) and the reason, as the
+    sandbox proxy would decide them. Exit code 0 whatever the decision.
 
     \b
-    Example:
+    Examples:
+      openshell policy explain demo --binary /usr/bin/curl --host api.example.test --port 8080
       openshell policy explain --policy policy.yaml --binary /usr/bin/curl \\
           --host api.example.test --port 8080 --resolved 10.199.0.2 \\
           --method GET --path '/repos/acme?per_page=10' -o json
     """
     if (method is None) != (target is None):
         raise click.UsageError("--method and --path go together")
-    record = _explain(policy_file, binary, ancestors, host, port, resolved, method, target)
+    if (name is None) == (policy_file is None):
+        raise click.UsageError("name a sandbox (its active policy) or pass --policy FILE, not both")
+    if policy_file is not None:
+        pol = _load_policy(policy_file)
+    else:
+        from openshell.policy import parse_policy
+
+        client = _client(gateway)
+        rev = client.get_policy(name)
+        pol = parse_policy(rev.policy_yaml)
+        if not resolved:
+            # The proxy resolves the sandbox's hosts entries before DNS; so do we.
+            wanted = host.lower().rstrip(".")
+            resolved = tuple(ip for n, _, ip in (e.partition(":") for e in client.get_sandbox(name).extra_hosts) if n.lower() == wanted)
+    record = _explain(pol, binary, ancestors, host, port, resolved, method, target)
     if output == "table":
         for key in ("decision", "policy", "error", "reason", "engine", "layer", "rule", "addresses"):
             value = record.get(key)
@@ -174,6 +199,110 @@ def explain(policy_file: str, binary: str, ancestors: tuple[str, ...], host: str
             click.echo(f"{key + ':':<10} {', '.join(value) if isinstance(value, list) else value}")
         return
     render(record, output)
+
+
+# --------------------------------------------------------------------------- against a gateway
+
+SET_WAIT_TIMEOUT = 60.0  # seconds ``policy set --wait`` waits for the supervisor by default
+
+
+def _client(gateway: str | None):
+    from openshell_cli.commands.sandbox import _client as sandbox_client
+
+    return sandbox_client(gateway)
+
+
+@policy.command("set")
+@click.argument("name")
+@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False, allow_dash=True), help="Policy YAML file.")
+@click.option("--wait", is_flag=True, help="Return only when the supervisor reports the revision loaded (exit 1 if it fails).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=SET_WAIT_TIMEOUT, show_default=True, help="Seconds --wait waits.")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+def set_(name: str, policy_file: str, wait: bool, timeout: float, gateway: str | None) -> None:
+    """Store FILE as the next policy revision of running sandbox NAME.
+
+    The network policies take effect without a restart: new connections use
+    them, open raw tunnels they no longer allow are closed. Static sections
+    (filesystem_policy, landlock, process) may be omitted (kept) but not
+    changed; recreate the sandbox to change them.
+
+    \b
+    Examples:
+      openshell policy set demo --policy policy.yaml --wait
+      openshell policy set demo --policy policy.yaml --wait --timeout 10
+    """
+    _load_policy(policy_file)  # a bad file fails here, before anything is sent
+    text = _read(policy_file).decode("utf-8", "replace")
+    client = _client(gateway)
+    from openshell.client.sdk import InvalidRequest
+
+    try:
+        rev = client.set_policy(name, text)
+    except InvalidRequest as exc:
+        message = str(exc).removeprefix("policy_yaml.")
+        raise CliError(f"{policy_file}: {message}") from None
+    click.echo(f"sandbox {name}: policy revision {rev.version} stored", err=True)
+    if not wait:
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"waiting for the supervisor to load revision {rev.version}…"):
+        try:
+            client.wait_policy(name, rev.version, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - PolicyFailed / WaitTimeout: one line, exit 1
+            raise CliError(str(exc)) from None
+    click.echo(f"sandbox {name}: policy revision {rev.version} loaded", err=True)
+
+
+@policy.command("get")
+@click.argument("name")
+@click.option("--revision", type=click.IntRange(min=1), default=None, help="A stored revision (default: the active one).")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@OUTPUT_OPTION
+def get(name: str, revision: int | None, gateway: str | None, output: str) -> None:
+    """Print the active policy of sandbox NAME (or --revision N).
+
+    The default output is the policy document itself (YAML, complete), so it
+    can be edited and passed back to 'policy set'; -o json|yaml print the
+    revision record with the document in policy_yaml.
+
+    \b
+    Examples:
+      openshell policy get demo > policy.yaml
+      openshell policy get demo --revision 2 -o json
+    """
+    rev = _client(gateway).get_policy(name, revision or 0)
+    if output == "table":
+        state = f"{rev.status}, active" if rev.active else rev.status
+        click.echo(f"# sandbox {name}: policy revision {rev.version} ({state})", err=True)
+        click.echo(rev.policy_yaml.rstrip())
+        return
+    render(rev.to_dict(with_policy=True), output)
+
+
+@policy.command("list")
+@click.argument("name")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@OUTPUT_OPTION
+def list_(name: str, gateway: str | None, output: str) -> None:
+    """List the policy revisions of sandbox NAME, newest first.
+
+    STATUS is pending (not yet loaded by the supervisor), loaded or failed
+    (ERROR says why; the previous revision stayed in force). ACTIVE marks the
+    revision in force.
+
+    \b
+    Example:
+      openshell policy list demo -o json
+    """
+    rows = []
+    for rev in _client(gateway).list_policies(name):
+        row = rev.to_dict()
+        if output == "table":
+            row["active"] = "*" if rev.active else ""
+        rows.append(row)
+    render(rows, output, columns=("revision", "status", "active", "created", "reported", "error"),
+           empty=f"sandbox {name} has no policy revisions")
 
 
 COMMANDS = [policy]

@@ -78,8 +78,11 @@ class GatewayLink:
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
 
-    async def report(self, *, phase: Optional[str] = None, reason: str = "", policy_revision: int = 0, policy_error: Optional[str] = None, pid: int = 0) -> None:
-        """Report a phase (``READY``/``ERROR``) and/or a policy load result. Never raises."""
+    async def report(self, *, phase: Optional[str] = None, reason: str = "", policy_revision: int = 0, policy_error: Optional[str] = None, pid: int = 0) -> bool:
+        """Report a phase (``READY``/``ERROR``) and/or a policy load result.
+
+        Never raises; :returns: True when the gateway took the report, False when the call failed.
+        """
         req = supervisor_pb2.ReportStatusRequest(reason=reason, supervisor_pid=pid)
         if phase:
             req.phase = getattr(openshell_pb2, f"SANDBOX_PHASE_{phase}")
@@ -91,6 +94,8 @@ class GatewayLink:
             await self.stub.ReportStatus(req, metadata=self.metadata, timeout=CALL_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
             log.warning("event=report_failed phase=%s code=%s", phase, exc.code().name)
+            return False
+        return True
 
     async def watch_policy(self, after_revision: int) -> AsyncIterator[supervisor_pb2.PolicyRevision]:
         """Yield newer policy revisions; reconnects with backoff when the stream breaks."""
@@ -107,7 +112,9 @@ class GatewayLink:
                     return
                 log.info("event=policy_watch_reconnect code=%s", exc.code().name)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            # Capped at 1 s so a revision stored while the stream was down is
+            # still picked up within 2 s of the gateway answering again.
+            delay = min(delay * 2, 1.0)
 
     async def close(self) -> None:
         await self.channel.close()

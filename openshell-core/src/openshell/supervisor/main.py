@@ -67,6 +67,8 @@ class Supervisor:
         self.stop = asyncio.Event()
         self.policy_revision = 0
         self.engine = None
+        self.policy = None  # the Policy in force (revision policy_revision)
+        self.reloader = None
         self.spec_env: dict[str, str] = {}
         self.mounts: list = []
 
@@ -104,7 +106,7 @@ class Supervisor:
 
         registry = get_registry()
         self.engine = registry.require("policy", "opa")()
-        compiled = self.engine.load(policy, conf.policy.revision)
+        self.policy = policy
         self.policy_revision = conf.policy.revision
 
         self.ctx = IsolationContext(
@@ -127,7 +129,16 @@ class Supervisor:
         self.mounts = dirs.mounts()
 
         netns = self.ctx.extra["netns"]
+        from openshell.supervisor.policy_reload import PolicyReloader, check_reserved_networks, link_networks
+
+        # The first revision passes the same supervisor-side checks as every reload.
+        check_reserved_networks(policy, link_networks(netns))
+        compiled = self.engine.load(policy, conf.policy.revision)
         await self._start_proxy(compiled, hosts, netns)
+        self.reloader = PolicyReloader(
+            self.engine, self.proxy, policy, conf.policy.revision, self.link.report,
+            reserved=link_networks(netns), on_loaded=self._policy_loaded,
+        )
         self.ssh = SshServer(self.cfg.ssh_socket, bytes.fromhex(self.cfg.secret), self._launch_session, dial=self._dial_in_sandbox)
         self.ssh.start()
         if conf.command:
@@ -150,8 +161,17 @@ class Supervisor:
             compiled,
             hosts=hosts,
             identity=IdentityResolver(netns=self.ctx.netns),
+            inspector=self._make_inspector(),
         )
         await self.proxy.start(sock)
+
+    def _make_inspector(self):
+        """HTTP inspection for ``protocol: rest`` endpoints (POLICY.md §3): leaves from
+        the sandbox CA; upstream TLS trusts the system roots plus the PEM file in
+        ``$OPENSHELL_EXTRA_CA`` (an unreadable file stops the start: fail closed)."""
+        from openshell.supervisor.proxy.l7 import HttpInspector
+
+        return HttpInspector(self.ca, extra_ca=os.environ.get("OPENSHELL_EXTRA_CA") or None)
 
     # ------------------------------------------------------------------ launching
     def _launch(self, argv: list[str], request_env: dict, pty, stdin, stdout, stderr) -> subprocess.Popen:
@@ -180,22 +200,11 @@ class Supervisor:
 
     # ------------------------------------------------------------------ loops
     async def _policy_loop(self) -> None:
-        from openshell.policy import parse_policy
+        """Apply new policy revisions as the gateway streams them (``policy_reload``)."""
+        await self.reloader.run(self.link.watch_policy)
 
-        async for rev in self.link.watch_policy(self.policy_revision):
-            if rev.revision <= self.policy_revision:
-                continue
-            try:
-                policy = parse_policy(rev.policy_yaml)
-                compiled = self.engine.load(policy, rev.revision)
-            except Exception as exc:  # noqa: BLE001 - the last good revision stays in force
-                log.warning("event=policy_load_failed revision=%d reason=%s", rev.revision, exc)
-                await self.link.report(policy_revision=rev.revision, policy_error=str(exc))
-                continue
-            self.proxy.set_policy(compiled)
-            self.policy_revision = rev.revision
-            log.info("event=policy_loaded revision=%d", rev.revision)
-            await self.link.report(policy_revision=rev.revision)
+    def _policy_loaded(self, revision: int, policy) -> None:
+        self.policy, self.policy_revision = policy, revision
 
     async def _reap_loop(self) -> None:
         while True:
