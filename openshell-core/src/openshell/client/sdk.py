@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import grpc
 
 from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc
+from openshell.client.providers import InferenceRoute, Provider, ProviderClient  # noqa: F401 - re-exported
 from openshell.client.policies import PolicyClient, PolicyRevision
 
 DEFAULT_WORKSPACE = "default"
@@ -209,7 +210,7 @@ def _target(endpoint: str) -> str:
 # --------------------------------------------------------------------------- client
 
 
-class OpenShellClient(PolicyClient):
+class OpenShellClient(PolicyClient, ProviderClient):
     """A blocking client of one gateway over mTLS.
 
     :param endpoint: ``https://127.0.0.1:8080`` (or ``host:port``).
@@ -310,8 +311,12 @@ class OpenShellClient(PolicyClient):
         env: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
         command: Sequence[str] = (),
+        providers: Sequence[str] = (),
     ) -> Sandbox:
         """Create a sandbox (PROVISIONING on return; see :meth:`wait_ready`).
+
+        :param providers: names of providers whose credentials the sandbox gets
+            (as ``openshell:resolve:env:NAME`` placeholders, never the values).
 
         :param name: "" lets the gateway pick a two-word name.
         :param policy_yaml: a POLICY.md document; "" for the default policy.
@@ -327,6 +332,7 @@ class OpenShellClient(PolicyClient):
                 extra_hosts=list(extra_hosts or ()),
                 environment=dict(env or {}),
                 command=list(command),
+                providers=list(providers),
             ),
         )
         try:

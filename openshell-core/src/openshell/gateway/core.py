@@ -125,6 +125,7 @@ class SandboxSpec:
     extra_hosts: tuple[str, ...] = ()
     policy_yaml: str = ""
     log_level: str = ""
+    providers: tuple[str, ...] = ()
 
     def stored(self) -> dict[str, Any]:
         """The spec as stored in ``SandboxRecord.spec`` (no policy: that is a revision)."""
@@ -133,6 +134,7 @@ class SandboxSpec:
             "environment": dict(self.environment or {}),
             "extra_hosts": list(self.extra_hosts),
             "log_level": self.log_level,
+            "providers": list(self.providers),
         }
 
 
@@ -344,6 +346,10 @@ class GatewayCore:
         self.monitor_interval = monitor_interval
         self._policy_changed: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        from openshell.gateway.providers import ProviderManager  # imports this module
+
+        #: providers and inference routes (issue 5)
+        self.providers = ProviderManager(self.state_dir, store)
         from openshell.gateway.ssh_sessions import SshSessions
 
         #: tokens for ``/connect/ssh`` (issue 4); in memory, a restart revokes them
@@ -431,6 +437,7 @@ class GatewayCore:
         labels = _check_labels(labels or {})
         annotations = dict(annotations or {})
         _check_spec(spec)
+        await self.providers.check_attachable(spec.providers, workspace)
         policy_yaml = spec.policy_yaml if spec.policy_yaml.strip() else DEFAULT_POLICY_YAML
         await asyncio.to_thread(_parse_policy, policy_yaml, "spec.policy_yaml")
 
@@ -540,6 +547,7 @@ class GatewayCore:
             self._log_path(record.id).unlink()
         log.info("event=sandbox_deleted sandbox=%s name=%s", record.id, record.name)
         await self._notify_policy()  # ends WatchPolicy streams of this sandbox
+        await self.providers.notify()  # ends WatchInferenceBundle streams of this sandbox
         await asyncio.to_thread(_fire_hook, "sandbox_deleted", sandbox=record)
 
     async def set_policy(self, name: str, policy_yaml: str, workspace: str = st.DEFAULT_WORKSPACE) -> PolicyRevision:

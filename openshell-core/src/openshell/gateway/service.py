@@ -20,6 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc
 from openshell.gateway import core as gc
 from openshell.gateway import store as st
+from openshell.gateway.provider_service import ProviderRpcs
 from openshell.gateway.policy_service import PolicyRpcs
 
 log = logging.getLogger("openshell.gateway")
@@ -57,7 +58,6 @@ _CREATE_UNSUPPORTED = {9: "service_exposures"}
 _SPEC_UNSUPPORTED = {
     6: "spec.template",
     7: "spec.policy",
-    8: "spec.providers",
     9: "spec.resource_requirements",
 }
 
@@ -94,6 +94,7 @@ def sandbox_to_proto(info: gc.SandboxInfo) -> openshell_pb2.Sandbox:
             environment=dict(spec.get("environment", {})),
             command=list(spec.get("command", [])),
             extra_hosts=list(spec.get("extra_hosts", [])),
+            providers=list(spec.get("providers", [])),
         ),
         status=openshell_pb2.SandboxStatus(
             phase=PHASE_TO_PROTO.get(r.phase, openshell_pb2.SANDBOX_PHASE_UNKNOWN),
@@ -157,10 +158,11 @@ def spec_from_proto(spec: openshell_pb2.SandboxSpec) -> gc.SandboxSpec:
         extra_hosts=tuple(spec.extra_hosts),
         policy_yaml=spec.policy_yaml,
         log_level=spec.log_level,
+        providers=tuple(spec.providers),
     )
 
 
-class OpenShellServicer(PolicyRpcs, openshell_pb2_grpc.OpenShellServicer):
+class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellServicer):
     """``openshell.v1.OpenShell`` over a :class:`GatewayCore`."""
 
     def __init__(self, core: gc.GatewayCore) -> None:

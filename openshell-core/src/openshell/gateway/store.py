@@ -84,6 +84,32 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (sandbox_id, revision)
     );
     """,
+    # 2: providers (credentials encrypted by the gateway) and inference routes
+    """
+    CREATE TABLE providers (
+        id               TEXT PRIMARY KEY,
+        workspace        TEXT NOT NULL REFERENCES workspaces(name),
+        name             TEXT NOT NULL,
+        type             TEXT NOT NULL,
+        labels           TEXT NOT NULL DEFAULT '{}',
+        config           TEXT NOT NULL DEFAULT '{}',
+        credential_keys  TEXT NOT NULL DEFAULT '[]',
+        credentials_enc  TEXT NOT NULL,
+        resource_version INTEGER NOT NULL DEFAULT 1,
+        created_at       REAL NOT NULL,
+        updated_at       REAL NOT NULL,
+        UNIQUE (workspace, name)
+    );
+    CREATE TABLE inference_routes (
+        workspace   TEXT PRIMARY KEY REFERENCES workspaces(name),
+        backend     TEXT NOT NULL,
+        model       TEXT NOT NULL,
+        base_url    TEXT NOT NULL DEFAULT '',
+        provider    TEXT NOT NULL DEFAULT '',
+        revision    INTEGER NOT NULL DEFAULT 1,
+        updated_at  REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -98,6 +124,10 @@ class NameTaken(StoreError):
         super().__init__(f"sandbox {name!r} already exists in workspace {workspace!r}")
         self.workspace = workspace
         self.name = name
+
+
+class ProviderNameTaken(StoreError):
+    """A provider with that name already exists in the workspace."""
 
 
 class NoNetnsIndex(StoreError):
@@ -184,6 +214,55 @@ class PolicyRevision:
     error: str
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True)
+class ProviderRecord:
+    """One stored provider.
+
+    :ivar credential_keys: names of its credential variables (sorted); the values
+        are only in ``credentials_enc``, encrypted by the gateway (``secretbox``).
+    :ivar credentials_enc: opaque ciphertext; not in repr, never sent to clients.
+    """
+
+    id: str
+    name: str
+    workspace: str
+    type: str
+    labels: dict[str, str]
+    config: dict[str, str]
+    credential_keys: tuple[str, ...]
+    credentials_enc: str = field(repr=False)
+    resource_version: int = 1
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class InferenceRouteRecord:
+    """The inference route of one workspace (what ``inference.local`` serves).
+
+    :ivar base_url: empty means the backend's default.
+    :ivar provider: provider name (same workspace) or empty.
+    :ivar revision: 1, 2, … bumped on every set.
+    """
+
+    workspace: str
+    backend: str
+    model: str
+    base_url: str
+    provider: str
+    revision: int
+    updated_at: float
+
+
+def _provider(row: sqlite3.Row) -> ProviderRecord:
+    return ProviderRecord(
+        id=row["id"], name=row["name"], workspace=row["workspace"], type=row["type"],
+        labels=json.loads(row["labels"]), config=json.loads(row["config"]),
+        credential_keys=tuple(json.loads(row["credential_keys"])), credentials_enc=row["credentials_enc"],
+        resource_version=row["resource_version"], created_at=row["created_at"], updated_at=row["updated_at"],
+    )
 
 
 def _sandbox(row: sqlite3.Row) -> SandboxRecord:
@@ -530,6 +609,93 @@ class Store:
                 return None
         return self.get_policy_revision(sandbox_id, revision)
 
+    # ------------------------------------------------------------------ providers
+
+    def create_provider(
+        self, *, name: str, workspace: str, type: str, labels: Mapping[str, str], config: Mapping[str, str],
+        credential_keys: list[str], credentials_enc: str,
+    ) -> ProviderRecord:
+        """Store a new provider.
+
+        :raises ProviderNameTaken: ``name`` exists in ``workspace``.
+        :raises UnknownWorkspace: ``workspace`` does not exist.
+        """
+        now = self._clock()
+        provider_id = str(uuid.uuid4())
+        with self._tx() as db:
+            if not db.execute("SELECT 1 FROM workspaces WHERE name = ?", (workspace,)).fetchone():
+                raise UnknownWorkspace(f"workspace {workspace!r} not found")
+            if db.execute("SELECT 1 FROM providers WHERE workspace = ? AND name = ?", (workspace, name)).fetchone():
+                raise ProviderNameTaken(f"provider {name!r} already exists in workspace {workspace!r}")
+            db.execute(
+                "INSERT INTO providers (id, workspace, name, type, labels, config, credential_keys, credentials_enc,"
+                " resource_version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (provider_id, workspace, name, type, json.dumps(dict(labels), sort_keys=True),
+                 json.dumps(dict(config), sort_keys=True), json.dumps(sorted(credential_keys)), credentials_enc, now, now),
+            )
+        found = self.get_provider(name, workspace)
+        assert found is not None
+        return found
+
+    def get_provider(self, name: str, workspace: str = DEFAULT_WORKSPACE) -> ProviderRecord | None:
+        """Return provider ``name`` of ``workspace`` or None."""
+        rows = self._query("SELECT * FROM providers WHERE workspace = ? AND name = ?", (workspace, name))
+        return _provider(rows[0]) if rows else None
+
+    def list_providers(self, workspace: str | None = DEFAULT_WORKSPACE) -> list[ProviderRecord]:
+        """Return providers of ``workspace`` (all when None), ordered by (workspace, name)."""
+        if workspace is None:
+            rows = self._query("SELECT * FROM providers ORDER BY workspace, name")
+        else:
+            rows = self._query("SELECT * FROM providers WHERE workspace = ? ORDER BY name", (workspace,))
+        return [_provider(r) for r in rows]
+
+    def update_provider(
+        self, name: str, workspace: str, *, config: Mapping[str, str], credential_keys: list[str], credentials_enc: str,
+        labels: Mapping[str, str] | None = None,
+    ) -> ProviderRecord | None:
+        """Replace the provider's config and credentials; None when it does not exist."""
+        with self._tx() as db:
+            sets = "config = ?, credential_keys = ?, credentials_enc = ?, resource_version = resource_version + 1, updated_at = ?"
+            args: list[Any] = [json.dumps(dict(config), sort_keys=True), json.dumps(sorted(credential_keys)), credentials_enc, self._clock()]
+            if labels is not None:
+                sets += ", labels = ?"
+                args.append(json.dumps(dict(labels), sort_keys=True))
+            cur = db.execute(f"UPDATE providers SET {sets} WHERE workspace = ? AND name = ?", (*args, workspace, name))
+            if cur.rowcount == 0:
+                return None
+        return self.get_provider(name, workspace)
+
+    def delete_provider(self, name: str, workspace: str = DEFAULT_WORKSPACE) -> bool:
+        """Remove the provider; True when it existed."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM providers WHERE workspace = ? AND name = ?", (workspace, name)).rowcount > 0
+
+    # ------------------------------------------------------------------ inference routes
+
+    def set_inference_route(self, workspace: str, *, backend: str, model: str, base_url: str, provider: str) -> InferenceRouteRecord:
+        """Store the workspace's route (revision + 1)."""
+        now = self._clock()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO inference_routes (workspace, backend, model, base_url, provider, revision, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 1, ?) ON CONFLICT(workspace) DO UPDATE SET backend = excluded.backend,"
+                " model = excluded.model, base_url = excluded.base_url, provider = excluded.provider,"
+                " revision = inference_routes.revision + 1, updated_at = excluded.updated_at",
+                (workspace, backend, model, base_url, provider, now),
+            )
+        found = self.get_inference_route(workspace)
+        assert found is not None
+        return found
+
+    def get_inference_route(self, workspace: str = DEFAULT_WORKSPACE) -> InferenceRouteRecord | None:
+        """Return the workspace's route or None when never set."""
+        rows = self._query("SELECT * FROM inference_routes WHERE workspace = ?", (workspace,))
+        if not rows:
+            return None
+        r = rows[0]
+        return InferenceRouteRecord(r["workspace"], r["backend"], r["model"], r["base_url"], r["provider"], r["revision"], r["updated_at"])
+
 
 __all__ = [
     "DEFAULT_WORKSPACE",
@@ -544,7 +710,10 @@ __all__ = [
     "STOPPED",
     "NameTaken",
     "NoNetnsIndex",
+    "InferenceRouteRecord",
     "PolicyRevision",
+    "ProviderNameTaken",
+    "ProviderRecord",
     "SandboxRecord",
     "Store",
     "StoreError",

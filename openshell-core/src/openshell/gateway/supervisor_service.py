@@ -86,6 +86,31 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
         async for rev in self.core.watch_policy(record, request.after_revision):
             yield _revision(rev)
 
+    async def GetProviderEnvironment(self, request, context):
+        try:
+            record = await _identify(self.core, context)
+            penv = await self.core.providers.provider_environment(record)
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        return supervisor_pb2.ProviderEnvironment(
+            environment=penv.environment,
+            credentials=[
+                supervisor_pb2.ProviderCredential(provider=c.provider, type=c.type, env_name=c.env_name, value=c.value, hosts=list(c.hosts))
+                for c in penv.credentials
+            ],
+        )
+
+    async def WatchInferenceBundle(self, request, context) -> AsyncIterator[supervisor_pb2.InferenceBundle]:
+        try:
+            record = await _identify(self.core, context)
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        async for b in self.core.providers.watch_inference(record, request.after_revision):
+            yield supervisor_pb2.InferenceBundle(
+                revision=b.revision, backend=b.backend, protocols=list(b.protocols), base_url=b.base_url,
+                model=b.model, auth_headers=dict(b.auth_headers),
+            )
+
     async def PushLogs(self, request_iterator, context):
         try:
             record = await _identify(self.core, context)

@@ -1,0 +1,137 @@
+"""gRPC methods of ``openshell.v1.OpenShell`` for providers and inference routes.
+
+Mixed into ``service.OpenShellServicer``; protos ↔ :class:`ProviderManager`
+calls only. Credential values travel client → gateway only: every answer
+carries credential names with empty values.
+"""
+
+from __future__ import annotations
+
+from openshell._proto import datamodel_pb2, openshell_pb2
+from openshell.gateway import core as gc
+from openshell.gateway import store as st
+from openshell.gateway.providers import ProviderView
+
+_OUTCOMES = {
+    "COMPLETED": openshell_pb2.DELETION_OUTCOME_COMPLETED,
+    "ALREADY_ABSENT": openshell_pb2.DELETION_OUTCOME_ALREADY_ABSENT,
+}
+
+
+def provider_to_proto(view: ProviderView) -> datamodel_pb2.Provider:
+    """Map a provider to the wire message with every credential value redacted (empty)."""
+    from openshell.gateway.service import timestamp
+
+    r = view.record
+    return datamodel_pb2.Provider(
+        metadata=datamodel_pb2.ObjectMeta(
+            id=r.id, name=r.name, workspace=r.workspace, labels=r.labels,
+            resource_version=r.resource_version, created_time=timestamp(r.created_at),
+        ),
+        type=r.type,
+        credentials={k: "" for k in r.credential_keys},
+        config=r.config,
+    )
+
+
+def route_to_proto(route: st.InferenceRouteRecord | None) -> openshell_pb2.InferenceRouteResponse:
+    """Map a stored route (or None) to the wire answer, with the backend's protocols."""
+    if route is None:
+        return openshell_pb2.InferenceRouteResponse()
+    protocols: list[str] = []
+    try:
+        from openshell.plugin.loader import get_registry
+
+        protocols = list(get_registry().get_class("inference", route.backend).protocols)
+    except Exception:  # noqa: BLE001 - backend uninstalled since: show the route anyway
+        pass
+    return openshell_pb2.InferenceRouteResponse(
+        route=openshell_pb2.InferenceRoute(
+            backend=route.backend, model=route.model, base_url=route.base_url, provider=route.provider, protocols=protocols,
+        ),
+        revision=route.revision,
+    )
+
+
+class ProviderRpcs:
+    """Provider and inference-route RPCs; expects ``self.core`` (a GatewayCore)."""
+
+    core: gc.GatewayCore
+
+    async def CreateProvider(self, request, context):
+        from openshell.gateway.service import _workspace, abort_for
+
+        p = request.provider
+        try:
+            view = await self.core.providers.create(
+                name=p.metadata.name, type=p.type or "generic", workspace=_workspace(request.workspace_scope),
+                credentials=dict(p.credentials), config=dict(p.config), labels=dict(p.metadata.labels),
+            )
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        return openshell_pb2.ProviderResponse(provider=provider_to_proto(view))
+
+    async def GetProvider(self, request, context):
+        from openshell.gateway.service import _workspace, abort_for
+
+        try:
+            view = await self.core.providers.get(request.name, _workspace(request.workspace_scope))
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        return openshell_pb2.ProviderResponse(provider=provider_to_proto(view))
+
+    async def ListProviders(self, request, context):
+        from openshell.gateway.service import _workspace, abort_for
+
+        try:
+            terms = gc.parse_label_selector(request.label_selector)
+            views = await self.core.providers.list(_workspace(request.workspace_scope, allow_all=True))
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        # Providers are few: one page, so the token is always empty.
+        views = [v for v in views if all(t.matches(v.record.labels) for t in terms)]
+        return openshell_pb2.ListProvidersResponse(providers=[provider_to_proto(v) for v in views])
+
+    async def UpdateProvider(self, request, context):
+        from openshell.gateway.service import _workspace, abort_for
+
+        p = request.provider
+        try:
+            view = await self.core.providers.update(
+                p.metadata.name, _workspace(request.workspace_scope), credentials=dict(p.credentials), config=dict(p.config),
+                remove_credentials=list(request.remove_credentials), remove_config=list(request.remove_config),
+                labels=dict(p.metadata.labels) or None,
+            )
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        return openshell_pb2.ProviderResponse(provider=provider_to_proto(view))
+
+    async def DeleteProvider(self, request, context):
+        from openshell.gateway.service import _workspace, abort_for
+
+        try:
+            outcome = await self.core.providers.delete(request.name, _workspace(request.workspace_scope), allow_missing=request.allow_missing)
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        return openshell_pb2.DeleteProviderResponse(outcome=_OUTCOMES[outcome])
+
+    async def SetInferenceRoute(self, request, context):
+        from openshell.gateway.service import _workspace, abort_for
+
+        r = request.route
+        try:
+            route = await self.core.providers.set_route(
+                _workspace(request.workspace_scope), backend=r.backend, model=r.model, base_url=r.base_url, provider=r.provider,
+            )
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        return route_to_proto(route)
+
+    async def GetInferenceRoute(self, request, context):
+        from openshell.gateway.service import _workspace, abort_for
+
+        try:
+            route = await self.core.providers.get_route(_workspace(request.workspace_scope))
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        return route_to_proto(route)

@@ -1,0 +1,356 @@
+"""The gateway's providers and inference routes (issue 5), independent of gRPC.
+
+``GatewayCore.providers`` is a :class:`ProviderManager`. Credential values are
+sealed with :class:`~openshell.gateway.secretbox.SecretBox` before they reach
+the store, never logged, and never returned to clients: client-facing views
+carry credential *names* only. Supervisors get, for their own sandbox only,
+placeholder environment plus the values (``provider_environment``) and the
+inference bundle (``inference_bundle``/``watch_inference``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from openshell.gateway import core as gc
+from openshell.gateway import names
+from openshell.gateway import store as st
+from openshell.gateway.secretbox import SecretBox
+
+log = logging.getLogger("openshell.gateway")
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_CREDENTIAL_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class ProviderView:
+    """A provider as clients see it: credential names, never values."""
+
+    record: st.ProviderRecord
+
+    @property
+    def credential_keys(self) -> tuple[str, ...]:
+        return self.record.credential_keys
+
+
+@dataclass(frozen=True)
+class SandboxCredential:
+    """One credential for a supervisor's proxy (value: supervisor memory only)."""
+
+    provider: str
+    type: str
+    env_name: str
+    value: str = field(repr=False)
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProviderEnvironment:
+    """What ``GetProviderEnvironment`` returns: placeholders for the sandbox, values for the proxy."""
+
+    environment: dict[str, str]
+    credentials: tuple[SandboxCredential, ...]
+
+
+@dataclass(frozen=True)
+class InferenceBundle:
+    """What the supervisor's router needs; ``revision`` changes with any content change (0: no route)."""
+
+    revision: int = 0
+    backend: str = ""
+    protocols: tuple[str, ...] = ()
+    base_url: str = ""
+    model: str = ""
+    auth_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+def _registry() -> Any:
+    from openshell.plugin.loader import get_registry
+
+    return get_registry()
+
+
+def _provider_type(type_name: str):
+    from openshell.providers import UnknownProviderType, get_provider_type
+
+    try:
+        return get_provider_type(type_name, _registry())
+    except UnknownProviderType as exc:
+        raise gc.InvalidArgument("provider.type", str(exc)) from None
+
+
+def _backend_class(name: str) -> type:
+    from openshell.plugin.loader import PluginNotFound
+
+    try:
+        return _registry().get_class("inference", name)
+    except PluginNotFound as exc:
+        raise gc.InvalidArgument("route.backend", f"{exc}; see 'openshell inference backends'") from None
+
+
+def _check_credentials(credentials: Mapping[str, str], ptype: Any) -> None:
+    for key, value in credentials.items():
+        if not _ENV_NAME_RE.match(key):
+            raise gc.InvalidArgument(f"provider.credentials.{key}", "credential names are environment variable names (letters, digits, '_')")
+        if not ptype.accepts_env_var(key):
+            raise gc.InvalidArgument(
+                f"provider.credentials.{key}",
+                f"type '{ptype.name}' takes {', '.join(ptype.env_vars)}; use --type generic for other variables",
+            )
+        if not value:
+            raise gc.InvalidArgument(f"provider.credentials.{key}", "the value is empty")
+        if len(value.encode()) > MAX_CREDENTIAL_BYTES or any(c in value for c in "\r\n\0"):
+            raise gc.InvalidArgument(f"provider.credentials.{key}", f"values are one line of at most {MAX_CREDENTIAL_BYTES} bytes")
+
+
+def _check_config(config: Mapping[str, str]) -> None:
+    for key in config:
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", key):
+            raise gc.InvalidArgument(f"provider.config.{key}", "config keys are letters, digits, '_', '.', '-'")
+
+
+def _check_base_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise gc.InvalidArgument("route.base_url", f"{url!r} is not an http(s) URL without query (e.g. http://127.0.0.1:8000/v1)")
+
+
+class ProviderManager:
+    """Providers and inference routes of one gateway.
+
+    :param state_dir: the gateway's state directory (holds the credential key).
+    :param store: the opened store.
+    """
+
+    def __init__(self, state_dir: Path, store: st.Store) -> None:
+        self.store = store
+        self.box = SecretBox(state_dir)
+        self._changed: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def notify(self) -> None:
+        """Wake every inference watcher (route or credentials changed, sandbox deleted)."""
+        cond = self._condition()
+        async with cond:
+            cond.notify_all()
+
+    # ------------------------------------------------------------------ providers (clients)
+
+    async def create(
+        self, *, name: str, type: str, workspace: str, credentials: Mapping[str, str],
+        config: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
+    ) -> ProviderView:
+        """Validate and store a provider (credentials sealed).
+
+        :raises InvalidArgument: bad name, unknown type, bad credential name/value, no credentials.
+        :raises AlreadyExists: the name is taken in the workspace.
+        """
+        if not names.is_valid_name(name):
+            raise gc.InvalidArgument("provider.metadata.name", f"{name!r} is not a valid name; use lower-case letters, digits and '-' (at most 63)")
+        ptype = _provider_type(type)
+        if not credentials:
+            raise gc.InvalidArgument("provider.credentials", "give at least one credential (--credential KEY=VALUE or --from-existing)")
+        _check_credentials(credentials, ptype)
+        _check_config(config or {})
+        labels = gc._check_labels(labels or {}, "provider.metadata.labels")
+        try:
+            record = await asyncio.to_thread(
+                self.store.create_provider, name=name, workspace=workspace, type=ptype.name, labels=labels,
+                config=dict(config or {}), credential_keys=list(credentials), credentials_enc=self.box.seal(dict(credentials)),
+            )
+        except st.ProviderNameTaken:
+            raise gc.AlreadyExists(f"provider '{name}' already exists; change it with 'openshell provider update {name}'") from None
+        except st.UnknownWorkspace:
+            raise gc.WorkspaceNotFound(workspace) from None
+        log.info("event=provider_created provider=%s type=%s keys=%s", name, ptype.name, ",".join(record.credential_keys))
+        return ProviderView(record)
+
+    async def _get(self, name: str, workspace: str) -> st.ProviderRecord:
+        record = await asyncio.to_thread(self.store.get_provider, name, workspace)
+        if record is None:
+            raise gc.NotFound(f"provider '{name}' not found; see 'openshell provider list'")
+        return record
+
+    async def get(self, name: str, workspace: str) -> ProviderView:
+        """Return provider ``name``; :raises NotFound:."""
+        return ProviderView(await self._get(name, workspace))
+
+    async def list(self, workspace: str | None) -> list[ProviderView]:
+        """Return every provider of ``workspace`` (None: all)."""
+        return [ProviderView(r) for r in await asyncio.to_thread(self.store.list_providers, workspace)]
+
+    async def update(
+        self, name: str, workspace: str, *, credentials: Mapping[str, str] | None = None, config: Mapping[str, str] | None = None,
+        remove_credentials: Sequence[str] = (), remove_config: Sequence[str] = (), labels: Mapping[str, str] | None = None,
+    ) -> ProviderView:
+        """Merge new credentials/config into the provider, remove the named keys; inference watchers are woken.
+
+        :raises NotFound: no such provider. :raises InvalidArgument: bad values or no credential left.
+        """
+        record = await self._get(name, workspace)
+        ptype = _provider_type(record.type)
+        _check_credentials(credentials or {}, ptype)
+        _check_config(config or {})
+        current = self.box.open(record.credentials_enc)
+        for key in remove_credentials:
+            if key not in current:
+                raise gc.InvalidArgument("remove_credentials", f"provider '{name}' has no credential {key}")
+            current.pop(key)
+        current.update(credentials or {})
+        if not current:
+            raise gc.InvalidArgument("remove_credentials", "a provider keeps at least one credential; delete the provider instead")
+        merged = {k: v for k, v in record.config.items() if k not in set(remove_config)}
+        merged.update(config or {})
+        updated = await asyncio.to_thread(
+            self.store.update_provider, name, workspace, config=merged, credential_keys=list(current),
+            credentials_enc=self.box.seal(current), labels=gc._check_labels(labels, "provider.metadata.labels") if labels else None,
+        )
+        if updated is None:
+            raise gc.NotFound(f"provider '{name}' not found; see 'openshell provider list'")
+        log.info("event=provider_updated provider=%s keys=%s", name, ",".join(updated.credential_keys))
+        await self.notify()
+        return ProviderView(updated)
+
+    async def delete(self, name: str, workspace: str, *, allow_missing: bool = False) -> str:
+        """Delete the provider unless a sandbox or the inference route uses it.
+
+        :returns: ``COMPLETED`` or ``ALREADY_ABSENT``.
+        :raises NotFound: missing and not ``allow_missing``.
+        :raises FailedPrecondition: still used (names the users and the fix).
+        """
+        record = await asyncio.to_thread(self.store.get_provider, name, workspace)
+        if record is None:
+            if allow_missing:
+                return "ALREADY_ABSENT"
+            raise gc.NotFound(f"provider '{name}' not found; see 'openshell provider list'")
+        users = [s.name for s in await asyncio.to_thread(self.store.list_sandboxes, workspace) if name in s.spec.get("providers", [])]
+        if users:
+            raise gc.FailedPrecondition(f"provider '{name}' is used by sandbox(es) {', '.join(users)}; delete them first")
+        route = await asyncio.to_thread(self.store.get_inference_route, workspace)
+        if route is not None and route.provider == name:
+            raise gc.FailedPrecondition(f"provider '{name}' authenticates the inference route; change it with 'openshell inference set' first")
+        await asyncio.to_thread(self.store.delete_provider, name, workspace)
+        log.info("event=provider_deleted provider=%s", name)
+        return "COMPLETED"
+
+    async def check_attachable(self, names_: Sequence[str], workspace: str) -> None:
+        """Raise ``InvalidArgument`` (field ``spec.providers``) unless every named provider exists."""
+        for i, pname in enumerate(names_):
+            if await asyncio.to_thread(self.store.get_provider, pname, workspace) is None:
+                raise gc.InvalidArgument(f"spec.providers[{i}]", f"provider '{pname}' not found; create it with 'openshell provider create --name {pname} ...'")
+
+    # ------------------------------------------------------------------ inference routes (clients)
+
+    async def set_route(self, workspace: str, *, backend: str, model: str, base_url: str = "", provider: str = "") -> st.InferenceRouteRecord:
+        """Validate and store the workspace's inference route; supervisors refresh without restart.
+
+        :raises InvalidArgument: unknown backend (not installed where the gateway runs),
+            empty model, bad URL, unknown provider.
+        """
+        cls = _backend_class(backend)
+        if not model.strip():
+            raise gc.InvalidArgument("route.model", "give the model id the backend serves (--model)")
+        if base_url:
+            _check_base_url(base_url)
+        elif not cls.default_base_url:
+            raise gc.InvalidArgument("route.base_url", f"backend '{backend}' has no default URL; give --base-url")
+        if provider:
+            await self._get(provider, workspace)
+        route = await asyncio.to_thread(
+            self.store.set_inference_route, workspace, backend=backend, model=model.strip(), base_url=base_url, provider=provider,
+        )
+        log.info("event=inference_route_set workspace=%s backend=%s model=%s provider=%s", workspace, backend, model, provider or "-")
+        await self.notify()
+        return route
+
+    async def get_route(self, workspace: str) -> st.InferenceRouteRecord | None:
+        """Return the workspace's route (None when never set)."""
+        return await asyncio.to_thread(self.store.get_inference_route, workspace)
+
+    # ------------------------------------------------------------------ supervisors
+
+    async def provider_environment(self, record: st.SandboxRecord) -> ProviderEnvironment:
+        """Placeholders and values for the providers attached to ``record``.
+
+        A provider deleted after the sandbox was created is skipped (logged).
+        """
+        from openshell.providers import placeholder
+
+        env: dict[str, str] = {}
+        creds: list[SandboxCredential] = []
+        for pname in record.spec.get("providers", []):
+            prov = await asyncio.to_thread(self.store.get_provider, pname, record.workspace)
+            if prov is None:
+                log.warning("event=provider_missing sandbox=%s provider=%s", record.id, pname)
+                continue
+            try:
+                ptype = _provider_type(prov.type)
+                hosts = ptype.credential_hosts(prov.config)
+            except gc.InvalidArgument:
+                hosts = ()  # type plugin uninstalled: the value may go nowhere
+            for key, value in sorted(self.box.open(prov.credentials_enc).items()):
+                env[key] = placeholder(key)
+                creds.append(SandboxCredential(pname, prov.type, key, value, tuple(hosts)))
+        return ProviderEnvironment(env, tuple(creds))
+
+    async def inference_bundle(self, workspace: str) -> InferenceBundle:
+        """The route of ``workspace`` with the backend's auth headers (revision 0: none or unusable)."""
+        route = await asyncio.to_thread(self.store.get_inference_route, workspace)
+        if route is None:
+            return InferenceBundle()
+        try:
+            cls = _backend_class(route.backend)
+        except gc.InvalidArgument as exc:
+            log.warning("event=inference_backend_missing workspace=%s error=%s", workspace, exc)
+            return InferenceBundle()
+        credential = None
+        if route.provider:
+            prov = await asyncio.to_thread(self.store.get_provider, route.provider, workspace)
+            if prov is not None:
+                values = self.box.open(prov.credentials_enc)
+                try:
+                    preferred = _provider_type(prov.type).env_vars
+                except gc.InvalidArgument:
+                    preferred = ()
+                key = next((k for k in preferred if k in values), None) or sorted(values)[0]
+                credential = values[key]
+        headers = dict(cls().auth_headers(credential))
+        content = {
+            "backend": route.backend, "protocols": list(cls.protocols), "base_url": route.base_url or cls.default_base_url,
+            "model": route.model, "auth": headers,
+        }
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()
+        revision = int.from_bytes(digest[:8], "big") >> 1 or 1
+        return InferenceBundle(revision, route.backend, tuple(cls.protocols), content["base_url"], route.model, headers)
+
+    async def watch_inference(self, record: st.SandboxRecord, after_revision: int = 0) -> AsyncIterator[InferenceBundle]:
+        """Yield the sandbox's inference bundle whenever its revision differs from the last sent.
+
+        Ends when the sandbox is deleted.
+        """
+        cond = self._condition()
+        last = after_revision
+        while True:
+            async with cond:
+                if await asyncio.to_thread(self.store.get_sandbox, record.id) is None:
+                    return
+                bundle = await self.inference_bundle(record.workspace)
+                if bundle.revision == last:
+                    await cond.wait()
+                    continue
+            last = bundle.revision
+            yield bundle

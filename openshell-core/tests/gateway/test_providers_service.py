@@ -1,0 +1,175 @@
+"""Providers and inference routes over real gRPC mTLS: CRUD, redaction, encryption at rest,
+supervisor-facing environment and the inference bundle watch (issue 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+import pytest
+from openshell._proto import supervisor_pb2, supervisor_pb2_grpc
+from openshell.client import sdk
+from openshell.gateway import core as gc
+from openshell.gateway.secretbox import KEY_FILE
+from openshell.gateway.service import add_services
+from openshell.gateway.store import Store
+from openshell.gateway.tls import ensure_pki
+from openshell.plugin.kinds import ComputeDriver, DriverContext, SandboxStatus, SshEndpoint
+
+pytestmark = pytest.mark.timeout(60)
+SECRET = "sk-ant-REAL-VALUE-0123456789"
+
+
+class NullDriver(ComputeDriver):
+    name = "null"
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        self.created: dict[str, dict[str, Any]] = {}
+
+    def create(self, sandbox: Mapping[str, Any]) -> None:
+        self.created[sandbox["id"]] = dict(sandbox)
+
+    def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
+        pass
+
+    def status(self, sandbox_id: str) -> SandboxStatus:
+        return SandboxStatus("PROVISIONING")
+
+    def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
+        return SshEndpoint(unix_path="/nonexistent.sock")
+
+
+@pytest.fixture
+def gw(tmp_path):
+    pki = ensure_pki(tmp_path / "pki")
+    driver = NullDriver(DriverContext(state_dir=str(tmp_path), gateway_endpoint=""))
+    store = Store(tmp_path / "gateway.db")
+    core = gc.GatewayCore(tmp_path, store, driver, version="t", monitor_interval=0)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server()
+        add_services(server, core)
+        creds = grpc.ssl_server_credentials(
+            [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())], root_certificates=pki.ca_cert.read_bytes(), require_client_auth=True
+        )
+        port = server.add_secure_port("127.0.0.1:0", creds)
+        await server.start()
+        return server, port
+
+    server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    client = sdk.OpenShellClient(f"https://127.0.0.1:{port}", pki.ca_cert, pki.client_cert, pki.client_key)
+    ns = type("GW", (), {})()
+    ns.client, ns.port, ns.pki, ns.driver, ns.tmp, ns.store = client, port, pki, driver, tmp_path, store
+    try:
+        yield ns
+    finally:
+        client.close()
+        asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        store.close()
+
+
+def supervisor_stub(gw, sandbox_id: str):
+    creds = grpc.ssl_channel_credentials(gw.pki.ca_cert.read_bytes(), gw.pki.supervisor_key.read_bytes(), gw.pki.supervisor_cert.read_bytes())
+    channel = grpc.secure_channel(f"127.0.0.1:{gw.port}", creds)
+    md = (("x-sandbox-id", sandbox_id), ("x-sandbox-secret", gw.driver.created[sandbox_id]["secret"]))
+    return channel, supervisor_pb2_grpc.SupervisorStub(channel), md
+
+
+def test_create_get_list_never_return_values(gw):
+    created = gw.client.create_provider("work", "anthropic", {"ANTHROPIC_API_KEY": SECRET})
+    assert created.credential_keys == ("ANTHROPIC_API_KEY",)
+    got = gw.client.get_provider("work")
+    assert got.type == "anthropic" and got.credential_keys == ("ANTHROPIC_API_KEY",)
+    raw = gw.client._stub.GetProvider(sdk.openshell_pb2.GetProviderRequest(name="work", workspace_scope=gw.client._scope))
+    assert dict(raw.provider.credentials) == {"ANTHROPIC_API_KEY": ""}
+    assert [p.name for p in gw.client.list_providers()] == ["work"]
+    assert SECRET not in repr(gw.client.list_providers())
+
+
+def test_values_are_encrypted_at_rest_with_a_0600_key(gw):
+    gw.client.create_provider("work", "anthropic", {"ANTHROPIC_API_KEY": SECRET})
+    for name in os.listdir(gw.tmp):
+        if name.startswith("gateway.db"):
+            assert SECRET.encode() not in (gw.tmp / name).read_bytes()
+    mode = stat.S_IMODE(os.stat(gw.tmp / KEY_FILE).st_mode)
+    assert mode == 0o600
+
+
+def test_bad_input_names_the_field(gw):
+    with pytest.raises(sdk.InvalidRequest, match="unknown provider type 'nope'"):
+        gw.client.create_provider("x", "nope", {"A": "1"})
+    with pytest.raises(sdk.InvalidRequest, match="type 'anthropic' takes ANTHROPIC_API_KEY; use --type generic"):
+        gw.client.create_provider("x", "anthropic", {"OTHER": "1"})
+    with pytest.raises(sdk.InvalidRequest, match="at least one credential"):
+        gw.client.create_provider("x", "generic", {})
+    gw.client.create_provider("x", "generic", {"A": "1"})
+    with pytest.raises(sdk.SandboxExists, match="provider 'x' already exists"):
+        gw.client.create_provider("x", "generic", {"A": "1"})
+
+
+def test_update_merges_and_delete_refuses_while_used(gw):
+    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "t1"})
+    updated = gw.client.update_provider("gh", credentials={"GH_TOKEN": "t2"}, config={"hosts": "git.corp.test"})
+    assert updated.credential_keys == ("GH_TOKEN", "GITHUB_TOKEN") and updated.config == {"hosts": "git.corp.test"}
+    gw.client.create_sandbox("sb", providers=["gh"])
+    with pytest.raises(sdk.OpenShellError, match="used by sandbox.*sb"):
+        gw.client.delete_provider("gh")
+    gw.client.delete_sandbox("sb")
+    assert gw.client.delete_provider("gh") == "COMPLETED"
+    assert gw.client.delete_provider("gh", allow_missing=True) == "ALREADY_ABSENT"
+    with pytest.raises(LookupError, match="provider 'gh' not found"):
+        gw.client.get_provider("gh")
+
+
+def test_sandbox_with_unknown_provider_is_refused(gw):
+    with pytest.raises(sdk.InvalidRequest, match=r"spec.providers\[0\]: provider 'ghost' not found"):
+        gw.client.create_sandbox("sb", providers=["ghost"])
+
+
+def test_supervisor_gets_placeholders_and_values_for_its_own_sandbox_only(gw):
+    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "ghp_real"}, config={"hosts": "git.corp.test"})
+    sb = gw.client.create_sandbox("sb", providers=["gh"])
+    assert sb.id
+    channel, stub, md = supervisor_stub(gw, sb.id)
+    with channel:
+        penv = stub.GetProviderEnvironment(supervisor_pb2.GetProviderEnvironmentRequest(), metadata=md, timeout=10)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetProviderEnvironment(supervisor_pb2.GetProviderEnvironmentRequest(), metadata=(md[0], ("x-sandbox-secret", "0" * 64)), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert dict(penv.environment) == {"GITHUB_TOKEN": "openshell:resolve:env:GITHUB_TOKEN"}
+    (cred,) = penv.credentials
+    assert cred.value == "ghp_real" and "api.github.com" in cred.hosts and "git.corp.test" in cred.hosts
+
+
+def test_inference_route_set_get_and_bundle_refreshes_on_change(gw):
+    assert gw.client.get_inference_route() is None
+    with pytest.raises(sdk.InvalidRequest, match="inference backend 'nope' is not installed"):
+        gw.client.set_inference_route("nope", "m")
+    gw.client.create_provider("oa", "openai", {"OPENAI_API_KEY": "k1"})
+    route = gw.client.set_inference_route("openai", "gpt-x", base_url="http://127.0.0.1:9/v1", provider="oa")
+    assert route.protocols == ("openai",) and route.revision == 1
+    assert gw.client.get_inference_route().model == "gpt-x"
+    sb = gw.client.create_sandbox("sb")
+    channel, stub, md = supervisor_stub(gw, sb.id)
+    with channel:
+        stream = stub.WatchInferenceBundle(supervisor_pb2.WatchInferenceBundleRequest(), metadata=md, timeout=20)
+        first = next(stream)
+        assert (first.backend, first.model, first.base_url) == ("openai", "gpt-x", "http://127.0.0.1:9/v1")
+        assert dict(first.auth_headers) == {"Authorization": "Bearer k1"}
+        gw.client.update_provider("oa", credentials={"OPENAI_API_KEY": "k2"})
+        second = next(stream)
+        assert dict(second.auth_headers) == {"Authorization": "Bearer k2"} and second.revision != first.revision
+        stream.cancel()
+    with pytest.raises(sdk.OpenShellError, match="authenticates the inference route"):
+        gw.client.delete_provider("oa")
