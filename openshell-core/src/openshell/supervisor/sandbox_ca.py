@@ -8,9 +8,14 @@ never touches the sandbox filesystem). The sandbox gets the certificate at
 
 from __future__ import annotations
 
+import collections
 import datetime
+import ipaddress
 import os
-from dataclasses import dataclass
+import ssl
+import tempfile
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -31,6 +36,7 @@ class SandboxCA:
 
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
+    _leaves: "LeafCache | None" = field(default=None, repr=False, compare=False)
 
     @classmethod
     def generate(cls, sandbox_name: str) -> "SandboxCA":
@@ -54,7 +60,52 @@ class SandboxCA:
         return cls(cert, key)
 
     def cert_pem(self) -> bytes:
+        """The CA certificate as PEM (public; safe to hand to the sandbox)."""
         return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def server_context(self, host: str) -> ssl.SSLContext:
+        """A TLS server context presenting a leaf certificate for ``host`` (POLICY.md §3).
+
+        Leaves are issued on first use and kept in a bounded LRU cache
+        (``LeafCache``, ``LEAF_CACHE_SIZE`` hosts); see ``LeafCache.get``.
+
+        :param host: DNS name (lower case) or IP literal the sandbox connected to.
+        :returns: an ``ssl.SSLContext`` (TLS ≥ 1.2, ALPN ``http/1.1`` only).
+        """
+        if self._leaves is None:
+            self._leaves = LeafCache(self)
+        return self._leaves.get(host)
+
+    def issue_leaf(self, host: str, public_key: ec.EllipticCurvePublicKey, *, days: int = 30) -> x509.Certificate:
+        """Sign a server certificate for ``host`` (SAN = DNS name or IP address).
+
+        :param host: DNS name or IP literal (IPv6 without brackets).
+        :param public_key: the leaf's public key.
+        :param days: validity from now (the certificate is back-dated 5 minutes).
+        :raises ValueError: for an empty host.
+        """
+        if not host:
+            raise ValueError("cannot issue a certificate for an empty host")
+        try:
+            san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+        except ValueError:
+            san = x509.DNSName(host)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host[:64])]))
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False, content_commitment=False, key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
 
     def write_public_files(self, tls_dir: Path) -> None:
         """Write ``openshell-ca.pem`` and ``ca-bundle.pem`` (world-readable; no key)."""
@@ -72,6 +123,79 @@ class SandboxCA:
             p = tls_dir / fname
             p.write_bytes(data)
             os.chmod(p, 0o644)
+
+
+#: hosts whose leaf contexts are kept (least recently used evicted beyond this)
+LEAF_CACHE_SIZE = 256
+
+
+class LeafCache:
+    """Bounded LRU cache ``host → ssl.SSLContext`` for one sandbox CA. Thread-safe.
+
+    All leaves share one EC P-256 key made when the cache is created; it lives in
+    supervisor memory only. ``ssl`` can load a key only from a path, so the PEM
+    goes through an anonymous memory file (``memfd_create``, read through
+    ``/proc/self/fd``) that is closed right after loading: nothing is written to
+    any filesystem, and nothing of it is ever visible inside the sandbox.
+
+    :param ca: the issuing CA.
+    :param size: maximum number of hosts kept.
+    """
+
+    def __init__(self, ca: SandboxCA, size: int = LEAF_CACHE_SIZE) -> None:
+        self.ca = ca
+        self.size = size
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self._cache: collections.OrderedDict[str, ssl.SSLContext] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def get(self, host: str) -> ssl.SSLContext:
+        """The server context for ``host``, issuing a leaf on a miss (about 1 ms)."""
+        with self._lock:
+            ctx = self._cache.get(host)
+            if ctx is not None:
+                self._cache.move_to_end(host)
+                return ctx
+        ctx = self._make(host)
+        with self._lock:
+            self._cache[host] = ctx
+            self._cache.move_to_end(host)
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return ctx
+
+    def _make(self, host: str) -> ssl.SSLContext:
+        cert = self.ca.issue_leaf(host, self._key.public_key())
+        pem = (
+            cert.public_bytes(serialization.Encoding.PEM)
+            + self.ca.cert_pem()
+            + self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_alpn_protocols(["http/1.1"])
+        _load_chain_from_memory(ctx, pem)
+        return ctx
+
+
+def _load_chain_from_memory(ctx: ssl.SSLContext, pem: bytes) -> None:
+    """``ctx.load_cert_chain`` from bytes without touching a filesystem (memfd)."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("openshell-leaf", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, pem)
+            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return
+    # Fallback (no memfd): a private file that exists only while loading.
+    with tempfile.NamedTemporaryFile(prefix="openshell-leaf-", mode="wb") as f:  # 0600 by default
+        f.write(pem)
+        f.flush()
+        ctx.load_cert_chain(f.name)
 
 
 def ca_environment() -> dict[str, str]:

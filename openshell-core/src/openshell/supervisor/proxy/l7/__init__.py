@@ -1,0 +1,20 @@
+"""HTTP inspection inside TLS for ``protocol: rest`` endpoints (POLICY.md §3).
+
+Public API::
+
+    HttpInspector(ca, *, upstream_ctx=None, extra_ca=None, hooks=())  # an ``Inspector``
+    RequestHook, L7Request, HookRefused     # per-request rewrite seam (credentials)
+    upstream_context(extra_ca) -> ssl.SSLContext
+    accept_client(ca, sock, early, host) -> Transport   # TLS-or-plain termination
+
+Modules, one job each: ``transport`` (plain/TLS byte transports over a
+non-blocking socket), ``message`` (strict HTTP/1.1 framing, smuggling
+defences), ``hooks`` (the rewrite seam), ``inspector`` (per-request decisions,
+keep-alive, 403 bodies, WebSocket relay).
+"""
+
+from openshell.supervisor.proxy.l7.hooks import HookRefused, L7Request, RequestHook
+from openshell.supervisor.proxy.l7.inspector import HttpInspector, accept_client
+from openshell.supervisor.proxy.l7.transport import TransportError, upstream_context
+
+__all__ = ["HookRefused", "HttpInspector", "L7Request", "RequestHook", "TransportError", "accept_client", "upstream_context"]
