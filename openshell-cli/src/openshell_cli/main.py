@@ -15,7 +15,7 @@ import click
 from openshell_cli.errors import CliError
 
 #: command modules, each exposing a click command or group named ``cli``
-COMMAND_MODULES = ("plugins", "gateway", "sandbox", "policy")
+COMMAND_MODULES = ("plugins", "gateway", "sandbox", "policy", "ssh", "forward")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -138,8 +138,11 @@ def sandbox() -> None:
 @click.option("--detach", "-d", is_flag=True, help="Return once READY without running a command.")
 @click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
 @click.option("--timeout", type=float, default=READY_TIMEOUT, show_default=True, help="Seconds to wait for READY.")
+@click.option("--upload", "uploads", multiple=True, metavar="LOCAL[:DEST]",
+              help="Upload LOCAL into DEST (default /sandbox) before COMMAND starts; repeatable.")
+@click.option("--no-git-ignore", is_flag=True, help="With --upload: also send files .gitignore excludes.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, command) -> None:
+def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, uploads, no_git_ignore, command) -> None:
     """Create a sandbox, wait until it is READY, and run COMMAND in it.
 
     With COMMAND, exits with COMMAND's exit code (the sandbox stays; delete it
@@ -150,6 +153,7 @@ def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, com
       openshell sandbox create --name demo --policy examples/quickstart/policy.yaml \\
           --add-host up.example.test:10.199.0.2 -- curl -sS http://up.example.test:8080/
     """
+    upload_specs = [_split_upload(u) for u in uploads]
     policy_yaml = _read_policy(policy_file)
     env = _kv(envs, "--env")
     label_map = _kv(labels, "--label")
@@ -163,6 +167,8 @@ def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, com
         status.update(f"sandbox {rec.name}: waiting for READY…")
         rec = client.wait_ready(rec.name, timeout=timeout)
     click.echo(f"sandbox {rec.name} is READY", err=True)
+    for local, dest in upload_specs:  # before COMMAND starts
+        _do_upload(client, rec.name, local, dest, git_ignore=not no_git_ignore)
     if command and not detach:
         code = run_exec(client, rec.name, list(command), env={}, workdir=None, timeout=None, forward_stdin=True)
         sys.exit(code)
@@ -199,18 +205,26 @@ def get(name, gateway, output) -> None:
 @click.option("--env", "envs", multiple=True, metavar="K=V", help="Extra environment variable for this command.")
 @click.option("--workdir", help="Directory to run in (default /sandbox).")
 @click.option("--timeout", type=float, help="Seconds; the command is killed after it and exec exits 124.")
+@click.option("--tty", "-t", "use_tty", is_flag=True, help="Run under a PTY (interactive programs); stdout and stderr merge.")
 @click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(name, envs, workdir, timeout, gateway, command) -> None:
+def exec_(name, envs, workdir, timeout, use_tty, gateway, command) -> None:
     """Run COMMAND in sandbox NAME with the sandbox's isolation; exits with its code.
 
-    Our stdin is forwarded when it is not a terminal.
+    Our stdin is forwarded when it is not a terminal. With --tty the command
+    gets a PTY that follows our window size, our stdin is streamed to it and
+    Ctrl-C reaches it; without, stdout and stderr stay separate.
 
     \b
     Example:
       echo hi | openshell sandbox exec demo -- cat
+      openshell sandbox exec --tty demo -- python3
     """
     client = _client(gateway)
+    if use_tty:
+        from openshell_cli.interactive import grpc_tty_exec
+
+        sys.exit(grpc_tty_exec(client, name, list(command), env=_kv(envs, "--env"), workdir=workdir, timeout=timeout))
     sys.exit(run_exec(client, name, list(command), env=_kv(envs, "--env"), workdir=workdir, timeout=timeout, forward_stdin=True))
 
 
@@ -242,6 +256,147 @@ def delete(names, all_, keep_workdir, gateway) -> None:
             failed = True
     if failed:
         sys.exit(1)
+
+
+# --------------------------------------------------------------------------- interactive access (issue 4)
+
+
+def _split_upload(spec: str) -> tuple[str, str]:
+    """``LOCAL[:DEST]`` → ``(LOCAL, DEST)``; DEST defaults to /sandbox and must be absolute."""
+    local, sep, dest = spec.rpartition(":")
+    if not sep or not dest.startswith("/"):
+        local, dest = spec, "/sandbox"
+    if not local or not os.path.lexists(local):
+        raise click.BadParameter(f"{spec!r}: LOCAL must exist (LOCAL[:DEST], DEST absolute)", param_hint="--upload")
+    return local, dest
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _do_upload(client, name: str, local: str, dest: str, *, git_ignore: bool) -> None:
+    from rich.console import Console
+
+    from openshell_cli.commands.ssh import ssh_transport
+    from openshell_cli.transfer import TransferError, upload
+
+    transport = ssh_transport(client, name)
+    try:
+        with Console(stderr=True).status(f"uploading {local} to {name}:{dest}…") as status:
+            stats = upload(transport, Path(local), dest, git_ignore=git_ignore,
+                           progress=lambda sent: status.update(f"uploading {local} to {name}:{dest}… {_human(sent)}"))
+    except TransferError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        transport.close()
+    click.echo(f"uploaded {stats.files} files ({_human(stats.bytes)}) to {name}:{dest}", err=True)
+
+
+@sandbox.command("connect")
+@click.argument("name")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+def connect(name, gateway) -> None:
+    """Open an interactive shell in sandbox NAME (SSH through the gateway).
+
+    The shell has a PTY that follows your window size; Ctrl-C reaches the
+    remote process; exits with the shell's exit status. It runs with exactly
+    the sandbox's isolation (user, Landlock, seccomp, network).
+
+    \b
+    Example:
+      openshell sandbox connect demo
+    """
+    from openshell_cli.commands.ssh import ssh_transport
+    from openshell_cli.interactive import ssh_pty_session
+
+    client = _client(gateway)
+    transport = ssh_transport(client, name)
+    try:
+        code = ssh_pty_session(transport)
+    finally:
+        transport.close()
+    sys.exit(code)
+
+
+@sandbox.command("ssh-config")
+@click.argument("name")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+def ssh_config(name, gateway) -> None:
+    """Print an OpenSSH 'Host openshell-NAME' block for ssh, scp and sftp.
+
+    \b
+    Example:
+      openshell sandbox ssh-config demo >> ~/.ssh/config
+      ssh openshell-demo id; scp file.txt openshell-demo:/sandbox/; sftp openshell-demo
+    """
+    from openshell_cli.commands.ssh import ssh_config_block
+
+    if not gateway:
+        from openshell.client.config import active_name
+
+        gateway = active_name()
+    _client(gateway).get_sandbox(name)  # a typo fails here, not later inside ssh
+    click.echo(ssh_config_block(name, gateway), nl=False)
+
+
+@sandbox.command("upload")
+@click.argument("name")
+@click.argument("local", type=click.Path(exists=True, file_okay=True, dir_okay=True))
+@click.argument("dest", required=False, default="/sandbox")
+@click.option("--no-git-ignore", is_flag=True, help="Also send files that .gitignore excludes (when LOCAL is in a git repository).")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+def upload_cmd(name, local, dest, no_git_ignore, gateway) -> None:
+    """Copy LOCAL (file or directory) into DEST in sandbox NAME (default /sandbox).
+
+    A directory's contents land in DEST; a file lands as DEST/<its name>.
+    Inside a git repository, files .gitignore excludes are skipped. Modes and
+    symlinks are kept; a symlink pointing outside LOCAL is refused. tar runs
+    inside the sandbox, as the sandbox user.
+
+    \b
+    Example:
+      openshell sandbox upload demo ./src /sandbox/src
+    """
+    _do_upload(_client(gateway), name, local, dest, git_ignore=not no_git_ignore)
+
+
+@sandbox.command("download")
+@click.argument("name")
+@click.argument("path")
+@click.argument("dest", required=False, default=".", type=click.Path(file_okay=False))
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+def download_cmd(name, path, dest, gateway) -> None:
+    """Copy PATH (file or directory) from sandbox NAME into local directory DEST (default .).
+
+    A directory's contents land in DEST; a file lands as DEST/<its name>.
+    Members that would escape DEST (absolute names, '..', links pointing out)
+    are refused: what the sandbox sends is not trusted.
+
+    \b
+    Example:
+      openshell sandbox download demo /sandbox/out ./out
+    """
+    from rich.console import Console
+
+    from openshell_cli.commands.ssh import ssh_transport
+    from openshell_cli.transfer import TransferError, download
+
+    client = _client(gateway)
+    transport = ssh_transport(client, name)
+    try:
+        with Console(stderr=True).status(f"downloading {name}:{path}…") as status:
+            stats = download(transport, path, Path(dest),
+                             progress=lambda got: status.update(f"downloading {name}:{path}… {_human(got)}"))
+    except TransferError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        transport.close()
+    click.echo(f"downloaded {stats.files} files ({_human(stats.bytes)}) to {dest}", err=True)
 
 
 COMMANDS = [sandbox]

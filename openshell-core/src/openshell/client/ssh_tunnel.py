@@ -18,6 +18,7 @@ the far end.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -25,6 +26,7 @@ from typing import Any
 
 CONNECT_TIMEOUT = 15.0  # seconds for TCP + TLS + CONNECT answer
 MAX_HEAD = 16 * 1024  # bytes of the gateway's answer head we accept
+CHUNK = 64 * 1024  # bytes per relay read
 
 
 class TunnelError(ConnectionError):
@@ -48,79 +50,114 @@ _HINTS = {
 
 
 def open_tunnel(endpoint: str, ssl_context: ssl.SSLContext, sandbox_id: str, token: str,
-                *, timeout: float = CONNECT_TIMEOUT) -> ssl.SSLSocket:
+                *, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
     """Dial the gateway and open ``CONNECT /connect/ssh`` for one sandbox.
+
+    The TLS connection is driven by a private asyncio loop in a daemon thread
+    (OpenSSL objects must not be read and written from two threads at once, and
+    paramiko does exactly that); the caller gets the plain end of a socket
+    pair whose bytes the loop relays to and from the TLS connection.
 
     :param endpoint: ``https://host:port`` of the gateway.
     :param ssl_context: a client context with our certificate and ALPN ``http/1.1``.
     :param sandbox_id, token: from ``CreateSshSession``.
-    :returns: the TLS socket, positioned at the first SSH byte (blocking, no timeout).
+    :returns: a connected blocking socket, positioned at the first SSH byte.
     :raises TunnelError: no connection, or any answer but 200 (``status`` says which).
     """
+    import concurrent.futures
+    import threading
     from urllib.parse import urlsplit
 
     split = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
     host, port = split.hostname or "127.0.0.1", split.port or 443
+    ours, theirs = socket.socketpair()
+    ready: concurrent.futures.Future = concurrent.futures.Future()
+
+    async def run() -> None:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=ssl_context, server_hostname=host, limit=MAX_HEAD), timeout)
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            raise TunnelError(0, f"gateway at {endpoint} is not reachable over mTLS ({exc}); check 'openshell gateway status'") from exc
+        try:
+            writer.write((
+                "CONNECT /connect/ssh HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\n"
+                f"x-sandbox-id: {sandbox_id}\r\n"
+                f"x-sandbox-token: {token}\r\n\r\n"
+            ).encode("latin-1"))
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError) as exc:
+                raise TunnelError(0, f"gateway at {endpoint} gave no tunnel answer ({type(exc).__name__})") from exc
+            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            status = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
+            if status != 200:
+                detail = await _error_body(reader, head)
+                raise TunnelError(status, f"gateway refused the SSH tunnel ({status}: {detail}); "
+                                          f"{_HINTS.get(status, 'check openshell gateway status')}")
+            local_r, local_w = await asyncio.open_connection(sock=theirs, limit=CHUNK)
+            ready.set_result(None)
+            await _relay(reader, writer, local_r, local_w)
+        finally:
+            writer.close()
+
+    def thread() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            if not ready.done():
+                ready.set_exception(exc)
+        finally:
+            theirs.close()
+
+    threading.Thread(target=thread, daemon=True, name="ssh-tunnel").start()
     try:
-        raw = socket.create_connection((host, port), timeout=timeout)
-    except OSError as exc:
-        raise TunnelError(0, f"gateway at {endpoint} is not reachable ({exc}); check 'openshell gateway status'") from exc
-    try:
-        tls = ssl_context.wrap_socket(raw, server_hostname=host)
-        head = (
-            "CONNECT /connect/ssh HTTP/1.1\r\n"
-            f"Host: {host}:{port}\r\n"
-            f"x-sandbox-id: {sandbox_id}\r\n"
-            f"x-sandbox-token: {token}\r\n\r\n"
-        )
-        tls.sendall(head.encode("latin-1"))
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            if len(answer) > MAX_HEAD:
-                raise TunnelError(0, "gateway answer head too large")
-            # One byte at a time: everything after the head is SSH and must stay unread.
-            b = tls.recv(1)
-            if not b:
-                raise TunnelError(0, f"gateway at {endpoint} closed the tunnel without an answer")
-            answer += b
-        status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = status_line.split(" ", 2)
-        status = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
-        if status != 200:
-            detail = _error_body(tls, answer)
-            hint = _HINTS.get(status, "check 'openshell gateway status'")
-            raise TunnelError(status, f"gateway refused the SSH tunnel ({status}: {detail}); {hint}")
-        tls.settimeout(None)
-        return tls
-    except (OSError, ssl.SSLError) as exc:
-        raw.close()
-        if isinstance(exc, TunnelError):
-            raise
-        raise TunnelError(0, f"TLS to gateway {endpoint} failed ({exc}); check 'openshell gateway info'") from exc
+        ready.result(timeout=timeout + 5)
+    except concurrent.futures.TimeoutError:
+        ours.close()
+        raise TunnelError(0, f"gateway at {endpoint} did not answer within {timeout:g}s") from None
     except BaseException:
-        raw.close()
+        ours.close()
         raise
+    return ours
 
 
-def _error_body(tls: ssl.SSLSocket, head: bytes) -> str:
+async def _relay(r1, w1, r2, w2) -> None:
+    async def pump(src, dst) -> None:
+        try:
+            while data := await src.read(CHUNK):
+                dst.write(data)
+                await dst.drain()
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            try:
+                if dst.can_write_eof():
+                    dst.write_eof()
+                else:
+                    dst.close()
+            except (OSError, RuntimeError):
+                pass
+
+    await asyncio.gather(pump(r1, w2), pump(r2, w1))
+    w2.close()
+
+
+async def _error_body(reader: asyncio.StreamReader, head: bytes) -> str:
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length" and value.strip().isdigit():
             length = min(int(value.strip()), 4096)
-    body = b""
     try:
-        while len(body) < length:
-            chunk = tls.recv(length - len(body))
-            if not chunk:
-                break
-            body += chunk
+        body = await asyncio.wait_for(reader.readexactly(length), 5)
         return str(json.loads(body).get("error", "")) or "no detail"
-    except (OSError, ValueError, AttributeError):
-        return body.decode(errors="replace")[:200] or "no detail"
+    except (OSError, ValueError, AttributeError, asyncio.IncompleteReadError, TimeoutError):
+        return "no detail"
 
 
-def open_client_tunnel(client: Any, name: str) -> ssl.SSLSocket:
+def open_client_tunnel(client: Any, name: str) -> socket.socket:
     """Create an SSH session for sandbox ``name`` with ``client`` (an ``OpenShellClient``) and open its tunnel.
 
     :raises TunnelError: the gateway refused the tunnel.

@@ -1,0 +1,354 @@
+"""``sandbox upload`` / ``sandbox download``: tar streamed over an SSH exec channel (no rsync).
+
+Upload: we build a tar stream of LOCAL (the files git would track when LOCAL is
+in a git work tree, unless ``git_ignore=False``) and pipe it into
+``tar -x`` running *inside* the sandbox through the child launcher, so it
+writes as the sandbox user under Landlock. Download: ``tar -c`` runs inside
+the sandbox and we extract its stream here.
+
+Both sides refuse members that would escape the destination: absolute names,
+``..`` components, symbolic or hard links whose target lies outside, and
+members whose parent directory resolves outside (a link planted earlier in the
+same archive). Our extractor refuses them itself (every byte from the sandbox
+is hostile); for uploads we never put such a member in the stream, and the
+sandbox's GNU tar independently refuses ``..`` members and strips leading
+``/``. Permissions (mode & 0o777) and symlinks are preserved; ownership is
+not (files belong to whoever extracts them); devices and FIFOs are skipped.
+
+Layout: a directory's *contents* land in DEST (as ``tar -C LOCAL . | tar -C DEST -x``);
+a single file lands as ``DEST/<its name>``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shlex
+import stat
+import subprocess
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+CHUNK = 256 * 1024  # bytes per channel read/write
+MAX_MEMBER_NAME = 4096
+
+
+class TransferError(RuntimeError):
+    """An upload or download failed; the message is one line naming the cause and the fix."""
+
+
+class UnsafeMember(TransferError):
+    """An archive member would escape the destination; it was refused."""
+
+
+@dataclass
+class Stats:
+    """What a transfer moved: ``files`` (regular files), ``bytes`` (their sizes), ``links``, ``dirs``."""
+
+    files: int = 0
+    bytes: int = 0
+    links: int = 0
+    dirs: int = 0
+
+
+# --------------------------------------------------------------------------- selecting files
+
+
+def _git_files(root: Path) -> Optional[list[str]]:
+    """Paths under ``root`` (relative, '/'-separated) git would track, or None outside a work tree."""
+    try:
+        inside = subprocess.run(["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"],
+                                capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        return None
+    out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
+                         capture_output=True, timeout=120, check=False)
+    if out.returncode != 0:
+        raise TransferError(f"git ls-files failed in {root}: {out.stderr.decode(errors='replace').strip()}; retry with --no-git-ignore")
+    return [p for p in out.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def _walk(root: Path) -> list[str]:
+    paths: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel = os.path.relpath(dirpath, root)
+        for name in sorted(dirnames + filenames):
+            paths.append(name if rel == "." else f"{rel}/{name}")
+        dirnames.sort()
+    return paths
+
+
+def _check_link_inside(rel: str, target: str) -> None:
+    """Refuse a symlink at ``rel`` whose target leaves the tree."""
+    if target.startswith("/"):
+        raise UnsafeMember(f"symlink {rel} -> {target} points outside (absolute); it would escape the destination")
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    if joined == ".." or joined.startswith("../"):
+        raise UnsafeMember(f"symlink {rel} -> {target} points outside the uploaded tree")
+
+
+def upload_members(local: Path, git_ignore: bool = True) -> tuple[Path, list[str]]:
+    """Return ``(base, names)``: the directory the tar is built from and the member names in it.
+
+    :raises TransferError: LOCAL does not exist.
+    :raises UnsafeMember: a symlink in LOCAL points outside it.
+    """
+    local = Path(local)
+    if not local.exists() and not local.is_symlink():
+        raise TransferError(f"{local} does not exist; name a file or directory to upload")
+    if not local.is_dir() or local.is_symlink():
+        return local.parent, [local.name]
+    names = _git_files(local) if git_ignore else None
+    if names is None:
+        names = _walk(local)
+    else:
+        # git lists files; their directories (and tracked symlinks) must come along
+        dirs: set[str] = set()
+        for n in names:
+            parts = n.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                dirs.add("/".join(parts[:i]))
+        names = sorted(dirs) + [n for n in names if (local / n).exists() or (local / n).is_symlink()]
+    for n in names:
+        full = local / n
+        if full.is_symlink():
+            _check_link_inside(n, os.readlink(full))
+    return local, names
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+class _ChannelWriter:
+    """File-like sink for ``tarfile`` that sends to an SSH channel and counts bytes."""
+
+    def __init__(self, chan) -> None:
+        self.chan = chan
+        self.sent = 0
+
+    def write(self, data: bytes) -> int:
+        self.chan.sendall(data)
+        self.sent += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class _ChannelReader:
+    """File-like source for ``tarfile`` reading an SSH channel's stdout."""
+
+    def __init__(self, chan) -> None:
+        self.chan = chan
+        self.buf = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self.buf) < n:
+            data = self.chan.recv(CHUNK)
+            if not data:
+                break
+            self.buf += data
+        if n < 0:
+            out, self.buf = self.buf, b""
+        else:
+            out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+
+def _collect_stderr(chan) -> bytes:
+    err = b""
+    while chan.recv_stderr_ready() and len(err) < 64 * 1024:
+        err += chan.recv_stderr(CHUNK)
+    return err
+
+
+def upload(transport, local: Path, dest: str, *, git_ignore: bool = True,
+           progress: Optional[Callable[[int], None]] = None) -> Stats:
+    """Upload ``local`` into ``dest`` inside the sandbox.
+
+    :param transport: authenticated ``paramiko.Transport`` to the sandbox.
+    :param dest: absolute path inside the sandbox (created when missing).
+    :param progress: called with the bytes sent so far.
+    :raises TransferError: tar inside the sandbox failed (its message is included).
+    :raises UnsafeMember: LOCAL holds a link pointing outside it.
+    """
+    if not dest.startswith("/"):
+        dest = "/sandbox/" + dest
+    base, names = upload_members(Path(local), git_ignore)
+    stats = Stats()
+    chan = transport.open_session()
+    chan.exec_command(f"mkdir -p {shlex.quote(dest)} && exec tar -x -f - --no-same-owner -C {shlex.quote(dest)}")
+    writer = _ChannelWriter(chan)
+    try:
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:
+            for name in names:
+                info = tar.gettarinfo(str(base / name), arcname=name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                if info.isreg():
+                    with open(base / name, "rb") as fh:
+                        tar.addfile(info, fh)
+                    stats.files += 1
+                    stats.bytes += info.size
+                elif info.isdir() or info.issym():
+                    tar.addfile(info)
+                    stats.dirs += info.isdir()
+                    stats.links += info.issym()
+                if progress:
+                    progress(writer.sent)
+    except (OSError, EOFError) as exc:
+        raise TransferError(f"upload to {dest} broke off ({exc}); see the sandbox's free space and permissions") from exc
+    chan.shutdown_write()
+    # Drain stdout until the remote tar exits (it prints nothing on success).
+    while not chan.exit_status_ready() or chan.recv_ready():
+        if chan.recv_ready():
+            chan.recv(CHUNK)
+        elif chan.closed:
+            break
+        else:
+            chan.status_event.wait(0.1)
+    code = chan.recv_exit_status()
+    err = _collect_stderr(chan)
+    chan.close()
+    if code != 0:
+        msg = err.decode(errors="replace").strip().splitlines()
+        raise TransferError(f"tar in the sandbox failed ({code}): {msg[-1] if msg else 'no message'}; check that {dest} is writable by the policy")
+    return stats
+
+
+def download(transport, path: str, dest: Path, *, progress: Optional[Callable[[int], None]] = None) -> Stats:
+    """Download ``path`` (file or directory inside the sandbox) into local directory ``dest``.
+
+    :raises UnsafeMember: the sandbox sent a member that would escape ``dest`` (nothing of it is written).
+    :raises TransferError: the path does not exist or tar failed inside the sandbox.
+    """
+    if not path.startswith("/"):
+        path = "/sandbox/" + path
+    q = shlex.quote(path)
+    cmd = (f"if [ -d {q} ]; then cd {q} && exec tar -c -f - .; "
+           f"elif [ -e {q} ] || [ -L {q} ]; then cd \"$(dirname {q})\" && exec tar -c -f - \"$(basename {q})\"; "
+           f"else echo 'no such file or directory' >&2; exit 2; fi")
+    chan = transport.open_session()
+    chan.exec_command(cmd)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    reader = _ChannelReader(chan)
+    stats = Stats()
+    try:
+        with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tar:
+            extract_stream(tar, dest, stats, progress)
+    except tarfile.ReadError as exc:
+        code = chan.recv_exit_status()
+        err = _collect_stderr(chan).decode(errors="replace").strip()
+        if code == 2:
+            raise TransferError(f"{path} does not exist in the sandbox; check the path with 'openshell sandbox exec NAME -- ls'") from exc
+        raise TransferError(f"download of {path} failed: {err or exc}") from exc
+    finally:
+        chan.close()
+    return stats
+
+
+# --------------------------------------------------------------------------- safe extraction
+
+
+def _inside(root: str, path: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def safe_target(root: Path, member: tarfile.TarInfo) -> Path:
+    """Return where ``member`` may be written below ``root``.
+
+    :raises UnsafeMember: absolute name, ``..`` component, a parent that
+        resolves outside ``root`` (through a symlink), or a link target outside.
+    """
+    name = member.name
+    if len(name) > MAX_MEMBER_NAME or "\0" in name:
+        raise UnsafeMember(f"member name too long or malformed: {name[:80]!r}")
+    if name.startswith("/"):
+        raise UnsafeMember(f"member {name!r} has an absolute path; refused")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeMember(f"member {name!r} contains '..'; refused")
+    real_root = os.path.realpath(root)
+    target = Path(real_root, *parts) if parts else Path(real_root)
+    if not _inside(real_root, os.path.realpath(target.parent)):
+        raise UnsafeMember(f"member {name!r} would be written through a link outside the destination; refused")
+    if target.is_symlink() and not member.issym():
+        raise UnsafeMember(f"member {name!r} would replace or write through an existing symlink; refused")
+    if member.issym():
+        link = member.linkname
+        resolved = os.path.normpath(os.path.join(os.path.dirname(str(target)), link)) if not link.startswith("/") else link
+        if link.startswith("/") or not _inside(real_root, os.path.realpath(resolved)):
+            raise UnsafeMember(f"symlink {name!r} -> {link!r} points outside the destination; refused")
+    if member.islnk():
+        link = member.linkname
+        lparts = [p for p in link.split("/") if p not in ("", ".")]
+        if link.startswith("/") or ".." in lparts or not _inside(real_root, os.path.realpath(Path(real_root, *lparts))):
+            raise UnsafeMember(f"hard link {name!r} -> {link!r} points outside the destination; refused")
+    return target
+
+
+def extract_stream(tar: tarfile.TarFile, root: Path, stats: Stats, progress: Optional[Callable[[int], None]] = None) -> None:
+    """Extract a streamed archive member by member under ``root`` with :func:`safe_target` checks.
+
+    Directory modes are applied at the end (a read-only directory must not
+    block its own contents).
+    """
+    dir_modes: list[tuple[Path, int]] = []
+    for member in _members(tar):
+        target = safe_target(root, member)
+        mode = member.mode & 0o777
+        if member.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+            os.chmod(target, 0o700)
+            dir_modes.append((target, mode))
+            stats.dirs += 1
+        elif member.isreg():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(member)
+            if target.exists() and not target.is_file():
+                raise UnsafeMember(f"member {member.name!r} would replace a non-file; refused")
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := src.read(CHUNK):
+                    out.write(chunk)
+                    stats.bytes += len(chunk)
+                    if progress:
+                        progress(stats.bytes)
+            os.chmod(target, mode)
+            os.utime(target, (member.mtime, member.mtime))
+            stats.files += 1
+        elif member.issym():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists() or target.is_symlink():
+                target.unlink()
+            os.symlink(member.linkname, target)
+            stats.links += 1
+        elif member.islnk():
+            src_path = Path(os.path.realpath(root), *[p for p in member.linkname.split("/") if p not in ("", ".")])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                target.unlink()
+            os.link(src_path, target, follow_symlinks=False)
+            stats.files += 1
+        # devices, FIFOs and anything else: skipped
+    for path, mode in reversed(dir_modes):
+        os.chmod(path, mode)
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    while True:
+        member = tar.next()
+        if member is None:
+            return
+        yield member
+
+
+def regular_mode(path: Path) -> int:
+    """Permission bits of ``path`` (for tests and reports)."""
+    return stat.S_IMODE(os.lstat(path).st_mode)
