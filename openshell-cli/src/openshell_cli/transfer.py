@@ -275,7 +275,11 @@ def safe_target(root: Path, member: tarfile.TarInfo) -> Path:
     if ".." in parts:
         raise UnsafeMember(f"member {name!r} contains '..'; refused")
     real_root = os.path.realpath(root)
-    target = Path(real_root, *parts) if parts else Path(real_root)
+    if not parts:
+        if not member.isdir():
+            raise UnsafeMember(f"member {name!r} would replace the destination itself; refused")
+        return Path(real_root)
+    target = Path(real_root, *parts)
     if not _inside(real_root, os.path.realpath(target.parent)):
         raise UnsafeMember(f"member {name!r} would be written through a link outside the destination; refused")
     if target.is_symlink() and not member.issym():
