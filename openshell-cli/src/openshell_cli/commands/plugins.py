@@ -206,21 +206,135 @@ def agents() -> None:
 
 
 @agents.command("list")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway whose providers count (default: the active one, if running).")
 @OUTPUT_OPTION
-def agents_list(output: str) -> None:
-    """List agent plugins: name, the package that installs the agent, providers it needs.
+def agents_list(gateway: str | None, output: str) -> None:
+    """List agent plugins: whether the agent program is installed, and provider status.
+
+    INSTALLED is the program's version (or "no": run 'openshell agents install
+    NAME'). PROVIDERS has one TYPE:STATE per provider type the agent needs:
+    "provider" (the gateway has one), "env" (sandbox create will make one from
+    your environment) or "missing".
 
     \b
     Example:
-      openshell agents list -o yaml
+      openshell agents list
+      openshell agents list -o json
     """
+    from openshell_cli import agent_flow
+
+    existing = agent_flow.gateway_providers(_quiet_client(gateway))
+    env = agent_flow.environ()
 
     def extra(cls: type) -> dict[str, Any]:
-        return {"package": cls.package, "providers": ",".join(cls.provider_types)}
+        installed, version = _installed(cls)
+        return {
+            "package": cls.package,
+            "installed": installed,
+            "program_version": version,
+            "providers": ",".join(cls.provider_types),
+            "provider_status": _safe(lambda: agent_flow.provider_status(cls, existing, env)),
+        }
 
-    rows = _kind_rows("agents", extra, ("package", "providers"))
-    render(rows, output, columns=["name", "package", "status", "detail"],
+    rows = _kind_rows("agents", extra, ("package", "installed", "program_version", "providers", "provider_status"))
+    for row in rows:
+        row["program"] = row.get("program_version") or ("no" if row.get("installed") is False else "")
+    render(rows, output, columns=_columns(rows, ["name", "status", "program", "provider_status"]),
            empty="no agent plugins installed; install one with: pip install openshell-plugin-claude")
+
+
+def _safe(fn: Callable[[], str]) -> str:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - one bad plugin never breaks the listing
+        from openshell.plugin.loader import first_line
+
+        return f"error: {first_line(exc)}"
+
+
+def _installed(cls: type) -> tuple[bool, str]:
+    """``(installed, version)`` from the plugin's ``detect()`` (a raising detect counts as not installed)."""
+    try:
+        ok = bool(cls().detect())
+    except Exception:  # noqa: BLE001 - a broken detect() means "not usable"
+        return False, ""
+    if not ok:
+        return False, ""
+    version = getattr(cls(), "installed_version", lambda: None)() if ok else None
+    return True, version or "yes"
+
+
+def _quiet_client(gateway: str | None):
+    """A client for the active gateway when one is configured, else None (never starts one)."""
+    try:
+        from openshell.client.sdk import OpenShellClient
+
+        return OpenShellClient.from_config(gateway)
+    except Exception:  # noqa: BLE001 - no gateway: provider status comes from the environment
+        return None
+
+
+@agents.command("install")
+@click.argument("name")
+@click.option("--version", "version", help="npm version or range (default: the version the plugin was tested with; 'latest' for the newest).")
+@click.option("--force", is_flag=True, help="Replace an existing /usr/local/bin/<command> that OpenShell did not install.")
+def agents_install(name: str, version: str | None, force: bool) -> None:
+    """Install agent NAME's program where every sandbox can run it.
+
+    npm installs the package into /usr/local/lib/openshell/agents/NAME (under
+    /usr, which every sandbox may read) and links its command into
+    /usr/local/bin. Needs root and npm; the npm cache (~/.npm) makes a second
+    install fast.
+
+    \b
+    Example:
+      openshell agents install claude
+      openshell agents install codex --version latest
+    """
+    from openshell.agents import NpmAgent, NpmInstallError, npm_install
+    from openshell_cli import agent_flow
+    from rich.console import Console
+
+    cls = agent_flow.agent_class(name)
+    if not issubclass(cls, NpmAgent):
+        raise CliError(f"agent {name!r} is not installed from npm ({cls.package or 'no package declared'}); see its plugin's README")
+    console = Console(stderr=True)
+    spec = f"{cls.npm_package}@{version or cls.npm_version or 'latest'}"
+    with console.status(f"npm install {spec} …") as status:
+        def progress(line: str) -> None:
+            status.update(f"npm install {spec}: {line[:60]}")
+
+        try:
+            result = npm_install(cls, version, on_output=progress, force=force)
+        except NpmInstallError as exc:
+            raise CliError(str(exc)) from None
+    click.echo(f"installed {name}: {result.version} ({result.link} -> {result.target})")
+
+
+@agents.command("policy")
+@click.argument("name")
+@OUTPUT_OPTION
+def agents_policy(name: str, output: str) -> None:
+    """Print the network_policies fragment agent NAME adds to a sandbox's policy.
+
+    'openshell sandbox create -- NAME' merges it into your --policy (your rules
+    win on equal keys); --no-agent-policy leaves it out.
+
+    \b
+    Example:
+      openshell agents policy claude
+      openshell agents policy codex -o json
+    """
+    import yaml as _yaml
+
+    from openshell_cli import agent_flow
+
+    cls = agent_flow.agent_class(name)
+    fragment = {"network_policies": cls().policy_fragment()}
+    if output == "table":  # a fragment is a document, not rows: YAML is its natural table
+        click.echo(_yaml.safe_dump(fragment, sort_keys=False).rstrip())
+    else:
+        render(fragment, output)
 
 
 # --------------------------------------------------------------------------- inference

@@ -138,27 +138,48 @@ def sandbox() -> None:
 @click.option("--detach", "-d", is_flag=True, help="Return once READY without running a command.")
 @click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
 @click.option("--timeout", type=float, default=READY_TIMEOUT, show_default=True, help="Seconds to wait for READY.")
+@click.option("--agent", "agent_name", help="Run this agent plugin (default: the agent COMMAND starts, e.g. 'claude').")
+@click.option("--no-agent-policy", is_flag=True, help="Do not merge the agent's network rules into the policy.")
 @click.option("--upload", "uploads", multiple=True, metavar="LOCAL[:DEST]",
               help="Upload LOCAL into DEST (default /sandbox) before COMMAND starts; repeatable.")
 @click.option("--no-git-ignore", is_flag=True, help="With --upload: also send files .gitignore excludes.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, uploads, no_git_ignore, command) -> None:
+def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, agent_name, no_agent_policy, uploads, no_git_ignore, command) -> None:
     """Create a sandbox, wait until it is READY, and run COMMAND in it.
 
     With COMMAND, exits with COMMAND's exit code (the sandbox stays; delete it
     with 'openshell sandbox delete'). Starts the local gateway when none runs.
 
+    When COMMAND starts an agent plugin (claude, codex, opencode, openclaw, see
+    'openshell agents list'), the agent's network rules are merged into the
+    policy (shown; your --policy wins on equal rule keys), it is pointed at
+    https://inference.local when an inference route is set, and it runs with
+    a TTY when this terminal is one.
+
     \b
     Example:
       openshell sandbox create --name demo --policy examples/quickstart/policy.yaml \\
           --add-host up.example.test:10.199.0.2 -- curl -sS http://up.example.test:8080/
+      openshell sandbox create -- claude
+      openshell sandbox create -- codex exec --skip-git-repo-check "say hi"
     """
+    from openshell_cli import agent_flow
+
     upload_specs = [_split_upload(u) for u in uploads]
     policy_yaml = _read_policy(policy_file)
     env = _kv(envs, "--env")
     label_map = _kv(labels, "--label")
     extra_hosts = _hosts(hosts)
+    agent_cls = agent_flow.resolve_for_create(agent_name, command)
     client = _client(gateway, start_local=True)
+    launch = None
+    if agent_cls is not None:
+        launch = agent_flow.plan_launch(
+            agent_cls, command or (agent_cls.name,), policy_text=policy_yaml, user_env=env,
+            routed=agent_flow.inference_route_set(client), use_fragment=not no_agent_policy,
+        )
+        agent_flow.show_launch(launch)
+        policy_yaml, env, command = launch.policy_yaml, launch.env, tuple(launch.argv)
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -169,7 +190,11 @@ def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, upl
     click.echo(f"sandbox {rec.name} is READY", err=True)
     for local, dest in upload_specs:  # before COMMAND starts
         _do_upload(client, rec.name, local, dest, git_ignore=not no_git_ignore)
+    if launch is not None and launch.home_files:
+        agent_flow.write_home_files(client, rec.name, launch.home_files)
     if command and not detach:
+        if launch is not None:
+            sys.exit(agent_flow.run_agent(client, rec.name, list(command), run_exec))
         code = run_exec(client, rec.name, list(command), env={}, workdir=None, timeout=None, forward_stdin=True)
         sys.exit(code)
 
