@@ -1,0 +1,322 @@
+"""Serve ``inference.local``: terminate TLS, check the call, rewrite it, stream it to the backend.
+
+Per request (issue 5):
+
+1. ``HEAD /`` / ``GET /`` → 200 (liveness probe of agents); any other call that
+   :func:`~openshell.supervisor.inference.paths.classify` does not recognise →
+   403 ``{"error": "inference_path_denied", "path": ...}``;
+2. no route configured → 503 ``inference_not_configured``; a call of a protocol
+   the backend does not speak → 400 ``inference_protocol_mismatch``;
+3. the body (JSON, at most :data:`MAX_BODY` bytes) gets the route's ``model``;
+   the caller's credentials (``Authorization``, ``x-api-key``, ``api-key``,
+   cookies, proxy headers) are dropped and the backend's auth headers injected;
+4. the request goes to ``base_url + subpath + ?query`` with a connect timeout
+   and an idle (per read) timeout only — never a total timeout — and the
+   response (server-sent events included) is relayed chunk by chunk;
+5. backend unreachable / connect timeout → 502 ``inference_backend_unavailable``.
+
+Logs carry method, path, backend, status and duration; never headers or bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from openshell.supervisor.inference.bundle import RouteBundle
+from openshell.supervisor.inference.paths import ALLOWED, InferenceCall, classify
+
+log = logging.getLogger("openshell.supervisor.inference")
+
+INFERENCE_HOST = "inference.local"
+CONNECT_TIMEOUT = 10.0  # seconds to connect to the backend
+IDLE_TIMEOUT = 300.0  # seconds without a byte from the backend (models think before the first token)
+CLIENT_IDLE_TIMEOUT = 120.0  # seconds a keep-alive client connection may sit idle
+HANDSHAKE_TIMEOUT = 10.0  # seconds for the client's TLS handshake
+MAX_BODY = 32 << 20  # bytes of one request body
+
+#: request headers never forwarded: hop-by-hop, the caller's credentials, what we recompute
+_DROP_REQUEST = frozenset({
+    "host", "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te",
+    "trailer", "transfer-encoding", "upgrade", "content-length", "accept-encoding", "authorization", "x-api-key",
+    "api-key", "cookie", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
+})
+_DROP_RESPONSE = frozenset({
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length", "upgrade", "trailer", "te",
+    "set-cookie", "server", "date",
+})
+
+
+def _json(status: int, error: str, detail: str, **extra: Any) -> web.Response:
+    body = {"error": error, "detail": detail, **extra}
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+def tls_context(ca: Any) -> ssl.SSLContext:
+    """A server context presenting a certificate for ``inference.local`` signed by the sandbox CA.
+
+    Uses ``SandboxCA.server_context`` (the proxy's leaf cache) when present;
+    otherwise issues a leaf here. The key never touches a filesystem (memfd).
+    """
+    if hasattr(ca, "server_context"):
+        return ca.server_context(INFERENCE_HOST)
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, INFERENCE_HOST)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(INFERENCE_HOST)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    fd = os.memfd_create("inference-leaf", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, pem)
+        ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    return ctx
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, telling us when each connection ended."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ended: dict[Any, asyncio.Future[None]] = {}
+
+    def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self.ended.setdefault(handler, asyncio.get_running_loop().create_future())
+
+    def connection_lost(self, handler: Any, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        fut = self.ended.pop(handler, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+
+class InferenceRouter:
+    """One sandbox's ``inference.local``.
+
+    :param sandbox_id: for log lines.
+    :param ca: the sandbox CA (``SandboxCA``); its leaf for ``inference.local`` is served.
+    :param bundle: the initial route (revision 0: none); swap with :meth:`set_bundle`.
+    :param connect_timeout: seconds to connect to the backend.
+    :param idle_timeout: seconds without a byte from the backend before giving up.
+    """
+
+    def __init__(
+        self, sandbox_id: str, ca: Any = None, bundle: RouteBundle | None = None, *,
+        connect_timeout: float = CONNECT_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
+        self.sandbox_id = sandbox_id
+        self.ca = ca
+        self.bundle = bundle or RouteBundle()
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self._tls: ssl.SSLContext | None = None
+        self._server: _Server | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def set_bundle(self, bundle: RouteBundle) -> None:
+        """Route new requests with ``bundle`` (requests in flight keep theirs)."""
+        self.bundle = bundle
+        log.info("event=inference_route sandbox=%s backend=%s model=%s revision=%d",
+                 self.sandbox_id, bundle.backend or "-", bundle.model or "-", bundle.revision)
+
+    def _ensure(self) -> _Server:
+        if self._server is None:
+            self._server = _Server(self._handle, keepalive_timeout=CLIENT_IDLE_TIMEOUT, max_line_size=8190, max_field_size=8190)
+            timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout, sock_read=self.idle_timeout)
+            self._session = aiohttp.ClientSession(
+                timeout=timeout, trust_env=False, auto_decompress=False,
+                connector=aiohttp.TCPConnector(limit=64, force_close=False),
+            )
+        return self._server
+
+    async def close(self) -> None:
+        """Close the backend connection pool and end client connections."""
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.shutdown(1.0)
+        if self._session is not None:
+            await self._session.close()
+
+    # ------------------------------------------------------------------ connections
+
+    async def serve_tls(self, sock: socket.socket, early: bytes = b"") -> None:
+        """Serve a CONNECT tunnel to ``inference.local`` (after ``200 Connection Established``).
+
+        Returns when the client connection has ended; the socket is closed then.
+        ``early`` bytes (sent before our 200) are refused: TLS clients wait for it.
+        """
+        if early:
+            log.info("event=inference_refused sandbox=%s reason=bytes before the tunnel was established", self.sandbox_id)
+            return
+        if self._tls is None:
+            self._tls = tls_context(self.ca)
+        await self._serve(sock, b"", self._tls)
+
+    async def serve_plain(self, sock: socket.socket, initial: bytes) -> None:
+        """Serve plain ``http://inference.local`` requests; ``initial`` is the first
+        request (origin-form head plus any body bytes already read)."""
+        await self._serve(sock, initial, None)
+
+    async def _serve(self, sock: socket.socket, initial: bytes, tls: ssl.SSLContext | None) -> None:
+        server = self._ensure()
+        loop = asyncio.get_running_loop()
+        try:
+            _transport, handler = await loop.connect_accepted_socket(
+                server, sock, ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None
+            )
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            log.info("event=inference_handshake_failed sandbox=%s reason=%s", self.sandbox_id, exc)
+            return
+        if initial:
+            handler.data_received(initial)
+        ended = server.ended.get(handler)
+        if ended is not None:
+            await ended
+
+    # ------------------------------------------------------------------ requests
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.monotonic()
+        path = request.rel_url.raw_path
+        bundle = self.bundle
+        response: web.StreamResponse
+        try:
+            response = await self._route(request, path, bundle)
+        finally:
+            pass
+        log.info("event=inference_request sandbox=%s method=%s path=%s backend=%s status=%s ms=%d",
+                 self.sandbox_id, request.method, path, bundle.backend or "-", response.status,
+                 (time.monotonic() - started) * 1000)
+        return response
+
+    async def _route(self, request: web.BaseRequest, path: str, bundle: RouteBundle) -> web.StreamResponse:
+        if path == "/" and request.method in ("HEAD", "GET"):
+            return web.Response(status=200, text="" if request.method == "HEAD" else '{"status":"ok"}', content_type="application/json")
+        call = classify(request.method, path)
+        if call is None:
+            return _json(403, "inference_path_denied",
+                         f"{request.method} {path} is not an inference API call served by inference.local",
+                         path=path, allowed=ALLOWED)
+        if bundle.revision == 0 or not bundle.base_url:
+            return _json(503, "inference_not_configured",
+                         "no inference route is set; run 'openshell inference set --backend B --model M'")
+        if call.protocol != "any" and call.protocol not in bundle.protocols:
+            return _json(400, "inference_protocol_mismatch",
+                         f"backend '{bundle.backend}' speaks {', '.join(bundle.protocols)}; {request.method} {path} is a {call.protocol} call",
+                         path=path)
+        body = b""
+        if request.method == "POST":
+            body_or_error = await self._read_body(request, call, bundle)
+            if isinstance(body_or_error, web.Response):
+                return body_or_error
+            body = body_or_error
+        return await self._forward(request, call, bundle, body)
+
+    async def _read_body(self, request: web.BaseRequest, call: InferenceCall, bundle: RouteBundle) -> bytes | web.Response:
+        declared = request.content_length
+        if declared is not None and declared > MAX_BODY:
+            return _json(413, "request_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+        chunks, size = [], 0
+        while chunk := await request.content.read(65536):
+            size += len(chunk)
+            if size > MAX_BODY:
+                return _json(413, "request_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        if not call.rewrites_model:
+            return raw
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return _json(400, "invalid_json", "the request body is not JSON")
+        if not isinstance(doc, dict):
+            return _json(400, "invalid_json", "the request body must be a JSON object")
+        doc["model"] = bundle.model
+        return json.dumps(doc).encode()
+
+    def _upstream_headers(self, request: web.BaseRequest, auth: Mapping[str, str], has_body: bool) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            lower = name.lower()
+            if lower in _DROP_REQUEST or lower.startswith("proxy-"):
+                continue
+            headers[name] = value
+        for name, value in auth.items():  # the backend's auth wins over anything left
+            for existing in [k for k in headers if k.lower() == name.lower()]:
+                del headers[existing]
+            headers[name] = value
+        if has_body:
+            headers.setdefault("Content-Type", "application/json")
+        return headers
+
+    async def _forward(self, request: web.BaseRequest, call: InferenceCall, bundle: RouteBundle, body: bytes) -> web.StreamResponse:
+        assert self._session is not None
+        url = bundle.base_url.rstrip("/") + "/" + call.subpath
+        if request.query_string:
+            url += "?" + request.query_string
+        headers = self._upstream_headers(request, bundle.auth_headers, bool(body))
+        try:
+            upstream = await self._session.request(
+                request.method, url, data=body if request.method == "POST" else None, headers=headers, allow_redirects=False,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            reason = "connect timed out" if isinstance(exc, TimeoutError) else (str(exc) or type(exc).__name__)
+            return _json(502, "inference_backend_unavailable",
+                         f"backend '{bundle.backend}' at {bundle.base_url} is unreachable: {reason}", backend=bundle.backend)
+        try:
+            out = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name, value in upstream.headers.items():
+                if name.lower() not in _DROP_RESPONSE:
+                    out.headers.add(name, value)
+            await out.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await out.write(chunk)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # Mid-stream: the status is sent; end the response abruptly so the client sees the break.
+                log.info("event=inference_stream_broken sandbox=%s backend=%s reason=%s", self.sandbox_id, bundle.backend, exc or "idle timeout")
+                with contextlib.suppress(Exception):
+                    request.transport.close() if request.transport else None
+                return out
+            await out.write_eof()
+            return out
+        finally:
+            upstream.release()
