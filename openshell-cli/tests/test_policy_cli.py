@@ -136,3 +136,65 @@ def test_help_texts_have_examples():
     for args in (["policy", "--help"], ["policy", "validate", "--help"], ["policy", "default", "--help"], ["policy", "explain", "--help"]):
         result = run(*args)
         assert result.exit_code == 0 and "Example" in result.stdout
+
+
+# --------------------------------------------------------------------------- set / get / list / explain NAME
+# (Against a running sandbox: tests/e2e/test_policy_reload.py.)
+
+
+@pytest.fixture
+def gateway_env(tmp_path, monkeypatch):
+    """A real gateway on a free loopback port, client files under tmp_path; killed at the end."""
+    import os
+    import signal
+    import socket
+
+    from openshell.gateway.paths import GatewayPaths
+    from openshell.gateway.server import read_pid
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("OPENSHELL_STATE_DIR", raising=False)
+    monkeypatch.delenv("OPENSHELL_GATEWAY", raising=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        result = run("gateway", "start", "--name", "rlpol", "--port", str(port))
+        assert result.exit_code == 0, result.output
+        yield
+    finally:
+        root = GatewayPaths(tmp_path / "state" / "openshell" / "gateways" / "rlpol")
+        pid = read_pid(root)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("verb", ["set", "get", "list"])
+def test_gateway_verbs_have_help_with_an_example(verb):
+    result = run("policy", verb, "--help")
+    assert result.exit_code == 0 and "Example" in result.stdout and f"openshell policy {verb} demo" in result.stdout
+
+
+def test_explain_needs_exactly_one_of_name_and_policy(policy_file):
+    args = ("--binary", "/usr/bin/curl", "--host", "a.test", "--port", "80")
+    neither = run("policy", "explain", *args)
+    both = run("policy", "explain", "demo", "--policy", policy_file, *args)
+    assert neither.exit_code == 2 and both.exit_code == 2
+    assert "name a sandbox" in neither.stderr and "name a sandbox" in both.stderr
+
+
+def test_set_checks_the_file_before_asking_the_gateway(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nnetwork_policies:\n  x: {endpoints: [{host: a.test, port: 0}], binaries: []}\n")
+    result = run("policy", "set", "demo", "--policy", str(bad), "--gateway", "no-such-gateway")
+    assert result.exit_code == 1
+    assert "network_policies.x.endpoints[0].port" in result.stderr and "no-such-gateway" not in result.stderr
+
+
+def test_policy_commands_against_a_gateway_name_a_missing_sandbox(gateway_env, policy_file):
+    for args in (("get", "nope"), ("list", "nope"), ("set", "nope", "--policy", policy_file),
+                 ("explain", "nope", "--binary", "/usr/bin/curl", "--host", "a.test", "--port", "80")):
+        result = run("policy", *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stderr.strip() == "error: sandbox 'nope' not found; see 'openshell sandbox list'", args

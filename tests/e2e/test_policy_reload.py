@@ -223,7 +223,7 @@ def test_static_section_change_is_rejected_naming_the_field(gateway, sandbox, tm
     err = p.stderr.decode()
     assert p.returncode == 1, err
     assert err.count("\n") == 1 and err.startswith("error: ")
-    assert "landlock.compatibility" in err and "recreate the sandbox" in err
+    assert "static.yaml: landlock.compatibility:" in err and "recreate the sandbox" in err
     # Rejected before storing: no revision 2.
     assert [r["revision"] for r in revisions(gateway, sandbox)] == [1]
 

@@ -14,6 +14,8 @@ the active revision, ``list`` every revision with its status, and
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -183,13 +185,15 @@ def explain(name: str | None, policy_file: str | None, gateway: str | None, bina
     else:
         from openshell.policy import parse_policy
 
-        client = _client(gateway)
-        rev = client.get_policy(name)
-        pol = parse_policy(rev.policy_yaml)
-        if not resolved:
-            # The proxy resolves the sandbox's hosts entries before DNS; so do we.
-            wanted = host.lower().rstrip(".")
-            resolved = tuple(ip for n, _, ip in (e.partition(":") for e in client.get_sandbox(name).extra_hosts) if n.lower() == wanted)
+        with _one_line_errors():
+            client = _client(gateway)
+            rev = client.get_policy(name)
+            pol = parse_policy(rev.policy_yaml)
+            if not resolved:
+                # The proxy resolves the sandbox's hosts entries before DNS; so do we.
+                wanted = host.lower().rstrip(".")
+                entries = (e.partition(":") for e in client.get_sandbox(name).extra_hosts)
+                resolved = tuple(ip for n, _, ip in entries if n.lower() == wanted)
     record = _explain(pol, binary, ancestors, host, port, resolved, method, target)
     if output == "table":
         for key in ("decision", "policy", "error", "reason", "engine", "layer", "rule", "addresses"):
@@ -210,6 +214,17 @@ def _client(gateway: str | None):
     from openshell_cli.commands.sandbox import _client as sandbox_client
 
     return sandbox_client(gateway)
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Client errors (sandbox not found, gateway down, …) as one-line CLI errors (exit 1)."""
+    from openshell.client.sdk import OpenShellError
+
+    try:
+        yield
+    except OpenShellError as exc:
+        raise CliError(str(exc)) from None
 
 
 @policy.command("set")
@@ -234,13 +249,14 @@ def set_(name: str, policy_file: str, wait: bool, timeout: float, gateway: str |
     _load_policy(policy_file)  # a bad file fails here, before anything is sent
     text = _read(policy_file).decode("utf-8", "replace")
     client = _client(gateway)
-    from openshell.client.sdk import InvalidRequest
+    from openshell.client.sdk import InvalidRequest, OpenShellError
 
     try:
         rev = client.set_policy(name, text)
-    except InvalidRequest as exc:
-        message = str(exc).removeprefix("policy_yaml.")
-        raise CliError(f"{policy_file}: {message}") from None
+    except InvalidRequest as exc:  # invalid, or a static section changed: name the file and field
+        raise CliError(f"{policy_file}: {str(exc).removeprefix('policy_yaml.')}") from None
+    except OpenShellError as exc:
+        raise CliError(str(exc)) from None
     click.echo(f"sandbox {name}: policy revision {rev.version} stored", err=True)
     if not wait:
         return
@@ -271,7 +287,8 @@ def get(name: str, revision: int | None, gateway: str | None, output: str) -> No
       openshell policy get demo > policy.yaml
       openshell policy get demo --revision 2 -o json
     """
-    rev = _client(gateway).get_policy(name, revision or 0)
+    with _one_line_errors():
+        rev = _client(gateway).get_policy(name, revision or 0)
     if output == "table":
         state = f"{rev.status}, active" if rev.active else rev.status
         click.echo(f"# sandbox {name}: policy revision {rev.version} ({state})", err=True)
@@ -296,7 +313,9 @@ def list_(name: str, gateway: str | None, output: str) -> None:
       openshell policy list demo -o json
     """
     rows = []
-    for rev in _client(gateway).list_policies(name):
+    with _one_line_errors():
+        revisions = _client(gateway).list_policies(name)
+    for rev in revisions:
         row = rev.to_dict()
         if output == "table":
             row["active"] = "*" if rev.active else ""
