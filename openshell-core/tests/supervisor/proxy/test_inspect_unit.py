@@ -98,6 +98,8 @@ class Upstream:
                 path = head.split(" ")[1]
                 if path == "/early":
                     conn.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    conn.shutdown(socket.SHUT_WR)  # lingering close, as real servers do
+                    time.sleep(0.5)
                     return
                 body, size = b"", None
                 if fields.get("transfer-encoding") == "chunked":

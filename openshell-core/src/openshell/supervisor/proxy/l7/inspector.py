@@ -382,14 +382,15 @@ class HttpInspector(Inspector):
         resp_task = asyncio.ensure_future(self._response(conn, req, method, websocket, body_task, state))
         try:
             done, _ = await asyncio.wait({body_task, resp_task}, return_when=asyncio.FIRST_COMPLETED)
-            if body_task in done and body_task.exception() is not None:
+            if body_task in done and isinstance(body_task.exception(), HeadError):
                 # A malformed or stalled request body: the upstream would wait for
                 # the rest forever. Stop, and answer only if nothing went out yet.
+                # (A socket error instead — typically the upstream refusing the
+                # rest of the body — leaves its answer to be relayed below.)
                 resp_task.cancel()
                 await asyncio.gather(resp_task, return_exceptions=True)
-                exc = body_task.exception()
-                if isinstance(exc, HeadError) and not state["started"]:
-                    raise exc
+                if not state["started"]:
+                    raise body_task.exception()
                 raise _Close(None)
             try:
                 keep = await resp_task
