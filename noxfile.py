@@ -49,6 +49,13 @@ def e2e(session: nox.Session) -> None:
     session.run(VENV_PY, "-m", "pytest", str(ROOT / "tests"), *session.posargs, external=True)
 
 
+@nox.session(python=False)
+def template(session: nox.Session) -> None:
+    """Render templates/openshell-agent-plugin, install it with core in a fresh venv, run its tests."""
+    _setup(session)
+    session.run(VENV_PY, "-m", "pytest", str(ROOT / "tests" / "test_plugin_template.py"), *session.posargs, external=True)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff over every distribution."""
