@@ -110,6 +110,8 @@ def test_denied_then_allowed_after_policy_set_wait(gateway, sandbox, tmp_path):
     rows = revisions(gateway, sandbox)
     assert [(r["revision"], r["status"], r["active"]) for r in rows] == [(2, "loaded", True), (1, "loaded", False)]
     assert rows[0]["created"] and rows[0]["reported"] and rows[0]["error"] == ""
+    pickup = rows[0]["reported_at"] - rows[0]["created_at"]
+    assert 0 <= pickup < 2.0, f"the supervisor reported revision 2 {pickup:.2f}s after it was stored"
 
     got = json.loads(gateway.cli("policy", "get", sandbox, "-o", "json", check=True).stdout)
     assert got["revision"] == 2 and got["status"] == "loaded"
@@ -234,3 +236,18 @@ def test_policy_commands_name_the_problem(gateway, hosts, tmp_path):
     bad = write_policy(tmp_path / "bad.yaml", "version: 1\nbogus: 1\n")
     p = gateway.cli("policy", "set", "rl-nope", "--policy", bad)
     assert p.returncode == 1 and "bogus" in p.stderr.decode()
+
+
+def test_sandbox_link_network_at_create_fails_the_start_and_set_wait_says_so(gateway, hosts, tmp_path):
+    name = "rl-link-at-create"
+    gateway.cli("sandbox", "delete", name)
+    try:
+        p = gateway.cli("sandbox", "create", "--name", name, "--policy", write_policy(tmp_path / "l.yaml", LINK_NETWORK),
+                        "--add-host", f"{HOST_A}:{IP_A}", "--detach")
+        assert p.returncode == 1 and "overlaps the sandbox link network" in p.stderr.decode()
+        t0 = time.monotonic()
+        p = gateway.cli("policy", "set", name, "--policy", write_policy(tmp_path / "p.yaml", CURL_AND_PY_A), "--wait", "--timeout", "30")
+        assert p.returncode == 1 and "the sandbox is ERROR" in p.stderr.decode()
+        assert time.monotonic() - t0 < 10, "set --wait should not wait out its timeout for a sandbox that is not running"
+    finally:
+        gateway.cli("sandbox", "delete", name)

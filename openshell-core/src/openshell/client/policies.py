@@ -62,6 +62,7 @@ class PolicyRevision:
             "revision": self.version, "status": self.status, "active": self.active,
             "created": _iso(self.created_at), "reported": _iso(self.reported_at),
             "error": self.error, "policy_hash": self.policy_hash,
+            "created_at": self.created_at, "reported_at": self.reported_at,
         }
         if with_policy:
             out["policy_yaml"] = self.policy_yaml
@@ -145,10 +146,21 @@ class PolicyClient:
         from openshell.client.sdk import PolicyFailed, WaitTimeout
 
         deadline = time.monotonic() + timeout
+        polls = 0
         while True:
             rev = self.get_policy(name, version)
             if rev.status == "loaded":
                 return rev
+            polls += 1
+            if rev.status == "pending" and polls % 5 == 0:
+                # No supervisor will ever report it if the sandbox is not running: say so now.
+                sb = self.get_sandbox(name)
+                if sb.phase in ("ERROR", "STOPPED", "DELETING"):
+                    raise PolicyFailed(
+                        f"policy revision {version} of sandbox '{name}' cannot load: the sandbox is {sb.phase}"
+                        f"{f' ({sb.reason})' if sb.reason else ''}; see 'openshell sandbox get {name}'",
+                        rev,
+                    )
             if rev.status == "failed":
                 raise PolicyFailed(
                     f"policy revision {version} of sandbox '{name}' failed to load: {rev.error}; "
