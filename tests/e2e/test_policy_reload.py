@@ -13,7 +13,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import OPENSHELL, write_policy  # noqa: E402 - tests/ is on sys.path (conftest)
 
 pytestmark = pytest.mark.timeout(300)

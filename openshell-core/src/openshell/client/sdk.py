@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 import grpc
 
 from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc
+from openshell.client.policies import PolicyClient, PolicyRevision  # noqa: F401 - re-exported
 from openshell.client.providers import InferenceRoute, Provider, ProviderClient  # noqa: F401 - re-exported
-from openshell.client.policies import PolicyClient, PolicyRevision
 
 DEFAULT_WORKSPACE = "default"
 DEFAULT_TIMEOUT = 30.0  # seconds per unary call
