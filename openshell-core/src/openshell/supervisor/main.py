@@ -71,6 +71,9 @@ class Supervisor:
         self.reloader = None
         self.spec_env: dict[str, str] = {}
         self.mounts: list = []
+        self.router = None  # inference.local (issue 5)
+        self.credential_hook = None  # provider placeholder substitution (issue 5)
+        self._inference_task: Optional[asyncio.Task] = None
 
     # ------------------------------------------------------------------ start
     async def run(self) -> int:
@@ -103,6 +106,13 @@ class Supervisor:
         policy = parse_policy(conf.policy.policy_yaml)
         self.spec_env = dict(conf.environment)
         hosts = parse_hosts(list(conf.extra_hosts))
+        # Providers (issue 5): the sandbox sees placeholders, the proxy keeps the values.
+        from openshell.supervisor.credentials import CredentialHook, credentials_from_proto
+        from openshell.supervisor.provider_link import fetch_provider_environment
+
+        penv = await fetch_provider_environment(self.link)
+        self.spec_env.update(dict(penv.environment))
+        self.credential_hook = CredentialHook(credentials_from_proto(penv))
 
         registry = get_registry()
         self.engine = registry.require("policy", "opa")()
@@ -155,6 +165,16 @@ class Supervisor:
         sock.bind((netns["proxy_ip"], PROXY_PORT))
         sock.listen(512)
         sock.setblocking(False)
+        from openshell.supervisor.inference import InferenceRouter
+        from openshell.supervisor.provider_link import watch_inference
+
+        self.router = InferenceRouter(self.cfg.sandbox_id, self.ca)
+
+        async def follow_route() -> None:
+            async for bundle in watch_inference(self.link):
+                self.router.set_bundle(bundle)
+
+        self._inference_task = asyncio.ensure_future(follow_route())
         self.proxy = ProxyServer(
             self.cfg.sandbox_id,
             self.engine,
@@ -162,6 +182,7 @@ class Supervisor:
             hosts=hosts,
             identity=IdentityResolver(netns=self.ctx.netns),
             inspector=self._make_inspector(),
+            inference=self.router,
         )
         await self.proxy.start(sock)
 
@@ -171,7 +192,8 @@ class Supervisor:
         ``$OPENSHELL_EXTRA_CA`` (an unreadable file stops the start: fail closed)."""
         from openshell.supervisor.proxy.l7 import HttpInspector
 
-        return HttpInspector(self.ca, extra_ca=os.environ.get("OPENSHELL_EXTRA_CA") or None)
+        hooks = [self.credential_hook] if self.credential_hook is not None else []
+        return HttpInspector(self.ca, extra_ca=os.environ.get("OPENSHELL_EXTRA_CA") or None, hooks=hooks)
 
     # ------------------------------------------------------------------ launching
     def _launch(self, argv: list[str], request_env: dict, pty, stdin, stdout, stderr) -> subprocess.Popen:
@@ -232,6 +254,13 @@ class Supervisor:
                 await self.proxy.close()
             except Exception:  # noqa: BLE001 - shutting down regardless
                 log.exception("event=proxy_close_failed")
+        if self._inference_task is not None:
+            self._inference_task.cancel()
+        if self.router is not None:
+            try:
+                await self.router.close()
+            except Exception:  # noqa: BLE001 - shutting down regardless
+                log.exception("event=router_close_failed")
         if self.ctx is not None and self.ctx.netns:
             await asyncio.to_thread(kill_sandbox_processes, self.ctx.netns)
         if self.layers_prepared and self.ctx is not None:

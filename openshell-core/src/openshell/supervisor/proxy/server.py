@@ -27,9 +27,11 @@ import logging
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from openshell.plugin.kinds import CompiledPolicy, PolicyEngine
 from openshell.policy.decision import ConnectInput, Decision
+from openshell.providers.placeholders import contains_placeholder
 from openshell.supervisor.proxy import responses
 from openshell.supervisor.proxy.forward import origin_request
 from openshell.supervisor.proxy.http1 import (
@@ -55,6 +57,7 @@ from openshell.supervisor.proxy.resolve import ResolveError, Resolver
 DecideFn = Callable[[PolicyEngine, CompiledPolicy, ConnectInput, Sequence[str]], Decision]
 
 CONNECT_TIMEOUT = 10.0  # seconds per upstream address
+INFERENCE_HOST = "inference.local"  # served by the inference router (issue 5), never dialed
 MAX_CONNECTIONS = 1024  # concurrent client connections; accept waits beyond this
 _LINGER = 1.0  # seconds to drain a client after an error answer (see _reject)
 
@@ -90,6 +93,9 @@ class ProxyServer:
         owns it and closes it in ``close()`` (its threads hold the namespace open).
     :param logger: where decision lines go; default ``openshell.supervisor.proxy``.
     :param inspector: HTTP inspection for ``protocol: rest`` endpoints; None denies them.
+    :param inference: the ``inference.local`` router (``openshell.supervisor.inference.InferenceRouter``);
+        connections to that name go to it before any policy decision. None: the
+        name is decided like any other host (and normally denied).
     :param decide: decision function; default ``openshell.policy.decide.decide``.
     :param head_timeout: seconds a client has to send its whole request head.
     :param connect_timeout: seconds per upstream address dial.
@@ -106,6 +112,7 @@ class ProxyServer:
         identity: IdentityResolver,
         logger: logging.Logger | None = None,
         inspector: Inspector | None = None,
+        inference: Any = None,
         decide: DecideFn | None = None,
         head_timeout: float = HEAD_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
@@ -119,6 +126,7 @@ class ProxyServer:
         self.identity = identity
         self.log = DecisionLog(sandbox_id, logger)
         self.inspector = inspector
+        self.inference = inference
         self._decide = decide or _default_decide()
         self.head_timeout = head_timeout
         self.connect_timeout = connect_timeout
@@ -250,6 +258,12 @@ class ProxyServer:
         self, loop: asyncio.AbstractEventLoop, client: socket.socket, req: RequestHead, early: bytes, ident_task: asyncio.Future
     ) -> socket.socket | None:
         auth = parse_authority(req.target)
+        if self.inference is not None and auth.host == INFERENCE_HOST:
+            # issue 5: served by the router before the policy engine sees it
+            self.log.event("inference", host=auth.host, port=auth.port, reason="served by the inference router")
+            await loop.sock_sendall(client, responses.CONNECTION_ESTABLISHED)
+            await self.inference.serve_tls(client, early)
+            return None
         detail = responses.detail_for("CONNECT", str(auth))
         inp, decision = await self._decision(auth, ident_task, detail)
         inspect = self._needs_inspection(decision, auth, inp, detail)
@@ -276,6 +290,10 @@ class ProxyServer:
         if scheme != "http":
             raise _Reject(responses.error(400, "bad_request", f"unsupported scheme {scheme}:// in forward request"))
         path = origin.partition("?")[0]  # the query may carry secrets: never in logs or answers
+        if self.inference is not None and auth.host == INFERENCE_HOST:
+            self.log.event("inference", host=auth.host, port=auth.port, reason="served by the inference router")
+            await self.inference.serve_plain(client, origin_request(req, auth, origin) + early)
+            return None
         detail = responses.detail_for(req.method, str(auth), path)
         inp, decision = await self._decision(auth, ident_task, detail, method=req.method, path=path)
         inspect = self._needs_inspection(decision, auth, inp, detail)
@@ -285,6 +303,12 @@ class ProxyServer:
             await self.inspector.forward(self._flow(inp, decision, address), client, upstream, req, early)
             return upstream
         head = origin_request(req, auth, origin)
+        if contains_placeholder(head):
+            # issue 5: placeholders are substituted only on inspected endpoints; never forward one
+            reason = (f"the request carries an openshell:resolve:env placeholder but {auth} is not inspected; "
+                      "add 'protocol: rest' to its policy endpoint so the proxy can substitute the credential")
+            self.log.event("credential_denied", host=auth.host, port=auth.port, binary=inp.binary, reason=reason)
+            raise _Reject(responses.denied("credential_placeholder_denied", detail, reason))
         # The upstream is told "Connection: close"; end the client connection with
         # it so a client reusing the connection for another URL reconnects (and
         # gets its own decision) instead of talking to this upstream.

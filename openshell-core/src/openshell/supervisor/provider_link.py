@@ -1,0 +1,59 @@
+"""The supervisor's provider and inference calls to the gateway (issue 5).
+
+Uses the ``GatewayLink``'s channel, stub and sandbox identity metadata:
+``GetProviderEnvironment`` once at start, ``WatchInferenceBundle`` for the
+sandbox's whole life (the route and its credential refresh without a restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from openshell._proto import supervisor_pb2
+from openshell.supervisor.inference.bundle import RouteBundle
+
+log = logging.getLogger("openshell.supervisor")
+
+CALL_TIMEOUT = 15.0
+
+
+async def fetch_provider_environment(link) -> supervisor_pb2.ProviderEnvironment:  # type: ignore[no-untyped-def]
+    """The sandbox's provider environment (placeholders + values); empty when the
+    gateway does not implement it.
+
+    :raises grpc.aio.AioRpcError: any other failure (the sandbox must not start
+        without the credentials it was created with).
+    """
+    try:
+        return await link.stub.GetProviderEnvironment(
+            supervisor_pb2.GetProviderEnvironmentRequest(), metadata=link.metadata, timeout=CALL_TIMEOUT
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return supervisor_pb2.ProviderEnvironment()
+        raise
+
+
+async def watch_inference(link, after_revision: int = 0) -> AsyncIterator[RouteBundle]:  # type: ignore[no-untyped-def]
+    """Yield each new inference bundle; reconnects with backoff (at most 2 s) when the stream breaks."""
+    delay = 0.2
+    while True:
+        try:
+            call = link.stub.WatchInferenceBundle(
+                supervisor_pb2.WatchInferenceBundleRequest(after_revision=after_revision), metadata=link.metadata
+            )
+            async for msg in call:
+                delay = 0.2
+                after_revision = msg.revision
+                yield RouteBundle.from_proto(msg)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAUTHENTICATED):
+                log.warning("event=inference_watch_stopped code=%s", exc.code().name)
+                return
+            log.info("event=inference_watch_reconnect code=%s", exc.code().name)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
