@@ -47,22 +47,25 @@ def require_root() -> None:
 
 @contextmanager
 def test_host(slot: int, *, tls: tuple[str, str] | None = None) -> Iterator:
-    """A test host ``bn<slot>`` at ``10.199.5<slot>.2`` serving HTTP(S) on 8080.
+    """A test host ``bn<slot>-<pid>`` at ``10.199.5<slot>.2`` with the bench upstream
+    (``upstream.Upstream``) on port 8080.
 
     :param slot: 0-9, one per figure so figures never share a /24.
     :param tls: ``(cert_path, key_path)`` to serve HTTPS instead.
     """
     from openshell.testhost import TestHost
 
+    from openshell_bench.upstream import Upstream
+
     host = TestHost(f"bn{slot}-{os.getpid() % 10000}", f"10.199.{50 + slot}.2")
+    server = None
     try:
         host.start()
-        if tls:
-            host.serve_http(UPSTREAM_PORT, tls_cert=tls[0], tls_key=tls[1])
-        else:
-            host.serve_http(UPSTREAM_PORT)
+        server = Upstream(host, UPSTREAM_PORT, tls)
         yield host
     finally:
+        if server is not None:
+            server.close()
         host.close()
 
 
