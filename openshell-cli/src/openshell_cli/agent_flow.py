@@ -159,7 +159,7 @@ def plan_launch(
     from openshell.policy import PolicyError
 
     agent = cls()
-    if not agent.detect():
+    if not _detect(cls):
         raise CliError(f"agent {cls.name!r} is not installed here; run 'openshell agents install {cls.name}'")
     fragment = agent.policy_fragment() if use_fragment else {}
     try:
@@ -232,20 +232,33 @@ def environ() -> dict[str, str]:
 def resolve_for_create(agent_name: str | None, command: Sequence[str]) -> type | None:
     """The agent ``sandbox create`` runs: ``--agent NAME``, else the one ``COMMAND[0]`` starts.
 
+    Checked before any gateway is contacted, so a typo never starts one.
+
     :returns: None when COMMAND is an ordinary program (no agent flow).
-    :raises CliError: ``--agent`` names no installed plugin, or COMMAND[0] is a
-        first-party agent whose plugin is not installed (the message lists the installed ones).
+    :raises CliError: ``--agent`` names no installed plugin, COMMAND[0] is a
+        first-party agent whose plugin is not installed (the message lists the
+        installed ones), or the agent's program is not installed.
     """
     from openshell.agents import UnknownAgent, resolve_agent
 
+    cls = None
     try:
         if agent_name:
-            return resolve_agent(agent_name, registry(), explicit=True)
-        if command:
-            return resolve_agent(command[0], registry())
+            cls = resolve_agent(agent_name, registry(), explicit=True)
+        elif command:
+            cls = resolve_agent(command[0], registry())
     except UnknownAgent as exc:
         raise CliError(str(exc)) from None
-    return None
+    if cls is not None and not _detect(cls):
+        raise CliError(f"agent {cls.name!r} is not installed here; run 'openshell agents install {cls.name}'")
+    return cls
+
+
+def _detect(cls: type) -> bool:
+    try:
+        return bool(cls().detect())
+    except Exception:  # noqa: BLE001 - a broken detect() means "not usable"
+        return False
 
 
 def show_launch(launch: AgentLaunch, *, verbose_policy: bool = True) -> None:
