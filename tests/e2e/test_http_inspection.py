@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Gateway, free_port, require_root  # noqa: E402 - tests/ is on sys.path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
-from conftest import OPENSHELL, Gateway, free_port, require_root  # noqa: E402 - tests/ is on sys.path
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -210,7 +210,7 @@ class Harness:
     def set_policy(self, text: str) -> None:
         self.compiled = self.engine.load(parse_policy(text), (self.compiled.version + 1) if self.compiled else 1)
 
-    def open(self, *, tls: bool = True, hooks=(), forward_request=None, early: bytes = b"") -> socket.socket:
+    def open(self, *, tls: bool = True, hooks=(), forward_request=None, early: bytes = b"", **kw) -> socket.socket:
         """Start the inspector on a new connection; return the client socket (TLS-wrapped when ``tls``)."""
         inp = ConnectInput(HOST, 443, BINARY)
         decision = decide(self.engine, self.compiled, inp, [ADDR])
@@ -221,7 +221,7 @@ class Harness:
         handler.lines = self.lines
         logger.addHandler(handler)
         flow = Flow("l7test", inp, decision, ADDR, self.engine, lambda: self.compiled, DecisionLog("l7test", logger))
-        inspector = HttpInspector(self.sandbox_ca, extra_ca=self.test_ca["ca"], hooks=hooks, body_idle=2.0)
+        inspector = HttpInspector(self.sandbox_ca, extra_ca=self.test_ca["ca"], hooks=hooks, **{"body_idle": 2.0, **kw})
         ours, theirs = socket.socketpair()
         ours.setblocking(False)
         up = socket.create_connection(("127.0.0.1", self.upstream.port))
@@ -562,6 +562,37 @@ def test_websocket_upgrade_on_allowed_get_becomes_a_raw_relay(harness):
         echoed += sock.recv(4096)
     assert echoed == b"\x81\x05hello-not-http"
     assert "Upgrade: websocket" in harness.upstream.requests[-1][0]
+
+
+def test_websocket_relay_is_closed_when_a_reload_denies_it(harness, monkeypatch):
+    from openshell.supervisor.proxy.l7 import inspector
+
+    monkeypatch.setattr(inspector, "RELOAD_POLL", 0.1)
+    sock = harness.open()
+    sock.sendall(get("/ws", extra="Upgrade: websocket\r\nConnection: Upgrade\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    assert data.startswith(b"HTTP/1.1 101 ")
+    harness.set_policy(policy_yaml('access: read-only, deny_rules: [{method: GET, path: "/ws"}]'))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if sock.recv(4096) == b"":
+                break
+        except (ssl.SSLError, ConnectionResetError):
+            break
+    else:
+        pytest.fail("the WebSocket relay stayed open after a reload that denies it")
+    assert any("event=tunnel_closed" in line and "path=/ws" in line for line in harness.lines)
+
+
+def test_idle_keepalive_connection_closes_quietly(harness):
+    sock = harness.open(keepalive_idle=0.3)
+    resp = request(sock, get("/"))
+    resp.read()
+    time.sleep(0.6)
+    assert sock.recv(100) == b""  # closed without an error answer
 
 
 def test_websocket_upgrade_on_denied_path_is_403(harness):

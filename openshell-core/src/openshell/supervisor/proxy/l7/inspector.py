@@ -63,6 +63,7 @@ KEEPALIVE_IDLE = 120.0  # seconds a kept-alive client may stay silent between re
 HEAD_TIMEOUT = 10.0  # seconds for a request head once its first byte arrived
 BODY_IDLE = 60.0  # seconds a client may stall inside a request body
 FIRST_BYTE_TIMEOUT = 30.0  # seconds after CONNECT for the client's first byte
+RELOAD_POLL = 1.0  # seconds between policy checks on an upgraded (WebSocket) relay
 _LINGER = 1.0  # seconds to drain after an error answer (see ProxyServer._reject)
 
 # Fields meant for this hop only; never forwarded (RFC 9110 §7.6.1).
@@ -138,6 +139,7 @@ class _Conn:
     forward_mode: bool
     compiled: CompiledPolicy | None = None
     conn_decision: Decision | None = None
+    upgraded: tuple[str, tuple[tuple[str, str], ...]] | None = None  # (path, query) of a WebSocket upgrade
 
 
 class HttpInspector(Inspector):
@@ -271,6 +273,8 @@ class HttpInspector(Inspector):
             raise _Close(self._denied(conn, decision, method, path))
 
         websocket = method == "GET" and any(v.strip().lower() == "websocket" for v in header_values(req.headers, "upgrade")) and "upgrade" in connection_tokens(req.headers)
+        if websocket:
+            conn.upgraded = (path, parse_query(raw_query))
         l7 = L7Request(req.method, req.target, req.version, self._upstream_headers(req, websocket), flow.connect.host, flow.connect.port, conn.tls, flow, decision.policy)
         self._run_hooks(l7, path)
         head = serialize_head(f"{l7.method} {l7.target} {l7.version}", l7.headers)
@@ -446,6 +450,21 @@ class HttpInspector(Inspector):
                 await asyncio.wait({body_task}, timeout=1.0)  # a body that just finished reports it
             return keep and ended
 
+    async def _watch_reload(self, conn: _Conn, interval: float = RELOAD_POLL) -> None:
+        """Return when a policy reload no longer allows the upgraded request
+        (POLICY.md §6: open relays the new revision denies are closed)."""
+        while True:
+            await asyncio.sleep(interval)
+            if conn.flow.current_policy() is conn.compiled:
+                continue
+            assert conn.upgraded is not None
+            decision = self._decide(conn, "GET", conn.upgraded[0], conn.upgraded[1])
+            if not decision.allowed:
+                target = conn.flow.connect
+                conn.flow.log.event("tunnel_closed", host=target.host, port=target.port, binary=target.binary,
+                                    method="GET", path=conn.upgraded[0], reason=f"policy reload: {decision.reason}")
+                return
+
     async def _relay(self, conn: _Conn) -> None:
         """Raw bidirectional relay after ``101 Switching Protocols`` (WebSocket)."""
         assert conn.upstream is not None and conn.ureader is not None
@@ -457,13 +476,20 @@ class HttpInspector(Inspector):
                 await dst.sendall(data)
             await dst.shutdown_write()
 
-        tasks = [asyncio.ensure_future(pump(conn.creader, conn.upstream)), asyncio.ensure_future(pump(conn.ureader, conn.client))]
+        tasks = [
+            asyncio.ensure_future(pump(conn.creader, conn.upstream)),
+            asyncio.ensure_future(pump(conn.ureader, conn.client)),
+            asyncio.ensure_future(self._watch_reload(conn)),
+        ]
         try:
-            pending = set(tasks)
+            pending = set(tasks[:2])
             while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                done, pending = await asyncio.wait(pending | {tasks[2]}, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(tasks[2])
                 for t in done:
                     t.result()
+                if tasks[2] in done:
+                    return  # the relay is no longer allowed
         finally:
             for t in tasks:
                 t.cancel()

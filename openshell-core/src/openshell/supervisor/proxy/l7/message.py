@@ -123,7 +123,7 @@ class Reader:
 
     async def read_head(self, *, limit: int, first_timeout: float | None, timeout: float | None) -> bytes | None:  # noqa: ASYNC109 - two deadlines (idle, then whole head)
         """The next head (without its final CRLF CRLF), or None at a clean end of
-        stream before its first byte.
+        stream (or ``first_timeout`` of silence) before its first byte.
 
         :param limit: maximum head size in bytes (431 / ``UpstreamError`` above).
         :param first_timeout: seconds to wait for the first byte (keep-alive idle).
@@ -131,8 +131,14 @@ class Reader:
         :raises HeadError: 400 bare LF / closed mid-head, 408 timeout, 431 too large
             (client side); ``UpstreamError`` on the upstream side.
         """
-        if not self.buf and not await self._more(first_timeout):
-            return None
+        if not self.buf:
+            try:
+                if not await self._more(first_timeout):
+                    return None
+            except HeadError as exc:  # idle between requests: close quietly
+                if exc.status == 408:
+                    return None
+                raise
         try:
             async with asyncio.timeout(timeout):
                 while True:
