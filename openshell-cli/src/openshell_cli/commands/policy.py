@@ -306,22 +306,23 @@ def list_(name: str, gateway: str | None, output: str) -> None:
 
     STATUS is pending (not yet loaded by the supervisor), loaded or failed
     (ERROR says why; the previous revision stayed in force). ACTIVE marks the
-    revision in force.
+    revision in force. TIME (UTC) is when the supervisor reported it, or when
+    it was stored while pending; -o json|yaml give both times in full.
 
     \b
     Example:
       openshell policy list demo -o json
     """
-    rows = []
+    from openshell.client.policies import short_time
+
     with _one_line_errors():
         revisions = _client(gateway).list_policies(name)
-    for rev in revisions:
-        row = rev.to_dict()
-        if output == "table":
-            row["active"] = "*" if rev.active else ""
-        rows.append(row)
-    render(rows, output, columns=("revision", "status", "active", "created", "reported", "error"),
-           empty=f"sandbox {name} has no policy revisions")
+    if output != "table":
+        render([rev.to_dict() for rev in revisions], output)
+        return
+    rows = [{"revision": rev.version, "status": rev.status, "active": "*" if rev.active else "",
+             "time": short_time(rev.reported_at or rev.created_at), "error": rev.error} for rev in revisions]
+    render(rows, output, empty=f"sandbox {name} has no policy revisions")
 
 
 COMMANDS = [policy]

@@ -33,6 +33,11 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if seconds else ""
 
 
+def short_time(seconds: float) -> str:
+    """``MM-DD HH:MM:SS`` (UTC) for tables; "" for 0."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%m-%d %H:%M:%S") if seconds else ""
+
+
 @dataclass(frozen=True)
 class PolicyRevision:
     """One stored policy revision of a sandbox.
@@ -111,6 +116,10 @@ class PolicyClient:
         try:
             resp = self._stub.GetSandboxPolicyStatus(req, timeout=self.timeout)
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND and (exc.details() or "").startswith("policy revision "):
+                from openshell.client.sdk import OpenShellError
+
+                raise OpenShellError(exc.details()) from None
             raise self._error(exc, name) from None
         return revision_from_proto(resp.revision, resp.active_version)
 
