@@ -9,6 +9,10 @@ denied (fail closed): relaying them raw would skip the endpoint's L7 rules.
 
 The inspector owns both sockets once called and must close nothing it does not
 own: the proxy closes both sockets after the coroutine returns or raises.
+
+The implementation is ``openshell.supervisor.proxy.l7.HttpInspector`` (the
+supervisor wires it in); per-request rewriting (credential placeholders) plugs
+in there as ``openshell.supervisor.proxy.l7.RequestHook`` objects.
 """
 
 from __future__ import annotations
