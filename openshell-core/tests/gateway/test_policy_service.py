@@ -232,3 +232,11 @@ def test_wire_shapes_match_the_sdk():
     statuses = {v.name: v.number for e in proto.enum_type if e.name == "PolicyStatus" for v in e.value}
     assert statuses == {"POLICY_STATUS_UNSPECIFIED": 0, "POLICY_STATUS_PENDING": 1, "POLICY_STATUS_LOADED": 2,
                         "POLICY_STATUS_FAILED": 3, "POLICY_STATUS_SUPERSEDED": 4}
+
+
+def test_oversized_document_is_refused_before_parsing(wire, sandbox):
+    from openshell.gateway.policies import MAX_POLICY_BYTES
+
+    huge = NETWORK_ONLY + "#" * MAX_POLICY_BYTES + "\n"
+    err = rpc_error(lambda: update(wire, huge))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most" in err.details()

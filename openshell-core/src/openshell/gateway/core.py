@@ -566,7 +566,6 @@ class GatewayCore:
         from openshell.gateway.policies import PolicyUpdateError, prepare_update
 
         record = await self._record(name, workspace)
-        await asyncio.to_thread(_parse_policy, policy_yaml, "policy_yaml")
         current = await asyncio.to_thread(self.store.get_policy_revision, record.id)
         if current is None:  # pragma: no cover - create stores revision 1 atomically
             raise SandboxNotFound(name, workspace)

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from openshell.gateway.store import LOADED, PolicyRevision
 
 
+MAX_POLICY_BYTES = 1 << 20
+"""Largest policy document accepted for a live update (UTF-8 bytes); a sane policy is a few KiB."""
+
+
 class PolicyUpdateError(ValueError):
     """The update cannot be stored.
 
@@ -41,13 +45,16 @@ def prepare_update(current_yaml: str, new_yaml: str) -> str:
     :param new_yaml: the submitted POLICY.md document.
     :returns: the document to store: ``new_yaml``'s network policies with the
         current static sections, as normalised YAML (``dump_policy``).
-    :raises PolicyUpdateError: ``new_yaml`` is empty, invalid, or changes a static
+    :raises PolicyUpdateError: ``new_yaml`` is empty, over :data:`MAX_POLICY_BYTES`, invalid, or changes a static
         section (the first offending field is named; the message lists every one).
     """
     from openshell.policy import PolicyError, check_static_unchanged, dump_policy, parse_policy
 
     if not new_yaml.strip():
         raise PolicyUpdateError("", "the policy document is empty; pass a POLICY.md document (see 'openshell policy default')")
+    size = len(new_yaml.encode("utf-8"))
+    if size > MAX_POLICY_BYTES:
+        raise PolicyUpdateError("", f"the policy document is {size} bytes; at most {MAX_POLICY_BYTES} are accepted")
     current = parse_policy(current_yaml)
     try:
         merged = check_static_unchanged(current, new_yaml)
