@@ -212,7 +212,7 @@ def test_gateway_restart_keeps_every_record_and_running_sandboxes(gateway):
         gateway.cli("gateway", "stop", "--name", gateway.name, check=True)
         gateway.cli("gateway", "start", "--name", gateway.name, "--port", str(gateway.port), check=True)
         after = _records(gateway)["lc-survive"]
-        assert after["id"] == before["id"] and after["labels"] == "team=qa"
+        assert after["id"] == before["id"] and after["labels"] == {"team": "qa"}
         assert after["phase"] == "READY"
         p = gateway.sx("lc-survive", "echo", "still here")
         assert p.stdout.decode() == "still here\n"
@@ -253,3 +253,43 @@ def test_gateway_down_says_how_to_start_it(tmp_path):
     p = subprocess.run([OPENSHELL, "sandbox", "list"], env=env, capture_output=True)
     err = p.stderr.decode()
     assert p.returncode == 1 and "gateway start" in err and "Traceback" not in err, err
+
+
+def test_exec_exit_codes_are_exact_every_time(gateway):
+    # Regression: a supervisor loop reaping any child stole session exit statuses (reported 0).
+    gateway.cli("sandbox", "create", "--name", "lc-codes", "--detach", check=True)
+    try:
+        codes = [gateway.sx("lc-codes", "sh", "-c", f"exit {n % 5 + 3}").returncode for n in range(25)]
+        assert codes == [n % 5 + 3 for n in range(25)]
+        assert gateway.sx("lc-codes", "no-such-command").returncode == 127
+    finally:
+        gateway.cli("sandbox", "delete", "lc-codes")
+
+
+def test_keep_workdir_delete_says_where_the_workdir_is(gateway):
+    gateway.cli("sandbox", "create", "--name", "lc-where", "--detach", check=True)
+    sid = _sandbox_id(gateway, "lc-where")
+    p = gateway.cli("sandbox", "delete", "--keep-workdir", "lc-where", check=True)
+    d = gateway.state_dir / "sandboxes" / sid
+    try:
+        assert str(d / "workdir") in p.stdout.decode()
+    finally:
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_labels_are_a_map_in_json_and_a_filter_without_match_says_so(gateway):
+    gateway.cli("sandbox", "create", "--name", "lc-labels", "--label", "team=ml", "--label", "env=dev", "--detach", check=True)
+    try:
+        rec = _records(gateway)["lc-labels"]
+        assert rec["labels"] == {"env": "dev", "team": "ml"}
+        p = gateway.cli("sandbox", "list", "-l", "team=nobody", check=True)
+        assert "no sandboxes match" in p.stdout.decode()
+    finally:
+        gateway.cli("sandbox", "delete", "lc-labels")
+
+
+def test_exec_timeout_must_be_positive(gateway):
+    p = gateway.cli("sandbox", "exec", "whatever", "--timeout", "0", "--", "true")
+    assert p.returncode == 2 and "--timeout" in p.stderr.decode()

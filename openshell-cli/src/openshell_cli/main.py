@@ -12,10 +12,12 @@ import sys
 
 import click
 
+from openshell.client.sdk import OpenShellError
+
 from openshell_cli.errors import CliError
 
 #: command modules, each exposing a click command or group named ``cli``
-COMMAND_MODULES = ("plugins", "gateway", "sandbox", "policy", "ssh", "forward")
+COMMAND_MODULES = ("plugins", "gateway", "sandbox", "policy", "ssh", "forward", "provider")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,6 +82,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OpenShellError as exc:
+        # The SDK's errors already name the problem and the fix: a user error.
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - one line unless --debug
         if debug:
             raise

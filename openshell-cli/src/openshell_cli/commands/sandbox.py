@@ -74,14 +74,16 @@ def _read_policy(path: Optional[str]) -> Optional[str]:
     return text
 
 
-def _record_row(rec) -> dict:
+def _record_row(rec, output: str = "json") -> dict:
+    """One sandbox as a row; labels stay a map except in tables (``k=v,k=v``)."""
+    labels = dict(sorted(rec.labels.items()))
     return {
         "name": rec.name,
         "id": rec.id,
         "phase": rec.phase,
         "reason": rec.reason,
         "created": rec.created,
-        "labels": ",".join(f"{k}={v}" for k, v in sorted(rec.labels.items())),
+        "labels": ",".join(f"{k}={v}" for k, v in labels.items()) if output == "table" else labels,
     }
 
 
@@ -117,13 +119,27 @@ def _stdin_chunks():
     return gen()
 
 
+def _workdir_path(client, gateway: Optional[str], name: str) -> Optional[str]:
+    """Host path of a local sandbox's workdir (None when the gateway is not local)."""
+    from openshell.client.config import load_gateway_config
+
+    try:
+        state = load_gateway_config(gateway).metadata.get("state_dir")
+        if not state:
+            return None
+        sid = client.get_sandbox(name).id
+    except Exception:  # noqa: BLE001 - the delete reports the real error
+        return None
+    return str(Path(state) / "sandboxes" / sid / "workdir")
+
+
 @click.group()
 def sandbox() -> None:
     """Create and use sandboxes.
 
     \b
     Examples:
-      openshell sandbox create --policy policy.yaml --add-host up.example.test:10.199.0.2 -- curl -sS http://up.example.test:8080/
+      openshell sandbox create --policy policy.yaml --add-host up.example.test:10.199.1.2 -- curl -sS http://up.example.test:8080/
       openshell sandbox exec demo -- id
       openshell sandbox delete demo
     """
@@ -143,8 +159,11 @@ def sandbox() -> None:
 @click.option("--upload", "uploads", multiple=True, metavar="LOCAL[:DEST]",
               help="Upload LOCAL into DEST (default /sandbox) before COMMAND starts; repeatable.")
 @click.option("--no-git-ignore", is_flag=True, help="With --upload: also send files .gitignore excludes.")
+@click.option("--provider", "providers", multiple=True, metavar="NAME",
+              help="Attach provider NAME: its credentials appear as openshell:resolve:env:VAR placeholders; repeatable.")
+@click.option("--no-auto-providers", is_flag=True, help="With an agent COMMAND: do not create or attach the providers it needs.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, agent_name, no_agent_policy, uploads, no_git_ignore, command) -> None:
+def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, agent_name, no_agent_policy, uploads, no_git_ignore, providers, no_auto_providers, command) -> None:
     """Create a sandbox, wait until it is READY, and run COMMAND in it.
 
     With COMMAND, exits with COMMAND's exit code (the sandbox stays; delete it
@@ -159,9 +178,14 @@ def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, age
     \b
     Example:
       openshell sandbox create --name demo --policy examples/quickstart/policy.yaml \\
-          --add-host up.example.test:10.199.0.2 -- curl -sS http://up.example.test:8080/
+          --add-host up.example.test:10.199.1.2 -- curl -sS http://up.example.test:8080/
       openshell sandbox create -- claude
       openshell sandbox create -- codex exec --skip-git-repo-check "say hi"
+      openshell sandbox create --provider work-github -- gh repo list
+
+    Agents get the providers their plugin needs: an existing provider of each
+    type, else one made from your environment (e.g. ANTHROPIC_API_KEY); a
+    missing one is a warning. --no-auto-providers turns this off.
     """
     from openshell_cli import agent_flow
 
@@ -180,11 +204,17 @@ def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, age
         )
         agent_flow.show_launch(launch)
         policy_yaml, env, command = launch.policy_yaml, launch.env, tuple(launch.argv)
+    attach = list(dict.fromkeys(providers))
+    if agent_cls is not None and not no_auto_providers:
+        from openshell_cli.commands.provider import apply_auto_providers
+
+        attach = apply_auto_providers(client, agent_cls, attach)
     from rich.console import Console
 
     console = Console(stderr=True)
     with console.status("creating sandbox…") as status:
-        rec = client.create_sandbox(name=name or "", policy_yaml=policy_yaml, extra_hosts=extra_hosts, env=env, labels=label_map)
+        rec = client.create_sandbox(name=name or "", policy_yaml=policy_yaml, extra_hosts=extra_hosts, env=env, labels=label_map,
+                                    providers=attach)
         status.update(f"sandbox {rec.name}: waiting for READY…")
         rec = client.wait_ready(rec.name, timeout=timeout)
     click.echo(f"sandbox {rec.name} is READY", err=True)
@@ -211,8 +241,10 @@ def list_(selector, gateway, output) -> None:
       openshell sandbox list -l team=ml -o json
     """
     client = _client(gateway)
-    rows = [_record_row(r) for r in client.list_sandboxes(labels=_kv(selector, "--selector"))]
-    render(rows, output, columns=("name", "phase", "created", "labels"), empty="no sandboxes; create one with 'openshell sandbox create'")
+    wanted = _kv(selector, "--selector")
+    rows = [_record_row(r, output) for r in client.list_sandboxes(labels=wanted)]
+    empty = "no sandboxes match the selector" if wanted else "no sandboxes; create one with 'openshell sandbox create'"
+    render(rows, output, columns=("name", "phase", "created", "labels"), empty=empty)
 
 
 @sandbox.command("get")
@@ -222,14 +254,14 @@ def list_(selector, gateway, output) -> None:
 def get(name, gateway, output) -> None:
     """Show one sandbox."""
     client = _client(gateway)
-    render(_record_row(client.get_sandbox(name)), output if output != "table" else "yaml")
+    render(_record_row(client.get_sandbox(name), output), output if output != "table" else "yaml")
 
 
 @sandbox.command("exec", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.option("--env", "envs", multiple=True, metavar="K=V", help="Extra environment variable for this command.")
 @click.option("--workdir", help="Directory to run in (default /sandbox).")
-@click.option("--timeout", type=float, help="Seconds; the command is killed after it and exec exits 124.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds (> 0); the command is killed after it and exec exits 124.")
 @click.option("--tty", "-t", "use_tty", is_flag=True, help="Run under a PTY (interactive programs); stdout and stderr merge.")
 @click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
@@ -274,8 +306,9 @@ def delete(names, all_, keep_workdir, gateway) -> None:
     failed = False
     for n in names:
         try:
+            kept = _workdir_path(client, gateway, n) if keep_workdir else None
             client.delete_sandbox(n, keep_workdir=keep_workdir)
-            click.echo(f"deleted {n}")
+            click.echo(f"deleted {n}" + (f"; its workdir is kept at {kept}" if kept else ""))
         except Exception as exc:  # noqa: BLE001 - report each, continue
             click.echo(f"error: {exc}", err=True)
             failed = True

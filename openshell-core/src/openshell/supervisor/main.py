@@ -234,14 +234,8 @@ class Supervisor:
             if self.entrypoint is not None and self.entrypoint.poll() is not None:
                 log.info("event=entrypoint_exited code=%s", self.entrypoint.returncode)
                 self.entrypoint = None
-            # Children of the launcher that were re-parented to us are reaped here.
-            try:
-                while True:
-                    pid, _ = os.waitpid(-1, os.WNOHANG)
-                    if pid == 0:
-                        break
-            except ChildProcessError:
-                pass
+            # No waitpid(-1) here: it would steal the exit status of SSH session
+            # processes that their Popen objects are waiting for (Popen then reports 0).
 
     # ------------------------------------------------------------------ stop
     async def _shutdown(self) -> None:

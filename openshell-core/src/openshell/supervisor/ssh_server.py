@@ -40,6 +40,9 @@ import paramiko
 from openshell.nssh import ERR, MAX_LINE, OK, PrefaceError, PrefaceVerifier
 
 log = logging.getLogger("openshell.supervisor.ssh")
+# paramiko logs every peer that hangs up after its exec ended (what the gateway
+# does) as an ERROR "Socket exception"; session failures are logged by us.
+logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 
 PREFACE_TIMEOUT = 10.0  # seconds a peer may take to send the preface
 MAX_ENV = 256  # env requests per channel
