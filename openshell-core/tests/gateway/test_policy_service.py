@@ -240,3 +240,13 @@ def test_oversized_document_is_refused_before_parsing(wire, sandbox):
     huge = NETWORK_ONLY + "#" * MAX_POLICY_BYTES + "\n"
     err = rpc_error(lambda: update(wire, huge))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most" in err.details()
+
+
+def test_pending_revision_below_the_loaded_one_is_superseded(wire, sandbox):
+    # Stored before the supervisor fetched its config: it starts with the newest (2)
+    # and reports that one loaded; revision 1 will never be loaded.
+    update(wire, NETWORK_ONLY)
+    report(wire, sandbox, 2)
+    assert [(r.version, r.status) for r in listing(wire).revisions] == [
+        (2, openshell_pb2.POLICY_STATUS_LOADED), (1, openshell_pb2.POLICY_STATUS_SUPERSEDED)]
+    assert status(wire, 1).revision.status == openshell_pb2.POLICY_STATUS_SUPERSEDED

@@ -304,8 +304,9 @@ def get(name: str, revision: int | None, gateway: str | None, output: str) -> No
 def list_(name: str, gateway: str | None, output: str) -> None:
     """List the policy revisions of sandbox NAME, newest first.
 
-    STATUS is pending (not yet loaded by the supervisor), loaded or failed
-    (ERROR says why; the previous revision stayed in force). ACTIVE marks the
+    STATUS is pending (not yet loaded by the supervisor), loaded, failed
+    (ERROR says why; the previous revision stayed in force) or superseded
+    (never loaded: a newer revision was loaded first). ACTIVE marks the
     revision in force. TIME (UTC) is when the supervisor reported it, or when
     it was stored while pending; -o json|yaml give both times in full.
 

@@ -43,7 +43,8 @@ class PolicyRevision:
     """One stored policy revision of a sandbox.
 
     :ivar version: 1, 2, … per sandbox (1 is the policy the sandbox was created with).
-    :ivar status: ``pending`` (not yet reported by the supervisor), ``loaded`` or ``failed``.
+    :ivar status: ``pending`` (not yet reported by the supervisor), ``loaded``, ``failed``,
+        or ``superseded`` (never loaded: the supervisor loaded a newer revision first).
     :ivar error: why the supervisor could not load it (``failed`` only).
     :ivar created_at: unix seconds when the gateway stored it.
     :ivar reported_at: unix seconds when the supervisor reported it (0 while pending).
@@ -148,7 +149,8 @@ class PolicyClient:
         """Wait until the supervisor reports revision ``version`` of sandbox ``name``.
 
         :returns: the revision, status ``loaded``.
-        :raises PolicyFailed: it failed to load (the message carries the supervisor's reason).
+        :raises PolicyFailed: it failed to load (the message carries the supervisor's reason),
+            was superseded, or the sandbox is not running.
         :raises WaitTimeout: still pending after ``timeout`` seconds (e.g. the sandbox is not running).
         :raises SandboxNotFound: the sandbox was deleted meanwhile.
         """
@@ -170,6 +172,13 @@ class PolicyClient:
                         f"{f' ({sb.reason})' if sb.reason else ''}; see 'openshell sandbox get {name}'",
                         rev,
                     )
+            if rev.status == "superseded":
+                active = self.get_policy(name).version
+                raise PolicyFailed(
+                    f"policy revision {version} of sandbox '{name}' was superseded: the supervisor loaded the newer "
+                    f"revision {active} first; see 'openshell policy get {name}'",
+                    rev,
+                )
             if rev.status == "failed":
                 raise PolicyFailed(
                     f"policy revision {version} of sandbox '{name}' failed to load: {rev.error}; "

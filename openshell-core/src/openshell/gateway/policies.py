@@ -17,7 +17,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from openshell.gateway.store import LOADED, PolicyRevision
+from openshell.gateway.store import LOADED, PENDING, PolicyRevision
+
+SUPERSEDED = "superseded"
 
 
 MAX_POLICY_BYTES = 1 << 20
@@ -86,6 +88,14 @@ class PolicyState:
         """Build the state from the stored revisions (oldest first)."""
         loaded = [r.revision for r in revisions if r.status == LOADED]
         return cls(tuple(revisions), max(loaded, default=0))
+
+    def status(self, rev: PolicyRevision) -> str:
+        """The status clients see: the stored one, except that a revision still
+        pending below the active one is ``superseded`` (the supervisor loaded a
+        newer one first, e.g. the newest at its start; it will never load this one)."""
+        if rev.status == PENDING and rev.revision < self.active:
+            return SUPERSEDED
+        return rev.status
 
     def get(self, version: int = 0) -> PolicyRevision | None:
         """Return revision ``version``; 0 means the active one (the newest stored while none is loaded)."""

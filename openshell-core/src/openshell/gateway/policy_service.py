@@ -37,18 +37,22 @@ STATUS_TO_PROTO = {
     st.PENDING: openshell_pb2.POLICY_STATUS_PENDING,
     st.LOADED: openshell_pb2.POLICY_STATUS_LOADED,
     st.FAILED: openshell_pb2.POLICY_STATUS_FAILED,
+    "superseded": openshell_pb2.POLICY_STATUS_SUPERSEDED,
 }
 
 
-def revision_to_proto(rev: st.PolicyRevision) -> openshell_pb2.SandboxPolicyRevision:
-    """Map a stored revision to the wire ``SandboxPolicyRevision`` (with its document)."""
+def revision_to_proto(rev: st.PolicyRevision, status: str | None = None) -> openshell_pb2.SandboxPolicyRevision:
+    """Map a stored revision to the wire ``SandboxPolicyRevision`` (with its document).
+
+    :param status: the status clients see (``PolicyState.status``); default the stored one.
+    """
     from openshell.gateway.policies import policy_hash
     from openshell.gateway.service import timestamp
 
     msg = openshell_pb2.SandboxPolicyRevision(
         version=rev.revision,
         policy_hash=policy_hash(rev.yaml),
-        status=STATUS_TO_PROTO.get(rev.status, openshell_pb2.POLICY_STATUS_UNSPECIFIED),
+        status=STATUS_TO_PROTO.get(status or rev.status, openshell_pb2.POLICY_STATUS_UNSPECIFIED),
         load_error=rev.error,
         created_time=timestamp(rev.created_at),
         policy_yaml=rev.yaml,
@@ -112,7 +116,7 @@ class PolicyRpcs:
                 )
         except gc.GatewayError as exc:
             await abort_for(context, exc)
-        return openshell_pb2.GetSandboxPolicyStatusResponse(revision=revision_to_proto(rev), active_version=state.active)
+        return openshell_pb2.GetSandboxPolicyStatusResponse(revision=revision_to_proto(rev, state.status(rev)), active_version=state.active)
 
     async def ListSandboxPolicies(self, request, context):
         """Return the sandbox's revisions newest first, paged."""
@@ -128,5 +132,5 @@ class PolicyRpcs:
         except gc.GatewayError as exc:
             await abort_for(context, exc)
         return openshell_pb2.ListSandboxPoliciesResponse(
-            revisions=[revision_to_proto(r) for r in items], next_page_token=_page_token(last)
+            revisions=[revision_to_proto(r, state.status(r)) for r in items], next_page_token=_page_token(last)
         )
