@@ -167,6 +167,17 @@ def _collect_stderr(chan) -> bytes:
     return err
 
 
+def remote_extract_command(dest: str) -> str:
+    """The shell command that unpacks an upload inside the sandbox (GNU tar, as the sandbox user).
+
+    GNU tar refuses ``..`` members and strips a leading ``/`` by default;
+    ``--no-same-owner`` keeps files owned by the sandbox user,
+    ``--no-overwrite-dir`` keeps DEST's own mode.
+    """
+    q = shlex.quote(dest)
+    return f"mkdir -p {q} && exec tar -x -f - --no-same-owner --no-overwrite-dir -C {q}"
+
+
 def upload(transport, local: Path, dest: str, *, git_ignore: bool = True,
            progress: Optional[Callable[[int], None]] = None) -> Stats:
     """Upload ``local`` into ``dest`` inside the sandbox.
@@ -182,7 +193,7 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True,
     base, names = upload_members(Path(local), git_ignore)
     stats = Stats()
     chan = transport.open_session()
-    chan.exec_command(f"mkdir -p {shlex.quote(dest)} && exec tar -x -f - --no-same-owner -C {shlex.quote(dest)}")
+    chan.exec_command(remote_extract_command(dest))
     writer = _ChannelWriter(chan)
     try:
         with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:
