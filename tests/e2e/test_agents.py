@@ -1,0 +1,202 @@
+"""Real agents in sandboxes (issue 6): Claude Code and Codex from npm, model calls through inference.local.
+
+Everything is real: ``openshell agents install`` runs npm (cached in ~/.npm, once
+per session), a gateway of this module's own (so its inference route never
+affects other tests), supervisors, Landlock, seccomp, the proxy and its
+inference router. The model is ``tests/fakes/model_server.py`` on loopback,
+where the supervisor's router (root namespace) reaches it; the sandbox itself
+can only reach it through ``https://inference.local``. The host outside the
+agents' policy is a test host, ``agblk.test`` at 10.199.60.2. Sandbox names
+start with ``ag-``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import OPENSHELL, _start_gateway, require_root, write_policy  # noqa: E402 - tests/ is on sys.path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fakes.model_server import ModelServer  # noqa: E402
+
+pytestmark = pytest.mark.timeout(600)
+
+BLOCKED_HOST, BLOCKED_IP = "agblk.test", "10.199.60.2"
+#: what the fake model answers; unique so it cannot come from anywhere else
+REPLY = f"agents-e2e {uuid.uuid4().hex[:8]} hello"
+AGENTS_ROOT = "/usr/local/lib/openshell/agents"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def installed_agents():
+    """``openshell agents install claude`` and ``codex`` (the versions the plugins pin), once per session."""
+    require_root()
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        pytest.skip("node and npm are not installed (apt-get install nodejs npm)")
+    for name in ("claude", "codex"):
+        proc = subprocess.run([OPENSHELL, "agents", "install", name], capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, f"agents install {name} failed:\n{proc.stdout}\n{proc.stderr}"
+        assert f"installed {name}:" in proc.stdout
+    return ("claude", "codex")
+
+
+@pytest.fixture(scope="module")
+def agw(tmp_path_factory, installed_agents):
+    """This module's own gateway (its inference route is its own)."""
+    base = tmp_path_factory.mktemp("agents-gateway")
+    gw = _start_gateway(base, "agents")
+    try:
+        yield gw
+    finally:
+        gw.cli("sandbox", "delete", "--all", timeout=120)
+        gw.cli("gateway", "stop", "--name", gw.name, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def model():
+    with ModelServer(reply=REPLY) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def blocked_host():
+    require_root()
+    from openshell.testhost import TestHost
+
+    with TestHost("agblk", BLOCKED_IP) as host:
+        host.serve_http(8080)
+        yield host
+
+
+def set_route(gw, backend: str, base_url: str, model: str = "fake-model-1") -> None:
+    """``inference set`` on the module's gateway (the SDK call the CLI makes)."""
+    code = (
+        "import sys; from openshell.client.sdk import OpenShellClient;"
+        "c = OpenShellClient.from_config(sys.argv[1]);"
+        "print(c.set_inference_route(sys.argv[2], sys.argv[3], base_url=sys.argv[4]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, gw.name, backend, model, base_url],
+                          env=gw.env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def supervisor_log(gw, sandbox: str) -> str:
+    """The sandbox's supervisor log (proxy decisions) under the gateway's state directory."""
+    info = json.loads(gw.cli("sandbox", "get", sandbox, "-o", "json", check=True).stdout)
+    path = gw.state_dir / "sandboxes" / info["id"] / "supervisor.log"
+    return path.read_text()
+
+
+def create(gw, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    # No terminal here: the agent runs without a TTY (its own non-interactive flags).
+    return gw.cli("sandbox", "create", "--no-auto-providers", *args, timeout=timeout)
+
+
+def _text(proc: subprocess.CompletedProcess) -> str:
+    return proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
+
+
+# --------------------------------------------------------------------------- through inference.local
+
+
+def test_claude_answers_through_inference_local(agw, model):
+    set_route(agw, "anthropic", model.base_url)
+    before = len(model.requests)
+    proc = create(agw, "--name", "ag-claude", "--", "claude", "-p", "Say hello")
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, _text(proc)
+    assert REPLY in out
+    err = proc.stderr.decode(errors="replace")
+    # the merged policy was shown, with the agent's rule
+    assert "claude_agent" in err and "api.anthropic.com" in err and "inference.local" in err
+    calls = [r for r in model.requests[before:] if r.method == "POST" and r.path == "/v1/messages"]
+    assert calls, f"no Anthropic messages call reached the model: {[(r.method, r.path) for r in model.requests[before:]]}"
+    assert calls[-1].body.get("stream") is True
+    assert calls[-1].body.get("model") == "fake-model-1", "the router rewrites the model id to the route's"
+    # the placeholder key the sandbox holds never reaches the model API
+    assert all("openshell-routed" not in v for r in calls for v in r.headers.values())
+
+
+def test_codex_answers_through_inference_local(agw, model):
+    set_route(agw, "openai", model.base_url)
+    before = len(model.requests)
+    proc = create(agw, "--name", "ag-codex", "--", "codex", "exec", "--skip-git-repo-check", "Say hello")
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, _text(proc)
+    assert REPLY in out
+    calls = [r for r in model.requests[before:] if r.method == "POST" and r.path == "/v1/responses"]
+    assert calls, f"no Responses call reached the model: {[(r.method, r.path) for r in model.requests[before:]]}"
+    # the config the plugin wrote, inside the sandbox, owned by the sandbox user, private
+    cat = agw.sx("ag-codex", "sh", "-c", "stat -c '%U %a' /sandbox/.codex/config.toml && cat /sandbox/.codex/config.toml")
+    text = cat.stdout.decode()
+    assert cat.returncode == 0, cat.stderr
+    assert text.startswith("sandbox 600")
+    assert 'base_url = "https://inference.local/v1"' in text and 'wire_api = "responses"' in text
+
+
+# --------------------------------------------------------------------------- outside the policy
+
+
+@pytest.mark.parametrize("agent", ["claude", "codex"])
+def test_agent_reaching_a_host_outside_its_policy_gets_403_in_the_sandbox_log(agw, model, blocked_host, agent):
+    name = f"ag-deny-{agent}"
+    if agent == "claude":
+        set_route(agw, "anthropic", model.base_url)
+        argv = ["--env", f"ANTHROPIC_BASE_URL=http://{BLOCKED_HOST}:8080", "--", "claude", "-p", "Say hello"]
+    else:
+        set_route(agw, "openai", model.base_url)
+        argv = ["--", "codex", "exec", "--skip-git-repo-check",
+                "-c", f'model_providers.openshell.base_url="http://{BLOCKED_HOST}:8080/v1"', "Say hello"]
+    proc = create(agw, "--name", name, "--add-host", f"{BLOCKED_HOST}:{BLOCKED_IP}", *argv)
+    text = _text(proc)
+    assert REPLY not in text
+    assert "403" in text and "policy_denied" in text, text[-2000:]
+    denied = [line for line in supervisor_log(agw, name).splitlines()
+              if "decision=DENIED" in line and f"host={BLOCKED_HOST}" in line]
+    assert denied, "the proxy logged no denial for the blocked host"
+    # the connection came from the agent's own binary (kernel identity), under its install tree
+    assert f"binary={AGENTS_ROOT}/{agent}/" in denied[0]
+    assert "error=policy_denied" in denied[0]
+
+
+# --------------------------------------------------------------------------- policy merge
+
+
+def test_users_policy_overrides_the_agents_rule_with_the_same_key(agw, tmp_path):
+    policy = write_policy(tmp_path / "p.yaml", """\
+version: 1
+network_policies:
+  claude_agent:
+    endpoints: [{host: api.example.test, port: 443}]
+    binaries: [{path: /usr/local/bin/claude}]
+""")
+    proc = create(agw, "--name", "ag-override", "--policy", policy, "--", "claude", "--version")
+    assert proc.returncode == 0, _text(proc)
+    assert "your --policy overrides rule(s) claude_agent" in proc.stderr.decode()
+    stored = agw.cli("policy", "get", "ag-override", check=True).stdout.decode()
+    assert "api.example.test" in stored and "api.anthropic.com" not in stored
+
+
+def test_no_agent_policy_leaves_the_fragment_out(agw):
+    proc = create(agw, "--name", "ag-nofrag", "--no-agent-policy", "--", "claude", "--version")
+    assert proc.returncode == 0, _text(proc)
+    assert "2.1." in proc.stdout.decode()
+    stored = agw.cli("policy", "get", "ag-nofrag", check=True).stdout.decode()
+    assert "claude_agent" not in stored
+
+
+def test_agents_list_shows_the_installed_programs(agw):
+    rows = {r["name"]: r for r in json.loads(agw.cli("agents", "list", "-o", "json", check=True).stdout)}
+    assert rows["claude"]["installed"] is True and rows["claude"]["program"].startswith("2.1.")
+    assert rows["codex"]["installed"] is True and rows["codex"]["program"] == "0.171.0"
+    assert os.path.realpath("/usr/local/bin/claude").startswith(f"{AGENTS_ROOT}/claude/")
