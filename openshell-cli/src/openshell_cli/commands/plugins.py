@@ -351,21 +351,89 @@ def inference() -> None:
 
 
 @inference.command("backends")
+@click.argument("names", nargs=-1)
+@click.option("--check", is_flag=True, help="Run each backend's probe(): does its models endpoint answer?")
 @OUTPUT_OPTION
-def inference_backends(output: str) -> None:
-    """List inference backend plugins: name, protocols, default base URL.
+def inference_backends(names: tuple[str, ...], check: bool, output: str) -> None:
+    """List inference backend plugins (or only NAMES): name, protocols, default base URL.
+
+    With --check, probes each backend's models endpoint (the URL of the
+    gateway's route for the routed backend, else its default URL; hosted
+    defaults such as api.openai.com are contacted).
 
     \b
     Example:
+      openshell inference backends
+      openshell inference backends vllm --check
       openshell inference backends -o json
     """
+    route = _quiet_route() if check else None
 
     def extra(cls: type) -> dict[str, Any]:
-        return {"protocols": ",".join(cls.protocols), "base_url": cls.default_base_url}
+        row: dict[str, Any] = {"protocols": ",".join(cls.protocols), "base_url": cls.default_base_url}
+        if check:
+            url = route.base_url if route is not None and route.backend == cls.name and route.base_url else cls.default_base_url
+            probe = _probe_backend(cls, url)
+            row.update(base_url=url, check="ok" if probe["ok"] else "failed", check_detail=probe["detail"])
+        return row
 
-    rows = _kind_rows("inference", extra, ("protocols", "base_url"))
-    render(rows, output, columns=["name", "protocols", "status", "detail"],
+    cols = ("protocols", "base_url", "check", "check_detail") if check else ("protocols", "base_url")
+    if names:
+        from openshell.plugin.loader import PluginNotFound
+
+        for n in names:
+            try:
+                _registry().get_class("inference", n)
+            except PluginNotFound as exc:
+                raise CliError(str(exc)) from None
+        _orig = extra
+
+        def extra(cls: type) -> dict[str, Any]:  # noqa: F811 - probe only the named backends
+            return _orig(cls) if cls.name in names else {"protocols": ",".join(cls.protocols), "base_url": cls.default_base_url}
+
+    rows = _kind_rows("inference", extra, cols)
+    if names:
+        rows = [r for r in rows if r["name"] in names]
+    if check:
+        for row in rows:
+            if row.get("check_detail"):
+                row["detail"] = row["check_detail"]
+    render(rows, output, columns=["name", "protocols", "status", *(["check"] if check else []), "detail"],
            empty="no inference backend plugins installed; install one with: pip install openshell-plugin-vllm")
+
+
+def _probe_backend(cls: type, url: str) -> dict[str, Any]:
+    try:
+        result = cls().probe(url, None)
+        return {"ok": bool(result.ok), "detail": result.detail}
+    except Exception as exc:  # noqa: BLE001 - a broken probe() is a failed check, not a crash
+        from openshell.plugin.loader import first_line
+
+        return {"ok": False, "detail": f"probe failed: {first_line(exc)}"}
+
+
+def _quiet_route():
+    """The gateway's inference route when a gateway answers, else None (never starts one)."""
+    client = _quiet_client(None)
+    if client is None:
+        return None
+    try:
+        return client.get_inference_route()
+    except Exception:  # noqa: BLE001 - no gateway: probe default URLs
+        return None
+    finally:
+        client.close()
+
+
+def _add_route_commands() -> None:
+    # issue 5: `inference set|get` live in their own module
+    from openshell_cli.commands.inference_route import inference_get, inference_set
+
+    inference.add_command(inference_set)
+    inference.add_command(inference_get)
+
+
+_add_route_commands()
 
 
 COMMANDS = [plugins, isolation, drivers, agents, inference]
