@@ -250,3 +250,16 @@ def test_sandbox_link_network_at_create_fails_the_start_and_set_wait_says_so(gat
         assert time.monotonic() - t0 < 10, "set --wait should not wait out its timeout for a sandbox that is not running"
     finally:
         gateway.cli("sandbox", "delete", name)
+
+
+def test_revision_stored_after_a_gateway_restart_is_picked_up(gateway, sandbox, tmp_path):
+    # The supervisor's WatchPolicy stream breaks when the gateway stops; it
+    # reconnects (backoff capped at 1 s) and gets the revision stored afterwards.
+    gateway.cli("gateway", "stop", "--name", gateway.name, check=True)
+    gateway.cli("gateway", "start", "--name", gateway.name, "--port", str(gateway.port), check=True)
+    p, _ = set_policy(gateway, sandbox, write_policy(tmp_path / "p.yaml", CURL_AND_PY_A), "--wait", "--timeout", "20")
+    assert p.returncode == 0, p.stderr.decode()
+    row = revisions(gateway, sandbox)[0]
+    assert row["revision"] == 2 and row["status"] == "loaded"
+    assert row["reported_at"] - row["created_at"] < 2.0
+    assert curl_a(gateway, sandbox) == "200"
