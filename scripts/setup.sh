@@ -9,6 +9,7 @@ need_apt=()
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v ssh >/dev/null || need_apt+=(openssh-client)
+[ -x /usr/lib/openssh/sftp-server ] || need_apt+=(openssh-sftp-server)  # sftp/scp into sandboxes
 command -v useradd >/dev/null || need_apt+=(passwd)
 command -v node >/dev/null || need_apt+=(nodejs)   # Node fetch in the HTTP-inspection e2e test
 command -v npm >/dev/null || need_apt+=(npm)
@@ -31,5 +32,5 @@ dists+=(-e openshell-cli)
 for d in openshell-plugins/agents/*/ openshell-plugins/inference/*/; do
   [ -f "$d/pyproject.toml" ] && dists+=(-e "$d")
 done
-.venv/bin/python -m pip install -q "${dists[@]}" nox "pytest>=8" pytest-timeout ruff "grpcio-tools==1.85.1" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q "${dists[@]}" nox "pytest>=8" pytest-timeout pexpect ruff "grpcio-tools==1.85.1" 2>&1 | grep -v "^WARNING: Location" || true
 echo "==> ready: $(.venv/bin/openshell --version)"

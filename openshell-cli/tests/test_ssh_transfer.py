@@ -1,0 +1,109 @@
+"""The download extractor against hostile archives (no sandbox needed: these are the bytes a sandbox could send)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from openshell_cli.transfer import Stats, UnsafeMember, extract_stream, upload_members
+
+
+def _tar(*members: tuple[str, str, bytes | str]) -> io.BytesIO:
+    """Members as (kind, name, data-or-linkname); kind is file, dir, sym or link."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for kind, name, payload in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(payload)
+                info.mode = 0o640
+                tar.addfile(info, io.BytesIO(payload))
+                continue
+            if kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+            elif kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+            elif kind == "link":
+                info.type, info.linkname = tarfile.LNKTYPE, payload
+            elif kind == "dev":
+                info.type = tarfile.CHRTYPE
+            tar.addfile(info)
+    buf.seek(0)
+    return buf
+
+
+def _extract(buf: io.BytesIO, dest: Path) -> Stats:
+    stats = Stats()
+    with tarfile.open(fileobj=buf, mode="r|") as tar:
+        extract_stream(tar, dest, stats)
+    return stats
+
+
+@pytest.fixture
+def dest(tmp_path):
+    d = tmp_path / "dest"
+    d.mkdir()
+    return d
+
+
+def test_normal_archive_keeps_modes_and_inside_links(dest):
+    stats = _extract(_tar(("dir", "d", b""), ("file", "d/f", b"data"), ("sym", "l", "d/f"), ("link", "h", "d/f")), dest)
+    assert (dest / "d" / "f").read_bytes() == b"data"
+    assert (os.stat(dest / "d" / "f").st_mode & 0o777) == 0o640
+    assert os.readlink(dest / "l") == "d/f"
+    assert os.stat(dest / "h").st_ino == os.stat(dest / "d" / "f").st_ino
+    assert (stats.files, stats.links, stats.bytes) == (2, 1, 4)
+
+
+@pytest.mark.parametrize("members, what", [
+    ((("file", "../escape", b"x"),), "'..'"),
+    ((("file", "a/../../escape", b"x"),), "'..'"),
+    ((("file", "/tmp/ia-abs-escape", b"x"),), "absolute"),
+    ((("sym", "out", "/etc"),), "points outside"),
+    ((("sym", "out", "../.."),), "points outside"),
+    ((("dir", "d", b""), ("sym", "d/up", "../../x")), "points outside"),
+    ((("link", "h", "/etc/passwd"),), "hard link"),
+    ((("link", "h", "../x"),), "hard link"),
+])
+def test_escaping_members_are_refused(dest, members, what):
+    with pytest.raises(UnsafeMember, match=what):
+        _extract(_tar(*members), dest)
+    assert not (dest.parent / "escape").exists()
+    assert not Path("/tmp/ia-abs-escape").exists()
+
+
+def test_writing_through_a_planted_link_is_refused(dest, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, dest / "planted")  # e.g. left by an earlier download
+    with pytest.raises(UnsafeMember, match="through a link"):
+        _extract(_tar(("file", "planted/pwned", b"x")), dest)
+    assert not (outside / "pwned").exists()
+
+
+def test_a_file_member_does_not_replace_an_existing_symlink(dest, tmp_path):
+    target = tmp_path / "victim"
+    target.write_text("keep")
+    os.symlink(target, dest / "f")
+    with pytest.raises(UnsafeMember, match="symlink"):
+        _extract(_tar(("file", "f", b"overwrite")), dest)
+    assert target.read_text() == "keep"
+
+
+def test_devices_are_skipped(dest):
+    _extract(_tar(("dev", "tty0", b""), ("file", "ok", b"1")), dest)
+    assert sorted(os.listdir(dest)) == ["ok"]
+
+
+def test_upload_refuses_links_pointing_out_of_the_tree(tmp_path):
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "f").write_text("x")
+    os.symlink("f", root / "fine")
+    assert upload_members(root, git_ignore=False)[1] == ["f", "fine"]
+    os.symlink("../outside", root / "bad")
+    with pytest.raises(UnsafeMember, match="bad"):
+        upload_members(root, git_ignore=False)
