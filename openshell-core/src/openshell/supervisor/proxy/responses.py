@@ -15,6 +15,7 @@ _REASONS = {
     400: "Bad Request",
     403: "Forbidden",
     408: "Request Timeout",
+    413: "Content Too Large",
     431: "Request Header Fields Too Large",
     502: "Bad Gateway",
     503: "Service Unavailable",

@@ -6,15 +6,22 @@ Public API::
     RequestHook, L7Request, HookRefused     # per-request rewrite seam (credentials)
     upstream_context(extra_ca) -> ssl.SSLContext
     accept_client(ca, sock, early, host) -> Transport   # TLS-or-plain termination
+    serve_local(ca, sock, early, host, handler)          # answer requests in the supervisor (inference.local)
+    LocalRequest, LocalResponse, BodyTooLarge
 
 Modules, one job each: ``transport`` (plain/TLS byte transports over a
 non-blocking socket), ``message`` (strict HTTP/1.1 framing, smuggling
-defences), ``hooks`` (the rewrite seam), ``inspector`` (per-request decisions,
+defences), ``hooks`` (the rewrite seam), ``local`` (serving a name from the supervisor
+itself with the same front door), ``inspector`` (per-request decisions,
 keep-alive, 403 bodies, WebSocket relay).
 """
 
 from openshell.supervisor.proxy.l7.hooks import HookRefused, L7Request, RequestHook
 from openshell.supervisor.proxy.l7.inspector import HttpInspector, accept_client
+from openshell.supervisor.proxy.l7.local import BodyTooLarge, LocalRequest, LocalResponse, serve_local
 from openshell.supervisor.proxy.l7.transport import TransportError, upstream_context
 
-__all__ = ["HookRefused", "HttpInspector", "L7Request", "RequestHook", "TransportError", "accept_client", "upstream_context"]
+__all__ = [
+    "BodyTooLarge", "HookRefused", "HttpInspector", "L7Request", "LocalRequest", "LocalResponse", "RequestHook",
+    "TransportError", "accept_client", "serve_local", "upstream_context",
+]

@@ -438,7 +438,10 @@ class HttpInspector(Inspector):
                 and _peer_supports_keepalive(req.version, connection_tokens(req.headers))
                 and _peer_supports_keepalive(resp.version, connection_tokens(resp.headers))
             )
-            headers = [(k, v) for k, v in resp.headers if k.lower() not in ("connection", "keep-alive", "proxy-connection")]
+            drop = {"connection", "keep-alive", "proxy-connection"}
+            if rframing.kind == "chunked":
+                drop.add("content-length")  # the body is re-chunked; a stray length would desync the client
+            headers = [(k, v) for k, v in resp.headers if k.lower() not in drop]
             if not keep:
                 headers.append(("Connection", "close"))
             elif req.version == "HTTP/1.0":

@@ -293,12 +293,14 @@ def serialize_head(first_line: str, headers: list[tuple[str, str]] | tuple[tuple
 # --------------------------------------------------------------------------- bodies
 
 
-async def copy_body(reader: Reader, framing: Framing, dst: Transport, *, idle: float | None) -> bool:
+async def copy_body(reader: Reader, framing: Framing, dst: Transport, *, idle: float | None, decode: bool = False) -> bool:
     """Forward one body from ``reader`` to ``dst`` as it arrives.
 
     :param framing: from ``request_framing``/``response_framing``.
     :param idle: seconds without input before giving up (None = wait forever:
         responses, so long polls and server-sent events are never cut).
+    :param decode: send only the payload of a chunked body (no chunk framing,
+        trailers dropped) — for consumers inside the supervisor.
     :returns: True when the body ended by its framing; False for ``close``
         framing (the sender closed: the connection cannot be reused).
     :raises BodyError / UpstreamError: truncated or malformed body (the
@@ -316,14 +318,14 @@ async def copy_body(reader: Reader, framing: Framing, dst: Transport, *, idle: f
             remaining -= len(data)
         return True
     if framing.kind == "chunked":
-        await _copy_chunked(reader, dst, idle)
+        await _copy_chunked(reader, dst, idle, framed=not decode)
         return True
     while data := await reader.read_some(RECV_SIZE, idle):  # close-delimited
         await dst.sendall(data)
     return False
 
 
-async def _copy_chunked(reader: Reader, dst: Transport, idle: float | None) -> None:
+async def _copy_chunked(reader: Reader, dst: Transport, idle: float | None, *, framed: bool = True) -> None:
     while True:
         line = await reader.read_line(MAX_CHUNK_LINE, idle)
         size_text = line.split(b";", 1)[0].rstrip(b" \t")
@@ -342,9 +344,11 @@ async def _copy_chunked(reader: Reader, dst: Transport, idle: float | None) -> N
                 if not sep or not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
                     raise reader._fail(400, "malformed trailer field")
                 trailers.append(f"{name}: {value}\r\n")
-            await dst.sendall(b"0\r\n" + "".join(trailers).encode("latin-1") + b"\r\n")
+            if framed:
+                await dst.sendall(b"0\r\n" + "".join(trailers).encode("latin-1") + b"\r\n")
             return
-        await dst.sendall(b"%x\r\n" % size)
+        if framed:
+            await dst.sendall(b"%x\r\n" % size)
         remaining = size
         while remaining:
             data = await reader.read_some(min(remaining, RECV_SIZE), idle)
@@ -354,4 +358,5 @@ async def _copy_chunked(reader: Reader, dst: Transport, idle: float | None) -> N
             remaining -= len(data)
         if await reader.read_exact(2, idle) != b"\r\n":
             raise reader._fail(400, "chunk data longer than its size")
-        await dst.sendall(b"\r\n")
+        if framed:
+            await dst.sendall(b"\r\n")
