@@ -293,3 +293,28 @@ def test_labels_are_a_map_in_json_and_a_filter_without_match_says_so(gateway):
 def test_exec_timeout_must_be_positive(gateway):
     p = gateway.cli("sandbox", "exec", "whatever", "--timeout", "0", "--", "true")
     assert p.returncode == 2 and "--timeout" in p.stderr.decode()
+
+
+def test_logs_show_proxy_decisions_with_reason(gateway, upstream, tmp_path):
+    policy = tmp_path / "p.yaml"
+    policy.write_text(ALLOW_UP)
+    gateway.cli("sandbox", "create", "--name", "lc-logs", "--policy", str(policy), "--add-host", "up.example.test:10.199.0.2", "--detach", check=True)
+    try:
+        gateway.sx("lc-logs", "curl", "-sS", "-o", "/dev/null", "http://up.example.test:8080/")
+        gateway.sx("lc-logs", "python3", "-c", "import urllib.request as u\ntry: u.urlopen('http://up.example.test:8080/')\nexcept Exception: pass")
+        deadline = time.monotonic() + 10
+        rows: list = []
+        while time.monotonic() < deadline:
+            out = gateway.cli("sandbox", "logs", "lc-logs", "-o", "json", check=True).stdout.decode()
+            rows = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+            decisions = [r["fields"] for r in rows if r["fields"].get("event") == "decision"]
+            if len(decisions) >= 2:
+                break
+            time.sleep(0.5)
+        by_decision = {d["decision"]: d for d in decisions}
+        assert by_decision["ALLOWED"]["binary"] == "/usr/bin/curl" and by_decision["ALLOWED"]["policy"] == "up"
+        assert "python3" in by_decision["DENIED"]["binary"] and "not allowed" in by_decision["DENIED"]["reason"]
+        warn = gateway.cli("sandbox", "logs", "lc-logs", "--level", "warning", check=True).stdout.decode()
+        assert "DENIED" in warn and "ALLOWED" not in warn
+    finally:
+        gateway.cli("sandbox", "delete", "lc-logs")

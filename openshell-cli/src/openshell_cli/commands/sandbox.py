@@ -285,6 +285,53 @@ def exec_(name, envs, workdir, timeout, use_tty, gateway, command) -> None:
     sys.exit(run_exec(client, name, list(command), env=_kv(envs, "--env"), workdir=workdir, timeout=timeout, forward_stdin=True))
 
 
+@sandbox.command("logs")
+@click.argument("name")
+@click.option("-n", "--lines", type=click.IntRange(1, 10_000), default=100, show_default=True, help="How many of the newest lines.")
+@click.option("--level", type=click.Choice(["debug", "info", "warning", "error"]), default=None, help="Minimum level.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@OUTPUT_OPTION
+def logs(name, lines, level, follow, gateway, output) -> None:
+    """Show a sandbox's supervisor log: every proxy decision (ALLOWED/DENIED with
+    the reason), policy loads and lifecycle events.
+
+    \b
+    Examples:
+      openshell sandbox logs demo --level warning     # what the policy denied
+      openshell sandbox logs demo -f -o json          # stream as JSON lines
+    """
+    import datetime
+    import json
+    import time
+
+    client = _client(gateway)
+
+    def show(rows: list[dict]) -> None:
+        for r in rows:
+            if output == "json":
+                click.echo(json.dumps(r))
+            elif output == "yaml":
+                render([r], "yaml")
+            else:
+                ts = datetime.datetime.fromtimestamp(r["time"], datetime.timezone.utc).strftime("%H:%M:%S")
+                click.echo(f"{ts} {r['level'].upper():7} {r['message']}")
+
+    rows = client.logs(name, lines=lines, min_level=level or "")
+    if not rows and not follow and output == "table":
+        click.echo("no log lines yet")
+    show(rows)
+    seen = {(r["time"], r["message"]) for r in rows}
+    since = rows[-1]["time"] if rows else time.time() - 1
+    while follow:
+        time.sleep(1.0)
+        new = [r for r in client.logs(name, lines=10_000, min_level=level or "", since=since) if (r["time"], r["message"]) not in seen]
+        show(new)
+        for r in new:
+            seen.add((r["time"], r["message"]))
+            since = max(since, r["time"])
+
+
 @sandbox.command("delete")
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Delete every sandbox.")

@@ -577,3 +577,52 @@ class ListSandboxPoliciesResponse(_message.Message):
     revisions: _containers.RepeatedCompositeFieldContainer[SandboxPolicyRevision]
     next_page_token: str
     def __init__(self, revisions: _Optional[_Iterable[_Union[SandboxPolicyRevision, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetSandboxLogsRequest(_message.Message):
+    __slots__ = ("sandbox", "lines", "sources", "min_level", "workspace_scope", "since_time")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    MIN_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_TIME_FIELD_NUMBER: _ClassVar[int]
+    sandbox: str
+    lines: int
+    sources: _containers.RepeatedScalarFieldContainer[str]
+    min_level: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    since_time: _timestamp_pb2.Timestamp
+    def __init__(self, sandbox: _Optional[str] = ..., lines: _Optional[int] = ..., sources: _Optional[_Iterable[str]] = ..., min_level: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., since_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SandboxLogLine(_message.Message):
+    __slots__ = ("sandbox_id", "level", "target", "message", "source", "fields", "event_time")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    level: str
+    target: str
+    message: str
+    source: str
+    fields: _containers.ScalarMap[str, str]
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, sandbox_id: _Optional[str] = ..., level: _Optional[str] = ..., target: _Optional[str] = ..., message: _Optional[str] = ..., source: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetSandboxLogsResponse(_message.Message):
+    __slots__ = ("logs", "buffer_total")
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    BUFFER_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    logs: _containers.RepeatedCompositeFieldContainer[SandboxLogLine]
+    buffer_total: int
+    def __init__(self, logs: _Optional[_Iterable[_Union[SandboxLogLine, _Mapping]]] = ..., buffer_total: _Optional[int] = ...) -> None: ...

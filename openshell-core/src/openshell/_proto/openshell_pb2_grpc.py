@@ -130,6 +130,11 @@ class OpenShellStub:
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderResponse.FromString,
                 _registered_method=True)
+        self.GetSandboxLogs = channel.unary_unary(
+                '/openshell.v1.OpenShell/GetSandboxLogs',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.FromString,
+                _registered_method=True)
         self.SetInferenceRoute = channel.unary_unary(
                 '/openshell.v1.OpenShell/SetInferenceRoute',
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.SetInferenceRouteRequest.SerializeToString,
@@ -270,6 +275,14 @@ class OpenShellServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSandboxLogs(self, request, context):
+        """Log lines the sandbox's supervisor pushed (proxy decisions, policy loads,
+        lifecycle), oldest first (SDK-compatible names and numbers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetInferenceRoute(self, request, context):
         """Inference routes (our own; the SDK has none): what inference.local serves.
         """
@@ -380,6 +393,11 @@ def add_OpenShellServicer_to_server(servicer, server):
                     servicer.DeleteProvider,
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderResponse.SerializeToString,
+            ),
+            'GetSandboxLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSandboxLogs,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.SerializeToString,
             ),
             'SetInferenceRoute': grpc.unary_unary_rpc_method_handler(
                     servicer.SetInferenceRoute,
@@ -905,6 +923,33 @@ class OpenShell:
             '/openshell.v1.OpenShell/DeleteProvider',
             openshell_dot_v1_dot_openshell__pb2.DeleteProviderRequest.SerializeToString,
             openshell_dot_v1_dot_openshell__pb2.DeleteProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSandboxLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/GetSandboxLogs',
+            openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -348,6 +348,27 @@ class OpenShellClient(PolicyClient, ProviderClient):
             raise self._error(exc, name) from None
         return sandbox_from_proto(resp.sandbox)
 
+    def logs(self, name: str, *, lines: int = 200, min_level: str = "", since: float | None = None) -> list[dict]:
+        """Log lines the sandbox's supervisor pushed, oldest first.
+
+        :param lines: the last N (at most 10000).
+        :param min_level: ``debug``/``info``/``warning``/``error``; empty = all.
+        :param since: unix seconds; only lines at or after it.
+        :returns: dicts with ``time`` (unix seconds), ``level``, ``target``, ``message``, ``fields``.
+        :raises SandboxNotFound:
+        """
+        req = openshell_pb2.GetSandboxLogsRequest(sandbox=name, lines=lines, min_level=min_level, workspace_scope=self._scope)
+        if since is not None:
+            req.since_time.FromNanoseconds(int(since * 1e9))
+        try:
+            resp = self._stub.GetSandboxLogs(req, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise self._error(exc, name) from None
+        return [
+            {"time": ln.event_time.ToNanoseconds() / 1e9, "level": ln.level, "target": ln.target, "message": ln.message, "fields": dict(ln.fields)}
+            for ln in resp.logs
+        ]
+
     def wait_ready(self, name: str, timeout: float = 120.0, *, poll: float = 0.25) -> Sandbox:
         """Poll until sandbox ``name`` is READY and return it.
 

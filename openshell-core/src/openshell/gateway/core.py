@@ -43,6 +43,11 @@ EXEC_TIMEOUT_GRACE = 5.0  # seconds the exec backend gets to report 124 itself
 # --------------------------------------------------------------------------- errors
 
 
+
+#: a sandbox's pushed log file rotates (one backup) past this many bytes
+MAX_LOG_BYTES = 8 * 1024 * 1024
+_LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "warn": 2, "error": 3, "critical": 4}
+
 class GatewayError(Exception):
     """Base of the errors a client can cause; ``code`` names the gRPC status."""
 
@@ -545,6 +550,7 @@ class GatewayCore:
         self.ssh_sessions.revoke_sandbox(record.id)
         with contextlib.suppress(OSError):
             self._log_path(record.id).unlink()
+            self._log_path(record.id).with_suffix(".jsonl.1").unlink(missing_ok=True)
         log.info("event=sandbox_deleted sandbox=%s name=%s", record.id, record.name)
         await self._notify_policy()  # ends WatchPolicy streams of this sandbox
         await self.providers.notify()  # ends WatchInferenceBundle streams of this sandbox
@@ -834,6 +840,12 @@ class GatewayCore:
 
         def write() -> int:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Bounded: past MAX_LOG_BYTES the file becomes the one backup (.1).
+            try:
+                if path.stat().st_size > MAX_LOG_BYTES:
+                    path.replace(path.with_suffix(".jsonl.1"))
+            except FileNotFoundError:
+                pass
             count = 0
             with open(path, "a", encoding="utf-8") as fh:
                 for line in lines:
@@ -855,6 +867,43 @@ class GatewayCore:
                 return []
             rows = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
             return rows[-tail:] if tail > 0 else rows
+
+        return await asyncio.to_thread(read)
+
+    async def read_logs_filtered(
+        self, name: str, workspace: str | None = st.DEFAULT_WORKSPACE, *, lines: int = 200, min_level: str = "", since: float = 0.0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Pushed log records of a sandbox for ``GetSandboxLogs``.
+
+        :param lines: the last N matching records.
+        :param min_level: ``debug`` < ``info`` < ``warning`` < ``error``; empty = all.
+        :param since: unix seconds; only records at or after it.
+        :returns: ``(records oldest first, total records held)``; each record has
+            ``sandbox_id`` added.
+        :raises SandboxNotFound: unknown sandbox.
+        """
+        record = await self._record(name, workspace or st.DEFAULT_WORKSPACE)
+        floor = _LOG_LEVELS.get(min_level.lower(), 0) if min_level else 0
+
+        def read() -> tuple[list[dict[str, Any]], int]:
+            rows: list[dict[str, Any]] = []
+            for path in (self._log_path(record.id).with_suffix(".jsonl.1"), self._log_path(record.id)):
+                try:
+                    text = path.read_text(encoding="utf-8")
+                except FileNotFoundError:
+                    continue
+                for ln in text.splitlines():
+                    try:
+                        rows.append(json.loads(ln))
+                    except ValueError:
+                        continue
+            total = len(rows)
+            keep = [
+                dict(r, sandbox_id=record.id)
+                for r in rows
+                if _LOG_LEVELS.get(str(r.get("level", "")).lower(), 1) >= floor and float(r.get("time") or 0) >= since
+            ]
+            return keep[-lines:] if lines > 0 else keep, total
 
         return await asyncio.to_thread(read)
 

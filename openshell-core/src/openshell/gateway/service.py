@@ -194,6 +194,33 @@ class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellSe
             await abort_for(context, exc)
         return openshell_pb2.SandboxResponse(sandbox=sandbox_to_proto(info))
 
+    async def GetSandboxLogs(self, request, context):
+        if request.sources and "supervisor" not in request.sources:
+            return openshell_pb2.GetSandboxLogsResponse()
+        since = request.since_time.ToNanoseconds() / 1e9 if request.HasField("since_time") else 0.0
+        try:
+            rows, total = await self.core.read_logs_filtered(
+                request.sandbox,
+                _workspace(request.workspace_scope),
+                lines=min(int(request.lines) or 200, 10_000),
+                min_level=request.min_level,
+                since=since,
+            )
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        out = openshell_pb2.GetSandboxLogsResponse(buffer_total=total)
+        for row in rows:
+            line = out.logs.add(
+                sandbox_id=row.get("sandbox_id", ""),
+                level=str(row.get("level", "")),
+                target=str(row.get("target", "")),
+                message=str(row.get("message", "")),
+                source="supervisor",
+            )
+            line.fields.update({str(k): str(v) for k, v in (row.get("fields") or {}).items()})
+            line.event_time.FromNanoseconds(int(float(row.get("time") or 0) * 1e9))
+        return out
+
     async def ListSandboxes(self, request, context):
         try:
             items, token = await self.core.list_sandboxes(

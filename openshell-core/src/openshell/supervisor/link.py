@@ -116,5 +116,14 @@ class GatewayLink:
             # still picked up within 2 s of the gateway answering again.
             delay = min(delay * 2, 1.0)
 
+    async def push_logs(self, records) -> bool:
+        """Send log records (an iterable of ``LogRecord``) in one stream; False on failure."""
+        try:
+            await self.stub.PushLogs(iter(list(records)), metadata=self.metadata, timeout=CALL_TIMEOUT)
+            return True
+        except grpc.aio.AioRpcError as exc:
+            log.debug("event=push_logs_failed code=%s", exc.code().name)
+            return False
+
     async def close(self) -> None:
         await self.channel.close()

@@ -25,6 +25,7 @@ from typing import Optional
 from openshell.plugin.kinds import IsolationContext
 from openshell.supervisor.cleanup import CONTEXT_FILE
 from openshell.supervisor.link import GatewayLink, SupervisorConfig
+from openshell.supervisor.log_push import PushHandler, push_loop
 from openshell.supervisor.sandbox_ca import SandboxCA
 from openshell.supervisor.sandbox_env import PROXY_PORT, sandbox_environment
 from openshell.supervisor.ssh_server import SessionRequest, SshServer
@@ -65,6 +66,7 @@ class Supervisor:
         self.ssh: Optional[SshServer] = None
         self.entrypoint: Optional[subprocess.Popen] = None
         self.stop = asyncio.Event()
+        self.log_handler: Optional[PushHandler] = None
         self.policy_revision = 0
         self.engine = None
         self.policy = None  # the Policy in force (revision policy_revision)
@@ -80,6 +82,8 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
+        self.log_handler = PushHandler()
+        logging.getLogger("openshell").addHandler(self.log_handler)
         try:
             await self._start()
         except Exception as exc:  # noqa: BLE001 - any start failure: ERROR, fail closed
@@ -90,6 +94,8 @@ class Supervisor:
         await self.link.report(phase="READY", policy_revision=self.policy_revision, pid=os.getpid())
         log.info("event=ready sandbox=%s", self.cfg.sandbox_id)
         tasks = [asyncio.ensure_future(self._policy_loop()), asyncio.ensure_future(self._reap_loop())]
+        if self.log_handler is not None:
+            tasks.append(asyncio.ensure_future(push_loop(self.link, self.log_handler)))
         await self.stop.wait()
         for t in tasks:
             t.cancel()
