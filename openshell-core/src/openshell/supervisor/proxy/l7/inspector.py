@@ -233,8 +233,9 @@ class HttpInspector(Inspector):
         except _Close as close:
             if close.response:
                 await self._answer_and_close(conn.client, close.response)
-        except (OSError, TransportError, asyncio.CancelledError, UpstreamError, TimeoutError):
+        except (OSError, TransportError, UpstreamError, TimeoutError):
             pass  # a side went away mid-message: nothing sensible to answer
+        # CancelledError (proxy closing) propagates; the finally below still runs.
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.client.shutdown_write(), _LINGER)
