@@ -144,6 +144,49 @@ def test_codex_answers_through_inference_local(agw, model):
     assert 'base_url = "https://inference.local/v1"' in text and 'wire_api = "responses"' in text
 
 
+def _screen(text: str) -> str:
+    """Terminal output without escape sequences and whitespace (TUIs move the cursor instead of printing spaces)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78]", "", text)
+    return re.sub(r"\s+", "", text)
+
+
+def test_claude_runs_interactively_with_a_tty(agw, model):
+    """``sandbox create -- claude`` on a terminal: Claude Code's TUI, keys reach it, the answer comes back."""
+    pexpect = pytest.importorskip("pexpect", reason="pexpect drives the terminal (scripts/setup.sh installs it)")
+    set_route(agw, "anthropic", model.base_url)
+    child = pexpect.spawn(OPENSHELL, ["sandbox", "create", "--no-auto-providers", "--name", "ag-tty", "--", "claude"],
+                          env=agw.env, dimensions=(40, 120), timeout=90, encoding="utf-8", codec_errors="replace")
+    try:
+        # onboarding is done by the plugin's .claude.json; trusting /sandbox stays the user's call
+        child.expect("trust", timeout=120)
+        child.expect(pexpect.TIMEOUT, timeout=1)
+        child.send("\x1b[B")  # arrow down: "Yes, I trust this folder"
+        child.expect(pexpect.TIMEOUT, timeout=0.5)
+        child.send("\r")
+        child.expect(pexpect.TIMEOUT, timeout=3)
+        child.send("Say hello")
+        child.expect(pexpect.TIMEOUT, timeout=0.5)
+        child.send("\r")
+        seen = ""
+        want = REPLY.replace(" ", "")
+        for _ in range(60):
+            child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=1)
+            seen += child.before or ""
+            if want in _screen(seen):
+                break
+        assert want in _screen(seen), _screen(seen)[-1500:]
+        child.sendcontrol("c")
+        child.expect(pexpect.TIMEOUT, timeout=0.5)
+        child.sendcontrol("c")  # twice: Claude Code exits
+        child.expect(pexpect.EOF, timeout=30)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert any(r.path == "/v1/messages" for r in model.requests)
+
+
 # --------------------------------------------------------------------------- outside the policy
 
 

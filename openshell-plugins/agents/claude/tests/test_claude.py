@@ -30,4 +30,12 @@ def test_inference_env_points_at_the_origin_of_inference_local() -> None:
     env = ClaudeAgent().inference_env("https://inference.local/v1")
     assert env["ANTHROPIC_BASE_URL"] == "https://inference.local"  # Claude appends /v1/messages
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
-    assert ClaudeAgent().home_files("https://inference.local") == {}
+
+
+def test_home_file_skips_onboarding_and_approves_only_placeholder_keys() -> None:
+    import json
+
+    state = json.loads(ClaudeAgent().home_files("https://inference.local")[".claude.json"])
+    assert state["hasCompletedOnboarding"] is True
+    assert state["customApiKeyResponses"]["approved"] == ["nshell-routed-no-key", "e:env:ANTHROPIC_API_KEY"[-20:]]
+    assert "projects" not in state, "trusting the workdir is the user's decision"

@@ -8,6 +8,7 @@ at ``https://inference.local`` so its model calls go through OpenShell's router.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from openshell.agents import NpmAgent
@@ -55,6 +56,24 @@ class ClaudeAgent(NpmAgent):
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
         }
+
+    def home_files(self, base_url: str | None) -> dict[str, str]:
+        """Return ``{".claude.json": …}``: first-run onboarding done, the sandbox's key approved.
+
+        Without it, interactive Claude Code starts with a theme picker and a
+        connectivity check against api.anthropic.com, then asks whether to use
+        the ``ANTHROPIC_API_KEY`` it found. That key is never a secret here: the
+        routed placeholder or a provider's ``openshell:resolve:env:…``
+        placeholder, so both are pre-approved (Claude Code keeps the last 20
+        characters of approved keys). The folder-trust question stays the user's.
+
+        :param base_url: unused; the file is the same with or without a route.
+        """
+        from openshell.providers.placeholders import placeholder
+
+        approved = [ROUTED_API_KEY[-20:], placeholder("ANTHROPIC_API_KEY")[-20:]]
+        state = {"hasCompletedOnboarding": True, "customApiKeyResponses": {"approved": approved, "rejected": []}}
+        return {".claude.json": json.dumps(state, indent=2) + "\n"}
 
 
 @hookimpl
