@@ -14,7 +14,6 @@ import time
 
 import pexpect
 import pytest
-
 from conftest import OPENSHELL, shared_dir  # noqa: E402 - tests/ is on sys.path (conftest)
 
 SANDBOX = "ia-interactive"
