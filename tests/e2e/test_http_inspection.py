@@ -217,3 +217,11 @@ def test_every_l7_decision_is_logged_with_method_and_path(world):
     log = wait_for_log(gw, sb, "path=/logged/get")
     line = next(ln for ln in log.splitlines() if "path=/logged/get" in ln)
     assert "decision=ALLOWED" in line and "method=GET" in line and "binary=/usr/bin/curl" in line and "policy=api" in line
+
+
+def test_sandbox_sees_the_ca_certificate_but_no_private_key(world):
+    gw, sb = world
+    p = gw.sx(sb, "sh", "-c", "ls /etc/openshell-tls; cat /etc/openshell-tls/* | grep -c 'PRIVATE KEY' || true")
+    names, count = p.stdout.decode().split()[:-1], p.stdout.decode().split()[-1]
+    assert {"openshell-ca.pem", "ca-bundle.pem"} <= set(names)
+    assert count == "0"

@@ -102,6 +102,8 @@ class Upstream:
                     time.sleep(0.5)
                     return
                 body, size = b"", None
+                if fields.get("expect", "").lower() == "100-continue":
+                    conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if fields.get("transfer-encoding") == "chunked":
                     while (size := int(f.readline().split(b";")[0], 16)):
                         body += f.read(size)
@@ -521,6 +523,20 @@ def test_large_body_streams_both_ways(harness):
     while chunk := resp.read(1 << 20):
         got += len(chunk)
     assert got == size
+
+
+def test_expect_100_continue_is_relayed_before_the_body(harness):
+    harness.set_policy(policy_yaml("access: read-write"))
+    sock = harness.open()
+    sock.sendall(b"PUT /up HTTP/1.1\r\nHost: api.l7.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        interim += sock.recv(4096)
+    assert interim.startswith(b"HTTP/1.1 100 ")  # the client may now send its body
+    sock.sendall(b"hello")
+    resp = HTTPResponse(sock, method="PUT")
+    resp.begin()
+    assert resp.status == 200 and json.loads(resp.read())["body"] == "hello"
 
 
 def test_server_sent_events_stream_as_they_arrive(harness):
