@@ -581,9 +581,9 @@ def test_websocket_upgrade_on_allowed_get_becomes_a_raw_relay(harness):
 
 
 def test_websocket_relay_is_closed_when_a_reload_denies_it(harness, monkeypatch):
-    from openshell.supervisor.proxy.l7 import inspector
+    from openshell.supervisor.proxy.l7 import upgrade
 
-    monkeypatch.setattr(inspector, "RELOAD_POLL", 0.1)
+    monkeypatch.setattr(upgrade, "RELOAD_POLL", 0.1)
     sock = harness.open()
     sock.sendall(get("/ws", extra="Upgrade: websocket\r\nConnection: Upgrade\r\n").encode())
     data = b""

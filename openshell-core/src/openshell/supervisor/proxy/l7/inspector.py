@@ -56,6 +56,7 @@ from openshell.supervisor.proxy.l7.message import (
     serialize_head,
 )
 from openshell.supervisor.proxy.l7.transport import PlainTransport, TlsTransport, Transport, TransportError, upstream_context
+from openshell.supervisor.proxy.l7.upgrade import relay_upgraded
 
 log = logging.getLogger("openshell.supervisor.proxy")
 
@@ -63,7 +64,6 @@ KEEPALIVE_IDLE = 120.0  # seconds a kept-alive client may stay silent between re
 HEAD_TIMEOUT = 10.0  # seconds for a request head once its first byte arrived
 BODY_IDLE = 60.0  # seconds a client may stall inside a request body
 FIRST_BYTE_TIMEOUT = 30.0  # seconds after CONNECT for the client's first byte
-RELOAD_POLL = 1.0  # seconds between policy checks on an upgraded (WebSocket) relay
 _LINGER = 1.0  # seconds to drain after an error answer (see ProxyServer._reject)
 
 # Fields meant for this hop only; never forwarded (RFC 9110 §7.6.1).
@@ -256,13 +256,13 @@ class HttpInspector(Inspector):
         framing = request_framing(req)
         if req.method == "CONNECT" or not req.target.startswith("/"):
             raise BodyError(400, "inspected connections accept origin-form requests only (METHOD /path HTTP/1.1)")
-        if not conn.forward_mode:
-            self._check_host(conn, req)
         try:
             path, raw_query = split_target(req.target)
         except PathError as exc:
             raise BodyError(400, f"request path refused: {exc}") from None
         method = req.method.upper()
+        if not conn.forward_mode:
+            self._check_host(conn, req, method, path)
         decision = self._decide(conn, method, path, parse_query(raw_query))
         label = {"allow": "ALLOWED", "audit": "AUDIT"}.get(decision.action, "DENIED")
         flow.log.decision(
@@ -281,7 +281,9 @@ class HttpInspector(Inspector):
         head = serialize_head(f"{l7.method} {l7.target} {l7.version}", l7.headers)
         return await self._exchange(conn, req, method, framing, head, websocket)
 
-    def _check_host(self, conn: _Conn, req: RequestHead) -> None:
+    def _check_host(self, conn: _Conn, req: RequestHead, method: str, path: str) -> None:
+        """Exactly one ``Host``, naming the CONNECT target (an explicit port must
+        match too); else 400 / 403 ``request_authority_mismatch``."""
         hosts = header_values(req.headers, "host")
         if len(hosts) != 1:
             raise BodyError(400, "a request needs exactly one Host header")
@@ -293,7 +295,7 @@ class HttpInspector(Inspector):
         explicit_port = hosts[0].rpartition(":")[2].isdigit() and not hosts[0].endswith("]")
         if auth is None or auth.host != target.host or (explicit_port and auth.port != target.port):
             shown = f"{target.host}:{target.port}" if ":" not in target.host else f"[{target.host}]:{target.port}"
-            conn.flow.log.event("request_authority_mismatch", host=target.host, port=target.port, binary=target.binary, method=req.method)
+            conn.flow.log.event("request_authority_mismatch", host=target.host, port=target.port, binary=target.binary, method=method, path=path)
             raise _Close(responses.json_response(403, {
                 "error": "request_authority_mismatch",
                 "detail": f"the Host header does not name the CONNECT target {shown}",
@@ -370,6 +372,19 @@ class HttpInspector(Inspector):
                 log.error("event=hook_failed sandbox=%s hook=%s error=path_changed", l7.flow.sandbox_id, type(hook).__name__)
                 raise _Close(responses.error(502, "hook_failed", f"request hook {type(hook).__name__} changed the request path"))
 
+    def _still_allowed(self, conn: _Conn) -> bool:
+        """Whether the upgraded request is still allowed (decided again only when
+        the policy changed); logs ``tunnel_closed`` when not."""
+        if conn.flow.current_policy() is conn.compiled or conn.upgraded is None:
+            return True
+        decision = self._decide(conn, "GET", *conn.upgraded)
+        if decision.allowed:
+            return True
+        target = conn.flow.connect
+        conn.flow.log.event("tunnel_closed", host=target.host, port=target.port, binary=target.binary,
+                            method="GET", path=conn.upgraded[0], reason=f"policy reload: {decision.reason}")
+        return False
+
     # ------------------------------------------------------------------ one exchange
 
     async def _exchange(self, conn: _Conn, req: RequestHead, method: str, framing, head: bytes, websocket: bool) -> bool:
@@ -426,7 +441,7 @@ class HttpInspector(Inspector):
                 await body_task  # a GET upgrade has no body
                 state["started"] = True
                 await conn.client.sendall(serialize_head(f"{resp.version} 101 {resp.reason}", resp.headers))
-                await self._relay(conn)
+                await relay_upgraded(conn.creader, conn.upstream, conn.ureader, conn.client, lambda: self._still_allowed(conn))
                 return False
             if resp.status < 200:
                 state["started"] = True
@@ -453,50 +468,3 @@ class HttpInspector(Inspector):
             if keep and not body_task.done():
                 await asyncio.wait({body_task}, timeout=1.0)  # a body that just finished reports it
             return keep and ended
-
-    async def _watch_reload(self, conn: _Conn, interval: float = RELOAD_POLL) -> None:
-        """Return when a policy reload no longer allows the upgraded request
-        (POLICY.md §6: open relays the new revision denies are closed)."""
-        while True:
-            await asyncio.sleep(interval)
-            if conn.flow.current_policy() is conn.compiled:
-                continue
-            assert conn.upgraded is not None
-            decision = self._decide(conn, "GET", conn.upgraded[0], conn.upgraded[1])
-            if not decision.allowed:
-                target = conn.flow.connect
-                conn.flow.log.event("tunnel_closed", host=target.host, port=target.port, binary=target.binary,
-                                    method="GET", path=conn.upgraded[0], reason=f"policy reload: {decision.reason}")
-                return
-
-    async def _relay(self, conn: _Conn) -> None:
-        """Raw bidirectional relay after ``101 Switching Protocols`` (WebSocket)."""
-        assert conn.upstream is not None and conn.ureader is not None
-
-        async def pump(reader: Reader, dst: Transport) -> None:
-            if reader.buf:
-                await dst.sendall(reader.take())
-            while data := await reader.transport.recv():
-                await dst.sendall(data)
-            await dst.shutdown_write()
-
-        tasks = [
-            asyncio.ensure_future(pump(conn.creader, conn.upstream)),
-            asyncio.ensure_future(pump(conn.ureader, conn.client)),
-            asyncio.ensure_future(self._watch_reload(conn)),
-        ]
-        try:
-            pending = set(tasks[:2])
-            while pending:
-                done, pending = await asyncio.wait(pending | {tasks[2]}, return_when=asyncio.FIRST_COMPLETED)
-                pending.discard(tasks[2])
-                for t in done:
-                    t.result()
-                if tasks[2] in done:
-                    return  # the relay is no longer allowed
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-
