@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,8 +74,14 @@ def test_vllm_appears_after_pip_install_and_routes_a_sandbox(venv, gw):
     names = {row["name"] for row in json.loads(cli(gw, "inference", "backends", "-o", "json").stdout)}
     assert {"openai", "anthropic"} <= names and "vllm" not in names
 
-    run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(REPO / "openshell-plugins/inference/vllm")],
-        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    plugin = REPO / "openshell-plugins/inference/vllm"
+    leftovers = [plugin / "build"] if not (plugin / "build").exists() else []
+    try:
+        run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(plugin)],
+            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    finally:
+        for path in leftovers:  # setuptools builds in the source tree
+            shutil.rmtree(path, ignore_errors=True)
     rows = {row["name"]: row for row in json.loads(cli(gw, "inference", "backends", "-o", "json").stdout)}
     assert rows["vllm"]["status"] == "loaded" and rows["vllm"]["base_url"] == "http://127.0.0.1:8000/v1"
     assert rows["vllm"]["distribution"] == "openshell-plugin-vllm"

@@ -68,7 +68,7 @@ def host_matches(pattern: str, host: str) -> bool:
     labels_p, labels_h = pattern.split("."), host.split(".")
     if len(labels_p) != len(labels_h):
         return False
-    for lp, lh in zip(labels_p, labels_h):
+    for lp, lh in zip(labels_p, labels_h, strict=True):
         rx = "^" + ".*".join(re.escape(part) for part in lp.split("*")) + "$"
         if not re.match(rx, lh):
             return False
