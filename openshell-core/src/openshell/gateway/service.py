@@ -20,8 +20,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc
 from openshell.gateway import core as gc
 from openshell.gateway import store as st
-from openshell.gateway.provider_service import ProviderRpcs
 from openshell.gateway.policy_service import PolicyRpcs
+from openshell.gateway.provider_service import ProviderRpcs
 
 log = logging.getLogger("openshell.gateway")
 
