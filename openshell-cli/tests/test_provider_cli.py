@@ -1,0 +1,129 @@
+"""``openshell provider …`` and ``openshell inference set|get|backends`` against a real
+background gateway on a free loopback port (issue 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+
+import pytest
+from click.testing import CliRunner
+from openshell.gateway.paths import GatewayPaths
+from openshell.gateway.server import read_pid
+from openshell.plugin import Agent
+from openshell_cli.main import cli
+
+SECRET = "sk-cli-test-SECRET-42"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*args: str, env: dict | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def gateway(tmp_path, monkeypatch):
+    """A running gateway under XDG dirs in tmp_path; killed at the end even on failure."""
+    state_home = tmp_path / "state"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
+    monkeypatch.delenv("OPENSHELL_STATE_DIR", raising=False)
+    monkeypatch.delenv("OPENSHELL_GATEWAY", raising=False)
+    for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GITHUB_TOKEN", "GH_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        res = run("gateway", "start", "--port", str(_free_port()))
+        assert res.exit_code == 0, res.output
+        yield state_home
+    finally:
+        for root in (state_home / "openshell" / "gateways").glob("*"):
+            pid = read_pid(GatewayPaths(root))
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                for _ in range(100):
+                    if read_pid(GatewayPaths(root)) is None:
+                        break
+                    time.sleep(0.05)
+
+
+def test_types_lists_core_types_offline():
+    res = run("provider", "types", "-o", "json")
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert rows["anthropic"]["env_vars"] == "ANTHROPIC_API_KEY" and "api.github.com" in rows["github"]["hosts"]
+
+
+def test_create_needs_exactly_one_source_and_a_known_type():
+    assert "give either --from-existing or --credential" in run("provider", "create", "--name", "x", "--type", "openai").stderr
+    res = run("provider", "create", "--name", "x", "--type", "nope", "--credential", "A=1")
+    assert res.exit_code == 1 and "unknown provider type 'nope'" in res.stderr
+    res = run("provider", "create", "--name", "x", "--type", "openai", "--from-existing", env={"OPENAI_API_KEY": ""})
+    assert res.exit_code == 1 and "none of OPENAI_API_KEY is set" in res.stderr
+
+
+def test_crud_never_prints_the_value(gateway):
+    res = run("provider", "create", "--name", "work", "--type", "anthropic", "--from-existing", env={"ANTHROPIC_API_KEY": SECRET})
+    assert res.exit_code == 0, res.output
+    assert "provider work created (anthropic: ANTHROPIC_API_KEY)" in res.stderr
+    for args in (["provider", "list"], ["provider", "list", "-o", "json"], ["provider", "get", "work"], ["provider", "get", "work", "-o", "yaml"]):
+        out = run(*args)
+        assert out.exit_code == 0 and SECRET not in out.output
+    assert "ANTHROPIC_API_KEY=<redacted>" in run("provider", "get", "work").stdout
+    assert json.loads(run("provider", "list", "-o", "json").stdout) == [
+        {"name": "work", "type": "anthropic", "credentials": ["ANTHROPIC_API_KEY"], "config": {}, "labels": {}, "workspace": "default"}
+    ]
+    res = run("provider", "create", "--name", "ci", "--type", "generic", "--credential", "API_TOKEN", "--config", "hosts=api.example.test",
+              env={"API_TOKEN": "t"})
+    assert res.exit_code == 0, res.output
+    res = run("provider", "update", "ci", "--credential", "OTHER=2", "--remove-config", "hosts")
+    assert res.exit_code == 0 and "API_TOKEN, OTHER" in res.stderr
+    assert run("provider", "delete", "ci", "work").exit_code == 0
+    res = run("provider", "get", "work")
+    assert res.exit_code == 1 and "provider 'work' not found; see 'openshell provider list'" in res.stderr
+
+
+def test_inference_set_get_and_errors(gateway):
+    res = run("inference", "get")
+    assert res.exit_code == 1 and "no inference route is set" in res.stderr
+    res = run("inference", "set", "--backend", "nope", "--model", "m")
+    assert res.exit_code == 1 and "inference backend 'nope' is not installed" in res.stderr
+    res = run("inference", "set", "--backend", "openai", "--model", "m", "--base-url", "ftp://x")
+    assert res.exit_code == 1 and "route.base_url" in res.stderr
+    res = run("inference", "set", "--backend", "openai", "--model", "gpt-x", "--base-url", "http://127.0.0.1:9/v1")
+    assert res.exit_code == 0, res.output
+    got = json.loads(run("inference", "get", "-o", "json").stdout)
+    assert got["backend"] == "openai" and got["model"] == "gpt-x" and got["protocols"] == ["openai"]
+
+
+class NeedsKeys(Agent):
+    """An agent plugin class as the agent engineer writes them: it needs two provider types."""
+
+    name = "needskeys"
+    summary = "test agent"
+    provider_types = ("anthropic", "github")
+
+    def argv(self, extra=()):
+        return ["true", *extra]
+
+
+def test_auto_providers_create_from_env_and_warn_about_missing(gateway, monkeypatch, capsys):
+    from openshell.client.sdk import OpenShellClient
+    from openshell_cli.commands.provider import apply_auto_providers
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    with OpenShellClient.from_config() as client:
+        attach = apply_auto_providers(client, NeedsKeys, [])
+        assert attach == ["anthropic"]
+        assert [p.name for p in client.list_providers()] == ["anthropic"]
+        again = apply_auto_providers(client, NeedsKeys, [])  # existing provider reused, nothing created
+        assert again == ["anthropic"] and len(client.list_providers()) == 1
+    err = capsys.readouterr().err
+    assert "provider anthropic created from your environment (ANTHROPIC_API_KEY)" in err
+    assert "no 'github' provider" in err and SECRET not in err
