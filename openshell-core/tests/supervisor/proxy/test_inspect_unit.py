@@ -131,6 +131,10 @@ class Upstream:
                     while data := conn.recv(65536):
                         conn.sendall(data)
                     return
+                if path == "/then-close":  # keep-alive answer, then the server drops the idle connection
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    time.sleep(0.2)
+                    return
                 if path == "/close":
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
                     conn.close()
@@ -556,6 +560,16 @@ def test_close_delimited_response_is_relayed_then_closed(harness):
     resp = request(sock, get("/close"))
     assert resp.read() == b"until close"
     assert resp.getheader("Connection") == "close"
+
+
+def test_upstream_closing_an_idle_connection_closes_the_client_without_forwarding(harness):
+    sock = harness.open()
+    resp = request(sock, get("/then-close"))
+    assert resp.read() == b"ok"
+    time.sleep(0.6)
+    sock.sendall(get("/next").encode())
+    assert sock.recv(100) == b""  # closed unanswered: clients retry on a new connection
+    assert [r[0].split(" ")[1] for r in harness.upstream.requests] == ["/then-close"]
 
 
 def test_upstream_answering_early_closes_the_connection(harness):

@@ -140,6 +140,22 @@ class _Conn:
     compiled: CompiledPolicy | None = None
     conn_decision: Decision | None = None
     upgraded: tuple[str, tuple[tuple[str, str], ...]] | None = None  # (path, query) of a WebSocket upgrade
+    served: int = 0  # requests forwarded so far
+
+
+def _upstream_gone(conn: _Conn) -> bool:
+    """True when the idle upstream closed or sent something unasked (between
+    requests an HTTP server only ever closes)."""
+    assert conn.upstream is not None and conn.ureader is not None
+    if conn.ureader.buf or conn.ureader.eof:
+        return True
+    try:
+        conn.upstream.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # b"" (closed) or bytes: readable
+    except BlockingIOError:
+        return False  # nothing pending: still open
+    except OSError:
+        pass  # reset
+    return True
 
 
 class HttpInspector(Inspector):
@@ -253,6 +269,11 @@ class HttpInspector(Inspector):
     async def _one(self, conn: _Conn, req: RequestHead) -> bool:
         """Serve one request; True when the connection may carry another."""
         flow = conn.flow
+        if conn.served and _upstream_gone(conn):
+            # The upstream ended the kept-alive connection while it was idle. Close
+            # without answering: clients retry such a request on a new connection.
+            return False
+        conn.served += 1
         framing = request_framing(req)
         if req.method == "CONNECT" or not req.target.startswith("/"):
             raise BodyError(400, "inspected connections accept origin-form requests only (METHOD /path HTTP/1.1)")
