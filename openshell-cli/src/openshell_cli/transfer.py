@@ -125,39 +125,42 @@ def upload_members(local: Path, git_ignore: bool = True) -> tuple[Path, list[str
 
 
 class _ChannelWriter:
-    """File-like sink for ``tarfile`` that sends to an SSH channel and counts bytes."""
+    """File-like sink for ``tarfile`` that sends to an SSH channel in :data:`CHUNK` pieces and counts bytes.
+
+    ``tarfile`` streams with its default 10 KiB record buffer (a bigger one makes
+    its bytes concatenation quadratic); batching happens here, in a bytearray.
+    """
 
     def __init__(self, chan) -> None:
         self.chan = chan
         self.sent = 0
+        self.buf = bytearray()
 
     def write(self, data: bytes) -> int:
-        self.chan.sendall(data)
-        self.sent += len(data)
+        self.buf += data
+        if len(self.buf) >= CHUNK:
+            self.flush()
         return len(data)
 
     def flush(self) -> None:
-        pass
+        if self.buf:
+            self.chan.sendall(bytes(self.buf))
+            self.sent += len(self.buf)
+            self.buf.clear()
 
 
 class _ChannelReader:
-    """File-like source for ``tarfile`` reading an SSH channel's stdout."""
+    """File-like source for ``tarfile`` reading an SSH channel's stdout.
+
+    ``read(n)`` returns at most ``n`` bytes as they arrive (b"" at EOF);
+    ``tarfile``'s stream reader loops until it has what it needs.
+    """
 
     def __init__(self, chan) -> None:
         self.chan = chan
-        self.buf = b""
 
     def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self.buf) < n:
-            data = self.chan.recv(CHUNK)
-            if not data:
-                break
-            self.buf += data
-        if n < 0:
-            out, self.buf = self.buf, b""
-        else:
-            out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+        return self.chan.recv(CHUNK if n is None or n < 0 else min(n, CHUNK))
 
 
 def _collect_stderr(chan) -> bytes:
@@ -196,7 +199,7 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True,
     chan.exec_command(remote_extract_command(dest))
     writer = _ChannelWriter(chan)
     try:
-        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for name in names:
                 info = tar.gettarinfo(str(base / name), arcname=name)
                 info.uid = info.gid = 0
@@ -212,6 +215,7 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True,
                     stats.links += info.issym()
                 if progress:
                     progress(writer.sent)
+        writer.flush()  # after close(): the end-of-archive blocks are in the buffer too
     except (OSError, EOFError) as exc:
         raise TransferError(f"upload to {dest} broke off ({exc}); see the sandbox's free space and permissions") from exc
     chan.shutdown_write()
@@ -251,7 +255,7 @@ def download(transport, path: str, dest: Path, *, progress: Optional[Callable[[i
     reader = _ChannelReader(chan)
     stats = Stats()
     try:
-        with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tar:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
             extract_stream(tar, dest, stats, progress)
     except tarfile.ReadError as exc:
         code = chan.recv_exit_status()
