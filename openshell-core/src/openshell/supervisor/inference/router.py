@@ -217,11 +217,7 @@ class InferenceRouter:
         started = time.monotonic()
         path = request.rel_url.raw_path
         bundle = self.bundle
-        response: web.StreamResponse
-        try:
-            response = await self._route(request, path, bundle)
-        finally:
-            pass
+        response = await self._route(request, path, bundle)
         log.info("event=inference_request sandbox=%s method=%s path=%s backend=%s status=%s ms=%d",
                  self.sandbox_id, request.method, path, bundle.backend or "-", response.status,
                  (time.monotonic() - started) * 1000)
