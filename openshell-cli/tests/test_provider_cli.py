@@ -127,3 +127,10 @@ def test_auto_providers_create_from_env_and_warn_about_missing(gateway, monkeypa
     err = capsys.readouterr().err
     assert "provider anthropic created from your environment (ANTHROPIC_API_KEY)" in err
     assert "no 'github' provider" in err and SECRET not in err
+
+
+def test_backends_table_shows_protocols_and_default_urls():
+    out = run("inference", "backends").stdout
+    assert "BASE_URL" in out and "https://api.anthropic.com/v1" in out
+    res = run("inference", "backends", "no-such-backend")
+    assert res.exit_code == 1 and "inference backend 'no-such-backend' is not installed" in res.stderr

@@ -398,7 +398,10 @@ def inference_backends(names: tuple[str, ...], check: bool, output: str) -> None
         for row in rows:
             if row.get("check_detail"):
                 row["detail"] = row["check_detail"]
-    render(rows, output, columns=["name", "protocols", "status", *(["check"] if check else []), "detail"],
+    if output == "table" and not check:
+        # the default URL is what a user picks a backend by; failed rows show their error there
+        rows = [{**r, "base_url": r.get("base_url") or r.get("detail", "")} for r in rows]
+    render(rows, output, columns=["name", "protocols", "status", *(["check", "detail"] if check else ["base_url"])],
            empty="no inference backend plugins installed; install one with: pip install openshell-plugin-vllm")
 
 
