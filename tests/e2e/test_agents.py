@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -79,22 +80,27 @@ def blocked_host():
 
 
 def set_route(gw, backend: str, base_url: str, model: str = "fake-model-1") -> None:
-    """``inference set`` on the module's gateway (the SDK call the CLI makes)."""
-    code = (
-        "import sys; from openshell.client.sdk import OpenShellClient;"
-        "c = OpenShellClient.from_config(sys.argv[1]);"
-        "print(c.set_inference_route(sys.argv[2], sys.argv[3], base_url=sys.argv[4]))"
-    )
-    proc = subprocess.run([sys.executable, "-c", code, gw.name, backend, model, base_url],
-                          env=gw.env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    """``openshell inference set`` on the module's gateway, as a user does it."""
+    gw.cli("inference", "set", "--backend", backend, "--model", model, "--base-url", base_url, check=True)
 
 
 def supervisor_log(gw, sandbox: str) -> str:
-    """The sandbox's supervisor log (proxy decisions) under the gateway's state directory."""
+    """The sandbox's supervisor log file (proxy decisions) under the gateway's state directory."""
     info = json.loads(gw.cli("sandbox", "get", sandbox, "-o", "json", check=True).stdout)
     path = gw.state_dir / "sandboxes" / info["id"] / "supervisor.log"
     return path.read_text()
+
+
+def denials_in_gateway_logs(gw, sandbox: str, host: str, wait: float = 15.0) -> list[dict]:
+    """DENIED decisions for ``host`` from ``openshell sandbox logs`` (pushed by the supervisor; polled)."""
+    deadline = time.monotonic() + wait
+    while True:
+        proc = gw.cli("sandbox", "logs", sandbox, "--level", "warning", "-n", "1000", "-o", "json", check=True)
+        lines = [json.loads(line) for line in proc.stdout.decode().splitlines() if line.strip()]
+        found = [e for e in lines if "decision=DENIED" in e["message"] and f"host={host}" in e["message"]]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def create(gw, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -142,6 +148,27 @@ def test_codex_answers_through_inference_local(agw, model):
     assert cat.returncode == 0, cat.stderr
     assert text.startswith("sandbox 600")
     assert 'base_url = "https://inference.local/v1"' in text and 'wire_api = "responses"' in text
+
+
+def test_agent_gets_its_provider_from_the_environment_as_a_placeholder(agw, model):
+    """Auto providers: ANTHROPIC_API_KEY in the user's environment becomes a provider; the sandbox sees a placeholder."""
+    set_route(agw, "anthropic", model.base_url)
+    secret = f"sk-ant-agents-e2e-{uuid.uuid4().hex}"
+    before = len(model.requests)
+    env = {**agw.env, "ANTHROPIC_API_KEY": secret}
+    proc = subprocess.run([OPENSHELL, "sandbox", "create", "--name", "ag-prov", "--", "claude", "-p", "Say hello"],
+                          env=env, capture_output=True, timeout=300)
+    assert proc.returncode == 0, _text(proc)
+    assert REPLY in proc.stdout.decode(errors="replace")
+    assert "provider anthropic created from your environment (ANTHROPIC_API_KEY)" in proc.stderr.decode()
+    assert secret not in _text(proc)
+    seen = agw.sx("ag-prov", "sh", "-c", 'printf %s "$ANTHROPIC_API_KEY"')
+    assert seen.stdout.decode() == "openshell:resolve:env:ANTHROPIC_API_KEY"
+    # the route has no provider, so the model API got no key at all (the caller's placeholder was stripped)
+    calls = [r for r in model.requests[before:] if r.path == "/v1/messages"]
+    assert calls and all(secret not in v and "openshell:resolve" not in v for r in calls for v in r.headers.values())
+    rows = {r["name"]: r for r in json.loads(agw.cli("agents", "list", "-o", "json", check=True).stdout)}
+    assert rows["claude"]["provider_status"] == "anthropic:provider"
 
 
 def _screen(text: str) -> str:
@@ -204,12 +231,14 @@ def test_agent_reaching_a_host_outside_its_policy_gets_403_in_the_sandbox_log(ag
     text = _text(proc)
     assert REPLY not in text
     assert "403" in text and "policy_denied" in text, text[-2000:]
-    denied = [line for line in supervisor_log(agw, name).splitlines()
-              if "decision=DENIED" in line and f"host={BLOCKED_HOST}" in line]
-    assert denied, "the proxy logged no denial for the blocked host"
+    # the sandbox's logs as the user reads them: openshell sandbox logs (the gateway's log API)
+    denied = denials_in_gateway_logs(agw, name, BLOCKED_HOST)
+    assert denied, "openshell sandbox logs shows no denial for the blocked host"
     # the connection came from the agent's own binary (kernel identity), under its install tree
-    assert f"binary={AGENTS_ROOT}/{agent}/" in denied[0]
-    assert "error=policy_denied" in denied[0]
+    assert f"binary={AGENTS_ROOT}/{agent}/" in denied[0]["message"]
+    assert "error=policy_denied" in denied[0]["message"]
+    # and the supervisor's own log file under the gateway state directory has it too
+    assert any("decision=DENIED" in line and f"host={BLOCKED_HOST}" in line for line in supervisor_log(agw, name).splitlines())
 
 
 # --------------------------------------------------------------------------- policy merge
