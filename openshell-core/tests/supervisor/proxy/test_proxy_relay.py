@@ -59,3 +59,63 @@ def test_relay_moves_every_byte_both_ways_with_half_close(mode):
     assert got_up == b"early:" + up
     assert got_down == down
     assert counts == (len(up) + 6, len(down))
+
+
+async def _ping_pong(rounds: int) -> int:
+    """Client ↔ relay ↔ echo server, one small message at a time (interactive traffic)."""
+    loop = asyncio.get_running_loop()
+    client_app, client_proxy = socket.socketpair()
+    upstream_proxy, upstream_app = socket.socketpair()
+    for s in (client_app, client_proxy, upstream_proxy, upstream_app):
+        s.setblocking(False)
+
+    async def echo() -> None:
+        while data := await loop.sock_recv(upstream_app, 65536):
+            await loop.sock_sendall(upstream_app, data)
+        upstream_app.shutdown(socket.SHUT_WR)
+
+    relayed = asyncio.ensure_future(relay_mod.relay(client_proxy, upstream_proxy))
+    echoed = asyncio.ensure_future(echo())
+    ok = 0
+    try:
+        for i in range(rounds):
+            msg = f"ping {i}\n".encode()
+            await loop.sock_sendall(client_app, msg)
+            got = b""
+            while len(got) < len(msg):
+                got += await loop.sock_recv(client_app, 65536)
+            ok += got == msg
+        client_app.shutdown(socket.SHUT_WR)
+        assert await loop.sock_recv(client_app, 10) == b""  # the echo's EOF came through
+        await asyncio.wait_for(relayed, 10)
+        await echoed
+    finally:
+        for s in (client_app, client_proxy, upstream_proxy, upstream_app):
+            s.close()
+    return ok
+
+
+def test_relay_carries_many_small_round_trips_in_order(mode):
+    assert asyncio.run(_ping_pong(300)) == 300
+
+
+def test_relay_cancelled_mid_transfer_releases_its_pipes(mode):
+    async def scenario() -> None:
+        client_app, client_proxy = socket.socketpair()
+        upstream_proxy, upstream_app = socket.socketpair()
+        for s in (client_proxy, upstream_proxy):
+            s.setblocking(False)
+        try:
+            before = len(os.listdir("/proc/self/fd"))
+            task = asyncio.ensure_future(relay_mod.relay(client_proxy, upstream_proxy))
+            client_app.sendall(b"x" * 100_000)  # the upstream never reads: the relay is mid-transfer
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert len(os.listdir("/proc/self/fd")) == before
+        finally:
+            for s in (client_app, client_proxy, upstream_proxy, upstream_app):
+                s.close()
+
+    asyncio.run(scenario())
