@@ -652,7 +652,7 @@ class GatewayCore:
         stream = sandbox_exec.exec_in_sandbox(
             endpoint, bytes.fromhex(record.secret), list(argv),
             env=dict(env or {}) or None, workdir=workdir or None, stdin=stdin, timeout=timeout,
-            tty=tty, cols=cols or 80, rows=rows or 24,
+            **({"tty": True, "cols": cols or 80, "rows": rows or 24} if tty else {}),
         )
         unreachable = getattr(sandbox_exec, "SandboxUnreachable", ConnectionError)
         deadline = None if timeout is None else time.monotonic() + timeout + EXEC_TIMEOUT_GRACE
