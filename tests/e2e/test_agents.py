@@ -40,15 +40,15 @@ AGENTS_ROOT = "/usr/local/lib/openshell/agents"
 
 @pytest.fixture(scope="session")
 def installed_agents():
-    """``openshell agents install claude`` and ``codex`` (the versions the plugins pin), once per session."""
+    """``openshell agents install claude``, ``codex`` and ``opencode`` (the pinned versions), once per session."""
     require_root()
     if shutil.which("npm") is None or shutil.which("node") is None:
         pytest.skip("node and npm are not installed (apt-get install nodejs npm)")
-    for name in ("claude", "codex"):
+    for name in ("claude", "codex", "opencode"):
         proc = subprocess.run([OPENSHELL, "agents", "install", name], capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, f"agents install {name} failed:\n{proc.stdout}\n{proc.stderr}"
         assert f"installed {name}:" in proc.stdout
-    return ("claude", "codex")
+    return ("claude", "codex", "opencode")
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +212,17 @@ def test_claude_runs_interactively_with_a_tty(agw, model):
         child.close(force=True)
     assert child.exitstatus == 0
     assert any(r.path == "/v1/messages" for r in model.requests)
+
+
+def test_opencode_answers_through_inference_local(agw, model):
+    set_route(agw, "anthropic", model.base_url)
+    before = len(model.requests)
+    proc = create(agw, "--name", "ag-opencode", "--", "opencode", "run", "Say hello")
+    assert proc.returncode == 0, _text(proc)
+    assert REPLY in proc.stdout.decode(errors="replace")
+    assert any(r.method == "POST" and r.path == "/v1/messages" for r in model.requests[before:])
+    config = agw.sx("ag-opencode", "cat", "/sandbox/.config/opencode/opencode.json").stdout.decode()
+    assert json.loads(config)["provider"]["anthropic"]["options"]["baseURL"] == "https://inference.local/v1"
 
 
 # --------------------------------------------------------------------------- outside the policy

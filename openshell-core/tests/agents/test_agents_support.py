@@ -146,3 +146,31 @@ def test_npm_install_refuses_to_replace_a_foreign_program(agent_dirs):
     (bindir / "codex").write_text("#!/bin/sh\necho someone else's\n")
     with pytest.raises(NpmInstallError, match="not an OpenShell install.*--force"):
         npm_install(DemoAgent)
+
+
+def test_npm_failure_reason_is_the_telling_line():
+    from openshell.agents.npm import _npm_reason
+
+    tail = [
+        "npm http fetch GET 200 https://registry.npmjs.org/x 4ms",
+        "npm error code 1",
+        "npm error path /usr/local/lib/openshell/agents/openclaw/node_modules/openclaw",
+        "npm error command failed",
+        "npm error [openclaw] error: this OpenClaw release requires Node >=24.16.0 <25 || >=26.1.0.",
+        "npm error A complete log of this run can be found in: /root/.npm/_logs/x.log",
+    ]
+    assert "requires Node >=24.16.0" in _npm_reason(tail)
+
+
+def test_agent_needing_a_newer_node_is_refused_before_npm_runs(agent_dirs):
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        pytest.skip("node/npm are not installed")
+
+    class FutureAgent(DemoAgent):
+        name = "future"
+        min_node = (999,)
+
+    root, _ = agent_dirs
+    with pytest.raises(NpmInstallError, match=r"future needs Node.js >= 999, this machine has \d+"):
+        npm_install(FutureAgent)
+    assert not (root / "future").exists(), "nothing is installed when the check fails"

@@ -73,6 +73,8 @@ class NpmAgent(Agent):
     api_hosts: ClassVar[tuple[str, ...]] = ()
     #: runtimes the agent runs under and that make its connections, e.g. ``("/usr/bin/node",)``
     runtime_binaries: ClassVar[tuple[str, ...]] = ()
+    #: lowest Node.js version the program runs on, e.g. ``(24, 16)``; () = no check
+    min_node: ClassVar[tuple[int, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -198,6 +200,8 @@ def npm_install(
     npm_path = shutil.which(npm)
     if npm_path is None:
         raise NpmInstallError("npm is not installed; install Node.js and npm (e.g. 'apt-get install nodejs npm') and retry")
+    if agent.min_node:
+        _check_node(agent, npm_path)
     prefix = agent.install_dir()
     link = agent.bin_path()
     wanted = version or agent.npm_version
@@ -231,6 +235,42 @@ def npm_install(
     return InstallResult(prefix=str(prefix), link=str(link), target=target, version=first)
 
 
+def node_version(node: str = "node") -> tuple[int, ...] | None:
+    """Return the installed Node.js version as ints (``(20, 20, 2)``), or None when node is missing."""
+    path = shutil.which(node)
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    try:
+        return tuple(int(p) for p in out.lstrip("v").split("."))
+    except ValueError:
+        return None
+
+
+def _check_node(agent: type[NpmAgent], npm_path: str) -> None:
+    have = node_version()
+    want = ".".join(str(p) for p in agent.min_node)
+    if have is None:
+        raise NpmInstallError(f"{agent.name} needs Node.js >= {want}, and node is not installed; install Node.js and retry")
+    if have < tuple(agent.min_node):
+        got = ".".join(str(p) for p in have)
+        raise NpmInstallError(f"{agent.name} needs Node.js >= {want}, this machine has {got}; install a newer Node.js and retry")
+
+
+#: npm's closing lines that say nothing about the cause
+_NPM_NOISE = ("A complete log", "command failed", "error code", "error path", "error command")
+
+
+def _npm_reason(tail: list[str]) -> str:
+    """The most telling line of npm's output: its first error line that is not boilerplate."""
+    errors = [t for t in tail if t.startswith("npm error") or "ERR" in t]
+    useful = [t for t in errors if not any(n in t for n in _NPM_NOISE)]
+    return (useful or errors or tail or [""])[0]
+
+
 def _run_npm(cmd: list[str], on_output: Callable[[str], None] | None) -> None:
     """Run npm with umask 022, stream its lines to ``on_output``; raise on failure or timeout."""
     env = dict(os.environ)
@@ -253,12 +293,11 @@ def _run_npm(cmd: list[str], on_output: Callable[[str], None] | None) -> None:
             line = line.rstrip()
             if not line:
                 continue
-            tail = (tail + [line])[-5:]
+            tail = (tail + [line])[-40:]
             if on_output is not None:
                 on_output(line)
         code = proc.wait()
     finally:
         timer.cancel()
     if code != 0:
-        last = next((t for t in reversed(tail) if "ERR" in t), tail[-1] if tail else "")
-        raise NpmInstallError(f"npm install failed (exit {code}): {last}; check the network and the package name")
+        raise NpmInstallError(f"npm install failed (exit {code}): {_npm_reason(tail)}; check the network and the package name")

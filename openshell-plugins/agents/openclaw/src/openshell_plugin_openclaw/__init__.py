@@ -33,6 +33,7 @@ class OpenclawAgent(NpmAgent):
     provider_types = ("anthropic", "openai")
     api_hosts = ("api.anthropic.com", "api.openai.com")
     runtime_binaries = ("/usr/bin/node",)
+    min_node = (24, 16)
 
     def inference_env(self, base_url: str) -> dict[str, str]:
         """Point the Anthropic and OpenAI SDKs OpenClaw uses at ``base_url``.
