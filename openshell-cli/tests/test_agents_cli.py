@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,10 @@ def test_agents_list_json_shows_program_and_provider_status(tmp_path):
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert set(rows) >= {"claude", "codex", "opencode", "openclaw"}
     assert rows["claude"]["package"] == "npm:@anthropic-ai/claude-code"
-    assert rows["opencode"]["installed"] is False and rows["opencode"]["program"] == "no"
+    # openclaw needs Node.js >= 24.16, so CI machines (Node 20) never have it installed
+    if shutil.which("openclaw", path="/usr/local/bin:/usr/bin:/bin") is None:
+        assert rows["openclaw"]["installed"] is False and rows["openclaw"]["program"] == "no"
+    assert rows["claude"]["installed"] is (shutil.which("claude", path="/usr/local/bin:/usr/bin:/bin") is not None)
     # no gateway configured: provider status comes from the environment
     assert rows["codex"]["provider_status"] == "openai:missing"
 
@@ -83,12 +87,12 @@ def test_unknown_agent_is_one_line_listing_the_installed_ones(tmp_path):
 
 
 def test_create_with_an_agent_whose_program_is_missing_says_how_to_install_it(tmp_path):
-    proc = run("sandbox", "create", "--", "opencode", tmp=tmp_path,
+    if shutil.which("openclaw", path="/usr/local/bin:/usr/bin:/bin") is not None:
+        pytest.skip("openclaw is installed on this machine")
+    proc = run("sandbox", "create", "--", "openclaw", tmp=tmp_path,
                OPENSHELL_AGENTS_ROOT=str(tmp_path / "none"), OPENSHELL_AGENTS_BIN_DIR=str(tmp_path / "nobin"))
-    if proc.returncode == 0 or "is not installed" not in proc.stderr:
-        pytest.skip("opencode is installed on this machine")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "error: agent 'opencode' is not installed here; run 'openshell agents install opencode'"
+    assert proc.stderr.strip() == "error: agent 'openclaw' is not installed here; run 'openshell agents install openclaw'"
     assert not (tmp_path / "state" / "openshell").exists(), "no gateway may be started for a missing agent"
 
 
@@ -96,3 +100,73 @@ def test_help_has_examples(tmp_path):
     for args in (["agents", "install", "--help"], ["agents", "policy", "--help"], ["agents", "list", "--help"]):
         proc = run(*args, tmp=tmp_path)
         assert proc.returncode == 0 and "Example" in proc.stdout
+
+
+# --------------------------------------------------------------------------- plan_launch (in-process)
+
+
+def _fake_agent():
+    from openshell.plugin import Agent
+
+    class FakeAgent(Agent):
+        name = "fake"
+        summary = "a fake agent"
+        provider_types = ("anthropic",)
+        inference_protocols = ("anthropic",)
+
+        def argv(self, extra=()):
+            return ["fake-agent", *extra]
+
+        def detect(self):
+            return True
+
+        def policy_fragment(self):
+            return {"fake_agent": {"endpoints": [{"host": "api.fake.example", "port": 443}],
+                                   "binaries": [{"path": "/usr/local/bin/fake-agent"}]}}
+
+        def inference_env(self, base_url):
+            return {"FAKE_BASE_URL": base_url, "FAKE_MODE": "routed"}
+
+        def home_files(self, base_url):
+            return {".fake/config": f"url={base_url}\n"} if base_url else {}
+
+    return FakeAgent
+
+
+def test_plan_launch_routed_merges_env_files_and_warns_on_a_protocol_mismatch():
+    from types import SimpleNamespace
+
+    from openshell_cli.agent_flow import plan_launch
+
+    route = SimpleNamespace(backend="openai", protocols=("openai",))
+    launch = plan_launch(_fake_agent(), ["fake", "-p", "hi"], policy_text=None, user_env={"FAKE_MODE": "mine"}, routed=route)
+    assert launch.argv == ["fake-agent", "-p", "hi"]
+    assert launch.env == {"FAKE_BASE_URL": "https://inference.local", "FAKE_MODE": "mine"}  # the user's --env wins
+    assert launch.home_files == {".fake/config": "url=https://inference.local\n"}
+    assert "fake_agent" in launch.policy_yaml and "api.fake.example" in launch.shown_policy
+    assert any(n.startswith("warning: agent fake speaks anthropic but the inference route (openai)") for n in launch.notes)
+
+
+def test_plan_launch_without_a_route_sets_nothing_for_inference():
+    from openshell_cli.agent_flow import plan_launch
+
+    launch = plan_launch(_fake_agent(), ["fake"], policy_text="version: 1\n", user_env={}, routed=None)
+    assert launch.env == {} and launch.home_files == {}
+    assert not any("inference.local" in n for n in launch.notes)
+
+
+def test_plan_launch_no_agent_policy_keeps_the_users_policy_only():
+    from openshell_cli.agent_flow import plan_launch
+
+    launch = plan_launch(_fake_agent(), ["fake"], policy_text="version: 1\n", user_env={}, routed=None, use_fragment=False)
+    assert "fake_agent" not in launch.policy_yaml
+
+
+def test_home_file_paths_may_not_escape_the_home(tmp_path):
+    from openshell_cli.agent_flow import _safe_home_path
+    from openshell_cli.errors import CliError
+
+    assert _safe_home_path(".codex/config.toml") == "/sandbox/.codex/config.toml"
+    for bad in ("/etc/passwd", "../x", "a/../../x", "a//b", "a\nb", ""):
+        with pytest.raises(CliError):
+            _safe_home_path(bad)

@@ -103,16 +103,16 @@ def plan_providers(cls: type, client: Any, explicit: Sequence[str], environ: Map
 # --------------------------------------------------------------------------- inference
 
 
-def inference_route_set(client: Any) -> bool:
-    """True when the gateway has an inference route (so ``inference.local`` answers)."""
-    getter = getattr(client, "get_inference_route", None) or getattr(client, "get_inference", None)
+def inference_route(client: Any) -> Any:
+    """Return the gateway's inference route (``InferenceRoute``), or None when none is set."""
+    getter = getattr(client, "get_inference_route", None)
     if getter is None:
-        return False
+        return None
     try:
         route = getter()
-    except Exception:  # noqa: BLE001 - no route (NOT_FOUND) or an old gateway: run without one
-        return False
-    return bool(route) and bool(getattr(route, "backend", True))
+    except Exception:  # noqa: BLE001 - an old gateway without routes: run without one
+        return None
+    return route if route is not None and getattr(route, "backend", "") else None
 
 
 # --------------------------------------------------------------------------- the launch
@@ -145,13 +145,15 @@ def plan_launch(
     *,
     policy_text: str | None,
     user_env: Mapping[str, str],
-    routed: bool,
+    routed: Any,
     use_fragment: bool = True,
 ) -> AgentLaunch:
     """Build the launch of agent ``cls`` for ``command`` (``["claude", "-p", "hi"]``).
 
     :param policy_text: the user's ``--policy`` document (it wins on equal rule keys), or None.
-    :param routed: an inference route is set; the agent is pointed at ``inference.local``.
+    :param routed: the inference route (``inference_route()``) or None; when set the
+        agent is pointed at ``inference.local``, and a route that speaks none of the
+        agent's ``inference_protocols`` adds a warning note.
     :param use_fragment: merge the agent's policy fragment (``--no-agent-policy`` turns it off).
     :raises CliError: the agent program is not installed, or the merged policy is invalid.
     """
@@ -177,6 +179,14 @@ def plan_launch(
         env.update(agent.inference_env(INFERENCE_ORIGIN))
         files = agent.home_files(INFERENCE_ORIGIN)
         notes.append(f"agent {cls.name}: model calls go to {INFERENCE_ORIGIN} (the gateway's inference route)")
+        speaks = set(getattr(cls, "inference_protocols", ()) or ())
+        offered = set(getattr(routed, "protocols", ()) or ())
+        if speaks and offered and not speaks & offered:
+            notes.append(
+                f"warning: agent {cls.name} speaks {'/'.join(sorted(speaks))} but the inference route "
+                f"({getattr(routed, 'backend', '?')}) speaks {'/'.join(sorted(offered))}; its model calls will fail — "
+                f"set a matching route with 'openshell inference set --backend ...'"
+            )
     else:
         files = agent.home_files(None)
     env.update(user_env)

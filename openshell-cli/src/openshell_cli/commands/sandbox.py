@@ -200,7 +200,7 @@ def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, age
     if agent_cls is not None:
         launch = agent_flow.plan_launch(
             agent_cls, command or (agent_cls.name,), policy_text=policy_yaml, user_env=env,
-            routed=agent_flow.inference_route_set(client), use_fragment=not no_agent_policy,
+            routed=agent_flow.inference_route(client), use_fragment=not no_agent_policy,
         )
         agent_flow.show_launch(launch)
         policy_yaml, env, command = launch.policy_yaml, launch.env, tuple(launch.argv)

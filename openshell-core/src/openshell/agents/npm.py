@@ -131,6 +131,9 @@ class NpmAgent(Agent):
     def binaries(self) -> list[str]:
         """Binary paths/globs the policy fragment allows: the symlink, the install tree, runtimes."""
         out = [str(self.bin_path()), f"{self.install_dir()}/**", *self.runtime_binaries]
+        found = self.program_path()
+        if found and not found.startswith(str(self.install_dir()) + os.sep):
+            out.append(found)  # installed some other way (npm -g, a distro package)
         return list(dict.fromkeys(out))
 
     def policy_fragment(self) -> dict[str, Any]:
@@ -204,6 +207,10 @@ def npm_install(
         _check_node(agent, npm_path)
     prefix = agent.install_dir()
     link = agent.bin_path()
+    for where in (prefix, link.parent):
+        existing = next(p for p in (where, *where.parents) if p.exists())
+        if not os.access(existing, os.W_OK):
+            raise NpmInstallError(f"cannot write {where} (installing agents needs root); run it with sudo")
     wanted = version or agent.npm_version
     spec = f"{agent.npm_package}@{wanted}" if wanted else agent.npm_package
     if link.is_symlink() or link.exists():

@@ -47,6 +47,9 @@ class Agent(_Named):
     package: ClassVar[str] = ""
     #: provider types whose credentials the agent needs, e.g. ``("anthropic",)``
     provider_types: ClassVar[tuple[str, ...]] = ()
+    #: wire protocols the agent speaks to ``inference.local`` (``"openai"``, ``"anthropic"``);
+    #: the CLI warns when the inference route speaks none of them. () = not declared
+    inference_protocols: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def argv(self, extra: Sequence[str] = ()) -> list[str]:

@@ -211,6 +211,10 @@ class AgentContract(_Contract):
         env = self.plugin_class().inference_env("https://inference.local/v1")
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
 
+    def test_inference_protocols_are_known(self) -> None:
+        protocols = set(self.plugin_class.inference_protocols)
+        assert protocols <= {"openai", "anthropic"}, f"unknown inference protocols: {protocols - {'openai', 'anthropic'}}"
+
     def test_provider_types_are_names(self) -> None:
         types = self.plugin_class.provider_types
         assert isinstance(types, tuple) and all(isinstance(t, str) and t and t == t.lower() for t in types)

@@ -31,6 +31,9 @@ class {{class_name}}(NpmAgent):
     executable = "{{executable}}"
     #: provider types whose credentials it needs ('openshell provider create --type ...')
     provider_types = ("{{provider_type}}",)
+    #: what it speaks to https://inference.local ("openai" and/or "anthropic"); the CLI
+    #: warns when the inference route speaks something else
+    inference_protocols = ("openai",)
     #: hosts (port 443) its own binary may reach; everything else is denied
     api_hosts = ("{{api_host}}",)
     #: add "/usr/bin/node" when the agent is a Node.js script (its connections come from node)

@@ -40,6 +40,7 @@ class ClaudeAgent(NpmAgent):
     npm_version = "2.1.332"
     executable = "claude"
     provider_types = ("anthropic",)
+    inference_protocols = ("anthropic",)
     api_hosts = ("api.anthropic.com", "console.anthropic.com")
 
     def inference_env(self, base_url: str) -> dict[str, str]:

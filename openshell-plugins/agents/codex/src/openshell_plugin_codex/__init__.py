@@ -46,6 +46,7 @@ class CodexAgent(NpmAgent):
     npm_version = "0.171.0"
     executable = "codex"
     provider_types = ("openai",)
+    inference_protocols = ("openai",)
     api_hosts = ("api.openai.com", "auth.openai.com", "chatgpt.com")
 
     def inference_env(self, base_url: str) -> dict[str, str]:

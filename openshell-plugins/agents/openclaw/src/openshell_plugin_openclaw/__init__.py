@@ -31,6 +31,7 @@ class OpenclawAgent(NpmAgent):
     npm_version = "2026.9.6"
     executable = "openclaw"
     provider_types = ("anthropic", "openai")
+    inference_protocols = ("anthropic", "openai")
     api_hosts = ("api.anthropic.com", "api.openai.com")
     runtime_binaries = ("/usr/bin/node",)
     min_node = (24, 16)

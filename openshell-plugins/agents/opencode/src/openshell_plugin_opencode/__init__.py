@@ -36,6 +36,7 @@ class OpencodeAgent(NpmAgent):
     npm_version = "1.18.33"
     executable = "opencode"
     provider_types = ("anthropic", "openai")
+    inference_protocols = ("anthropic",)
     api_hosts = ("api.anthropic.com", "api.openai.com")
 
     def inference_env(self, base_url: str) -> dict[str, str]:
