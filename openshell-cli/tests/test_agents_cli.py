@@ -170,3 +170,11 @@ def test_home_file_paths_may_not_escape_the_home(tmp_path):
     for bad in ("/etc/passwd", "../x", "a/../../x", "a//b", "a\nb", ""):
         with pytest.raises(CliError):
             _safe_home_path(bad)
+
+
+def test_agent_arguments_with_and_without_the_agents_own_name():
+    from openshell_cli.agent_flow import plan_launch
+
+    cls = _fake_agent()
+    for command in (["fake-agent", "-p", "hi"], ["fake", "-p", "hi"], ["-p", "hi"]):
+        assert plan_launch(cls, command, policy_text=None, user_env={}, routed=None).argv == ["fake-agent", "-p", "hi"]

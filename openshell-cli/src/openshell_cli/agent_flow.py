@@ -190,11 +190,23 @@ def plan_launch(
     else:
         files = agent.home_files(None)
     env.update(user_env)
-    argv = agent.argv(list(command[1:]))
+    argv = agent.argv(_extra_args(cls, command))
     return AgentLaunch(
         name=cls.name, argv=argv, policy_yaml=merged.yaml, shown_policy=merged.normalised_yaml(),
         env=env, home_files=files, notes=notes,
     )
+
+
+def _extra_args(cls: type, command: Sequence[str]) -> list[str]:
+    """The user's arguments for the agent: COMMAND without its first word when that word names the agent.
+
+    ``-- claude -p hi`` and ``--agent claude -- -p hi`` both give ``["-p", "hi"]``.
+    """
+    from openshell.agents.resolve import command_names
+
+    if command and os.path.basename(command[0]) in command_names(cls.name, cls):
+        return list(command[1:])
+    return list(command)
 
 
 def _safe_home_path(rel: str) -> str:

@@ -38,7 +38,8 @@ class AgentNotInstalled(LookupError):
         super().__init__(f"agent {name!r} has a plugin but its program is not installed; run 'openshell agents install {name}'")
 
 
-def _command_names(name: str, cls: type[Agent]) -> set[str]:
+def command_names(name: str, cls: type[Agent]) -> set[str]:
+    """Words that start agent ``cls`` registered as ``name``: the name, ``executable``, basename of ``argv()[0]``."""
     names = {name}
     exe = getattr(cls, "executable", "")
     if exe:
@@ -71,7 +72,7 @@ def resolve_agent(command: str, registry: Any = None, *, explicit: bool = False)
     base = os.path.basename(command)
     classes = registry.classes("agents")
     for name, cls in sorted(classes.items()):
-        if base in _command_names(name, cls):
+        if base in command_names(name, cls):
             return cls
     if explicit or base in FIRST_PARTY_AGENTS:
         raise UnknownAgent(base, sorted(classes))
