@@ -264,12 +264,16 @@ def _installed(cls: type) -> tuple[bool, str]:
     return True, version or "yes"
 
 
+#: seconds 'agents list' waits for the gateway's provider list before falling back to the environment
+PROVIDER_STATUS_TIMEOUT = 3.0
+
+
 def _quiet_client(gateway: str | None):
     """A client for the active gateway when one is configured, else None (never starts one)."""
     try:
         from openshell.client.sdk import OpenShellClient
 
-        return OpenShellClient.from_config(gateway)
+        return OpenShellClient.from_config(gateway, timeout=PROVIDER_STATUS_TIMEOUT)
     except Exception:  # noqa: BLE001 - no gateway: provider status comes from the environment
         return None
 
