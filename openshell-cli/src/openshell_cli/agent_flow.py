@@ -8,7 +8,6 @@ environment, write its home files inside the sandbox.
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,11 +235,6 @@ def write_home_files(client: Any, sandbox: str, files: Mapping[str, str]) -> Non
         if code != 0:
             first = (err.decode(errors="replace").strip().splitlines() or [f"exit {code}"])[0]
             raise CliError(f"cannot write {target} in sandbox {sandbox!r}: {first}; check the sandbox's filesystem policy")
-
-
-def describe_argv(argv: Sequence[str]) -> str:
-    """``argv`` as a shell-quoted line, for progress messages."""
-    return " ".join(shlex.quote(a) for a in argv)
 
 
 def environ() -> dict[str, str]:
