@@ -4,6 +4,8 @@ Start order (:meth:`Gateway.start`): lock the pid file (one gateway per state
 directory) → PKI → bind the TCP port → compute driver → store/``GatewayCore`` →
 gRPC server on ``<state>/grpc.sock`` (a private temp directory when that path is
 too long for a unix socket) → TLS front accepts → ``gateway_started`` hook.
+The front's ``/connect/ssh`` route is :class:`openshell.gateway.connect_ssh.ConnectSshHandler`
+(SSH tunnels to sandboxes, issue 4), registered once the core exists.
 Stop order is the reverse; supervisors are *not* stopped — sandboxes outlive a
 gateway restart and the next gateway finds them through the driver.
 """
