@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/run.py                      # every figure, full sizes (~10-20 min)
+    python bench/run.py                      # every figure, full sizes (7-10 min here)
     python bench/run.py --quick decisions    # one cheap figure, small sizes
     python bench/run.py throughput setup --peers tinyproxy,squid
     nox -s bench -- --quick

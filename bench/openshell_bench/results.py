@@ -148,6 +148,11 @@ def write(doc: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def _cell(text: object) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
@@ -179,7 +184,8 @@ def table(doc: dict) -> str:
             lines.append("|---|---|---:|---|---:|---|")
             for r in fig["rows"]:
                 ratio = f"{r['ratio']:.2f}× {r['baseline']}" if r["ratio"] is not None else ""
-                lines.append(f"| {r['subject']} | {r['metric']} | {_fmt(r['value'])} | {r['unit']} | {ratio} | {r['note']} |")
+                cells = (r["subject"], r["metric"], _fmt(r["value"]), r["unit"], ratio, r["note"])
+                lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         if fig["targets"]:
             lines.append("")
             for t in fig["targets"]:
