@@ -78,6 +78,7 @@ class Peer:
 
     @property
     def address(self) -> str:
+        """``127.0.0.1:PORT`` where the peer listens (what the load client dials)."""
         return f"127.0.0.1:{self.port}"
 
     @property

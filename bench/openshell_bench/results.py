@@ -95,6 +95,7 @@ class FigureResult:
                 r.baseline = baseline
 
     def to_dict(self) -> dict:
+        """This result as plain JSON-ready data (the ``figures`` entry of the run document)."""
         return asdict(self)
 
 
