@@ -352,3 +352,20 @@ def test_real_ssh_local_forward_goes_to_sandbox_loopback(env):
         ssh.wait(10)
         server.kill()
         server.wait()
+
+
+# --------------------------------------------------------------------------- exec stdin streaming
+
+
+def test_exec_streams_stdin_and_ends_when_the_command_ends_even_if_stdin_never_closes(env):
+    proc = subprocess.Popen([OPENSHELL, "sandbox", "exec", NAME, "--", "sh", "-c", "read line; echo got-$line; exit 5"],
+                            env=env.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"first\n")
+        proc.stdin.flush()  # and never closed
+        out = proc.stdout.read()
+        assert proc.wait(timeout=30) == 5
+        assert out == b"got-first\n"
+    finally:
+        proc.kill()
+        proc.stdin.close()

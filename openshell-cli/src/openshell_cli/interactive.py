@@ -115,43 +115,62 @@ def ssh_pty_session(transport, command: Optional[str] = None, env: Optional[dict
     return 255 if code < 0 else code
 
 
-def grpc_tty_exec(client, name: str, argv: list[str], *, env: dict, workdir: Optional[str], timeout: Optional[float]) -> int:
-    """``sandbox exec --tty``: ``ExecSandboxInteractive`` with a PTY; return the exit status.
+class StdinPump:
+    """Our stdin as an iterator of chunks, read by a daemon thread.
 
-    Our stdin is read by a daemon thread into a queue (stdin that never closes
-    must not keep us alive once the command ended); resizes join the same queue.
+    The iterator ends at EOF of stdin or when :meth:`stop` is called; other
+    items (``(cols, rows)`` resizes) can be queued with :meth:`put`. A stdin that
+    never closes therefore never keeps an exec alive after its command ended.
     """
-    inputs: queue.Queue = queue.Queue(maxsize=64)
-    done = threading.Event()
 
-    def read_stdin() -> None:
-        fd = sys.stdin.fileno()
-        while not done.is_set():
+    def __init__(self, fd: int | None = None) -> None:
+        self.fd = sys.stdin.fileno() if fd is None else fd
+        self.queue: queue.Queue = queue.Queue(maxsize=64)
+        self.done = threading.Event()
+        threading.Thread(target=self._read, daemon=True, name="stdin").start()
+
+    def _read(self) -> None:
+        while not self.done.is_set():
             try:
-                data = os.read(fd, CHUNK)
+                data = os.read(self.fd, CHUNK)
             except OSError:
                 data = b""
-            inputs.put(data)
+            self.queue.put(data)
             if not data:
                 return
 
-    def items():
-        while not done.is_set():
+    def put(self, item) -> None:
+        """Queue an extra item (a ``(cols, rows)`` resize); dropped when the queue is full."""
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(item)
+
+    def stop(self) -> None:
+        self.done.set()
+
+    def __iter__(self):
+        while not self.done.is_set():
             try:
-                item = inputs.get(timeout=0.5)
+                item = self.queue.get(timeout=0.5)
             except queue.Empty:
                 continue
             if item == b"":
                 return
             yield item
 
-    threading.Thread(target=read_stdin, daemon=True, name="stdin").start()
+
+def grpc_tty_exec(client, name: str, argv: list[str], *, env: dict, workdir: Optional[str], timeout: Optional[float]) -> int:
+    """``sandbox exec --tty``: ``ExecSandboxInteractive`` with a PTY; return the exit status.
+
+    Our stdin is read by a daemon thread into a queue (stdin that never closes
+    must not keep us alive once the command ended); resizes join the same queue.
+    """
+    pump = StdinPump()
     cols, rows = terminal_size()
     code = 255
     out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
     try:
-        with raw_terminal(), on_resize(lambda c, r: inputs.put((c, r))):
-            for ev in client.exec_interactive(name, argv, items(), tty=True, cols=cols, rows=rows,
+        with raw_terminal(), on_resize(lambda c, r: pump.put((c, r))):
+            for ev in client.exec_interactive(name, argv, iter(pump), tty=True, cols=cols, rows=rows,
                                               env=env, workdir=workdir, timeout=timeout):
                 if ev.kind == "stdout":
                     _write_all(out_fd, ev.data)
@@ -160,5 +179,5 @@ def grpc_tty_exec(client, name: str, argv: list[str], *, env: dict, workdir: Opt
                 elif ev.kind == "exit":
                     code = ev.exit_code if ev.exit_code is not None else 255
     finally:
-        done.set()
+        pump.stop()
     return code

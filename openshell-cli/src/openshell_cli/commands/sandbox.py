@@ -89,9 +89,30 @@ def _record_row(rec, output: str = "json") -> dict:
 
 def run_exec(client, name: str, argv: list[str], *, env: dict, workdir: Optional[str], timeout: Optional[float], forward_stdin: bool) -> int:
     """Run ``argv`` in sandbox ``name``, stream its output to ours; return its exit code."""
-    stdin_chunks = _stdin_chunks() if forward_stdin else None
     code = 255
-    for ev in client.exec(name, argv, env=env, workdir=workdir, stdin=stdin_chunks, timeout=timeout):
+    if forward_stdin and sys.stdin is not None and not sys.stdin.isatty():
+        # Streamed (ExecSandboxInteractive): the command starts at once, reads our
+        # stdin as it comes, and the exec ends when the command ends even if our
+        # stdin never closes.
+        from openshell_cli.interactive import StdinPump
+
+        pump = StdinPump()
+        events = client.exec_interactive(name, argv, iter(pump), env=env, workdir=workdir, timeout=timeout)
+    else:
+        pump = None
+        events = client.exec(name, argv, env=env, workdir=workdir, timeout=timeout)
+    try:
+        code = _print_events(events)
+    finally:
+        if pump is not None:
+            pump.stop()
+    return code
+
+
+def _print_events(events) -> int:
+    """Write stdout/stderr events to ours; return the exit code (255 without one)."""
+    code = 255
+    for ev in events:
         if ev.kind == "stdout":
             sys.stdout.buffer.write(ev.data)
             sys.stdout.buffer.flush()
