@@ -94,3 +94,52 @@ def test_interactive_and_ssh_rpcs_have_the_sdk_shapes():
     for name in ("CreateSshSession", "RevokeSshSession"):
         m = service.methods_by_name[name]
         assert (m.input_type.name, m.output_type.name) == (f"{name}Request", f"{name}Response")
+
+
+# --------------------------------------------------------------------------- the byte relay
+
+
+def _relay_pair(idle_timeout: float):
+    """Run relay() between a fake client and a fake supervisor (socket pairs); return both far ends."""
+    import asyncio
+    import socket
+    import threading
+
+    from openshell.gateway.connect_ssh import relay
+
+    client_far, client_near = socket.socketpair()
+    sup_near, sup_far = socket.socketpair()
+
+    async def main() -> None:
+        client_near.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=client_near)
+        await relay(reader, writer, sup_near, idle_timeout=idle_timeout)
+        writer.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    return client_far, sup_far, thread
+
+
+def test_relay_moves_bytes_both_ways_and_ends_when_the_supervisor_closes():
+    client, sup, thread = _relay_pair(idle_timeout=30)
+    client.settimeout(5)
+    sup.settimeout(5)
+    client.sendall(b"from-client")
+    assert sup.recv(100) == b"from-client"
+    sup.sendall(b"from-supervisor")
+    assert client.recv(100) == b"from-supervisor"
+    sup.close()
+    assert client.recv(100) == b""
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_relay_closes_an_idle_tunnel():
+    client, sup, thread = _relay_pair(idle_timeout=0.5)
+    client.settimeout(10)
+    t0 = __import__("time").monotonic()
+    assert client.recv(100) == b""  # closed by the gateway, nobody sent anything
+    assert __import__("time").monotonic() - t0 < 5
+    thread.join(5)
+    sup.close()

@@ -37,6 +37,9 @@ from openshell.gateway.ssh_sessions import TokenInvalid, TooManyTunnels
 log = logging.getLogger("openshell.gateway")
 
 CHUNK = 64 * 1024  # bytes per read on each side of the relay
+#: seconds without a byte in either direction before a tunnel is closed; the
+#: supervisor's SSH server sends a keepalive every 30 s, so only dead peers hit it
+IDLE_TIMEOUT = 300.0
 _REASONS = {200: "Connection Established", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
             412: "Precondition Failed", 429: "Too Many Requests", 502: "Bad Gateway"}
 
@@ -114,15 +117,19 @@ class ConnectSshHandler:
         return 200, "", session, sock
 
 
-async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock: socket.socket) -> None:
-    """Copy bytes client ⇄ ``sock`` until both directions end; closes ``sock``.
+async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock: socket.socket,
+                *, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    """Copy bytes client ⇄ ``sock`` until the supervisor side ends; closes ``sock``.
 
     Each direction reads at most :data:`CHUNK` bytes and waits for the other
     side to drain before reading more (bounded buffers). EOF from the client
-    half-closes the socket (SSH then ends the session cleanly).
+    half-closes the socket (SSH then ends the session cleanly). No byte in
+    either direction for ``idle_timeout`` seconds closes the tunnel.
     """
+    loop = asyncio.get_running_loop()
     sock.setblocking(False)
     up_reader, up_writer = await asyncio.open_connection(sock=sock, limit=CHUNK)
+    last = [loop.time()]
 
     async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, half_close: bool) -> None:
         try:
@@ -130,6 +137,7 @@ async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock
                 data = await src.read(CHUNK)
                 if not data:
                     break
+                last[0] = loop.time()
                 dst.write(data)
                 await dst.drain()
         except (ConnectionError, OSError):
@@ -145,7 +153,11 @@ async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock
     down = asyncio.ensure_future(pump(up_reader, writer, False))
     try:
         # The supervisor closing ends the tunnel; the client closing only ends its half.
-        await down
+        while not down.done():
+            await asyncio.wait([down], timeout=min(idle_timeout, 30.0))
+            if not down.done() and loop.time() - last[0] > idle_timeout:
+                log.info("event=connect_ssh_idle_timeout seconds=%d", int(idle_timeout))
+                break
         up.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await up

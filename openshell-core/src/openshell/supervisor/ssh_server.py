@@ -53,6 +53,7 @@ SFTP_SERVER_PATHS = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-
 #: direct-tcpip targets a forward may reach (inside the sandbox's network namespace)
 LOOPBACK_TARGETS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
 DIAL_TIMEOUT = 5.0  # seconds to connect a direct-tcpip target
+KEEPALIVE = 30  # seconds between SSH keepalives to the client
 
 
 @dataclass
@@ -274,6 +275,7 @@ class SshServer:
             return
         conn.sendall(OK)
         transport = paramiko.Transport(conn)
+        transport.set_keepalive(KEEPALIVE)  # keeps idle sessions alive through the gateway's idle timeout
         transport.add_server_key(self.host_key)
         iface = _Session(self)
         _signal_replies(transport, iface)
