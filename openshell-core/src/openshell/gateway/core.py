@@ -359,6 +359,8 @@ class GatewayCore:
 
         #: tokens for ``/connect/ssh`` (issue 4); in memory, a restart revokes them
         self.ssh_sessions = SshSessions()
+        #: ``https://host:port`` clients dial; set by the gateway process (CreateSshSession reports it)
+        self.gateway_endpoint = ""
 
     # ------------------------------------------------------------------ lifecycle
 
