@@ -464,42 +464,6 @@ class DeleteProviderResponse(_message.Message):
     outcome: DeletionOutcome
     def __init__(self, outcome: _Optional[_Union[DeletionOutcome, str]] = ...) -> None: ...
 
-class InferenceRoute(_message.Message):
-    __slots__ = ("backend", "model", "base_url", "provider", "protocols")
-    BACKEND_FIELD_NUMBER: _ClassVar[int]
-    MODEL_FIELD_NUMBER: _ClassVar[int]
-    BASE_URL_FIELD_NUMBER: _ClassVar[int]
-    PROVIDER_FIELD_NUMBER: _ClassVar[int]
-    PROTOCOLS_FIELD_NUMBER: _ClassVar[int]
-    backend: str
-    model: str
-    base_url: str
-    provider: str
-    protocols: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, backend: _Optional[str] = ..., model: _Optional[str] = ..., base_url: _Optional[str] = ..., provider: _Optional[str] = ..., protocols: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class SetInferenceRouteRequest(_message.Message):
-    __slots__ = ("route", "workspace_scope")
-    ROUTE_FIELD_NUMBER: _ClassVar[int]
-    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
-    route: InferenceRoute
-    workspace_scope: _datamodel_pb2.WorkspaceSelector
-    def __init__(self, route: _Optional[_Union[InferenceRoute, _Mapping]] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ...) -> None: ...
-
-class GetInferenceRouteRequest(_message.Message):
-    __slots__ = ("workspace_scope",)
-    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
-    workspace_scope: _datamodel_pb2.WorkspaceSelector
-    def __init__(self, workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ...) -> None: ...
-
-class InferenceRouteResponse(_message.Message):
-    __slots__ = ("route", "revision")
-    ROUTE_FIELD_NUMBER: _ClassVar[int]
-    REVISION_FIELD_NUMBER: _ClassVar[int]
-    route: InferenceRoute
-    revision: int
-    def __init__(self, route: _Optional[_Union[InferenceRoute, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
-
 class UpdateConfigRequest(_message.Message):
     __slots__ = ("sandbox", "workspace_scope", "request_id", "policy_yaml")
     SANDBOX_FIELD_NUMBER: _ClassVar[int]

@@ -135,16 +135,6 @@ class OpenShellStub:
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.FromString,
                 _registered_method=True)
-        self.SetInferenceRoute = channel.unary_unary(
-                '/openshell.v1.OpenShell/SetInferenceRoute',
-                request_serializer=openshell_dot_v1_dot_openshell__pb2.SetInferenceRouteRequest.SerializeToString,
-                response_deserializer=openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.FromString,
-                _registered_method=True)
-        self.GetInferenceRoute = channel.unary_unary(
-                '/openshell.v1.OpenShell/GetInferenceRoute',
-                request_serializer=openshell_dot_v1_dot_openshell__pb2.GetInferenceRouteRequest.SerializeToString,
-                response_deserializer=openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.FromString,
-                _registered_method=True)
 
 
 class OpenShellServicer:
@@ -283,19 +273,6 @@ class OpenShellServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def SetInferenceRoute(self, request, context):
-        """Inference routes (our own; the SDK has none): what inference.local serves.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetInferenceRoute(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_OpenShellServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -398,16 +375,6 @@ def add_OpenShellServicer_to_server(servicer, server):
                     servicer.GetSandboxLogs,
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.SerializeToString,
-            ),
-            'SetInferenceRoute': grpc.unary_unary_rpc_method_handler(
-                    servicer.SetInferenceRoute,
-                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.SetInferenceRouteRequest.FromString,
-                    response_serializer=openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.SerializeToString,
-            ),
-            'GetInferenceRoute': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetInferenceRoute,
-                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetInferenceRouteRequest.FromString,
-                    response_serializer=openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -950,60 +917,6 @@ class OpenShell:
             '/openshell.v1.OpenShell/GetSandboxLogs',
             openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.SerializeToString,
             openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def SetInferenceRoute(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/openshell.v1.OpenShell/SetInferenceRoute',
-            openshell_dot_v1_dot_openshell__pb2.SetInferenceRouteRequest.SerializeToString,
-            openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetInferenceRoute(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/openshell.v1.OpenShell/GetInferenceRoute',
-            openshell_dot_v1_dot_openshell__pb2.GetInferenceRouteRequest.SerializeToString,
-            openshell_dot_v1_dot_openshell__pb2.InferenceRouteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from openshell._proto import datamodel_pb2, openshell_pb2
+from openshell._proto import datamodel_pb2, inference_pb2, inference_pb2_grpc, openshell_pb2
 
 
 class ProviderNotFound(LookupError):
@@ -76,7 +76,14 @@ def provider_from_proto(p: datamodel_pb2.Provider) -> Provider:
 
 
 class ProviderClient:
-    """Provider and inference-route calls; needs ``_stub``, ``_scope``, ``timeout``, ``_error``."""
+    """Provider and inference-route calls; needs ``_stub``, ``_channel``, ``_scope``, ``timeout``, ``_error``."""
+
+    @property
+    def _inference_stub(self) -> inference_pb2_grpc.InferenceStub:
+        stub = self.__dict__.get("_inference_stub_obj")
+        if stub is None:
+            stub = self.__dict__["_inference_stub_obj"] = inference_pb2_grpc.InferenceStub(self._channel)  # type: ignore[attr-defined]
+        return stub
 
     def _provider_error(self, exc: grpc.RpcError, name: str):  # type: ignore[no-untyped-def]
         from openshell.client import sdk
@@ -167,10 +174,10 @@ class ProviderClient:
 
         :raises InvalidRequest: unknown backend, empty model, bad URL. :raises ProviderNotFound:.
         """
-        route = openshell_pb2.InferenceRoute(backend=backend, model=model, base_url=base_url, provider=provider)
+        route = inference_pb2.InferenceRoute(backend=backend, model=model, base_url=base_url, provider=provider)
         try:
-            resp = self._stub.SetInferenceRoute(  # type: ignore[attr-defined]
-                openshell_pb2.SetInferenceRouteRequest(route=route, workspace_scope=self._scope), timeout=self.timeout,  # type: ignore[attr-defined]
+            resp = self._inference_stub.SetInferenceRoute(
+                inference_pb2.SetInferenceRouteRequest(route=route, workspace_scope=self._scope), timeout=self.timeout,  # type: ignore[attr-defined]
             )
         except grpc.RpcError as exc:
             raise self._provider_error(exc, provider) from None
@@ -179,14 +186,14 @@ class ProviderClient:
     def get_inference_route(self) -> InferenceRoute | None:
         """Return the workspace's inference route, or None when none is set."""
         try:
-            resp = self._stub.GetInferenceRoute(  # type: ignore[attr-defined]
-                openshell_pb2.GetInferenceRouteRequest(workspace_scope=self._scope), timeout=self.timeout,  # type: ignore[attr-defined]
+            resp = self._inference_stub.GetInferenceRoute(
+                inference_pb2.GetInferenceRouteRequest(workspace_scope=self._scope), timeout=self.timeout,  # type: ignore[attr-defined]
             )
         except grpc.RpcError as exc:
             raise self._error(exc) from None  # type: ignore[attr-defined]
         return _route(resp) if resp.route.backend else None
 
 
-def _route(resp: openshell_pb2.InferenceRouteResponse) -> InferenceRoute:
+def _route(resp: inference_pb2.InferenceRouteResponse) -> InferenceRoute:
     r = resp.route
     return InferenceRoute(r.backend, r.model, r.base_url, r.provider, tuple(r.protocols), resp.revision)

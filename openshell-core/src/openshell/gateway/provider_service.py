@@ -1,13 +1,14 @@
-"""gRPC methods of ``openshell.v1.OpenShell`` for providers and inference routes.
+"""gRPC for providers (methods of ``openshell.v1.OpenShell``, mixed into
+``service.OpenShellServicer``) and inference routes (service ``openshell.v1.Inference``,
+:class:`InferenceServicer`).
 
-Mixed into ``service.OpenShellServicer``; protos ↔ :class:`ProviderManager`
-calls only. Credential values travel client → gateway only: every answer
+Protos ↔ :class:`ProviderManager` calls only. Credential values travel client → gateway only: every answer
 carries credential names with empty values.
 """
 
 from __future__ import annotations
 
-from openshell._proto import datamodel_pb2, openshell_pb2
+from openshell._proto import datamodel_pb2, inference_pb2, inference_pb2_grpc, openshell_pb2
 from openshell.gateway import core as gc
 from openshell.gateway import store as st
 from openshell.gateway.providers import ProviderView
@@ -34,10 +35,10 @@ def provider_to_proto(view: ProviderView) -> datamodel_pb2.Provider:
     )
 
 
-def route_to_proto(route: st.InferenceRouteRecord | None) -> openshell_pb2.InferenceRouteResponse:
+def route_to_proto(route: st.InferenceRouteRecord | None) -> inference_pb2.InferenceRouteResponse:
     """Map a stored route (or None) to the wire answer, with the backend's protocols."""
     if route is None:
-        return openshell_pb2.InferenceRouteResponse()
+        return inference_pb2.InferenceRouteResponse()
     protocols: list[str] = []
     try:
         from openshell.plugin.loader import get_registry
@@ -45,8 +46,8 @@ def route_to_proto(route: st.InferenceRouteRecord | None) -> openshell_pb2.Infer
         protocols = list(get_registry().get_class("inference", route.backend).protocols)
     except Exception:  # noqa: BLE001 - backend uninstalled since: show the route anyway
         pass
-    return openshell_pb2.InferenceRouteResponse(
-        route=openshell_pb2.InferenceRoute(
+    return inference_pb2.InferenceRouteResponse(
+        route=inference_pb2.InferenceRoute(
             backend=route.backend, model=route.model, base_url=route.base_url, provider=route.provider, protocols=protocols,
         ),
         revision=route.revision,
@@ -114,6 +115,14 @@ class ProviderRpcs:
         except gc.GatewayError as exc:
             await abort_for(context, exc)
         return openshell_pb2.DeleteProviderResponse(outcome=_OUTCOMES[outcome])
+
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServicer):
+    """``openshell.v1.Inference`` over a :class:`GatewayCore` (our own service: the SDK has none)."""
+
+    def __init__(self, core: gc.GatewayCore) -> None:
+        self.core = core
 
     async def SetInferenceRoute(self, request, context):
         from openshell.gateway.service import _workspace, abort_for

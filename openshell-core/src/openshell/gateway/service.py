@@ -353,9 +353,13 @@ class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellSe
 
 
 def add_services(server: grpc.aio.Server, core: gc.GatewayCore) -> None:
-    """Register ``openshell.v1.OpenShell`` and ``openshell.v1.Supervisor`` on ``server``."""
+    """Register ``openshell.v1.OpenShell``, ``openshell.v1.Supervisor`` and ``openshell.v1.Inference`` on ``server``."""
     from openshell._proto import supervisor_pb2_grpc
     from openshell.gateway.supervisor_service import SupervisorServicer
 
     openshell_pb2_grpc.add_OpenShellServicer_to_server(OpenShellServicer(core), server)
     supervisor_pb2_grpc.add_SupervisorServicer_to_server(SupervisorServicer(core), server)
+    from openshell._proto import inference_pb2_grpc
+    from openshell.gateway.provider_service import InferenceServicer
+
+    inference_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(core), server)
