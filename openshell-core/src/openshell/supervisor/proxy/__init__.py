@@ -11,7 +11,8 @@ Modules, one job each: ``server`` (accept, decide, dial), ``http1`` (request
 head parsing), ``forward`` (absolute-form → origin-form), ``identity`` (kernel
 process identity), ``resolve`` (hosts entries, then DNS), ``responses`` (the
 bytes clients see), ``relay`` (raw byte copy), ``log`` (decision lines),
-``inspect`` (the L7 seam).
+``inspect`` (the L7 seam), ``l7`` (HTTP inspection inside TLS: ``HttpInspector``,
+``RequestHook``, ``serve_local``).
 """
 
 from openshell.supervisor.proxy.identity import (

@@ -167,8 +167,14 @@ class HttpInspector(Inspector):
         ``upstream_context(extra_ca)`` (system roots + ``extra_ca``, verification on).
     :param extra_ca: PEM file of extra trust roots (``$OPENSHELL_EXTRA_CA``).
     :param hooks: ``RequestHook`` objects run in order on every allowed request.
-    :param keepalive_idle: seconds a client may idle between requests.
-    :param body_idle: seconds a client may stall inside a request body.
+    :param keepalive_idle: seconds a client may idle between requests (then closed quietly).
+    :param body_idle: seconds a client may stall inside a request body (then 408 and close).
+    :param head_timeout: seconds for a request head once its first byte arrived (408).
+    :raises OSError / ssl.SSLError: ``extra_ca`` cannot be read or parsed — the
+        supervisor does not start (fail closed).
+
+    There is no total timeout anywhere and no timeout on upstream reads, so long
+    polls, large downloads and server-sent events are never cut.
     """
 
     def __init__(
