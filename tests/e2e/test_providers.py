@@ -150,3 +150,16 @@ def test_value_never_in_gateway_state_or_logs(env):
                 continue
     assert not found, found
     assert SECRET.encode() not in env.cli("provider", "list", "-o", "json", check=True).stdout
+
+
+def test_rotated_credential_is_used_without_restart(env):
+    rotated = "r0tated-VALUE-inf-51d2"
+    env.cli("provider", "update", "inf-tok", "--credential", f"INF_TOKEN={rotated}", check=True)
+    seen = None
+    for _ in range(30):  # the supervisor re-reads its providers within a moment
+        proc = sh(env, 'curl -sS --max-time 20 https://api.inf.test/echo -H "X-Key: $INF_TOKEN"')
+        seen = {k.lower(): v for k, v in json.loads(proc.stdout)["headers"]}.get("x-key")
+        if seen == rotated:
+            break
+    assert seen == rotated
+    assert sh(env, "echo $INF_TOKEN").stdout.strip() == b"openshell:resolve:env:INF_TOKEN"

@@ -173,3 +173,16 @@ def test_inference_route_set_get_and_bundle_refreshes_on_change(gw):
         stream.cancel()
     with pytest.raises(sdk.OpenShellError, match="authenticates the inference route"):
         gw.client.delete_provider("oa")
+
+
+def test_bundle_watch_fires_when_an_attached_provider_changes(gw):
+    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "t1"})
+    sb = gw.client.create_sandbox("sb", providers=["gh"])
+    channel, stub, md = supervisor_stub(gw, sb.id)
+    with channel:
+        stream = stub.WatchInferenceBundle(supervisor_pb2.WatchInferenceBundleRequest(), metadata=md, timeout=20)
+        first = next(stream)
+        assert first.base_url == ""  # no route yet: the router answers 503
+        gw.client.update_provider("gh", credentials={"GITHUB_TOKEN": "t2"})
+        assert next(stream).revision != first.revision
+        stream.cancel()

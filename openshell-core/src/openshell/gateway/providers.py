@@ -11,6 +11,7 @@ inference bundle (``inference_bundle``/``watch_inference``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -337,8 +338,17 @@ class ProviderManager:
         revision = int.from_bytes(digest[:8], "big") >> 1 or 1
         return InferenceBundle(revision, route.backend, tuple(cls.protocols), content["base_url"], route.model, headers)
 
+    async def _attached_versions(self, record: st.SandboxRecord) -> list[tuple[str, int]]:
+        versions = []
+        for pname in record.spec.get("providers", []):
+            prov = await asyncio.to_thread(self.store.get_provider, pname, record.workspace)
+            versions.append((pname, prov.resource_version if prov is not None else 0))
+        return versions
+
     async def watch_inference(self, record: st.SandboxRecord, after_revision: int = 0) -> AsyncIterator[InferenceBundle]:
-        """Yield the sandbox's inference bundle whenever its revision differs from the last sent.
+        """Yield the sandbox's inference bundle whenever it or one of the sandbox's
+        attached providers changed (the revision covers both, so a supervisor
+        re-reads its provider environment when a credential was rotated).
 
         Ends when the sandbox is deleted.
         """
@@ -349,6 +359,10 @@ class ProviderManager:
                 if await asyncio.to_thread(self.store.get_sandbox, record.id) is None:
                     return
                 bundle = await self.inference_bundle(record.workspace)
+                attached = await self._attached_versions(record)
+                if attached:
+                    digest = hashlib.sha256(json.dumps([bundle.revision, attached]).encode()).digest()
+                    bundle = dataclasses.replace(bundle, revision=int.from_bytes(digest[:8], "big") >> 1 or 1)
                 if bundle.revision == last:
                     await cond.wait()
                     continue

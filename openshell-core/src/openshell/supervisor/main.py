@@ -171,14 +171,24 @@ class Supervisor:
         sock.bind((netns["proxy_ip"], PROXY_PORT))
         sock.listen(512)
         sock.setblocking(False)
+        from openshell.supervisor.credentials import credentials_from_proto
         from openshell.supervisor.inference import InferenceRouter
-        from openshell.supervisor.provider_link import watch_inference
+        from openshell.supervisor.provider_link import fetch_provider_environment, watch_inference
 
         self.router = InferenceRouter(self.cfg.sandbox_id, self.ca)
 
         async def follow_route() -> None:
+            # A new bundle also means an attached provider may have changed: re-read the
+            # credentials the proxy substitutes (the sandbox's placeholders stay the same).
             async for bundle in watch_inference(self.link):
                 self.router.set_bundle(bundle)
+                try:
+                    penv = await fetch_provider_environment(self.link)
+                except Exception as exc:  # noqa: BLE001 - keep the credentials in force
+                    log.warning("event=provider_refresh_failed reason=%s", exc)
+                    continue
+                if self.credential_hook is not None:
+                    self.credential_hook.update(credentials_from_proto(penv))
 
         self._inference_task = asyncio.ensure_future(follow_route())
         self.proxy = ProxyServer(
