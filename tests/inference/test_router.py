@@ -206,3 +206,19 @@ def test_non_json_body_is_refused(model_server):
         assert resp.status == 400 and json.loads(resp.read())["error"] == "invalid_json"
     finally:
         h.close()
+
+
+def test_gzip_request_body_is_decoded_rewritten_and_sent_plain(model_server):
+    import gzip
+
+    h = RouterHarness(bundle_for(model_server), tls=False)
+    try:
+        conn = h.conn()
+        conn.request("POST", "/v1/chat/completions", body=gzip.compress(json.dumps({"messages": []}).encode()),
+                     headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        seen = model_server.requests[-1]
+        assert seen.body["model"] == "served-model" and "Content-Encoding" not in seen.headers
+    finally:
+        h.close()

@@ -47,9 +47,10 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds for the client's TLS handshake
 MAX_BODY = 32 << 20  # bytes of one request body
 
 #: request headers never forwarded: hop-by-hop, the caller's credentials, what we recompute
+#: (bodies arrive decompressed and are re-serialised, so their content-encoding goes too)
 _DROP_REQUEST = frozenset({
     "host", "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te",
-    "trailer", "transfer-encoding", "upgrade", "content-length", "accept-encoding", "authorization", "x-api-key",
+    "trailer", "transfer-encoding", "upgrade", "content-length", "content-encoding", "accept-encoding", "authorization", "x-api-key",
     "api-key", "cookie", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
 })
 _DROP_RESPONSE = frozenset({
