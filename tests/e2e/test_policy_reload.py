@@ -210,8 +210,15 @@ def test_revision_that_fails_to_load_keeps_the_previous_one(gateway, sandbox, tm
     assert "network_policies.curl_a.endpoints[0].allowed_ips" in rows[0]["error"]
     table = gateway.cli("policy", "list", sandbox, check=True).stdout.decode()
     assert "failed" in table and "overlaps" in table
-    # ... and in the sandbox's log.
+    # ... and in the sandbox's logs (the supervisor's file, and 'openshell sandbox logs').
     assert "event=policy_load_failed revision=3 in_force=2" in supervisor_log(gateway, sandbox)
+    deadline = time.monotonic() + 10
+    while True:
+        p = gateway.cli("sandbox", "logs", sandbox, "--level", "warning", "-o", "json", check=True)
+        if "policy_load_failed revision=3" in p.stdout.decode() or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert "policy_load_failed revision=3" in p.stdout.decode() and "overlaps" in p.stdout.decode()
 
     # Revision 2 is still in force, for the proxy and for 'policy get'.
     assert curl_a(gateway, sandbox) == "200"
