@@ -198,3 +198,8 @@ def test_policy_commands_against_a_gateway_name_a_missing_sandbox(gateway_env, p
         result = run("policy", *args)
         assert result.exit_code == 1, (args, result.output)
         assert result.stderr.strip() == "error: sandbox 'nope' not found; see 'openshell sandbox list'", args
+
+
+def test_set_timeout_without_wait_is_a_usage_error(policy_file):
+    result = run("policy", "set", "demo", "--policy", policy_file, "--timeout", "5")
+    assert result.exit_code == 2 and "--timeout goes with --wait" in result.stderr

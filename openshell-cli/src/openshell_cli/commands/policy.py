@@ -231,7 +231,7 @@ def _one_line_errors() -> Iterator[None]:
 @click.argument("name")
 @click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False, allow_dash=True), help="Policy YAML file.")
 @click.option("--wait", is_flag=True, help="Return only when the supervisor reports the revision loaded (exit 1 if it fails).")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=SET_WAIT_TIMEOUT, show_default=True, help="Seconds --wait waits.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help=f"Seconds --wait waits (default {SET_WAIT_TIMEOUT:g}).")
 @click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
 def set_(name: str, policy_file: str, wait: bool, timeout: float, gateway: str | None) -> None:
     """Store FILE as the next policy revision of running sandbox NAME.
@@ -246,6 +246,8 @@ def set_(name: str, policy_file: str, wait: bool, timeout: float, gateway: str |
       openshell policy set demo --policy policy.yaml --wait
       openshell policy set demo --policy policy.yaml --wait --timeout 10
     """
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout goes with --wait")
     _load_policy(policy_file)  # a bad file fails here, before anything is sent
     text = _read(policy_file).decode("utf-8", "replace")
     client = _client(gateway)
@@ -264,7 +266,7 @@ def set_(name: str, policy_file: str, wait: bool, timeout: float, gateway: str |
 
     with Console(stderr=True).status(f"waiting for the supervisor to load revision {rev.version}…"):
         try:
-            client.wait_policy(name, rev.version, timeout=timeout)
+            client.wait_policy(name, rev.version, timeout=timeout or SET_WAIT_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - PolicyFailed / WaitTimeout: one line, exit 1
             raise CliError(str(exc)) from None
     click.echo(f"sandbox {name}: policy revision {rev.version} loaded", err=True)
