@@ -22,9 +22,10 @@ pytestmark = pytest.mark.timeout(60)
 class RouterHarness:
     """An InferenceRouter behind a loopback listener (TLS like a CONNECT tunnel, or plain)."""
 
-    def __init__(self, bundle: RouteBundle, *, tls: bool, idle_timeout: float = 30.0) -> None:
+    def __init__(self, bundle: RouteBundle, *, tls: bool, idle_timeout: float = 30.0, first_request_timeout: float = 10.0) -> None:
         self.ca = SandboxCA.generate("test")
-        self.router = InferenceRouter("sb-test", self.ca, bundle, idle_timeout=idle_timeout, connect_timeout=2.0)
+        self.router = InferenceRouter("sb-test", self.ca, bundle, idle_timeout=idle_timeout, connect_timeout=2.0,
+                                      first_request_timeout=first_request_timeout)
         self.tls = tls
         self.loop = asyncio.new_event_loop()
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -220,5 +221,20 @@ def test_gzip_request_body_is_decoded_rewritten_and_sent_plain(model_server):
         assert resp.status == 200, resp.read()
         seen = model_server.requests[-1]
         assert seen.body["model"] == "served-model" and "Content-Encoding" not in seen.headers
+    finally:
+        h.close()
+
+
+def test_a_client_that_never_sends_a_request_is_closed(model_server):
+    h = RouterHarness(bundle_for(model_server), tls=False, first_request_timeout=0.5)
+    try:
+        with socket.create_connection(("127.0.0.1", h.port), timeout=5) as s:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: inference.local\r\n")  # never finishes the head
+            started = time.monotonic()
+            assert s.recv(100) == b""  # closed by the router
+            assert time.monotonic() - started < 4
+        resp = post(h.conn(), "/v1/chat/completions", {"messages": []})  # a normal client is unaffected
+        assert resp.status == 200
+        resp.read()
     finally:
         h.close()

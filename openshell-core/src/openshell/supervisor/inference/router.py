@@ -44,6 +44,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to connect to the backend
 IDLE_TIMEOUT = 300.0  # seconds without a byte from the backend (models think before the first token)
 CLIENT_IDLE_TIMEOUT = 120.0  # seconds a keep-alive client connection may sit idle
 HANDSHAKE_TIMEOUT = 10.0  # seconds for the client's TLS handshake
+FIRST_REQUEST_TIMEOUT = 10.0  # seconds a new connection has to deliver its first request head (slowloris)
 MAX_BODY = 32 << 20  # bytes of one request body
 
 #: request headers never forwarded: hop-by-hop, the caller's credentials, what we recompute
@@ -135,17 +136,22 @@ class InferenceRouter:
     :param bundle: the initial route (revision 0: none); swap with :meth:`set_bundle`.
     :param connect_timeout: seconds to connect to the backend.
     :param idle_timeout: seconds without a byte from the backend before giving up.
+    :param first_request_timeout: seconds a new client connection has to deliver
+        its first complete request head; silent or trickling clients are closed.
     """
 
     def __init__(
         self, sandbox_id: str, ca: Any = None, bundle: RouteBundle | None = None, *,
         connect_timeout: float = CONNECT_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
+        first_request_timeout: float = FIRST_REQUEST_TIMEOUT,
     ) -> None:
         self.sandbox_id = sandbox_id
         self.ca = ca
         self.bundle = bundle or RouteBundle()
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
+        self.first_request_timeout = first_request_timeout
+        self._served: set[Any] = set()  # open connections that sent a request (removed when they end)
         self._tls: ssl.SSLContext | None = None
         self._server: _Server | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -209,13 +215,23 @@ class InferenceRouter:
         if initial:
             handler.data_received(initial)
         ended = server.ended.get(handler)
-        if ended is not None:
+        if ended is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(ended), self.first_request_timeout)
+        except TimeoutError:
+            if handler not in self._served:
+                log.info("event=inference_client_timeout sandbox=%s reason=no request within %.0f s", self.sandbox_id, self.first_request_timeout)
+                _transport.close()
             await ended
+        finally:
+            self._served.discard(handler)
 
     # ------------------------------------------------------------------ requests
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
+        self._served.add(request.protocol)
         path = request.rel_url.raw_path
         bundle = self.bundle
         response = await self._route(request, path, bundle)
