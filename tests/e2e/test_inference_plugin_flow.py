@@ -90,7 +90,7 @@ def test_vllm_appears_after_pip_install_and_routes_a_sandbox(venv, gw):
         cli(gw, "gateway", "start", "--name", gw.name, "--port", str(gw.port), timeout=60)
         cli(gw, "inference", "set", "--backend", "vllm", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--base-url", model.base_url)
         check = json.loads(cli(gw, "inference", "backends", "vllm", "--check", "-o", "json").stdout)
-        assert check[0]["check"] == "ok" and model.base_url in check[0]["detail"]
+        assert check[0]["check"] == "ok" and model.base_url in check[0]["detail"] and "fake-model-1" in check[0]["detail"]
         cli(gw, "sandbox", "create", "--name", "inf-flow", "-d", timeout=180)
 
         body = json.dumps({"model": "x", "messages": [{"role": "user", "content": "hi"}]})

@@ -411,8 +411,15 @@ def inference_backends(names: tuple[str, ...], check: bool, output: str) -> None
 
 def _probe_backend(cls: type, url: str) -> dict[str, Any]:
     try:
-        result = cls().probe(url, None)
-        return {"ok": bool(result.ok), "detail": result.detail}
+        backend = cls()
+        result = backend.probe(url, None)
+        detail = result.detail
+        if result.ok:
+            models = backend.list_models(url, None)
+            if models:
+                shown = ", ".join(models[:3]) + (f" (+{len(models) - 3})" if len(models) > 3 else "")
+                detail = f"{detail}: {shown}"
+        return {"ok": bool(result.ok), "detail": detail}
     except Exception as exc:  # noqa: BLE001 - a broken probe() is a failed check, not a crash
         from openshell.plugin.loader import first_line
 
