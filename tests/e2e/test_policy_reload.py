@@ -1,13 +1,14 @@
 """Hot reload end to end (POLICY.md §6): ``openshell policy set|get|list|explain`` on a running sandbox.
 
 Real gateway, supervisor, proxy and sandboxes; upstreams are test hosts
-``rl-a.test`` (10.199.20.2) and ``rl-b.test`` (10.199.20.3) in their own
+``rl-a.test`` (10.199.N.2) and ``rl-b.test`` (10.199.N.3) in their own
 network namespaces. Sandbox names start with ``rl-``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import select
 import subprocess
 import time
@@ -17,8 +18,12 @@ from conftest import OPENSHELL, write_policy  # noqa: E402 - tests/ is on sys.pa
 
 pytestmark = pytest.mark.timeout(300)
 
-HOST_A, IP_A = "rl-a.test", "10.199.20.2"
-HOST_B, IP_B = "rl-b.test", "10.199.20.3"
+# N in 20-29 (this suite's range) from the pid, so concurrent runs of the
+# suite on one machine rarely pick the same test hosts.
+_NET = 20 + os.getpid() % 10
+HOST_A, IP_A = "rl-a.test", f"10.199.{_NET}.2"
+HOST_B, IP_B = "rl-b.test", f"10.199.{_NET}.3"
+TEST_NET = f"10.199.{_NET}.0/24"
 URL_A = f"http://{HOST_A}:8080/"
 
 STATIC = """\
@@ -31,16 +36,16 @@ process: {run_as_user: sandbox, run_as_group: sandbox}
 # python3 may reach B in every revision (the control tunnel); curl nothing yet.
 ONLY_B = STATIC + f"""\
 network_policies:
-  py_b: {{endpoints: [{{host: {HOST_B}, port: 8080, allowed_ips: [10.199.20.0/24]}}], binaries: [{{path: "/usr/bin/python3*"}}]}}
+  py_b: {{endpoints: [{{host: {HOST_B}, port: 8080, allowed_ips: [{TEST_NET}]}}], binaries: [{{path: "/usr/bin/python3*"}}]}}
 """
 
 # Static sections omitted: kept as they are.
 CURL_AND_PY_A = f"""\
 version: 1
 network_policies:
-  curl_a: {{endpoints: [{{host: {HOST_A}, port: 8080, allowed_ips: [10.199.20.0/24]}}], binaries: [{{path: /usr/bin/curl}}]}}
-  py_a: {{endpoints: [{{host: {HOST_A}, port: 8080, allowed_ips: [10.199.20.0/24]}}], binaries: [{{path: "/usr/bin/python3*"}}]}}
-  py_b: {{endpoints: [{{host: {HOST_B}, port: 8080, allowed_ips: [10.199.20.0/24]}}], binaries: [{{path: "/usr/bin/python3*"}}]}}
+  curl_a: {{endpoints: [{{host: {HOST_A}, port: 8080, allowed_ips: [{TEST_NET}]}}], binaries: [{{path: /usr/bin/curl}}]}}
+  py_a: {{endpoints: [{{host: {HOST_A}, port: 8080, allowed_ips: [{TEST_NET}]}}], binaries: [{{path: "/usr/bin/python3*"}}]}}
+  py_b: {{endpoints: [{{host: {HOST_B}, port: 8080, allowed_ips: [{TEST_NET}]}}], binaries: [{{path: "/usr/bin/python3*"}}]}}
 """
 
 # Valid at the gateway, refused by the supervisor: 10.0.0.0/8 covers the
@@ -58,7 +63,7 @@ STATIC_CHANGED = STATIC.replace("hard_requirement", "best_effort") + "network_po
 def hosts():
     from openshell.testhost import TestHost
 
-    with TestHost("rla", IP_A) as a, TestHost("rlb", IP_B) as b:
+    with TestHost(f"rla{_NET}", IP_A) as a, TestHost(f"rlb{_NET}", IP_B) as b:
         a.serve_http(8080)
         b.serve_http(8080)
         yield a, b
