@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -93,7 +94,10 @@ class PolicyClient:
     """Policy methods of the client; needs ``_stub``, ``_scope``, ``_error``, ``timeout``."""
 
     def set_policy(self, name: str, policy_yaml: str) -> PolicyRevision:
-        """Validate and store ``policy_yaml`` as sandbox ``name``'s next revision (status pending).
+        """Validate and store ``policy_yaml`` as sandbox ``name``'s next revision.
+
+        :returns: the stored revision (complete document; status ``pending`` until
+            the supervisor reports it, see :meth:`wait_policy`).
 
         Static sections (``filesystem_policy``, ``landlock``, ``process``) may be
         omitted (kept) but not changed.
@@ -106,7 +110,7 @@ class PolicyClient:
             resp = self._stub.UpdateConfig(req, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise self._error(exc, name) from None
-        return PolicyRevision(version=resp.version, status="pending", policy_hash=resp.policy_hash, policy_yaml=policy_yaml)
+        return self.get_policy(name, resp.version)
 
     def get_policy(self, name: str, version: int = 0) -> PolicyRevision:
         """Return revision ``version`` of sandbox ``name``; 0: the active one.
@@ -143,7 +147,7 @@ class PolicyClient:
             seen.add(token)
         loaded = [r.version for r in out if r.status == "loaded"]
         active = max(loaded, default=0)
-        return [PolicyRevision(**{**r.__dict__, "active": r.version == active}) for r in out]
+        return [dataclasses.replace(r, active=r.version == active) for r in out]
 
     def wait_policy(self, name: str, version: int, timeout: float = DEFAULT_WAIT, *, poll: float = 0.2) -> PolicyRevision:
         """Wait until the supervisor reports revision ``version`` of sandbox ``name``.
