@@ -23,12 +23,15 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openshell.gateway import names
 from openshell.gateway import store as st
 from openshell.gateway.store import PolicyRevision, SandboxRecord, Store
 from openshell.plugin.kinds import ComputeDriver, SandboxStatus
+
+if TYPE_CHECKING:
+    from openshell.gateway.policies import PolicyState
 
 log = logging.getLogger("openshell.gateway")
 
@@ -594,7 +597,7 @@ class GatewayCore:
         record = await self._record(name, workspace)
         return await asyncio.to_thread(self.store.list_policy_revisions, record.id)
 
-    async def policy_state(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> Any:
+    async def policy_state(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> PolicyState:
         """Return the sandbox's revisions and the active one (:class:`openshell.gateway.policies.PolicyState`).
 
         :raises SandboxNotFound: no such sandbox.
