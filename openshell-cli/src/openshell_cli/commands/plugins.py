@@ -395,7 +395,13 @@ def inference_backends(names: tuple[str, ...], check: bool, output: str) -> None
         def extra(cls: type) -> dict[str, Any]:  # noqa: F811 - probe only the named backends
             return _orig(cls) if cls.name in names else {"protocols": ",".join(cls.protocols), "base_url": cls.default_base_url}
 
-    rows = _kind_rows("inference", extra, cols)
+    if check:
+        from rich.console import Console
+
+        with Console(stderr=True).status("probing inference backends…"):
+            rows = _kind_rows("inference", extra, cols)
+    else:
+        rows = _kind_rows("inference", extra, cols)
     if names:
         rows = [r for r in rows if r["name"] in names]
     if check:
