@@ -238,3 +238,13 @@ def test_a_client_that_never_sends_a_request_is_closed(model_server):
         resp.read()
     finally:
         h.close()
+
+
+def test_plain_http_inside_a_connect_tunnel_is_served(model_server):
+    h = RouterHarness(bundle_for(model_server), tls=True)  # serve_tls, but the client speaks plain HTTP
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=20)
+        resp = post(conn, "/v1/chat/completions", {"messages": []})
+        assert resp.status == 200 and json.loads(resp.read())["object"] == "chat.completion"
+    finally:
+        h.close()

@@ -187,15 +187,36 @@ class InferenceRouter:
     async def serve_tls(self, sock: socket.socket, early: bytes = b"") -> None:
         """Serve a CONNECT tunnel to ``inference.local`` (after ``200 Connection Established``).
 
-        Returns when the client connection has ended; the socket is closed then.
-        ``early`` bytes (sent before our 200) are refused: TLS clients wait for it.
+        TLS (first byte 0x16) is terminated with the sandbox CA's leaf; anything
+        else is served as plain HTTP. Returns when the client connection has
+        ended; the socket is closed then. ``early`` bytes (sent before our 200)
+        are refused: clients wait for it.
         """
         if early:
             log.info("event=inference_refused sandbox=%s reason=bytes before the tunnel was established", self.sandbox_id)
             return
+        first = await self._peek(sock)
+        if not first:
+            return
+        if first != b"\x16":  # not a TLS handshake record: plain HTTP inside the tunnel (curl --proxytunnel http://)
+            await self._serve(sock, b"", None)
+            return
         if self._tls is None:
             self._tls = tls_context(self.ca)
         await self._serve(sock, b"", self._tls)
+
+    async def _peek(self, sock: socket.socket) -> bytes:
+        """The client's first byte without consuming it; b"" when it closed or stayed silent."""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+        try:
+            await asyncio.wait_for(ready, self.first_request_timeout)
+            return sock.recv(1, socket.MSG_PEEK)
+        except (TimeoutError, OSError):
+            return b""
+        finally:
+            loop.remove_reader(sock.fileno())
 
     async def serve_plain(self, sock: socket.socket, initial: bytes) -> None:
         """Serve plain ``http://inference.local`` requests; ``initial`` is the first
