@@ -15,6 +15,7 @@ import time
 
 import pytest
 from conftest import OPENSHELL, write_policy  # noqa: E402 - tests/ is on sys.path (conftest)
+from e2e.test_sdk_compat import run_sdk, sdk_python  # noqa: F401 - sdk_python is a fixture (the 0.1.5 SDK venv)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -282,3 +283,35 @@ def test_revision_stored_after_a_gateway_restart_is_picked_up(gateway, sandbox, 
     assert row["revision"] == 2 and row["status"] == "loaded"
     assert row["reported_at"] - row["created_at"] < 2.0
     assert curl_a(gateway, sandbox) == "200"
+
+
+def test_published_sdk_reads_policy_revisions_and_is_refused_a_structured_policy(gateway, sandbox, sdk_python, tmp_path):  # noqa: F811 - pytest fixture
+    # openshell==0.1.5's own generated stub and messages against our gateway (wire compatibility).
+    py = sdk_python
+    p, _ = set_policy(gateway, sandbox, write_policy(tmp_path / "p.yaml", CURL_AND_PY_A), "--wait", "--timeout", "20")
+    assert p.returncode == 0, p.stderr.decode()
+    result = run_sdk(py, f"""
+        import json, grpc
+        from openshell import SandboxClient
+        from openshell._proto import datamodel_pb2, openshell_pb2, sandbox_pb2
+
+        scope = datamodel_pb2.WorkspaceSelector(workspace="default")
+        with SandboxClient.from_active_cluster() as client:
+            st = client._stub.GetSandboxPolicyStatus(openshell_pb2.GetSandboxPolicyStatusRequest(sandbox="{sandbox}", workspace_scope=scope))
+            lst = client._stub.ListSandboxPolicies(openshell_pb2.ListSandboxPoliciesRequest(sandbox="{sandbox}", workspace_scope=scope))
+            try:
+                client._stub.UpdateConfig(openshell_pb2.UpdateConfigRequest(
+                    sandbox="{sandbox}", workspace_scope=scope, policy=sandbox_pb2.SandboxPolicy()))
+                refused = "OK"
+            except grpc.RpcError as exc:
+                refused = exc.code().name + " " + exc.details()
+        print(json.dumps({{
+            "active": st.active_version, "version": st.revision.version,
+            "status": openshell_pb2.PolicyStatus.Name(st.revision.status),
+            "list": [[r.version, openshell_pb2.PolicyStatus.Name(r.status)] for r in lst.revisions],
+            "token": lst.next_page_token, "refused": refused,
+        }}))
+        """, env=gateway.env)
+    assert result["active"] == 2 and result["version"] == 2 and result["status"] == "POLICY_STATUS_LOADED"
+    assert result["list"] == [[2, "POLICY_STATUS_LOADED"], [1, "POLICY_STATUS_LOADED"]] and result["token"] == ""
+    assert result["refused"].startswith("INVALID_ARGUMENT policy:")
