@@ -205,6 +205,10 @@ def test_non_json_body_is_refused(model_server):
         conn.request("POST", "/v1/chat/completions", body=b"not json", headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
         assert resp.status == 400 and json.loads(resp.read())["error"] == "invalid_json"
+        conn = h.conn()
+        conn.request("POST", "/v1/chat/completions", body=b"[" * 100_000, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 400 and json.loads(resp.read())["error"] == "invalid_json"
     finally:
         h.close()
 
@@ -246,5 +250,23 @@ def test_plain_http_inside_a_connect_tunnel_is_served(model_server):
         conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=20)
         resp = post(conn, "/v1/chat/completions", {"messages": []})
         assert resp.status == 200 and json.loads(resp.read())["object"] == "chat.completion"
+    finally:
+        h.close()
+
+
+def test_large_body_is_rewritten_and_oversized_body_refused(model_server):
+    h = RouterHarness(bundle_for(model_server), tls=False)
+    try:
+        big = {"messages": [{"role": "user", "content": "x" * (2 << 20)}]}
+        resp = post(h.conn(), "/v1/chat/completions", big)
+        assert resp.status == 200
+        resp.read()
+        assert model_server.requests[-1].body["model"] == "served-model"
+        conn = h.conn()
+        conn.putrequest("POST", "/v1/chat/completions")
+        conn.putheader("Content-Length", str(40 << 20))
+        conn.endheaders()
+        resp = conn.getresponse()
+        assert resp.status == 413 and json.loads(resp.read())["error"] == "request_too_large"
     finally:
         h.close()

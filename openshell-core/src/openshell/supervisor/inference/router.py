@@ -46,6 +46,7 @@ CLIENT_IDLE_TIMEOUT = 120.0  # seconds a keep-alive client connection may sit id
 HANDSHAKE_TIMEOUT = 10.0  # seconds for the client's TLS handshake
 FIRST_REQUEST_TIMEOUT = 10.0  # seconds a new connection has to deliver its first request head (slowloris)
 MAX_BODY = 32 << 20  # bytes of one request body
+_INLINE_JSON = 256 << 10  # bodies above this are (de)serialised in a worker thread
 
 #: request headers never forwarded: hop-by-hop, the caller's credentials, what we recompute
 #: (bodies arrive decompressed and are re-serialised, so their content-encoding goes too)
@@ -298,12 +299,15 @@ class InferenceRouter:
         if not call.rewrites_model:
             return raw
         try:
-            doc = json.loads(raw)
-        except ValueError:
+            # Large bodies are parsed off the event loop: the proxy serves every connection on it.
+            doc = await asyncio.to_thread(json.loads, raw) if len(raw) > _INLINE_JSON else json.loads(raw)
+        except (ValueError, RecursionError):
             return _json(400, "invalid_json", "the request body is not JSON")
         if not isinstance(doc, dict):
             return _json(400, "invalid_json", "the request body must be a JSON object")
         doc["model"] = bundle.model
+        if len(raw) > _INLINE_JSON:
+            return (await asyncio.to_thread(json.dumps, doc)).encode()
         return json.dumps(doc).encode()
 
     def _upstream_headers(self, request: web.BaseRequest, auth: Mapping[str, str], has_body: bool) -> dict[str, str]:
