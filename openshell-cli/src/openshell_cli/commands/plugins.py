@@ -296,8 +296,9 @@ def agents_install(name: str, version: str | None, force: bool) -> None:
       openshell agents install codex --version latest
     """
     from openshell.agents import NpmAgent, NpmInstallError, npm_install
-    from openshell_cli import agent_flow
     from rich.console import Console
+
+    from openshell_cli import agent_flow
 
     cls = agent_flow.agent_class(name)
     if not issubclass(cls, NpmAgent):

@@ -217,10 +217,16 @@ def npm_install(
         current = os.path.realpath(link)
         if not current.startswith(str(prefix) + os.sep) and not force:
             raise NpmInstallError(f"{link} already exists and is not an OpenShell install ({current}); remove it or pass --force")
+    fresh = not prefix.exists()
     prefix.mkdir(parents=True, exist_ok=True, mode=0o755)
     os.chmod(prefix, 0o755)
     cmd = [npm_path, "install", "--prefix", str(prefix), "--no-fund", "--no-audit", "--omit=dev", "--loglevel=http", spec]
-    _run_npm(cmd, on_output)
+    try:
+        _run_npm(cmd, on_output)
+    except NpmInstallError:
+        if fresh:  # leave nothing half-installed behind
+            shutil.rmtree(prefix, ignore_errors=True)
+        raise
     bin_file = prefix / "node_modules" / ".bin" / agent.executable
     if not bin_file.exists():
         raise NpmInstallError(f"{spec} installed no '{agent.executable}' command ({bin_file} missing); check the package name")
