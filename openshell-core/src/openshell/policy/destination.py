@@ -8,6 +8,7 @@ allowed rule at loopback, cloud metadata or an internal network.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,9 +87,15 @@ def overlapping_blocked(net: IPNetwork) -> tuple[IPNetwork, str] | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
+def _parse_networks_cached(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(e, strict=False) for e in entries)
+
+
 def parse_networks(entries: Sequence[str]) -> tuple[IPNetwork, ...]:
     """Parse ``allowed_ips`` entries (CIDR or bare IP); raises ``ValueError`` on a bad one."""
-    return tuple(ipaddress.ip_network(e, strict=False) for e in entries)
+    # Cached: the same endpoint's allowed_ips are checked on every connection.
+    return _parse_networks_cached(tuple(entries))
 
 
 def _is_public(addr: IPAddress) -> bool:
