@@ -88,11 +88,16 @@ def gateway(tmp_path_factory) -> Gateway:
 
 @pytest.fixture(scope="session")
 def upstream():
-    """Test host ``up.example.test`` at 10.199.0.2 serving HTTP on 8080."""
+    """Test host for ``up.example.test`` serving HTTP on 8080 (``.ip``).
+
+    Name and address derive from the pid, so two suites running at once on one
+    machine do not fight over one namespace or host route.
+    """
     require_root()
     from openshell.testhost import TestHost
 
-    with TestHost("e2eup", "10.199.0.2") as host:
+    slot = 80 + os.getpid() % 40  # 10.199.80-119.x: outside every other suite's range
+    with TestHost(f"e2eup{slot}", f"10.199.{slot}.2") as host:
         host.serve_http(8080)
         yield host
 

@@ -16,6 +16,7 @@ from conftest import shared_dir  # noqa: E402 - tests/ is on sys.path (conftest)
 
 CHECKS_FILE = "cases/isolation-checks.md"
 SANDBOX = "iso-checks"
+UPSTREAM_IP: list[str] = []  # set by the sandbox fixture (the test host's address)
 UPSTREAM = "http://up.example.test:8080/"
 
 
@@ -35,10 +36,11 @@ def _check_ids() -> list[str]:
 
 @pytest.fixture(scope="module")
 def sandbox(gateway, upstream, tmp_path_factory):
+    UPSTREAM_IP[:] = [upstream.ip]
     policy = tmp_path_factory.mktemp("iso") / "policy.yaml"
     policy.write_text(_policy_yaml())
     gateway.cli("sandbox", "delete", SANDBOX)
-    gateway.cli("sandbox", "create", "--name", SANDBOX, "--policy", str(policy), "--add-host", "up.example.test:10.199.0.2", "--detach", check=True)
+    gateway.cli("sandbox", "create", "--name", SANDBOX, "--policy", str(policy), "--add-host", f"up.example.test:{upstream.ip}", "--detach", check=True)
     yield SANDBOX
     gateway.cli("sandbox", "delete", SANDBOX)
 
@@ -129,7 +131,7 @@ def check_I08(gw, sb):
 
 
 def check_I09(gw, sb):
-    code = "import socket,time\nt=time.time()\ntry:\n socket.create_connection(('10.199.0.2', 8080), timeout=5); print('CONNECTED')\nexcept OSError as e: print('FAILED', round(time.time()-t, 2))"
+    code = "import socket,time\nt=time.time()\ntry:\n socket.create_connection(('%s', 8080), timeout=5); print('CONNECTED')\nexcept OSError as e: print('FAILED', round(time.time()-t, 2))" % UPSTREAM_IP[0]
     out = py(gw, sb, code).stdout.decode().split()
     assert out[0] == "FAILED" and float(out[1]) < 1.0, out
 
@@ -148,10 +150,10 @@ def check_I10(gw, sb):
 def check_I11(gw, sb):
     code = (
         "import socket\nq=b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x07example\\x03com\\x00\\x00\\x01\\x00\\x01'\n"
-        "ok=0\nfor addr in ('10.199.0.2', '10.200.0.1', '127.0.0.53', '8.8.8.8'):\n"
+        "ok=0\nfor addr in ('%s', '10.200.0.1', '127.0.0.53', '10.199.0.53'):\n"
         " s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)\n"
         " try:\n  s.sendto(q, (addr, 53)); s.recvfrom(512); print('ANSWER', addr); ok+=1\n except OSError as e: print('FAILED', addr)\n"
-    )
+    ) % UPSTREAM_IP[0]
     out = py(gw, sb, code).stdout.decode()
     assert "ANSWER" not in out and out.count("FAILED") == 4, out
     p = py(gw, sb, "import socket\ntry:\n socket.getaddrinfo('example.com', 80); print('RESOLVED')\nexcept OSError: print('NO DNS')")

@@ -105,7 +105,7 @@ def test_two_sandboxes_run_at_once_and_cannot_reach_each_other(gateway, upstream
     policy = tmp_path / "p.yaml"
     policy.write_text(ALLOW_UP)
     for n in ("lc-a", "lc-b"):
-        gateway.cli("sandbox", "create", "--name", n, "--policy", str(policy), "--add-host", "up.example.test:10.199.0.2", "--detach", check=True)
+        gateway.cli("sandbox", "create", "--name", n, "--policy", str(policy), "--add-host", f"up.example.test:{upstream.ip}", "--detach", check=True)
     try:
         a, b = _ctx(gateway, _sandbox_id(gateway, "lc-a")), _ctx(gateway, _sandbox_id(gateway, "lc-b"))
         assert a["netns"] != b["netns"]
@@ -298,7 +298,7 @@ def test_exec_timeout_must_be_positive(gateway):
 def test_logs_show_proxy_decisions_with_reason(gateway, upstream, tmp_path):
     policy = tmp_path / "p.yaml"
     policy.write_text(ALLOW_UP)
-    gateway.cli("sandbox", "create", "--name", "lc-logs", "--policy", str(policy), "--add-host", "up.example.test:10.199.0.2", "--detach", check=True)
+    gateway.cli("sandbox", "create", "--name", "lc-logs", "--policy", str(policy), "--add-host", f"up.example.test:{upstream.ip}", "--detach", check=True)
     try:
         gateway.sx("lc-logs", "curl", "-sS", "-o", "/dev/null", "http://up.example.test:8080/")
         gateway.sx("lc-logs", "python3", "-c", "import urllib.request as u\ntry: u.urlopen('http://up.example.test:8080/')\nexcept Exception: pass")
