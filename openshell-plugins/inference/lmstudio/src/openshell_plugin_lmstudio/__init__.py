@@ -7,30 +7,23 @@ loopback (``http://127.0.0.1:1234/v1``) works while the sandbox itself can never
 
 from __future__ import annotations
 
-from openshell.inference.http import get_json, model_ids, models_url, probe_models
-from openshell.plugin import InferenceBackend, ProbeResult, hookimpl
+from openshell.inference.openai import OpenAIBackend
+from openshell.plugin import hookimpl
 
 OPENSHELL_PLUGIN_API = 1
 
 
-class LmStudioBackend(InferenceBackend):
+class LmStudioBackend(OpenAIBackend):
     """LM Studio's local server (OpenAI-compatible); it takes no key.
 
-    Protocol ``openai``; auth ``Authorization: Bearer <credential>`` when a provider is given.
+    Protocol ``openai``; auth, ``list_models`` and ``probe`` (``GET {base_url}/models``)
+    come from the core ``openai`` backend.
     """
 
     name = "lmstudio"
     summary = "LM Studio local server (default 127.0.0.1:1234, no key)"
     protocols = ("openai",)
     default_base_url = "http://127.0.0.1:1234/v1"
-
-    def list_models(self, base_url: str, credential: str | None) -> list[str]:
-        """Model ids from ``GET {base_url}/models``; raises ``OSError`` when unreachable."""
-        return model_ids(get_json(models_url(base_url), self.auth_headers(credential)))
-
-    def probe(self, base_url: str, credential: str | None) -> ProbeResult:
-        """OK when ``GET {base_url}/models`` answers with a models list."""
-        return probe_models(base_url, self.auth_headers(credential))
 
 
 @hookimpl
