@@ -28,6 +28,16 @@ For a connection accepted by the proxy we:
    ``ppid`` links for the ancestors, up to (not including) the first process
    outside the sandbox namespace or a pid in ``stop_at``.
 
+Concurrent connections share one ``/proc`` pass (``_Batcher``): lookups that
+arrive while a pass runs wait for the *next* pass, which starts after they were
+queued, so every connection is still answered from a scan that began after its
+socket existed; the pass finds the holders of every queued socket at once. At
+100 simultaneous connections this turns 100 scans of every sandbox process's
+descriptors into a handful. Executables and ``ppid`` links are read once per
+pass (a per-pass memo, never kept across passes: ``exec`` changes them), and a
+process's start time (immutable) is remembered per (pid, ``/proc`` inode) for
+the age check of step 2.
+
 Processes with different executables holding the socket, a missing entry, or
 any ``/proc`` error raise ``IdentityError``: the caller denies (fail closed).
 
@@ -44,7 +54,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -75,16 +85,23 @@ class ProcessIdentity:
     pids: tuple[int, ...]
 
 
-def _age(pid: int) -> float:
-    """Seconds since process ``pid`` started (``starttime`` of ``/proc/<pid>/stat``).
+def _start_ticks(pid: int) -> int:
+    """``starttime`` of ``/proc/<pid>/stat`` (clock ticks after boot).
 
     :raises OSError: the process is gone.
     """
     with open(f"/proc/{pid}/stat", "rb") as f:
         stat = f.read()
     # comm may contain spaces and ')': fields after the last ')' start at field 3 (state).
-    start_ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])
-    return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / _CLK_TCK
+    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+
+
+def _age(pid: int) -> float:
+    """Seconds since process ``pid`` started.
+
+    :raises OSError: the process is gone.
+    """
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - _start_ticks(pid) / _CLK_TCK
 
 
 class _OutsideCache:
@@ -96,6 +113,9 @@ class _OutsideCache:
 
     def __init__(self) -> None:
         self._expiry: dict[tuple[str, int], float] = {}
+        # start time per process (immutable; the key names one process, see above):
+        # a young process is re-checked on every pass without re-reading its stat file
+        self._started: dict[tuple[str, int], float] = {}
 
     def unknown(self, procs: list[tuple[str, int]], now: float) -> list[tuple[str, int]]:
         """The ``(pid, proc inode)`` entries of ``procs`` without a fresh "outside" verdict."""
@@ -104,18 +124,23 @@ class _OutsideCache:
 
     def remember(self, proc: tuple[str, int], now: float) -> None:
         """Record ``proc`` as outside, if it is old enough (see the module docstring)."""
-        try:
-            if _age(int(proc[0])) < OUTSIDE_MIN_AGE:
+        started = self._started.get(proc)
+        if started is None:
+            try:
+                started = _start_ticks(int(proc[0])) / _CLK_TCK
+            except (OSError, ValueError, IndexError):
                 return
-        except (OSError, ValueError, IndexError):
+            self._started[proc] = started
+        if time.clock_gettime(time.CLOCK_BOOTTIME) - started < OUTSIDE_MIN_AGE:
             return
         self._expiry[proc] = now + OUTSIDE_TTL
 
     def prune(self, live: list[tuple[str, int]]) -> None:
         """Forget processes that no longer exist (keeps the map bounded by the process count)."""
-        if len(self._expiry) > len(live):
+        if len(self._expiry) > len(live) or len(self._started) > len(live):
             keep = set(live)
             self._expiry = {p: e for p, e in self._expiry.items() if p in keep}
+            self._started = {p: t for p, t in self._started.items() if p in keep}
 
 
 def _hex_addr(ip: str) -> tuple[str, str]:
@@ -146,6 +171,66 @@ def _netns_id(path: str) -> str:
     return f"net:[{os.stat(path).st_ino}]"
 
 
+Request = tuple[str, int, str, int]  # (peer_ip, peer_port, local_ip, local_port)
+MAX_BATCH = 256  # connections answered by one /proc pass
+
+
+class _Batcher:
+    """Runs queued lookups together, one ``/proc`` pass at a time (event-loop side).
+
+    A lookup joins the queue; the drain task takes everything queued (up to
+    ``MAX_BATCH``), runs ``run_pass`` on it in ``executor`` and answers each
+    future, then repeats while the queue is not empty. A lookup queued while a
+    pass runs waits for the next one, which starts after it was queued.
+
+    :param executor: the resolver's worker threads (they are in the sandbox's netns).
+    :param run_pass: ``lookup_many_sync``.
+    """
+
+    def __init__(self, executor: ThreadPoolExecutor, run_pass: Callable[[Sequence[Request]], list]) -> None:
+        self._executor = executor
+        self._run_pass = run_pass
+        self._queue: list[tuple[Request, asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+
+    async def submit(self, request: Request) -> ProcessIdentity:
+        """The identity for ``request``; raises ``IdentityError``."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        self._queue.append((request, fut))
+        if self._task is None:
+            self._task = loop.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        batch: list[tuple[Request, asyncio.Future]] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                batch = [(r, f) for r, f in batch if not f.done()]  # cancelled: connection gone
+                if not batch:
+                    continue
+                try:
+                    results = await loop.run_in_executor(self._executor, self._run_pass, [r for r, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - e.g. the namespace vanished: the pool is broken; deny
+                    results = [IdentityError(f"identity lookup failed: {exc!r}")] * len(batch)
+                for (_, fut), result in zip(batch, results, strict=True):
+                    if fut.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        fut.set_exception(result)
+                    else:
+                        fut.set_result(result)
+                batch = []
+        finally:
+            self._task = None
+            for _, fut in (*batch, *self._queue):  # only when the drain itself was cancelled
+                if not fut.done():
+                    fut.set_exception(IdentityError("identity lookup cancelled"))
+            self._queue = []
+
+
 class IdentityResolver:
     """Maps proxy connections to the processes that opened them.
 
@@ -168,6 +253,7 @@ class IdentityResolver:
             self._stop = frozenset(stop_at) | {0}
         self._local = threading.local()  # per worker thread: its netlink socket
         self._outside = _OutsideCache()
+        self._batcher: _Batcher | None = None  # made on the first lookup, in the proxy's loop
         self._executor = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="proxy-identity", initializer=self._enter_netns
         )
@@ -191,36 +277,67 @@ class IdentityResolver:
         """Identity of the process whose socket is ``peer_ip:peer_port`` → ``local_ip:local_port``.
 
         ``peer`` is the client's end as the proxy sees it, ``local`` the proxy's end.
-        Runs in a worker thread. Raises ``IdentityError``.
+        Runs in a worker thread, in a ``/proc`` pass shared with the lookups
+        queued at the same time (module docstring). Raises ``IdentityError``.
         """
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, self.lookup_sync, peer_ip, peer_port, local_ip, local_port)
-        except IdentityError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - e.g. the namespace vanished: the pool is broken; deny
-            raise IdentityError(f"identity lookup failed: {exc!r}") from None
+        if self._batcher is None:
+            self._batcher = _Batcher(self._executor, self.lookup_many_sync)
+        return await self._batcher.submit((peer_ip, peer_port, local_ip, local_port))
 
     # ------------------------------------------------------------------ blocking part
 
     def lookup_sync(self, peer_ip: str, peer_port: int, local_ip: str, local_port: int) -> ProcessIdentity:
         """Blocking form of ``lookup``; call only from this resolver's worker threads
         (in namespace mode the TCP table read depends on the thread's namespace)."""
+        result = self.lookup_many_sync([(peer_ip, peer_port, local_ip, local_port)])[0]
+        if isinstance(result, IdentityError):
+            raise result
+        return result
+
+    def lookup_many_sync(self, requests: Sequence[Request]) -> list[ProcessIdentity | IdentityError]:
+        """One ``/proc`` pass for several connections; call only from the worker threads.
+
+        :param requests: ``(peer_ip, peer_port, local_ip, local_port)`` per connection,
+            each accepted before this call.
+        :returns: per request, in order, its identity or the ``IdentityError`` that denies it.
+        """
+        inodes: list[int | IdentityError] = []
+        for req in requests:
+            try:
+                inodes.append(self._socket_inode(*req))
+            except IdentityError as exc:
+                inodes.append(exc)
+            except OSError as exc:
+                inodes.append(IdentityError(f"/proc lookup failed: {exc}"))
+        wanted = {i for i in inodes if isinstance(i, int)}
         try:
-            inode = self._socket_inode(peer_ip, peer_port, local_ip, local_port)
-            pids = self._pids_holding(inode)
-            if not pids:
-                raise IdentityError(f"no process in the sandbox holds socket inode {inode}")
-            exes = {pid: self._exe(pid) for pid in pids}
-            distinct = sorted(set(exes.values()))
-            if len(distinct) > 1:
-                raise IdentityError(f"processes with different executables share the socket: {', '.join(distinct)}")
-            first = min(pids)
-            return ProcessIdentity(exes[first], self._ancestors(first), tuple(sorted(pids)))
-        except IdentityError:
-            raise
+            holders = self._holders(wanted) if wanted else {}
         except OSError as exc:
-            raise IdentityError(f"/proc lookup failed: {exc}") from None
+            err = IdentityError(f"/proc lookup failed: {exc}")
+            return [i if isinstance(i, IdentityError) else err for i in inodes]
+        memo: dict[int, tuple[str, int]] = {}  # this pass only: exec changes a process's exe
+        out: list[ProcessIdentity | IdentityError] = []
+        for inode in inodes:
+            if isinstance(inode, IdentityError):
+                out.append(inode)
+                continue
+            try:
+                out.append(self._identity(inode, holders.get(inode, []), memo))
+            except IdentityError as exc:
+                out.append(exc)
+            except OSError as exc:
+                out.append(IdentityError(f"/proc lookup failed: {exc}"))
+        return out
+
+    def _identity(self, inode: int, pids: list[int], memo: dict[int, tuple[str, int]]) -> ProcessIdentity:
+        if not pids:
+            raise IdentityError(f"no process in the sandbox holds socket inode {inode}")
+        exes = {pid: self._exe_memo(pid, memo) for pid in pids}
+        distinct = sorted(set(exes.values()))
+        if len(distinct) > 1:
+            raise IdentityError(f"processes with different executables share the socket: {', '.join(distinct)}")
+        first = min(pids)
+        return ProcessIdentity(exes[first], self._ancestors(first, memo), tuple(sorted(pids)))
 
     def _diag(self) -> SockDiag | None:
         """This thread's inet_diag socket (made here, so in this thread's namespace), or
@@ -291,8 +408,12 @@ class IdentityResolver:
             return False
 
     def _pids_holding(self, inode: int) -> list[int]:
-        target = f"socket:[{inode}]"
-        holders = []
+        return self._holders({inode}).get(inode, [])
+
+    def _holders(self, inodes: Collection[int]) -> dict[int, list[int]]:
+        """``{inode: [pid, ...]}``: the sandbox processes holding each socket inode (one pass)."""
+        targets = {f"socket:[{inode}]": inode for inode in inodes}
+        holders: dict[int, list[int]] = {}
         outside = self._outside
         now = time.monotonic()
         with os.scandir("/proc") as entries:
@@ -307,13 +428,15 @@ class IdentityResolver:
                 fds = os.listdir(fd_dir)
             except OSError:
                 continue  # exited while scanning
+            found: set[int] = set()
             for fd in fds:
                 try:
-                    if os.readlink(f"{fd_dir}/{fd}") == target:
-                        holders.append(pid)
-                        break
+                    inode = targets.get(os.readlink(f"{fd_dir}/{fd}"))
                 except OSError:
                     continue
+                if inode is not None and inode not in found:
+                    found.add(inode)
+                    holders.setdefault(inode, []).append(pid)
         outside.prune(procs)
         return holders
 
@@ -329,12 +452,23 @@ class IdentityResolver:
         # comm may contain spaces and ')': the fields after the last ')' are fixed.
         return int(stat[stat.rindex(b")") + 2 :].split()[1])
 
-    def _ancestors(self, pid: int) -> tuple[str, ...]:
+    def _exe_memo(self, pid: int, memo: dict[int, tuple[str, int]]) -> str:
+        return self._exe(pid) if pid not in memo else memo[pid][0]
+
+    def _ancestors(self, pid: int, memo: dict[int, tuple[str, int]] | None = None) -> tuple[str, ...]:
+        """Executables of ``pid``'s sandbox ancestors, nearest first; ``memo`` caches
+        ``{pid: (exe, ppid)}`` within one pass."""
+        memo = {} if memo is None else memo
         chain: list[str] = []
         seen = {pid}
-        current = self._ppid(pid)
-        while current not in self._stop and current not in seen and self._in_sandbox(current):
+        current = memo[pid][1] if pid in memo else self._ppid(pid)
+        while current not in self._stop and current not in seen:
+            if current not in memo:
+                if not self._in_sandbox(current):
+                    break
+                memo[current] = (self._exe(current), self._ppid(current))
             seen.add(current)
-            chain.append(self._exe(current))
-            current = self._ppid(current)
+            exe, parent = memo[current]
+            chain.append(exe)
+            current = parent
         return tuple(chain)
