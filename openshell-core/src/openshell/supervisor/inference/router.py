@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -31,13 +32,31 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-from aiohttp import web
-
 from openshell.supervisor.inference.bundle import RouteBundle
 from openshell.supervisor.inference.paths import ALLOWED, InferenceCall, classify
 
 log = logging.getLogger("openshell.supervisor.inference")
+
+
+class _LazyModule:
+    """A module imported on first attribute access.
+
+    aiohttp costs ~0.12 s of import and several MiB per supervisor; every
+    sandbox makes a router but few ever call ``inference.local``, so it is
+    imported by the first call instead of on the sandbox's way to READY.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+aiohttp: Any = _LazyModule("aiohttp")
+web: Any = _LazyModule("aiohttp.web")
 
 INFERENCE_HOST = "inference.local"
 CONNECT_TIMEOUT = 10.0  # seconds to connect to the backend
@@ -111,22 +130,31 @@ def tls_context(ca: Any) -> ssl.SSLContext:
     return ctx
 
 
-class _Server(web.Server):
-    """aiohttp's low-level server, telling us when each connection ended."""
+@functools.cache
+def _server_class() -> type:
+    """``_Server``: defined on first use (it subclasses aiohttp's server, see ``_LazyModule``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.ended: dict[Any, asyncio.Future[None]] = {}
+    class _Server(web.Server):
+        """aiohttp's low-level server, telling us when each connection ended."""
 
-    def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
-        super().connection_made(handler, transport)
-        self.ended.setdefault(handler, asyncio.get_running_loop().create_future())
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.ended: dict[Any, asyncio.Future[None]] = {}
 
-    def connection_lost(self, handler: Any, exc: BaseException | None = None) -> None:
-        super().connection_lost(handler, exc)
-        fut = self.ended.pop(handler, None)
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
+            super().connection_made(handler, transport)
+            self.ended.setdefault(handler, asyncio.get_running_loop().create_future())
+
+        def connection_lost(self, handler: Any, exc: BaseException | None = None) -> None:
+            super().connection_lost(handler, exc)
+            fut = self.ended.pop(handler, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    return _Server
+
+
+_Server = Any  # annotations only; the class is _server_class()
 
 
 class InferenceRouter:
@@ -167,7 +195,7 @@ class InferenceRouter:
 
     def _ensure(self) -> _Server:
         if self._server is None:
-            self._server = _Server(self._handle, keepalive_timeout=CLIENT_IDLE_TIMEOUT, max_line_size=8190, max_field_size=8190)
+            self._server = _server_class()(self._handle, keepalive_timeout=CLIENT_IDLE_TIMEOUT, max_line_size=8190, max_field_size=8190)
             timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout, sock_read=self.idle_timeout)
             self._session = aiohttp.ClientSession(
                 timeout=timeout, trust_env=False, auto_decompress=False,
