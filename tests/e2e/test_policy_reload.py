@@ -148,9 +148,27 @@ def tunnel(host):
     return s
 
 def get(s, host):
+    # Read the whole response (head and body may arrive in separate segments),
+    # so nothing of it is left to be mistaken for data after a reload.
     s.sendall(f"GET / HTTP/1.1\r\nHost: {host}:8080\r\n\r\n".encode())
-    data = s.recv(65536)
-    return data.split(b" ", 2)[1].decode() if data else "EOF"
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            return "EOF"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head.split(b" ", 2)[1].decode()
 
 a, b = tunnel(sys.argv[1]), tunnel(sys.argv[2])
 print("A", get(a, sys.argv[1]), "B", get(b, sys.argv[2]), flush=True)
