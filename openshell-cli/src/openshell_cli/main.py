@@ -11,7 +11,6 @@ import logging
 import sys
 
 import click
-
 from openshell.client.sdk import OpenShellError
 
 from openshell_cli.errors import CliError

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
-    from openshell.policy.model import Policy
     from openshell.policy.decision import ConnectInput, Decision, RequestInput
+    from openshell.policy.model import Policy
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,6 @@ def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = Fal
         kill_sandbox_processes(ctx.netns)
     try:
         from openshell.supervisor.launcher import teardown_layers
-
         from openshell.supervisor.main import REQUIRED_LAYERS
 
         teardown_layers(ctx, list(REQUIRED_LAYERS))

@@ -26,6 +26,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+# Imported here, not lazily: the launcher loads this module before it mounts the
+# sandbox's /tmp, which may hide an installation living under /tmp.
+import landlock  # noqa: E402,F401
+from landlock import FSAccess, plumbing  # noqa: E402,F401
 from openshell.plugin import (
     IsolationContext,
     IsolationError,
@@ -34,11 +38,6 @@ from openshell.plugin import (
     hookimpl,
 )
 from openshell.plugin.kinds import LANDLOCK_ORDER
-
-# Imported here, not lazily: the launcher loads this module before it mounts the
-# sandbox's /tmp, which may hide an installation living under /tmp.
-import landlock  # noqa: E402,F401
-from landlock import FSAccess, plumbing  # noqa: E402,F401
 
 log = logging.getLogger("openshell.isolation.landlock")
 
@@ -83,7 +82,6 @@ def _rights() -> tuple[int, int, int, int]:
     ``handled`` is every filesystem right the ABI knows (POLICY §4: read_write
     gets all of them); file rules may carry file rights only (EINVAL otherwise).
     """
-    from landlock import FSAccess
 
     all_file = int(_call(FSAccess.all_file))
     handled = all_file | int(_call(FSAccess.all_dir))
@@ -185,7 +183,6 @@ class LandlockLayer(IsolationLayer):
         naming it). No Landlock: best_effort warns and disables the layer,
         hard_requirement raises ``IsolationError``.
         """
-        from landlock import plumbing
 
         read_only, read_write, compatibility = _filesystem(ctx)
         hard = compatibility == "hard_requirement"
@@ -241,7 +238,6 @@ class LandlockLayer(IsolationLayer):
             self.prepare_in_child(ctx)
         if self._disabled:
             return
-        from landlock import plumbing
 
         fd, self._ruleset_fd = self._ruleset_fd, None
         assert fd is not None

@@ -14,6 +14,9 @@ import os
 import platform
 from collections.abc import Callable
 
+# Imported here, not lazily: the launcher loads this module before it mounts the
+# sandbox's /tmp, which may hide an installation living under /tmp.
+import pyseccomp  # noqa: E402,F401
 from openshell.plugin import (
     IsolationContext,
     IsolationError,
@@ -22,10 +25,6 @@ from openshell.plugin import (
     hookimpl,
 )
 from openshell.plugin.kinds import SECCOMP_ORDER
-
-# Imported here, not lazily: the launcher loads this module before it mounts the
-# sandbox's /tmp, which may hide an installation living under /tmp.
-import pyseccomp  # noqa: E402,F401
 
 log = logging.getLogger("openshell.isolation.seccomp")
 
