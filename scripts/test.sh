@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OPENSHELL_STRICT_PLUGINS=1
+.venv/bin/ruff check openshell-core/src openshell-cli/src openshell-plugins/*/*/src bench
 exec .venv/bin/python -m pytest "$@"
