@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from openshell.supervisor.proxy import identity
 
 

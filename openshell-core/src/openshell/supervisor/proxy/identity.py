@@ -309,6 +309,8 @@ class IdentityResolver:
                 inodes.append(exc)
             except OSError as exc:
                 inodes.append(IdentityError(f"/proc lookup failed: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - one bad request denies only itself
+                inodes.append(IdentityError(f"identity lookup failed: {exc!r}"))
         wanted = {i for i in inodes if isinstance(i, int)}
         try:
             holders = self._holders(wanted) if wanted else {}
@@ -327,6 +329,8 @@ class IdentityResolver:
                 out.append(exc)
             except OSError as exc:
                 out.append(IdentityError(f"/proc lookup failed: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - one bad request denies only itself
+                out.append(IdentityError(f"identity lookup failed: {exc!r}"))
         return out
 
     def _identity(self, inode: int, pids: list[int], memo: dict[int, tuple[str, int]]) -> ProcessIdentity:
