@@ -44,6 +44,8 @@ def sandbox_environment(
         "LOGNAME": user,
         "SHELL": "/bin/bash",
         "LANG": "C.UTF-8",
+        # Programs fall back to /var/tmp, which Landlock's baseline does not grant.
+        "TMPDIR": "/tmp",
         "OPENSHELL_SANDBOX": sandbox_name,
     }
     env.update(ca_environment())
