@@ -6,6 +6,7 @@ Usage::
     python bench/run.py --quick decisions    # one cheap figure, small sizes
     python bench/run.py throughput setup --peers tinyproxy,squid
     nox -s bench -- --quick
+    python bench/run.py --with-docker lifecycle   # also measure `docker run --rm` (private dockerd)
 
 Exit codes: 0 when every selected figure ran or was skipped with a reason,
 1 when a figure failed (the error is in the JSON and the table), 2 usage error.
@@ -14,6 +15,7 @@ Exit codes: 0 when every selected figure ran or was skipped with a reason,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from openshell_bench import env
 from openshell_bench.context import Context, Sizes
+from openshell_bench.docker_peer import ENV_FLAG
 from openshell_bench.fig_decisions import decisions
 from openshell_bench.fig_inspect import inspection
 from openshell_bench.fig_lifecycle import lifecycle
@@ -51,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("figures", nargs="*", metavar="figure", help=f"figures to run (default: all): {', '.join(FIGURES)}")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in seconds, numbers not meaningful")
     p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated peers (default: {','.join(PEERS)}; '' for none)")
+    p.add_argument("--with-docker", action="store_true", default=os.environ.get(ENV_FLAG, "") not in ("", "0"),
+                   help="lifecycle: measure `docker run --rm` with a private dockerd (installs docker.io and "
+                        f"debootstrap if missing, builds the image once; never pulls). Also {ENV_FLAG}=1")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where the JSON goes (default: {DEFAULT_OUT})")
     return p
 
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown peer {', '.join(bad)}; choose from {', '.join(PEERS)}", file=sys.stderr)
         return 2
     selected = args.figures or list(FIGURES)
-    ctx = Context(Sizes.quick() if args.quick else Sizes(), peers)
+    ctx = Context(Sizes.quick() if args.quick else Sizes(), peers, with_docker=args.with_docker)
     started = time.time()
     results: dict[str, FigureResult] = {}
     failed = False

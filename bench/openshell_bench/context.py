@@ -42,10 +42,15 @@ class Sizes:
 
 @dataclass
 class Context:
-    """Per-run state. ``peers`` limits which peers run (default: all)."""
+    """Per-run state. ``peers`` limits which peers run (default: all).
+
+    ``with_docker``: the lifecycle figure may install docker.io + debootstrap and
+    run a private dockerd for its ``docker run --rm`` peer (``--with-docker``).
+    """
 
     sizes: Sizes
     peers: tuple[str, ...]
+    with_docker: bool = False
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _gateway: env.BenchGateway | None = None
     _upstream: object | None = None

@@ -9,9 +9,12 @@
   their SSH servers and entrypoints) is divided by the count.
 - ``bwrap``: ``bwrap`` (Debian bubblewrap) with new namespaces (all of them)
   and a read-only root, running ``/bin/true``: spawn to exit.
-- ``docker run --rm``: the same command in a locally imported image; measured
-  only when a Docker daemon answers and the image ``openshell-bench:latest``
-  exists (see BENCHMARKS.md), otherwise skipped with the reason.
+- ``docker run --rm``: the same command in a locally imported image
+  (``--network none``), against a private dockerd the harness starts and stops
+  itself (``docker_peer.PrivateDocker``); only with ``--with-docker`` /
+  ``OPENSHELL_BENCH_DOCKER=1``, otherwise skipped with a reason saying so.
+
+Each spawn peer gets one unmeasured warm-up run, then ``spawn_runs`` measured ones.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ import time
 
 from openshell_bench import env
 from openshell_bench.context import Context
-from openshell_bench.results import FigureResult, Target, percentile
+from openshell_bench.docker_peer import ENV_FLAG, IMAGE, PrivateDocker
+from openshell_bench.results import FigureResult, Skip, Target, percentile
 
-DOCKER_IMAGE = "openshell-bench:latest"
+SPAWN_COMMAND = ["/bin/true"]  # what bwrap and docker run, spawn to exit
 
 
 def _spawn_times(argv: list[str], runs: int) -> list[float]:
+    """Spawn-to-exit of ``argv`` in ms, ``runs`` times after one unmeasured warm-up run."""
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
     out = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -36,16 +42,27 @@ def _spawn_times(argv: list[str], runs: int) -> list[float]:
     return out
 
 
-def _docker_reason() -> str | None:
-    if shutil.which("docker") is None:
-        return "docker CLI not installed"
-    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30, check=False)
-    if info.returncode != 0:
-        return "no Docker daemon answers (dockerd from Debian's docker.io is not running here)"
-    img = subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True, timeout=30, check=False)
-    if img.returncode != 0:
-        return f"image {DOCKER_IMAGE} not imported (debootstrap + docker import, see BENCHMARKS.md)"
-    return None
+def _docker_rows(fig: FigureResult, ctx: Context, argv: list[str]) -> None:
+    """Add the ``docker run --rm`` rows (private dockerd), or a skipped row with the reason."""
+    if not ctx.with_docker:
+        fig.skip_row("docker run --rm", "spawn-to-exit p50", "ms",
+                     f"not asked: run with --with-docker (or {ENV_FLAG}=1) to install docker.io + debootstrap "
+                     "if missing and measure against a private dockerd")
+        return
+    try:
+        with PrivateDocker() as dk:
+            times = _spawn_times([*dk.docker, "run", "--rm", "--network", "none", IMAGE, *argv], ctx.sizes.spawn_runs)
+            version = dk.version
+    except Skip as exc:
+        fig.skip_row("docker run --rm", "spawn-to-exit p50", "ms", str(exc))
+        return
+    except subprocess.CalledProcessError as exc:
+        fig.skip_row("docker run --rm", "spawn-to-exit p50", "ms",
+                     f"docker run failed: {(exc.stderr or b'').decode(errors='replace').strip()[-200:]}")
+        return
+    fig.add("docker run --rm", "spawn-to-exit p50", percentile(times, 50), "ms",
+            note=f"{' '.join(argv)}, --network none, dockerd {version}")
+    fig.add("docker run --rm", "spawn-to-exit p99", percentile(times, 99), "ms")
 
 
 def lifecycle(ctx: Context) -> FigureResult:
@@ -69,17 +86,11 @@ def lifecycle(ctx: Context) -> FigureResult:
         fig.skip_row("bwrap", "spawn-to-exit p50", "ms", "bubblewrap not installed (apt-get install bubblewrap)")
     else:
         argv = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-                "--tmpfs", "/tmp", "/bin/true"]
+                "--tmpfs", "/tmp", *SPAWN_COMMAND]
         times = _spawn_times(argv, spawn_runs)
         fig.add("bwrap", "spawn-to-exit p50", percentile(times, 50), "ms", note="/bin/true, all namespaces")
         fig.add("bwrap", "spawn-to-exit p99", percentile(times, 99), "ms")
-    reason = _docker_reason()
-    if reason:
-        fig.skip_row("docker run --rm", "spawn-to-exit p50", "ms", reason)
-    else:
-        times = _spawn_times(["docker", "run", "--rm", "--network", "none", DOCKER_IMAGE, "/bin/true"], spawn_runs)
-        fig.add("docker run --rm", "spawn-to-exit p50", percentile(times, 50), "ms", note="/bin/true")
-        fig.add("docker run --rm", "spawn-to-exit p99", percentile(times, 99), "ms")
+    _docker_rows(fig, ctx, SPAWN_COMMAND)
 
     # density
     gw_pid = gw.pid
