@@ -560,6 +560,16 @@ def get_registry() -> Registry:
         return _registry
 
 
+def loaded_registry() -> Registry | None:
+    """Return the process-wide registry if :func:`get_registry` has loaded it, else None.
+
+    Never loads anything: for processes (the supervisor) that :func:`select` the
+    few plugins they need unless something else already loaded every plugin.
+    """
+    with _lock:
+        return _registry
+
+
 def reset_registry() -> None:
     """Forget the process-wide registry; the next :func:`get_registry` reloads (tests)."""
     global _registry
@@ -628,6 +638,7 @@ __all__ = [
     "first_line",
     "get_registry",
     "list_entry_points",
+    "loaded_registry",
     "new_plugin_manager",
     "register_module",
     "reset_registry",

@@ -132,6 +132,31 @@ def layer_class(name: str, *, whole_registry: bool = True) -> type[IsolationLaye
     return loader.select("isolation", name)
 
 
+_selected: dict[str, type[IsolationLayer]] = {}
+
+
+def supervisor_layer_class(name: str) -> type[IsolationLayer]:
+    """The isolation layer class ``name`` for :func:`prepare_layers`/:func:`teardown_layers`.
+
+    The process-wide registry when something already loaded it (the gateway,
+    tests that register layers by hand); otherwise only that plugin is loaded
+    with ``loader.select`` and remembered for the process's life, so a
+    supervisor never imports the agent, inference and driver plugins it does not
+    use (issue 7: create-to-READY). Fail closed either way.
+
+    :raises openshell.plugin.loader.PluginError: not installed, disabled or broken.
+    """
+    from openshell.plugin import loader
+
+    registry = loader.loaded_registry()
+    if registry is not None:
+        return registry.require("isolation", name)
+    cls = _selected.get(name)
+    if cls is None:
+        cls = _selected[name] = loader.select("isolation", name)
+    return cls
+
+
 def _ordered(layers: Iterable[IsolationLayer]) -> list[IsolationLayer]:
     return sorted(layers, key=lambda layer: layer.order)
 
@@ -146,7 +171,7 @@ def prepare_layers(ctx: IsolationContext, layers: Sequence[str]) -> list[Isolati
     :raises IsolationError: a layer is missing/broken or its ``prepare`` failed.
     """
     try:
-        instances = _ordered(layer_class(n)() for n in layers)
+        instances = _ordered(supervisor_layer_class(n)() for n in layers)
     except Exception as exc:
         raise IsolationError(f"isolation layer unavailable: {exc}") from exc
     done: list[IsolationLayer] = []
@@ -176,7 +201,7 @@ def teardown_layers(ctx: IsolationContext, layers: Sequence[str]) -> None:
     instances: list[IsolationLayer] = []
     for n in layers:
         try:
-            instances.append(layer_class(n)())
+            instances.append(supervisor_layer_class(n)())
         except Exception as exc:  # noqa: BLE001
             first = first or exc
             log.error("event=teardown_failed layer=%s sandbox=%s error=%r", n, ctx.sandbox_id, str(exc))
@@ -489,5 +514,6 @@ __all__ = [
     "layer_class",
     "prepare_layers",
     "spawn",
+    "supervisor_layer_class",
     "teardown_layers",
 ]

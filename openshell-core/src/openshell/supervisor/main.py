@@ -103,46 +103,48 @@ class Supervisor:
         return 0
 
     async def _start(self) -> None:
-        from openshell.plugin.loader import get_registry
+        from openshell.plugin.loader import select
         from openshell.policy import parse_policy
         from openshell.supervisor import launcher, mounts
+        from openshell.supervisor.credentials import CredentialHook, credentials_from_proto
+        from openshell.supervisor.provider_link import fetch_provider_environment
+        from openshell.supervisor.users import ids_for_policy
 
         conf = await self.link.get_config()
         self.name = conf.name or self.cfg.name
         policy = parse_policy(conf.policy.policy_yaml)
         self.spec_env = dict(conf.environment)
         hosts = parse_hosts(list(conf.extra_hosts))
-        # Providers (issue 5): the sandbox sees placeholders, the proxy keeps the values.
-        from openshell.supervisor.credentials import CredentialHook, credentials_from_proto
-        from openshell.supervisor.provider_link import fetch_provider_environment
-
-        penv = await fetch_provider_environment(self.link)
-        self.spec_env.update(dict(penv.environment))
-        self.credential_hook = CredentialHook(credentials_from_proto(penv))
-
-        registry = get_registry()
-        self.engine = registry.require("policy", "opa")()
         self.policy = policy
         self.policy_revision = conf.policy.revision
-
         self.ctx = IsolationContext(
             sandbox_id=self.cfg.sandbox_id,
             policy=policy.to_dict(),
             state_dir=str(self.state_dir),
             extra={"netns": {"index": int(conf.netns_index or self.cfg.netns_index)}},
         )
-        await asyncio.to_thread(launcher.prepare_layers, self.ctx, list(REQUIRED_LAYERS))
-        self.layers_prepared = True
-        (self.state_dir / CONTEXT_FILE).write_text(json.dumps(_ctx_dict(self.ctx)))
-
-        from openshell.supervisor.users import ids_for_policy
-
-        uid, gid = ids_for_policy(self.ctx.policy)
+        # The isolation layers (network namespaces: the slowest step) are prepared in
+        # a thread while the steps that do not need them run here: the provider
+        # round trip, the policy engine, the sandbox directories and the CA. Every
+        # layer is still prepared before READY, and a failure on either side stops
+        # the start (the layers are torn down by _shutdown once prepared).
+        prepared = asyncio.ensure_future(asyncio.to_thread(launcher.prepare_layers, self.ctx, list(REQUIRED_LAYERS)))
+        try:
+            # Providers (issue 5): the sandbox sees placeholders, the proxy keeps the values.
+            penv = await fetch_provider_environment(self.link)
+            self.spec_env.update(dict(penv.environment))
+            self.credential_hook = CredentialHook(credentials_from_proto(penv))
+            # Only the policy engine is loaded, not every plugin kind (issue 7).
+            self.engine = select("policy", "opa")()
+            uid, gid = ids_for_policy(self.ctx.policy)
+            dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, {name: ips[0] for name, ips in hosts.items()})
+            self.ca = SandboxCA.generate(self.name)
+            self.ca.write_public_files(Path(dirs.tls))
+            self.mounts = dirs.mounts()
+        finally:
+            await self._await_layers(prepared)
         self.ctx.uid, self.ctx.gid = uid, gid
-        dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, {name: ips[0] for name, ips in hosts.items()})
-        self.ca = SandboxCA.generate(self.name)
-        self.ca.write_public_files(Path(dirs.tls))
-        self.mounts = dirs.mounts()
+        (self.state_dir / CONTEXT_FILE).write_text(json.dumps(_ctx_dict(self.ctx)))
 
         netns = self.ctx.extra["netns"]
         from openshell.supervisor.policy_reload import PolicyReloader, check_reserved_networks, link_networks
@@ -160,6 +162,16 @@ class Supervisor:
         if conf.command:
             self.entrypoint = self._launch(list(conf.command), {}, None, subprocess.DEVNULL, None, None)
             log.info("event=entrypoint_started pid=%d argv=%s", self.entrypoint.pid, list(conf.command)[:1])
+
+    async def _await_layers(self, prepared: asyncio.Future) -> None:
+        """Wait for the ``prepare_layers`` thread — also when the start already failed,
+        so nothing it builds outlives the supervisor — and mark the layers for
+        teardown by ``_shutdown`` once they are up.
+
+        :raises IsolationError: the preparation failed (it removed what it built).
+        """
+        await prepared
+        self.layers_prepared = True
 
     async def _start_proxy(self, compiled, hosts, netns: dict) -> None:
         from openshell.supervisor.nsutil import socket_in_netns

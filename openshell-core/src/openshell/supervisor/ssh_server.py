@@ -1,5 +1,10 @@
 """The supervisor's embedded SSH server (paramiko).
 
+paramiko (~60 ms of import) is loaded by the first connection that passed the
+NSSH1 preface, not at supervisor start: :meth:`SshServer.start` binds the unix
+socket with a plain socket, so the sandbox is reachable as soon as it is READY
+(the paramiko callbacks live in ``ssh_channels``).
+
 It listens on a unix socket only root can open (the gateway reaches it through
 the compute driver), requires the NSSH1 preface before any SSH byte, and runs
 every session's command through the child launcher, so an SSH session gets the
@@ -33,11 +38,12 @@ import subprocess
 import termios
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Optional
-
-import paramiko
+from typing import TYPE_CHECKING, Callable, Optional
 
 from openshell.nssh import ERR, MAX_LINE, OK, PrefaceError, PrefaceVerifier
+
+if TYPE_CHECKING:
+    import paramiko
 
 log = logging.getLogger("openshell.supervisor.ssh")
 # paramiko logs every peer that hangs up after its exec ended (what the gateway
@@ -93,102 +99,6 @@ class _ChannelState:
     replied: threading.Event = field(default_factory=threading.Event)
 
 
-class _Session(paramiko.ServerInterface):
-    """paramiko callbacks for one SSH connection; per-channel state by channel id."""
-
-    def __init__(self, server: "SshServer") -> None:
-        self.server = server
-        self.channels: dict[int, _ChannelState] = {}
-        #: direct-tcpip sockets dialled at open time, by channel id, until the channel is accepted
-        self.forwards: dict[int, socket.socket] = {}
-
-    def _state(self, channel) -> _ChannelState:
-        return self.channels.setdefault(channel.get_id(), _ChannelState())
-
-    # --- authentication: the NSSH1 preface already authenticated the peer
-    def get_allowed_auths(self, username: str) -> str:
-        return "none"
-
-    def check_auth_none(self, username: str) -> int:
-        return paramiko.AUTH_SUCCESSFUL
-
-    def check_channel_request(self, kind: str, chanid: int) -> int:
-        if kind == "session":
-            return paramiko.OPEN_SUCCEEDED
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
-
-    def check_channel_direct_tcpip_request(self, chanid: int, origin, destination) -> int:
-        """Port forwarding: dial a loopback target inside the sandbox's netns now, bridge on accept."""
-        host, port = destination
-        family_host = LOOPBACK_TARGETS.get(str(host).lower())
-        if self.server.dial is None or family_host is None or not (isinstance(port, int) and 1 <= port <= 65535):
-            log.info("event=ssh_forward_refused target=%s:%s", str(host)[:64], port)
-            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
-        family = socket.AF_INET6 if ":" in family_host else socket.AF_INET
-        sock: Optional[socket.socket] = None
-        try:
-            sock = self.server.dial(family)
-            sock.settimeout(DIAL_TIMEOUT)
-            sock.connect((family_host, port))
-            sock.settimeout(None)
-        except OSError as exc:
-            log.info("event=ssh_forward_failed port=%d reason=%s", port, exc)
-            if sock is not None:
-                sock.close()
-            return paramiko.OPEN_FAILED_CONNECT_FAILED
-        self.forwards[chanid] = sock
-        return paramiko.OPEN_SUCCEEDED
-
-    def check_channel_subsystem_request(self, channel, name) -> bool:
-        """``sftp``: OpenSSH's sftp-server launched inside the sandbox; other subsystems refused."""
-        name_s = name.decode(errors="replace") if isinstance(name, bytes) else name
-        sftp = next((p for p in SFTP_SERVER_PATHS if os.path.exists(p)), None)
-        if name_s != "sftp" or sftp is None:
-            log.info("event=ssh_subsystem_refused name=%s", name_s[:32])
-            return False
-        return self._start(channel, [sftp])
-
-    def check_channel_env_request(self, channel, name: bytes, value: bytes) -> bool:
-        st = self._state(channel)
-        name_s = name.decode() if isinstance(name, bytes) else name
-        value_s = value.decode() if isinstance(value, bytes) else value
-        st.env_bytes += len(name_s) + len(value_s)
-        if len(st.env) >= MAX_ENV or st.env_bytes > MAX_ENV_BYTES or not name_s or "=" in name_s or "\0" in name_s + value_s:
-            return False
-        st.env[name_s] = value_s
-        return True
-
-    def check_channel_pty_request(self, channel, term, width, height, pixelwidth, pixelheight, modes) -> bool:
-        term_s = term.decode() if isinstance(term, bytes) else term
-        self._state(channel).pty = (term_s or "xterm", width, height)
-        return True
-
-    def check_channel_window_change_request(self, channel, width, height, pixelwidth, pixelheight) -> bool:
-        st = self._state(channel)
-        if st.master_fd is not None:
-            try:
-                _set_winsize(st.master_fd, width, height)
-            except OSError:
-                return False
-        return True
-
-    def check_channel_exec_request(self, channel, command: bytes) -> bool:
-        cmd = command.decode(errors="replace") if isinstance(command, bytes) else command
-        return self._start(channel, ["/bin/sh", "-c", cmd])
-
-    def check_channel_shell_request(self, channel) -> bool:
-        return self._start(channel, [self.server.shell, "-l"])
-
-    def _start(self, channel, argv: list[str]) -> bool:
-        st = self._state(channel)
-        if st.started:
-            return False
-        st.started = True
-        req = SessionRequest(argv=argv, env=dict(st.env), pty=st.pty)
-        threading.Thread(target=self.server._run_session, args=(st, channel, req), daemon=True, name="ssh-session").start()
-        return True
-
-
 class SshServer:
     """SSH server on a unix socket, one thread per connection.
 
@@ -206,7 +116,8 @@ class SshServer:
         self.verifier = PrefaceVerifier(secret)
         self.launch = launch
         self.shell = shell if os.path.exists(shell) else "/bin/sh"
-        self.host_key = paramiko.ECDSAKey.generate()
+        self._host_key = None  # paramiko.ECDSAKey, made with the first connection
+        self._key_lock = threading.Lock()
         self._sock: Optional[socket.socket] = None
         self._closed = threading.Event()
         self._procs: set[subprocess.Popen] = set()
@@ -237,6 +148,16 @@ class SshServer:
             procs = list(self._procs)
         for p in procs:
             _kill_group(p)
+
+    def host_key(self):
+        """The server's ECDSA host key (``paramiko.ECDSAKey``), made on first use and
+        kept for the supervisor's life (every connection presents the same key)."""
+        with self._key_lock:
+            if self._host_key is None:
+                import paramiko
+
+                self._host_key = paramiko.ECDSAKey.generate()
+            return self._host_key
 
     def _accept_loop(self) -> None:
         assert self._sock is not None
@@ -274,9 +195,13 @@ class SshServer:
             conn.close()
             return
         conn.sendall(OK)
+        import paramiko
+
+        from openshell.supervisor.ssh_channels import _Session, _signal_replies
+
         transport = paramiko.Transport(conn)
         transport.set_keepalive(KEEPALIVE)  # keeps idle sessions alive through the gateway's idle timeout
-        transport.add_server_key(self.host_key)
+        transport.add_server_key(self.host_key())
         iface = _Session(self)
         _signal_replies(transport, iface)
         try:
@@ -302,6 +227,8 @@ class SshServer:
             transport.close()
 
     def _run_session(self, iface: _ChannelState, channel: paramiko.Channel, req: SessionRequest) -> None:
+        import paramiko
+
         code = 255
         proc: Optional[subprocess.Popen] = None
         # Without want_reply there is no reply to wait for; 2 s bounds that case.
@@ -333,6 +260,8 @@ class SshServer:
             self._procs.add(proc)
 
     def _run_pipes(self, channel: paramiko.Channel, req: SessionRequest):
+        import paramiko
+
         proc = self.launch(req, subprocess.PIPE, subprocess.PIPE, subprocess.PIPE)
         self._track(proc)
         assert proc.stdin and proc.stdout and proc.stderr
@@ -432,35 +361,14 @@ class SshServer:
         return _exit_code(code), proc
 
 
-_REPLY_TYPES = {int(paramiko.common.MSG_CHANNEL_SUCCESS), int(paramiko.common.MSG_CHANNEL_FAILURE)}
-
-
-def _signal_replies(transport: paramiko.Transport, iface: _Session) -> None:
-    """Mark a channel's session as replied-to once paramiko sends the request reply.
-
-    paramiko sends the reply to an exec/shell request only after our
-    ``check_channel_*`` returns, from its own thread, and offers no hook for
-    it; wrapping this transport's sender is the one deterministic signal.
-    """
-    original = transport._send_user_message
-
-    def send(m) -> None:
-        original(m)
-        raw = m.asbytes()
-        if raw and raw[0] in _REPLY_TYPES:
-            for st in list(iface.channels.values()):
-                if st.started:
-                    st.replied.set()
-
-    transport._send_user_message = send  # type: ignore[method-assign]
-
-
 def bridge(chan: paramiko.Channel, sock: socket.socket) -> None:
     """Relay bytes between an SSH channel and a TCP socket until both sides end.
 
     EOF on one side half-closes the other; at most :data:`CHUNK` bytes are in
     flight per direction (``sendall`` blocks on a full peer). Closes both.
     """
+    import paramiko
+
     chan_open = sock_open = True
     try:
         while chan_open or sock_open:
