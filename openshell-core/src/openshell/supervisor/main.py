@@ -26,14 +26,36 @@ from openshell.plugin.kinds import IsolationContext
 from openshell.supervisor.cleanup import CONTEXT_FILE
 from openshell.supervisor.link import GatewayLink, SupervisorConfig
 from openshell.supervisor.log_push import PushHandler, push_loop
-from openshell.supervisor.sandbox_ca import SandboxCA
-from openshell.supervisor.sandbox_env import PROXY_PORT, sandbox_environment
 from openshell.supervisor.ssh_server import SessionRequest, SshServer
 
 log = logging.getLogger("openshell.supervisor")
 
 #: isolation layers every sandbox needs; a missing one means the sandbox does not start
 REQUIRED_LAYERS = ("netns", "landlock", "seccomp")
+
+
+def _preload() -> type:
+    """Import what the start needs after the first gateway round trip and return the
+    ``opa`` policy engine class (the only policy plugin loaded).
+
+    Run in a worker thread while ``GetSandboxConfig`` is in flight, so ~0.1 s of
+    imports (cryptography for the CA, the policy model, the engine, the proxy)
+    overlaps the wait instead of following it (issue 7). Imports only: nothing
+    is started, and a failure surfaces when the start awaits the result.
+
+    :raises openshell.plugin.loader.PluginError: the engine is missing or broken.
+    """
+    import openshell.policy  # noqa: F401
+    import openshell.supervisor.inference  # noqa: F401
+    import openshell.supervisor.launcher  # noqa: F401
+    import openshell.supervisor.policy_reload  # noqa: F401
+    import openshell.supervisor.proxy.identity  # noqa: F401
+    import openshell.supervisor.proxy.l7  # noqa: F401
+    import openshell.supervisor.proxy.server  # noqa: F401
+    import openshell.supervisor.sandbox_env  # noqa: F401
+    from openshell.plugin.loader import select
+
+    return select("policy", "opa")
 
 
 def parse_hosts(entries: list[str]) -> dict[str, list[str]]:
@@ -103,14 +125,20 @@ class Supervisor:
         return 0
 
     async def _start(self) -> None:
-        from openshell.plugin.loader import select
+        preload = asyncio.ensure_future(asyncio.to_thread(_preload))
+        try:
+            conf = await self.link.get_config()
+        except BaseException:
+            preload.add_done_callback(lambda f: f.cancelled() or f.exception())  # reported: the config error
+            raise
+        engine_class = await preload
         from openshell.policy import parse_policy
         from openshell.supervisor import launcher, mounts
         from openshell.supervisor.credentials import CredentialHook, credentials_from_proto
         from openshell.supervisor.provider_link import fetch_provider_environment
+        from openshell.supervisor.sandbox_ca import SandboxCA
         from openshell.supervisor.users import ids_for_policy
 
-        conf = await self.link.get_config()
         self.name = conf.name or self.cfg.name
         policy = parse_policy(conf.policy.policy_yaml)
         self.spec_env = dict(conf.environment)
@@ -135,7 +163,7 @@ class Supervisor:
             self.spec_env.update(dict(penv.environment))
             self.credential_hook = CredentialHook(credentials_from_proto(penv))
             # Only the policy engine is loaded, not every plugin kind (issue 7).
-            self.engine = select("policy", "opa")()
+            self.engine = engine_class()
             uid, gid = ids_for_policy(self.ctx.policy)
             dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, {name: ips[0] for name, ips in hosts.items()})
             self.ca = SandboxCA.generate(self.name)
@@ -177,6 +205,7 @@ class Supervisor:
         from openshell.supervisor.nsutil import socket_in_netns
         from openshell.supervisor.proxy.identity import IdentityResolver
         from openshell.supervisor.proxy.server import ProxyServer
+        from openshell.supervisor.sandbox_env import PROXY_PORT
 
         sock = socket_in_netns(netns["proxy_netns"])
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -226,6 +255,7 @@ class Supervisor:
     # ------------------------------------------------------------------ launching
     def _launch(self, argv: list[str], request_env: dict, pty, stdin, stdout, stderr) -> subprocess.Popen:
         from openshell.supervisor.launcher import LaunchSpec, spawn
+        from openshell.supervisor.sandbox_env import sandbox_environment
 
         assert self.ctx is not None
         env = sandbox_environment(

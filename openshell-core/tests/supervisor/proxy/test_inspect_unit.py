@@ -486,6 +486,20 @@ def test_upstream_not_trusted_without_the_extra_ca(harness, test_ca):
     assert "certificate verification failed" in json.loads(resp.read())["detail"]
 
 
+def test_bad_extra_ca_stops_the_start_and_upstream_trust_is_built_on_first_use(tmp_path, test_ca):
+    ca = SandboxCA.generate("lazy")
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ssl.SSLError):
+        HttpInspector(ca, extra_ca=str(bad))
+    with pytest.raises(OSError):
+        HttpInspector(ca, extra_ca=str(tmp_path / "missing.pem"))
+    inspector = HttpInspector(ca, extra_ca=test_ca["ca"])
+    assert inspector._upstream_ctx is None  # no system roots loaded at start (issue 7)
+    ctx = inspector.upstream_ctx
+    assert ctx is inspector.upstream_ctx and ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+
+
 def test_leaf_cache_is_bounded_lru():
     ca = SandboxCA.generate("lru")
     cache = LeafCache(ca, size=2)

@@ -32,6 +32,7 @@ import dataclasses
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Sequence
 
 from openshell.plugin.kinds import CompiledPolicy
@@ -164,7 +165,10 @@ class HttpInspector(Inspector):
     :param ca: the sandbox CA (``openshell.supervisor.sandbox_ca.SandboxCA``);
         leaves come from its bounded LRU cache, its key never leaves memory.
     :param upstream_ctx: client TLS context for upstreams; default
-        ``upstream_context(extra_ca)`` (system roots + ``extra_ca``, verification on).
+        ``upstream_context(extra_ca)`` (system roots + ``extra_ca``, verification on),
+        built by the first inspected TLS connection: loading the system roots is
+        ~20 ms of every sandbox start otherwise (issue 7). ``extra_ca`` is still
+        read and parsed here, so a bad file stops the start.
     :param extra_ca: PEM file of extra trust roots (``$OPENSHELL_EXTRA_CA``).
     :param hooks: ``RequestHook`` objects run in order on every allowed request.
     :param keepalive_idle: seconds a client may idle between requests (then closed quietly).
@@ -189,11 +193,27 @@ class HttpInspector(Inspector):
         head_timeout: float = HEAD_TIMEOUT,
     ) -> None:
         self.ca = ca
-        self.upstream_ctx = upstream_ctx or upstream_context(extra_ca)
+        if upstream_ctx is None and extra_ca:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=extra_ca)  # fail closed now
+        self._upstream_ctx = upstream_ctx
+        self._extra_ca = extra_ca
+        self._ctx_lock = threading.Lock()
         self.hooks = list(hooks)
         self.keepalive_idle = keepalive_idle
         self.body_idle = body_idle
         self.head_timeout = head_timeout
+
+    @property
+    def upstream_ctx(self) -> ssl.SSLContext:
+        """The client TLS context for upstreams (see ``upstream_ctx`` above), made on first use.
+
+        :raises OSError / ssl.SSLError: ``extra_ca`` became unreadable since start
+            (that connection fails; verification is never skipped).
+        """
+        with self._ctx_lock:
+            if self._upstream_ctx is None:
+                self._upstream_ctx = upstream_context(self._extra_ca)
+            return self._upstream_ctx
 
     # ------------------------------------------------------------------ Inspector API
 
@@ -210,7 +230,11 @@ class HttpInspector(Inspector):
         ut: Transport
         if ct.tls:
             try:
-                ut = await TlsTransport.client(upstream, self.upstream_ctx, host)
+                try:
+                    upstream_ctx = self.upstream_ctx
+                except OSError as exc:  # ssl.SSLError too: the extra CA file went bad since start
+                    raise TransportError(f"upstream trust store: {exc}") from exc
+                ut = await TlsTransport.client(upstream, upstream_ctx, host)
             except TransportError as exc:
                 flow.log.event("upstream_tls_failed", host=host, port=flow.connect.port, binary=flow.connect.binary, reason=str(exc))
                 await self._answer_and_close(ct, responses.error(502, "upstream_tls_failed", f"TLS to {host}:{flow.connect.port} failed: {exc}"))
