@@ -109,9 +109,32 @@ def denials_in_gateway_logs(gw, sandbox: str, host: str, wait: float = 15.0) -> 
         time.sleep(0.5)
 
 
+_AGENT_API_HOSTS: list[str] = []
+
+
+def _agent_api_hosts() -> list[str]:
+    """Every host the agents' own policy fragments allow (read from the plugins)."""
+    if not _AGENT_API_HOSTS:
+        for agent in ("claude", "codex", "opencode", "openclaw"):
+            out = subprocess.run([OPENSHELL, "agents", "policy", agent, "-o", "json"], capture_output=True, check=True).stdout
+            stack = [json.loads(out)]
+            while stack:
+                item = stack.pop()
+                if isinstance(item, dict):
+                    if item.get("host"):
+                        _AGENT_API_HOSTS.append(item["host"])
+                    stack.extend(item.values())
+                elif isinstance(item, list):
+                    stack.extend(item)
+    return sorted(set(_AGENT_API_HOSTS))
+
+
 def create(gw, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     # No terminal here: the agent runs without a TTY (its own non-interactive flags).
-    return gw.cli("sandbox", "create", "--no-auto-providers", *args, timeout=timeout)
+    # The agents' fragments allow their real API hosts; pin those names to the local
+    # test host so nothing an agent tries on its own can leave this machine.
+    pins = [a for h in _agent_api_hosts() for a in ("--add-host", f"{h}:{BLOCKED_IP}")]
+    return gw.cli("sandbox", "create", "--no-auto-providers", *pins, *args, timeout=timeout)
 
 
 def _text(proc: subprocess.CompletedProcess) -> str:
@@ -162,7 +185,8 @@ def test_agent_gets_its_provider_from_the_environment_as_a_placeholder(agw, mode
     secret = f"sk-ant-agents-e2e-{uuid.uuid4().hex}"
     before = len(model.requests)
     env = {**agw.env, "ANTHROPIC_API_KEY": secret}
-    proc = subprocess.run([OPENSHELL, "sandbox", "create", "--name", "ag-prov", "--", "claude", "-p", "Say hello"],
+    pins = [a for h in _agent_api_hosts() for a in ("--add-host", f"{h}:{BLOCKED_IP}")]
+    proc = subprocess.run([OPENSHELL, "sandbox", "create", *pins, "--name", "ag-prov", "--", "claude", "-p", "Say hello"],
                           env=env, capture_output=True, timeout=300)
     assert proc.returncode == 0, _text(proc)
     assert REPLY in proc.stdout.decode(errors="replace")
@@ -189,7 +213,8 @@ def test_claude_runs_interactively_with_a_tty(agw, model):
     """``sandbox create -- claude`` on a terminal: Claude Code's TUI, keys reach it, the answer comes back."""
     pexpect = pytest.importorskip("pexpect", reason="pexpect drives the terminal (scripts/setup.sh installs it)")
     set_route(agw, "anthropic", model.base_url)
-    child = pexpect.spawn(OPENSHELL, ["sandbox", "create", "--no-auto-providers", "--name", "ag-tty", "--", "claude"],
+    pins = [a for h in _agent_api_hosts() for a in ("--add-host", f"{h}:{BLOCKED_IP}")]
+    child = pexpect.spawn(OPENSHELL, ["sandbox", "create", "--no-auto-providers", *pins, "--name", "ag-tty", "--", "claude"],
                           env=agw.env, dimensions=(40, 120), timeout=90, encoding="utf-8", codec_errors="replace")
     try:
         # onboarding is done by the plugin's .claude.json; trusting /sandbox stays the user's call
