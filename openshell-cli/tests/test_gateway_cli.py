@@ -118,7 +118,7 @@ def test_busy_port_is_a_one_line_error_naming_port_and_flag(gwcli_env):
         port = holder.getsockname()[1]
         res = run("gateway", "start", "--port", str(port))
     assert res.exit_code == 1
-    assert res.output.strip() == f"error: port {port} on 127.0.0.1 is already in use; choose another with --port"
+    assert res.output.strip() == f"error: port {port} on 127.0.0.1 is already in use; start the gateway on another port with 'openshell gateway start --port N'"
     assert read_pid(state(gwcli_env)) is None
 
 

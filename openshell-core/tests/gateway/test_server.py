@@ -175,7 +175,7 @@ def test_busy_port_fails_with_port_in_use_and_leaves_no_pid(gw_state_dir):
     port = holder.getsockname()[1]
     gt = _GatewayThread(name="t", port=port, state_dir=gw_state_dir)
     try:
-        with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is already in use; choose another with --port"):
+        with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is already in use; start the gateway on another port with 'openshell gateway start --port N'"):
             gt.run(gt.gateway.start())
         assert not (gw_state_dir / "gateway.pid").exists()
         assert read_pid(gpaths.GatewayPaths(gw_state_dir)) is None

@@ -252,3 +252,11 @@ def test_register_plugin_by_hand_and_remove_it(agent_src):
     assert reg.get_class("agents", "handmade").name == "handmade"
     reg.unregister_plugin(info.key)
     assert reg.classes("agents") == {} and reg.infos == []
+
+
+def test_unknown_plugin_name_gets_no_pip_install_suggestion():
+    # A typo must not be turned into "pip install openshell-plugin-<typo>" (typosquatting).
+    from openshell.plugin.loader import install_hint
+
+    assert "pip install" not in install_hint("claud")
+    assert install_hint("claude") == "install it with: pip install openshell-plugin-claude"

@@ -78,3 +78,15 @@ def test_garbage_address_is_denied():
 
 def test_duplicate_addresses_are_returned_once():
     assert check_destination("db.corp.test", EXACT, ["10.0.0.1", "10.0.0.1"]).addresses == ("10.0.0.1",)
+
+
+@pytest.mark.parametrize("addr", ["10.200.1.1", "10.200.255.2", "::ffff:10.200.3.1"])
+def test_sandbox_link_network_is_always_blocked_even_for_an_exact_host(addr):
+    # Found by a fresh-user test: an --add-host entry pointing an exact host at
+    # 10.200.x.x made the proxy dial it from the root namespace, where that range
+    # has no route and followed the default route off the machine.
+    ep = Endpoint(host="link.example.test", ports=(3128,))
+    res = check_destination("link.example.test", ep, [addr])
+    assert not res.ok and "sandbox link network" in res.reason
+    lit = check_destination(addr, Endpoint(host=addr, ports=(3128,)), [])
+    assert not lit.ok

@@ -188,7 +188,7 @@ def start_gateway(
         return StartResult(_write_client_files(paths, saved, activate), pid, True)
     settings = GatewaySettings(name, host or saved.host, port or saved.port, driver or saved.driver)
     if not port_free(settings.host, settings.port):
-        raise CliError(f"port {settings.port} on {settings.host} is already in use; choose another with --port")
+        raise CliError(f"port {settings.port} on {settings.host} is already in use; start the gateway on another port with 'openshell gateway start --port N'")
     paths.ensure()
     log_offset = paths.log.stat().st_size if paths.log.exists() else 0
     argv = [
@@ -373,7 +373,7 @@ def _start_foreground(name: str, port: int | None, driver: str | None) -> None:
     saved = read_settings(paths) or GatewaySettings(name=name)
     settings = GatewaySettings(name, saved.host, port or saved.port, driver or saved.driver)
     if not port_free(settings.host, settings.port):
-        raise CliError(f"port {settings.port} on {settings.host} is already in use; choose another with --port")
+        raise CliError(f"port {settings.port} on {settings.host} is already in use; start the gateway on another port with 'openshell gateway start --port N'")
     # Make the PKI now so the client files exist while the gateway runs (the
     # gateway reuses it); then replace this process with the gateway.
     ensure_pki(paths.ensure().pki, [settings.host])

@@ -49,7 +49,8 @@ def _load_policy(path: str):
     try:
         return parse_policy(_read(path))
     except PolicyError as exc:
-        more = f" (and {len(exc.errors) - 1} more; see 'openshell policy validate {path}')" if len(exc.errors) > 1 else ""
+        n = len(exc.errors) - 1
+        more = f" ({n} more error{'s' if n > 1 else ''}: run 'openshell policy validate {path}')" if n > 0 else ""
         raise CliError(f"{path}: {exc}{more}") from None
 
 

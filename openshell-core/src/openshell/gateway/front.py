@@ -52,7 +52,7 @@ class PortInUseError(OSError):
     """The gateway's TCP port is taken by another process."""
 
     def __init__(self, host: str, port: int) -> None:
-        super().__init__(errno.EADDRINUSE, f"port {port} on {host} is already in use; choose another with --port")
+        super().__init__(errno.EADDRINUSE, f"port {port} on {host} is already in use; start the gateway on another port with 'openshell gateway start --port N'")
         self.host = host
         self.port = port
 

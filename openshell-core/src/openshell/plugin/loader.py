@@ -129,6 +129,23 @@ class PluginInfo:
 # --------------------------------------------------------------------------- env
 
 
+#: plugins the OpenShell project itself publishes as ``openshell-plugin-<name>``
+FIRST_PARTY_PLUGINS = frozenset(
+    {"claude", "codex", "opencode", "openclaw", "nim", "vllm", "lmstudio", "netns", "landlock", "seccomp", "opa"}
+)
+
+
+def install_hint(name: str) -> str:
+    """How to get plugin ``name``: a pip command only for first-party names.
+
+    Suggesting ``pip install openshell-plugin-<anything typed>`` would send a
+    typo to whatever package someone registered under that name.
+    """
+    if name in FIRST_PARTY_PLUGINS:
+        return f"install it with: pip install openshell-plugin-{name}"
+    return "check the name with 'openshell plugins list'"
+
+
 def strict_mode() -> bool:
     """Return True when ``OPENSHELL_STRICT_PLUGINS`` asks for fatal load failures."""
     return os.environ.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes", "on"}
@@ -535,10 +552,7 @@ class Registry:
         if info is not None:
             return f"{noun} {name!r} ({info.distribution}) is installed but registers no class named {name!r}"
         installed = ", ".join(self.classes(kind)) or "none"
-        return (
-            f"{noun} {name!r} is not installed (installed: {installed}); "
-            f"install it with: pip install openshell-plugin-{name}"
-        )
+        return f"{noun} {name!r} is not installed (installed: {installed}); {install_hint(name)}"
 
 
 # --------------------------------------------------------------------------- process-wide
@@ -604,10 +618,7 @@ def select(kind: str, name: str, *, groups: Mapping[str, str] = GROUPS) -> type:
         if failure:
             raise PluginLoadError(f"{noun} {name!r} failed to load: {first_line(failure[0])}") from None
         installed = ", ".join(i.name for i in list_entry_points(kind, groups=groups)) or "none"
-        raise PluginNotFound(
-            f"{noun} {name!r} is not installed (installed: {installed}); "
-            f"install it with: pip install openshell-plugin-{name}"
-        ) from None
+        raise PluginNotFound(f"{noun} {name!r} is not installed (installed: {installed}); {install_hint(name)}") from None
     pm = new_plugin_manager()
     key = f"{kind}:{name}"
     error = register_module(pm, mgr.driver, key)

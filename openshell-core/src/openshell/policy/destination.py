@@ -62,12 +62,22 @@ def _unmap(addr: IPAddress) -> IPAddress:
     return addr
 
 
+#: OpenShell's own address plan: every sandbox's veth pair lives in 10.200.0.0/16
+#: inside network namespaces, so from the proxy (root namespace) these addresses
+#: are never a sandbox — on most hosts they follow the default route off the
+#: machine. Refused at dial time; validation leaves allowed_ips overlapping it to
+#: the supervisor, which names the link network in its error.
+SANDBOX_LINK_NETWORK = ipaddress.ip_network("10.200.0.0/16")
+
+
 def blocked_reason(addr: IPAddress) -> str | None:
     """Return why ``addr`` is always blocked (``"loopback"``, …) or None."""
     addr = _unmap(addr)
     for net, why in ALWAYS_BLOCKED:
         if addr.version == net.version and addr in net:
             return why
+    if addr.version == 4 and addr in SANDBOX_LINK_NETWORK:
+        return "the sandbox link network (10.200.0.0/16)"
     return None
 
 

@@ -55,6 +55,6 @@ class CredentialHook(RequestHook):
             request.target = self.resolver.resolve_target(request.host, request.target)
             request.headers = self.resolver.resolve_headers(request.host, request.headers)
         except PlaceholderError as exc:
-            log.info("event=credential_denied sandbox=%s host=%s reason=%s", request.flow.sandbox_id, request.host, exc.reason)
+            log.warning("event=credential_denied sandbox=%s host=%s reason=%s", request.flow.sandbox_id, request.host, exc.reason)
             raise HookRefused(403, "credential_placeholder_denied", exc.reason) from None
         log.info("event=credential_injected sandbox=%s host=%s", request.flow.sandbox_id, request.host)

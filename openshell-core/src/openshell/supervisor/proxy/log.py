@@ -18,6 +18,8 @@ import logging
 from collections.abc import Sequence
 
 LOGGER_NAME = "openshell.supervisor.proxy"
+#: events that refuse something the sandbox asked for
+WARNING_EVENTS = frozenset({"credential_denied", "request_authority_mismatch"})
 
 
 def _quote(value: object) -> str:
@@ -85,5 +87,10 @@ class DecisionLog:
         self.logger.log(level, logfmt(fields))
 
     def event(self, event: str, **fields: object) -> None:
-        """Log a non-decision event (``dial_failed``, ``bad_request``, ``tunnel_closed``...)."""
-        self.logger.info(logfmt([("event", event), ("time", _now()), ("sandbox", self.sandbox_id), *fields.items()]))
+        """Log a non-decision event (``dial_failed``, ``bad_request``, ``tunnel_closed``...).
+
+        Refusals (:data:`WARNING_EVENTS`) go at WARNING, so ``sandbox logs
+        --level warning`` shows everything that was denied.
+        """
+        level = logging.WARNING if event in WARNING_EVENTS else logging.INFO
+        self.logger.log(level, logfmt([("event", event), ("time", _now()), ("sandbox", self.sandbox_id), *fields.items()]))
