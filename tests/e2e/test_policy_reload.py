@@ -299,7 +299,9 @@ def test_revision_stored_after_a_gateway_restart_is_picked_up(gateway, sandbox, 
     assert p.returncode == 0, p.stderr.decode()
     row = revisions(gateway, sandbox)[0]
     assert row["revision"] == 2 and row["status"] == "loaded"
-    assert row["reported_at"] - row["created_at"] < 2.0
+    # Generous bound: the 2 s pickup is asserted without a restart; here the
+    # supervisor's channel must first reconnect (backoff capped at 1 s).
+    assert row["reported_at"] - row["created_at"] < 10.0
     assert curl_a(gateway, sandbox) == "200"
 
 

@@ -58,7 +58,14 @@ class GatewayLink:
             private_key=Path(cfg.client_key).read_bytes(),
             certificate_chain=Path(cfg.client_cert).read_bytes(),
         )
-        self.channel = grpc.aio.secure_channel(target, creds)
+        # gRPC's default reconnect backoff grows to minutes; after a gateway
+        # restart the supervisor must be back (policy watch, log push) within ~1 s.
+        options = [
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ]
+        self.channel = grpc.aio.secure_channel(target, creds, options=options)
         self.stub = supervisor_pb2_grpc.SupervisorStub(self.channel)
         self.metadata = (("x-sandbox-id", cfg.sandbox_id), ("x-sandbox-secret", cfg.secret))
 
