@@ -246,28 +246,8 @@ class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellSe
         return openshell_pb2.DeleteSandboxResponse(outcome=_OUTCOMES[outcome], sandbox_id=sandbox_id)
 
     async def ExecSandbox(self, request, context) -> AsyncIterator[openshell_pb2.ExecSandboxEvent]:
-        timeout = None
-        if request.HasField("execution_timeout"):
-            timeout = request.execution_timeout.ToTimedelta().total_seconds() or None
-        try:
-            events = self.core.exec_sandbox(
-                request.sandbox,
-                list(request.command),
-                workspace=_workspace(request.workspace_scope),
-                env=dict(request.environment),
-                workdir=request.workdir or None,
-                stdin=request.stdin or None,
-                timeout=timeout,
-                tty=request.tty,
-                cols=request.cols,
-                rows=request.rows,
-            )
-            async for ev in events:
-                yield exec_event_to_proto(ev)
-                if ev.kind == "exit":
-                    return
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        async for ev in self._exec(request, request.stdin or None, context):
+            yield ev
 
     async def ExecSandboxInteractive(self, request_iterator, context) -> AsyncIterator[openshell_pb2.ExecSandboxEvent]:
         """First input message ``start`` (an ExecSandboxRequest), then stdin chunks and resizes."""
@@ -290,21 +270,26 @@ class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellSe
                 elif which == "resize":
                     yield (msg.resize.cols, msg.resize.rows)
 
+        async for ev in self._exec(start, stdin(), context):
+            yield ev
+
+    async def _exec(self, req, stdin, context) -> AsyncIterator[openshell_pb2.ExecSandboxEvent]:
+        """Run one ExecSandboxRequest with ``stdin``; stream events, ending at the exit event."""
         timeout = None
-        if start.HasField("execution_timeout"):
-            timeout = start.execution_timeout.ToTimedelta().total_seconds() or None
+        if req.HasField("execution_timeout"):
+            timeout = req.execution_timeout.ToTimedelta().total_seconds() or None
         try:
             events = self.core.exec_sandbox(
-                start.sandbox,
-                list(start.command),
-                workspace=_workspace(start.workspace_scope),
-                env=dict(start.environment),
-                workdir=start.workdir or None,
-                stdin=stdin(),
+                req.sandbox,
+                list(req.command),
+                workspace=_workspace(req.workspace_scope),
+                env=dict(req.environment),
+                workdir=req.workdir or None,
+                stdin=stdin,
                 timeout=timeout,
-                tty=start.tty,
-                cols=start.cols,
-                rows=start.rows,
+                tty=req.tty,
+                cols=req.cols,
+                rows=req.rows,
             )
             async for ev in events:
                 yield exec_event_to_proto(ev)
