@@ -115,6 +115,41 @@ if pytest is not None:
 
         return new_plugin_manager()
 
+    @pytest.fixture
+    def models_server() -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
+        """A loopback OpenAI-style models endpoint for inference backend tests.
+
+        Yields ``(base_url, seen)``: ``base_url`` ends in ``/v1``; ``GET /v1/models``
+        answers one model ``m-1`` (other paths 404); ``seen`` collects
+        ``(path, Authorization header or None)`` of every request.
+        """
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen: list[tuple[str, str | None]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                seen.append((self.path, self.headers.get("Authorization")))
+                body = json.dumps({"object": "list", "data": [{"id": "m-1", "object": "model"}]}).encode()
+                self.send_response(200 if self.path == "/v1/models" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}/v1", seen
+        finally:
+            server.shutdown()
+            server.server_close()
+
 
 # --------------------------------------------------------------------------- contracts
 
