@@ -2,8 +2,10 @@
 
 All listen on 127.0.0.1 only and run in the foreground as children of the
 harness (no daemons are left behind: ``Peer.__exit__`` kills the whole process
-group). Debian peers: ``tinyproxy``, ``squid`` (``apt-get install tinyproxy
-squid``). PyPI peers: ``proxy.py``, ``mitmproxy``, installed into a separate
+group). ``splice-ref``: the bench's own minimal C relay (``splice_ref.c``,
+compiled with ``gcc`` into ``.nox/bench-peers``), the ceiling of any proxy that
+relays bytes between two TCP connections. Debian peers: ``tinyproxy``,
+``squid`` (``apt-get install tinyproxy squid``). PyPI peers: ``proxy.py``, ``mitmproxy``, installed into a separate
 venv (``.nox/bench-peers``) that ``peer_venv()`` makes on first use, so they
 never touch the product venv.
 
@@ -28,7 +30,8 @@ from openshell_bench.results import Skip
 
 PEER_VENV = REPO / ".nox" / "bench-peers"
 PEER_PACKAGES = ("proxy.py", "mitmproxy", "py-spy")
-PEERS = ("tinyproxy", "squid", "proxy.py", "mitmproxy")
+PEERS = ("splice-ref", "tinyproxy", "squid", "proxy.py", "mitmproxy")
+SPLICE_REF_SRC = Path(__file__).with_name("splice_ref.c")
 
 
 def peer_venv() -> Path:
@@ -61,12 +64,13 @@ class Peer:
     def __init__(self, name: str, *, upstream_ca: str | None = None) -> None:
         self.name = name
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix=f"osbench-{name.replace('.', '')}-"))
+        method = name.replace(".", "").replace("-", "_")  # "proxy.py" -> proxypy, "splice-ref" -> splice_ref
+        self.dir = Path(tempfile.mkdtemp(prefix=f"osbench-{method}-"))
         os.chmod(self.dir, 0o777)  # tinyproxy and squid drop to an unprivileged user
         self.proc: subprocess.Popen | None = None
         self.upstream_ca = upstream_ca
         try:
-            argv = getattr(self, "_argv_" + name.replace(".", ""))()
+            argv = getattr(self, "_argv_" + method)()
             self.log = open(self.dir / "peer.log", "wb")
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dir
@@ -93,6 +97,27 @@ class Peer:
         if path is None:
             raise Skip(f"{exe} not installed ({install})")
         return path
+
+    def _argv_splice_ref(self) -> list[str]:
+        """Compile ``splice_ref.c`` when the binary is missing or older than the source.
+
+        :raises Skip: no ``gcc``, or the compile failed (gcc's first error line in the reason).
+        """
+        exe = PEER_VENV / "splice-ref"
+        if not exe.exists() or exe.stat().st_mtime < SPLICE_REF_SRC.stat().st_mtime:
+            gcc = self._need("gcc", "apt-get install gcc")
+            exe.parent.mkdir(parents=True, exist_ok=True)
+            tmp = exe.with_name(f".splice-ref.{os.getpid()}")  # a half-written binary is never run
+            try:
+                subprocess.run([gcc, "-O2", "-pthread", "-o", str(tmp), str(SPLICE_REF_SRC)],
+                               check=True, capture_output=True, timeout=120)
+                tmp.replace(exe)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                tmp.unlink(missing_ok=True)
+                err = (getattr(exc, "stderr", b"") or b"").decode(errors="replace").strip().splitlines()
+                first = next((line for line in err if "error" in line), err[0] if err else str(exc))
+                raise Skip(f"could not compile {SPLICE_REF_SRC.name}: {first}") from None
+        return [str(exe), str(self.port)]
 
     def _argv_tinyproxy(self) -> list[str]:
         exe = self._need("tinyproxy", "apt-get install tinyproxy")
