@@ -150,9 +150,8 @@ def check_destination(
     kind = host_kind(endpoint.host)
     out: list[str] = []
     for text in raw:
-        try:
-            addr = ipaddress.ip_address(text.strip("[]"))
-        except ValueError:
+        addr = ip_literal(text.strip("[]"))
+        if addr is None:
             return DestinationResult(False, check=CHECK_UNRESOLVED, reason=f"destination check {CHECK_UNRESOLVED}: {text!r} is not an IP address")
         why = blocked_reason(addr)
         if why is not None:

@@ -6,6 +6,7 @@ both sides agree on what "the same host" means.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -34,8 +35,13 @@ def normalise_host(host: str) -> str:
     return h
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """Return the address when ``host`` (normalised) is an IPv4/IPv6 literal, else None."""
+    """Return the address when ``host`` (normalised) is an IPv4/IPv6 literal, else None.
+
+    Cached (bounded): the proxy asks about the same few hosts and addresses on
+    every connection, and ``ipaddress`` parsing costs microseconds each time.
+    """
     try:
         return ipaddress.ip_address(host)
     except ValueError:

@@ -334,6 +334,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True, help="supervisor.json written by the compute driver")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("OPENSHELL_LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    # Not in the format: skip the pid, thread and process-name lookups every record pays.
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     if os.geteuid() != 0:
         log.error("event=start_failed reason=the supervisor must run as root")
         sys.exit(1)

@@ -106,6 +106,7 @@ def test_relay_cancelled_mid_transfer_releases_its_pipes(mode):
         for s in (client_proxy, upstream_proxy):
             s.setblocking(False)
         try:
+            relay_mod._pool.clear()  # pipes kept from earlier tunnels are not a leak
             before = len(os.listdir("/proc/self/fd"))
             task = asyncio.ensure_future(relay_mod.relay(client_proxy, upstream_proxy))
             client_app.sendall(b"x" * 100_000)  # the upstream never reads: the relay is mid-transfer
@@ -119,3 +120,33 @@ def test_relay_cancelled_mid_transfer_releases_its_pipes(mode):
                 s.close()
 
     asyncio.run(scenario())
+
+
+def test_clean_tunnels_reuse_their_pipes_and_never_leak_bytes_into_the_next():
+    if not relay_mod.HAVE_SPLICE:
+        pytest.skip("os.splice not available")
+    relay_mod._pool.clear()
+    asyncio.run(_exchange(b"a" * 10_000, b"b" * 20_000))
+    fds_after_first = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):  # every tunnel takes the pipes the last one returned: no growth
+        up, down = os.urandom(200_000), os.urandom(300_000)
+        got_up, got_down, _ = asyncio.run(_exchange(up, down))
+        assert got_up == b"early:" + up and got_down == down
+    assert len(os.listdir("/proc/self/fd")) == fds_after_first
+
+
+def test_a_pipe_with_bytes_left_is_closed_not_reused():
+    if not relay_mod.HAVE_SPLICE:
+        pytest.skip("os.splice not available")
+    pool = relay_mod.PipePool(limit=4)
+    dirty = pool.take()
+    os.write(dirty[1], b"secret of the last tunnel")
+    pool.give(dirty, clean=True)  # the caller believed it empty; FIONREAD says otherwise
+    with pytest.raises(OSError):
+        os.fstat(dirty[0])
+    clean = pool.take()
+    pool.give(clean, clean=True)
+    assert pool.take() == clean  # an empty pipe is kept and handed out again
+    pool.give(clean, clean=False)  # a pump that failed mid-transfer: always closed
+    with pytest.raises(OSError):
+        os.fstat(clean[0])

@@ -13,8 +13,9 @@ only ``method`` and ``path``.
 
 from __future__ import annotations
 
-import datetime
 import logging
+import re
+import time
 from collections.abc import Sequence
 
 LOGGER_NAME = "openshell.supervisor.proxy"
@@ -22,8 +23,16 @@ LOGGER_NAME = "openshell.supervisor.proxy"
 WARNING_EVENTS = frozenset({"credential_denied", "request_authority_mismatch"})
 
 
+# printable ASCII except space, '"', '=' and '\\': the common case, printed as is
+_BARE = re.compile(r'[!#-<>-\[\]-~]+')
+
+
 def _quote(value: object) -> str:
-    text = "-" if value is None or value == "" else str(value)
+    if value is None or value == "":
+        return "-"
+    text = value if type(value) is str else str(value)
+    if _BARE.fullmatch(text):  # one regex call instead of a scan per special character
+        return text
     if any(c in text for c in ' "=\\') or not text.isprintable():
         text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
     return text
@@ -34,9 +43,21 @@ def logfmt(fields: Sequence[tuple[str, object]]) -> str:
     return " ".join(f"{key}={_quote(value)}" for key, value in fields)
 
 
+_second: tuple[int, str] = (-1, "")  # (unix second, its "YYYY-MM-DDTHH:MM:SS." prefix)
+
+
 def _now() -> str:
-    now = datetime.datetime.now(datetime.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """UTC time with milliseconds, e.g. ``2026-11-30T10:00:00.123Z``.
+
+    The formatted second is reused for every line within it (``strftime`` per
+    line was a tenth of a decision line's cost).
+    """
+    global _second
+    now = time.time()
+    sec = int(now)
+    if _second[0] != sec:
+        _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)))
+    return f"{_second[1]}{int((now - sec) * 1000):03d}Z"
 
 
 class DecisionLog:

@@ -14,6 +14,8 @@ import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
 
+from openshell.policy.hosts import ip_literal
+
 DNS_TIMEOUT = 5.0  # seconds
 
 
@@ -41,10 +43,9 @@ class Resolver:
 
         :raises ResolveError: nothing found, DNS error or timeout.
         """
-        try:
-            return [str(ipaddress.ip_address(host))]
-        except ValueError:
-            pass
+        literal = ip_literal(host)
+        if literal is not None:
+            return [str(literal)]
         entry = self._hosts.get(host)
         if entry:
             return list(entry)

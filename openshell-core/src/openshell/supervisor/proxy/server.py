@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ from typing import Any
 
 from openshell.plugin.kinds import CompiledPolicy, PolicyEngine
 from openshell.policy.decision import ConnectInput, Decision
+from openshell.policy.hosts import ip_literal
 from openshell.providers.placeholders import contains_placeholder
 from openshell.supervisor.proxy import responses
 from openshell.supervisor.proxy.forward import origin_request
@@ -132,6 +132,7 @@ class ProxyServer:
         self.connect_timeout = connect_timeout
         self._slots = asyncio.Semaphore(max_connections)
         self._sock: socket.socket | None = None
+        self._local: tuple | None = None  # the listener's address when it is not a wildcard
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accept_task: asyncio.Task | None = None
         self._conns: set[asyncio.Task] = set()
@@ -155,6 +156,8 @@ class ProxyServer:
         another network namespace). The proxy owns ``sock`` from now on."""
         sock.setblocking(False)
         self._sock = sock
+        local = sock.getsockname()
+        self._local = None if local[0] in ("0.0.0.0", "::") else local
         self._loop = asyncio.get_running_loop()
         self._accept_task = asyncio.create_task(self._accept_loop(), name=f"proxy-accept-{self.sandbox_id}")
 
@@ -191,7 +194,7 @@ class ProxyServer:
         while True:
             await self._slots.acquire()
             try:
-                client, _ = await self._loop.sock_accept(self._sock)
+                client, peer = await self._loop.sock_accept(self._sock)  # non-blocking already
             except OSError as exc:
                 self._slots.release()
                 self.log.event("accept_failed", reason=str(exc))
@@ -200,7 +203,7 @@ class ProxyServer:
             except BaseException:
                 self._slots.release()
                 raise
-            task = asyncio.create_task(self._serve(client))
+            task = asyncio.create_task(self._serve(client, peer))
             self._conns.add(task)
             task.add_done_callback(self._conn_done)
 
@@ -210,14 +213,15 @@ class ProxyServer:
 
     # ------------------------------------------------------------------ one connection
 
-    async def _serve(self, client: socket.socket) -> None:
+    async def _serve(self, client: socket.socket, peer: tuple) -> None:
         loop = asyncio.get_running_loop()
-        client.setblocking(False)
         upstream: socket.socket | None = None
         ident_task: asyncio.Future | None = None
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer, local = client.getpeername(), client.getsockname()
+            # The listener's own address is the connection's local end unless it is a
+            # wildcard; one system call fewer per connection.
+            local = self._local if self._local is not None else client.getsockname()
             ident_task = asyncio.ensure_future(self.identity.lookup(peer[0], peer[1], local[0], local[1]))
             head, early = await read_head(loop, client, timeout=self.head_timeout)
             req = parse_head(head)
@@ -325,11 +329,7 @@ class ProxyServer:
             return Decision.deny(f"policy evaluation failed: {exc}", engine=self.engine.name)
 
     def _needs_dns(self, host: str) -> bool:
-        try:
-            ipaddress.ip_address(host)
-            return False
-        except ValueError:
-            return host not in self._hosts
+        return ip_literal(host) is None and host not in self._hosts
 
     async def _decision(
         self, auth: Authority, ident_task: asyncio.Future, detail: str, *, method: str | None = None, path: str | None = None
