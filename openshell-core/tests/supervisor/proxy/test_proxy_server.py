@@ -228,6 +228,29 @@ def test_idle_client_times_out(proxy_factory, upstream, hosts, clients):
     assert data.startswith(b"HTTP/1.1 408")
 
 
+
+@pytest.mark.parametrize(
+    "greeting",
+    [b"\x05\x01\x00", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"],
+    ids=["socks5-greeting", "tls-client-hello"],
+)
+def test_non_http_client_gets_400_at_once_not_after_the_head_timeout(proxy, clients, greeting):
+    # A client configured for SOCKS (or TLS to the proxy) waits for an answer to its
+    # first bytes; the head deadline (10 s here) must not be what ends it.
+    with socket.create_connection(("127.0.0.1", proxy.server.port), timeout=5) as s:
+        start = time.monotonic()
+        s.sendall(greeting)
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        elapsed = time.monotonic() - start
+    status, _, body = split_response(data)
+    assert status.startswith("HTTP/1.1 400"), data[:200]
+    assert "not an HTTP request" in json.loads(body)["detail"]
+    assert elapsed < 3, elapsed
+    assert not proxy.decisions()
+
+
 # ------------------------------------------------------------------ identity, reloads, hosts
 
 

@@ -26,6 +26,9 @@ _VERSION = re.compile(rb"HTTP/1\.[01]")
 # Field values: visible ASCII, obs-text, space and tab; never CR, LF or NUL.
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _TARGET = re.compile(rb"[\x21-\x7e]+")  # no spaces or control bytes
+# What the first bytes of a request must look like: a method token, then a space
+# (or nothing yet). A SOCKS greeting or a TLS ClientHello fails on its first byte.
+_REQUEST_START = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}(?: |\Z)")
 _HOSTNAME = re.compile(r"[a-z0-9_]([a-z0-9_\-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_\-]*[a-z0-9_])?)*")
 
 
@@ -85,7 +88,8 @@ async def read_head(
     :returns: ``(head, rest)``: the head without its final CRLFCRLF, and any bytes
         the client already sent after it (to be forwarded, never dropped).
     :raises HeadError: 431 when no end is found within ``limit`` bytes, 408 on
-        timeout (total, seconds), 400 when the client closes mid-head.
+        timeout (total, seconds), 400 when the client closes mid-head or its
+        first bytes cannot start an HTTP request (SOCKS, TLS: answered at once).
     """
     buf = bytearray()
     try:
@@ -96,6 +100,10 @@ async def read_head(
                     raise HeadError(400, "connection closed before the request head ended")
                 start = max(0, len(buf) - 3)
                 buf += chunk
+                if not _REQUEST_START.match(buf, 0, 33):
+                    # Answer now rather than wait for a blank line that never comes.
+                    raise HeadError(400, "not an HTTP request: this proxy speaks HTTP (CONNECT or forward requests), "
+                                         "not SOCKS or TLS; point the client at it as an http:// proxy")
                 end = buf.find(b"\r\n\r\n", start)
                 if end >= 0:
                     if end + 4 > limit:

@@ -49,6 +49,7 @@ is reported at the path the supervisor sees.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import struct
@@ -156,14 +157,16 @@ def _hex_addr(ip: str) -> tuple[str, str]:
     return ("tcp" if addr.version == 4 else "tcp6"), text
 
 
-def _candidates(ip: str) -> list[str]:
+@functools.lru_cache(maxsize=256)
+def _candidates(ip: str) -> tuple[str, ...]:
     """The spellings a client address may have: v4 ``a.b.c.d`` and v6 ``::ffff:a.b.c.d``."""
+    # Cached: a sandbox has one or two client addresses and the proxy one.
     addr = ipaddress.ip_address(ip)
     if addr.version == 6 and addr.ipv4_mapped is not None:
-        return [str(addr.ipv4_mapped), str(addr)]
+        return (str(addr.ipv4_mapped), str(addr))
     if addr.version == 4:
-        return [str(addr), f"::ffff:{addr}"]
-    return [str(addr)]
+        return (str(addr), f"::ffff:{addr}")
+    return (str(addr),)
 
 
 def _netns_id(path: str) -> str:
