@@ -39,9 +39,9 @@ class Forwarder:
 
     def __init__(self, name: str, port: int, bind: str, gateway: str | None) -> None:
         self.name, self.port, self.bind, self.gateway = name, port, bind, gateway
-        from openshell.client.sdk import OpenShellClient
+        from openshell_cli.version_check import client
 
-        self.client = OpenShellClient.from_config(gateway)
+        self.client = client(gateway)
         self.transport = None
         self.lock = threading.Lock()
         self.active = threading.BoundedSemaphore(MAX_CONNECTIONS)

@@ -267,20 +267,38 @@ def _terminate(pid: int, timeout: float, gone: Any = None) -> None:
         time.sleep(0.05)
 
 
+def gateway_version(name: str, timeout: float = HEALTH_TIMEOUT) -> str | None:
+    """Return the OpenShell version gateway ``name`` reports (gRPC ``Health``), or None when it does not answer."""
+    from openshell.client.sdk import OpenShellClient, OpenShellError
+
+    try:
+        with OpenShellClient.from_config(name, timeout=timeout) as client:
+            return client.health() or None
+    except (OpenShellError, OSError):
+        return None
+
+
 def gateway_status(name: str) -> dict[str, Any]:
-    """Return ``{name, status, endpoint, pid, healthy, state_dir}`` for gateway ``name``.
+    """Return ``{name, status, endpoint, pid, healthy, state_dir, cli_version, gateway_version}`` for gateway ``name``.
 
     ``status`` is ``running``/``stopped`` for a local gateway (from its pid file),
     ``remote`` for a configured gateway this machine does not run (``healthy`` then
     says whether it answers ``/healthz`` with the client certificate).
+    ``cli_version`` is the OpenShell version installed here (what ``gateway start``
+    runs); ``gateway_version`` what the gateway reports (None when not healthy).
     """
+    from openshell_cli.version_check import local_version
+
     try:
         cfg: GatewayConfig | None = load_gateway_config(name)
     except GatewayConfigError:
         cfg = None
     if cfg is not None and not cfg.metadata.get("state_dir") and not os.environ.get("OPENSHELL_STATE_DIR"):
         healthy = probe_health(cfg.host, cfg.port, cfg.ca_path, cfg.cert_path, cfg.key_path)
-        return {"name": name, "status": "remote", "endpoint": cfg.endpoint, "pid": None, "healthy": healthy, "state_dir": None}
+        return {
+            "name": name, "status": "remote", "endpoint": cfg.endpoint, "pid": None, "healthy": healthy, "state_dir": None,
+            "cli_version": local_version(), "gateway_version": gateway_version(name) if healthy else None,
+        }
     paths = local_paths(name)
     settings = read_settings(paths)
     pid = running_pid(paths)
@@ -293,6 +311,8 @@ def gateway_status(name: str) -> dict[str, Any]:
         "pid": pid,
         "healthy": healthy,
         "state_dir": str(paths.root),
+        "cli_version": local_version(),
+        "gateway_version": gateway_version(name) if healthy and cfg is not None else None,
     }
 
 
@@ -360,6 +380,12 @@ def start_cmd(name: str, port: int | None, driver: str | None, foreground: bool)
     result = start_gateway(name, port, driver)
     if result.already_running:
         click.echo(f"gateway '{result.config.name}' is already running at {result.config.endpoint} (pid {result.pid})")
+        # the moment a user expects an upgrade to take effect: say when it did not
+        from openshell_cli.version_check import report, silenced
+
+        running = None if silenced() else gateway_version(result.config.name)
+        if running:
+            report(running, result.config.name, result.config.endpoint)
     else:
         click.echo(f"gateway '{result.config.name}' started at {result.config.endpoint} (pid {result.pid}); it is now the active gateway")
 
@@ -405,14 +431,29 @@ def stop_cmd(name: str | None) -> None:
 @_name_option()
 @OUTPUT_OPTION
 def status_cmd(name: str | None, output: str) -> None:
-    """Show whether a local gateway runs and answers /healthz.
+    """Show whether a local gateway runs and answers /healthz, and its version.
+
+    VERSION is the OpenShell version the gateway reports, followed by
+    "(cli X)" when the version installed here (what 'gateway start' runs)
+    differs; -o json has both as gateway_version and cli_version. When they
+    differ, every command that talks to the gateway warns once on stderr;
+    OPENSHELL_NO_VERSION_CHECK=1 silences it.
 
     \b
     Example:
       openshell gateway status -o json
     """
+    from openshell_cli.version_check import report
+
     status = gateway_status(_resolve_name(name))
-    render(status, output, columns=("name", "status", "endpoint", "pid", "healthy"))
+    if output == "table":  # one VERSION column keeps the endpoint readable in 80 columns
+        gw, mine = status["gateway_version"], status["cli_version"]
+        row = dict(status, version=f"{gw} (cli {mine})" if gw and gw != mine else (gw or f"- (cli {mine})"))
+        render(row, output, columns=("name", "status", "endpoint", "pid", "healthy", "version"))
+    else:
+        render(status, output)
+    if status["gateway_version"]:
+        report(status["gateway_version"], status["name"], status["endpoint"] or "")
 
 
 @gateway.command("info")

@@ -271,9 +271,9 @@ PROVIDER_STATUS_TIMEOUT = 3.0
 def _quiet_client(gateway: str | None):
     """A client for the active gateway when one is configured, else None (never starts one)."""
     try:
-        from openshell.client.sdk import OpenShellClient
+        from openshell_cli.version_check import client
 
-        return OpenShellClient.from_config(gateway, timeout=PROVIDER_STATUS_TIMEOUT)
+        return client(gateway, timeout=PROVIDER_STATUS_TIMEOUT)
     except Exception:  # noqa: BLE001 - no gateway: provider status comes from the environment
         return None
 

@@ -21,14 +21,14 @@ def _client(gateway: Optional[str] = None, *, start_local: bool = False):
     :param start_local: start the local gateway first when none is running
         (what ``sandbox create`` does for a new user).
     """
-    from openshell.client.sdk import OpenShellClient
+    from openshell_cli.version_check import client
 
     if start_local:
         from openshell_cli.commands.gateway import ensure_local_gateway
 
         ensure_local_gateway(gateway)
     try:
-        return OpenShellClient.from_config(gateway)
+        return client(gateway)  # warns once on stderr when the gateway runs another version
     except Exception as exc:  # noqa: BLE001 - config errors are user errors here
         raise CliError(str(exc)) from exc
 

@@ -16,7 +16,7 @@ exceptions below, whose message names the thing and the fix.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,6 +219,11 @@ class OpenShellClient(PolicyClient, ProviderClient):
     :param timeout: seconds per unary call.
     :param workspace: workspace every call addresses.
     :param gateway_name: used in error messages only.
+    :param on_gateway_version: called once with the gateway's OpenShell version
+        (``""`` when it does not say), read from the first answer of whatever
+        call comes first (no extra round trip; a gateway older than the version
+        header is asked once with ``Health``). Exceptions it raises are ignored.
+        Afterwards :attr:`gateway_version` holds the same string.
     """
 
     def __init__(
@@ -231,6 +236,7 @@ class OpenShellClient(PolicyClient, ProviderClient):
         timeout: float = DEFAULT_TIMEOUT,
         workspace: str = DEFAULT_WORKSPACE,
         gateway_name: str | None = None,
+        on_gateway_version: Callable[[str], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
@@ -239,6 +245,16 @@ class OpenShellClient(PolicyClient, ProviderClient):
         self._tls_material = (ca, cert, key)
         creds = grpc.ssl_channel_credentials(root_certificates=_read(ca), private_key=_read(key), certificate_chain=_read(cert))
         self._channel = grpc.secure_channel(_target(endpoint), creds)
+        #: the gateway's version once an answer told it (see ``on_gateway_version``)
+        self.gateway_version: str | None = None
+        if on_gateway_version is not None:
+            from openshell.client.versions import VersionInterceptor
+
+            def seen(version: str) -> None:
+                self.gateway_version = version
+                on_gateway_version(version)
+
+            self._channel = grpc.intercept_channel(self._channel, VersionInterceptor(seen, self.health))
         self._stub = openshell_pb2_grpc.OpenShellStub(self._channel)
 
     @classmethod

@@ -121,9 +121,13 @@ class Gateway:
             await self.front.bind()
             self.port = self.front.port
             self.driver = make_driver(self.driver_name, self)
-            self.grpc_server = grpc.aio.server()
+            from openshell.gateway.versions import VersionHeader
+
+            version_header = VersionHeader()  # clients learn our version from any answer
+            self.grpc_server = grpc.aio.server(interceptors=[version_header])
             self.core = attach_services(self.grpc_server, self)
             if self.core is not None:
+                version_header.version = self.core.version
                 from openshell.gateway import connect_ssh
 
                 self.core.gateway_endpoint = self.endpoint  # CreateSshSession reports it
