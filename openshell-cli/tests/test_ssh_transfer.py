@@ -1,4 +1,5 @@
-"""The download extractor against hostile archives (no sandbox needed: these are the bytes a sandbox could send)."""
+"""The download extractor against hostile archives (no sandbox needed: these are the bytes a sandbox could send),
+and the parsing of tar's messages about paths it skipped."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from openshell_cli.transfer import Stats, UnsafeMember, extract_stream, upload_members
+from openshell_cli.transfer import MAX_REASON, Skipped, Stats, UnsafeMember, extract_stream, parse_tar_stderr, upload_members
 
 
 def _tar(*members: tuple[str, str, bytes | str]) -> io.BytesIO:
@@ -107,3 +108,32 @@ def test_upload_refuses_links_pointing_out_of_the_tree(tmp_path):
     os.symlink("../outside", root / "bad")
     with pytest.raises(UnsafeMember, match="bad"):
         upload_members(root, git_ignore=False)
+
+
+# --------------------------------------------------------------------------- tar's messages about skipped paths
+
+
+def test_tar_messages_become_sandbox_paths_for_a_directory_download():
+    err = ("tar: ./locked: Cannot open: Permission denied\n"
+           "tar: ./a: b.txt: Cannot open: Permission denied\n"
+           "tar: ./grow.log: file changed as we read it\n"
+           "tar: .: Cannot open: Permission denied\n"
+           "tar: Exiting with failure status due to previous errors\n")
+    assert parse_tar_stderr(err, "/sandbox/d") == [
+        Skipped("/sandbox/d/locked", "Cannot open: Permission denied"),
+        Skipped("/sandbox/d/a: b.txt", "Cannot open: Permission denied"),
+        Skipped("/sandbox/d/grow.log", "file changed as we read it"),
+        Skipped("/sandbox/d", "Cannot open: Permission denied"),
+    ]
+
+
+def test_tar_messages_for_a_single_file_name_it_beside_its_parent():
+    assert parse_tar_stderr("tar: f.txt: Cannot open: Permission denied\n", "/var/tmp/x/f.txt") == [
+        Skipped("/var/tmp/x/f.txt", "Cannot open: Permission denied")]
+
+
+def test_an_unrecognised_message_is_kept_against_the_downloaded_path_and_trimmed():
+    [s] = parse_tar_stderr("tar: something odd " + "x" * 1000 + "\n", "/sandbox/d")
+    assert s.path == "/sandbox/d" and s.reason.startswith("something odd")
+    assert len(s.reason) == MAX_REASON
+    assert Stats(skipped=[s]).complete is False and Stats().complete is True

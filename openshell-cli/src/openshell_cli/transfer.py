@@ -17,23 +17,35 @@ not (files belong to whoever extracts them); devices and FIFOs are skipped.
 
 Layout: a directory's *contents* land in DEST (as ``tar -C LOCAL . | tar -C DEST -x``);
 a single file lands as ``DEST/<its name>``.
+
+A download is partial when tar inside the sandbox could not read some paths
+(file modes, Landlock): tar skips them, still ends the archive and exits 1
+or 2. We keep what arrived and return the skipped paths with tar's reasons
+(:attr:`Stats.skipped`); the CLI turns that into a distinct exit code. A
+failed download removes the directories it created for DEST while they are
+still empty, and nothing else.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shlex
+import socket
 import stat
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 CHUNK = 256 * 1024  # bytes per channel read/write
 MAX_MEMBER_NAME = 4096
+MAX_STDERR = 64 * 1024  # bytes of the remote tar's stderr kept (the rest is read and dropped)
+MAX_REASON = 200  # characters of tar's message kept per skipped path
+MISSING_EXIT = 66  # exit status of the download wrapper when PATH does not exist (EX_NOINPUT)
 
 
 class TransferError(RuntimeError):
@@ -45,13 +57,38 @@ class UnsafeMember(TransferError):
 
 
 @dataclass
+class Skipped:
+    """A path tar inside the sandbox could not read (fully): it is missing or incomplete locally.
+
+    ``path`` is the absolute path inside the sandbox as tar named it (GNU tar
+    escapes unprintable characters); ``reason`` is tar's message for it,
+    at most :data:`MAX_REASON` characters.
+    """
+
+    path: str
+    reason: str
+
+
+@dataclass
 class Stats:
-    """What a transfer moved: ``files`` (regular files), ``bytes`` (their sizes), ``links``, ``dirs``."""
+    """What a transfer moved: ``files`` (regular files), ``bytes`` (their sizes), ``links``, ``dirs``.
+
+    Downloads only: ``skipped`` lists what tar in the sandbox could not read
+    (empty for a complete download); ``skipped_cut`` is True when tar said more
+    than :data:`MAX_STDERR` bytes, so the list may be incomplete.
+    """
 
     files: int = 0
     bytes: int = 0
     links: int = 0
     dirs: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    skipped_cut: bool = False
+
+    @property
+    def complete(self) -> bool:
+        """True when nothing was skipped."""
+        return not self.skipped and not self.skipped_cut
 
 
 # --------------------------------------------------------------------------- selecting files
@@ -150,17 +187,41 @@ class _ChannelWriter:
 
 
 class _ChannelReader:
-    """File-like source for ``tarfile`` reading an SSH channel's stdout.
+    """File-like source for ``tarfile`` reading an SSH channel's stdout, keeping its stderr aside.
 
     ``read(n)`` returns at most ``n`` bytes as they arrive (b"" at EOF);
-    ``tarfile``'s stream reader loops until it has what it needs.
+    ``tarfile``'s stream reader loops until it has what it needs. Stderr is
+    read while we wait: stdout and stderr share one SSH window, so unread
+    messages about thousands of unreadable files could otherwise stall tar.
+    ``stderr`` keeps the first :data:`MAX_STDERR` bytes; ``stderr_cut`` says more came.
     """
 
     def __init__(self, chan) -> None:
         self.chan = chan
+        self.stderr = bytearray()
+        self.stderr_cut = False
+        self.eof = False
+        chan.settimeout(0.5)  # wake up now and then to read stderr
+
+    def drain_stderr(self) -> None:
+        while self.chan.recv_stderr_ready():
+            data = self.chan.recv_stderr(CHUNK)
+            if not data:
+                return
+            room = MAX_STDERR - len(self.stderr)
+            if len(data) > room:
+                self.stderr_cut = True
+            self.stderr += data[:max(room, 0)]
 
     def read(self, n: int = -1) -> bytes:
-        return self.chan.recv(CHUNK if n is None or n < 0 else min(n, CHUNK))
+        while True:
+            self.drain_stderr()
+            try:
+                data = self.chan.recv(CHUNK if n is None or n < 0 else min(n, CHUNK))
+            except socket.timeout:
+                continue
+            self.eof = self.eof or not data
+            return data
 
 
 def _collect_stderr(chan) -> bytes:
@@ -236,36 +297,154 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True,
     return stats
 
 
+def download_command(path: str) -> str:
+    """The shell command that streams ``path`` out of the sandbox as a tar archive on stdout.
+
+    A directory is archived as ``.`` from inside it, anything else by its
+    base name from its parent. Exits :data:`MISSING_EXIT` when ``path`` does not exist.
+    """
+    q = shlex.quote(path)
+    return (f"if [ -d {q} ]; then cd {q} && exec tar -c -f - .; "
+            f"elif [ -e {q} ] || [ -L {q} ]; then cd \"$(dirname {q})\" && exec tar -c -f - \"$(basename {q})\"; "
+            f"else echo 'no such file or directory' >&2; exit {MISSING_EXIT}; fi")
+
+
+def _make_dest(dest: Path) -> list[Path]:
+    """Create ``dest`` and its missing parents; return the directories created, deepest first.
+
+    :raises TransferError: ``dest`` exists and is not a directory, or cannot be created.
+    """
+    created: list[Path] = []
+    p = Path(os.path.abspath(dest))
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _remove_empty(created)
+        raise TransferError(f"cannot create {dest} ({exc.strerror or exc}); name a writable directory as DEST") from exc
+    return created
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the directories in ``created`` (deepest first) while they are empty; never anything else."""
+    for d in created:
+        try:
+            d.rmdir()  # fails on a non-empty directory, which is what we want
+        except OSError:
+            return
+
+
+_TAR_NOISE = ("Exiting with failure status due to previous errors",)
+_TAR_REASON = re.compile(r": (Cannot [A-Za-z]+: .*|Read error at byte .*|File shrank by .*|file changed as we read it"
+                         r"|file removed before we read it|Directory renamed before its status could be extracted)$")
+
+
+def parse_tar_stderr(text: str, path: str) -> list[Skipped]:
+    """Turn GNU tar's stderr from :func:`download_command` into :class:`Skipped` entries.
+
+    :param text: tar's stderr (``tar: NAME: REASON`` lines).
+    :param path: the absolute sandbox path that was downloaded. A directory is
+        archived from inside (names ``.`` and ``./...``), anything else by its
+        base name, which never starts with ``./``; that tells the two apart.
+    :returns: one entry per message naming a path; a message without a path is
+        reported against ``path``; tar's closing summary line is dropped.
+    """
+    out: list[Skipped] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        body = line[5:] if line.startswith("tar: ") else line
+        if body in _TAR_NOISE:
+            continue
+        m = _TAR_REASON.search(body)
+        name, reason = (body[:m.start()], m.group(1)) if m and m.start() > 0 else ("", body)
+        if not name:
+            where = path
+        elif name == "." or name.startswith("./"):
+            where = posixpath.normpath(posixpath.join(path, name))
+        else:
+            where = posixpath.join(posixpath.dirname(path), name)
+        if len(reason) > MAX_REASON:
+            reason = reason[:MAX_REASON - 1] + "…"
+        out.append(Skipped(where, reason))
+    return out
+
+
 def download(transport, path: str, dest: Path, *, progress: Optional[Callable[[int], None]] = None) -> Stats:
     """Download ``path`` (file or directory inside the sandbox) into local directory ``dest``.
 
+    ``dest`` and missing parents are created; when the download fails they
+    are removed again if still empty (nothing that existed before is touched).
+    Paths tar inside the sandbox cannot read do not fail the download: the
+    rest is written and they are listed in the returned ``Stats.skipped``.
+
+    :param transport: authenticated ``paramiko.Transport`` to the sandbox.
+    :param path: absolute path inside the sandbox (relative: below ``/sandbox``).
+    :param progress: called with the bytes written so far.
+    :returns: what was written, and what was skipped.
     :raises UnsafeMember: the sandbox sent a member that would escape ``dest`` (nothing of it is written).
-    :raises TransferError: the path does not exist or tar failed inside the sandbox.
+    :raises TransferError: the path does not exist, tar failed inside the sandbox,
+        or the connection was lost before the archive was complete.
     """
     if not path.startswith("/"):
         path = "/sandbox/" + path
-    q = shlex.quote(path)
-    cmd = (f"if [ -d {q} ]; then cd {q} && exec tar -c -f - .; "
-           f"elif [ -e {q} ] || [ -L {q} ]; then cd \"$(dirname {q})\" && exec tar -c -f - \"$(basename {q})\"; "
-           f"else echo 'no such file or directory' >&2; exit 2; fi")
-    chan = transport.open_session()
-    chan.exec_command(cmd)
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    reader = _ChannelReader(chan)
+    created = _make_dest(dest)
+    stats = Stats()
+    ok = False
+    try:
+        stats = _download_into(transport, path, dest, progress)
+        ok = True
+        return stats
+    except OSError as exc:  # writing here: disk full, permissions
+        raise TransferError(f"writing the download of {path} into {dest} failed: {exc}; check free space and permissions") from exc
+    finally:
+        if not ok or (not stats.complete and stats.files + stats.links + stats.dirs == 0):
+            # A failed download leaves no empty DEST behind; so does one where
+            # tar could read nothing (the skipped list says why).
+            _remove_empty(created)
+
+
+def _download_into(transport, path: str, dest: Path, progress: Optional[Callable[[int], None]]) -> Stats:
+    chan = transport.open_session()
     stats = Stats()
     try:
-        with tarfile.open(fileobj=reader, mode="r|") as tar:
-            extract_stream(tar, dest, stats, progress)
-    except tarfile.ReadError as exc:
-        code = chan.recv_exit_status()
-        err = _collect_stderr(chan).decode(errors="replace").strip()
-        if code == 2:
-            raise TransferError(f"{path} does not exist in the sandbox; check the path with 'openshell sandbox exec NAME -- ls'") from exc
-        raise TransferError(f"download of {path} failed: {err or exc}") from exc
+        chan.exec_command(download_command(path))
+        reader = _ChannelReader(chan)
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:
+                extract_stream(tar, dest, stats, progress)
+            while reader.read(CHUNK):  # tar's record padding, then EOF
+                pass
+            broken: Optional[Exception] = None
+        except (tarfile.ReadError, EOFError) as exc:
+            if not reader.eof:
+                # Bytes that are no tar archive while tar still runs: stop reading (closing kills it).
+                raise TransferError(f"download of {path} failed: the sandbox sent a malformed archive ({exc})") from exc
+            broken = exc
+        code = chan.recv_exit_status()  # -1 when the channel closed without one (connection lost)
+        reader.drain_stderr()
+        err = reader.stderr.decode(errors="replace")
+        last = err.strip().splitlines()[-1] if err.strip() else ""
+        if code == MISSING_EXIT:
+            raise TransferError(f"{path} does not exist in the sandbox; check the path with 'openshell sandbox exec NAME -- ls'")
+        if code == -1:
+            raise TransferError(f"connection to the sandbox was lost while downloading {path} "
+                                f"({stats.files} files written to {dest}); run the download again") from broken
+        if broken is not None or code not in (0, 1, 2) or "Error is not recoverable" in err:
+            raise TransferError(f"download of {path} failed: {last or broken or f'tar exited {code}'}") from broken
+        if code != 0:
+            # Complete archive, but tar skipped (or half-read) what it could not read.
+            stats.skipped = parse_tar_stderr(err, path)
+            stats.skipped_cut = reader.stderr_cut
+            if not stats.skipped:
+                stats.skipped = [Skipped(path, f"tar exited {code} without a message")]
+        return stats
     finally:
         chan.close()
-    return stats
 
 
 # --------------------------------------------------------------------------- safe extraction

@@ -502,6 +502,12 @@ def download_cmd(name, path, dest, gateway) -> None:
     Members that would escape DEST (absolute names, '..', links pointing out)
     are refused: what the sandbox sends is not trusted.
 
+    Exit status: 0 when everything was copied; 3 when tar inside the sandbox
+    could not read some paths (permissions, Landlock): the rest is written and
+    the skipped paths are listed on stderr with tar's reason; 1 on failure
+    (no such sandbox or PATH, connection lost), which removes a DEST the
+    command created if it is still empty.
+
     \b
     Example:
       openshell sandbox download demo /sandbox/out ./out
@@ -521,7 +527,30 @@ def download_cmd(name, path, dest, gateway) -> None:
         raise CliError(str(exc)) from exc
     finally:
         transport.close()
-    click.echo(f"downloaded {stats.files} files ({_human(stats.bytes)}) to {dest}", err=True)
+    if Path(dest).is_dir():
+        click.echo(f"downloaded {stats.files} files ({_human(stats.bytes)}) to {dest}", err=True)
+    else:
+        click.echo(f"nothing was downloaded; {dest} was not created", err=True)
+    if not stats.complete:
+        _report_skipped(stats)
+        sys.exit(DOWNLOAD_INCOMPLETE)
+
+
+DOWNLOAD_INCOMPLETE = 3  # exit status of 'sandbox download' when paths were skipped (1 = failed, 2 = usage)
+MAX_SKIPPED_SHOWN = 20
+
+
+def _report_skipped(stats) -> None:
+    """Print on stderr which paths a download skipped and why (at most :data:`MAX_SKIPPED_SHOWN` lines)."""
+    n = len(stats.skipped)
+    click.echo(f"warning: incomplete download: tar in the sandbox could not read {n} path{'s' if n != 1 else ''}"
+               " (missing or incomplete here):", err=True)
+    for s in stats.skipped[:MAX_SKIPPED_SHOWN]:
+        click.echo(f"  {s.path}: {s.reason}", err=True)
+    if n > MAX_SKIPPED_SHOWN:
+        click.echo(f"  … and {n - MAX_SKIPPED_SHOWN} more", err=True)
+    if stats.skipped_cut:
+        click.echo("  (tar said more than the CLI keeps; other paths may be missing too)", err=True)
 
 
 COMMANDS = [sandbox]
