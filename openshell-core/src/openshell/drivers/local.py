@@ -13,6 +13,14 @@ private mount namespace and Landlock (DESIGN.md §4). Per-sandbox files live in
 The supervisor's SSH server listens on ``/run/openshell/ssh/<id>.sock`` (root
 only): a unix socket path is limited to 107 bytes, which a state directory
 under a deep ``$XDG_STATE_HOME`` would exceed.
+
+One *spare* supervisor waits at all times (``openshell.supervisor.spare``): a
+process that has started Python and done its imports at low priority and is
+handed the next sandbox's config over its stdin, so a create does not pay
+~0.2 s of interpreter start and imports (issue 7). A spare serves exactly one
+sandbox; a new one is started after each create. Without a live spare (the
+first create after an error, two creates at once) the supervisor is started
+cold, as before.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,11 +46,74 @@ STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a supervisor
 SSH_SOCKET_DIR = Path("/run/openshell/ssh")
 
 
+#: gateway environment variables a supervisor inherits (nothing else: the gateway's
+#: environment may hold credentials the sandbox must not see)
+SUPERVISOR_ENV = ("PATH", "LANG", "LC_ALL", "OPENSHELL_DISABLE_PLUGINS", "OPENSHELL_STRICT_PLUGINS", "OPENSHELL_EXTRA_CA", "PYTHONPATH")
+
+
+def _supervisor_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in SUPERVISOR_ENV}
+
+
 class LocalDriver(ComputeDriver):
-    """Runs each sandbox's supervisor as a host process (needs root)."""
+    """Runs each sandbox's supervisor as a host process (needs root).
+
+    :param ctx: the gateway's ``DriverContext``. Constructing the driver starts
+        the first spare supervisor (module docstring); ``close()`` stops it.
+    """
 
     name = "local"
     summary = "Supervisor as a host process; namespaces + Landlock + seccomp, no container runtime"
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self._lock = threading.Lock()
+        self._spare: subprocess.Popen | None = None
+        self._closed = False
+        self._refill()
+
+    # ------------------------------------------------------------------ spare supervisor
+    def _refill(self) -> None:
+        """Start a spare unless one is waiting. Never raises: without a spare the
+        next create starts its supervisor cold."""
+        with self._lock:
+            if self._closed or (self._spare is not None and self._spare.poll() is None):
+                return
+            try:
+                self._spare = subprocess.Popen(
+                    [sys.executable, "-m", "openshell.supervisor", "--spare"],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True, close_fds=True, env=_supervisor_env(),
+                )
+            except OSError as exc:
+                self._spare = None
+                log.warning("event=spare_failed reason=%s", exc)
+
+    def _assign_spare(self, cfg_path: Path, log_path: Path) -> subprocess.Popen | None:
+        """Hand the waiting spare this sandbox; None when there is no live spare."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is None or spare.poll() is not None:
+            return None
+        line = json.dumps({"config": str(cfg_path), "log": str(log_path)}).encode() + b"\n"
+        try:
+            assert spare.stdin is not None
+            spare.stdin.write(line)
+            spare.stdin.close()  # one sandbox per spare
+        except OSError:  # it died between the poll and the write
+            spare.kill()
+            spare.wait()
+            return None
+        return spare
+
+    def close(self) -> None:
+        """Stop the spare supervisor (called by the gateway on shutdown). Idempotent."""
+        with self._lock:
+            self._closed = True
+            spare, self._spare = self._spare, None
+        if spare is not None and spare.poll() is None:
+            spare.kill()
+            spare.wait(timeout=5)
 
     # ------------------------------------------------------------------ paths
     def sandbox_dir(self, sandbox_id: str) -> Path:
@@ -88,21 +160,25 @@ class LocalDriver(ComputeDriver):
         fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(config, f)
-        logf = open(d / "supervisor.log", "ab", buffering=0)
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "openshell.supervisor", "--config", str(cfg_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=logf,
-                start_new_session=True,
-                close_fds=True,
-                env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "OPENSHELL_DISABLE_PLUGINS", "OPENSHELL_STRICT_PLUGINS", "OPENSHELL_EXTRA_CA", "PYTHONPATH")},
-            )
-        finally:
-            logf.close()
+        proc = self._assign_spare(cfg_path, d / "supervisor.log")
+        warm = proc is not None
+        if proc is None:
+            logf = open(d / "supervisor.log", "ab", buffering=0)
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "openshell.supervisor", "--config", str(cfg_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=logf,
+                    start_new_session=True,
+                    close_fds=True,
+                    env=_supervisor_env(),
+                )
+            finally:
+                logf.close()
         (d / "supervisor.pid").write_text(str(proc.pid))
-        log.info("event=supervisor_started sandbox=%s pid=%d", sid, proc.pid)
+        log.info("event=supervisor_started sandbox=%s pid=%d spare=%s", sid, proc.pid, "yes" if warm else "no")
+        self._refill()
 
     def status(self, sandbox_id: str) -> SandboxStatus:
         """``ERROR`` with a reason when the supervisor is gone; ``PROVISIONING`` (no
