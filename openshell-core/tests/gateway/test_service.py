@@ -486,6 +486,33 @@ def test_push_logs_appends_records(wire_server):
     assert [r["message"] for r in logs] == ["m1", "m2"]
 
 
+
+def test_push_log_batch_appends_records_and_parses_their_fields(wire_server):
+    sb = wire_server.create("demo")
+    batch = supervisor_pb2.LogBatch()
+    batch.records.add(level="warning", target="openshell.supervisor.proxy",
+                      message='event=decision decision=DENIED host=api.test reason="not in any policy"')
+    batch.records.add(level="info", target="openshell.supervisor", message="event=ready", fields={"event": "kept"})
+    resp = wire_server.sup.PushLogBatch(batch, metadata=wire_server.meta(sb.metadata.id), timeout=10)
+    assert resp.accepted == 2
+    first, second = wire_server.run(wire_server.core.read_logs("demo"))
+    assert first["fields"] == {"event": "decision", "decision": "DENIED", "host": "api.test", "reason": "not in any policy"}
+    assert second["fields"] == {"event": "kept"}  # fields a supervisor sent are kept as they are
+
+
+def test_push_log_batch_refuses_an_oversized_batch_and_an_unknown_sandbox(wire_server):
+    from openshell.gateway.supervisor_service import MAX_LOG_BATCH
+
+    sb = wire_server.create("demo")
+    batch = supervisor_pb2.LogBatch()
+    for _ in range(MAX_LOG_BATCH + 1):
+        batch.records.add(level="info", target="t", message="x")
+    with pytest.raises(grpc.RpcError) as err:
+        wire_server.sup.PushLogBatch(batch, metadata=wire_server.meta(sb.metadata.id), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert wire_server.run(wire_server.core.read_logs("demo")) == []
+
+
 # --------------------------------------------------------------------------- restart / reconcile
 
 

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import openshell_pb2 as openshell_dot_v1_dot_openshell__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dopenshell/v1/supervisor.proto\x12\x0copenshell.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1copenshell/v1/openshell.proto\"\x19\n\x17GetSandboxConfigRequest\"\xc0\x03\n\x18GetSandboxConfigResponse\x12\x12\n\nsandbox_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x42\n\x06labels\x18\x04 \x03(\x0b\x32\x32.openshell.v1.GetSandboxConfigResponse.LabelsEntry\x12\x0f\n\x07\x63ommand\x18\x05 \x03(\t\x12L\n\x0b\x65nvironment\x18\x06 \x03(\x0b\x32\x37.openshell.v1.GetSandboxConfigResponse.EnvironmentEntry\x12\x13\n\x0b\x65xtra_hosts\x18\x07 \x03(\t\x12,\n\x06policy\x18\x08 \x01(\x0b\x32\x1c.openshell.v1.PolicyRevision\x12\x13\n\x0bnetns_index\x18\t \x01(\r\x12\x11\n\tlog_level\x18\n \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"_\n\x0cPolicyReport\x12\x10\n\x08revision\x18\x01 \x01(\r\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.openshell.v1.PolicyLoadStatus\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x94\x01\n\x13ReportStatusRequest\x12)\n\x05phase\x18\x01 \x01(\x0e\x32\x1a.openshell.v1.SandboxPhase\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12*\n\x06policy\x18\x03 \x01(\x0b\x32\x1a.openshell.v1.PolicyReport\x12\x16\n\x0esupervisor_pid\x18\x04 \x01(\x05\"\x16\n\x14ReportStatusResponse\",\n\x12WatchPolicyRequest\x12\x16\n\x0e\x61\x66ter_revision\x18\x01 \x01(\r\"7\n\x0ePolicyRevision\x12\x10\n\x08revision\x18\x01 \x01(\r\x12\x13\n\x0bpolicy_yaml\x18\x02 \x01(\t\"\xc9\x01\n\tLogRecord\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x33\n\x06\x66ields\x18\x05 \x03(\x0b\x32#.openshell.v1.LogRecord.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"$\n\x10PushLogsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\"\x1f\n\x1dGetProviderEnvironmentRequest\"d\n\x12ProviderCredential\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08\x65nv_name\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\r\n\x05hosts\x18\x05 \x03(\t\"\xc9\x01\n\x13ProviderEnvironment\x12G\n\x0b\x65nvironment\x18\x01 \x03(\x0b\x32\x32.openshell.v1.ProviderEnvironment.EnvironmentEntry\x12\x35\n\x0b\x63redentials\x18\x02 \x03(\x0b\x32 .openshell.v1.ProviderCredential\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x1bWatchInferenceBundleRequest\x12\x16\n\x0e\x61\x66ter_revision\x18\x01 \x01(\x04\"\xe2\x01\n\x0fInferenceBundle\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x11\n\tprotocols\x18\x03 \x03(\t\x12\x10\n\x08\x62\x61se_url\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x44\n\x0c\x61uth_headers\x18\x06 \x03(\x0b\x32..openshell.v1.InferenceBundle.AuthHeadersEntry\x1a\x32\n\x10\x41uthHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*t\n\x10PolicyLoadStatus\x12\"\n\x1ePOLICY_LOAD_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19POLICY_LOAD_STATUS_LOADED\x10\x01\x12\x1d\n\x19POLICY_LOAD_STATUS_FAILED\x10\x02\x32\xac\x04\n\nSupervisor\x12\x61\n\x10GetSandboxConfig\x12%.openshell.v1.GetSandboxConfigRequest\x1a&.openshell.v1.GetSandboxConfigResponse\x12U\n\x0cReportStatus\x12!.openshell.v1.ReportStatusRequest\x1a\".openshell.v1.ReportStatusResponse\x12O\n\x0bWatchPolicy\x12 .openshell.v1.WatchPolicyRequest\x1a\x1c.openshell.v1.PolicyRevision0\x01\x12\x45\n\x08PushLogs\x12\x17.openshell.v1.LogRecord\x1a\x1e.openshell.v1.PushLogsResponse(\x01\x12h\n\x16GetProviderEnvironment\x12+.openshell.v1.GetProviderEnvironmentRequest\x1a!.openshell.v1.ProviderEnvironment\x12\x62\n\x14WatchInferenceBundle\x12).openshell.v1.WatchInferenceBundleRequest\x1a\x1d.openshell.v1.InferenceBundle0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dopenshell/v1/supervisor.proto\x12\x0copenshell.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1copenshell/v1/openshell.proto\"\x19\n\x17GetSandboxConfigRequest\"\xc0\x03\n\x18GetSandboxConfigResponse\x12\x12\n\nsandbox_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x42\n\x06labels\x18\x04 \x03(\x0b\x32\x32.openshell.v1.GetSandboxConfigResponse.LabelsEntry\x12\x0f\n\x07\x63ommand\x18\x05 \x03(\t\x12L\n\x0b\x65nvironment\x18\x06 \x03(\x0b\x32\x37.openshell.v1.GetSandboxConfigResponse.EnvironmentEntry\x12\x13\n\x0b\x65xtra_hosts\x18\x07 \x03(\t\x12,\n\x06policy\x18\x08 \x01(\x0b\x32\x1c.openshell.v1.PolicyRevision\x12\x13\n\x0bnetns_index\x18\t \x01(\r\x12\x11\n\tlog_level\x18\n \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"_\n\x0cPolicyReport\x12\x10\n\x08revision\x18\x01 \x01(\r\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.openshell.v1.PolicyLoadStatus\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x94\x01\n\x13ReportStatusRequest\x12)\n\x05phase\x18\x01 \x01(\x0e\x32\x1a.openshell.v1.SandboxPhase\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12*\n\x06policy\x18\x03 \x01(\x0b\x32\x1a.openshell.v1.PolicyReport\x12\x16\n\x0esupervisor_pid\x18\x04 \x01(\x05\"\x16\n\x14ReportStatusResponse\",\n\x12WatchPolicyRequest\x12\x16\n\x0e\x61\x66ter_revision\x18\x01 \x01(\r\"7\n\x0ePolicyRevision\x12\x10\n\x08revision\x18\x01 \x01(\r\x12\x13\n\x0bpolicy_yaml\x18\x02 \x01(\t\"\xc9\x01\n\tLogRecord\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x33\n\x06\x66ields\x18\x05 \x03(\x0b\x32#.openshell.v1.LogRecord.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x08LogBatch\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.openshell.v1.LogRecord\"$\n\x10PushLogsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\"\x1f\n\x1dGetProviderEnvironmentRequest\"d\n\x12ProviderCredential\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08\x65nv_name\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\r\n\x05hosts\x18\x05 \x03(\t\"\xc9\x01\n\x13ProviderEnvironment\x12G\n\x0b\x65nvironment\x18\x01 \x03(\x0b\x32\x32.openshell.v1.ProviderEnvironment.EnvironmentEntry\x12\x35\n\x0b\x63redentials\x18\x02 \x03(\x0b\x32 .openshell.v1.ProviderCredential\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x1bWatchInferenceBundleRequest\x12\x16\n\x0e\x61\x66ter_revision\x18\x01 \x01(\x04\"\xe2\x01\n\x0fInferenceBundle\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x11\n\tprotocols\x18\x03 \x03(\t\x12\x10\n\x08\x62\x61se_url\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x44\n\x0c\x61uth_headers\x18\x06 \x03(\x0b\x32..openshell.v1.InferenceBundle.AuthHeadersEntry\x1a\x32\n\x10\x41uthHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*t\n\x10PolicyLoadStatus\x12\"\n\x1ePOLICY_LOAD_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19POLICY_LOAD_STATUS_LOADED\x10\x01\x12\x1d\n\x19POLICY_LOAD_STATUS_FAILED\x10\x02\x32\xf4\x04\n\nSupervisor\x12\x61\n\x10GetSandboxConfig\x12%.openshell.v1.GetSandboxConfigRequest\x1a&.openshell.v1.GetSandboxConfigResponse\x12U\n\x0cReportStatus\x12!.openshell.v1.ReportStatusRequest\x1a\".openshell.v1.ReportStatusResponse\x12O\n\x0bWatchPolicy\x12 .openshell.v1.WatchPolicyRequest\x1a\x1c.openshell.v1.PolicyRevision0\x01\x12\x46\n\x0cPushLogBatch\x12\x16.openshell.v1.LogBatch\x1a\x1e.openshell.v1.PushLogsResponse\x12\x45\n\x08PushLogs\x12\x17.openshell.v1.LogRecord\x1a\x1e.openshell.v1.PushLogsResponse(\x01\x12h\n\x16GetProviderEnvironment\x12+.openshell.v1.GetProviderEnvironmentRequest\x1a!.openshell.v1.ProviderEnvironment\x12\x62\n\x14WatchInferenceBundle\x12).openshell.v1.WatchInferenceBundleRequest\x1a\x1d.openshell.v1.InferenceBundle0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,8 +44,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROVIDERENVIRONMENT_ENVIRONMENTENTRY']._serialized_options = b'8\001'
   _globals['_INFERENCEBUNDLE_AUTHHEADERSENTRY']._loaded_options = None
   _globals['_INFERENCEBUNDLE_AUTHHEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_POLICYLOADSTATUS']._serialized_start=1828
-  _globals['_POLICYLOADSTATUS']._serialized_end=1944
+  _globals['_POLICYLOADSTATUS']._serialized_start=1882
+  _globals['_POLICYLOADSTATUS']._serialized_end=1998
   _globals['_GETSANDBOXCONFIGREQUEST']._serialized_start=110
   _globals['_GETSANDBOXCONFIGREQUEST']._serialized_end=135
   _globals['_GETSANDBOXCONFIGRESPONSE']._serialized_start=138
@@ -68,22 +68,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGRECORD']._serialized_end=1165
   _globals['_LOGRECORD_FIELDSENTRY']._serialized_start=1120
   _globals['_LOGRECORD_FIELDSENTRY']._serialized_end=1165
-  _globals['_PUSHLOGSRESPONSE']._serialized_start=1167
-  _globals['_PUSHLOGSRESPONSE']._serialized_end=1203
-  _globals['_GETPROVIDERENVIRONMENTREQUEST']._serialized_start=1205
-  _globals['_GETPROVIDERENVIRONMENTREQUEST']._serialized_end=1236
-  _globals['_PROVIDERCREDENTIAL']._serialized_start=1238
-  _globals['_PROVIDERCREDENTIAL']._serialized_end=1338
-  _globals['_PROVIDERENVIRONMENT']._serialized_start=1341
-  _globals['_PROVIDERENVIRONMENT']._serialized_end=1542
+  _globals['_LOGBATCH']._serialized_start=1167
+  _globals['_LOGBATCH']._serialized_end=1219
+  _globals['_PUSHLOGSRESPONSE']._serialized_start=1221
+  _globals['_PUSHLOGSRESPONSE']._serialized_end=1257
+  _globals['_GETPROVIDERENVIRONMENTREQUEST']._serialized_start=1259
+  _globals['_GETPROVIDERENVIRONMENTREQUEST']._serialized_end=1290
+  _globals['_PROVIDERCREDENTIAL']._serialized_start=1292
+  _globals['_PROVIDERCREDENTIAL']._serialized_end=1392
+  _globals['_PROVIDERENVIRONMENT']._serialized_start=1395
+  _globals['_PROVIDERENVIRONMENT']._serialized_end=1596
   _globals['_PROVIDERENVIRONMENT_ENVIRONMENTENTRY']._serialized_start=536
   _globals['_PROVIDERENVIRONMENT_ENVIRONMENTENTRY']._serialized_end=586
-  _globals['_WATCHINFERENCEBUNDLEREQUEST']._serialized_start=1544
-  _globals['_WATCHINFERENCEBUNDLEREQUEST']._serialized_end=1597
-  _globals['_INFERENCEBUNDLE']._serialized_start=1600
-  _globals['_INFERENCEBUNDLE']._serialized_end=1826
-  _globals['_INFERENCEBUNDLE_AUTHHEADERSENTRY']._serialized_start=1776
-  _globals['_INFERENCEBUNDLE_AUTHHEADERSENTRY']._serialized_end=1826
-  _globals['_SUPERVISOR']._serialized_start=1947
-  _globals['_SUPERVISOR']._serialized_end=2503
+  _globals['_WATCHINFERENCEBUNDLEREQUEST']._serialized_start=1598
+  _globals['_WATCHINFERENCEBUNDLEREQUEST']._serialized_end=1651
+  _globals['_INFERENCEBUNDLE']._serialized_start=1654
+  _globals['_INFERENCEBUNDLE']._serialized_end=1880
+  _globals['_INFERENCEBUNDLE_AUTHHEADERSENTRY']._serialized_start=1830
+  _globals['_INFERENCEBUNDLE_AUTHHEADERSENTRY']._serialized_end=1880
+  _globals['_SUPERVISOR']._serialized_start=2001
+  _globals['_SUPERVISOR']._serialized_end=2629
 # @@protoc_insertion_point(module_scope)

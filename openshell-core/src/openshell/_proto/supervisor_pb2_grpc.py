@@ -50,6 +50,11 @@ class SupervisorStub:
                 request_serializer=openshell_dot_v1_dot_supervisor__pb2.WatchPolicyRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_supervisor__pb2.PolicyRevision.FromString,
                 _registered_method=True)
+        self.PushLogBatch = channel.unary_unary(
+                '/openshell.v1.Supervisor/PushLogBatch',
+                request_serializer=openshell_dot_v1_dot_supervisor__pb2.LogBatch.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_supervisor__pb2.PushLogsResponse.FromString,
+                _registered_method=True)
         self.PushLogs = channel.stream_unary(
                 '/openshell.v1.Supervisor/PushLogs',
                 request_serializer=openshell_dot_v1_dot_supervisor__pb2.LogRecord.SerializeToString,
@@ -92,8 +97,17 @@ class SupervisorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushLogBatch(self, request, context):
+        """Log records from the supervisor and its children, one batch per call (what
+        supervisors use: one message per batch instead of one stream write per line).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PushLogs(self, request_iterator, context):
-        """Log records from the supervisor and its children.
+        """The same, one record per stream message. Kept for supervisors started by an
+        older gateway that are still running after an upgrade.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,6 +146,11 @@ def add_SupervisorServicer_to_server(servicer, server):
                     servicer.WatchPolicy,
                     request_deserializer=openshell_dot_v1_dot_supervisor__pb2.WatchPolicyRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_supervisor__pb2.PolicyRevision.SerializeToString,
+            ),
+            'PushLogBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushLogBatch,
+                    request_deserializer=openshell_dot_v1_dot_supervisor__pb2.LogBatch.FromString,
+                    response_serializer=openshell_dot_v1_dot_supervisor__pb2.PushLogsResponse.SerializeToString,
             ),
             'PushLogs': grpc.stream_unary_rpc_method_handler(
                     servicer.PushLogs,
@@ -230,6 +249,33 @@ class Supervisor:
             '/openshell.v1.Supervisor/WatchPolicy',
             openshell_dot_v1_dot_supervisor__pb2.WatchPolicyRequest.SerializeToString,
             openshell_dot_v1_dot_supervisor__pb2.PolicyRevision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushLogBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.Supervisor/PushLogBatch',
+            openshell_dot_v1_dot_supervisor__pb2.LogBatch.SerializeToString,
+            openshell_dot_v1_dot_supervisor__pb2.PushLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,6 +14,7 @@ from openshell._proto import openshell_pb2, supervisor_pb2, supervisor_pb2_grpc
 from openshell.gateway import core as gc
 from openshell.gateway import store as st
 from openshell.gateway.service import PROTO_TO_PHASE, abort_for
+from openshell.logfmt import logfmt_fields
 
 SANDBOX_ID_KEY = "x-sandbox-id"
 SANDBOX_SECRET_KEY = "x-sandbox-secret"
@@ -111,6 +112,16 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
                 model=b.model, auth_headers=dict(b.auth_headers),
             )
 
+    async def PushLogBatch(self, request, context):
+        try:
+            record = await _identify(self.core, context)
+        except gc.GatewayError as exc:
+            await abort_for(context, exc)
+        if len(request.records) > MAX_LOG_BATCH:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_LOG_BATCH} records per batch")
+        accepted = await self.core.push_logs(record, [_log_line(item) for item in request.records])
+        return supervisor_pb2.PushLogsResponse(accepted=accepted)
+
     async def PushLogs(self, request_iterator, context):
         try:
             record = await _identify(self.core, context)
@@ -119,15 +130,7 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
         accepted = 0
         batch: list[gc.LogLine] = []
         async for item in request_iterator:
-            batch.append(
-                gc.LogLine(
-                    time=item.time.ToNanoseconds() / 1e9 if item.HasField("time") else 0.0,
-                    level=item.level,
-                    target=item.target,
-                    message=item.message,
-                    fields=dict(item.fields),
-                )
-            )
+            batch.append(_log_line(item))
             # Write in small batches: a long-lived stream must not hold lines in memory.
             if len(batch) >= 100:
                 accepted += await self.core.push_logs(record, batch)
@@ -135,3 +138,18 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
         if batch:
             accepted += await self.core.push_logs(record, batch)
         return supervisor_pb2.PushLogsResponse(accepted=accepted)
+
+
+MAX_LOG_BATCH = 10_000  # records per PushLogBatch (a supervisor holds at most this many)
+
+
+def _log_line(item) -> gc.LogLine:
+    """A pushed ``LogRecord`` as a ``LogLine``; fields parsed from the logfmt message
+    when the supervisor sent none (current supervisors never do)."""
+    return gc.LogLine(
+        time=item.time.ToNanoseconds() / 1e9 if item.HasField("time") else 0.0,
+        level=item.level,
+        target=item.target,
+        message=item.message,
+        fields=dict(item.fields) or logfmt_fields(item.message),
+    )

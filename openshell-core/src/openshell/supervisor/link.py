@@ -123,10 +123,10 @@ class GatewayLink:
             # still picked up within 2 s of the gateway answering again.
             delay = min(delay * 2, 1.0)
 
-    async def push_logs(self, records) -> bool:
-        """Send log records (an iterable of ``LogRecord``) in one stream; False on failure."""
+    async def push_log_batch(self, batch) -> bool:
+        """Send a ``LogBatch`` in one unary call; False on failure."""
         try:
-            await self.stub.PushLogs(iter(list(records)), metadata=self.metadata, timeout=CALL_TIMEOUT)
+            await self.stub.PushLogBatch(batch, metadata=self.metadata, timeout=CALL_TIMEOUT)
             return True
         except grpc.aio.AioRpcError as exc:
             log.debug("event=push_logs_failed code=%s", exc.code().name)

@@ -1,4 +1,4 @@
-"""Ship the supervisor's log lines to the gateway (``Supervisor.PushLogs``).
+"""Ship the supervisor's log lines to the gateway (``Supervisor.PushLogBatch``).
 
 Proxy decisions, policy loads and lifecycle events become visible through
 ``openshell sandbox logs NAME`` without access to the host. Lines are buffered
@@ -11,24 +11,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import re
 from typing import Iterable
 
 from openshell.supervisor.link import GatewayLink
 
 MAX_BUFFERED = 10_000  # lines held while the gateway is unreachable
 PUSH_INTERVAL = 0.5  # seconds between batches
-_LOGFMT = re.compile(r'([A-Za-z_][A-Za-z0-9_.-]*)=("(?:[^"\\]|\\.)*"|\S+)')
-
-
-def logfmt_fields(message: str) -> dict[str, str]:
-    """Parse ``key=value`` pairs (values may be double-quoted) out of a log message."""
-    out: dict[str, str] = {}
-    for key, value in _LOGFMT.findall(message):
-        if value.startswith('"'):
-            value = value[1:-1].replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
-        out[key] = value
-    return out
+MAX_MESSAGE = 16 * 1024  # characters of one log message (longer ones are cut)
+MAX_BATCH_BYTES = 1 << 20  # characters of messages per pushed batch
 
 
 class PushHandler(logging.Handler):
@@ -46,36 +36,46 @@ class PushHandler(logging.Handler):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must not break logging
             message = str(record.msg)
+        if len(message) > MAX_MESSAGE:  # one runaway line must not make every batch too big to send
+            message = message[:MAX_MESSAGE] + " [truncated]"
         if len(self.queue) == self.queue.maxlen:
             self.dropped += 1
         self.queue.append((record.created, record.levelname.lower(), record.name, message))
 
-    def drain(self, limit: int = 1000) -> list[tuple[float, str, str, str]]:
-        items = []
-        while self.queue and len(items) < limit:
-            items.append(self.queue.popleft())
+    def drain(self, limit: int = 1000, max_bytes: int = MAX_BATCH_BYTES) -> list[tuple[float, str, str, str]]:
+        """Take up to ``limit`` queued records, stopping once their messages reach
+        ``max_bytes`` (a gRPC message must stay under the 4 MiB default)."""
+        items: list[tuple[float, str, str, str]] = []
+        size = 0
+        while self.queue and len(items) < limit and size < max_bytes:
+            item = self.queue.popleft()
+            size += len(item[3])
+            items.append(item)
         return items
 
 
 async def push_loop(link: GatewayLink, handler: PushHandler, interval: float = PUSH_INTERVAL) -> None:
-    """Forever: every ``interval`` seconds push what the handler queued.
+    """Forever: every ``interval`` seconds push what the handler queued, as one
+    ``PushLogBatch`` call.
 
     A failed push puts the batch back (bounded by the queue) and retries later.
+    The records carry no parsed fields: the gateway parses the logfmt messages,
+    off the proxy's event loop, which this loop shares (issue 7).
     """
     while True:
         await asyncio.sleep(interval)
         batch = handler.drain()
         if not batch:
             continue
-        if not await link.push_logs(_records(batch)):
+        if not await link.push_log_batch(_batch(batch)):
             handler.queue.extendleft(reversed(batch))
 
 
-def _records(batch: Iterable[tuple[float, str, str, str]]):
+def _batch(items: Iterable[tuple[float, str, str, str]]):
     from openshell._proto import supervisor_pb2
 
-    for created, level, target, message in batch:
-        rec = supervisor_pb2.LogRecord(level=level, target=target, message=message)
+    out = supervisor_pb2.LogBatch()
+    for created, level, target, message in items:
+        rec = out.records.add(level=level, target=target, message=message)
         rec.time.FromNanoseconds(int(created * 1e9))
-        rec.fields.update(logfmt_fields(message))
-        yield rec
+    return out

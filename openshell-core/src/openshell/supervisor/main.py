@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -328,12 +329,28 @@ def _ctx_dict(ctx: IsolationContext) -> dict:
     return asdict(ctx)
 
 
+class _LogFormatter(logging.Formatter):
+    """``logging.Formatter`` with the formatted second reused for every line in it:
+    the proxy writes a line per connection and per inspected request, and
+    ``localtime`` + ``strftime`` per line was a visible share of that (issue 7)."""
+
+    _cached: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging API
+        sec = int(record.created)
+        if self._cached[0] != sec:
+            self._cached = (sec, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(sec)))
+        return f"{self._cached[1]},{int(record.msecs):03d}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console script ``openshell-sandbox --config FILE``; exits 0 on a clean stop."""
     parser = argparse.ArgumentParser(prog="openshell-sandbox", description="Run one sandbox's supervisor (started by a compute driver).")
     parser.add_argument("--config", required=True, help="supervisor.json written by the compute driver")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("OPENSHELL_LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=os.environ.get("OPENSHELL_LOG_LEVEL", "INFO").upper(), handlers=[handler])
     # Not in the format: skip the pid, thread and process-name lookups every record pays.
     logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     if os.geteuid() != 0:

@@ -449,6 +449,16 @@ class HttpInspector(Inspector):
         except (OSError, TransportError) as exc:
             raise _Close(responses.error(502, "upstream_failed", f"upstream connection failed: {exc}")) from None
         state = {"started": False}
+        if framing.kind == "none" or (framing.kind == "length" and not framing.length):
+            # No request body (most GETs): nothing to stream beside the answer, so
+            # no second task and no asyncio.wait per request.
+            body_done: asyncio.Future = asyncio.get_running_loop().create_future()
+            body_done.set_result(True)
+            try:
+                return await self._response(conn, req, method, websocket, body_done, state)
+            except UpstreamError as exc:
+                conn.flow.log.event("upstream_bad_response", host=conn.flow.connect.host, port=conn.flow.connect.port, reason=str(exc))
+                raise _Close(None if state["started"] else responses.error(502, "upstream_bad_response", str(exc))) from None
         body_task = asyncio.ensure_future(copy_body(conn.creader, framing, conn.upstream, idle=self.body_idle))
         resp_task = asyncio.ensure_future(self._response(conn, req, method, websocket, body_task, state))
         try:

@@ -104,11 +104,14 @@ class Reader:
     async def _more(self, timeout: float | None) -> bool:  # noqa: ASYNC109 - per-read idle timeout
         if self.eof:
             return False
-        try:
-            async with asyncio.timeout(timeout):
-                data = await self.transport.recv(RECV_SIZE)
-        except TimeoutError:
-            raise self._fail(408, f"no data for {timeout:g}s") from None
+        if timeout is None:  # responses and heads under an outer deadline: no timer per read
+            data = await self.transport.recv(RECV_SIZE)
+        else:
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await self.transport.recv(RECV_SIZE)
+            except TimeoutError:
+                raise self._fail(408, f"no data for {timeout:g}s") from None
         if not data:
             self.eof = True
             return False
