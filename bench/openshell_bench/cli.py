@@ -9,13 +9,16 @@ Usage::
     python bench/run.py --with-docker lifecycle   # also measure `docker run --rm` (private dockerd)
 
 Exit codes: 0 when every selected figure ran or was skipped with a reason,
-1 when a figure failed (the error is in the JSON and the table), 2 usage error.
+1 when a figure failed (the error is in the JSON and the table), 2 usage error,
+130 when interrupted (Ctrl-C or SIGTERM: whatever the run started is torn down
+first, and the figures finished so far are still written).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 import traceback
@@ -57,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--with-docker", action="store_true", default=os.environ.get(ENV_FLAG, "") not in ("", "0"),
                    help="lifecycle: measure `docker run --rm` with a private dockerd (installs docker.io and "
                         f"debootstrap if missing, builds the image once; never pulls). Also {ENV_FLAG}=1")
+    p.add_argument("--max-sandboxes", type=int, metavar="N",
+                   help="lifecycle: how many sandboxes the density part creates and holds (default 100, "
+                        "4 with --quick); a gateway holds at most 254")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where the JSON goes (default: {DEFAULT_OUT})")
     return p
 
@@ -74,10 +80,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown peer {', '.join(bad)}; choose from {', '.join(PEERS)}", file=sys.stderr)
         return 2
     selected = args.figures or list(FIGURES)
-    ctx = Context(Sizes.quick() if args.quick else Sizes(), peers, with_docker=args.with_docker)
+    sizes = Sizes.quick() if args.quick else Sizes()
+    if args.max_sandboxes is not None:
+        if args.max_sandboxes < 1:
+            print("error: --max-sandboxes must be at least 1", file=sys.stderr)
+            return 2
+        sizes.max_sandboxes = args.max_sandboxes
+    ctx = Context(sizes, peers, with_docker=args.with_docker)
     started = time.time()
     results: dict[str, FigureResult] = {}
-    failed = False
+    failed = interrupted = False
+    # SIGTERM (timeout, a cancelled CI job) must tear down like Ctrl-C does: a
+    # leftover gateway, sandbox or test host breaks the next run.
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         for name in selected:
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -91,12 +106,29 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 res = FigureResult(name, status="error", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
             res.seconds = round(time.perf_counter() - t0, 1)
+            if args.quick:
+                for target in res.targets:  # small sizes say nothing about a goal
+                    target.met = None
+                    target.value += " (--quick: not judged)"
             results[name] = res
             print(f"[bench] {name}: {res.status} in {res.seconds} s", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("[bench] interrupted: stopping what this run started ...", file=sys.stderr, flush=True)
     finally:
-        ctx.close()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the teardown short
+        try:
+            ctx.close()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    if interrupted and not results:
+        return 130
     doc = document(results, quick=args.quick, started=started)
     write(doc, args.out)
     print(table(doc))
     print(f"\n(written to {args.out})")
-    return 1 if failed else 0
+    return 130 if interrupted else 1 if failed else 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

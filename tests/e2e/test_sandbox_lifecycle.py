@@ -318,3 +318,28 @@ def test_logs_show_proxy_decisions_with_reason(gateway, upstream, tmp_path):
         assert "DENIED" in warn and "ALLOWED" not in warn
     finally:
         gateway.cli("sandbox", "delete", "lc-logs")
+
+
+def test_supervisor_whose_state_directory_vanished_stops_and_cleans_up(gateway):
+    # E.g. a gateway's files removed while its sandboxes ran: nothing can reach or
+    # delete such a sandbox any more, so it must not run (and retry) forever.
+    gateway.cli("sandbox", "create", "--name", "lc-orphan", "--detach", check=True)
+    sid = _sandbox_id(gateway, "lc-orphan")
+    ctx = _ctx(gateway, sid)
+    sup = _supervisor_pid(gateway, sid)
+    gateway.sx("lc-orphan", "sh", "-c", "nohup sleep 300 >/dev/null 2>&1 &")
+    d = gateway.state_dir / "sandboxes" / sid
+    moved = d.with_name(sid + ".moved")
+    d.rename(moved)
+    try:
+        deadline = time.monotonic() + 30
+        while _pid_alive(sup) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _pid_alive(sup)
+        assert not _pids_in_netns(ctx["netns"])
+        assert ctx["netns"] not in _netns_names()
+        assert not Path(f"/run/openshell/ssh/{sid}.sock").exists()
+        assert "event=orphaned" in (moved / "supervisor.log").read_text()
+    finally:
+        moved.rename(d)
+        gateway.cli("sandbox", "delete", "lc-orphan")

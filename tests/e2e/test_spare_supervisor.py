@@ -92,7 +92,11 @@ def test_a_create_takes_the_waiting_spare_and_a_new_one_replaces_it(gw):
     assert sup == spare
     assert _nice(sup) == 0  # a supervisor runs at normal priority once assigned
     [log] = gw.state_dir.glob("sandboxes/*/supervisor.log")
-    assert "event=ready" in log.read_text()  # its output goes to the sandbox's log
+    text = log.read_text()
+    # The driver's line comes first: a spare that died before opening the log
+    # would still leave the sandbox's ERROR reason something to show.
+    assert text.startswith(f"handed to spare supervisor pid {spare}\n")
+    assert "event=ready" in text  # its output goes to the sandbox's log
     p = gw.sx("warm", "sh", "-c", "echo hello from $(id -un)")
     assert p.returncode == 0 and p.stdout.decode().strip() == "hello from sandbox", p.stderr
 

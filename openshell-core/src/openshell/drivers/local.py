@@ -95,6 +95,10 @@ class LocalDriver(ComputeDriver):
             spare, self._spare = self._spare, None
         if spare is None or spare.poll() is not None:
             return None
+        # Written first, so a spare that dies before it opens the log still leaves
+        # the sandbox's ERROR reason something to show.
+        with open(log_path, "ab") as logf:
+            logf.write(f"handed to spare supervisor pid {spare.pid}\n".encode())
         line = json.dumps({"config": str(cfg_path), "log": str(log_path)}).encode() + b"\n"
         try:
             assert spare.stdin is not None

@@ -33,6 +33,7 @@ log = logging.getLogger("openshell.supervisor")
 
 #: isolation layers every sandbox needs; a missing one means the sandbox does not start
 REQUIRED_LAYERS = ("netns", "landlock", "seccomp")
+ORPHAN_CHECK = 5.0  # seconds between checks that the sandbox's state directory still exists
 
 
 def _preload() -> type:
@@ -116,7 +117,8 @@ class Supervisor:
             return 1
         await self.link.report(phase="READY", policy_revision=self.policy_revision, pid=os.getpid())
         log.info("event=ready sandbox=%s", self.cfg.sandbox_id)
-        tasks = [asyncio.ensure_future(self._policy_loop()), asyncio.ensure_future(self._reap_loop())]
+        tasks = [asyncio.ensure_future(self._policy_loop()), asyncio.ensure_future(self._reap_loop()),
+                 asyncio.ensure_future(self._orphan_watch())]
         if self.log_handler is not None:
             tasks.append(asyncio.ensure_future(push_loop(self.link, self.log_handler)))
         await self.stop.wait()
@@ -297,6 +299,22 @@ class Supervisor:
             # processes that their Popen objects are waiting for (Popen then reports 0).
 
     # ------------------------------------------------------------------ stop
+    async def _orphan_watch(self, interval: float = ORPHAN_CHECK) -> None:
+        """Stop when the sandbox's state directory is gone.
+
+        The driver removes it only after stopping the supervisor, so a missing
+        directory means the gateway's state was deleted under a running sandbox
+        (e.g. a gateway removed with its files). Nothing can reach or delete such
+        a sandbox any more; running on would keep its namespaces and processes,
+        and retry a gateway that no longer exists, forever.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            if not self.state_dir.is_dir():
+                log.warning("event=orphaned reason=state directory %s is gone; stopping the sandbox", self.state_dir)
+                self.stop.set()
+                return
+
     async def _shutdown(self) -> None:
         from openshell.supervisor.cleanup import kill_sandbox_processes
 

@@ -140,10 +140,14 @@ class SshServer:
         threading.Thread(target=self._accept_loop, daemon=True, name="ssh-accept").start()
 
     def close(self) -> None:
-        """Stop accepting and kill running session processes."""
+        """Stop accepting, remove the socket file, kill running session processes."""
         self._closed.set()
         if self._sock:
             self._sock.close()
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
         with self._lock:
             procs = list(self._procs)
         for p in procs:

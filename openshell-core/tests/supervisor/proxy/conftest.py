@@ -145,9 +145,12 @@ class _Collect(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.warnings: list[str] = []  # lines logged at WARNING or above (``sandbox logs --level warning``)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
+        if record.levelno >= logging.WARNING:
+            self.warnings.append(record.getMessage())
 
 
 @dataclass

@@ -249,6 +249,8 @@ def test_non_http_client_gets_400_at_once_not_after_the_head_timeout(proxy, clie
     assert "not an HTTP request" in json.loads(body)["detail"]
     assert elapsed < 3, elapsed
     assert not proxy.decisions()
+    # A refusal: shown by `sandbox logs --level warning`, which is where a user looks first.
+    assert any(line.startswith("event=bad_request ") and "not an HTTP request" in line for line in proxy.logs.warnings)
 
 
 # ------------------------------------------------------------------ identity, reloads, hosts

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 LOGGER_NAME = "openshell.supervisor.proxy"
 #: events that refuse something the sandbox asked for
-WARNING_EVENTS = frozenset({"credential_denied", "request_authority_mismatch"})
+WARNING_EVENTS = frozenset({"credential_denied", "request_authority_mismatch", "bad_request"})
 
 
 # printable ASCII except space, '"', '=' and '\\': the common case, printed as is
