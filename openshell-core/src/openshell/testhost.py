@@ -203,6 +203,7 @@ class TestHost:
         if self._up:
             return
         self._remove_stale()
+        self._remove_stale_address()
         # Without a route, an unused 10.199.x.y would follow the default route off
         # this machine; the /32 host routes below are more specific than this guard.
         _ip("route", "replace", "unreachable", "10.199.0.0/16")
@@ -251,6 +252,26 @@ class TestHost:
             )
         _ip("link", "del", self._veth_root, check=False)
         _ip("netns", "del", self.netns, check=False)
+
+    def _remove_stale_address(self) -> None:
+        """Free ``self.ip`` from a test host of another name whose process died
+        without closing it (names carry pids, so ``_remove_stale`` never sees it).
+
+        :raises TestHostError: a live test host still uses the address.
+        """
+        route = _ip("route", "show", f"{self.ip}/32", check=False).stdout.split()
+        if "dev" not in route:
+            return
+        dev = route[route.index("dev") + 1]
+        if not dev.startswith("th"):
+            raise TestHostError(f"test host address {self.ip} is routed to {dev}, which is not a test host's; pick another address")
+        info = _ip("-o", "link", "show", "dev", dev, check=False).stdout.split()
+        netns = info[info.index("link-netns") + 1] if "link-netns" in info else None
+        if netns and _ip("netns", "pids", netns, check=False).stdout.split():
+            raise TestHostError(f"test host address {self.ip} is in use by the live test host in {netns}; pick another address")
+        _ip("link", "del", dev, check=False)
+        if netns and netns.startswith(NETNS_PREFIX):
+            _ip("netns", "del", netns, check=False)
 
     # ------------------------------------------------------------------ helpers
 

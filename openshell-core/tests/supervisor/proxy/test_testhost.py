@@ -75,6 +75,33 @@ def test_stale_namespace_from_a_crashed_run_is_replaced(proxy_root):
     assert not os.path.exists(nsutil.netns_path(f"osth-{name}"))
 
 
+
+def test_address_left_by_a_killed_run_of_another_name_is_freed(proxy_root):
+    # Runs name their hosts after their pid: a run killed with SIGKILL leaves a
+    # namespace no later name matches, but its address and route stay in the way.
+    ip = f"10.199.{random.randint(100, 250)}.2"
+    crashed = TestHost(f"thk{uuid.uuid4().hex[:6]}", ip)
+    crashed.start()
+    crashed._up = False  # as if its process died: close() will not clean it
+    try:
+        with TestHost(f"thn{uuid.uuid4().hex[:6]}", ip) as host:
+            host.serve_http(8080)
+            assert _get(f"http://{ip}:8080/")["host"] == host.name
+        assert not os.path.exists(nsutil.netns_path(crashed.netns))
+    finally:
+        crashed._up = True
+        crashed.close()
+
+
+def test_address_of_a_live_host_is_not_taken(proxy_root):
+    ip = f"10.199.{random.randint(100, 250)}.2"
+    with TestHost(f"thl{uuid.uuid4().hex[:6]}", ip) as live:
+        live.serve_http(8080)
+        with pytest.raises(TestHostError, match=live.netns):
+            TestHost(f"thm{uuid.uuid4().hex[:6]}", ip).start()
+        assert _get(f"http://{ip}:8080/")["host"] == live.name
+
+
 @pytest.mark.parametrize("ip", ["10.200.0.2", "127.0.0.1", "10.199.0.1", "10.199.0.255"])
 def test_addresses_outside_the_test_range_are_refused(ip):
     with pytest.raises(TestHostError):
