@@ -11,7 +11,8 @@ Usage::
 Exit codes: 0 when every selected figure ran or was skipped with a reason,
 1 when a figure failed (the error is in the JSON and the table), 2 usage error,
 130 when interrupted (Ctrl-C or SIGTERM: whatever the run started is torn down
-first, and the figures finished so far are still written).
+first, and the document is still written, with ``"interrupted": true`` and the
+figures finished so far).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ FIGURES: dict[str, Callable[[Context], FigureResult]] = {
     "transfer": transfer,
 }
 DEFAULT_OUT = env.BENCH / "results" / "latest.json"
+MAX_SANDBOXES = 254  # live sandboxes per gateway (one /24 of 10.200.0.0/16 each)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     selected = args.figures or list(FIGURES)
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.max_sandboxes is not None:
-        if args.max_sandboxes < 1:
-            print("error: --max-sandboxes must be at least 1", file=sys.stderr)
+        if not 1 <= args.max_sandboxes <= MAX_SANDBOXES:
+            print(f"error: --max-sandboxes must be 1-{MAX_SANDBOXES} (a gateway holds at most {MAX_SANDBOXES} sandboxes)",
+                  file=sys.stderr)
             return 2
         sizes.max_sandboxes = args.max_sandboxes
     ctx = Context(sizes, peers, with_docker=args.with_docker)
@@ -109,21 +112,22 @@ def main(argv: list[str] | None = None) -> int:
             if args.quick:
                 for target in res.targets:  # small sizes say nothing about a goal
                     target.met = None
-                    target.value += " (--quick: not judged)"
             results[name] = res
             print(f"[bench] {name}: {res.status} in {res.seconds} s", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         interrupted = True
         print("[bench] interrupted: stopping what this run started ...", file=sys.stderr, flush=True)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the teardown short
+        # A second Ctrl-C or SIGTERM must not cut the teardown short (that is what
+        # leaves gateways and test hosts behind).
+        previous_int = signal.signal(signal.SIGINT, _patience)
+        signal.signal(signal.SIGTERM, _patience)
         try:
             ctx.close()
         finally:
             signal.signal(signal.SIGTERM, previous)
-    if interrupted and not results:
-        return 130
-    doc = document(results, quick=args.quick, started=started)
+            signal.signal(signal.SIGINT, previous_int)
+    doc = document(results, quick=args.quick, started=started, interrupted=interrupted)
     write(doc, args.out)
     print(table(doc))
     print(f"\n(written to {args.out})")
@@ -132,3 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _patience(signum: int, frame: object) -> None:
+    print("[bench] still stopping what this run started; a moment ...", file=sys.stderr, flush=True)

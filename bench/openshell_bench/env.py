@@ -53,14 +53,20 @@ def test_host(slot: int, *, tls: tuple[str, str] | None = None) -> Iterator:
     :param slot: 0-9, one per figure so figures never share a /24.
     :param tls: ``(cert_path, key_path)`` to serve HTTPS instead.
     """
-    from openshell.testhost import TestHost
+    from openshell.testhost import TestHost, TestHostError
 
     from openshell_bench.upstream import Upstream
 
     host = TestHost(f"bn{slot}-{os.getpid() % 10000}", f"10.199.{50 + slot}.2")
     server = None
     try:
-        host.start()
+        try:
+            host.start()
+        except TestHostError as exc:
+            if "in use by the live test host" in str(exc):
+                raise RuntimeError(f"another benchmark run on this machine is using {host.ip} ({exc}); "
+                                   "run one benchmark at a time") from None
+            raise
         server = Upstream(host, UPSTREAM_PORT, tls)
         yield host
     finally:
@@ -101,6 +107,13 @@ class BenchGateway:
         self.env.pop("OPENSHELL_STATE_DIR", None)
         self.env.update(extra_env or {})
         self.client = None
+        try:
+            self._start()
+        except BaseException:  # failed or interrupted half-way: stop whatever did start
+            self.close()
+            raise
+
+    def _start(self) -> None:
         self.cli("gateway", "start", "--name", self.name, "--port", str(self.port), check=True, timeout=90)
         from openshell.client.config import load_gateway_config
         from openshell.client.sdk import OpenShellClient

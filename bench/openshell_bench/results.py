@@ -3,6 +3,7 @@
 A run is a JSON document (``bench/results/latest.json``)::
 
     {"schema": 1, "started": ISO-8601, "seconds": float, "quick": bool,
+     "interrupted": bool,  # Ctrl-C/SIGTERM: figures not finished are absent
      "machine": {"cpus", "mem_gib", "kernel", "python", "cpu_model", "loadavg"},
      "figures": {NAME: {"title", "status": "ok"|"skipped"|"error", "reason",
                         "rows": [{"subject", "metric", "value", "unit",
@@ -11,7 +12,8 @@ A run is a JSON document (``bench/results/latest.json``)::
                         "seconds": float}}}
 
 ``ratio`` is ``value / baseline value`` measured in the same run (None when the
-row is its own baseline or none applies). Rows whose subject could not be
+row is its own baseline or none applies). A target's ``met`` is None when the
+run does not judge it (``--quick`` sizes, or fewer sandboxes than the goal). Rows whose subject could not be
 measured carry ``value: null`` and the reason in ``note``.
 """
 
@@ -129,13 +131,14 @@ def machine() -> dict:
     }
 
 
-def document(results: dict[str, FigureResult], *, quick: bool, started: float) -> dict:
+def document(results: dict[str, FigureResult], *, quick: bool, started: float, interrupted: bool = False) -> dict:
     """The JSON run document (shape in the module docstring)."""
     return {
         "schema": SCHEMA,
         "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 1),
         "quick": quick,
+        "interrupted": interrupted,
         "machine": machine(),
         "figures": {name: res.to_dict() for name, res in results.items()},
     }
@@ -190,6 +193,6 @@ def table(doc: dict) -> str:
         if fig["targets"]:
             lines.append("")
             for t in fig["targets"]:
-                mark = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
+                mark = {True: "met", False: "NOT met", None: "not judged"}[t["met"]]
                 lines.append(f"- target {t['target']}: goal {t['goal']}, now {t['value']} — {mark}")
     return "\n".join(lines)

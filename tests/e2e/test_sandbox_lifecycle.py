@@ -340,6 +340,11 @@ def test_supervisor_whose_state_directory_vanished_stops_and_cleans_up(gateway):
         assert ctx["netns"] not in _netns_names()
         assert not Path(f"/run/openshell/ssh/{sid}.sock").exists()
         assert "event=orphaned" in (moved / "supervisor.log").read_text()
+        # ... and the gateway collects it: no zombie left for `kill -0` to mistake as running
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{sup}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not Path(f"/proc/{sup}").exists()
     finally:
         moved.rename(d)
         gateway.cli("sandbox", "delete", "lc-orphan")

@@ -43,6 +43,7 @@ from openshell.plugin.kinds import ComputeDriver, SandboxStatus, SshEndpoint
 log = logging.getLogger("openshell.drivers.local")
 
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a supervisor
+REAP_INTERVAL = 2.0  # seconds between checks for supervisors that exited
 SSH_SOCKET_DIR = Path("/run/openshell/ssh")
 
 
@@ -70,7 +71,22 @@ class LocalDriver(ComputeDriver):
         self._lock = threading.Lock()
         self._spare: subprocess.Popen | None = None
         self._closed = False
+        # supervisors this driver started, by sandbox id, until they exit and are
+        # reaped (also when their pid file went away with the sandbox's directory)
+        self._children: dict[str, int] = {}
+        self._reaper = threading.Thread(target=self._reap_loop, name="local-driver-reaper", daemon=True)
+        self._reaper.start()
         self._refill()
+
+    def _reap_loop(self, interval: float = REAP_INTERVAL) -> None:
+        """Collect supervisors that exited on their own (a sandbox whose state
+        directory vanished, a crash), so none stays a zombie."""
+        while not self._closed:
+            time.sleep(interval)
+            for sid, pid in list(self._children.items()):
+                if not _alive(pid):
+                    _reap(pid)
+                    self._children.pop(sid, None)
 
     # ------------------------------------------------------------------ spare supervisor
     def _refill(self) -> None:
@@ -181,6 +197,7 @@ class LocalDriver(ComputeDriver):
             finally:
                 logf.close()
         (d / "supervisor.pid").write_text(str(proc.pid))
+        self._children[sid] = proc.pid
         log.info("event=supervisor_started sandbox=%s pid=%d spare=%s", sid, proc.pid, "yes" if warm else "no")
         self._refill()
 
@@ -191,6 +208,7 @@ class LocalDriver(ComputeDriver):
         if pid is None:
             return SandboxStatus("ERROR", "supervisor was never started or its pid file is gone")
         if not _alive(pid):
+            _reap(pid)
             tail = _log_tail(self.sandbox_dir(sandbox_id) / "supervisor.log")
             return SandboxStatus("ERROR", f"supervisor (pid {pid}) exited" + (f": {tail}" if tail else ""))
         return SandboxStatus("PROVISIONING")
@@ -207,6 +225,8 @@ class LocalDriver(ComputeDriver):
                 time.sleep(0.05)
             if _alive(pid):
                 _signal_group(pid, signal.SIGKILL)
+        for known in {pid, self._children.pop(sandbox_id, None)} - {None}:
+            _reap(known)
         # A crashed supervisor cleans nothing: do what its shutdown would have.
         from openshell.supervisor.cleanup import cleanup_sandbox
 
@@ -228,6 +248,16 @@ def _alive(pid: int) -> bool:
         return state != "Z"
     except (OSError, IndexError):
         return False
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid``'s exit status if it is our exited child, so a supervisor
+    that stopped on its own does not stay a zombie (``kill -0`` succeeds on
+    zombies, which misleads anything watching ``supervisor.pid``)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child (started by an earlier gateway) or already collected
+        pass
 
 
 def _signal_group(pid: int, sig: int) -> None:
