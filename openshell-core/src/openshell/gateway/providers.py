@@ -26,6 +26,7 @@ from openshell.gateway import core as gc
 from openshell.gateway import names
 from openshell.gateway import store as st
 from openshell.gateway.secretbox import SecretBox
+from openshell.inference.bundle import RouteBundle
 
 log = logging.getLogger("openshell.gateway")
 
@@ -61,18 +62,6 @@ class ProviderEnvironment:
 
     environment: dict[str, str]
     credentials: tuple[SandboxCredential, ...]
-
-
-@dataclass(frozen=True)
-class InferenceBundle:
-    """What the supervisor's router needs; ``revision`` changes with any content change (0: no route)."""
-
-    revision: int = 0
-    backend: str = ""
-    protocols: tuple[str, ...] = ()
-    base_url: str = ""
-    model: str = ""
-    auth_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 def _registry() -> Any:
@@ -308,16 +297,16 @@ class ProviderManager:
                 creds.append(SandboxCredential(pname, prov.type, key, value, tuple(hosts)))
         return ProviderEnvironment(env, tuple(creds))
 
-    async def inference_bundle(self, workspace: str) -> InferenceBundle:
+    async def inference_bundle(self, workspace: str) -> RouteBundle:
         """The route of ``workspace`` with the backend's auth headers (revision 0: none or unusable)."""
         route = await asyncio.to_thread(self.store.get_inference_route, workspace)
         if route is None:
-            return InferenceBundle()
+            return RouteBundle()
         try:
             cls = _backend_class(route.backend)
         except gc.InvalidArgument as exc:
             log.warning("event=inference_backend_missing workspace=%s error=%s", workspace, exc)
-            return InferenceBundle()
+            return RouteBundle()
         credential = None
         if route.provider:
             prov = await asyncio.to_thread(self.store.get_provider, route.provider, workspace)
@@ -336,7 +325,7 @@ class ProviderManager:
         }
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()
         revision = int.from_bytes(digest[:8], "big") >> 1 or 1
-        return InferenceBundle(revision, route.backend, tuple(cls.protocols), content["base_url"], route.model, headers)
+        return RouteBundle(revision, route.backend, tuple(cls.protocols), content["base_url"], route.model, headers)
 
     async def _attached_versions(self, record: st.SandboxRecord) -> list[tuple[str, int]]:
         versions = []
@@ -345,7 +334,7 @@ class ProviderManager:
             versions.append((pname, prov.resource_version if prov is not None else 0))
         return versions
 
-    async def watch_inference(self, record: st.SandboxRecord, after_revision: int = 0) -> AsyncIterator[InferenceBundle]:
+    async def watch_inference(self, record: st.SandboxRecord, after_revision: int = 0) -> AsyncIterator[RouteBundle]:
         """Yield the sandbox's inference bundle whenever it or one of the sandbox's
         attached providers changed (the revision covers both, so a supervisor
         re-reads its provider environment when a credential was rotated).

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from openshell._proto import supervisor_pb2
-from openshell.supervisor.inference.bundle import RouteBundle
+from openshell.inference.bundle import RouteBundle
 
 log = logging.getLogger("openshell.supervisor")
 

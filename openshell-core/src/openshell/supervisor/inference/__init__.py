@@ -12,7 +12,7 @@ Modules, one job each: ``paths`` (which calls are inference calls),
 ``bundle`` (the route the gateway sent, swapped atomically on refresh).
 """
 
-from openshell.supervisor.inference.bundle import RouteBundle
+from openshell.inference.bundle import RouteBundle
 from openshell.supervisor.inference.paths import InferenceCall, classify
 from openshell.supervisor.inference.router import INFERENCE_HOST, InferenceRouter
 

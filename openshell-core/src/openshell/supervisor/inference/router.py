@@ -32,7 +32,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from openshell.supervisor.inference.bundle import RouteBundle
+from openshell.inference.bundle import RouteBundle
 from openshell.supervisor.inference.paths import ALLOWED, InferenceCall, classify
 
 log = logging.getLogger("openshell.supervisor.inference")

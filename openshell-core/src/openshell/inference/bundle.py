@@ -1,4 +1,5 @@
-"""The route the router forwards to (from the gateway's ``InferenceBundle``)."""
+"""An inference route as the gateway sends it (``Supervisor.WatchInferenceBundle``) and the
+supervisor's ``inference.local`` router forwards to it."""
 
 from __future__ import annotations
 
