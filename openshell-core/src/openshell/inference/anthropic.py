@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from openshell.inference.http import get_json, model_ids, models_url, probe_models
-from openshell.plugin import InferenceBackend, ProbeResult, hookimpl
+from openshell.inference.http import ModelsEndpointBackend
+from openshell.plugin import hookimpl
 
 OPENSHELL_PLUGIN_API = 1
 
 ANTHROPIC_VERSION = "2023-06-01"
 
 
-class AnthropicBackend(InferenceBackend):
+class AnthropicBackend(ModelsEndpointBackend):
     """Anthropic (``/v1/messages``, ``/v1/messages/count_tokens``, ``/v1/models``).
 
     Auth: ``x-api-key: <credential>`` plus ``anthropic-version``.
@@ -27,14 +27,6 @@ class AnthropicBackend(InferenceBackend):
         if credential:
             headers["x-api-key"] = credential
         return headers
-
-    def list_models(self, base_url: str, credential: str | None) -> list[str]:
-        """Model ids from ``GET {base_url}/models``; raises ``OSError`` when unreachable."""
-        return model_ids(get_json(models_url(base_url), self.auth_headers(credential)))
-
-    def probe(self, base_url: str, credential: str | None) -> ProbeResult:
-        """OK when ``GET {base_url}/models`` answers with a models list."""
-        return probe_models(base_url, self.auth_headers(credential))
 
 
 @hookimpl

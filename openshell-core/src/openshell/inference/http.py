@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 
-from openshell.plugin.kinds import ProbeResult
+from openshell.plugin.kinds import InferenceBackend, ProbeResult
 
 PROBE_TIMEOUT = 5.0  # seconds
 MAX_BODY = 4 << 20  # bytes read from a models endpoint
@@ -61,3 +61,17 @@ def probe_models(base_url: str, headers: Mapping[str, str]) -> ProbeResult:
         reason = getattr(exc, "reason", None) or exc
         return ProbeResult(False, f"{url} unreachable: {reason}")
     return ProbeResult(True, f"{len(ids)} model(s) at {url}")
+
+
+class ModelsEndpointBackend(InferenceBackend):
+    """An ``InferenceBackend`` whose models list is ``GET {base_url}/models`` (OpenAI
+    and Anthropic both answer ``{"data": [{"id": ...}]}``), sent with the
+    backend's own ``auth_headers``."""
+
+    def list_models(self, base_url: str, credential: str | None) -> list[str]:
+        """Model ids from ``GET {base_url}/models``; raises ``OSError`` when unreachable."""
+        return model_ids(get_json(models_url(base_url), self.auth_headers(credential)))
+
+    def probe(self, base_url: str, credential: str | None) -> ProbeResult:
+        """OK when ``GET {base_url}/models`` answers with a models list."""
+        return probe_models(base_url, self.auth_headers(credential))
