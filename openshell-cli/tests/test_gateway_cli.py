@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -18,18 +15,12 @@ from openshell.gateway.server import read_pid
 from openshell_cli.main import cli
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
 @pytest.fixture
-def gwcli_env(tmp_path, monkeypatch):
+def gwcli_env(tmp_path, monkeypatch, kill_gateways):
     """XDG config and state homes in tmp_path.
 
     Every gateway started under it is killed at the end, even when the test fails.
@@ -42,15 +33,7 @@ def gwcli_env(tmp_path, monkeypatch):
     try:
         yield state_home
     finally:
-        gateways = state_home / "openshell" / "gateways"
-        for root in gateways.glob("*") if gateways.is_dir() else []:
-            pid = read_pid(GatewayPaths(root))
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-                for _ in range(100):
-                    if read_pid(GatewayPaths(root)) is None:
-                        break
-                    time.sleep(0.05)
+        kill_gateways(state_home)
 
 
 def run(*args: str, input: str | None = None):
@@ -62,8 +45,8 @@ def state(state_home: Path, name: str = "openshell") -> GatewayPaths:
     return GatewayPaths(state_home / "openshell" / "gateways" / name)
 
 
-def test_start_status_client_files_stop(gwcli_env, tmp_path):
-    port = _free_port()
+def test_start_status_client_files_stop(gwcli_env, tmp_path, free_port):
+    port = free_port()
     res = run("gateway", "start", "--port", str(port))
     assert res.exit_code == 0, res.output
     assert f"started at https://127.0.0.1:{port}" in res.output
@@ -93,8 +76,8 @@ def test_start_status_client_files_stop(gwcli_env, tmp_path):
     assert "is not running" in run("gateway", "stop").output
 
 
-def test_start_twice_is_idempotent(gwcli_env):
-    port = _free_port()
+def test_start_twice_is_idempotent(gwcli_env, free_port):
+    port = free_port()
     assert run("gateway", "start", "--port", str(port)).exit_code == 0
     pid = read_pid(state(gwcli_env))
     res = run("gateway", "start", "--port", str(port))
@@ -103,8 +86,8 @@ def test_start_twice_is_idempotent(gwcli_env):
     assert read_pid(state(gwcli_env)) == pid
 
 
-def test_restart_without_flags_reuses_the_last_port(gwcli_env):
-    port = _free_port()
+def test_restart_without_flags_reuses_the_last_port(gwcli_env, free_port):
+    port = free_port()
     assert run("gateway", "start", "--port", str(port)).exit_code == 0
     assert run("gateway", "stop").exit_code == 0
     res = run("gateway", "start")
@@ -122,14 +105,14 @@ def test_busy_port_is_a_one_line_error_naming_port_and_flag(gwcli_env):
     assert read_pid(state(gwcli_env)) is None
 
 
-def test_gateway_that_exits_early_reports_its_reason(gwcli_env):
-    res = run("gateway", "start", "--port", str(_free_port()), "--driver", "no-such-driver")
+def test_gateway_that_exits_early_reports_its_reason(gwcli_env, free_port):
+    res = run("gateway", "start", "--port", str(free_port()), "--driver", "no-such-driver")
     assert res.exit_code == 1
     assert "failed to start" in res.output and "no-such-driver" in res.output
 
 
-def test_list_select_info(gwcli_env, tmp_path):
-    port = _free_port()
+def test_list_select_info(gwcli_env, tmp_path, free_port):
+    port = free_port()
     assert run("gateway", "start", "--port", str(port)).exit_code == 0
     ca = state(gwcli_env).pki / "ca.crt"
     client_config.write_gateway_config("remote", "https://10.0.0.9:8443", ca.read_bytes(), b"cert", b"key")
@@ -169,8 +152,8 @@ def test_no_gateway_configured_is_a_clear_error(gwcli_env):
         client_config.load_gateway_config()
 
 
-def test_destroy_stops_and_removes_state_and_client_files(gwcli_env, tmp_path):
-    port = _free_port()
+def test_destroy_stops_and_removes_state_and_client_files(gwcli_env, tmp_path, free_port):
+    port = free_port()
     assert run("gateway", "start", "--port", str(port)).exit_code == 0
     root = state(gwcli_env).root
     (root / "sandboxes" / "leftover").mkdir()
@@ -185,10 +168,10 @@ def test_destroy_stops_and_removes_state_and_client_files(gwcli_env, tmp_path):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
-def test_ensure_local_gateway_starts_once_and_then_reuses(gwcli_env):
+def test_ensure_local_gateway_starts_once_and_then_reuses(gwcli_env, free_port):
     from openshell_cli.commands.gateway import ensure_local_gateway, start_gateway
 
-    port = _free_port()
+    port = free_port()
     # first start picks the port; ensure_local_gateway later reuses the saved settings
     start_gateway("openshell", port=port)
     assert run("gateway", "stop").exit_code == 0
@@ -206,14 +189,14 @@ def test_help_shows_examples():
         assert "Example" in out and "openshell gateway" in out
 
 
-def test_ensure_local_gateway_does_not_steal_the_active_gateway(gwcli_env):
+def test_ensure_local_gateway_does_not_steal_the_active_gateway(gwcli_env, free_port):
     from openshell_cli.commands.gateway import ensure_local_gateway, start_gateway
 
     client_config.write_gateway_config("remote", "https://127.0.0.1:1", b"ca", b"c", b"k")
     client_config.set_active("remote")
     assert ensure_local_gateway("remote").name == "remote"  # not local: returned as is, not started
     assert read_pid(state(gwcli_env, "remote")) is None
-    port = _free_port()
+    port = free_port()
     start_gateway("local1", port=port, activate=False)
     run("gateway", "stop", "--name", "local1")
     assert ensure_local_gateway("local1").endpoint == f"https://127.0.0.1:{port}"
@@ -221,7 +204,7 @@ def test_ensure_local_gateway_does_not_steal_the_active_gateway(gwcli_env):
     assert client_config.active_name() == "remote"
 
 
-def test_status_of_a_remote_gateway_probes_it(gwcli_env):
-    client_config.write_gateway_config("remote", f"https://127.0.0.1:{_free_port()}", b"ca", b"c", b"k")
+def test_status_of_a_remote_gateway_probes_it(gwcli_env, free_port):
+    client_config.write_gateway_config("remote", f"https://127.0.0.1:{free_port()}", b"ca", b"c", b"k")
     status = json.loads(run("gateway", "status", "--name", "remote", "-o", "json").output)
     assert status["status"] == "remote" and status["healthy"] is False and status["pid"] is None

@@ -4,25 +4,13 @@ background gateway on a free loopback port (issue 5)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import time
 
 import pytest
 from click.testing import CliRunner
-from openshell.gateway.paths import GatewayPaths
-from openshell.gateway.server import read_pid
 from openshell.plugin import Agent
 from openshell_cli.main import cli
 
 SECRET = "sk-cli-test-SECRET-42"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(*args: str, env: dict | None = None):
@@ -30,7 +18,7 @@ def run(*args: str, env: dict | None = None):
 
 
 @pytest.fixture
-def gateway(tmp_path, monkeypatch):
+def gateway(tmp_path, monkeypatch, free_port, kill_gateways):
     """A running gateway under XDG dirs in tmp_path; killed at the end even on failure."""
     state_home = tmp_path / "state"
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
@@ -40,18 +28,11 @@ def gateway(tmp_path, monkeypatch):
     for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GITHUB_TOKEN", "GH_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     try:
-        res = run("gateway", "start", "--port", str(_free_port()))
+        res = run("gateway", "start", "--port", str(free_port()))
         assert res.exit_code == 0, res.output
         yield state_home
     finally:
-        for root in (state_home / "openshell" / "gateways").glob("*"):
-            pid = read_pid(GatewayPaths(root))
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-                for _ in range(100):
-                    if read_pid(GatewayPaths(root)) is None:
-                        break
-                    time.sleep(0.05)
+        kill_gateways(state_home)
 
 
 def test_types_lists_core_types_offline():

@@ -23,12 +23,6 @@ OPENSHELL = str(Path(sys.executable).with_name("openshell"))
 NAME = "ia-cli"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Env:
     def __init__(self, base: Path) -> None:
         self.base = base
@@ -49,11 +43,11 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, free_port):
     if os.geteuid() != 0:
         pytest.skip("needs root (sandboxes use namespaces, Landlock, seccomp)")
     e = Env(tmp_path_factory.mktemp("ia-cli"))
-    e.ok("gateway", "start", "--name", "iacli", "--port", str(_free_port()), timeout=60)
+    e.ok("gateway", "start", "--name", "iacli", "--port", str(free_port()), timeout=60)
     try:
         e.ok("sandbox", "create", "--name", NAME, "--detach")
         cfg = e.base / "ssh_config"
@@ -293,8 +287,8 @@ def _get(port: int) -> bytes:
     return data
 
 
-def test_forward_start_list_stop_across_invocations(env):
-    port = _free_port()
+def test_forward_start_list_stop_across_invocations(env, free_port):
+    port = free_port()
     server = _serve_in_sandbox(env, port)
     try:
         p = env.ok("forward", "start", str(port), NAME)
@@ -319,8 +313,8 @@ def test_forward_start_list_stop_across_invocations(env):
         server.wait()
 
 
-def test_forward_to_an_unknown_sandbox_fails_and_leaves_nothing(env):
-    port = _free_port()
+def test_forward_to_an_unknown_sandbox_fails_and_leaves_nothing(env, free_port):
+    port = free_port()
     p = env.cli("forward", "start", f"127.0.0.1:{port}", "no-such-sandbox")
     assert p.returncode == 1 and "not found" in p.stderr.decode()
     assert json.loads(env.ok("forward", "list", "-o", "json").stdout) == []
@@ -332,8 +326,8 @@ def test_forward_bad_port_is_a_usage_error(env):
 
 
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="needs Debian's openssh-client")
-def test_real_ssh_local_forward_goes_to_sandbox_loopback(env):
-    port, local = _free_port(), _free_port()
+def test_real_ssh_local_forward_goes_to_sandbox_loopback(env, free_port):
+    port, local = free_port(), free_port()
     server = _serve_in_sandbox(env, port)
     ssh = subprocess.Popen(["ssh", "-F", str(env.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes",
                             "-L", f"127.0.0.1:{local}:127.0.0.1:{port}", f"openshell-{NAME}"], env=env.env,

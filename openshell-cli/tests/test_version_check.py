@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import time
 
 import pytest
 from click.testing import CliRunner
 from openshell.client import versions
 from openshell.client.sdk import OpenShellClient
-from openshell.gateway.paths import GatewayPaths
-from openshell.gateway.server import read_pid
 from openshell_cli import version_check
 from openshell_cli.main import cli
 
@@ -28,14 +23,8 @@ GATEWAY_VERSION = versions.installed_version()  # what the gateway we start repo
 FIX = "openshell gateway stop && openshell gateway start"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def gateway_env(tmp_path_factory):
+def gateway_env(tmp_path_factory, free_port, kill_gateways):
     """A running local gateway ``openshell``; yields its XDG environment. Killed at the end."""
     base = tmp_path_factory.mktemp("vcheck")
     env = {"XDG_CONFIG_HOME": str(base / "config"), "XDG_STATE_HOME": str(base / "state")}
@@ -45,19 +34,12 @@ def gateway_env(tmp_path_factory):
     mp.delenv("OPENSHELL_STATE_DIR", raising=False)
     mp.delenv("OPENSHELL_GATEWAY", raising=False)
     mp.delenv(version_check.SILENCE_ENV, raising=False)
-    root = base / "state" / "openshell" / "gateways" / "openshell"
     try:
-        res = CliRunner().invoke(cli, ["gateway", "start", "--port", str(_free_port())], catch_exceptions=False)
+        res = CliRunner().invoke(cli, ["gateway", "start", "--port", str(free_port())], catch_exceptions=False)
         assert res.exit_code == 0, res.output
         yield env
     finally:
-        pid = read_pid(GatewayPaths(root))
-        if pid:
-            os.kill(pid, signal.SIGKILL)
-            for _ in range(100):
-                if read_pid(GatewayPaths(root)) is None:
-                    break
-                time.sleep(0.05)
+        kill_gateways(base / "state")
         mp.undo()
 
 
