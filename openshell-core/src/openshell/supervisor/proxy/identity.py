@@ -58,6 +58,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from openshell.supervisor import nsutil
 from openshell.supervisor.proxy.sockdiag import SockDiag, SockDiagUnavailable
@@ -66,6 +67,7 @@ _DELETED = " (deleted)"
 OUTSIDE_MIN_AGE = 10.0  # seconds a process must have lived before "outside" is remembered
 OUTSIDE_TTL = 10.0  # seconds an "outside" verdict is trusted before it is checked again
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 
 
 class IdentityError(Exception):
@@ -172,6 +174,19 @@ def _candidates(ip: str) -> tuple[str, ...]:
 def _netns_id(path: str) -> str:
     """``net:[inode]`` for a namespace file (what ``/proc/<pid>/ns/net`` links to)."""
     return f"net:[{os.stat(path).st_ino}]"
+
+
+def _or_denial(step: Callable[..., T], *args: object) -> T | IdentityError:
+    """``step(*args)``, or the ``IdentityError`` that denies this one connection:
+    any failure of one lookup denies only that lookup (fail closed)."""
+    try:
+        return step(*args)
+    except IdentityError as exc:
+        return exc
+    except OSError as exc:
+        return IdentityError(f"/proc lookup failed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one bad request denies only itself
+        return IdentityError(f"identity lookup failed: {exc!r}")
 
 
 Request = tuple[str, int, str, int]  # (peer_ip, peer_port, local_ip, local_port)
@@ -304,16 +319,7 @@ class IdentityResolver:
             each accepted before this call.
         :returns: per request, in order, its identity or the ``IdentityError`` that denies it.
         """
-        inodes: list[int | IdentityError] = []
-        for req in requests:
-            try:
-                inodes.append(self._socket_inode(*req))
-            except IdentityError as exc:
-                inodes.append(exc)
-            except OSError as exc:
-                inodes.append(IdentityError(f"/proc lookup failed: {exc}"))
-            except Exception as exc:  # noqa: BLE001 - one bad request denies only itself
-                inodes.append(IdentityError(f"identity lookup failed: {exc!r}"))
+        inodes: list[int | IdentityError] = [_or_denial(self._socket_inode, *req) for req in requests]
         wanted = {i for i in inodes if isinstance(i, int)}
         try:
             holders = self._holders(wanted) if wanted else {}
@@ -321,20 +327,10 @@ class IdentityResolver:
             err = IdentityError(f"/proc lookup failed: {exc}")
             return [i if isinstance(i, IdentityError) else err for i in inodes]
         memo: dict[int, tuple[str, int]] = {}  # this pass only: exec changes a process's exe
-        out: list[ProcessIdentity | IdentityError] = []
-        for inode in inodes:
-            if isinstance(inode, IdentityError):
-                out.append(inode)
-                continue
-            try:
-                out.append(self._identity(inode, holders.get(inode, []), memo))
-            except IdentityError as exc:
-                out.append(exc)
-            except OSError as exc:
-                out.append(IdentityError(f"/proc lookup failed: {exc}"))
-            except Exception as exc:  # noqa: BLE001 - one bad request denies only itself
-                out.append(IdentityError(f"identity lookup failed: {exc!r}"))
-        return out
+        return [
+            inode if isinstance(inode, IdentityError) else _or_denial(self._identity, inode, holders.get(inode, []), memo)
+            for inode in inodes
+        ]
 
     def _identity(self, inode: int, pids: list[int], memo: dict[int, tuple[str, int]]) -> ProcessIdentity:
         if not pids:
