@@ -7,8 +7,6 @@ import asyncio
 import os
 import stat
 import threading
-from collections.abc import Mapping
-from typing import Any
 
 import grpc
 import pytest
@@ -19,36 +17,17 @@ from openshell.gateway.secretbox import KEY_FILE
 from openshell.gateway.service import add_services
 from openshell.gateway.store import Store
 from openshell.gateway.tls import ensure_pki
-from openshell.plugin.kinds import ComputeDriver, DriverContext, SandboxStatus, SshEndpoint
+from openshell.plugin.kinds import DriverContext
+from openshell.plugin.testing import RecordingDriver
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "sk-ant-REAL-VALUE-0123456789"
 
 
-class NullDriver(ComputeDriver):
-    name = "null"
-
-    def __init__(self, ctx: DriverContext) -> None:
-        super().__init__(ctx)
-        self.created: dict[str, dict[str, Any]] = {}
-
-    def create(self, sandbox: Mapping[str, Any]) -> None:
-        self.created[sandbox["id"]] = dict(sandbox)
-
-    def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
-        pass
-
-    def status(self, sandbox_id: str) -> SandboxStatus:
-        return SandboxStatus("PROVISIONING")
-
-    def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
-        return SshEndpoint(unix_path="/nonexistent.sock")
-
-
 @pytest.fixture
 def gw(tmp_path):
     pki = ensure_pki(tmp_path / "pki")
-    driver = NullDriver(DriverContext(state_dir=str(tmp_path), gateway_endpoint=""))
+    driver = RecordingDriver(DriverContext(state_dir=str(tmp_path), gateway_endpoint=""))
     store = Store(tmp_path / "gateway.db")
     core = gc.GatewayCore(tmp_path, store, driver, version="t", monitor_interval=0)
     loop = asyncio.new_event_loop()

@@ -28,45 +28,15 @@ from openshell.gateway import sandbox_exec
 from openshell.gateway.service import add_services
 from openshell.gateway.store import Store
 from openshell.plugin.kinds import (
-    ComputeDriver,
     DriverContext,
     SandboxStatus,
     SshEndpoint,
 )
+from openshell.plugin.testing import RecordingDriver
 
 pytestmark = pytest.mark.timeout(60)
 
 DEFAULT = datamodel_pb2.WorkspaceSelector(workspace="default")
-
-
-class FakeDriver(ComputeDriver):
-    """Records create/delete; status is whatever the test sets."""
-
-    name = "fake"
-
-    def __init__(self, ctx: DriverContext) -> None:
-        super().__init__(ctx)
-        self.created: dict[str, dict[str, Any]] = {}
-        self.deleted: list[str] = []
-        self.kept_workdirs: list[str] = []
-        self.statuses: dict[str, SandboxStatus] = {}
-        self.fail_create = False
-
-    def create(self, sandbox: Mapping[str, Any]) -> None:
-        if self.fail_create:
-            raise OSError("no room")
-        self.created[sandbox["id"]] = dict(sandbox)
-
-    def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
-        self.deleted.append(sandbox_id)
-        if keep_workdir:
-            self.kept_workdirs.append(sandbox_id)
-
-    def status(self, sandbox_id: str) -> SandboxStatus:
-        return self.statuses.get(sandbox_id, SandboxStatus("PROVISIONING"))
-
-    def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
-        return SshEndpoint(unix_path=f"/nonexistent/{sandbox_id}.sock")
 
 
 class WireServer:
@@ -75,7 +45,7 @@ class WireServer:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.sock = tmp / "grpc.sock"
-        self.driver = FakeDriver(DriverContext(state_dir=str(tmp), gateway_endpoint="https://127.0.0.1:1"))
+        self.driver = RecordingDriver(DriverContext(state_dir=str(tmp), gateway_endpoint="https://127.0.0.1:1"))
         self.store = Store(tmp / "gateway.db")
         self.core = gc.GatewayCore(tmp, self.store, self.driver, version="9.9.9", monitor_interval=0)
         self.loop = asyncio.new_event_loop()

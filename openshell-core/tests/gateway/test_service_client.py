@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Mapping
-from typing import Any
 
 import grpc
 import pytest
@@ -23,33 +21,12 @@ from openshell.gateway.service import add_services
 from openshell.gateway.store import Store
 from openshell.gateway.tls import ensure_pki
 from openshell.plugin.kinds import (
-    ComputeDriver,
     DriverContext,
     SandboxStatus,
-    SshEndpoint,
 )
+from openshell.plugin.testing import RecordingDriver
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class RecordingDriver(ComputeDriver):
-    name = "recording"
-
-    def __init__(self, ctx: DriverContext) -> None:
-        super().__init__(ctx)
-        self.created: dict[str, dict[str, Any]] = {}
-
-    def create(self, sandbox: Mapping[str, Any]) -> None:
-        self.created[sandbox["id"]] = dict(sandbox)
-
-    def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
-        pass
-
-    def status(self, sandbox_id: str) -> SandboxStatus:
-        return SandboxStatus("PROVISIONING")
-
-    def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
-        return SshEndpoint(unix_path="/nonexistent.sock")
 
 
 class TlsGateway:

@@ -7,6 +7,8 @@ Fixtures (available in every pytest run where ``openshell-core`` is installed):
 Helpers:
 
 - :func:`registered` — temporarily register hookimpls in the process registry.
+- :class:`RecordingDriver` — a compute driver that starts nothing and records
+  what the gateway asked of it (for gateway tests).
 - Contract test classes, one per kind. A plugin's tests subclass one and set
   ``plugin_class``::
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from unittest import mock
 
@@ -34,6 +36,8 @@ try:
     import pytest
 except ImportError:  # pragma: no cover - helpers still work without pytest
     pytest = None  # type: ignore[assignment]
+
+from openshell.plugin.kinds import ComputeDriver, DriverContext, SandboxStatus, SshEndpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
@@ -327,3 +331,41 @@ __all__ = [
     "hookimpl_functions",
     "registered",
 ]
+
+
+class RecordingDriver(ComputeDriver):
+    """A compute driver that starts nothing and records what the gateway asked.
+
+    :ivar created: sandbox id → the record passed to ``create``.
+    :ivar deleted: sandbox ids passed to ``delete``, in order; ``kept_workdirs``
+        those deleted with ``keep_workdir=True``.
+    :ivar statuses: sandbox id → what ``status`` reports (default PROVISIONING).
+    :ivar fail_create: when True, ``create`` raises ``OSError("no room")``.
+    """
+
+    name = "recording"
+    summary = "records create/delete calls; starts nothing (tests)"
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        self.created: dict[str, dict[str, Any]] = {}
+        self.deleted: list[str] = []
+        self.kept_workdirs: list[str] = []
+        self.statuses: dict[str, SandboxStatus] = {}
+        self.fail_create = False
+
+    def create(self, sandbox: Mapping[str, Any]) -> None:
+        if self.fail_create:
+            raise OSError("no room")
+        self.created[sandbox["id"]] = dict(sandbox)
+
+    def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
+        self.deleted.append(sandbox_id)
+        if keep_workdir:
+            self.kept_workdirs.append(sandbox_id)
+
+    def status(self, sandbox_id: str) -> SandboxStatus:
+        return self.statuses.get(sandbox_id, SandboxStatus("PROVISIONING"))
+
+    def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
+        return SshEndpoint(unix_path=f"/nonexistent/{sandbox_id}.sock")
