@@ -208,7 +208,6 @@ class LocalDriver(ComputeDriver):
         if pid is None:
             return SandboxStatus("ERROR", "supervisor was never started or its pid file is gone")
         if not _alive(pid):
-            _reap(pid)
             tail = _log_tail(self.sandbox_dir(sandbox_id) / "supervisor.log")
             return SandboxStatus("ERROR", f"supervisor (pid {pid}) exited" + (f": {tail}" if tail else ""))
         return SandboxStatus("PROVISIONING")
