@@ -53,7 +53,7 @@ def test_host(slot: int, *, tls: tuple[str, str] | None = None) -> Iterator:
     :param slot: 0-9, one per figure so figures never share a /24.
     :param tls: ``(cert_path, key_path)`` to serve HTTPS instead.
     """
-    from openshell.testhost import TestHost, TestHostError
+    from openshell.testhost import AddressInUse, TestHost
 
     from openshell_bench.upstream import Upstream
 
@@ -62,11 +62,9 @@ def test_host(slot: int, *, tls: tuple[str, str] | None = None) -> Iterator:
     try:
         try:
             host.start()
-        except TestHostError as exc:
-            if "in use by the live test host" in str(exc):
-                raise RuntimeError(f"another benchmark run on this machine is using {host.ip} ({exc}); "
-                                   "run one benchmark at a time") from None
-            raise
+        except AddressInUse as exc:
+            raise RuntimeError(f"another benchmark run on this machine is using {host.ip} ({exc}); "
+                               "run one benchmark at a time") from None
         server = Upstream(host, UPSTREAM_PORT, tls)
         yield host
     finally:

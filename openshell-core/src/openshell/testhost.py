@@ -147,6 +147,10 @@ class TestHostError(RuntimeError):
     __test__ = False
 
 
+class AddressInUse(TestHostError):
+    """Another live test host holds the address asked for."""
+
+
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=30)
     if check and proc.returncode != 0:
@@ -268,7 +272,7 @@ class TestHost:
         info = _ip("-o", "link", "show", "dev", dev, check=False).stdout.split()
         netns = info[info.index("link-netns") + 1] if "link-netns" in info else None
         if netns and _ip("netns", "pids", netns, check=False).stdout.split():
-            raise TestHostError(f"test host address {self.ip} is in use by the live test host in {netns}; pick another address")
+            raise AddressInUse(f"test host address {self.ip} is in use by the live test host in {netns}; pick another address")
         _ip("link", "del", dev, check=False)
         if netns and netns.startswith(NETNS_PREFIX):
             _ip("netns", "del", netns, check=False)
