@@ -216,18 +216,6 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def rss_kib(pid: int) -> int:
-    """Resident set size of ``pid`` in KiB; 0 if gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def sandboxed_client_argv(mode: str, *args: object) -> list[str]:
     """argv running the load client inside a sandbox through its proxy (``$HTTPS_PROXY``)."""
     return [SANDBOX_PYTHON, "-c", LOADCLIENT, mode, "env", *map(str, args)]

@@ -175,6 +175,19 @@ class ExecEvent:
     exit_code: int | None = None
 
 
+def exec_event_from_proto(msg: openshell_pb2.ExecSandboxEvent) -> ExecEvent | None:
+    """Map one wire exec event to :class:`ExecEvent`; None for a payload this client
+    does not know (a newer gateway's)."""
+    which = msg.WhichOneof("payload")
+    if which == "stdout":
+        return ExecEvent("stdout", bytes(msg.stdout.data))
+    if which == "stderr":
+        return ExecEvent("stderr", bytes(msg.stderr.data))
+    if which == "exit":
+        return ExecEvent("exit", exit_code=int(msg.exit.exit_code))
+    return None
+
+
 def sandbox_from_proto(sb: openshell_pb2.Sandbox) -> Sandbox:
     """Map a wire ``Sandbox`` to :class:`Sandbox`."""
     reason = next((c.message for c in sb.status.conditions if c.type == "Ready"), "")
@@ -471,15 +484,11 @@ class OpenShellClient(PolicyClient, ProviderClient):
         deadline = timeout + EXEC_DEADLINE_SLACK if timeout else None
         got_exit = False
         try:
-            for ev in self._stub.ExecSandbox(req, timeout=deadline):
-                which = ev.WhichOneof("payload")
-                if which == "stdout":
-                    yield ExecEvent("stdout", bytes(ev.stdout.data))
-                elif which == "stderr":
-                    yield ExecEvent("stderr", bytes(ev.stderr.data))
-                elif which == "exit":
-                    got_exit = True
-                    yield ExecEvent("exit", exit_code=int(ev.exit.exit_code))
+            for msg in self._stub.ExecSandbox(req, timeout=deadline):
+                ev = exec_event_from_proto(msg)
+                if ev is not None:
+                    got_exit = got_exit or ev.kind == "exit"
+                    yield ev
         except grpc.RpcError as exc:
             raise self._error(exc, name) from None
         if not got_exit:
@@ -589,16 +598,13 @@ class OpenShellClient(PolicyClient, ProviderClient):
         call = self._stub.ExecSandboxInteractive(requests(), timeout=timeout + EXEC_DEADLINE_SLACK if timeout else None)
         got_exit = False
         try:
-            for ev in call:
-                which = ev.WhichOneof("payload")
-                if which == "stdout":
-                    yield ExecEvent("stdout", bytes(ev.stdout.data))
-                elif which == "stderr":
-                    yield ExecEvent("stderr", bytes(ev.stderr.data))
-                elif which == "exit":
-                    got_exit = True
-                    yield ExecEvent("exit", exit_code=int(ev.exit.exit_code))
-                    return
+            for msg in call:
+                ev = exec_event_from_proto(msg)
+                if ev is not None:
+                    yield ev
+                    if ev.kind == "exit":
+                        got_exit = True
+                        return
         except grpc.RpcError as exc:
             raise self._error(exc, name) from None
         finally:
