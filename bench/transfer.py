@@ -108,13 +108,32 @@ def run(quick: bool = False) -> dict:
         note = f"{mib:.0f} MiB in {files} files"
         rows = [
             {"subject": "tar | tar", "metric": "local copy", "value": round(rate["tar | tar"], 1), "unit": "MiB/s", "note": note},
-            {"subject": "openshell", "metric": "sandbox upload", "value": round(rate["upload"], 1), "unit": "MiB/s",
-             "ratio": round(rate["upload"] / rate["tar | tar"], 3), "baseline": "tar | tar", "note": note},
-            {"subject": "openshell", "metric": "sandbox download", "value": round(rate["download"], 1), "unit": "MiB/s",
-             "ratio": round(rate["download"] / rate["tar | tar"], 3), "baseline": "tar | tar", "note": note},
+            {
+                "subject": "openshell",
+                "metric": "sandbox upload",
+                "value": round(rate["upload"], 1),
+                "unit": "MiB/s",
+                "ratio": round(rate["upload"] / rate["tar | tar"], 3),
+                "baseline": "tar | tar",
+                "note": note,
+            },
+            {
+                "subject": "openshell",
+                "metric": "sandbox download",
+                "value": round(rate["download"], 1),
+                "unit": "MiB/s",
+                "ratio": round(rate["download"] / rate["tar | tar"], 3),
+                "baseline": "tar | tar",
+                "note": note,
+            },
         ]
-        return {"title": "sandbox upload/download throughput vs tar | tar", "rows": rows, "tree_bytes": size, "files": files,
-                "seconds": {"tar | tar": round(t_pipe, 3), "upload": round(t_up, 3), "download": round(t_down, 3)}}
+        return {
+            "title": "sandbox upload/download throughput vs tar | tar",
+            "rows": rows,
+            "tree_bytes": size,
+            "files": files,
+            "seconds": {"tar | tar": round(t_pipe, 3), "upload": round(t_up, 3), "download": round(t_down, 3)},
+        }
     finally:
         if started:
             subprocess.run([OPENSHELL, "sandbox", "delete", "--all"], env=env, capture_output=True, timeout=300, check=False)

@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OPENSHELL_STRICT_PLUGINS=1
-.venv/bin/ruff check openshell-core/src openshell-cli/src openshell-plugins/*/*/src bench
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"

@@ -8,7 +8,6 @@ seccomp. Upstreams are test hosts in network namespaces (DESIGN.md §7).
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys

@@ -17,8 +17,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 RENDER = REPO / "templates" / "render.py"
 VALUES = [
-    "name=acme_bot", "summary=Acme Bot, a demo coding agent", "npm_package=@acme/bot-cli",
-    "npm_version=1.2.3", "executable=acme-bot", "api_host=api.acme.example", "provider_type=openai",
+    "name=acme_bot",
+    "summary=Acme Bot, a demo coding agent",
+    "npm_package=@acme/bot-cli",
+    "npm_version=1.2.3",
+    "executable=acme-bot",
+    "api_host=api.acme.example",
+    "provider_type=openai",
 ]
 
 
@@ -47,8 +52,7 @@ def test_rendered_plugin_has_the_first_party_layout_and_no_placeholders(tmp_path
     dest = tmp_path / "openshell-plugin-acme_bot"
     proc = _render(dest, *VALUES)
     assert proc.returncode == 0, proc.stderr
-    for rel in ("pyproject.toml", "README.md", "src/openshell_plugin_acme_bot/__init__.py",
-                "src/openshell_plugin_acme_bot/py.typed", "tests/test_acme_bot.py"):
+    for rel in ("pyproject.toml", "README.md", "src/openshell_plugin_acme_bot/__init__.py", "src/openshell_plugin_acme_bot/py.typed", "tests/test_acme_bot.py"):
         assert (dest / rel).is_file(), rel
     for f in dest.rglob("*"):
         if f.is_file():
@@ -66,9 +70,11 @@ def test_rendered_plugin_installs_with_core_and_passes_its_tests(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     py = str(venv / "bin" / "python")
     install = subprocess.run(
-        [py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "-e", str(REPO / "openshell-core"), "-e", f"{dest}[test]"],
-        capture_output=True, text=True, timeout=900, env=_clean_env(),
+        [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e", str(REPO / "openshell-core"), "-e", f"{dest}[test]"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_clean_env(),
     )
     assert install.returncode == 0, f"pip install failed:\n{install.stdout}\n{install.stderr}"
     # The CLI is not installed here: a plugin depends on openshell-core only.
@@ -76,15 +82,25 @@ def test_rendered_plugin_installs_with_core_and_passes_its_tests(tmp_path):
     assert check.returncode != 0
     tests = subprocess.run(
         [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(dest), str(dest / "tests")],
-        capture_output=True, text=True, timeout=300, cwd=dest, env={**_clean_env(), "OPENSHELL_STRICT_PLUGINS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=dest,
+        env={**_clean_env(), "OPENSHELL_STRICT_PLUGINS": "1"},
     )
     assert tests.returncode == 0, f"rendered plugin's tests failed:\n{tests.stdout}\n{tests.stderr}"
     assert " passed" in tests.stdout and "failed" not in tests.stdout
     # The installed plugin is discoverable by the loader exactly like a first-party one.
     listing = subprocess.run(
-        [py, "-c", "from openshell.plugin.loader import get_registry; r = get_registry();"
-                   "c = r.get_class('agents', 'acme_bot'); print(c.package, c().argv(['x']))"],
-        capture_output=True, text=True, timeout=60, env={**_clean_env(), "OPENSHELL_STRICT_PLUGINS": "1"},
+        [
+            py,
+            "-c",
+            "from openshell.plugin.loader import get_registry; r = get_registry();c = r.get_class('agents', 'acme_bot'); print(c.package, c().argv(['x']))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_clean_env(), "OPENSHELL_STRICT_PLUGINS": "1"},
     )
     assert listing.returncode == 0, listing.stderr
     assert listing.stdout.strip() == "npm:@acme/bot-cli ['acme-bot', 'x']"

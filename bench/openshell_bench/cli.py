@@ -59,12 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("figures", nargs="*", metavar="figure", help=f"figures to run (default: all): {', '.join(FIGURES)}")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in seconds, numbers not meaningful")
     p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated peers (default: {','.join(PEERS)}; '' for none)")
-    p.add_argument("--with-docker", action="store_true", default=os.environ.get(ENV_FLAG, "") not in ("", "0"),
-                   help="lifecycle: measure `docker run --rm` with a private dockerd (installs docker.io and "
-                        f"debootstrap if missing, builds the image once; never pulls). Also {ENV_FLAG}=1")
-    p.add_argument("--max-sandboxes", type=int, metavar="N",
-                   help="lifecycle: how many sandboxes the density part creates and holds (default 100, "
-                        "4 with --quick); a gateway holds at most 254")
+    p.add_argument(
+        "--with-docker",
+        action="store_true",
+        default=os.environ.get(ENV_FLAG, "") not in ("", "0"),
+        help="lifecycle: measure `docker run --rm` with a private dockerd (installs docker.io and "
+        f"debootstrap if missing, builds the image once; never pulls). Also {ENV_FLAG}=1",
+    )
+    p.add_argument(
+        "--max-sandboxes",
+        type=int,
+        metavar="N",
+        help="lifecycle: how many sandboxes the density part creates and holds (default 100, 4 with --quick); a gateway holds at most 254",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where the JSON goes (default: {DEFAULT_OUT})")
     return p
 
@@ -85,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.max_sandboxes is not None:
         if not 1 <= args.max_sandboxes <= MAX_SANDBOXES:
-            print(f"error: --max-sandboxes must be 1-{MAX_SANDBOXES} (a gateway holds at most {MAX_SANDBOXES} sandboxes)",
-                  file=sys.stderr)
+            print(f"error: --max-sandboxes must be 1-{MAX_SANDBOXES} (a gateway holds at most {MAX_SANDBOXES} sandboxes)", file=sys.stderr)
             return 2
         sizes.max_sandboxes = args.max_sandboxes
     ctx = Context(sizes, peers, with_docker=args.with_docker)

@@ -35,8 +35,17 @@ class Sizes:
     def quick(cls) -> Sizes:
         """Small sizes for a smoke run (seconds, not minutes)."""
         return cls(
-            bulk_one=64 << 20, bulk_many=64 << 20, tunnels=8, setup_single=30, setup_clients=10, setup_per_client=3,
-            https_requests=100, decide_seconds=0.2, lifecycle_sandboxes=3, max_sandboxes=4, spawn_runs=5,
+            bulk_one=64 << 20,
+            bulk_many=64 << 20,
+            tunnels=8,
+            setup_single=30,
+            setup_clients=10,
+            setup_per_client=3,
+            https_requests=100,
+            decide_seconds=0.2,
+            lifecycle_sandboxes=3,
+            max_sandboxes=4,
+            spawn_runs=5,
         )
 
 

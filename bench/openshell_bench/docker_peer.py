@@ -75,8 +75,7 @@ def ensure_packages() -> None:
     _log(f"apt-get install {' '.join(missing)} ...")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     try:
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
-                       check=True, capture_output=True, timeout=900, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True, capture_output=True, timeout=900, env=env)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         raise Skip(f"apt-get install {' '.join(missing)} failed: {_tail(exc)}") from None
 
@@ -93,11 +92,9 @@ def rootfs_tarball() -> Path:
     work = Path(tempfile.mkdtemp(prefix="osbench-rootfs-"))
     try:
         _log(f"debootstrap {' '.join(DEBOOTSTRAP)} (once; cached as {ROOTFS_TAR}) ...")
-        subprocess.run(["debootstrap", *DEBOOTSTRAP, str(work / "root"), MIRROR],
-                       check=True, capture_output=True, timeout=1200)
+        subprocess.run(["debootstrap", *DEBOOTSTRAP, str(work / "root"), MIRROR], check=True, capture_output=True, timeout=1200)
         partial = ROOTFS_TAR.with_suffix(".tar.partial")
-        subprocess.run(["tar", "-C", str(work / "root"), "--numeric-owner", "-cf", str(partial), "."],
-                       check=True, capture_output=True, timeout=600)
+        subprocess.run(["tar", "-C", str(work / "root"), "--numeric-owner", "-cf", str(partial), "."], check=True, capture_output=True, timeout=600)
         partial.rename(ROOTFS_TAR)  # atomic: a crash never leaves a half tarball under the final name
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         raise Skip(f"debootstrap of the docker image failed: {_tail(exc)}") from None
@@ -153,23 +150,36 @@ class PrivateDocker:
         tag = f"osbench-{os.getpid()}"
         argv = [
             shutil.which("dockerd") or "dockerd",
-            "--data-root", str(self.dir / "data"), "--exec-root", str(self.dir / "exec"),
-            "--pidfile", str(self.dir / "dockerd.pid"), "--host", f"unix://{self.sock}",
-            "--iptables=false", "--ip-masq=false", "--bridge=none", "--ip-forward=false",
-            "--containerd-namespace", tag, "--containerd-plugins-namespace", f"{tag}-plugins",
-            "--cgroup-parent", tag, "--storage-driver", "overlay2",
+            "--data-root",
+            str(self.dir / "data"),
+            "--exec-root",
+            str(self.dir / "exec"),
+            "--pidfile",
+            str(self.dir / "dockerd.pid"),
+            "--host",
+            f"unix://{self.sock}",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--bridge=none",
+            "--ip-forward=false",
+            "--containerd-namespace",
+            tag,
+            "--containerd-plugins-namespace",
+            f"{tag}-plugins",
+            "--cgroup-parent",
+            tag,
+            "--storage-driver",
+            "overlay2",
         ]
         _log("starting a private dockerd ...")
         self.log = open(self.dir / "dockerd.log", "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise Skip(f"dockerd exited with {self.proc.returncode}: {self._log_tail()}")
             if self.sock.exists():
-                info = subprocess.run([*self.docker, "info", "--format", "{{.ServerVersion}}"],
-                                      capture_output=True, text=True, timeout=30, check=False)
+                info = subprocess.run([*self.docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30, check=False)
                 if info.returncode == 0:
                     self.version = info.stdout.strip()
                     return

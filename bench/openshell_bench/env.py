@@ -63,8 +63,7 @@ def test_host(slot: int, *, tls: tuple[str, str] | None = None) -> Iterator:
         try:
             host.start()
         except AddressInUse as exc:
-            raise RuntimeError(f"another benchmark run on this machine is using {host.ip} ({exc}); "
-                               "run one benchmark at a time") from None
+            raise RuntimeError(f"another benchmark run on this machine is using {host.ip} ({exc}); run one benchmark at a time") from None
         server = Upstream(host, UPSTREAM_PORT, tls)
         yield host
     finally:
@@ -99,9 +98,7 @@ class BenchGateway:
         self.name = f"bench{os.getpid()}"
         self.port = free_port()
         self.env = dict(os.environ)
-        self.env.update(
-            XDG_CONFIG_HOME=str(self.base / "config"), XDG_STATE_HOME=str(self.base / "state"), OPENSHELL_GATEWAY=self.name
-        )
+        self.env.update(XDG_CONFIG_HOME=str(self.base / "config"), XDG_STATE_HOME=str(self.base / "state"), OPENSHELL_GATEWAY=self.name)
         self.env.pop("OPENSHELL_STATE_DIR", None)
         self.env.update(extra_env or {})
         self.client = None
@@ -230,7 +227,11 @@ def host_client(mode: str, proxy: str, *args: object, timeout: float = 600) -> d
 
     proc = subprocess.run(
         [SANDBOX_PYTHON, "-c", LOADCLIENT, mode, proxy, *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, check=False, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
     )
     if proc.returncode != 0:
         raise RuntimeError(f"load client {mode} via {proxy} failed: {proc.stderr.strip()[-400:]}")

@@ -17,21 +17,25 @@ import time
 from openshell_bench.context import Context
 from openshell_bench.results import FigureResult, Skip, Target
 
-POLICY = """
+POLICY = (
+    """
 version: 1
 network_policies:
-""" + "".join(
-    f"""  rule{i}:
+"""
+    + "".join(
+        f"""  rule{i}:
     endpoints:
       - {{host: api{i}.example.com, port: 443}}
       - {{host: "*.svc{i}.example.com", ports: [443, 8443]}}
     binaries: [{{path: /usr/bin/curl}}, {{path: /usr/bin/git}}, {{path: "/opt/tool{i}/**"}}]
 """
-    for i in range(12)
-) + """  bench:
+        for i in range(12)
+    )
+    + """  bench:
     endpoints: [{host: bench.example.test, port: 8080, allowed_ips: [10.199.50.0/24]}]
     binaries: [{path: /usr/bin/python3.11}]
 """
+)
 
 
 def _rate(fn, seconds: float) -> float:

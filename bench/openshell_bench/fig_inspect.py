@@ -39,8 +39,12 @@ def make_tls(dirpath: Path, host: str, ip: str) -> tuple[str, str, str]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "openshell bench CA")])
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
@@ -48,9 +52,13 @@ def make_tls(dirpath: Path, host: str, ip: str) -> tuple[str, str, str]:
     )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(host), x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
@@ -96,8 +104,7 @@ def inspection(ctx: Context) -> FigureResult:
                 try:
                     env.sandbox_client(gw, "bench-l7", "https", host, port, host, SANDBOX_BUNDLE, 1)
                 except RuntimeError as exc:
-                    fig.skip_row("openshell inspected", metric, "req/s",
-                                 f"inspection not available in this tree: {str(exc)[-220:]}")
+                    fig.skip_row("openshell inspected", metric, "req/s", f"inspection not available in this tree: {str(exc)[-220:]}")
                 else:
                     out = env.sandbox_client(gw, "bench-l7", "https", host, port, host, SANDBOX_BUNDLE, n)
                     fig.add("openshell inspected", metric, _rps(out), "req/s", note="TLS terminated, every request decided")

@@ -45,9 +45,12 @@ def _spawn_times(argv: list[str], runs: int) -> list[float]:
 def _docker_rows(fig: FigureResult, ctx: Context, argv: list[str]) -> None:
     """Add the ``docker run --rm`` rows (private dockerd), or a skipped row with the reason."""
     if not ctx.with_docker:
-        fig.skip_row("docker run --rm", "spawn-to-exit p50", "ms",
-                     f"not asked: run with --with-docker (or {ENV_FLAG}=1) to install docker.io + debootstrap "
-                     "if missing and measure against a private dockerd")
+        fig.skip_row(
+            "docker run --rm",
+            "spawn-to-exit p50",
+            "ms",
+            f"not asked: run with --with-docker (or {ENV_FLAG}=1) to install docker.io + debootstrap if missing and measure against a private dockerd",
+        )
         return
     try:
         with PrivateDocker() as dk:
@@ -57,11 +60,9 @@ def _docker_rows(fig: FigureResult, ctx: Context, argv: list[str]) -> None:
         fig.skip_row("docker run --rm", "spawn-to-exit p50", "ms", str(exc))
         return
     except subprocess.CalledProcessError as exc:
-        fig.skip_row("docker run --rm", "spawn-to-exit p50", "ms",
-                     f"docker run failed: {(exc.stderr or b'').decode(errors='replace').strip()[-200:]}")
+        fig.skip_row("docker run --rm", "spawn-to-exit p50", "ms", f"docker run failed: {(exc.stderr or b'').decode(errors='replace').strip()[-200:]}")
         return
-    fig.add("docker run --rm", "spawn-to-exit p50", percentile(times, 50), "ms",
-            note=f"{' '.join(argv)}, --network none, dockerd {version}")
+    fig.add("docker run --rm", "spawn-to-exit p50", percentile(times, 50), "ms", note=f"{' '.join(argv)}, --network none, dockerd {version}")
     fig.add("docker run --rm", "spawn-to-exit p99", percentile(times, 99), "ms")
 
 
@@ -85,8 +86,7 @@ def lifecycle(ctx: Context) -> FigureResult:
     if bwrap is None:
         fig.skip_row("bwrap", "spawn-to-exit p50", "ms", "bubblewrap not installed (apt-get install bubblewrap)")
     else:
-        argv = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-                "--tmpfs", "/tmp", *SPAWN_COMMAND]
+        argv = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", *SPAWN_COMMAND]
         times = _spawn_times(argv, spawn_runs)
         fig.add("bwrap", "spawn-to-exit p50", percentile(times, 50), "ms", note="/bin/true, all namespaces")
         fig.add("bwrap", "spawn-to-exit p99", percentile(times, 99), "ms")
@@ -111,10 +111,14 @@ def lifecycle(ctx: Context) -> FigureResult:
             sup_pss = sum(env.pss_kib(p) for p in kids)
             gw_pss = env.pss_kib(gw_pid) if gw_pid else 0
             fig.add("openshell", "concurrent sandboxes held", made, "sandboxes", note=failure or f"filled in {fill_s:.0f} s")
-            fig.add("openshell", "supervisor memory per sandbox (PSS)", sup_pss / made / 1024, "MiB",
-                    note=f"{len(kids)} processes below the gateway")
-            fig.add("openshell", "gateway memory per sandbox (PSS growth)", max(gw_pss - base_gw, 0) / made / 1024, "MiB",
-                    note=f"gateway PSS {gw_pss / 1024:.0f} MiB with {made} sandboxes")
+            fig.add("openshell", "supervisor memory per sandbox (PSS)", sup_pss / made / 1024, "MiB", note=f"{len(kids)} processes below the gateway")
+            fig.add(
+                "openshell",
+                "gateway memory per sandbox (PSS growth)",
+                max(gw_pss - base_gw, 0) / made / 1024,
+                "MiB",
+                note=f"gateway PSS {gw_pss / 1024:.0f} MiB with {made} sandboxes",
+            )
     finally:
         for i in range(made + (1 if failure else 0)):
             try:
@@ -123,6 +127,5 @@ def lifecycle(ctx: Context) -> FigureResult:
                 pass
     p50 = percentile(creates, 50)
     fig.targets.append(Target("create-to-READY p50", "≤ 300 ms", f"{p50:.0f} ms", p50 <= 300))
-    fig.targets.append(Target("concurrent sandboxes", "100", f"{made} held (asked for {s.max_sandboxes})",
-                              made >= 100 if s.max_sandboxes >= 100 else None))
+    fig.targets.append(Target("concurrent sandboxes", "100", f"{made} held (asked for {s.max_sandboxes})", made >= 100 if s.max_sandboxes >= 100 else None))
     return fig

@@ -62,14 +62,18 @@ def throughput(ctx: Context) -> FigureResult:
             fig.add(subject, metric, out["bytes"] / MIB / out["seconds"], "MiB/s", note=note)
     fig.relate("direct")
     for metric in (one, many):
-        row, ref = (next((r for r in fig.rows if r.subject == subject and r.metric == metric and r.ratio), None)
-                    for subject in ("openshell", REFERENCE))
+        row, ref = (next((r for r in fig.rows if r.subject == subject and r.metric == metric and r.ratio), None) for subject in ("openshell", REFERENCE))
         value = f"{row.ratio * 100:.0f} %" if row else "n/a"
         if ref:
             value += f" ({REFERENCE}, the two-connection ceiling: {ref.ratio * 100:.0f} %)"
-        fig.targets.append(Target(
-            f"raw tunnel throughput ({metric})", "≥ 80 % of direct", value, (row.ratio >= 0.8) if row else None,
-        ))
+        fig.targets.append(
+            Target(
+                f"raw tunnel throughput ({metric})",
+                "≥ 80 % of direct",
+                value,
+                (row.ratio >= 0.8) if row else None,
+            )
+        )
     return fig
 
 
@@ -106,8 +110,12 @@ def setup_latency(ctx: Context) -> FigureResult:
             label = "1 client" if clients == 1 else f"{clients} clients"
             fig.add(subject, f"added p50 {label}", p50 - base, "ms", baseline="direct")
     added = next((r for r in fig.rows if r.subject == "openshell" and r.metric == "added p50 1 client"), None)
-    fig.targets.append(Target(
-        "added CONNECT latency p50 (1 client)", "≤ 1 ms",
-        f"{added.value:.2f} ms" if added else "n/a", (added.value <= 1.0) if added else None,
-    ))
+    fig.targets.append(
+        Target(
+            "added CONNECT latency p50 (1 client)",
+            "≤ 1 ms",
+            f"{added.value:.2f} ms" if added else "n/a",
+            (added.value <= 1.0) if added else None,
+        )
+    )
     return fig

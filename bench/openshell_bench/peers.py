@@ -72,9 +72,7 @@ class Peer:
         try:
             argv = getattr(self, "_argv_" + method)()
             self.log = open(self.dir / "peer.log", "wb")
-            self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dir
-            )
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dir)
             self._wait_listening()
         except BaseException:
             self.close()
@@ -109,8 +107,7 @@ class Peer:
             exe.parent.mkdir(parents=True, exist_ok=True)
             tmp = exe.with_name(f".splice-ref.{os.getpid()}")  # a half-written binary is never run
             try:
-                subprocess.run([gcc, "-O2", "-pthread", "-o", str(tmp), str(SPLICE_REF_SRC)],
-                               check=True, capture_output=True, timeout=120)
+                subprocess.run([gcc, "-O2", "-pthread", "-o", str(tmp), str(SPLICE_REF_SRC)], check=True, capture_output=True, timeout=120)
                 tmp.replace(exe)
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
                 tmp.unlink(missing_ok=True)
@@ -124,7 +121,7 @@ class Peer:
         conf = self.dir / "tinyproxy.conf"
         conf.write_text(
             f"User nobody\nGroup nogroup\nPort {self.port}\nListen 127.0.0.1\nTimeout 600\n"
-            f"MaxClients 1024\nAllow 127.0.0.1\nLogLevel Critical\nLogFile \"{self.dir}/tinyproxy.log\"\n"
+            f'MaxClients 1024\nAllow 127.0.0.1\nLogLevel Critical\nLogFile "{self.dir}/tinyproxy.log"\n'
             "DisableViaHeader Yes\n"
         )
         return [exe, "-d", "-c", str(conf)]
@@ -152,14 +149,23 @@ class Peer:
     def _argv_mitmproxy(self) -> list[str]:
         exe = str(peer_venv() / "mitmdump")
         # ignore_hosts=.* : every CONNECT is relayed raw (no interception).
-        return [exe, "--listen-host", "127.0.0.1", "-p", str(self.port), "-q", "--set", f"confdir={self.dir}/conf",
-                "--ignore-hosts", ".*"]
+        return [exe, "--listen-host", "127.0.0.1", "-p", str(self.port), "-q", "--set", f"confdir={self.dir}/conf", "--ignore-hosts", ".*"]
 
     def _argv_mitmproxy_intercept(self) -> list[str]:
         exe = str(peer_venv() / "mitmdump")
         assert self.upstream_ca, "mitmproxy_intercept needs upstream_ca"
-        return [exe, "--listen-host", "127.0.0.1", "-p", str(self.port), "-q", "--set", f"confdir={self.dir}/conf",
-                "--set", f"ssl_verify_upstream_trusted_ca={self.upstream_ca}"]
+        return [
+            exe,
+            "--listen-host",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-q",
+            "--set",
+            f"confdir={self.dir}/conf",
+            "--set",
+            f"ssl_verify_upstream_trusted_ca={self.upstream_ca}",
+        ]
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -92,10 +92,10 @@ class Upstream:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host.ip, port))
             sock.listen(1024)
-            env = dict(os.environ, UP_PARENT=str(os.getpid()), UP_FD=str(sock.fileno()),
-                       UP_CERT=tls[0] if tls else "", UP_KEY=tls[1] if tls else "")
-            self.proc = subprocess.Popen(host.exec_argv([sys.executable, "-c", SERVER_CODE]), env=env,
-                                         pass_fds=[sock.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            env = dict(os.environ, UP_PARENT=str(os.getpid()), UP_FD=str(sock.fileno()), UP_CERT=tls[0] if tls else "", UP_KEY=tls[1] if tls else "")
+            self.proc = subprocess.Popen(
+                host.exec_argv([sys.executable, "-c", SERVER_CODE]), env=env, pass_fds=[sock.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+            )
         finally:
             sock.close()
         deadline = time.monotonic() + 10

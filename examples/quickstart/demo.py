@@ -9,7 +9,6 @@ allows and denies. Every byte stays on this machine.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,18 +48,41 @@ def main() -> int:
         subprocess.run([OPENSHELL, "sandbox", "delete", NAME], capture_output=True)
         try:
             step("create a sandbox with the quick-start policy, run curl in it (allowed: 200)")
-            run("sandbox", "create", "--name", NAME, "--policy", str(HERE / "policy.yaml"),
-                "--add-host", "up.example.test:10.199.1.2", "--",
-                "curl", "-sS", "-o", "/dev/null", "-w", "HTTP %{http_code}\\n", UPSTREAM)
+            run(
+                "sandbox",
+                "create",
+                "--name",
+                NAME,
+                "--policy",
+                str(HERE / "policy.yaml"),
+                "--add-host",
+                "up.example.test:10.199.1.2",
+                "--",
+                "curl",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "HTTP %{http_code}\\n",
+                UPSTREAM,
+            )
 
             step("a host the policy does not name (denied: 403 with the reason)")
             run("sandbox", "exec", NAME, "--", "curl", "-sS", "-w", "\\nHTTP %{http_code}\\n", "http://other.example.test:8080/", expect=None)
 
             step("the same allowed URL from python3, a binary the rule does not list (denied: 403)")
-            run("sandbox", "exec", NAME, "--", "python3", "-c",
+            run(
+                "sandbox",
+                "exec",
+                NAME,
+                "--",
+                "python3",
+                "-c",
                 "import urllib.request as u\n"
                 "try:\n    u.urlopen('" + UPSTREAM + "')\n"
-                "except Exception as e:\n    print(e, e.read().decode() if hasattr(e, 'read') else '')", expect=None)
+                "except Exception as e:\n    print(e, e.read().decode() if hasattr(e, 'read') else '')",
+                expect=None,
+            )
 
             step("write outside the policy's writable paths (denied by Landlock)")
             run("sandbox", "exec", NAME, "--", "sh", "-c", "touch /usr/openshell-demo && echo wrote || echo 'write to /usr denied'")

@@ -89,8 +89,9 @@ def test_unknown_agent_is_one_line_listing_the_installed_ones(tmp_path):
 def test_create_with_an_agent_whose_program_is_missing_says_how_to_install_it(tmp_path):
     if shutil.which("openclaw", path="/usr/local/bin:/usr/bin:/bin") is not None:
         pytest.skip("openclaw is installed on this machine")
-    proc = run("sandbox", "create", "--", "openclaw", tmp=tmp_path,
-               OPENSHELL_AGENTS_ROOT=str(tmp_path / "none"), OPENSHELL_AGENTS_BIN_DIR=str(tmp_path / "nobin"))
+    proc = run(
+        "sandbox", "create", "--", "openclaw", tmp=tmp_path, OPENSHELL_AGENTS_ROOT=str(tmp_path / "none"), OPENSHELL_AGENTS_BIN_DIR=str(tmp_path / "nobin")
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: agent 'openclaw' is not installed here; run 'openshell agents install openclaw'"
     assert not (tmp_path / "state" / "openshell").exists(), "no gateway may be started for a missing agent"
@@ -121,8 +122,7 @@ def _fake_agent():
             return True
 
         def policy_fragment(self):
-            return {"fake_agent": {"endpoints": [{"host": "api.fake.example", "port": 443}],
-                                   "binaries": [{"path": "/usr/local/bin/fake-agent"}]}}
+            return {"fake_agent": {"endpoints": [{"host": "api.fake.example", "port": 443}], "binaries": [{"path": "/usr/local/bin/fake-agent"}]}}
 
         def inference_env(self, base_url):
             return {"FAKE_BASE_URL": base_url, "FAKE_MODE": "routed"}

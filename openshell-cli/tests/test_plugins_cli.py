@@ -75,7 +75,8 @@ def test_empty_list_as_json_is_an_empty_array(monkeypatch):
 
 def _layers_module():
     module = types.ModuleType("cli_test_layers")
-    exec(textwrap.dedent("""
+    exec(
+        textwrap.dedent("""
         from openshell.plugin import IsolationLayer, ProbeResult, hookimpl
 
         class Fine(IsolationLayer):
@@ -100,7 +101,9 @@ def _layers_module():
         def register_isolation_layers(register):
             register(Fine)
             register(Grumpy)
-    """), module.__dict__)
+    """),
+        module.__dict__,
+    )
     return module
 
 
@@ -171,7 +174,8 @@ def write_dist(root: Path, dist: str, module: str, source: str, version: str) ->
     name = dist.removeprefix("openshell-plugin-")
     (root / "src" / module).mkdir(parents=True)
     (root / "src" / module / "__init__.py").write_text(source)
-    (root / "pyproject.toml").write_text(textwrap.dedent(f"""
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(f"""
         [build-system]
         requires = ["setuptools>=61"]
         build-backend = "setuptools.build_meta"
@@ -186,7 +190,8 @@ def write_dist(root: Path, dist: str, module: str, source: str, version: str) ->
 
         [tool.setuptools.packages.find]
         where = ["src"]
-    """))
+    """)
+    )
     return root
 
 
@@ -243,8 +248,12 @@ def test_plugins_list_json_shows_every_plugin_with_status(venv_bin):
     assert result.returncode == 0, result.stderr
     rows = {(r["kind"], r["name"]): r for r in json.loads(result.stdout)}
     assert rows[("agents", "hello")] == {
-        "name": "hello", "kind": "agents", "distribution": "openshell-plugin-hello",
-        "version": "0.3.0", "status": "loaded", "error": "",
+        "name": "hello",
+        "kind": "agents",
+        "distribution": "openshell-plugin-hello",
+        "version": "0.3.0",
+        "status": "loaded",
+        "error": "",
     }
     assert rows[("agents", "kaboom")]["status"] == "failed"
     assert rows[("agents", "kaboom")]["error"] == "RuntimeError: kaboom needs a GPU"
@@ -269,10 +278,7 @@ def test_strict_mode_makes_the_broken_plugin_fatal(venv_bin):
         result = run(venv_bin, *args, OPENSHELL_STRICT_PLUGINS="1")
         assert result.returncode == 1
         assert "Traceback" not in result.stderr
-        assert (
-            "error: plugin agents:kaboom failed to load: RuntimeError: kaboom needs a GPU "
-            "(OPENSHELL_STRICT_PLUGINS is set)"
-        ) in result.stderr
+        assert ("error: plugin agents:kaboom failed to load: RuntimeError: kaboom needs a GPU (OPENSHELL_STRICT_PLUGINS is set)") in result.stderr
 
 
 def test_disabling_the_broken_plugin_silences_it(venv_bin):
@@ -284,10 +290,7 @@ def test_disabling_the_broken_plugin_silences_it(venv_bin):
 
 
 def test_thirdparty_class_is_usable_from_code(venv_bin):
-    code = (
-        "from openshell.plugin.loader import get_registry;"
-        "print(get_registry().get_class('agents', 'hello')().argv(['--x']))"
-    )
+    code = "from openshell.plugin.loader import get_registry;print(get_registry().get_class('agents', 'hello')().argv(['--x']))"
     result = subprocess.run([str(venv_bin / "python"), "-c", code], capture_output=True, text=True, timeout=60, env=_env())
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['echo', 'hello', '--x']"

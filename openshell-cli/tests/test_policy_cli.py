@@ -72,8 +72,22 @@ def test_default_prints_the_default_policy():
 
 
 def test_explain_connection_allowed_json(policy_file):
-    result = run("policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/curl",
-                 "--host", "API.example.test", "--port", "8080", "--resolved", "10.199.0.2", "-o", "json")
+    result = run(
+        "policy",
+        "explain",
+        "--policy",
+        policy_file,
+        "--binary",
+        "/usr/bin/curl",
+        "--host",
+        "API.example.test",
+        "--port",
+        "8080",
+        "--resolved",
+        "10.199.0.2",
+        "-o",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["decision"] == "allow" and out["policy"] == "repos" and out["error"] is None
@@ -81,23 +95,50 @@ def test_explain_connection_allowed_json(policy_file):
 
 
 def test_explain_binary_denial(policy_file):
-    result = run("policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/wget",
-                 "--host", "api.example.test", "--port", "8080", "-o", "json")
+    result = run("policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/wget", "--host", "api.example.test", "--port", "8080", "-o", "json")
     out = json.loads(result.stdout)
     assert out["decision"] == "deny" and out["error"] == "policy_denied"
     assert "readlink -f /usr/bin/wget" in out["reason"]
 
 
 def test_explain_ssrf_denial(policy_file):
-    result = run("policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/curl",
-                 "--host", "api.corp.test", "--port", "443", "--resolved", "10.1.2.3", "-o", "json")
+    result = run(
+        "policy",
+        "explain",
+        "--policy",
+        policy_file,
+        "--binary",
+        "/usr/bin/curl",
+        "--host",
+        "api.corp.test",
+        "--port",
+        "443",
+        "--resolved",
+        "10.1.2.3",
+        "-o",
+        "json",
+    )
     out = json.loads(result.stdout)
     assert out["decision"] == "deny" and out["error"] == "ssrf_denied"
 
 
 def test_explain_http_request(policy_file):
-    base = ["policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/curl",
-            "--host", "api.example.test", "--port", "8080", "--resolved", "10.199.0.2", "-o", "json"]
+    base = [
+        "policy",
+        "explain",
+        "--policy",
+        policy_file,
+        "--binary",
+        "/usr/bin/curl",
+        "--host",
+        "api.example.test",
+        "--port",
+        "8080",
+        "--resolved",
+        "10.199.0.2",
+        "-o",
+        "json",
+    ]
     ok = json.loads(run(*base, "--method", "GET", "--path", "/repos/a?per_page=10").stdout)
     assert ok["decision"] == "allow" and ok["layer"] == "l7"
     bad = json.loads(run(*base, "--method", "DELETE", "--path", "/repos/a").stdout)
@@ -107,8 +148,7 @@ def test_explain_http_request(policy_file):
 
 
 def test_explain_table_output(policy_file):
-    result = run("policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/curl",
-                 "--host", "api.example.test", "--port", "8080")
+    result = run("policy", "explain", "--policy", policy_file, "--binary", "/usr/bin/curl", "--host", "api.example.test", "--port", "8080")
     assert result.exit_code == 0
     assert "decision:" in result.stdout and "allow" in result.stdout
     assert "destination safety not checked" in result.stdout
@@ -193,8 +233,12 @@ def test_set_checks_the_file_before_asking_the_gateway(tmp_path):
 
 
 def test_policy_commands_against_a_gateway_name_a_missing_sandbox(gateway_env, policy_file):
-    for args in (("get", "nope"), ("list", "nope"), ("set", "nope", "--policy", policy_file),
-                 ("explain", "nope", "--binary", "/usr/bin/curl", "--host", "a.test", "--port", "80")):
+    for args in (
+        ("get", "nope"),
+        ("list", "nope"),
+        ("set", "nope", "--policy", policy_file),
+        ("explain", "nope", "--binary", "/usr/bin/curl", "--host", "a.test", "--port", "80"),
+    ):
         result = run("policy", *args)
         assert result.exit_code == 1, (args, result.output)
         assert result.stderr.strip() == "error: sandbox 'nope' not found; see 'openshell sandbox list'", args

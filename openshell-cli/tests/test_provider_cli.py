@@ -60,8 +60,9 @@ def test_crud_never_prints_the_value(gateway):
     assert json.loads(run("provider", "list", "-o", "json").stdout) == [
         {"name": "work", "type": "anthropic", "credentials": ["ANTHROPIC_API_KEY"], "config": {}, "labels": {}, "workspace": "default"}
     ]
-    res = run("provider", "create", "--name", "ci", "--type", "generic", "--credential", "API_TOKEN", "--config", "hosts=api.example.test",
-              env={"API_TOKEN": "t"})
+    res = run(
+        "provider", "create", "--name", "ci", "--type", "generic", "--credential", "API_TOKEN", "--config", "hosts=api.example.test", env={"API_TOKEN": "t"}
+    )
     assert res.exit_code == 0, res.output
     res = run("provider", "update", "ci", "--credential", "OTHER=2", "--remove-config", "hosts")
     assert res.exit_code == 0 and "API_TOKEN, OTHER" in res.stderr

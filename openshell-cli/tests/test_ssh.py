@@ -264,11 +264,18 @@ def test_create_upload_happens_before_the_command_starts(env, tree):
 
 
 def _serve_in_sandbox(env, port: int) -> subprocess.Popen:
-    code = ("import http.server,socketserver\nclass H(http.server.BaseHTTPRequestHandler):\n def do_GET(self):\n"
-            "  self.send_response(200); self.end_headers(); self.wfile.write(b'from-sandbox')\n"
-            f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()")
-    proc = subprocess.Popen([OPENSHELL, "sandbox", "exec", NAME, "--", "python3", "-c", code], env=env.env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    code = (
+        "import http.server,socketserver\nclass H(http.server.BaseHTTPRequestHandler):\n def do_GET(self):\n"
+        "  self.send_response(200); self.end_headers(); self.wfile.write(b'from-sandbox')\n"
+        f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()"
+    )
+    proc = subprocess.Popen(
+        [OPENSHELL, "sandbox", "exec", NAME, "--", "python3", "-c", code],
+        env=env.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if _sx(env, "python3", "-c", f"import socket; socket.create_connection(('127.0.0.1', {port}), 1)").returncode == 0:
@@ -329,9 +336,13 @@ def test_forward_bad_port_is_a_usage_error(env):
 def test_real_ssh_local_forward_goes_to_sandbox_loopback(env, free_port):
     port, local = free_port(), free_port()
     server = _serve_in_sandbox(env, port)
-    ssh = subprocess.Popen(["ssh", "-F", str(env.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes",
-                            "-L", f"127.0.0.1:{local}:127.0.0.1:{port}", f"openshell-{NAME}"], env=env.env,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ssh = subprocess.Popen(
+        ["ssh", "-F", str(env.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local}:127.0.0.1:{port}", f"openshell-{NAME}"],
+        env=env.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -352,8 +363,13 @@ def test_real_ssh_local_forward_goes_to_sandbox_loopback(env, free_port):
 
 
 def test_exec_streams_stdin_and_ends_when_the_command_ends_even_if_stdin_never_closes(env):
-    proc = subprocess.Popen([OPENSHELL, "sandbox", "exec", NAME, "--", "sh", "-c", "read line; echo got-$line; exit 5"],
-                            env=env.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [OPENSHELL, "sandbox", "exec", NAME, "--", "sh", "-c", "read line; echo got-$line; exit 5"],
+        env=env.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         proc.stdin.write(b"first\n")
         proc.stdin.flush()  # and never closed

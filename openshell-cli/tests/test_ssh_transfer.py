@@ -59,16 +59,19 @@ def test_normal_archive_keeps_modes_and_inside_links(dest):
     assert (stats.files, stats.links, stats.bytes) == (2, 1, 4)
 
 
-@pytest.mark.parametrize("members, what", [
-    ((("file", "../escape", b"x"),), "'..'"),
-    ((("file", "a/../../escape", b"x"),), "'..'"),
-    ((("file", "/tmp/ia-abs-escape", b"x"),), "absolute"),
-    ((("sym", "out", "/etc"),), "points outside"),
-    ((("sym", "out", "../.."),), "points outside"),
-    ((("dir", "d", b""), ("sym", "d/up", "../../x")), "points outside"),
-    ((("link", "h", "/etc/passwd"),), "hard link"),
-    ((("link", "h", "../x"),), "hard link"),
-])
+@pytest.mark.parametrize(
+    "members, what",
+    [
+        ((("file", "../escape", b"x"),), "'..'"),
+        ((("file", "a/../../escape", b"x"),), "'..'"),
+        ((("file", "/tmp/ia-abs-escape", b"x"),), "absolute"),
+        ((("sym", "out", "/etc"),), "points outside"),
+        ((("sym", "out", "../.."),), "points outside"),
+        ((("dir", "d", b""), ("sym", "d/up", "../../x")), "points outside"),
+        ((("link", "h", "/etc/passwd"),), "hard link"),
+        ((("link", "h", "../x"),), "hard link"),
+    ],
+)
 def test_escaping_members_are_refused(dest, members, what):
     with pytest.raises(UnsafeMember, match=what):
         _extract(_tar(*members), dest)
@@ -114,11 +117,13 @@ def test_upload_refuses_links_pointing_out_of_the_tree(tmp_path):
 
 
 def test_tar_messages_become_sandbox_paths_for_a_directory_download():
-    err = ("tar: ./locked: Cannot open: Permission denied\n"
-           "tar: ./a: b.txt: Cannot open: Permission denied\n"
-           "tar: ./grow.log: file changed as we read it\n"
-           "tar: .: Cannot open: Permission denied\n"
-           "tar: Exiting with failure status due to previous errors\n")
+    err = (
+        "tar: ./locked: Cannot open: Permission denied\n"
+        "tar: ./a: b.txt: Cannot open: Permission denied\n"
+        "tar: ./grow.log: file changed as we read it\n"
+        "tar: .: Cannot open: Permission denied\n"
+        "tar: Exiting with failure status due to previous errors\n"
+    )
     assert parse_tar_stderr(err, "/sandbox/d") == [
         Skipped("/sandbox/d/locked", "Cannot open: Permission denied"),
         Skipped("/sandbox/d/a: b.txt", "Cannot open: Permission denied"),
@@ -129,7 +134,8 @@ def test_tar_messages_become_sandbox_paths_for_a_directory_download():
 
 def test_tar_messages_for_a_single_file_name_it_beside_its_parent():
     assert parse_tar_stderr("tar: f.txt: Cannot open: Permission denied\n", "/var/tmp/x/f.txt") == [
-        Skipped("/var/tmp/x/f.txt", "Cannot open: Permission denied")]
+        Skipped("/var/tmp/x/f.txt", "Cannot open: Permission denied")
+    ]
 
 
 def test_an_unrecognised_message_is_kept_against_the_downloaded_path_and_trimmed():

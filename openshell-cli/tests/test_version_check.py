@@ -137,10 +137,7 @@ def test_real_process_streams(gateway_env):
     import subprocess
     import sys
 
-    code = (
-        "import sys, openshell.client.versions as v; v.installed_version = lambda: '99.1.0'; "
-        "from openshell_cli.main import main; main(sys.argv[1:])"
-    )
+    code = "import sys, openshell.client.versions as v; v.installed_version = lambda: '99.1.0'; from openshell_cli.main import main; main(sys.argv[1:])"
     env = {k: v for k, v in os.environ.items() if k not in ("OPENSHELL_STATE_DIR", "OPENSHELL_GATEWAY", version_check.SILENCE_ENV)}
     env.update(gateway_env)
     proc = subprocess.run([sys.executable, "-c", code, "sandbox", "list", "-o", "json"], env=env, capture_output=True, text=True, timeout=60)

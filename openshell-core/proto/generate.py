@@ -73,11 +73,7 @@ def stale_files(target: pathlib.Path = TARGET) -> list[str]:
     """Return names of files in ``target`` that differ from a fresh generation (or are missing/extra)."""
     with tempfile.TemporaryDirectory() as tmp:
         fresh = {p.name: p.read_bytes() for p in generate(pathlib.Path(tmp))}
-    current = {
-        p.name: p.read_bytes()
-        for p in target.glob("*")
-        if p.is_file() and p.suffix in (".py", ".pyi")
-    }
+    current = {p.name: p.read_bytes() for p in target.glob("*") if p.is_file() and p.suffix in (".py", ".pyi")}
     names = sorted(set(fresh) | set(current))
     return [n for n in names if fresh.get(n) != current.get(n)]
 

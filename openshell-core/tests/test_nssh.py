@@ -1,7 +1,6 @@
 """NSSH1 preface: what the supervisor accepts before any SSH byte."""
 
 import pytest
-
 from openshell.nssh import MAX_SKEW, PrefaceError, PrefaceVerifier, make_preface
 
 SECRET = b"s" * 32

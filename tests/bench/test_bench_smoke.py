@@ -25,7 +25,10 @@ def test_quick_decisions_figure_writes_the_documented_json(tmp_path):
     out = tmp_path / "latest.json"
     proc = subprocess.run(
         [sys.executable, str(RUN), "--quick", "decisions", "--out", str(out)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "### decisions" in proc.stdout  # the printed table
@@ -49,7 +52,10 @@ def test_quick_decisions_figure_writes_the_documented_json(tmp_path):
 def test_unknown_figure_is_a_usage_error(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(RUN), "--quick", "nosuchfigure", "--out", str(tmp_path / "x.json")],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     assert "unknown figure nosuchfigure" in proc.stderr
@@ -79,8 +85,12 @@ def test_sigterm_tears_down_what_the_run_started_and_marks_the_document(tmp_path
     if os.geteuid() != 0:
         pytest.skip("needs root (the lifecycle figure runs a gateway and sandboxes)")
     out = tmp_path / "latest.json"
-    proc = subprocess.Popen([sys.executable, str(RUN), "--quick", "--peers", "", "decisions", "lifecycle", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(RUN), "--quick", "--peers", "", "decisions", "lifecycle", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 90
     while not _bench_processes(proc.pid) and time.monotonic() < deadline:  # wait until its gateway runs
         time.sleep(0.2)

@@ -186,8 +186,9 @@ def test_agent_gets_its_provider_from_the_environment_as_a_placeholder(agw, mode
     before = len(model.requests)
     env = {**agw.env, "ANTHROPIC_API_KEY": secret}
     pins = [a for h in _agent_api_hosts() for a in ("--add-host", f"{h}:{BLOCKED_IP}")]
-    proc = subprocess.run([OPENSHELL, "sandbox", "create", *pins, "--name", "ag-prov", "--", "claude", "-p", "Say hello"],
-                          env=env, capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [OPENSHELL, "sandbox", "create", *pins, "--name", "ag-prov", "--", "claude", "-p", "Say hello"], env=env, capture_output=True, timeout=300
+    )
     assert proc.returncode == 0, _text(proc)
     assert REPLY in proc.stdout.decode(errors="replace")
     assert "provider anthropic created from your environment (ANTHROPIC_API_KEY)" in proc.stderr.decode()
@@ -214,8 +215,15 @@ def test_claude_runs_interactively_with_a_tty(agw, model):
     pexpect = pytest.importorskip("pexpect", reason="pexpect drives the terminal (scripts/setup.sh installs it)")
     set_route(agw, "anthropic", model.base_url)
     pins = [a for h in _agent_api_hosts() for a in ("--add-host", f"{h}:{BLOCKED_IP}")]
-    child = pexpect.spawn(OPENSHELL, ["sandbox", "create", "--no-auto-providers", *pins, "--name", "ag-tty", "--", "claude"],
-                          env=agw.env, dimensions=(40, 120), timeout=90, encoding="utf-8", codec_errors="replace")
+    child = pexpect.spawn(
+        OPENSHELL,
+        ["sandbox", "create", "--no-auto-providers", *pins, "--name", "ag-tty", "--", "claude"],
+        env=agw.env,
+        dimensions=(40, 120),
+        timeout=90,
+        encoding="utf-8",
+        codec_errors="replace",
+    )
     try:
         # onboarding is done by the plugin's .claude.json; trusting /sandbox stays the user's call
         child.expect("trust", timeout=120)
@@ -287,8 +295,10 @@ def test_openclaw_reaching_a_host_outside_its_policy_is_denied_as_the_node24_bin
     proc = create(agw, "--name", name, "--add-host", f"{BLOCKED_HOST}:{BLOCKED_IP}", "--", "openclaw", "--version")
     assert proc.returncode == 0, _text(proc)[-3000:]
     # the same config, pointed at the blocked host
-    script = (f"sed 's#https://inference.local#http://{BLOCKED_HOST}:8080#' /sandbox/.openclaw/openclaw.json > /sandbox/blocked.json"
-              " && openclaw agent exec --config /sandbox/blocked.json --timeout 60 'Say hello'")
+    script = (
+        f"sed 's#https://inference.local#http://{BLOCKED_HOST}:8080#' /sandbox/.openclaw/openclaw.json > /sandbox/blocked.json"
+        " && openclaw agent exec --config /sandbox/blocked.json --timeout 60 'Say hello'"
+    )
     run = agw.sx(name, "sh", "-c", script, timeout=180)
     text = _text(run)
     assert REPLY not in text
@@ -311,8 +321,7 @@ def test_agent_reaching_a_host_outside_its_policy_gets_403_in_the_sandbox_log(ag
         argv = ["--env", f"ANTHROPIC_BASE_URL=http://{BLOCKED_HOST}:8080", "--", "claude", "-p", "Say hello"]
     else:
         set_route(agw, "openai", model.base_url)
-        argv = ["--", "codex", "exec", "--skip-git-repo-check",
-                "-c", f'model_providers.openshell.base_url="http://{BLOCKED_HOST}:8080/v1"', "Say hello"]
+        argv = ["--", "codex", "exec", "--skip-git-repo-check", "-c", f'model_providers.openshell.base_url="http://{BLOCKED_HOST}:8080/v1"', "Say hello"]
     proc = create(agw, "--name", name, "--add-host", f"{BLOCKED_HOST}:{BLOCKED_IP}", *argv)
     text = _text(proc)
     assert REPLY not in text
@@ -331,13 +340,16 @@ def test_agent_reaching_a_host_outside_its_policy_gets_403_in_the_sandbox_log(ag
 
 
 def test_users_policy_overrides_the_agents_rule_with_the_same_key(agw, tmp_path):
-    policy = write_policy(tmp_path / "p.yaml", """\
+    policy = write_policy(
+        tmp_path / "p.yaml",
+        """\
 version: 1
 network_policies:
   claude_agent:
     endpoints: [{host: api.example.test, port: 443}]
     binaries: [{path: /usr/local/bin/claude}]
-""")
+""",
+    )
     proc = create(agw, "--name", "ag-override", "--policy", policy, "--", "claude", "--version")
     assert proc.returncode == 0, _text(proc)
     assert "your --policy overrides rule(s) claude_agent" in proc.stderr.decode()

@@ -57,9 +57,12 @@ def landlocked():
 
 
 def test_unreadable_files_are_listed_and_the_rest_is_written(gateway, sbx, tmp_path):
-    _sh(gateway, "mkdir -p /sandbox/part/sub /sandbox/part/locked && cd /sandbox/part && echo ok > ok.txt"
-                 " && echo deep > sub/deep.txt && echo s > secret.txt && echo x > locked/inner.txt"
-                 " && chmod 000 secret.txt locked")
+    _sh(
+        gateway,
+        "mkdir -p /sandbox/part/sub /sandbox/part/locked && cd /sandbox/part && echo ok > ok.txt"
+        " && echo deep > sub/deep.txt && echo s > secret.txt && echo x > locked/inner.txt"
+        " && chmod 000 secret.txt locked",
+    )
     out = tmp_path / "out"
     p = _download(gateway, "/sandbox/part", out)
     err = p.stderr.decode()
@@ -75,8 +78,7 @@ def test_unreadable_files_are_listed_and_the_rest_is_written(gateway, sbx, tmp_p
 
 
 def test_a_long_skipped_list_is_bounded_on_stderr(gateway, sbx, tmp_path):
-    _sh(gateway, "mkdir -p /sandbox/many && cd /sandbox/many && echo ok > ok"
-                 " && for i in $(seq 1 30); do echo s > s$i; chmod 000 s$i; done")
+    _sh(gateway, "mkdir -p /sandbox/many && cd /sandbox/many && echo ok > ok && for i in $(seq 1 30); do echo s > s$i; chmod 000 s$i; done")
     p = _download(gateway, "/sandbox/many", tmp_path / "many")
     err = p.stderr.decode()
     assert p.returncode == INCOMPLETE, err

@@ -46,9 +46,16 @@ network_policies:
 
 def expected_denial(method: str, path: str, binary: str) -> dict:
     return {
-        "error": "policy_denied", "policy": "api", "rule": f"{method} {path}",
-        "detail": f"{method} {path} not permitted by policy", "layer": "l7", "method": method,
-        "path": path, "host": HOST, "port": 443, "binary": binary,
+        "error": "policy_denied",
+        "policy": "api",
+        "rule": f"{method} {path}",
+        "detail": f"{method} {path} not permitted by policy",
+        "layer": "l7",
+        "method": method,
+        "path": path,
+        "host": HOST,
+        "port": 443,
+        "binary": binary,
     }
 
 
@@ -69,8 +76,9 @@ def world(tmp_path_factory):
     (base / "policy.yaml").write_text(POLICY)
 
     env = dict(os.environ)
-    env.update(XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"), OPENSHELL_GATEWAY="l7e2e",
-               OPENSHELL_EXTRA_CA=str(base / "test-ca.pem"))
+    env.update(
+        XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"), OPENSHELL_GATEWAY="l7e2e", OPENSHELL_EXTRA_CA=str(base / "test-ca.pem")
+    )
     env.pop("OPENSHELL_STATE_DIR", None)
     gw = Gateway(name="l7e2e", port=free_port(), env=env, base=base)
     with TestHost("l7e2e", IP) as host:
@@ -78,8 +86,7 @@ def world(tmp_path_factory):
         host.serve_http(8443, tls_cert=str(base / "up.crt"), tls_key=str(base / "up.key"))
         gw.cli("gateway", "start", "--name", gw.name, "--port", str(gw.port), check=True, timeout=60)
         try:
-            gw.cli("sandbox", "create", "--name", SANDBOX, "--policy", str(base / "policy.yaml"),
-                   "--add-host", f"{HOST}:{IP}", "--detach", check=True)
+            gw.cli("sandbox", "create", "--name", SANDBOX, "--policy", str(base / "policy.yaml"), "--add-host", f"{HOST}:{IP}", "--detach", check=True)
             yield gw, SANDBOX
         finally:
             gw.cli("sandbox", "delete", "--all", timeout=120)

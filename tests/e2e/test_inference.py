@@ -34,8 +34,7 @@ def gw(tmp_path_factory, model):
     gw = _start_gateway(tmp_path_factory.mktemp("inf-e2e"), "inf-e2e")
     try:
         gw.cli("provider", "create", "--name", "inf-key", "--type", "openai", "--credential", "OPENAI_API_KEY=sk-backend-123", check=True)
-        gw.cli("inference", "set", "--backend", "openai", "--model", "served-model", "--base-url", model.base_url,
-               "--provider", "inf-key", check=True)
+        gw.cli("inference", "set", "--backend", "openai", "--model", "served-model", "--base-url", model.base_url, "--provider", "inf-key", check=True)
         gw.cli("sandbox", "create", "--name", "inf-box", "-d", check=True, timeout=120)
         yield gw
     finally:
@@ -49,14 +48,28 @@ def curl(gw, *args: str, timeout: float = 60):
 
 def test_route_is_stored_and_shown_without_credentials(gw, model):
     out = json.loads(gw.cli("inference", "get", "-o", "json", check=True).stdout)
-    assert out == {"backend": "openai", "model": "served-model", "base_url": model.base_url, "provider": "inf-key",
-                   "protocols": ["openai"], "revision": out["revision"]}
+    assert out == {
+        "backend": "openai",
+        "model": "served-model",
+        "base_url": model.base_url,
+        "provider": "inf-key",
+        "protocols": ["openai"],
+        "revision": out["revision"],
+    }
     assert b"sk-backend-123" not in gw.cli("provider", "get", "inf-key", "-o", "yaml", check=True).stdout
 
 
 def test_chat_completion_over_https_inference_local(gw, model):
-    proc = curl(gw, "https://inference.local/v1/chat/completions", "-H", "Content-Type: application/json",
-                "-H", "Authorization: Bearer sandbox-made-this-up", "-d", CHAT)
+    proc = curl(
+        gw,
+        "https://inference.local/v1/chat/completions",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "Authorization: Bearer sandbox-made-this-up",
+        "-d",
+        CHAT,
+    )
     assert proc.returncode == 0, proc.stderr
     body = json.loads(proc.stdout)
     assert body["choices"][0]["message"]["content"] == "routed through inference local"
@@ -104,8 +117,7 @@ def test_route_change_applies_without_restart_and_backend_down_is_502(gw, model)
         body, code = proc.stdout.rsplit(b"\n", 1)
         assert code == b"502" and json.loads(body)["error"] == "inference_backend_unavailable"
     finally:
-        gw.cli("inference", "set", "--backend", "openai", "--model", "served-model", "--base-url", model.base_url,
-               "--provider", "inf-key", check=True)
+        gw.cli("inference", "set", "--backend", "openai", "--model", "served-model", "--base-url", model.base_url, "--provider", "inf-key", check=True)
     for _ in range(20):
         proc = curl(gw, "https://inference.local/v1/chat/completions", "-d", CHAT)
         if proc.returncode == 0 and b"choices" in proc.stdout:

@@ -25,8 +25,14 @@ from fakes.model_server import ModelServer
 
 pytestmark = pytest.mark.timeout(900)
 
-CORE_AND_CLI = ["openshell-core", "openshell-plugins/isolation/netns", "openshell-plugins/isolation/landlock",
-                "openshell-plugins/isolation/seccomp", "openshell-plugins/isolation/opa", "openshell-cli"]
+CORE_AND_CLI = [
+    "openshell-core",
+    "openshell-plugins/isolation/netns",
+    "openshell-plugins/isolation/landlock",
+    "openshell-plugins/isolation/seccomp",
+    "openshell-plugins/isolation/opa",
+    "openshell-cli",
+]
 
 
 def run(argv, env=None, timeout=600) -> subprocess.CompletedProcess:
@@ -55,8 +61,9 @@ def venv(tmp_path_factory) -> Path:
 def gw(venv, tmp_path_factory):
     base = tmp_path_factory.mktemp("inf-flow")
     env = dict(os.environ)
-    env.update(XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"), OPENSHELL_GATEWAY="inf-flow",
-               PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
+    env.update(
+        XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"), OPENSHELL_GATEWAY="inf-flow", PATH=f"{venv / 'bin'}:{env.get('PATH', '')}"
+    )
     env.pop("OPENSHELL_STATE_DIR", None)
     env.pop("VIRTUAL_ENV", None)
     gw = Gateway(name="inf-flow", port=free_port(), env=env, base=base)
@@ -77,8 +84,7 @@ def test_vllm_appears_after_pip_install_and_routes_a_sandbox(venv, gw):
     plugin = REPO / "openshell-plugins/inference/vllm"
     leftovers = [plugin / "build"] if not (plugin / "build").exists() else []
     try:
-        run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(plugin)],
-            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+        run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(plugin)], env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     finally:
         for path in leftovers:  # setuptools builds in the source tree
             shutil.rmtree(path, ignore_errors=True)
@@ -94,14 +100,43 @@ def test_vllm_appears_after_pip_install_and_routes_a_sandbox(venv, gw):
         cli(gw, "sandbox", "create", "--name", "inf-flow", "-d", timeout=180)
 
         body = json.dumps({"model": "x", "messages": [{"role": "user", "content": "hi"}]})
-        out = cli(gw, "sandbox", "exec", "inf-flow", "--", "curl", "-sS", "--max-time", "30",
-                  "https://inference.local/v1/chat/completions", "-H", "Content-Type: application/json", "-d", body).stdout
+        out = cli(
+            gw,
+            "sandbox",
+            "exec",
+            "inf-flow",
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "https://inference.local/v1/chat/completions",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ).stdout
         assert json.loads(out)["choices"][0]["message"]["content"] == "vllm says hello"
         assert model.requests[-1].body["model"] == "meta-llama/Llama-3.1-8B-Instruct"
 
         stream = json.dumps({"stream": True, "messages": [{"role": "user", "content": "hi"}]})
-        out = cli(gw, "sandbox", "exec", "inf-flow", "--", "curl", "-sS", "-N", "--max-time", "30",
-                  "https://inference.local/v1/chat/completions", "-H", "Content-Type: application/json", "-d", stream).stdout
+        out = cli(
+            gw,
+            "sandbox",
+            "exec",
+            "inf-flow",
+            "--",
+            "curl",
+            "-sS",
+            "-N",
+            "--max-time",
+            "30",
+            "https://inference.local/v1/chat/completions",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            stream,
+        ).stdout
         events = [e for e in out.decode().split("\n\n") if e.strip()]
         assert events[-1] == "data: [DONE]" and len(events) >= 5
         text = "".join(json.loads(e[6:])["choices"][0]["delta"].get("content", "") for e in events[:-1])

@@ -37,8 +37,7 @@ def sandbox(gateway, iaup, tmp_path_factory):
     policy = tmp_path_factory.mktemp("ia") / "policy.yaml"
     policy.write_text(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
     gateway.cli("sandbox", "delete", SANDBOX)
-    gateway.cli("sandbox", "create", "--name", SANDBOX, "--policy", str(policy),
-                "--add-host", f"up.example.test:{UPSTREAM_IP}", "--detach", check=True)
+    gateway.cli("sandbox", "create", "--name", SANDBOX, "--policy", str(policy), "--add-host", f"up.example.test:{UPSTREAM_IP}", "--detach", check=True)
     cfg = tmp_path_factory.mktemp("ia-ssh") / "ssh_config"
     cfg.write_bytes(gateway.cli("sandbox", "ssh-config", SANDBOX, check=True).stdout)
     yield SANDBOX, cfg
@@ -92,8 +91,19 @@ def test_ctrl_c_reaches_the_remote_process_not_the_client(gateway, sandbox):
 
 
 def test_exec_tty_streams_stdin_to_a_pty_and_returns_the_exit_code(gateway, sandbox):
-    child = _spawn(gateway, "sandbox", "exec", "--tty", sandbox[0], "--", "sh", "-c",
-                   "stty size; [ -t 0 ] && echo is-tty; read line; echo got-$line; exit 4", rows=33, cols=90)
+    child = _spawn(
+        gateway,
+        "sandbox",
+        "exec",
+        "--tty",
+        sandbox[0],
+        "--",
+        "sh",
+        "-c",
+        "stty size; [ -t 0 ] && echo is-tty; read line; echo got-$line; exit 4",
+        rows=33,
+        cols=90,
+    )
     try:
         child.expect(r"33 90")
         child.expect("is-tty")
@@ -131,13 +141,13 @@ def _assert_i03_i08(result: list) -> None:
 
 def test_i03_and_i08_hold_in_a_real_ssh_session(gateway, sandbox):
     name, cfg = sandbox
-    p = subprocess.run(["ssh", "-F", str(cfg), f"openshell-{name}", "python3", "-"], input=I03_I08.encode(),
-                       env=gateway.env, capture_output=True, timeout=60)
+    p = subprocess.run(["ssh", "-F", str(cfg), f"openshell-{name}", "python3", "-"], input=I03_I08.encode(), env=gateway.env, capture_output=True, timeout=60)
     assert p.returncode == 0, p.stderr
     _assert_i03_i08(json.loads(p.stdout))
     # curl, which the rule names, is allowed from the same SSH session (the policy applies, not a blanket deny)
-    p = subprocess.run(["ssh", "-F", str(cfg), f"openshell-{name}", f"curl -sS -o /dev/null -w '%{{http_code}}' {UPSTREAM}"],
-                       env=gateway.env, capture_output=True, timeout=60)
+    p = subprocess.run(
+        ["ssh", "-F", str(cfg), f"openshell-{name}", f"curl -sS -o /dev/null -w '%{{http_code}}' {UPSTREAM}"], env=gateway.env, capture_output=True, timeout=60
+    )
     assert p.stdout == b"200", p.stderr
 
 

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import shared_dir  # noqa: E402 - tests/ is on sys.path (conftest)
 
 CHECKS_FILE = "cases/isolation-checks.md"
@@ -70,7 +69,11 @@ def check_I02(gw, sb):
 
 
 def check_I03(gw, sb):
-    p = py(gw, sb, "import errno\nfor path in ('/etc/openshell-probe', '/usr/probe'):\n try:\n  open(path, 'w'); print('CREATED', path)\n except OSError as e: print(errno.errorcode[e.errno])\nprint(len(open('/etc/hostname').read()) > 0)")
+    p = py(
+        gw,
+        sb,
+        "import errno\nfor path in ('/etc/openshell-probe', '/usr/probe'):\n try:\n  open(path, 'w'); print('CREATED', path)\n except OSError as e: print(errno.errorcode[e.errno])\nprint(len(open('/etc/hostname').read()) > 0)",
+    )
     out = p.stdout.decode().split()
     assert out[:2] in (["EACCES", "EACCES"], ["EPERM", "EPERM"], ["EACCES", "EPERM"], ["EPERM", "EACCES"]), out
     assert out[2] == "True"
@@ -95,7 +98,10 @@ def check_I05(gw, sb):
     uid = pwd.getpwnam("sandbox").pw_uid
     os.chown(owned, uid, uid)
     try:
-        code = "import os\nfor p in ('/root','/home','/opt','/var/lib','%s'):\n try:\n  os.listdir(p); print('LISTED', p)\n except OSError as e: print('DENIED', p)" % owned
+        code = (
+            "import os\nfor p in ('/root','/home','/opt','/var/lib','%s'):\n try:\n  os.listdir(p); print('LISTED', p)\n except OSError as e: print('DENIED', p)"
+            % owned
+        )
         out = py(gw, sb, code).stdout.decode()
         assert "LISTED" not in out and out.count("DENIED") == 5, out
     finally:
@@ -131,7 +137,10 @@ def check_I08(gw, sb):
 
 
 def check_I09(gw, sb):
-    code = "import socket,time\nt=time.time()\ntry:\n socket.create_connection(('%s', 8080), timeout=5); print('CONNECTED')\nexcept OSError as e: print('FAILED', round(time.time()-t, 2))" % UPSTREAM_IP[0]
+    code = (
+        "import socket,time\nt=time.time()\ntry:\n socket.create_connection(('%s', 8080), timeout=5); print('CONNECTED')\nexcept OSError as e: print('FAILED', round(time.time()-t, 2))"
+        % UPSTREAM_IP[0]
+    )
     out = py(gw, sb, code).stdout.decode().split()
     assert out[0] == "FAILED" and float(out[1]) < 1.0, out
 
@@ -223,7 +232,14 @@ def check_I16(gw, sb):
 
 def check_I17(gw, sb):
     # A child of the agent's process gets the same isolation (I03 and I08 again).
-    p = gw.sx(sb, "bash", "-c", "touch /usr/probe 2>/dev/null && echo CREATED || echo DENIED; python3 -c \"import urllib.request as u\ntry:\n u.urlopen('" + UPSTREAM + "')\nexcept Exception as e: print(e.code)\"")
+    p = gw.sx(
+        sb,
+        "bash",
+        "-c",
+        "touch /usr/probe 2>/dev/null && echo CREATED || echo DENIED; python3 -c \"import urllib.request as u\ntry:\n u.urlopen('"
+        + UPSTREAM
+        + "')\nexcept Exception as e: print(e.code)\"",
+    )
     assert p.stdout.decode().split() == ["DENIED", "403"]
     p = gw.sx(sb, "bash", "-c", "curl -sS -o /dev/null -w '%{http_code}' " + UPSTREAM)
     assert p.stdout.decode() == "200"
@@ -254,7 +270,7 @@ def check_I18(gw, sb):
     assert _python_status(gw, sb) == "403"
     with tempfile.TemporaryDirectory() as tmp:
         update, original = Path(tmp) / "update.yaml", Path(tmp) / "original.yaml"
-        update.write_text("version: 1\n" + policy[policy.index("network_policies:"):] + _I18_RULE)
+        update.write_text("version: 1\n" + policy[policy.index("network_policies:") :] + _I18_RULE)
         original.write_text(policy)
         gw.cli("policy", "set", sb, "--policy", str(update), "--wait", "--timeout", "30", check=True)
         try:
@@ -269,7 +285,7 @@ def check_I18(gw, sb):
     assert _python_status(gw, sb) == "403"
 
 
-CHECKS = {name[len("check_"):]: fn for name, fn in globals().items() if name.startswith("check_")}
+CHECKS = {name[len("check_") :]: fn for name, fn in globals().items() if name.startswith("check_")}
 NOT_YET: dict[str, str] = {}
 
 

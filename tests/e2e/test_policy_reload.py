@@ -35,10 +35,13 @@ process: {run_as_user: sandbox, run_as_group: sandbox}
 """
 
 # python3 may reach B in every revision (the control tunnel); curl nothing yet.
-ONLY_B = STATIC + f"""\
+ONLY_B = (
+    STATIC
+    + f"""\
 network_policies:
   py_b: {{endpoints: [{{host: {HOST_B}, port: 8080, allowed_ips: [{TEST_NET}]}}], binaries: [{{path: "/usr/bin/python3*"}}]}}
 """
+)
 
 # Static sections omitted: kept as they are.
 CURL_AND_PY_A = f"""\
@@ -75,8 +78,9 @@ def sandbox(gateway, hosts, tmp_path, request):
     name = "rl-" + request.node.name.removeprefix("test_").replace("_", "-")[:40].rstrip("-")
     gateway.cli("sandbox", "delete", name)
     policy = write_policy(tmp_path / "initial.yaml", ONLY_B)
-    gateway.cli("sandbox", "create", "--name", name, "--policy", policy,
-                "--add-host", f"{HOST_A}:{IP_A}", "--add-host", f"{HOST_B}:{IP_B}", "--detach", check=True)
+    gateway.cli(
+        "sandbox", "create", "--name", name, "--policy", policy, "--add-host", f"{HOST_A}:{IP_A}", "--add-host", f"{HOST_B}:{IP_B}", "--detach", check=True
+    )
     yield name
     gateway.cli("sandbox", "delete", name)
 
@@ -127,11 +131,9 @@ def test_denied_then_allowed_after_policy_set_wait(gateway, sandbox, tmp_path):
     text = gateway.cli("policy", "get", sandbox, check=True)
     assert text.stdout.decode().startswith("version: 1") and "revision 2 (loaded, active)" in text.stderr.decode()
 
-    ex = json.loads(gateway.cli("policy", "explain", sandbox, "--binary", "/usr/bin/curl", "--host", HOST_A,
-                                "--port", "8080", "-o", "json", check=True).stdout)
+    ex = json.loads(gateway.cli("policy", "explain", sandbox, "--binary", "/usr/bin/curl", "--host", HOST_A, "--port", "8080", "-o", "json", check=True).stdout)
     assert ex["decision"] == "allow" and ex["policy"] == "curl_a" and ex["addresses"] == [IP_A]
-    ex = json.loads(gateway.cli("policy", "explain", sandbox, "--binary", "/usr/bin/wget", "--host", HOST_A,
-                                "--port", "8080", "-o", "json", check=True).stdout)
+    ex = json.loads(gateway.cli("policy", "explain", sandbox, "--binary", "/usr/bin/wget", "--host", HOST_A, "--port", "8080", "-o", "json", check=True).stdout)
     assert ex["decision"] == "deny" and ex["error"] == "policy_denied" and "/usr/bin/wget" in ex["reason"]
 
 
@@ -194,8 +196,9 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
 def test_open_tunnel_no_longer_allowed_is_closed(gateway, sandbox, tmp_path):
     p, _ = set_policy(gateway, sandbox, write_policy(tmp_path / "p.yaml", CURL_AND_PY_A), "--wait", "--timeout", "20")
     assert p.returncode == 0, p.stderr.decode()
-    proc = subprocess.Popen([OPENSHELL, "sandbox", "exec", sandbox, "--", "python3", "-c", TUNNELS, HOST_A, HOST_B],
-                            env=gateway.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [OPENSHELL, "sandbox", "exec", sandbox, "--", "python3", "-c", TUNNELS, HOST_A, HOST_B], env=gateway.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         assert _readline(proc, 30) == "A 200 B 200"
         # Revision 3 drops every rule for A; B stays allowed for python3.
@@ -279,8 +282,9 @@ def test_sandbox_link_network_at_create_fails_the_start_and_set_wait_says_so(gat
     name = "rl-link-at-create"
     gateway.cli("sandbox", "delete", name)
     try:
-        p = gateway.cli("sandbox", "create", "--name", name, "--policy", write_policy(tmp_path / "l.yaml", LINK_NETWORK),
-                        "--add-host", f"{HOST_A}:{IP_A}", "--detach")
+        p = gateway.cli(
+            "sandbox", "create", "--name", name, "--policy", write_policy(tmp_path / "l.yaml", LINK_NETWORK), "--add-host", f"{HOST_A}:{IP_A}", "--detach"
+        )
         assert p.returncode == 1 and "overlaps the sandbox link network" in p.stderr.decode()
         t0 = time.monotonic()
         p = gateway.cli("policy", "set", name, "--policy", write_policy(tmp_path / "p.yaml", CURL_AND_PY_A), "--wait", "--timeout", "30")
@@ -310,7 +314,9 @@ def test_published_sdk_reads_policy_revisions_and_is_refused_a_structured_policy
     py = sdk_python
     p, _ = set_policy(gateway, sandbox, write_policy(tmp_path / "p.yaml", CURL_AND_PY_A), "--wait", "--timeout", "20")
     assert p.returncode == 0, p.stderr.decode()
-    result = run_sdk(py, f"""
+    result = run_sdk(
+        py,
+        f"""
         import json, grpc
         from openshell import SandboxClient
         from openshell._proto import datamodel_pb2, openshell_pb2, sandbox_pb2
@@ -331,7 +337,9 @@ def test_published_sdk_reads_policy_revisions_and_is_refused_a_structured_policy
             "list": [[r.version, openshell_pb2.PolicyStatus.Name(r.status)] for r in lst.revisions],
             "token": lst.next_page_token, "refused": refused,
         }}))
-        """, env=gateway.env)
+        """,
+        env=gateway.env,
+    )
     assert result["active"] == 2 and result["version"] == 2 and result["status"] == "POLICY_STATUS_LOADED"
     assert result["list"] == [[2, "POLICY_STATUS_LOADED"], [1, "POLICY_STATUS_LOADED"]] and result["token"] == ""
     assert result["refused"].startswith("INVALID_ARGUMENT policy:")

@@ -43,16 +43,29 @@ def _tls_files(tmp) -> tuple[str, str, str]:
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "inf test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-          .not_valid_after(now + datetime.timedelta(days=2)).add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api.inf.test")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("api.inf.test"), x509.DNSName("other.inf.test")]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api.inf.test")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("api.inf.test"), x509.DNSName("other.inf.test")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     paths = (tmp / "ca.pem", tmp / "leaf.pem", tmp / "leaf.key")
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
@@ -72,17 +85,42 @@ def env(tmp_path_factory):
         host.serve_http(443, tls_cert=cert, tls_key=key)
         host.serve_http(8080)
         e = dict(os.environ)
-        e.update(XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"), OPENSHELL_GATEWAY="inf-prov",
-                 OPENSHELL_EXTRA_CA=ca)
+        e.update(XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"), OPENSHELL_GATEWAY="inf-prov", OPENSHELL_EXTRA_CA=ca)
         e.pop("OPENSHELL_STATE_DIR", None)
         gw = Gateway(name="inf-prov", port=free_port(), env=e, base=base)
         gw.cli("gateway", "start", "--name", gw.name, "--port", str(gw.port), check=True, timeout=60)
         try:
-            gw.cli("provider", "create", "--name", "inf-tok", "--type", "generic", "--credential", f"INF_TOKEN={SECRET}",
-                   "--config", "hosts=api.inf.test", check=True)
+            gw.cli(
+                "provider",
+                "create",
+                "--name",
+                "inf-tok",
+                "--type",
+                "generic",
+                "--credential",
+                f"INF_TOKEN={SECRET}",
+                "--config",
+                "hosts=api.inf.test",
+                check=True,
+            )
             policy = write_policy(base / "policy.yaml", POLICY)
-            gw.cli("sandbox", "create", "--name", "inf-prov", "--provider", "inf-tok", "--policy", policy,
-                   "--add-host", f"api.inf.test:{IP}", "--add-host", f"other.inf.test:{IP}", "-d", check=True, timeout=120)
+            gw.cli(
+                "sandbox",
+                "create",
+                "--name",
+                "inf-prov",
+                "--provider",
+                "inf-tok",
+                "--policy",
+                policy,
+                "--add-host",
+                f"api.inf.test:{IP}",
+                "--add-host",
+                f"other.inf.test:{IP}",
+                "-d",
+                check=True,
+                timeout=120,
+            )
             yield gw
         finally:
             gw.cli("sandbox", "delete", "--all", timeout=120)

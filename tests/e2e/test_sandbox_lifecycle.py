@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import OPENSHELL  # noqa: E402 - tests/ is on sys.path (conftest)
 
 ALLOW_UP = """
@@ -77,7 +76,20 @@ def test_create_with_command_exits_with_its_code_and_prints_its_output(gateway):
 def test_exec_forwards_stdin_env_workdir_and_times_out_with_124(gateway):
     gateway.cli("sandbox", "create", "--name", "lc-exec", "--env", "FROM_SPEC=spec", "--detach", check=True)
     try:
-        p = gateway.cli("sandbox", "exec", "lc-exec", "--env", "FROM_EXEC=exec", "--workdir", "/tmp", "--", "sh", "-c", 'echo "$FROM_SPEC $FROM_EXEC $(pwd)"; cat', input=b"piped\n")
+        p = gateway.cli(
+            "sandbox",
+            "exec",
+            "lc-exec",
+            "--env",
+            "FROM_EXEC=exec",
+            "--workdir",
+            "/tmp",
+            "--",
+            "sh",
+            "-c",
+            'echo "$FROM_SPEC $FROM_EXEC $(pwd)"; cat',
+            input=b"piped\n",
+        )
         assert p.returncode == 0, p.stderr
         assert p.stdout.decode() == "spec exec /tmp\npiped\n"
         t = time.monotonic()
@@ -115,9 +127,21 @@ def test_two_sandboxes_run_at_once_and_cannot_reach_each_other(gateway, upstream
             p = gateway.sx(n, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://up.example.test:8080/")
             assert p.stdout.decode() == "200", p.stderr
         # A listener in B is unreachable from A: by B's address and through B's proxy.
-        listener = subprocess.Popen([OPENSHELL, "sandbox", "exec", "lc-b", "--", "python3", "-c",
-                                     "import socket,time\ns=socket.socket(); s.bind(('0.0.0.0', 9000)); s.listen(); time.sleep(20)"],
-                                    env=gateway.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        listener = subprocess.Popen(
+            [
+                OPENSHELL,
+                "sandbox",
+                "exec",
+                "lc-b",
+                "--",
+                "python3",
+                "-c",
+                "import socket,time\ns=socket.socket(); s.bind(('0.0.0.0', 9000)); s.listen(); time.sleep(20)",
+            ],
+            env=gateway.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(1.5)
             code = (
@@ -241,7 +265,9 @@ def test_bad_input_gets_one_clear_line_and_no_traceback(gateway, args, needle):
 
 def test_invalid_policy_yaml_names_the_field(gateway, tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\nnetwork_policies:\n  w:\n    endpoints: [{host: a.example.com, port: 443, protocol: ftp}]\n    binaries: [{path: /usr/bin/curl}]\n")
+    bad.write_text(
+        "version: 1\nnetwork_policies:\n  w:\n    endpoints: [{host: a.example.com, port: 443, protocol: ftp}]\n    binaries: [{path: /usr/bin/curl}]\n"
+    )
     p = gateway.cli("sandbox", "create", "--policy", str(bad), "--detach")
     err = p.stderr.decode()
     assert p.returncode == 1 and "network_policies.w.endpoints[0].protocol" in err and "Traceback" not in err, err

@@ -36,7 +36,8 @@ def sdk_python() -> Path:
         venv.EnvBuilder(with_pip=True, clear=True).create(SDK_VENV)
         subprocess.run(
             [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"openshell=={SDK_VERSION}"],
-            check=True, timeout=600,
+            check=True,
+            timeout=600,
         )
     return py
 
@@ -44,9 +45,7 @@ def sdk_python() -> Path:
 def run_sdk(py: Path, script: str, env: dict | None = None, timeout: float = 300) -> dict:
     """Run ``script`` with the SDK venv's python; it prints one JSON object last."""
     clean = {k: v for k, v in (env or os.environ).items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    proc = subprocess.run(
-        [str(py), "-c", textwrap.dedent(script)], env=clean, capture_output=True, timeout=timeout, cwd="/", check=False
-    )
+    proc = subprocess.run([str(py), "-c", textwrap.dedent(script)], env=clean, capture_output=True, timeout=timeout, cwd="/", check=False)
     assert proc.returncode == 0, f"SDK script failed ({proc.returncode}):\n{proc.stdout.decode()}\n{proc.stderr.decode()}"
     return json.loads(proc.stdout.decode().strip().splitlines()[-1])
 

@@ -124,10 +124,8 @@ def test_stopping_the_gateway_leaves_no_spare(gw):
 
 def test_a_spare_ignores_anything_but_one_well_formed_line(tmp_path):
     assert _assignment(b'{"config": "/x/supervisor.json", "log": "/x/supervisor.log"}\n') == ("/x/supervisor.json", "/x/supervisor.log")
-    for line in (b"", b'{"config": "/x", "log": "/y"}', b"not json\n", b'{"config": "rel", "log": "/y"}\n',
-                 b'{"config": 1, "log": "/y"}\n', b'["/x", "/y"]\n'):
+    for line in (b"", b'{"config": "/x", "log": "/y"}', b"not json\n", b'{"config": "rel", "log": "/y"}\n', b'{"config": 1, "log": "/y"}\n', b'["/x", "/y"]\n'):
         assert _assignment(line) is None, line
     # A real spare given garbage exits at once without starting anything or writing a log.
-    proc = subprocess.run([sys.executable, "-m", "openshell.supervisor", "--spare"], input=b"garbage\n",
-                          capture_output=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "openshell.supervisor", "--spare"], input=b"garbage\n", capture_output=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0 and not list(tmp_path.iterdir())

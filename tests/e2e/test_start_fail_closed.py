@@ -12,7 +12,6 @@ import subprocess
 import uuid
 
 import pytest
-
 from conftest import _start_gateway, require_root  # tests/ is on sys.path (conftest)
 
 pytestmark = pytest.mark.timeout(240)

@@ -157,13 +157,20 @@ class ModelServer:
     async def _chat(self, request: web.Request, body: dict) -> web.StreamResponse:
         cid, now, model = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time()), body.get("model", "")
         if not body.get("stream"):
-            return web.json_response({
-                "id": cid, "object": "chat.completion", "created": now, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": len(self._words()), "total_tokens": 5 + len(self._words())},
-            })
+            return web.json_response(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": now,
+                    "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": len(self._words()), "total_tokens": 5 + len(self._words())},
+                }
+            )
         base = {"id": cid, "object": "chat.completion.chunk", "created": now, "model": model}
-        events: list[tuple[str | None, Any]] = [(None, {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})]
+        events: list[tuple[str | None, Any]] = [
+            (None, {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        ]
         events += [(None, {**base, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}) for w in self._words()]
         events.append((None, {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
         events.append((None, "[DONE]"))
@@ -172,11 +179,27 @@ class ModelServer:
     async def _completions(self, request: web.Request, body: dict) -> web.StreamResponse:
         cid, now, model = f"cmpl-{uuid.uuid4().hex[:12]}", int(time.time()), body.get("model", "")
         if not body.get("stream"):
-            return web.json_response({"id": cid, "object": "text_completion", "created": now, "model": model,
-                                      "choices": [{"index": 0, "text": self.reply, "finish_reason": "stop", "logprobs": None}]})
+            return web.json_response(
+                {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": now,
+                    "model": model,
+                    "choices": [{"index": 0, "text": self.reply, "finish_reason": "stop", "logprobs": None}],
+                }
+            )
         events: list[tuple[str | None, Any]] = [
-            (None, {"id": cid, "object": "text_completion", "created": now, "model": model,
-                    "choices": [{"index": 0, "text": w, "finish_reason": None, "logprobs": None}]}) for w in self._words()
+            (
+                None,
+                {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": now,
+                    "model": model,
+                    "choices": [{"index": 0, "text": w, "finish_reason": None, "logprobs": None}],
+                },
+            )
+            for w in self._words()
         ]
         events.append((None, "[DONE]"))
         return await self._sse(request, events)
@@ -184,16 +207,33 @@ class ModelServer:
     async def _embeddings(self, request: web.Request, body: dict) -> web.Response:
         inputs = body.get("input", "")
         items = inputs if isinstance(inputs, list) else [inputs]
-        return web.json_response({"object": "list", "model": body.get("model", ""),
-                                  "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))],
-                                  "usage": {"prompt_tokens": len(items), "total_tokens": len(items)}})
+        return web.json_response(
+            {
+                "object": "list",
+                "model": body.get("model", ""),
+                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))],
+                "usage": {"prompt_tokens": len(items), "total_tokens": len(items)},
+            }
+        )
 
     async def _responses(self, request: web.Request, body: dict) -> web.StreamResponse:
         rid, mid, model, now = f"resp_{uuid.uuid4().hex[:16]}", f"msg_{uuid.uuid4().hex[:16]}", body.get("model", ""), int(time.time())
-        message = {"id": mid, "type": "message", "status": "completed", "role": "assistant",
-                   "content": [{"type": "output_text", "text": self.reply, "annotations": []}]}
-        final = {"id": rid, "object": "response", "created_at": now, "status": "completed", "model": model, "output": [message],
-                 "usage": {"input_tokens": 5, "output_tokens": len(self._words()), "total_tokens": 5 + len(self._words())}}
+        message = {
+            "id": mid,
+            "type": "message",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": self.reply, "annotations": []}],
+        }
+        final = {
+            "id": rid,
+            "object": "response",
+            "created_at": now,
+            "status": "completed",
+            "model": model,
+            "output": [message],
+            "usage": {"input_tokens": 5, "output_tokens": len(self._words()), "total_tokens": 5 + len(self._words())},
+        }
         if not body.get("stream"):
             return web.json_response(final)
         pending = {**final, "status": "in_progress", "output": []}
@@ -201,18 +241,50 @@ class ModelServer:
         events: list[tuple[str | None, Any]] = [
             ("response.created", {"type": "response.created", "sequence_number": next(seq), "response": pending}),
             ("response.in_progress", {"type": "response.in_progress", "sequence_number": next(seq), "response": pending}),
-            ("response.output_item.added", {"type": "response.output_item.added", "sequence_number": next(seq), "output_index": 0,
-                                            "item": {**message, "status": "in_progress", "content": []}}),
-            ("response.content_part.added", {"type": "response.content_part.added", "sequence_number": next(seq), "item_id": mid,
-                                             "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+            (
+                "response.output_item.added",
+                {
+                    "type": "response.output_item.added",
+                    "sequence_number": next(seq),
+                    "output_index": 0,
+                    "item": {**message, "status": "in_progress", "content": []},
+                },
+            ),
+            (
+                "response.content_part.added",
+                {
+                    "type": "response.content_part.added",
+                    "sequence_number": next(seq),
+                    "item_id": mid,
+                    "output_index": 0,
+                    "content_index": 0,
+                    "part": {"type": "output_text", "text": "", "annotations": []},
+                },
+            ),
         ]
-        events += [("response.output_text.delta", {"type": "response.output_text.delta", "sequence_number": next(seq), "item_id": mid,
-                                                   "output_index": 0, "content_index": 0, "delta": w}) for w in self._words()]
         events += [
-            ("response.output_text.done", {"type": "response.output_text.done", "sequence_number": next(seq), "item_id": mid,
-                                           "output_index": 0, "content_index": 0, "text": self.reply}),
-            ("response.content_part.done", {"type": "response.content_part.done", "sequence_number": next(seq), "item_id": mid,
-                                            "output_index": 0, "content_index": 0, "part": message["content"][0]}),
+            (
+                "response.output_text.delta",
+                {"type": "response.output_text.delta", "sequence_number": next(seq), "item_id": mid, "output_index": 0, "content_index": 0, "delta": w},
+            )
+            for w in self._words()
+        ]
+        events += [
+            (
+                "response.output_text.done",
+                {"type": "response.output_text.done", "sequence_number": next(seq), "item_id": mid, "output_index": 0, "content_index": 0, "text": self.reply},
+            ),
+            (
+                "response.content_part.done",
+                {
+                    "type": "response.content_part.done",
+                    "sequence_number": next(seq),
+                    "item_id": mid,
+                    "output_index": 0,
+                    "content_index": 0,
+                    "part": message["content"][0],
+                },
+            ),
             ("response.output_item.done", {"type": "response.output_item.done", "sequence_number": next(seq), "output_index": 0, "item": message}),
             ("response.completed", {"type": "response.completed", "sequence_number": next(seq), "response": final}),
         ]
@@ -224,22 +296,45 @@ class ModelServer:
         mid, model = f"msg_{uuid.uuid4().hex[:20]}", body.get("model", "")
         usage = {"input_tokens": 5, "output_tokens": len(self._words())}
         if not body.get("stream"):
-            return web.json_response({"id": mid, "type": "message", "role": "assistant", "model": model,
-                                      "content": [{"type": "text", "text": self.reply}], "stop_reason": "end_turn",
-                                      "stop_sequence": None, "usage": usage})
+            return web.json_response(
+                {
+                    "id": mid,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [{"type": "text", "text": self.reply}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": usage,
+                }
+            )
         events: list[tuple[str | None, Any]] = [
-            ("message_start", {"type": "message_start", "message": {"id": mid, "type": "message", "role": "assistant", "model": model,
-                                                                     "content": [], "stop_reason": None, "stop_sequence": None,
-                                                                     "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+            (
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": mid,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": 5, "output_tokens": 1},
+                    },
+                },
+            ),
             ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
             ("ping", {"type": "ping"}),
         ]
-        events += [("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})
-                   for w in self._words()]
+        events += [("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}) for w in self._words()]
         events += [
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                               "usage": {"output_tokens": len(self._words())}}),
+            (
+                "message_delta",
+                {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": len(self._words())}},
+            ),
             ("message_stop", {"type": "message_stop"}),
         ]
         return await self._sse(request, events)

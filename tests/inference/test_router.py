@@ -24,8 +24,7 @@ class RouterHarness:
 
     def __init__(self, bundle: RouteBundle, *, tls: bool, idle_timeout: float = 30.0, first_request_timeout: float = 10.0) -> None:
         self.ca = SandboxCA.generate("test")
-        self.router = InferenceRouter("sb-test", self.ca, bundle, idle_timeout=idle_timeout, connect_timeout=2.0,
-                                      first_request_timeout=first_request_timeout)
+        self.router = InferenceRouter("sb-test", self.ca, bundle, idle_timeout=idle_timeout, connect_timeout=2.0, first_request_timeout=first_request_timeout)
         self.tls = tls
         self.loop = asyncio.new_event_loop()
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -93,8 +92,12 @@ def post(conn, path, body, headers=None):
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/completions"])
 def test_chat_completion_is_rewritten_and_authenticated_over_tls(tls_router, model_server, path):
     conn = tls_router.conn()
-    resp = post(conn, path + "?trace=1", {"model": "whatever", "messages": [{"role": "user", "content": "hi"}]},
-                {"Authorization": "Bearer caller-secret", "x-api-key": "caller-key", "Cookie": "a=b"})
+    resp = post(
+        conn,
+        path + "?trace=1",
+        {"model": "whatever", "messages": [{"role": "user", "content": "hi"}]},
+        {"Authorization": "Bearer caller-secret", "x-api-key": "caller-key", "Cookie": "a=b"},
+    )
     data = json.loads(resp.read())
     assert resp.status == 200 and data["choices"][0]["message"]["content"] == model_server.reply
     seen = model_server.requests[-1]
@@ -106,8 +109,11 @@ def test_chat_completion_is_rewritten_and_authenticated_over_tls(tls_router, mod
 
 def test_keep_alive_serves_several_calls_on_one_tls_connection(tls_router, model_server):
     conn = tls_router.conn()
-    for path, body in [("/v1/embeddings", {"input": ["a", "b"]}), ("/v1/completions", {"prompt": "x"}),
-                       ("/v1/messages/count_tokens", {"messages": [{"role": "user", "content": "hi"}]})]:
+    for path, body in [
+        ("/v1/embeddings", {"input": ["a", "b"]}),
+        ("/v1/completions", {"prompt": "x"}),
+        ("/v1/messages/count_tokens", {"messages": [{"role": "user", "content": "hi"}]}),
+    ]:
         resp = post(conn, path, body, {"anthropic-version": "2023-06-01"})
         assert resp.status == 200, resp.read()
         resp.read()
@@ -135,8 +141,12 @@ def test_sse_streams_chunk_by_chunk_and_ends_with_done(tls_router, model_server)
 
 def test_anthropic_messages_stream_keeps_event_types(tls_router, model_server):
     conn = tls_router.conn()
-    resp = post(conn, "/v1/messages?beta=true", {"model": "claude-x", "stream": True, "max_tokens": 10, "messages": []},
-                {"anthropic-version": "2023-06-01", "x-api-key": "caller"})
+    resp = post(
+        conn,
+        "/v1/messages?beta=true",
+        {"model": "claude-x", "stream": True, "max_tokens": 10, "messages": []},
+        {"anthropic-version": "2023-06-01", "x-api-key": "caller"},
+    )
     body = resp.read().decode()
     kinds = [line[7:] for line in body.splitlines() if line.startswith("event: ")]
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop" and "content_block_delta" in kinds
@@ -219,8 +229,12 @@ def test_gzip_request_body_is_decoded_rewritten_and_sent_plain(model_server):
     h = RouterHarness(bundle_for(model_server), tls=False)
     try:
         conn = h.conn()
-        conn.request("POST", "/v1/chat/completions", body=gzip.compress(json.dumps({"messages": []}).encode()),
-                     headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            body=gzip.compress(json.dumps({"messages": []}).encode()),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
         resp = conn.getresponse()
         assert resp.status == 200, resp.read()
         seen = model_server.requests[-1]

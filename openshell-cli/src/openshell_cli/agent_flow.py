@@ -191,8 +191,13 @@ def plan_launch(
     env.update(user_env)
     argv = agent.argv(_extra_args(cls, command))
     return AgentLaunch(
-        name=cls.name, argv=argv, policy_yaml=merged.yaml, shown_policy=merged.normalised_yaml(),
-        env=env, home_files=files, notes=notes,
+        name=cls.name,
+        argv=argv,
+        policy_yaml=merged.yaml,
+        shown_policy=merged.normalised_yaml(),
+        env=env,
+        home_files=files,
+        notes=notes,
     )
 
 

@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: fwd.stop())
     signal.signal(signal.SIGINT, lambda *_: fwd.stop())
     tmp = state.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "name": args.name, "port": args.port, "bind": args.bind,
-                               "gateway": args.gateway or "", "started": time.time()}))
+    tmp.write_text(
+        json.dumps({"pid": os.getpid(), "name": args.name, "port": args.port, "bind": args.bind, "gateway": args.gateway or "", "started": time.time()})
+    )
     os.replace(tmp, state)
     log.info("forwarding %s:%d -> sandbox %s 127.0.0.1:%d", args.bind, args.port, args.name, args.port)
     try:

@@ -170,8 +170,7 @@ def grpc_tty_exec(client, name: str, argv: list[str], *, env: dict, workdir: Opt
     out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
     try:
         with raw_terminal(), on_resize(lambda c, r: pump.put((c, r))):
-            for ev in client.exec_interactive(name, argv, iter(pump), tty=True, cols=cols, rows=rows,
-                                              env=env, workdir=workdir, timeout=timeout):
+            for ev in client.exec_interactive(name, argv, iter(pump), tty=True, cols=cols, rows=rows, env=env, workdir=workdir, timeout=timeout):
                 if ev.kind == "stdout":
                     _write_all(out_fd, ev.data)
                 elif ev.kind == "stderr":

@@ -9,7 +9,12 @@ import click
 import yaml
 
 OUTPUT_OPTION = click.option(
-    "-o", "--output", "output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True,
+    "-o",
+    "--output",
+    "output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
     help="Output format; json and yaml are for scripts.",
 )
 

@@ -97,14 +97,14 @@ class Stats:
 def _git_files(root: Path) -> Optional[list[str]]:
     """Paths under ``root`` (relative, '/'-separated) git would track, or None outside a work tree."""
     try:
-        inside = subprocess.run(["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"],
-                                capture_output=True, text=True, timeout=30, check=False)
+        inside = subprocess.run(["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if inside.returncode != 0 or inside.stdout.strip() != "true":
         return None
-    out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
-                         capture_output=True, timeout=120, check=False)
+    out = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."], capture_output=True, timeout=120, check=False
+    )
     if out.returncode != 0:
         raise TransferError(f"git ls-files failed in {root}: {out.stderr.decode(errors='replace').strip()}; retry with --no-git-ignore")
     return [p for p in out.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
@@ -211,7 +211,7 @@ class _ChannelReader:
             room = MAX_STDERR - len(self.stderr)
             if len(data) > room:
                 self.stderr_cut = True
-            self.stderr += data[:max(room, 0)]
+            self.stderr += data[: max(room, 0)]
 
     def read(self, n: int = -1) -> bytes:
         while True:
@@ -242,8 +242,7 @@ def remote_extract_command(dest: str) -> str:
     return f"mkdir -p {q} && exec tar -x -f - --no-same-owner --no-overwrite-dir -C {q}"
 
 
-def upload(transport, local: Path, dest: str, *, git_ignore: bool = True,
-           progress: Optional[Callable[[int], None]] = None) -> Stats:
+def upload(transport, local: Path, dest: str, *, git_ignore: bool = True, progress: Optional[Callable[[int], None]] = None) -> Stats:
     """Upload ``local`` into ``dest`` inside the sandbox.
 
     :param transport: authenticated ``paramiko.Transport`` to the sandbox.
@@ -304,9 +303,11 @@ def download_command(path: str) -> str:
     base name from its parent. Exits :data:`MISSING_EXIT` when ``path`` does not exist.
     """
     q = shlex.quote(path)
-    return (f"if [ -d {q} ]; then cd {q} && exec tar -c -f - .; "
-            f"elif [ -e {q} ] || [ -L {q} ]; then cd \"$(dirname {q})\" && exec tar -c -f - \"$(basename {q})\"; "
-            f"else echo 'no such file or directory' >&2; exit {MISSING_EXIT}; fi")
+    return (
+        f"if [ -d {q} ]; then cd {q} && exec tar -c -f - .; "
+        f'elif [ -e {q} ] || [ -L {q} ]; then cd "$(dirname {q})" && exec tar -c -f - "$(basename {q})"; '
+        f"else echo 'no such file or directory' >&2; exit {MISSING_EXIT}; fi"
+    )
 
 
 def _make_dest(dest: Path) -> list[Path]:
@@ -337,8 +338,10 @@ def _remove_empty(created: list[Path]) -> None:
 
 
 _TAR_NOISE = ("Exiting with failure status due to previous errors",)
-_TAR_REASON = re.compile(r": (Cannot [A-Za-z]+: .*|Read error at byte .*|File shrank by .*|file changed as we read it"
-                         r"|file removed before we read it|Directory renamed before its status could be extracted)$")
+_TAR_REASON = re.compile(
+    r": (Cannot [A-Za-z]+: .*|Read error at byte .*|File shrank by .*|file changed as we read it"
+    r"|file removed before we read it|Directory renamed before its status could be extracted)$"
+)
 
 
 def parse_tar_stderr(text: str, path: str) -> list[Skipped]:
@@ -360,7 +363,7 @@ def parse_tar_stderr(text: str, path: str) -> list[Skipped]:
         if body in _TAR_NOISE:
             continue
         m = _TAR_REASON.search(body)
-        name, reason = (body[:m.start()], m.group(1)) if m and m.start() > 0 else ("", body)
+        name, reason = (body[: m.start()], m.group(1)) if m and m.start() > 0 else ("", body)
         if not name:
             where = path
         elif name == "." or name.startswith("./"):
@@ -368,7 +371,7 @@ def parse_tar_stderr(text: str, path: str) -> list[Skipped]:
         else:
             where = posixpath.join(posixpath.dirname(path), name)
         if len(reason) > MAX_REASON:
-            reason = reason[:MAX_REASON - 1] + "…"
+            reason = reason[: MAX_REASON - 1] + "…"
         out.append(Skipped(where, reason))
     return out
 
@@ -432,8 +435,9 @@ def _download_into(transport, path: str, dest: Path, progress: Optional[Callable
         if code == MISSING_EXIT:
             raise TransferError(f"{path} does not exist in the sandbox; check the path with 'openshell sandbox exec NAME -- ls'")
         if code == -1:
-            raise TransferError(f"connection to the sandbox was lost while downloading {path} "
-                                f"({stats.files} files written to {dest}); run the download again") from broken
+            raise TransferError(
+                f"connection to the sandbox was lost while downloading {path} ({stats.files} files written to {dest}); run the download again"
+            ) from broken
         if broken is not None or code not in (0, 1, 2) or "Error is not recoverable" in err:
             raise TransferError(f"download of {path} failed: {last or broken or f'tar exited {code}'}") from broken
         if code != 0:

@@ -250,10 +250,7 @@ class TestHost:
             return
         pids = _ip("netns", "pids", self.netns, check=False).stdout.split()
         if pids:
-            raise TestHostError(
-                f"network namespace {self.netns} exists and is in use by pids {' '.join(pids)}; "
-                "pick another test host name"
-            )
+            raise TestHostError(f"network namespace {self.netns} exists and is in use by pids {' '.join(pids)}; pick another test host name")
         _ip("link", "del", self._veth_root, check=False)
         _ip("netns", "del", self.netns, check=False)
 
@@ -371,7 +368,6 @@ class TestHost:
 
     def __repr__(self) -> str:
         return f"TestHost(name={self.name!r}, ip={self.ip!r}, netns={self.netns!r})"
-
 
 
 def main(argv: list[str] | None = None) -> None:

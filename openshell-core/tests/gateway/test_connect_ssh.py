@@ -96,8 +96,7 @@ def _tunnel(env, sandbox_id: str, token: str):
 
 def _raw_request(env, head: bytes) -> bytes:
     ctx = env.client.tunnel_ssl_context()
-    with socket.create_connection(("127.0.0.1", env.gateway.port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with socket.create_connection(("127.0.0.1", env.gateway.port), timeout=10) as raw, ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
         tls.sendall(head)
         data = b""
         while chunk := tls.recv(4096):
@@ -273,8 +272,10 @@ def test_port_forward_reaches_loopback_in_the_sandbox_only(env):
     transport = open_ssh_transport(env.client, READY)
     try:
         server = transport.open_session()
-        server.exec_command("exec python3 -c \"import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-                            "s.bind(('127.0.0.1', 18931)); s.listen(); print('up', flush=True)\nc,_=s.accept(); c.sendall(c.recv(100).upper()); c.close()\"")
+        server.exec_command(
+            'exec python3 -c "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n'
+            "s.bind(('127.0.0.1', 18931)); s.listen(); print('up', flush=True)\nc,_=s.accept(); c.sendall(c.recv(100).upper()); c.close()\""
+        )
         assert server.makefile("rb").readline() == b"up\n"
         chan = transport.open_channel("direct-tcpip", ("127.0.0.1", 18931), ("127.0.0.1", 1))
         chan.sendall(b"ping")

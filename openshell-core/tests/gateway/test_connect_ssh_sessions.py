@@ -71,8 +71,15 @@ def test_deleting_a_sandbox_forgets_its_tokens():
 # Field numbers of the published SDK (openshell==0.1.5 descriptors), see docs/sdk-compat.md.
 SDK_FIELDS = {
     "CreateSshSessionRequest": {"sandbox": 1, "workspace_scope": 3},
-    "CreateSshSessionResponse": {"sandbox_id": 1, "token": 2, "gateway_host": 3, "gateway_port": 4,
-                                 "gateway_scheme": 5, "host_key_fingerprint": 7, "expiration_time": 108},
+    "CreateSshSessionResponse": {
+        "sandbox_id": 1,
+        "token": 2,
+        "gateway_host": 3,
+        "gateway_port": 4,
+        "gateway_scheme": 5,
+        "host_key_fingerprint": 7,
+        "expiration_time": 108,
+    },
     "RevokeSshSessionRequest": {"token": 1, "allow_missing": 2},
     "RevokeSshSessionResponse": {"outcome": 2},
     "ExecSandboxInput": {"start": 1, "stdin": 2, "resize": 3},

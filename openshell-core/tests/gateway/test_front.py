@@ -49,10 +49,13 @@ def _echo_handler() -> grpc.GenericRpcHandler:
         async for msg in requests:
             yield msg
 
-    return grpc.method_handlers_generic_handler("test.Echo", {
-        "Echo": grpc.unary_unary_rpc_method_handler(echo),
-        "Chat": grpc.stream_stream_rpc_method_handler(chat),
-    })
+    return grpc.method_handlers_generic_handler(
+        "test.Echo",
+        {
+            "Echo": grpc.unary_unary_rpc_method_handler(echo),
+            "Chat": grpc.stream_stream_rpc_method_handler(chat),
+        },
+    )
 
 
 class _EchoFront:

@@ -230,8 +230,13 @@ def test_wire_shapes_match_the_sdk():
     proto = descriptor_pb2.FileDescriptorProto()
     openshell_pb2.DESCRIPTOR.CopyToProto(proto)
     statuses = {v.name: v.number for e in proto.enum_type if e.name == "PolicyStatus" for v in e.value}
-    assert statuses == {"POLICY_STATUS_UNSPECIFIED": 0, "POLICY_STATUS_PENDING": 1, "POLICY_STATUS_LOADED": 2,
-                        "POLICY_STATUS_FAILED": 3, "POLICY_STATUS_SUPERSEDED": 4}
+    assert statuses == {
+        "POLICY_STATUS_UNSPECIFIED": 0,
+        "POLICY_STATUS_PENDING": 1,
+        "POLICY_STATUS_LOADED": 2,
+        "POLICY_STATUS_FAILED": 3,
+        "POLICY_STATUS_SUPERSEDED": 4,
+    }
 
 
 def test_oversized_document_is_refused_before_parsing(wire, sandbox):
@@ -247,6 +252,5 @@ def test_pending_revision_below_the_loaded_one_is_superseded(wire, sandbox):
     # and reports that one loaded; revision 1 will never be loaded.
     update(wire, NETWORK_ONLY)
     report(wire, sandbox, 2)
-    assert [(r.version, r.status) for r in listing(wire).revisions] == [
-        (2, openshell_pb2.POLICY_STATUS_LOADED), (1, openshell_pb2.POLICY_STATUS_SUPERSEDED)]
+    assert [(r.version, r.status) for r in listing(wire).revisions] == [(2, openshell_pb2.POLICY_STATUS_LOADED), (1, openshell_pb2.POLICY_STATUS_SUPERSEDED)]
     assert status(wire, 1).revision.status == openshell_pb2.POLICY_STATUS_SUPERSEDED

@@ -83,7 +83,9 @@ def _healthz(gw: Gateway) -> bytes:
 def _channel(gw: Gateway, cert: Path | None = None, key: Path | None = None) -> grpc.Channel:
     pki = gw.pki
     creds = grpc.ssl_channel_credentials(
-        pki.ca_cert.read_bytes(), (key or pki.client_key).read_bytes(), (cert or pki.client_cert).read_bytes(),
+        pki.ca_cert.read_bytes(),
+        (key or pki.client_key).read_bytes(),
+        (cert or pki.client_cert).read_bytes(),
     )
     return grpc.secure_channel(f"127.0.0.1:{gw.port}", creds)
 
@@ -175,7 +177,9 @@ def test_busy_port_fails_with_port_in_use_and_leaves_no_pid(gw_state_dir):
     port = holder.getsockname()[1]
     gt = _GatewayThread(name="t", port=port, state_dir=gw_state_dir)
     try:
-        with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is already in use; start the gateway on another port with 'openshell gateway start --port N'"):
+        with pytest.raises(
+            PortInUseError, match=f"port {port} on 127.0.0.1 is already in use; start the gateway on another port with 'openshell gateway start --port N'"
+        ):
             gt.run(gt.gateway.start())
         assert not (gw_state_dir / "gateway.pid").exists()
         assert read_pid(gpaths.GatewayPaths(gw_state_dir)) is None
@@ -264,7 +268,9 @@ def test_module_runs_in_foreground_and_stops_cleanly_on_sigterm(gw_state_dir):
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "openshell.gateway", "--name", "fg", "--port", str(port), "--state-dir", str(gw_state_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         paths = gpaths.GatewayPaths(gw_state_dir)
@@ -304,7 +310,8 @@ def test_module_exits_1_with_the_reason_in_the_log_when_the_port_is_busy(gw_stat
         port = holder.getsockname()[1]
         proc = subprocess.run(
             [sys.executable, "-m", "openshell.gateway", "--name", "busy", "--port", str(port), "--state-dir", str(gw_state_dir)],
-            capture_output=True, timeout=30,
+            capture_output=True,
+            timeout=30,
         )
     assert proc.returncode == 1
     assert f"gateway failed to start: port {port} on 127.0.0.1 is already in use" in (gw_state_dir / "gateway.log").read_text()

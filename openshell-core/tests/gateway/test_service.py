@@ -75,9 +75,7 @@ class WireServer:
 
     # helpers
     def create(self, name: str = "", labels: Mapping[str, str] | None = None, **spec: Any) -> openshell_pb2.Sandbox:
-        req = openshell_pb2.CreateSandboxRequest(
-            workspace_scope=DEFAULT, name=name, labels=dict(labels or {}), spec=openshell_pb2.SandboxSpec(**spec)
-        )
+        req = openshell_pb2.CreateSandboxRequest(workspace_scope=DEFAULT, name=name, labels=dict(labels or {}), spec=openshell_pb2.SandboxSpec(**spec))
         return self.stub.CreateSandbox(req, timeout=10).sandbox
 
     def meta(self, sandbox_id: str, secret: str | None = None) -> tuple[tuple[str, str], ...]:
@@ -201,9 +199,7 @@ def test_list_filters_by_label_selector(wire_server):
     wire_server.create("c", {"team": "x"})
 
     def names(selector: str) -> list[str]:
-        resp = wire_server.stub.ListSandboxes(
-            openshell_pb2.ListSandboxesRequest(workspace_scope=DEFAULT, label_selector=selector), timeout=10
-        )
+        resp = wire_server.stub.ListSandboxes(openshell_pb2.ListSandboxesRequest(workspace_scope=DEFAULT, label_selector=selector), timeout=10)
         assert resp.next_page_token == ""
         return [s.metadata.name for s in resp.sandboxes]
 
@@ -219,9 +215,7 @@ def test_list_pages_end_with_empty_token_and_never_repeat(wire_server):
         wire_server.create(f"s{i}")
     seen, tokens, token = [], set(), ""
     while True:
-        resp = wire_server.stub.ListSandboxes(
-            openshell_pb2.ListSandboxesRequest(workspace_scope=DEFAULT, page_size=3, page_token=token), timeout=10
-        )
+        resp = wire_server.stub.ListSandboxes(openshell_pb2.ListSandboxesRequest(workspace_scope=DEFAULT, page_size=3, page_token=token), timeout=10)
         seen += [s.metadata.name for s in resp.sandboxes]
         token = resp.next_page_token
         if not token:
@@ -315,7 +309,8 @@ def test_exec_maps_stream_and_ends_with_exactly_one_exit(wire_server, monkeypatc
     calls: list[dict] = []
     E = sandbox_exec.ExecEvent
     monkeypatch.setattr(
-        sandbox_exec, "exec_in_sandbox",
+        sandbox_exec,
+        "exec_in_sandbox",
         _fake_exec([E("stdout", b"hel"), E("stderr", b"warn"), E("stdout", b"lo\n"), E("exit", exit_code=3), E("stdout", b"late")], calls),
     )
     events = _exec(wire_server, environment={"A": "1"}, workdir="/sandbox", stdin=b"in")
@@ -399,12 +394,16 @@ def test_supervisor_config_has_spec_hosts_env_and_netns(wire_server):
 def test_report_ready_then_error_with_reason(wire_server):
     sb = wire_server.create("demo")
     wire_server.make_ready(sb)
-    get = lambda: wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="demo", workspace_scope=DEFAULT), timeout=10).sandbox
+
+    def get():
+        return wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="demo", workspace_scope=DEFAULT), timeout=10).sandbox
+
     assert get().status.phase == openshell_pb2.SANDBOX_PHASE_READY
     assert wire_server.store.get_sandbox(sb.metadata.id).supervisor_pid == 1234
     wire_server.sup.ReportStatus(
         supervisor_pb2.ReportStatusRequest(phase=openshell_pb2.SANDBOX_PHASE_ERROR, reason="landlock unavailable"),
-        metadata=wire_server.meta(sb.metadata.id), timeout=10,
+        metadata=wire_server.meta(sb.metadata.id),
+        timeout=10,
     )
     now = get()
     assert now.status.phase == openshell_pb2.SANDBOX_PHASE_ERROR
@@ -423,14 +422,18 @@ def test_policy_reports_set_revision_status_and_current_version(wire_server):
     md = wire_server.meta(sb.metadata.id)
     wire_server.sup.ReportStatus(
         supervisor_pb2.ReportStatusRequest(policy=supervisor_pb2.PolicyReport(revision=1, status=supervisor_pb2.POLICY_LOAD_STATUS_LOADED)),
-        metadata=md, timeout=10,
+        metadata=md,
+        timeout=10,
     )
     got = wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="demo", workspace_scope=DEFAULT), timeout=10).sandbox
     assert got.status.current_policy_version == 1
     rev2 = wire_server.run(wire_server.core.set_policy("demo", "version: 1\n"))
     wire_server.sup.ReportStatus(
-        supervisor_pb2.ReportStatusRequest(policy=supervisor_pb2.PolicyReport(revision=rev2.revision, status=supervisor_pb2.POLICY_LOAD_STATUS_FAILED, error="engine said no")),
-        metadata=md, timeout=10,
+        supervisor_pb2.ReportStatusRequest(
+            policy=supervisor_pb2.PolicyReport(revision=rev2.revision, status=supervisor_pb2.POLICY_LOAD_STATUS_FAILED, error="engine said no")
+        ),
+        metadata=md,
+        timeout=10,
     )
     revs = wire_server.store.list_policy_revisions(sb.metadata.id)
     assert [(r.revision, r.status, r.error) for r in revs] == [(1, "loaded", ""), (2, "failed", "engine said no")]
@@ -456,12 +459,10 @@ def test_push_logs_appends_records(wire_server):
     assert [r["message"] for r in logs] == ["m1", "m2"]
 
 
-
 def test_push_log_batch_appends_records_and_parses_their_fields(wire_server):
     sb = wire_server.create("demo")
     batch = supervisor_pb2.LogBatch()
-    batch.records.add(level="warning", target="openshell.supervisor.proxy",
-                      message='event=decision decision=DENIED host=api.test reason="not in any policy"')
+    batch.records.add(level="warning", target="openshell.supervisor.proxy", message='event=decision decision=DENIED host=api.test reason="not in any policy"')
     batch.records.add(level="info", target="openshell.supervisor", message="event=ready", fields={"event": "kept"})
     resp = wire_server.sup.PushLogBatch(batch, metadata=wire_server.meta(sb.metadata.id), timeout=10)
     assert resp.accepted == 2

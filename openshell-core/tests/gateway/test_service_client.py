@@ -56,9 +56,7 @@ class TlsGateway:
         return port
 
     def make_ready(self, sandbox_id: str) -> None:
-        creds = grpc.ssl_channel_credentials(
-            self.pki.ca_cert.read_bytes(), self.pki.supervisor_key.read_bytes(), self.pki.supervisor_cert.read_bytes()
-        )
+        creds = grpc.ssl_channel_credentials(self.pki.ca_cert.read_bytes(), self.pki.supervisor_key.read_bytes(), self.pki.supervisor_cert.read_bytes())
         with grpc.secure_channel(f"127.0.0.1:{self.port}", creds) as ch:
             supervisor_pb2_grpc.SupervisorStub(ch).ReportStatus(
                 supervisor_pb2.ReportStatusRequest(phase=openshell_pb2.SANDBOX_PHASE_READY),
@@ -87,9 +85,7 @@ def sdk_client(tls_gateway, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.delenv("OPENSHELL_GATEWAY", raising=False)
     pki = tls_gateway.pki
-    write_gateway_config(
-        "wiretest", tls_gateway.endpoint, pki.ca_cert.read_bytes(), pki.client_cert.read_bytes(), pki.client_key.read_bytes()
-    )
+    write_gateway_config("wiretest", tls_gateway.endpoint, pki.ca_cert.read_bytes(), pki.client_cert.read_bytes(), pki.client_key.read_bytes())
     set_active("wiretest")
     client = sdk.OpenShellClient.from_config()
     try:
@@ -104,8 +100,12 @@ def test_health_over_mtls_from_client_files(sdk_client):
 
 def test_create_wait_exec_list_delete(sdk_client, tls_gateway, monkeypatch):
     sb = sdk_client.create_sandbox(
-        "demo", policy_yaml="version: 1\n", extra_hosts=["api.test:10.199.0.5"], env={"A": "1"},
-        labels={"team": "x"}, command=["sleep", "infinity"],
+        "demo",
+        policy_yaml="version: 1\n",
+        extra_hosts=["api.test:10.199.0.5"],
+        env={"A": "1"},
+        labels={"team": "x"},
+        command=["sleep", "infinity"],
     )
     assert (sb.name, sb.phase, sb.extra_hosts, sb.command) == ("demo", "PROVISIONING", ("api.test:10.199.0.5",), ("sleep", "infinity"))
     with pytest.raises(sdk.WaitTimeout, match="still PROVISIONING"):
@@ -156,9 +156,7 @@ def test_errors_are_typed_and_name_the_fix(sdk_client):
 
 def test_error_phase_while_waiting_raises_with_reason(sdk_client, tls_gateway):
     sb = sdk_client.create_sandbox("demo")
-    asyncio.run_coroutine_threadsafe(
-        tls_gateway.core.apply_driver_status(sb.id, SandboxStatus("ERROR", "supervisor exited")), tls_gateway.loop
-    ).result(10)
+    asyncio.run_coroutine_threadsafe(tls_gateway.core.apply_driver_status(sb.id, SandboxStatus("ERROR", "supervisor exited")), tls_gateway.loop).result(10)
     with pytest.raises(sdk.SandboxNotReady, match="supervisor exited"):
         sdk_client.wait_ready("demo", timeout=5)
 

@@ -37,9 +37,7 @@ def test_default_workspace_always_exists(wire_store):
 
 
 def test_create_sandbox_stores_revision_one_secret_and_netns_index(wire_store):
-    rec, rev = wire_store.create_sandbox(
-        name="demo", labels={"team": "a"}, spec={"command": ["sleep", "1"]}, policy_yaml="version: 1\n"
-    )
+    rec, rev = wire_store.create_sandbox(name="demo", labels={"team": "a"}, spec={"command": ["sleep", "1"]}, policy_yaml="version: 1\n")
     assert rec.phase == st.PROVISIONING
     assert rec.netns_index == 1
     assert len(rec.secret) == 64

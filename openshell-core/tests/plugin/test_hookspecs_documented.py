@@ -21,11 +21,7 @@ from openshell.plugin.loader import (
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "plugins.md"
 
-SPECS = {
-    name: func
-    for name, func in inspect.getmembers(hookspecs, inspect.isfunction)
-    if getattr(func, "openshell_spec", None) is not None
-}
+SPECS = {name: func for name, func in inspect.getmembers(hookspecs, inspect.isfunction) if getattr(func, "openshell_spec", None) is not None}
 
 
 def signature(func) -> str:

@@ -176,9 +176,7 @@ def test_get_class_names_installed_alternatives_and_how_to_install(make_dist, ag
     make_dist("good", {"agents": {"good": "good_plugin"}}, {"good_plugin": agent_src("good")})
     with pytest.raises(LookupError) as exc:
         load().get_class("agents", "claude")
-    assert str(exc.value) == (
-        "agent 'claude' is not installed (installed: good); install it with: pip install openshell-plugin-claude"
-    )
+    assert str(exc.value) == ("agent 'claude' is not installed (installed: good); install it with: pip install openshell-plugin-claude")
 
 
 def test_require_fails_closed_naming_the_load_error(make_dist):
@@ -214,8 +212,11 @@ def register_policy_engines(register):
 
 
 def test_select_loads_only_the_named_plugin(make_dist):
-    make_dist("eng", {"policy": {"eng": "eng_plugin", "bad": "bad_engine"}},
-              {"eng_plugin": ENGINE.format(name="eng"), "bad_engine": "raise ImportError('regopy missing')"})
+    make_dist(
+        "eng",
+        {"policy": {"eng": "eng_plugin", "bad": "bad_engine"}},
+        {"eng_plugin": ENGINE.format(name="eng"), "bad_engine": "raise ImportError('regopy missing')"},
+    )
     cls = select("policy", "eng", groups=TEST_GROUPS)
     assert cls.name == "eng"
     assert "bad_engine" not in sys.modules

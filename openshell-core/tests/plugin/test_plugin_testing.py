@@ -51,9 +51,7 @@ def test_contract_catches_entry_point_name_differing_from_name(make_dist, agent_
 
 
 def test_contract_catches_io_during_registration(make_dist, agent_src):
-    src = agent_src("dialer").replace(
-        "    register(Plugin)", "    import socket\n    socket.create_connection(('127.0.0.1', 9))\n    register(Plugin)"
-    )
+    src = agent_src("dialer").replace("    register(Plugin)", "    import socket\n    socket.create_connection(('127.0.0.1', 9))\n    register(Plugin)")
     cls = install(make_dist, agent_src, "dialer", "dialer_plugin", src)
     failures = run_contract(AgentContract, cls)
     assert set(failures) == {"test_registration_does_no_io_and_registers_the_class"}
@@ -85,9 +83,7 @@ def test_contract_without_an_entry_point_says_how_to_declare_one():
             return ["orphan", *extra]
 
     failures = run_contract(AgentContract, Orphan)
-    assert 'declare it in pyproject.toml: [project.entry-points."openshell_test.agents"]' in failures[
-        "test_entry_point_name_equals_name"
-    ]
+    assert 'declare it in pyproject.toml: [project.entry-points."openshell_test.agents"]' in failures["test_entry_point_name_equals_name"]
 
 
 def test_every_kind_has_a_contract_class():

@@ -5,16 +5,20 @@ from __future__ import annotations
 import pytest
 from openshell.policy import PolicyError, check_static_unchanged, parse_policy
 
-OLD = parse_policy({
-    "version": 1,
-    "filesystem_policy": {"include_workdir": True, "read_only": ["/opt"]},
-    "landlock": {"compatibility": "hard_requirement"},
-    "process": {"run_as_user": 1000},
-})
+OLD = parse_policy(
+    {
+        "version": 1,
+        "filesystem_policy": {"include_workdir": True, "read_only": ["/opt"]},
+        "landlock": {"compatibility": "hard_requirement"},
+        "process": {"run_as_user": 1000},
+    }
+)
 
 
 def test_omitted_static_sections_keep_the_current_ones():
-    new = check_static_unchanged(OLD, "version: 1\nnetwork_policies:\n  r: {endpoints: [{host: a.example.com, port: 443}], binaries: [{path: /usr/bin/curl}]}\n")
+    new = check_static_unchanged(
+        OLD, "version: 1\nnetwork_policies:\n  r: {endpoints: [{host: a.example.com, port: 443}], binaries: [{path: /usr/bin/curl}]}\n"
+    )
     assert new.filesystem == OLD.filesystem and new.landlock == OLD.landlock and new.process == OLD.process
     assert [r.key for r in new.network] == ["r"]
 
@@ -24,11 +28,14 @@ def test_identical_static_sections_are_accepted():
     assert check_static_unchanged(OLD, doc).process == OLD.process
 
 
-@pytest.mark.parametrize(("doc", "field"), [
-    ({"version": 1, "landlock": {"compatibility": "best_effort"}}, "landlock.compatibility"),
-    ({"version": 1, "process": {"run_as_user": 1001}}, "process.run_as_user"),
-    ({"version": 1, "filesystem_policy": {"include_workdir": True, "read_only": ["/srv"]}}, "filesystem_policy.read_only"),
-])
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ({"version": 1, "landlock": {"compatibility": "best_effort"}}, "landlock.compatibility"),
+        ({"version": 1, "process": {"run_as_user": 1001}}, "process.run_as_user"),
+        ({"version": 1, "filesystem_policy": {"include_workdir": True, "read_only": ["/srv"]}}, "filesystem_policy.read_only"),
+    ],
+)
 def test_changed_static_field_is_rejected_naming_it_and_saying_recreate(doc, field):
     with pytest.raises(PolicyError) as info:
         check_static_unchanged(OLD, doc)

@@ -40,20 +40,22 @@ def test_every_problem_is_reported_and_the_first_names_the_field():
 
 
 def test_unknown_keys_are_rejected_at_every_level():
-    doc = _net({"host": "a.example.com", "port": 443, "protocol": "rest", "access": "full",
-                "rules": [{"allow": {"method": "GET", "path": "/", "bogus": 1}}]})
+    doc = _net({"host": "a.example.com", "port": 443, "protocol": "rest", "access": "full", "rules": [{"allow": {"method": "GET", "path": "/", "bogus": 1}}]})
     assert _error(doc).field == "network_policies.r.endpoints[0].rules[0].allow.bogus"
     assert _error(_net({"host": "a.example.com", "port": 1, "colour": "red"})).field == "network_policies.r.endpoints[0].colour"
     assert _error(_net({"host": "a.example.com", "port": 1}, [{"path": "/x", "sha": "1"}])).field == "network_policies.r.binaries[0].sha"
     assert _error({"version": 1, "filesystem_policy": {"read_only": [], "writable": []}}).field == "filesystem_policy.writable"
 
 
-@pytest.mark.parametrize(("endpoint", "field", "accepted"), [
-    ({"host": "a.example.com", "port": 443, "protocol": "rest", "access": "all"}, "access", "read-only | read-write | full"),
-    ({"host": "a.example.com", "port": 443, "protocol": "rest", "access": "full", "enforcement": "warn"}, "enforcement", "enforce | audit"),
-    ({"host": "a.example.com", "port": 443, "tls": "terminate"}, "tls", "skip"),
-    ({"host": "a.example.com", "port": 443, "protocol": "grpc"}, "protocol", "rest"),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "field", "accepted"),
+    [
+        ({"host": "a.example.com", "port": 443, "protocol": "rest", "access": "all"}, "access", "read-only | read-write | full"),
+        ({"host": "a.example.com", "port": 443, "protocol": "rest", "access": "full", "enforcement": "warn"}, "enforcement", "enforce | audit"),
+        ({"host": "a.example.com", "port": 443, "tls": "terminate"}, "tls", "skip"),
+        ({"host": "a.example.com", "port": 443, "protocol": "grpc"}, "protocol", "rest"),
+    ],
+)
 def test_unknown_enum_values_name_the_field_and_the_accepted_values(endpoint, field, accepted):
     err = _error(_net(endpoint))
     assert err.field == f"network_policies.r.endpoints[0].{field}"
@@ -209,7 +211,9 @@ def test_rest_rules_need_protocol_rest():
 
 
 def test_tls_skip_forbids_rest():
-    assert _error(_net({"host": "a.example.com", "port": 443, "protocol": "rest", "access": "full", "tls": "skip"})).field == "network_policies.r.endpoints[0].tls"
+    assert (
+        _error(_net({"host": "a.example.com", "port": 443, "protocol": "rest", "access": "full", "tls": "skip"})).field == "network_policies.r.endpoints[0].tls"
+    )
 
 
 def test_empty_allow_rule_is_not_allow_everything():
@@ -223,8 +227,14 @@ def test_non_canonical_rule_paths_are_rejected():
 
 
 def test_query_matchers_accept_a_glob_or_any():
-    doc = _net({"host": "a.example.com", "port": 443, "protocol": "rest",
-                "rules": [{"allow": {"method": "get", "path": "/s", "query": {"a": "x*", "b": {"any": ["1", "2"]}, "n": 5}}}]})
+    doc = _net(
+        {
+            "host": "a.example.com",
+            "port": 443,
+            "protocol": "rest",
+            "rules": [{"allow": {"method": "get", "path": "/s", "query": {"a": "x*", "b": {"any": ["1", "2"]}, "n": 5}}}],
+        }
+    )
     rule = parse_policy(doc).network[0].endpoints[0].rules[0]
     assert rule.method == "GET"
     assert [(k, m.globs) for k, m in rule.query] == [("a", ("x*",)), ("b", ("1", "2")), ("n", ("5",))]
@@ -255,11 +265,17 @@ def test_dump_is_reparseable_to_an_equal_policy():
         "network_policies": {
             "gh": {
                 "name": "GitHub",
-                "endpoints": [{
-                    "host": "api.github.com", "ports": [443, 8443], "protocol": "rest", "enforcement": "audit",
-                    "access": "read-only", "rules": [{"allow": {"method": "POST", "path": "/x", "query": {"a": {"any": ["1", "2"]}}}}],
-                    "deny_rules": [{"method": "*", "path": "/admin/**"}],
-                }],
+                "endpoints": [
+                    {
+                        "host": "api.github.com",
+                        "ports": [443, 8443],
+                        "protocol": "rest",
+                        "enforcement": "audit",
+                        "access": "read-only",
+                        "rules": [{"allow": {"method": "POST", "path": "/x", "query": {"a": {"any": ["1", "2"]}}}}],
+                        "deny_rules": [{"method": "*", "path": "/admin/**"}],
+                    }
+                ],
                 "binaries": [{"path": "/usr/bin/curl"}, {"path": "/opt/**"}],
             },
             "lan": {"endpoints": [{"port": 8080, "allowed_ips": ["10.199.0.0/24"]}], "binaries": [{"path": "/**"}]},

@@ -131,7 +131,7 @@ class LaunchSandbox:
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            raise AssertionError(f"sandboxed {argv!r} timed out; stderr: {err.decode(errors='replace')}")
+            raise AssertionError(f"sandboxed {argv!r} timed out; stderr: {err.decode(errors='replace')}") from None
         return subprocess.CompletedProcess(argv, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def py(self, code: str, *args: str, **changes: Any) -> Any:

@@ -17,8 +17,11 @@ def request(host: str, *, tls: bool = True, target: str = "/v1/x", headers=None)
 
 
 def test_header_and_query_are_substituted_for_the_declared_host():
-    req = request("api.example.test", target="/v1/x?key=openshell:resolve:env:API_KEY",
-                  headers=[("Authorization", "Bearer openshell:resolve:env:API_KEY"), ("Accept", "*/*")])
+    req = request(
+        "api.example.test",
+        target="/v1/x?key=openshell:resolve:env:API_KEY",
+        headers=[("Authorization", "Bearer openshell:resolve:env:API_KEY"), ("Accept", "*/*")],
+    )
     HOOK.rewrite(req)
     assert req.headers == [("Authorization", "Bearer real-value"), ("Accept", "*/*")]
     assert req.target == "/v1/x?key=real-value"

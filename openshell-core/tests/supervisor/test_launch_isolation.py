@@ -46,11 +46,7 @@ def test_i01_runs_as_sandbox_user_without_caps_with_nnp_and_seccomp(launch_sandb
 
 
 def test_i02_setuid_zero_fails_with_eperm(launch_sandbox) -> None:
-    out = launch_sandbox.py(
-        "import json, os\n"
-        "try:\n    os.setuid(0); r = 'ok'\nexcept OSError as e:\n    r = e.errno\n"
-        "print(json.dumps(r))"
-    )
+    out = launch_sandbox.py("import json, os\ntry:\n    os.setuid(0); r = 'ok'\nexcept OSError as e:\n    r = e.errno\nprint(json.dumps(r))")
     assert out == 1  # EPERM
 
 
@@ -200,8 +196,19 @@ print(json.dumps(res))
 def test_i13_dangerous_syscalls_fail_with_eperm(launch_sandbox) -> None:
     out = launch_sandbox.py(SYSCALLS)
     for label in (
-        "ptrace", "unshare_user", "unshare_net", "mount", "bpf", "memfd_create", "setns", "keyctl",
-        "io_uring_setup", "userfaultfd", "perf_event_open", "clone_newns", "os.memfd_create",
+        "ptrace",
+        "unshare_user",
+        "unshare_net",
+        "mount",
+        "bpf",
+        "memfd_create",
+        "setns",
+        "keyctl",
+        "io_uring_setup",
+        "userfaultfd",
+        "perf_event_open",
+        "clone_newns",
+        "os.memfd_create",
     ):
         assert out[label] == "EPERM", (label, out[label])
     assert out["clone3"] == "ENOSYS"
@@ -248,7 +255,9 @@ def test_i16_core_dumps_disabled(launch_sandbox) -> None:
 
 
 def test_i17_children_inherit_the_isolation(launch_sandbox) -> None:
-    res = launch_sandbox.run(["sh", "-c", "sh -c 'touch /etc/openshell-probe' ; echo rc=$?; sh -c 'grep -E \"^(Seccomp|NoNewPrivs|CapEff):\" /proc/self/status'"])
+    res = launch_sandbox.run(
+        ["sh", "-c", "sh -c 'touch /etc/openshell-probe' ; echo rc=$?; sh -c 'grep -E \"^(Seccomp|NoNewPrivs|CapEff):\" /proc/self/status'"]
+    )
     assert "rc=1" in res.stdout, res.stdout + res.stderr
     assert "Seccomp:\t2" in res.stdout and "NoNewPrivs:\t1" in res.stdout and "CapEff:\t0000000000000000" in res.stdout
     assert not os.path.exists("/etc/openshell-probe")

@@ -71,10 +71,7 @@ def test_netns_prepare_fills_context(launch_sandbox) -> None:
 
 
 def test_sandbox_sees_only_lo_and_its_veth_without_default_route(launch_sandbox) -> None:
-    out = launch_sandbox.py(
-        "import json, socket\n"
-        "print(json.dumps(sorted(n for _, n in socket.if_nameindex())))"
-    )
+    out = launch_sandbox.py("import json, socket\nprint(json.dumps(sorted(n for _, n in socket.if_nameindex())))")
     assert out == ["eth0", "lo"]
     with open("/proc/net/route") as f:  # our own (root) namespace, for contrast: untouched
         assert f.read()

@@ -118,5 +118,10 @@ def test_link_networks_and_ip_literal_hosts():
     assert link_networks({"proxy_ip": "10.200.7.1", "sandbox_ip": "10.200.7.2"}) == [LINK]
     assert link_networks({}) == []
     with pytest.raises(Exception, match=r"network_policies\.x\.endpoints\[0\]\.host"):
-        check_reserved_networks(parse_policy("version: 1\nnetwork_policies:\n  x: {endpoints: [{host: 10.200.3.2, port: 22}], binaries: [{path: /**}]}\n"), [LINK])
-    check_reserved_networks(parse_policy("version: 1\nnetwork_policies:\n  x: {endpoints: [{host: a.test, port: 1, allowed_ips: [10.199.0.0/16]}], binaries: [{path: /**}]}\n"), [LINK])
+        check_reserved_networks(
+            parse_policy("version: 1\nnetwork_policies:\n  x: {endpoints: [{host: 10.200.3.2, port: 22}], binaries: [{path: /**}]}\n"), [LINK]
+        )
+    check_reserved_networks(
+        parse_policy("version: 1\nnetwork_policies:\n  x: {endpoints: [{host: a.test, port: 1, allowed_ips: [10.199.0.0/16]}], binaries: [{path: /**}]}\n"),
+        [LINK],
+    )

@@ -13,7 +13,6 @@ import socket
 import subprocess
 
 import pytest
-
 from openshell.gateway.sandbox_exec import SandboxUnreachable, exec_in_sandbox, open_ssh_socket
 from openshell.plugin.kinds import SshEndpoint
 from openshell.supervisor.ssh_server import SshServer

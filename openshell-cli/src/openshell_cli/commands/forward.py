@@ -135,7 +135,7 @@ def start(bind_port: str, name: str, gateway: Optional[str]) -> None:
         while True:
             if proc.poll() is not None:
                 lines = log_path.read_text(errors="replace").strip().splitlines()
-                reason = next((ln[len("error: "):] for ln in reversed(lines) if ln.startswith("error: ")), lines[-1] if lines else "no reason logged")
+                reason = next((ln[len("error: ") :] for ln in reversed(lines) if ln.startswith("error: ")), lines[-1] if lines else "no reason logged")
                 raise CliError(f"forward of port {port} to sandbox '{name}' failed: {reason}")
             if state.exists() and _accepts(bind, port):
                 break
@@ -176,8 +176,7 @@ def list_(output: str) -> None:
     Example:
       openshell forward list -o json
     """
-    rows = [{"sandbox": f["name"], "port": int(f["port"]), "bind": f["bind"], "pid": int(f["pid"]), "gateway": f.get("gateway", "")}
-            for f in live_forwards()]
+    rows = [{"sandbox": f["name"], "port": int(f["port"]), "bind": f["bind"], "pid": int(f["pid"]), "gateway": f.get("gateway", "")} for f in live_forwards()]
     render(rows, output, columns=("sandbox", "port", "bind", "pid"), empty="no forwards; start one with 'openshell forward start PORT NAME'")
 
 

@@ -129,9 +129,13 @@ def port_free(host: str, port: int) -> bool:
 def _write_client_files(paths: GatewayPaths, settings: GatewaySettings, activate: bool = True) -> GatewayConfig:
     pki = paths.pki
     cfg = write_gateway_config(
-        settings.name, settings.endpoint,
-        (pki / "ca.crt").read_bytes(), (pki / "client.crt").read_bytes(), (pki / "client.key").read_bytes(),
-        state_dir=str(paths.root), driver=settings.driver,
+        settings.name,
+        settings.endpoint,
+        (pki / "ca.crt").read_bytes(),
+        (pki / "client.crt").read_bytes(),
+        (pki / "client.key").read_bytes(),
+        state_dir=str(paths.root),
+        driver=settings.driver,
     )
     if activate:
         set_active(settings.name)
@@ -168,8 +172,12 @@ def _spinner(message: str) -> Any:
 
 
 def start_gateway(
-    name: str = DEFAULT_NAME, port: int | None = None, driver: str | None = None,
-    host: str | None = None, timeout: float = START_TIMEOUT, activate: bool = True,
+    name: str = DEFAULT_NAME,
+    port: int | None = None,
+    driver: str | None = None,
+    host: str | None = None,
+    timeout: float = START_TIMEOUT,
+    activate: bool = True,
 ) -> StartResult:
     """Start local gateway ``name`` in the background (idempotent) and make it active.
 
@@ -192,13 +200,30 @@ def start_gateway(
     paths.ensure()
     log_offset = paths.log.stat().st_size if paths.log.exists() else 0
     argv = [
-        sys.executable, "-m", "openshell.gateway", "--name", name, "--host", settings.host,
-        "--port", str(settings.port), "--driver", settings.driver, "--state-dir", str(paths.root),
+        sys.executable,
+        "-m",
+        "openshell.gateway",
+        "--name",
+        name,
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--driver",
+        settings.driver,
+        "--state-dir",
+        str(paths.root),
     ]
     fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True, cwd="/",
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
         )
     finally:
         os.close(fd)
@@ -296,8 +321,14 @@ def gateway_status(name: str) -> dict[str, Any]:
     if cfg is not None and not cfg.metadata.get("state_dir") and not os.environ.get("OPENSHELL_STATE_DIR"):
         healthy = probe_health(cfg.host, cfg.port, cfg.ca_path, cfg.cert_path, cfg.key_path)
         return {
-            "name": name, "status": "remote", "endpoint": cfg.endpoint, "pid": None, "healthy": healthy, "state_dir": None,
-            "cli_version": local_version(), "gateway_version": gateway_version(name) if healthy else None,
+            "name": name,
+            "status": "remote",
+            "endpoint": cfg.endpoint,
+            "pid": None,
+            "healthy": healthy,
+            "state_dir": None,
+            "cli_version": local_version(),
+            "gateway_version": gateway_version(name) if healthy else None,
         }
     paths = local_paths(name)
     settings = read_settings(paths)
@@ -405,8 +436,20 @@ def _start_foreground(name: str, port: int | None, driver: str | None) -> None:
     ensure_pki(paths.ensure().pki, [settings.host])
     _write_client_files(paths, settings)
     argv = [
-        sys.executable, "-m", "openshell.gateway", "--name", name, "--host", settings.host,
-        "--port", str(settings.port), "--driver", settings.driver, "--state-dir", str(paths.root), "--log-stderr",
+        sys.executable,
+        "-m",
+        "openshell.gateway",
+        "--name",
+        name,
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--driver",
+        settings.driver,
+        "--state-dir",
+        str(paths.root),
+        "--log-stderr",
     ]
     sys.stdout.flush()
     sys.stderr.flush()
@@ -573,10 +616,15 @@ def _delete_sandboxes(paths: GatewayPaths) -> Iterator[str]:
         from openshell.plugin.loader import get_registry
 
         cls = get_registry().require("drivers", settings.driver)
-        driver = cls(DriverContext(
-            state_dir=str(paths.root), gateway_endpoint=settings.endpoint, ca_cert=str(paths.pki / "ca.crt"),
-            client_cert=str(paths.pki / "supervisor.crt"), client_key=str(paths.pki / "supervisor.key"),
-        ))
+        driver = cls(
+            DriverContext(
+                state_dir=str(paths.root),
+                gateway_endpoint=settings.endpoint,
+                ca_cert=str(paths.pki / "ca.crt"),
+                client_cert=str(paths.pki / "supervisor.crt"),
+                client_key=str(paths.pki / "supervisor.key"),
+            )
+        )
     except Exception as exc:  # noqa: BLE001 - destroy still removes the state
         yield f"cannot load compute driver {settings.driver!r} ({exc}); {len(ids)} sandbox(es) not stopped"
         return

@@ -25,9 +25,7 @@ def _registry():
         raise CliError(str(exc)) from None
 
 
-def _kind_rows(
-    kind: str, extra: Callable[[type], dict[str, Any]], extra_columns: tuple[str, ...] = ()
-) -> list[dict[str, Any]]:
+def _kind_rows(kind: str, extra: Callable[[type], dict[str, Any]], extra_columns: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """One row per registered class of ``kind``, then one per plugin of that kind without a usable class.
 
     ``detail`` is what a table shows in its last column: the summary, or the error
@@ -54,16 +52,18 @@ def _kind_rows(
     for info in reg.infos:
         if info.kind == kind and info.name not in classes and not any(c.startswith(f"{kind}:") for c in info.classes):
             error = info.error or ("registers no class" if info.status == "loaded" else "")
-            rows.append({
-                "name": info.name,
-                **{k: "" for k in extra_columns},
-                "distribution": info.distribution,
-                "version": info.version,
-                "status": info.status,
-                "summary": "",
-                "error": error,
-                "detail": error,
-            })
+            rows.append(
+                {
+                    "name": info.name,
+                    **{k: "" for k in extra_columns},
+                    "distribution": info.distribution,
+                    "version": info.version,
+                    "status": info.status,
+                    "summary": "",
+                    "error": error,
+                    "detail": error,
+                }
+            )
     return rows
 
 
@@ -112,8 +112,12 @@ def plugins_list(output: str) -> None:
         for i in reg.infos
         if i.kind  # objects registered by hand (tests) are not installed plugins
     ]
-    render(rows, output, columns=_columns(rows, ["name", "kind", "distribution", "version", "status"]),
-           empty="no plugins installed; reinstall openshell-cli to get the built-in set")
+    render(
+        rows,
+        output,
+        columns=_columns(rows, ["name", "kind", "distribution", "version", "status"]),
+        empty="no plugins installed; reinstall openshell-cli to get the built-in set",
+    )
 
 
 # --------------------------------------------------------------------------- isolation
@@ -149,9 +153,12 @@ def isolation_list(check: bool, output: str) -> None:
     rows = _kind_rows("isolation", extra, ("order", "required", *(("ok", "detail") if check else ())))
     rows.sort(key=lambda r: (r["order"] if isinstance(r["order"], int) else 1_000_000, r["name"]))
     base = ["name", "order", "status", *(["ok", "detail"] if check else ["detail"])]
-    render(rows, output, columns=base,
-           empty="no isolation layers installed; install them with: "
-                 "pip install openshell-plugin-netns openshell-plugin-landlock openshell-plugin-seccomp")
+    render(
+        rows,
+        output,
+        columns=base,
+        empty="no isolation layers installed; install them with: pip install openshell-plugin-netns openshell-plugin-landlock openshell-plugin-seccomp",
+    )
 
 
 def _probe(cls: type) -> dict[str, Any]:
@@ -187,8 +194,12 @@ def drivers_list(output: str) -> None:
       openshell drivers list -o json
     """
     rows = _kind_rows("drivers", lambda cls: {})
-    render(rows, output, columns=["name", "distribution", "status", "detail"],
-           empty="no compute drivers installed; reinstall openshell-core (it provides the 'local' driver)")
+    render(
+        rows,
+        output,
+        columns=["name", "distribution", "status", "detail"],
+        empty="no compute drivers installed; reinstall openshell-core (it provides the 'local' driver)",
+    )
 
 
 # --------------------------------------------------------------------------- agents
@@ -239,8 +250,12 @@ def agents_list(gateway: str | None, output: str) -> None:
     rows = _kind_rows("agents", extra, ("package", "installed", "program_version", "providers", "provider_status"))
     for row in rows:
         row["program"] = row.get("program_version") or ("no" if row.get("installed") is False else "")
-    render(rows, output, columns=_columns(rows, ["name", "status", "program", "provider_status"]),
-           empty="no agent plugins installed; install one with: pip install openshell-plugin-claude")
+    render(
+        rows,
+        output,
+        columns=_columns(rows, ["name", "status", "program", "provider_status"]),
+        empty="no agent plugins installed; install one with: pip install openshell-plugin-claude",
+    )
 
 
 def _safe(fn: Callable[[], str]) -> str:
@@ -308,6 +323,7 @@ def agents_install(name: str, version: str | None, force: bool) -> None:
     console = Console(stderr=True)
     spec = f"{cls.npm_package}@{version or cls.npm_version or 'latest'}"
     with console.status(f"installing {spec} …") as status:
+
         def progress(line: str) -> None:
             status.update(f"installing {spec}: {line[:60]}")
 
@@ -414,8 +430,12 @@ def inference_backends(names: tuple[str, ...], check: bool, output: str) -> None
     if output == "table" and not check:
         # the default URL is what a user picks a backend by; failed rows show their error there
         rows = [{**r, "base_url": r.get("base_url") or r.get("detail", "")} for r in rows]
-    render(rows, output, columns=["name", "protocols", "status", *(["check", "detail"] if check else ["base_url"])],
-           empty="no inference backend plugins installed; install one with: pip install openshell-plugin-vllm")
+    render(
+        rows,
+        output,
+        columns=["name", "protocols", "status", *(["check", "detail"] if check else ["base_url"])],
+        empty="no inference backend plugins installed; install one with: pip install openshell-plugin-vllm",
+    )
 
 
 def _probe_backend(cls: type, url: str) -> dict[str, Any]:

@@ -110,8 +110,9 @@ def default() -> None:
     click.echo(dump_policy(default_policy()).rstrip())
 
 
-def _explain(pol: Any, binary: str, ancestors: tuple[str, ...], host: str, port: int,
-             resolved: tuple[str, ...], method: str | None, target: str | None) -> dict[str, Any]:
+def _explain(
+    pol: Any, binary: str, ancestors: tuple[str, ...], host: str, port: int, resolved: tuple[str, ...], method: str | None, target: str | None
+) -> dict[str, Any]:
     from openshell.policy import decide
     from openshell.policy.decision import ConnectInput, RequestInput
     from openshell.policy.hosts import ip_literal, normalise_host
@@ -136,17 +137,48 @@ def _explain(pol: Any, binary: str, ancestors: tuple[str, ...], host: str, port:
             try:
                 path, raw_query = split_target(target or "/")
             except PathError as exc:
-                return {"decision": "deny", "policy": d.policy, "error": "bad_request", "reason": f"request refused with 400: {exc}",
-                        "engine": d.engine, "layer": layer, "rule": f"{method.upper()} {target}", "addresses": list(d.addresses)}
-            d2 = engine.decide_request(compiled, RequestInput(
-                connect=inp, policy_key=d.policy or "", method=method.upper(), path=path,
-                query=parse_query(raw_query), endpoint=endpoint,
-            ))
-            return {"decision": d2.action, "policy": d2.policy, "error": d2.error, "reason": d2.reason + note,
-                    "engine": d2.engine, "layer": layer, "rule": d2.rule, "addresses": list(d.addresses)}
+                return {
+                    "decision": "deny",
+                    "policy": d.policy,
+                    "error": "bad_request",
+                    "reason": f"request refused with 400: {exc}",
+                    "engine": d.engine,
+                    "layer": layer,
+                    "rule": f"{method.upper()} {target}",
+                    "addresses": list(d.addresses),
+                }
+            d2 = engine.decide_request(
+                compiled,
+                RequestInput(
+                    connect=inp,
+                    policy_key=d.policy or "",
+                    method=method.upper(),
+                    path=path,
+                    query=parse_query(raw_query),
+                    endpoint=endpoint,
+                ),
+            )
+            return {
+                "decision": d2.action,
+                "policy": d2.policy,
+                "error": d2.error,
+                "reason": d2.reason + note,
+                "engine": d2.engine,
+                "layer": layer,
+                "rule": d2.rule,
+                "addresses": list(d.addresses),
+            }
         note += "; the endpoint is not inspected (no protocol: rest), so every request on it is allowed"
-    return {"decision": d.action, "policy": d.policy, "error": d.error, "reason": d.reason + (note if d.allowed else ""),
-            "engine": d.engine, "layer": layer, "rule": d.rule, "addresses": list(d.addresses)}
+    return {
+        "decision": d.action,
+        "policy": d.policy,
+        "error": d.error,
+        "reason": d.reason + (note if d.allowed else ""),
+        "engine": d.engine,
+        "layer": layer,
+        "rule": d.rule,
+        "addresses": list(d.addresses),
+    }
 
 
 @policy.command("explain")
@@ -161,8 +193,19 @@ def _explain(pol: Any, binary: str, ancestors: tuple[str, ...], host: str, port:
 @click.option("--method", default=None, help="HTTP method of one request on the connection.")
 @click.option("--path", "target", default=None, help="Request target of that request: PATH[?QUERY].")
 @OUTPUT_OPTION
-def explain(name: str | None, policy_file: str | None, gateway: str | None, binary: str, ancestors: tuple[str, ...], host: str,
-            port: int, resolved: tuple[str, ...], method: str | None, target: str | None, output: str) -> None:
+def explain(
+    name: str | None,
+    policy_file: str | None,
+    gateway: str | None,
+    binary: str,
+    ancestors: tuple[str, ...],
+    host: str,
+    port: int,
+    resolved: tuple[str, ...],
+    method: str | None,
+    target: str | None,
+    output: str,
+) -> None:
     """Explain the decision for one connection (and optionally one HTTP request).
 
     Under sandbox NAME's active policy (asks the gateway), or offline under
@@ -324,8 +367,16 @@ def list_(name: str, gateway: str | None, output: str) -> None:
     if output != "table":
         render([rev.to_dict() for rev in revisions], output)
         return
-    rows = [{"revision": rev.version, "status": rev.status, "active": "*" if rev.active else "",
-             "time": short_time(rev.reported_at or rev.created_at), "error": rev.error} for rev in revisions]
+    rows = [
+        {
+            "revision": rev.version,
+            "status": rev.status,
+            "active": "*" if rev.active else "",
+            "time": short_time(rev.reported_at or rev.created_at),
+            "error": rev.error,
+        }
+        for rev in revisions
+    ]
     render(rows, output, empty=f"sandbox {name} has no policy revisions")
 
 

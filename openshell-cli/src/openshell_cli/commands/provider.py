@@ -83,7 +83,9 @@ def parse_credentials(specs: Sequence[str], environ: dict[str, str] | None = Non
 def provider_row(p: Any) -> dict[str, Any]:
     """One provider as a table/json row: credentials by name, never values."""
     return {
-        "name": p.name, "type": p.type, "credentials": ",".join(p.credential_keys),
+        "name": p.name,
+        "type": p.type,
+        "credentials": ",".join(p.credential_keys),
         "config": ",".join(f"{k}={v}" for k, v in sorted(p.config.items())),
     }
 
@@ -108,8 +110,9 @@ def provider() -> None:
 @click.option("--name", required=True, help="Provider name (lower-case letters, digits, '-').")
 @click.option("--type", "type_", default="generic", show_default=True, help="Provider type (see 'openshell provider types').")
 @click.option("--from-existing", is_flag=True, help="Take the type's variables (e.g. ANTHROPIC_API_KEY) from your environment.")
-@click.option("--credential", "credentials", multiple=True, metavar="KEY[=VALUE]",
-              help="A credential; KEY alone reads $KEY (or asks without echo). Repeatable.")
+@click.option(
+    "--credential", "credentials", multiple=True, metavar="KEY[=VALUE]", help="A credential; KEY alone reads $KEY (or asks without echo). Repeatable."
+)
 @click.option("--config", "configs", multiple=True, metavar="K=V", help="Non-secret setting, e.g. hosts=git.corp.example. Repeatable.")
 @click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
 @OUTPUT_OPTION
@@ -154,8 +157,12 @@ def provider_list(gateway, output) -> None:
     """
     items = _call(_client(gateway).list_providers)
     if output == "table":
-        render([provider_row(p) for p in items], output, columns=["name", "type", "credentials", "config"],
-               empty="no providers; create one with 'openshell provider create --name NAME --type TYPE --from-existing'")
+        render(
+            [provider_row(p) for p in items],
+            output,
+            columns=["name", "type", "credentials", "config"],
+            empty="no providers; create one with 'openshell provider create --name NAME --type TYPE --from-existing'",
+        )
     else:
         render([p.to_dict() for p in items], output)
 
@@ -207,8 +214,9 @@ def provider_update(name, from_existing, credentials, remove_credentials, config
         values = {**found, **values}
     if not (values or remove_credentials or configs or remove_configs):
         raise CliError("nothing to change; give --credential, --from-existing, --config or --remove-*")
-    p = _call(client.update_provider, name, credentials=values, config=_kv(configs, "--config"),
-              remove_credentials=remove_credentials, remove_config=remove_configs)
+    p = _call(
+        client.update_provider, name, credentials=values, config=_kv(configs, "--config"), remove_credentials=remove_credentials, remove_config=remove_configs
+    )
     click.echo(f"provider {p.name} updated ({', '.join(p.credential_keys)})", err=True)
 
 

@@ -176,14 +176,20 @@ def sandbox() -> None:
 @click.option("--timeout", type=float, default=READY_TIMEOUT, show_default=True, help="Seconds to wait for READY.")
 @click.option("--agent", "agent_name", help="Run this agent plugin (default: the agent COMMAND starts, e.g. 'claude').")
 @click.option("--no-agent-policy", is_flag=True, help="Do not merge the agent's network rules into the policy.")
-@click.option("--upload", "uploads", multiple=True, metavar="LOCAL[:DEST]",
-              help="Upload LOCAL into DEST (default /sandbox) before COMMAND starts; repeatable.")
+@click.option("--upload", "uploads", multiple=True, metavar="LOCAL[:DEST]", help="Upload LOCAL into DEST (default /sandbox) before COMMAND starts; repeatable.")
 @click.option("--no-git-ignore", is_flag=True, help="With --upload: also send files .gitignore excludes.")
-@click.option("--provider", "providers", multiple=True, metavar="NAME",
-              help="Attach provider NAME: its credentials appear as openshell:resolve:env:VAR placeholders; repeatable.")
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    metavar="NAME",
+    help="Attach provider NAME: its credentials appear as openshell:resolve:env:VAR placeholders; repeatable.",
+)
 @click.option("--no-auto-providers", is_flag=True, help="With an agent COMMAND: do not create or attach the providers it needs.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, agent_name, no_agent_policy, uploads, no_git_ignore, providers, no_auto_providers, command) -> None:
+def create(
+    name, policy_file, hosts, envs, labels, detach, gateway, timeout, agent_name, no_agent_policy, uploads, no_git_ignore, providers, no_auto_providers, command
+) -> None:
     """Create a sandbox, wait until it is READY, and run COMMAND in it.
 
     With COMMAND, exits with COMMAND's exit code (the sandbox stays; delete it
@@ -219,8 +225,12 @@ def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, age
     launch = None
     if agent_cls is not None:
         launch = agent_flow.plan_launch(
-            agent_cls, command or (agent_cls.name,), policy_text=policy_yaml, user_env=env,
-            routed=agent_flow.inference_route(client), use_fragment=not no_agent_policy,
+            agent_cls,
+            command or (agent_cls.name,),
+            policy_text=policy_yaml,
+            user_env=env,
+            routed=agent_flow.inference_route(client),
+            use_fragment=not no_agent_policy,
         )
         agent_flow.show_launch(launch)
         policy_yaml, env, command = launch.policy_yaml, launch.env, tuple(launch.argv)
@@ -233,8 +243,7 @@ def create(name, policy_file, hosts, envs, labels, detach, gateway, timeout, age
 
     console = Console(stderr=True)
     with console.status("creating sandbox…") as status:
-        rec = client.create_sandbox(name=name or "", policy_yaml=policy_yaml, extra_hosts=extra_hosts, env=env, labels=label_map,
-                                    providers=attach)
+        rec = client.create_sandbox(name=name or "", policy_yaml=policy_yaml, extra_hosts=extra_hosts, env=env, labels=label_map, providers=attach)
         status.update(f"sandbox {rec.name}: waiting for READY…")
         rec = client.wait_ready(rec.name, timeout=timeout)
     click.echo(f"sandbox {rec.name} is READY", err=True)
@@ -413,8 +422,9 @@ def _do_upload(client, name: str, local: str, dest: str, *, git_ignore: bool) ->
     transport = ssh_transport(client, name)
     try:
         with Console(stderr=True).status(f"uploading {local} to {name}:{dest}…") as status:
-            stats = upload(transport, Path(local), dest, git_ignore=git_ignore,
-                           progress=lambda sent: status.update(f"uploading {local} to {name}:{dest}… {_human(sent)}"))
+            stats = upload(
+                transport, Path(local), dest, git_ignore=git_ignore, progress=lambda sent: status.update(f"uploading {local} to {name}:{dest}… {_human(sent)}")
+            )
     except TransferError as exc:
         raise CliError(str(exc)) from exc
     finally:
@@ -521,8 +531,7 @@ def download_cmd(name, path, dest, gateway) -> None:
     transport = ssh_transport(client, name)
     try:
         with Console(stderr=True).status(f"downloading {name}:{path}…") as status:
-            stats = download(transport, path, Path(dest),
-                             progress=lambda got: status.update(f"downloading {name}:{path}… {_human(got)}"))
+            stats = download(transport, path, Path(dest), progress=lambda got: status.update(f"downloading {name}:{path}… {_human(got)}"))
     except TransferError as exc:
         raise CliError(str(exc)) from exc
     finally:
@@ -543,8 +552,7 @@ MAX_SKIPPED_SHOWN = 20
 def _report_skipped(stats) -> None:
     """Print on stderr which paths a download skipped and why (at most :data:`MAX_SKIPPED_SHOWN` lines)."""
     n = len(stats.skipped)
-    click.echo(f"warning: incomplete download: tar in the sandbox could not read {n} path{'s' if n != 1 else ''}"
-               " (missing or incomplete here):", err=True)
+    click.echo(f"warning: incomplete download: tar in the sandbox could not read {n} path{'s' if n != 1 else ''} (missing or incomplete here):", err=True)
     for s in stats.skipped[:MAX_SKIPPED_SHOWN]:
         click.echo(f"  {s.path}: {s.reason}", err=True)
     if n > MAX_SKIPPED_SHOWN:

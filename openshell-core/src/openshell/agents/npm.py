@@ -153,8 +153,7 @@ class NpmAgent(Agent):
         file as the process's executable).
         """
         private = self.runtime_node()
-        out = [str(self.bin_path()), f"{self.install_dir()}/**", *self.runtime_binaries,
-               *([str(private)] if private is not None else [])]
+        out = [str(self.bin_path()), f"{self.install_dir()}/**", *self.runtime_binaries, *([str(private)] if private is not None else [])]
         found = self.program_path()
         if found and not found.startswith(str(self.install_dir()) + os.sep):
             out.append(found)  # installed some other way (npm -g, a distro package)
@@ -304,8 +303,9 @@ def _node_for(agent: type[NpmAgent], on_output: Callable[[str], None] | None) ->
     if major is None:
         want = ".".join(str(p) for p in agent.min_node)
         got = "no node" if have is None else ".".join(str(p) for p in have)
-        raise NpmInstallError(f"{agent.name} needs Node.js >= {want}, this machine has {got} and OpenShell has no "
-                              f"Node.js runtime that new; install a newer Node.js and retry")
+        raise NpmInstallError(
+            f"{agent.name} needs Node.js >= {want}, this machine has {got} and OpenShell has no Node.js runtime that new; install a newer Node.js and retry"
+        )
     if on_output is not None:
         on_output(f"Node.js {major} runtime for {agent.name} (this machine's node is too old)")
     return node_runtime.ensure_node_runtime(major, on_output)
@@ -326,11 +326,11 @@ def _write_launcher(path: Path, node: Path, script: str) -> Path:
     text = (
         "#!/bin/sh\n"
         "# written by 'openshell agents install': run this agent with its Node.js runtime\n"
-        f"PATH={shlex.quote(str(node.parent))}:\"$PATH\"\n"
+        f'PATH={shlex.quote(str(node.parent))}:"$PATH"\n'
         "export PATH\n"
         'TMPDIR="${TMPDIR:-/tmp}"\n'
         "export TMPDIR\n"
-        f"exec {shlex.quote(str(node))} {shlex.quote(script)} \"$@\"\n"
+        f'exec {shlex.quote(str(node))} {shlex.quote(script)} "$@"\n'
     )
     tmp = path.with_name(f".{path.name}.openshell-tmp")
     tmp.write_text(text)
@@ -369,7 +369,11 @@ def run_streamed(
     tail: list[str] = []
     try:
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
             preexec_fn=lambda: os.umask(0o022),  # noqa: PLW1509 - only sets the umask
         )
     except OSError as exc:

@@ -25,8 +25,7 @@ class UnknownAgent(LookupError):
         have = ", ".join(installed) if installed else "none"
         dist = FIRST_PARTY_AGENTS.get(name, f"openshell-plugin-{name}")
         super().__init__(
-            f"no agent plugin named {name!r} is installed (installed agents: {have}); "
-            f"install it with 'pip install {dist}' and check 'openshell agents list'"
+            f"no agent plugin named {name!r} is installed (installed agents: {have}); install it with 'pip install {dist}' and check 'openshell agents list'"
         )
 
 

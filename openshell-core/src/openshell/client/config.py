@@ -100,7 +100,12 @@ def _mkdir_private(path: Path) -> None:
 
 
 def write_gateway_config(
-    name: str, endpoint: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, **metadata: Any,
+    name: str,
+    endpoint: str,
+    ca_pem: bytes,
+    cert_pem: bytes,
+    key_pem: bytes,
+    **metadata: Any,
 ) -> GatewayConfig:
     """Write (or overwrite) the client files of gateway ``name``; does not change the active gateway.
 

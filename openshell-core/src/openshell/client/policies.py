@@ -66,10 +66,15 @@ class PolicyRevision:
     def to_dict(self, *, with_policy: bool = False) -> dict:
         """Plain data for ``-o json|yaml`` (times as ISO 8601 UTC)."""
         out = {
-            "revision": self.version, "status": self.status, "active": self.active,
-            "created": _iso(self.created_at), "reported": _iso(self.reported_at),
-            "error": self.error, "policy_hash": self.policy_hash,
-            "created_at": self.created_at, "reported_at": self.reported_at,
+            "revision": self.version,
+            "status": self.status,
+            "active": self.active,
+            "created": _iso(self.created_at),
+            "reported": _iso(self.reported_at),
+            "error": self.error,
+            "policy_hash": self.policy_hash,
+            "created_at": self.created_at,
+            "reported_at": self.reported_at,
         }
         if with_policy:
             out["policy_yaml"] = self.policy_yaml

@@ -41,8 +41,12 @@ class Provider:
     def to_dict(self) -> dict:
         """Plain data for ``-o json|yaml`` (credentials as names only)."""
         return {
-            "name": self.name, "type": self.type, "credentials": list(self.credential_keys),
-            "config": dict(self.config), "labels": dict(self.labels), "workspace": self.workspace,
+            "name": self.name,
+            "type": self.type,
+            "credentials": list(self.credential_keys),
+            "config": dict(self.config),
+            "labels": dict(self.labels),
+            "workspace": self.workspace,
         }
 
 
@@ -63,15 +67,25 @@ class InferenceRoute:
 
     def to_dict(self) -> dict:
         """Plain data for ``-o json|yaml``."""
-        return {"backend": self.backend, "model": self.model, "base_url": self.base_url, "provider": self.provider,
-                "protocols": list(self.protocols), "revision": self.revision}
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "base_url": self.base_url,
+            "provider": self.provider,
+            "protocols": list(self.protocols),
+            "revision": self.revision,
+        }
 
 
 def provider_from_proto(p: datamodel_pb2.Provider) -> Provider:
     """Map the wire message (values are empty by contract) to :class:`Provider`."""
     return Provider(
-        name=p.metadata.name, type=p.type, credential_keys=tuple(sorted(p.credentials)), config=dict(p.config),
-        labels=dict(p.metadata.labels), workspace=p.metadata.workspace,
+        name=p.metadata.name,
+        type=p.type,
+        credential_keys=tuple(sorted(p.credentials)),
+        config=dict(p.config),
+        labels=dict(p.metadata.labels),
+        workspace=p.metadata.workspace,
     )
 
 
@@ -95,7 +109,12 @@ class ProviderClient:
         return self._error(exc)  # type: ignore[attr-defined]
 
     def create_provider(
-        self, name: str, type: str, credentials: Mapping[str, str], *, config: Mapping[str, str] | None = None,
+        self,
+        name: str,
+        type: str,
+        credentials: Mapping[str, str],
+        *,
+        config: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> Provider:
         """Create provider ``name`` of ``type`` with ``credentials`` (``{ENV_NAME: value}``).
@@ -103,12 +122,15 @@ class ProviderClient:
         :raises SandboxExists: (ALREADY_EXISTS) the name is taken. :raises InvalidRequest: bad type/names/values.
         """
         msg = datamodel_pb2.Provider(
-            metadata=datamodel_pb2.ObjectMeta(name=name, labels=dict(labels or {})), type=type,
-            credentials=dict(credentials), config=dict(config or {}),
+            metadata=datamodel_pb2.ObjectMeta(name=name, labels=dict(labels or {})),
+            type=type,
+            credentials=dict(credentials),
+            config=dict(config or {}),
         )
         try:
             resp = self._stub.CreateProvider(  # type: ignore[attr-defined]
-                openshell_pb2.CreateProviderRequest(provider=msg, workspace_scope=self._scope), timeout=self.timeout,  # type: ignore[attr-defined]
+                openshell_pb2.CreateProviderRequest(provider=msg, workspace_scope=self._scope),
+                timeout=self.timeout,  # type: ignore[attr-defined]
             )
         except grpc.RpcError as exc:
             raise self._provider_error(exc, name) from None
@@ -118,7 +140,8 @@ class ProviderClient:
         """Return provider ``name`` (values redacted). :raises ProviderNotFound:."""
         try:
             resp = self._stub.GetProvider(  # type: ignore[attr-defined]
-                openshell_pb2.GetProviderRequest(name=name, workspace_scope=self._scope), timeout=self.timeout,  # type: ignore[attr-defined]
+                openshell_pb2.GetProviderRequest(name=name, workspace_scope=self._scope),
+                timeout=self.timeout,  # type: ignore[attr-defined]
             )
         except grpc.RpcError as exc:
             raise self._provider_error(exc, name) from None
@@ -128,15 +151,21 @@ class ProviderClient:
         """Return every provider of the client's workspace, by name."""
         try:
             resp = self._stub.ListProviders(  # type: ignore[attr-defined]
-                openshell_pb2.ListProvidersRequest(workspace_scope=self._scope), timeout=self.timeout,  # type: ignore[attr-defined]
+                openshell_pb2.ListProvidersRequest(workspace_scope=self._scope),
+                timeout=self.timeout,  # type: ignore[attr-defined]
             )
         except grpc.RpcError as exc:
             raise self._error(exc) from None  # type: ignore[attr-defined]
         return [provider_from_proto(p) for p in resp.providers]
 
     def update_provider(
-        self, name: str, *, credentials: Mapping[str, str] | None = None, config: Mapping[str, str] | None = None,
-        remove_credentials: Sequence[str] = (), remove_config: Sequence[str] = (),
+        self,
+        name: str,
+        *,
+        credentials: Mapping[str, str] | None = None,
+        config: Mapping[str, str] | None = None,
+        remove_credentials: Sequence[str] = (),
+        remove_config: Sequence[str] = (),
     ) -> Provider:
         """Merge ``credentials``/``config`` into provider ``name`` and remove the named keys.
 
@@ -144,11 +173,15 @@ class ProviderClient:
         :raises ProviderNotFound, InvalidRequest:
         """
         msg = datamodel_pb2.Provider(
-            metadata=datamodel_pb2.ObjectMeta(name=name), credentials=dict(credentials or {}), config=dict(config or {}),
+            metadata=datamodel_pb2.ObjectMeta(name=name),
+            credentials=dict(credentials or {}),
+            config=dict(config or {}),
         )
         req = openshell_pb2.UpdateProviderRequest(
-            provider=msg, workspace_scope=self._scope,  # type: ignore[attr-defined]
-            remove_credentials=list(remove_credentials), remove_config=list(remove_config),
+            provider=msg,
+            workspace_scope=self._scope,  # type: ignore[attr-defined]
+            remove_credentials=list(remove_credentials),
+            remove_config=list(remove_config),
         )
         try:
             resp = self._stub.UpdateProvider(req, timeout=self.timeout)  # type: ignore[attr-defined]
@@ -177,7 +210,8 @@ class ProviderClient:
         route = inference_pb2.InferenceRoute(backend=backend, model=model, base_url=base_url, provider=provider)
         try:
             resp = self._inference_stub.SetInferenceRoute(
-                inference_pb2.SetInferenceRouteRequest(route=route, workspace_scope=self._scope), timeout=self.timeout,  # type: ignore[attr-defined]
+                inference_pb2.SetInferenceRouteRequest(route=route, workspace_scope=self._scope),
+                timeout=self.timeout,  # type: ignore[attr-defined]
             )
         except grpc.RpcError as exc:
             raise self._provider_error(exc, provider) from None
@@ -187,7 +221,8 @@ class ProviderClient:
         """Return the workspace's inference route, or None when none is set."""
         try:
             resp = self._inference_stub.GetInferenceRoute(
-                inference_pb2.GetInferenceRouteRequest(workspace_scope=self._scope), timeout=self.timeout,  # type: ignore[attr-defined]
+                inference_pb2.GetInferenceRouteRequest(workspace_scope=self._scope),
+                timeout=self.timeout,  # type: ignore[attr-defined]
             )
         except grpc.RpcError as exc:
             raise self._error(exc) from None  # type: ignore[attr-defined]

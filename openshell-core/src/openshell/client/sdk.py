@@ -140,10 +140,17 @@ class Sandbox:
     def to_dict(self) -> dict:
         """Plain data for ``-o json|yaml``."""
         return {
-            "id": self.id, "name": self.name, "workspace": self.workspace, "phase": self.phase,
-            "reason": self.reason, "labels": dict(self.labels), "command": list(self.command),
-            "environment": dict(self.environment), "extra_hosts": list(self.extra_hosts),
-            "policy_version": self.policy_version, "created_at": self.created_at,
+            "id": self.id,
+            "name": self.name,
+            "workspace": self.workspace,
+            "phase": self.phase,
+            "reason": self.reason,
+            "labels": dict(self.labels),
+            "command": list(self.command),
+            "environment": dict(self.environment),
+            "extra_hosts": list(self.extra_hosts),
+            "policy_version": self.policy_version,
+            "created_at": self.created_at,
         }
 
 
@@ -445,9 +452,7 @@ class OpenShellClient(PolicyClient, ProviderClient):
         :param keep_workdir: keep the sandbox's /sandbox directory on the host.
         :raises SandboxNotFound: it does not exist and not ``allow_missing``.
         """
-        req = openshell_pb2.DeleteSandboxRequest(
-            name=name, workspace_scope=self._scope, allow_missing=allow_missing, keep_workdir=keep_workdir
-        )
+        req = openshell_pb2.DeleteSandboxRequest(name=name, workspace_scope=self._scope, allow_missing=allow_missing, keep_workdir=keep_workdir)
         try:
             resp = self._stub.DeleteSandbox(req, timeout=max(self.timeout, 60.0))
         except grpc.RpcError as exc:
@@ -518,8 +523,7 @@ class OpenShellClient(PolicyClient, ProviderClient):
             resp = self._stub.CreateSshSession(req, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise self._error(exc, name) from None
-        return SshSession(resp.sandbox_id, resp.token, resp.expiration_time.ToNanoseconds() / 1e9,
-                          resp.gateway_host, resp.gateway_port)
+        return SshSession(resp.sandbox_id, resp.token, resp.expiration_time.ToNanoseconds() / 1e9, resp.gateway_host, resp.gateway_port)
 
     def revoke_ssh_session(self, token: str, *, allow_missing: bool = False) -> str:
         """Revoke a token; return ``COMPLETED`` (or ``ALREADY_ABSENT`` with ``allow_missing``).
@@ -581,8 +585,14 @@ class OpenShellClient(PolicyClient, ProviderClient):
         :raises SandboxNotFound, SandboxNotReady, SandboxUnreachable, GatewayUnavailable:
         """
         start = openshell_pb2.ExecSandboxRequest(
-            workspace_scope=self._scope, sandbox=name, command=list(argv), environment=dict(env or {}),
-            workdir=workdir or "", tty=tty, cols=max(int(cols), 0), rows=max(int(rows), 0),
+            workspace_scope=self._scope,
+            sandbox=name,
+            command=list(argv),
+            environment=dict(env or {}),
+            workdir=workdir or "",
+            tty=tty,
+            cols=max(int(cols), 0),
+            rows=max(int(rows), 0),
         )
         if timeout:
             start.execution_timeout.FromNanoseconds(int(timeout * 1e9))

@@ -49,8 +49,7 @@ _HINTS = {
 }
 
 
-def open_tunnel(endpoint: str, ssl_context: ssl.SSLContext, sandbox_id: str, token: str,
-                *, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
+def open_tunnel(endpoint: str, ssl_context: ssl.SSLContext, sandbox_id: str, token: str, *, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
     """Dial the gateway and open ``CONNECT /connect/ssh`` for one sandbox.
 
     The TLS connection is driven by a private asyncio loop in a daemon thread
@@ -75,17 +74,13 @@ def open_tunnel(endpoint: str, ssl_context: ssl.SSLContext, sandbox_id: str, tok
 
     async def run() -> None:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=ssl_context, server_hostname=host, limit=MAX_HEAD), timeout)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ssl_context, server_hostname=host, limit=MAX_HEAD), timeout)
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             raise TunnelError(0, f"gateway at {endpoint} is not reachable over mTLS ({exc}); check 'openshell gateway status'") from exc
         try:
-            writer.write((
-                "CONNECT /connect/ssh HTTP/1.1\r\n"
-                f"Host: {host}:{port}\r\n"
-                f"x-sandbox-id: {sandbox_id}\r\n"
-                f"x-sandbox-token: {token}\r\n\r\n"
-            ).encode("latin-1"))
+            writer.write(
+                (f"CONNECT /connect/ssh HTTP/1.1\r\nHost: {host}:{port}\r\nx-sandbox-id: {sandbox_id}\r\nx-sandbox-token: {token}\r\n\r\n").encode("latin-1")
+            )
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError) as exc:
@@ -94,8 +89,7 @@ def open_tunnel(endpoint: str, ssl_context: ssl.SSLContext, sandbox_id: str, tok
             status = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
             if status != 200:
                 detail = await _error_body(reader, head)
-                raise TunnelError(status, f"gateway refused the SSH tunnel ({status}: {detail}); "
-                                          f"{_HINTS.get(status, 'check openshell gateway status')}")
+                raise TunnelError(status, f"gateway refused the SSH tunnel ({status}: {detail}); {_HINTS.get(status, 'check openshell gateway status')}")
             local_r, local_w = await asyncio.open_connection(sock=theirs, limit=CHUNK)
             ready.set_result(None)
             await _relay(reader, writer, local_r, local_w)

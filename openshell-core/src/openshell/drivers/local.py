@@ -98,8 +98,12 @@ class LocalDriver(ComputeDriver):
             try:
                 self._spare = subprocess.Popen(
                     [sys.executable, "-m", "openshell.supervisor", "--spare"],
-                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    start_new_session=True, close_fds=True, env=_supervisor_env(),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                    close_fds=True,
+                    env=_supervisor_env(),
                 )
             except OSError as exc:
                 self._spare = None

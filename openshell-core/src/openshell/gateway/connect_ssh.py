@@ -40,8 +40,15 @@ CHUNK = 64 * 1024  # bytes per read on each side of the relay
 #: seconds without a byte in either direction before a tunnel is closed; the
 #: supervisor's SSH server sends a keepalive every 30 s, so only dead peers hit it
 IDLE_TIMEOUT = 300.0
-_REASONS = {200: "Connection Established", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-            412: "Precondition Failed", 429: "Too Many Requests", 502: "Bad Gateway"}
+_REASONS = {
+    200: "Connection Established",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    412: "Precondition Failed",
+    429: "Too Many Requests",
+    502: "Bad Gateway",
+}
 
 
 def _head(status: int, body: bytes = b"") -> bytes:
@@ -117,8 +124,7 @@ class ConnectSshHandler:
         return 200, "", session, sock
 
 
-async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock: socket.socket,
-                *, idle_timeout: float = IDLE_TIMEOUT) -> None:
+async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock: socket.socket, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
     """Copy bytes client ⇄ ``sock`` until the supervisor side ends; closes ``sock``.
 
     Each direction reads at most :data:`CHUNK` bytes and waits for the other

@@ -46,10 +46,10 @@ EXEC_TIMEOUT_GRACE = 5.0  # seconds the exec backend gets to report 124 itself
 # --------------------------------------------------------------------------- errors
 
 
-
 #: a sandbox's pushed log file rotates (one backup) past this many bytes
 MAX_LOG_BYTES = 8 * 1024 * 1024
 _LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "warn": 2, "error": 3, "critical": 4}
+
 
 class GatewayError(Exception):
     """Base of the errors a client can cause; ``code`` names the gRPC status."""
@@ -217,7 +217,7 @@ def _check_labels(labels: Mapping[str, str], field: str = "labels") -> dict[str,
 
 
 def _check_spec(spec: SandboxSpec) -> None:
-    for key in (spec.environment or {}):
+    for key in spec.environment or {}:
         if not _ENV_NAME_RE.match(key):
             raise InvalidArgument(f"spec.environment.{key}", "environment variable names are letters, digits and '_', not starting with a digit")
     for i, entry in enumerate(spec.extra_hosts):
@@ -454,8 +454,12 @@ class GatewayCore:
         def insert() -> tuple[SandboxRecord, PolicyRevision]:
             chosen = name or names.generate_name(self.store.sandbox_names())
             return self.store.create_sandbox(
-                name=chosen, workspace=workspace, labels=labels, annotations=annotations,
-                spec=spec.stored(), policy_yaml=policy_yaml,
+                name=chosen,
+                workspace=workspace,
+                labels=labels,
+                annotations=annotations,
+                spec=spec.stored(),
+                policy_yaml=policy_yaml,
             )
 
         try:
@@ -471,9 +475,7 @@ class GatewayCore:
             await asyncio.to_thread(self.driver.create, record.driver_view(revision.yaml))
         except Exception as exc:  # noqa: BLE001 - any driver failure: keep the sandbox in ERROR
             log.warning("event=driver_create_failed sandbox=%s error=%s", record.id, exc)
-            updated = await asyncio.to_thread(
-                self.store.update_sandbox, record.id, phase=st.ERROR, reason=f"compute driver could not start the sandbox: {exc}"
-            )
+            updated = await asyncio.to_thread(self.store.update_sandbox, record.id, phase=st.ERROR, reason=f"compute driver could not start the sandbox: {exc}")
             record = updated or record
         await asyncio.to_thread(_fire_hook, "sandbox_created", sandbox=record)
         return await self._info(record)
@@ -509,10 +511,7 @@ class GatewayCore:
         after = _decode_token(page_token) if page_token else None
         size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
         records = await asyncio.to_thread(self.store.list_sandboxes, workspace)
-        matching = [
-            r for r in records
-            if all(t.matches(r.labels) for t in terms) and (after is None or (r.workspace, r.name) > after)
-        ]
+        matching = [r for r in records if all(t.matches(r.labels) for t in terms) and (after is None or (r.workspace, r.name) > after)]
         page = matching[:size]
         token = _encode_token(page[-1]) if len(matching) > size else ""
         return [await self._info(r) for r in page], token
@@ -640,7 +639,7 @@ class GatewayCore:
         """
         if not argv:
             raise InvalidArgument("command", "must not be empty")
-        for key in (env or {}):
+        for key in env or {}:
             if not _ENV_NAME_RE.match(key):
                 raise InvalidArgument(f"environment.{key}", "environment variable names are letters, digits and '_'")
         if timeout is not None and timeout <= 0:
@@ -655,8 +654,13 @@ class GatewayCore:
         from openshell.gateway import sandbox_exec
 
         stream = sandbox_exec.exec_in_sandbox(
-            endpoint, bytes.fromhex(record.secret), list(argv),
-            env=dict(env or {}) or None, workdir=workdir or None, stdin=stdin, timeout=timeout,
+            endpoint,
+            bytes.fromhex(record.secret),
+            list(argv),
+            env=dict(env or {}) or None,
+            workdir=workdir or None,
+            stdin=stdin,
+            timeout=timeout,
             **({"tty": True, "cols": cols or 80, "rows": rows or 24} if tty else {}),
         )
         unreachable = getattr(sandbox_exec, "SandboxUnreachable", ConnectionError)
@@ -805,13 +809,16 @@ class GatewayCore:
         if current.phase == st.DELETING:
             phase = None
         if phase is not None or supervisor_pid:
-            current = await asyncio.to_thread(
-                self.store.update_sandbox,
-                record.id,
-                phase=phase,
-                reason=(reason if phase == st.ERROR else "") if phase is not None else None,
-                supervisor_pid=supervisor_pid or None,
-            ) or current
+            current = (
+                await asyncio.to_thread(
+                    self.store.update_sandbox,
+                    record.id,
+                    phase=phase,
+                    reason=(reason if phase == st.ERROR else "") if phase is not None else None,
+                    supervisor_pid=supervisor_pid or None,
+                )
+                or current
+            )
             if phase is not None:
                 log.info("event=sandbox_phase sandbox=%s phase=%s reason=%s", record.id, phase, reason)
         return current
@@ -854,8 +861,9 @@ class GatewayCore:
             count = 0
             with open(path, "a", encoding="utf-8") as fh:
                 for line in lines:
-                    fh.write(json.dumps({"time": line.time, "level": line.level, "target": line.target,
-                                         "message": line.message, "fields": dict(line.fields)}) + "\n")
+                    fh.write(
+                        json.dumps({"time": line.time, "level": line.level, "target": line.target, "message": line.message, "fields": dict(line.fields)}) + "\n"
+                    )
                     count += 1
             return count
 

@@ -42,9 +42,18 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_REQUESTS_PER_CONNECTION = 100
 
 _REASONS = {
-    200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-    411: "Length Required", 413: "Content Too Large", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    411: "Length Required",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
 }
 
 
@@ -52,7 +61,9 @@ class PortInUseError(OSError):
     """The gateway's TCP port is taken by another process."""
 
     def __init__(self, host: str, port: int) -> None:
-        super().__init__(errno.EADDRINUSE, f"port {port} on {host} is already in use; start the gateway on another port with 'openshell gateway start --port N'")
+        super().__init__(
+            errno.EADDRINUSE, f"port {port} on {host} is already in use; start the gateway on another port with 'openshell gateway start --port N'"
+        )
         self.host = host
         self.port = port
 
@@ -166,8 +177,15 @@ class Front:
     """
 
     def __init__(
-        self, ssl_context: ssl.SSLContext, grpc_socket: str, host: str = "127.0.0.1", port: int = 8080, *,
-        handshake_timeout: float = 10.0, idle_timeout: float = 30.0, max_connections: int = 1024,
+        self,
+        ssl_context: ssl.SSLContext,
+        grpc_socket: str,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        handshake_timeout: float = 10.0,
+        idle_timeout: float = 30.0,
+        max_connections: int = 1024,
     ) -> None:
         self.ssl_context = ssl_context
         self.grpc_socket = grpc_socket
@@ -198,7 +216,11 @@ class Front:
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(
-                lambda: _Accept(self), self.host, self.port, reuse_address=True, start_serving=False,
+                lambda: _Accept(self),
+                self.host,
+                self.port,
+                reuse_address=True,
+                start_serving=False,
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
@@ -240,8 +262,7 @@ class Front:
 
     def _accepted(self, transport: asyncio.Transport) -> None:
         if len(self._tasks) >= self.max_connections:
-            log.warning("connection refused peer=%s reason=too many connections (%d)",
-                        _fmt_peer(transport.get_extra_info("peername")), self.max_connections)
+            log.warning("connection refused peer=%s reason=too many connections (%d)", _fmt_peer(transport.get_extra_info("peername")), self.max_connections)
             transport.abort()
             return
         task = asyncio.get_running_loop().create_task(self._handle(transport))
@@ -344,8 +365,15 @@ class Front:
             keep = _keep_alive(request)
             writer.write(response.encode(keep_alive=keep, head_only=request.method == "HEAD"))
             # /healthz is polled (CLI start, monitors); keep it out of the INFO log
-            log.log(logging.DEBUG if request.path == "/healthz" else logging.INFO, "http method=%s path=%s status=%d peer=%s cn=%s",
-                    request.method, request.path, response.status, peer, peer_cn)
+            log.log(
+                logging.DEBUG if request.path == "/healthz" else logging.INFO,
+                "http method=%s path=%s status=%d peer=%s cn=%s",
+                request.method,
+                request.path,
+                response.status,
+                peer,
+                peer_cn,
+            )
             if not await _drain(writer) or not keep:
                 return
 

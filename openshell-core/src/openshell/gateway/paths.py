@@ -40,9 +40,7 @@ def check_name(name: str) -> str:
     letter or digit (it becomes a directory name, so no ``/`` or ``..``).
     """
     if not _NAME_RE.match(name or ""):
-        raise InvalidGatewayName(
-            f"invalid gateway name {name!r}; use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)"
-        )
+        raise InvalidGatewayName(f"invalid gateway name {name!r}; use letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)")
     return name
 
 

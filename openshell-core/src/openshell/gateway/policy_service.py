@@ -110,10 +110,7 @@ class PolicyRpcs:
             state = await self.core.policy_state(request.sandbox, _workspace(request.workspace_scope))
             rev = state.get(request.version)
             if rev is None:
-                raise gc.NotFound(
-                    f"policy revision {request.version} of sandbox '{request.sandbox}' not found; "
-                    f"see 'openshell policy list {request.sandbox}'"
-                )
+                raise gc.NotFound(f"policy revision {request.version} of sandbox '{request.sandbox}' not found; see 'openshell policy list {request.sandbox}'")
         except gc.GatewayError as exc:
             await abort_for(context, exc)
         return openshell_pb2.GetSandboxPolicyStatusResponse(revision=revision_to_proto(rev, state.status(rev)), active_version=state.active)
@@ -131,6 +128,4 @@ class PolicyRpcs:
             items, last = state.page(size, after)
         except gc.GatewayError as exc:
             await abort_for(context, exc)
-        return openshell_pb2.ListSandboxPoliciesResponse(
-            revisions=[revision_to_proto(r, state.status(r)) for r in items], next_page_token=_page_token(last)
-        )
+        return openshell_pb2.ListSandboxPoliciesResponse(revisions=[revision_to_proto(r, state.status(r)) for r in items], next_page_token=_page_token(last))

@@ -26,8 +26,12 @@ def provider_to_proto(view: ProviderView) -> datamodel_pb2.Provider:
     r = view.record
     return datamodel_pb2.Provider(
         metadata=datamodel_pb2.ObjectMeta(
-            id=r.id, name=r.name, workspace=r.workspace, labels=r.labels,
-            resource_version=r.resource_version, created_time=timestamp(r.created_at),
+            id=r.id,
+            name=r.name,
+            workspace=r.workspace,
+            labels=r.labels,
+            resource_version=r.resource_version,
+            created_time=timestamp(r.created_at),
         ),
         type=r.type,
         credentials={k: "" for k in r.credential_keys},
@@ -48,7 +52,11 @@ def route_to_proto(route: st.InferenceRouteRecord | None) -> inference_pb2.Infer
         pass
     return inference_pb2.InferenceRouteResponse(
         route=inference_pb2.InferenceRoute(
-            backend=route.backend, model=route.model, base_url=route.base_url, provider=route.provider, protocols=protocols,
+            backend=route.backend,
+            model=route.model,
+            base_url=route.base_url,
+            provider=route.provider,
+            protocols=protocols,
         ),
         revision=route.revision,
     )
@@ -65,8 +73,12 @@ class ProviderRpcs:
         p = request.provider
         try:
             view = await self.core.providers.create(
-                name=p.metadata.name, type=p.type or "generic", workspace=_workspace(request.workspace_scope),
-                credentials=dict(p.credentials), config=dict(p.config), labels=dict(p.metadata.labels),
+                name=p.metadata.name,
+                type=p.type or "generic",
+                workspace=_workspace(request.workspace_scope),
+                credentials=dict(p.credentials),
+                config=dict(p.config),
+                labels=dict(p.metadata.labels),
             )
         except gc.GatewayError as exc:
             await abort_for(context, exc)
@@ -99,8 +111,12 @@ class ProviderRpcs:
         p = request.provider
         try:
             view = await self.core.providers.update(
-                p.metadata.name, _workspace(request.workspace_scope), credentials=dict(p.credentials), config=dict(p.config),
-                remove_credentials=list(request.remove_credentials), remove_config=list(request.remove_config),
+                p.metadata.name,
+                _workspace(request.workspace_scope),
+                credentials=dict(p.credentials),
+                config=dict(p.config),
+                remove_credentials=list(request.remove_credentials),
+                remove_config=list(request.remove_config),
                 labels=dict(p.metadata.labels) or None,
             )
         except gc.GatewayError as exc:
@@ -117,7 +133,6 @@ class ProviderRpcs:
         return openshell_pb2.DeleteProviderResponse(outcome=_OUTCOMES[outcome])
 
 
-
 class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     """``openshell.v1.Inference`` over a :class:`GatewayCore` (our own service: the SDK has none)."""
 
@@ -130,7 +145,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         r = request.route
         try:
             route = await self.core.providers.set_route(
-                _workspace(request.workspace_scope), backend=r.backend, model=r.model, base_url=r.base_url, provider=r.provider,
+                _workspace(request.workspace_scope),
+                backend=r.backend,
+                model=r.model,
+                base_url=r.base_url,
+                provider=r.provider,
             )
         except gc.GatewayError as exc:
             await abort_for(context, exc)

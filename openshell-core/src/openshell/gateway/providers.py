@@ -141,8 +141,14 @@ class ProviderManager:
     # ------------------------------------------------------------------ providers (clients)
 
     async def create(
-        self, *, name: str, type: str, workspace: str, credentials: Mapping[str, str],
-        config: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
+        self,
+        *,
+        name: str,
+        type: str,
+        workspace: str,
+        credentials: Mapping[str, str],
+        config: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> ProviderView:
         """Validate and store a provider (credentials sealed).
 
@@ -159,8 +165,14 @@ class ProviderManager:
         labels = gc._check_labels(labels or {}, "provider.metadata.labels")
         try:
             record = await asyncio.to_thread(
-                self.store.create_provider, name=name, workspace=workspace, type=ptype.name, labels=labels,
-                config=dict(config or {}), credential_keys=list(credentials), credentials_enc=self.box.seal(dict(credentials)),
+                self.store.create_provider,
+                name=name,
+                workspace=workspace,
+                type=ptype.name,
+                labels=labels,
+                config=dict(config or {}),
+                credential_keys=list(credentials),
+                credentials_enc=self.box.seal(dict(credentials)),
             )
         except st.ProviderNameTaken:
             raise gc.AlreadyExists(f"provider '{name}' already exists; change it with 'openshell provider update {name}'") from None
@@ -184,8 +196,15 @@ class ProviderManager:
         return [ProviderView(r) for r in await asyncio.to_thread(self.store.list_providers, workspace)]
 
     async def update(
-        self, name: str, workspace: str, *, credentials: Mapping[str, str] | None = None, config: Mapping[str, str] | None = None,
-        remove_credentials: Sequence[str] = (), remove_config: Sequence[str] = (), labels: Mapping[str, str] | None = None,
+        self,
+        name: str,
+        workspace: str,
+        *,
+        credentials: Mapping[str, str] | None = None,
+        config: Mapping[str, str] | None = None,
+        remove_credentials: Sequence[str] = (),
+        remove_config: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
     ) -> ProviderView:
         """Merge new credentials/config into the provider, remove the named keys; inference watchers are woken.
 
@@ -206,8 +225,13 @@ class ProviderManager:
         merged = {k: v for k, v in record.config.items() if k not in set(remove_config)}
         merged.update(config or {})
         updated = await asyncio.to_thread(
-            self.store.update_provider, name, workspace, config=merged, credential_keys=list(current),
-            credentials_enc=self.box.seal(current), labels=gc._check_labels(labels, "provider.metadata.labels") if labels else None,
+            self.store.update_provider,
+            name,
+            workspace,
+            config=merged,
+            credential_keys=list(current),
+            credentials_enc=self.box.seal(current),
+            labels=gc._check_labels(labels, "provider.metadata.labels") if labels else None,
         )
         if updated is None:
             raise gc.NotFound(f"provider '{name}' not found; see 'openshell provider list'")
@@ -261,7 +285,12 @@ class ProviderManager:
         if provider:
             await self._get(provider, workspace)
         route = await asyncio.to_thread(
-            self.store.set_inference_route, workspace, backend=backend, model=model.strip(), base_url=base_url, provider=provider,
+            self.store.set_inference_route,
+            workspace,
+            backend=backend,
+            model=model.strip(),
+            base_url=base_url,
+            provider=provider,
         )
         log.info("event=inference_route_set workspace=%s backend=%s model=%s provider=%s", workspace, backend, model, provider or "-")
         await self.notify()
@@ -320,8 +349,11 @@ class ProviderManager:
                 credential = values[key]
         headers = dict(cls().auth_headers(credential))
         content = {
-            "backend": route.backend, "protocols": list(cls.protocols), "base_url": route.base_url or cls.default_base_url,
-            "model": route.model, "auth": headers,
+            "backend": route.backend,
+            "protocols": list(cls.protocols),
+            "base_url": route.base_url or cls.default_base_url,
+            "model": route.model,
+            "auth": headers,
         }
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()
         revision = int.from_bytes(digest[:8], "big") >> 1 or 1

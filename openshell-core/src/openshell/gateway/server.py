@@ -71,8 +71,12 @@ class Gateway:
     """
 
     def __init__(
-        self, name: str = DEFAULT_NAME, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-        driver: str = DEFAULT_DRIVER, state_dir: str | os.PathLike[str] | None = None,
+        self,
+        name: str = DEFAULT_NAME,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        driver: str = DEFAULT_DRIVER,
+        state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.name = name
         self.host = host
@@ -148,8 +152,7 @@ class Gateway:
             await self._teardown(grace=0)
             raise
         self.started_at = time.time()
-        log.info("gateway started name=%s endpoint=%s driver=%s state=%s pid=%d",
-                 self.name, self.endpoint, self.driver_name, self.paths.root, os.getpid())
+        log.info("gateway started name=%s endpoint=%s driver=%s state=%s pid=%d", self.name, self.endpoint, self.driver_name, self.paths.root, os.getpid())
         _fire_gateway_started(self)
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
@@ -390,6 +393,12 @@ def configure_logging(log_path: os.PathLike[str] | str, level: int = logging.INF
 
 
 __all__ = [
-    "Gateway", "GatewayAlreadyRunning", "GatewayError", "PortInUseError", "attach_services",
-    "configure_logging", "make_driver", "read_pid",
+    "Gateway",
+    "GatewayAlreadyRunning",
+    "GatewayError",
+    "PortInUseError",
+    "attach_services",
+    "configure_logging",
+    "make_driver",
+    "read_pid",
 ]

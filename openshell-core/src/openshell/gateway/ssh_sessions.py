@@ -61,8 +61,9 @@ class SshSessions:
     :param clock: ``() -> unix seconds`` (tests pass their own).
     """
 
-    def __init__(self, *, ttl: float = DEFAULT_TTL, per_token: int = MAX_TUNNELS_PER_TOKEN,
-                 per_sandbox: int = MAX_TUNNELS_PER_SANDBOX, clock=time.time) -> None:
+    def __init__(
+        self, *, ttl: float = DEFAULT_TTL, per_token: int = MAX_TUNNELS_PER_TOKEN, per_sandbox: int = MAX_TUNNELS_PER_SANDBOX, clock=time.time
+    ) -> None:
         self.ttl = ttl
         self.per_token = per_token
         self.per_sandbox = per_sandbox

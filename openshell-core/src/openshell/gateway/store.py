@@ -258,10 +258,17 @@ class InferenceRouteRecord:
 
 def _provider(row: sqlite3.Row) -> ProviderRecord:
     return ProviderRecord(
-        id=row["id"], name=row["name"], workspace=row["workspace"], type=row["type"],
-        labels=json.loads(row["labels"]), config=json.loads(row["config"]),
-        credential_keys=tuple(json.loads(row["credential_keys"])), credentials_enc=row["credentials_enc"],
-        resource_version=row["resource_version"], created_at=row["created_at"], updated_at=row["updated_at"],
+        id=row["id"],
+        name=row["name"],
+        workspace=row["workspace"],
+        type=row["type"],
+        labels=json.loads(row["labels"]),
+        config=json.loads(row["config"]),
+        credential_keys=tuple(json.loads(row["credential_keys"])),
+        credentials_enc=row["credentials_enc"],
+        resource_version=row["resource_version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
@@ -307,9 +314,7 @@ class Store:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0
-        )
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0)
         self._conn.row_factory = sqlite3.Row
         with self._lock:
             mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -370,10 +375,7 @@ class Store:
         else:
             current = rows[0][0]
         if current > len(MIGRATIONS):
-            raise StoreError(
-                f"{self.path} has schema version {current}, newer than this gateway "
-                f"understands ({len(MIGRATIONS)}); upgrade openshell"
-            )
+            raise StoreError(f"{self.path} has schema version {current}, newer than this gateway understands ({len(MIGRATIONS)}); upgrade openshell")
         for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
             # executescript() commits first, so run each statement ourselves to
             # keep a migration and its version bump in one transaction.
@@ -419,10 +421,7 @@ class Store:
 
     def list_workspaces(self) -> list[WorkspaceRecord]:
         """Return every workspace ordered by name."""
-        return [
-            WorkspaceRecord(r["name"], r["id"], json.loads(r["labels"]), r["created_at"])
-            for r in self._query("SELECT * FROM workspaces ORDER BY name")
-        ]
+        return [WorkspaceRecord(r["name"], r["id"], json.loads(r["labels"]), r["created_at"]) for r in self._query("SELECT * FROM workspaces ORDER BY name")]
 
     # ------------------------------------------------------------------ sandboxes
 
@@ -451,16 +450,12 @@ class Store:
         with self._tx() as db:
             if not db.execute("SELECT 1 FROM workspaces WHERE name = ?", (workspace,)).fetchone():
                 raise UnknownWorkspace(f"workspace {workspace!r} not found")
-            if db.execute(
-                "SELECT 1 FROM sandboxes WHERE workspace = ? AND name = ?", (workspace, name)
-            ).fetchone():
+            if db.execute("SELECT 1 FROM sandboxes WHERE workspace = ? AND name = ?", (workspace, name)).fetchone():
                 raise NameTaken(workspace, name)
             used = {r[0] for r in db.execute("SELECT netns_index FROM sandboxes")}
             free = next((i for i in range(NETNS_INDEX_MIN, NETNS_INDEX_MAX + 1) if i not in used), None)
             if free is None:
-                raise NoNetnsIndex(
-                    f"no free network index: {NETNS_INDEX_MAX} sandboxes exist; delete one first"
-                )
+                raise NoNetnsIndex(f"no free network index: {NETNS_INDEX_MAX} sandboxes exist; delete one first")
             db.execute(
                 "INSERT INTO sandboxes (id, workspace, name, labels, annotations, spec, phase,"
                 " reason, secret, netns_index, supervisor_pid, resource_version, created_at, updated_at)"
@@ -480,8 +475,7 @@ class Store:
                 ),
             )
             db.execute(
-                "INSERT INTO policy_revisions (sandbox_id, revision, yaml, status, error, created_at, updated_at)"
-                " VALUES (?, 1, ?, 'pending', '', ?, ?)",
+                "INSERT INTO policy_revisions (sandbox_id, revision, yaml, status, error, created_at, updated_at) VALUES (?, 1, ?, 'pending', '', ?, ?)",
                 (sandbox_id, policy_yaml, now, now),
             )
         record = self.get_sandbox(sandbox_id)
@@ -532,8 +526,7 @@ class Store:
                 args.append(value)
         with self._tx() as db:
             cur = db.execute(
-                f"UPDATE sandboxes SET {', '.join(sets + ['resource_version = resource_version + 1', 'updated_at = ?'])}"
-                " WHERE id = ?",
+                f"UPDATE sandboxes SET {', '.join(sets + ['resource_version = resource_version + 1', 'updated_at = ?'])} WHERE id = ?",
                 (*args, self._clock(), sandbox_id),
             )
             if cur.rowcount == 0:
@@ -556,12 +549,9 @@ class Store:
         with self._tx() as db:
             if not db.execute("SELECT 1 FROM sandboxes WHERE id = ?", (sandbox_id,)).fetchone():
                 raise LookupError(f"sandbox {sandbox_id} not found")
-            (latest,) = db.execute(
-                "SELECT COALESCE(MAX(revision), 0) FROM policy_revisions WHERE sandbox_id = ?", (sandbox_id,)
-            ).fetchone()
+            (latest,) = db.execute("SELECT COALESCE(MAX(revision), 0) FROM policy_revisions WHERE sandbox_id = ?", (sandbox_id,)).fetchone()
             db.execute(
-                "INSERT INTO policy_revisions (sandbox_id, revision, yaml, status, error, created_at, updated_at)"
-                " VALUES (?, ?, ?, 'pending', '', ?, ?)",
+                "INSERT INTO policy_revisions (sandbox_id, revision, yaml, status, error, created_at, updated_at) VALUES (?, ?, ?, 'pending', '', ?, ?)",
                 (sandbox_id, latest + 1, yaml, now, now),
             )
         revision = self.get_policy_revision(sandbox_id, latest + 1)
@@ -571,13 +561,9 @@ class Store:
     def get_policy_revision(self, sandbox_id: str, revision: int | None = None) -> PolicyRevision | None:
         """Return revision ``revision`` (the newest when None) or None."""
         if revision is None:
-            rows = self._query(
-                "SELECT * FROM policy_revisions WHERE sandbox_id = ? ORDER BY revision DESC LIMIT 1", (sandbox_id,)
-            )
+            rows = self._query("SELECT * FROM policy_revisions WHERE sandbox_id = ? ORDER BY revision DESC LIMIT 1", (sandbox_id,))
         else:
-            rows = self._query(
-                "SELECT * FROM policy_revisions WHERE sandbox_id = ? AND revision = ?", (sandbox_id, revision)
-            )
+            rows = self._query("SELECT * FROM policy_revisions WHERE sandbox_id = ? AND revision = ?", (sandbox_id, revision))
         return _revision(rows[0]) if rows else None
 
     def list_policy_revisions(self, sandbox_id: str) -> list[PolicyRevision]:
@@ -612,8 +598,15 @@ class Store:
     # ------------------------------------------------------------------ providers
 
     def create_provider(
-        self, *, name: str, workspace: str, type: str, labels: Mapping[str, str], config: Mapping[str, str],
-        credential_keys: list[str], credentials_enc: str,
+        self,
+        *,
+        name: str,
+        workspace: str,
+        type: str,
+        labels: Mapping[str, str],
+        config: Mapping[str, str],
+        credential_keys: list[str],
+        credentials_enc: str,
     ) -> ProviderRecord:
         """Store a new provider.
 
@@ -630,8 +623,18 @@ class Store:
             db.execute(
                 "INSERT INTO providers (id, workspace, name, type, labels, config, credential_keys, credentials_enc,"
                 " resource_version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
-                (provider_id, workspace, name, type, json.dumps(dict(labels), sort_keys=True),
-                 json.dumps(dict(config), sort_keys=True), json.dumps(sorted(credential_keys)), credentials_enc, now, now),
+                (
+                    provider_id,
+                    workspace,
+                    name,
+                    type,
+                    json.dumps(dict(labels), sort_keys=True),
+                    json.dumps(dict(config), sort_keys=True),
+                    json.dumps(sorted(credential_keys)),
+                    credentials_enc,
+                    now,
+                    now,
+                ),
             )
         found = self.get_provider(name, workspace)
         assert found is not None
@@ -651,7 +654,13 @@ class Store:
         return [_provider(r) for r in rows]
 
     def update_provider(
-        self, name: str, workspace: str, *, config: Mapping[str, str], credential_keys: list[str], credentials_enc: str,
+        self,
+        name: str,
+        workspace: str,
+        *,
+        config: Mapping[str, str],
+        credential_keys: list[str],
+        credentials_enc: str,
         labels: Mapping[str, str] | None = None,
     ) -> ProviderRecord | None:
         """Replace the provider's config and credentials; None when it does not exist."""

@@ -72,9 +72,7 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
                     "policy_status": _POLICY_STATUS.get(request.policy.status, ""),
                     "policy_error": request.policy.error,
                 }
-            await self.core.report_status(
-                record, phase=phase, reason=request.reason, supervisor_pid=request.supervisor_pid, **kwargs
-            )
+            await self.core.report_status(record, phase=phase, reason=request.reason, supervisor_pid=request.supervisor_pid, **kwargs)
         except gc.GatewayError as exc:
             await abort_for(context, exc)
         return supervisor_pb2.ReportStatusResponse()
@@ -108,8 +106,12 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
             await abort_for(context, exc)
         async for b in self.core.providers.watch_inference(record, request.after_revision):
             yield supervisor_pb2.InferenceBundle(
-                revision=b.revision, backend=b.backend, protocols=list(b.protocols), base_url=b.base_url,
-                model=b.model, auth_headers=dict(b.auth_headers),
+                revision=b.revision,
+                backend=b.backend,
+                protocols=list(b.protocols),
+                base_url=b.base_url,
+                model=b.model,
+                auth_headers=dict(b.auth_headers),
             )
 
     async def PushLogBatch(self, request, context):

@@ -125,9 +125,15 @@ def _ensure_ca(pki: Pki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, 
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -140,8 +146,12 @@ def _ensure_ca(pki: Pki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, 
 
 
 def _issue(
-    ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, key: ec.EllipticCurvePrivateKey,
-    cn: str, sans: Sequence[str], usage: x509.ObjectIdentifier,
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePrivateKey,
+    cn: str,
+    sans: Sequence[str],
+    usage: x509.ObjectIdentifier,
 ) -> x509.Certificate:
     now = _now()
     builder = (
@@ -155,9 +165,15 @@ def _issue(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=False, crl_sign=False, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -232,7 +248,9 @@ def server_context(pki: Pki) -> ssl.SSLContext:
 
 
 def client_context(
-    ca_cert: str | Path, cert: str | Path | None = None, key: str | Path | None = None,
+    ca_cert: str | Path,
+    cert: str | Path | None = None,
+    key: str | Path | None = None,
     alpn: Sequence[str] = ("http/1.1",),
 ) -> ssl.SSLContext:
     """Return a client context that trusts only ``ca_cert`` and presents ``cert``/``key``.

@@ -35,20 +35,12 @@ class VersionHeader(grpc.aio.ServerInterceptor):
             return handler
         metadata = ((VERSION_METADATA_KEY, self.version),)
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, metadata), handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, metadata), handler.request_deserializer, handler.response_serializer)
         if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, metadata), handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, metadata), handler.request_deserializer, handler.response_serializer)
         if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, metadata), handler.request_deserializer, handler.response_serializer
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, metadata), handler.request_deserializer, handler.response_serializer
-        )
+            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary, metadata), handler.request_deserializer, handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream, metadata), handler.request_deserializer, handler.response_serializer)
 
 
 def _wrap_unary(behavior, metadata):
@@ -63,6 +55,7 @@ def _wrap_stream(behavior, metadata):
     # Sent before the first message, so a client learns the version even while
     # the stream waits (an interactive exec waiting for stdin).
     if inspect.isasyncgenfunction(behavior):
+
         async def gen(request, context):
             await context.send_initial_metadata(metadata)
             async for item in behavior(request, context):

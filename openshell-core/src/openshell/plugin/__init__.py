@@ -39,6 +39,7 @@ def __getattr__(name: str):
         return getattr(loader, name)
     raise AttributeError(f"module 'openshell.plugin' has no attribute {name!r}")
 
+
 __all__ = [
     "PLUGIN_API_VERSION",
     "Agent",

@@ -130,9 +130,7 @@ class PluginInfo:
 
 
 #: plugins the OpenShell project itself publishes as ``openshell-plugin-<name>``
-FIRST_PARTY_PLUGINS = frozenset(
-    {"claude", "codex", "opencode", "openclaw", "nim", "vllm", "lmstudio", "netns", "landlock", "seccomp", "opa"}
-)
+FIRST_PARTY_PLUGINS = frozenset({"claude", "codex", "opencode", "openclaw", "nim", "vllm", "lmstudio", "netns", "landlock", "seccomp", "opa"})
 
 
 def install_hint(name: str) -> str:
@@ -286,8 +284,7 @@ def register_module(pm: pluggy.PluginManager, module: Any, key: str) -> str:
                     # plugin would silently get its default instead of ours.
                     raise pluggy.PluginValidationError(
                         module,
-                        f"hook {caller.name}() gives argument(s) {', '.join(impl.kwargnames)} a default; "
-                        "pluggy does not pass those — remove the default",
+                        f"hook {caller.name}() gives argument(s) {', '.join(impl.kwargnames)} a default; pluggy does not pass those — remove the default",
                     )
     except Exception as exc:  # noqa: BLE001
         pm.unregister(module)
@@ -309,9 +306,7 @@ def collect_classes(pm: pluggy.PluginManager, plugin_name: str, kind: str) -> tu
 
     def register(cls: Any) -> None:
         if not isinstance(cls, type) or not issubclass(cls, base):
-            raise TypeError(
-                f"{REGISTER_HOOKS[kind]}: {cls!r} is not a subclass of openshell.plugin.{base.__name__}"
-            )
+            raise TypeError(f"{REGISTER_HOOKS[kind]}: {cls!r} is not a subclass of openshell.plugin.{base.__name__}")
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
             raise TypeError(f"{REGISTER_HOOKS[kind]}: {cls.__qualname__} has no 'name'")

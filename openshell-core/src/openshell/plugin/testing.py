@@ -101,11 +101,7 @@ def forbid_io() -> Iterator[None]:
 
 def hookimpl_functions(module: Any) -> dict[str, Any]:
     """Return ``{attribute: function}`` for every ``@hookimpl`` in ``module``."""
-    return {
-        name: obj
-        for name, obj in vars(module).items()
-        if callable(obj) and getattr(obj, "openshell_impl", None) is not None
-    }
+    return {name: obj for name, obj in vars(module).items() if callable(obj) and getattr(obj, "openshell_impl", None) is not None}
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -212,9 +208,7 @@ class _Contract:
         module = importlib.import_module(self._entry_point().module)
         for attr, func in hookimpl_functions(module).items():
             for param in inspect.signature(func).parameters.values():
-                assert param.default is inspect.Parameter.empty, (
-                    f"hook {attr}() gives {param.name!r} a default; pluggy does not pass such arguments"
-                )
+                assert param.default is inspect.Parameter.empty, f"hook {attr}() gives {param.name!r} a default; pluggy does not pass such arguments"
 
     def test_registration_does_no_io_and_registers_the_class(self) -> None:
         from openshell.plugin.loader import (
@@ -231,9 +225,7 @@ class _Contract:
         with forbid_io():
             classes, error = collect_classes(pm, info.key, self.kind)
         assert not error, error
-        assert self.plugin_class in classes, (
-            f"{info.module}'s registration hook did not register {self.plugin_class.__qualname__}"
-        )
+        assert self.plugin_class in classes, f"{info.module}'s registration hook did not register {self.plugin_class.__qualname__}"
 
 
 class AgentContract(_Contract):

@@ -146,7 +146,9 @@ def check_destination(
         try:
             networks = parse_networks(endpoint.allowed_ips)
         except ValueError:
-            return DestinationResult(False, check=CHECK_ALLOWED_IPS, reason=f"destination check {CHECK_ALLOWED_IPS}: the endpoint's allowed_ips cannot be parsed")
+            return DestinationResult(
+                False, check=CHECK_ALLOWED_IPS, reason=f"destination check {CHECK_ALLOWED_IPS}: the endpoint's allowed_ips cannot be parsed"
+            )
     kind = host_kind(endpoint.host)
     out: list[str] = []
     for text in raw:
@@ -157,18 +159,21 @@ def check_destination(
         if why is not None:
             what = f"{addr} is" if literal is not None else f"{host} resolves to {addr}, which is"
             return DestinationResult(
-                False, check=CHECK_ALWAYS_BLOCKED,
+                False,
+                check=CHECK_ALWAYS_BLOCKED,
                 reason=f"destination check {CHECK_ALWAYS_BLOCKED}: {what} {why} and always blocked; no policy can allow it",
             )
         if networks:
             if not any(addr.version == n.version and addr in n for n in networks):
                 return DestinationResult(
-                    False, check=CHECK_ALLOWED_IPS,
+                    False,
+                    check=CHECK_ALLOWED_IPS,
                     reason=f"destination check {CHECK_ALLOWED_IPS}: {host} resolves to {addr}, outside the endpoint's allowed_ips ({', '.join(endpoint.allowed_ips)})",
                 )
         elif literal is None and kind in (HOST_WILDCARD, HOST_ANY) and not _is_public(addr):
             return DestinationResult(
-                False, check=CHECK_PUBLIC_ONLY,
+                False,
+                check=CHECK_PUBLIC_ONLY,
                 reason=(
                     f"destination check {CHECK_PUBLIC_ONLY}: {host} resolves to non-public address {addr} and the "
                     f"endpoint host {endpoint.host or '(any)'!s} is a wildcard; add allowed_ips to the endpoint or name the host exactly"

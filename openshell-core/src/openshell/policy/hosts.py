@@ -80,10 +80,7 @@ def pattern_error(pattern: str) -> str | None:
         if "**" in label and (i != 0 or label != "**"):
             return f'host "{pattern}": "**" is accepted only as the whole first label, e.g. "**.example.com"'
         if not _LABEL_RE.match(label):
-            return (
-                f'host "{pattern}" has an invalid label "{label}"; accepted: letters, digits, "-", "_" '
-                'and "*" wildcards (or an IP literal)'
-            )
+            return f'host "{pattern}" has an invalid label "{label}"; accepted: letters, digits, "-", "_" and "*" wildcards (or an IP literal)'
     return None
 
 

@@ -41,12 +41,14 @@ def check_static_unchanged(old: Policy, new_doc: str | bytes | Mapping[str, Any]
         before, after = getattr(old, attr), getattr(new, attr)
         for f in dataclasses.fields(before):
             if getattr(before, f.name) != getattr(after, f.name):
-                errors.append(FieldError(
-                    f"{section}.{f.name}",
-                    f"{section} is static and cannot change on a running sandbox "
-                    f"({getattr(before, f.name)!r} → {getattr(after, f.name)!r}); recreate the sandbox to change it, "
-                    f"or omit {section} to keep the current one",
-                ))
+                errors.append(
+                    FieldError(
+                        f"{section}.{f.name}",
+                        f"{section} is static and cannot change on a running sandbox "
+                        f"({getattr(before, f.name)!r} → {getattr(after, f.name)!r}); recreate the sandbox to change it, "
+                        f"or omit {section} to keep the current one",
+                    )
+                )
     if errors:
         raise PolicyError.from_errors(errors)
     return dataclasses.replace(new, filesystem=old.filesystem, landlock=old.landlock, process=old.process)

@@ -279,7 +279,7 @@ class _Walker:
                     continue
                 out.append((key, QueryMatcher(tuple(globs))))
             else:
-                t = self.glob_text(matcher, kf, 'query matcher (a glob string or {any: [...]})')
+                t = self.glob_text(matcher, kf, "query matcher (a glob string or {any: [...]})")
                 if t is not None:
                     out.append((key, QueryMatcher((t,))))
         return tuple(out)
@@ -390,8 +390,15 @@ class _Walker:
         if len(self.errors) != before:
             return None
         return Endpoint(
-            host=host, ports=ports, protocol=protocol, enforcement=enforcement, access=access,
-            rules=rules, deny_rules=deny, allowed_ips=allowed_ips, tls=tls,
+            host=host,
+            ports=ports,
+            protocol=protocol,
+            enforcement=enforcement,
+            access=access,
+            rules=rules,
+            deny_rules=deny,
+            allowed_ips=allowed_ips,
+            tls=tls,
         )
 
     def binary(self, value: Any, field: str) -> Binary | None:
@@ -425,7 +432,8 @@ class _Walker:
                 if required not in r:
                     self.err(f"{field}.{required}", f"{required} is required (a list; an empty list matches nothing)")
             endpoints = [
-                e for i, item in enumerate(self.seq(r.get("endpoints"), f"{field}.endpoints", "endpoints"))
+                e
+                for i, item in enumerate(self.seq(r.get("endpoints"), f"{field}.endpoints", "endpoints"))
                 if (e := self.endpoint(item, f"{field}.endpoints[{i}]")) is not None
             ]
             binaries: list[Binary] = []

@@ -121,8 +121,9 @@ class PlaceholderResolver:
     def _value(self, name: str, host: str) -> str:
         cred = self._by_name.get(name)
         if cred is None:
-            raise PlaceholderError(f"placeholder for {name} has no provider attached to this sandbox; "
-                                   f"attach one with 'openshell sandbox create --provider NAME'")
+            raise PlaceholderError(
+                f"placeholder for {name} has no provider attached to this sandbox; attach one with 'openshell sandbox create --provider NAME'"
+            )
         if not any(host_matches(p, host) for p in cred.hosts):
             allowed = ", ".join(cred.hosts) or "no hosts"
             raise PlaceholderError(f"credential {name} of provider '{cred.provider}' may only be sent to {allowed}, not {host}")

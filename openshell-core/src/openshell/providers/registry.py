@@ -79,6 +79,4 @@ def get_provider_type(name: str, registry: Any = None) -> type[ProviderType]:
     try:
         return types[name]
     except KeyError:
-        raise UnknownProviderType(
-            f"unknown provider type {name!r}; installed types: {', '.join(types)}"
-        ) from None
+        raise UnknownProviderType(f"unknown provider type {name!r}; installed types: {', '.join(types)}") from None

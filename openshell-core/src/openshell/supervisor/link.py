@@ -85,7 +85,9 @@ class GatewayLink:
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
 
-    async def report(self, *, phase: Optional[str] = None, reason: str = "", policy_revision: int = 0, policy_error: Optional[str] = None, pid: int = 0) -> bool:
+    async def report(
+        self, *, phase: Optional[str] = None, reason: str = "", policy_revision: int = 0, policy_error: Optional[str] = None, pid: int = 0
+    ) -> bool:
         """Report a phase (``READY``/``ERROR``) and/or a policy load result.
 
         Never raises; :returns: True when the gateway took the report, False when the call failed.

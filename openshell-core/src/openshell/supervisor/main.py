@@ -117,8 +117,7 @@ class Supervisor:
             return 1
         await self.link.report(phase="READY", policy_revision=self.policy_revision, pid=os.getpid())
         log.info("event=ready sandbox=%s", self.cfg.sandbox_id)
-        tasks = [asyncio.ensure_future(self._policy_loop()), asyncio.ensure_future(self._reap_loop()),
-                 asyncio.ensure_future(self._orphan_watch())]
+        tasks = [asyncio.ensure_future(self._policy_loop()), asyncio.ensure_future(self._reap_loop()), asyncio.ensure_future(self._orphan_watch())]
         if self.log_handler is not None:
             tasks.append(asyncio.ensure_future(push_loop(self.link, self.log_handler)))
         await self.stop.wait()
@@ -185,8 +184,13 @@ class Supervisor:
         compiled = self.engine.load(policy, conf.policy.revision)
         await self._start_proxy(compiled, hosts, netns)
         self.reloader = PolicyReloader(
-            self.engine, self.proxy, policy, conf.policy.revision, self.link.report,
-            reserved=link_networks(netns), on_loaded=self._policy_loaded,
+            self.engine,
+            self.proxy,
+            policy,
+            conf.policy.revision,
+            self.link.report,
+            reserved=link_networks(netns),
+            on_loaded=self._policy_loaded,
         )
         self.ssh = SshServer(self.cfg.ssh_socket, bytes.fromhex(self.cfg.secret), self._launch_session, dial=self._dial_in_sandbox)
         self.ssh.start()

@@ -29,9 +29,7 @@ async def fetch_provider_environment(link) -> supervisor_pb2.ProviderEnvironment
         without the credentials it was created with).
     """
     try:
-        return await link.stub.GetProviderEnvironment(
-            supervisor_pb2.GetProviderEnvironmentRequest(), metadata=link.metadata, timeout=CALL_TIMEOUT
-        )
+        return await link.stub.GetProviderEnvironment(supervisor_pb2.GetProviderEnvironmentRequest(), metadata=link.metadata, timeout=CALL_TIMEOUT)
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
             return supervisor_pb2.ProviderEnvironment()
@@ -43,9 +41,7 @@ async def watch_inference(link, after_revision: int = 0) -> AsyncIterator[RouteB
     delay = 0.2
     while True:
         try:
-            call = link.stub.WatchInferenceBundle(
-                supervisor_pb2.WatchInferenceBundleRequest(after_revision=after_revision), metadata=link.metadata
-            )
+            call = link.stub.WatchInferenceBundle(supervisor_pb2.WatchInferenceBundleRequest(after_revision=after_revision), metadata=link.metadata)
             async for msg in call:
                 delay = 0.2
                 after_revision = msg.revision

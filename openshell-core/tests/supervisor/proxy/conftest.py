@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
 from openshell.plugin.kinds import PolicyEngine
 from openshell.policy import parse_policy
 from openshell.supervisor.proxy.identity import IdentityResolver
@@ -189,8 +188,7 @@ def proxy_factory(loop_thread: asyncio.AbstractEventLoop, proxy_root: None) -> I
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.DEBUG)
 
-    def make(policy_yaml: str, hosts: dict[str, list[str]] | None = None, netns: str | None = None,
-             listen_ip: str = "127.0.0.1", **kw: Any) -> RunningProxy:
+    def make(policy_yaml: str, hosts: dict[str, list[str]] | None = None, netns: str | None = None, listen_ip: str = "127.0.0.1", **kw: Any) -> RunningProxy:
         engine = make_engine()
         compiled = engine.load(parse_policy(policy_yaml))
         identity = IdentityResolver(netns=netns)

@@ -115,13 +115,16 @@ def test_body_chunks_iterate(connect):
     assert json.loads(resp.read())["total"] == 300000
 
 
-@pytest.mark.parametrize(("data", "status"), [
-    (b"GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n", 403),
-    (b"POST / HTTP/1.1\r\nHost: inference.local\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    (b"GET /a/../../b HTTP/1.1\r\nHost: inference.local\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nHost: inference.local\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000, 413),
-    (b"GET /boom HTTP/1.1\r\nHost: inference.local\r\n\r\n", 502),
-])
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n", 403),
+        (b"POST / HTTP/1.1\r\nHost: inference.local\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"GET /a/../../b HTTP/1.1\r\nHost: inference.local\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: inference.local\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000, 413),
+        (b"GET /boom HTTP/1.1\r\nHost: inference.local\r\n\r\n", 502),
+    ],
+)
 def test_bad_requests_and_failures_get_an_answer_and_close(connect, data, status):
     sock = connect()
     resp = ask(sock, data)

@@ -86,9 +86,16 @@ def test_curl_get_allowed_and_post_denied_through_connect(inspected, clients):
     head, _, body = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 403 ") and b"X-OpenShell-Policy: api" in head
     assert json.loads(body) == {
-        "error": "policy_denied", "policy": "api", "rule": "POST /repos/acme/issues",
-        "detail": "POST /repos/acme/issues not permitted by policy", "layer": "l7", "method": "POST",
-        "path": "/repos/acme/issues", "host": HOST, "port": 8443, "binary": CURL,
+        "error": "policy_denied",
+        "policy": "api",
+        "rule": "POST /repos/acme/issues",
+        "detail": "POST /repos/acme/issues not permitted by policy",
+        "layer": "l7",
+        "method": "POST",
+        "path": "/repos/acme/issues",
+        "host": HOST,
+        "port": 8443,
+        "binary": CURL,
     }
     l7 = [d for d in proxy.decisions() if d.get("method") in ("GET", "POST")]
     assert [(d["decision"], d["method"], d["path"]) for d in l7] == [("ALLOWED", "GET", "/repos/acme"), ("DENIED", "POST", "/repos/acme/issues")]
@@ -101,6 +108,7 @@ def test_keepalive_connection_follows_a_policy_reload(inspected, clients):
         assert raw.recv(100).startswith(b"HTTP/1.1 200 ")
         ctx = ssl.create_default_context(cafile=str(proxy.ca_file))
         with ctx.wrap_socket(raw, server_hostname=HOST) as tls:
+
             def get(path: str) -> int:
                 tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}:8443\r\n\r\n".encode())
                 resp = HTTPResponse(tls, method="GET")

@@ -105,7 +105,7 @@ class Upstream:
                 if fields.get("expect", "").lower() == "100-continue":
                     conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if fields.get("transfer-encoding") == "chunked":
-                    while (size := int(f.readline().split(b";")[0], 16)):
+                    while size := int(f.readline().split(b";")[0], 16):
                         body += f.read(size)
                         f.readline()
                     while f.readline() not in (b"\r\n", b""):
@@ -320,9 +320,16 @@ def test_post_denied_with_exact_body_and_policy_header(harness):
     assert resp.getheader("X-OpenShell-Policy") == "api"
     assert resp.getheader("Content-Type") == "application/json"
     assert json.loads(resp.read()) == {
-        "error": "policy_denied", "policy": "api", "rule": "POST /repos/acme/issues",
-        "detail": "POST /repos/acme/issues not permitted by policy", "layer": "l7", "method": "POST",
-        "path": "/repos/acme/issues", "host": HOST, "port": 443, "binary": BINARY,
+        "error": "policy_denied",
+        "policy": "api",
+        "rule": "POST /repos/acme/issues",
+        "detail": "POST /repos/acme/issues not permitted by policy",
+        "layer": "l7",
+        "method": "POST",
+        "path": "/repos/acme/issues",
+        "host": HOST,
+        "port": 443,
+        "binary": BINARY,
     }
     assert not harness.upstream.requests  # nothing reached the upstream
     d = harness.decisions()[-1]
@@ -360,14 +367,19 @@ def test_request_after_policy_reload_uses_the_new_revision(harness):
 
 
 def test_rules_deny_rules_and_query_matching(harness):
-    harness.set_policy(policy_yaml(
-        'access: read-only, rules: [{allow: {method: POST, path: "/repos/*/issues"}}, '
-        '{allow: {method: GET, path: "/dl", query: {tag: "v-*"}}}], deny_rules: [{method: "*", path: "/admin/**"}]'
-    ))
+    harness.set_policy(
+        policy_yaml(
+            'access: read-only, rules: [{allow: {method: POST, path: "/repos/*/issues"}}, '
+            '{allow: {method: GET, path: "/dl", query: {tag: "v-*"}}}], deny_rules: [{method: "*", path: "/admin/**"}]'
+        )
+    )
     sock = harness.open()
     cases = [
-        ("POST", "/repos/acme/issues", 200), ("POST", "/repos/acme/x/issues", 403),
-        ("GET", "/admin/users", 403), ("HEAD", "/repos", 200), ("GET", "/dl?tag=v-1&tag=v-2", 200),
+        ("POST", "/repos/acme/issues", 200),
+        ("POST", "/repos/acme/x/issues", 403),
+        ("GET", "/admin/users", 403),
+        ("HEAD", "/repos", 200),
+        ("GET", "/dl?tag=v-1&tag=v-2", 200),
     ]
     for method, target, status in cases:
         resp = request(sock, f"{method} {target} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n\r\n", method=method)
@@ -388,11 +400,14 @@ def test_audit_mode_forwards_and_logs_audit(harness):
     assert (d["decision"], d["method"], d["path"]) == ("AUDIT", "DELETE", "/repos/acme")
 
 
-@pytest.mark.parametrize(("target", "why"), [
-    ("/repos/../../etc", "above the root"),
-    ("/a%2Fb", "%2F"),
-    ("/a%00b", "control"),
-])
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        ("/repos/../../etc", "above the root"),
+        ("/a%2Fb", "%2F"),
+        ("/a%00b", "control"),
+    ],
+)
 def test_bad_paths_get_400(harness, target, why):
     sock = harness.open()
     resp = request(sock, get(target))
@@ -595,7 +610,9 @@ def test_upstream_answering_early_closes_the_connection(harness):
 
 def test_websocket_upgrade_on_allowed_get_becomes_a_raw_relay(harness):
     sock = harness.open()
-    sock.sendall(get("/ws", extra="Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n").encode())
+    sock.sendall(
+        get("/ws", extra="Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n").encode()
+    )
     data = b""
     while b"\r\n\r\n" not in data:
         data += sock.recv(4096)
@@ -656,22 +673,25 @@ def test_non_websocket_upgrade_is_stripped(harness):
 # --------------------------------------------------------------------------- smuggling defences
 
 
-@pytest.mark.parametrize(("name", "data", "status"), [
-    ("duplicate-cl", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
-    ("conflicting-cl", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc", 400),
-    ("cl-list", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nContent-Length: 3, 3\r\n\r\nabc", 400),
-    ("cl-and-te", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    ("te-not-chunked", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400),
-    ("te-obfuscated", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 400),
-    ("bare-lf", b"GET / HTTP/1.1\nHost: api.l7.test\n\n", 400),
-    ("bare-lf-one-line", b"GET / HTTP/1.1\r\nHost: api.l7.test\nX: y\r\n\r\n", 400),
-    ("obs-fold", b"GET / HTTP/1.1\r\nHost: api.l7.test\r\n X: y\r\n\r\n", 400),
-    ("space-before-colon", b"GET / HTTP/1.1\r\nHost : api.l7.test\r\n\r\n", 400),
-    ("two-hosts", b"GET / HTTP/1.1\r\nHost: api.l7.test\r\nHost: evil.test\r\n\r\n", 400),
-    ("no-host", b"GET / HTTP/1.1\r\n\r\n", 400),
-    ("huge-head", b"GET / HTTP/1.1\r\nHost: api.l7.test\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
-    ("absolute-form-in-tunnel", b"GET http://evil.test/ HTTP/1.1\r\nHost: api.l7.test\r\n\r\n", 400),
-])
+@pytest.mark.parametrize(
+    ("name", "data", "status"),
+    [
+        ("duplicate-cl", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+        ("conflicting-cl", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc", 400),
+        ("cl-list", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nContent-Length: 3, 3\r\n\r\nabc", 400),
+        ("cl-and-te", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        ("te-not-chunked", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400),
+        ("te-obfuscated", b"POST / HTTP/1.1\r\nHost: api.l7.test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 400),
+        ("bare-lf", b"GET / HTTP/1.1\nHost: api.l7.test\n\n", 400),
+        ("bare-lf-one-line", b"GET / HTTP/1.1\r\nHost: api.l7.test\nX: y\r\n\r\n", 400),
+        ("obs-fold", b"GET / HTTP/1.1\r\nHost: api.l7.test\r\n X: y\r\n\r\n", 400),
+        ("space-before-colon", b"GET / HTTP/1.1\r\nHost : api.l7.test\r\n\r\n", 400),
+        ("two-hosts", b"GET / HTTP/1.1\r\nHost: api.l7.test\r\nHost: evil.test\r\n\r\n", 400),
+        ("no-host", b"GET / HTTP/1.1\r\n\r\n", 400),
+        ("huge-head", b"GET / HTTP/1.1\r\nHost: api.l7.test\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        ("absolute-form-in-tunnel", b"GET http://evil.test/ HTTP/1.1\r\nHost: api.l7.test\r\n\r\n", 400),
+    ],
+)
 def test_smuggling_forms_are_refused_and_closed(harness, name, data, status):
     harness.set_policy(policy_yaml("access: full"))
     sock = harness.open()
@@ -681,11 +701,14 @@ def test_smuggling_forms_are_refused_and_closed(harness, name, data, status):
     assert not harness.upstream.requests, "nothing may reach the upstream"
 
 
-@pytest.mark.parametrize(("name", "body"), [
-    ("bad-chunk-size", b"zz\r\nhello\r\n0\r\n\r\n"),
-    ("chunk-bare-lf", b"5\nhello\r\n0\r\n\r\n"),
-    ("chunk-too-long", b"2\r\nhello\r\n0\r\n\r\n"),
-])
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("bad-chunk-size", b"zz\r\nhello\r\n0\r\n\r\n"),
+        ("chunk-bare-lf", b"5\nhello\r\n0\r\n\r\n"),
+        ("chunk-too-long", b"2\r\nhello\r\n0\r\n\r\n"),
+    ],
+)
 def test_malformed_chunked_bodies_close_the_connection(harness, name, body):
     harness.set_policy(policy_yaml("access: full"))
     sock = harness.open()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from openshell.supervisor.proxy.forward import origin_request
 from openshell.supervisor.proxy.http1 import (
     Authority,
@@ -62,6 +61,4 @@ def test_origin_request_drops_hop_by_hop_and_connection_listed_fields():
         b"Connection: X-Secret, Content-Length\r\nX-Secret: s\r\nContent-Length: 3\r\nKeep-Alive: 5\r\nAccept: */*"
     )
     out = origin_request(req, Authority("a.test", 8080), "/p?q").decode()
-    assert out == (
-        "POST /p?q HTTP/1.1\r\nHost: a.test:8080\r\nContent-Length: 3\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    )
+    assert out == ("POST /p?q HTTP/1.1\r\nHost: a.test:8080\r\nContent-Length: 3\r\nAccept: */*\r\nConnection: close\r\n\r\n")

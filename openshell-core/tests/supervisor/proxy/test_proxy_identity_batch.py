@@ -58,10 +58,8 @@ def test_a_pass_answers_each_request_on_its_own():
         with socket.socket() as srv:
             srv.bind(("127.0.0.1", 0))
             srv.listen(4)
-            (cli, conn), = _pairs(srv, 1)
-            child = subprocess.Popen(
-                ["/bin/sleep", "30"], pass_fds=(cli.fileno(),), stdin=subprocess.DEVNULL
-            )
+            ((cli, conn),) = _pairs(srv, 1)
+            child = subprocess.Popen(["/bin/sleep", "30"], pass_fds=(cli.fileno(),), stdin=subprocess.DEVNULL)
             own = socket.create_connection(srv.getsockname())
             own_conn, _ = srv.accept()
             try:
@@ -92,7 +90,7 @@ def test_a_cancelled_lookup_does_not_break_the_next_ones():
             with socket.socket() as srv:
                 srv.bind(("127.0.0.1", 0))
                 srv.listen(4)
-                (cli, conn), = _pairs(srv, 1)
+                ((cli, conn),) = _pairs(srv, 1)
                 with cli, conn:
                     peer, local = conn.getpeername(), conn.getsockname()
                     first = asyncio.ensure_future(resolver.lookup(peer[0], peer[1], local[0], local[1]))

@@ -14,7 +14,6 @@ import os
 import socket
 
 import pytest
-
 from openshell.supervisor import nsutil
 from openshell.supervisor.proxy.identity import IdentityError, IdentityResolver
 
@@ -39,9 +38,7 @@ network_policies:
     endpoints: [{{host: web.test, port: 8080, allowed_ips: [10.199.0.0/16]}}]
     binaries: [{{path: {CURL}}}]
 """
-    proxy = proxy_factory(
-        yaml_text, hosts={"web.test": [upstream.ip]}, netns=sandbox_ns.netns, listen_ip=sandbox_ns.gateway_ip
-    )
+    proxy = proxy_factory(yaml_text, hosts={"web.test": [upstream.ip]}, netns=sandbox_ns.netns, listen_ip=sandbox_ns.gateway_ip)
     inside = tuple(sandbox_ns.exec_argv([]))
     res = clients.run([*inside, BASH, "-c", f"{CURL} -sS --max-time 20 -p -x {proxy.url} http://web.test:8080/ns; true"])
     assert res.returncode == 0, res.stderr
@@ -60,9 +57,7 @@ network_policies:
     endpoints: [{{host: web.test, port: 8080, allowed_ips: [10.199.0.0/16]}}]
     binaries: [{{path: {CURL}}}]
 """
-    proxy = proxy_factory(
-        yaml_text, hosts={"web.test": [upstream.ip]}, netns=sandbox_ns.netns, listen_ip=sandbox_ns.gateway_ip
-    )
+    proxy = proxy_factory(yaml_text, hosts={"web.test": [upstream.ip]}, netns=sandbox_ns.netns, listen_ip=sandbox_ns.gateway_ip)
     data = clients.raw(proxy.hostport, "CONNECT web.test:8080 HTTP/1.1\r\n\r\n", prefix=tuple(sandbox_ns.exec_argv([])))
     doc = json.loads(data.partition(b"\r\n\r\n")[2])
     assert doc["error"] == "policy_denied" and clients.python in doc["reason"]
@@ -72,8 +67,10 @@ def test_client_outside_the_namespace_is_denied_fail_closed(proxy_factory, upstr
     # The resolver looks only in the sandbox's table: a root-namespace client has no
     # entry there, so identity cannot be determined and the connection is denied.
     proxy = proxy_factory(
-        "version: 1\nnetwork_policies: {}\n", hosts={"web.test": [upstream.ip]},
-        netns=sandbox_ns.netns, listen_ip=sandbox_ns.gateway_ip,
+        "version: 1\nnetwork_policies: {}\n",
+        hosts={"web.test": [upstream.ip]},
+        netns=sandbox_ns.netns,
+        listen_ip=sandbox_ns.gateway_ip,
     )
     data = clients.raw(proxy.hostport, "CONNECT web.test:8080 HTTP/1.1\r\n\r\n")
     doc = json.loads(data.partition(b"\r\n\r\n")[2])
@@ -106,6 +103,7 @@ def test_inet_diag_and_proc_tables_find_the_same_socket_in_the_namespace(sandbox
             expected = os.fstat(client.fileno()).st_ino
             resolver = IdentityResolver(netns=sandbox_ns.netns)
             try:
+
                 def both():
                     diag = resolver._diag()
                     assert diag is not None, "inet_diag unavailable"

@@ -7,7 +7,6 @@ import os
 import socket
 
 import pytest
-
 from openshell.supervisor.proxy import relay as relay_mod
 
 pytestmark = pytest.mark.timeout(120)

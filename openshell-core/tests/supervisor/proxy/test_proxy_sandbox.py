@@ -15,7 +15,6 @@ import logging
 import socket
 
 import pytest
-
 from openshell.policy import parse_policy
 from openshell.supervisor import nsutil
 from openshell.supervisor.proxy import IdentityResolver, ProxyServer
@@ -49,8 +48,11 @@ def sandbox_proxy(launch_factory, upstream, loop_thread):
     logger.setLevel(logging.INFO)  # decision lines are INFO; the root default would drop them
     logger.addHandler(handler)
     server = ProxyServer(
-        "sbx", engine, engine.load(parse_policy(POLICY)),
-        hosts={"up.example.test": [upstream.ip]}, identity=IdentityResolver(netns=box.ctx.netns),
+        "sbx",
+        engine,
+        engine.load(parse_policy(POLICY)),
+        hosts={"up.example.test": [upstream.ip]},
+        identity=IdentityResolver(netns=box.ctx.netns),
     )
     asyncio.run_coroutine_threadsafe(server.start(sock), loop_thread).result(10)
     try:

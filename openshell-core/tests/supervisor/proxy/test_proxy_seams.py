@@ -7,7 +7,6 @@ import socket
 import subprocess
 
 import pytest
-
 from openshell.supervisor.proxy import Inspector
 from openshell.supervisor.proxy.relay import relay
 

@@ -83,7 +83,8 @@ def test_connect_allowed_for_curl_reaches_upstream(proxy, upstream, clients):
 
 def test_connect_answers_200_connection_established_then_tunnels(proxy, upstream, clients):
     data = clients.raw(
-        proxy.hostport, "CONNECT pyweb.test:8080 HTTP/1.1\r\nHost: pyweb.test:8080\r\n\r\n",
+        proxy.hostport,
+        "CONNECT pyweb.test:8080 HTTP/1.1\r\nHost: pyweb.test:8080\r\n\r\n",
         after_head="GET /t HTTP/1.1\r\nHost: pyweb.test\r\nConnection: close\r\n\r\n",
     )
     assert data.startswith(b"HTTP/1.1 200 Connection Established\r\n\r\nHTTP/1.1 200 OK\r\n")
@@ -226,7 +227,6 @@ def test_idle_client_times_out(proxy_factory, upstream, hosts, clients):
             data += chunk
         assert time.monotonic() - start < 4
     assert data.startswith(b"HTTP/1.1 408")
-
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ import urllib.request
 import uuid
 
 import pytest
-
 from openshell.supervisor import nsutil
 from openshell.testhost import TestHost, TestHostError
 
@@ -75,7 +74,6 @@ def test_stale_namespace_from_a_crashed_run_is_replaced(proxy_root):
     assert not os.path.exists(nsutil.netns_path(f"osth-{name}"))
 
 
-
 def test_address_left_by_a_killed_run_of_another_name_is_freed(proxy_root):
     # Runs name their hosts after their pid: a run killed with SIGKILL leaves a
     # namespace no later name matches, but its address and route stay in the way.
@@ -119,8 +117,12 @@ def test_https_with_the_given_certificate(test_host_factory, tmp_path):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test host")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host.ip))]), critical=False)
         .sign(key, hashes.SHA256())

@@ -208,11 +208,21 @@ def _l7(ep: dict, method: str, path: str, query=()):
     return engine.decide_request(compiled, RequestInput(CURL, "k", method, path, tuple(query), conn.endpoint))
 
 
-@pytest.mark.parametrize(("access", "method", "allowed"), [
-    ("read-only", "GET", True), ("read-only", "HEAD", True), ("read-only", "OPTIONS", True), ("read-only", "POST", False),
-    ("read-write", "POST", True), ("read-write", "PUT", True), ("read-write", "PATCH", True), ("read-write", "DELETE", False),
-    ("full", "DELETE", True), ("full", "PROPFIND", True),
-])
+@pytest.mark.parametrize(
+    ("access", "method", "allowed"),
+    [
+        ("read-only", "GET", True),
+        ("read-only", "HEAD", True),
+        ("read-only", "OPTIONS", True),
+        ("read-only", "POST", False),
+        ("read-write", "POST", True),
+        ("read-write", "PUT", True),
+        ("read-write", "PATCH", True),
+        ("read-write", "DELETE", False),
+        ("full", "DELETE", True),
+        ("full", "PROPFIND", True),
+    ],
+)
 def test_access_presets(access, method, allowed):
     assert _l7({"access": access}, method, "/any/path").allowed is allowed
 

@@ -59,10 +59,17 @@ def test_network_case(case: dict) -> None:
         except PathError as exc:
             assert expect["decision"] == "deny", f"path refused ({exc}) but the case expects {expect['decision']}"
             return
-        decision = ENGINE.decide_request(compiled, RequestInput(
-            connect=inp, policy_key=decision.policy, method=http["method"], path=path,
-            query=parse_query(raw_query), endpoint=decision.endpoint,
-        ))
+        decision = ENGINE.decide_request(
+            compiled,
+            RequestInput(
+                connect=inp,
+                policy_key=decision.policy,
+                method=http["method"],
+                path=path,
+                query=parse_query(raw_query),
+                endpoint=decision.endpoint,
+            ),
+        )
 
     assert decision.action == expect["decision"], decision.reason
     if "error" in expect:

@@ -69,15 +69,47 @@ _INLINE_JSON = 256 << 10  # bodies above this are (de)serialised in a worker thr
 
 #: request headers never forwarded: hop-by-hop, the caller's credentials, what we recompute
 #: (bodies arrive decompressed and are re-serialised, so their content-encoding goes too)
-_DROP_REQUEST = frozenset({
-    "host", "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te",
-    "trailer", "transfer-encoding", "upgrade", "content-length", "content-encoding", "accept-encoding", "authorization", "x-api-key",
-    "api-key", "cookie", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
-})
-_DROP_RESPONSE = frozenset({
-    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length", "upgrade", "trailer", "te",
-    "set-cookie", "server", "date",
-})
+_DROP_REQUEST = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "content-encoding",
+        "accept-encoding",
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "cookie",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
+    }
+)
+_DROP_RESPONSE = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "content-length",
+        "upgrade",
+        "trailer",
+        "te",
+        "set-cookie",
+        "server",
+        "date",
+    }
+)
 
 
 def _json(status: int, error: str, detail: str, **extra: Any) -> web.Response:
@@ -170,8 +202,13 @@ class InferenceRouter:
     """
 
     def __init__(
-        self, sandbox_id: str, ca: Any = None, bundle: RouteBundle | None = None, *,
-        connect_timeout: float = CONNECT_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
+        self,
+        sandbox_id: str,
+        ca: Any = None,
+        bundle: RouteBundle | None = None,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
         first_request_timeout: float = FIRST_REQUEST_TIMEOUT,
     ) -> None:
         self.sandbox_id = sandbox_id
@@ -190,15 +227,18 @@ class InferenceRouter:
     def set_bundle(self, bundle: RouteBundle) -> None:
         """Route new requests with ``bundle`` (requests in flight keep theirs)."""
         self.bundle = bundle
-        log.info("event=inference_route sandbox=%s backend=%s model=%s revision=%d",
-                 self.sandbox_id, bundle.backend or "-", bundle.model or "-", bundle.revision)
+        log.info(
+            "event=inference_route sandbox=%s backend=%s model=%s revision=%d", self.sandbox_id, bundle.backend or "-", bundle.model or "-", bundle.revision
+        )
 
     def _ensure(self) -> _Server:
         if self._server is None:
             self._server = _server_class()(self._handle, keepalive_timeout=CLIENT_IDLE_TIMEOUT, max_line_size=8190, max_field_size=8190)
             timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout, sock_read=self.idle_timeout)
             self._session = aiohttp.ClientSession(
-                timeout=timeout, trust_env=False, auto_decompress=False,
+                timeout=timeout,
+                trust_env=False,
+                auto_decompress=False,
                 connector=aiohttp.TCPConnector(limit=64, force_close=False),
             )
         return self._server
@@ -256,9 +296,7 @@ class InferenceRouter:
         server = self._ensure()
         loop = asyncio.get_running_loop()
         try:
-            _transport, handler = await loop.connect_accepted_socket(
-                server, sock, ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None
-            )
+            _transport, handler = await loop.connect_accepted_socket(server, sock, ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None)
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             log.info("event=inference_handshake_failed sandbox=%s reason=%s", self.sandbox_id, exc)
             return
@@ -285,9 +323,15 @@ class InferenceRouter:
         path = request.rel_url.raw_path
         bundle = self.bundle
         response = await self._route(request, path, bundle)
-        log.info("event=inference_request sandbox=%s method=%s path=%s backend=%s status=%s ms=%d",
-                 self.sandbox_id, request.method, path, bundle.backend or "-", response.status,
-                 (time.monotonic() - started) * 1000)
+        log.info(
+            "event=inference_request sandbox=%s method=%s path=%s backend=%s status=%s ms=%d",
+            self.sandbox_id,
+            request.method,
+            path,
+            bundle.backend or "-",
+            response.status,
+            (time.monotonic() - started) * 1000,
+        )
         return response
 
     async def _route(self, request: web.BaseRequest, path: str, bundle: RouteBundle) -> web.StreamResponse:
@@ -295,16 +339,18 @@ class InferenceRouter:
             return web.Response(status=200, text="" if request.method == "HEAD" else '{"status":"ok"}', content_type="application/json")
         call = classify(request.method, path)
         if call is None:
-            return _json(403, "inference_path_denied",
-                         f"{request.method} {path} is not an inference API call served by inference.local",
-                         path=path, allowed=ALLOWED)
+            return _json(
+                403, "inference_path_denied", f"{request.method} {path} is not an inference API call served by inference.local", path=path, allowed=ALLOWED
+            )
         if bundle.revision == 0 or not bundle.base_url:
-            return _json(503, "inference_not_configured",
-                         "no inference route is set; run 'openshell inference set --backend B --model M'")
+            return _json(503, "inference_not_configured", "no inference route is set; run 'openshell inference set --backend B --model M'")
         if call.protocol != "any" and call.protocol not in bundle.protocols:
-            return _json(400, "inference_protocol_mismatch",
-                         f"backend '{bundle.backend}' speaks {', '.join(bundle.protocols)}; {request.method} {path} is a {call.protocol} call",
-                         path=path)
+            return _json(
+                400,
+                "inference_protocol_mismatch",
+                f"backend '{bundle.backend}' speaks {', '.join(bundle.protocols)}; {request.method} {path} is a {call.protocol} call",
+                path=path,
+            )
         body = b""
         if request.method == "POST":
             body_or_error = await self._read_body(request, call, bundle)
@@ -361,12 +407,17 @@ class InferenceRouter:
         headers = self._upstream_headers(request, bundle.auth_headers, bool(body))
         try:
             upstream = await self._session.request(
-                request.method, url, data=body if request.method == "POST" else None, headers=headers, allow_redirects=False,
+                request.method,
+                url,
+                data=body if request.method == "POST" else None,
+                headers=headers,
+                allow_redirects=False,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             reason = "connect timed out" if isinstance(exc, TimeoutError) else (str(exc) or type(exc).__name__)
-            return _json(502, "inference_backend_unavailable",
-                         f"backend '{bundle.backend}' at {bundle.base_url} is unreachable: {reason}", backend=bundle.backend)
+            return _json(
+                502, "inference_backend_unavailable", f"backend '{bundle.backend}' at {bundle.base_url} is unreachable: {reason}", backend=bundle.backend
+            )
         try:
             out = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for name, value in upstream.headers.items():

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from openshell.supervisor.proxy.http1 import Authority, RequestHead
 
-HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade"}
-)
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade"})
 # Never dropped even when listed in Connection: they frame the body or name the
 # target, and removing them would desynchronise the stream we relay unchanged.
 _KEEP = frozenset({"host", "content-length", "transfer-encoding"})

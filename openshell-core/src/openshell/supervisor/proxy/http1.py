@@ -80,9 +80,7 @@ class Authority:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-async def read_head(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, *, limit: int = MAX_HEAD, timeout: float = HEAD_TIMEOUT
-) -> tuple[bytes, bytes]:
+async def read_head(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, limit: int = MAX_HEAD, timeout: float = HEAD_TIMEOUT) -> tuple[bytes, bytes]:
     """Read from ``sock`` until the blank line ending the head.
 
     :returns: ``(head, rest)``: the head without its final CRLFCRLF, and any bytes
@@ -102,8 +100,11 @@ async def read_head(
                 buf += chunk
                 if not _REQUEST_START.match(buf, 0, 33):
                     # Answer now rather than wait for a blank line that never comes.
-                    raise HeadError(400, "not an HTTP request: this proxy speaks HTTP (CONNECT or forward requests), "
-                                         "not SOCKS or TLS; point the client at it as an http:// proxy")
+                    raise HeadError(
+                        400,
+                        "not an HTTP request: this proxy speaks HTTP (CONNECT or forward requests), "
+                        "not SOCKS or TLS; point the client at it as an http:// proxy",
+                    )
                 end = buf.find(b"\r\n\r\n", start)
                 if end >= 0:
                     if end + 4 > limit:

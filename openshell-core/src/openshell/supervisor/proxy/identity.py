@@ -272,9 +272,7 @@ class IdentityResolver:
         self._local = threading.local()  # per worker thread: its netlink socket
         self._outside = _OutsideCache()
         self._batcher: _Batcher | None = None  # made on the first lookup, in the proxy's loop
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="proxy-identity", initializer=self._enter_netns
-        )
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="proxy-identity", initializer=self._enter_netns)
 
     def _enter_netns(self) -> None:
         if self.netns is None:
@@ -327,10 +325,7 @@ class IdentityResolver:
             err = IdentityError(f"/proc lookup failed: {exc}")
             return [i if isinstance(i, IdentityError) else err for i in inodes]
         memo: dict[int, tuple[str, int]] = {}  # this pass only: exec changes a process's exe
-        return [
-            inode if isinstance(inode, IdentityError) else _or_denial(self._identity, inode, holders.get(inode, []), memo)
-            for inode in inodes
-        ]
+        return [inode if isinstance(inode, IdentityError) else _or_denial(self._identity, inode, holders.get(inode, []), memo) for inode in inodes]
 
     def _identity(self, inode: int, pids: list[int], memo: dict[int, tuple[str, int]]) -> ProcessIdentity:
         if not pids:

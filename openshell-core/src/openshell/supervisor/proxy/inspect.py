@@ -70,9 +70,7 @@ class Inspector(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def forward(
-        self, flow: Flow, client: socket.socket, upstream: socket.socket, request: RequestHead, early: bytes
-    ) -> None:
+    async def forward(self, flow: Flow, client: socket.socket, upstream: socket.socket, request: RequestHead, early: bytes) -> None:
         """Serve a plain-HTTP forward request (absolute-form) to a ``rest`` endpoint.
 
         :param request: the first request's head, target still in absolute form.

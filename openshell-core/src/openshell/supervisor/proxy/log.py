@@ -24,7 +24,7 @@ WARNING_EVENTS = frozenset({"credential_denied", "request_authority_mismatch", "
 
 
 # printable ASCII except space, '"', '=' and '\\': the common case, printed as is
-_BARE = re.compile(r'[!#-<>-\[\]-~]+')
+_BARE = re.compile(r"[!#-<>-\[\]-~]+")
 
 
 def _quote(value: object) -> str:

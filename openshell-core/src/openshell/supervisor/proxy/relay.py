@@ -36,9 +36,7 @@ _F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 HAVE_SPLICE = hasattr(os, "splice")
 
 
-async def _pump(
-    loop: asyncio.AbstractEventLoop, src: socket.socket, dst: socket.socket, size: int, count: list[int], i: int
-) -> None:
+async def _pump(loop: asyncio.AbstractEventLoop, src: socket.socket, dst: socket.socket, size: int, count: list[int], i: int) -> None:
     buf = bytearray(size)
     view = memoryview(buf)
     recv_into = loop.sock_recv_into
@@ -124,7 +122,12 @@ class _SplicePump:
     ROUNDS = 16  # splice rounds per callback before giving other connections a turn
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, src: socket.socket, dst: socket.socket, count: list[int], i: int,
+        self,
+        loop: asyncio.AbstractEventLoop,
+        src: socket.socket,
+        dst: socket.socket,
+        count: list[int],
+        i: int,
         done: Callable[[_SplicePump], None],
     ) -> None:
         self.loop = loop
@@ -282,8 +285,12 @@ async def relay(
 
 
 async def _relay_copy(
-    loop: asyncio.AbstractEventLoop, client: socket.socket, upstream: socket.socket, count: list[int],
-    buffer_size: int, until_upstream_eof: bool,
+    loop: asyncio.AbstractEventLoop,
+    client: socket.socket,
+    upstream: socket.socket,
+    count: list[int],
+    buffer_size: int,
+    until_upstream_eof: bool,
 ) -> tuple[int, int]:
     up = asyncio.ensure_future(_pump(loop, client, upstream, buffer_size, count, 0))
     down = asyncio.ensure_future(_pump(loop, upstream, client, buffer_size, count, 1))

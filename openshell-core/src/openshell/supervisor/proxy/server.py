@@ -184,7 +184,10 @@ class ProxyServer:
             decision = self._safe_decide(compiled, tunnel.inp, [tunnel.address])
             if not decision.allowed:
                 self.log.event(
-                    "tunnel_closed", host=tunnel.inp.host, port=tunnel.inp.port, binary=tunnel.inp.binary,
+                    "tunnel_closed",
+                    host=tunnel.inp.host,
+                    port=tunnel.inp.port,
+                    binary=tunnel.inp.binary,
                     reason=f"policy reload: {decision.reason}",
                 )
                 tunnel.task.cancel()
@@ -309,8 +312,10 @@ class ProxyServer:
         head = origin_request(req, auth, origin)
         if contains_placeholder(head):
             # issue 5: placeholders are substituted only on inspected endpoints; never forward one
-            reason = (f"the request carries an openshell:resolve:env placeholder but {auth} is not inspected; "
-                      "add 'protocol: rest' to its policy endpoint so the proxy can substitute the credential")
+            reason = (
+                f"the request carries an openshell:resolve:env placeholder but {auth} is not inspected; "
+                "add 'protocol: rest' to its policy endpoint so the proxy can substitute the credential"
+            )
             self.log.event("credential_denied", host=auth.host, port=auth.port, binary=inp.binary, reason=reason)
             raise _Reject(responses.denied("credential_placeholder_denied", detail, reason))
         # The upstream is told "Connection: close"; end the client connection with
@@ -340,8 +345,14 @@ class ProxyServer:
         except IdentityError as exc:
             reason = f"the identity of the connecting process could not be determined ({exc})"
             self.log.decision(
-                decision="DENIED", engine="identity", host=auth.host, port=auth.port, reason=reason,
-                error="policy_denied", method=method, path=path,
+                decision="DENIED",
+                engine="identity",
+                host=auth.host,
+                port=auth.port,
+                reason=reason,
+                error="policy_denied",
+                method=method,
+                path=path,
             )
             raise _Reject(responses.denied("policy_denied", detail, reason)) from None
         inp = ConnectInput(auth.host, auth.port, ident.binary, ident.ancestors)
@@ -373,9 +384,17 @@ class ProxyServer:
     def _log_decision(self, inp: ConnectInput, decision: Decision, method: str | None, path: str | None) -> None:
         label = {"allow": "ALLOWED", "audit": "AUDIT"}.get(decision.action, "DENIED")
         self.log.decision(
-            decision=label, engine=decision.engine or self.engine.name, host=inp.host, port=inp.port,
-            binary=inp.binary, ancestors=inp.ancestors, policy=decision.policy, reason=decision.reason,
-            error=None if decision.allowed else (decision.error or "policy_denied"), method=method, path=path,
+            decision=label,
+            engine=decision.engine or self.engine.name,
+            host=inp.host,
+            port=inp.port,
+            binary=inp.binary,
+            ancestors=inp.ancestors,
+            policy=decision.policy,
+            reason=decision.reason,
+            error=None if decision.allowed else (decision.error or "policy_denied"),
+            method=method,
+            path=path,
         )
 
     def _needs_inspection(self, decision: Decision, auth: Authority, inp: ConnectInput, detail: str) -> bool:
@@ -394,9 +413,7 @@ class ProxyServer:
 
     # ------------------------------------------------------------------ upstream
 
-    async def _dial(
-        self, loop: asyncio.AbstractEventLoop, addresses: Sequence[str], auth: Authority
-    ) -> tuple[socket.socket, str]:
+    async def _dial(self, loop: asyncio.AbstractEventLoop, addresses: Sequence[str], auth: Authority) -> tuple[socket.socket, str]:
         """Connect to the first validated address that answers; raise ``_Reject(502)``."""
         failures = []
         for address in addresses:

@@ -76,19 +76,21 @@ class OpenclawAgent(NpmAgent):
             return {}
         origin = _origin(base_url)
         model = {
-            "id": ROUTED_MODEL_ID, "name": "OpenShell inference route", "reasoning": False, "input": ["text"],
+            "id": ROUTED_MODEL_ID,
+            "name": "OpenShell inference route",
+            "reasoning": False,
+            "input": ["text"],
             "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
-            "contextWindow": 200000, "maxTokens": 8192,
+            "contextWindow": 200000,
+            "maxTokens": 8192,
         }
         config = {
             "agents": {"defaults": {"model": {"primary": f"openshell/{ROUTED_MODEL_ID}"}}},
             "models": {
                 "mode": "merge",
                 "providers": {
-                    "openshell": {"baseUrl": origin, "apiKey": ROUTED_API_KEY, "api": "anthropic-messages",
-                                  "models": [model]},
-                    "openshell-openai": {"baseUrl": f"{origin}/v1", "apiKey": ROUTED_API_KEY,
-                                         "api": "openai-completions", "models": [model]},
+                    "openshell": {"baseUrl": origin, "apiKey": ROUTED_API_KEY, "api": "anthropic-messages", "models": [model]},
+                    "openshell-openai": {"baseUrl": f"{origin}/v1", "apiKey": ROUTED_API_KEY, "api": "openai-completions", "models": [model]},
                 },
             },
         }

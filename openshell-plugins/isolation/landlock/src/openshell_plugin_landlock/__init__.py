@@ -168,7 +168,9 @@ class LandlockLayer(IsolationLayer):
         if abi_version() <= 0:
             if compatibility == "hard_requirement":
                 raise IsolationError("Landlock is not available in this kernel and the policy says landlock.compatibility: hard_requirement")
-            log.critical("event=landlock_unavailable severity=high sandbox=%s detail=%r", ctx.sandbox_id, "sandbox starts WITHOUT filesystem isolation (best_effort)")
+            log.critical(
+                "event=landlock_unavailable severity=high sandbox=%s detail=%r", ctx.sandbox_id, "sandbox starts WITHOUT filesystem isolation (best_effort)"
+            )
             return
         for path in [*read_only, *read_write]:
             if path != "/sandbox" and not os.path.lexists(path):

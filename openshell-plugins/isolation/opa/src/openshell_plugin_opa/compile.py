@@ -114,11 +114,13 @@ def policy_data(policy: Policy, root: str = "/") -> dict[str, Any]:
                     by_port.setdefault(str(port), []).append(ref)
             if ep.protocol == "rest":
                 http[endpoint_id(rule.key, i)] = http_data(ep)
-    return {"netpolicy": {
-        "has_rules": bool(policy.network),
-        "exact_hosts": exact_hosts,
-        "wildcard_hosts": wildcard_hosts,
-        "any_host": any_host,
-        "rule_binaries": rule_binaries,
-        "http": http,
-    }}
+    return {
+        "netpolicy": {
+            "has_rules": bool(policy.network),
+            "exact_hosts": exact_hosts,
+            "wildcard_hosts": wildcard_hosts,
+            "any_host": any_host,
+            "rule_binaries": rule_binaries,
+            "http": http,
+        }
+    }

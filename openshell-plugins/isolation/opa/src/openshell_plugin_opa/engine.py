@@ -161,11 +161,19 @@ class OpaEngine(PolicyEngine):
         if not 1 <= int(inp.port) <= 65535:
             return Decision.deny(f"port {inp.port} is out of range", engine=ENGINE_NAME)
         port = int(inp.port)
-        res = compiled.query(NETWORK_QUERY, {
-            "host": host, "port": port, "port_key": str(port), "binary": inp.binary, "ancestors": list(inp.ancestors),
-        })
+        res = compiled.query(
+            NETWORK_QUERY,
+            {
+                "host": host,
+                "port": port,
+                "port_key": str(port),
+                "binary": inp.binary,
+                "ancestors": list(inp.ancestors),
+            },
+        )
         allowed = [(str(k), int(i)) for k, i in res.get("allowed", [])]
         if allowed:
+
             def rank(m: tuple[str, int]) -> tuple[str, int, int]:
                 ep = compiled.rules[m[0]].endpoints[m[1]]
                 return (m[0], _SPECIFICITY.get(host_kind(ep.host), 1), m[1])
@@ -221,11 +229,15 @@ class OpaEngine(PolicyEngine):
             if found is None:
                 return Decision.deny(
                     f"policy {inp.policy_key} has no endpoint for {_hostport(normalise_host(inp.connect.host), inp.connect.port)}",
-                    engine=ENGINE_NAME, policy=inp.policy_key, rule=f"{method} {inp.path}",
+                    engine=ENGINE_NAME,
+                    policy=inp.policy_key,
+                    rule=f"{method} {inp.path}",
                 )
             index, ep = found
             if ep.protocol != "rest":
-                return Decision("allow", reason=f"allowed by policy {inp.policy_key} (endpoint not inspected)", policy=inp.policy_key, engine=ENGINE_NAME, endpoint=ep)
+                return Decision(
+                    "allow", reason=f"allowed by policy {inp.policy_key} (endpoint not inspected)", policy=inp.policy_key, engine=ENGINE_NAME, endpoint=ep
+                )
             try:
                 path = canonical_path(inp.path)
             except PathError as exc:

@@ -22,6 +22,15 @@ from openshell.supervisor.proxy.l7.local import BodyTooLarge, LocalRequest, Loca
 from openshell.supervisor.proxy.l7.transport import TransportError, upstream_context
 
 __all__ = [
-    "BodyTooLarge", "HookRefused", "HttpInspector", "L7Request", "LocalRequest", "LocalResponse", "RequestHook",
-    "TransportError", "accept_client", "serve_local", "upstream_context",
+    "BodyTooLarge",
+    "HookRefused",
+    "HttpInspector",
+    "L7Request",
+    "LocalRequest",
+    "LocalResponse",
+    "RequestHook",
+    "TransportError",
+    "accept_client",
+    "serve_local",
+    "upstream_context",
 ]

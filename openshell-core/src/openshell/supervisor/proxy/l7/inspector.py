@@ -68,7 +68,9 @@ FIRST_BYTE_TIMEOUT = 30.0  # seconds after CONNECT for the client's first byte
 _LINGER = 1.0  # seconds to drain after an error answer (see ProxyServer._reject)
 
 # Fields meant for this hop only; never forwarded (RFC 9110 §7.6.1).
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade", "http2-settings"})
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade", "http2-settings"}
+)
 # Framing and target fields are never dropped, even when listed in Connection.
 _KEEP = frozenset({"host", "content-length", "transfer-encoding"})
 
@@ -317,17 +319,31 @@ class HttpInspector(Inspector):
         decision = self._decide(conn, method, path, parse_query(raw_query))
         label = {"allow": "ALLOWED", "audit": "AUDIT"}.get(decision.action, "DENIED")
         flow.log.decision(
-            decision=label, engine=decision.engine or flow.engine.name, host=flow.connect.host, port=flow.connect.port,
-            binary=flow.connect.binary, ancestors=flow.connect.ancestors, policy=decision.policy, reason=decision.reason,
-            error=None if decision.allowed else (decision.error or "policy_denied"), method=method, path=path,
+            decision=label,
+            engine=decision.engine or flow.engine.name,
+            host=flow.connect.host,
+            port=flow.connect.port,
+            binary=flow.connect.binary,
+            ancestors=flow.connect.ancestors,
+            policy=decision.policy,
+            reason=decision.reason,
+            error=None if decision.allowed else (decision.error or "policy_denied"),
+            method=method,
+            path=path,
         )
         if not decision.allowed:
             raise _Close(self._denied(conn, decision, method, path))
 
-        websocket = method == "GET" and any(v.strip().lower() == "websocket" for v in header_values(req.headers, "upgrade")) and "upgrade" in connection_tokens(req.headers)
+        websocket = (
+            method == "GET"
+            and any(v.strip().lower() == "websocket" for v in header_values(req.headers, "upgrade"))
+            and "upgrade" in connection_tokens(req.headers)
+        )
         if websocket:
             conn.upgraded = (path, parse_query(raw_query))
-        l7 = L7Request(req.method, req.target, req.version, self._upstream_headers(req, websocket), flow.connect.host, flow.connect.port, conn.tls, flow, decision.policy)
+        l7 = L7Request(
+            req.method, req.target, req.version, self._upstream_headers(req, websocket), flow.connect.host, flow.connect.port, conn.tls, flow, decision.policy
+        )
         self._run_hooks(l7, path)
         head = serialize_head(f"{l7.method} {l7.target} {l7.version}", l7.headers)
         return await self._exchange(conn, req, method, framing, head, websocket)
@@ -347,10 +363,15 @@ class HttpInspector(Inspector):
         if auth is None or auth.host != target.host or (explicit_port and auth.port != target.port):
             shown = f"{target.host}:{target.port}" if ":" not in target.host else f"[{target.host}]:{target.port}"
             conn.flow.log.event("request_authority_mismatch", host=target.host, port=target.port, binary=target.binary, method=method, path=path)
-            raise _Close(responses.json_response(403, {
-                "error": "request_authority_mismatch",
-                "detail": f"the Host header does not name the CONNECT target {shown}",
-            }))
+            raise _Close(
+                responses.json_response(
+                    403,
+                    {
+                        "error": "request_authority_mismatch",
+                        "detail": f"the Host header does not name the CONNECT target {shown}",
+                    },
+                )
+            )
 
     def _decide(self, conn: _Conn, method: str, path: str, query: tuple[tuple[str, str], ...]) -> Decision:
         """Decide under the policy in force now; a new revision re-decides the connection."""
@@ -364,7 +385,10 @@ class HttpInspector(Inspector):
         if not d.allowed:
             return Decision.deny(
                 f"the connection is no longer allowed (policy revision {compiled.version}): {d.reason}",
-                error=d.error or "policy_denied", engine=d.engine, policy=d.policy, rule=f"{method} {path}",
+                error=d.error or "policy_denied",
+                engine=d.engine,
+                policy=d.policy,
+                rule=f"{method} {path}",
             )
         if d.endpoint is None or d.endpoint.protocol != "rest":
             return Decision("allow", reason=f"allowed by policy {d.policy} (endpoint not inspected)", policy=d.policy, engine=d.engine, endpoint=d.endpoint)
@@ -411,7 +435,9 @@ class HttpInspector(Inspector):
             try:
                 hook.rewrite(l7)
             except HookRefused as exc:
-                raise _Close(responses.json_response(exc.status if exc.status in responses._REASONS else 502, {"error": exc.error, "detail": exc.detail})) from None
+                raise _Close(
+                    responses.json_response(exc.status if exc.status in responses._REASONS else 502, {"error": exc.error, "detail": exc.detail})
+                ) from None
             except Exception as exc:  # noqa: BLE001 - a broken hook must not forward anything
                 log.error("event=hook_failed sandbox=%s hook=%s error=%s", l7.flow.sandbox_id, type(hook).__name__, type(exc).__name__)
                 raise _Close(responses.error(502, "hook_failed", f"request hook {type(hook).__name__} failed")) from None
@@ -432,8 +458,15 @@ class HttpInspector(Inspector):
         if decision.allowed:
             return True
         target = conn.flow.connect
-        conn.flow.log.event("tunnel_closed", host=target.host, port=target.port, binary=target.binary,
-                            method="GET", path=conn.upgraded[0], reason=f"policy reload: {decision.reason}")
+        conn.flow.log.event(
+            "tunnel_closed",
+            host=target.host,
+            port=target.port,
+            binary=target.binary,
+            method="GET",
+            path=conn.upgraded[0],
+            reason=f"policy reload: {decision.reason}",
+        )
         return False
 
     # ------------------------------------------------------------------ one exchange

@@ -237,7 +237,9 @@ async def serve_local(
             except HeadError:
                 named = None
             if named != host:
-                await _close_with(client, responses.json_response(403, {"error": "request_authority_mismatch", "detail": f"the Host header does not name {host}"}))
+                await _close_with(
+                    client, responses.json_response(403, {"error": "request_authority_mismatch", "detail": f"the Host header does not name {host}"})
+                )
                 return
             if not req.target.startswith("/"):
                 raise BodyError(400, "origin-form requests only (METHOD /path HTTP/1.1)")

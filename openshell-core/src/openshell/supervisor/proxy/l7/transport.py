@@ -89,7 +89,11 @@ class TlsTransport:
 
     @classmethod
     async def server(
-        cls, sock: socket.socket, ctx: ssl.SSLContext, early: bytes = b"", timeout: float = HANDSHAKE_TIMEOUT  # noqa: ASYNC109 - whole-handshake deadline
+        cls,
+        sock: socket.socket,
+        ctx: ssl.SSLContext,
+        early: bytes = b"",
+        timeout: float = HANDSHAKE_TIMEOUT,  # noqa: ASYNC109 - whole-handshake deadline
     ) -> TlsTransport:
         """Accept TLS from the client on ``sock`` (server side).
 
@@ -107,7 +111,11 @@ class TlsTransport:
 
     @classmethod
     async def client(
-        cls, sock: socket.socket, ctx: ssl.SSLContext, server_hostname: str, timeout: float = HANDSHAKE_TIMEOUT  # noqa: ASYNC109 - whole-handshake deadline
+        cls,
+        sock: socket.socket,
+        ctx: ssl.SSLContext,
+        server_hostname: str,
+        timeout: float = HANDSHAKE_TIMEOUT,  # noqa: ASYNC109 - whole-handshake deadline
     ) -> TlsTransport:
         """Start TLS to an upstream on ``sock`` with ``ctx``'s verification rules.
 

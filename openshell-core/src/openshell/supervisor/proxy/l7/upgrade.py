@@ -18,9 +18,7 @@ from openshell.supervisor.proxy.l7.transport import Transport
 RELOAD_POLL = 1.0  # seconds between policy checks on an upgraded relay
 
 
-async def relay_upgraded(
-    creader: Reader, upstream: Transport, ureader: Reader, client: Transport, still_allowed: Callable[[], bool]
-) -> None:
+async def relay_upgraded(creader: Reader, upstream: Transport, ureader: Reader, client: Transport, still_allowed: Callable[[], bool]) -> None:
     """Copy bytes both ways until both directions ended, one failed, or a reload
     denies the relay.
 
