@@ -22,13 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 OPENSHELL = str(Path(sys.executable).with_name("openshell"))
 
 
-def shared_dir() -> Path:
-    """The acceptance data folder (``../shared`` beside the clone, or $OPENSHELL_SHARED_DIR)."""
-    env = os.environ.get("OPENSHELL_SHARED_DIR")
-    path = Path(env) if env else REPO.parent / "shared"
-    if not (path / "cases").is_dir():
-        pytest.fail(f"acceptance cases not found at {path}/cases; set OPENSHELL_SHARED_DIR")
-    return path
+CASES = REPO / "tests" / "cases"
+
+
+def cases_dir() -> Path:
+    """The acceptance data folder: ``tests/cases`` (a verbatim copy of the shared cases)."""
+    return CASES
 
 
 def free_port() -> int:

@@ -105,6 +105,27 @@ def test_busy_port_is_a_one_line_error_naming_port_and_flag(gwcli_env):
     assert read_pid(state(gwcli_env)) is None
 
 
+def test_taken_default_port_falls_back_to_a_free_one_says_which_and_remembers_it(gwcli_env, free_port):
+    port = free_port()
+    assert run("gateway", "start", "--port", str(port)).exit_code == 0
+    assert run("gateway", "stop").exit_code == 0
+    with socket.socket() as holder:  # the remembered port (as 8080 would be) is now someone else's
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        res = CliRunner().invoke(cli, ["gateway", "start"], catch_exceptions=False)
+        assert res.exit_code == 0, res.output + res.stderr
+        chosen = state(gwcli_env)
+        status = json.loads(run("gateway", "status", "-o", "json").output)
+    new_port = int(status["endpoint"].rsplit(":", 1)[1])
+    assert new_port != port
+    assert f"port {port} on 127.0.0.1 is in use; gateway 'openshell' uses port {new_port} instead" in res.stderr
+    assert f"started at https://127.0.0.1:{new_port}" in res.stdout
+    assert json.loads(chosen.settings.read_text())["port"] == new_port
+    assert run("gateway", "stop").exit_code == 0
+    res = run("gateway", "start")  # remembered: the fallback port, not the old one
+    assert res.exit_code == 0 and f"127.0.0.1:{new_port}" in res.output
+
+
 def test_gateway_that_exits_early_reports_its_reason(gwcli_env, free_port):
     res = run("gateway", "start", "--port", str(free_port()), "--driver", "no-such-driver")
     assert res.exit_code == 1

@@ -14,7 +14,7 @@ import time
 
 import pexpect
 import pytest
-from conftest import OPENSHELL, shared_dir  # noqa: E402 - tests/ is on sys.path (conftest)
+from conftest import OPENSHELL, cases_dir  # noqa: E402 - tests/ is on sys.path (conftest)
 
 SANDBOX = "ia-interactive"
 UPSTREAM_IP = "10.199.30.2"
@@ -33,7 +33,7 @@ def iaup():
 
 @pytest.fixture(scope="module")
 def sandbox(gateway, iaup, tmp_path_factory):
-    text = (shared_dir() / "cases/isolation-checks.md").read_text()
+    text = (cases_dir() / "isolation-checks.md").read_text()
     policy = tmp_path_factory.mktemp("ia") / "policy.yaml"
     policy.write_text(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
     gateway.cli("sandbox", "delete", SANDBOX)

@@ -1,4 +1,4 @@
-"""Isolation checks of shared/cases/isolation-checks.md, each inside a real sandbox.
+"""Isolation checks of tests/cases/isolation-checks.md, each inside a real sandbox.
 
 The policy and the list of check ids are read from that file; every id must
 have a check here (a new id in the file fails until it is implemented).
@@ -11,16 +11,16 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import shared_dir  # noqa: E402 - tests/ is on sys.path (conftest)
+from conftest import cases_dir  # noqa: E402 - tests/ is on sys.path (conftest)
 
-CHECKS_FILE = "cases/isolation-checks.md"
+CHECKS_FILE = "isolation-checks.md"
 SANDBOX = "iso-checks"
 UPSTREAM_IP: list[str] = []  # set by the sandbox fixture (the test host's address)
 UPSTREAM = "http://up.example.test:8080/"
 
 
 def _checks_doc() -> str:
-    return (shared_dir() / CHECKS_FILE).read_text()
+    return (cases_dir() / CHECKS_FILE).read_text()
 
 
 def _policy_yaml() -> str:

@@ -2,7 +2,7 @@
 
 ``launch_sandbox`` builds what a supervisor builds — the sandbox account,
 per-sandbox host directories, an ``IsolationContext`` with the policy of
-/work/shared/cases/isolation-checks.md, the prepared netns layer — and tears
+tests/cases/isolation-checks.md, the prepared netns layer — and tears
 the namespaces down in a finalizer, also when the test fails. Fixture names
 start with ``launch_`` so they never collide with the proxy tests' fixtures.
 """
@@ -35,7 +35,7 @@ ALL_LAYERS = ["netns", "landlock", "seccomp"]
 SANDBOX_PYTHON = "/usr/bin/python3"  # inside the read-only /usr; the venv is outside the policy
 SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/sandbox", "LANG": "C.UTF-8"}
 
-#: the policy of /work/shared/cases/isolation-checks.md
+#: the policy of tests/cases/isolation-checks.md
 CHECKS_POLICY_YAML = """\
 version: 1
 filesystem_policy: {include_workdir: true, read_only: [/usr, /lib, /etc, /proc, /dev/urandom], read_write: [/sandbox, /tmp]}

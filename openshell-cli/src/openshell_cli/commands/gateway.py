@@ -8,6 +8,7 @@ file, log and PKI. Starting one also writes the client files
 
 from __future__ import annotations
 
+
 import errno
 import os
 import shutil
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,32 @@ def _failure_reason(paths: GatewayPaths, since: int) -> str:
     return lines[-1].strip() if lines else ""
 
 
+def _free_port(host: str) -> int:
+    """A port the kernel picks as free on ``host`` now (racy by nature; the gateway's bind decides)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _usable_port(settings: GatewaySettings, *, explicit: bool) -> GatewaySettings:
+    """``settings`` with a port that can be bound now.
+
+    A port the user asked for (``--port``) is used or refused. Otherwise the
+    remembered port (else 8080) is used when free, and a free port is picked
+    when it is taken, said on stderr; the gateway then remembers that port.
+
+    :raises CliError: an explicit port is already in use.
+    """
+    if port_free(settings.host, settings.port):
+        return settings
+    if explicit:
+        raise CliError(f"port {settings.port} on {settings.host} is already in use; start the gateway on another port with 'openshell gateway start --port N'")
+    chosen = _free_port(settings.host)
+    click.echo(f"port {settings.port} on {settings.host} is in use; gateway '{settings.name}' uses port {chosen} instead", err=True)
+    return replace(settings, port=chosen)
+
+
 @dataclass
 class StartResult:
     config: GatewayConfig
@@ -195,8 +222,7 @@ def start_gateway(
         # Already up: refresh the client files (e.g. deleted by hand) and report.
         return StartResult(_write_client_files(paths, saved, activate), pid, True)
     settings = GatewaySettings(name, host or saved.host, port or saved.port, driver or saved.driver)
-    if not port_free(settings.host, settings.port):
-        raise CliError(f"port {settings.port} on {settings.host} is already in use; start the gateway on another port with 'openshell gateway start --port N'")
+    settings = _usable_port(settings, explicit=port is not None)
     paths.ensure()
     log_offset = paths.log.stat().st_size if paths.log.exists() else 0
     argv = [
@@ -429,8 +455,7 @@ def _start_foreground(name: str, port: int | None, driver: str | None) -> None:
         raise CliError(f"gateway '{name}' is already running; stop it first with 'openshell gateway stop --name {name}'")
     saved = read_settings(paths) or GatewaySettings(name=name)
     settings = GatewaySettings(name, saved.host, port or saved.port, driver or saved.driver)
-    if not port_free(settings.host, settings.port):
-        raise CliError(f"port {settings.port} on {settings.host} is already in use; start the gateway on another port with 'openshell gateway start --port N'")
+    settings = _usable_port(settings, explicit=port is not None)
     # Make the PKI now so the client files exist while the gateway runs (the
     # gateway reuses it); then replace this process with the gateway.
     ensure_pki(paths.ensure().pki, [settings.host])

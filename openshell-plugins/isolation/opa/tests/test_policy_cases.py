@@ -1,4 +1,4 @@
-"""Every case of the shared acceptance file (shared/cases/policy-decisions.yaml).
+"""Every case of the acceptance file (tests/cases/policy-decisions.yaml).
 
 Network cases run through ``openshell.policy.decide`` with the resolved
 addresses injected; HTTP cases then run one request through
@@ -19,22 +19,12 @@ from openshell.policy.http import PathError, parse_query, split_target
 from openshell_plugin_opa import OpaEngine
 
 
-def _shared_dir() -> pathlib.Path:
-    env = os.environ.get("OPENSHELL_SHARED_DIR")
-    if env:
-        return pathlib.Path(env)
-    # CI places a copy of shared/ beside the clone: <repo root>/../shared
-    repo_root = pathlib.Path(__file__).resolve().parents[4]
-    return repo_root.parent / "shared"
-
-
-CASES_FILE = _shared_dir() / "cases" / "policy-decisions.yaml"
+# The acceptance cases live in the repository (tests/cases/, a verbatim copy of
+# the project's shared acceptance data; tests/test_acceptance_cases.py keeps it honest).
+CASES_FILE = pathlib.Path(__file__).resolve().parents[4] / "tests" / "cases" / "policy-decisions.yaml"
 
 
 def _load() -> dict:
-    if not CASES_FILE.is_file():
-        # Fail (not skip): a missing acceptance file must not look like a pass.
-        raise FileNotFoundError(f"acceptance cases not found at {CASES_FILE}; set OPENSHELL_SHARED_DIR")
     return yaml.safe_load(CASES_FILE.read_text())
 
 
