@@ -8,7 +8,6 @@ file, log and PKI. Starting one also writes the client files
 
 from __future__ import annotations
 
-
 import errno
 import os
 import shutil

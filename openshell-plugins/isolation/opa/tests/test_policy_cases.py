@@ -8,7 +8,6 @@ The case data is read from the shared file, never copied here.
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import pytest
@@ -17,7 +16,6 @@ from openshell.policy import PolicyError, decide, parse_policy
 from openshell.policy.decision import ConnectInput, RequestInput
 from openshell.policy.http import PathError, parse_query, split_target
 from openshell_plugin_opa import OpaEngine
-
 
 # The acceptance cases live in the repository (tests/cases/, a verbatim copy of
 # the project's shared acceptance data; tests/test_acceptance_cases.py keeps it honest).
