@@ -4,6 +4,7 @@ so a new plugin needs no edit here.
     nox -s tests        # each distribution's own tests, in a venv with only core + it
     nox -s e2e          # cross-distribution integration and end-to-end tests (root)
     nox -s lint         # ruff
+    nox -s typecheck    # mypy, one run per distribution
     nox -s protos       # regenerate gRPC code; CI fails when the committed output is stale
     nox -s demo         # the quick-start demo
     nox -s bench        # benchmarks (never part of tests)
@@ -22,7 +23,7 @@ ISOLATION = sorted(p.parent for p in (ROOT / "openshell-plugins" / "isolation").
 PLUGINS = sorted(p.parent for p in (ROOT / "openshell-plugins").glob("*/*/pyproject.toml"))
 DISTS = [CORE, CLI, *PLUGINS]
 
-nox.options.sessions = ["lint", "tests", "e2e"]
+nox.options.sessions = ["lint", "typecheck", "tests", "e2e"]
 nox.options.reuse_existing_virtualenvs = True
 
 VENV_PY = str(ROOT / ".venv" / "bin" / "python")
@@ -61,6 +62,15 @@ def lint(session: nox.Session) -> None:
     """ruff over every distribution."""
     session.install("ruff")
     session.run("ruff", "check", *[str(d / "src") for d in DISTS])
+
+
+@nox.session(python=False)
+def typecheck(session: nox.Session) -> None:
+    """mypy over each distribution's sources (with everything installed in .venv)."""
+    _setup(session)
+    for dist in DISTS:
+        packages = sorted(p.parent for p in (dist / "src").glob("*/__init__.py"))
+        session.run(VENV_PY, "-m", "mypy", "--config-file", str(ROOT / "mypy.ini"), *map(str, packages), external=True)
 
 
 @nox.session

@@ -59,7 +59,7 @@ dists+=(-e openshell-cli)
 for d in openshell-plugins/agents/*/ openshell-plugins/inference/*/; do
   [ -f "$d/pyproject.toml" ] && dists+=(-e "$d")
 done
-tools=(nox "pytest>=8" pytest-timeout pexpect ruff "grpcio-tools==1.85.1")
+tools=(nox "pytest>=8" pytest-timeout pexpect ruff "grpcio-tools==1.85.1" "mypy>=1.10" types-PyYAML types-protobuf types-paramiko grpc-stubs)
 
 # Editable installs follow source edits by themselves; only a change of the
 # distributions' metadata, this script or the interpreter needs a reinstall.
