@@ -233,8 +233,8 @@ def test_too_long_state_dir_puts_the_grpc_socket_in_a_private_temp_dir(tmp_path)
         gt.close()
 
 
-def test_gateway_started_hook_receives_the_gateway(gw_state_dir):
-    from openshell.plugin import hookimpl
+def test_gateway_started_hook_receives_a_gateway_event(gw_state_dir):
+    from openshell.plugin import GatewayEvent, hookimpl
     from openshell.plugin.loader import get_registry
 
     seen = []
@@ -242,14 +242,15 @@ def test_gateway_started_hook_receives_the_gateway(gw_state_dir):
     class Listener:
         @hookimpl
         def gateway_started(self, gateway):
-            seen.append((gateway.name, gateway.port))
+            assert isinstance(gateway, GatewayEvent)  # a snapshot, not the Gateway with its keys
+            seen.append((gateway.name, gateway.port, gateway.endpoint.endswith(f":{gateway.port}")))
 
     registry = get_registry()
     registry.register_plugin(Listener(), name="test:gateway-started")
     gt = _GatewayThread(name="hooked", port=0, state_dir=gw_state_dir)
     try:
         gt.run(gt.gateway.start())
-        assert seen == [("hooked", gt.gateway.port)]
+        assert seen == [("hooked", gt.gateway.port, True)]
     finally:
         gt.close()
         registry.unregister_plugin("test:gateway-started")

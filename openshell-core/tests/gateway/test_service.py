@@ -127,6 +127,41 @@ def test_create_starts_driver_with_record_secret_netns_and_policy(wire_server):
     assert sent["secret"].encode() not in got.SerializeToString()
 
 
+def test_sandbox_event_hooks_get_a_frozen_event_without_the_secret(wire_server):
+    import dataclasses
+
+    from openshell.plugin import SandboxEvent, hookimpl
+    from openshell.plugin.testing import registered
+
+    seen: list[tuple[str, SandboxEvent]] = []
+
+    class Listener:
+        @hookimpl
+        def sandbox_created(self, sandbox):
+            seen.append(("created", sandbox))
+
+        @hookimpl
+        def sandbox_deleted(self, sandbox):
+            seen.append(("deleted", sandbox))
+
+    with registered(Listener()):
+        sb = wire_server.create("evt", {"team": "a"}, command=["sleep", "9"], environment={"TOKEN": "s3cr3t-value"})
+        wire_server.stub.DeleteSandbox(openshell_pb2.DeleteSandboxRequest(name="evt", workspace_scope=DEFAULT), timeout=10)
+    assert [what for what, _ in seen] == ["created", "deleted"]
+    created = seen[0][1]
+    assert isinstance(created, SandboxEvent)
+    assert (created.id, created.name, created.workspace, dict(created.labels)) == (sb.metadata.id, "evt", "default", {"team": "a"})
+    assert created.phase == "PROVISIONING" and created.created_at > 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        created.name = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        created.labels["team"] = "b"  # type: ignore[index]
+    secret = wire_server.driver.created[sb.metadata.id]["secret"]
+    for _, event in seen:
+        assert secret not in repr(event) and "s3cr3t-value" not in repr(event)
+        assert not hasattr(event, "secret") and not hasattr(event, "spec")
+
+
 def test_create_without_name_gets_two_word_name(wire_server):
     sb = wire_server.create()
     first, second = sb.metadata.name.split("-")

@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 import pytest
 from openshell.plugin import hookspecs
+from openshell.plugin import GatewayEvent, SandboxEvent
+from openshell.plugin.kinds import KINDS
 from openshell.plugin.loader import (
-    KIND_CLASSES,
-    REGISTER_HOOKS,
     collect_classes,
     new_plugin_manager,
     register_module,
@@ -64,10 +64,10 @@ def test_documented_example_runs(name):
     pm = new_plugin_manager()
     assert register_module(pm, module, "docs:example") == ""
     assert pm.hook.__dict__[name].get_hookimpls(), f"the example for {name} does not implement it"
-    kind = {hook: k for k, hook in REGISTER_HOOKS.items()}.get(name)
+    kind = {k.hook: k for k in KINDS.values()}.get(name)
     if kind:
-        classes, error = collect_classes(pm, "docs:example", kind)
-        assert not error and classes and all(issubclass(c, KIND_CLASSES[kind]) for c in classes)
+        classes, error = collect_classes(pm, "docs:example", kind.name)
+        assert not error and classes and all(issubclass(c, kind.base) for c in classes)
     elif name == "register_provider_types":
         from openshell.providers import ProviderType
 
@@ -79,9 +79,12 @@ def test_documented_example_runs(name):
         pm.hook.register_commands(cli=group)
         assert group.commands
     else:
-        args = {p: types.SimpleNamespace(id="sb-1", name="demo") for p in inspect.signature(SPECS[name]).parameters}
-        if name == "policy_loaded":
-            args = {"sandbox_id": "sb-1", "version": 3}
+        args = {
+            "gateway_started": {"gateway": GatewayEvent("default", "https://127.0.0.1:8080", 8080, "local", "/tmp/gw", 0.0)},
+            "sandbox_created": {"sandbox": SandboxEvent("sb-1", "demo", phase="PROVISIONING")},
+            "sandbox_deleted": {"sandbox": SandboxEvent("sb-1", "demo", phase="DELETING")},
+            "policy_loaded": {"sandbox_id": "sb-1", "version": 3},
+        }[name]
         getattr(pm.hook, name)(**args)
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from openshell.gateway import names
 from openshell.gateway import store as st
 from openshell.gateway.store import PolicyRevision, SandboxRecord, Store
+from openshell.plugin.events import SandboxEvent
 from openshell.plugin.kinds import ComputeDriver, SandboxStatus
 
 if TYPE_CHECKING:
@@ -477,7 +478,7 @@ class GatewayCore:
             log.warning("event=driver_create_failed sandbox=%s error=%s", record.id, exc)
             updated = await asyncio.to_thread(self.store.update_sandbox, record.id, phase=st.ERROR, reason=f"compute driver could not start the sandbox: {exc}")
             record = updated or record
-        await asyncio.to_thread(_fire_hook, "sandbox_created", sandbox=record)
+        await asyncio.to_thread(_fire_hook, "sandbox_created", sandbox=SandboxEvent.from_record(record))
         return await self._info(record)
 
     async def get_sandbox(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> SandboxInfo:
@@ -558,7 +559,7 @@ class GatewayCore:
         log.info("event=sandbox_deleted sandbox=%s name=%s", record.id, record.name)
         await self._notify_policy()  # ends WatchPolicy streams of this sandbox
         await self.providers.notify()  # ends WatchInferenceBundle streams of this sandbox
-        await asyncio.to_thread(_fire_hook, "sandbox_deleted", sandbox=record)
+        await asyncio.to_thread(_fire_hook, "sandbox_deleted", sandbox=SandboxEvent.from_record(record))
 
     async def set_policy(self, name: str, policy_yaml: str, workspace: str = st.DEFAULT_WORKSPACE) -> PolicyRevision:
         """Validate ``policy_yaml`` as a live update and store it as the sandbox's next revision.

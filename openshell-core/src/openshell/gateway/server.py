@@ -358,7 +358,17 @@ def _fire_gateway_started(gateway: Gateway) -> None:
     try:
         from openshell.plugin.loader import get_registry
 
-        get_registry().hook.gateway_started(gateway=gateway)
+        from openshell.plugin.events import GatewayEvent
+
+        event = GatewayEvent(
+            name=gateway.name,
+            endpoint=gateway.endpoint,
+            port=gateway.port,
+            driver=gateway.driver_name,
+            state_dir=str(gateway.paths.root),
+            started_at=gateway.started_at,
+        )
+        get_registry().hook.gateway_started(gateway=event)
     except Exception:  # noqa: BLE001 - an event hook never takes the gateway down
         log.exception("gateway_started hook failed")
 

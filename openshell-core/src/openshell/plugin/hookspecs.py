@@ -1,20 +1,29 @@
-"""Every hook OpenShell calls (DESIGN.md §3).
+"""Every hook OpenShell calls (DESIGN.md §3), and the two pluggy markers.
 
 Plugin authors implement these with ``from openshell.plugin import hookimpl``.
 Registration hooks receive a ``register`` callback and must pass classes (not
-instances) and never do I/O. Event hooks are named in the past tense and their
-return values are ignored. Each hook is documented in ``docs/plugins.md`` under
-a heading with its exact signature; ``tests/test_hookspecs_documented.py`` fails
-when one is not.
+instances) and never do I/O. Event hooks are named in the past tense, receive
+frozen event objects (:mod:`openshell.plugin.events`) and their return values
+are ignored. OpenShell calls every hook with keyword arguments, so an
+implementation takes only the arguments it uses, by name. Each hook is
+documented in ``docs/plugins.md`` (the hook reference) under a heading with its exact
+signature; ``tests/plugin/test_hookspecs_documented.py`` fails when one is not.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import pluggy
 
+from openshell.plugin.events import GatewayEvent, SandboxEvent
+
+if TYPE_CHECKING:  # pragma: no cover
+    import click
+
 hookspec = pluggy.HookspecMarker("openshell")
+#: decorate a plugin's hook implementations with it (re-exported as ``openshell.plugin.hookimpl``)
+hookimpl = pluggy.HookimplMarker("openshell")
 
 # --------------------------------------------------------------------------- registration
 
@@ -72,7 +81,7 @@ def register_provider_types(register: Callable[[type], None]) -> None:
 
 
 @hookspec
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     """Add click commands to the ``openshell`` CLI.
 
     :param cli: the root ``click.Group``; call ``cli.add_command(cmd)``.
@@ -83,26 +92,30 @@ def register_commands(cli: Any) -> None:
 
 
 @hookspec
-def gateway_started(gateway: Any) -> None:
+def gateway_started(gateway: GatewayEvent) -> None:
     """Called once the gateway listens and serves.
 
-    :param gateway: the running ``openshell.gateway.server.Gateway``.
+    :param gateway: a frozen :class:`~openshell.plugin.events.GatewayEvent`
+        (name, endpoint, port, driver, state_dir, started_at); no keys, no store.
     """
 
 
 @hookspec
-def sandbox_created(sandbox: Any) -> None:
-    """Called after a sandbox record was stored and its supervisor was asked to start.
+def sandbox_created(sandbox: SandboxEvent) -> None:
+    """Called after a sandbox was stored and its compute driver was asked to start it.
 
-    :param sandbox: the stored record (``openshell.gateway.store.SandboxRecord``).
+    :param sandbox: a frozen :class:`~openshell.plugin.events.SandboxEvent` (id,
+        name, workspace, labels, phase, reason, created_at); never the secret or
+        the environment. ``phase`` is ``ERROR`` when the driver could not start it.
     """
 
 
 @hookspec
-def sandbox_deleted(sandbox: Any) -> None:
+def sandbox_deleted(sandbox: SandboxEvent) -> None:
     """Called after a sandbox and everything it owned were removed.
 
-    :param sandbox: the record as it was before deletion.
+    :param sandbox: a frozen :class:`~openshell.plugin.events.SandboxEvent` of the
+        sandbox as it was just before deletion.
     """
 
 

@@ -1,14 +1,17 @@
-"""Abstract base classes for every plugin kind (DESIGN.md §3).
+"""Abstract base classes for every plugin kind, and the table of kinds (DESIGN.md §3).
 
 A plugin registers *classes* (not instances) through its registration hook, so
 listing never instantiates anything. Each class carries ``name`` (its public
 name, equal to its entry-point name) and ``summary`` (one line for listings).
+:data:`KINDS` has one :class:`Kind` record per kind (entry-point group, hook,
+ABC, …); the loader, the contracts and the CLI read it, nothing else lists kinds.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -228,11 +231,16 @@ class PolicyEngine(_Named):
 # --------------------------------------------------------------------------- compute drivers
 
 
+#: every phase a :class:`SandboxStatus` may report
+SANDBOX_PHASES: tuple[str, ...] = ("PROVISIONING", "READY", "ERROR", "STOPPED", "DELETING")
+
+
 @dataclass(frozen=True)
 class SandboxStatus:
     """What a compute driver reports about one sandbox.
 
-    :ivar phase: one of ``PROVISIONING``, ``READY``, ``ERROR``, ``STOPPED``, ``DELETING``.
+    :ivar phase: one of :data:`SANDBOX_PHASES`: ``PROVISIONING``, ``READY``,
+        ``ERROR``, ``STOPPED``, ``DELETING``.
     :ivar reason: why, for ERROR/STOPPED (empty otherwise).
     """
 
@@ -281,11 +289,19 @@ class ComputeDriver(_Named):
 
     @abc.abstractmethod
     def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
-        """Stop the supervisor and remove every trace of the sandbox; idempotent."""
+        """Stop the supervisor and remove every trace of the sandbox.
+
+        Idempotent: deleting an id the driver never saw, or deleting twice,
+        returns without raising.
+        """
 
     @abc.abstractmethod
     def status(self, sandbox_id: str) -> SandboxStatus:
-        """Return the sandbox's current status as the driver sees it."""
+        """Return the sandbox's current status as the driver sees it.
+
+        Never raises for an unknown id: report a phase from :data:`SANDBOX_PHASES`
+        (``ERROR`` or ``STOPPED`` with a reason) instead.
+        """
 
     def watch(self) -> Iterator[tuple[str, SandboxStatus]]:
         """Yield ``(sandbox_id, status)`` changes; the default yields nothing."""
@@ -296,10 +312,41 @@ class ComputeDriver(_Named):
         """Return how the gateway reaches the sandbox's SSH server."""
 
 
-KIND_CLASSES: dict[str, type] = {
-    "agents": Agent,
-    "inference": InferenceBackend,
-    "isolation": IsolationLayer,
-    "policy": PolicyEngine,
-    "drivers": ComputeDriver,
-}
+# --------------------------------------------------------------------------- the table of kinds
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One plugin kind: where its plugins are declared and what they register.
+
+    :ivar name: the kind's name in listings, ``OPENSHELL_DISABLE_PLUGINS`` and
+        ``Registry.classes(name)``, e.g. ``"agents"``.
+    :ivar group: the entry-point group plugins of the kind declare, e.g. ``"openshell.agents"``.
+    :ivar hook: the registration hookspec, e.g. ``"register_agents"``.
+    :ivar base: the ABC every registered class must subclass.
+    :ivar noun: how messages name one plugin of the kind, e.g. ``"agent"``.
+    :ivar fail_closed: a sandbox must not start when the plugin it needs is
+        missing or failed (isolation, policy, drivers).
+    """
+
+    name: str
+    group: str
+    hook: str
+    base: type
+    noun: str
+    fail_closed: bool = False
+
+
+#: every plugin kind, in listing order, by name
+KINDS: Mapping[str, Kind] = MappingProxyType(
+    {
+        k.name: k
+        for k in (
+            Kind("agents", "openshell.agents", "register_agents", Agent, "agent"),
+            Kind("inference", "openshell.inference", "register_inference_backends", InferenceBackend, "inference backend"),
+            Kind("isolation", "openshell.isolation", "register_isolation_layers", IsolationLayer, "isolation layer", fail_closed=True),
+            Kind("policy", "openshell.policy", "register_policy_engines", PolicyEngine, "policy engine", fail_closed=True),
+            Kind("drivers", "openshell.drivers", "register_compute_drivers", ComputeDriver, "compute driver", fail_closed=True),
+        )
+    }
+)

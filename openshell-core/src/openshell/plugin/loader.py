@@ -26,7 +26,8 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import pluggy
@@ -34,40 +35,13 @@ from stevedore import DriverManager, NamedExtensionManager
 from stevedore.exception import MultipleMatches, NoMatches
 
 from openshell.plugin import PLUGIN_API_VERSION, hookspecs
-from openshell.plugin.kinds import KIND_CLASSES
+from openshell.plugin.kinds import KINDS
 
 log = logging.getLogger("openshell.plugin")
 
-#: kind name -> entry-point group
-GROUPS: dict[str, str] = {
-    "agents": "openshell.agents",
-    "inference": "openshell.inference",
-    "isolation": "openshell.isolation",
-    "policy": "openshell.policy",
-    "drivers": "openshell.drivers",
-}
-KINDS: tuple[str, ...] = tuple(GROUPS)
-
-#: kind name -> the hookspec that registers its classes
-REGISTER_HOOKS: dict[str, str] = {
-    "agents": "register_agents",
-    "inference": "register_inference_backends",
-    "isolation": "register_isolation_layers",
-    "policy": "register_policy_engines",
-    "drivers": "register_compute_drivers",
-}
-
-#: kinds whose absence or failure must stop a sandbox from starting
-FAIL_CLOSED_KINDS = frozenset({"isolation", "policy", "drivers"})
-
-#: how messages name one plugin of each kind
-KIND_NOUNS: dict[str, str] = {
-    "agents": "agent",
-    "inference": "inference backend",
-    "isolation": "isolation layer",
-    "policy": "policy engine",
-    "drivers": "compute driver",
-}
+#: kind name -> entry-point group (the default ``groups`` of the functions below;
+#: tests pass their own mapping)
+GROUPS: Mapping[str, str] = MappingProxyType({k.name: k.group for k in KINDS.values()})
 
 ENV_DISABLE = "OPENSHELL_DISABLE_PLUGINS"
 ENV_STRICT = "OPENSHELL_STRICT_PLUGINS"
@@ -97,7 +71,7 @@ class PluginLoadError(PluginError, RuntimeError):
 class PluginInfo:
     """One entry point of one kind, and what became of it.
 
-    :ivar kind: one of :data:`KINDS` (empty for objects registered by hand, e.g. in tests).
+    :ivar kind: a key of :data:`~openshell.plugin.kinds.KINDS` (empty for objects registered by hand, e.g. in tests).
     :ivar name: the entry-point name, which is the plugin's public name.
     :ivar distribution: the installed distribution that declares it (may be empty).
     :ivar version: that distribution's version (may be empty).
@@ -292,31 +266,46 @@ def register_module(pm: pluggy.PluginManager, module: Any, key: str) -> str:
     return ""
 
 
+def registration_arguments(register: Callable[[Any], None]) -> dict[str, Any]:
+    """Return the keyword arguments every registration hook is called with.
+
+    Implementations are bound by argument name, as pluggy binds them: a hook
+    gaining an argument in a later release does not break a plugin that takes
+    only ``register``.
+    """
+    return {"register": register}
+
+
 def collect_classes(pm: pluggy.PluginManager, plugin_name: str, kind: str) -> tuple[list[type], str]:
     """Run ``plugin_name``'s registration hook for ``kind`` and check what it registers.
 
     Each implementation is called on its own (not through a fan-out) so a
-    failure is pinned on the plugin that caused it and spares the others.
+    failure is pinned on the plugin that caused it and spares the others. It
+    receives, by name, the arguments it declares (a subset of the hookspec's).
 
     :returns: ``(classes, error)``; ``error`` is empty on success.
     """
-    base = KIND_CLASSES[kind]
-    caller = getattr(pm.hook, REGISTER_HOOKS[kind])
+    spec = KINDS[kind]
+    caller = getattr(pm.hook, spec.hook)
     found: list[type] = []
 
     def register(cls: Any) -> None:
-        if not isinstance(cls, type) or not issubclass(cls, base):
-            raise TypeError(f"{REGISTER_HOOKS[kind]}: {cls!r} is not a subclass of openshell.plugin.{base.__name__}")
+        if not isinstance(cls, type) or not issubclass(cls, spec.base):
+            raise TypeError(f"{spec.hook}: {cls!r} is not a subclass of openshell.plugin.{spec.base.__name__}")
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
-            raise TypeError(f"{REGISTER_HOOKS[kind]}: {cls.__qualname__} has no 'name'")
+            raise TypeError(f"{spec.hook}: {cls.__qualname__} has no 'name'")
         found.append(cls)
 
+    available = registration_arguments(register)
     for impl in caller.get_hookimpls():
         if impl.plugin_name != plugin_name or impl.hookwrapper or impl.wrapper:
             continue
+        unknown = [arg for arg in impl.argnames if arg not in available]
+        if unknown:
+            return [], f"{spec.hook}() takes argument(s) {', '.join(unknown)} that OpenShell does not pass; it passes {', '.join(available)}"
         try:
-            impl.function(*[register for _ in impl.argnames])
+            impl.function(**{arg: available[arg] for arg in impl.argnames})
         except (KeyboardInterrupt, GeneratorExit):
             raise
         except BaseException as exc:  # noqa: BLE001 - SystemExit in a plugin must not end the CLI
@@ -351,7 +340,7 @@ class Registry:
         self.pm = pm
         self.hook = pm.hook
         self._infos: dict[str, PluginInfo] = {}
-        self._classes: dict[str, dict[str, type]] = {k: {} for k in KIND_CLASSES}
+        self._classes: dict[str, dict[str, type]] = {k: {} for k in KINDS}
         self._owners: dict[tuple[str, str], str] = {}  # (kind, class name) -> plugin key
 
     # ------------------------------------------------------------------ building
@@ -443,12 +432,12 @@ class Registry:
 
     def _collect(self, key: str, strict: bool) -> None:
         added: list[tuple[str, type]] = []
-        for kind in KIND_CLASSES:
+        for kind in KINDS:
             classes, error = collect_classes(self.pm, key, kind)
             for cls in [] if error else classes:
                 owner = self._owners.get((kind, cls.name))
                 if owner is not None and owner != key:
-                    error = f"{KIND_NOUNS[kind]} {cls.name!r} is already registered by plugin {owner}"
+                    error = f"{KINDS[kind].noun} {cls.name!r} is already registered by plugin {owner}"
                     break
             if error:
                 self._fail(key, error, strict)  # also drops what this plugin added so far
@@ -509,7 +498,7 @@ class Registry:
         :raises ValueError: for an unknown kind.
         """
         if kind not in self._classes:
-            raise ValueError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KIND_CLASSES)}")
+            raise ValueError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KINDS)}")
         return dict(sorted(self._classes[kind].items()))
 
     def get_class(self, kind: str, name: str) -> type:
@@ -538,7 +527,7 @@ class Registry:
             raise
 
     def _why_missing(self, kind: str, name: str) -> str:
-        noun = KIND_NOUNS.get(kind, kind)
+        noun = KINDS[kind].noun if kind in KINDS else kind
         info = self.info(kind, name)
         if info is not None and info.status == FAILED:
             return f"{noun} {name!r} ({info.distribution}) failed to load: {info.error}"
@@ -597,7 +586,7 @@ def select(kind: str, name: str, *, groups: Mapping[str, str] = GROUPS) -> type:
     :raises PluginLoadError: it is disabled, fails to import, fails validation or
         registers no class named ``name``.
     """
-    noun = KIND_NOUNS.get(kind, kind)
+    noun = KINDS[kind].noun if kind in KINDS else kind
     if name in disabled_plugins() or f"{kind}:{name}" in disabled_plugins():
         raise PluginLoadError(f"{noun} {name!r} is disabled by {ENV_DISABLE}")
     _forget_stevedore_cache([groups[kind]])
@@ -629,11 +618,8 @@ def select(kind: str, name: str, *, groups: Mapping[str, str] = GROUPS) -> type:
 
 
 __all__ = [
-    "FAIL_CLOSED_KINDS",
     "GROUPS",
     "KINDS",
-    "KIND_NOUNS",
-    "REGISTER_HOOKS",
     "PluginError",
     "PluginInfo",
     "PluginLoadError",
@@ -647,6 +633,7 @@ __all__ = [
     "loaded_registry",
     "new_plugin_manager",
     "register_module",
+    "registration_arguments",
     "reset_registry",
     "select",
     "strict_mode",

@@ -188,9 +188,9 @@ class _Contract:
         assert "\n" not in summary, "summary is one line (it is shown in listings)"
 
     def test_subclasses_the_kind_abc(self) -> None:
-        from openshell.plugin.kinds import KIND_CLASSES
+        from openshell.plugin.kinds import KINDS
 
-        base = KIND_CLASSES[self.kind]
+        base = KINDS[self.kind].base
         assert issubclass(self.plugin_class, base), f"{self.plugin_class.__qualname__} must subclass {base.__name__}"
 
     def test_abstract_methods_are_implemented(self) -> None:
