@@ -261,3 +261,66 @@ def test_unknown_plugin_name_gets_no_pip_install_suggestion():
 
     assert "pip install" not in install_hint("claud")
     assert install_hint("claude") == "install it with: pip install openshell-plugin-claude"
+
+
+# --------------------------------------------------------------------------- binding by name
+
+
+class _Bot(Agent):
+    name = "bot"
+    summary = "a test agent"
+
+    def argv(self, extra=()):
+        return ["bot", *extra]
+
+
+def test_registration_hook_taking_a_subset_of_the_arguments_still_loads(monkeypatch):
+    """A hook that gains an argument in a later release keeps working for plugins
+    written against the old signature: arguments are passed by name."""
+    import types
+
+    import pluggy
+    from openshell.plugin import hookimpl
+
+    spec_marker = pluggy.HookspecMarker("openshell")
+    newer = types.ModuleType("newer_hookspecs")
+
+    @spec_marker
+    def register_agents(register, workspace):
+        """Register agent classes by calling ``register(cls)``."""
+
+    newer.register_agents = register_agents
+    monkeypatch.setattr(loader, "registration_arguments", lambda register: {"register": register, "workspace": "w1"})
+
+    seen = []
+
+    class OldPlugin:  # written before ``workspace`` existed
+        @hookimpl
+        def register_agents(self, register):
+            register(_Bot)
+
+    class NewPlugin:  # asks for both, in the other order
+        @hookimpl
+        def register_agents(self, workspace, register):
+            seen.append(workspace)
+
+    pm = pluggy.PluginManager("openshell")
+    pm.add_hookspecs(newer)
+    assert loader.register_module(pm, OldPlugin(), "old") == ""
+    assert loader.register_module(pm, NewPlugin(), "new") == ""
+    assert loader.collect_classes(pm, "old", "agents") == ([_Bot], "")
+    assert loader.collect_classes(pm, "new", "agents") == ([], "")
+    assert seen == ["w1"]
+
+
+def test_registration_hook_without_arguments_loads_and_registers_nothing():
+    from openshell.plugin import hookimpl
+
+    class Quiet:
+        @hookimpl
+        def register_agents(self):
+            pass
+
+    reg = Registry(loader.new_plugin_manager())
+    info = reg.register_plugin(Quiet(), name="test:quiet")
+    assert info.status == "loaded" and info.classes == ()

@@ -301,16 +301,248 @@ class IsolationLayerContract(_Contract):
         assert isinstance(result, ProbeResult) and isinstance(result.detail, str)
 
 
+#: a policy every engine must handle: curl may reach api.example.test:443, with
+#: one inspected REST endpoint allowing only ``GET /v1/**``
+CONTRACT_POLICY: dict[str, Any] = {
+    "version": 1,
+    "network_policies": {
+        "api": {
+            "endpoints": [{"host": "api.example.test", "port": 443}],
+            "binaries": [{"path": "/usr/bin/curl"}],
+        },
+        "rest": {
+            "endpoints": [
+                {
+                    "host": "rest.example.test",
+                    "port": 80,
+                    "protocol": "rest",
+                    "enforcement": "enforce",
+                    "rules": [{"allow": {"method": "GET", "path": "/v1/**"}}],
+                }
+            ],
+            "binaries": [{"path": "/usr/bin/curl"}],
+        },
+    },
+}
+
+#: connection inputs an engine may meet from a hostile sandbox or a buggy caller;
+#: each must be answered with a deny, never an exception
+HOSTILE_CONNECTS: tuple[tuple[Any, Any, Any, Any], ...] = (
+    ("", 443, "/usr/bin/curl", ()),
+    ("api.example.test", 0, "/usr/bin/curl", ()),
+    ("api.example.test", -1, "/usr/bin/curl", ()),
+    ("api.example.test", 70000, "/usr/bin/curl", ()),
+    ("api.example.test", 443, "", ()),
+    ("api.example.test", 443, "/usr/bin/../bin/curl-not", ()),
+    ("api.example.test\x00.evil.test", 443, "/usr/bin/curl", ()),
+    ("a" * 5000 + ".test", 443, "/usr/bin/curl", ()),
+    ("*.example.test", 443, "/usr/bin/curl", ()),
+    ("api.example.test.evil.test", 443, "/usr/bin/curl", ()),
+    ("\u0430pi.example.test", 443, "/usr/bin/curl", ()),  # Cyrillic a
+    (None, 443, "/usr/bin/curl", ()),
+    ("api.example.test", "443", "/usr/bin/curl", ()),
+    ("api.example.test", 443, None, None),
+    ("api.example.test", 443, "/usr/bin/wget", ("/bin/sh", None, 7)),
+)
+
+#: (method, path, query) of HTTP requests that ``CONTRACT_POLICY`` does not allow,
+#: many of them malformed; each must be denied, never raise
+HOSTILE_REQUESTS: tuple[tuple[Any, Any, Any], ...] = (
+    ("POST", "/v1/models", ()),
+    ("GET", "/v2/models", ()),
+    ("GET", "", ()),
+    ("GET", "../v1/models", ()),
+    ("GET", "/v1/../../etc/passwd", ()),
+    ("GET", "/v1/%2e%2e/%2e%2e/admin", ()),
+    ("GET", "/v1/\x00", ()),
+    ("", "/v1/models", ()),
+    ("get /v1/models", "/v1/models", ()),
+    (None, None, None),
+    ("GET", "/v2/" + "v1/" * 3000, (("k", "v" * 10000),)),
+    ("GET", "/v1/models", (("only-a-key",),)),
+)
+
+
+def _is_decision(value: Any) -> bool:
+    from openshell.policy.decision import Decision
+
+    return isinstance(value, Decision)
+
+
 class PolicyEngineContract(_Contract):
-    """Contract tests for a ``PolicyEngine`` class."""
+    """Contract tests for a ``PolicyEngine`` class.
+
+    The engine is instantiated with no arguments and loads :data:`CONTRACT_POLICY`.
+    Every ``decide_*`` call must return a ``Decision``: the ABC says errors deny,
+    so malformed or hostile input gets ``deny``, never an exception.
+    """
 
     kind = "policy"
 
+    def engine(self) -> Any:
+        """The engine under test; override when the class needs arguments."""
+        return self.plugin_class()
+
+    def compiled(self) -> Any:
+        from openshell.policy import parse_policy
+
+        return self.engine().load(parse_policy(CONTRACT_POLICY), 7)
+
+    def test_load_returns_a_compiled_policy_with_its_version(self) -> None:
+        from openshell.plugin.kinds import CompiledPolicy
+
+        compiled = self.compiled()
+        assert isinstance(compiled, CompiledPolicy), f"load() returned {type(compiled).__name__}, not a CompiledPolicy"
+        assert compiled.version == 7 and compiled.policy.network, "load() must keep the policy and its version"
+
+    def test_connect_allowed_by_a_matching_rule(self) -> None:
+        from openshell.policy.decision import ConnectInput
+
+        engine = self.engine()
+        decision = engine.decide_connect(self.compiled(), ConnectInput("api.example.test", 443, "/usr/bin/curl"))
+        assert _is_decision(decision) and decision.allowed, f"a connection the policy allows was refused: {decision}"
+        assert decision.policy == "api", "an allow names the rule key that matched"
+
+    def test_connect_denied_without_a_matching_rule(self) -> None:
+        from openshell.policy.decision import ConnectInput
+
+        engine = self.engine()
+        compiled = self.compiled()
+        for inp in (
+            ConnectInput("api.example.test", 443, "/usr/bin/wget"),  # binary not in the rule
+            ConnectInput("api.example.test", 8443, "/usr/bin/curl"),  # port not in the rule
+            ConnectInput("other.example.test", 443, "/usr/bin/curl"),  # host not in any rule
+        ):
+            decision = engine.decide_connect(compiled, inp)
+            assert _is_decision(decision) and not decision.allowed, f"{inp} must be denied, got {decision}"
+            assert decision.reason, "a denial says why (it reaches the sandbox's 403 body and the logs)"
+
+    def test_hostile_connect_input_is_denied_not_raised(self) -> None:
+        from openshell.policy.decision import ConnectInput
+
+        engine = self.engine()
+        compiled = self.compiled()
+        for host, port, binary, ancestors in HOSTILE_CONNECTS:
+            inp = ConnectInput(host, port, binary, ancestors)
+            try:
+                decision = engine.decide_connect(compiled, inp)
+            except Exception as exc:  # noqa: BLE001 - the contract is "must not raise"
+                raise AssertionError(f"decide_connect({inp!r}) raised {type(exc).__name__}: {exc}; it must deny") from exc
+            assert _is_decision(decision), f"decide_connect({inp!r}) returned {decision!r}, not a Decision"
+            assert not decision.allowed, f"decide_connect({inp!r}) allowed a malformed connection"
+
+    def test_decide_connect_with_a_foreign_compiled_policy_denies(self) -> None:
+        from openshell.plugin.kinds import CompiledPolicy
+        from openshell.policy import parse_policy
+        from openshell.policy.decision import ConnectInput
+
+        foreign = CompiledPolicy(parse_policy(CONTRACT_POLICY), 1)  # not what this engine's load() made
+        try:
+            decision = self.engine().decide_connect(foreign, ConnectInput("other.example.test", 443, "/usr/bin/curl"))
+        except Exception as exc:  # noqa: BLE001
+            raise AssertionError(f"decide_connect with another engine's compiled policy raised {type(exc).__name__}: {exc}") from exc
+        assert _is_decision(decision) and not decision.allowed
+
+    def test_hostile_request_is_denied_not_raised(self) -> None:
+        from openshell.policy.decision import ConnectInput, RequestInput
+
+        engine = self.engine()
+        compiled = self.compiled()
+        connect = ConnectInput("rest.example.test", 80, "/usr/bin/curl")
+        for method, path, query in HOSTILE_REQUESTS:
+            for key in ("rest", "api", "no-such-rule", ""):
+                inp = RequestInput(connect, key, method, path, query)
+                try:
+                    decision = engine.decide_request(compiled, inp)
+                except Exception as exc:  # noqa: BLE001
+                    raise AssertionError(f"decide_request({inp!r:.300}) raised {type(exc).__name__}: {exc}; it must deny") from exc
+                assert _is_decision(decision), f"decide_request returned {decision!r}, not a Decision"
+                assert not decision.allowed, f"decide_request allowed {method!r} {path!r:.200} (rule {key!r})"
+
+
+def _unused_id() -> str:
+    # random, so a driver's cleanup of "this id" can never touch another test's sandbox
+    import uuid
+
+    return str(uuid.uuid4())
+
 
 class ComputeDriverContract(_Contract):
-    """Contract tests for a ``ComputeDriver`` class."""
+    """Contract tests for a ``ComputeDriver`` class.
+
+    The driver is constructed as ``plugin_class(DriverContext(...))`` with a fresh
+    state directory under pytest's ``tmp_path`` (override :meth:`driver_context`
+    when it needs more); ``close()`` is called afterwards when it has one.
+    ``test_created_sandbox_deletes_twice`` starts a real sandbox from
+    :meth:`sandbox_record` (what the gateway passes to ``create``) whose
+    gateway endpoint answers nothing, so the sandbox never becomes READY.
+    """
 
     kind = "drivers"
+
+    def driver_context(self, tmp_path: Any) -> DriverContext:
+        """The ``DriverContext`` the driver is built with (state under ``tmp_path``)."""
+        return DriverContext(state_dir=str(tmp_path / "state"), gateway_endpoint="https://127.0.0.1:1")
+
+    def sandbox_record(self, sandbox_id: str) -> dict[str, Any]:
+        """What ``create`` receives, shaped like the gateway's (``SandboxRecord.driver_view``)."""
+        import secrets
+
+        return {
+            "id": sandbox_id,
+            "name": "contract",
+            "workspace": "default",
+            "labels": {},
+            "spec": {"command": [], "environment": {}, "extra_hosts": [], "log_level": ""},
+            "secret": secrets.token_hex(32),
+            "netns_index": 254,
+            "policy_yaml": "version: 1\n",
+        }
+
+    @contextlib.contextmanager
+    def _driver(self, tmp_path: Any) -> Iterator[ComputeDriver]:
+        drv = self.plugin_class(self.driver_context(tmp_path))
+        try:
+            yield drv
+        finally:
+            close = getattr(drv, "close", None)
+            if callable(close):
+                close()
+
+    def test_delete_of_an_unknown_id_succeeds(self, tmp_path: Any) -> None:
+        with self._driver(tmp_path) as driver:
+            driver.delete(_unused_id())
+            driver.delete(_unused_id(), keep_workdir=True)
+
+    def test_status_of_an_unknown_id_is_a_defined_phase(self, tmp_path: Any) -> None:
+        from openshell.plugin.kinds import SANDBOX_PHASES
+
+        with self._driver(tmp_path) as driver:
+            status = driver.status(_unused_id())
+        assert isinstance(status, SandboxStatus), f"status() returned {status!r}, not a SandboxStatus"
+        assert status.phase in SANDBOX_PHASES, f"phase {status.phase!r} is not one of {SANDBOX_PHASES}"
+        assert status.phase not in ("READY", "PROVISIONING"), "a sandbox the driver never started is not READY or PROVISIONING"
+        assert status.reason, "say why (ERROR/STOPPED carry a reason)"
+
+    def test_ssh_endpoint_names_exactly_one_address(self, tmp_path: Any) -> None:
+        with self._driver(tmp_path) as driver:
+            ep = driver.ssh_endpoint(_unused_id())
+        assert isinstance(ep, SshEndpoint)
+        assert bool(ep.unix_path) != bool(ep.host and ep.port), f"exactly one of unix_path or host/port: {ep}"
+
+    def test_created_sandbox_deletes_twice(self, tmp_path: Any) -> None:
+        from openshell.plugin.kinds import SANDBOX_PHASES
+
+        sid = _unused_id()
+        with self._driver(tmp_path) as driver:
+            try:
+                driver.create(self.sandbox_record(sid))
+                assert driver.status(sid).phase in SANDBOX_PHASES
+            finally:
+                driver.delete(sid)
+            driver.delete(sid)  # idempotent
+            after = driver.status(sid)
+        assert after.phase in SANDBOX_PHASES and after.phase not in ("READY", "PROVISIONING"), f"status after delete: {after}"
 
 
 __all__ = [
@@ -319,6 +551,7 @@ __all__ = [
     "InferenceBackendContract",
     "IsolationLayerContract",
     "PolicyEngineContract",
+    "RecordingDriver",
     "forbid_io",
     "hookimpl_functions",
     "registered",

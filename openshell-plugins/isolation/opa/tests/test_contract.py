@@ -1,4 +1,4 @@
-"""The opa engine passes the policy-engine plugin contract."""
+"""The opa engine passes the policy-engine plugin contract (hostile input denies, never raises)."""
 
 from __future__ import annotations
 

@@ -101,6 +101,34 @@ class OpaCompiled(CompiledPolicy):
         return value
 
 
+def _connect_input_error(inp: ConnectInput) -> str:
+    """Why ``inp`` is not a well-formed ConnectInput (empty when it is).
+
+    Checked before Rego sees it: Rego compares loosely typed JSON, so a port
+    ``"443"`` or a ``None`` binary must be refused here, not matched there.
+    """
+    if not isinstance(inp.host, str) or not inp.host:
+        return "malformed connection: no host"
+    if type(inp.port) is not int or not 1 <= inp.port <= 65535:
+        return f"malformed connection: port {inp.port!r} is not 1-65535"
+    if not isinstance(inp.binary, str) or not inp.binary.startswith("/"):
+        return f"malformed connection: binary {inp.binary!r} is not an absolute path"
+    if not isinstance(inp.ancestors, tuple) or not all(isinstance(a, str) for a in inp.ancestors):
+        return "malformed connection: ancestors are not paths"
+    return ""
+
+
+def _request_input_error(inp: RequestInput) -> str:
+    """Why ``inp`` is not a well-formed RequestInput (empty when it is)."""
+    if not isinstance(inp.method, str) or not inp.method.isalpha():
+        return f"malformed request: method {inp.method!r}"
+    if not isinstance(inp.path, str) or not isinstance(inp.policy_key, str):
+        return "malformed request: path or policy key is not text"
+    if not isinstance(inp.query, tuple) or not all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in inp.query):
+        return "malformed request: query is not (key, value) pairs"
+    return ""
+
+
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -142,6 +170,9 @@ class OpaEngine(PolicyEngine):
         try:
             if not isinstance(compiled, OpaCompiled):
                 raise EngineError("policy was not compiled by the opa engine")
+            malformed = _connect_input_error(inp)
+            if malformed:
+                return Decision.deny(f"{malformed}; connection refused", engine=ENGINE_NAME)
             host = normalise_host(inp.host)
             key = (host, inp.port, inp.binary, tuple(inp.ancestors))
             cached = compiled.connect_cache.get(key)
@@ -151,7 +182,7 @@ class OpaEngine(PolicyEngine):
             compiled.connect_cache.put(key, decision)
             return decision
         except Exception as exc:  # noqa: BLE001 - fail closed
-            log.error("opa engine error, denying %s:%s for %s: %s", inp.host, inp.port, inp.binary, exc)
+            log.error("opa engine error, denying %r:%r for %r: %s", inp.host, inp.port, inp.binary, exc)
             return Decision.deny(f"policy engine error: {exc}", engine=ENGINE_NAME)
 
     def _connect(self, compiled: OpaCompiled, host: str, inp: ConnectInput) -> Decision:
@@ -221,10 +252,13 @@ class OpaEngine(PolicyEngine):
         ``"METHOD PATH"`` and a reason (containing ``deny rule`` when a deny rule
         fired); or ``audit`` instead of ``deny`` on an ``enforcement: audit`` endpoint.
         """
-        method = inp.method.upper()
+        method = inp.method.upper() if isinstance(inp.method, str) else repr(inp.method)
         try:
             if not isinstance(compiled, OpaCompiled):
                 raise EngineError("policy was not compiled by the opa engine")
+            malformed = _request_input_error(inp)
+            if malformed:
+                return Decision.deny(f"{malformed}; request refused", engine=ENGINE_NAME, policy=inp.policy_key, rule=f"{method} {inp.path}")
             found = self._endpoint_for(compiled, inp)
             if found is None:
                 return Decision.deny(
