@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 import pytest
-from openshell.plugin import hookspecs
-from openshell.plugin import GatewayEvent, SandboxEvent
+from openshell.plugin import GatewayEvent, SandboxEvent, hookspecs
 from openshell.plugin.kinds import KINDS
 from openshell.plugin.loader import (
     collect_classes,

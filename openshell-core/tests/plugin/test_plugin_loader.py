@@ -324,3 +324,17 @@ def test_registration_hook_without_arguments_loads_and_registers_nothing():
     reg = Registry(loader.new_plugin_manager())
     info = reg.register_plugin(Quiet(), name="test:quiet")
     assert info.status == "loaded" and info.classes == ()
+
+
+def test_every_exported_name_resolves_to_what_it_names():
+    import types
+
+    import openshell.plugin as api
+    from openshell.policy.decide import decide as decide_function
+
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name
+    assert api.decide is decide_function  # the function, not the module of the same name
+    assert isinstance(api.nsutil, types.ModuleType) and api.nsutil.netns_path("x")
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        api.nope  # noqa: B018

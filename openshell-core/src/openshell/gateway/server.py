@@ -356,9 +356,8 @@ def _health_handler() -> grpc.GenericRpcHandler:
 
 def _fire_gateway_started(gateway: Gateway) -> None:
     try:
-        from openshell.plugin.loader import get_registry
-
         from openshell.plugin.events import GatewayEvent
+        from openshell.plugin.loader import get_registry
 
         event = GatewayEvent(
             name=gateway.name,

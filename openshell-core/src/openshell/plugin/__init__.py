@@ -77,8 +77,6 @@ _LAZY: dict[str, str] = {
     "ProviderType": "openshell.providers.types",
     # inference backends
     "ModelsEndpointBackend": "openshell.inference.http",
-    # isolation layers
-    "nsutil": "openshell.supervisor.nsutil",
     # policy engines
     "Policy": "openshell.policy.model",
     "NetworkRule": "openshell.policy.model",
@@ -106,18 +104,26 @@ _LAZY: dict[str, str] = {
 }
 
 
+#: modules re-exported whole, imported on first use
+_LAZY_MODULES: dict[str, str] = {
+    # isolation layers: setns/unshare/mount wrappers and /run/netns paths
+    "nsutil": "openshell.supervisor.nsutil",
+}
+
+
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    if name in _LAZY_MODULES:
+        value = importlib.import_module(_LAZY_MODULES[name])
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
         raise AttributeError(f"module 'openshell.plugin' has no attribute {name!r}")
-    imported = importlib.import_module(module)
-    value = imported if module.endswith("." + name) else getattr(imported, name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES))
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors

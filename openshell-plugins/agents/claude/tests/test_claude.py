@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openshell.agents import merge_fragment
+from openshell.plugin import merge_fragment
 from openshell.plugin.testing import AgentContract
 from openshell_plugin_claude import ClaudeAgent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
-from openshell.agents import merge_fragment
+from openshell.plugin import merge_fragment
 from openshell.plugin.testing import AgentContract
 from openshell_plugin_codex import CONFIG_PATH, KEY_ENV, CodexAgent
 

@@ -7,7 +7,7 @@ import os
 import uuid
 
 import pytest
-from openshell.supervisor import nsutil
+from openshell.plugin import nsutil
 from openshell_plugin_netns import _remove_named_netns, _run_in_thread, create_named_netns
 from openshell_plugin_netns.rtnl import Rtnl, _attr, _attrs
 

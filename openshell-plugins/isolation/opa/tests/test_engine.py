@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from openshell.plugin import CompiledPolicy, PolicyEngine
-from openshell.policy import decide, parse_policy
-from openshell.policy.decision import ConnectInput, RequestInput
+from openshell.plugin import CompiledPolicy, ConnectInput, PolicyEngine, RequestInput, decide, parse_policy
 from openshell_plugin_opa import OpaCompiled, OpaEngine, register_policy_engines
 from openshell_plugin_opa.compile import resolve_symlink
 

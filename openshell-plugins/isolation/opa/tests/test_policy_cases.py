@@ -1,6 +1,6 @@
 """Every case of the acceptance file (tests/cases/policy-decisions.yaml).
 
-Network cases run through ``openshell.policy.decide`` with the resolved
+Network cases run through ``openshell.plugin.decide`` with the resolved
 addresses injected; HTTP cases then run one request through
 ``decide_request``. Invalid documents must be rejected naming the field.
 The case data is read from the shared file, never copied here.
@@ -12,9 +12,7 @@ import pathlib
 
 import pytest
 import yaml
-from openshell.policy import PolicyError, decide, parse_policy
-from openshell.policy.decision import ConnectInput, RequestInput
-from openshell.policy.http import PathError, parse_query, split_target
+from openshell.plugin import ConnectInput, PathError, PolicyError, RequestInput, decide, parse_policy, parse_query, split_target
 from openshell_plugin_opa import OpaEngine
 
 # The acceptance cases live in the repository (tests/cases/, a verbatim copy of

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from openshell.agents import NpmAgent
-from openshell.plugin import hookimpl
+from openshell.plugin import NpmAgent, hookimpl
 
 #: the plugin API this module was written for (openshell.plugin.PLUGIN_API_VERSION)
 OPENSHELL_PLUGIN_API = 1

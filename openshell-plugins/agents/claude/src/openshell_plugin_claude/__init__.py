@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from openshell.agents import NpmAgent
-from openshell.plugin import hookimpl
+from openshell.plugin import NpmAgent, hookimpl
 
 OPENSHELL_PLUGIN_API = 1
 
@@ -70,7 +69,7 @@ class ClaudeAgent(NpmAgent):
 
         :param base_url: unused; the file is the same with or without a route.
         """
-        from openshell.providers.placeholders import placeholder
+        from openshell.plugin import placeholder
 
         approved = [ROUTED_API_KEY[-20:], placeholder("ANTHROPIC_API_KEY")[-20:]]
         state = {"hasCompletedOnboarding": True, "customApiKeyResponses": {"approved": approved, "rejected": []}}

@@ -17,8 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from openshell.agents import NpmAgent
-from openshell.plugin import hookimpl
+from openshell.plugin import NpmAgent, hookimpl
 
 OPENSHELL_PLUGIN_API = 1
 

@@ -7,17 +7,16 @@ loopback (``https://integrate.api.nvidia.com/v1``) works while the sandbox itsel
 
 from __future__ import annotations
 
-from openshell.inference.openai import OpenAIBackend
-from openshell.plugin import hookimpl
+from openshell.plugin import ModelsEndpointBackend, hookimpl
 
 OPENSHELL_PLUGIN_API = 1
 
 
-class NimBackend(OpenAIBackend):
+class NimBackend(ModelsEndpointBackend):
     """NVIDIA NIM: hosted at integrate.api.nvidia.com (needs an ``nvidia`` provider) or self-hosted (``--base-url``).
 
     Protocol ``openai``; auth, ``list_models`` and ``probe`` (``GET {base_url}/models``)
-    come from the core ``openai`` backend.
+    come from ``openshell.plugin.ModelsEndpointBackend`` (bearer auth, ``GET {base_url}/models``).
     """
 
     name = "nim"

@@ -7,17 +7,16 @@ loopback (``http://127.0.0.1:8000/v1``) works while the sandbox itself can never
 
 from __future__ import annotations
 
-from openshell.inference.openai import OpenAIBackend
-from openshell.plugin import hookimpl
+from openshell.plugin import ModelsEndpointBackend, hookimpl
 
 OPENSHELL_PLUGIN_API = 1
 
 
-class VllmBackend(OpenAIBackend):
+class VllmBackend(ModelsEndpointBackend):
     """vLLM's OpenAI-compatible server; a key is optional (``vllm serve --api-key``).
 
     Protocol ``openai``; auth, ``list_models`` and ``probe`` (``GET {base_url}/models``)
-    come from the core ``openai`` backend.
+    come from ``openshell.plugin.ModelsEndpointBackend`` (bearer auth, ``GET {base_url}/models``).
     """
 
     name = "vllm"

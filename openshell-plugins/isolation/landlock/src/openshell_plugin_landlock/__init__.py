@@ -31,13 +31,13 @@ from typing import Any
 import landlock  # noqa: E402,F401
 from landlock import FSAccess, plumbing  # noqa: E402,F401
 from openshell.plugin import (
+    LANDLOCK_ORDER,
     IsolationContext,
     IsolationError,
     IsolationLayer,
     ProbeResult,
     hookimpl,
 )
-from openshell.plugin.kinds import LANDLOCK_ORDER
 
 log = logging.getLogger("openshell.isolation.landlock")
 

@@ -29,14 +29,14 @@ from collections.abc import Callable
 from typing import Any
 
 from openshell.plugin import (
+    NETNS_ORDER,
     IsolationContext,
     IsolationError,
     IsolationLayer,
     ProbeResult,
     hookimpl,
+    nsutil,
 )
-from openshell.plugin.kinds import NETNS_ORDER
-from openshell.supervisor import nsutil
 
 log = logging.getLogger("openshell.isolation.netns")
 

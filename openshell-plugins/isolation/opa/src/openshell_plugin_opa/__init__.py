@@ -2,7 +2,7 @@
 
 Registers :class:`OpaEngine`, which evaluates the network policy in Rego with
 regopy (POLICY.md §2.1–2.4, §3). Destination safety (§2.5) is applied by the
-caller through ``openshell.policy.decide``.
+caller through ``openshell.plugin.decide``.
 """
 
 from __future__ import annotations

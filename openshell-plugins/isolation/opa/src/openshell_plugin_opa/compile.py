@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from openshell.policy.defaults import ACCESS_PRESETS
-from openshell.policy.hosts import HOST_EXACT, HOST_WILDCARD, host_kind
-from openshell.policy.model import Endpoint, HttpRule, Policy
+from openshell.plugin import ACCESS_PRESETS, HOST_EXACT, HOST_WILDCARD, Endpoint, HttpRule, Policy, host_kind
 
 _GLOB_CHARS = frozenset("*?[")
 

@@ -15,18 +15,24 @@ from importlib import resources
 from typing import Any
 
 import regopy
-from openshell.plugin import CompiledPolicy, PolicyEngine
-from openshell.policy.decision import ConnectInput, Decision, RequestInput
-from openshell.policy.errors import PolicyError
-from openshell.policy.hosts import (
+from openshell.plugin import (
     HOST_ANY,
     HOST_EXACT,
+    CompiledPolicy,
+    ConnectInput,
+    Decision,
+    Endpoint,
+    NetworkRule,
+    PathError,
+    Policy,
+    PolicyEngine,
+    PolicyError,
+    RequestInput,
+    canonical_path,
     host_kind,
     normalise_host,
     request_host_error,
 )
-from openshell.policy.http import PathError, canonical_path
-from openshell.policy.model import Endpoint, NetworkRule, Policy
 
 from openshell_plugin_opa.compile import endpoint_id, policy_data
 from openshell_plugin_opa.lru import LRUCache

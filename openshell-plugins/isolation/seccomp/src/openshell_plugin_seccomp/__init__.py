@@ -18,13 +18,13 @@ from collections.abc import Callable
 # sandbox's /tmp, which may hide an installation living under /tmp.
 import pyseccomp  # noqa: E402,F401
 from openshell.plugin import (
+    SECCOMP_ORDER,
     IsolationContext,
     IsolationError,
     IsolationLayer,
     ProbeResult,
     hookimpl,
 )
-from openshell.plugin.kinds import SECCOMP_ORDER
 
 log = logging.getLogger("openshell.isolation.seccomp")
 
