@@ -38,6 +38,8 @@ def provider_types(registry: Any = None) -> dict[str, type[ProviderType]]:
         raises or registers something that is not a ``ProviderType`` subclass is
         skipped with a warning (its other types too).
     """
+    from openshell.plugin.loader import registration_arguments
+
     if registry is None:
         from openshell.plugin.loader import get_registry
 
@@ -57,8 +59,11 @@ def provider_types(registry: Any = None) -> dict[str, type[ProviderType]]:
                 raise TypeError(f"register_provider_types: {cls!r} is not a named subclass of ProviderType")
             _batch.append(cls)
 
+        # Bound by name, like every registration hook (a later argument must not
+        # reach a plugin's ``register`` parameter).
+        available = registration_arguments(register)
         try:
-            impl.function(*[register for _ in impl.argnames])
+            impl.function(**{arg: available[arg] for arg in impl.argnames})
         except Exception as exc:  # noqa: BLE001 - one bad plugin must not hide the others
             log.warning("event=provider_types_failed plugin=%s error=%s", impl.plugin_name, exc)
             continue
