@@ -24,7 +24,8 @@ def completion(ctx: click.Context, shell: str) -> None:
     comp_cls = get_completion_class(shell)
     assert comp_cls is not None  # the Choice above lists only shells click supports
     root = ctx.find_root().command
-    click.echo(comp_cls(root, {}, "openshell", COMPLETE_VAR).source())
+    source = comp_cls(root, {}, "openshell", COMPLETE_VAR).source()
+    click.echo(source, nl=not source.endswith("\n"))
 
 
 COMMANDS = [completion]
