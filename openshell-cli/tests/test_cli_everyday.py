@@ -69,7 +69,7 @@ def _default_sigint() -> None:
 # --------------------------------------------------------------------------- Ctrl-C and --no-keep
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.7, 1.2, 2.0, 3.0])
+@pytest.mark.parametrize("delay", [0.3, 0.45, 0.55, 0.7, 1.2, 2.0])
 def test_ctrl_c_during_create_prints_no_traceback_and_leaves_no_sandbox(env, delay):
     name = f"ev-int-{str(delay).replace('.', '-')}"
     proc = subprocess.Popen(
@@ -90,10 +90,41 @@ def test_ctrl_c_during_create_prints_no_traceback_and_leaves_no_sandbox(env, del
     assert "Traceback" not in text, text
     assert proc.returncode == 130, text
     if f"sandbox {name} is READY" in text:
-        # Ctrl-C reached the running COMMAND: a created sandbox stays (that is what --no-keep is for)
+        # Ctrl-C reached the running COMMAND: the sandbox stays (that is what --no-keep is for), and says so
+        assert f"sandbox {name} is kept: delete it with 'openshell sandbox delete {name}'" in text
         env.cli("sandbox", "delete", name)
         return
     assert name not in env.sandboxes(), text
+
+
+def test_ctrl_c_while_create_uploads_deletes_the_half_created_sandbox(env, tmp_path):
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / "zeros", "wb") as fh:  # sparse: cheap here, slow enough to send
+        fh.truncate(256 * 1024 * 1024)
+    name = "ev-int-upload"
+    proc = subprocess.Popen(
+        [OPENSHELL, "sandbox", "create", "--name", name, "--upload", f"{big}:/sandbox/big", "--", "true"],
+        env=env.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
+    )
+    try:
+        for _ in range(600):  # the sandbox exists, so the upload is next
+            if name in env.sandboxes():
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "create finished before Ctrl-C; the upload was too fast for this test"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = err.decode(errors="replace")
+    assert "Traceback" not in text and proc.returncode == 130, text
+    assert f"interrupted: deleting sandbox {name}" in text and f"deleted sandbox {name}" in text
+    assert name not in env.sandboxes()
 
 
 def test_ctrl_c_while_the_command_runs_with_no_keep_deletes_the_sandbox(env):

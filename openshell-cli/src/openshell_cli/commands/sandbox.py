@@ -279,6 +279,8 @@ def create(
     except KeyboardInterrupt:
         if no_keep:
             _delete_after(client, rec.name, "interrupted")
+        else:
+            click.echo(f"interrupted; sandbox {rec.name} is kept: delete it with 'openshell sandbox delete {rec.name}' (or create with --no-keep)", err=True)
         raise
     except BaseException:
         if no_keep:
