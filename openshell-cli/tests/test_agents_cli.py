@@ -1,4 +1,4 @@
-"""``openshell agents list|install|policy`` and the agent checks of ``sandbox create`` (issue 6).
+"""``openshell agents list|install|policy`` and the agent checks of ``sandbox create``.
 
 These run the real console script against the first-party agent plugins
 installed in this environment; none of them contacts a gateway (the agent is

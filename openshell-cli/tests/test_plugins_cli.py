@@ -237,7 +237,7 @@ def test_thirdparty_agent_is_listed_by_agents_list(venv_bin):
 
     table = run(venv_bin, "agents", "list")
     assert table.returncode == 0
-    # PROGRAM: is the agent program installed (detect()); PROVIDER_STATUS: its credentials (issue 6)
+    # PROGRAM: is the agent program installed (detect()); PROVIDER_STATUS: its credentials
     assert table.stdout.splitlines()[0].split() == ["NAME", "STATUS", "PROGRAM", "PROVIDER_STATUS", "ERROR"]
     assert rows["hello"]["installed"] is False and rows["hello"]["provider_status"].startswith("anthropic:")
     assert "hello" in table.stdout and "kaboom" in table.stdout

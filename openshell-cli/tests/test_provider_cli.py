@@ -1,5 +1,5 @@
 """``openshell provider …`` and ``openshell inference set|get|backends`` against a real
-background gateway on a free loopback port (issue 5)."""
+background gateway on a free loopback port."""
 
 from __future__ import annotations
 

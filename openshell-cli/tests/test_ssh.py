@@ -166,7 +166,8 @@ def test_upload_with_no_git_ignore_sends_ignored_files(env, tree):
     assert p.stdout.decode() == "ignored\nignored\n"
 
 
-def test_upload_of_a_single_file_lands_in_dest(env, tree):
+def test_upload_of_a_single_file_lands_in_an_existing_dest_directory(env, tree):
+    _sx(env, "mkdir", "-p", "/sandbox/one")
     env.ok("sandbox", "upload", NAME, str(tree / "a.txt"), "/sandbox/one")
     assert _sx(env, "cat", "/sandbox/one/a.txt").stdout == b"A\n"
 
@@ -193,7 +194,7 @@ def test_download_round_trips_modes_and_symlinks(env, tree, tmp_path):
     assert (os.stat(out / "sub" / "run.sh").st_mode & 0o777) == 0o750
     assert not (out / "debug.log").exists()
     single = tmp_path / "single"
-    env.ok("sandbox", "download", NAME, "/sandbox/rt/a.txt", str(single))
+    env.ok("sandbox", "download", NAME, "/sandbox/rt/a.txt", str(single) + "/")
     assert (single / "a.txt").read_text() == "A\n"
 
 

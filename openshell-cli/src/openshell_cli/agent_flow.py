@@ -1,4 +1,4 @@
-"""What ``openshell sandbox create -- <agent>`` and ``openshell agents …`` do for an agent (issue 6).
+"""What ``openshell sandbox create -- <agent>`` and ``openshell agents …`` do for an agent.
 
 Kept apart from the click commands so each step is a function with one job:
 resolve the agent, merge its policy fragment, decide its providers, build its
@@ -84,7 +84,7 @@ def provider_status(cls: type, existing: Mapping[str, str] | None, environ: Mapp
 
 
 def plan_providers(cls: type, client: Any, explicit: Sequence[str], environ: Mapping[str, str]) -> tuple[list[str], dict, list[str]]:
-    """Decide the providers an agent's sandbox gets (issue 5's ``plan_auto_providers``).
+    """Decide the providers an agent's sandbox gets (with ``openshell.providers.auto.plan_auto_providers``).
 
     :returns: ``(attach, create, warnings)``: provider names to attach (explicit
         ones first), ``{name: (type, {env: value})}`` to create, one warning line
@@ -298,17 +298,14 @@ def run_agent(client: Any, sandbox: str, argv: list[str], fallback: Any) -> int:
     """Run the agent in the sandbox: with a PTY when our stdin and stdout are terminals.
 
     :param fallback: ``run_exec``-like callable used when there is no terminal
-        (scripts, CI: ``claude -p``, ``codex exec``) or no TTY support.
+        (scripts, CI: ``claude -p``, ``codex exec``).
     :returns: the agent's exit status.
     """
     import sys
 
     interactive = sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
-        try:
-            from openshell_cli.interactive import grpc_tty_exec
-        except ImportError:
-            grpc_tty_exec = None
-        if grpc_tty_exec is not None:
-            return grpc_tty_exec(client, sandbox, argv, env={}, workdir=None, timeout=None)
+        from openshell_cli.interactive import grpc_tty_exec
+
+        return grpc_tty_exec(client, sandbox, argv, env={}, workdir=None, timeout=None)
     return fallback(client, sandbox, argv, env={}, workdir=None, timeout=None, forward_stdin=True)

@@ -16,11 +16,31 @@ from openshell.client.sdk import OpenShellError
 from openshell_cli.errors import CliError
 
 #: command modules, each exposing a click command or group named ``cli``
-COMMAND_MODULES = ("plugins", "gateway", "sandbox", "policy", "ssh", "forward", "provider")
+COMMAND_MODULES = ("plugins", "gateway", "sandbox", "policy", "ssh", "forward", "provider", "completion")
+
+DEBUG_FLAG = "--debug"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+def split_debug(args: list[str]) -> tuple[bool, list[str]]:
+    """Find ``--debug`` anywhere before ``--``: ``(given, args without it)``.
+
+    Arguments after ``--`` belong to the command run in the sandbox and are kept as they are.
+    """
+    cut = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:cut] if a != DEBUG_FLAG]
+    return len(head) != cut, head + args[cut:]
+
+
+class RootGroup(click.Group):
+    """The ``openshell`` group; ``--debug`` may follow the subcommand (``openshell sandbox list --debug``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        debug, rest = split_debug(list(args))
+        return super().parse_args(ctx, [DEBUG_FLAG, *rest] if debug else rest)
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(DEBUG_FLAG, is_flag=True, help="Show tracebacks and debug logs (anywhere on the command line).")
 @click.version_option(package_name="openshell-cli", prog_name="openshell")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -66,10 +86,13 @@ _add_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point; exit codes: 0 ok, 1 user error, 2 usage error."""
-    _add_plugin_commands()
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and exit.
+
+    Exit codes: 0 ok, 1 user error, 2 usage error, 130 Ctrl-C.
+    """
+    debug = split_debug(list(argv if argv is not None else sys.argv[1:]))[0]
     try:
+        _add_plugin_commands()
         cli.main(args=argv, prog_name="openshell", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

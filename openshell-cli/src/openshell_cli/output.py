@@ -45,3 +45,8 @@ def render(rows: Sequence[dict[str, Any]] | dict[str, Any], output: str, columns
     for rec in records:
         table.add_row(*("" if rec.get(c) is None else str(rec.get(c)) for c in cols))
     Console(width=max(80, Console().width)).print(table)
+
+
+def plural(count: int, word: str, plural_word: str | None = None) -> str:
+    """``"1 file"``, ``"2 files"``, ``"0 files"``: ``count`` and ``word`` in the right number."""
+    return f"{count} {word if count == 1 else (plural_word or word + 's')}"

@@ -16,7 +16,8 @@ sandbox's GNU tar independently refuses ``..`` members and strips leading
 not (files belong to whoever extracts them); devices and FIFOs are skipped.
 
 Layout: a directory's *contents* land in DEST (as ``tar -C LOCAL . | tar -C DEST -x``);
-a single file lands as ``DEST/<its name>``.
+a single file lands as ``DEST/<its name>`` when DEST is a directory (or ends
+with ``/``), else as DEST itself (as ``cp`` and ``scp`` name it).
 
 A download is partial when tar inside the sandbox could not read some paths
 (file modes, Landlock): tar skips them, still ends the archive and exits 1
@@ -40,6 +41,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from openshell_cli.output import plural
 
 CHUNK = 256 * 1024  # bytes per channel read/write
 MAX_MEMBER_NAME = 4096
@@ -242,11 +245,24 @@ def remote_extract_command(dest: str) -> str:
     return f"mkdir -p {q} && exec tar -x -f - --no-same-owner --no-overwrite-dir -C {q}"
 
 
+def remote_is_dir(transport, path: str) -> bool:
+    """True when ``path`` is a directory (or a link to one) inside the sandbox, as the sandbox user sees it."""
+    chan = transport.open_session()
+    try:
+        chan.exec_command(f"test -d {shlex.quote(path)}")
+        return chan.recv_exit_status() == 0
+    finally:
+        chan.close()
+
+
 def upload(transport, local: Path, dest: str, *, git_ignore: bool = True, progress: Optional[Callable[[int], None]] = None) -> Stats:
-    """Upload ``local`` into ``dest`` inside the sandbox.
+    """Upload ``local`` to ``dest`` inside the sandbox.
+
+    A directory's contents land in ``dest``; a single file lands in ``dest``
+    when that is a directory (or ends with ``/``), else it is written as ``dest``.
 
     :param transport: authenticated ``paramiko.Transport`` to the sandbox.
-    :param dest: absolute path inside the sandbox (created when missing).
+    :param dest: absolute path inside the sandbox (missing directories are created).
     :param progress: called with the bytes sent so far.
     :raises TransferError: tar inside the sandbox failed (its message is included).
     :raises UnsafeMember: LOCAL holds a link pointing outside it.
@@ -254,14 +270,20 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True, progre
     if not dest.startswith("/"):
         dest = "/sandbox/" + dest
     base, names = upload_members(Path(local), git_ignore)
+    arcnames = list(names)
+    into = dest
+    single = not Path(local).is_dir() or Path(local).is_symlink()
+    if single and not dest.endswith("/") and not remote_is_dir(transport, dest):
+        into, arcname = posixpath.split(dest)  # one file, named by DEST
+        arcnames = [arcname]
     stats = Stats()
     chan = transport.open_session()
-    chan.exec_command(remote_extract_command(dest))
+    chan.exec_command(remote_extract_command(into))
     writer = _ChannelWriter(chan)
     try:
         with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for name in names:
-                info = tar.gettarinfo(str(base / name), arcname=name)
+            for name, arcname in zip(names, arcnames, strict=True):
+                info = tar.gettarinfo(str(base / name), arcname=arcname)
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
                 if info.isreg():
@@ -376,11 +398,15 @@ def parse_tar_stderr(text: str, path: str) -> list[Skipped]:
     return out
 
 
-def download(transport, path: str, dest: Path, *, progress: Optional[Callable[[int], None]] = None) -> Stats:
-    """Download ``path`` (file or directory inside the sandbox) into local directory ``dest``.
+def download(transport, path: str, dest: Path | str, *, progress: Optional[Callable[[int], None]] = None) -> Stats:
+    """Download ``path`` (file or directory inside the sandbox) to ``dest`` here.
 
-    ``dest`` and missing parents are created; when the download fails they
-    are removed again if still empty (nothing that existed before is touched).
+    A directory's contents land in directory ``dest``. A file lands in ``dest``
+    when that is a directory (or a string ending with ``/``), else it is
+    written as ``dest`` (an existing file is replaced).
+    The directory written into and its missing parents are created; when the
+    download fails they are removed again if still empty (nothing that existed
+    before is touched).
     Paths tar inside the sandbox cannot read do not fail the download: the
     rest is written and they are listed in the returned ``Stats.skipped``.
 
@@ -394,12 +420,18 @@ def download(transport, path: str, dest: Path, *, progress: Optional[Callable[[i
     """
     if not path.startswith("/"):
         path = "/sandbox/" + path
+    into_dir = str(dest).endswith(os.sep)
     dest = Path(dest)
-    created = _make_dest(dest)
+    rename: Optional[tuple[str, str]] = None
+    root = dest
+    if not into_dir and not dest.is_dir() and not remote_is_dir(transport, path):
+        # one file, named by DEST: the archive must hold exactly that file
+        root, rename = Path(os.path.abspath(dest)).parent, (posixpath.basename(path.rstrip("/")), dest.name)
+    created = _make_dest(root)
     stats = Stats()
     ok = False
     try:
-        stats = _download_into(transport, path, dest, progress)
+        stats = _download_into(transport, path, root, progress, rename)
         ok = True
         return stats
     except OSError as exc:  # writing here: disk full, permissions
@@ -411,7 +443,7 @@ def download(transport, path: str, dest: Path, *, progress: Optional[Callable[[i
             _remove_empty(created)
 
 
-def _download_into(transport, path: str, dest: Path, progress: Optional[Callable[[int], None]]) -> Stats:
+def _download_into(transport, path: str, dest: Path, progress: Optional[Callable[[int], None]], rename: Optional[tuple[str, str]]) -> Stats:
     chan = transport.open_session()
     stats = Stats()
     try:
@@ -419,7 +451,7 @@ def _download_into(transport, path: str, dest: Path, progress: Optional[Callable
         reader = _ChannelReader(chan)
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:
-                extract_stream(tar, dest, stats, progress)
+                extract_stream(tar, dest, stats, progress, rename=rename)
             while reader.read(CHUNK):  # tar's record padding, then EOF
                 pass
             broken: Optional[Exception] = None
@@ -436,7 +468,7 @@ def _download_into(transport, path: str, dest: Path, progress: Optional[Callable
             raise TransferError(f"{path} does not exist in the sandbox; check the path with 'openshell sandbox exec NAME -- ls'")
         if code == -1:
             raise TransferError(
-                f"connection to the sandbox was lost while downloading {path} ({stats.files} files written to {dest}); run the download again"
+                f"connection to the sandbox was lost while downloading {path} ({plural(stats.files, 'file')} written to {dest}); run the download again"
             ) from broken
         if broken is not None or code not in (0, 1, 2) or "Error is not recoverable" in err:
             raise TransferError(f"download of {path} failed: {last or broken or f'tar exited {code}'}") from broken
@@ -495,14 +527,24 @@ def safe_target(root: Path, member: tarfile.TarInfo) -> Path:
     return target
 
 
-def extract_stream(tar: tarfile.TarFile, root: Path, stats: Stats, progress: Optional[Callable[[int], None]] = None) -> None:
+def extract_stream(
+    tar: tarfile.TarFile, root: Path, stats: Stats, progress: Optional[Callable[[int], None]] = None, *, rename: Optional[tuple[str, str]] = None
+) -> None:
     """Extract a streamed archive member by member under ``root`` with :func:`safe_target` checks.
 
     Directory modes are applied at the end (a read-only directory must not
     block its own contents).
+
+    :param rename: ``(name, new_name)``: the archive must hold only member
+        ``name`` (a single-file download), written as ``root/new_name``; any
+        other member is refused.
     """
     dir_modes: list[tuple[Path, int]] = []
     for member in _members(tar):
+        if rename is not None:
+            if member.name != rename[0] or member.isdir():
+                raise UnsafeMember(f"member {member.name!r} is not the requested file {rename[0]!r}; refused")
+            member.name = rename[1]
         target = safe_target(root, member)
         mode = member.mode & 0o777
         if member.isdir():

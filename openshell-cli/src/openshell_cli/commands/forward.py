@@ -23,6 +23,7 @@ import click
 
 from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, render
+from openshell_cli.session import GATEWAY_OPTION
 
 START_TIMEOUT = 30.0  # seconds for the forwarder to reach the sandbox and listen
 STOP_TIMEOUT = 5.0
@@ -104,7 +105,7 @@ def forward() -> None:
 @forward.command("start")
 @click.argument("bind_port", metavar="[BIND:]PORT")
 @click.argument("name")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 def start(bind_port: str, name: str, gateway: Optional[str]) -> None:
     """Listen on [BIND:]PORT here and forward each connection to 127.0.0.1:PORT in sandbox NAME.
 

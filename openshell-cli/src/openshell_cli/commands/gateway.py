@@ -9,6 +9,7 @@ file, log and PKI. Starting one also writes the client files
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
 import signal
@@ -398,7 +399,23 @@ def ensure_local_gateway(name: str | None = None) -> GatewayConfig:
 
 
 def _name_option(help_text: str = "Gateway name (default: the active gateway).") -> Any:
-    return click.option("--name", "-n", default=None, metavar="NAME", help=help_text)
+    """``[NAME]`` as an argument or ``--name/-n NAME`` (both kept for scripts); passes ``name`` (str or None).
+
+    Giving both with different values is a usage error.
+    """
+    option = click.option("--name", "-n", "name_option", default=None, metavar="NAME", help=f"{help_text} Same as the NAME argument.")
+    argument = click.argument("name_argument", metavar="[NAME]", required=False, default=None)
+
+    def merge(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, name_option: str | None, name_argument: str | None, **kwargs: Any) -> Any:
+            if name_option is not None and name_argument is not None and name_option != name_argument:
+                raise click.UsageError(f"gateway named twice: '{name_argument}' and --name '{name_option}'; give one")
+            return fn(*args, name=name_argument if name_argument is not None else name_option, **kwargs)
+
+        return argument(option(wrapper))
+
+    return merge
 
 
 @click.group("gateway")
@@ -414,12 +431,12 @@ def gateway() -> None:
 
 
 @gateway.command("start")
-@click.option("--name", "-n", default=DEFAULT_NAME, show_default=True, help="Gateway name.")
+@_name_option(f"Gateway name (default: {DEFAULT_NAME}).")
 @click.option("--port", "-p", type=click.IntRange(1, 65535), default=None, help=f"TCP port for gRPC and HTTP  [default: last used, else {DEFAULT_PORT}]")
 @click.option("--driver", default=None, help=f"Compute driver  [default: last used, else {DEFAULT_DRIVER}]")
 @click.option("--foreground", is_flag=True, help="Run in this terminal until Ctrl-C (logs on stderr).")
-def start_cmd(name: str, port: int | None, driver: str | None, foreground: bool) -> None:
-    """Start a local gateway and make it the active one.
+def start_cmd(name: str | None, port: int | None, driver: str | None, foreground: bool) -> None:
+    """Start local gateway NAME (default: openshell) and make it the active one.
 
     Runs in the background by default and returns once it answers /healthz over
     mTLS. Starting a running gateway just reports it.
@@ -427,9 +444,10 @@ def start_cmd(name: str, port: int | None, driver: str | None, foreground: bool)
     \b
     Examples:
       openshell gateway start
-      openshell gateway start --name dev --port 9090
+      openshell gateway start dev --port 9090
       openshell gateway start --foreground
     """
+    name = name or DEFAULT_NAME
     if foreground:
         _start_foreground(_resolve_name(name), port, driver)
         return
@@ -483,11 +501,11 @@ def _start_foreground(name: str, port: int | None, driver: str | None) -> None:
 @gateway.command("stop")
 @_name_option()
 def stop_cmd(name: str | None) -> None:
-    """Stop a local gateway. Sandboxes keep running and reconnect when it starts again.
+    """Stop local gateway NAME (default: the active one). Sandboxes keep running and reconnect when it starts again.
 
     \b
     Example:
-      openshell gateway stop --name dev
+      openshell gateway stop dev
     """
     name = _resolve_name(name)
     pid = stop_gateway(name)
@@ -498,7 +516,7 @@ def stop_cmd(name: str | None) -> None:
 @_name_option()
 @OUTPUT_OPTION
 def status_cmd(name: str | None, output: str) -> None:
-    """Show whether a local gateway runs and answers /healthz, and its version.
+    """Show whether gateway NAME (default: the active one) runs and answers /healthz, and its version.
 
     VERSION is the OpenShell version the gateway reports, followed by
     "(cli X)" when the version installed here (what 'gateway start' runs)
@@ -527,11 +545,11 @@ def status_cmd(name: str | None, output: str) -> None:
 @_name_option()
 @OUTPUT_OPTION
 def info_cmd(name: str | None, output: str) -> None:
-    """Show a gateway's endpoint, state directory, driver and certificate paths.
+    """Show gateway NAME's (default: the active one) endpoint, state directory, driver and certificate paths.
 
     \b
     Example:
-      openshell gateway info --name dev -o yaml
+      openshell gateway info dev -o yaml
     """
     name = _resolve_name(name)
     paths = local_paths(name)
@@ -608,11 +626,11 @@ def select_cmd(name: str) -> None:
 @_name_option()
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def destroy_cmd(name: str | None, yes: bool) -> None:
-    """Stop a local gateway, delete its sandboxes, state and client files.
+    """Stop local gateway NAME (default: the active one), delete its sandboxes, state and client files.
 
     \b
     Example:
-      openshell gateway destroy --name dev --yes
+      openshell gateway destroy dev --yes
     """
     name = _resolve_name(name)
     paths = local_paths(name)
@@ -624,9 +642,13 @@ def destroy_cmd(name: str | None, yes: bool) -> None:
     stop_gateway(name)
     for warning in _delete_sandboxes(paths):
         click.echo(f"warning: {warning}", err=True)
+    was_active = active_name() == name
     shutil.rmtree(paths.root, ignore_errors=True)
     remove_gateway_config(name)
     click.echo(f"gateway '{name}' destroyed")
+    others = list_gateways()
+    if was_active and others and active_name() is None:
+        click.echo(f"no gateway is active now; run 'openshell gateway select NAME' with one of: {', '.join(others)}", err=True)
 
 
 def _delete_sandboxes(paths: GatewayPaths) -> Iterator[str]:

@@ -1,4 +1,4 @@
-"""``openshell inference set|get``: where ``https://inference.local`` goes (issue 5).
+"""``openshell inference set|get``: where ``https://inference.local`` goes.
 
 Attached to the ``inference`` group of ``commands/plugins.py`` (which lists
 the backends).
@@ -8,17 +8,10 @@ from __future__ import annotations
 
 import click
 
+from openshell_cli import session
 from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, render
-
-
-def _call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-    from openshell.client.sdk import OpenShellError
-
-    try:
-        return fn(*args, **kwargs)
-    except OpenShellError as exc:
-        raise CliError(str(exc)) from None
+from openshell_cli.session import GATEWAY_OPTION, call
 
 
 @click.command("set")
@@ -26,7 +19,7 @@ def _call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 @click.option("--model", required=True, help="Model id the backend serves; written into every request.")
 @click.option("--base-url", default="", help="Backend URL including /v1 (default: the backend's).")
 @click.option("--provider", default="", help="Provider whose credential authenticates at the backend.")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 @OUTPUT_OPTION
 def inference_set(backend, model, base_url, provider, gateway, output) -> None:
     """Route https://inference.local of every sandbox to BACKEND/MODEL.
@@ -41,16 +34,14 @@ def inference_set(backend, model, base_url, provider, gateway, output) -> None:
       openshell inference set --backend anthropic --model claude-sonnet-4 --provider work
       openshell inference set --backend openai --model gpt-4o-mini --base-url http://127.0.0.1:8080/v1
     """
-    from openshell_cli.commands.sandbox import _client
-
-    route = _call(_client(gateway, start_local=True).set_inference_route, backend, model, base_url=base_url, provider=provider)
+    route = call(session.client(gateway, start_local=True).set_inference_route, backend, model, base_url=base_url, provider=provider)
     click.echo(f"inference.local → {route.backend} ({route.base_url or 'default URL'}), model {route.model}", err=True)
     if output != "table":
         render(route.to_dict(), output)
 
 
 @click.command("get")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 @OUTPUT_OPTION
 def inference_get(gateway, output) -> None:
     """Show the inference route (backend, model, base URL, provider; never a credential).
@@ -59,9 +50,7 @@ def inference_get(gateway, output) -> None:
     Example:
       openshell inference get -o json
     """
-    from openshell_cli.commands.sandbox import _client
-
-    route = _call(_client(gateway).get_inference_route)
+    route = call(session.client(gateway).get_inference_route)
     if route is None:
         raise CliError("no inference route is set; run 'openshell inference set --backend B --model M'")
     row = route.to_dict()

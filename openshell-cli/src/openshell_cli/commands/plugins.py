@@ -12,8 +12,11 @@ from typing import Any
 
 import click
 
+from openshell_cli import agent_flow, session
+from openshell_cli.commands.inference_route import inference_get, inference_set
 from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, render
+from openshell_cli.session import gateway_option
 
 
 def _registry():
@@ -217,7 +220,7 @@ def agents() -> None:
 
 
 @agents.command("list")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway whose providers count (default: the active one, if running).")
+@gateway_option("Gateway whose providers count (default: the active one, if running).")
 @OUTPUT_OPTION
 def agents_list(gateway: str | None, output: str) -> None:
     """List agent plugins: whether the agent program is installed, and provider status.
@@ -232,8 +235,6 @@ def agents_list(gateway: str | None, output: str) -> None:
       openshell agents list
       openshell agents list -o json
     """
-    from openshell_cli import agent_flow
-
     existing = agent_flow.gateway_providers(_quiet_client(gateway))
     env = agent_flow.environ()
 
@@ -286,9 +287,7 @@ PROVIDER_STATUS_TIMEOUT = 3.0
 def _quiet_client(gateway: str | None):
     """A client for the active gateway when one is configured, else None (never starts one)."""
     try:
-        from openshell_cli.version_check import client
-
-        return client(gateway, timeout=PROVIDER_STATUS_TIMEOUT)
+        return session.client(gateway, timeout=PROVIDER_STATUS_TIMEOUT)
     except Exception:  # noqa: BLE001 - no gateway: provider status comes from the environment
         return None
 
@@ -314,8 +313,6 @@ def agents_install(name: str, version: str | None, force: bool) -> None:
     """
     from openshell.agents import NpmAgent, NpmInstallError, npm_install
     from rich.console import Console
-
-    from openshell_cli import agent_flow
 
     cls = agent_flow.agent_class(name)
     if not issubclass(cls, NpmAgent):
@@ -349,8 +346,6 @@ def agents_policy(name: str, output: str) -> None:
       openshell agents policy codex -o json
     """
     import yaml as _yaml
-
-    from openshell_cli import agent_flow
 
     cls = agent_flow.agent_class(name)
     fragment = {"network_policies": cls().policy_fragment()}
@@ -468,15 +463,8 @@ def _quiet_route():
         client.close()
 
 
-def _add_route_commands() -> None:
-    # issue 5: `inference set|get` live in their own module
-    from openshell_cli.commands.inference_route import inference_get, inference_set
-
-    inference.add_command(inference_set)
-    inference.add_command(inference_get)
-
-
-_add_route_commands()
+inference.add_command(inference_set)
+inference.add_command(inference_get)
 
 
 COMMANDS = [plugins, isolation, drivers, agents, inference]

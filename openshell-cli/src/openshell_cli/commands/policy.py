@@ -14,24 +14,20 @@ the active revision, ``list`` every revision with its status, and
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import click
 
+from openshell_cli import session
 from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, render
+from openshell_cli.session import GATEWAY_OPTION, gateway_option, one_line_errors
 
 
 def _engine_class() -> type:
     """Return the ``opa`` engine class: through the plugin registry, like the supervisor."""
-    try:
-        from openshell.plugin.loader import get_registry
-    except ModuleNotFoundError:  # older core without the loader: the engine directly
-        from openshell_plugin_opa import OpaEngine
+    from openshell.plugin.loader import get_registry
 
-        return OpaEngine
     try:
         return get_registry().get_class("policy", "opa")
     except Exception as exc:  # noqa: BLE001 - PluginNotFound / PluginLoadError, shown as one line
@@ -39,15 +35,23 @@ def _engine_class() -> type:
 
 
 def _read(path: str) -> bytes:
-    with click.open_file(path, "rb") as fh:
-        return fh.read()
+    """The bytes of policy file ``path`` (``-`` is stdin).
+
+    :raises CliError: it cannot be read; the message names the file and why.
+    """
+    try:
+        with click.open_file(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise CliError(f"cannot read policy file {path}: {exc.strerror or exc}; pass an existing YAML file") from None
 
 
 def _load_policy(path: str):
     from openshell.policy import PolicyError, parse_policy
 
+    data = _read(path)
     try:
-        return parse_policy(_read(path))
+        return parse_policy(data)
     except PolicyError as exc:
         n = len(exc.errors) - 1
         more = f" ({n} more error{'s' if n > 1 else ''}: run 'openshell policy validate {path}')" if n > 0 else ""
@@ -84,10 +88,7 @@ def validate(file: str) -> None:
     """
     from openshell.policy import PolicyError, parse_policy
 
-    try:
-        data = _read(file)
-    except OSError as exc:
-        raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
+    data = _read(file)
     try:
         parse_policy(data)
     except PolicyError as exc:
@@ -184,7 +185,7 @@ def _explain(
 @policy.command("explain")
 @click.argument("name", required=False)
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, allow_dash=True), help="Policy YAML file (instead of a sandbox NAME).")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one); with NAME.")
+@gateway_option("Gateway name (default: the active one); with NAME.")
 @click.option("--binary", required=True, help="Canonical executable path of the connecting process.")
 @click.option("--ancestor", "ancestors", multiple=True, help="Ancestor executable path, nearest first (repeatable).")
 @click.option("--host", required=True, help="Requested host (CONNECT target).")
@@ -229,8 +230,8 @@ def explain(
     else:
         from openshell.policy import parse_policy
 
-        with _one_line_errors():
-            client = _client(gateway)
+        with one_line_errors():
+            client = session.client(gateway)
             rev = client.get_policy(name)
             pol = parse_policy(rev.policy_yaml)
             if not resolved:
@@ -254,29 +255,12 @@ def explain(
 SET_WAIT_TIMEOUT = 60.0  # seconds ``policy set --wait`` waits for the supervisor by default
 
 
-def _client(gateway: str | None):
-    from openshell_cli.commands.sandbox import _client as sandbox_client
-
-    return sandbox_client(gateway)
-
-
-@contextlib.contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Client errors (sandbox not found, gateway down, …) as one-line CLI errors (exit 1)."""
-    from openshell.client.sdk import OpenShellError
-
-    try:
-        yield
-    except OpenShellError as exc:
-        raise CliError(str(exc)) from None
-
-
 @policy.command("set")
 @click.argument("name")
 @click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False, allow_dash=True), help="Policy YAML file.")
 @click.option("--wait", is_flag=True, help="Return only when the supervisor reports the revision loaded (exit 1 if it fails).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help=f"Seconds --wait waits (default {SET_WAIT_TIMEOUT:g}).")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 def set_(name: str, policy_file: str, wait: bool, timeout: float, gateway: str | None) -> None:
     """Store FILE as the next policy revision of running sandbox NAME.
 
@@ -294,7 +278,7 @@ def set_(name: str, policy_file: str, wait: bool, timeout: float, gateway: str |
         raise click.UsageError("--timeout goes with --wait")
     _load_policy(policy_file)  # a bad file fails here, before anything is sent
     text = _read(policy_file).decode("utf-8", "replace")
-    client = _client(gateway)
+    client = session.client(gateway)
     from openshell.client.sdk import InvalidRequest, OpenShellError
 
     try:
@@ -319,7 +303,7 @@ def set_(name: str, policy_file: str, wait: bool, timeout: float, gateway: str |
 @policy.command("get")
 @click.argument("name")
 @click.option("--revision", type=click.IntRange(min=1), default=None, help="A stored revision (default: the active one).")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 @OUTPUT_OPTION
 def get(name: str, revision: int | None, gateway: str | None, output: str) -> None:
     """Print the active policy of sandbox NAME (or --revision N).
@@ -333,8 +317,8 @@ def get(name: str, revision: int | None, gateway: str | None, output: str) -> No
       openshell policy get demo > policy.yaml
       openshell policy get demo --revision 2 -o json
     """
-    with _one_line_errors():
-        rev = _client(gateway).get_policy(name, revision or 0)
+    with one_line_errors():
+        rev = session.client(gateway).get_policy(name, revision or 0)
     if output == "table":
         state = f"{rev.status}, active" if rev.active else rev.status
         click.echo(f"# sandbox {name}: policy revision {rev.version} ({state})", err=True)
@@ -345,7 +329,7 @@ def get(name: str, revision: int | None, gateway: str | None, output: str) -> No
 
 @policy.command("list")
 @click.argument("name")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 @OUTPUT_OPTION
 def list_(name: str, gateway: str | None, output: str) -> None:
     """List the policy revisions of sandbox NAME, newest first.
@@ -362,8 +346,8 @@ def list_(name: str, gateway: str | None, output: str) -> None:
     """
     from openshell.client.policies import short_time
 
-    with _one_line_errors():
-        revisions = _client(gateway).list_policies(name)
+    with one_line_errors():
+        revisions = session.client(gateway).list_policies(name)
     if output != "table":
         render([rev.to_dict() for rev in revisions], output)
         return

@@ -1,4 +1,4 @@
-"""``openshell provider create|list|get|update|delete|types``: named credential bundles (issue 5).
+"""``openshell provider create|list|get|update|delete|types``: named credential bundles.
 
 Values go to the gateway (stored encrypted) and never come back: ``get`` and
 ``list`` show credential names only. Inside a sandbox each credential variable
@@ -15,14 +15,10 @@ from typing import Any
 
 import click
 
+from openshell_cli import agent_flow, session
 from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, render
-
-
-def _client(gateway: str | None, *, start_local: bool = False):
-    from openshell_cli.commands.sandbox import _client as sandbox_client
-
-    return sandbox_client(gateway, start_local=start_local)
+from openshell_cli.session import GATEWAY_OPTION, call
 
 
 def _types() -> dict[str, type]:
@@ -32,16 +28,6 @@ def _types() -> dict[str, type]:
     try:
         return provider_types(get_registry())
     except PluginError as exc:
-        raise CliError(str(exc)) from None
-
-
-def _call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-    """Run an SDK call; its errors become one-line CLI errors."""
-    from openshell.client.sdk import OpenShellError
-
-    try:
-        return fn(*args, **kwargs)
-    except OpenShellError as exc:
         raise CliError(str(exc)) from None
 
 
@@ -114,7 +100,7 @@ def provider() -> None:
     "--credential", "credentials", multiple=True, metavar="KEY[=VALUE]", help="A credential; KEY alone reads $KEY (or asks without echo). Repeatable."
 )
 @click.option("--config", "configs", multiple=True, metavar="K=V", help="Non-secret setting, e.g. hosts=git.corp.example. Repeatable.")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 @OUTPUT_OPTION
 def provider_create(name, type_, from_existing, credentials, configs, gateway, output) -> None:
     """Create a provider; its values are stored only in the gateway (encrypted).
@@ -138,15 +124,15 @@ def provider_create(name, type_, from_existing, credentials, configs, gateway, o
             raise CliError(f"--from-existing: none of {wanted} is set in your environment; export one or use --credential")
     else:
         values = parse_credentials(credentials)
-    client = _client(gateway, start_local=True)
-    created = _call(client.create_provider, name, type_, values, config=_kv(configs, "--config"))
+    client = session.client(gateway, start_local=True)
+    created = call(client.create_provider, name, type_, values, config=_kv(configs, "--config"))
     click.echo(f"provider {created.name} created ({created.type}: {', '.join(created.credential_keys)})", err=True)
     if output != "table":
         render(created.to_dict(), output)
 
 
 @provider.command("list")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 @OUTPUT_OPTION
 def provider_list(gateway, output) -> None:
     """List providers (credential names only).
@@ -155,7 +141,7 @@ def provider_list(gateway, output) -> None:
     Example:
       openshell provider list -o json
     """
-    items = _call(_client(gateway).list_providers)
+    items = call(session.client(gateway).list_providers)
     if output == "table":
         render(
             [provider_row(p) for p in items],
@@ -169,7 +155,7 @@ def provider_list(gateway, output) -> None:
 
 @provider.command("get")
 @click.argument("name")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 @OUTPUT_OPTION
 def provider_get(name, gateway, output) -> None:
     """Show one provider; values are never shown (they stay in the gateway).
@@ -178,7 +164,7 @@ def provider_get(name, gateway, output) -> None:
     Example:
       openshell provider get work -o yaml
     """
-    p = _call(_client(gateway).get_provider, name)
+    p = call(session.client(gateway).get_provider, name)
     if output == "table":
         row = provider_row(p)
         row["credentials"] = ", ".join(f"{k}=<redacted>" for k in p.credential_keys)
@@ -194,7 +180,7 @@ def provider_get(name, gateway, output) -> None:
 @click.option("--remove-credential", "remove_credentials", multiple=True, metavar="KEY", help="Remove a credential.")
 @click.option("--config", "configs", multiple=True, metavar="K=V", help="Set a setting.")
 @click.option("--remove-config", "remove_configs", multiple=True, metavar="K", help="Remove a setting.")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 def provider_update(name, from_existing, credentials, remove_credentials, configs, remove_configs, gateway) -> None:
     """Change a provider; running sandboxes' inference routes use the new credential at once.
 
@@ -204,17 +190,17 @@ def provider_update(name, from_existing, credentials, remove_credentials, config
     """
     from openshell.providers import discover_credentials
 
-    client = _client(gateway)
+    client = session.client(gateway)
     values = parse_credentials(credentials)
     if from_existing:
-        current = _call(client.get_provider, name)
+        current = call(client.get_provider, name)
         found = discover_credentials(_types().get(current.type) or _types()["generic"], os.environ)
         if not found:
             raise CliError(f"--from-existing: none of the variables of type '{current.type}' is set in your environment")
         values = {**found, **values}
     if not (values or remove_credentials or configs or remove_configs):
         raise CliError("nothing to change; give --credential, --from-existing, --config or --remove-*")
-    p = _call(
+    p = call(
         client.update_provider, name, credentials=values, config=_kv(configs, "--config"), remove_credentials=remove_credentials, remove_config=remove_configs
     )
     click.echo(f"provider {p.name} updated ({', '.join(p.credential_keys)})", err=True)
@@ -223,7 +209,7 @@ def provider_update(name, from_existing, credentials, remove_credentials, config
 @provider.command("delete")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--allow-missing", is_flag=True, help="Succeed when a provider does not exist.")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 def provider_delete(names, allow_missing, gateway) -> None:
     """Delete providers (refused while a sandbox or the inference route uses one).
 
@@ -231,9 +217,9 @@ def provider_delete(names, allow_missing, gateway) -> None:
     Example:
       openshell provider delete work
     """
-    client = _client(gateway)
+    client = session.client(gateway)
     for name in names:
-        outcome = _call(client.delete_provider, name, allow_missing=allow_missing)
+        outcome = call(client.delete_provider, name, allow_missing=allow_missing)
         click.echo(f"provider {name} {'deleted' if outcome == 'COMPLETED' else 'did not exist'}", err=True)
 
 
@@ -264,11 +250,9 @@ def apply_auto_providers(client: Any, agent_cls: type, explicit: Sequence[str]) 
     created from the user's environment (one stderr line each, naming the
     variables, never the values) and absent ones are warned about.
     """
-    from openshell_cli import agent_flow
-
     attach, create, warnings = agent_flow.plan_providers(agent_cls, client, list(explicit), agent_flow.environ())
     for pname, (ptype, values) in create.items():
-        _call(client.create_provider, pname, ptype, dict(values))
+        call(client.create_provider, pname, ptype, dict(values))
         click.echo(f"provider {pname} created from your environment ({', '.join(values)}) for agent {agent_cls.name}", err=True)
     for line in warnings:
         click.echo(f"warning: {line}", err=True)

@@ -4,33 +4,21 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 import click
 
+from openshell_cli import agent_flow, interrupts, session
+from openshell_cli.commands.provider import apply_auto_providers
+from openshell_cli.commands.ssh import ssh_config_block, ssh_transport
 from openshell_cli.errors import CliError
-from openshell_cli.output import OUTPUT_OPTION, render
+from openshell_cli.output import OUTPUT_OPTION, plural, render
+from openshell_cli.session import GATEWAY_OPTION
 
 READY_TIMEOUT = 120.0  # seconds create waits for READY
-
-
-def _client(gateway: Optional[str] = None, *, start_local: bool = False):
-    """An SDK client for the active (or named) gateway.
-
-    :param start_local: start the local gateway first when none is running
-        (what ``sandbox create`` does for a new user).
-    """
-    from openshell_cli.version_check import client
-
-    if start_local:
-        from openshell_cli.commands.gateway import ensure_local_gateway
-
-        ensure_local_gateway(gateway)
-    try:
-        return client(gateway)  # warns once on stderr when the gateway runs another version
-    except Exception as exc:  # noqa: BLE001 - config errors are user errors here
-        raise CliError(str(exc)) from exc
+EXEC_TIMED_OUT = 124  # exit status of 'sandbox exec --timeout' when the command was killed
 
 
 def _kv(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -172,7 +160,8 @@ def sandbox() -> None:
 @click.option("--env", "envs", multiple=True, metavar="K=V", help="Environment variable for every process in the sandbox.")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Label for 'sandbox list --selector'.")
 @click.option("--detach", "-d", is_flag=True, help="Return once READY without running a command.")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@click.option("--no-keep", is_flag=True, help="Delete the sandbox when COMMAND exits (or on Ctrl-C); the exit code stays COMMAND's.")
+@GATEWAY_OPTION
 @click.option("--timeout", type=float, default=READY_TIMEOUT, show_default=True, help="Seconds to wait for READY.")
 @click.option("--agent", "agent_name", help="Run this agent plugin (default: the agent COMMAND starts, e.g. 'claude').")
 @click.option("--no-agent-policy", is_flag=True, help="Do not merge the agent's network rules into the policy.")
@@ -188,12 +177,29 @@ def sandbox() -> None:
 @click.option("--no-auto-providers", is_flag=True, help="With an agent COMMAND: do not create or attach the providers it needs.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def create(
-    name, policy_file, hosts, envs, labels, detach, gateway, timeout, agent_name, no_agent_policy, uploads, no_git_ignore, providers, no_auto_providers, command
+    name,
+    policy_file,
+    hosts,
+    envs,
+    labels,
+    detach,
+    no_keep,
+    gateway,
+    timeout,
+    agent_name,
+    no_agent_policy,
+    uploads,
+    no_git_ignore,
+    providers,
+    no_auto_providers,
+    command,
 ) -> None:
     """Create a sandbox, wait until it is READY, and run COMMAND in it.
 
     With COMMAND, exits with COMMAND's exit code (the sandbox stays; delete it
-    with 'openshell sandbox delete'). Starts the local gateway when none runs.
+    with 'openshell sandbox delete', or pass --no-keep to delete it when
+    COMMAND exits). Starts the local gateway when none runs. Ctrl-C before
+    the sandbox is READY (and its uploads are done) deletes it again.
 
     When COMMAND starts an agent plugin (claude, codex, opencode, openclaw, see
     'openshell agents list'), the agent's network rules are merged into the
@@ -208,20 +214,21 @@ def create(
       openshell sandbox create -- claude
       openshell sandbox create -- codex exec --skip-git-repo-check "say hi"
       openshell sandbox create --provider work-github -- gh repo list
+      openshell sandbox create --no-keep -- python3 -c 'print(42)'
 
     Agents get the providers their plugin needs: an existing provider of each
     type, else one made from your environment (e.g. ANTHROPIC_API_KEY); a
     missing one is a warning. --no-auto-providers turns this off.
     """
-    from openshell_cli import agent_flow
-
+    if no_keep and (detach or not command):
+        raise click.UsageError("--no-keep needs a COMMAND (and no --detach): the sandbox is deleted when COMMAND exits")
     upload_specs = [_split_upload(u) for u in uploads]
     policy_yaml = _read_policy(policy_file)
     env = _kv(envs, "--env")
     label_map = _kv(labels, "--label")
     extra_hosts = _hosts(hosts)
     agent_cls = agent_flow.resolve_for_create(agent_name, command)
-    client = _client(gateway, start_local=True)
+    client = session.client(gateway, start_local=True)
     launch = None
     if agent_cls is not None:
         launch = agent_flow.plan_launch(
@@ -236,31 +243,76 @@ def create(
         policy_yaml, env, command = launch.policy_yaml, launch.env, tuple(launch.argv)
     attach = list(dict.fromkeys(providers))
     if agent_cls is not None and not no_auto_providers:
-        from openshell_cli.commands.provider import apply_auto_providers
-
         attach = apply_auto_providers(client, agent_cls, attach)
     from rich.console import Console
 
-    console = Console(stderr=True)
-    with console.status("creating sandbox…") as status:
-        rec = client.create_sandbox(name=name or "", policy_yaml=policy_yaml, extra_hosts=extra_hosts, env=env, labels=label_map, providers=attach)
-        status.update(f"sandbox {rec.name}: waiting for READY…")
-        rec = client.wait_ready(rec.name, timeout=timeout)
-    click.echo(f"sandbox {rec.name} is READY", err=True)
-    for local, dest in upload_specs:  # before COMMAND starts
-        _do_upload(client, rec.name, local, dest, git_ignore=not no_git_ignore)
-    if launch is not None and launch.home_files:
-        agent_flow.write_home_files(client, rec.name, launch.home_files)
-    if command and not detach:
+    created: list[str] = []  # the sandbox's name once the gateway has it
+    try:
+        with Console(stderr=True).status("creating sandbox…") as status:
+            # Ctrl-C waits for CreateSandbox's answer: without the name the
+            # gateway picked, the sandbox could not be deleted again.
+            with interrupts.deferred():
+                rec = client.create_sandbox(name=name or "", policy_yaml=policy_yaml, extra_hosts=extra_hosts, env=env, labels=label_map, providers=attach)
+                created.append(rec.name)
+            status.update(f"sandbox {rec.name}: waiting for READY…")
+            rec = client.wait_ready(rec.name, timeout=timeout)
+        click.echo(f"sandbox {rec.name} is READY", err=True)
+        for local, dest in upload_specs:  # before COMMAND starts
+            _do_upload(client, rec.name, local, dest, git_ignore=not no_git_ignore)
+        if launch is not None and launch.home_files:
+            agent_flow.write_home_files(client, rec.name, launch.home_files)
+    except KeyboardInterrupt:
+        if created:
+            _delete_after(client, created[0], "interrupted")
+        raise
+    except BaseException:
+        if created and no_keep:
+            _delete_after(client, created[0], "not started")
+        raise
+    if not command or detach:
+        return
+    try:
         if launch is not None:
-            sys.exit(agent_flow.run_agent(client, rec.name, list(command), run_exec))
-        code = run_exec(client, rec.name, list(command), env={}, workdir=None, timeout=None, forward_stdin=True)
-        sys.exit(code)
+            code = agent_flow.run_agent(client, rec.name, list(command), run_exec)
+        else:
+            code = run_exec(client, rec.name, list(command), env={}, workdir=None, timeout=None, forward_stdin=True)
+    except KeyboardInterrupt:
+        if no_keep:
+            _delete_after(client, rec.name, "interrupted")
+        else:
+            click.echo(f"interrupted; sandbox {rec.name} is kept: delete it with 'openshell sandbox delete {rec.name}' (or create with --no-keep)", err=True)
+        raise
+    except BaseException:
+        if no_keep:
+            _delete_after(client, rec.name, "failed")
+        raise
+    if no_keep:
+        _delete_after(client, rec.name, f"exit {code}")
+    sys.exit(code)
+
+
+def _delete_after(client, name: str, why: str) -> bool:
+    """Delete sandbox ``name`` that ``create`` made (``why``: what happened, e.g. "interrupted").
+
+    Prints one line on stderr either way; when the delete fails (or a second
+    Ctrl-C stops it), the line names the sandbox left and the command to delete it.
+
+    :returns: True when the sandbox is gone.
+    """
+    click.echo(f"{why}: deleting sandbox {name}…", err=True)
+    try:
+        client.delete_sandbox(name, allow_missing=True)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - reported as one line
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        click.echo(f"error: sandbox {name} may be left behind ({reason}); delete it with 'openshell sandbox delete {name}'", err=True)
+        return False
+    click.echo(f"deleted sandbox {name}", err=True)
+    return True
 
 
 @sandbox.command("list")
 @click.option("--selector", "-l", "selector", multiple=True, metavar="K=V", help="Only sandboxes with these labels.")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 @OUTPUT_OPTION
 def list_(selector, gateway, output) -> None:
     """List sandboxes.
@@ -269,7 +321,7 @@ def list_(selector, gateway, output) -> None:
     Example:
       openshell sandbox list -l team=ml -o json
     """
-    client = _client(gateway)
+    client = session.client(gateway)
     wanted = _kv(selector, "--selector")
     rows = [_record_row(r, output) for r in client.list_sandboxes(labels=wanted)]
     empty = "no sandboxes match the selector" if wanted else "no sandboxes; create one with 'openshell sandbox create'"
@@ -278,11 +330,11 @@ def list_(selector, gateway, output) -> None:
 
 @sandbox.command("get")
 @click.argument("name")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 @OUTPUT_OPTION
 def get(name, gateway, output) -> None:
     """Show one sandbox."""
-    client = _client(gateway)
+    client = session.client(gateway)
     render(_record_row(client.get_sandbox(name), output), output if output != "table" else "yaml")
 
 
@@ -292,7 +344,7 @@ def get(name, gateway, output) -> None:
 @click.option("--workdir", help="Directory to run in (default /sandbox).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds (> 0); the command is killed after it and exec exits 124.")
 @click.option("--tty", "-t", "use_tty", is_flag=True, help="Run under a PTY (interactive programs); stdout and stderr merge.")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(name, envs, workdir, timeout, use_tty, gateway, command) -> None:
     """Run COMMAND in sandbox NAME with the sandbox's isolation; exits with its code.
@@ -306,12 +358,18 @@ def exec_(name, envs, workdir, timeout, use_tty, gateway, command) -> None:
       echo hi | openshell sandbox exec demo -- cat
       openshell sandbox exec --tty demo -- python3
     """
-    client = _client(gateway)
+    client = session.client(gateway)
+    started = time.monotonic()
     if use_tty:
         from openshell_cli.interactive import grpc_tty_exec
 
-        sys.exit(grpc_tty_exec(client, name, list(command), env=_kv(envs, "--env"), workdir=workdir, timeout=timeout))
-    sys.exit(run_exec(client, name, list(command), env=_kv(envs, "--env"), workdir=workdir, timeout=timeout, forward_stdin=True))
+        code = grpc_tty_exec(client, name, list(command), env=_kv(envs, "--env"), workdir=workdir, timeout=timeout)
+    else:
+        code = run_exec(client, name, list(command), env=_kv(envs, "--env"), workdir=workdir, timeout=timeout, forward_stdin=True)
+    if timeout is not None and code == EXEC_TIMED_OUT and time.monotonic() - started >= timeout:
+        # 124 alone is ambiguous (the command may exit 124 itself); say which it was
+        click.echo(f"openshell: command timed out after {timeout:g} s in sandbox '{name}' (exit {EXEC_TIMED_OUT})", err=True)
+    sys.exit(code)
 
 
 @sandbox.command("logs")
@@ -319,7 +377,7 @@ def exec_(name, envs, workdir, timeout, use_tty, gateway, command) -> None:
 @click.option("-n", "--lines", type=click.IntRange(1, 10_000), default=100, show_default=True, help="How many of the newest lines.")
 @click.option("--level", type=click.Choice(["debug", "info", "warning", "error"]), default=None, help="Minimum level.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 @OUTPUT_OPTION
 def logs(name, lines, level, follow, gateway, output) -> None:
     """Show a sandbox's supervisor log: every proxy decision (ALLOWED/DENIED with
@@ -332,9 +390,8 @@ def logs(name, lines, level, follow, gateway, output) -> None:
     """
     import datetime
     import json
-    import time
 
-    client = _client(gateway)
+    client = session.client(gateway)
 
     def show(rows: list[dict]) -> None:
         for r in rows:
@@ -365,7 +422,7 @@ def logs(name, lines, level, follow, gateway, output) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Delete every sandbox.")
 @click.option("--keep-workdir", is_flag=True, help="Keep the sandbox's /sandbox directory on the host.")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 def delete(names, all_, keep_workdir, gateway) -> None:
     """Delete sandboxes: processes, namespaces, mounts and workdir.
 
@@ -376,7 +433,7 @@ def delete(names, all_, keep_workdir, gateway) -> None:
     """
     if not names and not all_:
         raise click.UsageError("name a sandbox or pass --all")
-    client = _client(gateway)
+    client = session.client(gateway)
     if all_:
         names = tuple(r.name for r in client.list_sandboxes())
     failed = False
@@ -392,7 +449,7 @@ def delete(names, all_, keep_workdir, gateway) -> None:
         sys.exit(1)
 
 
-# --------------------------------------------------------------------------- interactive access (issue 4)
+# --------------------------------------------------------------------------- interactive access
 
 
 def _split_upload(spec: str) -> tuple[str, str]:
@@ -416,7 +473,6 @@ def _human(n: float) -> str:
 def _do_upload(client, name: str, local: str, dest: str, *, git_ignore: bool) -> None:
     from rich.console import Console
 
-    from openshell_cli.commands.ssh import ssh_transport
     from openshell_cli.transfer import TransferError, upload
 
     transport = ssh_transport(client, name)
@@ -429,12 +485,12 @@ def _do_upload(client, name: str, local: str, dest: str, *, git_ignore: bool) ->
         raise CliError(str(exc)) from exc
     finally:
         transport.close()
-    click.echo(f"uploaded {stats.files} files ({_human(stats.bytes)}) to {name}:{dest}", err=True)
+    click.echo(f"uploaded {plural(stats.files, 'file')} ({_human(stats.bytes)}) to {name}:{dest}", err=True)
 
 
 @sandbox.command("connect")
 @click.argument("name")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 def connect(name, gateway) -> None:
     """Open an interactive shell in sandbox NAME (SSH through the gateway).
 
@@ -446,10 +502,9 @@ def connect(name, gateway) -> None:
     Example:
       openshell sandbox connect demo
     """
-    from openshell_cli.commands.ssh import ssh_transport
     from openshell_cli.interactive import ssh_pty_session
 
-    client = _client(gateway)
+    client = session.client(gateway)
     transport = ssh_transport(client, name)
     try:
         code = ssh_pty_session(transport)
@@ -460,7 +515,7 @@ def connect(name, gateway) -> None:
 
 @sandbox.command("ssh-config")
 @click.argument("name")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 def ssh_config(name, gateway) -> None:
     """Print an OpenSSH 'Host openshell-NAME' block for ssh, scp and sftp.
 
@@ -469,13 +524,11 @@ def ssh_config(name, gateway) -> None:
       openshell sandbox ssh-config demo >> ~/.ssh/config
       ssh openshell-demo id; scp file.txt openshell-demo:/sandbox/; sftp openshell-demo
     """
-    from openshell_cli.commands.ssh import ssh_config_block
-
     if not gateway:
         from openshell.client.config import active_name
 
         gateway = active_name()
-    _client(gateway).get_sandbox(name)  # a typo fails here, not later inside ssh
+    session.client(gateway).get_sandbox(name)  # a typo fails here, not later inside ssh
     click.echo(ssh_config_block(name, gateway), nl=False)
 
 
@@ -484,11 +537,12 @@ def ssh_config(name, gateway) -> None:
 @click.argument("local", type=click.Path(exists=True, file_okay=True, dir_okay=True))
 @click.argument("dest", required=False, default="/sandbox")
 @click.option("--no-git-ignore", is_flag=True, help="Also send files that .gitignore excludes (when LOCAL is in a git repository).")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 def upload_cmd(name, local, dest, no_git_ignore, gateway) -> None:
     """Copy LOCAL (file or directory) into DEST in sandbox NAME (default /sandbox).
 
-    A directory's contents land in DEST; a file lands as DEST/<its name>.
+    A directory's contents land in DEST. A file lands inside DEST when DEST
+    is a directory (or ends with '/'), else as DEST itself (like cp and scp).
     Inside a git repository, files .gitignore excludes are skipped. Modes and
     symlinks are kept; a symlink pointing outside LOCAL is refused. tar runs
     inside the sandbox, as the sandbox user.
@@ -496,19 +550,22 @@ def upload_cmd(name, local, dest, no_git_ignore, gateway) -> None:
     \b
     Example:
       openshell sandbox upload demo ./src /sandbox/src
+      openshell sandbox upload demo ./lib.so /sandbox/lib/renamed.so
     """
-    _do_upload(_client(gateway), name, local, dest, git_ignore=not no_git_ignore)
+    _do_upload(session.client(gateway), name, local, dest, git_ignore=not no_git_ignore)
 
 
 @sandbox.command("download")
 @click.argument("name")
 @click.argument("path")
-@click.argument("dest", required=False, default=".", type=click.Path(file_okay=False))
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@click.argument("dest", required=False, default=".", type=click.Path())
+@GATEWAY_OPTION
 def download_cmd(name, path, dest, gateway) -> None:
-    """Copy PATH (file or directory) from sandbox NAME into local directory DEST (default .).
+    """Copy PATH (file or directory) from sandbox NAME to DEST here (default .).
 
-    A directory's contents land in DEST; a file lands as DEST/<its name>.
+    A directory's contents land in directory DEST. A file lands inside DEST
+    when DEST is a directory (or ends with '/'), else as DEST itself (like cp
+    and scp).
     Members that would escape DEST (absolute names, '..', links pointing out)
     are refused: what the sandbox sends is not trusted.
 
@@ -524,20 +581,19 @@ def download_cmd(name, path, dest, gateway) -> None:
     """
     from rich.console import Console
 
-    from openshell_cli.commands.ssh import ssh_transport
     from openshell_cli.transfer import TransferError, download
 
-    client = _client(gateway)
+    client = session.client(gateway)
     transport = ssh_transport(client, name)
     try:
         with Console(stderr=True).status(f"downloading {name}:{path}…") as status:
-            stats = download(transport, path, Path(dest), progress=lambda got: status.update(f"downloading {name}:{path}… {_human(got)}"))
+            stats = download(transport, path, dest, progress=lambda got: status.update(f"downloading {name}:{path}… {_human(got)}"))
     except TransferError as exc:
         raise CliError(str(exc)) from exc
     finally:
         transport.close()
-    if Path(dest).is_dir():
-        click.echo(f"downloaded {stats.files} files ({_human(stats.bytes)}) to {dest}", err=True)
+    if os.path.lexists(dest):
+        click.echo(f"downloaded {plural(stats.files, 'file')} ({_human(stats.bytes)}) to {dest}", err=True)
     else:
         click.echo(f"nothing was downloaded; {dest} was not created", err=True)
     if not stats.complete:
@@ -552,7 +608,7 @@ MAX_SKIPPED_SHOWN = 20
 def _report_skipped(stats) -> None:
     """Print on stderr which paths a download skipped and why (at most :data:`MAX_SKIPPED_SHOWN` lines)."""
     n = len(stats.skipped)
-    click.echo(f"warning: incomplete download: tar in the sandbox could not read {n} path{'s' if n != 1 else ''} (missing or incomplete here):", err=True)
+    click.echo(f"warning: incomplete download: tar in the sandbox could not read {plural(n, 'path')} (missing or incomplete here):", err=True)
     for s in stats.skipped[:MAX_SKIPPED_SHOWN]:
         click.echo(f"  {s.path}: {s.reason}", err=True)
     if n > MAX_SKIPPED_SHOWN:

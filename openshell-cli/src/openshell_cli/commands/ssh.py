@@ -15,15 +15,11 @@ from typing import Optional
 
 import click
 
+from openshell_cli import session
 from openshell_cli.errors import CliError
+from openshell_cli.session import GATEWAY_OPTION
 
 CHUNK = 64 * 1024
-
-
-def _client(gateway: Optional[str]):
-    from openshell_cli.commands.sandbox import _client as sandbox_client
-
-    return sandbox_client(gateway)
 
 
 def open_tunnel_socket(client, name: str):
@@ -117,7 +113,7 @@ def bridge_stdio(sock) -> None:
 
 @click.command("ssh-proxy")
 @click.option("--name", required=True, help="Sandbox name.")
-@click.option("--gateway", envvar="OPENSHELL_GATEWAY", help="Gateway name (default: the active one).")
+@GATEWAY_OPTION
 def ssh_proxy(name: str, gateway: Optional[str]) -> None:
     """Carry SSH to sandbox NAME over stdin/stdout (for OpenSSH's ProxyCommand).
 
@@ -130,7 +126,7 @@ def ssh_proxy(name: str, gateway: Optional[str]) -> None:
       ssh -o ProxyCommand='openshell ssh-proxy --name demo' sandbox@demo
       openshell sandbox ssh-config demo >> ~/.ssh/config && ssh openshell-demo
     """
-    client = _client(gateway)
+    client = session.client(gateway)
     bridge_stdio(open_tunnel_socket(client, name))
 
 
