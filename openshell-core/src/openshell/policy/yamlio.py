@@ -168,7 +168,7 @@ class _StrictLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser
         yaml.constructor.BaseConstructor.__init__(self)
         _Resolver.__init__(self)
         self.path: list[str] = []
-        #: (start index, end index, path) of every scalar, when ``record`` is set
+        #: (start index, end index, path) of every node, when ``record`` is set
         self.record: list[tuple[int, int, str]] | None = None
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
@@ -189,8 +189,10 @@ class _StrictLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser
             if not isinstance(event, ScalarEvent) and len(self.path) >= MAX_DEPTH:
                 raise _Refused(format_path(self.path[:MAX_DEPTH]), f"nested deeper than {MAX_DEPTH} levels; a policy never needs that")
             node = super().compose_node(parent, index)
-            if self.record is not None and isinstance(node, ScalarNode):
-                self.record.append((node.start_mark.index, node.end_mark.index, format_path(self.path)))
+            if self.record is not None:
+                # children are recorded before their parent: the first match is the innermost
+                path = self.path + [_key_text(node)] if part is None and isinstance(parent, MappingNode) else self.path
+                self.record.append((node.start_mark.index, node.end_mark.index, format_path(path)))
             return node
         finally:
             if part is not None:
@@ -210,7 +212,7 @@ _StrictLoader.yaml_constructors = {
 
 
 def _path_of_index(source: str, index: int) -> str:
-    """Field path of the scalar covering character ``index`` (``document`` if unknown).
+    """Field path of the innermost node covering character ``index`` (``document`` if unknown).
 
     Composes a copy with control characters replaced; used only to word an error.
     """
