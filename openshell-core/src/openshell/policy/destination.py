@@ -113,6 +113,13 @@ def parse_networks(entries: Sequence[str]) -> tuple[IPNetwork, ...]:
     return _parse_networks_cached(tuple(entries))
 
 
+@functools.lru_cache(maxsize=8)
+def _local_keys(local: frozenset[IPAddress]) -> frozenset[tuple[int, int]]:
+    # (version, integer) pairs hash far faster than address objects; the host's
+    # set changes rarely, so this is computed once per change (frozensets cache their hash).
+    return frozenset((_unmap(a).version, int(_unmap(a))) for a in local)
+
+
 def _named_exactly(addr: IPAddress, networks: Sequence[IPNetwork]) -> bool:
     """Whether an ``allowed_ips`` entry is exactly ``addr`` (bare IP, /32 or /128)."""
     addr = _unmap(addr)
@@ -173,6 +180,7 @@ def check_destination(
         return DestinationResult(
             False, check=CHECK_HOST_ADDRESS, reason=f"destination check {CHECK_HOST_ADDRESS}: the host's own addresses cannot be read, so none is dialled"
         )
+    local_keys = _local_keys(local) if isinstance(local, frozenset) else _local_keys(frozenset(local))
     out: list[str] = []
     for text in raw:
         addr = ip_literal(text.strip("[]"))
@@ -186,7 +194,8 @@ def check_destination(
                 check=CHECK_ALWAYS_BLOCKED,
                 reason=f"destination check {CHECK_ALWAYS_BLOCKED}: {what} {why} and always blocked; no policy can allow it",
             )
-        if _unmap(addr) in local and not _named_exactly(addr, networks):
+        plain = _unmap(addr)
+        if (plain.version, int(plain)) in local_keys and not _named_exactly(addr, networks):
             what = f"{addr} is" if literal is not None else f"{host} resolves to {addr}, which is"
             return DestinationResult(
                 False,
