@@ -309,3 +309,16 @@ def test_acceptance_invalid_cases_still_pass():
         if "field" in case:
             assert info.value.field == case["field"], case["id"]
         assert case["expect_error_contains"] in str(info.value) or any(case["expect_error_contains"] in str(e) for e in info.value.errors), case["id"]
+
+
+def test_highest_accepted_uid_really_runs(gateway, tmp_path):
+    # What validation accepts must also work at exec time (it used to fail only there).
+    name = "sec-pi-maxuid"
+    gateway.cli("sandbox", "delete", name)
+    doc = "version: 1\nprocess: {run_as_user: 4294967294, run_as_group: 4294967294}\n"
+    try:
+        gateway.cli("sandbox", "create", "--name", name, "--policy", write_policy(tmp_path / "u.yaml", doc), "--detach", check=True)
+        p = gateway.sx(name, "id", "-u")
+        assert p.returncode == 0 and p.stdout.decode().strip() == "4294967294", p.stderr.decode()[-2000:]
+    finally:
+        gateway.cli("sandbox", "delete", name)
