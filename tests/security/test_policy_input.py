@@ -188,6 +188,17 @@ def test_every_document_error_is_one_line():
         refused(doc)
 
 
+def test_agent_policy_merge_uses_the_same_reader():
+    from openshell.agents.fragment import merge_fragment
+
+    with pytest.raises(PolicyError) as info:
+        merge_fragment(LAUGHS, {})
+    assert info.value.field.startswith("network_policies.bomb.endpoints[0].allowed_ips")
+    with pytest.raises(PolicyError) as info:
+        merge_fragment(VALID_NET % "7:23", {})
+    assert info.value.field == "network_policies.w.endpoints[0].port"
+
+
 # ---------------------------------------------------------------- through a real gateway
 
 SDK_PROBE = r"""
