@@ -16,6 +16,7 @@ import yaml
 
 from openshell.policy import PolicyError, dump_policy, parse_policy
 from openshell.policy.model import Policy
+from openshell.policy.yamlio import load_document
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,8 @@ def merge_fragment(base: str | Mapping[str, Any] | None, fragment: Mapping[str, 
     elif isinstance(base, Mapping):
         doc = dict(base)
     else:
-        try:
-            loaded = yaml.safe_load(base)
-        except yaml.YAMLError as exc:
-            raise PolicyError("<document>", f"is not valid YAML: {exc}") from None
+        # The same strict, bounded reader as every other policy entry point.
+        loaded = load_document(base)
         if not isinstance(loaded, dict):
             raise PolicyError("<document>", "must be a mapping with at least 'version: 1'")
         doc = loaded

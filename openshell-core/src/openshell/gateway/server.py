@@ -46,6 +46,17 @@ MAX_UNIX_PATH = 107
 STOP_GRACE = 5.0
 
 
+#: Every request is read whole into memory before a handler sees it, so the
+#: receive size is the gateway's memory bound per call. 4 MiB holds a policy
+#: (at most 1 MiB, see openshell.policy.yamlio) plus the rest of a spec, and
+#: stdin chunks; set explicitly so a library default cannot raise it.
+GRPC_MAX_RECEIVE_BYTES = 4 << 20
+GRPC_SERVER_OPTIONS = (
+    ("grpc.max_receive_message_length", GRPC_MAX_RECEIVE_BYTES),
+    ("grpc.max_metadata_size", 16 << 10),
+)
+
+
 class GatewayError(RuntimeError):
     """The gateway cannot start; the message names the cause and the fix."""
 
@@ -128,7 +139,7 @@ class Gateway:
             from openshell.gateway.versions import VersionHeader
 
             version_header = VersionHeader()  # clients learn our version from any answer
-            self.grpc_server = grpc.aio.server(interceptors=[version_header])
+            self.grpc_server = grpc.aio.server(interceptors=[version_header], options=GRPC_SERVER_OPTIONS)
             self.core = attach_services(self.grpc_server, self)
             if self.core is not None:
                 version_header.version = self.core.version

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from openshell.policy.hostaddrs import HOST_ADDRESSES
 from openshell.policy.hosts import HOST_ANY, HOST_WILDCARD, host_kind, ip_literal
 from openshell.policy.model import Endpoint
 
@@ -35,6 +36,10 @@ CHECK_ALWAYS_BLOCKED = "always-blocked"
 CHECK_ALLOWED_IPS = "allowed_ips"
 CHECK_PUBLIC_ONLY = "public-only"
 CHECK_UNRESOLVED = "resolution"
+CHECK_HOST_ADDRESS = "host-address"
+
+#: sentinel: use the cached addresses of the proxy's host (:data:`HOST_ADDRESSES`)
+_HOST = object()
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,19 @@ def parse_networks(entries: Sequence[str]) -> tuple[IPNetwork, ...]:
     return _parse_networks_cached(tuple(entries))
 
 
+@functools.lru_cache(maxsize=8)
+def _local_keys(local: frozenset[IPAddress]) -> frozenset[tuple[int, int]]:
+    # (version, integer) pairs hash far faster than address objects; the host's
+    # set changes rarely, so this is computed once per change (frozensets cache their hash).
+    return frozenset((_unmap(a).version, int(_unmap(a))) for a in local)
+
+
+def _named_exactly(addr: IPAddress, networks: Sequence[IPNetwork]) -> bool:
+    """Whether an ``allowed_ips`` entry is exactly ``addr`` (bare IP, /32 or /128)."""
+    addr = _unmap(addr)
+    return any(n.version == addr.version and n.prefixlen == n.max_prefixlen and n.network_address == addr for n in networks)
+
+
 def _is_public(addr: IPAddress) -> bool:
     # is_global excludes RFC 1918, fc00::/7, CGNAT (100.64/10) and the other
     # special-purpose ranges; multicast is never a sensible TCP destination.
@@ -120,6 +138,7 @@ def check_destination(
     endpoint: Endpoint,
     resolved: Sequence[str],
     networks: Sequence[IPNetwork] | None = None,
+    local: Collection[IPAddress] | None | object = _HOST,
 ) -> DestinationResult:
     """Check every address a connection could go to (POLICY.md §2.5).
 
@@ -130,10 +149,15 @@ def check_destination(
         the address.
     :param networks: ``endpoint.allowed_ips`` already parsed (callers on the hot
         path parse once); parsed here when None.
+    :param local: the addresses of the host the proxy runs on; default: read
+        from the proxy's network namespace and cached (:mod:`openshell.policy.hostaddrs`).
+        None means they could not be read: every address is then refused.
     :returns: a :class:`DestinationResult`; never raises for bad input (a
         malformed address fails the check).
 
-    Rules, in order: always-blocked ranges deny; with ``allowed_ips`` every address
+    Rules, in order: always-blocked ranges deny; an address of the host itself
+    denies unless ``allowed_ips`` names exactly that address (a bare IP or a
+    ``/32`` / ``/128``; a wider range does not count); with ``allowed_ips`` every address
     must fall inside one entry; an IP-literal host is otherwise allowed; an exact
     host may resolve to private addresses; a wildcard (or empty) host without
     ``allowed_ips`` must resolve to public addresses only.
@@ -150,6 +174,13 @@ def check_destination(
                 False, check=CHECK_ALLOWED_IPS, reason=f"destination check {CHECK_ALLOWED_IPS}: the endpoint's allowed_ips cannot be parsed"
             )
     kind = host_kind(endpoint.host)
+    if local is _HOST:
+        local = HOST_ADDRESSES.get()
+    if local is None:
+        return DestinationResult(
+            False, check=CHECK_HOST_ADDRESS, reason=f"destination check {CHECK_HOST_ADDRESS}: the host's own addresses cannot be read, so none is dialled"
+        )
+    local_keys = _local_keys(local) if isinstance(local, frozenset) else _local_keys(frozenset(local))
     out: list[str] = []
     for text in raw:
         addr = ip_literal(text.strip("[]"))
@@ -162,6 +193,17 @@ def check_destination(
                 False,
                 check=CHECK_ALWAYS_BLOCKED,
                 reason=f"destination check {CHECK_ALWAYS_BLOCKED}: {what} {why} and always blocked; no policy can allow it",
+            )
+        plain = _unmap(addr)
+        if (plain.version, int(plain)) in local_keys and not _named_exactly(addr, networks):
+            what = f"{addr} is" if literal is not None else f"{host} resolves to {addr}, which is"
+            return DestinationResult(
+                False,
+                check=CHECK_HOST_ADDRESS,
+                reason=(
+                    f"destination check {CHECK_HOST_ADDRESS}: {what} an address of the host the sandbox runs on; "
+                    f"to allow it, list exactly {_unmap(addr)} in the endpoint's allowed_ips"
+                ),
             )
         if networks:
             if not any(addr.version == n.version and addr in n for n in networks):

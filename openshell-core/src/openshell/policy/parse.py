@@ -16,7 +16,7 @@ from typing import Any
 
 from openshell.policy import defaults as D
 from openshell.policy.destination import overlapping_blocked
-from openshell.policy.errors import FieldError, PolicyError
+from openshell.policy.errors import MAX_ERRORS, FieldError, PolicyError
 from openshell.policy.hosts import normalise_host, pattern_error
 from openshell.policy.model import (
     Binary,
@@ -37,6 +37,8 @@ path_exists: Callable[[str], bool] = os.path.exists
 _RULE_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _METHOD_RE = re.compile(r"^[A-Za-z]{1,32}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: Linux ids are 32 bits and (uid_t)-1 means "no change" to setresuid; 0 is root
+MAX_ID = 4294967294
 
 _TOP_KEYS = ("version", "filesystem_policy", "landlock", "process", "network_policies")
 _FS_KEYS = ("include_workdir", "read_only", "read_write")
@@ -65,7 +67,10 @@ class _Walker:
         self.errors: list[FieldError] = []
 
     def err(self, field: str, message: str) -> None:
-        self.errors.append(FieldError(field, message))
+        # Beyond MAX_ERRORS nobody reads them, and keeping them would let a big
+        # document of bad entries grow the error without bound.
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(FieldError(field, message))
 
     # ------------------------------------------------------------------ generic shapes
 
@@ -188,21 +193,21 @@ class _Walker:
         )
 
     def identity(self, value: Any, field: str, name: str, what: str) -> str:
-        accepted = f'{name} must be "sandbox" or a numeric {what} >= 1, never 0 / root'
+        accepted = f'{name} must be "sandbox" or a numeric {what} 1-{MAX_ID}, never 0 / root'
         if value is None:
             return D.DEFAULT_USER
         if isinstance(value, bool):
             self.err(field, f"{accepted}; got {value!r}")
         elif isinstance(value, int):
-            if value >= 1:
+            if 1 <= value <= MAX_ID:
                 return str(value)
             self.err(field, f"{accepted}; got {value}")
         elif isinstance(value, str):
             if value == D.DEFAULT_USER:
                 return value
-            if value.isdigit() and value.isascii() and int(value) >= 1:
+            if value.isdigit() and value.isascii() and len(value) <= 10 and 1 <= int(value) <= MAX_ID:
                 return str(int(value))
-            self.err(field, f'{accepted}; got "{value}"')
+            self.err(field, f"{accepted}; got {value!r}")
         else:
             self.err(field, f"{accepted}; got {type(value).__name__}")
         return D.DEFAULT_USER
