@@ -800,7 +800,9 @@ def test_http10_client_gets_a_scrubbed_close_delimited_body(harness):
 def test_scrubbed_server_sent_events_stay_live(harness):
     sock = harness.open(hooks=[_InjectAndRedact()])
     resp = request(sock, get("/sse", extra="Authorization: Bearer openshell:resolve:env:TOKEN\r\n"))
-    arrivals = []
+    arrivals, body = [], b""
     while chunk := resp.read1(65536):
         arrivals.append(time.monotonic())
+        body += chunk
+    assert body.count(b"data: event") == 3
     assert len(arrivals) >= 3 and arrivals[-1] - arrivals[0] > 0.4
