@@ -19,7 +19,7 @@ Compressed bodies cannot be searched: :class:`BodyDecoder` undoes ``gzip`` and
 ``identity`` whenever it scrubs); any other coding is refused (fail closed,
 :class:`ScrubError`).
 
-Known limits (documented in docs/policy.md): forms other than the literal,
+Known limits (documented in docs/providers-and-inference.md): forms other than the literal,
 percent-encoded, JSON-escaped and Basic-token ones (e.g. the value re-encoded
 in base64 by the server, or split over several responses) are not recognised;
 WebSocket frames after an upgrade are not scrubbed.
