@@ -11,6 +11,7 @@ host's certificate. Test hosts ``api.inf.test`` / ``other.inf.test`` at 10.199.4
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 
@@ -127,6 +128,10 @@ def env(tmp_path_factory):
             gw.cli("gateway", "stop", "--name", gw.name, timeout=60)
 
 
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def sh(gw, script: str, timeout: float = 60):
     return gw.sx("inf-prov", "sh", "-c", script, timeout=timeout)
 
@@ -152,13 +157,19 @@ def test_value_is_not_in_sandbox_files_or_proc(env):
 def test_value_reaches_the_declared_host_in_the_header(env):
     proc = sh(env, 'curl -sS --max-time 20 https://api.inf.test/echo -H "Authorization: Bearer $INF_TOKEN" -H "X-Key: $INF_TOKEN"')
     assert proc.returncode == 0, proc.stderr
-    headers = {k.lower(): v for k, v in json.loads(proc.stdout)["headers"]}
-    assert headers["authorization"] == f"Bearer {SECRET}" and headers["x-key"] == SECRET
+    doc = json.loads(proc.stdout)
+    digests = {k.lower(): v for k, v in doc["header_sha256"]}
+    assert digests["authorization"] == sha256(f"Bearer {SECRET}") and digests["x-key"] == sha256(SECRET)
+    # The echo itself shows the placeholder: the proxy scrubs values coming back.
+    headers = {k.lower(): v for k, v in doc["headers"]}
+    assert headers["x-key"] == "openshell:resolve:env:INF_TOKEN" and SECRET.encode() not in proc.stdout
 
 
 def test_value_reaches_the_declared_host_in_the_query(env):
     proc = sh(env, 'curl -sS --max-time 20 "https://api.inf.test/q?token=$INF_TOKEN&x=1"')
-    assert json.loads(proc.stdout)["path"] == f"/q?token={SECRET}&x=1"
+    doc = json.loads(proc.stdout)
+    assert doc["path_sha256"] == sha256(f"/q?token={SECRET}&x=1")
+    assert doc["path"] == "/q?token=openshell:resolve:env:INF_TOKEN&x=1" and SECRET.encode() not in proc.stdout
 
 
 def test_placeholder_to_an_undeclared_host_is_refused(env):
@@ -196,8 +207,8 @@ def test_rotated_credential_is_used_without_restart(env):
     seen = None
     for _ in range(30):  # the supervisor re-reads its providers within a moment
         proc = sh(env, 'curl -sS --max-time 20 https://api.inf.test/echo -H "X-Key: $INF_TOKEN"')
-        seen = {k.lower(): v for k, v in json.loads(proc.stdout)["headers"]}.get("x-key")
-        if seen == rotated:
+        seen = {k.lower(): v for k, v in json.loads(proc.stdout)["header_sha256"]}.get("x-key")
+        if seen == sha256(rotated):
             break
-    assert seen == rotated
+    assert seen == sha256(rotated)
     assert sh(env, "echo $INF_TOKEN").stdout.strip() == b"openshell:resolve:env:INF_TOKEN"

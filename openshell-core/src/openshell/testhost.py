@@ -54,7 +54,7 @@ NETNS_PREFIX = "osth-"
 # The server runs in a child process (own GIL, so it never competes with an
 # in-process proxy). It receives the already-listening socket as fd LISTEN_FD.
 _SERVER_CODE = r"""
-import ctypes, json, os, signal, socket, ssl, sys
+import ctypes, hashlib, json, os, signal, socket, ssl, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # Die with the test process even when it is killed hard.
@@ -108,6 +108,9 @@ class Handler(BaseHTTPRequestHandler):
             "path": self.path,
             "version": self.request_version,
             "headers": [[k, v] for k, v in self.headers.items()],
+            # Digests let a test check what arrived even when the proxy scrubs echoed secrets.
+            "path_sha256": hashlib.sha256(self.path.encode("latin-1")).hexdigest(),
+            "header_sha256": [[k, hashlib.sha256(v.encode("latin-1")).hexdigest()] for k, v in self.headers.items()],
             "request_body_size": size,
             "request_body": body.decode("utf-8", "replace"),
         }
@@ -292,6 +295,7 @@ class TestHost:
 
         Every method answers 200 with ``application/json``: ``{"host": name, "ip",
         "body": body, "method", "path", "version", "headers": [[name, value], ...],
+        "path_sha256", "header_sha256": [[name, sha256 hex of value], ...],
         "request_body_size", "request_body"}`` (request bodies up to 1 MiB are echoed)
         and header ``X-Test-Host: name``. ``GET /bytes/<n>`` answers ``n`` zero bytes
         (for throughput tests). HTTP/1.1 with keep-alive.

@@ -52,6 +52,11 @@ def contains_placeholder(data: bytes | str) -> bool:
     return False
 
 
+def placeholder_names(text: str) -> set[str]:
+    """Names of the placeholders in ``text`` (literal or percent-encoded form), e.g. ``{"GITHUB_TOKEN"}``."""
+    return set(_ENCODED.findall(text))
+
+
 def host_matches(pattern: str, host: str) -> bool:
     """Match ``host`` against a POLICY.md §2.2 host pattern (case-insensitive).
 
@@ -130,6 +135,13 @@ class PlaceholderResolver:
         if any(ch in cred.value for ch in "\r\n\0"):
             raise PlaceholderError(f"credential {name} of provider '{cred.provider}' contains control characters")
         return cred.value
+
+    def value(self, name: str, host: str) -> str:
+        """The value of credential ``name`` for a request to ``host``.
+
+        :raises PlaceholderError: unknown name, or ``host`` not among the credential's hosts.
+        """
+        return self._value(name, host)
 
     def resolve_header(self, host: str, name: str, value: str) -> str:
         """Return ``value`` with placeholders replaced.

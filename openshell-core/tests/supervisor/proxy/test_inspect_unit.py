@@ -755,3 +755,54 @@ def test_request_hook_cannot_change_the_decided_path(harness):
     resp = request(sock, get("/move"))
     assert resp.status == 502 and json.loads(resp.read())["error"] == "hook_failed"
     assert not harness.upstream.requests
+
+
+# --------------------------------------------------------------------------- echoed secrets
+
+
+class _InjectAndRedact(RequestHook):
+    """Substitutes like the credential hook and registers the value for scrubbing."""
+
+    def rewrite(self, request: L7Request) -> None:
+        if request.header("Authorization") == "Bearer openshell:resolve:env:TOKEN":
+            request.set_header("Authorization", "Bearer s3cret-value-42")
+            request.redact("s3cret-value-42", "openshell:resolve:env:TOKEN")
+
+
+def test_echoed_secret_is_scrubbed_on_every_later_response_of_the_connection(harness):
+    sock = harness.open(hooks=[_InjectAndRedact()])
+    resp = request(sock, get("/a", extra="Authorization: Bearer openshell:resolve:env:TOKEN\r\n"))
+    assert resp.getheader("Transfer-Encoding") == "chunked" and resp.getheader("Content-Length") is None
+    assert "Authorization: Bearer openshell:resolve:env:TOKEN" in json.loads(resp.read())["head"]
+    assert "Authorization: Bearer s3cret-value-42" in harness.upstream.requests[-1][0]  # the upstream got the value
+    assert "Accept-Encoding: identity" in harness.upstream.requests[-1][0]
+    # Kept alive; a later request without a placeholder still has its answer scrubbed.
+    resp = request(sock, get("/b", extra="X-Echo: s3cret-value-42\r\n"))
+    assert "X-Echo: openshell:resolve:env:TOKEN" in json.loads(resp.read())["head"]
+    assert harness.upstream.connections == 1
+
+
+def test_connection_without_a_substitution_is_relayed_unchanged(harness):
+    sock = harness.open(hooks=[_InjectAndRedact()])
+    resp = request(sock, get("/a", extra="X-Echo: s3cret-value-42\r\n"))
+    assert resp.getheader("Content-Length") is not None
+    assert "X-Echo: s3cret-value-42" in json.loads(resp.read())["head"]
+
+
+def test_http10_client_gets_a_scrubbed_close_delimited_body(harness):
+    sock = harness.open(hooks=[_InjectAndRedact()])
+    out = raw_exchange(sock, b"GET /a HTTP/1.0\r\nHost: api.l7.test\r\nAuthorization: Bearer openshell:resolve:env:TOKEN\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"Connection: close" in head and b"Content-Length" not in head and b"Transfer-Encoding" not in head
+    assert b"s3cret-value-42" not in out and b"Bearer openshell:resolve:env:TOKEN" in body
+
+
+def test_scrubbed_server_sent_events_stay_live(harness):
+    sock = harness.open(hooks=[_InjectAndRedact()])
+    resp = request(sock, get("/sse", extra="Authorization: Bearer openshell:resolve:env:TOKEN\r\n"))
+    arrivals, body = [], b""
+    while chunk := resp.read1(65536):
+        arrivals.append(time.monotonic())
+        body += chunk
+    assert body.count(b"data: event") == 3
+    assert len(arrivals) >= 3 and arrivals[-1] - arrivals[0] > 0.4

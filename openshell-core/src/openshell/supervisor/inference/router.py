@@ -13,7 +13,12 @@ Per request (issue 5):
 4. the request goes to ``base_url + subpath + ?query`` with a connect timeout
    and an idle (per read) timeout only — never a total timeout — and the
    response (server-sent events included) is relayed chunk by chunk;
-5. backend unreachable / connect timeout → 502 ``inference_backend_unavailable``.
+5. backend unreachable / connect timeout → 502 ``inference_backend_unavailable``;
+6. a backend that echoes the injected auth header values never returns them:
+   response heads and bodies are scrubbed (``proxy.l7.scrub``; the value shows
+   as :data:`REDACTED`), the backend is asked for identity encoding, gzip/deflate
+   answers are decoded and any other coding is answered 502
+   ``inference_response_uninspectable``.
 
 Logs carry method, path, backend, status and duration; never headers or bodies.
 """
@@ -34,6 +39,7 @@ from typing import Any
 
 from openshell.inference.bundle import RouteBundle
 from openshell.supervisor.inference.paths import ALLOWED, InferenceCall, classify
+from openshell.supervisor.proxy.l7.scrub import BodyDecoder, ScrubError, SecretSet, secret_forms
 
 log = logging.getLogger("openshell.supervisor.inference")
 
@@ -65,6 +71,7 @@ CLIENT_IDLE_TIMEOUT = 120.0  # seconds a keep-alive client connection may sit id
 HANDSHAKE_TIMEOUT = 10.0  # seconds for the client's TLS handshake
 FIRST_REQUEST_TIMEOUT = 10.0  # seconds a new connection has to deliver its first request head (slowloris)
 MAX_BODY = 32 << 20  # bytes of one request body
+REDACTED = "openshell:redacted"  # what a client sees where a backend echoed the route's credential
 _INLINE_JSON = 256 << 10  # bodies above this are (de)serialised in a worker thread
 
 #: request headers never forwarded: hop-by-hop, the caller's credentials, what we recompute
@@ -187,6 +194,19 @@ def _server_class() -> type:
 
 
 _Server = Any  # annotations only; the class is _server_class()
+
+
+@functools.lru_cache(maxsize=8)
+def _echo_secrets(auth: tuple[tuple[str, str], ...]) -> SecretSet:
+    """Forms of the route's auth header values (and of their token after a scheme
+    such as ``Bearer``) that must not come back to the client."""
+    forms: dict[bytes, bytes] = {}
+    for _name, value in auth:
+        scheme, sep, token = value.partition(" ")
+        if sep and token.strip() and scheme.isalpha():
+            value = token.strip()  # "Bearer KEY": the key is the secret (and shows as "Bearer <redacted>")
+        forms.update(secret_forms(value, REDACTED))
+    return SecretSet(forms)
 
 
 class InferenceRouter:
@@ -405,6 +425,9 @@ class InferenceRouter:
         if request.query_string:
             url += "?" + request.query_string
         headers = self._upstream_headers(request, bundle.auth_headers, bool(body))
+        secrets = _echo_secrets(tuple(sorted(bundle.auth_headers.items())))
+        if secrets:
+            headers["Accept-Encoding"] = "identity"  # a compressed answer would hide an echoed key
         try:
             upstream = await self._session.request(
                 request.method,
@@ -419,15 +442,33 @@ class InferenceRouter:
                 502, "inference_backend_unavailable", f"backend '{bundle.backend}' at {bundle.base_url} is unreachable: {reason}", backend=bundle.backend
             )
         try:
-            out = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            decoder = None
+            if secrets:
+                try:
+                    decoder = BodyDecoder(",".join(upstream.headers.getall("Content-Encoding", [])))
+                except ScrubError as exc:
+                    return _json(502, "inference_response_uninspectable", str(exc), backend=bundle.backend)
+            scrub = secrets.stream()
+            out = web.StreamResponse(status=upstream.status, reason=secrets.replace_all((upstream.reason or "").encode("latin-1")).decode("latin-1"))
             for name, value in upstream.headers.items():
-                if name.lower() not in _DROP_RESPONSE:
-                    out.headers.add(name, value)
+                lower = name.lower()
+                if lower in _DROP_RESPONSE or (decoder is not None and not decoder.identity and lower in ("content-encoding", "content-md5", "digest")):
+                    continue
+                out.headers.add(name, secrets.replace_all(value.encode("latin-1", "replace")).decode("latin-1") if secrets else value)
             await out.prepare(request)
             try:
                 async for chunk in upstream.content.iter_any():
-                    await out.write(chunk)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                    if decoder is None:
+                        await out.write(chunk)
+                        continue
+                    for piece in decoder.feed(chunk):
+                        if data := scrub.feed(piece):
+                            await out.write(data)
+                if decoder is not None:
+                    decoder.finish()
+                    if data := scrub.flush():
+                        await out.write(data)
+            except (aiohttp.ClientError, TimeoutError, ScrubError) as exc:
                 # Mid-stream: the status is sent; end the response abruptly so the client sees the break.
                 log.info("event=inference_stream_broken sandbox=%s backend=%s reason=%s", self.sandbox_id, bundle.backend, exc or "idle timeout")
                 with contextlib.suppress(Exception):

@@ -12,7 +12,7 @@ Public API::
 Modules, one job each: ``transport`` (plain/TLS byte transports over a
 non-blocking socket), ``message`` (strict HTTP/1.1 framing, smuggling
 defences), ``hooks`` (the rewrite seam), ``upgrade`` (WebSocket relay), ``local`` (serving a name from the supervisor
-itself with the same front door), ``inspector`` (per-request decisions,
+itself with the same front door), ``scrub`` (substituted secrets out of responses), ``inspector`` (per-request decisions,
 keep-alive, 403 bodies, WebSocket relay).
 """
 

@@ -15,6 +15,11 @@ Rules the inspector enforces on a hook's result (fail closed):
 - ``HookRefused`` answers the client with the given status and closes;
 - any other exception answers 502 ``hook_failed`` and closes.
 
+A hook that puts a secret into a request registers it with
+:meth:`L7Request.redact`: from then on every response on that connection is
+scrubbed of the value (``scrub``), so an upstream echoing the request cannot
+hand the secret to the sandbox.
+
 Hooks run on the proxy's event loop: keep them fast and non-blocking. Never log
 header values or the query: they may now hold secrets.
 """
@@ -53,6 +58,17 @@ class L7Request:
     flow: Flow
     policy: str | None = None
     notes: dict = field(default_factory=dict)  # free space for hooks; never logged
+    redactions: dict[str, str] = field(default_factory=dict, repr=False)  # secret -> what the sandbox sees
+
+    def redact(self, secret: str, replacement: str) -> None:
+        """Have responses on this connection show ``replacement`` wherever ``secret``
+        comes back (also percent-encoded or JSON-escaped; see ``scrub.secret_forms``).
+
+        :param secret: a value this hook put into the request (a credential).
+        :param replacement: what the sandbox knows it by (its placeholder).
+        """
+        if secret:
+            self.redactions[secret] = replacement
 
     def header(self, name: str) -> str | None:
         """First value of ``name`` (case-insensitive), or None."""

@@ -19,6 +19,14 @@ Per request, in order:
    allow/audit → hooks, then the request goes upstream and the response streams
    back (no total timeout); the connection is kept alive when both sides allow it.
 
+Once a hook substituted a secret on a connection (``L7Request.redact``), every
+later response on it is scrubbed (``scrub``): the secret's forms are replaced by
+its placeholder in the head and the body, the upstream is asked for
+``Accept-Encoding: identity`` (gzip/deflate answers are decoded anyway, other
+codings give 502), and the body is re-framed as chunked (close-delimited for
+HTTP/1.0 clients) because its length changes. Connections without a
+substitution are never scanned.
+
 ``Upgrade: websocket`` on an allowed GET answered ``101`` becomes a raw relay;
 any other upgrade is stripped (an unexpected ``101`` closes the connection), so
 no protocol switch can escape inspection.
@@ -56,6 +64,7 @@ from openshell.supervisor.proxy.l7.message import (
     response_framing,
     serialize_head,
 )
+from openshell.supervisor.proxy.l7.scrub import BodyDecoder, ScrubbingSink, ScrubError, SecretSet, secret_forms
 from openshell.supervisor.proxy.l7.transport import PlainTransport, TlsTransport, Transport, TransportError, upstream_context
 from openshell.supervisor.proxy.l7.upgrade import relay_upgraded
 
@@ -129,6 +138,9 @@ async def accept_client(ca, sock: socket.socket, early: bytes, host: str, *, tim
     return PlainTransport(sock, early)
 
 
+_NO_SECRETS = SecretSet()
+
+
 @dataclasses.dataclass
 class _Conn:
     """State of one inspected client connection."""
@@ -144,6 +156,7 @@ class _Conn:
     conn_decision: Decision | None = None
     upgraded: tuple[str, tuple[tuple[str, str], ...]] | None = None  # (path, query) of a WebSocket upgrade
     served: int = 0  # requests forwarded so far
+    secrets: SecretSet = _NO_SECRETS  # substituted on this connection: scrubbed from every later response
 
 
 def _upstream_gone(conn: _Conn) -> bool:
@@ -345,6 +358,14 @@ class HttpInspector(Inspector):
             req.method, req.target, req.version, self._upstream_headers(req, websocket), flow.connect.host, flow.connect.port, conn.tls, flow, decision.policy
         )
         self._run_hooks(l7, path)
+        if l7.redactions:
+            forms: dict[bytes, bytes] = {}
+            for secret, replacement in l7.redactions.items():
+                forms.update(secret_forms(secret, replacement))
+            conn.secrets = conn.secrets.union(forms)
+        if conn.secrets:
+            # A compressed answer would hide an echoed secret from the scrubber.
+            l7.headers = [(k, v) for k, v in l7.headers if k.lower() != "accept-encoding"] + [("Accept-Encoding", "identity")]
         head = serialize_head(f"{l7.method} {l7.target} {l7.version}", l7.headers)
         return await self._exchange(conn, req, method, framing, head, websocket)
 
@@ -528,6 +549,8 @@ class HttpInspector(Inspector):
             rhead = await conn.ureader.read_head(limit=MAX_RESPONSE_HEAD, first_timeout=None, timeout=None)
             if rhead is None:
                 raise UpstreamError("upstream closed the connection without answering")
+            if conn.secrets:
+                rhead = conn.secrets.replace_all(rhead)
             resp = parse_response_head(rhead)
             if resp.status == 101:
                 if not websocket:
@@ -551,14 +574,50 @@ class HttpInspector(Inspector):
             drop = {"connection", "keep-alive", "proxy-connection"}
             if rframing.kind == "chunked":
                 drop.add("content-length")  # the body is re-chunked; a stray length would desync the client
+            sink: ScrubbingSink | None = None
+            if conn.secrets and rframing.kind != "none":
+                sink = self._scrub_sink(conn, resp, rframing, req.version == "HTTP/1.1", drop)
+                keep = keep and sink.chunked
             headers = [(k, v) for k, v in resp.headers if k.lower() not in drop]
+            if sink is not None and sink.chunked:
+                headers.append(("Transfer-Encoding", "chunked"))
             if not keep:
                 headers.append(("Connection", "close"))
             elif req.version == "HTTP/1.0":
                 headers.append(("Connection", "keep-alive"))
             state["started"] = True
             await conn.client.sendall(serialize_head(f"{resp.version} {resp.status} {resp.reason}", headers))
-            ended = await copy_body(conn.ureader, rframing, conn.client, idle=None)
+            if sink is None:
+                ended = await copy_body(conn.ureader, rframing, conn.client, idle=None)
+            else:
+                try:
+                    ended = await copy_body(conn.ureader, rframing, sink, idle=None, decode=True)
+                    await sink.finish()
+                except ScrubError as exc:
+                    raise UpstreamError(str(exc)) from None
             if keep and not body_task.done():
                 await asyncio.wait({body_task}, timeout=1.0)  # a body that just finished reports it
             return keep and ended
+
+    @staticmethod
+    def _scrub_sink(conn: _Conn, resp, rframing, chunked: bool, drop: set[str]) -> ScrubbingSink:  # type: ignore[no-untyped-def]
+        """The scrubbing body destination for ``resp``; adds the fields it re-does to ``drop``.
+
+        :param chunked: the client speaks HTTP/1.1 (else the body is close-delimited).
+        :raises UpstreamError: a transfer coding other than chunked, several content
+            codings, or one that cannot be decoded (answered 502: fail closed).
+        """
+        codings = [t.strip().lower() for v in resp.values("transfer-encoding") for t in v.split(",") if t.strip()]
+        if any(c != "chunked" for c in codings):
+            raise UpstreamError("the upstream answered with a transfer coding the proxy cannot inspect for echoed credentials")
+        content = [t.strip() for v in resp.values("content-encoding") for t in v.split(",") if t.strip()]
+        if len(content) > 1:
+            raise UpstreamError("the upstream answered with several content codings, which the proxy cannot inspect for echoed credentials")
+        try:
+            decoder = BodyDecoder(content[0] if content else "")
+        except ScrubError as exc:
+            raise UpstreamError(str(exc)) from None
+        drop |= {"content-length", "transfer-encoding"}
+        if not decoder.identity:
+            drop |= {"content-encoding", "content-md5", "digest", "repr-digest"}
+        return ScrubbingSink(conn.client, conn.secrets, decoder, chunked=chunked)
