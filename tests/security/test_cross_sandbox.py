@@ -277,8 +277,7 @@ def test_mountinfo_and_sysvipc_show_nothing_of_other_sandboxes_or_namespaces(two
 
 @pytest.mark.xfail(
     strict=True,
-    reason="a bind mount's root in mountinfo is its path in the host file system; hiding it needs the "
-    "sandbox's directories on a file system of their own",
+    reason="a bind mount's root in mountinfo is its path in the host file system; hiding it needs the sandbox's directories on a file system of their own",
 )
 def test_mountinfo_does_not_show_the_gateway_state_dir(two):
     gw, _ = two

@@ -406,10 +406,24 @@ def _drop_namespace_mounts() -> None:
                 raise
 
 
+def _nspid_depth(pid: str) -> int:
+    """How many PID namespaces, from the ``/proc`` mount's down, ``pid`` has a pid in
+    (the ``NSpid`` line of its status; readable without ptrace access)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("NSpid:"):
+                return len(line.split()) - 1
+    return 1
+
+
 def _in_own_pid_namespace() -> bool:
-    """True when this process is not in the host's PID namespace (``NSpid`` has a
-    pid per level, so more than one field)."""
-    return len(_status_fields().get("NSpid", "").split()) > 1
+    """True when this process is in a PID namespace below that of pid 1 of the
+    ``/proc`` mounted now (the supervisor's), i.e. ``spawn`` started it in the
+    sandbox's. Read before the new ``/proc`` is mounted; an error means no."""
+    try:
+        return _nspid_depth("self") > _nspid_depth("1")
+    except OSError:
+        return False
 
 
 def _private_proc() -> None:

@@ -353,7 +353,11 @@ class Supervisor:
             await asyncio.to_thread(kill_sandbox_processes, self.ctx.netns)
         if self.namespaces is not None:
             # After the grace above: ending init kills what is left in the PID
-            # namespace and frees the IPC namespace (shared memory, queues).
+            # namespace and frees the IPC namespace (shared memory, queues). Init's
+            # exit waits for the reaping of our own children there (the reap loop
+            # has stopped): collect the entrypoint first.
+            if self.entrypoint is not None:
+                self.entrypoint.poll()
             await asyncio.to_thread(self.namespaces.close)
         if self.layers_prepared and self.ctx is not None:
             from openshell.supervisor import launcher

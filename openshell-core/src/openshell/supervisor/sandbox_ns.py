@@ -204,9 +204,15 @@ class SandboxNamespaces:
         """True while init runs."""
         return self._proc.poll() is None
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 2.0) -> None:
         """End init, and with it every process in the sandbox's PID namespace; the IPC
-        namespace goes with its last process. Idempotent."""
+        namespace goes with its last process. Idempotent.
+
+        The kernel SIGKILLs every process in the namespace at once, but init's exit
+        completes only when they are all reaped, and those started by ``entered``
+        are the caller's children: reap them (``Popen.poll``) before, or init
+        stays until the caller does. ``timeout`` (seconds) bounds the wait here.
+        """
         if self._keepalive >= 0:
             os.close(self._keepalive)
             self._keepalive = -1
@@ -218,7 +224,7 @@ class SandboxNamespaces:
             try:
                 self._proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                log.error("event=sandbox_init_stuck pid=%d", self.pid)
+                log.warning("event=sandbox_init_waiting pid=%d reason=children of the supervisor not reaped yet", self.pid)
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
