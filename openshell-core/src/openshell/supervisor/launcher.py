@@ -4,13 +4,15 @@ The supervisor is multi-threaded, so isolation is never applied in a
 ``preexec_fn``. :func:`spawn` starts ``python -I -m openshell.supervisor.launcher``
 — a fresh, single-threaded process — and hands it a :class:`LaunchSpec` as JSON
 over an inherited pipe (never argv or the environment: the spec may carry
-secrets). The launcher then applies, in order:
+secrets). ``spawn`` forks it inside the sandbox's PID, IPC, UTS and cgroup
+namespaces (``sandbox_ns``), so it is born there. The launcher then applies, in order:
 
 1. ``tty``: ``setsid`` + ``TIOCSCTTY`` on stdin (PTY sessions);
    ``RLIMIT_CORE`` 0/0 and not dumpable, so the root phase cannot leak a core;
 2. layers with ``order < MOUNT_NS_ORDER`` (netns: ``setns``);
-3. mount namespace: ``unshare(CLONE_NEWNS)``, ``/`` made rprivate, bind mounts,
-   a private ``/proc`` (``hidepid=invisible``) when the kernel allows;
+3. mount namespace: ``unshare(CLONE_NEWNS)``, ``/`` made rprivate, namespace
+   file mounts (``/run/netns``) removed, bind mounts, a private ``/proc`` for the
+   sandbox's PID namespace when the kernel allows;
 4. layers' optional ``prepare_in_child(ctx)`` as root (Landlock opens its paths
    here: POLICY §4 "opened as root before the privilege drop");
 5. drop to the sandbox user (POLICY §5): bounding set and ambient caps cleared,
@@ -27,8 +29,10 @@ final exec exits 127, like a shell, since isolation was complete by then.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
+import errno
 import fcntl
 import json
 import logging
@@ -40,7 +44,7 @@ import sys
 import termios
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from openshell.plugin.kinds import (
     MOUNT_NS_ORDER,
@@ -51,6 +55,9 @@ from openshell.plugin.kinds import (
 )
 from openshell.supervisor import nsutil, users
 from openshell.supervisor.mounts import Mount
+
+if TYPE_CHECKING:
+    from openshell.supervisor.sandbox_ns import SandboxNamespaces
 
 log = logging.getLogger("openshell.supervisor.launcher")
 
@@ -224,13 +231,26 @@ def launcher_argv(spec_fd: int) -> list[str]:
     return [sys.executable, "-I", "-m", "openshell.supervisor.launcher", "--spec-fd", str(spec_fd)]
 
 
-def spawn(spec: LaunchSpec, *, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> subprocess.Popen:
+def spawn(
+    spec: LaunchSpec,
+    *,
+    stdin: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    namespaces: SandboxNamespaces | None = None,
+) -> subprocess.Popen:
     """Start ``spec.argv`` inside the sandbox through the launcher.
 
     Safe to call from any thread of the supervisor (no ``preexec_fn``). The
     spec travels over a pipe inherited as the only extra fd.
 
     :param stdin, stdout, stderr: as for ``subprocess.Popen`` (PIPE, a file, an fd, None).
+    :param namespaces: the sandbox's PID/IPC/UTS/cgroup namespaces; the launcher
+        is forked inside them (``SandboxNamespaces.entered``), so it and all it
+        starts share them with the sandbox's other processes. None: the
+        supervisor's own (tests of the launcher alone).
+    :raises openshell.supervisor.sandbox_ns.SandboxNamespacesError: the sandbox's
+        namespaces are gone (it is stopping); nothing was started.
     :returns: the launcher's ``Popen``; it *becomes* the program on success, so
         its pid and exit status are the program's. Exit 126 with one stderr line
         ``openshell-launcher: <step>: <reason>`` means isolation failed and
@@ -239,18 +259,19 @@ def spawn(spec: LaunchSpec, *, stdin: Any = None, stdout: Any = None, stderr: An
     payload = spec.to_json().encode()
     read_fd, write_fd = os.pipe()
     try:
-        proc = subprocess.Popen(
-            launcher_argv(read_fd),
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            pass_fds=(read_fd,),
-            env={},
-            cwd="/",
-            # Own process group, so stopping a session stops everything it started;
-            # a tty launch makes its own session in the launcher instead.
-            start_new_session=not spec.tty,
-        )
+        with namespaces.entered() if namespaces is not None else contextlib.nullcontext():
+            proc = subprocess.Popen(
+                launcher_argv(read_fd),
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                pass_fds=(read_fd,),
+                env={},
+                cwd="/",
+                # Own process group, so stopping a session stops everything it started;
+                # a tty launch makes its own session in the launcher instead.
+                start_new_session=not spec.tty,
+            )
     except BaseException:
         os.close(write_fd)
         raise
@@ -320,6 +341,7 @@ def _mount_namespace(mounts: Sequence[Mount]) -> None:
     """
     nsutil.unshare(nsutil.CLONE_NEWNS)
     nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)
+    _drop_namespace_mounts()
     # Open every source first: a mount over /tmp must not hide a later source
     # that lives under /tmp. Binding from /proc/self/fd/N uses the opened inode.
     sources: list[tuple[Mount, int]] = []
@@ -348,18 +370,78 @@ def _mount_namespace(mounts: Sequence[Mount]) -> None:
     _private_proc()
 
 
+def _mountinfo_fields() -> list[tuple[str, str]]:
+    """``(mount point, fs type)`` of each line of ``/proc/self/mountinfo``, in order
+    (parents before the mounts on them). Octal escapes in the mount point are decoded."""
+    out = []
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split()
+            try:
+                fstype = fields[fields.index(b"-") + 1]
+            except (ValueError, IndexError):
+                continue
+            point = fields[4].decode("unicode_escape").encode("latin-1").decode(errors="surrogateescape")
+            out.append((point, fstype.decode(errors="replace")))
+    return out
+
+
+def _drop_namespace_mounts() -> None:
+    """Remove, in this (private) mount namespace, every namespace file bind (``nsfs``)
+    and the ``/run/netns`` mount.
+
+    They name every sandbox's network namespace on the machine (and any other
+    runtime's); the sandbox must see neither them nor their names in
+    ``/proc/self/mountinfo``. The host keeps its mounts: ``/`` is rprivate by now.
+    A mount already gone (detached with its parent) is skipped.
+    """
+    mounts = _mountinfo_fields()
+    targets = [point for point, fstype in mounts if fstype == "nsfs"]
+    targets += [point for point, _ in mounts if point == nsutil.NETNS_DIR]
+    for point in reversed(targets):
+        try:
+            nsutil.umount(point, nsutil.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+
+
+def _nspid_depth(pid: str) -> int:
+    """How many PID namespaces, from the ``/proc`` mount's down, ``pid`` has a pid in
+    (the ``NSpid`` line of its status; readable without ptrace access)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("NSpid:"):
+                return len(line.split()) - 1
+    return 1
+
+
+def _in_own_pid_namespace() -> bool:
+    """True when this process is in a PID namespace below that of pid 1 of the
+    ``/proc`` mounted now (the supervisor's), i.e. ``spawn`` started it in the
+    sandbox's. Read before the new ``/proc`` is mounted; an error means no."""
+    try:
+        return _nspid_depth("self") > _nspid_depth("1")
+    except OSError:
+        return False
+
+
 def _private_proc() -> None:
-    """Mount a fresh procfs with ``hidepid=invisible`` over ``/proc`` (hardening).
+    """Mount a fresh procfs over ``/proc`` for this process's PID namespace (hardening).
 
     With the host's /proc the sandbox could list every host process and read
-    their command lines. A separate proc instance (kernel >= 5.8) hiding
-    processes the caller may not ptrace-read shows the sandbox only its own
-    Landlock domain. Not required by POLICY, so a kernel or container that
-    refuses the mount keeps the shared /proc (Landlock still applies).
+    their command lines. In the sandbox's own PID namespace (``sandbox_ns``) a new
+    proc instance shows only the sandbox's processes, all of them, so two
+    ``sandbox exec`` sessions see each other as in a container. Without one
+    (the launcher used on its own) ``hidepid=invisible`` (kernel >= 5.8) hides
+    the processes the caller may not ptrace-read instead. Not required by
+    POLICY, so a kernel or container that refuses the mount keeps the shared
+    /proc (Landlock still applies).
     """
     flags = nsutil.MS_NOSUID | nsutil.MS_NODEV | _MS_NOEXEC
+    options = None if _in_own_pid_namespace() else "hidepid=invisible"
     try:
-        nsutil.mount("proc", "/proc", "proc", flags, "hidepid=invisible")
+        nsutil.mount("proc", "/proc", "proc", flags, options)
     except OSError as exc:
         log.info("event=private_proc_unavailable reason=%r", exc.strerror)
 

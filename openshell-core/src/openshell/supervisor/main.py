@@ -55,6 +55,7 @@ def _preload() -> type:
     import openshell.supervisor.proxy.l7  # noqa: F401
     import openshell.supervisor.proxy.server  # noqa: F401
     import openshell.supervisor.sandbox_env  # noqa: F401
+    import openshell.supervisor.sandbox_ns  # noqa: F401
     from openshell.plugin.loader import select
 
     return select("policy", "opa")
@@ -100,6 +101,7 @@ class Supervisor:
         self.router = None  # inference.local (issue 5)
         self.credential_hook = None  # provider placeholder substitution (issue 5)
         self._inference_task: Optional[asyncio.Task] = None
+        self.namespaces = None  # SandboxNamespaces: the sandbox's PID/IPC/UTS/cgroup namespaces
 
     # ------------------------------------------------------------------ start
     async def run(self) -> int:
@@ -160,6 +162,7 @@ class Supervisor:
         # the start (the layers are torn down by _shutdown once prepared).
         prepared = asyncio.ensure_future(asyncio.to_thread(launcher.prepare_layers, self.ctx, list(REQUIRED_LAYERS)))
         try:
+            self._make_namespaces()
             # Providers (issue 5): the sandbox sees placeholders, the proxy keeps the values.
             penv = await fetch_provider_environment(self.link)
             self.spec_env.update(dict(penv.environment))
@@ -197,6 +200,16 @@ class Supervisor:
         if conf.command:
             self.entrypoint = self._launch(list(conf.command), {}, None, subprocess.DEVNULL, None, None)
             log.info("event=entrypoint_started pid=%d argv=%s", self.entrypoint.pid, list(conf.command)[:1])
+
+    def _make_namespaces(self) -> None:
+        """The sandbox's own PID, IPC, UTS and cgroup namespaces (``sandbox_ns``).
+
+        Made in the event loop's thread, which lives as long as the supervisor:
+        a millisecond of fork, no await. Raises ``SandboxNamespacesError``.
+        """
+        from openshell.supervisor.sandbox_ns import SandboxNamespaces, hostname_for
+
+        self.namespaces = SandboxNamespaces.create(hostname_for(self.name))
 
     async def _await_layers(self, prepared: asyncio.Future) -> None:
         """Wait for the ``prepare_layers`` thread — also when the start already failed,
@@ -273,7 +286,7 @@ class Supervisor:
             request_env=request_env,
         )
         spec = LaunchSpec(ctx=self.ctx, argv=argv, env=env, cwd="/sandbox", mounts=self.mounts, layers=list(REQUIRED_LAYERS), tty=pty is not None)
-        return spawn(spec, stdin=stdin, stdout=stdout, stderr=stderr)
+        return spawn(spec, stdin=stdin, stdout=stdout, stderr=stderr, namespaces=self.namespaces)
 
     def _dial_in_sandbox(self, family: int) -> socket.socket:
         """A TCP socket in the sandbox's network namespace (SSH port forwards to its loopback)."""
@@ -338,6 +351,14 @@ class Supervisor:
                 log.exception("event=router_close_failed")
         if self.ctx is not None and self.ctx.netns:
             await asyncio.to_thread(kill_sandbox_processes, self.ctx.netns)
+        if self.namespaces is not None:
+            # After the grace above: ending init kills what is left in the PID
+            # namespace and frees the IPC namespace (shared memory, queues). Init's
+            # exit waits for the reaping of our own children there (the reap loop
+            # has stopped): collect the entrypoint first.
+            if self.entrypoint is not None:
+                self.entrypoint.poll()
+            await asyncio.to_thread(self.namespaces.close)
         if self.layers_prepared and self.ctx is not None:
             from openshell.supervisor import launcher
 

@@ -22,6 +22,7 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWCGROUP = 0x02000000
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -31,6 +32,7 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
+MNT_DETACH = 2
 
 NETNS_DIR = "/run/netns"
 
@@ -61,6 +63,11 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
         data.encode() if data else None,
     )
     _check(ret, f"mount {source or '(none)'} on {target}")
+
+
+def umount(target: str, flags: int = 0) -> None:
+    """umount2(2). Raises ``OSError`` naming the target."""
+    _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
 
 
 def netns_path(name: str) -> str:

@@ -1,0 +1,230 @@
+"""A sandbox's own PID, IPC, UTS and cgroup namespaces, held by a per-sandbox init.
+
+Without them every sandbox runs as the same uid in the host's PID and IPC
+namespaces: one sandbox could ``prlimit``/``setpriority``/``kill -0`` the
+processes of another and attach its SysV shared memory. Each sandbox therefore
+gets, when its supervisor starts:
+
+- an *init*: pid 1 of a new PID namespace (``python -I -S``, a few lines: it
+  reaps orphans and exits when the supervisor goes away), created together with
+  new IPC, UTS (hostname = the sandbox name) and cgroup namespaces;
+- :meth:`SandboxNamespaces.entered`: the thread that starts a sandbox process
+  (``launcher.spawn``) joins init's namespaces with one ``setns(pidfd)`` just
+  for the fork, so the launcher and everything it starts are born inside them,
+  and the entrypoint, every ``sandbox exec`` and SSH session share one PID
+  namespace like the processes of a container.
+
+Why the spawning thread and not the launcher: a PID namespace applies only to
+children of the process that joins it. Doing it in the launcher would need a
+fork there and a relay process per launch (signals, exit status, the tty's
+session); in the spawning thread the launcher itself is the first process in
+the namespace and still *becomes* the program (same pid, same exit status).
+``setns`` for these four namespace types changes only the calling thread (like
+``nsutil.in_netns``), and the thread goes back before it does anything else.
+
+Lifetime: init holds the read end of a pipe whose write end only the
+supervisor holds (close-on-exec). When the supervisor exits — cleanly or not —
+init sees EOF and exits; the kernel then kills every process left in the PID
+namespace, and the IPC namespace (with its shared memory and message queues)
+is freed with its last process. :meth:`SandboxNamespaces.close` does the same
+on purpose at shutdown.
+
+The supervisor stays in the host PID namespace, so host ``/proc`` still shows
+every sandbox process under its host pid (proxy identity, cleanup).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+from openshell.supervisor import nsutil
+
+log = logging.getLogger("openshell.supervisor")
+
+#: the namespaces a sandbox gets (the network namespace comes from the netns layer)
+NAMESPACES = nsutil.CLONE_NEWPID | nsutil.CLONE_NEWIPC | nsutil.CLONE_NEWUTS | nsutil.CLONE_NEWCGROUP
+#: ``/proc/thread-self/ns`` entries to come back to, with their ``setns`` types
+_HOME = (
+    ("pid_for_children", nsutil.CLONE_NEWPID),
+    ("ipc", nsutil.CLONE_NEWIPC),
+    ("uts", nsutil.CLONE_NEWUTS),
+    ("cgroup", nsutil.CLONE_NEWCGROUP),
+)
+HOSTNAME_MAX = 64  # bytes (HOST_NAME_MAX)
+_NOT_HOSTNAME = re.compile(r"[^A-Za-z0-9-]+")
+
+# pid 1 of the sandbox: reap every child, exit on EOF of fd argv[1] (the supervisor is gone).
+# Signals from inside the namespace reach it only for signals it handles (SIGCHLD,
+# which it ignores apart from waking up), so a sandbox process cannot stop it.
+INIT_CODE = """\
+import os, select, signal, sys
+keep = int(sys.argv[1])
+r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+signal.set_wakeup_fd(w)
+signal.signal(signal.SIGCHLD, lambda *_: None)
+while True:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+    try:
+        ready = select.select([keep, r], [], [])[0]
+    except InterruptedError:
+        continue
+    if keep in ready:
+        os._exit(0)
+    try:
+        os.read(r, 512)
+    except BlockingIOError:
+        pass
+"""
+
+
+class SandboxNamespacesError(Exception):
+    """The sandbox's namespaces could not be made or entered (fail closed)."""
+
+
+def hostname_for(name: str) -> str:
+    """The sandbox's hostname: ``name`` with anything but letters, digits and ``-``
+    turned into ``-``, cut to 64 bytes; ``sandbox`` when nothing is left."""
+    host = _NOT_HOSTNAME.sub("-", name).strip("-")[:HOSTNAME_MAX].strip("-")
+    return host or "sandbox"
+
+
+@contextlib.contextmanager
+def _thread_returns_home() -> Iterator[None]:
+    """Run the block, then put the calling thread back into the PID (for children),
+    IPC, UTS and cgroup namespaces it was in before.
+
+    :raises SandboxNamespacesError: the way back failed. The thread would keep
+        starting processes in the sandbox's namespaces, so this is fatal for the
+        caller (the supervisor stops the sandbox).
+    """
+    home: list[tuple[int, int]] = []
+    try:
+        for entry, nstype in _HOME:
+            home.append((os.open(f"/proc/thread-self/ns/{entry}", os.O_RDONLY | os.O_CLOEXEC), nstype))
+        yield
+    finally:
+        failed: OSError | None = None
+        for fd, nstype in home:
+            try:
+                nsutil.setns(fd, nstype)
+            except OSError as exc:
+                failed = failed or exc
+            finally:
+                os.close(fd)
+        if failed is not None:
+            raise SandboxNamespacesError(f"could not return to the supervisor's namespaces: {failed}")
+
+
+class SandboxNamespaces:
+    """One sandbox's init process and its namespaces (module docstring).
+
+    Make one with :meth:`create`; :meth:`close` ends it (and every process in it).
+
+    :ivar pid: init's pid in the host PID namespace.
+    """
+
+    def __init__(self, proc: subprocess.Popen, pidfd: int, keepalive: int) -> None:
+        self._proc = proc
+        self._pidfd = pidfd
+        self._keepalive = keepalive  # write end of init's pipe; closing it ends init
+        self.pid = proc.pid
+
+    @classmethod
+    def create(cls, hostname: str) -> SandboxNamespaces:
+        """Start the sandbox's init in new PID, IPC, UTS and cgroup namespaces.
+
+        Call from a thread that may block for a few milliseconds (the fork); the
+        calling thread is back in its own namespaces when this returns.
+
+        :param hostname: the sandbox's hostname (see :func:`hostname_for`).
+        :raises SandboxNamespacesError: the kernel refused a namespace or init did not start.
+        """
+        read_fd, write_fd = os.pipe()  # both close-on-exec; init inherits only read_fd
+        try:
+            with _thread_returns_home():
+                nsutil.unshare(NAMESPACES)
+                socket.sethostname(hostname)
+                proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", "-c", INIT_CODE, str(read_fd)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    pass_fds=(read_fd,),
+                    env={},
+                    cwd="/",
+                    start_new_session=True,  # a signal to the supervisor's group is not for init
+                )
+        except (OSError, SandboxNamespacesError) as exc:
+            os.close(write_fd)
+            raise SandboxNamespacesError(f"sandbox namespaces: {exc}") from exc
+        finally:
+            os.close(read_fd)
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError as exc:
+            os.close(write_fd)
+            proc.kill()
+            proc.wait()
+            raise SandboxNamespacesError(f"sandbox init: {exc}") from exc
+        log.info("event=sandbox_namespaces pid=%d hostname=%s", proc.pid, hostname)
+        return cls(proc, pidfd, write_fd)
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """Run the block with the calling thread in the sandbox's namespaces: processes
+        it starts are born in them. Do not await inside (one thread from start to end).
+
+        :raises SandboxNamespacesError: init is gone (the sandbox is stopping) or the
+            thread could not go back (see ``_thread_returns_home``).
+        """
+        if self._pidfd < 0:
+            raise SandboxNamespacesError("sandbox namespaces are closed (the sandbox is stopping)")
+        with _thread_returns_home():
+            try:
+                nsutil.setns(self._pidfd, NAMESPACES)
+            except OSError as exc:
+                raise SandboxNamespacesError(f"sandbox namespaces are gone (init pid {self.pid}): {exc}") from exc
+            yield
+
+    def alive(self) -> bool:
+        """True while init runs."""
+        return self._proc.poll() is None
+
+    def close(self, timeout: float = 2.0) -> None:
+        """End init, and with it every process in the sandbox's PID namespace; the IPC
+        namespace goes with its last process. Idempotent.
+
+        The kernel SIGKILLs every process in the namespace at once, but init's exit
+        completes only when they are all reaped, and those started by ``entered``
+        are the caller's children: reap them (``Popen.poll``) before, or init
+        stays until the caller does. ``timeout`` (seconds) bounds the wait here.
+        """
+        if self._keepalive >= 0:
+            os.close(self._keepalive)
+            self._keepalive = -1
+        if self._proc.poll() is None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("event=sandbox_init_waiting pid=%d reason=children of the supervisor not reaped yet", self.pid)
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1

@@ -1,0 +1,86 @@
+"""A sandbox's own PID, IPC, UTS and cgroup namespaces (``openshell.supervisor.sandbox_ns``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+
+import pytest
+from openshell.supervisor.sandbox_ns import SandboxNamespaces, SandboxNamespacesError, hostname_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces)")
+
+_HOME = ("pid_for_children", "ipc", "uts", "cgroup")
+
+
+def _home() -> dict[str, str]:
+    return {n: os.readlink(f"/proc/thread-self/ns/{n}") for n in _HOME}
+
+
+@pytest.fixture
+def ns():
+    made = SandboxNamespaces.create("ns-test")
+    yield made
+    made.close()
+
+
+def _run(ns: SandboxNamespaces, script: str) -> subprocess.Popen:
+    with ns.entered():
+        return subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True)
+
+
+def test_processes_started_in_the_namespaces_share_them_and_the_thread_goes_home(ns):
+    before = _home()
+    first = _run(ns, "readlink /proc/self/ns/pid /proc/self/ns/ipc; hostname")
+    second = None
+
+    def in_thread() -> None:
+        nonlocal second
+        second = _run(ns, "readlink /proc/self/ns/pid /proc/self/ns/ipc; hostname")
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join()
+    out1, out2 = first.communicate()[0].split(), second.communicate()[0].split()
+    assert out1 == out2
+    assert out1[0] != os.readlink("/proc/self/ns/pid") and out1[1] != os.readlink("/proc/self/ns/ipc")
+    assert out1[2] == "ns-test" and os.uname().nodename != "ns-test"
+    assert _home() == before
+
+
+def test_processes_inside_cannot_see_host_pids(ns):
+    # the sandbox process's own pid is small, and a host pid is not there
+    p = _run(ns, f"echo $$; kill -0 {os.getpid()} 2>/dev/null && echo SEEN || echo GONE")
+    own, verdict = p.communicate()[0].split()
+    assert int(own) < 100 and verdict == "GONE"
+
+
+def test_close_ends_every_process_and_later_entries_fail(ns):
+    p = _run(ns, "sleep 300")
+    ns.close(timeout=0.1)  # init's exit then waits for us to reap p
+    assert p.wait(timeout=10) != 0
+    ns._proc.wait(timeout=10)
+    assert not ns.alive()
+    with pytest.raises(SandboxNamespacesError):
+        with ns.entered():
+            pass
+
+
+def test_init_exits_when_the_supervisor_side_is_gone():
+    made = SandboxNamespaces.create("ns-test")
+    try:
+        os.close(made._keepalive)  # what the supervisor's exit does to the pipe
+        made._keepalive = -1
+        made._proc.wait(timeout=10)
+        assert not made.alive()
+    finally:
+        made.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "host"),
+    [("demo", "demo"), ("my sandbox!", "my-sandbox"), ("", "sandbox"), ("x" * 80, "x" * 64)],
+)
+def test_hostname_for(name, host):
+    assert hostname_for(name) == host
