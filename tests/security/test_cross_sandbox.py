@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import OPENSHELL, require_root, shared_dir  # tests/ is on sys.path (conftest)
+from conftest import OPENSHELL, cases_dir, require_root  # tests/ is on sys.path (conftest)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -26,7 +26,7 @@ SLEEP_B = "3001.5"  # unique argv of B's long-running victim process
 
 
 def _policy_yaml() -> str:
-    doc = (shared_dir() / "cases/isolation-checks.md").read_text()
+    doc = (cases_dir() / "isolation-checks.md").read_text()
     m = re.search(r"```yaml\n(.*?)```", doc, re.S)
     assert m, "no yaml policy block in isolation-checks.md"
     return m.group(1)

@@ -311,9 +311,9 @@ def test_cli_explain_refuses_the_bomb(gateway, tmp_path):
 def test_acceptance_invalid_cases_still_pass():
     # the shared acceptance cases (openshell-core/tests/policy runs them too)
     import yaml
-    from conftest import shared_dir
+    from conftest import cases_dir
 
-    cases = yaml.safe_load((shared_dir() / "cases" / "policy-decisions.yaml").read_text())["invalid"]
+    cases = yaml.safe_load((cases_dir() / "policy-decisions.yaml").read_text())["invalid"]
     for case in cases:
         with pytest.raises(PolicyError) as info:
             parse_policy(case["document"])
