@@ -444,7 +444,10 @@ def download(transport, path: str, dest: Path | str, *, progress: Optional[Calla
 
 
 def _download_into(transport, path: str, dest: Path, progress: Optional[Callable[[int], None]], rename: Optional[tuple[str, str]]) -> Stats:
-    chan = transport.open_session()
+    try:
+        chan = transport.open_session()
+    except Exception as exc:  # paramiko.SSHException: the session is gone
+        raise TransferError(f"the connection to the sandbox was lost before {path} was downloaded: {exc}") from exc
     stats = Stats()
     try:
         chan.exec_command(download_command(path))
