@@ -1,4 +1,4 @@
-"""The faster supervisor start (issue 7) still fails closed.
+"""The faster supervisor start still fails closed.
 
 The supervisor now loads only the isolation layers and the policy engine it
 uses (``loader.select``) and prepares the layers in a thread while other start

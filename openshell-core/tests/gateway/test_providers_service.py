@@ -1,5 +1,5 @@
 """Providers and inference routes over real gRPC mTLS: CRUD, redaction, encryption at rest,
-supervisor-facing environment and the inference bundle watch (issue 5)."""
+supervisor-facing environment and the inference bundle watch."""
 
 from __future__ import annotations
 

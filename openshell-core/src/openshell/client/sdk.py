@@ -511,7 +511,7 @@ class OpenShellClient(PolicyClient, ProviderClient):
                 code = int(ev.exit_code if ev.exit_code is not None else 255)
         return code, b"".join(out), b"".join(err)
 
-    # ------------------------------------------------------------------ interactive access (issue 4)
+    # ------------------------------------------------------------------ interactive access
 
     def create_ssh_session(self, name: str) -> SshSession:
         """Get a ``/connect/ssh`` token bound to sandbox ``name``.

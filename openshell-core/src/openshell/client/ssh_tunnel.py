@@ -1,4 +1,4 @@
-"""Client side of ``CONNECT /connect/ssh``: a TLS socket that carries SSH to a sandbox (issue 4).
+"""Client side of ``CONNECT /connect/ssh``: a TLS socket that carries SSH to a sandbox.
 
     from openshell.client.sdk import OpenShellClient
     from openshell.client.ssh_tunnel import open_ssh_transport

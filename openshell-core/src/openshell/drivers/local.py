@@ -17,7 +17,7 @@ under a deep ``$XDG_STATE_HOME`` would exceed.
 One *spare* supervisor waits at all times (``openshell.supervisor.spare``): a
 process that has started Python and done its imports at low priority and is
 handed the next sandbox's config over its stdin, so a create does not pay
-~0.2 s of interpreter start and imports (issue 7). A spare serves exactly one
+~0.2 s of interpreter start and imports. A spare serves exactly one
 sandbox; a new one is started after each create. Without a live spare (the
 first create after an error, two creates at once) the supervisor is started
 cold, as before.

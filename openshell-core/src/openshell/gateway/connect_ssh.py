@@ -1,4 +1,4 @@
-"""``CONNECT /connect/ssh``: an SSH tunnel from a client to a sandbox's supervisor (issue 4).
+"""``CONNECT /connect/ssh``: an SSH tunnel from a client to a sandbox's supervisor.
 
 The client (already authenticated by mTLS at the front) sends::
 

@@ -60,7 +60,7 @@ async def push_loop(link: GatewayLink, handler: PushHandler, interval: float = P
 
     A failed push puts the batch back (bounded by the queue) and retries later.
     The records carry no parsed fields: the gateway parses the logfmt messages,
-    off the proxy's event loop, which this loop shares (issue 7).
+    off the proxy's event loop, which this loop shares.
     """
     while True:
         await asyncio.sleep(interval)

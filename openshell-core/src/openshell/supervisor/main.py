@@ -42,7 +42,7 @@ def _preload() -> type:
 
     Run in a worker thread while ``GetSandboxConfig`` is in flight, so ~0.1 s of
     imports (cryptography for the CA, the policy model, the engine, the proxy)
-    overlaps the wait instead of following it (issue 7). Imports only: nothing
+    overlaps the wait instead of following it. Imports only: nothing
     is started, and a failure surfaces when the start awaits the result.
 
     :raises openshell.plugin.loader.PluginError: the engine is missing or broken.
@@ -97,8 +97,8 @@ class Supervisor:
         self.reloader = None
         self.spec_env: dict[str, str] = {}
         self.mounts: list = []
-        self.router = None  # inference.local (issue 5)
-        self.credential_hook = None  # provider placeholder substitution (issue 5)
+        self.router = None  # inference.local
+        self.credential_hook = None  # provider placeholder substitution
         self._inference_task: Optional[asyncio.Task] = None
 
     # ------------------------------------------------------------------ start
@@ -160,11 +160,11 @@ class Supervisor:
         # the start (the layers are torn down by _shutdown once prepared).
         prepared = asyncio.ensure_future(asyncio.to_thread(launcher.prepare_layers, self.ctx, list(REQUIRED_LAYERS)))
         try:
-            # Providers (issue 5): the sandbox sees placeholders, the proxy keeps the values.
+            # Providers: the sandbox sees placeholders, the proxy keeps the values.
             penv = await fetch_provider_environment(self.link)
             self.spec_env.update(dict(penv.environment))
             self.credential_hook = CredentialHook(credentials_from_proto(penv))
-            # Only the policy engine is loaded, not every plugin kind (issue 7).
+            # Only the policy engine is loaded, not every plugin kind.
             self.engine = engine_class()
             uid, gid = ids_for_policy(self.ctx.policy)
             dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, {name: ips[0] for name, ips in hosts.items()})
@@ -354,7 +354,7 @@ def _ctx_dict(ctx: IsolationContext) -> dict:
 class _LogFormatter(logging.Formatter):
     """``logging.Formatter`` with the formatted second reused for every line in it:
     the proxy writes a line per connection and per inspected request, and
-    ``localtime`` + ``strftime`` per line was a visible share of that (issue 7)."""
+    ``localtime`` + ``strftime`` per line was a visible share of that."""
 
     _cached: tuple[int, str] = (-1, "")
 

@@ -1,4 +1,4 @@
-"""A supervisor process started before its sandbox exists (issue 7: create-to-READY).
+"""A supervisor process started before its sandbox exists (create-to-READY).
 
 Starting Python and importing what a supervisor needs (gRPC, protobuf, asyncio,
 cryptography, the policy engine, the isolation plugins) is most of a sandbox's

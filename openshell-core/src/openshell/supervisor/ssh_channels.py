@@ -2,7 +2,7 @@
 
 Imported by :class:`openshell.supervisor.ssh_server.SshServer` when the first
 connection has passed the NSSH1 preface, so a supervisor that is never reached
-over SSH never imports paramiko (issue 7: create-to-READY). The rules the
+over SSH never imports paramiko (create-to-READY). The rules the
 callbacks implement are described in ``ssh_server``'s module docstring.
 """
 

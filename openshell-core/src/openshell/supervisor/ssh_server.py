@@ -11,7 +11,7 @@ every session's command through the child launcher, so an SSH session gets the
 same isolation as the entrypoint. The preface authenticates the connection, so
 SSH user authentication is ``none``.
 
-Channels (issue 4):
+Channels:
 
 - ``session`` with ``exec``/``shell`` (optionally a PTY that follows
   ``window-change``) and the ``sftp`` subsystem. SFTP runs OpenSSH's

@@ -1,6 +1,6 @@
 """Serve ``inference.local``: terminate TLS, check the call, rewrite it, stream it to the backend.
 
-Per request (issue 5):
+Per request:
 
 1. ``HEAD /`` / ``GET /`` → 200 (liveness probe of agents); any other call that
    :func:`~openshell.supervisor.inference.paths.classify` does not recognise →
