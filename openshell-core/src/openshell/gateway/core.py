@@ -35,6 +35,7 @@ from openshell.gateway.errors import (  # noqa: F401 - re-exported: callers catc
     GatewayError,
     InvalidArgument,
     NotFound,
+    PolicyRevisionNotFound,
     ProviderInUse,
     ProviderNotFound,
     ResourceExhausted,

@@ -51,6 +51,15 @@ class ProviderNotFound(NotFound):
         self.name = name
 
 
+class PolicyRevisionNotFound(NotFound):
+    """The sandbox has no policy revision of that number."""
+
+    reason = "POLICY_REVISION_NOT_FOUND"
+
+    def __init__(self, sandbox: str, version: int) -> None:
+        super().__init__(f"policy revision {version} of sandbox '{sandbox}' not found; see 'openshell policy list {sandbox}'")
+
+
 class WorkspaceNotFound(NotFound):
     reason = "WORKSPACE_NOT_FOUND"
 

@@ -17,6 +17,7 @@ import binascii
 from openshell._proto import openshell_pb2
 from openshell.gateway import core as gc
 from openshell.gateway import store as st
+from openshell.gateway.errors import PolicyRevisionNotFound
 from openshell.gateway.policies import policy_hash
 from openshell.gateway.wire import refuse_unsupported, rpc_errors, timestamp, workspace_of
 
@@ -102,7 +103,7 @@ class PolicyRpcs:
         state = await self.core.policy_state(request.sandbox, workspace_of(request.workspace_scope))
         rev = state.get(request.version)
         if rev is None:
-            raise gc.NotFound(f"policy revision {request.version} of sandbox '{request.sandbox}' not found; see 'openshell policy list {request.sandbox}'")
+            raise PolicyRevisionNotFound(request.sandbox, request.version)
         return openshell_pb2.GetSandboxPolicyStatusResponse(revision=revision_to_proto(rev, state.status(rev)), active_version=state.active)
 
     @rpc_errors

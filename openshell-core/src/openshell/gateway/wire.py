@@ -1,7 +1,8 @@
 """What every gRPC servicer of the gateway shares: errors to status codes,
 timestamps, workspace selectors, refusing fields we do not implement, phases.
 
-Imports protos, :mod:`openshell.gateway.errors` and the store's constants only,
+Imports protos, :mod:`openshell.gateway.errors`, the store's constants and the
+metadata keys the client reads (:mod:`openshell.client.errors`) only,
 so the servicers (``service``, ``policy_service``, ``provider_service``,
 ``supervisor_service``) import it without importing each other.
 """
@@ -18,13 +19,9 @@ from google.protobuf import unknown_fields
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from openshell._proto import datamodel_pb2, openshell_pb2
+from openshell.client.errors import FIELD_KEY, REASON_KEY
 from openshell.gateway import store as st
 from openshell.gateway.errors import GatewayError, InvalidArgument
-
-#: trailing metadata naming :attr:`GatewayError.reason` (the client's exception class follows it)
-REASON_KEY = "openshell-error-reason"
-#: trailing metadata naming the refused field of an INVALID_ARGUMENT
-FIELD_KEY = "openshell-error-field"
 
 _CODES: dict[str, grpc.StatusCode] = {
     "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
