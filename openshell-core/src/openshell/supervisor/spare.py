@@ -32,7 +32,8 @@ def _warm() -> None:
     """
     try:
         from openshell.supervisor import launcher
-        from openshell.supervisor.main import REQUIRED_LAYERS, _preload
+        from openshell.supervisor.layers import REQUIRED_LAYERS
+        from openshell.supervisor.main import _preload
 
         _preload()
         for name in REQUIRED_LAYERS:
