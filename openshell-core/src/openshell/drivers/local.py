@@ -39,6 +39,7 @@ from typing import Any, Mapping
 
 from openshell.plugin import hookimpl
 from openshell.plugin.kinds import ComputeDriver, SandboxStatus, SshEndpoint
+from openshell.supervisor.cleanup import cleanup_sandbox
 
 log = logging.getLogger("openshell.drivers.local")
 
@@ -231,8 +232,6 @@ class LocalDriver(ComputeDriver):
         for known in {pid, self._children.pop(sandbox_id, None)} - {None}:
             _reap(known)
         # A crashed supervisor cleans nothing: do what its shutdown would have.
-        from openshell.supervisor.cleanup import cleanup_sandbox
-
         cleanup_sandbox(sandbox_id, self.sandbox_dir(sandbox_id), keep_workdir=keep_workdir)
         self._ssh_socket(sandbox_id).unlink(missing_ok=True)
 

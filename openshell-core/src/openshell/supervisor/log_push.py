@@ -13,6 +13,7 @@ import collections
 import logging
 from typing import Iterable
 
+from openshell._proto import supervisor_pb2
 from openshell.supervisor.link import GatewayLink
 
 MAX_BUFFERED = 10_000  # lines held while the gateway is unreachable
@@ -72,8 +73,6 @@ async def push_loop(link: GatewayLink, handler: PushHandler, interval: float = P
 
 
 def _batch(items: Iterable[tuple[float, str, str, str]]):
-    from openshell._proto import supervisor_pb2
-
     out = supervisor_pb2.LogBatch()
     for created, level, target, message in items:
         rec = out.records.add(level=level, target=target, message=message)

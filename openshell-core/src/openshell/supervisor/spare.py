@@ -31,6 +31,8 @@ def _warm() -> None:
     reports any error in the sandbox's log (fail closed there, not here).
     """
     try:
+        # Imported here, not at module level: importing them is this function's job,
+        # done after main() lowered the spare's priority.
         from openshell.supervisor import launcher
         from openshell.supervisor.layers import REQUIRED_LAYERS
         from openshell.supervisor.main import _preload
@@ -77,6 +79,6 @@ def main() -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    from openshell.supervisor.main import main as supervisor_main
+    from openshell.supervisor.main import main as supervisor_main  # loaded by _warm() already
 
     supervisor_main(["--config", config])

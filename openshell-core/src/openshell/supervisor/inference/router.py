@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import datetime
 import functools
+import importlib
 import json
 import logging
 import socket
@@ -51,8 +52,6 @@ class _LazyModule:
         self._name = name
 
     def __getattr__(self, attr: str) -> Any:
-        import importlib
-
         return getattr(importlib.import_module(self._name), attr)
 
 

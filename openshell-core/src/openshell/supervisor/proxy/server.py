@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openshell.plugin.kinds import CompiledPolicy, PolicyEngine
+from openshell.policy.decide import decide
 from openshell.policy.decision import ConnectInput, Decision
 from openshell.policy.hosts import ip_literal
 from openshell.providers.placeholders import contains_placeholder
@@ -77,8 +78,6 @@ class _Tunnel:
 
 
 def _default_decide() -> DecideFn:
-    from openshell.policy.decide import decide
-
     return decide
 
 
