@@ -3,7 +3,7 @@ so a new plugin needs no edit here.
 
     nox -s tests        # each distribution's own tests, in a venv with only core + it
     nox -s e2e          # cross-distribution integration and end-to-end tests (root)
-    nox -s lint         # ruff
+    nox -s lint         # ruff, and no import cycles among our modules
     nox -s typecheck    # mypy, one run per distribution
     nox -s protos       # regenerate gRPC code; CI fails when the committed output is stale
     nox -s demo         # the quick-start demo
@@ -59,9 +59,10 @@ def template(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over every distribution."""
+    """ruff over every distribution, then scripts/import_cycles.py (fails on an import cycle)."""
     session.install("ruff")
     session.run("ruff", "check", *[str(d / "src") for d in DISTS])
+    session.run("python", str(ROOT / "scripts" / "import_cycles.py"), str(ROOT))
 
 
 @nox.session(python=False)

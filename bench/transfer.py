@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Upload/download throughput of ``openshell sandbox upload|download`` vs a plain ``tar | tar`` pipe (issue 4).
+"""Upload/download throughput of ``openshell sandbox upload|download`` vs a plain ``tar | tar`` pipe.
 
     python bench/transfer.py [--quick] [--json]
 

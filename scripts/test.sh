@@ -7,4 +7,5 @@ bash scripts/setup.sh
 export OPENSHELL_STRICT_PLUGINS=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/python scripts/import_cycles.py
 exec .venv/bin/python -m pytest "$@"

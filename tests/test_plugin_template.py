@@ -1,4 +1,4 @@
-"""The agent plugin template renders a plugin that installs and passes its own tests (issue 6).
+"""The agent plugin template renders a plugin that installs and passes its own tests.
 
 What a third party does: render ``templates/openshell-agent-plugin``, ``pip install``
 the result into a fresh virtualenv next to ``openshell-core`` only (plugins never

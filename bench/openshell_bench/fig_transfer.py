@@ -1,4 +1,4 @@
-"""Upload/download throughput of ``openshell sandbox upload|download`` (issue 4).
+"""Upload/download throughput of ``openshell sandbox upload|download``.
 
 That measurement lives in ``bench/transfer.py``, owned by the file-transfer
 work. When the file exists and offers ``run(quick: bool) -> dict`` returning
@@ -20,7 +20,7 @@ TRANSFER = env.BENCH / "transfer.py"
 def transfer(ctx: Context) -> FigureResult:
     """Run ``bench/transfer.py``'s ``run`` and convert its rows."""
     if not TRANSFER.exists():
-        raise Skip("bench/transfer.py (issue 4: upload/download throughput) is not in this tree yet")
+        raise Skip("bench/transfer.py (upload/download throughput) is not in this tree yet")
     spec = importlib.util.spec_from_file_location("openshell_bench_transfer", TRANSFER)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

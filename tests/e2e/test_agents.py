@@ -1,4 +1,4 @@
-"""Real agents in sandboxes (issue 6): Claude Code, Codex, OpenCode and OpenClaw from npm, model calls through inference.local.
+"""Real agents in sandboxes: Claude Code, Codex, OpenCode and OpenClaw from npm, model calls through inference.local.
 
 OpenClaw needs Node.js >= 24.16; on this machine's Node 20 ``openshell agents
 install openclaw`` also installs OpenShell's Node.js 24 runtime (PyPI

@@ -1,4 +1,4 @@
-"""HTTP inspection inside TLS end to end (POLICY.md §3, issue 3).
+"""HTTP inspection inside TLS end to end (POLICY.md §3).
 
 A real gateway started with ``OPENSHELL_EXTRA_CA`` = a test CA made here (the
 local driver passes it to the supervisor, whose inspector trusts it as an

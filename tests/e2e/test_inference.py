@@ -1,4 +1,4 @@
-"""inference.local end to end (issue 5): a sandbox's curl reaches a fake model server on the
+"""inference.local end to end: a sandbox's curl reaches a fake model server on the
 host's loopback through the supervisor's router — TLS with the sandbox CA, model and auth
 rewritten, SSE streamed, wrong paths refused, backend failures reported, routes switched live.
 

@@ -1,4 +1,4 @@
-"""The inference plugin flow exactly as a user does it (issue 5).
+"""The inference plugin flow exactly as a user does it.
 
 In a fresh virtualenv with only core, the CLI and the isolation plugins:
 ``openshell inference backends`` does not list vllm; after ``pip install`` of

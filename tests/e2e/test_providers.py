@@ -1,4 +1,4 @@
-"""Providers end to end (issue 5): a credential's real value never exists inside the sandbox
+"""Providers end to end: a credential's real value never exists inside the sandbox
 (environment, files, /proc) yet reaches the upstream in the request header — substituted by
 the proxy on an inspected TLS connection to a host the provider declares, and refused
 everywhere else.

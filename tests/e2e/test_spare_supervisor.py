@@ -1,4 +1,4 @@
-"""The local driver's spare supervisor (issue 7: create-to-READY).
+"""The local driver's spare supervisor (create-to-READY).
 
 One supervisor process waits with its imports done; a create hands it the
 sandbox, and a new spare is started for the next one. These tests run a

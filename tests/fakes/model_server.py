@@ -1,4 +1,4 @@
-"""A stand-in for remote model APIs, speaking their real wire formats (issue 5).
+"""A stand-in for remote model APIs, speaking their real wire formats.
 
 OpenAI: ``GET /v1/models``, ``POST /v1/chat/completions`` (``stream: true`` →
 ``data: {chat.completion.chunk}`` events, then ``data: [DONE]``),

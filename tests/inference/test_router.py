@@ -1,5 +1,5 @@
 """The inference router against the fake model server: real TLS with the sandbox CA,
-real sockets, real streaming (issue 5)."""
+real sockets, real streaming."""
 
 from __future__ import annotations
 

@@ -34,14 +34,17 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import ipaddress
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Self
@@ -380,10 +383,6 @@ def main(argv: list[str] | None = None) -> None:
     For trying policies by hand: the host answers HTTP on ``IP:P`` from its own
     network namespace; give sandboxes ``--add-host <name>:<IP>``.
     """
-    import argparse
-    import signal
-    import threading
-
     parser = argparse.ArgumentParser(prog="python -m openshell.testhost", description=main.__doc__)
     parser.add_argument("name", help="short name; the namespace is osth-NAME")
     parser.add_argument("ip", help="address in 10.199.0.0/16, e.g. 10.199.1.2")

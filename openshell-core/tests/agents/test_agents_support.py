@@ -149,7 +149,7 @@ def test_npm_install_refuses_to_replace_a_foreign_program(agent_dirs):
 
 
 def test_npm_failure_reason_is_the_telling_line():
-    from openshell.agents.npm import _npm_reason
+    from openshell.agents.installer import _npm_reason
 
     tail = [
         "npm http fetch GET 200 https://registry.npmjs.org/x 4ms",

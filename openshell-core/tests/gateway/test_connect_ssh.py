@@ -22,6 +22,7 @@ from openshell.client.sdk import OpenShellClient, OpenShellError
 from openshell.client.ssh_tunnel import TunnelError, open_ssh_transport, open_tunnel
 from openshell.gateway.server import Gateway
 from openshell.gateway.ssh_sessions import MAX_TUNNELS_PER_SANDBOX, MAX_TUNNELS_PER_TOKEN
+from openshell.plugin.loader import get_registry
 
 READY = "ia-ready"
 BROKEN = "ia-broken"
@@ -30,7 +31,6 @@ BROKEN = "ia-broken"
 def _needs_sandboxes() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (sandboxes use namespaces, Landlock, seccomp)")
-    from openshell.plugin.loader import get_registry
 
     names = set(get_registry().classes("isolation"))
     if not {"netns", "landlock", "seccomp"} <= names:

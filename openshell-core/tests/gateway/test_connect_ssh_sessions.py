@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import threading
+
 import pytest
 from openshell._proto import openshell_pb2
+from openshell.gateway.connect_ssh import relay
 from openshell.gateway.ssh_sessions import SshSessions, TokenInvalid, TooManyTunnels
 
 
@@ -108,11 +113,6 @@ def test_interactive_and_ssh_rpcs_have_the_sdk_shapes():
 
 def _relay_pair(idle_timeout: float):
     """Run relay() between a fake client and a fake supervisor (socket pairs); return both far ends."""
-    import asyncio
-    import socket
-    import threading
-
-    from openshell.gateway.connect_ssh import relay
 
     client_far, client_near = socket.socketpair()
     sup_near, sup_far = socket.socketpair()

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pb2
 from openshell._proto import openshell_pb2, supervisor_pb2
-from openshell.gateway.policies import policy_hash
+from openshell.gateway.policies import MAX_POLICY_BYTES, policy_hash
 from openshell.policy import parse_policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -240,8 +240,6 @@ def test_wire_shapes_match_the_sdk():
 
 
 def test_oversized_document_is_refused_before_parsing(wire, sandbox):
-    from openshell.gateway.policies import MAX_POLICY_BYTES
-
     huge = NETWORK_ONLY + "#" * MAX_POLICY_BYTES + "\n"
     err = rpc_error(lambda: update(wire, huge))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most" in err.details()

@@ -1,5 +1,5 @@
 """Providers and inference routes over real gRPC mTLS: CRUD, redaction, encryption at rest,
-supervisor-facing environment and the inference bundle watch (issue 5)."""
+supervisor-facing environment and the inference bundle watch."""
 
 from __future__ import annotations
 
@@ -102,13 +102,14 @@ def test_update_merges_and_delete_refuses_while_used(gw):
     updated = gw.client.update_provider("gh", credentials={"GH_TOKEN": "t2"}, config={"hosts": "git.corp.test"})
     assert updated.credential_keys == ("GH_TOKEN", "GITHUB_TOKEN") and updated.config == {"hosts": "git.corp.test"}
     gw.client.create_sandbox("sb", providers=["gh"])
-    with pytest.raises(sdk.OpenShellError, match="used by sandbox.*sb"):
+    with pytest.raises(sdk.ProviderInUse, match="used by sandbox.*sb"):
         gw.client.delete_provider("gh")
     gw.client.delete_sandbox("sb")
     assert gw.client.delete_provider("gh") == "COMPLETED"
     assert gw.client.delete_provider("gh", allow_missing=True) == "ALREADY_ABSENT"
-    with pytest.raises(LookupError, match="provider 'gh' not found"):
+    with pytest.raises(sdk.ProviderNotFound, match="provider 'gh' not found") as info:
         gw.client.get_provider("gh")
+    assert isinstance(info.value, LookupError) and not isinstance(info.value, sdk.SandboxNotFound)
 
 
 def test_sandbox_with_unknown_provider_is_refused(gw):
@@ -150,7 +151,7 @@ def test_inference_route_set_get_and_bundle_refreshes_on_change(gw):
         second = next(stream)
         assert dict(second.auth_headers) == {"Authorization": "Bearer k2"} and second.revision != first.revision
         stream.cancel()
-    with pytest.raises(sdk.OpenShellError, match="authenticates the inference route"):
+    with pytest.raises(sdk.ProviderInUse, match="authenticates the inference route"):
         gw.client.delete_provider("oa")
 
 

@@ -27,6 +27,7 @@ from openshell.gateway import core as gc
 from openshell.gateway import sandbox_exec
 from openshell.gateway.service import add_services
 from openshell.gateway.store import Store
+from openshell.gateway.supervisor_service import MAX_LOG_BATCH
 from openshell.plugin.kinds import (
     DriverContext,
     SandboxStatus,
@@ -507,8 +508,6 @@ def test_push_log_batch_appends_records_and_parses_their_fields(wire_server):
 
 
 def test_push_log_batch_refuses_an_oversized_batch_and_an_unknown_sandbox(wire_server):
-    from openshell.gateway.supervisor_service import MAX_LOG_BATCH
-
     sb = wire_server.create("demo")
     batch = supervisor_pb2.LogBatch()
     for _ in range(MAX_LOG_BATCH + 1):

@@ -152,6 +152,14 @@ def test_errors_are_typed_and_name_the_fix(sdk_client):
         list(sdk_client.exec("demo", ["true"]))
     with pytest.raises(sdk.SandboxNotFound):
         sdk_client.delete_sandbox("ghost")
+    with pytest.raises(sdk.PolicyRevisionNotFound, match="policy revision 9 of sandbox 'demo' not found"):
+        sdk_client.get_policy("demo", 9)
+    # The class follows the gateway's reason, not the message: a missing workspace
+    # in a call naming a sandbox is not a missing sandbox.
+    sdk_client.workspace = "nope"
+    with pytest.raises(sdk.NotFound, match="workspace 'nope' not found") as info:
+        sdk_client.get_sandbox("demo")
+    assert not isinstance(info.value, sdk.SandboxNotFound)
 
 
 def test_error_phase_while_waiting_raises_with_reason(sdk_client, tls_gateway):

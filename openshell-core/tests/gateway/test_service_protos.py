@@ -7,6 +7,7 @@ import importlib.util
 import pathlib
 
 import pytest
+from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc, supervisor_pb2
 
 PROTO_DIR = pathlib.Path(__file__).resolve().parents[2] / "proto"
 
@@ -25,8 +26,6 @@ def test_generated_code_is_not_stale():
 
 
 def test_generated_imports_are_package_relative():
-    from openshell._proto import openshell_pb2_grpc, supervisor_pb2
-
     assert openshell_pb2_grpc.__name__ == "openshell._proto.openshell_pb2_grpc"
     assert supervisor_pb2.DESCRIPTOR.package == "openshell.v1"
 
@@ -44,8 +43,6 @@ def test_generated_imports_are_package_relative():
     ],
 )
 def test_sdk_shared_field_numbers(message, field, number):
-    from openshell._proto import datamodel_pb2, openshell_pb2
-
     module = datamodel_pb2 if message == "ObjectMeta" else openshell_pb2
     desc = getattr(module, message).DESCRIPTOR
     assert desc.fields_by_name[field].number == number

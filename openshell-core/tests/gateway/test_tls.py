@@ -104,8 +104,8 @@ def test_expiring_leaf_is_renewed(tmp_path, monkeypatch):
     pki = ensure_pki(tmp_path / "pki")
     old = pki.server_cert.read_bytes()
     # pretend it is two years later: the leaf (825 days) is within RENEW_BEFORE, the CA is not
-    later = tls._now() + dt.timedelta(days=800)
-    monkeypatch.setattr(tls, "_now", lambda: later)
+    later = tls.now() + dt.timedelta(days=800)
+    monkeypatch.setattr(tls, "now", lambda: later)
     ensure_pki(pki.root)
     assert pki.server_cert.read_bytes() != old
 

@@ -1,4 +1,4 @@
-"""Provider types, placeholders and auto-provider planning (issue 5)."""
+"""Provider types, placeholders and auto-provider planning."""
 
 from __future__ import annotations
 

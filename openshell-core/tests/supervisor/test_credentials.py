@@ -1,4 +1,4 @@
-"""The proxy's credential hook: placeholders become values only over TLS to declared hosts (issue 5)."""
+"""The proxy's credential hook: placeholders become values only over TLS to declared hosts."""
 
 from __future__ import annotations
 

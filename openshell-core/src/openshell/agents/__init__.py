@@ -1,4 +1,4 @@
-"""Agent support shared by the CLI and agent plugins (DESIGN.md §3, issue 6).
+"""Agent support shared by the CLI and agent plugins (DESIGN.md §3).
 
 - :class:`NpmAgent` — an ``Agent`` base for programs published on npm: argv,
   install location, ``detect()``, and a policy fragment built from its API hosts.

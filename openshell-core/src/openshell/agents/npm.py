@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -27,12 +28,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from openshell.agents import node_runtime
+from openshell.agents.installer import NPM_TIMEOUT, NpmInstallError, run_streamed  # noqa: F401 - re-exported
 from openshell.plugin.kinds import Agent
 
 DEFAULT_AGENTS_ROOT = "/usr/local/lib/openshell/agents"
 DEFAULT_BIN_DIR = "/usr/local/bin"
-#: seconds ``npm install`` may take before it is killed
-NPM_TIMEOUT = 900.0
 #: seconds ``<agent> --version`` may take after an install
 VERSION_TIMEOUT = 60.0
 
@@ -180,10 +180,6 @@ class NpmAgent(Agent):
 # --------------------------------------------------------------------------- install
 
 
-class NpmInstallError(RuntimeError):
-    """Installing an agent program failed; the message says why and what to do."""
-
-
 @dataclass(frozen=True)
 class InstallResult:
     """What :func:`npm_install` did.
@@ -320,8 +316,6 @@ def _write_launcher(path: Path, node: Path, script: str) -> Path:
     because ``access()`` says it is writable, but Landlock refuses the open
     inside a sandbox ("unable to open database file").
     """
-    import shlex
-
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     text = (
         "#!/bin/sh\n"
@@ -340,59 +334,3 @@ def _write_launcher(path: Path, node: Path, script: str) -> Path:
 
 
 #: npm's closing lines that say nothing about the cause
-_NPM_NOISE = ("A complete log", "command failed", "error code", "error path", "error command")
-
-
-def _npm_reason(tail: list[str]) -> str:
-    """The most telling line of npm's output: its first error line that is not boilerplate."""
-    errors = [t for t in tail if t.startswith("npm error") or "ERR" in t]
-    useful = [t for t in errors if not any(n in t for n in _NPM_NOISE)]
-    return (useful or errors or tail or [""])[0]
-
-
-def run_streamed(
-    cmd: list[str],
-    on_output: Callable[[str], None] | None,
-    *,
-    env: dict[str, str] | None = None,
-    what: str = "npm install",
-    hint: str = "check the network and the package name",
-) -> None:
-    """Run an installer (npm, pip) with umask 022, stream its lines to ``on_output``.
-
-    :param env: variables set on top of this process's environment.
-    :param what: the command's name in errors; ``hint``: what the user should check.
-    :raises NpmInstallError: it did not start, exited non-zero, or ran past ``NPM_TIMEOUT`` seconds.
-    """
-    env = {**os.environ, **(env or {})}
-    env.setdefault("npm_config_update_notifier", "false")
-    tail: list[str] = []
-    try:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            preexec_fn=lambda: os.umask(0o022),  # noqa: PLW1509 - only sets the umask
-        )
-    except OSError as exc:
-        raise NpmInstallError(f"cannot run {what}: {exc}") from None
-    assert proc.stdout is not None
-    import threading
-
-    timer = threading.Timer(NPM_TIMEOUT, proc.kill)
-    timer.start()
-    try:
-        for line in proc.stdout:
-            line = line.rstrip()
-            if not line:
-                continue
-            tail = (tail + [line])[-40:]
-            if on_output is not None:
-                on_output(line)
-        code = proc.wait()
-    finally:
-        timer.cancel()
-    if code != 0:
-        raise NpmInstallError(f"{what} failed (exit {code}): {_npm_reason(tail)}; {hint}")

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from openshell.plugin.kinds import Agent
+from openshell.plugin.loader import get_registry
 
 #: first-party agents: command name -> the distribution that provides its plugin
 FIRST_PARTY_AGENTS: dict[str, str] = {
@@ -65,8 +66,6 @@ def resolve_agent(command: str, registry: Any = None, *, explicit: bool = False)
         is a first-party agent whose plugin is not installed.
     """
     if registry is None:
-        from openshell.plugin.loader import get_registry
-
         registry = get_registry()
     base = os.path.basename(command)
     classes = registry.classes("agents")

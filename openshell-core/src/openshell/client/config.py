@@ -68,13 +68,13 @@ class GatewayConfig:
 
     def ssl_context(self, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
         """Return an ``ssl`` client context for the gateway's HTTP side (``/healthz``, ``/connect/ssh``)."""
-        from openshell.gateway.tls import client_context
+        from openshell.gateway.tls import client_context  # deferred: cryptography stays off the CLI's start-up
 
         return client_context(self.ca_path, self.cert_path, self.key_path, alpn=alpn)
 
     def grpc_credentials(self) -> Any:
         """Return ``grpc.ChannelCredentials`` for mTLS to the gateway (what the SDK builds)."""
-        import grpc
+        import grpc  # deferred: only gRPC callers pay for importing grpc
 
         return grpc.ssl_channel_credentials(
             root_certificates=self.ca_path.read_bytes(),

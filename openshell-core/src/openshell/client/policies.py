@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import grpc
 
 from openshell._proto import openshell_pb2
+from openshell.client.errors import PolicyFailed, WaitTimeout
 
 DEFAULT_WAIT = 60.0  # seconds wait_policy waits for the supervisor by default
 
@@ -120,16 +121,12 @@ class PolicyClient:
     def get_policy(self, name: str, version: int = 0) -> PolicyRevision:
         """Return revision ``version`` of sandbox ``name``; 0: the active one.
 
-        :raises SandboxNotFound: no such sandbox. :raises OpenShellError: no such revision.
+        :raises SandboxNotFound: no such sandbox. :raises PolicyRevisionNotFound: no such revision.
         """
         req = openshell_pb2.GetSandboxPolicyStatusRequest(sandbox=name, version=version, workspace_scope=self._scope)
         try:
             resp = self._stub.GetSandboxPolicyStatus(req, timeout=self.timeout)
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND and (exc.details() or "").startswith("policy revision "):
-                from openshell.client.sdk import OpenShellError
-
-                raise OpenShellError(exc.details()) from None
             raise self._error(exc, name) from None
         return revision_from_proto(resp.revision, resp.active_version)
 
@@ -163,8 +160,6 @@ class PolicyClient:
         :raises WaitTimeout: still pending after ``timeout`` seconds (e.g. the sandbox is not running).
         :raises SandboxNotFound: the sandbox was deleted meanwhile.
         """
-        from openshell.client.sdk import PolicyFailed, WaitTimeout
-
         deadline = time.monotonic() + timeout
         polls = 0
         while True:

@@ -18,10 +18,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from openshell._proto import datamodel_pb2, inference_pb2, inference_pb2_grpc, openshell_pb2
-
-
-class ProviderNotFound(LookupError):
-    """Marker base; the raised class also subclasses the SDK's ``OpenShellError``."""
+from openshell.client.errors import ProviderNotFound  # noqa: F401 - importable from here as before
 
 
 @dataclass(frozen=True)
@@ -99,15 +96,6 @@ class ProviderClient:
             stub = self.__dict__["_inference_stub_obj"] = inference_pb2_grpc.InferenceStub(self._channel)  # type: ignore[attr-defined]
         return stub
 
-    def _provider_error(self, exc: grpc.RpcError, name: str):  # type: ignore[no-untyped-def]
-        from openshell.client import sdk
-
-        if exc.code() == grpc.StatusCode.NOT_FOUND:
-            return type("ProviderNotFoundError", (sdk.OpenShellError, ProviderNotFound), {})(exc.details())
-        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-            return sdk.OpenShellError(exc.details())
-        return self._error(exc)  # type: ignore[attr-defined]
-
     def create_provider(
         self,
         name: str,
@@ -133,7 +121,7 @@ class ProviderClient:
                 timeout=self.timeout,  # type: ignore[attr-defined]
             )
         except grpc.RpcError as exc:
-            raise self._provider_error(exc, name) from None
+            raise self._error(exc) from None  # type: ignore[attr-defined]
         return provider_from_proto(resp.provider)
 
     def get_provider(self, name: str) -> Provider:
@@ -144,7 +132,7 @@ class ProviderClient:
                 timeout=self.timeout,  # type: ignore[attr-defined]
             )
         except grpc.RpcError as exc:
-            raise self._provider_error(exc, name) from None
+            raise self._error(exc) from None  # type: ignore[attr-defined]
         return provider_from_proto(resp.provider)
 
     def list_providers(self) -> list[Provider]:
@@ -186,20 +174,20 @@ class ProviderClient:
         try:
             resp = self._stub.UpdateProvider(req, timeout=self.timeout)  # type: ignore[attr-defined]
         except grpc.RpcError as exc:
-            raise self._provider_error(exc, name) from None
+            raise self._error(exc) from None  # type: ignore[attr-defined]
         return provider_from_proto(resp.provider)
 
     def delete_provider(self, name: str, *, allow_missing: bool = False) -> str:
         """Delete provider ``name``; returns ``COMPLETED`` or ``ALREADY_ABSENT``.
 
         :raises ProviderNotFound: missing and not ``allow_missing``.
-        :raises OpenShellError: a sandbox or the inference route still uses it.
+        :raises ProviderInUse: a sandbox or the inference route still uses it.
         """
         req = openshell_pb2.DeleteProviderRequest(name=name, workspace_scope=self._scope, allow_missing=allow_missing)  # type: ignore[attr-defined]
         try:
             resp = self._stub.DeleteProvider(req, timeout=self.timeout)  # type: ignore[attr-defined]
         except grpc.RpcError as exc:
-            raise self._provider_error(exc, name) from None
+            raise self._error(exc) from None  # type: ignore[attr-defined]
         return {openshell_pb2.DELETION_OUTCOME_ALREADY_ABSENT: "ALREADY_ABSENT"}.get(resp.outcome, "COMPLETED")
 
     def set_inference_route(self, backend: str, model: str, *, base_url: str = "", provider: str = "") -> InferenceRoute:
@@ -214,7 +202,7 @@ class ProviderClient:
                 timeout=self.timeout,  # type: ignore[attr-defined]
             )
         except grpc.RpcError as exc:
-            raise self._provider_error(exc, provider) from None
+            raise self._error(exc) from None  # type: ignore[attr-defined]
         return _route(resp)
 
     def get_inference_route(self) -> InferenceRoute | None:

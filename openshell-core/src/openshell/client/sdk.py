@@ -10,11 +10,14 @@
         client.delete_sandbox("demo")
 
 Blocking (grpc's synchronous channel); every gRPC failure becomes one of the
-exceptions below, whose message names the thing and the fix.
+exceptions of :mod:`openshell.client.errors`, whose message names the thing and the fix.
 """
 
 from __future__ import annotations
 
+import os
+import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +29,26 @@ from urllib.parse import urlsplit
 import grpc
 
 from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc
+from openshell.client.config import GatewayConfigError, load_gateway_config
+from openshell.client.errors import (  # noqa: F401 - re-exported: users import them from here
+    GatewayUnavailable,
+    InvalidRequest,
+    NotFound,
+    OpenShellError,
+    PolicyFailed,
+    PolicyRevisionNotFound,
+    ProviderInUse,
+    ProviderNotFound,
+    SandboxExists,
+    SandboxNotFound,
+    SandboxNotReady,
+    SandboxUnreachable,
+    WaitTimeout,
+    error_from_rpc,
+)
 from openshell.client.policies import PolicyClient, PolicyRevision  # noqa: F401 - re-exported
 from openshell.client.providers import InferenceRoute, Provider, ProviderClient  # noqa: F401 - re-exported
+from openshell.client.versions import VersionInterceptor
 
 DEFAULT_WORKSPACE = "default"
 DEFAULT_TIMEOUT = 30.0  # seconds per unary call
@@ -51,60 +72,6 @@ _OUTCOMES = {
     openshell_pb2.DELETION_OUTCOME_ACCEPTED: "ACCEPTED",
     openshell_pb2.DELETION_OUTCOME_ALREADY_ABSENT: "ALREADY_ABSENT",
 }
-
-# --------------------------------------------------------------------------- errors
-
-
-class OpenShellError(RuntimeError):
-    """Base of every client error; ``str(err)`` is one line for the user."""
-
-
-class GatewayUnavailable(OpenShellError):
-    """The gateway does not answer (not started, wrong endpoint, or TLS refused)."""
-
-
-class SandboxNotFound(OpenShellError, LookupError):
-    """The named sandbox does not exist."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"sandbox '{name}' not found; see 'openshell sandbox list'")
-        self.name = name
-
-
-class SandboxExists(OpenShellError):
-    """A sandbox with that name exists already."""
-
-
-class InvalidRequest(OpenShellError, ValueError):
-    """The gateway refused a field; ``field`` names it (``spec.policy_yaml.network_policies.x``)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.field = message.split(":", 1)[0] if ":" in message else ""
-
-
-class SandboxNotReady(OpenShellError):
-    """The sandbox is not READY (exec refused), or went to ERROR while waiting."""
-
-
-class SandboxUnreachable(OpenShellError):
-    """The gateway could not reach the sandbox's supervisor."""
-
-
-class WaitTimeout(OpenShellError, TimeoutError):
-    """``wait_ready`` (or ``wait_policy``) ran out of time."""
-
-
-class PolicyFailed(OpenShellError):
-    """The supervisor could not load a policy revision; the previous one stays in force.
-
-    :ivar revision: the failed :class:`openshell.client.policies.PolicyRevision` (``.error`` says why).
-    """
-
-    def __init__(self, message: str, revision: object) -> None:
-        super().__init__(message)
-        self.revision = revision
-
 
 # --------------------------------------------------------------------------- data
 
@@ -268,7 +235,6 @@ class OpenShellClient(PolicyClient, ProviderClient):
         #: the gateway's version once an answer told it (see ``on_gateway_version``)
         self.gateway_version: str | None = None
         if on_gateway_version is not None:
-            from openshell.client.versions import VersionInterceptor
 
             def seen(version: str) -> None:
                 self.gateway_version = version
@@ -284,8 +250,6 @@ class OpenShellClient(PolicyClient, ProviderClient):
         :raises GatewayUnavailable: nothing is configured for that gateway (the
             message says to run ``openshell gateway start``).
         """
-        from openshell.client.config import GatewayConfigError, load_gateway_config
-
         try:
             cfg = load_gateway_config(gateway_name)
         except GatewayConfigError as exc:
@@ -309,26 +273,9 @@ class OpenShellClient(PolicyClient, ProviderClient):
         return datamodel_pb2.WorkspaceSelector(workspace=self.workspace)
 
     def _error(self, exc: grpc.RpcError, sandbox: str | None = None) -> OpenShellError:
-        code = exc.code() if hasattr(exc, "code") else None
-        details = exc.details() if hasattr(exc, "details") else str(exc)
-        details = details or ""
-        if code == grpc.StatusCode.UNAVAILABLE and details.startswith("sandbox "):
-            return SandboxUnreachable(details)
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not details.startswith("sandbox "):
-            which = f"gateway '{self.gateway_name}'" if self.gateway_name else "the gateway"
-            return GatewayUnavailable(
-                f"{which} at {self.endpoint} is not reachable ({details or code.name}); "
-                "start it with 'openshell gateway start' or check 'openshell gateway status'"
-            )
-        if code == grpc.StatusCode.NOT_FOUND and sandbox is not None and details.startswith("sandbox "):
-            return SandboxNotFound(sandbox)
-        if code == grpc.StatusCode.ALREADY_EXISTS:
-            return SandboxExists(details)
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return InvalidRequest(details)
-        if code == grpc.StatusCode.FAILED_PRECONDITION:
-            return SandboxNotReady(details)
-        return OpenShellError(f"{details} ({code.name if code else 'error'})")
+        """The exception for a failed call (:func:`openshell.client.errors.error_from_rpc`)."""
+        which = f"gateway '{self.gateway_name}'" if self.gateway_name else "the gateway"
+        return error_from_rpc(exc, gateway=which, endpoint=self.endpoint, sandbox=sandbox)
 
     # ------------------------------------------------------------------ API
 
@@ -511,7 +458,7 @@ class OpenShellClient(PolicyClient, ProviderClient):
                 code = int(ev.exit_code if ev.exit_code is not None else 255)
         return code, b"".join(out), b"".join(err)
 
-    # ------------------------------------------------------------------ interactive access (issue 4)
+    # ------------------------------------------------------------------ interactive access
 
     def create_ssh_session(self, name: str) -> SshSession:
         """Get a ``/connect/ssh`` token bound to sandbox ``name``.
@@ -539,10 +486,6 @@ class OpenShellClient(PolicyClient, ProviderClient):
 
     def tunnel_ssl_context(self):
         """An ``ssl.SSLContext`` for the gateway's HTTP side (our client certificate, ALPN ``http/1.1``)."""
-        import os
-        import ssl
-        import tempfile
-
         ca, cert, key = self._tls_material
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -1,4 +1,4 @@
-"""Client side of ``CONNECT /connect/ssh``: a TLS socket that carries SSH to a sandbox (issue 4).
+"""Client side of ``CONNECT /connect/ssh``: a TLS socket that carries SSH to a sandbox.
 
     from openshell.client.sdk import OpenShellClient
     from openshell.client.ssh_tunnel import open_ssh_transport
@@ -19,10 +19,13 @@ the far end.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import socket
 import ssl
+import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 CONNECT_TIMEOUT = 15.0  # seconds for TCP + TLS + CONNECT answer
 MAX_HEAD = 16 * 1024  # bytes of the gateway's answer head we accept
@@ -63,10 +66,6 @@ def open_tunnel(endpoint: str, ssl_context: ssl.SSLContext, sandbox_id: str, tok
     :returns: a connected blocking socket, positioned at the first SSH byte.
     :raises TunnelError: no connection, or any answer but 200 (``status`` says which).
     """
-    import concurrent.futures
-    import threading
-    from urllib.parse import urlsplit
-
     split = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
     host, port = split.hostname or "127.0.0.1", split.port or 443
     ours, theirs = socket.socketpair()
@@ -166,7 +165,7 @@ def open_ssh_transport(client: Any, name: str, *, timeout: float = CONNECT_TIMEO
 
     :raises TunnelError: the tunnel or the SSH handshake failed.
     """
-    import paramiko
+    import paramiko  # deferred: ~60 ms that only SSH commands of the CLI should pay
 
     sock = open_client_tunnel(client, name)
     transport = paramiko.Transport(sock)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import grpc
@@ -30,10 +31,8 @@ def installed_version() -> str:
     :returns: e.g. ``"0.1.0"``; ``"0.0.0"`` when it is not installed as a distribution.
     """
     try:
-        from importlib.metadata import version
-
         return version("openshell-core")
-    except Exception:  # noqa: BLE001 - source checkout without metadata; same fallback as the gateway
+    except PackageNotFoundError:  # source checkout without metadata; same fallback as the gateway
         return "0.0.0"
 
 

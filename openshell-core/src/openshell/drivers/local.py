@@ -17,7 +17,7 @@ under a deep ``$XDG_STATE_HOME`` would exceed.
 One *spare* supervisor waits at all times (``openshell.supervisor.spare``): a
 process that has started Python and done its imports at low priority and is
 handed the next sandbox's config over its stdin, so a create does not pay
-~0.2 s of interpreter start and imports (issue 7). A spare serves exactly one
+~0.2 s of interpreter start and imports. A spare serves exactly one
 sandbox; a new one is started after each create. Without a live spare (the
 first create after an error, two creates at once) the supervisor is started
 cold, as before.
@@ -39,6 +39,7 @@ from typing import Any, Mapping
 
 from openshell.plugin import hookimpl
 from openshell.plugin.kinds import ComputeDriver, SandboxStatus, SshEndpoint
+from openshell.supervisor.cleanup import cleanup_sandbox
 
 log = logging.getLogger("openshell.drivers.local")
 
@@ -231,8 +232,6 @@ class LocalDriver(ComputeDriver):
         for known in {pid, self._children.pop(sandbox_id, None)} - {None}:
             _reap(known)
         # A crashed supervisor cleans nothing: do what its shutdown would have.
-        from openshell.supervisor.cleanup import cleanup_sandbox
-
         cleanup_sandbox(sandbox_id, self.sandbox_dir(sandbox_id), keep_workdir=keep_workdir)
         self._ssh_socket(sandbox_id).unlink(missing_ok=True)
 

@@ -1,4 +1,4 @@
-"""``CONNECT /connect/ssh``: an SSH tunnel from a client to a sandbox's supervisor (issue 4).
+"""``CONNECT /connect/ssh``: an SSH tunnel from a client to a sandbox's supervisor.
 
 The client (already authenticated by mTLS at the front) sends::
 
@@ -31,7 +31,9 @@ import logging
 import socket
 from typing import Any
 
+from openshell.gateway import store as st
 from openshell.gateway.front import HttpConnection, HttpRequest, HttpResponse
+from openshell.gateway.sandbox_exec import SandboxUnreachable, open_ssh_socket
 from openshell.gateway.ssh_sessions import TokenInvalid, TooManyTunnels
 
 log = logging.getLogger("openshell.gateway")
@@ -88,8 +90,6 @@ class ConnectSshHandler:
         return None
 
     async def _admit(self, request: HttpRequest) -> tuple[int, str, Any, socket.socket | None]:
-        from openshell.gateway import store as st
-
         if request.method != "CONNECT":
             return 405, "use CONNECT /connect/ssh with headers x-sandbox-id and x-sandbox-token", None, None
         sandbox_id = request.header("x-sandbox-id").strip()
@@ -111,8 +111,6 @@ class ConnectSshHandler:
         except TooManyTunnels as exc:
             return 429, str(exc), None, None
         try:
-            from openshell.gateway.sandbox_exec import SandboxUnreachable, open_ssh_socket
-
             endpoint = await asyncio.to_thread(self.core.driver.ssh_endpoint, record.id)
             sock = await asyncio.to_thread(open_ssh_socket, endpoint, bytes.fromhex(record.secret), "connect")
         except (SandboxUnreachable, OSError) as exc:

@@ -22,17 +22,39 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from openshell.gateway import names
+from openshell.gateway import names, sandbox_exec
 from openshell.gateway import store as st
+from openshell.gateway.errors import (  # noqa: F401 - re-exported: callers catch them as ``core.X``
+    AlreadyExists,
+    DriverFailed,
+    FailedPrecondition,
+    GatewayError,
+    InvalidArgument,
+    NotFound,
+    PolicyRevisionNotFound,
+    ProviderInUse,
+    ProviderNotFound,
+    ResourceExhausted,
+    SandboxNotFound,
+    SandboxNotReady,
+    SandboxUnreachable,
+    Unauthenticated,
+    Unavailable,
+    WorkspaceNotFound,
+)
+from openshell.gateway.labels import check_labels, parse_label_selector  # noqa: F401 - parse_label_selector re-exported
+from openshell.gateway.policies import PolicyState, PolicyUpdateError, prepare_update
+from openshell.gateway.providers import ProviderManager
+from openshell.gateway.ssh_sessions import SshSessions
 from openshell.gateway.store import PolicyRevision, SandboxRecord, Store
 from openshell.plugin.events import SandboxEvent
 from openshell.plugin.kinds import ComputeDriver, SandboxStatus
-
-if TYPE_CHECKING:
-    from openshell.gateway.policies import PolicyState
+from openshell.plugin.loader import get_registry
+from openshell.policy import PolicyError, parse_policy
 
 log = logging.getLogger("openshell.gateway")
 
@@ -44,75 +66,9 @@ MAX_PAGE_SIZE = 1000
 TIMEOUT_EXIT_CODE = 124  # what `timeout(1)` returns; the CLI contract uses it too
 EXEC_TIMEOUT_GRACE = 5.0  # seconds the exec backend gets to report 124 itself
 
-# --------------------------------------------------------------------------- errors
-
-
 #: a sandbox's pushed log file rotates (one backup) past this many bytes
 MAX_LOG_BYTES = 8 * 1024 * 1024
 _LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "warn": 2, "error": 3, "critical": 4}
-
-
-class GatewayError(Exception):
-    """Base of the errors a client can cause; ``code`` names the gRPC status."""
-
-    code = "INTERNAL"
-
-
-class NotFound(GatewayError):
-    code = "NOT_FOUND"
-
-
-class SandboxNotFound(NotFound):
-    """The named sandbox does not exist (or no longer exists)."""
-
-    def __init__(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> None:
-        where = "" if workspace == st.DEFAULT_WORKSPACE else f" in workspace '{workspace}'"
-        super().__init__(f"sandbox '{name}' not found{where}; see 'openshell sandbox list'")
-        self.name = name
-        self.workspace = workspace
-
-
-class WorkspaceNotFound(NotFound):
-    def __init__(self, workspace: str) -> None:
-        super().__init__(f"workspace '{workspace}' not found; the gateway has workspace 'default'")
-        self.workspace = workspace
-
-
-class AlreadyExists(GatewayError):
-    code = "ALREADY_EXISTS"
-
-
-class InvalidArgument(GatewayError):
-    """A request field is wrong. ``field`` is its path (``spec.policy_yaml``)."""
-
-    code = "INVALID_ARGUMENT"
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-class FailedPrecondition(GatewayError):
-    code = "FAILED_PRECONDITION"
-
-
-class Unauthenticated(GatewayError):
-    code = "UNAUTHENTICATED"
-
-
-class Unavailable(GatewayError):
-    code = "UNAVAILABLE"
-
-
-class ResourceExhausted(GatewayError):
-    code = "RESOURCE_EXHAUSTED"
-
-
-class DriverFailed(GatewayError):
-    """The compute driver raised; the sandbox record keeps the reason."""
-
-    code = "INTERNAL"
 
 
 # --------------------------------------------------------------------------- data
@@ -204,17 +160,6 @@ class ExecEvent:
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-_LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,252}[A-Za-z0-9])?$")
-_LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
-
-
-def _check_labels(labels: Mapping[str, str], field: str = "labels") -> dict[str, str]:
-    for key, value in labels.items():
-        if not _LABEL_KEY_RE.match(key):
-            raise InvalidArgument(f"{field}.{key}", "label keys are letters, digits, '.', '_', '/', '-' (start and end alphanumeric)")
-        if not _LABEL_VALUE_RE.match(value):
-            raise InvalidArgument(f"{field}.{key}", "label values are at most 63 letters, digits, '.', '_', '-' (start and end alphanumeric)")
-    return dict(labels)
 
 
 def _check_spec(spec: SandboxSpec) -> None:
@@ -237,56 +182,9 @@ def _check_spec(spec: SandboxSpec) -> None:
 def _parse_policy(yaml_text: str, field: str) -> None:
     """Validate ``yaml_text`` with the policy module; raise InvalidArgument naming the field."""
     try:
-        from openshell.policy import PolicyError, parse_policy
-    except ImportError:  # the policy package exports these; keep working with its module layout
-        from openshell.policy.errors import PolicyError
-        from openshell.policy.parse import parse_policy
-    try:
         parse_policy(yaml_text)
     except PolicyError as exc:
         raise InvalidArgument(f"{field}.{exc.field}" if exc.field else field, f"invalid policy: {exc.message}") from exc
-
-
-@dataclass(frozen=True)
-class _Term:
-    key: str
-    op: str  # "=", "!=", "exists", "!exists"
-    value: str = ""
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        if self.op == "exists":
-            return self.key in labels
-        if self.op == "!exists":
-            return self.key not in labels
-        if self.op == "=":
-            return labels.get(self.key) == self.value
-        return labels.get(self.key) != self.value
-
-
-def parse_label_selector(selector: str) -> list[_Term]:
-    """Parse ``"a=1,b!=2,c,!d"`` (all terms must match; ``==`` equals ``=``).
-
-    :raises InvalidArgument: (field ``label_selector``) for an unparseable term.
-    """
-    terms: list[_Term] = []
-    for raw in selector.split(","):
-        term = raw.strip()
-        if not term:
-            continue
-        if "!=" in term:
-            key, value = (s.strip() for s in term.split("!=", 1))
-            op = "!="
-        elif "=" in term:
-            key, value = (s.strip() for s in term.replace("==", "=", 1).split("=", 1))
-            op = "="
-        elif term.startswith("!"):
-            key, value, op = term[1:].strip(), "", "!exists"
-        else:
-            key, value, op = term, "", "exists"
-        if not _LABEL_KEY_RE.match(key) or "=" in value or "!" in value:
-            raise InvalidArgument("label_selector", f"cannot parse {term!r}; use 'key=value', 'key!=value', 'key' or '!key' joined by ','")
-        terms.append(_Term(key, op, value))
-    return terms
 
 
 def _encode_token(record: SandboxRecord) -> str:
@@ -311,13 +209,8 @@ def _decode_token(token: str) -> tuple[str, str]:
 def _fire_hook(name: str, **kwargs: Any) -> None:
     """Call event hook ``name`` on every plugin; failures are logged, never raised.
 
-    The loader is optional here so the gateway core works (and tests run)
-    without it; event hook results are ignored by contract.
+    Event hook results are ignored by contract.
     """
-    try:
-        from openshell.plugin.loader import get_registry
-    except ImportError:
-        return
     try:
         getattr(get_registry().hook, name)(**kwargs)
     except Exception as exc:  # noqa: BLE001 - a plugin's bug must not fail a sandbox operation
@@ -355,13 +248,9 @@ class GatewayCore:
         self.monitor_interval = monitor_interval
         self._policy_changed: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        from openshell.gateway.providers import ProviderManager  # imports this module
-
-        #: providers and inference routes (issue 5)
+        #: providers and inference routes
         self.providers = ProviderManager(self.state_dir, store)
-        from openshell.gateway.ssh_sessions import SshSessions
-
-        #: tokens for ``/connect/ssh`` (issue 4); in memory, a restart revokes them
+        #: tokens for ``/connect/ssh``; in memory, a restart revokes them
         self.ssh_sessions = SshSessions()
         #: ``https://host:port`` clients dial; set by the gateway process (CreateSshSession reports it)
         self.gateway_endpoint = ""
@@ -445,7 +334,7 @@ class GatewayCore:
         workspace = await self._require_workspace(workspace)
         if name and not names.is_valid_name(name):
             raise InvalidArgument("name", f"{name!r} is not a valid sandbox name; use lower-case letters, digits and '-' (at most 63)")
-        labels = _check_labels(labels or {})
+        labels = check_labels(labels or {})
         annotations = dict(annotations or {})
         _check_spec(spec)
         await self.providers.check_attachable(spec.providers, workspace)
@@ -574,8 +463,6 @@ class GatewayCore:
             section changed (the message says to recreate the sandbox).
         :raises SandboxNotFound: no such sandbox.
         """
-        from openshell.gateway.policies import PolicyUpdateError, prepare_update
-
         record = await self._record(name, workspace)
         current = await asyncio.to_thread(self.store.get_policy_revision, record.id)
         if current is None:  # pragma: no cover - create stores revision 1 atomically
@@ -602,8 +489,6 @@ class GatewayCore:
 
         :raises SandboxNotFound: no such sandbox.
         """
-        from openshell.gateway.policies import PolicyState
-
         return PolicyState.of(await self.policy_revisions(name, workspace))
 
     async def exec_sandbox(
@@ -648,12 +533,8 @@ class GatewayCore:
         record = await self._record(name, workspace)
         if record.phase != st.READY:
             why = f" ({record.reason})" if record.reason else ""
-            raise FailedPrecondition(f"sandbox '{name}' is {record.phase}{why}, not READY; see 'openshell sandbox get {name}'")
+            raise SandboxNotReady(f"sandbox '{name}' is {record.phase}{why}, not READY; see 'openshell sandbox get {name}'")
         endpoint = await asyncio.to_thread(self.driver.ssh_endpoint, record.id)
-        # Imported here: it pulls in paramiko and the supervisor's SSH helpers,
-        # which the rest of the core does not need (and tests replace it).
-        from openshell.gateway import sandbox_exec
-
         stream = sandbox_exec.exec_in_sandbox(
             endpoint,
             bytes.fromhex(record.secret),
@@ -664,7 +545,6 @@ class GatewayCore:
             timeout=timeout,
             **({"tty": True, "cols": cols or 80, "rows": rows or 24} if tty else {}),
         )
-        unreachable = getattr(sandbox_exec, "SandboxUnreachable", ConnectionError)
         deadline = None if timeout is None else time.monotonic() + timeout + EXEC_TIMEOUT_GRACE
         first = True
         try:
@@ -680,9 +560,9 @@ class GatewayCore:
                 except TimeoutError:
                     yield ExecEvent("exit", exit_code=TIMEOUT_EXIT_CODE)
                     return
-                except unreachable as exc:
+                except sandbox_exec.SandboxUnreachable as exc:
                     if first:
-                        raise Unavailable(f"sandbox '{name}' is unreachable: {exc}") from exc
+                        raise SandboxUnreachable(f"sandbox '{name}' is unreachable: {exc}") from exc
                     yield ExecEvent("exit", exit_code=255)
                     return
                 first = False
@@ -695,7 +575,7 @@ class GatewayCore:
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
-    # ------------------------------------------------------------------ ssh sessions (issue 4)
+    # ------------------------------------------------------------------ ssh sessions
 
     async def create_ssh_session(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> tuple[str, Any, SandboxRecord]:
         """Issue a ``/connect/ssh`` token bound to sandbox ``name``.
@@ -973,8 +853,6 @@ class GatewayCore:
 
 def _package_version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("openshell-core")
-    except Exception:  # noqa: BLE001 - not installed as a distribution (source checkout)
+    except PackageNotFoundError:  # not installed as a distribution (source checkout)
         return "0.0.0"

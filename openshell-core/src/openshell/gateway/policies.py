@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from openshell.gateway.store import LOADED, PENDING, PolicyRevision
+from openshell.policy import PolicyError, check_static_unchanged, dump_policy, parse_policy
 
 SUPERSEDED = "superseded"
 
@@ -50,8 +51,6 @@ def prepare_update(current_yaml: str, new_yaml: str) -> str:
     :raises PolicyUpdateError: ``new_yaml`` is empty, over :data:`MAX_POLICY_BYTES`, invalid, or changes a static
         section (the first offending field is named; the message lists every one).
     """
-    from openshell.policy import PolicyError, check_static_unchanged, dump_policy, parse_policy
-
     if not new_yaml.strip():
         raise PolicyUpdateError("", "the policy document is empty; pass a POLICY.md document (see 'openshell policy default')")
     size = len(new_yaml.encode("utf-8"))

@@ -17,6 +17,9 @@ import binascii
 from openshell._proto import openshell_pb2
 from openshell.gateway import core as gc
 from openshell.gateway import store as st
+from openshell.gateway.errors import PolicyRevisionNotFound
+from openshell.gateway.policies import policy_hash
+from openshell.gateway.wire import refuse_unsupported, rpc_errors, timestamp, workspace_of
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -46,9 +49,6 @@ def revision_to_proto(rev: st.PolicyRevision, status: str | None = None) -> open
 
     :param status: the status clients see (``PolicyState.status``); default the stored one.
     """
-    from openshell.gateway.policies import policy_hash
-    from openshell.gateway.service import timestamp
-
     msg = openshell_pb2.SandboxPolicyRevision(
         version=rev.revision,
         policy_hash=policy_hash(rev.yaml),
@@ -84,48 +84,35 @@ class PolicyRpcs:
 
     core: gc.GatewayCore
 
+    @rpc_errors
     async def UpdateConfig(self, request, context):
         """Store ``policy_yaml`` as the sandbox's next revision (POLICY.md §6)."""
-        from openshell.gateway.policies import policy_hash
-        from openshell.gateway.service import _refuse_unsupported, _workspace, abort_for
-
-        try:
-            _refuse_unsupported(request, UPDATE_UNSUPPORTED)
-            if not request.sandbox:
-                raise gc.InvalidArgument("sandbox", "name the sandbox whose policy to update (global policies are not supported)")
-            if not request.policy_yaml.strip():
-                raise gc.InvalidArgument("policy_yaml", "required: a POLICY.md document (see 'openshell policy default')")
-            rev = await self.core.set_policy(request.sandbox, request.policy_yaml, _workspace(request.workspace_scope))
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        refuse_unsupported(request, UPDATE_UNSUPPORTED)
+        if not request.sandbox:
+            raise gc.InvalidArgument("sandbox", "name the sandbox whose policy to update (global policies are not supported)")
+        if not request.policy_yaml.strip():
+            raise gc.InvalidArgument("policy_yaml", "required: a POLICY.md document (see 'openshell policy default')")
+        rev = await self.core.set_policy(request.sandbox, request.policy_yaml, workspace_of(request.workspace_scope))
         return openshell_pb2.UpdateConfigResponse(version=rev.revision, policy_hash=policy_hash(rev.yaml))
 
+    @rpc_errors
     async def GetSandboxPolicyStatus(self, request, context):
         """Return one revision (``version`` 0: the active one) and the active version."""
-        from openshell.gateway.service import _workspace, abort_for
-
-        try:
-            if getattr(request, "global"):
-                raise gc.InvalidArgument("global", "global policies are not supported by this gateway; name a sandbox")
-            state = await self.core.policy_state(request.sandbox, _workspace(request.workspace_scope))
-            rev = state.get(request.version)
-            if rev is None:
-                raise gc.NotFound(f"policy revision {request.version} of sandbox '{request.sandbox}' not found; see 'openshell policy list {request.sandbox}'")
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        if getattr(request, "global"):
+            raise gc.InvalidArgument("global", "global policies are not supported by this gateway; name a sandbox")
+        state = await self.core.policy_state(request.sandbox, workspace_of(request.workspace_scope))
+        rev = state.get(request.version)
+        if rev is None:
+            raise PolicyRevisionNotFound(request.sandbox, request.version)
         return openshell_pb2.GetSandboxPolicyStatusResponse(revision=revision_to_proto(rev, state.status(rev)), active_version=state.active)
 
+    @rpc_errors
     async def ListSandboxPolicies(self, request, context):
         """Return the sandbox's revisions newest first, paged."""
-        from openshell.gateway.service import _workspace, abort_for
-
-        try:
-            if getattr(request, "global"):
-                raise gc.InvalidArgument("global", "global policies are not supported by this gateway; name a sandbox")
-            after = _after(request.page_token)
-            size = DEFAULT_PAGE_SIZE if request.page_size <= 0 else min(request.page_size, MAX_PAGE_SIZE)
-            state = await self.core.policy_state(request.sandbox, _workspace(request.workspace_scope))
-            items, last = state.page(size, after)
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        if getattr(request, "global"):
+            raise gc.InvalidArgument("global", "global policies are not supported by this gateway; name a sandbox")
+        after = _after(request.page_token)
+        size = DEFAULT_PAGE_SIZE if request.page_size <= 0 else min(request.page_size, MAX_PAGE_SIZE)
+        state = await self.core.policy_state(request.sandbox, workspace_of(request.workspace_scope))
+        items, last = state.page(size, after)
         return openshell_pb2.ListSandboxPoliciesResponse(revisions=[revision_to_proto(r, state.status(r)) for r in items], next_page_token=_page_token(last))

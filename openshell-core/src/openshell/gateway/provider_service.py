@@ -11,7 +11,10 @@ from __future__ import annotations
 from openshell._proto import datamodel_pb2, inference_pb2, inference_pb2_grpc, openshell_pb2
 from openshell.gateway import core as gc
 from openshell.gateway import store as st
+from openshell.gateway.labels import parse_label_selector
 from openshell.gateway.providers import ProviderView
+from openshell.gateway.wire import rpc_errors, timestamp, workspace_of
+from openshell.plugin.loader import get_registry
 
 _OUTCOMES = {
     "COMPLETED": openshell_pb2.DELETION_OUTCOME_COMPLETED,
@@ -21,8 +24,6 @@ _OUTCOMES = {
 
 def provider_to_proto(view: ProviderView) -> datamodel_pb2.Provider:
     """Map a provider to the wire message with every credential value redacted (empty)."""
-    from openshell.gateway.service import timestamp
-
     r = view.record
     return datamodel_pb2.Provider(
         metadata=datamodel_pb2.ObjectMeta(
@@ -45,8 +46,6 @@ def route_to_proto(route: st.InferenceRouteRecord | None) -> inference_pb2.Infer
         return inference_pb2.InferenceRouteResponse()
     protocols: list[str] = []
     try:
-        from openshell.plugin.loader import get_registry
-
         protocols = list(get_registry().get_class("inference", route.backend).protocols)
     except Exception:  # noqa: BLE001 - backend uninstalled since: show the route anyway
         pass
@@ -67,69 +66,49 @@ class ProviderRpcs:
 
     core: gc.GatewayCore
 
+    @rpc_errors
     async def CreateProvider(self, request, context):
-        from openshell.gateway.service import _workspace, abort_for
-
         p = request.provider
-        try:
-            view = await self.core.providers.create(
-                name=p.metadata.name,
-                type=p.type or "generic",
-                workspace=_workspace(request.workspace_scope),
-                credentials=dict(p.credentials),
-                config=dict(p.config),
-                labels=dict(p.metadata.labels),
-            )
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        view = await self.core.providers.create(
+            name=p.metadata.name,
+            type=p.type or "generic",
+            workspace=workspace_of(request.workspace_scope),
+            credentials=dict(p.credentials),
+            config=dict(p.config),
+            labels=dict(p.metadata.labels),
+        )
         return openshell_pb2.ProviderResponse(provider=provider_to_proto(view))
 
+    @rpc_errors
     async def GetProvider(self, request, context):
-        from openshell.gateway.service import _workspace, abort_for
-
-        try:
-            view = await self.core.providers.get(request.name, _workspace(request.workspace_scope))
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        view = await self.core.providers.get(request.name, workspace_of(request.workspace_scope))
         return openshell_pb2.ProviderResponse(provider=provider_to_proto(view))
 
+    @rpc_errors
     async def ListProviders(self, request, context):
-        from openshell.gateway.service import _workspace, abort_for
-
-        try:
-            terms = gc.parse_label_selector(request.label_selector)
-            views = await self.core.providers.list(_workspace(request.workspace_scope, allow_all=True))
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        terms = parse_label_selector(request.label_selector)
+        views = await self.core.providers.list(workspace_of(request.workspace_scope, allow_all=True))
         # Providers are few: one page, so the token is always empty.
         views = [v for v in views if all(t.matches(v.record.labels) for t in terms)]
         return openshell_pb2.ListProvidersResponse(providers=[provider_to_proto(v) for v in views])
 
+    @rpc_errors
     async def UpdateProvider(self, request, context):
-        from openshell.gateway.service import _workspace, abort_for
-
         p = request.provider
-        try:
-            view = await self.core.providers.update(
-                p.metadata.name,
-                _workspace(request.workspace_scope),
-                credentials=dict(p.credentials),
-                config=dict(p.config),
-                remove_credentials=list(request.remove_credentials),
-                remove_config=list(request.remove_config),
-                labels=dict(p.metadata.labels) or None,
-            )
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        view = await self.core.providers.update(
+            p.metadata.name,
+            workspace_of(request.workspace_scope),
+            credentials=dict(p.credentials),
+            config=dict(p.config),
+            remove_credentials=list(request.remove_credentials),
+            remove_config=list(request.remove_config),
+            labels=dict(p.metadata.labels) or None,
+        )
         return openshell_pb2.ProviderResponse(provider=provider_to_proto(view))
 
+    @rpc_errors
     async def DeleteProvider(self, request, context):
-        from openshell.gateway.service import _workspace, abort_for
-
-        try:
-            outcome = await self.core.providers.delete(request.name, _workspace(request.workspace_scope), allow_missing=request.allow_missing)
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        outcome = await self.core.providers.delete(request.name, workspace_of(request.workspace_scope), allow_missing=request.allow_missing)
         return openshell_pb2.DeleteProviderResponse(outcome=_OUTCOMES[outcome])
 
 
@@ -139,27 +118,19 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     def __init__(self, core: gc.GatewayCore) -> None:
         self.core = core
 
+    @rpc_errors
     async def SetInferenceRoute(self, request, context):
-        from openshell.gateway.service import _workspace, abort_for
-
         r = request.route
-        try:
-            route = await self.core.providers.set_route(
-                _workspace(request.workspace_scope),
-                backend=r.backend,
-                model=r.model,
-                base_url=r.base_url,
-                provider=r.provider,
-            )
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        route = await self.core.providers.set_route(
+            workspace_of(request.workspace_scope),
+            backend=r.backend,
+            model=r.model,
+            base_url=r.base_url,
+            provider=r.provider,
+        )
         return route_to_proto(route)
 
+    @rpc_errors
     async def GetInferenceRoute(self, request, context):
-        from openshell.gateway.service import _workspace, abort_for
-
-        try:
-            route = await self.core.providers.get_route(_workspace(request.workspace_scope))
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        route = await self.core.providers.get_route(workspace_of(request.workspace_scope))
         return route_to_proto(route)

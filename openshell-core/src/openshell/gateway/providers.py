@@ -1,4 +1,4 @@
-"""The gateway's providers and inference routes (issue 5), independent of gRPC.
+"""The gateway's providers and inference routes, independent of gRPC.
 
 ``GatewayCore.providers`` is a :class:`ProviderManager`. Credential values are
 sealed with :class:`~openshell.gateway.secretbox.SecretBox` before they reach
@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from openshell.gateway import core as gc
 from openshell.gateway import names
 from openshell.gateway import store as st
+from openshell.gateway.errors import AlreadyExists, InvalidArgument, ProviderInUse, ProviderNotFound, WorkspaceNotFound
+from openshell.gateway.labels import check_labels
 from openshell.gateway.secretbox import SecretBox
 from openshell.inference.bundle import RouteBundle
+from openshell.plugin.loader import PluginNotFound, get_registry
+from openshell.providers import UnknownProviderType, get_provider_type, placeholder
 
 log = logging.getLogger("openshell.gateway")
 
@@ -64,55 +67,45 @@ class ProviderEnvironment:
     credentials: tuple[SandboxCredential, ...]
 
 
-def _registry() -> Any:
-    from openshell.plugin.loader import get_registry
-
-    return get_registry()
-
-
 def _provider_type(type_name: str):
-    from openshell.providers import UnknownProviderType, get_provider_type
-
     try:
-        return get_provider_type(type_name, _registry())
+        return get_provider_type(type_name, get_registry())
     except UnknownProviderType as exc:
-        raise gc.InvalidArgument("provider.type", str(exc)) from None
+        raise InvalidArgument("provider.type", str(exc)) from None
 
 
 def _backend_class(name: str) -> type:
-    from openshell.plugin.loader import PluginNotFound
-
     try:
-        return _registry().get_class("inference", name)
+        return get_registry().get_class("inference", name)
     except PluginNotFound as exc:
-        raise gc.InvalidArgument("route.backend", f"{exc}; see 'openshell inference backends'") from None
+        raise InvalidArgument("route.backend", f"{exc}; see 'openshell inference backends'") from None
 
 
 def _check_credentials(credentials: Mapping[str, str], ptype: Any) -> None:
     for key, value in credentials.items():
         if not _ENV_NAME_RE.match(key):
-            raise gc.InvalidArgument(f"provider.credentials.{key}", "credential names are environment variable names (letters, digits, '_')")
+            raise InvalidArgument(f"provider.credentials.{key}", "credential names are environment variable names (letters, digits, '_')")
         if not ptype.accepts_env_var(key):
-            raise gc.InvalidArgument(
+            raise InvalidArgument(
                 f"provider.credentials.{key}",
                 f"type '{ptype.name}' takes {', '.join(ptype.env_vars)}; use --type generic for other variables",
             )
         if not value:
-            raise gc.InvalidArgument(f"provider.credentials.{key}", "the value is empty")
+            raise InvalidArgument(f"provider.credentials.{key}", "the value is empty")
         if len(value.encode()) > MAX_CREDENTIAL_BYTES or any(c in value for c in "\r\n\0"):
-            raise gc.InvalidArgument(f"provider.credentials.{key}", f"values are one line of at most {MAX_CREDENTIAL_BYTES} bytes")
+            raise InvalidArgument(f"provider.credentials.{key}", f"values are one line of at most {MAX_CREDENTIAL_BYTES} bytes")
 
 
 def _check_config(config: Mapping[str, str]) -> None:
     for key in config:
         if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", key):
-            raise gc.InvalidArgument(f"provider.config.{key}", "config keys are letters, digits, '_', '.', '-'")
+            raise InvalidArgument(f"provider.config.{key}", "config keys are letters, digits, '_', '.', '-'")
 
 
 def _check_base_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise gc.InvalidArgument("route.base_url", f"{url!r} is not an http(s) URL without query (e.g. http://127.0.0.1:8000/v1)")
+        raise InvalidArgument("route.base_url", f"{url!r} is not an http(s) URL without query (e.g. http://127.0.0.1:8000/v1)")
 
 
 class ProviderManager:
@@ -156,13 +149,13 @@ class ProviderManager:
         :raises AlreadyExists: the name is taken in the workspace.
         """
         if not names.is_valid_name(name):
-            raise gc.InvalidArgument("provider.metadata.name", f"{name!r} is not a valid name; use lower-case letters, digits and '-' (at most 63)")
+            raise InvalidArgument("provider.metadata.name", f"{name!r} is not a valid name; use lower-case letters, digits and '-' (at most 63)")
         ptype = _provider_type(type)
         if not credentials:
-            raise gc.InvalidArgument("provider.credentials", "give at least one credential (--credential KEY=VALUE or --from-existing)")
+            raise InvalidArgument("provider.credentials", "give at least one credential (--credential KEY=VALUE or --from-existing)")
         _check_credentials(credentials, ptype)
         _check_config(config or {})
-        labels = gc._check_labels(labels or {}, "provider.metadata.labels")
+        labels = check_labels(labels or {}, "provider.metadata.labels")
         try:
             record = await asyncio.to_thread(
                 self.store.create_provider,
@@ -175,16 +168,16 @@ class ProviderManager:
                 credentials_enc=self.box.seal(dict(credentials)),
             )
         except st.ProviderNameTaken:
-            raise gc.AlreadyExists(f"provider '{name}' already exists; change it with 'openshell provider update {name}'") from None
+            raise AlreadyExists(f"provider '{name}' already exists; change it with 'openshell provider update {name}'") from None
         except st.UnknownWorkspace:
-            raise gc.WorkspaceNotFound(workspace) from None
+            raise WorkspaceNotFound(workspace) from None
         log.info("event=provider_created provider=%s type=%s keys=%s", name, ptype.name, ",".join(record.credential_keys))
         return ProviderView(record)
 
     async def _get(self, name: str, workspace: str) -> st.ProviderRecord:
         record = await asyncio.to_thread(self.store.get_provider, name, workspace)
         if record is None:
-            raise gc.NotFound(f"provider '{name}' not found; see 'openshell provider list'")
+            raise ProviderNotFound(name)
         return record
 
     async def get(self, name: str, workspace: str) -> ProviderView:
@@ -217,11 +210,11 @@ class ProviderManager:
         current = self.box.open(record.credentials_enc)
         for key in remove_credentials:
             if key not in current:
-                raise gc.InvalidArgument("remove_credentials", f"provider '{name}' has no credential {key}")
+                raise InvalidArgument("remove_credentials", f"provider '{name}' has no credential {key}")
             current.pop(key)
         current.update(credentials or {})
         if not current:
-            raise gc.InvalidArgument("remove_credentials", "a provider keeps at least one credential; delete the provider instead")
+            raise InvalidArgument("remove_credentials", "a provider keeps at least one credential; delete the provider instead")
         merged = {k: v for k, v in record.config.items() if k not in set(remove_config)}
         merged.update(config or {})
         updated = await asyncio.to_thread(
@@ -231,10 +224,10 @@ class ProviderManager:
             config=merged,
             credential_keys=list(current),
             credentials_enc=self.box.seal(current),
-            labels=gc._check_labels(labels, "provider.metadata.labels") if labels else None,
+            labels=check_labels(labels, "provider.metadata.labels") if labels else None,
         )
         if updated is None:
-            raise gc.NotFound(f"provider '{name}' not found; see 'openshell provider list'")
+            raise ProviderNotFound(name)
         log.info("event=provider_updated provider=%s keys=%s", name, ",".join(updated.credential_keys))
         await self.notify()
         return ProviderView(updated)
@@ -250,13 +243,13 @@ class ProviderManager:
         if record is None:
             if allow_missing:
                 return "ALREADY_ABSENT"
-            raise gc.NotFound(f"provider '{name}' not found; see 'openshell provider list'")
+            raise ProviderNotFound(name)
         users = [s.name for s in await asyncio.to_thread(self.store.list_sandboxes, workspace) if name in s.spec.get("providers", [])]
         if users:
-            raise gc.FailedPrecondition(f"provider '{name}' is used by sandbox(es) {', '.join(users)}; delete them first")
+            raise ProviderInUse(f"provider '{name}' is used by sandbox(es) {', '.join(users)}; delete them first")
         route = await asyncio.to_thread(self.store.get_inference_route, workspace)
         if route is not None and route.provider == name:
-            raise gc.FailedPrecondition(f"provider '{name}' authenticates the inference route; change it with 'openshell inference set' first")
+            raise ProviderInUse(f"provider '{name}' authenticates the inference route; change it with 'openshell inference set' first")
         await asyncio.to_thread(self.store.delete_provider, name, workspace)
         log.info("event=provider_deleted provider=%s", name)
         return "COMPLETED"
@@ -265,7 +258,7 @@ class ProviderManager:
         """Raise ``InvalidArgument`` (field ``spec.providers``) unless every named provider exists."""
         for i, pname in enumerate(names_):
             if await asyncio.to_thread(self.store.get_provider, pname, workspace) is None:
-                raise gc.InvalidArgument(f"spec.providers[{i}]", f"provider '{pname}' not found; create it with 'openshell provider create --name {pname} ...'")
+                raise InvalidArgument(f"spec.providers[{i}]", f"provider '{pname}' not found; create it with 'openshell provider create --name {pname} ...'")
 
     # ------------------------------------------------------------------ inference routes (clients)
 
@@ -277,11 +270,11 @@ class ProviderManager:
         """
         cls = _backend_class(backend)
         if not model.strip():
-            raise gc.InvalidArgument("route.model", "give the model id the backend serves (--model)")
+            raise InvalidArgument("route.model", "give the model id the backend serves (--model)")
         if base_url:
             _check_base_url(base_url)
         elif not cls.default_base_url:
-            raise gc.InvalidArgument("route.base_url", f"backend '{backend}' has no default URL; give --base-url")
+            raise InvalidArgument("route.base_url", f"backend '{backend}' has no default URL; give --base-url")
         if provider:
             await self._get(provider, workspace)
         route = await asyncio.to_thread(
@@ -307,8 +300,6 @@ class ProviderManager:
 
         A provider deleted after the sandbox was created is skipped (logged).
         """
-        from openshell.providers import placeholder
-
         env: dict[str, str] = {}
         creds: list[SandboxCredential] = []
         for pname in record.spec.get("providers", []):
@@ -319,7 +310,7 @@ class ProviderManager:
             try:
                 ptype = _provider_type(prov.type)
                 hosts = ptype.credential_hosts(prov.config)
-            except gc.InvalidArgument:
+            except InvalidArgument:
                 hosts = ()  # type plugin uninstalled: the value may go nowhere
             for key, value in sorted(self.box.open(prov.credentials_enc).items()):
                 env[key] = placeholder(key)
@@ -333,7 +324,7 @@ class ProviderManager:
             return RouteBundle()
         try:
             cls = _backend_class(route.backend)
-        except gc.InvalidArgument as exc:
+        except InvalidArgument as exc:
             log.warning("event=inference_backend_missing workspace=%s error=%s", workspace, exc)
             return RouteBundle()
         credential = None
@@ -343,7 +334,7 @@ class ProviderManager:
                 values = self.box.open(prov.credentials_enc)
                 try:
                     preferred = _provider_type(prov.type).env_vars
-                except gc.InvalidArgument:
+                except InvalidArgument:
                     preferred = ()
                 key = next((k for k in preferred if k in values), None) or sorted(values)[0]
                 credential = values[key]

@@ -1,4 +1,4 @@
-"""Encryption of provider credentials at rest (issue 5: "encrypted column").
+"""Encryption of provider credentials at rest.
 
 The key is 32 random bytes (Fernet: AES-128-CBC + HMAC-SHA256) in
 ``<state_dir>/provider-credentials.key``, mode 0600, made on first use. The

@@ -5,7 +5,7 @@ directory) → PKI → bind the TCP port → compute driver → store/``GatewayC
 gRPC server on ``<state>/grpc.sock`` (a private temp directory when that path is
 too long for a unix socket) → TLS front accepts → ``gateway_started`` hook.
 The front's ``/connect/ssh`` route is :class:`openshell.gateway.connect_ssh.ConnectSshHandler`
-(SSH tunnels to sandboxes, issue 4), registered once the core exists.
+(SSH tunnels to sandboxes), registered once the core exists.
 Stop order is the reverse; supervisors are *not* stopped — sandboxes outlive a
 gateway restart and the next gateway finds them through the driver.
 """
@@ -25,6 +25,8 @@ from typing import Any
 
 import grpc
 
+from openshell.gateway import connect_ssh
+from openshell.gateway.core import GatewayCore
 from openshell.gateway.front import Front, PortInUseError
 from openshell.gateway.paths import (
     DEFAULT_DRIVER,
@@ -36,7 +38,13 @@ from openshell.gateway.paths import (
     gateway_paths,
     write_settings,
 )
+from openshell.gateway.service import add_services
+from openshell.gateway.store import Store
 from openshell.gateway.tls import Pki, ensure_pki, server_context
+from openshell.gateway.versions import VersionHeader
+from openshell.plugin.events import GatewayEvent
+from openshell.plugin.kinds import DriverContext
+from openshell.plugin.loader import get_registry
 
 log = logging.getLogger("openshell.gateway")
 
@@ -136,17 +144,12 @@ class Gateway:
             await self.front.bind()
             self.port = self.front.port
             self.driver = make_driver(self.driver_name, self)
-            from openshell.gateway.versions import VersionHeader
-
             version_header = VersionHeader()  # clients learn our version from any answer
             self.grpc_server = grpc.aio.server(interceptors=[version_header], options=GRPC_SERVER_OPTIONS)
             self.core = attach_services(self.grpc_server, self)
-            if self.core is not None:
-                version_header.version = self.core.version
-                from openshell.gateway import connect_ssh
-
-                self.core.gateway_endpoint = self.endpoint  # CreateSshSession reports it
-                connect_ssh.install(self.front, self.core)  # CONNECT /connect/ssh (issue 4)
+            version_header.version = self.core.version
+            self.core.gateway_endpoint = self.endpoint  # CreateSshSession reports it
+            connect_ssh.install(self.front, self.core)  # CONNECT /connect/ssh
             if os.path.exists(sock):  # left by a crashed gateway; we hold the lock
                 os.unlink(sock)
             try:
@@ -155,8 +158,7 @@ class Gateway:
                 raise GatewayError(f"cannot listen on {sock}: {exc}") from exc
             await self.grpc_server.start()
             os.chmod(sock, 0o600)
-            if self.core is not None:
-                await self.core.start()  # reconciles sandboxes that outlived the last gateway
+            await self.core.start()  # reconciles sandboxes that outlived the last gateway
             await self.front.start()
             write_settings(self.paths, self.settings)
         except BaseException:
@@ -298,17 +300,10 @@ def read_pid(paths: GatewayPaths) -> int | None:
 
 
 def make_driver(name: str, gateway: Gateway) -> Any:
-    """Construct compute driver ``name`` as ``cls(DriverContext(...))``; None when there is no plugin loader.
+    """Construct compute driver ``name`` as ``cls(DriverContext(...))``.
 
     :raises GatewayError: the driver is not installed or failed to load.
     """
-    from openshell.plugin.kinds import DriverContext
-
-    try:
-        from openshell.plugin.loader import get_registry
-    except ImportError:  # pragma: no cover - only before the loader existed
-        log.warning("plugin loader unavailable; running without a compute driver")
-        return None
     try:
         cls = get_registry().require("drivers", name)
     except Exception as exc:  # PluginNotFound / PluginLoadError: messages name the fix
@@ -325,26 +320,14 @@ def make_driver(name: str, gateway: Gateway) -> Any:
     return cls(ctx)
 
 
-def attach_services(server: grpc.aio.Server, gateway: Gateway) -> Any:
+def attach_services(server: grpc.aio.Server, gateway: Gateway) -> GatewayCore:
     """Open the store, build the ``GatewayCore`` and add every gRPC service to ``server``.
 
-    Always adds a minimal ``grpc.health.v1.Health/Check`` (SERVING), so gRPC
-    liveness works with or without the public service.
+    Also adds a minimal ``grpc.health.v1.Health/Check`` (SERVING) for gRPC liveness probes.
 
-    :returns: the core (not started yet), or None when core/service/driver are
-        unavailable (the gateway then serves health only).
+    :returns: the core (not started yet).
     """
     server.add_generic_rpc_handlers((_health_handler(),))
-    try:
-        from openshell.gateway.core import GatewayCore
-        from openshell.gateway.service import add_services
-        from openshell.gateway.store import Store
-    except ImportError as exc:  # pragma: no cover - only while the wire layer was missing
-        log.warning("gateway core unavailable (%s); serving health only", exc)
-        return None
-    if gateway.driver is None:  # pragma: no cover - no plugin loader
-        log.warning("no compute driver; serving health only")
-        return None
     gateway.store = Store(gateway.paths.db)
     core = GatewayCore(gateway.paths.root, gateway.store, gateway.driver)
     add_services(server, core)
@@ -367,9 +350,6 @@ def _health_handler() -> grpc.GenericRpcHandler:
 
 def _fire_gateway_started(gateway: Gateway) -> None:
     try:
-        from openshell.plugin.events import GatewayEvent
-        from openshell.plugin.loader import get_registry
-
         event = GatewayEvent(
             name=gateway.name,
             endpoint=gateway.endpoint,

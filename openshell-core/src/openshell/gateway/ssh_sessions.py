@@ -1,4 +1,4 @@
-"""SSH session tokens for ``/connect/ssh`` (issue 4).
+"""SSH session tokens for ``/connect/ssh``.
 
 A token is 32 random bytes (URL-safe base64), bound to one sandbox id, valid
 for ``ttl`` seconds and revocable. Only its SHA-256 is kept, so a dump of the

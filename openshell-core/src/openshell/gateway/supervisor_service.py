@@ -13,7 +13,7 @@ import grpc
 from openshell._proto import openshell_pb2, supervisor_pb2, supervisor_pb2_grpc
 from openshell.gateway import core as gc
 from openshell.gateway import store as st
-from openshell.gateway.service import PROTO_TO_PHASE, abort_for
+from openshell.gateway.wire import PROTO_TO_PHASE, rpc_errors
 from openshell.logfmt import logfmt_fields
 
 SANDBOX_ID_KEY = "x-sandbox-id"
@@ -40,12 +40,10 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
     def __init__(self, core: gc.GatewayCore) -> None:
         self.core = core
 
+    @rpc_errors
     async def GetSandboxConfig(self, request, context):
-        try:
-            record = await _identify(self.core, context)
-            cfg = await self.core.supervisor_config(record)
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        record = await _identify(self.core, context)
+        cfg = await self.core.supervisor_config(record)
         return supervisor_pb2.GetSandboxConfigResponse(
             sandbox_id=cfg.sandbox_id,
             name=cfg.name,
@@ -59,38 +57,32 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
             log_level=cfg.log_level,
         )
 
+    @rpc_errors
     async def ReportStatus(self, request, context):
-        try:
-            record = await _identify(self.core, context)
-            phase = None
-            if request.phase != openshell_pb2.SANDBOX_PHASE_UNSPECIFIED:
-                phase = PROTO_TO_PHASE.get(request.phase, openshell_pb2.SandboxPhase.Name(request.phase))
-            kwargs = {}
-            if request.HasField("policy") and request.policy.revision:
-                kwargs = {
-                    "policy_revision": request.policy.revision,
-                    "policy_status": _POLICY_STATUS.get(request.policy.status, ""),
-                    "policy_error": request.policy.error,
-                }
-            await self.core.report_status(record, phase=phase, reason=request.reason, supervisor_pid=request.supervisor_pid, **kwargs)
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        record = await _identify(self.core, context)
+        phase = None
+        if request.phase != openshell_pb2.SANDBOX_PHASE_UNSPECIFIED:
+            phase = PROTO_TO_PHASE.get(request.phase, openshell_pb2.SandboxPhase.Name(request.phase))
+        kwargs = {}
+        if request.HasField("policy") and request.policy.revision:
+            kwargs = {
+                "policy_revision": request.policy.revision,
+                "policy_status": _POLICY_STATUS.get(request.policy.status, ""),
+                "policy_error": request.policy.error,
+            }
+        await self.core.report_status(record, phase=phase, reason=request.reason, supervisor_pid=request.supervisor_pid, **kwargs)
         return supervisor_pb2.ReportStatusResponse()
 
+    @rpc_errors
     async def WatchPolicy(self, request, context) -> AsyncIterator[supervisor_pb2.PolicyRevision]:
-        try:
-            record = await _identify(self.core, context)
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        record = await _identify(self.core, context)
         async for rev in self.core.watch_policy(record, request.after_revision):
             yield _revision(rev)
 
+    @rpc_errors
     async def GetProviderEnvironment(self, request, context):
-        try:
-            record = await _identify(self.core, context)
-            penv = await self.core.providers.provider_environment(record)
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        record = await _identify(self.core, context)
+        penv = await self.core.providers.provider_environment(record)
         return supervisor_pb2.ProviderEnvironment(
             environment=penv.environment,
             credentials=[
@@ -99,11 +91,9 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
             ],
         )
 
+    @rpc_errors
     async def WatchInferenceBundle(self, request, context) -> AsyncIterator[supervisor_pb2.InferenceBundle]:
-        try:
-            record = await _identify(self.core, context)
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        record = await _identify(self.core, context)
         async for b in self.core.providers.watch_inference(record, request.after_revision):
             yield supervisor_pb2.InferenceBundle(
                 revision=b.revision,
@@ -114,21 +104,17 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
                 auth_headers=dict(b.auth_headers),
             )
 
+    @rpc_errors
     async def PushLogBatch(self, request, context):
-        try:
-            record = await _identify(self.core, context)
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        record = await _identify(self.core, context)
         if len(request.records) > MAX_LOG_BATCH:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_LOG_BATCH} records per batch")
         accepted = await self.core.push_logs(record, [_log_line(item) for item in request.records])
         return supervisor_pb2.PushLogsResponse(accepted=accepted)
 
+    @rpc_errors
     async def PushLogs(self, request_iterator, context):
-        try:
-            record = await _identify(self.core, context)
-        except gc.GatewayError as exc:
-            await abort_for(context, exc)
+        record = await _identify(self.core, context)
         accepted = 0
         batch: list[gc.LogLine] = []
         async for item in request_iterator:

@@ -18,7 +18,6 @@ with mode 0600 from the first byte.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import socket
 import ssl
 from collections.abc import Iterable, Sequence
@@ -27,11 +26,12 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from openshell.gateway.paths import write_private
+from openshell.pki import cert_pem, general_name, issue_leaf, key_pem, make_ca, new_key, now
 
 CA_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=825)
@@ -95,10 +95,10 @@ def ensure_pki(root: Path, extra_names: Iterable[str] = ()) -> Pki:
     )
     for cert_path, key_path, cn, sans, usage in leaves:
         if ca_new or not _leaf_usable(cert_path, key_path, ca_cert, sans):
-            key = ec.generate_private_key(ec.SECP256R1())
-            cert = _issue(ca_cert, ca_key, key, cn, sans, usage)
-            write_private(key_path, _key_pem(key))
-            write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+            key = new_key()
+            cert = issue_leaf(ca_cert, ca_key, key.public_key(), cn, sans=sans, usage=usage, validity=LEAF_VALIDITY, key_agreement=True)
+            write_private(key_path, key_pem(key))
+            write_private(cert_path, cert_pem(cert), mode=0o644)
     return pki
 
 
@@ -109,80 +109,13 @@ def _ensure_ca(pki: Pki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, 
             key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
         except ValueError as exc:
             raise PkiError(f"cannot load the gateway CA in {pki.root}: {exc}; remove the directory to start over") from exc
-        if cert.not_valid_after_utc - _now() > RENEW_BEFORE:
+        if cert.not_valid_after_utc - now() > RENEW_BEFORE:
             return cert, key, False  # type: ignore[return-value]
-    key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"OpenShell gateway CA ({socket.gethostname()})")])
-    now = _now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    write_private(pki.ca_key, _key_pem(key))
-    write_private(pki.ca_cert, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+    cert, key = make_ca(name, CA_VALIDITY)
+    write_private(pki.ca_key, key_pem(key))
+    write_private(pki.ca_cert, cert_pem(cert), mode=0o644)
     return cert, key, True
-
-
-def _issue(
-    ca_cert: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
-    key: ec.EllipticCurvePrivateKey,
-    cn: str,
-    sans: Sequence[str],
-    usage: x509.ObjectIdentifier,
-) -> x509.Certificate:
-    now = _now()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(min(now + LEAF_VALIDITY, ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-    )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName([_general_name(n) for n in sans]), critical=False)
-    return builder.sign(ca_key, hashes.SHA256())
 
 
 def _leaf_usable(cert_path: Path, key_path: Path, ca_cert: x509.Certificate, sans: Sequence[str]) -> bool:
@@ -196,11 +129,11 @@ def _leaf_usable(cert_path: Path, key_path: Path, ca_cert: x509.Certificate, san
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     ):
         return False
-    if cert.not_valid_after_utc - _now() < RENEW_BEFORE:
+    if cert.not_valid_after_utc - now() < RENEW_BEFORE:
         return False
     if sans:
         have = set(certificate_names(cert))
-        if not {str(_general_name(n).value) for n in sans} <= have:
+        if not {str(general_name(n).value) for n in sans} <= have:
             return False
     return True
 
@@ -212,21 +145,6 @@ def certificate_names(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return [str(n) for n in san.get_values_for_type(x509.DNSName)] + [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-
-
-def _general_name(name: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 # --------------------------------------------------------------------------- ssl contexts

@@ -1,4 +1,4 @@
-"""Inference backends shipped with core (issue 5): ``openai`` and ``anthropic``.
+"""Inference backends shipped with core: ``openai`` and ``anthropic``.
 
 Each lives in its own module and is registered through the ``openshell.inference``
 entry points exactly like third-party backends (nim, vllm, lmstudio).

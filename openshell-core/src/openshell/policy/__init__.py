@@ -11,18 +11,11 @@ Public API::
 
 from __future__ import annotations
 
-from openshell.policy.decide import decide as _decide
+from openshell.policy.decide import decide
 from openshell.policy.dump import dump_policy
 from openshell.policy.errors import FieldError, PolicyError
 from openshell.policy.live import check_static_unchanged
 from openshell.policy.parse import default_policy, parse_policy
-
-# ``openshell.policy.decide`` is also the module of that name (the team contract
-# spells the call ``openshell.policy.decide.decide(...)``). Binding the function
-# here shadows the submodule attribute, so give the function a ``decide``
-# attribute that is itself: both spellings then work.
-_decide.decide = _decide  # type: ignore[attr-defined]
-decide = _decide
 
 __all__ = [
     "FieldError",

@@ -1,4 +1,4 @@
-"""Providers: named credential bundles whose values never enter a sandbox (issue 5).
+"""Providers: named credential bundles whose values never enter a sandbox.
 
 Public API::
 

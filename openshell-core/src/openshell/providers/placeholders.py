@@ -1,4 +1,4 @@
-"""Credential placeholders and their substitution by the proxy (issue 5).
+"""Credential placeholders and their substitution by the proxy.
 
 Inside a sandbox a provider credential variable holds
 ``openshell:resolve:env:NAME``, never the value. On a connection the proxy

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from openshell.plugin.loader import get_registry
+from openshell.providers import builtin
 from openshell.providers.types import ProviderType
 
 log = logging.getLogger("openshell.providers")
@@ -24,8 +26,6 @@ class UnknownProviderType(LookupError):
 
 
 def _ensure_core(pm: Any) -> None:
-    from openshell.providers import builtin
-
     if pm.get_plugin(CORE_PLUGIN_NAME) is None and pm.get_name(builtin) is None:
         pm.register(builtin, name=CORE_PLUGIN_NAME)
 
@@ -41,8 +41,6 @@ def provider_types(registry: Any = None) -> dict[str, type[ProviderType]]:
     from openshell.plugin.loader import registration_arguments
 
     if registry is None:
-        from openshell.plugin.loader import get_registry
-
         registry = get_registry()
     pm = registry.pm
     _ensure_core(pm)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from openshell.plugin.kinds import IsolationContext
+from openshell.supervisor.layers import REQUIRED_LAYERS
 
 log = logging.getLogger("openshell.supervisor")
 
@@ -80,8 +81,9 @@ def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = Fal
     if ctx.netns:
         kill_sandbox_processes(ctx.netns)
     try:
+        # Deferred: the supervisor imports this module at start and loads the
+        # launcher in a worker thread (main._preload) to overlap the gateway round trip.
         from openshell.supervisor.launcher import teardown_layers
-        from openshell.supervisor.main import REQUIRED_LAYERS
 
         teardown_layers(ctx, list(REQUIRED_LAYERS))
     except Exception as exc:  # noqa: BLE001 - best effort; logged

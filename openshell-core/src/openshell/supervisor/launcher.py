@@ -149,7 +149,7 @@ def supervisor_layer_class(name: str) -> type[IsolationLayer]:
     tests that register layers by hand); otherwise only that plugin is loaded
     with ``loader.select`` and remembered for the process's life, so a
     supervisor never imports the agent, inference and driver plugins it does not
-    use (issue 7: create-to-READY). Fail closed either way.
+    use (create-to-READY). Fail closed either way.
 
     :raises openshell.plugin.loader.PluginError: not installed, disabled or broken.
     """

@@ -7,6 +7,7 @@ sandbox's id and secret in metadata on every call.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,6 @@ class SupervisorConfig:
     @classmethod
     def load(cls, path: str) -> "SupervisorConfig":
         """Read the config file; raises ``OSError``/``ValueError``/``KeyError`` when bad."""
-        import json
-
         data = json.loads(Path(path).read_text())
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 

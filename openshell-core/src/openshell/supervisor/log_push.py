@@ -13,6 +13,7 @@ import collections
 import logging
 from typing import Iterable
 
+from openshell._proto import supervisor_pb2
 from openshell.supervisor.link import GatewayLink
 
 MAX_BUFFERED = 10_000  # lines held while the gateway is unreachable
@@ -60,7 +61,7 @@ async def push_loop(link: GatewayLink, handler: PushHandler, interval: float = P
 
     A failed push puts the batch back (bounded by the queue) and retries later.
     The records carry no parsed fields: the gateway parses the logfmt messages,
-    off the proxy's event loop, which this loop shares (issue 7).
+    off the proxy's event loop, which this loop shares.
     """
     while True:
         await asyncio.sleep(interval)
@@ -72,8 +73,6 @@ async def push_loop(link: GatewayLink, handler: PushHandler, interval: float = P
 
 
 def _batch(items: Iterable[tuple[float, str, str, str]]):
-    from openshell._proto import supervisor_pb2
-
     out = supervisor_pb2.LogBatch()
     for created, level, target, message in items:
         rec = out.records.add(level=level, target=target, message=message)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -20,19 +21,24 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 from openshell.plugin.kinds import IsolationContext
-from openshell.supervisor.cleanup import CONTEXT_FILE
+from openshell.supervisor.cleanup import CONTEXT_FILE, kill_sandbox_processes
+from openshell.supervisor.layers import REQUIRED_LAYERS
 from openshell.supervisor.link import GatewayLink, SupervisorConfig
 from openshell.supervisor.log_push import PushHandler, push_loop
 from openshell.supervisor.ssh_server import SessionRequest, SshServer
 
 log = logging.getLogger("openshell.supervisor")
 
-#: isolation layers every sandbox needs; a missing one means the sandbox does not start
-REQUIRED_LAYERS = ("netns", "landlock", "seccomp")
+# The modules a start needs after the first gateway round trip (policy, launcher,
+# proxy, inference router, CA) are imported inside Supervisor's methods on purpose:
+# _preload imports them in a worker thread while GetSandboxConfig is in flight,
+# and a module-level import here would put that ~0.1 s back on create-to-READY.
+
 ORPHAN_CHECK = 5.0  # seconds between checks that the sandbox's state directory still exists
 
 
@@ -42,7 +48,7 @@ def _preload() -> type:
 
     Run in a worker thread while ``GetSandboxConfig`` is in flight, so ~0.1 s of
     imports (cryptography for the CA, the policy model, the engine, the proxy)
-    overlaps the wait instead of following it (issue 7). Imports only: nothing
+    overlaps the wait instead of following it. Imports only: nothing
     is started, and a failure surfaces when the start awaits the result.
 
     :raises openshell.plugin.loader.PluginError: the engine is missing or broken.
@@ -66,8 +72,6 @@ def parse_hosts(entries: list[str]) -> dict[str, list[str]]:
 
     :raises ValueError: for an entry without ``:`` or with an invalid address.
     """
-    import ipaddress
-
     hosts: dict[str, list[str]] = {}
     for entry in entries:
         name, sep, ip = entry.partition(":")
@@ -98,8 +102,8 @@ class Supervisor:
         self.reloader = None
         self.spec_env: dict[str, str] = {}
         self.mounts: list = []
-        self.router = None  # inference.local (issue 5)
-        self.credential_hook = None  # provider placeholder substitution (issue 5)
+        self.router = None  # inference.local
+        self.credential_hook = None  # provider placeholder substitution
         self._inference_task: Optional[asyncio.Task] = None
         self.namespaces = None  # SandboxNamespaces: the sandbox's PID/IPC/UTS/cgroup namespaces
 
@@ -163,11 +167,11 @@ class Supervisor:
         prepared = asyncio.ensure_future(asyncio.to_thread(launcher.prepare_layers, self.ctx, list(REQUIRED_LAYERS)))
         try:
             self._make_namespaces()
-            # Providers (issue 5): the sandbox sees placeholders, the proxy keeps the values.
+            # Providers: the sandbox sees placeholders, the proxy keeps the values.
             penv = await fetch_provider_environment(self.link)
             self.spec_env.update(dict(penv.environment))
             self.credential_hook = CredentialHook(credentials_from_proto(penv))
-            # Only the policy engine is loaded, not every plugin kind (issue 7).
+            # Only the policy engine is loaded, not every plugin kind.
             self.engine = engine_class()
             uid, gid = ids_for_policy(self.ctx.policy)
             dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, {name: ips[0] for name, ips in hosts.items()})
@@ -333,8 +337,6 @@ class Supervisor:
                 return
 
     async def _shutdown(self) -> None:
-        from openshell.supervisor.cleanup import kill_sandbox_processes
-
         if self.ssh:
             self.ssh.close()
         if self.proxy:
@@ -367,15 +369,13 @@ class Supervisor:
 
 
 def _ctx_dict(ctx: IsolationContext) -> dict:
-    from dataclasses import asdict
-
     return asdict(ctx)
 
 
 class _LogFormatter(logging.Formatter):
     """``logging.Formatter`` with the formatted second reused for every line in it:
     the proxy writes a line per connection and per inspected request, and
-    ``localtime`` + ``strftime`` per line was a visible share of that (issue 7)."""
+    ``localtime`` + ``strftime`` per line was a visible share of that."""
 
     _cached: tuple[int, str] = (-1, "")
 

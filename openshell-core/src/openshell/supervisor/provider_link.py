@@ -1,4 +1,4 @@
-"""The supervisor's provider and inference calls to the gateway (issue 5).
+"""The supervisor's provider and inference calls to the gateway.
 
 Uses the ``GatewayLink``'s channel, stub and sandbox identity metadata:
 ``GetProviderEnvironment`` once at start, ``WatchInferenceBundle`` for the

@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import collections
 import datetime
-import ipaddress
 import os
 import ssl
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from openshell import pki
 
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
 CA_FILE = "openshell-ca.pem"
 BUNDLE_FILE = "ca-bundle.pem"
 #: where the TLS directory is mounted inside the sandbox
 SANDBOX_TLS_DIR = "/etc/openshell-tls"
+#: a sandbox CA outlives any sandbox; it is made anew at each sandbox start
+CA_VALIDITY = datetime.timedelta(days=3650)
 
 
 @dataclass
@@ -41,42 +42,15 @@ class SandboxCA:
     @classmethod
     def generate(cls, sandbox_name: str) -> "SandboxCA":
         """Make a fresh CA valid for 10 years, named after the sandbox."""
-        key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name(
             [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "OpenShell"), x509.NameAttribute(NameOID.COMMON_NAME, f"OpenShell sandbox CA {sandbox_name}"[:64])]
         )
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
+        cert, key = pki.make_ca(name, CA_VALIDITY)
         return cls(cert, key)
 
     def cert_pem(self) -> bytes:
         """The CA certificate as PEM (public; safe to hand to the sandbox)."""
-        return self.cert.public_bytes(serialization.Encoding.PEM)
+        return pki.cert_pem(self.cert)
 
     def server_context(self, host: str) -> ssl.SSLContext:
         """A TLS server context presenting a leaf certificate for ``host`` (POLICY.md §3).
@@ -101,39 +75,7 @@ class SandboxCA:
         """
         if not host:
             raise ValueError("cannot issue a certificate for an empty host")
-        try:
-            san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
-        except ValueError:
-            san = x509.DNSName(host)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        return (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host[:64])]))
-            .issuer_name(self.cert.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
+        return pki.issue_leaf(self.cert, self.key, public_key, host, sans=[host], validity=datetime.timedelta(days=days))
 
     def write_public_files(self, tls_dir: Path) -> None:
         """Write ``openshell-ca.pem`` and ``ca-bundle.pem`` (world-readable; no key)."""
@@ -173,7 +115,7 @@ class LeafCache:
     def __init__(self, ca: SandboxCA, size: int = LEAF_CACHE_SIZE) -> None:
         self.ca = ca
         self.size = size
-        self._key = ec.generate_private_key(ec.SECP256R1())
+        self._key = pki.new_key()
         self._cache: collections.OrderedDict[str, ssl.SSLContext] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -197,33 +139,7 @@ class LeafCache:
 
     def _make(self, host: str) -> ssl.SSLContext:
         cert = self.ca.issue_leaf(host, self._key.public_key())
-        pem = (
-            cert.public_bytes(serialization.Encoding.PEM)
-            + self.ca.cert_pem()
-            + self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        )
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.set_alpn_protocols(["http/1.1"])
-        _load_chain_from_memory(ctx, pem)
-        return ctx
-
-
-def _load_chain_from_memory(ctx: ssl.SSLContext, pem: bytes) -> None:
-    """``ctx.load_cert_chain`` from bytes without touching a filesystem (memfd)."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("openshell-leaf", os.MFD_CLOEXEC)
-        try:
-            os.write(fd, pem)
-            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
-        finally:
-            os.close(fd)
-        return
-    # Fallback (no memfd): a private file that exists only while loading.
-    with tempfile.NamedTemporaryFile(prefix="openshell-leaf-", mode="wb") as f:  # 0600 by default
-        f.write(pem)
-        f.flush()
-        ctx.load_cert_chain(f.name)
+        return pki.server_context(pki.cert_pem(cert) + self.ca.cert_pem() + pki.key_pem(self._key))
 
 
 def ca_environment() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""A supervisor process started before its sandbox exists (issue 7: create-to-READY).
+"""A supervisor process started before its sandbox exists (create-to-READY).
 
 Starting Python and importing what a supervisor needs (gRPC, protobuf, asyncio,
 cryptography, the policy engine, the isolation plugins) is most of a sandbox's
@@ -31,8 +31,11 @@ def _warm() -> None:
     reports any error in the sandbox's log (fail closed there, not here).
     """
     try:
+        # Imported here, not at module level: importing them is this function's job,
+        # done after main() lowered the spare's priority.
         from openshell.supervisor import launcher
-        from openshell.supervisor.main import REQUIRED_LAYERS, _preload
+        from openshell.supervisor.layers import REQUIRED_LAYERS
+        from openshell.supervisor.main import _preload
 
         _preload()
         for name in REQUIRED_LAYERS:
@@ -76,6 +79,6 @@ def main() -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    from openshell.supervisor.main import main as supervisor_main
+    from openshell.supervisor.main import main as supervisor_main  # loaded by _warm() already
 
     supervisor_main(["--config", config])

@@ -2,7 +2,7 @@
 
 Imported by :class:`openshell.supervisor.ssh_server.SshServer` when the first
 connection has passed the NSSH1 preface, so a supervisor that is never reached
-over SSH never imports paramiko (issue 7: create-to-READY). The rules the
+over SSH never imports paramiko (create-to-READY). The rules the
 callbacks implement are described in ``ssh_server``'s module docstring.
 """
 
@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Optional
 
 import paramiko
 
-from openshell.supervisor.ssh_server import (
+from openshell.supervisor.ssh_session import (
     DIAL_TIMEOUT,
     LOOPBACK_TARGETS,
     MAX_ENV,
     MAX_ENV_BYTES,
     SFTP_SERVER_PATHS,
+    ChannelState,
     SessionRequest,
-    _ChannelState,
-    _set_winsize,
+    set_winsize,
 )
 
 if TYPE_CHECKING:
@@ -38,12 +38,12 @@ class _Session(paramiko.ServerInterface):
 
     def __init__(self, server: "SshServer") -> None:
         self.server = server
-        self.channels: dict[int, _ChannelState] = {}
+        self.channels: dict[int, ChannelState] = {}
         #: direct-tcpip sockets dialled at open time, by channel id, until the channel is accepted
         self.forwards: dict[int, socket.socket] = {}
 
-    def _state(self, channel) -> _ChannelState:
-        return self.channels.setdefault(channel.get_id(), _ChannelState())
+    def _state(self, channel) -> ChannelState:
+        return self.channels.setdefault(channel.get_id(), ChannelState())
 
     # --- authentication: the NSSH1 preface already authenticated the peer
     def get_allowed_auths(self, username: str) -> str:
@@ -107,7 +107,7 @@ class _Session(paramiko.ServerInterface):
         st = self._state(channel)
         if st.master_fd is not None:
             try:
-                _set_winsize(st.master_fd, width, height)
+                set_winsize(st.master_fd, width, height)
             except OSError:
                 return False
         return True

@@ -11,7 +11,7 @@ every session's command through the child launcher, so an SSH session gets the
 same isolation as the entrypoint. The preface authenticates the connection, so
 SSH user authentication is ``none``.
 
-Channels (issue 4):
+Channels:
 
 - ``session`` with ``exec``/``shell`` (optionally a PTY that follows
   ``window-change``) and the ``sftp`` subsystem. SFTP runs OpenSSH's
@@ -26,21 +26,18 @@ Channels (issue 4):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import select
 import shlex
 import signal
 import socket
-import struct
 import subprocess
-import termios
 import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
 from openshell.nssh import ERR, MAX_LINE, OK, PrefaceError, PrefaceVerifier
+from openshell.supervisor.ssh_session import ChannelState, SessionRequest, set_winsize
 
 if TYPE_CHECKING:
     import paramiko
@@ -51,52 +48,16 @@ log = logging.getLogger("openshell.supervisor.ssh")
 logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 
 PREFACE_TIMEOUT = 10.0  # seconds a peer may take to send the preface
-MAX_ENV = 256  # env requests per channel
-MAX_ENV_BYTES = 64 * 1024
 CHUNK = 64 * 1024
 #: OpenSSH's SFTP server (Debian package openssh-sftp-server), run inside the sandbox
-SFTP_SERVER_PATHS = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server", "/usr/lib/sftp-server")
 #: direct-tcpip targets a forward may reach (inside the sandbox's network namespace)
-LOOPBACK_TARGETS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
-DIAL_TIMEOUT = 5.0  # seconds to connect a direct-tcpip target
 KEEPALIVE = 30  # seconds between SSH keepalives to the client
-
-
-@dataclass
-class SessionRequest:
-    """What an SSH channel asked to run.
-
-    :ivar argv: the argv to launch (``["/bin/sh", "-c", command]`` for exec,
-        the login shell for ``shell``).
-    :ivar env: variables the client sent with ``env`` requests.
-    :ivar pty: ``(term, cols, rows)`` when a PTY was requested, else None.
-    """
-
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    pty: Optional[tuple[str, int, int]] = None
 
 
 #: ``launch(request, stdin, stdout, stderr) -> Popen``: the supervisor's child launcher.
 Launcher = Callable[[SessionRequest, object, object, object], subprocess.Popen]
 #: ``dial(family) -> socket``: an unconnected TCP socket in the sandbox's network namespace.
 Dialer = Callable[[int], socket.socket]
-
-
-def _set_winsize(fd: int, cols: int, rows: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", max(rows, 1), max(cols, 1), 0, 0))
-
-
-@dataclass
-class _ChannelState:
-    env: dict[str, str] = field(default_factory=dict)
-    env_bytes: int = 0
-    pty: Optional[tuple[str, int, int]] = None
-    master_fd: Optional[int] = None
-    started: bool = False
-    # Set once paramiko has sent the reply to the exec/shell request: output
-    # sent before it makes clients drop the channel ("Channel closed").
-    replied: threading.Event = field(default_factory=threading.Event)
 
 
 class SshServer:
@@ -158,7 +119,7 @@ class SshServer:
         kept for the supervisor's life (every connection presents the same key)."""
         with self._key_lock:
             if self._host_key is None:
-                import paramiko
+                import paramiko  # deferred: ~60 ms kept off the supervisor's start (module docstring)
 
                 self._host_key = paramiko.ECDSAKey.generate()
             return self._host_key
@@ -199,6 +160,7 @@ class SshServer:
             conn.close()
             return
         conn.sendall(OK)
+        # Deferred: paramiko (~60 ms) loads with the first connection, not at start.
         import paramiko
 
         from openshell.supervisor.ssh_channels import _Session, _signal_replies
@@ -230,8 +192,8 @@ class SshServer:
                     sock.close()
             transport.close()
 
-    def _run_session(self, iface: _ChannelState, channel: paramiko.Channel, req: SessionRequest) -> None:
-        import paramiko
+    def _run_session(self, iface: ChannelState, channel: paramiko.Channel, req: SessionRequest) -> None:
+        import paramiko  # deferred (module docstring); loaded by the time a session runs
 
         code = 255
         proc: Optional[subprocess.Popen] = None
@@ -264,7 +226,7 @@ class SshServer:
             self._procs.add(proc)
 
     def _run_pipes(self, channel: paramiko.Channel, req: SessionRequest):
-        import paramiko
+        import paramiko  # deferred (module docstring); loaded by the time a session runs
 
         proc = self.launch(req, subprocess.PIPE, subprocess.PIPE, subprocess.PIPE)
         self._track(proc)
@@ -316,10 +278,10 @@ class SshServer:
         t_err.join(timeout=5)
         return _exit_code(code), proc
 
-    def _run_pty(self, iface: _ChannelState, channel: paramiko.Channel, req: SessionRequest):
+    def _run_pty(self, iface: ChannelState, channel: paramiko.Channel, req: SessionRequest):
         term, cols, rows = req.pty  # type: ignore[misc]
         master, slave = os.openpty()
-        _set_winsize(master, cols, rows)
+        set_winsize(master, cols, rows)
         iface.master_fd = master
         req.env.setdefault("TERM", term)
         try:
@@ -371,7 +333,7 @@ def bridge(chan: paramiko.Channel, sock: socket.socket) -> None:
     EOF on one side half-closes the other; at most :data:`CHUNK` bytes are in
     flight per direction (``sendall`` blocks on a full peer). Closes both.
     """
-    import paramiko
+    import paramiko  # deferred (module docstring); callers have loaded it already
 
     chan_open = sock_open = True
     try:

@@ -510,7 +510,7 @@ def test_bad_extra_ca_stops_the_start_and_upstream_trust_is_built_on_first_use(t
     with pytest.raises(OSError):
         HttpInspector(ca, extra_ca=str(tmp_path / "missing.pem"))
     inspector = HttpInspector(ca, extra_ca=test_ca["ca"])
-    assert inspector._upstream_ctx is None  # no system roots loaded at start (issue 7)
+    assert inspector._upstream_ctx is None  # no system roots loaded at start
     ctx = inspector.upstream_ctx
     assert ctx is inspector.upstream_ctx and ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
 

@@ -1,4 +1,4 @@
-"""The inference router: what ``https://inference.local`` serves inside a sandbox (issue 5).
+"""The inference router: what ``https://inference.local`` serves inside a sandbox.
 
 The proxy hands every connection to ``inference.local`` (CONNECT on any port,
 or an absolute-form ``http://inference.local/...`` request) to

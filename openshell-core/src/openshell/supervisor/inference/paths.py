@@ -1,4 +1,4 @@
-"""Which requests on ``inference.local`` are inference calls (issue 5).
+"""Which requests on ``inference.local`` are inference calls.
 
 Recognised, each with and without the ``/v1`` prefix, with any query string:
 

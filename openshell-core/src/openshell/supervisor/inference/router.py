@@ -1,6 +1,6 @@
 """Serve ``inference.local``: terminate TLS, check the call, rewrite it, stream it to the backend.
 
-Per request (issue 5):
+Per request:
 
 1. ``HEAD /`` / ``GET /`` → 200 (liveness probe of agents); any other call that
    :func:`~openshell.supervisor.inference.paths.classify` does not recognise →
@@ -27,16 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
+import importlib
 import json
 import logging
-import os
 import socket
 import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from openshell import pki
 from openshell.inference.bundle import RouteBundle
 from openshell.supervisor.inference.paths import ALLOWED, InferenceCall, classify
 from openshell.supervisor.proxy.l7.scrub import BodyDecoder, ScrubError, SecretSet, secret_forms
@@ -56,8 +58,6 @@ class _LazyModule:
         self._name = name
 
     def __getattr__(self, attr: str) -> Any:
-        import importlib
-
         return getattr(importlib.import_module(self._name), attr)
 
 
@@ -132,41 +132,9 @@ def tls_context(ca: Any) -> ssl.SSLContext:
     """
     if hasattr(ca, "server_context"):
         return ca.server_context(INFERENCE_HOST)
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, INFERENCE_HOST)]))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(INFERENCE_HOST)]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca.key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(["http/1.1"])
-    fd = os.memfd_create("inference-leaf", os.MFD_CLOEXEC)
-    try:
-        os.write(fd, pem)
-        ctx.load_cert_chain(f"/proc/self/fd/{fd}")
-    finally:
-        os.close(fd)
-    return ctx
+    key = pki.new_key()
+    cert = pki.issue_leaf(ca.cert, ca.key, key.public_key(), INFERENCE_HOST, sans=[INFERENCE_HOST], validity=datetime.timedelta(days=365))
+    return pki.server_context(pki.cert_pem(cert) + pki.key_pem(key))
 
 
 @functools.cache

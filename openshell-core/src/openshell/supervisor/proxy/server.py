@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openshell.plugin.kinds import CompiledPolicy, PolicyEngine
+from openshell.policy.decide import decide
 from openshell.policy.decision import ConnectInput, Decision
 from openshell.policy.hosts import ip_literal
 from openshell.providers.placeholders import contains_placeholder
@@ -57,7 +58,7 @@ from openshell.supervisor.proxy.resolve import ResolveError, Resolver
 DecideFn = Callable[[PolicyEngine, CompiledPolicy, ConnectInput, Sequence[str]], Decision]
 
 CONNECT_TIMEOUT = 10.0  # seconds per upstream address
-INFERENCE_HOST = "inference.local"  # served by the inference router (issue 5), never dialed
+INFERENCE_HOST = "inference.local"  # served by the inference router, never dialed
 MAX_CONNECTIONS = 1024  # concurrent client connections; accept waits beyond this
 _LINGER = 1.0  # seconds to drain a client after an error answer (see _reject)
 
@@ -77,8 +78,6 @@ class _Tunnel:
 
 
 def _default_decide() -> DecideFn:
-    from openshell.policy.decide import decide
-
     return decide
 
 
@@ -266,7 +265,7 @@ class ProxyServer:
     ) -> socket.socket | None:
         auth = parse_authority(req.target)
         if self.inference is not None and auth.host == INFERENCE_HOST:
-            # issue 5: served by the router before the policy engine sees it
+            # served by the router before the policy engine sees it
             self.log.event("inference", host=auth.host, port=auth.port, reason="served by the inference router")
             await loop.sock_sendall(client, responses.CONNECTION_ESTABLISHED)
             await self.inference.serve_tls(client, early)
@@ -311,7 +310,7 @@ class ProxyServer:
             return upstream
         head = origin_request(req, auth, origin)
         if contains_placeholder(head):
-            # issue 5: placeholders are substituted only on inspected endpoints; never forward one
+            # placeholders are substituted only on inspected endpoints; never forward one
             reason = (
                 f"the request carries an openshell:resolve:env placeholder but {auth} is not inspected; "
                 "add 'protocol: rest' to its policy endpoint so the proxy can substitute the credential"

@@ -169,7 +169,7 @@ def _write_sysctl(key: str, value: str) -> None:
 def _configure(sandbox_ns: str, proxy_ns: str, sandbox_ip: str, proxy_ip: str) -> None:
     """Create the veth pair and addresses. Runs in a throwaway thread (setns is per thread)."""
     # Our own rtnetlink client, not pyroute2: its import alone was ~130 ms of every
-    # sandbox start (issue 7). The child launcher never needs either.
+    # sandbox start. The child launcher never needs either.
     from openshell_plugin_netns.rtnl import Rtnl
 
     sandbox_fd = os.open(nsutil.netns_path(sandbox_ns), os.O_RDONLY)

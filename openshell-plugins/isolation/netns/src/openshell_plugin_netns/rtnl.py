@@ -1,8 +1,8 @@
 """A minimal rtnetlink client: exactly the four requests the netns layer makes.
 
 pyroute2 costs ~130 ms of import per supervisor start (its package imports
-every netlink family it supports), which was a quarter of create-to-READY
-(issue 7). The netns layer needs only: create a veth pair whose peer goes to
+every netlink family it supports), which was a quarter of create-to-READY.
+The netns layer needs only: create a veth pair whose peer goes to
 another namespace, bring a link up, add an IPv4 address, and read a link's
 index and operational state. Requests go over an ``AF_NETLINK`` socket created
 in the calling *thread's* network namespace (``nsutil.in_netns``), each one

@@ -182,7 +182,7 @@ class HttpInspector(Inspector):
     :param upstream_ctx: client TLS context for upstreams; default
         ``upstream_context(extra_ca)`` (system roots + ``extra_ca``, verification on),
         built by the first inspected TLS connection: loading the system roots is
-        ~20 ms of every sandbox start otherwise (issue 7). ``extra_ca`` is still
+        ~20 ms of every sandbox start otherwise. ``extra_ca`` is still
         read and parsed here, so a bad file stops the start.
     :param extra_ca: PEM file of extra trust roots (``$OPENSHELL_EXTRA_CA``).
     :param hooks: ``RequestHook`` objects run in order on every allowed request.

@@ -1,0 +1,123 @@
+"""What every gRPC servicer of the gateway shares: errors to status codes,
+timestamps, workspace selectors, refusing fields we do not implement, phases.
+
+Imports protos, :mod:`openshell.gateway.errors`, the store's constants and the
+metadata keys the client reads (:mod:`openshell.client.errors`) only,
+so the servicers (``service``, ``policy_service``, ``provider_service``,
+``supervisor_service``) import it without importing each other.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import unknown_fields
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from openshell._proto import datamodel_pb2, openshell_pb2
+from openshell.client.errors import FIELD_KEY, REASON_KEY
+from openshell.gateway import store as st
+from openshell.gateway.errors import GatewayError, InvalidArgument
+
+_CODES: dict[str, grpc.StatusCode] = {
+    "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "ALREADY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
+    "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
+    "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
+    "UNAUTHENTICATED": grpc.StatusCode.UNAUTHENTICATED,
+    "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "INTERNAL": grpc.StatusCode.INTERNAL,
+}
+
+PHASE_TO_PROTO: dict[str, int] = {
+    st.PROVISIONING: openshell_pb2.SANDBOX_PHASE_PROVISIONING,
+    st.READY: openshell_pb2.SANDBOX_PHASE_READY,
+    st.ERROR: openshell_pb2.SANDBOX_PHASE_ERROR,
+    st.DELETING: openshell_pb2.SANDBOX_PHASE_DELETING,
+    st.STOPPED: openshell_pb2.SANDBOX_PHASE_STOPPED,
+}
+PROTO_TO_PHASE = {v: k for k, v in PHASE_TO_PROTO.items()}
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+async def abort_for(context: grpc.aio.ServicerContext, exc: GatewayError) -> None:
+    """Abort the call with the status code of ``exc``, its message and its reason (never returns)."""
+    metadata: list[tuple[str, str]] = []
+    if exc.reason:
+        metadata.append((REASON_KEY, exc.reason))
+    if isinstance(exc, InvalidArgument):
+        metadata.append((FIELD_KEY, exc.field))
+    await context.abort(_CODES.get(exc.code, grpc.StatusCode.INTERNAL), str(exc), trailing_metadata=tuple(metadata))
+
+
+def rpc_errors(method: Method) -> Method:
+    """Decorate a servicer method whose last argument is the call's ``context``
+    (``(self, request, context)``): a :class:`GatewayError` it raises aborts the
+    call with that error's status (:func:`abort_for`).
+
+    Works on coroutine methods (unary answers) and async generators (streams).
+    """
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream(*args: Any) -> Any:
+            try:
+                async for item in method(*args):
+                    yield item
+            except GatewayError as exc:
+                await abort_for(args[-1], exc)
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    async def unary(*args: Any) -> Any:
+        try:
+            return await method(*args)
+        except GatewayError as exc:
+            await abort_for(args[-1], exc)
+
+    return unary  # type: ignore[return-value]
+
+
+def timestamp(seconds: float) -> Timestamp:
+    """Return a protobuf Timestamp for unix ``seconds``."""
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def workspace_of(scope: datamodel_pb2.WorkspaceSelector, *, allow_all: bool = False) -> str | None:
+    """Return the workspace a request addresses: its name, or None for all (lists only).
+
+    :raises InvalidArgument: ``all_workspaces`` without ``allow_all``.
+    """
+    which = scope.WhichOneof("selection")
+    if which == "all_workspaces":
+        if not allow_all:
+            raise InvalidArgument("workspace_scope", "name one workspace; all_workspaces is only for listing")
+        return None
+    return scope.workspace or st.DEFAULT_WORKSPACE
+
+
+def refuse_unsupported(message: Any, unsupported: Mapping[int, str]) -> None:
+    """Refuse a message carrying a field of the SDK we do not implement (``{number: name}``).
+
+    Such fields arrive as unknown fields; ignoring them would silently run
+    something the user did not ask for (a structured policy: the default one).
+
+    :raises InvalidArgument: naming the first such field.
+    """
+    for field in unknown_fields.UnknownFieldSet(message):
+        if field.field_number in unsupported:
+            raise InvalidArgument(
+                unsupported[field.field_number],
+                "not supported by this gateway; send a POLICY.md document in spec.policy_yaml (openshell CLI/SDK)"
+                if unsupported[field.field_number] == "spec.policy"
+                else "not supported by this gateway",
+            )
