@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
-from google.protobuf import unknown_fields
+from google.protobuf import json_format, unknown_fields
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc
@@ -56,7 +56,6 @@ _OUTCOMES = {
 # policy ignored would run the sandbox under the default policy).
 _CREATE_UNSUPPORTED = {9: "service_exposures"}
 _SPEC_UNSUPPORTED = {
-    6: "spec.template",
     7: "spec.policy",
     9: "spec.resource_requirements",
 }
@@ -95,6 +94,7 @@ def sandbox_to_proto(info: gc.SandboxInfo) -> openshell_pb2.Sandbox:
             command=list(spec.get("command", [])),
             extra_hosts=list(spec.get("extra_hosts", [])),
             providers=list(spec.get("providers", [])),
+            template=_template_to_proto(spec.get("resources") or {}),
         ),
         status=openshell_pb2.SandboxStatus(
             phase=PHASE_TO_PROTO.get(r.phase, openshell_pb2.SANDBOX_PHASE_UNKNOWN),
@@ -138,6 +138,19 @@ def _workspace(scope: datamodel_pb2.WorkspaceSelector, *, allow_all: bool = Fals
     return scope.workspace or st.DEFAULT_WORKSPACE
 
 
+#: SandboxTemplate fields of the SDK's schema other than resources (7): refused, not ignored
+_TEMPLATE_UNSUPPORTED = {
+    1: "spec.template.image",
+    2: "spec.template.runtime_class_name",
+    3: "spec.template.agent_socket",
+    4: "spec.template.labels",
+    5: "spec.template.annotations",
+    6: "spec.template.environment",
+    10: "spec.template.user_namespaces",
+    11: "spec.template.driver_config",
+}
+
+
 def _refuse_unsupported(message: Any, unsupported: Mapping[int, str]) -> None:
     for field in unknown_fields.UnknownFieldSet(message):
         if field.field_number in unsupported:
@@ -152,6 +165,7 @@ def _refuse_unsupported(message: Any, unsupported: Mapping[int, str]) -> None:
 def spec_from_proto(spec: openshell_pb2.SandboxSpec) -> gc.SandboxSpec:
     """Map the wire ``SandboxSpec`` to :class:`openshell.gateway.core.SandboxSpec`."""
     _refuse_unsupported(spec, _SPEC_UNSUPPORTED)
+    _refuse_unsupported(spec.template, _TEMPLATE_UNSUPPORTED)
     return gc.SandboxSpec(
         command=tuple(spec.command),
         environment=dict(spec.environment),
@@ -159,7 +173,17 @@ def spec_from_proto(spec: openshell_pb2.SandboxSpec) -> gc.SandboxSpec:
         policy_yaml=spec.policy_yaml,
         log_level=spec.log_level,
         providers=tuple(spec.providers),
+        resources=json_format.MessageToDict(spec.template.resources) if spec.HasField("template") else None,
     )
+
+
+def _template_to_proto(resources: dict) -> openshell_pb2.SandboxTemplate | None:
+    """The stored ``resources`` as ``SandboxSpec.template`` (None when there are none)."""
+    if not resources:
+        return None
+    template = openshell_pb2.SandboxTemplate()
+    template.resources.update(resources)
+    return template
 
 
 class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellServicer):

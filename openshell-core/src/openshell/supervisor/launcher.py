@@ -6,6 +6,8 @@ The supervisor is multi-threaded, so isolation is never applied in a
 over an inherited pipe (never argv or the environment: the spec may carry
 secrets). The launcher then applies, in order:
 
+0. ``cgroup``: join the sandbox's cgroup (``cgroups.join``) before anything
+   else, so this process and all it forks count against the sandbox's limits;
 1. ``tty``: ``setsid`` + ``TIOCSCTTY`` on stdin (PTY sessions);
    ``RLIMIT_CORE`` 0/0 and not dumpable, so the root phase cannot leak a core;
 2. layers with ``order < MOUNT_NS_ORDER`` (netns: ``setns``);
@@ -49,7 +51,7 @@ from openshell.plugin.kinds import (
     IsolationError,
     IsolationLayer,
 )
-from openshell.supervisor import nsutil, users
+from openshell.supervisor import cgroups, nsutil, users
 from openshell.supervisor.mounts import Mount
 
 log = logging.getLogger("openshell.supervisor.launcher")
@@ -86,6 +88,7 @@ class LaunchSpec:
     :ivar mounts: bind mounts applied in the sandbox's private mount namespace.
     :ivar layers: names of the isolation layers to apply; each is required.
     :ivar tty: start a new session and make stdin (a PTY) the controlling terminal.
+    :ivar cgroup: the ``cgroup.procs`` files of the sandbox's cgroup, joined first.
     """
 
     ctx: IsolationContext
@@ -95,6 +98,7 @@ class LaunchSpec:
     mounts: list[Mount] = field(default_factory=list)
     layers: list[str] = field(default_factory=lambda: list(DEFAULT_LAYERS))
     tty: bool = False
+    cgroup: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         """Serialise to JSON (the wire form between :func:`spawn` and the launcher)."""
@@ -422,12 +426,21 @@ def _load_layers(names: Sequence[str]) -> list[IsolationLayer]:
     return _ordered(layers)
 
 
+def _join_cgroup(procs_files: Sequence[str]) -> None:
+    """Step 0: enter the sandbox's cgroup (resource limits) before loading or forking anything."""
+    try:
+        cgroups.join(procs_files)
+    except Exception as exc:
+        raise _Failed("cgroup", _reason(exc)) from exc
+
+
 def run(spec: LaunchSpec) -> NoReturn:
     """Apply the isolation in ``spec`` to this process and exec its program.
 
     Never returns: execs, or exits 126 via ``_fail`` (127: program not found).
     """
     ctx = spec.ctx
+    _join_cgroup(spec.cgroup)
     layers = _load_layers(spec.layers)
     step = "init"
     try:

@@ -100,6 +100,10 @@ class Supervisor:
         self.router = None  # inference.local (issue 5)
         self.credential_hook = None  # provider placeholder substitution (issue 5)
         self._inference_task: Optional[asyncio.Task] = None
+        self.cgroup = None  # openshell.supervisor.cgroups.Cgroup: the resource limits
+        self.limits = None  # openshell.resources.Limits
+        self._limit_events = (0, 0)  # OOM kills, refused forks already reported
+        self._tmp_full = False
 
     # ------------------------------------------------------------------ start
     async def run(self) -> int:
@@ -142,6 +146,7 @@ class Supervisor:
         from openshell.supervisor.users import ids_for_policy
 
         self.name = conf.name or self.cfg.name
+        self._start_limits()
         policy = parse_policy(conf.policy.policy_yaml)
         self.spec_env = dict(conf.environment)
         hosts = parse_hosts(list(conf.extra_hosts))
@@ -167,7 +172,8 @@ class Supervisor:
             # Only the policy engine is loaded, not every plugin kind (issue 7).
             self.engine = engine_class()
             uid, gid = ids_for_policy(self.ctx.policy)
-            dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, {name: ips[0] for name, ips in hosts.items()})
+            dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, {name: ips[0] for name, ips in hosts.items()}, tmp_size=self.limits.tmp)
+            self.tmp_dir = dirs.tmp
             self.ca = SandboxCA.generate(self.name)
             self.ca.write_public_files(Path(dirs.tls))
             self.mounts = dirs.mounts()
@@ -197,6 +203,56 @@ class Supervisor:
         if conf.command:
             self.entrypoint = self._launch(list(conf.command), {}, None, subprocess.DEVNULL, None, None)
             log.info("event=entrypoint_started pid=%d argv=%s", self.entrypoint.pid, list(conf.command)[:1])
+
+    def _start_limits(self) -> None:
+        """Create the sandbox's cgroup with its limits (before anything runs in it).
+
+        :raises openshell.resources.QuantityError, CgroupError: bad limits or no
+            usable cgroup hierarchy; the start fails (fail closed).
+        """
+        from openshell import resources
+        from openshell.supervisor import cgroups
+
+        self.limits = resources.limits_for(self.cfg.resources)
+        cg = cgroups.create(self.cfg.sandbox_id)
+        cg.save(str(self.state_dir))  # first: cleanup after a crash finds it
+        self.cgroup = cg
+        cg.set_limits(memory=self.limits.memory, pids=self.limits.pids, cpu_milli=self.limits.cpu_milli)
+        ev = cg.events()
+        self._limit_events = (ev.oom_kills, ev.pids_max)
+        log.info("event=limits sandbox=%s cgroup=v%d %s", self.cfg.sandbox_id, cg.version, self.limits.describe())
+
+    async def _check_limits(self) -> None:
+        """Log, and show in the sandbox's status, a limit the sandbox hit: an OOM kill,
+        a refused fork, a full /tmp. Each event once."""
+        from openshell.resources import format_bytes
+
+        if self.cgroup is None or self.limits is None:
+            return
+        messages = []
+        ev = await asyncio.to_thread(self.cgroup.events)
+        oom, forks = self._limit_events
+        if ev.oom_kills > oom:
+            limit = "unlimited" if self.limits.memory is None else format_bytes(self.limits.memory)
+            messages.append(f"out of memory: {ev.oom_kills - oom} process(es) killed at the memory limit ({limit})")
+            log.warning("event=oom_kill sandbox=%s count=%d total=%d memory_limit=%s", self.cfg.sandbox_id, ev.oom_kills - oom, ev.oom_kills, limit)
+        if ev.pids_max > forks:
+            messages.append(f"process limit reached: {ev.pids_max - forks} fork(s) refused (pids limit {self.limits.pids})")
+            log.warning("event=pids_limit sandbox=%s refused=%d pids_limit=%s", self.cfg.sandbox_id, ev.pids_max - forks, self.limits.pids)
+        self._limit_events = (ev.oom_kills, ev.pids_max)
+        tmp = getattr(self, "tmp_dir", None)
+        if tmp is not None and self.limits.tmp is not None:
+            try:
+                st = os.statvfs(tmp)
+                full = st.f_bavail == 0 or st.f_favail == 0
+            except OSError:
+                full = False
+            if full and not self._tmp_full:
+                messages.append(f"/tmp is full ({format_bytes(self.limits.tmp)}): writes fail with ENOSPC")
+                log.warning("event=tmp_full sandbox=%s tmp_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.tmp))
+            self._tmp_full = full
+        if messages:
+            await self.link.report(phase="READY", reason="; ".join(messages), pid=os.getpid())
 
     async def _await_layers(self, prepared: asyncio.Future) -> None:
         """Wait for the ``prepare_layers`` thread — also when the start already failed,
@@ -273,6 +329,7 @@ class Supervisor:
             request_env=request_env,
         )
         spec = LaunchSpec(ctx=self.ctx, argv=argv, env=env, cwd="/sandbox", mounts=self.mounts, layers=list(REQUIRED_LAYERS), tty=pty is not None)
+        spec.cgroup = self.cgroup.procs_files() if self.cgroup is not None else []
         return spawn(spec, stdin=stdin, stdout=stdout, stderr=stderr)
 
     def _dial_in_sandbox(self, family: int) -> socket.socket:
@@ -299,6 +356,10 @@ class Supervisor:
             if self.entrypoint is not None and self.entrypoint.poll() is not None:
                 log.info("event=entrypoint_exited code=%s", self.entrypoint.returncode)
                 self.entrypoint = None
+            try:
+                await self._check_limits()
+            except Exception:  # noqa: BLE001 - a monitoring failure must not stop the sandbox
+                log.exception("event=limit_check_failed")
             # No waitpid(-1) here: it would steal the exit status of SSH session
             # processes that their Popen objects are waiting for (Popen then reports 0).
 
@@ -338,6 +399,10 @@ class Supervisor:
                 log.exception("event=router_close_failed")
         if self.ctx is not None and self.ctx.netns:
             await asyncio.to_thread(kill_sandbox_processes, self.ctx.netns)
+        if self.cgroup is not None:
+            from openshell.supervisor.cleanup import remove_limits
+
+            await asyncio.to_thread(remove_limits, self.state_dir)
         if self.layers_prepared and self.ctx is not None:
             from openshell.supervisor import launcher
 
