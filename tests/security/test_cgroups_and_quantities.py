@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from openshell import resources as r
 from openshell.supervisor import cgroups
 
