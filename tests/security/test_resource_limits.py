@@ -107,17 +107,20 @@ def test_decimal_memory_quantity_is_accepted(gateway, sandboxes):
 
 FORK_BOMB = """
 import os, signal, time
-n = 0
+children = []
 try:
-    while n < 10000:
+    while len(children) < 10000:
         pid = os.fork()
         if pid == 0:
             time.sleep(60)
             os._exit(0)
-        n += 1
+        children.append(pid)
 except OSError as exc:
-    print("stopped", n, exc.errno, flush=True)
-os.killpg(0, signal.SIGKILL)
+    print("stopped", len(children), exc.errno, flush=True)
+for pid in children:
+    os.kill(pid, signal.SIGKILL)
+for pid in children:
+    os.waitpid(pid, 0)
 """
 
 
