@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -177,5 +178,15 @@ def test_delete_removes_the_cgroup_and_the_tmpfs(gateway):
     cg = _cgroup(gateway, "rl-del")
     assert all(os.path.isdir(p) for p in cg["dirs"].values())
     gateway.cli("sandbox", "delete", "rl-del", check=True, timeout=120)
+    assert not any(os.path.exists(p) for p in cg["dirs"].values())
+    assert not os.path.ismount(d / "tmp")
+
+
+def test_delete_after_a_crashed_supervisor_still_removes_the_limits(gateway):
+    gateway.cli("sandbox", "create", "--name", "rl-crash", "--detach", check=True)
+    d = _sandbox_dir(gateway, "rl-crash")
+    cg = _cgroup(gateway, "rl-crash")
+    os.kill(int((d / "supervisor.pid").read_text()), signal.SIGKILL)
+    gateway.cli("sandbox", "delete", "rl-crash", check=True, timeout=120)
     assert not any(os.path.exists(p) for p in cg["dirs"].values())
     assert not os.path.ismount(d / "tmp")

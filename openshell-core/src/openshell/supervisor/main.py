@@ -104,6 +104,7 @@ class Supervisor:
         self.limits = None  # openshell.resources.Limits
         self._limit_events = (0, 0)  # OOM kills, refused forks already reported
         self._tmp_full = False
+        self.tmp_dir: Optional[str] = None  # host path of the sandbox's /tmp tmpfs
 
     # ------------------------------------------------------------------ start
     async def run(self) -> int:
@@ -240,7 +241,7 @@ class Supervisor:
             messages.append(f"process limit reached: {ev.pids_max - forks} fork(s) refused (pids limit {self.limits.pids})")
             log.warning("event=pids_limit sandbox=%s refused=%d pids_limit=%s", self.cfg.sandbox_id, ev.pids_max - forks, self.limits.pids)
         self._limit_events = (ev.oom_kills, ev.pids_max)
-        tmp = getattr(self, "tmp_dir", None)
+        tmp = self.tmp_dir
         if tmp is not None and self.limits.tmp is not None:
             try:
                 st = os.statvfs(tmp)
