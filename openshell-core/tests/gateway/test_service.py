@@ -213,6 +213,40 @@ def test_create_refuses_sdk_structured_policy_instead_of_ignoring_it(wire_server
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith("spec.policy:")
 
 
+def test_resource_limits_reach_the_driver_and_come_back_in_get(wire_server):
+    spec = openshell_pb2.SandboxSpec()
+    spec.template.resources.update({"limits": {"cpu": "1.5", "memory": "512Mi"}, "requests": {"cpu": "1"}})
+    req = openshell_pb2.CreateSandboxRequest(workspace_scope=DEFAULT, name="lim", spec=spec)
+    sb = wire_server.stub.CreateSandbox(req, timeout=10).sandbox
+    assert wire_server.driver.created[sb.metadata.id]["spec"]["resources"] == {"limits": {"cpu": "1.5", "memory": "512Mi"}}
+    got = wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="lim", workspace_scope=DEFAULT), timeout=10).sandbox
+    assert dict(got.spec.template.resources["limits"]) == {"cpu": "1.5", "memory": "512Mi"}
+
+
+@pytest.mark.parametrize(
+    ("resources", "detail"),
+    [
+        ({"limits": {"memory": "lots"}}, "spec.template.resources: resources.limits.memory: memory 'lots' is not a size"),
+        ({"limits": {"gpu": "1"}}, "spec.template.resources: resources.limits.gpu: unknown resource"),
+        ({"limits": {"cpu": "0"}}, "spec.template.resources: resources.limits.cpu"),
+    ],
+)
+def test_bad_resource_limits_are_invalid_argument(wire_server, resources, detail):
+    spec = openshell_pb2.SandboxSpec()
+    spec.template.resources.update(resources)
+    req = openshell_pb2.CreateSandboxRequest(workspace_scope=DEFAULT, name="lim", spec=spec)
+    err = code_of(lambda: wire_server.stub.CreateSandbox(req, timeout=10))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith(detail)
+
+
+def test_template_fields_other_than_resources_are_refused(wire_server):
+    # SandboxTemplate.image (field 1) of the SDK's schema: not implemented, so refused.
+    spec = openshell_pb2.SandboxSpec.FromString(bytes([6 << 3 | 2, 4, 1 << 3 | 2, 2]) + b"py")
+    req = openshell_pb2.CreateSandboxRequest(workspace_scope=DEFAULT, name="img", spec=spec)
+    err = code_of(lambda: wire_server.stub.CreateSandbox(req, timeout=10))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith("spec.template.image:")
+
+
 def test_unknown_workspace_is_not_found(wire_server):
     req = openshell_pb2.GetSandboxRequest(name="x", workspace_scope=datamodel_pb2.WorkspaceSelector(workspace="nope"))
     err = code_of(lambda: wire_server.stub.GetSandbox(req, timeout=10))

@@ -153,6 +153,19 @@ def sandbox() -> None:
     """
 
 
+def _limit_option(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
+    """Check --cpu/--memory with the gateway's parser, so a bad value is a usage error naming the flag."""
+    if value is None:
+        return None
+    from openshell.resources import MIN_MEMORY, QuantityError, parse_bytes, parse_cpu
+
+    try:
+        parse_cpu(value) if param.name == "cpu" else parse_bytes(value, what="memory", minimum=MIN_MEMORY)
+    except QuantityError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
 @sandbox.command("create")
 @click.option("--name", help="Sandbox name (default: two random words).")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), help="Policy YAML (default: deny all network, see 'openshell policy default').")
@@ -175,6 +188,8 @@ def sandbox() -> None:
     help="Attach provider NAME: its credentials appear as openshell:resolve:env:VAR placeholders; repeatable.",
 )
 @click.option("--no-auto-providers", is_flag=True, help="With an agent COMMAND: do not create or attach the providers it needs.")
+@click.option("--cpu", callback=_limit_option, metavar="CORES", help="CPU limit in cores, e.g. 1.5 or 500m (default: unlimited).")
+@click.option("--memory", callback=_limit_option, metavar="SIZE", help="Memory limit, e.g. 512Mi, 2Gi or 500M (default: 8Gi).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def create(
     name,
@@ -193,6 +208,8 @@ def create(
     providers,
     no_auto_providers,
     command,
+    cpu,
+    memory,
 ) -> None:
     """Create a sandbox, wait until it is READY, and run COMMAND in it.
 
@@ -252,7 +269,10 @@ def create(
             # Ctrl-C waits for CreateSandbox's answer: without the name the
             # gateway picked, the sandbox could not be deleted again.
             with interrupts.deferred():
-                rec = client.create_sandbox(name=name or "", policy_yaml=policy_yaml, extra_hosts=extra_hosts, env=env, labels=label_map, providers=attach)
+                limits = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+                rec = client.create_sandbox(
+                    name=name or "", policy_yaml=policy_yaml, extra_hosts=extra_hosts, env=env, labels=label_map, providers=attach, limits=limits
+                )
                 created.append(rec.name)
             status.update(f"sandbox {rec.name}: waiting for READY…")
             rec = client.wait_ready(rec.name, timeout=timeout)

@@ -2,6 +2,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from . import datamodel_pb2 as _datamodel_pb2
 from google.protobuf.internal import containers as _containers
@@ -84,7 +85,7 @@ class HealthResponse(_message.Message):
     def __init__(self, status: _Optional[_Union[ServiceStatus, str]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class SandboxSpec(_message.Message):
-    __slots__ = ("log_level", "environment", "providers", "command", "policy_yaml", "extra_hosts")
+    __slots__ = ("log_level", "environment", "providers", "template", "command", "policy_yaml", "extra_hosts")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,16 +96,24 @@ class SandboxSpec(_message.Message):
     LOG_LEVEL_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
     EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
     log_level: str
     environment: _containers.ScalarMap[str, str]
     providers: _containers.RepeatedScalarFieldContainer[str]
+    template: SandboxTemplate
     command: _containers.RepeatedScalarFieldContainer[str]
     policy_yaml: str
     extra_hosts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, log_level: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., providers: _Optional[_Iterable[str]] = ..., command: _Optional[_Iterable[str]] = ..., policy_yaml: _Optional[str] = ..., extra_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, log_level: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., providers: _Optional[_Iterable[str]] = ..., template: _Optional[_Union[SandboxTemplate, _Mapping]] = ..., command: _Optional[_Iterable[str]] = ..., policy_yaml: _Optional[str] = ..., extra_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SandboxTemplate(_message.Message):
+    __slots__ = ("resources",)
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    resources: _struct_pb2.Struct
+    def __init__(self, resources: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class SandboxCondition(_message.Message):
     __slots__ = ("type", "status", "reason", "message", "transition_time")

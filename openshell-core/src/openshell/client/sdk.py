@@ -295,8 +295,12 @@ class OpenShellClient(PolicyClient, ProviderClient):
         labels: Mapping[str, str] | None = None,
         command: Sequence[str] = (),
         providers: Sequence[str] = (),
+        limits: Mapping[str, str] | None = None,
     ) -> Sandbox:
         """Create a sandbox (PROVISIONING on return; see :meth:`wait_ready`).
+
+        :param limits: resource limits, e.g. ``{"cpu": "1.5", "memory": "512Mi"}``
+            (sent as ``spec.template.resources.limits``); unset ones get the defaults.
 
         :param providers: names of providers whose credentials the sandbox gets
             (as ``openshell:resolve:env:NAME`` placeholders, never the values).
@@ -318,6 +322,8 @@ class OpenShellClient(PolicyClient, ProviderClient):
                 providers=list(providers),
             ),
         )
+        if limits:
+            req.spec.template.resources.update({"limits": dict(limits)})
         try:
             return sandbox_from_proto(self._stub.CreateSandbox(req, timeout=self.timeout).sandbox)
         except grpc.RpcError as exc:

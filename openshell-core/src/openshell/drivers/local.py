@@ -178,6 +178,8 @@ class LocalDriver(ComputeDriver):
             "netns_index": int(sandbox["netns_index"]),
             "state_dir": str(d),
             "ssh_socket": str(self._ssh_socket(sid)),
+            # {"limits": {...}} (openshell.resources); the supervisor enforces them
+            "resources": dict((sandbox.get("spec") or {}).get("resources") or {}),
         }
         SSH_SOCKET_DIR.mkdir(parents=True, exist_ok=True)
         os.chmod(SSH_SOCKET_DIR, 0o700)

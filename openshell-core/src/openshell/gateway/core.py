@@ -26,6 +26,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from openshell import resources
 from openshell.gateway import names, sandbox_exec
 from openshell.gateway import store as st
 from openshell.gateway.errors import (  # noqa: F401 - re-exported: callers catch them as ``core.X``
@@ -83,6 +84,8 @@ class SandboxSpec:
     :ivar extra_hosts: ``"name:ip"`` entries for the sandbox's ``/etc/hosts``.
     :ivar policy_yaml: a POLICY.md document; empty: the default policy.
     :ivar log_level: the supervisor's log level (empty: its default).
+    :ivar resources: ``{"limits": {"cpu": "1.5", "memory": "512Mi", ...}}``
+        (``openshell.resources``); empty: the defaults.
     """
 
     command: tuple[str, ...] = ()
@@ -91,6 +94,7 @@ class SandboxSpec:
     policy_yaml: str = ""
     log_level: str = ""
     providers: tuple[str, ...] = ()
+    resources: Mapping[str, Any] | None = None
 
     def stored(self) -> dict[str, Any]:
         """The spec as stored in ``SandboxRecord.spec`` (no policy: that is a revision)."""
@@ -100,6 +104,7 @@ class SandboxSpec:
             "extra_hosts": list(self.extra_hosts),
             "log_level": self.log_level,
             "providers": list(self.providers),
+            "resources": resources.validate(self.resources),
         }
 
 
@@ -177,6 +182,10 @@ def _check_spec(spec: SandboxSpec) -> None:
             raise InvalidArgument(f"spec.extra_hosts[{i}]", f"{entry!r} is not 'name:ip' (e.g. 'api.test:10.199.0.2')")
     if any(not isinstance(a, str) for a in spec.command):
         raise InvalidArgument("spec.command", "every argument must be a string")
+    try:
+        resources.validate(spec.resources)
+    except resources.QuantityError as exc:
+        raise InvalidArgument("spec.template.resources", str(exc)) from exc
 
 
 def _parse_policy(yaml_text: str, field: str) -> None:
@@ -695,7 +704,8 @@ class GatewayCore:
                     self.store.update_sandbox,
                     record.id,
                     phase=phase,
-                    reason=(reason if phase == st.ERROR else "") if phase is not None else None,
+                    # READY may carry a message too (a limit was hit: an OOM kill, a full /tmp).
+                    reason=reason if phase is not None else None,
                     supervisor_pid=supervisor_pid or None,
                 )
                 or current

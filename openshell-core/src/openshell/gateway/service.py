@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import grpc
+from google.protobuf import json_format
 
 from openshell._proto import datamodel_pb2, inference_pb2_grpc, openshell_pb2, openshell_pb2_grpc, supervisor_pb2_grpc
 from openshell.gateway import core as gc
@@ -36,7 +37,6 @@ _OUTCOMES = {
 # policy ignored would run the sandbox under the default policy).
 _CREATE_UNSUPPORTED = {9: "service_exposures"}
 _SPEC_UNSUPPORTED = {
-    6: "spec.template",
     7: "spec.policy",
     9: "spec.resource_requirements",
 }
@@ -63,6 +63,7 @@ def sandbox_to_proto(info: gc.SandboxInfo) -> openshell_pb2.Sandbox:
             command=list(spec.get("command", [])),
             extra_hosts=list(spec.get("extra_hosts", [])),
             providers=list(spec.get("providers", [])),
+            template=_template_to_proto(spec.get("resources") or {}),
         ),
         status=openshell_pb2.SandboxStatus(
             phase=PHASE_TO_PROTO.get(r.phase, openshell_pb2.SANDBOX_PHASE_UNKNOWN),
@@ -96,9 +97,23 @@ def workspace_to_proto(ws: st.WorkspaceRecord) -> datamodel_pb2.Workspace:
     )
 
 
+#: SandboxTemplate fields of the SDK's schema other than resources (7): refused, not ignored
+_TEMPLATE_UNSUPPORTED = {
+    1: "spec.template.image",
+    2: "spec.template.runtime_class_name",
+    3: "spec.template.agent_socket",
+    4: "spec.template.labels",
+    5: "spec.template.annotations",
+    6: "spec.template.environment",
+    10: "spec.template.user_namespaces",
+    11: "spec.template.driver_config",
+}
+
+
 def spec_from_proto(spec: openshell_pb2.SandboxSpec) -> gc.SandboxSpec:
     """Map the wire ``SandboxSpec`` to :class:`openshell.gateway.core.SandboxSpec`."""
     refuse_unsupported(spec, _SPEC_UNSUPPORTED)
+    refuse_unsupported(spec.template, _TEMPLATE_UNSUPPORTED)
     return gc.SandboxSpec(
         command=tuple(spec.command),
         environment=dict(spec.environment),
@@ -106,7 +121,17 @@ def spec_from_proto(spec: openshell_pb2.SandboxSpec) -> gc.SandboxSpec:
         policy_yaml=spec.policy_yaml,
         log_level=spec.log_level,
         providers=tuple(spec.providers),
+        resources=json_format.MessageToDict(spec.template.resources) if spec.HasField("template") else None,
     )
+
+
+def _template_to_proto(resources: dict) -> openshell_pb2.SandboxTemplate | None:
+    """The stored ``resources`` as ``SandboxSpec.template`` (None when there are none)."""
+    if not resources:
+        return None
+    template = openshell_pb2.SandboxTemplate()
+    template.resources.update(resources)
+    return template
 
 
 class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellServicer):

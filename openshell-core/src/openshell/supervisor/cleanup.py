@@ -66,6 +66,24 @@ def kill_sandbox_processes(netns: str, grace: float = 2.0) -> None:
             pass
 
 
+def remove_limits(sandbox_dir: Path) -> None:
+    """Remove the sandbox's cgroup (killing what is left in it) and unmount its /tmp
+    tmpfs. Best effort: failures are logged. Idempotent."""
+    from openshell.supervisor import cgroups, mounts
+
+    cg = cgroups.Cgroup.load(str(sandbox_dir))
+    if cg is not None:
+        try:
+            cg.remove()
+            (sandbox_dir / cgroups.STATE_FILE).unlink(missing_ok=True)
+        except (cgroups.CgroupError, OSError) as exc:
+            log.warning("event=cgroup_remove_failed dir=%s reason=%s", sandbox_dir, exc)
+    try:
+        mounts.unmount_tmp(str(sandbox_dir / "tmp"))
+    except OSError as exc:
+        log.warning("event=tmp_unmount_failed dir=%s reason=%s", sandbox_dir, exc)
+
+
 def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = False) -> None:
     """Kill the sandbox's processes, tear down its isolation layers, remove its files.
 
@@ -80,6 +98,7 @@ def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = Fal
         pass
     if ctx.netns:
         kill_sandbox_processes(ctx.netns)
+    remove_limits(sandbox_dir)
     try:
         # Deferred: the supervisor imports this module at start and loads the
         # launcher in a worker thread (main._preload) to overlap the gateway round trip.

@@ -7,6 +7,8 @@ over an inherited pipe (never argv or the environment: the spec may carry
 secrets). ``spawn`` forks it inside the sandbox's PID, IPC, UTS and cgroup
 namespaces (``sandbox_ns``), so it is born there. The launcher then applies, in order:
 
+0. ``cgroup``: join the sandbox's cgroup (``cgroups.join``) before anything
+   else, so this process and all it forks count against the sandbox's limits;
 1. ``tty``: ``setsid`` + ``TIOCSCTTY`` on stdin (PTY sessions);
    ``RLIMIT_CORE`` 0/0 and not dumpable, so the root phase cannot leak a core;
 2. layers with ``order < MOUNT_NS_ORDER`` (netns: ``setns``);
@@ -42,7 +44,7 @@ import signal
 import subprocess
 import sys
 import termios
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -53,8 +55,8 @@ from openshell.plugin.kinds import (
     IsolationError,
     IsolationLayer,
 )
-from openshell.supervisor import nsutil, users
-from openshell.supervisor.mounts import Mount
+from openshell.supervisor import cgroups, nsutil, users
+from openshell.supervisor.mounts import TMPFS_SOURCE, Mount
 
 if TYPE_CHECKING:
     from openshell.supervisor.sandbox_ns import SandboxNamespaces
@@ -93,6 +95,7 @@ class LaunchSpec:
     :ivar mounts: bind mounts applied in the sandbox's private mount namespace.
     :ivar layers: names of the isolation layers to apply; each is required.
     :ivar tty: start a new session and make stdin (a PTY) the controlling terminal.
+    :ivar cgroup: the ``cgroup.procs`` files of the sandbox's cgroup, joined first.
     """
 
     ctx: IsolationContext
@@ -102,6 +105,7 @@ class LaunchSpec:
     mounts: list[Mount] = field(default_factory=list)
     layers: list[str] = field(default_factory=lambda: list(DEFAULT_LAYERS))
     tty: bool = False
+    cgroup: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         """Serialise to JSON (the wire form between :func:`spawn` and the launcher)."""
@@ -341,7 +345,7 @@ def _mount_namespace(mounts: Sequence[Mount]) -> None:
     """
     nsutil.unshare(nsutil.CLONE_NEWNS)
     nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)
-    _drop_namespace_mounts()
+    _drop_namespace_mounts(keep={os.path.realpath(m.source) for m in mounts})
     # Open every source first: a mount over /tmp must not hide a later source
     # that lives under /tmp. Binding from /proc/self/fd/N uses the opened inode.
     sources: list[tuple[Mount, int]] = []
@@ -370,34 +374,37 @@ def _mount_namespace(mounts: Sequence[Mount]) -> None:
     _private_proc()
 
 
-def _mountinfo_fields() -> list[tuple[str, str]]:
-    """``(mount point, fs type)`` of each line of ``/proc/self/mountinfo``, in order
-    (parents before the mounts on them). Octal escapes in the mount point are decoded."""
+def _mountinfo_fields() -> list[tuple[str, str, str]]:
+    """``(mount point, fs type, source)`` of each line of ``/proc/self/mountinfo``, in
+    order (parents before the mounts on them). Octal escapes in the mount point are decoded."""
     out = []
     with open("/proc/self/mountinfo", "rb") as f:
         for line in f:
             fields = line.split()
             try:
-                fstype = fields[fields.index(b"-") + 1]
+                dash = fields.index(b"-")
+                fstype, source = fields[dash + 1], fields[dash + 2]
             except (ValueError, IndexError):
                 continue
             point = fields[4].decode("unicode_escape").encode("latin-1").decode(errors="surrogateescape")
-            out.append((point, fstype.decode(errors="replace")))
+            out.append((point, fstype.decode(errors="replace"), source.decode(errors="replace")))
     return out
 
 
-def _drop_namespace_mounts() -> None:
-    """Remove, in this (private) mount namespace, every namespace file bind (``nsfs``)
-    and the ``/run/netns`` mount.
+def _drop_namespace_mounts(keep: Collection[str] = ()) -> None:
+    """Remove, in this (private) mount namespace, every namespace file bind (``nsfs``),
+    the ``/run/netns`` mount and every sandbox's ``/tmp`` tmpfs but those in ``keep``
+    (host paths: this sandbox's own, still to be bound).
 
-    They name every sandbox's network namespace on the machine (and any other
-    runtime's); the sandbox must see neither them nor their names in
+    They name every sandbox's network namespace and state directory on the machine
+    (and any other runtime's); the sandbox must see neither them nor their names in
     ``/proc/self/mountinfo``. The host keeps its mounts: ``/`` is rprivate by now.
     A mount already gone (detached with its parent) is skipped.
     """
     mounts = _mountinfo_fields()
-    targets = [point for point, fstype in mounts if fstype == "nsfs"]
-    targets += [point for point, _ in mounts if point == nsutil.NETNS_DIR]
+    targets = [point for point, fstype, _ in mounts if fstype == "nsfs"]
+    targets += [point for point, _, _ in mounts if point == nsutil.NETNS_DIR]
+    targets += [point for point, fstype, source in mounts if (fstype, source) == ("tmpfs", TMPFS_SOURCE) and point not in keep]
     for point in reversed(targets):
         try:
             nsutil.umount(point, nsutil.MNT_DETACH)
@@ -504,12 +511,21 @@ def _load_layers(names: Sequence[str]) -> list[IsolationLayer]:
     return _ordered(layers)
 
 
+def _join_cgroup(procs_files: Sequence[str]) -> None:
+    """Step 0: enter the sandbox's cgroup (resource limits) before loading or forking anything."""
+    try:
+        cgroups.join(procs_files)
+    except Exception as exc:
+        raise _Failed("cgroup", _reason(exc)) from exc
+
+
 def run(spec: LaunchSpec) -> NoReturn:
     """Apply the isolation in ``spec`` to this process and exec its program.
 
     Never returns: execs, or exits 126 via ``_fail`` (127: program not found).
     """
     ctx = spec.ctx
+    _join_cgroup(spec.cgroup)
     layers = _load_layers(spec.layers)
     step = "init"
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Optional
 from urllib.parse import urlparse
@@ -37,12 +37,14 @@ class SupervisorConfig:
     netns_index: int
     state_dir: str
     ssh_socket: str
+    #: the spec's ``{"limits": {...}}`` (``openshell.resources``); absent in older files: defaults
+    resources: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str) -> "SupervisorConfig":
         """Read the config file; raises ``OSError``/``ValueError``/``KeyError`` when bad."""
         data = json.loads(Path(path).read_text())
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data or k != "resources"})
 
 
 class GatewayLink:

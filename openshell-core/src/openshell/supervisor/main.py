@@ -106,6 +106,11 @@ class Supervisor:
         self.credential_hook = None  # provider placeholder substitution
         self._inference_task: Optional[asyncio.Task] = None
         self.namespaces = None  # SandboxNamespaces: the sandbox's PID/IPC/UTS/cgroup namespaces
+        self.cgroup = None  # openshell.supervisor.cgroups.Cgroup: the resource limits
+        self.limits = None  # openshell.resources.Limits
+        self._limit_events = (0, 0)  # OOM kills, refused forks already reported
+        self._tmp_full = False
+        self.tmp_dir: Optional[str] = None  # host path of the sandbox's /tmp tmpfs
 
     # ------------------------------------------------------------------ start
     async def run(self) -> int:
@@ -148,6 +153,7 @@ class Supervisor:
         from openshell.supervisor.users import ids_for_policy
 
         self.name = conf.name or self.cfg.name
+        self._start_limits()
         policy = parse_policy(conf.policy.policy_yaml)
         self.spec_env = dict(conf.environment)
         hosts = parse_hosts(list(conf.extra_hosts))
@@ -174,7 +180,8 @@ class Supervisor:
             # Only the policy engine is loaded, not every plugin kind.
             self.engine = engine_class()
             uid, gid = ids_for_policy(self.ctx.policy)
-            dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, {name: ips[0] for name, ips in hosts.items()})
+            dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, {name: ips[0] for name, ips in hosts.items()}, tmp_size=self.limits.tmp)
+            self.tmp_dir = dirs.tmp
             self.ca = SandboxCA.generate(self.name)
             self.ca.write_public_files(Path(dirs.tls))
             self.mounts = dirs.mounts()
@@ -213,7 +220,58 @@ class Supervisor:
         """
         from openshell.supervisor.sandbox_ns import SandboxNamespaces, hostname_for
 
-        self.namespaces = SandboxNamespaces.create(hostname_for(self.name))
+        procs = self.cgroup.procs_files() if self.cgroup is not None else []
+        self.namespaces = SandboxNamespaces.create(hostname_for(self.name), procs)
+
+    def _start_limits(self) -> None:
+        """Create the sandbox's cgroup with its limits (before anything runs in it).
+
+        :raises openshell.resources.QuantityError, CgroupError: bad limits or no
+            usable cgroup hierarchy; the start fails (fail closed).
+        """
+        from openshell import resources
+        from openshell.supervisor import cgroups
+
+        self.limits = resources.limits_for(self.cfg.resources)
+        cg = cgroups.create(self.cfg.sandbox_id)
+        cg.save(str(self.state_dir))  # first: cleanup after a crash finds it
+        self.cgroup = cg
+        cg.set_limits(memory=self.limits.memory, pids=self.limits.pids, cpu_milli=self.limits.cpu_milli)
+        ev = cg.events()
+        self._limit_events = (ev.oom_kills, ev.pids_max)
+        log.info("event=limits sandbox=%s cgroup=v%d %s", self.cfg.sandbox_id, cg.version, self.limits.describe())
+
+    async def _check_limits(self) -> None:
+        """Log, and show in the sandbox's status, a limit the sandbox hit: an OOM kill,
+        a refused fork, a full /tmp. Each event once."""
+        from openshell.resources import format_bytes
+
+        if self.cgroup is None or self.limits is None:
+            return
+        messages = []
+        ev = await asyncio.to_thread(self.cgroup.events)
+        oom, forks = self._limit_events
+        if ev.oom_kills > oom:
+            limit = "unlimited" if self.limits.memory is None else format_bytes(self.limits.memory)
+            messages.append(f"out of memory: {ev.oom_kills - oom} process(es) killed at the memory limit ({limit})")
+            log.warning("event=oom_kill sandbox=%s count=%d total=%d memory_limit=%s", self.cfg.sandbox_id, ev.oom_kills - oom, ev.oom_kills, limit)
+        if ev.pids_max > forks:
+            messages.append(f"process limit reached: {ev.pids_max - forks} fork(s) refused (pids limit {self.limits.pids})")
+            log.warning("event=pids_limit sandbox=%s refused=%d pids_limit=%s", self.cfg.sandbox_id, ev.pids_max - forks, self.limits.pids)
+        self._limit_events = (ev.oom_kills, ev.pids_max)
+        tmp = self.tmp_dir
+        if tmp is not None and self.limits.tmp is not None:
+            try:
+                st = os.statvfs(tmp)
+                full = st.f_bavail == 0 or st.f_favail == 0
+            except OSError:
+                full = False
+            if full and not self._tmp_full:
+                messages.append(f"/tmp is full ({format_bytes(self.limits.tmp)}): writes fail with ENOSPC")
+                log.warning("event=tmp_full sandbox=%s tmp_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.tmp))
+            self._tmp_full = full
+        if messages:
+            await self.link.report(phase="READY", reason="; ".join(messages), pid=os.getpid())
 
     async def _await_layers(self, prepared: asyncio.Future) -> None:
         """Wait for the ``prepare_layers`` thread — also when the start already failed,
@@ -290,6 +348,7 @@ class Supervisor:
             request_env=request_env,
         )
         spec = LaunchSpec(ctx=self.ctx, argv=argv, env=env, cwd="/sandbox", mounts=self.mounts, layers=list(REQUIRED_LAYERS), tty=pty is not None)
+        spec.cgroup = self.cgroup.procs_files() if self.cgroup is not None else []
         return spawn(spec, stdin=stdin, stdout=stdout, stderr=stderr, namespaces=self.namespaces)
 
     def _dial_in_sandbox(self, family: int) -> socket.socket:
@@ -316,6 +375,10 @@ class Supervisor:
             if self.entrypoint is not None and self.entrypoint.poll() is not None:
                 log.info("event=entrypoint_exited code=%s", self.entrypoint.returncode)
                 self.entrypoint = None
+            try:
+                await self._check_limits()
+            except Exception:  # noqa: BLE001 - a monitoring failure must not stop the sandbox
+                log.exception("event=limit_check_failed")
             # No waitpid(-1) here: it would steal the exit status of SSH session
             # processes that their Popen objects are waiting for (Popen then reports 0).
 
@@ -361,6 +424,10 @@ class Supervisor:
             if self.entrypoint is not None:
                 self.entrypoint.poll()
             await asyncio.to_thread(self.namespaces.close)
+        if self.cgroup is not None:
+            from openshell.supervisor.cleanup import remove_limits
+
+            await asyncio.to_thread(remove_limits, self.state_dir)
         if self.layers_prepared and self.ctx is not None:
             from openshell.supervisor import launcher
 

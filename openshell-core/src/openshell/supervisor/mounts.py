@@ -4,6 +4,7 @@ The ``local`` driver gives each sandbox, under its state directory::
 
     <state>/workdir   owned by the sandbox user, 0750   → /sandbox
     <state>/tmp       root-owned, 1777 (sticky)         → /tmp
+                      (a tmpfs of the sandbox's ``tmp`` size limit, mounted on the host)
     <state>/hosts     localhost lines + extra hosts     → /etc/hosts (read-only)
     <state>/tls       CA files written by the proxy     → /etc/openshell-tls (read-only)
 
@@ -12,6 +13,7 @@ The child launcher applies the mounts in its private mount namespace.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import os
 import re
@@ -84,7 +86,45 @@ def write_hosts_file(path: str, extra_hosts: Mapping[str, str] | None = None) ->
     os.replace(tmp, path)
 
 
-def prepare_sandbox_dirs(state_dir: str, uid: int, gid: int, extra_hosts: Mapping[str, str] | None = None) -> SandboxDirs:
+#: the source name of each sandbox's /tmp tmpfs (how the launcher tells them in mountinfo)
+TMPFS_SOURCE = "openshell-tmp"
+_MNT_DETACH = 2
+
+
+def mount_tmp(path: str, size: int) -> None:
+    """Make ``path`` a tmpfs of at most ``size`` bytes (root-owned, 1777, nosuid, nodev).
+
+    Mounted in the supervisor's (the host's) mount namespace, so every process
+    of the sandbox shares it through the ``/tmp`` bind mount, and writes past
+    the size fail with ENOSPC instead of filling the host's disk. Its pages also
+    count against the sandbox's memory limit. An existing mount (a supervisor
+    restarted after a crash) is resized in place. Inodes are bounded too (one
+    per 4 KiB, at least 4096), so empty files cannot eat kernel memory.
+
+    :raises OSError: the kernel refused the mount.
+    """
+    from openshell.supervisor import nsutil
+
+    data = f"size={size},nr_inodes={max(4096, size // 4096)},mode=1777,uid=0,gid=0"
+    flags = nsutil.MS_NOSUID | nsutil.MS_NODEV
+    if os.path.ismount(path):
+        nsutil.mount("tmpfs", path, "tmpfs", flags | nsutil.MS_REMOUNT, data)
+    else:
+        nsutil.mount(TMPFS_SOURCE, path, "tmpfs", flags, data)
+
+
+def unmount_tmp(path: str) -> None:
+    """Detach every mount on ``path`` (before its directory is removed). Idempotent."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for _ in range(8):  # stacked mounts after repeated crashes: one each
+        if not os.path.ismount(path):
+            return
+        if libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"umount {path}: {os.strerror(err)}")
+
+
+def prepare_sandbox_dirs(state_dir: str, uid: int, gid: int, extra_hosts: Mapping[str, str] | None = None, tmp_size: int | None = None) -> SandboxDirs:
     """Create (or fix up) the per-sandbox host directories under ``state_dir``. Idempotent.
 
     :param state_dir: the sandbox's state directory (created 0700 when missing;
@@ -92,6 +132,7 @@ def prepare_sandbox_dirs(state_dir: str, uid: int, gid: int, extra_hosts: Mappin
         root sets up, so nothing under it needs to be traversable by others).
     :param uid, gid: the sandbox user's ids (owner of the workdir).
     :param extra_hosts: ``{name: ip}`` lines for /etc/hosts.
+    :param tmp_size: bytes of the ``tmp`` tmpfs (:func:`mount_tmp`); None: a plain directory.
     :returns: the paths, with ``.mounts()`` for ``LaunchSpec.mounts``.
     """
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
@@ -108,6 +149,8 @@ def prepare_sandbox_dirs(state_dir: str, uid: int, gid: int, extra_hosts: Mappin
     os.makedirs(dirs.tmp, exist_ok=True)
     os.chown(dirs.tmp, 0, 0)
     os.chmod(dirs.tmp, 0o1777)  # chmod, not makedirs(mode=): umask would drop the sticky bit
+    if tmp_size is not None:
+        mount_tmp(dirs.tmp, tmp_size)
     os.makedirs(dirs.tls, exist_ok=True)
     os.chmod(dirs.tls, 0o755)
     write_hosts_file(dirs.hosts, extra_hosts)

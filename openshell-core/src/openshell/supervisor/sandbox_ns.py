@@ -39,11 +39,12 @@ import contextlib
 import logging
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from openshell.supervisor import nsutil
 
@@ -51,6 +52,10 @@ log = logging.getLogger("openshell.supervisor")
 
 #: the namespaces a sandbox gets (the network namespace comes from the netns layer)
 NAMESPACES = nsutil.CLONE_NEWPID | nsutil.CLONE_NEWIPC | nsutil.CLONE_NEWUTS | nsutil.CLONE_NEWCGROUP
+#: made by the supervisor's thread for init; init makes the cgroup namespace itself
+_UNSHARED = nsutil.CLONE_NEWPID | nsutil.CLONE_NEWIPC | nsutil.CLONE_NEWUTS
+#: seconds init may take to join the cgroup and say it is ready
+INIT_READY_TIMEOUT = 10.0
 #: ``/proc/thread-self/ns`` entries to come back to, with their ``setns`` types
 _HOME = (
     ("pid_for_children", nsutil.CLONE_NEWPID),
@@ -64,9 +69,21 @@ _NOT_HOSTNAME = re.compile(r"[^A-Za-z0-9-]+")
 # pid 1 of the sandbox: reap every child, exit on EOF of fd argv[1] (the supervisor is gone).
 # Signals from inside the namespace reach it only for signals it handles (SIGCHLD,
 # which it ignores apart from waking up), so a sandbox process cannot stop it.
+#
+# Before that it joins the sandbox's cgroup (argv[3:], cgroup.procs files) and only then
+# makes the cgroup namespace, so the sandbox's cgroup is the root of what /proc/self/cgroup
+# shows inside (and, on cgroup v2, the only subtree its processes may be moved within).
+# One byte on fd argv[2] says it is ready; exiting without it means it failed.
 INIT_CODE = """\
-import os, select, signal, sys
-keep = int(sys.argv[1])
+import ctypes, os, select, signal, sys
+keep, ready = int(sys.argv[1]), int(sys.argv[2])
+for procs in sys.argv[3:]:
+    with open(procs, "w") as f:
+        f.write("0")
+if ctypes.CDLL(None, use_errno=True).unshare(0x02000000) != 0:
+    sys.exit(3)
+os.write(ready, b"1")
+os.close(ready)
 r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 signal.set_wakeup_fd(w)
 signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -144,26 +161,30 @@ class SandboxNamespaces:
         self.pid = proc.pid
 
     @classmethod
-    def create(cls, hostname: str) -> SandboxNamespaces:
+    def create(cls, hostname: str, cgroup_procs: Sequence[str] = ()) -> SandboxNamespaces:
         """Start the sandbox's init in new PID, IPC, UTS and cgroup namespaces.
 
         Call from a thread that may block for a few milliseconds (the fork); the
         calling thread is back in its own namespaces when this returns.
 
         :param hostname: the sandbox's hostname (see :func:`hostname_for`).
-        :raises SandboxNamespacesError: the kernel refused a namespace or init did not start.
+        :param cgroup_procs: ``cgroup.procs`` files of the sandbox's cgroup: init joins
+            them before it makes the cgroup namespace, whose root they become.
+        :raises SandboxNamespacesError: the kernel refused a namespace, init could not
+            join the cgroup, or init did not start.
         """
         read_fd, write_fd = os.pipe()  # both close-on-exec; init inherits only read_fd
+        ready_r, ready_w = os.pipe()
         try:
             with _thread_returns_home():
-                nsutil.unshare(NAMESPACES)
+                nsutil.unshare(_UNSHARED)
                 socket.sethostname(hostname)
                 proc = subprocess.Popen(
-                    [sys.executable, "-I", "-S", "-c", INIT_CODE, str(read_fd)],
+                    [sys.executable, "-I", "-S", "-c", INIT_CODE, str(read_fd), str(ready_w), *cgroup_procs],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
-                    pass_fds=(read_fd,),
+                    pass_fds=(read_fd, ready_w),
                     env={},
                     cwd="/",
                     start_new_session=True,  # a signal to the supervisor's group is not for init
@@ -173,7 +194,14 @@ class SandboxNamespaces:
             raise SandboxNamespacesError(f"sandbox namespaces: {exc}") from exc
         finally:
             os.close(read_fd)
+            os.close(ready_w)
         try:
+            ok = select.select([ready_r], [], [], INIT_READY_TIMEOUT)[0] and os.read(ready_r, 1) == b"1"
+        finally:
+            os.close(ready_r)
+        try:
+            if not ok:
+                raise OSError(f"init did not start (exit status {proc.poll()}): could not join the cgroup or make its namespace")
             pidfd = os.pidfd_open(proc.pid)
         except OSError as exc:
             os.close(write_fd)

@@ -1,0 +1,211 @@
+"""Resource limits with real sandboxes: the kernel stops a fork bomb, an allocation
+past --memory and a /tmp past its size, without harm to the host or another
+sandbox; the user sees what happened in ``sandbox logs`` and ``sandbox get``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import OPENSHELL  # noqa: F401,E402 - tests/ is on sys.path (conftest)
+
+
+def _sid(gw, name: str) -> str:
+    return json.loads(gw.cli("sandbox", "get", name, "-o", "json", check=True).stdout)["id"]
+
+
+def _sandbox_dir(gw, name: str):
+    return gw.state_dir / "sandboxes" / _sid(gw, name)
+
+
+def _cgroup(gw, name: str) -> dict:
+    return json.loads((_sandbox_dir(gw, name) / "cgroup.json").read_text())
+
+
+def _read(directory: str, name: str) -> str:
+    with open(os.path.join(directory, name)) as f:
+        return f.read().strip()
+
+
+def _wait_for(predicate, timeout: float = 15.0):
+    """Poll until ``predicate()`` is truthy (the supervisor checks limits once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.3)
+
+
+def _logs(gw, name: str) -> list[dict]:
+    out = gw.cli("sandbox", "logs", name, "-o", "json", check=True).stdout.decode()
+    return [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+
+
+def _events(gw, name: str, event: str) -> list[dict]:
+    return [r for r in _logs(gw, name) if r.get("fields", {}).get("event") == event]
+
+
+def _status_text(gw, name: str) -> str:
+    return gw.cli("sandbox", "get", name, "-o", "json", check=True).stdout.decode()
+
+
+@pytest.fixture
+def sandboxes(gateway):
+    made: list[str] = []
+
+    def create(name: str, *flags: str) -> str:
+        gateway.cli("sandbox", "create", "--name", name, *flags, "--detach", check=True)
+        made.append(name)
+        return name
+
+    yield create
+    for name in made:
+        gateway.cli("sandbox", "delete", name, timeout=120)
+
+
+def test_cli_rejects_bad_limits_naming_the_flag(gateway):
+    for flag, value in (("--memory", "lots"), ("--memory", "512X"), ("--memory", "1Ki"), ("--cpu", "fast"), ("--cpu", "0"), ("--cpu", "1.2345")):
+        p = gateway.cli("sandbox", "create", "--name", "rl-bad", flag, value, "--detach")
+        err = p.stderr.decode()
+        assert p.returncode == 2, err
+        assert flag in err and value in err and "Traceback" not in err
+    assert gateway.cli("sandbox", "get", "rl-bad").returncode != 0  # nothing was created
+
+
+def test_cpu_and_memory_flags_set_the_cgroup_limits(gateway, sandboxes):
+    sandboxes("rl-cpu", "--cpu", "0.5", "--memory", "512Mi")
+    cg = _cgroup(gateway, "rl-cpu")
+    d = cg["dirs"]
+    if cg["version"] == 1:
+        assert _read(d["cpu"], "cpu.cfs_quota_us") == "50000" and _read(d["cpu"], "cpu.cfs_period_us") == "100000"
+        assert _read(d["memory"], "memory.limit_in_bytes") == str(512 * 2**20)
+        assert _read(d["pids"], "pids.max") == "2048"
+    else:
+        assert _read(d["unified"], "cpu.max") == "50000 100000"
+        assert _read(d["unified"], "memory.max") == str(512 * 2**20)
+        assert _read(d["unified"], "pids.max") == "2048"
+    # Every process of the sandbox is in it, an exec session included (its host pid
+    # is in the cgroup), while inside the sandbox's cgroup namespace its own cgroup
+    # is the root: no host cgroup path shows.
+    p = gateway.sx("rl-cpu", "cat", "/proc/self/cgroup")
+    out = p.stdout.decode()
+    assert p.returncode == 0, p.stderr
+    assert all(line.split(":", 2)[2] == "/" for line in out.splitlines()), out
+    marker = "2718.5"
+    session = subprocess.Popen([OPENSHELL, "sandbox", "exec", "rl-cpu", "--", "sleep", marker], env=gateway.env)
+    try:
+        procs = d["pids"] if cg["version"] == 1 else d["unified"]
+        _wait_for(lambda: any(_cmdline(pid) == ["sleep", marker] for pid in _read(procs, "cgroup.procs").split()))
+    finally:
+        session.kill()
+        session.wait()
+
+
+def _cmdline(pid: str) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def test_decimal_memory_quantity_is_accepted(gateway, sandboxes):
+    sandboxes("rl-dec", "--memory", "512M", "--cpu", "1.5")
+    cg = _cgroup(gateway, "rl-dec")
+    d = cg["dirs"]
+    memory = _read(d["memory"], "memory.limit_in_bytes") if cg["version"] == 1 else _read(d["unified"], "memory.max")
+    # the kernel rounds down to whole pages
+    assert int(memory) == 512_000_000 // 4096 * 4096
+    quota = _read(d["cpu"], "cpu.cfs_quota_us") if cg["version"] == 1 else _read(d["unified"], "cpu.max").split()[0]
+    assert quota == "150000"
+
+
+FORK_BOMB = """
+import os, signal, time
+children = []
+try:
+    while len(children) < 10000:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+except OSError as exc:
+    print("stopped", len(children), exc.errno, flush=True)
+for pid in children:
+    os.kill(pid, signal.SIGKILL)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_fork_bomb_stops_at_the_pids_limit_and_others_keep_working(gateway, sandboxes):
+    sandboxes("rl-bomb", "--memory", "2Gi")
+    sandboxes("rl-other")
+    p = gateway.sx("rl-bomb", "python3", "-c", FORK_BOMB, timeout=120)
+    out = p.stdout.decode()
+    assert "stopped" in out, (out, p.stderr.decode())
+    forked = int(out.split()[1])
+    assert 1900 < forked < 2048  # the launcher, the shell of the session… count too
+    assert out.split()[2] == "11"  # EAGAIN
+    # The host and another sandbox can still start processes.
+    assert subprocess.run(["true"]).returncode == 0
+    q = gateway.sx("rl-other", "sh", "-c", "echo alive")
+    assert q.returncode == 0 and q.stdout.decode().strip() == "alive"
+    assert gateway.sx("rl-bomb", "echo", "still here").returncode == 0
+    assert _wait_for(lambda: _events(gateway, "rl-bomb", "pids_limit"))
+    assert "process limit reached" in _status_text(gateway, "rl-bomb")
+
+
+def test_allocation_past_memory_limit_is_oom_killed_and_shown(gateway, sandboxes):
+    sandboxes("rl-oom", "--memory", "256Mi")
+    p = gateway.sx("rl-oom", "python3", "-c", "b = bytearray(600 * 2**20); print('allocated')", timeout=120)
+    assert p.returncode in (137, -9), (p.returncode, p.stderr.decode())
+    assert b"allocated" not in p.stdout
+    events = _wait_for(lambda: _events(gateway, "rl-oom", "oom_kill"))
+    assert events and events[0]["fields"]["memory_limit"] == "256Mi"
+    assert "out of memory" in _status_text(gateway, "rl-oom")
+    # The sandbox itself lives on.
+    assert gateway.sx("rl-oom", "echo", "ok").stdout.decode().strip() == "ok"
+
+
+def test_tmp_is_a_size_limited_tmpfs_off_the_host_disk(gateway, sandboxes):
+    sandboxes("rl-tmp")
+    write = "b = bytes(2**20)\nwith open('/tmp/big', 'wb') as f:\n    for _ in range(1100):\n        f.write(b)\n"
+    p = gateway.sx("rl-tmp", "python3", "-c", write, timeout=120)
+    text = p.stderr.decode()
+    assert p.returncode != 0 and "No space left on device" in text, text
+    host_tmp = _sandbox_dir(gateway, "rl-tmp") / "tmp"
+    assert os.path.ismount(host_tmp)
+    big = host_tmp / "big"
+    # The 1 GiB the sandbox wrote is on the tmpfs, not on the host's disk.
+    assert big.stat().st_size == 2**30
+    assert big.stat().st_dev != os.stat(gateway.state_dir).st_dev
+    assert _wait_for(lambda: _events(gateway, "rl-tmp", "tmp_full"))
+    assert "/tmp is full" in _status_text(gateway, "rl-tmp")
+    assert gateway.sx("rl-tmp", "rm", "/tmp/big").returncode == 0
+
+
+def test_delete_removes_the_cgroup_and_the_tmpfs(gateway):
+    gateway.cli("sandbox", "create", "--name", "rl-del", "--detach", check=True)
+    d = _sandbox_dir(gateway, "rl-del")
+    cg = _cgroup(gateway, "rl-del")
+    assert all(os.path.isdir(p) for p in cg["dirs"].values())
+    gateway.cli("sandbox", "delete", "rl-del", check=True, timeout=120)
+    assert not any(os.path.exists(p) for p in cg["dirs"].values())
+    assert not os.path.ismount(d / "tmp")
+
+
+def test_delete_after_a_crashed_supervisor_still_removes_the_limits(gateway):
+    gateway.cli("sandbox", "create", "--name", "rl-crash", "--detach", check=True)
+    d = _sandbox_dir(gateway, "rl-crash")
+    cg = _cgroup(gateway, "rl-crash")
+    os.kill(int((d / "supervisor.pid").read_text()), signal.SIGKILL)
+    gateway.cli("sandbox", "delete", "rl-crash", check=True, timeout=120)
+    assert not any(os.path.exists(p) for p in cg["dirs"].values())
+    assert not os.path.ismount(d / "tmp")
