@@ -86,6 +86,9 @@ class LaunchSpec:
     :ivar mounts: bind mounts applied in the sandbox's private mount namespace.
     :ivar layers: names of the isolation layers to apply; each is required.
     :ivar tty: start a new session and make stdin (a PTY) the controlling terminal.
+    :ivar notify_fd: the caller's fd of a unix socket to the supervisor's
+        connect attribution (inherited by the launcher at the same number), or -1.
+        The seccomp layer sends its listener on it.
     """
 
     ctx: IsolationContext
@@ -95,6 +98,7 @@ class LaunchSpec:
     mounts: list[Mount] = field(default_factory=list)
     layers: list[str] = field(default_factory=lambda: list(DEFAULT_LAYERS))
     tty: bool = False
+    notify_fd: int = -1
 
     def to_json(self) -> str:
         """Serialise to JSON (the wire form between :func:`spawn` and the launcher)."""
@@ -244,7 +248,7 @@ def spawn(spec: LaunchSpec, *, stdin: Any = None, stdout: Any = None, stderr: An
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
-            pass_fds=(read_fd,),
+            pass_fds=(read_fd,) if spec.notify_fd < 0 else (read_fd, spec.notify_fd),
             env={},
             cwd="/",
             # Own process group, so stopping a session stops everything it started;
@@ -428,6 +432,9 @@ def run(spec: LaunchSpec) -> NoReturn:
     Never returns: execs, or exits 126 via ``_fail`` (127: program not found).
     """
     ctx = spec.ctx
+    if spec.notify_fd >= 0:
+        # seccomp step: where the seccomp layer hands its listener to the supervisor.
+        ctx.extra.setdefault("seccomp", {})["notify_fd"] = spec.notify_fd
     layers = _load_layers(spec.layers)
     step = "init"
     try:

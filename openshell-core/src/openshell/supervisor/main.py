@@ -87,6 +87,7 @@ class Supervisor:
         self.ctx: Optional[IsolationContext] = None
         self.layers_prepared = False
         self.proxy = None
+        self.attributor = None
         self.ssh: Optional[SshServer] = None
         self.entrypoint: Optional[subprocess.Popen] = None
         self.stop = asyncio.Event()
@@ -210,6 +211,7 @@ class Supervisor:
 
     async def _start_proxy(self, compiled, hosts, netns: dict) -> None:
         from openshell.supervisor.nsutil import socket_in_netns
+        from openshell.supervisor.proxy.attribution import ConnectAttributor
         from openshell.supervisor.proxy.identity import IdentityResolver
         from openshell.supervisor.proxy.server import ProxyServer
         from openshell.supervisor.sandbox_env import PROXY_PORT
@@ -239,12 +241,16 @@ class Supervisor:
                     self.credential_hook.update(credentials_from_proto(penv))
 
         self._inference_task = asyncio.ensure_future(follow_route())
+        # Who connects is recorded at connect() by the sandbox's seccomp filter
+        # (every launch hands its listener here); the proxy trusts nothing else.
+        writable = self.ctx.policy.get("filesystem", {}).get("read_write", ())
+        self.attributor = ConnectAttributor(writable=writable, sandbox_uid=self.ctx.uid)
         self.proxy = ProxyServer(
             self.cfg.sandbox_id,
             self.engine,
             compiled,
             hosts=hosts,
-            identity=IdentityResolver(netns=self.ctx.netns),
+            identity=IdentityResolver(netns=self.ctx.netns, attributor=self.attributor),
             inspector=self._make_inspector(),
             inference=self.router,
         )
@@ -273,7 +279,14 @@ class Supervisor:
             request_env=request_env,
         )
         spec = LaunchSpec(ctx=self.ctx, argv=argv, env=env, cwd="/sandbox", mounts=self.mounts, layers=list(REQUIRED_LAYERS), tty=pty is not None)
-        return spawn(spec, stdin=stdin, stdout=stdout, stderr=stderr)
+        if self.attributor is None:  # launched before the proxy: nothing could attribute its connects
+            raise RuntimeError("connect attribution is not running")
+        chan = self.attributor.channel()
+        spec.notify_fd = chan.fileno()
+        try:
+            return spawn(spec, stdin=stdin, stdout=stdout, stderr=stderr)
+        finally:
+            chan.close()
 
     def _dial_in_sandbox(self, family: int) -> socket.socket:
         """A TCP socket in the sandbox's network namespace (SSH port forwards to its loopback)."""
