@@ -61,6 +61,7 @@ SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
 
 MAX_RECORDS = 4096  # connect records kept (LRU): connects that never reach the proxy age out
 MAX_EXECS = 8192  # exec records kept (LRU)
+MAX_CLEAN = 65536  # mapped files remembered as clean
 _DELETED = " (deleted)"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -73,7 +74,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 # --------------------------------------------------------------------------- pure checks
 
 
-def tainted_mapping(maps_text: str, writable: Iterable[str], sandbox_uid: int = -1, stat=os.stat) -> str | None:
+def tainted_mapping(maps_text: str, writable: Iterable[str], sandbox_uid: int = -1, stat=os.stat, clean: set[tuple[str, str]] | None = None) -> str | None:
     """The first executable mapping of a process that the sandbox could have written, or None.
 
     :param maps_text: ``/proc/<pid>/maps``.
@@ -81,6 +82,9 @@ def tainted_mapping(maps_text: str, writable: Iterable[str], sandbox_uid: int = 
         a file under one is tainted.
     :param sandbox_uid: a mapped file owned by this uid is tainted (-1: not checked).
     :param stat: ``os.stat`` (tests pass a fake); a file that cannot be stat'ed is tainted.
+    :param clean: ``{(device, inode)}`` of mapped files found clean before (read and
+        extended). Sound to remember: the sandbox cannot chown or chmod a file it
+        does not own, and a replaced file is a new inode.
     :returns: the tainted path (``memfd:…``, ``… (deleted)``, a writable file).
     """
     writable = [p.rstrip("/") for p in (*DEFAULT_WRITABLE, *writable) if p.rstrip("/")]
@@ -94,6 +98,9 @@ def tainted_mapping(maps_text: str, writable: Iterable[str], sandbox_uid: int = 
         if path in seen:
             continue
         seen.add(path)
+        key = (parts[3], parts[4])  # device and inode of the mapped file, from the kernel
+        if clean is not None and key in clean:
+            continue
         if path.startswith("["):  # [vdso], [vsyscall]: the kernel's
             continue
         if path.startswith("/memfd:") or path.endswith(_DELETED) or not path.startswith("/"):
@@ -106,6 +113,8 @@ def tainted_mapping(maps_text: str, writable: Iterable[str], sandbox_uid: int = 
             return path
         if (sandbox_uid >= 0 and st.st_uid == sandbox_uid) or st.st_mode & 0o002:
             return path
+        if clean is not None and len(clean) < MAX_CLEAN:
+            clean.add(key)
     return None
 
 
@@ -185,7 +194,12 @@ def _children(pid: int) -> frozenset[int]:
 
 
 def _tgid(tid: int) -> int:
-    """The process (thread group) of thread ``tid``: notifications name the calling thread."""
+    """The process (thread group) of thread ``tid``: notifications name the calling thread.
+
+    :raises OSError: the thread is gone.
+    """
+    if int(_stat_fields(tid)[17]) == 1:  # num_threads: a single-threaded process is its own group
+        return tid
     with open(f"/proc/{tid}/status") as f:
         for line in f:
             if line.startswith("Tgid:"):
@@ -212,6 +226,7 @@ class ConnectAttributor:
         self.writable = tuple(dict.fromkeys([*DEFAULT_WRITABLE, *writable]))
         self.sandbox_uid = sandbox_uid
         self._stop = frozenset(stop_at) | {0, 1, os.getpid()}
+        self._clean: set[tuple[str, str]] = set()  # serving thread only
         self._lock = threading.Lock()
         self._records: OrderedDict[int, ProcessIdentity] = OrderedDict()
         self._execs: OrderedDict[tuple[int, int], ExecRecord] = OrderedDict()
@@ -347,33 +362,37 @@ class ConnectAttributor:
             return False
         return True
 
-    def _proc(self, pid: int) -> Proc:
-        start = int(_stat_fields(pid)[19])
+    def _proc(self, pid: int) -> tuple[Proc, int]:
+        """``(snapshot, ppid)`` of process ``pid`` (one ``stat`` read).
+
+        :raises OSError: the process vanished.
+        """
+        fields = _stat_fields(pid)
         exe = _exe(pid)
-        return Proc(pid, start, exe, tainted_mapping(_read(f"/proc/{pid}/maps"), self.writable, self.sandbox_uid))
+        maps = _read(f"/proc/{pid}/maps")
+        return Proc(pid, int(fields[19]), exe, tainted_mapping(maps, self.writable, self.sandbox_uid, clean=self._clean)), int(fields[1])
 
     def identify(self, pid: int) -> ProcessIdentity:
         """Snapshot of ``pid`` now: its binary (a marker if a mapping is tainted) and ancestors.
 
+        :param pid: a thread id (notifications name the calling thread).
         :raises OSError: the process vanished.
         """
-        pid = _tgid(pid)
-        me = self._proc(pid)
+        me, current = self._proc(_tgid(pid))
         parents: list[Proc] = []
-        seen = {pid}
-        current = int(_stat_fields(pid)[1])
+        seen = {me.pid}
         while current not in self._stop and current not in seen and len(parents) < 64:
             try:
-                parents.append(self._proc(current))
-                nxt = int(_stat_fields(current)[1])
+                proc, nxt = self._proc(current)
             except OSError:
                 break  # exited: its orphans were reparented, the chain ends here
+            parents.append(proc)
             seen.add(current)
             current = nxt
         with self._lock:
             execs = dict(self._execs)
         binary = me.exe if me.tainted is None else f"untrusted:{me.exe} (maps {me.tainted})"
-        return ProcessIdentity(binary, ancestor_chain(me, parents, execs), (pid,))
+        return ProcessIdentity(binary, ancestor_chain(me, parents, execs), (me.pid,))
 
     def _on_connect(self, fd: int, nid: int, pid: int, sockfd: int) -> None:
         link = os.readlink(f"/proc/{pid}/fd/{sockfd}")
