@@ -17,6 +17,8 @@ secrets). The launcher then applies, in order:
    ``setgroups([])``, ``setresgid``, ``setresuid``; ``setuid(0)`` must then fail;
    ``no_new_privs``; not dumpable;
 6. layers with ``order > USER_DROP_ORDER`` in order (Landlock, then seccomp last);
+   with ``LaunchSpec.notify_fd`` the seccomp layer also hands its user-notification
+   listener to the supervisor's connect attribution over that inherited socket;
 7. ``chdir(cwd)``, ``execve`` with exactly ``env``.
 
 Any failure prints one line ``openshell-launcher: <step>: <reason>`` on stderr

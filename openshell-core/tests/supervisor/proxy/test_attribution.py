@@ -138,3 +138,13 @@ def test_connect_then_exec_is_attributed_to_the_connecting_program():
     finally:
         server.close()
         attributor.close()
+
+
+def test_lookups_deny_once_the_listener_thread_failed():
+    attributor = ConnectAttributor()
+    try:
+        attributor.failed = "RuntimeError('boom')"
+        with pytest.raises(IdentityError, match="attribution stopped"):
+            attributor.take(1)
+    finally:
+        attributor.close()
