@@ -28,6 +28,9 @@ arguments after the supervisor answered, so a thread of the *same* process can
 swap which socket the fd number names in between; the identity recorded is
 still that process's. Two filters' user notifications cannot stack, so the
 sandbox's filter refuses ``SECCOMP_FILTER_FLAG_NEW_LISTENER`` to its programs.
+An ancestor's mappings are read once per program it runs (cost: a ``maps`` read
+per ancestor per connect otherwise), so a library an ancestor loads later is
+not seen; the connecting process's own mappings are read at every connect.
 """
 
 from __future__ import annotations
@@ -227,6 +230,8 @@ class ConnectAttributor:
         self.sandbox_uid = sandbox_uid
         self._stop = frozenset(stop_at) | {0, 1, os.getpid()}
         self._clean: set[tuple[str, str]] = set()  # serving thread only
+        # ancestors' snapshots by (pid, start), with the exec record they were taken under
+        self._ancestors: OrderedDict[tuple[int, int], tuple[Proc, ExecRecord | None]] = OrderedDict()  # serving thread only
         self._lock = threading.Lock()
         self._records: OrderedDict[int, ProcessIdentity] = OrderedDict()
         self._execs: OrderedDict[tuple[int, int], ExecRecord] = OrderedDict()
@@ -372,6 +377,28 @@ class ConnectAttributor:
         maps = _read(f"/proc/{pid}/maps")
         return Proc(pid, int(fields[19]), exe, tainted_mapping(maps, self.writable, self.sandbox_uid, clean=self._clean)), int(fields[1])
 
+    def _ancestor(self, pid: int, execs: dict[tuple[int, int], ExecRecord]) -> tuple[Proc, int]:
+        """``_proc`` for an ancestor, with its maps verdict remembered while it runs the same program.
+
+        The remembered snapshot is used only if the process's executable and last
+        exec record are unchanged and that exec is over a second old (so the
+        snapshot was not taken between an exec's notification and the exec itself).
+        The ``ppid`` is always read afresh (orphans are reparented).
+        """
+        fields = _stat_fields(pid)
+        key = (pid, int(fields[19]))
+        rec = execs.get(key)
+        cached = self._ancestors.get(key)
+        if cached is not None and cached[1] is rec and _exe(pid) == cached[0].exe:
+            return cached[0], int(fields[1])
+        proc, ppid = self._proc(pid)
+        fresh = rec is not None and time.clock_gettime(time.CLOCK_BOOTTIME) * _CLK_TCK - rec.ticks < _CLK_TCK
+        if not fresh and proc.start == key[1]:
+            self._ancestors[key] = (proc, rec)
+            while len(self._ancestors) > MAX_EXECS:
+                self._ancestors.popitem(last=False)
+        return proc, ppid
+
     def identify(self, pid: int) -> ProcessIdentity:
         """Snapshot of ``pid`` now: its binary (a marker if a mapping is tainted) and ancestors.
 
@@ -379,18 +406,18 @@ class ConnectAttributor:
         :raises OSError: the process vanished.
         """
         me, current = self._proc(_tgid(pid))
+        with self._lock:
+            execs = dict(self._execs)
         parents: list[Proc] = []
         seen = {me.pid}
         while current not in self._stop and current not in seen and len(parents) < 64:
             try:
-                proc, nxt = self._proc(current)
+                proc, nxt = self._ancestor(current, execs)
             except OSError:
                 break  # exited: its orphans were reparented, the chain ends here
             parents.append(proc)
             seen.add(current)
             current = nxt
-        with self._lock:
-            execs = dict(self._execs)
         binary = me.exe if me.tainted is None else f"untrusted:{me.exe} (maps {me.tainted})"
         return ProcessIdentity(binary, ancestor_chain(me, parents, execs), (me.pid,))
 
