@@ -21,6 +21,8 @@ namespaces (``sandbox_ns``), so it is born there. The launcher then applies, in 
    ``setgroups([])``, ``setresgid``, ``setresuid``; ``setuid(0)`` must then fail;
    ``no_new_privs``; not dumpable;
 6. layers with ``order > USER_DROP_ORDER`` in order (Landlock, then seccomp last);
+   with ``LaunchSpec.notify_fd`` the seccomp layer also hands its user-notification
+   listener to the supervisor's connect attribution over that inherited socket;
 7. ``chdir(cwd)``, ``execve`` with exactly ``env``.
 
 Any failure prints one line ``openshell-launcher: <step>: <reason>`` on stderr
@@ -96,6 +98,9 @@ class LaunchSpec:
     :ivar layers: names of the isolation layers to apply; each is required.
     :ivar tty: start a new session and make stdin (a PTY) the controlling terminal.
     :ivar cgroup: the ``cgroup.procs`` files of the sandbox's cgroup, joined first.
+    :ivar notify_fd: the caller's fd of a unix socket to the supervisor's
+        connect attribution (inherited by the launcher at the same number), or -1.
+        The seccomp layer sends its listener on it.
     """
 
     ctx: IsolationContext
@@ -106,6 +111,7 @@ class LaunchSpec:
     layers: list[str] = field(default_factory=lambda: list(DEFAULT_LAYERS))
     tty: bool = False
     cgroup: list[str] = field(default_factory=list)
+    notify_fd: int = -1
 
     def to_json(self) -> str:
         """Serialise to JSON (the wire form between :func:`spawn` and the launcher)."""
@@ -269,7 +275,7 @@ def spawn(
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
-                pass_fds=(read_fd,),
+                pass_fds=(read_fd,) if spec.notify_fd < 0 else (read_fd, spec.notify_fd),
                 env={},
                 cwd="/",
                 # Own process group, so stopping a session stops everything it started;
@@ -526,6 +532,9 @@ def run(spec: LaunchSpec) -> NoReturn:
     """
     ctx = spec.ctx
     _join_cgroup(spec.cgroup)
+    if spec.notify_fd >= 0:
+        # seccomp step: where the seccomp layer hands its listener to the supervisor.
+        ctx.extra.setdefault("seccomp", {})["notify_fd"] = spec.notify_fd
     layers = _load_layers(spec.layers)
     step = "init"
     try:

@@ -92,6 +92,7 @@ class Supervisor:
         self.ctx: Optional[IsolationContext] = None
         self.layers_prepared = False
         self.proxy = None
+        self.attributor = None
         self.ssh: Optional[SshServer] = None
         self.entrypoint: Optional[subprocess.Popen] = None
         self.stop = asyncio.Event()
@@ -285,6 +286,7 @@ class Supervisor:
 
     async def _start_proxy(self, compiled, hosts, netns: dict) -> None:
         from openshell.supervisor.nsutil import socket_in_netns
+        from openshell.supervisor.proxy.attribution import ConnectAttributor
         from openshell.supervisor.proxy.identity import IdentityResolver
         from openshell.supervisor.proxy.server import ProxyServer
         from openshell.supervisor.sandbox_env import PROXY_PORT
@@ -314,12 +316,19 @@ class Supervisor:
                     self.credential_hook.update(credentials_from_proto(penv))
 
         self._inference_task = asyncio.ensure_future(follow_route())
+        # Who connects is recorded at connect() by the sandbox's seccomp filter
+        # (every launch hands its listener here); the proxy trusts nothing else.
+        writable = self.ctx.policy.get("filesystem", {}).get("read_write", ())
+        # The sandbox's init (pid 1 of its PID namespace, a python reaping orphans) is
+        # nobody's ancestor for a rule: an orphan's walk ends there.
+        init = (self.namespaces.pid,) if self.namespaces is not None else ()
+        self.attributor = ConnectAttributor(writable=writable, sandbox_uid=self.ctx.uid, stop_at=init)
         self.proxy = ProxyServer(
             self.cfg.sandbox_id,
             self.engine,
             compiled,
             hosts=hosts,
-            identity=IdentityResolver(netns=self.ctx.netns),
+            identity=IdentityResolver(netns=self.ctx.netns, stop_at=init, attributor=self.attributor),
             inspector=self._make_inspector(),
             inference=self.router,
         )
@@ -348,8 +357,15 @@ class Supervisor:
             request_env=request_env,
         )
         spec = LaunchSpec(ctx=self.ctx, argv=argv, env=env, cwd="/sandbox", mounts=self.mounts, layers=list(REQUIRED_LAYERS), tty=pty is not None)
+        if self.attributor is None:  # launched before the proxy: nothing could attribute its connects
+            raise RuntimeError("connect attribution is not running")
         spec.cgroup = self.cgroup.procs_files() if self.cgroup is not None else []
-        return spawn(spec, stdin=stdin, stdout=stdout, stderr=stderr, namespaces=self.namespaces)
+        chan = self.attributor.channel()
+        spec.notify_fd = chan.fileno()
+        try:
+            return spawn(spec, stdin=stdin, stdout=stdout, stderr=stderr, namespaces=self.namespaces)
+        finally:
+            chan.close()
 
     def _dial_in_sandbox(self, family: int) -> socket.socket:
         """A TCP socket in the sandbox's network namespace (SSH port forwards to its loopback)."""

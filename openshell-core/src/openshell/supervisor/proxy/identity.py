@@ -41,6 +41,12 @@ the age check of step 2.
 Processes with different executables holding the socket, a missing entry, or
 any ``/proc`` error raise ``IdentityError``: the caller denies (fail closed).
 
+With a connect attributor (``attribution.ConnectAttributor``, sandboxes made by
+the supervisor) steps 2 and 3 are replaced: the identity is the one recorded by
+the kernel-notified ``connect()`` of the socket found in step 1, so a socket
+passed on or an ``exec`` after ``connect`` does not change who connected; no
+record denies. The ``/proc`` scan remains for host mode (tests, tools).
+
 Known limit: ``/proc/<pid>/exe`` is rendered relative to the *proxy's* root, so
 a binary that is visible at another path inside the sandbox's mount namespace
 is reported at the path the supervisor sees.
@@ -58,7 +64,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from openshell.supervisor import nsutil
 from openshell.supervisor.proxy.sockdiag import SockDiag, SockDiagUnavailable
@@ -249,6 +255,16 @@ class _Batcher:
             self._queue = []
 
 
+class Attributor(Protocol):
+    """Connect-time identity records by client socket inode (``attribution.ConnectAttributor``)."""
+
+    def take(self, inode: int) -> ProcessIdentity:
+        """The identity recorded at ``connect()``; raises ``IdentityError``."""
+
+    def close(self) -> None:
+        """Stop serving."""
+
+
 class IdentityResolver:
     """Maps proxy connections to the processes that opened them.
 
@@ -258,11 +274,14 @@ class IdentityResolver:
         stops at the proxy's own pid and pid 1, since everything else on the host
         shares the namespace.
     :param workers: threads doing ``/proc`` work (each enters ``netns`` once).
+    :param attributor: connect-time records (``attribution.ConnectAttributor``);
+        when given, it is the only source of identities (and closed with this resolver).
     :raises OSError: the namespace does not exist.
     """
 
-    def __init__(self, netns: str | None, stop_at: Collection[int] = (), *, workers: int = 2) -> None:
+    def __init__(self, netns: str | None, stop_at: Collection[int] = (), *, workers: int = 2, attributor: Attributor | None = None) -> None:
         self.netns = netns
+        self.attributor = attributor
         if netns is None:
             self._ns_id = os.readlink("/proc/self/ns/net")
             self._stop = frozenset(stop_at) | {os.getpid(), 1, 0}
@@ -288,6 +307,8 @@ class IdentityResolver:
         its veth pair) alive until it exits, so teardown must not race it.
         """
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self.attributor is not None:
+            self.attributor.close()
 
     async def lookup(self, peer_ip: str, peer_port: int, local_ip: str, local_port: int) -> ProcessIdentity:
         """Identity of the process whose socket is ``peer_ip:peer_port`` → ``local_ip:local_port``.
@@ -318,6 +339,9 @@ class IdentityResolver:
         :returns: per request, in order, its identity or the ``IdentityError`` that denies it.
         """
         inodes: list[int | IdentityError] = [_or_denial(self._socket_inode, *req) for req in requests]
+        if self.attributor is not None:
+            take = self.attributor.take
+            return [inode if isinstance(inode, IdentityError) else _or_denial(take, inode) for inode in inodes]
         wanted = {i for i in inodes if isinstance(i, int)}
         try:
             holders = self._holders(wanted) if wanted else {}

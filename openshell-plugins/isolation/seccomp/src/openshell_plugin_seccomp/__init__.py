@@ -8,10 +8,12 @@ last step before ``execve`` in the child launcher.
 
 from __future__ import annotations
 
+import array
 import errno
 import logging
 import os
 import platform
+import socket
 from collections.abc import Callable
 
 # Imported here, not lazily: the launcher loads this module before it mounts the
@@ -34,6 +36,11 @@ AF_BLUETOOTH = 31
 AF_VSOCK = 40
 NETLINK_ROUTE = 0
 TIOCSTI = 0x5412
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+
+#: Calls the supervisor is told about (user notification) when a listener channel is given:
+#: it records who connects, and when processes exec (connect-time attribution).
+NOTIFIED_SYSCALLS: tuple[str, ...] = ("connect", "execve", "execveat")
 
 #: Syscalls that fail with EPERM unconditionally (POLICY §5).
 DENIED_SYSCALLS: tuple[str, ...] = (
@@ -96,8 +103,12 @@ NAMESPACE_FLAGS = {
 _CLONE_FLAGS_ARG = 1 if platform.machine().startswith("s390") else 0
 
 
-def build_filter():  # -> pyseccomp.SyscallFilter
+def build_filter(notify: bool = False):  # -> pyseccomp.SyscallFilter
     """Return the sandbox's seccomp filter, not yet loaded.
+
+    :param notify: ``connect``/``execve``/``execveat`` raise a user notification
+        (the supervisor attributes connections at connect time); loading then
+        makes a listener fd (``pyseccomp``'s ``seccomp_notify_fd``).
 
     Raises ``IsolationError`` when libseccomp is missing or rejects a rule.
     """
@@ -130,6 +141,12 @@ def build_filter():  # -> pyseccomp.SyscallFilter
         for flag in NAMESPACE_FLAGS.values():
             f.add_rule(eperm, "clone", sc.Arg(_CLONE_FLAGS_ARG, sc.MASKED_EQ, flag, flag))
         f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+        # A program's own listener would take its calls' notifications before
+        # ours (the newest filter's USER_NOTIF wins), hiding its connects and execs.
+        f.add_rule(eperm, "seccomp", sc.Arg(1, sc.MASKED_EQ, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER))
+        if notify:
+            for name in NOTIFIED_SYSCALLS:
+                f.add_rule(sc.NOTIFY, name)
         # Not in POLICY §5 but cheap: TIOCSTI pushes input into a terminal, so a
         # sandbox sharing a tty with its caller could type commands outside it
         # (dev.tty.legacy_tiocsti is still 1 on many kernels). cmd is 32-bit.
@@ -171,15 +188,45 @@ class SeccompLayer(IsolationLayer):
 
     def prepare_in_child(self, ctx: IsolationContext) -> None:
         """Compile the filter before the privilege drop (no kernel state changes)."""
-        self._filter = build_filter()
+        self._filter = build_filter(notify=_notify_fd(ctx) >= 0)
 
     def apply_in_child(self, ctx: IsolationContext) -> None:
-        """Load the filter (libseccomp sets ``no_new_privs`` first). Raises ``IsolationError``."""
-        f, self._filter = self._filter or build_filter(), None
+        """Load the filter (libseccomp sets ``no_new_privs`` first). Raises ``IsolationError``.
+
+        With a notify channel (``ctx.extra["seccomp"]["notify_fd"]``, a unix socket
+        to the supervisor) the listener fd is sent on it (``SCM_RIGHTS``) before
+        anything else runs under the filter; failing to send fails the launch.
+        """
+        chan = _notify_fd(ctx)
+        f, self._filter = self._filter or build_filter(notify=chan >= 0), None
         try:
             f.load()
         except OSError as exc:
             raise IsolationError(f"seccomp load: {os.strerror(exc.errno) if exc.errno else exc}") from exc
+        if chan >= 0:
+            _send_listener(f, chan)
+
+
+def _notify_fd(ctx: IsolationContext) -> int:
+    value = (ctx.extra.get("seccomp") or {}).get("notify_fd", -1)
+    return value if isinstance(value, int) else -1
+
+
+def _send_listener(f, chan: int) -> None:
+    """Send the loaded filter's listener fd over the unix socket ``chan`` and close both."""
+    import pyseccomp as sc
+
+    listener = sc._libseccomp.seccomp_notify_fd(f._filter)  # noqa: SLF001 - pyseccomp has no public accessor
+    if listener < 0:
+        raise IsolationError(f"seccomp: no listener fd ({os.strerror(-listener)})")
+    sock = socket.socket(fileno=chan)
+    try:
+        sock.sendmsg([b"L"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [listener]))])
+    except OSError as exc:
+        raise IsolationError(f"seccomp: cannot hand the listener to the supervisor: {exc.strerror or exc}") from exc
+    finally:
+        sock.close()
+        os.close(listener)
 
 
 @hookimpl
@@ -187,4 +234,4 @@ def register_isolation_layers(register: Callable[[type], None]) -> None:
     register(SeccompLayer)
 
 
-__all__ = ["DENIED_SYSCALLS", "NAMESPACE_FLAGS", "SeccompLayer", "build_filter"]
+__all__ = ["DENIED_SYSCALLS", "NAMESPACE_FLAGS", "NOTIFIED_SYSCALLS", "SeccompLayer", "build_filter"]
