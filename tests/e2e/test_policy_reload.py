@@ -15,7 +15,7 @@ import time
 
 import pytest
 from conftest import OPENSHELL, write_policy  # noqa: E402 - tests/ is on sys.path (conftest)
-from e2e.test_sdk_compat import run_sdk, sdk_python  # noqa: F401 - sdk_python is a fixture (the 0.1.5 SDK venv)
+from sdk_compat.harness import run_sdk, sdk_python  # noqa: F401 - sdk_python is a fixture (the 0.1.5 SDK venv)
 
 pytestmark = pytest.mark.timeout(300)
 
