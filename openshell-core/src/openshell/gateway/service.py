@@ -137,6 +137,8 @@ def _template_to_proto(resources: dict) -> openshell_pb2.SandboxTemplate | None:
 class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellServicer):
     """``openshell.v1.OpenShell`` over a :class:`GatewayCore`."""
 
+    sandbox_to_proto = staticmethod(sandbox_to_proto)
+
     def __init__(self, core: gc.GatewayCore) -> None:
         self.core = core
 

@@ -102,6 +102,8 @@ class Supervisor:
         self.policy = None  # the Policy in force (revision policy_revision)
         self.reloader = None
         self.spec_env: dict[str, str] = {}
+        #: placeholders of the attached providers (replaced whole when one is attached or detached)
+        self.provider_env: dict[str, str] = {}
         self.mounts: list = []
         self.router = None  # inference.local
         self.credential_hook = None  # provider placeholder substitution
@@ -176,7 +178,7 @@ class Supervisor:
             self._make_namespaces()
             # Providers: the sandbox sees placeholders, the proxy keeps the values.
             penv = await fetch_provider_environment(self.link)
-            self.spec_env.update(dict(penv.environment))
+            self.provider_env = dict(penv.environment)
             self.credential_hook = CredentialHook(credentials_from_proto(penv))
             # Only the policy engine is loaded, not every plugin kind.
             self.engine = engine_class()
@@ -298,13 +300,14 @@ class Supervisor:
         sock.setblocking(False)
         from openshell.supervisor.credentials import credentials_from_proto
         from openshell.supervisor.inference import InferenceRouter
-        from openshell.supervisor.provider_link import fetch_provider_environment, watch_inference
+        from openshell.supervisor.provider_link import ack_provider_environment, fetch_provider_environment, watch_inference
 
         self.router = InferenceRouter(self.cfg.sandbox_id, self.ca)
 
         async def follow_route() -> None:
-            # A new bundle also means an attached provider may have changed: re-read the
-            # credentials the proxy substitutes (the sandbox's placeholders stay the same).
+            # A new bundle also means an attached provider may have changed, or one was
+            # attached or detached: re-read the credentials the proxy substitutes and
+            # the placeholders later launches see, then tell the gateway.
             async for bundle in watch_inference(self.link):
                 self.router.set_bundle(bundle)
                 try:
@@ -314,6 +317,9 @@ class Supervisor:
                     continue
                 if self.credential_hook is not None:
                     self.credential_hook.update(credentials_from_proto(penv))
+                self.provider_env = dict(penv.environment)
+                if penv.revision:
+                    await ack_provider_environment(self.link, penv.revision)
 
         self._inference_task = asyncio.ensure_future(follow_route())
         # Who connects is recorded at connect() by the sandbox's seccomp filter
@@ -353,7 +359,7 @@ class Supervisor:
             sandbox_name=self.name,
             proxy_ip=self.ctx.extra["netns"]["proxy_ip"],
             user=self.ctx.policy.get("process", {}).get("run_as_user", "sandbox"),
-            spec_env=self.spec_env,
+            spec_env={**self.spec_env, **self.provider_env},
             request_env=request_env,
         )
         spec = LaunchSpec(ctx=self.ctx, argv=argv, env=env, cwd="/sandbox", mounts=self.mounts, layers=list(REQUIRED_LAYERS), tty=pty is not None)
