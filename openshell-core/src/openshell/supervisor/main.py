@@ -104,6 +104,8 @@ class Supervisor:
         self.spec_env: dict[str, str] = {}
         #: placeholders of the attached providers (replaced whole when one is attached or detached)
         self.provider_env: dict[str, str] = {}
+        #: PATH entries before the system ones (the sandbox ``python``), see _sandbox_python_mounts
+        self.extra_path: tuple[str, ...] = ()
         self.mounts: list = []
         self.router = None  # inference.local
         self.credential_hook = None  # provider placeholder substitution
@@ -188,6 +190,7 @@ class Supervisor:
             self.ca = SandboxCA.generate(self.name)
             self.ca.write_public_files(Path(dirs.tls))
             self.mounts = dirs.mounts()
+            self.mounts.extend(await asyncio.to_thread(self._sandbox_python_mounts))
         finally:
             await self._await_layers(prepared)
         self.ctx.uid, self.ctx.gid = uid, gid
@@ -214,6 +217,24 @@ class Supervisor:
         if conf.command:
             self.entrypoint = self._launch(list(conf.command), {}, None, subprocess.DEVNULL, None, None)
             log.info("event=entrypoint_started pid=%d argv=%s", self.entrypoint.pid, list(conf.command)[:1])
+
+    def _sandbox_python_mounts(self) -> list:
+        """The read-only ``python`` + cloudpickle venv (:mod:`sandbox_python`), prepared once
+        per gateway; none (logged) when the host has no usable python3: only
+        ``exec_python`` is affected, so the sandbox still starts."""
+        from openshell.supervisor.mounts import Mount
+        from openshell.supervisor.sandbox_python import SANDBOX_PYTHON_BIN, SANDBOX_PYTHON_DIR, SandboxPythonUnavailable, prepare_sandbox_python
+
+        # <gateway>/sandboxes/<id> for the local driver; else keep it per sandbox.
+        gateway_dir = self.state_dir.parent.parent if self.state_dir.parent.name == "sandboxes" else self.state_dir
+        try:
+            source = prepare_sandbox_python(gateway_dir)
+            os.makedirs(SANDBOX_PYTHON_DIR, mode=0o755, exist_ok=True)  # the mount point, on the host
+        except (SandboxPythonUnavailable, OSError) as exc:
+            log.warning("event=sandbox_python_unavailable reason=%s", exc)
+            return []
+        self.extra_path = (SANDBOX_PYTHON_BIN,)
+        return [Mount(str(source), SANDBOX_PYTHON_DIR, read_only=True)]
 
     def _make_namespaces(self) -> None:
         """The sandbox's own PID, IPC, UTS and cgroup namespaces (``sandbox_ns``).
@@ -361,6 +382,7 @@ class Supervisor:
             user=self.ctx.policy.get("process", {}).get("run_as_user", "sandbox"),
             spec_env={**self.spec_env, **self.provider_env},
             request_env=request_env,
+            extra_path=self.extra_path,
         )
         spec = LaunchSpec(ctx=self.ctx, argv=argv, env=env, cwd="/sandbox", mounts=self.mounts, layers=list(REQUIRED_LAYERS), tty=pty is not None)
         if self.attributor is None:  # launched before the proxy: nothing could attribute its connects
