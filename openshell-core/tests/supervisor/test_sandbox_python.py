@@ -12,7 +12,7 @@ from openshell.supervisor import sandbox_python as sp
 
 def test_prepare_builds_once_and_never_touches_the_host_interpreter(tmp_path):
     try:
-        python, _ = sp._host_python()
+        python = sp._find_python()
     except sp.SandboxPythonUnavailable:
         pytest.skip("no system python3")
     mode = os.stat(os.path.realpath(python)).st_mode

@@ -21,6 +21,8 @@ an upgrade builds a new directory instead of changing one that sandboxes use.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import importlib.util
 import logging
 import os
 import shutil
@@ -43,36 +45,48 @@ class SandboxPythonUnavailable(RuntimeError):
     """No usable interpreter or no cloudpickle: sandboxes get no ``python`` shim."""
 
 
-def _host_python() -> tuple[str, str]:
-    """The first candidate that runs, and its ``X.Y`` version.
+def _find_python() -> str:
+    """The first candidate interpreter that exists and is executable.
 
-    :raises SandboxPythonUnavailable: none does.
+    :raises SandboxPythonUnavailable: none is.
     """
     for path in PYTHON_CANDIDATES:
-        if not os.access(path, os.X_OK):
-            continue
-        try:
-            proc = subprocess.run(
-                [path, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True,
-                timeout=30,
-                check=True,
-                env={"PATH": "/usr/bin:/bin"},
-            )
-        except (OSError, subprocess.SubprocessError):
-            continue
-        version = proc.stdout.decode().strip()
-        if version.count(".") == 1 and version.replace(".", "").isdigit():
-            return path, version
+        if os.access(path, os.X_OK):
+            return path
     raise SandboxPythonUnavailable(f"no python3 among {', '.join(PYTHON_CANDIDATES)}")
 
 
-def _cloudpickle_source() -> tuple[Path, str]:
+def _python_version(path: str) -> str:
+    """``X.Y`` of the interpreter at ``path`` (run once, when a venv is built).
+
+    :raises SandboxPythonUnavailable: it does not run.
+    """
     try:
-        import cloudpickle
-    except ImportError as exc:
-        raise SandboxPythonUnavailable("cloudpickle is not installed where the supervisor runs") from exc
-    return Path(cloudpickle.__file__).resolve().parent, str(getattr(cloudpickle, "__version__", "0"))
+        proc = subprocess.run(
+            [path, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            timeout=30,
+            check=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxPythonUnavailable(f"{path} does not run: {exc}") from None
+    version = proc.stdout.decode().strip()
+    if version.count(".") == 1 and version.replace(".", "").isdigit():
+        return version
+    raise SandboxPythonUnavailable(f"{path} reported no version")
+
+
+def _cloudpickle_source() -> tuple[Path, str]:
+    """cloudpickle's package directory and version, found without importing it."""
+    spec = importlib.util.find_spec("cloudpickle")
+    if spec is None or not spec.origin:
+        raise SandboxPythonUnavailable("cloudpickle is not installed where the supervisor runs")
+    try:
+        version = importlib.metadata.version("cloudpickle")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0"
+    return Path(spec.origin).resolve().parent, version
 
 
 def _build(target: Path, python: str, version: str, package: Path) -> None:
@@ -102,13 +116,18 @@ def prepare_sandbox_python(gateway_dir: str | os.PathLike[str]) -> Path:
     :raises SandboxPythonUnavailable: no interpreter or no cloudpickle.
     :raises OSError: the directory cannot be written.
     """
-    python, version = _host_python()
+    python = _find_python()
     package, cp_version = _cloudpickle_source()
-    key = hashlib.sha256("\0".join((_LAYOUT, os.path.realpath(python), version, cp_version)).encode()).hexdigest()[:16]
+    # The interpreter file's identity stands in for its version (no process per start);
+    # an upgraded python3 is another file and gives another key.
+    real = os.path.realpath(python)
+    st = os.stat(real)
+    key = hashlib.sha256("\0".join((_LAYOUT, real, str(st.st_size), str(st.st_mtime_ns), cp_version)).encode()).hexdigest()[:16]
     base = Path(gateway_dir) / "sandbox-python"
     final = base / key
     if (final / "pyvenv.cfg").is_file():
         return final
+    version = _python_version(python)
     base.mkdir(mode=0o755, parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=base))
     try:
