@@ -382,7 +382,7 @@ class ProviderManager:
 
     # ------------------------------------------------------------------ attaching to sandboxes
 
-    async def attached(self, record: st.SandboxRecord) -> list[ProviderView]:
+    async def attached(self, record: st.SandboxRecord) -> Sequence[ProviderView]:
         """The sandbox's providers that exist, in attachment order."""
         views = []
         for pname in record.spec.get("providers", []):
