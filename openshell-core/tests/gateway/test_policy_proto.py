@@ -218,3 +218,9 @@ def test_a_live_update_with_an_incomplete_or_no_filesystem_keeps_the_current_one
     current = default_policy()
     for doc in ({"version": 1}, {"version": 1, "filesystem_policy": {"include_workdir": True}}):
         assert check_static_unchanged(current, doc).filesystem == current.filesystem
+
+
+def test_a_stored_document_that_no_longer_validates_answers_without_the_message():
+    # E.g. stored before endpoint conflicts were refused: answers leave spec.policy unset.
+    doc = {"version": 1, "network_policies": {"alpha": _endpoint_rule(protocol="rest", access="full"), "beta": _endpoint_rule()}}
+    assert policy_yaml_to_proto(yaml.safe_dump(doc)) is None

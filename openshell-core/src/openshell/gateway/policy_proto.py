@@ -13,6 +13,7 @@ prefixed with where the message sits in the request (``spec.policy``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ from openshell.policy.model import Endpoint, HttpRule, NetworkRule, Policy
 if TYPE_CHECKING:
     from openshell.gateway.core import GatewayCore
     from openshell.gateway.store import PolicyRevision
+
+log = logging.getLogger("openshell.gateway")
 
 #: fields of the SDK's messages our model has no place for (number → name); any
 #: other unknown number is refused too, as ``field N``
@@ -238,11 +241,12 @@ def spec_policy_yaml(spec: Any) -> str:
     return policy_yaml_from_proto(spec.policy, "spec.policy")
 
 
-async def sandbox_policy(core: GatewayCore, name: str, workspace: str) -> sandbox_pb2.SandboxPolicy:
-    """The sandbox's newest stored policy revision as the SDK's message (``spec.policy`` of answers)."""
+async def sandbox_policy(core: GatewayCore, name: str, workspace: str) -> sandbox_pb2.SandboxPolicy | None:
+    """The sandbox's newest stored policy revision as the SDK's message (``spec.policy`` of
+    answers); None when there is none that validates (see :func:`policy_yaml_to_proto`)."""
     state = await core.policy_state(name, workspace)
     if not state.revisions:  # pragma: no cover - a sandbox is stored with revision 1
-        return sandbox_pb2.SandboxPolicy()
+        return None
     return policy_yaml_to_proto(state.revisions[-1].yaml)
 
 
@@ -320,6 +324,15 @@ def policy_to_proto(policy: Policy) -> sandbox_pb2.SandboxPolicy:
     )
 
 
-def policy_yaml_to_proto(document: str) -> sandbox_pb2.SandboxPolicy:
-    """Return a stored (valid) POLICY.md document as the SDK's message."""
-    return policy_to_proto(parse_policy(document))
+def policy_yaml_to_proto(document: str) -> sandbox_pb2.SandboxPolicy | None:
+    """Return a stored POLICY.md document as the SDK's message.
+
+    :returns: None when the document no longer validates (stored by an older
+        gateway whose validation was looser): answers then leave the field unset
+        rather than fail; ``policy_yaml`` still carries the document.
+    """
+    try:
+        return policy_to_proto(parse_policy(document))
+    except PolicyError as exc:
+        log.warning("event=stored_policy_invalid error=%s", exc)
+        return None

@@ -56,7 +56,7 @@ def revision_to_proto(rev: st.PolicyRevision, status: str | None = None) -> open
         load_error=rev.error,
         created_time=timestamp(rev.created_at),
         policy_yaml=rev.yaml,
-        policy=policy_yaml_to_proto(rev.yaml),
+        policy=policy_yaml_to_proto(rev.yaml),  # None (unset) when it no longer validates
     )
     if rev.status != st.PENDING:
         msg.loaded_time.CopyFrom(timestamp(rev.updated_at))

@@ -157,14 +157,16 @@ class OpenShellServicer(PolicyRpcs, ProviderRpcs, InfoRpcs, openshell_pb2_grpc.O
             spec=spec_from_proto(request.spec),
         )
         sandbox = sandbox_to_proto(info)
-        sandbox.spec.policy.CopyFrom(await sandbox_policy(self.core, info.record.name, info.record.workspace))
+        if (policy := await sandbox_policy(self.core, info.record.name, info.record.workspace)) is not None:
+            sandbox.spec.policy.CopyFrom(policy)
         return openshell_pb2.SandboxResponse(sandbox=sandbox)
 
     @rpc_errors
     async def GetSandbox(self, request, context):
         info = await self.core.get_sandbox(request.name, workspace_of(request.workspace_scope))
         sandbox = sandbox_to_proto(info)
-        sandbox.spec.policy.CopyFrom(await sandbox_policy(self.core, info.record.name, info.record.workspace))
+        if (policy := await sandbox_policy(self.core, info.record.name, info.record.workspace)) is not None:
+            sandbox.spec.policy.CopyFrom(policy)
         return openshell_pb2.SandboxResponse(sandbox=sandbox)
 
     @rpc_errors
