@@ -14,7 +14,7 @@ prefixed with where the message sits in the request (``spec.policy``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -80,12 +80,12 @@ _DOC_TO_PROTO = {"filesystem_policy": "filesystem"}
 def _refuse_unknown(msg: Message, path: str) -> None:
     """Refuse ``msg`` when it carries a field we do not declare (an SDK-only setting)."""
     names = _SDK_ONLY.get(msg.DESCRIPTOR.name, {})
-    for f in unknown_fields.UnknownFieldSet(msg):
+    for f in unknown_fields.UnknownFieldSet(msg):  # type: ignore[attr-defined]  # the stubs lack __iter__
         name = names.get(f.field_number, f"field {f.field_number}")
         raise InvalidArgument(f"{path}.{name}", "not supported by this gateway's policy model (POLICY.md); remove it")
 
 
-def _enum(value: int, table: dict[int, str], path: str, enum: Any) -> str:
+def _enum(value: int, table: Mapping[Any, str], path: str, enum: Any) -> str:
     if value in table:
         return table[value]
     try:
