@@ -225,7 +225,7 @@ class OpenShellServicer:
 
     def UpdateConfig(self, request, context):
         """Sandbox policy revisions (POLICY.md §6; SDK-compatible names and numbers).
-        UpdateConfig stores a new revision (only policy_yaml is implemented); the
+        UpdateConfig stores a new revision (policy_yaml or the structured policy); the
         supervisor picks it up and reports it loaded or failed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
