@@ -190,7 +190,7 @@ def test_sdk_updates_a_running_sandbox_with_structured_policies(gateway, upstrea
     assert err["violations"][0][0] == "policy.landlock.compatibility"
     err = result["unsupported"]
     assert err["code"] == "INVALID_ARGUMENT"
-    assert err["violations"][0][0] == "policy.network_policies[r].endpoints[0].credential_binding"
+    assert err["violations"][0][0] == "policy.network_policies.r.endpoints[0].credential_binding"
     # Nothing refused was stored; the policy in force is unchanged.
     assert result["versions"] == [3, 2, 1]
     assert result["curl_end"] == "200"
@@ -237,7 +237,7 @@ def test_sdk_policy_validation_errors_name_the_field_and_the_problem(gateway, sd
         "slash": ("spec.policy.filesystem.read_write[0]", "too broad"),
         "conflict": ("spec.policy.network_policies.beta.endpoints[0]", "network_policies.alpha.endpoints[0]"),
         "middleware": ("spec.policy.network_middlewares", "not supported"),
-        "terminate": ("spec.policy.network_policies[r].endpoints[0].tls", "NETWORK_TLS_MODE_TERMINATE"),
+        "terminate": ("spec.policy.network_policies.r.endpoints[0].tls", "NETWORK_TLS_MODE_TERMINATE"),
         "version": ("spec.policy.version", "version"),
         "several": ("spec.policy.filesystem.read_write[0]", "too broad"),
     }

@@ -115,7 +115,7 @@ def test_unset_sections_get_the_defaults_and_version_zero_means_one():
                     "r": sandbox_pb2.NetworkPolicyRule(endpoints=[sandbox_pb2.NetworkEndpoint.FromString(b"\xba\x01\x00")])
                 }  # field 23 (mcp), empty
             ),
-            "spec.policy.network_policies[r].endpoints[0].mcp",
+            "spec.policy.network_policies.r.endpoints[0].mcp",
         ),
         (
             sandbox_pb2.SandboxPolicy(
@@ -129,7 +129,7 @@ def test_unset_sections_get_the_defaults_and_version_zero_means_one():
                     )
                 }
             ),
-            "spec.policy.network_policies[r].endpoints[0].rules[0].allow.command",
+            "spec.policy.network_policies.r.endpoints[0].rules[0].allow.command",
         ),
         (
             sandbox_pb2.SandboxPolicy(
@@ -139,7 +139,7 @@ def test_unset_sections_get_the_defaults_and_version_zero_means_one():
                     )
                 }
             ),
-            "spec.policy.network_policies[r].endpoints[0].tls",
+            "spec.policy.network_policies.r.endpoints[0].tls",
         ),
     ],
 )

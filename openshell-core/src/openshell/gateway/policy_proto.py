@@ -99,7 +99,7 @@ def _enum(value: int, table: Mapping[Any, str], path: str, enum: Any) -> str:
 def _query_doc(query: Any, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, matcher in query.items():
-        mpath = f"{path}[{key}]"
+        mpath = f"{path}.{key}"
         _refuse_unknown(matcher, mpath)
         if matcher.glob and matcher.any:
             raise InvalidArgument(mpath, "set glob or any, not both")
@@ -180,7 +180,7 @@ def document_from_proto(msg: sandbox_pb2.SandboxPolicy, path: str = "policy") ->
         rules: dict[str, Any] = {}
         for key in sorted(msg.network_policies):
             rule = msg.network_policies[key]
-            rpath = f"{path}.network_policies[{key}]"
+            rpath = f"{path}.network_policies.{key}"
             _refuse_unknown(rule, rpath)
             rdoc: dict[str, Any] = {}
             if rule.name:
