@@ -5,6 +5,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from . import datamodel_pb2 as _datamodel_pb2
+from . import sandbox_pb2 as _sandbox_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -85,7 +86,7 @@ class HealthResponse(_message.Message):
     def __init__(self, status: _Optional[_Union[ServiceStatus, str]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class SandboxSpec(_message.Message):
-    __slots__ = ("log_level", "environment", "providers", "template", "command", "policy_yaml", "extra_hosts")
+    __slots__ = ("log_level", "environment", "providers", "template", "command", "policy", "policy_yaml", "extra_hosts")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +99,7 @@ class SandboxSpec(_message.Message):
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
     EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
     log_level: str
@@ -105,9 +107,10 @@ class SandboxSpec(_message.Message):
     providers: _containers.RepeatedScalarFieldContainer[str]
     template: SandboxTemplate
     command: _containers.RepeatedScalarFieldContainer[str]
+    policy: _sandbox_pb2.SandboxPolicy
     policy_yaml: str
     extra_hosts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, log_level: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., providers: _Optional[_Iterable[str]] = ..., template: _Optional[_Union[SandboxTemplate, _Mapping]] = ..., command: _Optional[_Iterable[str]] = ..., policy_yaml: _Optional[str] = ..., extra_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, log_level: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., providers: _Optional[_Iterable[str]] = ..., template: _Optional[_Union[SandboxTemplate, _Mapping]] = ..., command: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[_sandbox_pb2.SandboxPolicy, _Mapping]] = ..., policy_yaml: _Optional[str] = ..., extra_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SandboxTemplate(_message.Message):
     __slots__ = ("resources",)
@@ -474,16 +477,18 @@ class DeleteProviderResponse(_message.Message):
     def __init__(self, outcome: _Optional[_Union[DeletionOutcome, str]] = ...) -> None: ...
 
 class UpdateConfigRequest(_message.Message):
-    __slots__ = ("sandbox", "workspace_scope", "request_id", "policy_yaml")
+    __slots__ = ("sandbox", "policy", "workspace_scope", "request_id", "policy_yaml")
     SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
     sandbox: str
+    policy: _sandbox_pb2.SandboxPolicy
     workspace_scope: _datamodel_pb2.WorkspaceSelector
     request_id: str
     policy_yaml: str
-    def __init__(self, sandbox: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
+    def __init__(self, sandbox: _Optional[str] = ..., policy: _Optional[_Union[_sandbox_pb2.SandboxPolicy, _Mapping]] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
 
 class UpdateConfigResponse(_message.Message):
     __slots__ = ("version", "policy_hash")
@@ -494,13 +499,14 @@ class UpdateConfigResponse(_message.Message):
     def __init__(self, version: _Optional[int] = ..., policy_hash: _Optional[str] = ...) -> None: ...
 
 class SandboxPolicyRevision(_message.Message):
-    __slots__ = ("version", "policy_hash", "status", "load_error", "created_time", "loaded_time", "policy_yaml")
+    __slots__ = ("version", "policy_hash", "status", "load_error", "created_time", "loaded_time", "policy", "policy_yaml")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_HASH_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_TIME_FIELD_NUMBER: _ClassVar[int]
     LOADED_TIME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
     version: int
     policy_hash: str
@@ -508,8 +514,9 @@ class SandboxPolicyRevision(_message.Message):
     load_error: str
     created_time: _timestamp_pb2.Timestamp
     loaded_time: _timestamp_pb2.Timestamp
+    policy: _sandbox_pb2.SandboxPolicy
     policy_yaml: str
-    def __init__(self, version: _Optional[int] = ..., policy_hash: _Optional[str] = ..., status: _Optional[_Union[PolicyStatus, str]] = ..., load_error: _Optional[str] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., loaded_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., policy_hash: _Optional[str] = ..., status: _Optional[_Union[PolicyStatus, str]] = ..., load_error: _Optional[str] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., loaded_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policy: _Optional[_Union[_sandbox_pb2.SandboxPolicy, _Mapping]] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
 
 class GetSandboxPolicyStatusRequest(_message.Message):
     __slots__ = ("sandbox", "version", "workspace_scope")
@@ -599,3 +606,83 @@ class GetSandboxLogsResponse(_message.Message):
     logs: _containers.RepeatedCompositeFieldContainer[SandboxLogLine]
     buffer_total: int
     def __init__(self, logs: _Optional[_Iterable[_Union[SandboxLogLine, _Mapping]]] = ..., buffer_total: _Optional[int] = ...) -> None: ...
+
+class GetGatewayInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetGatewayInfoResponse(_message.Message):
+    __slots__ = ("status", "gateway_version", "compute_drivers")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    status: ServiceStatus
+    gateway_version: str
+    compute_drivers: _containers.RepeatedCompositeFieldContainer[ComputeDriverInfo]
+    def __init__(self, status: _Optional[_Union[ServiceStatus, str]] = ..., gateway_version: _Optional[str] = ..., compute_drivers: _Optional[_Iterable[_Union[ComputeDriverInfo, _Mapping]]] = ...) -> None: ...
+
+class ComputeDriverInfo(_message.Message):
+    __slots__ = ("name", "capabilities")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    capabilities: ComputeDriverCapabilities
+    def __init__(self, name: _Optional[str] = ..., capabilities: _Optional[_Union[ComputeDriverCapabilities, _Mapping]] = ...) -> None: ...
+
+class ComputeDriverCapabilities(_message.Message):
+    __slots__ = ("driver_name", "driver_version", "resource_capabilities")
+    DRIVER_NAME_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    driver_name: str
+    driver_version: str
+    resource_capabilities: ResourceCapabilities
+    def __init__(self, driver_name: _Optional[str] = ..., driver_version: _Optional[str] = ..., resource_capabilities: _Optional[_Union[ResourceCapabilities, _Mapping]] = ...) -> None: ...
+
+class ResourceCapabilities(_message.Message):
+    __slots__ = ("cpu", "memory", "gpu")
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    cpu: CpuResourceCapabilities
+    memory: MemoryResourceCapabilities
+    gpu: GpuResourceCapabilities
+    def __init__(self, cpu: _Optional[_Union[CpuResourceCapabilities, _Mapping]] = ..., memory: _Optional[_Union[MemoryResourceCapabilities, _Mapping]] = ..., gpu: _Optional[_Union[GpuResourceCapabilities, _Mapping]] = ...) -> None: ...
+
+class CpuResourceCapabilities(_message.Message):
+    __slots__ = ("limit_supported",)
+    LIMIT_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    limit_supported: bool
+    def __init__(self, limit_supported: _Optional[bool] = ...) -> None: ...
+
+class MemoryResourceCapabilities(_message.Message):
+    __slots__ = ("limit_supported",)
+    LIMIT_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    limit_supported: bool
+    def __init__(self, limit_supported: _Optional[bool] = ...) -> None: ...
+
+class GpuResourceCapabilities(_message.Message):
+    __slots__ = ("default_selection_supported", "count_selection_supported")
+    DEFAULT_SELECTION_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    COUNT_SELECTION_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    default_selection_supported: bool
+    count_selection_supported: bool
+    def __init__(self, default_selection_supported: _Optional[bool] = ..., count_selection_supported: _Optional[bool] = ...) -> None: ...
+
+class GetCurrentUserRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetCurrentUserResponse(_message.Message):
+    __slots__ = ("subject", "display_name", "roles", "scopes", "identity_provider")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    display_name: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    identity_provider: str
+    def __init__(self, subject: _Optional[str] = ..., display_name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., scopes: _Optional[_Iterable[str]] = ..., identity_provider: _Optional[str] = ...) -> None: ...

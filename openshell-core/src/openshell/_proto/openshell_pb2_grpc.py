@@ -135,6 +135,16 @@ class OpenShellStub:
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.FromString,
                 _registered_method=True)
+        self.GetGatewayInfo = channel.unary_unary(
+                '/openshell.v1.OpenShell/GetGatewayInfo',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoResponse.FromString,
+                _registered_method=True)
+        self.GetCurrentUser = channel.unary_unary(
+                '/openshell.v1.OpenShell/GetCurrentUser',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.GetCurrentUserRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.GetCurrentUserResponse.FromString,
+                _registered_method=True)
 
 
 class OpenShellServicer:
@@ -215,7 +225,7 @@ class OpenShellServicer:
 
     def UpdateConfig(self, request, context):
         """Sandbox policy revisions (POLICY.md §6; SDK-compatible names and numbers).
-        UpdateConfig stores a new revision (only policy_yaml is implemented); the
+        UpdateConfig stores a new revision (policy_yaml or the structured policy); the
         supervisor picks it up and reports it loaded or failed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -268,6 +278,20 @@ class OpenShellServicer:
     def GetSandboxLogs(self, request, context):
         """Log lines the sandbox's supervisor pushed (proxy decisions, policy loads,
         lifecycle), oldest first (SDK-compatible names and numbers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGatewayInfo(self, request, context):
+        """The gateway's version and compute driver (SDK-compatible names and numbers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCurrentUser(self, request, context):
+        """Who the caller is: the common name of its verified mTLS client certificate.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -375,6 +399,16 @@ def add_OpenShellServicer_to_server(servicer, server):
                     servicer.GetSandboxLogs,
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.SerializeToString,
+            ),
+            'GetGatewayInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGatewayInfo,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoResponse.SerializeToString,
+            ),
+            'GetCurrentUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCurrentUser,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetCurrentUserRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.GetCurrentUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -917,6 +951,60 @@ class OpenShell:
             '/openshell.v1.OpenShell/GetSandboxLogs',
             openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.SerializeToString,
             openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGatewayInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/GetGatewayInfo',
+            openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCurrentUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/GetCurrentUser',
+            openshell_dot_v1_dot_openshell__pb2.GetCurrentUserRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.GetCurrentUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

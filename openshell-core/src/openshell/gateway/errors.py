@@ -73,14 +73,19 @@ class AlreadyExists(GatewayError):
 
 
 class InvalidArgument(GatewayError):
-    """A request field is wrong. ``field`` is its path (``spec.policy_yaml``)."""
+    """A request field is wrong. ``field`` is its path (``spec.policy_yaml``).
+
+    ``violations`` holds every ``(field, message)`` problem (the first is
+    ``field``/``message``); answers carry them as google.rpc BadRequest details.
+    """
 
     code = "INVALID_ARGUMENT"
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, violations: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.violations = violations or ((field, message),)
 
 
 class FailedPrecondition(GatewayError):

@@ -18,7 +18,9 @@ from google.protobuf import json_format
 from openshell._proto import datamodel_pb2, inference_pb2_grpc, openshell_pb2, openshell_pb2_grpc, supervisor_pb2_grpc
 from openshell.gateway import core as gc
 from openshell.gateway import store as st
+from openshell.gateway.info_service import InfoRpcs
 from openshell.gateway.labels import parse_label_selector
+from openshell.gateway.policy_proto import sandbox_policy, spec_policy_yaml
 from openshell.gateway.policy_service import PolicyRpcs
 from openshell.gateway.provider_service import InferenceServicer, ProviderRpcs
 from openshell.gateway.supervisor_service import SupervisorServicer
@@ -33,11 +35,10 @@ _OUTCOMES = {
 }
 
 # Fields of the SDK's messages we deliberately do not implement. They arrive as
-# unknown fields; refusing them beats silently ignoring them (a structured
-# policy ignored would run the sandbox under the default policy).
+# unknown fields; refusing them beats silently ignoring them (GPUs ignored
+# would run the sandbox without the GPUs it asked for).
 _CREATE_UNSUPPORTED = {9: "service_exposures"}
 _SPEC_UNSUPPORTED = {
-    7: "spec.policy",
     9: "spec.resource_requirements",
 }
 
@@ -118,7 +119,7 @@ def spec_from_proto(spec: openshell_pb2.SandboxSpec) -> gc.SandboxSpec:
         command=tuple(spec.command),
         environment=dict(spec.environment),
         extra_hosts=tuple(spec.extra_hosts),
-        policy_yaml=spec.policy_yaml,
+        policy_yaml=spec_policy_yaml(spec),
         log_level=spec.log_level,
         providers=tuple(spec.providers),
         resources=json_format.MessageToDict(spec.template.resources) if spec.HasField("template") else None,
@@ -134,7 +135,7 @@ def _template_to_proto(resources: dict) -> openshell_pb2.SandboxTemplate | None:
     return template
 
 
-class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellServicer):
+class OpenShellServicer(PolicyRpcs, ProviderRpcs, InfoRpcs, openshell_pb2_grpc.OpenShellServicer):
     """``openshell.v1.OpenShell`` over a :class:`GatewayCore`."""
 
     def __init__(self, core: gc.GatewayCore) -> None:
@@ -155,12 +156,18 @@ class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellSe
             annotations=dict(request.annotations),
             spec=spec_from_proto(request.spec),
         )
-        return openshell_pb2.SandboxResponse(sandbox=sandbox_to_proto(info))
+        sandbox = sandbox_to_proto(info)
+        if (policy := await sandbox_policy(self.core, info.record.name, info.record.workspace)) is not None:
+            sandbox.spec.policy.CopyFrom(policy)
+        return openshell_pb2.SandboxResponse(sandbox=sandbox)
 
     @rpc_errors
     async def GetSandbox(self, request, context):
         info = await self.core.get_sandbox(request.name, workspace_of(request.workspace_scope))
-        return openshell_pb2.SandboxResponse(sandbox=sandbox_to_proto(info))
+        sandbox = sandbox_to_proto(info)
+        if (policy := await sandbox_policy(self.core, info.record.name, info.record.workspace)) is not None:
+            sandbox.spec.policy.CopyFrom(policy)
+        return openshell_pb2.SandboxResponse(sandbox=sandbox)
 
     @rpc_errors
     async def GetSandboxLogs(self, request, context):
