@@ -262,7 +262,9 @@ def test_image_reaches_a_driver_with_images_and_comes_back_in_get(wire_server, m
     assert wire_server.driver.created[sb.metadata.id]["spec"]["image"] == "python:3.12"
     got = wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="img", workspace_scope=DEFAULT), timeout=10).sandbox
     assert got.spec.template.image == "python:3.12" and not got.HasField("created_from_workload_template")
-    bad = openshell_pb2.CreateSandboxRequest(workspace_scope=DEFAULT, name="bad", spec=openshell_pb2.SandboxSpec(template=openshell_pb2.SandboxTemplate(image="a b")))
+    bad = openshell_pb2.CreateSandboxRequest(
+        workspace_scope=DEFAULT, name="bad", spec=openshell_pb2.SandboxSpec(template=openshell_pb2.SandboxTemplate(image="a b"))
+    )
     err = code_of(lambda: wire_server.stub.CreateSandbox(bad, timeout=10))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith("spec.template.image:")
 

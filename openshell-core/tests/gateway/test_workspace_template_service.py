@@ -56,7 +56,9 @@ def create_t(wire, t, workspace: str = "default") -> openshell_pb2.SandboxWorklo
 
 
 def create_sb(wire, name: str, workspace: str = "default", workload_template: str = "", **spec) -> openshell_pb2.Sandbox:
-    req = openshell_pb2.CreateSandboxRequest(workspace_scope=ws(workspace), name=name, workload_template=workload_template, spec=openshell_pb2.SandboxSpec(**spec))
+    req = openshell_pb2.CreateSandboxRequest(
+        workspace_scope=ws(workspace), name=name, workload_template=workload_template, spec=openshell_pb2.SandboxSpec(**spec)
+    )
     return wire.stub.CreateSandbox(req, timeout=10).sandbox
 
 
@@ -167,7 +169,9 @@ def test_template_create_get_list_delete(wire):
     assert listed(ALL) == [("default", "py"), ("w", "go"), ("w", "py")]
     assert listed(ALL, label_selector="team=x") == [("default", "py")]
     page = wire.stub.ListSandboxTemplates(openshell_pb2.ListSandboxTemplatesRequest(workspace_scope=ALL, page_size=2), timeout=10)
-    rest = wire.stub.ListSandboxTemplates(openshell_pb2.ListSandboxTemplatesRequest(workspace_scope=ALL, page_size=2, page_token=page.next_page_token), timeout=10)
+    rest = wire.stub.ListSandboxTemplates(
+        openshell_pb2.ListSandboxTemplatesRequest(workspace_scope=ALL, page_size=2, page_token=page.next_page_token), timeout=10
+    )
     assert [t.metadata.name for t in (*page.templates, *rest.templates)] == ["py", "go", "py"] and rest.next_page_token == ""
 
     delete = openshell_pb2.DeleteSandboxTemplateRequest(name="py", workspace_scope=DEFAULT)
