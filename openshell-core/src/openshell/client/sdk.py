@@ -49,6 +49,7 @@ from openshell.client.errors import (  # noqa: F401 - re-exported: users import 
 from openshell.client.policies import PolicyClient, PolicyRevision  # noqa: F401 - re-exported
 from openshell.client.providers import InferenceRoute, Provider, ProviderClient  # noqa: F401 - re-exported
 from openshell.client.versions import VersionInterceptor
+from openshell.client.workspaces import Workspace, WorkspaceClient  # noqa: F401 - re-exported
 
 DEFAULT_WORKSPACE = "default"
 DEFAULT_TIMEOUT = 30.0  # seconds per unary call
@@ -197,7 +198,7 @@ def _target(endpoint: str) -> str:
 # --------------------------------------------------------------------------- client
 
 
-class OpenShellClient(PolicyClient, ProviderClient):
+class OpenShellClient(PolicyClient, ProviderClient, WorkspaceClient):
     """A blocking client of one gateway over mTLS.
 
     :param endpoint: ``https://127.0.0.1:8080`` (or ``host:port``).
