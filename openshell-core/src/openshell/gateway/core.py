@@ -142,7 +142,7 @@ def _merge_limits(base: Mapping[str, Any], own: Mapping[str, Any] | None) -> Map
     ``{"limits": {...}}`` mapping (validation then names what is wrong with it)."""
     if not own:
         return base or None
-    limits = own.get("limits") if isinstance(own, Mapping) else None
+    limits = (own.get("limits") or {}) if isinstance(own, Mapping) else None
     if not isinstance(limits, Mapping) or set(own) - {"limits", "requests"}:
         return own
     return {**own, "limits": {**base.get("limits", {}), **limits}}
