@@ -24,8 +24,9 @@ def test_sdk_workspace_create_get_list_delete(gateway, sdk):
             out["made"] = [made.name, made.phase, made.labels]
             ws.create("sdkws-b")
             out["got"] = ws.get("sdkws-a").name
-            out["listed"] = [w.name for w in ws.list_all() if w.name.startswith("sdkws-") or w.name == "default"]
-            out["paged"] = [w.name for w in ws.list_all(page_size=1) if w.name.startswith("sdkws-")]
+            mine = ("default", "sdkws-a", "sdkws-b")
+            out["listed"] = [w.name for w in ws.list_all() if w.name in mine]
+            out["paged"] = [w.name for w in ws.list_all(page_size=1) if w.name in mine]
             out["selected"] = [w.name for w in ws.list_all(label_selector="suite=sdkws")]
             try:
                 ws.create("sdkws-a")
@@ -44,7 +45,7 @@ def test_sdk_workspace_create_get_list_delete(gateway, sdk):
     assert result["made"] == ["sdkws-a", "WORKSPACE_PHASE_ACTIVE", {"suite": "sdkws"}]
     assert result["got"] == "sdkws-a"
     assert result["listed"] == ["default", "sdkws-a", "sdkws-b"]
-    assert result["paged"] == ["sdkws-a", "sdkws-b"]
+    assert result["paged"] == ["default", "sdkws-a", "sdkws-b"]
     assert result["selected"] == ["sdkws-a"]
     assert result["again"] == "ALREADY_EXISTS"
     assert result["deleted"] == ["COMPLETED", "COMPLETED"]
