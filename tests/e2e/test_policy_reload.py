@@ -309,7 +309,7 @@ def test_revision_stored_after_a_gateway_restart_is_picked_up(gateway, sandbox, 
     assert curl_a(gateway, sandbox) == "200"
 
 
-def test_published_sdk_reads_policy_revisions_and_is_refused_a_structured_policy(gateway, sandbox, sdk_python, tmp_path):  # noqa: F811 - pytest fixture
+def test_published_sdk_reads_policy_revisions_and_sets_a_structured_policy(gateway, sandbox, sdk_python, tmp_path):  # noqa: F811 - pytest fixture
     # openshell==0.1.5's own generated stub and messages against our gateway (wire compatibility).
     py = sdk_python
     p, _ = set_policy(gateway, sandbox, write_policy(tmp_path / "p.yaml", CURL_AND_PY_A), "--wait", "--timeout", "20")
@@ -317,7 +317,7 @@ def test_published_sdk_reads_policy_revisions_and_is_refused_a_structured_policy
     result = run_sdk(
         py,
         f"""
-        import json, grpc
+        import json, time
         from openshell import SandboxClient
         from openshell._proto import datamodel_pb2, openshell_pb2, sandbox_pb2
 
@@ -325,21 +325,31 @@ def test_published_sdk_reads_policy_revisions_and_is_refused_a_structured_policy
         with SandboxClient.from_active_cluster() as client:
             st = client._stub.GetSandboxPolicyStatus(openshell_pb2.GetSandboxPolicyStatusRequest(sandbox="{sandbox}", workspace_scope=scope))
             lst = client._stub.ListSandboxPolicies(openshell_pb2.ListSandboxPoliciesRequest(sandbox="{sandbox}", workspace_scope=scope))
-            try:
-                client._stub.UpdateConfig(openshell_pb2.UpdateConfigRequest(
-                    sandbox="{sandbox}", workspace_scope=scope, policy=sandbox_pb2.SandboxPolicy()))
-                refused = "OK"
-            except grpc.RpcError as exc:
-                refused = exc.code().name + " " + exc.details()
+            # Only curl may reach A now; the static sections (unset) are kept.
+            curl_a = sandbox_pb2.NetworkPolicyRule(
+                endpoints=[sandbox_pb2.NetworkEndpoint(host="{HOST_A}", port=8080, allowed_ips=["{TEST_NET}"])],
+                binaries=[sandbox_pb2.NetworkBinary(path="/usr/bin/curl")],
+            )
+            up = client._stub.UpdateConfig(openshell_pb2.UpdateConfigRequest(
+                sandbox="{sandbox}", workspace_scope=scope, policy=sandbox_pb2.SandboxPolicy(version=1, network_policies={{"curl_a": curl_a}})))
+            req = openshell_pb2.GetSandboxPolicyStatusRequest(sandbox="{sandbox}", version=up.version, workspace_scope=scope)
+            deadline = time.monotonic() + 60
+            while (new := client._stub.GetSandboxPolicyStatus(req)).revision.status == openshell_pb2.POLICY_STATUS_PENDING and time.monotonic() < deadline:
+                time.sleep(0.2)
         print(json.dumps({{
             "active": st.active_version, "version": st.revision.version,
             "status": openshell_pb2.PolicyStatus.Name(st.revision.status),
             "list": [[r.version, openshell_pb2.PolicyStatus.Name(r.status)] for r in lst.revisions],
-            "token": lst.next_page_token, "refused": refused,
+            "token": lst.next_page_token,
+            "updated": [up.version, openshell_pb2.PolicyStatus.Name(new.revision.status), new.active_version],
+            "rules": sorted(new.revision.policy.network_policies),
+            "landlock": new.revision.policy.landlock.compatibility,
         }}))
         """,
         env=gateway.env,
     )
     assert result["active"] == 2 and result["version"] == 2 and result["status"] == "POLICY_STATUS_LOADED"
     assert result["list"] == [[2, "POLICY_STATUS_LOADED"], [1, "POLICY_STATUS_LOADED"]] and result["token"] == ""
-    assert result["refused"].startswith("INVALID_ARGUMENT policy:")
+    assert result["updated"] == [3, "POLICY_STATUS_LOADED", 3]
+    assert result["rules"] == ["curl_a"] and result["landlock"] == "hard_requirement"
+    assert curl_a(gateway, sandbox) == "200"

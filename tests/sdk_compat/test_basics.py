@@ -11,10 +11,10 @@ pytestmark = pytest.mark.timeout(900)
 
 
 def _our_messages() -> dict:
-    from openshell._proto import datamodel_pb2, openshell_pb2
+    from openshell._proto import datamodel_pb2, openshell_pb2, sandbox_pb2
 
     out = {}
-    for module in (openshell_pb2, datamodel_pb2):
+    for module in (openshell_pb2, datamodel_pb2, sandbox_pb2):
         for msg in module.DESCRIPTOR.message_types_by_name.values():
             out[msg.full_name] = {f.name: [f.number, f.type, f.is_repeated] for f in msg.fields if f.number < 1000}
         for enum in module.DESCRIPTOR.enum_types_by_name.values():

@@ -315,14 +315,20 @@ def test_interactive_exec_streams_stdin_and_keeps_stdout_stderr_apart(env):
 
 
 def test_interactive_exec_with_tty_has_the_window_size_and_follows_resizes(env):
+    first_size = threading.Event()  # the first `stty size` has printed (no sleep: load varies)
+
     def inputs():
-        time.sleep(0.5)  # the first `stty size` has run
+        first_size.wait(60)
         yield (100, 33)  # applied before the next chunk is written
         yield b"first\n"
         yield b"second\n"
 
     script = "stty size; read a; stty size; read b; echo got-$a-$b; [ -t 0 ] && exit 9"
-    events = list(env.client.exec_interactive(READY, ["sh", "-c", script], inputs(), tty=True, cols=90, rows=30))
+    events = []
+    for event in env.client.exec_interactive(READY, ["sh", "-c", script], inputs(), tty=True, cols=90, rows=30):
+        events.append(event)
+        if b"30 90" in b"".join(e.data for e in events if e.kind == "stdout"):
+            first_size.set()
     out = b"".join(e.data for e in events if e.kind == "stdout").decode()
     assert "30 90" in out and "33 100" in out and "got-first-second" in out
     assert events[-1].exit_code == 9

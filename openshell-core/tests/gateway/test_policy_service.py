@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2
-from openshell._proto import openshell_pb2, supervisor_pb2
+from openshell._proto import openshell_pb2, sandbox_pb2, supervisor_pb2
 from openshell.gateway.policies import MAX_POLICY_BYTES, policy_hash
 from openshell.policy import parse_policy
 
@@ -133,7 +133,6 @@ def _with_unknown_field(wire_type_value: bytes) -> openshell_pb2.UpdateConfigReq
 @pytest.mark.parametrize(
     ("raw", "field"),
     [
-        (b"\x12\x00", "policy"),  # field 2 (structured SandboxPolicy), empty message
         (b"\x3a\x00", "merge_operations"),  # field 7
         (b"\x30\x01", "global"),  # field 6 = true
         (b"\x1a\x01k", "setting_key"),  # field 3
@@ -143,6 +142,27 @@ def test_sdk_fields_we_do_not_implement_are_refused_not_ignored(wire, sandbox, r
     err = rpc_error(lambda: wire.stub.UpdateConfig(_with_unknown_field(raw), timeout=10))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith(field + ":")
     assert [r.version for r in listing(wire).revisions] == [1]
+
+
+def test_structured_policy_and_policy_yaml_together_are_refused(wire, sandbox):
+    req = openshell_pb2.UpdateConfigRequest(sandbox="pol", workspace_scope=DEFAULT, policy_yaml=NETWORK_ONLY, policy=sandbox_pb2.SandboxPolicy(version=1))
+    err = rpc_error(lambda: wire.stub.UpdateConfig(req, timeout=10))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details() == "policy: set policy or policy_yaml, not both"
+    assert [r.version for r in listing(wire).revisions] == [1]
+
+
+def test_structured_policy_update_is_stored_as_a_complete_document(wire, sandbox):
+    rule = sandbox_pb2.NetworkPolicyRule(
+        endpoints=[sandbox_pb2.NetworkEndpoint(host="a.example.test", port=443)], binaries=[sandbox_pb2.NetworkBinary(path="/usr/bin/curl")]
+    )
+    reply = wire.stub.UpdateConfig(
+        openshell_pb2.UpdateConfigRequest(sandbox="pol", workspace_scope=DEFAULT, policy=sandbox_pb2.SandboxPolicy(version=1, network_policies={"a": rule})),
+        timeout=10,
+    )
+    newest = listing(wire).revisions[0]
+    assert newest.version == reply.version == 2
+    assert "filesystem_policy:" in newest.policy_yaml and "a.example.test" in newest.policy_yaml
+    assert newest.policy.network_policies["a"].endpoints[0].port == 443 and newest.policy.filesystem.read_write
 
 
 def test_active_revision_follows_supervisor_reports(wire, sandbox):

@@ -148,6 +148,26 @@ def test_supervisor_certificate_reaches_grpc_too(gw_thread):
         assert channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=5) == b"\x08\x01"
 
 
+def test_current_user_is_the_client_certificate_of_each_connection(gw_thread):
+    from grpc_status import rpc_status
+    from openshell.gateway.tls import SUPERVISOR_CN, USER_CN
+
+    gw = gw_thread.gateway
+    request = openshell_pb2.GetCurrentUserRequest()
+    with _channel(gw) as user, _channel(gw, gw.pki.supervisor_cert, gw.pki.supervisor_key) as supervisor:
+        assert openshell_pb2_grpc.OpenShellStub(user).GetCurrentUser(request, timeout=5).subject == f"CN={USER_CN}"
+        reply = openshell_pb2_grpc.OpenShellStub(supervisor).GetCurrentUser(request, timeout=5)
+        assert (reply.subject, reply.display_name, reply.identity_provider) == (f"CN={SUPERVISOR_CN}", SUPERVISOR_CN, "mtls")
+    # Straight to the gRPC socket (not through the front): no certificate, no identity.
+    with grpc.insecure_channel(f"unix:{gw.grpc_socket}") as direct:
+        with pytest.raises(grpc.RpcError) as info:
+            openshell_pb2_grpc.OpenShellStub(direct).GetCurrentUser(request, timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    status = rpc_status.from_call(info.value)
+    assert status is not None and status.message == info.value.details()
+    assert any(d.type_url.endswith("google.rpc.ErrorInfo") and b"NO_CLIENT_IDENTITY" in d.value for d in status.details)
+
+
 def test_grpc_without_client_certificate_is_refused(gw_thread):
     gw = gw_thread.gateway
     creds = grpc.ssl_channel_credentials(gw.pki.ca_cert.read_bytes())

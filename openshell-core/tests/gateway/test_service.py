@@ -20,6 +20,7 @@ from openshell._proto import (
     datamodel_pb2,
     openshell_pb2,
     openshell_pb2_grpc,
+    sandbox_pb2,
     supervisor_pb2,
     supervisor_pb2_grpc,
 )
@@ -205,12 +206,31 @@ def test_create_invalid_argument_names_the_field(wire_server, kwargs, field):
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith(field + ":")
 
 
-def test_create_refuses_sdk_structured_policy_instead_of_ignoring_it(wire_server):
-    # Field 7 of SandboxSpec is the SDK's structured SandboxPolicy (unknown to us).
-    spec = openshell_pb2.SandboxSpec.FromString(bytes([7 << 3 | 2, 2, 8, 1]))
+def test_create_takes_the_sdk_structured_policy_and_get_returns_it(wire_server):
+    policy = sandbox_pb2.SandboxPolicy(
+        version=1,
+        process=sandbox_pb2.ProcessPolicy(run_as_user="1234"),
+        network_policies={
+            "api": sandbox_pb2.NetworkPolicyRule(
+                endpoints=[sandbox_pb2.NetworkEndpoint(host="API.example.test", port=443)], binaries=[sandbox_pb2.NetworkBinary(path="/usr/bin/curl")]
+            )
+        },
+    )
+    req = openshell_pb2.CreateSandboxRequest(workspace_scope=DEFAULT, name="demo", spec=openshell_pb2.SandboxSpec(policy=policy))
+    created = wire_server.stub.CreateSandbox(req, timeout=10).sandbox
+    got = wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="demo", workspace_scope=DEFAULT), timeout=10).sandbox
+    assert got.spec.policy == created.spec.policy
+    assert got.spec.policy.process.run_as_user == "1234"
+    assert got.spec.policy.network_policies["api"].endpoints[0].host == "api.example.test"
+    assert "/sandbox" in got.spec.policy.filesystem.read_write  # the default filesystem was added
+
+
+def test_create_refuses_an_sdk_policy_field_we_do_not_support(wire_server):
+    # Field 6 of SandboxPolicy is the SDK's network_middlewares (unknown to us).
+    spec = openshell_pb2.SandboxSpec(policy=sandbox_pb2.SandboxPolicy.FromString(bytes([6 << 3 | 2, 0])))
     req = openshell_pb2.CreateSandboxRequest(workspace_scope=DEFAULT, name="demo", spec=spec)
     err = code_of(lambda: wire_server.stub.CreateSandbox(req, timeout=10))
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith("spec.policy:")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith("spec.policy.network_middlewares:")
 
 
 def test_resource_limits_reach_the_driver_and_come_back_in_get(wire_server):
@@ -239,11 +259,33 @@ def test_bad_resource_limits_are_invalid_argument(wire_server, resources, detail
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith(detail)
 
 
-def test_template_fields_other_than_resources_are_refused(wire_server):
-    # SandboxTemplate.image (field 1) of the SDK's schema: not implemented, so refused.
-    spec = openshell_pb2.SandboxSpec.FromString(bytes([6 << 3 | 2, 4, 1 << 3 | 2, 2]) + b"py")
+def test_template_fields_other_than_image_and_resources_are_refused(wire_server):
+    # SandboxTemplate.runtime_class_name (field 2) of the SDK's schema: not implemented, so refused.
+    spec = openshell_pb2.SandboxSpec.FromString(bytes([6 << 3 | 2, 4, 2 << 3 | 2, 2]) + b"rc")
+    req = openshell_pb2.CreateSandboxRequest(workspace_scope=DEFAULT, name="rc", spec=spec)
+    err = code_of(lambda: wire_server.stub.CreateSandbox(req, timeout=10))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith("spec.template.runtime_class_name:")
+
+
+def test_image_on_a_driver_without_images_is_refused_naming_the_driver(wire_server):
+    spec = openshell_pb2.SandboxSpec(template=openshell_pb2.SandboxTemplate(image="python:3.12"))
     req = openshell_pb2.CreateSandboxRequest(workspace_scope=DEFAULT, name="img", spec=spec)
     err = code_of(lambda: wire_server.stub.CreateSandbox(req, timeout=10))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "image 'python:3.12'" in err.details() and "compute driver 'recording' has no images" in err.details()
+    assert wire_server.driver.created == {}
+
+
+def test_image_reaches_a_driver_with_images_and_comes_back_in_get(wire_server, monkeypatch):
+    monkeypatch.setattr(type(wire_server.driver), "supports_images", True)
+    sb = wire_server.create("img", template=openshell_pb2.SandboxTemplate(image="python:3.12"))
+    assert wire_server.driver.created[sb.metadata.id]["spec"]["image"] == "python:3.12"
+    got = wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="img", workspace_scope=DEFAULT), timeout=10).sandbox
+    assert got.spec.template.image == "python:3.12" and not got.HasField("created_from_workload_template")
+    bad = openshell_pb2.CreateSandboxRequest(
+        workspace_scope=DEFAULT, name="bad", spec=openshell_pb2.SandboxSpec(template=openshell_pb2.SandboxTemplate(image="a b"))
+    )
+    err = code_of(lambda: wire_server.stub.CreateSandbox(bad, timeout=10))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith("spec.template.image:")
 
 

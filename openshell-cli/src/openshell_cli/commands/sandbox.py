@@ -190,6 +190,7 @@ def _limit_option(ctx: click.Context, param: click.Parameter, value: Optional[st
 @click.option("--no-auto-providers", is_flag=True, help="With an agent COMMAND: do not create or attach the providers it needs.")
 @click.option("--cpu", callback=_limit_option, metavar="CORES", help="CPU limit in cores, e.g. 1.5 or 500m (default: unlimited).")
 @click.option("--memory", callback=_limit_option, metavar="SIZE", help="Memory limit, e.g. 512Mi, 2Gi or 500M (default: 8Gi).")
+@click.option("--template", "template_name", default="", metavar="NAME", help="Start from this template (see 'openshell template list'); the options here win.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def create(
     name,
@@ -210,6 +211,7 @@ def create(
     command,
     cpu,
     memory,
+    template_name,
 ) -> None:
     """Create a sandbox, wait until it is READY, and run COMMAND in it.
 
@@ -271,7 +273,14 @@ def create(
             with interrupts.deferred():
                 limits = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
                 rec = client.create_sandbox(
-                    name=name or "", policy_yaml=policy_yaml, extra_hosts=extra_hosts, env=env, labels=label_map, providers=attach, limits=limits
+                    name=name or "",
+                    policy_yaml=policy_yaml,
+                    extra_hosts=extra_hosts,
+                    env=env,
+                    labels=label_map,
+                    providers=attach,
+                    limits=limits,
+                    workload_template=template_name,
                 )
                 created.append(rec.name)
             status.update(f"sandbox {rec.name}: waiting for READY…")

@@ -5,6 +5,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from . import datamodel_pb2 as _datamodel_pb2
+from . import sandbox_pb2 as _sandbox_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -85,7 +86,7 @@ class HealthResponse(_message.Message):
     def __init__(self, status: _Optional[_Union[ServiceStatus, str]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class SandboxSpec(_message.Message):
-    __slots__ = ("log_level", "environment", "providers", "template", "command", "policy_yaml", "extra_hosts")
+    __slots__ = ("log_level", "environment", "providers", "template", "command", "policy", "policy_yaml", "extra_hosts")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +99,7 @@ class SandboxSpec(_message.Message):
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
     EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
     log_level: str
@@ -105,15 +107,18 @@ class SandboxSpec(_message.Message):
     providers: _containers.RepeatedScalarFieldContainer[str]
     template: SandboxTemplate
     command: _containers.RepeatedScalarFieldContainer[str]
+    policy: _sandbox_pb2.SandboxPolicy
     policy_yaml: str
     extra_hosts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, log_level: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., providers: _Optional[_Iterable[str]] = ..., template: _Optional[_Union[SandboxTemplate, _Mapping]] = ..., command: _Optional[_Iterable[str]] = ..., policy_yaml: _Optional[str] = ..., extra_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, log_level: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., providers: _Optional[_Iterable[str]] = ..., template: _Optional[_Union[SandboxTemplate, _Mapping]] = ..., command: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[_sandbox_pb2.SandboxPolicy, _Mapping]] = ..., policy_yaml: _Optional[str] = ..., extra_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SandboxTemplate(_message.Message):
-    __slots__ = ("resources",)
+    __slots__ = ("image", "resources")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    image: str
     resources: _struct_pb2.Struct
-    def __init__(self, resources: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    def __init__(self, image: _Optional[str] = ..., resources: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class SandboxCondition(_message.Message):
     __slots__ = ("type", "status", "reason", "message", "transition_time")
@@ -140,14 +145,24 @@ class SandboxStatus(_message.Message):
     def __init__(self, conditions: _Optional[_Iterable[_Union[SandboxCondition, _Mapping]]] = ..., phase: _Optional[_Union[SandboxPhase, str]] = ..., current_policy_version: _Optional[int] = ...) -> None: ...
 
 class Sandbox(_message.Message):
-    __slots__ = ("metadata", "spec", "status")
+    __slots__ = ("metadata", "spec", "status", "created_from_workload_template")
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FROM_WORKLOAD_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     metadata: _datamodel_pb2.ObjectMeta
     spec: SandboxSpec
     status: SandboxStatus
-    def __init__(self, metadata: _Optional[_Union[_datamodel_pb2.ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[SandboxSpec, _Mapping]] = ..., status: _Optional[_Union[SandboxStatus, _Mapping]] = ...) -> None: ...
+    created_from_workload_template: SandboxWorkloadTemplateProvenance
+    def __init__(self, metadata: _Optional[_Union[_datamodel_pb2.ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[SandboxSpec, _Mapping]] = ..., status: _Optional[_Union[SandboxStatus, _Mapping]] = ..., created_from_workload_template: _Optional[_Union[SandboxWorkloadTemplateProvenance, _Mapping]] = ...) -> None: ...
+
+class SandboxWorkloadTemplateProvenance(_message.Message):
+    __slots__ = ("name", "resource_version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    resource_version: str
+    def __init__(self, name: _Optional[str] = ..., resource_version: _Optional[str] = ...) -> None: ...
 
 class CreateSandboxRequest(_message.Message):
     __slots__ = ("spec", "name", "labels", "annotations", "workload_template", "workspace_scope", "request_id")
@@ -367,6 +382,45 @@ class RevokeSshSessionResponse(_message.Message):
     outcome: DeletionOutcome
     def __init__(self, outcome: _Optional[_Union[DeletionOutcome, str]] = ...) -> None: ...
 
+class CreateWorkspaceRequest(_message.Message):
+    __slots__ = ("name", "labels", "request_id")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CreateWorkspaceResponse(_message.Message):
+    __slots__ = ("workspace",)
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    workspace: _datamodel_pb2.Workspace
+    def __init__(self, workspace: _Optional[_Union[_datamodel_pb2.Workspace, _Mapping]] = ...) -> None: ...
+
+class DeleteWorkspaceRequest(_message.Message):
+    __slots__ = ("name", "allow_missing", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    allow_missing: bool
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., allow_missing: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class DeleteWorkspaceResponse(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: DeletionOutcome
+    def __init__(self, outcome: _Optional[_Union[DeletionOutcome, str]] = ...) -> None: ...
+
 class GetWorkspaceRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -396,6 +450,109 @@ class ListWorkspacesResponse(_message.Message):
     workspaces: _containers.RepeatedCompositeFieldContainer[_datamodel_pb2.Workspace]
     next_page_token: str
     def __init__(self, workspaces: _Optional[_Iterable[_Union[_datamodel_pb2.Workspace, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SandboxResources(_message.Message):
+    __slots__ = ("cpu", "memory")
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    cpu: str
+    memory: str
+    def __init__(self, cpu: _Optional[str] = ..., memory: _Optional[str] = ...) -> None: ...
+
+class SandboxWorkloadConfig(_message.Message):
+    __slots__ = ("image", "environment", "resources")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    environment: _containers.ScalarMap[str, str]
+    resources: SandboxResources
+    def __init__(self, image: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[SandboxResources, _Mapping]] = ...) -> None: ...
+
+class SandboxWorkloadTemplateSpec(_message.Message):
+    __slots__ = ("workload", "policy_yaml")
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
+    workload: SandboxWorkloadConfig
+    policy_yaml: str
+    def __init__(self, workload: _Optional[_Union[SandboxWorkloadConfig, _Mapping]] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
+
+class SandboxWorkloadTemplate(_message.Message):
+    __slots__ = ("metadata", "spec")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    metadata: _datamodel_pb2.ObjectMeta
+    spec: SandboxWorkloadTemplateSpec
+    def __init__(self, metadata: _Optional[_Union[_datamodel_pb2.ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[SandboxWorkloadTemplateSpec, _Mapping]] = ...) -> None: ...
+
+class CreateSandboxTemplateRequest(_message.Message):
+    __slots__ = ("template", "workspace_scope", "request_id")
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    template: SandboxWorkloadTemplate
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    request_id: str
+    def __init__(self, template: _Optional[_Union[SandboxWorkloadTemplate, _Mapping]] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SandboxTemplateResponse(_message.Message):
+    __slots__ = ("template",)
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    template: SandboxWorkloadTemplate
+    def __init__(self, template: _Optional[_Union[SandboxWorkloadTemplate, _Mapping]] = ...) -> None: ...
+
+class GetSandboxTemplateRequest(_message.Message):
+    __slots__ = ("name", "workspace_scope")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    def __init__(self, name: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ...) -> None: ...
+
+class ListSandboxTemplatesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "label_selector", "workspace_scope")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    label_selector: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., label_selector: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ...) -> None: ...
+
+class ListSandboxTemplatesResponse(_message.Message):
+    __slots__ = ("templates", "next_page_token")
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    templates: _containers.RepeatedCompositeFieldContainer[SandboxWorkloadTemplate]
+    next_page_token: str
+    def __init__(self, templates: _Optional[_Iterable[_Union[SandboxWorkloadTemplate, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteSandboxTemplateRequest(_message.Message):
+    __slots__ = ("name", "workspace_scope", "allow_missing", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    allow_missing: bool
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., allow_missing: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class DeleteSandboxTemplateResponse(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: DeletionOutcome
+    def __init__(self, outcome: _Optional[_Union[DeletionOutcome, str]] = ...) -> None: ...
 
 class CreateProviderRequest(_message.Message):
     __slots__ = ("provider", "workspace_scope", "request_id")
@@ -538,16 +695,18 @@ class DetachSandboxProviderResponse(_message.Message):
     def __init__(self, sandbox: _Optional[_Union[Sandbox, _Mapping]] = ..., detached: _Optional[bool] = ...) -> None: ...
 
 class UpdateConfigRequest(_message.Message):
-    __slots__ = ("sandbox", "workspace_scope", "request_id", "policy_yaml")
+    __slots__ = ("sandbox", "policy", "workspace_scope", "request_id", "policy_yaml")
     SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
     sandbox: str
+    policy: _sandbox_pb2.SandboxPolicy
     workspace_scope: _datamodel_pb2.WorkspaceSelector
     request_id: str
     policy_yaml: str
-    def __init__(self, sandbox: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
+    def __init__(self, sandbox: _Optional[str] = ..., policy: _Optional[_Union[_sandbox_pb2.SandboxPolicy, _Mapping]] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
 
 class UpdateConfigResponse(_message.Message):
     __slots__ = ("version", "policy_hash")
@@ -558,13 +717,14 @@ class UpdateConfigResponse(_message.Message):
     def __init__(self, version: _Optional[int] = ..., policy_hash: _Optional[str] = ...) -> None: ...
 
 class SandboxPolicyRevision(_message.Message):
-    __slots__ = ("version", "policy_hash", "status", "load_error", "created_time", "loaded_time", "policy_yaml")
+    __slots__ = ("version", "policy_hash", "status", "load_error", "created_time", "loaded_time", "policy", "policy_yaml")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_HASH_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_TIME_FIELD_NUMBER: _ClassVar[int]
     LOADED_TIME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
     version: int
     policy_hash: str
@@ -572,8 +732,9 @@ class SandboxPolicyRevision(_message.Message):
     load_error: str
     created_time: _timestamp_pb2.Timestamp
     loaded_time: _timestamp_pb2.Timestamp
+    policy: _sandbox_pb2.SandboxPolicy
     policy_yaml: str
-    def __init__(self, version: _Optional[int] = ..., policy_hash: _Optional[str] = ..., status: _Optional[_Union[PolicyStatus, str]] = ..., load_error: _Optional[str] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., loaded_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., policy_hash: _Optional[str] = ..., status: _Optional[_Union[PolicyStatus, str]] = ..., load_error: _Optional[str] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., loaded_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policy: _Optional[_Union[_sandbox_pb2.SandboxPolicy, _Mapping]] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
 
 class GetSandboxPolicyStatusRequest(_message.Message):
     __slots__ = ("sandbox", "version", "workspace_scope")
@@ -663,3 +824,83 @@ class GetSandboxLogsResponse(_message.Message):
     logs: _containers.RepeatedCompositeFieldContainer[SandboxLogLine]
     buffer_total: int
     def __init__(self, logs: _Optional[_Iterable[_Union[SandboxLogLine, _Mapping]]] = ..., buffer_total: _Optional[int] = ...) -> None: ...
+
+class GetGatewayInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetGatewayInfoResponse(_message.Message):
+    __slots__ = ("status", "gateway_version", "compute_drivers")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    status: ServiceStatus
+    gateway_version: str
+    compute_drivers: _containers.RepeatedCompositeFieldContainer[ComputeDriverInfo]
+    def __init__(self, status: _Optional[_Union[ServiceStatus, str]] = ..., gateway_version: _Optional[str] = ..., compute_drivers: _Optional[_Iterable[_Union[ComputeDriverInfo, _Mapping]]] = ...) -> None: ...
+
+class ComputeDriverInfo(_message.Message):
+    __slots__ = ("name", "capabilities")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    capabilities: ComputeDriverCapabilities
+    def __init__(self, name: _Optional[str] = ..., capabilities: _Optional[_Union[ComputeDriverCapabilities, _Mapping]] = ...) -> None: ...
+
+class ComputeDriverCapabilities(_message.Message):
+    __slots__ = ("driver_name", "driver_version", "resource_capabilities")
+    DRIVER_NAME_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    driver_name: str
+    driver_version: str
+    resource_capabilities: ResourceCapabilities
+    def __init__(self, driver_name: _Optional[str] = ..., driver_version: _Optional[str] = ..., resource_capabilities: _Optional[_Union[ResourceCapabilities, _Mapping]] = ...) -> None: ...
+
+class ResourceCapabilities(_message.Message):
+    __slots__ = ("cpu", "memory", "gpu")
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    cpu: CpuResourceCapabilities
+    memory: MemoryResourceCapabilities
+    gpu: GpuResourceCapabilities
+    def __init__(self, cpu: _Optional[_Union[CpuResourceCapabilities, _Mapping]] = ..., memory: _Optional[_Union[MemoryResourceCapabilities, _Mapping]] = ..., gpu: _Optional[_Union[GpuResourceCapabilities, _Mapping]] = ...) -> None: ...
+
+class CpuResourceCapabilities(_message.Message):
+    __slots__ = ("limit_supported",)
+    LIMIT_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    limit_supported: bool
+    def __init__(self, limit_supported: _Optional[bool] = ...) -> None: ...
+
+class MemoryResourceCapabilities(_message.Message):
+    __slots__ = ("limit_supported",)
+    LIMIT_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    limit_supported: bool
+    def __init__(self, limit_supported: _Optional[bool] = ...) -> None: ...
+
+class GpuResourceCapabilities(_message.Message):
+    __slots__ = ("default_selection_supported", "count_selection_supported")
+    DEFAULT_SELECTION_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    COUNT_SELECTION_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    default_selection_supported: bool
+    count_selection_supported: bool
+    def __init__(self, default_selection_supported: _Optional[bool] = ..., count_selection_supported: _Optional[bool] = ...) -> None: ...
+
+class GetCurrentUserRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetCurrentUserResponse(_message.Message):
+    __slots__ = ("subject", "display_name", "roles", "scopes", "identity_provider")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    display_name: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    identity_provider: str
+    def __init__(self, subject: _Optional[str] = ..., display_name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., scopes: _Optional[_Iterable[str]] = ..., identity_provider: _Optional[str] = ...) -> None: ...

@@ -80,6 +80,11 @@ class OpenShellStub:
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.RevokeSshSessionRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_openshell__pb2.RevokeSshSessionResponse.FromString,
                 _registered_method=True)
+        self.CreateWorkspace = channel.unary_unary(
+                '/openshell.v1.OpenShell/CreateWorkspace',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.CreateWorkspaceRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.CreateWorkspaceResponse.FromString,
+                _registered_method=True)
         self.GetWorkspace = channel.unary_unary(
                 '/openshell.v1.OpenShell/GetWorkspace',
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.GetWorkspaceRequest.SerializeToString,
@@ -89,6 +94,31 @@ class OpenShellStub:
                 '/openshell.v1.OpenShell/ListWorkspaces',
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesResponse.FromString,
+                _registered_method=True)
+        self.DeleteWorkspace = channel.unary_unary(
+                '/openshell.v1.OpenShell/DeleteWorkspace',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteWorkspaceRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteWorkspaceResponse.FromString,
+                _registered_method=True)
+        self.CreateSandboxTemplate = channel.unary_unary(
+                '/openshell.v1.OpenShell/CreateSandboxTemplate',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.CreateSandboxTemplateRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.SandboxTemplateResponse.FromString,
+                _registered_method=True)
+        self.GetSandboxTemplate = channel.unary_unary(
+                '/openshell.v1.OpenShell/GetSandboxTemplate',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxTemplateRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.SandboxTemplateResponse.FromString,
+                _registered_method=True)
+        self.ListSandboxTemplates = channel.unary_unary(
+                '/openshell.v1.OpenShell/ListSandboxTemplates',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxTemplatesRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxTemplatesResponse.FromString,
+                _registered_method=True)
+        self.DeleteSandboxTemplate = channel.unary_unary(
+                '/openshell.v1.OpenShell/DeleteSandboxTemplate',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteSandboxTemplateRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteSandboxTemplateResponse.FromString,
                 _registered_method=True)
         self.UpdateConfig = channel.unary_unary(
                 '/openshell.v1.OpenShell/UpdateConfig',
@@ -149,6 +179,16 @@ class OpenShellStub:
                 '/openshell.v1.OpenShell/GetSandboxLogs',
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.FromString,
+                _registered_method=True)
+        self.GetGatewayInfo = channel.unary_unary(
+                '/openshell.v1.OpenShell/GetGatewayInfo',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoResponse.FromString,
+                _registered_method=True)
+        self.GetCurrentUser = channel.unary_unary(
+                '/openshell.v1.OpenShell/GetCurrentUser',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.GetCurrentUserRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.GetCurrentUserResponse.FromString,
                 _registered_method=True)
 
 
@@ -216,6 +256,15 @@ class OpenShellServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWorkspace(self, request, context):
+        """Workspaces: sandboxes, providers, policies and templates belong to one.
+        "default" always exists and cannot be deleted; a non-empty workspace
+        cannot be deleted either.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetWorkspace(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -228,9 +277,41 @@ class OpenShellServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteWorkspace(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSandboxTemplate(self, request, context):
+        """Sandbox workload templates, per workspace (image, environment, resources,
+        policy); CreateSandbox with workload_template applies one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSandboxTemplate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSandboxTemplates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSandboxTemplate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateConfig(self, request, context):
         """Sandbox policy revisions (POLICY.md §6; SDK-compatible names and numbers).
-        UpdateConfig stores a new revision (only policy_yaml is implemented); the
+        UpdateConfig stores a new revision (policy_yaml or the structured policy); the
         supervisor picks it up and reports it loaded or failed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -309,6 +390,20 @@ class OpenShellServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetGatewayInfo(self, request, context):
+        """The gateway's version and compute driver (SDK-compatible names and numbers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCurrentUser(self, request, context):
+        """Who the caller is: the common name of its verified mTLS client certificate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OpenShellServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -357,6 +452,11 @@ def add_OpenShellServicer_to_server(servicer, server):
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.RevokeSshSessionRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_openshell__pb2.RevokeSshSessionResponse.SerializeToString,
             ),
+            'CreateWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWorkspace,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.CreateWorkspaceRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.CreateWorkspaceResponse.SerializeToString,
+            ),
             'GetWorkspace': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkspace,
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetWorkspaceRequest.FromString,
@@ -366,6 +466,31 @@ def add_OpenShellServicer_to_server(servicer, server):
                     servicer.ListWorkspaces,
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_openshell__pb2.ListWorkspacesResponse.SerializeToString,
+            ),
+            'DeleteWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWorkspace,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteWorkspaceRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteWorkspaceResponse.SerializeToString,
+            ),
+            'CreateSandboxTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSandboxTemplate,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.CreateSandboxTemplateRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.SandboxTemplateResponse.SerializeToString,
+            ),
+            'GetSandboxTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSandboxTemplate,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxTemplateRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.SandboxTemplateResponse.SerializeToString,
+            ),
+            'ListSandboxTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSandboxTemplates,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxTemplatesRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxTemplatesResponse.SerializeToString,
+            ),
+            'DeleteSandboxTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSandboxTemplate,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteSandboxTemplateRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteSandboxTemplateResponse.SerializeToString,
             ),
             'UpdateConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateConfig,
@@ -426,6 +551,16 @@ def add_OpenShellServicer_to_server(servicer, server):
                     servicer.GetSandboxLogs,
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.SerializeToString,
+            ),
+            'GetGatewayInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGatewayInfo,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoResponse.SerializeToString,
+            ),
+            'GetCurrentUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCurrentUser,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.GetCurrentUserRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.GetCurrentUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -682,6 +817,33 @@ class OpenShell:
             _registered_method=True)
 
     @staticmethod
+    def CreateWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/CreateWorkspace',
+            openshell_dot_v1_dot_openshell__pb2.CreateWorkspaceRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.CreateWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetWorkspace(request,
             target,
             options=(),
@@ -725,6 +887,141 @@ class OpenShell:
             '/openshell.v1.OpenShell/ListWorkspaces',
             openshell_dot_v1_dot_openshell__pb2.ListWorkspacesRequest.SerializeToString,
             openshell_dot_v1_dot_openshell__pb2.ListWorkspacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/DeleteWorkspace',
+            openshell_dot_v1_dot_openshell__pb2.DeleteWorkspaceRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.DeleteWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSandboxTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/CreateSandboxTemplate',
+            openshell_dot_v1_dot_openshell__pb2.CreateSandboxTemplateRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.SandboxTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSandboxTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/GetSandboxTemplate',
+            openshell_dot_v1_dot_openshell__pb2.GetSandboxTemplateRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.SandboxTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSandboxTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/ListSandboxTemplates',
+            openshell_dot_v1_dot_openshell__pb2.ListSandboxTemplatesRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.ListSandboxTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSandboxTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/DeleteSandboxTemplate',
+            openshell_dot_v1_dot_openshell__pb2.DeleteSandboxTemplateRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.DeleteSandboxTemplateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1049,6 +1346,60 @@ class OpenShell:
             '/openshell.v1.OpenShell/GetSandboxLogs',
             openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.SerializeToString,
             openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGatewayInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/GetGatewayInfo',
+            openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.GetGatewayInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCurrentUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/GetCurrentUser',
+            openshell_dot_v1_dot_openshell__pb2.GetCurrentUserRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.GetCurrentUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

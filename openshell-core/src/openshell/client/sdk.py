@@ -48,7 +48,9 @@ from openshell.client.errors import (  # noqa: F401 - re-exported: users import 
 )
 from openshell.client.policies import PolicyClient, PolicyRevision  # noqa: F401 - re-exported
 from openshell.client.providers import InferenceRoute, Provider, ProviderClient  # noqa: F401 - re-exported
+from openshell.client.templates import SandboxTemplate, TemplateClient  # noqa: F401 - re-exported
 from openshell.client.versions import VersionInterceptor
+from openshell.client.workspaces import Workspace, WorkspaceClient  # noqa: F401 - re-exported
 
 DEFAULT_WORKSPACE = "default"
 DEFAULT_TIMEOUT = 30.0  # seconds per unary call
@@ -197,7 +199,7 @@ def _target(endpoint: str) -> str:
 # --------------------------------------------------------------------------- client
 
 
-class OpenShellClient(PolicyClient, ProviderClient):
+class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceClient):
     """A blocking client of one gateway over mTLS.
 
     :param endpoint: ``https://127.0.0.1:8080`` (or ``host:port``).
@@ -296,8 +298,12 @@ class OpenShellClient(PolicyClient, ProviderClient):
         command: Sequence[str] = (),
         providers: Sequence[str] = (),
         limits: Mapping[str, str] | None = None,
+        workload_template: str = "",
     ) -> Sandbox:
         """Create a sandbox (PROVISIONING on return; see :meth:`wait_ready`).
+
+        :param workload_template: a template of the workspace to start from (its
+            image, environment, limits and policy; the arguments here win).
 
         :param limits: resource limits, e.g. ``{"cpu": "1.5", "memory": "512Mi"}``
             (sent as ``spec.template.resources.limits``); unset ones get the defaults.
@@ -321,6 +327,7 @@ class OpenShellClient(PolicyClient, ProviderClient):
                 command=list(command),
                 providers=list(providers),
             ),
+            workload_template=workload_template,
         )
         if limits:
             req.spec.template.resources.update({"limits": dict(limits)})

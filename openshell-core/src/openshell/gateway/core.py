@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -52,6 +53,8 @@ from openshell.gateway.policies import PolicyState, PolicyUpdateError, prepare_u
 from openshell.gateway.providers import ProviderManager
 from openshell.gateway.ssh_sessions import SshSessions
 from openshell.gateway.store import PolicyRevision, SandboxRecord, Store
+from openshell.gateway.templates import TemplateManager
+from openshell.gateway.workspaces import WorkspaceManager
 from openshell.plugin.events import SandboxEvent
 from openshell.plugin.kinds import ComputeDriver, SandboxStatus
 from openshell.plugin.loader import get_registry
@@ -86,6 +89,9 @@ class SandboxSpec:
     :ivar log_level: the supervisor's log level (empty: its default).
     :ivar resources: ``{"limits": {"cpu": "1.5", "memory": "512Mi", ...}}``
         (``openshell.resources``); empty: the defaults.
+    :ivar image: for container drivers (``ComputeDriver.supports_images``); empty: none.
+    :ivar workload_template: ``(name, resource_version)`` of the template the
+        sandbox was made from (set by the gateway, never by a client).
     """
 
     command: tuple[str, ...] = ()
@@ -95,10 +101,15 @@ class SandboxSpec:
     log_level: str = ""
     providers: tuple[str, ...] = ()
     resources: Mapping[str, Any] | None = None
+    image: str = ""
+    workload_template: tuple[str, int] | None = None
 
     def stored(self) -> dict[str, Any]:
-        """The spec as stored in ``SandboxRecord.spec`` (no policy: that is a revision)."""
-        return {
+        """The spec as stored in ``SandboxRecord.spec`` (no policy: that is a revision).
+
+        ``image`` and ``workload_template`` (``{"name", "resource_version"}``) only when set.
+        """
+        out: dict[str, Any] = {
             "command": list(self.command),
             "environment": dict(self.environment or {}),
             "extra_hosts": list(self.extra_hosts),
@@ -106,6 +117,35 @@ class SandboxSpec:
             "providers": list(self.providers),
             "resources": resources.validate(self.resources),
         }
+        if self.image:
+            out["image"] = self.image
+        if self.workload_template:
+            out["workload_template"] = {"name": self.workload_template[0], "resource_version": self.workload_template[1]}
+        return out
+
+    def from_template(self, template: st.TemplateRecord) -> SandboxSpec:
+        """This spec on top of ``template``: its environment entries, resource limits
+        and policy win; the template gives the image and whatever this spec leaves unset."""
+        t = template.spec
+        return dataclasses.replace(
+            self,
+            environment={**t.get("environment", {}), **(self.environment or {})},
+            resources=_merge_limits(t.get("resources") or {}, self.resources),
+            policy_yaml=self.policy_yaml if self.policy_yaml.strip() else t.get("policy_yaml", ""),
+            image=self.image or t.get("image", ""),
+            workload_template=(template.name, template.resource_version),
+        )
+
+
+def _merge_limits(base: Mapping[str, Any], own: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """``own`` limits over ``base`` limits, key by key; ``own`` as it is when it is not a plain
+    ``{"limits": {...}}`` mapping (validation then names what is wrong with it)."""
+    if not own:
+        return base or None
+    limits = (own.get("limits") or {}) if isinstance(own, Mapping) else None
+    if not isinstance(limits, Mapping) or set(own) - {"limits", "requests"}:
+        return own
+    return {**own, "limits": {**base.get("limits", {}), **limits}}
 
 
 @dataclass(frozen=True)
@@ -259,6 +299,9 @@ class GatewayCore:
         self._tasks: list[asyncio.Task[None]] = []
         #: providers and inference routes
         self.providers = ProviderManager(self.state_dir, store)
+        #: sandbox templates; workspace creation and deletion
+        self.templates = TemplateManager(store)
+        self.workspaces = WorkspaceManager(store)
         #: tokens for ``/connect/ssh``; in memory, a restart revokes them
         self.ssh_sessions = SshSessions()
         #: ``https://host:port`` clients dial; set by the gateway process (CreateSshSession reports it)
@@ -336,19 +379,33 @@ class GatewayCore:
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
         spec: SandboxSpec | None = None,
+        workload_template: str = "",
     ) -> SandboxInfo:
         """Store a sandbox (policy revision 1) and ask the driver to start its supervisor.
 
         The result is PROVISIONING; the supervisor reports READY itself. When the
         driver fails to start it, the sandbox is kept in ERROR with the reason.
 
+        :param workload_template: a template of ``workspace`` to start from
+            (:meth:`SandboxSpec.from_template`).
+
         :raises InvalidArgument: bad name, label, spec field or policy (the field is named).
         :raises AlreadyExists: the name is taken in the workspace.
         :raises WorkspaceNotFound: unknown workspace.
+        :raises TemplateNotFound: unknown ``workload_template``.
+        :raises FailedPrecondition: an image on a driver without images.
         :raises ResourceExhausted: no free network index.
         """
         spec = spec or SandboxSpec()
         workspace = await self._require_workspace(workspace)
+        if workload_template:
+            spec = spec.from_template(await self.templates.get(workload_template, workspace))
+        if spec.image and not getattr(self.driver, "supports_images", False):
+            source = f" of sandbox template '{spec.workload_template[0]}'" if spec.workload_template else ""
+            raise FailedPrecondition(
+                f"image '{spec.image}'{source}: compute driver '{getattr(self.driver, 'name', '?')}' has no images (it runs sandboxes"
+                " on the host); create the sandbox without an image, or on a gateway whose driver runs images"
+            )
         if name and not names.is_valid_name(name):
             raise InvalidArgument("name", f"{name!r} is not a valid sandbox name; use lower-case letters, digits and '-' (at most 63)")
         labels = check_labels(labels or {})

@@ -64,7 +64,18 @@ class WorkspaceNotFound(NotFound):
     reason = "WORKSPACE_NOT_FOUND"
 
     def __init__(self, workspace: str) -> None:
-        super().__init__(f"workspace '{workspace}' not found; the gateway has workspace 'default'")
+        super().__init__(f"workspace '{workspace}' not found; see 'openshell workspace list'")
+        self.workspace = workspace
+
+
+class TemplateNotFound(NotFound):
+    """The named sandbox template does not exist in the workspace."""
+
+    reason = "TEMPLATE_NOT_FOUND"
+
+    def __init__(self, name: str, workspace: str = DEFAULT_WORKSPACE) -> None:
+        super().__init__(f"sandbox template '{name}' not found in workspace '{workspace}'")
+        self.name = name
         self.workspace = workspace
 
 
@@ -73,14 +84,19 @@ class AlreadyExists(GatewayError):
 
 
 class InvalidArgument(GatewayError):
-    """A request field is wrong. ``field`` is its path (``spec.policy_yaml``)."""
+    """A request field is wrong. ``field`` is its path (``spec.policy_yaml``).
+
+    ``violations`` holds every ``(field, message)`` problem (the first is
+    ``field``/``message``); answers carry them as google.rpc BadRequest details.
+    """
 
     code = "INVALID_ARGUMENT"
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, violations: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.violations = violations or ((field, message),)
 
 
 class FailedPrecondition(GatewayError):
@@ -97,6 +113,12 @@ class ProviderInUse(FailedPrecondition):
     """A sandbox or the inference route still uses the provider."""
 
     reason = "PROVIDER_IN_USE"
+
+
+class WorkspaceNotEmpty(FailedPrecondition):
+    """The workspace still holds sandboxes, providers or templates."""
+
+    reason = "WORKSPACE_NOT_EMPTY"
 
 
 class Unauthenticated(GatewayError):

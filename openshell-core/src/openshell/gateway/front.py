@@ -25,11 +25,13 @@ import asyncio
 import errno
 import json
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from openshell.gateway import peers
 from openshell.gateway.tls import peer_common_name
 
 log = logging.getLogger("openshell.gateway")
@@ -306,12 +308,21 @@ class Front:
         up = _Pipe(done, half_close=True)  # gRPC server side
         down.peer, up.peer = up, down
         tls.pause_reading()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            upstream, _ = await loop.create_unix_connection(lambda: up, self.grpc_socket)
+            # Autobind: the gRPC server sees this unique address as the call's
+            # peer, and GetCurrentUser finds the client certificate by it.
+            sock.bind(b"")
+            sock.setblocking(False)
+            await loop.sock_connect(sock, self.grpc_socket)
+            upstream, _ = await loop.create_unix_connection(lambda: up, sock=sock)
         except OSError as exc:
+            sock.close()
             log.error("grpc backend unavailable socket=%s error=%s", self.grpc_socket, exc)
             tls.abort()
             return
+        address = sock.getsockname()
+        peers.register(address, peer_cn)
         self._transports.add(upstream)
         try:
             for t in (tls, upstream):
@@ -329,6 +340,7 @@ class Front:
         finally:
             self._transports.discard(upstream)
             upstream.close()
+            peers.forget(address)
             log.debug("grpc relay closed peer=%s", peer)
 
     async def _serve_http(self, tls: asyncio.Transport, holder: _Handover, peer: str, peer_cn: str) -> None:

@@ -1,9 +1,9 @@
 """Policy RPCs of ``openshell.v1.OpenShell``: UpdateConfig, GetSandboxPolicyStatus, ListSandboxPolicies.
 
 Names and field numbers are those of the published SDK (openshell==0.1.5);
-the document travels as ``policy_yaml`` (field 1000) instead of the SDK's
-structured policy. Everything the SDK's UpdateConfig can carry besides a
-sandbox policy (structured policy, settings, global policies, merge
+the document travels as ``policy_yaml`` (field 1000) or as the SDK's
+structured ``policy`` (:mod:`openshell.gateway.policy_proto`). Everything the
+SDK's UpdateConfig can carry besides a sandbox policy (settings, global policies, merge
 operations, annotations) is refused with INVALID_ARGUMENT rather than ignored:
 ignoring part of a policy change would enforce something the user did not ask
 for. :class:`PolicyRpcs` is mixed into ``OpenShellServicer``.
@@ -19,6 +19,7 @@ from openshell.gateway import core as gc
 from openshell.gateway import store as st
 from openshell.gateway.errors import PolicyRevisionNotFound
 from openshell.gateway.policies import policy_hash
+from openshell.gateway.policy_proto import policy_yaml_to_proto, set_structured_policy
 from openshell.gateway.wire import refuse_unsupported, rpc_errors, timestamp, workspace_of
 
 DEFAULT_PAGE_SIZE = 100
@@ -26,7 +27,6 @@ MAX_PAGE_SIZE = 1000
 
 #: UpdateConfigRequest fields of the SDK we do not implement (number → name)
 UPDATE_UNSUPPORTED = {
-    2: "policy",
     3: "setting_key",
     4: "setting_value",
     5: "delete_setting",
@@ -56,6 +56,7 @@ def revision_to_proto(rev: st.PolicyRevision, status: str | None = None) -> open
         load_error=rev.error,
         created_time=timestamp(rev.created_at),
         policy_yaml=rev.yaml,
+        policy=policy_yaml_to_proto(rev.yaml),  # None (unset) when it no longer validates
     )
     if rev.status != st.PENDING:
         msg.loaded_time.CopyFrom(timestamp(rev.updated_at))
@@ -90,6 +91,11 @@ class PolicyRpcs:
         refuse_unsupported(request, UPDATE_UNSUPPORTED)
         if not request.sandbox:
             raise gc.InvalidArgument("sandbox", "name the sandbox whose policy to update (global policies are not supported)")
+        if request.HasField("policy"):
+            if request.policy_yaml:
+                raise gc.InvalidArgument("policy", "set policy or policy_yaml, not both")
+            rev = await set_structured_policy(self.core, request.sandbox, request.policy, workspace_of(request.workspace_scope))
+            return openshell_pb2.UpdateConfigResponse(version=rev.revision, policy_hash=policy_hash(rev.yaml))
         if not request.policy_yaml.strip():
             raise gc.InvalidArgument("policy_yaml", "required: a POLICY.md document (see 'openshell policy default')")
         rev = await self.core.set_policy(request.sandbox, request.policy_yaml, workspace_of(request.workspace_scope))

@@ -18,11 +18,15 @@ from google.protobuf import json_format
 from openshell._proto import datamodel_pb2, inference_pb2_grpc, openshell_pb2, openshell_pb2_grpc, supervisor_pb2_grpc
 from openshell.gateway import core as gc
 from openshell.gateway import store as st
-from openshell.gateway.labels import parse_label_selector
+from openshell.gateway.info_service import InfoRpcs
+from openshell.gateway.policy_proto import sandbox_policy, spec_policy_yaml
 from openshell.gateway.policy_service import PolicyRpcs
 from openshell.gateway.provider_service import InferenceServicer, ProviderRpcs
 from openshell.gateway.supervisor_service import SupervisorServicer
+from openshell.gateway.template_service import TemplateRpcs
+from openshell.gateway.templates import check_image
 from openshell.gateway.wire import PHASE_TO_PROTO, refuse_unsupported, rpc_errors, timestamp, workspace_of
+from openshell.gateway.workspace_service import WorkspaceRpcs
 
 log = logging.getLogger("openshell.gateway")
 
@@ -33,11 +37,10 @@ _OUTCOMES = {
 }
 
 # Fields of the SDK's messages we deliberately do not implement. They arrive as
-# unknown fields; refusing them beats silently ignoring them (a structured
-# policy ignored would run the sandbox under the default policy).
+# unknown fields; refusing them beats silently ignoring them (GPUs ignored
+# would run the sandbox without the GPUs it asked for).
 _CREATE_UNSUPPORTED = {9: "service_exposures"}
 _SPEC_UNSUPPORTED = {
-    7: "spec.policy",
     9: "spec.resource_requirements",
 }
 
@@ -63,7 +66,7 @@ def sandbox_to_proto(info: gc.SandboxInfo) -> openshell_pb2.Sandbox:
             command=list(spec.get("command", [])),
             extra_hosts=list(spec.get("extra_hosts", [])),
             providers=list(spec.get("providers", [])),
-            template=_template_to_proto(spec.get("resources") or {}),
+            template=_template_to_proto(spec.get("resources") or {}, spec.get("image", "")),
         ),
         status=openshell_pb2.SandboxStatus(
             phase=PHASE_TO_PROTO.get(r.phase, openshell_pb2.SANDBOX_PHASE_UNKNOWN),
@@ -78,6 +81,7 @@ def sandbox_to_proto(info: gc.SandboxInfo) -> openshell_pb2.Sandbox:
                 )
             ],
         ),
+        created_from_workload_template=_provenance_to_proto(spec.get("workload_template")),
     )
 
 
@@ -90,16 +94,8 @@ def exec_event_to_proto(ev: gc.ExecEvent) -> openshell_pb2.ExecSandboxEvent:
     return openshell_pb2.ExecSandboxEvent(exit=openshell_pb2.ExecSandboxExit(exit_code=int(ev.exit_code or 0)))
 
 
-def workspace_to_proto(ws: st.WorkspaceRecord) -> datamodel_pb2.Workspace:
-    return datamodel_pb2.Workspace(
-        metadata=datamodel_pb2.ObjectMeta(id=ws.id, name=ws.name, labels=ws.labels, created_time=timestamp(ws.created_at)),
-        status=datamodel_pb2.WorkspaceStatus(phase=datamodel_pb2.WORKSPACE_PHASE_ACTIVE),
-    )
-
-
-#: SandboxTemplate fields of the SDK's schema other than resources (7): refused, not ignored
+#: SandboxTemplate fields of the SDK's schema other than image (1) and resources (7): refused, not ignored
 _TEMPLATE_UNSUPPORTED = {
-    1: "spec.template.image",
     2: "spec.template.runtime_class_name",
     3: "spec.template.agent_socket",
     4: "spec.template.labels",
@@ -118,23 +114,32 @@ def spec_from_proto(spec: openshell_pb2.SandboxSpec) -> gc.SandboxSpec:
         command=tuple(spec.command),
         environment=dict(spec.environment),
         extra_hosts=tuple(spec.extra_hosts),
-        policy_yaml=spec.policy_yaml,
+        policy_yaml=spec_policy_yaml(spec),
         log_level=spec.log_level,
         providers=tuple(spec.providers),
-        resources=json_format.MessageToDict(spec.template.resources) if spec.HasField("template") else None,
+        resources=json_format.MessageToDict(spec.template.resources) if spec.template.HasField("resources") else None,
+        image=check_image(spec.template.image, "spec.template.image"),
     )
 
 
-def _template_to_proto(resources: dict) -> openshell_pb2.SandboxTemplate | None:
-    """The stored ``resources`` as ``SandboxSpec.template`` (None when there are none)."""
-    if not resources:
+def _template_to_proto(resources: dict, image: str = "") -> openshell_pb2.SandboxTemplate | None:
+    """The stored ``resources`` and ``image`` as ``SandboxSpec.template`` (None when there are neither)."""
+    if not resources and not image:
         return None
-    template = openshell_pb2.SandboxTemplate()
-    template.resources.update(resources)
+    template = openshell_pb2.SandboxTemplate(image=image)
+    if resources:
+        template.resources.update(resources)
     return template
 
 
-class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellServicer):
+def _provenance_to_proto(source: dict | None) -> openshell_pb2.SandboxWorkloadTemplateProvenance | None:
+    """The stored ``workload_template`` (``{"name", "resource_version"}``) as the wire provenance."""
+    if not source:
+        return None
+    return openshell_pb2.SandboxWorkloadTemplateProvenance(name=source["name"], resource_version=str(source["resource_version"]))
+
+
+class OpenShellServicer(PolicyRpcs, ProviderRpcs, WorkspaceRpcs, TemplateRpcs, InfoRpcs, openshell_pb2_grpc.OpenShellServicer):
     """``openshell.v1.OpenShell`` over a :class:`GatewayCore`."""
 
     sandbox_to_proto = staticmethod(sandbox_to_proto)
@@ -148,21 +153,26 @@ class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellSe
     @rpc_errors
     async def CreateSandbox(self, request, context):
         refuse_unsupported(request, _CREATE_UNSUPPORTED)
-        if request.workload_template:
-            raise gc.InvalidArgument("workload_template", "workload templates are not supported by this gateway")
         info = await self.core.create_sandbox(
             name=request.name,
             workspace=workspace_of(request.workspace_scope),
             labels=dict(request.labels),
             annotations=dict(request.annotations),
             spec=spec_from_proto(request.spec),
+            workload_template=request.workload_template,
         )
-        return openshell_pb2.SandboxResponse(sandbox=sandbox_to_proto(info))
+        sandbox = sandbox_to_proto(info)
+        if (policy := await sandbox_policy(self.core, info.record.name, info.record.workspace)) is not None:
+            sandbox.spec.policy.CopyFrom(policy)
+        return openshell_pb2.SandboxResponse(sandbox=sandbox)
 
     @rpc_errors
     async def GetSandbox(self, request, context):
         info = await self.core.get_sandbox(request.name, workspace_of(request.workspace_scope))
-        return openshell_pb2.SandboxResponse(sandbox=sandbox_to_proto(info))
+        sandbox = sandbox_to_proto(info)
+        if (policy := await sandbox_policy(self.core, info.record.name, info.record.workspace)) is not None:
+            sandbox.spec.policy.CopyFrom(policy)
+        return openshell_pb2.SandboxResponse(sandbox=sandbox)
 
     @rpc_errors
     async def GetSandboxLogs(self, request, context):
@@ -277,18 +287,6 @@ class OpenShellServicer(PolicyRpcs, ProviderRpcs, openshell_pb2_grpc.OpenShellSe
     async def RevokeSshSession(self, request, context):
         outcome = await self.core.revoke_ssh_session(request.token, allow_missing=request.allow_missing)
         return openshell_pb2.RevokeSshSessionResponse(outcome=_OUTCOMES[outcome])
-
-    @rpc_errors
-    async def GetWorkspace(self, request, context):
-        ws = await self.core.get_workspace(request.name)
-        return openshell_pb2.GetWorkspaceResponse(workspace=workspace_to_proto(ws))
-
-    @rpc_errors
-    async def ListWorkspaces(self, request, context):
-        terms = parse_label_selector(request.label_selector)
-        # A handful of workspaces at most: one page, so the token is always empty.
-        workspaces = [w for w in await self.core.list_workspaces() if all(t.matches(w.labels) for t in terms)]
-        return openshell_pb2.ListWorkspacesResponse(workspaces=[workspace_to_proto(w) for w in workspaces])
 
 
 def add_services(server: grpc.aio.Server, core: gc.GatewayCore) -> None:

@@ -1,4 +1,4 @@
-"""The gateway's SQLite store: workspaces, sandboxes, policy revisions.
+"""The gateway's SQLite store: workspaces, sandboxes, policy revisions, providers, templates.
 
 One file (``gateway.db`` in the state directory) in WAL mode, so readers never
 block the writer and a crash loses at most the transaction in flight. The
@@ -110,6 +110,21 @@ MIGRATIONS: list[str] = [
         updated_at  REAL NOT NULL
     );
     """,
+    # 3: sandbox templates; seq is never reused (AUTOINCREMENT), so it serves as
+    # the template's resource_version and a re-created template is a new version
+    """
+    CREATE TABLE sandbox_templates (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        id          TEXT NOT NULL UNIQUE,
+        workspace   TEXT NOT NULL REFERENCES workspaces(name),
+        name        TEXT NOT NULL,
+        labels      TEXT NOT NULL DEFAULT '{}',
+        annotations TEXT NOT NULL DEFAULT '{}',
+        spec        TEXT NOT NULL DEFAULT '{}',
+        created_at  REAL NOT NULL,
+        UNIQUE (workspace, name)
+    );
+    """,
 ]
 
 
@@ -144,6 +159,26 @@ class ResourceVersionMismatch(StoreError):
 
 class UnknownWorkspace(StoreError, LookupError):
     """The workspace does not exist."""
+
+
+class WorkspaceNameTaken(StoreError):
+    """A workspace with that name already exists."""
+
+
+class WorkspaceNotEmpty(StoreError):
+    """The workspace still holds sandboxes, providers or templates.
+
+    :ivar contents: kind ("sandboxes", "providers", "templates") -> names, only the non-empty kinds.
+    """
+
+    def __init__(self, workspace: str, contents: dict[str, list[str]]) -> None:
+        super().__init__(f"workspace {workspace!r} is not empty")
+        self.workspace = workspace
+        self.contents = contents
+
+
+class TemplateNameTaken(StoreError):
+    """A template with that name already exists in the workspace."""
 
 
 @dataclass(frozen=True)
@@ -262,6 +297,38 @@ class InferenceRouteRecord:
     provider: str
     revision: int
     updated_at: float
+
+
+@dataclass(frozen=True)
+class TemplateRecord:
+    """One stored sandbox template.
+
+    :ivar spec: ``image`` (str), ``environment`` (dict), ``resources``
+        (``{"limits": {...}}`` or ``{}``), ``policy_yaml`` (str; empty: the default policy).
+    :ivar resource_version: never reused in this store, even after a delete.
+    """
+
+    id: str
+    name: str
+    workspace: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    spec: dict[str, Any]
+    resource_version: int
+    created_at: float
+
+
+def _template(row: sqlite3.Row) -> TemplateRecord:
+    return TemplateRecord(
+        id=row["id"],
+        name=row["name"],
+        workspace=row["workspace"],
+        labels=json.loads(row["labels"]),
+        annotations=json.loads(row["annotations"]),
+        spec=json.loads(row["spec"]),
+        resource_version=row["seq"],
+        created_at=row["created_at"],
+    )
 
 
 def _provider(row: sqlite3.Row) -> ProviderRecord:
@@ -430,6 +497,43 @@ class Store:
     def list_workspaces(self) -> list[WorkspaceRecord]:
         """Return every workspace ordered by name."""
         return [WorkspaceRecord(r["name"], r["id"], json.loads(r["labels"]), r["created_at"]) for r in self._query("SELECT * FROM workspaces ORDER BY name")]
+
+    def create_workspace(self, name: str, labels: Mapping[str, str] | None = None) -> WorkspaceRecord:
+        """Create workspace ``name``.
+
+        :raises WorkspaceNameTaken: it exists.
+        """
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM workspaces WHERE name = ?", (name,)).fetchone():
+                raise WorkspaceNameTaken(f"workspace {name!r} already exists")
+            db.execute(
+                "INSERT INTO workspaces (name, id, labels, created_at) VALUES (?, ?, ?, ?)",
+                (name, str(uuid.uuid4()), json.dumps(dict(labels or {}), sort_keys=True), self._clock()),
+            )
+        found = self.get_workspace(name)
+        assert found is not None
+        return found
+
+    def delete_workspace(self, name: str) -> bool:
+        """Remove the empty workspace ``name`` (and its inference route); True when it existed.
+
+        Checked and deleted in one transaction, so nothing can be created in it meanwhile.
+
+        :raises WorkspaceNotEmpty: it holds sandboxes, providers or templates.
+        """
+        with self._tx() as db:
+            if not db.execute("SELECT 1 FROM workspaces WHERE name = ?", (name,)).fetchone():
+                return False
+            contents = {}
+            for kind, table in (("sandboxes", "sandboxes"), ("providers", "providers"), ("templates", "sandbox_templates")):
+                names = [r[0] for r in db.execute(f"SELECT name FROM {table} WHERE workspace = ? ORDER BY name", (name,))]
+                if names:
+                    contents[kind] = names
+            if contents:
+                raise WorkspaceNotEmpty(name, contents)
+            db.execute("DELETE FROM inference_routes WHERE workspace = ?", (name,))
+            db.execute("DELETE FROM workspaces WHERE name = ?", (name,))
+        return True
 
     # ------------------------------------------------------------------ sandboxes
 
@@ -733,6 +837,61 @@ class Store:
         r = rows[0]
         return InferenceRouteRecord(r["workspace"], r["backend"], r["model"], r["base_url"], r["provider"], r["revision"], r["updated_at"])
 
+    # ------------------------------------------------------------------ sandbox templates
+
+    def create_template(
+        self,
+        *,
+        name: str,
+        workspace: str,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        spec: Mapping[str, Any],
+    ) -> TemplateRecord:
+        """Store a new template.
+
+        :raises TemplateNameTaken: ``name`` exists in ``workspace``.
+        :raises UnknownWorkspace: ``workspace`` does not exist.
+        """
+        with self._tx() as db:
+            if not db.execute("SELECT 1 FROM workspaces WHERE name = ?", (workspace,)).fetchone():
+                raise UnknownWorkspace(f"workspace {workspace!r} not found")
+            if db.execute("SELECT 1 FROM sandbox_templates WHERE workspace = ? AND name = ?", (workspace, name)).fetchone():
+                raise TemplateNameTaken(f"template {name!r} already exists in workspace {workspace!r}")
+            db.execute(
+                "INSERT INTO sandbox_templates (id, workspace, name, labels, annotations, spec, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(uuid.uuid4()),
+                    workspace,
+                    name,
+                    json.dumps(dict(labels), sort_keys=True),
+                    json.dumps(dict(annotations), sort_keys=True),
+                    json.dumps(dict(spec), sort_keys=True),
+                    self._clock(),
+                ),
+            )
+        found = self.get_template(name, workspace)
+        assert found is not None
+        return found
+
+    def get_template(self, name: str, workspace: str = DEFAULT_WORKSPACE) -> TemplateRecord | None:
+        """Return template ``name`` of ``workspace`` or None."""
+        rows = self._query("SELECT * FROM sandbox_templates WHERE workspace = ? AND name = ?", (workspace, name))
+        return _template(rows[0]) if rows else None
+
+    def list_templates(self, workspace: str | None = DEFAULT_WORKSPACE) -> list[TemplateRecord]:
+        """Return templates of ``workspace`` (all when None), ordered by (workspace, name)."""
+        if workspace is None:
+            rows = self._query("SELECT * FROM sandbox_templates ORDER BY workspace, name")
+        else:
+            rows = self._query("SELECT * FROM sandbox_templates WHERE workspace = ? ORDER BY name", (workspace,))
+        return [_template(r) for r in rows]
+
+    def delete_template(self, name: str, workspace: str = DEFAULT_WORKSPACE) -> bool:
+        """Remove the template; True when it existed (sandboxes made from it keep running)."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM sandbox_templates WHERE workspace = ? AND name = ?", (workspace, name)).rowcount > 0
+
 
 __all__ = [
     "DEFAULT_WORKSPACE",
@@ -754,6 +913,10 @@ __all__ = [
     "SandboxRecord",
     "Store",
     "StoreError",
+    "TemplateNameTaken",
+    "TemplateRecord",
     "UnknownWorkspace",
+    "WorkspaceNameTaken",
+    "WorkspaceNotEmpty",
     "WorkspaceRecord",
 ]

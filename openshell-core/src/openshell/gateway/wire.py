@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import unknown_fields
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2, status_pb2
 
 from openshell._proto import datamodel_pb2, openshell_pb2
 from openshell.client.errors import FIELD_KEY, REASON_KEY
@@ -45,15 +46,41 @@ PROTO_TO_PHASE = {v: k for k, v in PHASE_TO_PROTO.items()}
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
+#: trailing metadata gRPC reserves for the serialised ``google.rpc.Status``
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+#: ``ErrorInfo.domain`` of every error the gateway answers
+ERROR_DOMAIN = "openshell.gateway"
+
 
 async def abort_for(context: grpc.aio.ServicerContext, exc: GatewayError) -> None:
-    """Abort the call with the status code of ``exc``, its message and its reason (never returns)."""
-    metadata: list[tuple[str, str]] = []
+    """Abort the call with the status code of ``exc``, its message and its reason (never returns).
+
+    The trailing metadata carries the reason (:data:`REASON_KEY`), the refused
+    field (:data:`FIELD_KEY`) and the rich status (:func:`status_details`).
+    """
+    code = _CODES.get(exc.code, grpc.StatusCode.INTERNAL)
+    metadata: list[tuple[str, str | bytes]] = []
     if exc.reason:
         metadata.append((REASON_KEY, exc.reason))
     if isinstance(exc, InvalidArgument):
         metadata.append((FIELD_KEY, exc.field))
-    await context.abort(_CODES.get(exc.code, grpc.StatusCode.INTERNAL), str(exc), trailing_metadata=tuple(metadata))
+    metadata.append((STATUS_DETAILS_KEY, status_details(code, exc).SerializeToString()))
+    await context.abort(code, str(exc), trailing_metadata=tuple(metadata))
+
+
+def status_details(code: grpc.StatusCode, exc: GatewayError) -> status_pb2.Status:
+    """The ``google.rpc.Status`` of an error: code and message as the call's status,
+    an ``ErrorInfo`` (reason: the error's reason, else the code's name; domain
+    :data:`ERROR_DOMAIN`) and, for INVALID_ARGUMENT, a ``BadRequest`` listing
+    every field violation."""
+    status = status_pb2.Status(code=code.value[0], message=str(exc))
+    info = error_details_pb2.ErrorInfo(reason=exc.reason or exc.code, domain=ERROR_DOMAIN)
+    if isinstance(exc, InvalidArgument):
+        info.metadata["field"] = exc.field
+        bad = error_details_pb2.BadRequest(field_violations=[error_details_pb2.BadRequest.FieldViolation(field=f, description=m) for f, m in exc.violations])
+        status.details.add().Pack(bad)
+    status.details.add().Pack(info)
+    return status
 
 
 def rpc_errors(method: Method) -> Method:
@@ -109,15 +136,10 @@ def refuse_unsupported(message: Any, unsupported: Mapping[int, str]) -> None:
     """Refuse a message carrying a field of the SDK we do not implement (``{number: name}``).
 
     Such fields arrive as unknown fields; ignoring them would silently run
-    something the user did not ask for (a structured policy: the default one).
+    something the user did not ask for (GPUs: a sandbox without them).
 
     :raises InvalidArgument: naming the first such field.
     """
     for field in unknown_fields.UnknownFieldSet(message):
         if field.field_number in unsupported:
-            raise InvalidArgument(
-                unsupported[field.field_number],
-                "not supported by this gateway; send a POLICY.md document in spec.policy_yaml (openshell CLI/SDK)"
-                if unsupported[field.field_number] == "spec.policy"
-                else "not supported by this gateway",
-            )
+            raise InvalidArgument(unsupported[field.field_number], "not supported by this gateway")

@@ -280,6 +280,11 @@ class DriverContext:
 class ComputeDriver(_Named):
     """Starts and stops one supervisor per sandbox. Constructed as ``cls(DriverContext)``."""
 
+    #: True when the driver runs sandboxes from images (``spec["image"]`` of the
+    #: record ``create`` gets; empty: the driver's default image). The gateway
+    #: refuses a sandbox naming an image on a driver without them.
+    supports_images: ClassVar[bool] = False
+
     def __init__(self, ctx: DriverContext) -> None:
         self.ctx = ctx
 

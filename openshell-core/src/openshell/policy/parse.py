@@ -50,6 +50,8 @@ _BINARY_KEYS = ("path",)
 _ALLOW_ITEM_KEYS = ("allow",)
 _HTTP_RULE_KEYS = ("method", "path", "query")
 _QUERY_ANY_KEYS = ("any",)
+#: endpoint settings that decide how a connection is handled, whichever rule matched it
+_CONNECTION_SETTINGS = ("protocol", "tls", "enforcement")
 
 
 def _join(parent: str, key: str) -> str:
@@ -421,6 +423,7 @@ class _Walker:
         if nps is None:
             return ()
         out: list[NetworkRule] = []
+        placed: list[tuple[str, Endpoint]] = []
         for key, rule in nps.items():
             field = _join("network_policies", str(key))
             if not isinstance(key, str) or not _RULE_KEY_RE.match(key):
@@ -436,18 +439,45 @@ class _Walker:
             for required in ("endpoints", "binaries"):
                 if required not in r:
                     self.err(f"{field}.{required}", f"{required} is required (a list; an empty list matches nothing)")
-            endpoints = [
-                e
-                for i, item in enumerate(self.seq(r.get("endpoints"), f"{field}.endpoints", "endpoints"))
-                if (e := self.endpoint(item, f"{field}.endpoints[{i}]")) is not None
-            ]
+            endpoints = []
+            for i, item in enumerate(self.seq(r.get("endpoints"), f"{field}.endpoints", "endpoints")):
+                e = self.endpoint(item, f"{field}.endpoints[{i}]")
+                if e is not None:
+                    endpoints.append(e)
+                    placed.append((f"{field}.endpoints[{i}]", e))
             binaries: list[Binary] = []
             for i, item in enumerate(self.seq(r.get("binaries"), f"{field}.binaries", "binaries")):
                 bb = self.binary(item, f"{field}.binaries[{i}]")
                 if bb is not None and bb not in binaries:
                     binaries.append(bb)
             out.append(NetworkRule(key=key, name=name, endpoints=tuple(endpoints), binaries=tuple(binaries)))
+        self.conflicts(placed)
         return tuple(out)
+
+    def conflicts(self, placed: list[tuple[str, Endpoint]]) -> None:
+        """Report endpoints that name the same host and port with different connection settings.
+
+        Which rule matches a connection depends on the connecting binary, but how
+        the connection is handled (inspected or not, TLS skipped, audited) must
+        not: two rules disagreeing on it are refused, naming both.
+        """
+        seen: dict[tuple[str, int], tuple[str, Endpoint]] = {}
+        for field, ep in placed:
+            if not ep.host:
+                continue
+            for port in ep.ports:
+                first = seen.setdefault((ep.host, port), (field, ep))
+                if first[1] is ep:
+                    continue
+                for setting in _CONNECTION_SETTINGS:
+                    a, b = getattr(first[1], setting), getattr(ep, setting)
+                    if a != b:
+                        self.err(
+                            field,
+                            f"{ep.host}:{port} has {setting} {b or 'unset'!r} here but {a or 'unset'!r} in {first[0]}; "
+                            f"an endpoint must have the same protocol, tls and enforcement in every rule",
+                        )
+                        break
 
 
 def parse_policy(source: str | bytes | Mapping[str, Any] | None) -> Policy:
