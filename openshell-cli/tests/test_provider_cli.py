@@ -116,3 +116,43 @@ def test_backends_table_shows_protocols_and_default_urls():
     assert "BASE_URL" in out and "https://api.anthropic.com/v1" in out
     res = run("inference", "backends", "no-such-backend")
     assert res.exit_code == 1 and "inference backend 'no-such-backend' is not installed" in res.stderr
+
+
+def test_types_show_per_variable_hosts_of_bundling_types():
+    rows = {r["name"]: r for r in json.loads(run("provider", "types", "-o", "json").stdout)}
+    assert "api.anthropic.com" in rows["opencode"]["hosts"] and "openrouter.ai" in rows["opencode"]["hosts"]
+    assert rows["claude-code"]["env_vars"] == "ANTHROPIC_API_KEY,CLAUDE_CODE_OAUTH_TOKEN,ANTHROPIC_AUTH_TOKEN"
+
+
+def _exec_echo_token(sandbox: str) -> str:
+    """``openshell sandbox exec`` needs real file descriptors: run it as a process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    argv = [str(Path(sys.executable).with_name("openshell")), "sandbox", "exec", sandbox, "--", "sh", "-c", "echo ${GITHUB_TOKEN:-unset}"]
+    proc = subprocess.run(argv, env=dict(os.environ), capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.decode().strip()
+
+
+def test_attach_and_detach_on_a_running_sandbox(gateway):
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("sandboxes need root")
+    assert run("provider", "create", "--name", "gh", "--type", "github", "--credential", f"GITHUB_TOKEN={SECRET}").exit_code == 0
+    res = run("provider", "attach", "gh", "--sandbox", "nope")
+    assert res.exit_code == 1 and "sandbox 'nope' not found" in res.stderr
+    assert run("sandbox", "create", "--name", "att", "-d").exit_code == 0
+    try:
+        res = run("provider", "attach", "gh", "--sandbox", "att")
+        assert res.exit_code == 0 and "provider gh attached to sandbox att" in res.stderr
+        assert _exec_echo_token("att") == "openshell:resolve:env:GITHUB_TOKEN"
+        res = run("provider", "detach", "gh", "--sandbox", "att")
+        assert res.exit_code == 0 and "provider gh detached from sandbox att" in res.stderr
+        assert _exec_echo_token("att") == "unset"
+        assert "was not attached" in run("provider", "detach", "gh", "--sandbox", "att").stderr
+    finally:
+        run("sandbox", "delete", "att")

@@ -5,7 +5,10 @@ TLS requests; a server that reflects request headers (debug endpoints, error
 pages, reflecting proxies) would send the value straight back. The proxy
 replaces every echoed form of the value by its placeholder in response heads
 and bodies — chunked, streamed (SSE), split across chunk boundaries, or gzip
-compressed — and refuses bodies it cannot inspect.
+compressed — and refuses bodies it cannot inspect. After a WebSocket upgrade the
+server's frames are scrubbed too (fragmented messages, control frames, 64-bit
+lengths), the upgrade goes without ``permessage-deflate``, and a server that
+switches an extension on anyway is cut off.
 
 Own gateway (``sec-echo``) started with ``OPENSHELL_EXTRA_CA``; one test host
 ``echo.sececho.test`` at 10.199.146.2 running the echo server below (HTTPS on
@@ -37,12 +40,12 @@ network_policies:
   echo:
     endpoints:
       - {{host: {HOST}, port: 443, protocol: rest, access: full, allowed_ips: [10.199.146.0/24]}}
-    binaries: [{{path: /usr/bin/curl}}]
+    binaries: [{{path: /usr/bin/curl}}, {{path: /usr/bin/python3*}}]
 """
 
 # The echo upstream: reflects the Authorization header it received in several ways.
 _ECHO_SERVER = r"""
-import gzip, json, socket, ssl, sys, threading, time
+import base64, gzip, hashlib, json, socket, ssl, struct, sys, threading, time
 ip, port, cert, key, secret = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5].encode()
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
@@ -50,6 +53,28 @@ srv = socket.create_server((ip, port))
 
 def chunk(data):
     return b"%x\r\n" % len(data) + data + b"\r\n"
+
+def frame(op, payload, fin=True):
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | op])
+    head += bytes([n]) if n < 126 else (b"\x7e" + struct.pack("!H", n) if n < 65536 else b"\x7f" + struct.pack("!Q", n))
+    return head + payload
+
+def websocket(conn, path, low, auth):
+    accept = base64.b64encode(hashlib.sha1(low["sec-websocket-key"].encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    extra = b"Sec-WebSocket-Extensions: permessage-deflate\r\n" if path == "/ws-deflate" else b""
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Echo-Auth: " + auth
+                 + b"\r\nSec-WebSocket-Accept: " + accept + b"\r\n" + extra + b"\r\n")
+    offered = low.get("sec-websocket-extensions", "")
+    conn.sendall(frame(1, json.dumps({"extensions_offered": offered, "auth": auth.decode("latin-1")}).encode()))
+    cut = len(auth) - 9
+    conn.sendall(frame(1, b"split: " + auth[:cut], fin=False))
+    time.sleep(0.3)  # the value straddles two fragments and two reads at the proxy
+    conn.sendall(frame(0, auth[cut:] + b" :end", fin=True))
+    conn.sendall(frame(9, b"ping " + auth))
+    conn.sendall(frame(2, b"\x00" * 30000 + auth + b"\xff" * 40000))
+    conn.sendall(frame(8, struct.pack("!H", 1000) + b"bye " + auth))
+    time.sleep(0.5)
 
 def serve(raw):
     try:
@@ -66,6 +91,9 @@ def serve(raw):
             low = {k.lower(): v for k, v in fields}
             body = f.read(int(low.get("content-length", "0")))
             auth = low.get("authorization", "").encode("latin-1")
+            if path in ("/ws", "/ws-deflate"):
+                websocket(conn, path, low, auth)
+                return
             if path == "/check":  # did the real value arrive? (answers without echoing it)
                 doc = b"substituted" if auth == b"Bearer " + secret else b"not substituted"
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(doc) + doc)
@@ -241,3 +269,100 @@ def test_body_in_an_undecodable_coding_is_refused(echo_world):
     out = curl(echo_world, "/opaque")
     assert SECRET.encode() not in out
     assert out.startswith(b"HTTP/1.1 502 ")
+
+
+# --------------------------------------------------------------------------- WebSocket
+
+# A WebSocket client in the sandbox: CONNECT through the proxy, TLS with the sandbox
+# CA, the upgrade (offering permessage-deflate) with the placeholder as bearer token;
+# prints the answer head and the raw frame bytes (base64) it received until EOF.
+_WS_CLIENT = r"""
+import base64, json, os, socket, ssl, sys
+from urllib.parse import urlsplit
+host, path = sys.argv[1], sys.argv[2]
+proxy = urlsplit(os.environ["HTTPS_PROXY"])
+s = socket.create_connection((proxy.hostname, proxy.port), timeout=20)
+s.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+t = ssl.create_default_context().wrap_socket(s, server_hostname=host)
+t.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+           f"Authorization: Bearer {os.environ['ECHO_TOKEN']}\r\n\r\n").encode())
+data = b""
+while True:
+    try:
+        chunk = t.recv(65536)
+    except (OSError, ssl.SSLError):
+        break
+    if not chunk:
+        break
+    data += chunk
+head, _, frames = data.partition(b"\r\n\r\n")
+print(json.dumps({"head": head.decode("latin-1"), "frames": base64.b64encode(frames).decode()}))
+"""
+
+
+def _ws(gw, path: str) -> tuple[str, bytes]:
+    import base64
+    import json
+
+    proc = gw.sx(SANDBOX, "python3", "-c", _WS_CLIENT, HOST, path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    return out["head"], base64.b64decode(out["frames"])
+
+
+def _messages(data: bytes) -> list[tuple[int, bytes]]:
+    """Whole messages and control frames of an unmasked frame stream (a strict client parse)."""
+    import struct
+
+    out, current, i = [], None, 0
+    while i < len(data):
+        b0, b1 = data[i], data[i + 1]
+        assert not b1 & 0x80 and not b0 & 0x70, "masked frame or reserved bit"
+        n, i = b1 & 0x7F, i + 2
+        if n == 126:
+            n, i = struct.unpack_from("!H", data, i)[0], i + 2
+        elif n == 127:
+            n, i = struct.unpack_from("!Q", data, i)[0], i + 8
+        fin, op, payload = bool(b0 & 0x80), b0 & 0x0F, data[i : i + n]
+        assert len(payload) == n, "truncated frame"
+        i += n
+        if op >= 8:
+            out.append((op, payload))
+        else:
+            current = [op, b""] if op else current
+            current[1] += payload
+            if fin:
+                out.append((current[0], current[1]))
+                current = None
+    return out
+
+
+def test_websocket_frames_echoing_the_secret_show_the_placeholder(echo_world):
+    import json
+    import struct
+
+    head, frames = _ws(echo_world, "/ws")
+    assert head.startswith("HTTP/1.1 101 ")
+    assert SECRET.encode() not in head.encode() and SECRET.encode() not in frames
+    assert f"X-Echo-Auth: Bearer {PLACEHOLDER}" in head
+    msgs = _messages(frames)
+    first = json.loads(msgs[0][1])
+    assert first == {"extensions_offered": "", "auth": f"Bearer {PLACEHOLDER}"}  # permessage-deflate was not offered
+    assert msgs[1:] == [
+        (1, f"split: Bearer {PLACEHOLDER} :end".encode()),
+        (9, f"ping Bearer {PLACEHOLDER}".encode()),
+        (2, b"\x00" * 30000 + f"Bearer {PLACEHOLDER}".encode() + b"\xff" * 40000),
+        (8, struct.pack("!H", 1000) + f"bye Bearer {PLACEHOLDER}".encode()),
+    ]
+
+
+def test_websocket_extension_the_proxy_did_not_offer_cuts_the_connection(echo_world):
+    head, body = _ws(echo_world, "/ws-deflate")
+    assert head.startswith("HTTP/1.1 502 ")  # never the 101: the client never speaks WebSocket to it
+    assert b"WebSocket extension the proxy did not offer" in body
+    assert SECRET.encode() not in head.encode() + body

@@ -71,7 +71,7 @@ def test_create_get_list_never_return_values(gw):
     got = gw.client.get_provider("work")
     assert got.type == "anthropic" and got.credential_keys == ("ANTHROPIC_API_KEY",)
     raw = gw.client._stub.GetProvider(sdk.openshell_pb2.GetProviderRequest(name="work", workspace_scope=gw.client._scope))
-    assert dict(raw.provider.credentials) == {"ANTHROPIC_API_KEY": ""}
+    assert dict(raw.provider.credentials) == {"ANTHROPIC_API_KEY": "REDACTED"}
     assert [p.name for p in gw.client.list_providers()] == ["work"]
     assert SECRET not in repr(gw.client.list_providers())
 
@@ -166,3 +166,114 @@ def test_bundle_watch_fires_when_an_attached_provider_changes(gw):
         gw.client.update_provider("gh", credentials={"GITHUB_TOKEN": "t2"})
         assert next(stream).revision != first.revision
         stream.cancel()
+
+
+# --------------------------------------------------------------------------- updates, attach/detach
+
+pb = sdk.openshell_pb2
+dm = sdk.datamodel_pb2
+
+
+def _update(gw, provider):
+    return gw.client._stub.UpdateProvider(pb.UpdateProviderRequest(provider=provider, workspace_scope=gw.client._scope), timeout=10)
+
+
+def test_update_cannot_change_the_type_and_empty_maps_keep_everything(gw):
+    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "t1"}, config={"hosts": "git.corp.test"})
+    with pytest.raises(grpc.RpcError) as err:
+        _update(gw, dm.Provider(metadata=dm.ObjectMeta(name="gh"), type="gitlab", credentials={"GITLAB_TOKEN": "x"}))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "type cannot be changed" in err.value.details()
+    same = _update(gw, dm.Provider(metadata=dm.ObjectMeta(name="gh"), type="github")).provider
+    assert same.type == "github" and dict(same.credentials) == {"GITHUB_TOKEN": "REDACTED"}
+    assert dict(same.config) == {"hosts": "git.corp.test"}
+    sb = gw.client.create_sandbox("sb", providers=["gh"])
+    channel, stub, md = supervisor_stub(gw, sb.id)
+    with channel:
+        penv = stub.GetProviderEnvironment(supervisor_pb2.GetProviderEnvironmentRequest(), metadata=md, timeout=10)
+    assert [c.value for c in penv.credentials] == ["t1"]
+
+
+def _attach(gw, sandbox, provider, attach=True, **kw):
+    if attach:
+        req = pb.AttachSandboxProviderRequest(sandbox=sandbox, provider=provider, workspace_scope=gw.client._scope, **kw)
+        return gw.client._stub.AttachSandboxProvider(req, timeout=30)
+    req = pb.DetachSandboxProviderRequest(sandbox=sandbox, provider=provider, workspace_scope=gw.client._scope, **kw)
+    return gw.client._stub.DetachSandboxProvider(req, timeout=30)
+
+
+def test_attach_and_detach_change_the_supervisor_environment(gw):
+    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "ghp_real"})
+    gw.client.create_provider("oa", "codex", {"CODEX_API_KEY": "sk-real"})
+    sb = gw.client.create_sandbox("sb", providers=["gh"])
+    channel, stub, md = supervisor_stub(gw, sb.id)
+    with channel:
+        before = stub.GetProviderEnvironment(supervisor_pb2.GetProviderEnvironmentRequest(), metadata=md, timeout=10)
+        answer = _attach(gw, "sb", "oa")
+        assert answer.attached and list(answer.sandbox.spec.providers) == ["gh", "oa"]
+        assert _attach(gw, "sb", "oa").attached is False  # already attached: nothing changes
+        after = stub.GetProviderEnvironment(supervisor_pb2.GetProviderEnvironmentRequest(), metadata=md, timeout=10)
+        assert dict(after.environment) == {"GITHUB_TOKEN": "openshell:resolve:env:GITHUB_TOKEN", "CODEX_API_KEY": "openshell:resolve:env:CODEX_API_KEY"}
+        assert after.revision != before.revision != 0
+        listed = gw.client._stub.ListSandboxProviders(pb.ListSandboxProvidersRequest(sandbox="sb", workspace_scope=gw.client._scope), timeout=10)
+        assert [(p.metadata.name, dict(p.credentials)) for p in listed.providers] == [
+            ("gh", {"GITHUB_TOKEN": "REDACTED"}),
+            ("oa", {"CODEX_API_KEY": "REDACTED"}),
+        ]
+        detached = _attach(gw, "sb", "gh", attach=False)
+        assert detached.detached and list(detached.sandbox.spec.providers) == ["oa"]
+        assert _attach(gw, "sb", "gh", attach=False).detached is False
+        final = stub.GetProviderEnvironment(supervisor_pb2.GetProviderEnvironmentRequest(), metadata=md, timeout=10)
+        assert dict(final.environment) == {"CODEX_API_KEY": "openshell:resolve:env:CODEX_API_KEY"}
+    assert gw.client.delete_provider("gh") == "COMPLETED"  # no longer used
+
+
+def test_attach_refuses_unknown_names_and_stale_versions(gw):
+    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "t"})
+    gw.client.create_sandbox("sb")
+    for sandbox, provider, code in (
+        ("sb", "ghost", grpc.StatusCode.NOT_FOUND),
+        ("nope", "gh", grpc.StatusCode.NOT_FOUND),
+        ("sb", "", grpc.StatusCode.INVALID_ARGUMENT),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            _attach(gw, sandbox, provider)
+        assert err.value.code() == code, (sandbox, provider)
+    with pytest.raises(grpc.RpcError) as err:
+        _attach(gw, "sb", "gh", expected_resource_version=999)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    current = gw.client._stub.GetSandbox(pb.GetSandboxRequest(name="sb", workspace_scope=gw.client._scope), timeout=10).sandbox
+    assert _attach(gw, "sb", "gh", expected_resource_version=current.metadata.resource_version).attached
+
+
+def test_attach_to_a_ready_sandbox_returns_once_the_supervisor_applied_it(gw):
+    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "t"})
+    sb = gw.client.create_sandbox("sb")
+    gw.store.update_sandbox(sb.id, phase="READY")
+    channel, stub, md = supervisor_stub(gw, sb.id)
+    result: dict = {}
+    with channel:
+        worker = threading.Thread(target=lambda: result.setdefault("answer", _attach(gw, "sb", "gh")))
+        worker.start()
+        # What the supervisor does: the bundle watch fires, it re-reads and acknowledges.
+        stream = stub.WatchInferenceBundle(supervisor_pb2.WatchInferenceBundleRequest(), metadata=md, timeout=20)
+        next(stream)
+        stream.cancel()
+        penv = stub.GetProviderEnvironment(supervisor_pb2.GetProviderEnvironmentRequest(), metadata=md, timeout=10)
+        assert dict(penv.environment) == {"GITHUB_TOKEN": "openshell:resolve:env:GITHUB_TOKEN"}
+        assert worker.is_alive()  # waits for the acknowledgement
+        stub.AckProviderEnvironment(supervisor_pb2.AckProviderEnvironmentRequest(revision=penv.revision), metadata=md, timeout=10)
+        worker.join(20)
+    assert result["answer"].attached
+
+
+def test_credentials_never_reach_the_stored_sandbox_spec(gw):
+    gw.client.create_provider("cl", "claude-code", {"CLAUDE_CODE_OAUTH_TOKEN": SECRET})
+    gw.client.create_sandbox("sb", providers=["cl"])
+    _attach(gw, "sb", "cl", attach=False)
+    _attach(gw, "sb", "cl")
+    (record,) = gw.store.list_sandboxes()
+    assert record.spec["providers"] == ["cl"] and SECRET not in repr(record.spec)
+    for name in os.listdir(gw.tmp):
+        if name.startswith("gateway.db"):
+            assert SECRET.encode() not in (gw.tmp / name).read_bytes()

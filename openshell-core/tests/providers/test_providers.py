@@ -28,6 +28,26 @@ def test_core_ships_the_six_types_with_their_variables():
     assert "api.github.com" in types["github"].hosts
 
 
+def test_agent_types_declare_what_each_agent_reads():
+    types = provider_types()
+    assert {"claude", "claude-code", "codex", "opencode", "copilot", "google-cloud", "gemini", "openrouter"} <= set(types)
+    assert types["claude-code"].env_vars == types["claude"].env_vars
+    assert "CLAUDE_CODE_OAUTH_TOKEN" in types["claude"].env_vars
+    assert types["codex"].env_vars == ("OPENAI_API_KEY", "CODEX_API_KEY")
+    assert "COPILOT_GITHUB_TOKEN" in types["copilot"].env_vars
+    assert types["google-cloud"].hosts_for("GOOGLE_API_KEY", {}) == ("*.googleapis.com",)
+
+
+def test_a_bundling_type_sends_each_key_only_to_its_own_service():
+    opencode = provider_types()["opencode"]
+    assert opencode.hosts_for("ANTHROPIC_API_KEY", {}) == ("api.anthropic.com",)
+    assert opencode.hosts_for("OPENAI_API_KEY", {}) == ("api.openai.com",)
+    assert opencode.hosts_for("OPENAI_API_KEY", {"hosts": "llm.corp.test"}) == ("api.openai.com", "llm.corp.test")
+    resolver = PlaceholderResolver([Credential("ANTHROPIC_API_KEY", "sk-ant", opencode.hosts_for("ANTHROPIC_API_KEY", {}), "oc")])
+    with pytest.raises(PlaceholderError, match="may only be sent to api.anthropic.com"):
+        resolver.value("ANTHROPIC_API_KEY", "api.openai.com")
+
+
 def test_a_plugin_adds_a_type_through_the_hook_and_cannot_shadow_core():
     class Example(ProviderType):
         name = "example"

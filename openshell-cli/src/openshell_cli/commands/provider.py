@@ -1,4 +1,4 @@
-"""``openshell provider create|list|get|update|delete|types``: named credential bundles.
+"""``openshell provider create|list|get|update|delete|attach|detach|types``: named credential bundles.
 
 Values go to the gateway (stored encrypted) and never come back: ``get`` and
 ``list`` show credential names only. Inside a sandbox each credential variable
@@ -233,10 +233,45 @@ def provider_types_cmd(output) -> None:
       openshell provider types
     """
     rows = [
-        {"name": n, "env_vars": ",".join(c.env_vars) or "(any)", "hosts": ",".join(c.hosts) or "(--config hosts=...)", "summary": c.summary}
+        {"name": n, "env_vars": ",".join(c.env_vars) or "(any)", "hosts": ",".join(_all_hosts(c)) or "(--config hosts=...)", "summary": c.summary}
         for n, c in _types().items()
     ]
     render(rows, output, columns=["name", "env_vars", "hosts"])
+
+
+def _all_hosts(cls: Any) -> tuple[str, ...]:
+    """The type's hosts, or the union of its per-variable hosts."""
+    return tuple(cls.hosts) or tuple(dict.fromkeys(h for hosts in getattr(cls, "env_hosts", {}).values() for h in hosts))
+
+
+@provider.command("attach")
+@click.argument("name")
+@click.option("--sandbox", required=True, help="The running sandbox.")
+@GATEWAY_OPTION
+def provider_attach(name, sandbox, gateway) -> None:
+    """Attach provider NAME to a sandbox: commands started there afterwards see its variables.
+
+    \b
+    Example:
+      openshell provider attach gh --sandbox dev
+    """
+    changed = call(session.client(gateway).set_sandbox_provider, sandbox, name, attach=True)
+    click.echo(f"provider {name} {'attached to' if changed else 'was already attached to'} sandbox {sandbox}", err=True)
+
+
+@provider.command("detach")
+@click.argument("name")
+@click.option("--sandbox", required=True, help="The running sandbox.")
+@GATEWAY_OPTION
+def provider_detach(name, sandbox, gateway) -> None:
+    """Detach provider NAME from a sandbox: commands started there afterwards no longer see it.
+
+    \b
+    Example:
+      openshell provider detach gh --sandbox dev
+    """
+    changed = call(session.client(gateway).set_sandbox_provider, sandbox, name, attach=False)
+    click.echo(f"provider {name} {'detached from' if changed else 'was not attached to'} sandbox {sandbox}", err=True)
 
 
 # --------------------------------------------------------------------------- for sandbox create

@@ -630,6 +630,70 @@ class DeleteProviderResponse(_message.Message):
     outcome: DeletionOutcome
     def __init__(self, outcome: _Optional[_Union[DeletionOutcome, str]] = ...) -> None: ...
 
+class ListSandboxProvidersRequest(_message.Message):
+    __slots__ = ("sandbox", "workspace_scope", "page_size", "page_token")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sandbox: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    page_size: int
+    page_token: str
+    def __init__(self, sandbox: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSandboxProvidersResponse(_message.Message):
+    __slots__ = ("providers", "next_page_token")
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    providers: _containers.RepeatedCompositeFieldContainer[_datamodel_pb2.Provider]
+    next_page_token: str
+    def __init__(self, providers: _Optional[_Iterable[_Union[_datamodel_pb2.Provider, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class AttachSandboxProviderRequest(_message.Message):
+    __slots__ = ("sandbox", "provider", "expected_resource_version", "workspace_scope", "request_id")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    sandbox: str
+    provider: str
+    expected_resource_version: int
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    request_id: str
+    def __init__(self, sandbox: _Optional[str] = ..., provider: _Optional[str] = ..., expected_resource_version: _Optional[int] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class AttachSandboxProviderResponse(_message.Message):
+    __slots__ = ("sandbox", "attached")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    sandbox: Sandbox
+    attached: bool
+    def __init__(self, sandbox: _Optional[_Union[Sandbox, _Mapping]] = ..., attached: _Optional[bool] = ...) -> None: ...
+
+class DetachSandboxProviderRequest(_message.Message):
+    __slots__ = ("sandbox", "provider", "expected_resource_version", "workspace_scope", "request_id")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    sandbox: str
+    provider: str
+    expected_resource_version: int
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    request_id: str
+    def __init__(self, sandbox: _Optional[str] = ..., provider: _Optional[str] = ..., expected_resource_version: _Optional[int] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class DetachSandboxProviderResponse(_message.Message):
+    __slots__ = ("sandbox", "detached")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_FIELD_NUMBER: _ClassVar[int]
+    sandbox: Sandbox
+    detached: bool
+    def __init__(self, sandbox: _Optional[_Union[Sandbox, _Mapping]] = ..., detached: _Optional[bool] = ...) -> None: ...
+
 class UpdateConfigRequest(_message.Message):
     __slots__ = ("sandbox", "policy", "workspace_scope", "request_id", "policy_yaml")
     SANDBOX_FIELD_NUMBER: _ClassVar[int]

@@ -160,6 +160,21 @@ class OpenShellStub:
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderResponse.FromString,
                 _registered_method=True)
+        self.ListSandboxProviders = channel.unary_unary(
+                '/openshell.v1.OpenShell/ListSandboxProviders',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxProvidersRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxProvidersResponse.FromString,
+                _registered_method=True)
+        self.AttachSandboxProvider = channel.unary_unary(
+                '/openshell.v1.OpenShell/AttachSandboxProvider',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.AttachSandboxProviderRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.AttachSandboxProviderResponse.FromString,
+                _registered_method=True)
+        self.DetachSandboxProvider = channel.unary_unary(
+                '/openshell.v1.OpenShell/DetachSandboxProvider',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.DetachSandboxProviderRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.DetachSandboxProviderResponse.FromString,
+                _registered_method=True)
         self.GetSandboxLogs = channel.unary_unary(
                 '/openshell.v1.OpenShell/GetSandboxLogs',
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.GetSandboxLogsRequest.SerializeToString,
@@ -346,6 +361,27 @@ class OpenShellServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSandboxProviders(self, request, context):
+        """Providers of a running sandbox: attaching or detaching changes the
+        environment of the processes launched afterwards (placeholders only; the
+        proxy keeps the values). The answer comes once the supervisor applied it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachSandboxProvider(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DetachSandboxProvider(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSandboxLogs(self, request, context):
         """Log lines the sandbox's supervisor pushed (proxy decisions, policy loads,
         lifecycle), oldest first (SDK-compatible names and numbers).
@@ -495,6 +531,21 @@ def add_OpenShellServicer_to_server(servicer, server):
                     servicer.DeleteProvider,
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteProviderResponse.SerializeToString,
+            ),
+            'ListSandboxProviders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSandboxProviders,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxProvidersRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.ListSandboxProvidersResponse.SerializeToString,
+            ),
+            'AttachSandboxProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachSandboxProvider,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.AttachSandboxProviderRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.AttachSandboxProviderResponse.SerializeToString,
+            ),
+            'DetachSandboxProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetachSandboxProvider,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.DetachSandboxProviderRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.DetachSandboxProviderResponse.SerializeToString,
             ),
             'GetSandboxLogs': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSandboxLogs,
@@ -1187,6 +1238,87 @@ class OpenShell:
             '/openshell.v1.OpenShell/DeleteProvider',
             openshell_dot_v1_dot_openshell__pb2.DeleteProviderRequest.SerializeToString,
             openshell_dot_v1_dot_openshell__pb2.DeleteProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSandboxProviders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/ListSandboxProviders',
+            openshell_dot_v1_dot_openshell__pb2.ListSandboxProvidersRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.ListSandboxProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachSandboxProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/AttachSandboxProvider',
+            openshell_dot_v1_dot_openshell__pb2.AttachSandboxProviderRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.AttachSandboxProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetachSandboxProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/DetachSandboxProvider',
+            openshell_dot_v1_dot_openshell__pb2.DetachSandboxProviderRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.DetachSandboxProviderResponse.FromString,
             options,
             channel_credentials,
             insecure,

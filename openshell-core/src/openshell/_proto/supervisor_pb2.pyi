@@ -155,7 +155,7 @@ class ProviderCredential(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., type: _Optional[str] = ..., env_name: _Optional[str] = ..., value: _Optional[str] = ..., hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ProviderEnvironment(_message.Message):
-    __slots__ = ("environment", "credentials")
+    __slots__ = ("environment", "credentials", "revision")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -165,9 +165,21 @@ class ProviderEnvironment(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     environment: _containers.ScalarMap[str, str]
     credentials: _containers.RepeatedCompositeFieldContainer[ProviderCredential]
-    def __init__(self, environment: _Optional[_Mapping[str, str]] = ..., credentials: _Optional[_Iterable[_Union[ProviderCredential, _Mapping]]] = ...) -> None: ...
+    revision: int
+    def __init__(self, environment: _Optional[_Mapping[str, str]] = ..., credentials: _Optional[_Iterable[_Union[ProviderCredential, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class AckProviderEnvironmentRequest(_message.Message):
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
+
+class AckProviderEnvironmentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class WatchInferenceBundleRequest(_message.Message):
     __slots__ = ("after_revision",)

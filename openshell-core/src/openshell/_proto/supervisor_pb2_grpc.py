@@ -70,6 +70,11 @@ class SupervisorStub:
                 request_serializer=openshell_dot_v1_dot_supervisor__pb2.WatchInferenceBundleRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_supervisor__pb2.InferenceBundle.FromString,
                 _registered_method=True)
+        self.AckProviderEnvironment = channel.unary_unary(
+                '/openshell.v1.Supervisor/AckProviderEnvironment',
+                request_serializer=openshell_dot_v1_dot_supervisor__pb2.AckProviderEnvironmentRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_supervisor__pb2.AckProviderEnvironmentResponse.FromString,
+                _registered_method=True)
 
 
 class SupervisorServicer:
@@ -129,6 +134,14 @@ class SupervisorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AckProviderEnvironment(self, request, context):
+        """The supervisor applied the provider environment of this revision (later
+        launches see it); AttachSandboxProvider / DetachSandboxProvider wait for it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SupervisorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -166,6 +179,11 @@ def add_SupervisorServicer_to_server(servicer, server):
                     servicer.WatchInferenceBundle,
                     request_deserializer=openshell_dot_v1_dot_supervisor__pb2.WatchInferenceBundleRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_supervisor__pb2.InferenceBundle.SerializeToString,
+            ),
+            'AckProviderEnvironment': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckProviderEnvironment,
+                    request_deserializer=openshell_dot_v1_dot_supervisor__pb2.AckProviderEnvironmentRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_supervisor__pb2.AckProviderEnvironmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +375,33 @@ class Supervisor:
             '/openshell.v1.Supervisor/WatchInferenceBundle',
             openshell_dot_v1_dot_supervisor__pb2.WatchInferenceBundleRequest.SerializeToString,
             openshell_dot_v1_dot_supervisor__pb2.InferenceBundle.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckProviderEnvironment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.Supervisor/AckProviderEnvironment',
+            openshell_dot_v1_dot_supervisor__pb2.AckProviderEnvironmentRequest.SerializeToString,
+            openshell_dot_v1_dot_supervisor__pb2.AckProviderEnvironmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

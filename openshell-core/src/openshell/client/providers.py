@@ -190,6 +190,33 @@ class ProviderClient:
             raise self._error(exc) from None  # type: ignore[attr-defined]
         return {openshell_pb2.DELETION_OUTCOME_ALREADY_ABSENT: "ALREADY_ABSENT"}.get(resp.outcome, "COMPLETED")
 
+    def set_sandbox_provider(self, sandbox: str, provider: str, *, attach: bool = True) -> bool:
+        """Attach (``attach=True``) or detach ``provider`` on sandbox ``sandbox``.
+
+        Processes launched in the sandbox afterwards see the change (placeholders only);
+        on a READY sandbox the call returns once its supervisor applied it.
+
+        :returns: False when nothing changed (already attached / not attached).
+        :raises SandboxNotFound, ProviderNotFound, InvalidRequest:
+        """
+        try:
+            if attach:
+                req = openshell_pb2.AttachSandboxProviderRequest(sandbox=sandbox, provider=provider, workspace_scope=self._scope)  # type: ignore[attr-defined]
+                return self._stub.AttachSandboxProvider(req, timeout=max(self.timeout, 30)).attached  # type: ignore[attr-defined]
+            dreq = openshell_pb2.DetachSandboxProviderRequest(sandbox=sandbox, provider=provider, workspace_scope=self._scope)  # type: ignore[attr-defined]
+            return self._stub.DetachSandboxProvider(dreq, timeout=max(self.timeout, 30)).detached  # type: ignore[attr-defined]
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None  # type: ignore[attr-defined]
+
+    def sandbox_providers(self, sandbox: str) -> list[Provider]:
+        """The providers attached to ``sandbox``, in attachment order. :raises SandboxNotFound:."""
+        req = openshell_pb2.ListSandboxProvidersRequest(sandbox=sandbox, workspace_scope=self._scope)  # type: ignore[attr-defined]
+        try:
+            resp = self._stub.ListSandboxProviders(req, timeout=self.timeout)  # type: ignore[attr-defined]
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None  # type: ignore[attr-defined]
+        return [provider_from_proto(p) for p in resp.providers]
+
     def set_inference_route(self, backend: str, model: str, *, base_url: str = "", provider: str = "") -> InferenceRoute:
         """Point ``inference.local`` of the workspace's sandboxes at ``backend``/``model``.
 

@@ -361,6 +361,14 @@ class GatewayCore:
             raise SandboxNotFound(name, workspace)
         return record
 
+    async def sandbox_record(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> SandboxRecord:
+        """The stored record of sandbox ``name``; :raises NotFound: (sandbox or workspace)."""
+        return await self._record(name, workspace)
+
+    async def sandbox_info(self, record: SandboxRecord) -> SandboxInfo:
+        """``record`` with its policy revisions, as the client-facing answers need it."""
+        return await self._info(record)
+
     # ------------------------------------------------------------------ sandboxes (clients)
 
     async def create_sandbox(
@@ -513,6 +521,7 @@ class GatewayCore:
             self._log_path(record.id).with_suffix(".jsonl.1").unlink(missing_ok=True)
         log.info("event=sandbox_deleted sandbox=%s name=%s", record.id, record.name)
         await self._notify_policy()  # ends WatchPolicy streams of this sandbox
+        self.providers.forget(record.id)
         await self.providers.notify()  # ends WatchInferenceBundle streams of this sandbox
         await asyncio.to_thread(_fire_hook, "sandbox_deleted", sandbox=SandboxEvent.from_record(record))
 

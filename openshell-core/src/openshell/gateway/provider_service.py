@@ -3,10 +3,12 @@
 :class:`InferenceServicer`).
 
 Protos ↔ :class:`ProviderManager` calls only. Credential values travel client → gateway only: every answer
-carries credential names with empty values.
+carries credential names with the value :data:`REDACTED`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from openshell._proto import datamodel_pb2, inference_pb2, inference_pb2_grpc, openshell_pb2
 from openshell.gateway import core as gc
@@ -16,6 +18,9 @@ from openshell.gateway.providers import ProviderView
 from openshell.gateway.wire import rpc_errors, timestamp, workspace_of
 from openshell.plugin.loader import get_registry
 
+#: the value every credential key carries in answers (the SDK's convention; never the secret)
+REDACTED = "REDACTED"
+
 _OUTCOMES = {
     "COMPLETED": openshell_pb2.DELETION_OUTCOME_COMPLETED,
     "ALREADY_ABSENT": openshell_pb2.DELETION_OUTCOME_ALREADY_ABSENT,
@@ -23,7 +28,7 @@ _OUTCOMES = {
 
 
 def provider_to_proto(view: ProviderView) -> datamodel_pb2.Provider:
-    """Map a provider to the wire message with every credential value redacted (empty)."""
+    """Map a provider to the wire message, every credential value replaced by :data:`REDACTED`."""
     r = view.record
     return datamodel_pb2.Provider(
         metadata=datamodel_pb2.ObjectMeta(
@@ -35,7 +40,7 @@ def provider_to_proto(view: ProviderView) -> datamodel_pb2.Provider:
             created_time=timestamp(r.created_at),
         ),
         type=r.type,
-        credentials={k: "" for k in r.credential_keys},
+        credentials=dict.fromkeys(r.credential_keys, REDACTED),
         config=r.config,
     )
 
@@ -62,9 +67,11 @@ def route_to_proto(route: st.InferenceRouteRecord | None) -> inference_pb2.Infer
 
 
 class ProviderRpcs:
-    """Provider and inference-route RPCs; expects ``self.core`` (a GatewayCore)."""
+    """Provider and inference-route RPCs; expects ``self.core`` (a GatewayCore) and
+    ``self.sandbox_to_proto`` (service.py's mapping of a ``SandboxInfo``)."""
 
     core: gc.GatewayCore
+    sandbox_to_proto: Callable[[gc.SandboxInfo], openshell_pb2.Sandbox]
 
     @rpc_errors
     async def CreateProvider(self, request, context):
@@ -100,6 +107,7 @@ class ProviderRpcs:
             workspace_of(request.workspace_scope),
             credentials=dict(p.credentials),
             config=dict(p.config),
+            type=p.type,
             remove_credentials=list(request.remove_credentials),
             remove_config=list(request.remove_config),
             labels=dict(p.metadata.labels) or None,
@@ -110,6 +118,33 @@ class ProviderRpcs:
     async def DeleteProvider(self, request, context):
         outcome = await self.core.providers.delete(request.name, workspace_of(request.workspace_scope), allow_missing=request.allow_missing)
         return openshell_pb2.DeleteProviderResponse(outcome=_OUTCOMES[outcome])
+
+    # ------------------------------------------------------------------ providers of a sandbox
+
+    @rpc_errors
+    async def ListSandboxProviders(self, request, context):
+        record = await self.core.sandbox_record(request.sandbox, workspace_of(request.workspace_scope))
+        views = await self.core.providers.attached(record)
+        # A sandbox has few providers: one page, so the token is always empty.
+        return openshell_pb2.ListSandboxProvidersResponse(providers=[provider_to_proto(v) for v in views])
+
+    async def _set_attachment(self, request, attach: bool) -> tuple[openshell_pb2.Sandbox, bool]:
+        record = await self.core.sandbox_record(request.sandbox, workspace_of(request.workspace_scope))
+        record, changed = await self.core.providers.set_attachment(
+            record, request.provider, attach=attach, expected_resource_version=request.expected_resource_version
+        )
+        info = await self.core.sandbox_info(record)
+        return self.sandbox_to_proto(info), changed
+
+    @rpc_errors
+    async def AttachSandboxProvider(self, request, context):
+        sandbox, changed = await self._set_attachment(request, True)
+        return openshell_pb2.AttachSandboxProviderResponse(sandbox=sandbox, attached=changed)
+
+    @rpc_errors
+    async def DetachSandboxProvider(self, request, context):
+        sandbox, changed = await self._set_attachment(request, False)
+        return openshell_pb2.DetachSandboxProviderResponse(sandbox=sandbox, detached=changed)
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServicer):

@@ -24,7 +24,15 @@ from urllib.parse import urlsplit
 
 from openshell.gateway import names
 from openshell.gateway import store as st
-from openshell.gateway.errors import AlreadyExists, InvalidArgument, ProviderInUse, ProviderNotFound, WorkspaceNotFound
+from openshell.gateway.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    ProviderInUse,
+    ProviderNotFound,
+    SandboxNotFound,
+    WorkspaceNotFound,
+)
 from openshell.gateway.labels import check_labels
 from openshell.gateway.secretbox import SecretBox
 from openshell.inference.bundle import RouteBundle
@@ -35,6 +43,8 @@ log = logging.getLogger("openshell.gateway")
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_CREDENTIAL_BYTES = 16 * 1024
+#: how long Attach/DetachSandboxProvider wait for a running sandbox's supervisor to apply the change
+APPLY_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,14 @@ class ProviderEnvironment:
 
     environment: dict[str, str]
     credentials: tuple[SandboxCredential, ...]
+    #: identifies the attached providers and their versions (see :func:`attachment_revision`)
+    revision: int = 0
+
+
+def attachment_revision(attached: Sequence[tuple[str, int]]) -> int:
+    """A non-zero 63-bit number for ``[(provider name, resource_version), …]`` (0 for a missing provider)."""
+    digest = hashlib.sha256(json.dumps(["providers", list(attached)]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1 or 1
 
 
 def _provider_type(type_name: str):
@@ -119,6 +137,8 @@ class ProviderManager:
         self.store = store
         self.box = SecretBox(state_dir)
         self._changed: asyncio.Condition | None = None
+        #: sandbox id -> the provider environment revision its supervisor last applied
+        self._applied: dict[str, int] = {}
 
     def _condition(self) -> asyncio.Condition:
         if self._changed is None:
@@ -195,15 +215,25 @@ class ProviderManager:
         *,
         credentials: Mapping[str, str] | None = None,
         config: Mapping[str, str] | None = None,
+        type: str = "",
         remove_credentials: Sequence[str] = (),
         remove_config: Sequence[str] = (),
         labels: Mapping[str, str] | None = None,
     ) -> ProviderView:
         """Merge new credentials/config into the provider, remove the named keys; inference watchers are woken.
 
-        :raises NotFound: no such provider. :raises InvalidArgument: bad values or no credential left.
+        Empty maps change nothing (an update naming only the provider keeps everything).
+
+        :param type: empty or the provider's own type.
+        :raises NotFound: no such provider.
+        :raises InvalidArgument: bad values, no credential left, or ``type`` names another type.
         """
         record = await self._get(name, workspace)
+        if type and type != record.type:
+            raise InvalidArgument(
+                "provider.type",
+                f"type cannot be changed (provider '{name}' is '{record.type}'); delete it and create a '{type}' provider instead",
+            )
         ptype = _provider_type(record.type)
         _check_credentials(credentials or {}, ptype)
         _check_config(config or {})
@@ -309,13 +339,13 @@ class ProviderManager:
                 continue
             try:
                 ptype = _provider_type(prov.type)
-                hosts = ptype.credential_hosts(prov.config)
             except InvalidArgument:
-                hosts = ()  # type plugin uninstalled: the value may go nowhere
+                ptype = None  # type plugin uninstalled: the value may go nowhere
             for key, value in sorted(self.box.open(prov.credentials_enc).items()):
                 env[key] = placeholder(key)
+                hosts = ptype.hosts_for(key, prov.config) if ptype is not None else ()
                 creds.append(SandboxCredential(pname, prov.type, key, value, tuple(hosts)))
-        return ProviderEnvironment(env, tuple(creds))
+        return ProviderEnvironment(env, tuple(creds), attachment_revision(await self._attached_versions(record)))
 
     async def inference_bundle(self, workspace: str) -> RouteBundle:
         """The route of ``workspace`` with the backend's auth headers (revision 0: none or unusable)."""
@@ -350,6 +380,84 @@ class ProviderManager:
         revision = int.from_bytes(digest[:8], "big") >> 1 or 1
         return RouteBundle(revision, route.backend, tuple(cls.protocols), content["base_url"], route.model, headers)
 
+    # ------------------------------------------------------------------ attaching to sandboxes
+
+    async def attached(self, record: st.SandboxRecord) -> Sequence[ProviderView]:
+        """The sandbox's providers that exist, in attachment order."""
+        views = []
+        for pname in record.spec.get("providers", []):
+            prov = await asyncio.to_thread(self.store.get_provider, pname, record.workspace)
+            if prov is not None:
+                views.append(ProviderView(prov))
+        return views
+
+    async def set_attachment(
+        self, record: st.SandboxRecord, provider: str, *, attach: bool, expected_resource_version: int = 0
+    ) -> tuple[st.SandboxRecord, bool]:
+        """Attach (or detach) ``provider`` to (from) the sandbox ``record``.
+
+        Only names are stored in the sandbox's spec; the values stay sealed in the
+        provider. When the sandbox is READY the call returns once its supervisor
+        applied the new environment (at most :data:`APPLY_TIMEOUT` seconds; later
+        it still applies it, as soon as it reconnects).
+
+        :returns: ``(the sandbox's record, changed)``; ``changed`` is False when the
+            provider was already attached (attach) or was not attached (detach).
+        :raises NotFound: no such provider (attach) or the sandbox is gone.
+        :raises FailedPrecondition: ``expected_resource_version`` differs from the sandbox's.
+        :raises InvalidArgument: empty provider name.
+        """
+        if not provider:
+            raise InvalidArgument("provider", "name the provider to attach or detach")
+        if attach:
+            await self._get(provider, record.workspace)
+        current = list(record.spec.get("providers", []))
+        if expected_resource_version and expected_resource_version != record.resource_version:
+            raise FailedPrecondition(
+                f"sandbox '{record.name}' changed (resource_version {record.resource_version}, expected {expected_resource_version}); read it again"
+            )
+        if (provider in current) == attach:
+            return record, False
+        wanted = [*current, provider] if attach else [p for p in current if p != provider]
+        try:
+            updated = await asyncio.to_thread(
+                self.store.set_sandbox_providers, record.id, wanted, expected_resource_version=expected_resource_version or record.resource_version
+            )
+        except st.ResourceVersionMismatch as exc:
+            raise FailedPrecondition(f"sandbox '{record.name}' changed meanwhile (resource_version {exc.current}); try again") from None
+        if updated is None:
+            raise SandboxNotFound(record.name, record.workspace)
+        log.info("event=provider_%s sandbox=%s provider=%s", "attached" if attach else "detached", record.id, provider)
+        await self.notify()
+        if updated.phase == st.READY:
+            revision = attachment_revision(await self._attached_versions(updated))
+            if not await self.wait_applied(updated.id, revision, APPLY_TIMEOUT):
+                log.warning("event=provider_apply_pending sandbox=%s provider=%s", record.id, provider)
+        return updated, True
+
+    async def acknowledge(self, sandbox_id: str, revision: int) -> None:
+        """The supervisor of ``sandbox_id`` applied provider environment ``revision``."""
+        self._applied[sandbox_id] = revision
+        await self.notify()
+
+    def forget(self, sandbox_id: str) -> None:
+        """Drop what is known of a deleted sandbox's supervisor."""
+        self._applied.pop(sandbox_id, None)
+
+    async def wait_applied(self, sandbox_id: str, revision: int, timeout: float) -> bool:
+        """True once the supervisor acknowledged ``revision``; False after ``timeout`` seconds."""
+        cond = self._condition()
+
+        async def wait() -> None:
+            async with cond:
+                await cond.wait_for(lambda: self._applied.get(sandbox_id) == revision)
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
     async def _attached_versions(self, record: st.SandboxRecord) -> list[tuple[str, int]]:
         versions = []
         for pname in record.spec.get("providers", []):
@@ -362,16 +470,19 @@ class ProviderManager:
         attached providers changed (the revision covers both, so a supervisor
         re-reads its provider environment when a credential was rotated).
 
-        Ends when the sandbox is deleted.
+        Ends when the sandbox is deleted. Attaching or detaching a provider changes
+        the revision too.
         """
         cond = self._condition()
         last = after_revision
         while True:
             async with cond:
-                if await asyncio.to_thread(self.store.get_sandbox, record.id) is None:
+                # Re-read: providers may have been attached or detached since.
+                current = await asyncio.to_thread(self.store.get_sandbox, record.id)
+                if current is None:
                     return
                 bundle = await self.inference_bundle(record.workspace)
-                attached = await self._attached_versions(record)
+                attached = await self._attached_versions(current)
                 if attached:
                     digest = hashlib.sha256(json.dumps([bundle.revision, attached]).encode()).digest()
                     bundle = dataclasses.replace(bundle, revision=int.from_bytes(digest[:8], "big") >> 1 or 1)

@@ -142,6 +142,8 @@ def _provenance_to_proto(source: dict | None) -> openshell_pb2.SandboxWorkloadTe
 class OpenShellServicer(PolicyRpcs, ProviderRpcs, WorkspaceRpcs, TemplateRpcs, InfoRpcs, openshell_pb2_grpc.OpenShellServicer):
     """``openshell.v1.OpenShell`` over a :class:`GatewayCore`."""
 
+    sandbox_to_proto = staticmethod(sandbox_to_proto)
+
     def __init__(self, core: gc.GatewayCore) -> None:
         self.core = core
 

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -147,6 +147,14 @@ class ProviderNameTaken(StoreError):
 
 class NoNetnsIndex(StoreError):
     """All 254 network-namespace indexes are held by live sandboxes."""
+
+
+class ResourceVersionMismatch(StoreError):
+    """A compare-and-set found another ``resource_version`` (``.current``)."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"resource_version is {current}")
+        self.current = current
 
 
 class UnknownWorkspace(StoreError, LookupError):
@@ -635,6 +643,26 @@ class Store:
             )
             if cur.rowcount == 0:
                 return None
+        return self.get_sandbox(sandbox_id)
+
+    def set_sandbox_providers(self, sandbox_id: str, providers: Sequence[str], *, expected_resource_version: int = 0) -> SandboxRecord | None:
+        """Replace ``spec.providers`` (names only) in one transaction; bumps ``resource_version``.
+
+        :returns: the new record, or None when the sandbox does not exist.
+        :raises ResourceVersionMismatch: ``expected_resource_version`` is non-zero and differs.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT spec, resource_version FROM sandboxes WHERE id = ?", (sandbox_id,)).fetchone()
+            if row is None:
+                return None
+            if expected_resource_version and row[1] != expected_resource_version:
+                raise ResourceVersionMismatch(row[1])
+            spec = json.loads(row[0])
+            spec["providers"] = list(providers)
+            db.execute(
+                "UPDATE sandboxes SET spec = ?, resource_version = resource_version + 1, updated_at = ? WHERE id = ?",
+                (json.dumps(spec, sort_keys=True), self._clock(), sandbox_id),
+            )
         return self.get_sandbox(sandbox_id)
 
     def delete_sandbox(self, sandbox_id: str) -> bool:

@@ -89,7 +89,14 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServicer):
                 supervisor_pb2.ProviderCredential(provider=c.provider, type=c.type, env_name=c.env_name, value=c.value, hosts=list(c.hosts))
                 for c in penv.credentials
             ],
+            revision=penv.revision,
         )
+
+    @rpc_errors
+    async def AckProviderEnvironment(self, request, context):
+        record = await _identify(self.core, context)
+        await self.core.providers.acknowledge(record.id, request.revision)
+        return supervisor_pb2.AckProviderEnvironmentResponse()
 
     @rpc_errors
     async def WatchInferenceBundle(self, request, context) -> AsyncIterator[supervisor_pb2.InferenceBundle]:

@@ -102,6 +102,10 @@ class Supervisor:
         self.policy = None  # the Policy in force (revision policy_revision)
         self.reloader = None
         self.spec_env: dict[str, str] = {}
+        #: placeholders of the attached providers (replaced whole when one is attached or detached)
+        self.provider_env: dict[str, str] = {}
+        #: PATH entries before the system ones (the sandbox ``python``), see _sandbox_python_mounts
+        self.extra_path: tuple[str, ...] = ()
         self.mounts: list = []
         self.router = None  # inference.local
         self.credential_hook = None  # provider placeholder substitution
@@ -176,7 +180,7 @@ class Supervisor:
             self._make_namespaces()
             # Providers: the sandbox sees placeholders, the proxy keeps the values.
             penv = await fetch_provider_environment(self.link)
-            self.spec_env.update(dict(penv.environment))
+            self.provider_env = dict(penv.environment)
             self.credential_hook = CredentialHook(credentials_from_proto(penv))
             # Only the policy engine is loaded, not every plugin kind.
             self.engine = engine_class()
@@ -186,6 +190,7 @@ class Supervisor:
             self.ca = SandboxCA.generate(self.name)
             self.ca.write_public_files(Path(dirs.tls))
             self.mounts = dirs.mounts()
+            self.mounts.extend(await asyncio.to_thread(self._sandbox_python_mounts))
         finally:
             await self._await_layers(prepared)
         self.ctx.uid, self.ctx.gid = uid, gid
@@ -212,6 +217,24 @@ class Supervisor:
         if conf.command:
             self.entrypoint = self._launch(list(conf.command), {}, None, subprocess.DEVNULL, None, None)
             log.info("event=entrypoint_started pid=%d argv=%s", self.entrypoint.pid, list(conf.command)[:1])
+
+    def _sandbox_python_mounts(self) -> list:
+        """The read-only ``python`` + cloudpickle venv (:mod:`sandbox_python`), prepared once
+        per gateway; none (logged) when the host has no usable python3: only
+        ``exec_python`` is affected, so the sandbox still starts."""
+        from openshell.supervisor.mounts import Mount
+        from openshell.supervisor.sandbox_python import SANDBOX_PYTHON_BIN, SANDBOX_PYTHON_DIR, SandboxPythonUnavailable, prepare_sandbox_python
+
+        # <gateway>/sandboxes/<id> for the local driver; else keep it per sandbox.
+        gateway_dir = self.state_dir.parent.parent if self.state_dir.parent.name == "sandboxes" else self.state_dir
+        try:
+            source = prepare_sandbox_python(gateway_dir)
+            os.makedirs(SANDBOX_PYTHON_DIR, mode=0o755, exist_ok=True)  # the mount point, on the host
+        except (SandboxPythonUnavailable, OSError) as exc:
+            log.warning("event=sandbox_python_unavailable reason=%s", exc)
+            return []
+        self.extra_path = (SANDBOX_PYTHON_BIN,)
+        return [Mount(str(source), SANDBOX_PYTHON_DIR, read_only=True)]
 
     def _make_namespaces(self) -> None:
         """The sandbox's own PID, IPC, UTS and cgroup namespaces (``sandbox_ns``).
@@ -298,13 +321,14 @@ class Supervisor:
         sock.setblocking(False)
         from openshell.supervisor.credentials import credentials_from_proto
         from openshell.supervisor.inference import InferenceRouter
-        from openshell.supervisor.provider_link import fetch_provider_environment, watch_inference
+        from openshell.supervisor.provider_link import ack_provider_environment, fetch_provider_environment, watch_inference
 
         self.router = InferenceRouter(self.cfg.sandbox_id, self.ca)
 
         async def follow_route() -> None:
-            # A new bundle also means an attached provider may have changed: re-read the
-            # credentials the proxy substitutes (the sandbox's placeholders stay the same).
+            # A new bundle also means an attached provider may have changed, or one was
+            # attached or detached: re-read the credentials the proxy substitutes and
+            # the placeholders later launches see, then tell the gateway.
             async for bundle in watch_inference(self.link):
                 self.router.set_bundle(bundle)
                 try:
@@ -314,6 +338,9 @@ class Supervisor:
                     continue
                 if self.credential_hook is not None:
                     self.credential_hook.update(credentials_from_proto(penv))
+                self.provider_env = dict(penv.environment)
+                if penv.revision:
+                    await ack_provider_environment(self.link, penv.revision)
 
         self._inference_task = asyncio.ensure_future(follow_route())
         # Who connects is recorded at connect() by the sandbox's seccomp filter
@@ -353,8 +380,9 @@ class Supervisor:
             sandbox_name=self.name,
             proxy_ip=self.ctx.extra["netns"]["proxy_ip"],
             user=self.ctx.policy.get("process", {}).get("run_as_user", "sandbox"),
-            spec_env=self.spec_env,
+            spec_env={**self.spec_env, **self.provider_env},
             request_env=request_env,
+            extra_path=self.extra_path,
         )
         spec = LaunchSpec(ctx=self.ctx, argv=argv, env=env, cwd="/sandbox", mounts=self.mounts, layers=list(REQUIRED_LAYERS), tty=pty is not None)
         if self.attributor is None:  # launched before the proxy: nothing could attribute its connects

@@ -1,8 +1,10 @@
 """The supervisor's provider and inference calls to the gateway.
 
 Uses the ``GatewayLink``'s channel, stub and sandbox identity metadata:
-``GetProviderEnvironment`` once at start, ``WatchInferenceBundle`` for the
-sandbox's whole life (the route and its credential refresh without a restart).
+``GetProviderEnvironment`` at start and on every change, ``WatchInferenceBundle``
+for the sandbox's whole life (the route, its credentials and the attached
+providers refresh without a restart), ``AckProviderEnvironment`` once a new
+provider environment is in force.
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ async def fetch_provider_environment(link) -> supervisor_pb2.ProviderEnvironment
         if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
             return supervisor_pb2.ProviderEnvironment()
         raise
+
+
+async def ack_provider_environment(link, revision: int) -> None:  # type: ignore[no-untyped-def]
+    """Tell the gateway that launches from now on see provider environment ``revision``.
+
+    Best effort: a gateway without the call, or a failed call, only makes an
+    attach/detach wait out its timeout.
+    """
+    try:
+        await link.stub.AckProviderEnvironment(supervisor_pb2.AckProviderEnvironmentRequest(revision=revision), metadata=link.metadata, timeout=CALL_TIMEOUT)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+            log.warning("event=provider_ack_failed code=%s", exc.code().name)
 
 
 async def watch_inference(link, after_revision: int = 0) -> AsyncIterator[RouteBundle]:  # type: ignore[no-untyped-def]

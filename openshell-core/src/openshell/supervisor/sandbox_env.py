@@ -5,11 +5,13 @@ Nothing is inherited from the supervisor: its environment may hold secrets.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from openshell.supervisor.sandbox_ca import ca_environment
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: a project venv in the workdir wins over everything (absent directories are skipped by lookups)
+WORKDIR_VENV_BIN = "/sandbox/.venv/bin"
 PROXY_PORT = 3128
 NO_PROXY = "127.0.0.1,localhost,::1"
 
@@ -26,7 +28,13 @@ def proxy_environment(proxy_ip: str, port: int = PROXY_PORT) -> dict[str, str]:
 
 
 def sandbox_environment(
-    *, sandbox_name: str, proxy_ip: str, user: str = "sandbox", spec_env: Mapping[str, str] = (), request_env: Mapping[str, str] = ()
+    *,
+    sandbox_name: str,
+    proxy_ip: str,
+    user: str = "sandbox",
+    spec_env: Mapping[str, str] = (),
+    request_env: Mapping[str, str] = (),
+    extra_path: Sequence[str] = (),
 ) -> dict[str, str]:
     """Compose the environment for one process entering the sandbox.
 
@@ -35,10 +43,14 @@ def sandbox_environment(
     variables are set again last so a request cannot point traffic elsewhere
     by accident (the network namespace would refuse it anyway).
 
+    ``PATH`` is ``/sandbox/.venv/bin``, then ``extra_path`` (the read-only
+    ``python`` of :mod:`openshell.supervisor.sandbox_python`), then the system
+    directories.
+
     :returns: the complete environment (str → str).
     """
     env = {
-        "PATH": DEFAULT_PATH,
+        "PATH": ":".join((WORKDIR_VENV_BIN, *extra_path, DEFAULT_PATH)),
         "HOME": "/sandbox",
         "USER": user,
         "LOGNAME": user,

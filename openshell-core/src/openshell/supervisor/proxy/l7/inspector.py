@@ -29,7 +29,9 @@ substitution are never scanned.
 
 ``Upgrade: websocket`` on an allowed GET answered ``101`` becomes a raw relay;
 any other upgrade is stripped (an unexpected ``101`` closes the connection), so
-no protocol switch can escape inspection.
+no protocol switch can escape inspection. When a secret was substituted on the
+connection, the upgrade goes without ``Sec-WebSocket-Extensions`` and the
+server's frames are scrubbed and re-framed (``websocket``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from openshell.supervisor.proxy.l7.message import (
 from openshell.supervisor.proxy.l7.scrub import BodyDecoder, ScrubbingSink, ScrubError, SecretSet, secret_forms
 from openshell.supervisor.proxy.l7.transport import PlainTransport, TlsTransport, Transport, TransportError, upstream_context
 from openshell.supervisor.proxy.l7.upgrade import relay_upgraded
+from openshell.supervisor.proxy.l7.websocket import FrameScrubber
 
 log = logging.getLogger("openshell.supervisor.proxy")
 
@@ -366,6 +369,9 @@ class HttpInspector(Inspector):
         if conn.secrets:
             # A compressed answer would hide an echoed secret from the scrubber.
             l7.headers = [(k, v) for k, v in l7.headers if k.lower() != "accept-encoding"] + [("Accept-Encoding", "identity")]
+            if websocket:
+                # No WebSocket extension (permessage-deflate): frames must stay scrub-able.
+                l7.headers = [(k, v) for k, v in l7.headers if k.lower() != "sec-websocket-extensions"]
         head = serialize_head(f"{l7.method} {l7.target} {l7.version}", l7.headers)
         return await self._exchange(conn, req, method, framing, head, websocket)
 
@@ -556,9 +562,16 @@ class HttpInspector(Inspector):
                 if not websocket:
                     raise UpstreamError("upstream switched protocols without a WebSocket upgrade")
                 await body_task  # a GET upgrade has no body
+                scrubber = None
+                if conn.secrets:
+                    if header_values(resp.headers, "sec-websocket-extensions"):
+                        raise UpstreamError("upstream accepted a WebSocket extension the proxy did not offer; its frames could not be scrubbed")
+                    scrubber = FrameScrubber(conn.secrets)
                 state["started"] = True
                 await conn.client.sendall(serialize_head(f"{resp.version} 101 {resp.reason}", resp.headers))
-                await relay_upgraded(conn.creader, conn.upstream, conn.ureader, conn.client, lambda: self._still_allowed(conn))
+                await relay_upgraded(
+                    conn.creader, conn.upstream, conn.ureader, conn.client, lambda: self._still_allowed(conn), scrubber.feed if scrubber else None
+                )
                 return False
             if resp.status < 200:
                 state["started"] = True

@@ -21,8 +21,9 @@ Compressed bodies cannot be searched: :class:`BodyDecoder` undoes ``gzip`` and
 
 Known limits (documented in docs/providers-and-inference.md): forms other than the literal,
 percent-encoded, JSON-escaped and Basic-token ones (e.g. the value re-encoded
-in base64 by the server, or split over several responses) are not recognised;
-WebSocket frames after an upgrade are not scrubbed.
+in base64 by the server, or split over several responses or WebSocket
+messages) are not recognised. WebSocket frames after an upgrade are scrubbed by
+``websocket.FrameScrubber`` with the same :class:`SecretSet`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,143 @@
+"""A read-only ``python`` with ``cloudpickle`` for every sandbox (the SDK's ``exec_python``).
+
+The published SDK runs ``python -c <bootstrap>`` in the sandbox and unpickles the
+caller's function with ``cloudpickle``. Hosts often have only ``python3`` and no
+cloudpickle, so the supervisor prepares, once per gateway, a small venv on the
+host::
+
+    <gateway state>/sandbox-python/<key>/
+        pyvenv.cfg                       home = dirname(host python3), system site-packages on
+        bin/python -> /usr/bin/python3   the host interpreter the sandbox can already read
+        lib/pythonX.Y/site-packages/cloudpickle/   copied from the supervisor's own install
+
+and every sandbox gets it bind-mounted read-only at :data:`SANDBOX_PYTHON_DIR`
+(under ``/usr``, which the Landlock baseline already grants read-only, and never
+writable: the bind itself is read-only). ``bin`` goes on ``PATH`` before the
+system directories, so ``python`` is ours; ``python3`` stays the system one.
+``<key>`` changes with the interpreter, its version and cloudpickle's version, so
+an upgrade builds a new directory instead of changing one that sandboxes use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger("openshell.supervisor")
+
+#: where sandboxes see the prepared venv
+SANDBOX_PYTHON_DIR = "/usr/lib/openshell/python"
+#: its ``bin`` (holds only ``python``)
+SANDBOX_PYTHON_BIN = SANDBOX_PYTHON_DIR + "/bin"
+#: interpreters the sandbox can run (under the read-only baseline), first found wins
+PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
+_LAYOUT = "1"
+
+
+class SandboxPythonUnavailable(RuntimeError):
+    """No usable interpreter or no cloudpickle: sandboxes get no ``python`` shim."""
+
+
+def _find_python() -> str:
+    """The first candidate interpreter that exists and is executable.
+
+    :raises SandboxPythonUnavailable: none is.
+    """
+    for path in PYTHON_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    raise SandboxPythonUnavailable(f"no python3 among {', '.join(PYTHON_CANDIDATES)}")
+
+
+def _python_version(path: str) -> str:
+    """``X.Y`` of the interpreter at ``path`` (run once, when a venv is built).
+
+    :raises SandboxPythonUnavailable: it does not run.
+    """
+    try:
+        proc = subprocess.run(
+            [path, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            timeout=30,
+            check=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxPythonUnavailable(f"{path} does not run: {exc}") from None
+    version = proc.stdout.decode().strip()
+    if version.count(".") == 1 and version.replace(".", "").isdigit():
+        return version
+    raise SandboxPythonUnavailable(f"{path} reported no version")
+
+
+def _cloudpickle_source() -> tuple[Path, str]:
+    """cloudpickle's package directory and version, found without importing it."""
+    spec = importlib.util.find_spec("cloudpickle")
+    if spec is None or not spec.origin:
+        raise SandboxPythonUnavailable("cloudpickle is not installed where the supervisor runs")
+    try:
+        version = importlib.metadata.version("cloudpickle")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0"
+    return Path(spec.origin).resolve().parent, version
+
+
+def _build(target: Path, python: str, version: str, package: Path) -> None:
+    (target / "bin").mkdir(parents=True)
+    (target / "bin" / "python").symlink_to(python)
+    site = target / "lib" / f"python{version}" / "site-packages"
+    site.mkdir(parents=True)
+    shutil.copytree(package, site / "cloudpickle", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (target / "pyvenv.cfg").write_text(f"home = {os.path.dirname(python)}\ninclude-system-site-packages = true\nversion = {version}\n")
+    # Readable by the sandbox user. Never chmod through a symlink: bin/python
+    # points at the host's interpreter.
+    for root, dirs, files in os.walk(target):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o755 if name in dirs else 0o644)
+    os.chmod(target, 0o755)
+
+
+def prepare_sandbox_python(gateway_dir: str | os.PathLike[str]) -> Path:
+    """Return the host directory to bind at :data:`SANDBOX_PYTHON_DIR`, building it when missing.
+
+    Safe when several supervisors of one gateway start at once: each builds in a
+    temporary directory and renames it into place; the loser discards its copy.
+
+    :param gateway_dir: the gateway's state directory (root-owned).
+    :raises SandboxPythonUnavailable: no interpreter or no cloudpickle.
+    :raises OSError: the directory cannot be written.
+    """
+    python = _find_python()
+    package, cp_version = _cloudpickle_source()
+    # The interpreter file's identity stands in for its version (no process per start);
+    # an upgraded python3 is another file and gives another key.
+    real = os.path.realpath(python)
+    st = os.stat(real)
+    key = hashlib.sha256("\0".join((_LAYOUT, real, str(st.st_size), str(st.st_mtime_ns), cp_version)).encode()).hexdigest()[:16]
+    base = Path(gateway_dir) / "sandbox-python"
+    final = base / key
+    if (final / "pyvenv.cfg").is_file():
+        return final
+    version = _python_version(python)
+    base.mkdir(mode=0o755, parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=base))
+    try:
+        _build(staging / "venv", python, version, package)
+        try:
+            os.rename(staging / "venv", final)
+        except OSError:
+            if not (final / "pyvenv.cfg").is_file():
+                raise
+        log.info("event=sandbox_python_ready dir=%s python=%s version=%s cloudpickle=%s", final, python, version, cp_version)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final

@@ -1,0 +1,35 @@
+"""The read-only sandbox venv (``python`` + cloudpickle) is built once and leaves the host alone."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+import pytest
+from openshell.supervisor import sandbox_python as sp
+
+
+def test_prepare_builds_once_and_never_touches_the_host_interpreter(tmp_path):
+    try:
+        python = sp._find_python()
+    except sp.SandboxPythonUnavailable:
+        pytest.skip("no system python3")
+    mode = os.stat(os.path.realpath(python)).st_mode
+    first = sp.prepare_sandbox_python(tmp_path)
+    assert sp.prepare_sandbox_python(tmp_path) == first
+    assert [p.name for p in (tmp_path / "sandbox-python").iterdir()] == [first.name]  # no staging left
+    assert os.stat(os.path.realpath(python)).st_mode == mode
+    assert os.readlink(first / "bin" / "python") == python
+    for root, dirs, files in os.walk(first):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                assert stat.S_IMODE(os.stat(path).st_mode) in (0o755, 0o644), path
+    proc = subprocess.run(
+        [str(first / "bin" / "python"), "-c", "import cloudpickle, sys; print(sys.prefix, cloudpickle.loads(cloudpickle.dumps(lambda: 7))())"],
+        capture_output=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.stdout.decode().split() == [str(first), "7"]
