@@ -260,6 +260,11 @@ class SshEndpoint:
     port: int = 0
 
 
+class DriverUnsupported(NotImplementedError):
+    """The compute driver does not implement this operation (e.g. stop/start);
+    the gateway answers FAILED_PRECONDITION with this message."""
+
+
 @dataclass(frozen=True)
 class DriverContext:
     """What the gateway gives a compute driver when it constructs it: ``cls(ctx)``.
@@ -306,6 +311,25 @@ class ComputeDriver(_Named):
     def watch(self) -> Iterator[tuple[str, SandboxStatus]]:
         """Yield ``(sandbox_id, status)`` changes; the default yields nothing."""
         return iter(())
+
+    def stop(self, sandbox_id: str) -> None:
+        """End every process of the sandbox and keep its files (workdir, config),
+        so :meth:`start` can run it again. Blocking: on return nothing of the
+        sandbox runs and ``status`` reports ``STOPPED``. Stopping a stopped
+        sandbox returns without raising.
+
+        :raises DriverUnsupported: the default: this driver cannot stop sandboxes.
+        """
+        raise DriverUnsupported(f"compute driver '{self.name}' cannot stop sandboxes; delete and recreate it instead")
+
+    def start(self, sandbox: Mapping[str, Any]) -> None:
+        """Run a sandbox :meth:`stop` stopped again, with the same files.
+
+        :param sandbox: the same record as :meth:`create` gets (its current state).
+            Non-blocking like :meth:`create`: the supervisor reports READY itself.
+        :raises DriverUnsupported: the default: this driver cannot start stopped sandboxes.
+        """
+        raise DriverUnsupported(f"compute driver '{self.name}' cannot start stopped sandboxes; delete and recreate it instead")
 
     @abc.abstractmethod
     def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
