@@ -256,5 +256,13 @@ def test_a_watcher_that_falls_behind_is_told_and_gets_the_status_again(wire):
     warning = got[at].warning
     assert warning.dropped > 0 and "lagged" in warning.message
     assert kinds[at + 1] == "sandbox", "the current status follows the gap"
+    # our client's view of the same stream: a "lagged" item, then the status
+    from openshell.client.sdk import sandbox_from_proto
+    from openshell.client.watch import watch_event_from_proto
+
+    ours = [watch_event_from_proto(ev, sandbox_from_proto) for ev in got[at : at + 2]]
+    assert ours[0].kind == "lagged" and ours[0].dropped == warning.dropped and "fell behind" in ours[0].message
+    assert ours[1].kind == "status" and ours[1].sandbox is not None and ours[1].sandbox.phase == "READY"
+    assert ours[0].to_dict() == {"kind": "lagged", "time": 0.0, "message": warning.message, "dropped": warning.dropped}
     logs = sum(1 for k in kinds if k == "log")
     assert logs + sum(ev.warning.dropped for ev in got if ev.WhichOneof("payload") == "warning") == 50_001
