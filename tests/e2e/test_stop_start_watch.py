@@ -131,10 +131,10 @@ def test_cli_watch_and_logs_follow_show_an_oom_kill(gateway, streams):
         # stop and start show up as status changes and gateway events
         gateway.cli("sandbox", "stop", name, check=True)
         seen = [_json(ln) for ln in watch.until(lambda ln: _json(ln)["kind"] == "status" and _json(ln)["sandbox"]["phase"] == "STOPPED")]
-        assert [e["reason"] for e in seen if e["kind"] == "event"][-1:] == ["Stopping"]
+        assert [e["reason"] for e in seen if e["kind"] == "event"][-2:] == ["Stopping", "SupervisorStopped"]
         gateway.cli("sandbox", "start", name, check=True)
         seen = [_json(ln) for ln in watch.until(lambda ln: _json(ln)["kind"] == "status" and _json(ln)["sandbox"]["phase"] == "READY")]
-        assert [e["reason"] for e in seen if e["kind"] == "event"][:2] == ["Stopped", "Starting"]
+        assert [e["reason"] for e in seen if e["kind"] == "event"][:3] == ["Stopped", "Starting", "SupervisorStarted"]
     finally:
         gateway.cli("sandbox", "delete", name)
     # both streams end when the sandbox is deleted

@@ -194,8 +194,10 @@ def test_sdk_watch_streams_status_logs_and_events(gateway, sdk):
     # STOPPING, STOPPED, PROVISIONING, READY in that order
     order = [statuses.index(p) for p in (6, 7, 1, 2)]
     assert order == sorted(order), statuses
-    events = [s[1] for s in seen if s[0] == "event"]
-    assert events[:3] == ["Stopping", "Stopped", "Starting"], events
+    events = [s[1:] for s in seen if s[0] == "event"]
+    assert [r for r, src in events if src == "gateway"][:3] == ["Stopping", "Stopped", "Starting"], events
+    # the local driver's own reports
+    assert [r for r, src in events if src == "driver"][:2] == ["SupervisorStopped", "SupervisorStarted"], events
     assert any(s[0] == "log" for s in seen)
     # the stream ends cleanly when the sandbox is deleted (no error)
     assert not [r for r in result["after_delete"] if r not in ("sandbox", "log", "event")], result["after_delete"]

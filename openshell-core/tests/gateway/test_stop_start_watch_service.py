@@ -266,3 +266,29 @@ def test_a_watcher_that_falls_behind_is_told_and_gets_the_status_again(wire):
     assert ours[0].to_dict() == {"kind": "lagged", "time": 0.0, "message": warning.message, "dropped": warning.dropped}
     logs = sum(1 for k in kinds if k == "log")
     assert logs + sum(ev.warning.dropped for ev in got if ev.WhichOneof("payload") == "warning") == 50_001
+
+
+def test_events_a_driver_reports_reach_watchers(wire):
+    sb = wire.create("pulled")
+    wire.run(wire.core.start())  # from here the driver's report_event is heard
+    try:
+        w = Watcher(wire, "pulled", follow_events=True)
+        # from a driver thread, as a real driver would
+        t = threading.Thread(target=wire.driver.report_event, args=(sb.metadata.id, "ImagePulled", "pulled alpine:3.20"), kwargs={"image": "alpine:3.20"})
+        t.start()
+        t.join()
+        ev = w.next().event
+        assert (ev.source, ev.type, ev.reason, ev.message, dict(ev.metadata)) == (
+            "driver",
+            "Normal",
+            "ImagePulled",
+            "pulled alpine:3.20",
+            {"image": "alpine:3.20"},
+        )
+        wire.driver.report_event(sb.metadata.id, "Evicted", "node pressure", warning=True)
+        assert w.next().event.type == "Warning"
+        w.call.cancel()
+    finally:
+        wire.run(wire.core.stop())
+    # once the core stopped listening, a report is dropped without an error
+    wire.driver.report_event(sb.metadata.id, "Late", "nobody listens")

@@ -218,6 +218,7 @@ class LocalDriver(ComputeDriver):
         (d / "supervisor.pid").write_text(str(proc.pid))
         self._children[sid] = proc.pid
         log.info("event=supervisor_started sandbox=%s pid=%d spare=%s", sid, proc.pid, "yes" if warm else "no")
+        self.report_event(sid, "SupervisorStarted", f"supervisor pid {proc.pid} started ({'warm spare' if warm else 'cold start'})", pid=str(proc.pid))
         self._refill()
 
     def status(self, sandbox_id: str) -> SandboxStatus:
@@ -259,6 +260,7 @@ class LocalDriver(ComputeDriver):
         (d / "supervisor.pid").unlink(missing_ok=True)
         self._ssh_socket(sandbox_id).unlink(missing_ok=True)
         log.info("event=supervisor_stopped sandbox=%s", sandbox_id)
+        self.report_event(sandbox_id, "SupervisorStopped", "supervisor stopped; the sandbox's files are kept")
 
     def start(self, sandbox: Mapping[str, Any]) -> None:
         """Start a supervisor again for a sandbox :meth:`stop` stopped (same files;

@@ -272,13 +272,25 @@ class GatewayCore(StopStartMixin):
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Reconcile stored sandboxes with the driver, then start the liveness monitor."""
+        """Reconcile stored sandboxes with the driver, then start the liveness monitor.
+
+        From here on the driver's ``report_event`` reaches watchers (from any thread).
+        """
+        loop = asyncio.get_running_loop()
+
+        def driver_event(sandbox_id: str, type_: str, reason: str, message: str, metadata: Mapping[str, str]) -> None:
+            event = PlatformEvent(time.time(), "driver", type_, reason, message, dict(metadata))
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the gateway is stopping
+                loop.call_soon_threadsafe(self.watch.publish, sandbox_id, event)
+
+        self.driver.event_sink = driver_event
         await self.reconcile()
         if self.monitor_interval > 0:
             self._tasks.append(asyncio.ensure_future(self._monitor()))
 
     async def stop(self) -> None:
         """Stop background tasks (sandboxes keep running; a restart reconciles them)."""
+        self.driver.event_sink = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

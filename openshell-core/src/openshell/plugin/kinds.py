@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from openshell.policy.decision import ConnectInput, Decision, RequestInput
@@ -285,8 +285,28 @@ class DriverContext:
 class ComputeDriver(_Named):
     """Starts and stops one supervisor per sandbox. Constructed as ``cls(DriverContext)``."""
 
+    #: set by the gateway once it listens: ``(sandbox_id, type, reason, message, metadata)``
+    #: (see :meth:`report_event`); None until then
+    event_sink: Optional[Callable[[str, str, str, str, Mapping[str, str]], None]] = None
+
     def __init__(self, ctx: DriverContext) -> None:
         self.ctx = ctx
+
+    def report_event(self, sandbox_id: str, reason: str, message: str, *, warning: bool = False, **metadata: str) -> None:
+        """Tell the sandbox's watchers something happened to it (a platform event
+        with source ``driver``), e.g. ``report_event(sid, "ImagePulled", "pulled alpine:3.20")``.
+
+        :param reason: CamelCase, e.g. ``ImagePulled``, ``SupervisorStarted``.
+        :param warning: type ``Warning`` instead of ``Normal``.
+        Callable from any thread; never raises; dropped while no gateway listens.
+        """
+        sink = self.event_sink
+        if sink is None:
+            return
+        try:
+            sink(sandbox_id, "Warning" if warning else "Normal", reason, message, {k: str(v) for k, v in metadata.items()})
+        except Exception:  # noqa: BLE001 - an event must never fail a driver operation
+            pass
 
     @abc.abstractmethod
     def create(self, sandbox: Mapping[str, Any]) -> None:
