@@ -92,6 +92,11 @@ def test_cli_stop_and_start_keep_the_workdir(gateway):
         out = gateway.cli("sandbox", "start", name, check=True).stdout.decode()
         assert out.strip() == f"started {name} (READY)"
         assert gateway.sx(name, "cat", "/sandbox/kept.txt").stdout.decode() == "kept\n"
+        # a stopped sandbox deletes like any other: nothing of it is left
+        sid = json.loads(gateway.cli("sandbox", "get", name, "-o", "json", check=True).stdout)["id"]
+        gateway.cli("sandbox", "stop", name, check=True)
+        gateway.cli("sandbox", "delete", name, check=True)
+        assert not (gateway.state_dir / "sandboxes" / sid).exists()
     finally:
         gateway.cli("sandbox", "delete", name)
 
