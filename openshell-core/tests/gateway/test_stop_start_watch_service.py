@@ -272,7 +272,8 @@ def test_events_a_driver_reports_reach_watchers(wire):
     sb = wire.create("pulled")
     wire.run(wire.core.start())  # from here the driver's report_event is heard
     try:
-        w = Watcher(wire, "pulled", follow_events=True)
+        w = Watcher(wire, "pulled", follow_status=True, follow_events=True)
+        assert w.next().WhichOneof("payload") == "sandbox"  # subscribed: the status comes after that
         # from a driver thread, as a real driver would
         t = threading.Thread(target=wire.driver.report_event, args=(sb.metadata.id, "ImagePulled", "pulled alpine:3.20"), kwargs={"image": "alpine:3.20"})
         t.start()
