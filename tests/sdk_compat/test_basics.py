@@ -140,11 +140,11 @@ def test_sdk_unimplemented_rpc_answers_unimplemented(gateway, sdk):
     result = sdk(
         """
         import json, grpc
-        from openshell import SandboxClient
+        from openshell import SandboxClient, SandboxTemplateClient
 
         with SandboxClient.from_active_cluster() as client:
             try:
-                client.stop("nothing", workspace="default")
+                SandboxTemplateClient.from_sandbox_client(client).get("nothing", workspace="default")
                 code = "OK"
             except grpc.RpcError as exc:
                 code = exc.code().name

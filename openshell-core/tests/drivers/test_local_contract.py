@@ -23,3 +23,34 @@ class TestLocalDriverContract(ComputeDriverContract):
         super().test_created_sandbox_deletes_twice(tmp_path)
         # every file of the sandbox is gone, not just its process
         assert not any((Path(tmp_path) / "state" / "sandboxes").glob("*"))
+
+
+def test_stop_keeps_every_file_and_delete_removes_them(tmp_path):
+    """``stop`` ends the supervisor (its pid is gone) but keeps the sandbox's
+    directory with its workdir; ``start`` runs a new supervisor; ``delete`` removes all."""
+    from openshell.drivers.local import _alive
+    from openshell.plugin.kinds import DriverContext
+
+    contract = TestLocalDriverContract()
+    sid = "c0ffee00-0000-4000-8000-" + os.urandom(6).hex()
+    driver = LocalDriver(DriverContext(state_dir=str(tmp_path / "state"), gateway_endpoint="https://127.0.0.1:1"))
+    try:
+        record = contract.sandbox_record(sid)
+        driver.create(record)
+        d = driver.sandbox_dir(sid)
+        first = int((d / "supervisor.pid").read_text())
+        (d / "workdir").mkdir(exist_ok=True)
+        (d / "workdir" / "kept.txt").write_text("still here")
+        driver.stop(sid)
+        assert not _alive(first)
+        assert (d / "workdir" / "kept.txt").read_text() == "still here"
+        assert (d / "supervisor.json").is_file()
+        assert driver.status(sid).phase == "STOPPED"
+        driver.start(record)
+        second = int((d / "supervisor.pid").read_text())
+        assert second != first
+        assert (d / "workdir" / "kept.txt").read_text() == "still here"
+    finally:
+        driver.delete(sid)
+        driver.close()
+    assert not d.exists()

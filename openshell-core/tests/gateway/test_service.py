@@ -620,6 +620,6 @@ def test_restart_keeps_records_and_marks_dead_supervisors_error(tmp_path):
 
 
 def test_unimplemented_sdk_rpc_answers_unimplemented(wire_server):
-    # StopSandbox exists in the SDK's service but not in ours.
-    stop = wire_server.channel.unary_unary("/openshell.v1.OpenShell/StopSandbox", request_serializer=lambda b: b, response_deserializer=lambda b: b)
-    assert code_of(lambda: stop(b"", timeout=10)).code() == grpc.StatusCode.UNIMPLEMENTED
+    # ExposeService exists in the SDK's service but not in ours.
+    expose = wire_server.channel.unary_unary("/openshell.v1.OpenShell/ExposeService", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    assert code_of(lambda: expose(b"", timeout=10)).code() == grpc.StatusCode.UNIMPLEMENTED

@@ -12,6 +12,7 @@ import click
 
 from openshell_cli import agent_flow, interrupts, session
 from openshell_cli.commands.provider import apply_auto_providers
+from openshell_cli.commands.sandbox_state import SANDBOX_COMMANDS, follow_logs
 from openshell_cli.commands.ssh import ssh_config_block, ssh_transport
 from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, plural, render
@@ -405,7 +406,7 @@ def exec_(name, envs, workdir, timeout, use_tty, gateway, command) -> None:
 @click.argument("name")
 @click.option("-n", "--lines", type=click.IntRange(1, 10_000), default=100, show_default=True, help="How many of the newest lines.")
 @click.option("--level", type=click.Choice(["debug", "info", "warning", "error"]), default=None, help="Minimum level.")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they arrive, until Ctrl-C.")
 @GATEWAY_OPTION
 @OUTPUT_OPTION
 def logs(name, lines, level, follow, gateway, output) -> None:
@@ -421,6 +422,9 @@ def logs(name, lines, level, follow, gateway, output) -> None:
     import json
 
     client = session.client(gateway)
+    if follow:  # the gateway streams new lines (WatchSandbox)
+        follow_logs(client, name, lines=lines, level=level or "", output=output)
+        return
 
     def show(rows: list[dict]) -> None:
         for r in rows:
@@ -433,18 +437,9 @@ def logs(name, lines, level, follow, gateway, output) -> None:
                 click.echo(f"{ts} {r['level'].upper():7} {r['message']}")
 
     rows = client.logs(name, lines=lines, min_level=level or "")
-    if not rows and not follow and output == "table":
+    if not rows and output == "table":
         click.echo("no log lines yet")
     show(rows)
-    seen = {(r["time"], r["message"]) for r in rows}
-    since = rows[-1]["time"] if rows else time.time() - 1
-    while follow:
-        time.sleep(1.0)
-        new = [r for r in client.logs(name, lines=10_000, min_level=level or "", since=since) if (r["time"], r["message"]) not in seen]
-        show(new)
-        for r in new:
-            seen.add((r["time"], r["message"]))
-            since = max(since, r["time"])
 
 
 @sandbox.command("delete")
@@ -645,5 +640,8 @@ def _report_skipped(stats) -> None:
     if stats.skipped_cut:
         click.echo("  (tar said more than the CLI keeps; other paths may be missing too)", err=True)
 
+
+for _command in SANDBOX_COMMANDS:  # stop, start, watch
+    sandbox.add_command(_command)
 
 COMMANDS = [sandbox]

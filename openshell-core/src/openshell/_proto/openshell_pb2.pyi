@@ -261,6 +261,95 @@ class DeleteSandboxResponse(_message.Message):
     sandbox_id: str
     def __init__(self, outcome: _Optional[_Union[DeletionOutcome, str]] = ..., sandbox_id: _Optional[str] = ...) -> None: ...
 
+class StopSandboxRequest(_message.Message):
+    __slots__ = ("name", "workspace_scope", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class StartSandboxRequest(_message.Message):
+    __slots__ = ("name", "workspace_scope", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class WatchSandboxRequest(_message.Message):
+    __slots__ = ("sandbox", "follow_status", "follow_logs", "follow_events", "log_tail_lines", "event_tail", "stop_on_terminal", "log_sources", "log_min_level", "workspace_scope", "since_time")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_STATUS_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_LOGS_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LOG_TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TAIL_FIELD_NUMBER: _ClassVar[int]
+    STOP_ON_TERMINAL_FIELD_NUMBER: _ClassVar[int]
+    LOG_SOURCES_FIELD_NUMBER: _ClassVar[int]
+    LOG_MIN_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_TIME_FIELD_NUMBER: _ClassVar[int]
+    sandbox: str
+    follow_status: bool
+    follow_logs: bool
+    follow_events: bool
+    log_tail_lines: int
+    event_tail: int
+    stop_on_terminal: bool
+    log_sources: _containers.RepeatedScalarFieldContainer[str]
+    log_min_level: str
+    workspace_scope: _datamodel_pb2.WorkspaceSelector
+    since_time: _timestamp_pb2.Timestamp
+    def __init__(self, sandbox: _Optional[str] = ..., follow_status: _Optional[bool] = ..., follow_logs: _Optional[bool] = ..., follow_events: _Optional[bool] = ..., log_tail_lines: _Optional[int] = ..., event_tail: _Optional[int] = ..., stop_on_terminal: _Optional[bool] = ..., log_sources: _Optional[_Iterable[str]] = ..., log_min_level: _Optional[str] = ..., workspace_scope: _Optional[_Union[_datamodel_pb2.WorkspaceSelector, _Mapping]] = ..., since_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PlatformEvent(_message.Message):
+    __slots__ = ("source", "type", "reason", "message", "metadata", "event_time")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    type: str
+    reason: str
+    message: str
+    metadata: _containers.ScalarMap[str, str]
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, source: _Optional[str] = ..., type: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SandboxStreamWarning(_message.Message):
+    __slots__ = ("message", "dropped")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    dropped: int
+    def __init__(self, message: _Optional[str] = ..., dropped: _Optional[int] = ...) -> None: ...
+
+class SandboxStreamEvent(_message.Message):
+    __slots__ = ("sandbox", "log", "event", "warning")
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
+    sandbox: Sandbox
+    log: SandboxLogLine
+    event: PlatformEvent
+    warning: SandboxStreamWarning
+    def __init__(self, sandbox: _Optional[_Union[Sandbox, _Mapping]] = ..., log: _Optional[_Union[SandboxLogLine, _Mapping]] = ..., event: _Optional[_Union[PlatformEvent, _Mapping]] = ..., warning: _Optional[_Union[SandboxStreamWarning, _Mapping]] = ...) -> None: ...
+
 class ExecSandboxRequest(_message.Message):
     __slots__ = ("sandbox", "command", "workdir", "environment", "stdin", "tty", "cols", "rows", "no_login_shell", "request_id", "workspace_scope", "execution_timeout")
     class EnvironmentEntry(_message.Message):

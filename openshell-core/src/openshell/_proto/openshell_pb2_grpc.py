@@ -60,6 +60,21 @@ class OpenShellStub:
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteSandboxRequest.SerializeToString,
                 response_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteSandboxResponse.FromString,
                 _registered_method=True)
+        self.StopSandbox = channel.unary_unary(
+                '/openshell.v1.OpenShell/StopSandbox',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.StopSandboxRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.SandboxResponse.FromString,
+                _registered_method=True)
+        self.StartSandbox = channel.unary_unary(
+                '/openshell.v1.OpenShell/StartSandbox',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.StartSandboxRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.SandboxResponse.FromString,
+                _registered_method=True)
+        self.WatchSandbox = channel.unary_stream(
+                '/openshell.v1.OpenShell/WatchSandbox',
+                request_serializer=openshell_dot_v1_dot_openshell__pb2.WatchSandboxRequest.SerializeToString,
+                response_deserializer=openshell_dot_v1_dot_openshell__pb2.SandboxStreamEvent.FromString,
+                _registered_method=True)
         self.ExecSandbox = channel.unary_stream(
                 '/openshell.v1.OpenShell/ExecSandbox',
                 request_serializer=openshell_dot_v1_dot_openshell__pb2.ExecSandboxRequest.SerializeToString,
@@ -221,6 +236,32 @@ class OpenShellServicer:
 
     def DeleteSandbox(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopSandbox(self, request, context):
+        """Stop ends every process of the sandbox and keeps its record, workdir and
+        policy (phase STOPPING, then STOPPED); Start runs it again (PROVISIONING,
+        then READY) with the same /sandbox contents. Both answer once the driver
+        has done it; a driver without stop/start answers FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartSandbox(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchSandbox(self, request, context):
+        """Status changes, log lines and platform events of one sandbox as they
+        happen. A watcher that falls behind gets a warning (dropped > 0) where
+        events were dropped, then the current status again; the stream ends when
+        the sandbox is deleted.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -431,6 +472,21 @@ def add_OpenShellServicer_to_server(servicer, server):
                     servicer.DeleteSandbox,
                     request_deserializer=openshell_dot_v1_dot_openshell__pb2.DeleteSandboxRequest.FromString,
                     response_serializer=openshell_dot_v1_dot_openshell__pb2.DeleteSandboxResponse.SerializeToString,
+            ),
+            'StopSandbox': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopSandbox,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.StopSandboxRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.SandboxResponse.SerializeToString,
+            ),
+            'StartSandbox': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartSandbox,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.StartSandboxRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.SandboxResponse.SerializeToString,
+            ),
+            'WatchSandbox': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSandbox,
+                    request_deserializer=openshell_dot_v1_dot_openshell__pb2.WatchSandboxRequest.FromString,
+                    response_serializer=openshell_dot_v1_dot_openshell__pb2.SandboxStreamEvent.SerializeToString,
             ),
             'ExecSandbox': grpc.unary_stream_rpc_method_handler(
                     servicer.ExecSandbox,
@@ -698,6 +754,87 @@ class OpenShell:
             '/openshell.v1.OpenShell/DeleteSandbox',
             openshell_dot_v1_dot_openshell__pb2.DeleteSandboxRequest.SerializeToString,
             openshell_dot_v1_dot_openshell__pb2.DeleteSandboxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopSandbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/StopSandbox',
+            openshell_dot_v1_dot_openshell__pb2.StopSandboxRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.SandboxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartSandbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/openshell.v1.OpenShell/StartSandbox',
+            openshell_dot_v1_dot_openshell__pb2.StartSandboxRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.SandboxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSandbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/openshell.v1.OpenShell/WatchSandbox',
+            openshell_dot_v1_dot_openshell__pb2.WatchSandboxRequest.SerializeToString,
+            openshell_dot_v1_dot_openshell__pb2.SandboxStreamEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,8 @@
         client.wait_ready("demo", timeout=60)
         for ev in client.exec("demo", ["echo", "hello"]):
             ...                                            # ExecEvent(kind, data, exit_code)
+        for ev in client.watch_sandbox("demo"):            # WatchEvent(kind, ...): status|log|event|lagged
+            ...
         client.delete_sandbox("demo")
 
 Blocking (grpc's synchronous channel); every gRPC failure becomes one of the
@@ -50,6 +52,7 @@ from openshell.client.policies import PolicyClient, PolicyRevision  # noqa: F401
 from openshell.client.providers import InferenceRoute, Provider, ProviderClient  # noqa: F401 - re-exported
 from openshell.client.templates import SandboxTemplate, TemplateClient  # noqa: F401 - re-exported
 from openshell.client.versions import VersionInterceptor
+from openshell.client.watch import WatchEvent, watch_event_from_proto
 from openshell.client.workspaces import Workspace, WorkspaceClient  # noqa: F401 - re-exported
 
 DEFAULT_WORKSPACE = "default"
@@ -418,6 +421,102 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
         except grpc.RpcError as exc:
             raise self._error(exc, name) from None
         return _OUTCOMES.get(resp.outcome, f"UNKNOWN_{resp.outcome}")
+
+    def stop_sandbox(self, name: str) -> Sandbox:
+        """Stop sandbox ``name``: every process in it ends; its record, ``/sandbox``
+        files and policy stay. Returns once it is STOPPED (a STOPPED one is returned as is).
+
+        :raises SandboxNotFound:
+        :raises SandboxNotReady: it is being deleted.
+        :raises OpenShellError: the gateway's compute driver cannot stop sandboxes, or failed.
+        """
+        req = openshell_pb2.StopSandboxRequest(name=name, workspace_scope=self._scope)
+        try:
+            resp = self._stub.StopSandbox(req, timeout=max(self.timeout, 60.0))
+        except grpc.RpcError as exc:
+            raise self._error(exc, name) from None
+        return sandbox_from_proto(resp.sandbox)
+
+    def start_sandbox(self, name: str) -> Sandbox:
+        """Run stopped sandbox ``name`` again (PROVISIONING on return; see :meth:`wait_ready`).
+
+        A PROVISIONING or READY sandbox is returned as is.
+
+        :raises SandboxNotFound:
+        :raises SandboxNotReady: it is not STOPPED (an ERROR one: stop it first).
+        :raises OpenShellError: the gateway's compute driver cannot start sandboxes, or failed.
+        """
+        req = openshell_pb2.StartSandboxRequest(name=name, workspace_scope=self._scope)
+        try:
+            resp = self._stub.StartSandbox(req, timeout=max(self.timeout, 60.0))
+        except grpc.RpcError as exc:
+            raise self._error(exc, name) from None
+        return sandbox_from_proto(resp.sandbox)
+
+    def watch_sandbox(
+        self,
+        name: str,
+        *,
+        workspace: str | None = None,
+        status: bool = True,
+        logs: bool = True,
+        events: bool = True,
+        log_tail: int = 0,
+        event_tail: int = 0,
+        min_level: str = "",
+        stop_on_terminal: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[WatchEvent]:
+        """Stream what happens to sandbox ``name`` as :class:`~openshell.client.watch.WatchEvent` items.
+
+        Order: the current status (with ``status``), the last ``event_tail``
+        platform events, the last ``log_tail`` log lines, then each status
+        change, log line and platform event as it happens. The iterator ends
+        when the sandbox is deleted, or (``stop_on_terminal``) after a status
+        in ERROR or STOPPED; closing it (``break``, ``.close()``) cancels the
+        stream. A watcher that falls behind is not dropped silently: it gets
+        a ``lagged`` item saying how many items it lost (then the status again).
+
+        :param workspace: the workspace of the sandbox (default: the client's).
+        :param status, logs, events: which kinds to stream (at least one).
+        :param log_tail: log lines already held to send first (0..10000).
+        :param event_tail: platform events already held to send first (the gateway keeps 100).
+        :param min_level: only log lines at or above ``debug``/``info``/``warning``/``error``.
+        :param timeout: seconds after which the stream ends with :class:`WaitTimeout`
+            (None: no limit).
+        :raises ValueError: none of ``status``, ``logs``, ``events``.
+        :raises SandboxNotFound: no such sandbox (on the first ``next``).
+        :raises WaitTimeout: ``timeout`` passed.
+        :raises GatewayUnavailable: the connection to the gateway was lost.
+        """
+        if not (status or logs or events):
+            raise ValueError("watch at least one of status, logs, events")
+        scope = datamodel_pb2.WorkspaceSelector(workspace=workspace) if workspace else self._scope
+        req = openshell_pb2.WatchSandboxRequest(
+            sandbox=name,
+            workspace_scope=scope,
+            follow_status=status,
+            follow_logs=logs,
+            follow_events=events,
+            log_tail_lines=max(0, min(int(log_tail), 10_000)),
+            event_tail=max(0, int(event_tail)),
+            log_min_level=min_level,
+            stop_on_terminal=stop_on_terminal,
+        )
+        call = self._stub.WatchSandbox(req, timeout=timeout)
+        try:
+            for msg in call:
+                item = watch_event_from_proto(msg, sandbox_from_proto)
+                if item is not None:
+                    yield item
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise WaitTimeout(f"stopped watching sandbox '{name}' after {timeout:g}s") from None
+            if exc.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise self._error(exc, name) from None
+        finally:
+            call.cancel()
 
     def exec(
         self,

@@ -7,7 +7,8 @@ private mount namespace and Landlock (DESIGN.md §4). Per-sandbox files live in
 
 - ``supervisor.json`` (0600): what the supervisor needs to reach the gateway,
   including the sandbox's secret — never visible inside the sandbox;
-- ``supervisor.pid``, ``supervisor.log``;
+- ``supervisor.pid``, ``supervisor.log``; ``stopped`` while stopped on request
+  (``stop``/``start``: the supervisor ends, every file stays);
 - ``workdir/`` (mounted at ``/sandbox``), ``tmp/`` (``/tmp``), ``hosts``, ``tls/``.
 
 The supervisor's SSH server listens on ``/run/openshell/ssh/<id>.sock`` (root
@@ -46,6 +47,7 @@ log = logging.getLogger("openshell.drivers.local")
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a supervisor
 REAP_INTERVAL = 2.0  # seconds between checks for supervisors that exited
 SSH_SOCKET_DIR = Path("/run/openshell/ssh")
+STOPPED_MARKER = "stopped"  # in the sandbox's directory while it is stopped on request
 
 
 #: gateway environment variables a supervisor inherits (nothing else: the gateway's
@@ -159,6 +161,11 @@ class LocalDriver(ComputeDriver):
             bytes) and ``netns_index`` (1..254).
         :raises OSError: when the supervisor cannot be started.
         """
+        self._write_config(sandbox)
+        self._launch(str(sandbox["id"]))
+
+    def _write_config(self, sandbox: Mapping[str, Any]) -> None:
+        """Write ``supervisor.json`` (0600) for ``sandbox`` into its directory (made 0700)."""
         sid = str(sandbox["id"])
         d = self.sandbox_dir(sid)
         d.mkdir(parents=True, exist_ok=True)
@@ -187,6 +194,11 @@ class LocalDriver(ComputeDriver):
         fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(config, f)
+
+    def _launch(self, sid: str) -> None:
+        """Start the supervisor of sandbox ``sid`` from its ``supervisor.json`` (a spare when one waits)."""
+        d = self.sandbox_dir(sid)
+        cfg_path = d / "supervisor.json"
         proc = self._assign_spare(cfg_path, d / "supervisor.log")
         warm = proc is not None
         if proc is None:
@@ -206,12 +218,16 @@ class LocalDriver(ComputeDriver):
         (d / "supervisor.pid").write_text(str(proc.pid))
         self._children[sid] = proc.pid
         log.info("event=supervisor_started sandbox=%s pid=%d spare=%s", sid, proc.pid, "yes" if warm else "no")
+        self.report_event(sid, "SupervisorStarted", f"supervisor pid {proc.pid} started ({'warm spare' if warm else 'cold start'})", pid=str(proc.pid))
         self._refill()
 
     def status(self, sandbox_id: str) -> SandboxStatus:
         """``ERROR`` with a reason when the supervisor is gone; ``PROVISIONING`` (no
         opinion: the supervisor reports readiness itself) while it runs."""
         pid = self._pid(sandbox_id)
+        stopped = (self.sandbox_dir(sandbox_id) / STOPPED_MARKER).exists()
+        if stopped and (pid is None or not _alive(pid)):
+            return SandboxStatus("STOPPED", "stopped on request; 'openshell sandbox start' runs it again")
         if pid is None:
             return SandboxStatus("ERROR", "supervisor was never started or its pid file is gone")
         if not _alive(pid):
@@ -223,6 +239,49 @@ class LocalDriver(ComputeDriver):
         """Stop the supervisor (SIGTERM, then SIGKILL after ``STOP_GRACE`` s) and
         remove its processes, namespaces and files. Safe after a crash and when
         called twice."""
+        self._terminate(sandbox_id)
+        # A crashed supervisor cleans nothing: do what its shutdown would have.
+        cleanup_sandbox(sandbox_id, self.sandbox_dir(sandbox_id), keep_workdir=keep_workdir)
+        self._ssh_socket(sandbox_id).unlink(missing_ok=True)
+
+    def stop(self, sandbox_id: str) -> None:
+        """Stop the supervisor like :meth:`delete` does, but keep every file of the
+        sandbox (workdir, config, log); its processes, namespaces, cgroup and /tmp
+        tmpfs go. Idempotent; an id without files is a no-op."""
+        d = self.sandbox_dir(sandbox_id)
+        if not d.is_dir():
+            return
+        # First: from here on a supervisor that is gone is stopped, not crashed.
+        (d / STOPPED_MARKER).write_text(f"{time.time():.3f}\n")
+        self._terminate(sandbox_id)
+        # After a clean shutdown this finds nothing left; after a crash or a
+        # SIGKILL it does what the supervisor's shutdown would have.
+        cleanup_sandbox(sandbox_id, d, keep_files=True)
+        (d / "supervisor.pid").unlink(missing_ok=True)
+        self._ssh_socket(sandbox_id).unlink(missing_ok=True)
+        log.info("event=supervisor_stopped sandbox=%s", sandbox_id)
+        self.report_event(sandbox_id, "SupervisorStopped", "supervisor stopped; the sandbox's files are kept")
+
+    def start(self, sandbox: Mapping[str, Any]) -> None:
+        """Start a supervisor again for a sandbox :meth:`stop` stopped (same files;
+        namespaces, cgroup and /tmp are made anew). A running one is left alone.
+
+        :raises FileNotFoundError: the sandbox has no files here (deleted, or never created).
+        :raises OSError: when the supervisor cannot be started.
+        """
+        sid = str(sandbox["id"])
+        d = self.sandbox_dir(sid)
+        if not (d / "supervisor.json").is_file():
+            raise FileNotFoundError(f"sandbox {sid} has no files under {d}; it cannot be started, create it anew")
+        pid = self._pid(sid)
+        if pid is not None and _alive(pid):
+            return
+        self._write_config(sandbox)
+        (d / STOPPED_MARKER).unlink(missing_ok=True)
+        self._launch(sid)
+
+    def _terminate(self, sandbox_id: str) -> None:
+        """SIGTERM the supervisor's process group, SIGKILL after ``STOP_GRACE`` s; reap it."""
         pid = self._pid(sandbox_id)
         if pid is not None and _alive(pid):
             _signal_group(pid, signal.SIGTERM)
@@ -233,9 +292,6 @@ class LocalDriver(ComputeDriver):
                 _signal_group(pid, signal.SIGKILL)
         for known in {pid, self._children.pop(sandbox_id, None)} - {None}:
             _reap(known)
-        # A crashed supervisor cleans nothing: do what its shutdown would have.
-        cleanup_sandbox(sandbox_id, self.sandbox_dir(sandbox_id), keep_workdir=keep_workdir)
-        self._ssh_socket(sandbox_id).unlink(missing_ok=True)
 
     def _ssh_socket(self, sandbox_id: str) -> Path:
         return SSH_SOCKET_DIR / f"{sandbox_id}.sock"

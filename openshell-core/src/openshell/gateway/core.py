@@ -52,8 +52,10 @@ from openshell.gateway.labels import check_labels, parse_label_selector  # noqa:
 from openshell.gateway.policies import PolicyState, PolicyUpdateError, prepare_update
 from openshell.gateway.providers import ProviderManager
 from openshell.gateway.ssh_sessions import SshSessions
+from openshell.gateway.stop_start import StopStartMixin
 from openshell.gateway.store import PolicyRevision, SandboxRecord, Store
 from openshell.gateway.templates import TemplateManager
+from openshell.gateway.watch import LogRow, PlatformEvent, WatchHub, event_from_log
 from openshell.gateway.workspaces import WorkspaceManager
 from openshell.plugin.events import SandboxEvent
 from openshell.plugin.kinds import ComputeDriver, SandboxStatus
@@ -72,6 +74,7 @@ EXEC_TIMEOUT_GRACE = 5.0  # seconds the exec backend gets to report 124 itself
 
 #: a sandbox's pushed log file rotates (one backup) past this many bytes
 MAX_LOG_BYTES = 8 * 1024 * 1024
+PUBLISH_CHUNK = 100  # pushed log lines offered to watchers between two turns of the event loop
 _LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "warn": 2, "error": 3, "critical": 4}
 
 
@@ -269,7 +272,7 @@ def _fire_hook(name: str, **kwargs: Any) -> None:
 # --------------------------------------------------------------------------- core
 
 
-class GatewayCore:
+class GatewayCore(StopStartMixin):
     """Sandboxes, their policies and their supervisors, for one gateway.
 
     :param state_dir: the gateway's state directory (logs pushed by supervisors
@@ -306,17 +309,31 @@ class GatewayCore:
         self.ssh_sessions = SshSessions()
         #: ``https://host:port`` clients dial; set by the gateway process (CreateSshSession reports it)
         self.gateway_endpoint = ""
+        #: status changes, log lines and platform events for WatchSandbox
+        self.watch = WatchHub()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Reconcile stored sandboxes with the driver, then start the liveness monitor."""
+        """Reconcile stored sandboxes with the driver, then start the liveness monitor.
+
+        From here on the driver's ``report_event`` reaches watchers (from any thread).
+        """
+        loop = asyncio.get_running_loop()
+
+        def driver_event(sandbox_id: str, type_: str, reason: str, message: str, metadata: Mapping[str, str]) -> None:
+            event = PlatformEvent(time.time(), "driver", type_, reason, message, dict(metadata))
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the gateway is stopping
+                loop.call_soon_threadsafe(self.watch.publish, sandbox_id, event)
+
+        self.driver.event_sink = driver_event
         await self.reconcile()
         if self.monitor_interval > 0:
             self._tasks.append(asyncio.ensure_future(self._monitor()))
 
     async def stop(self) -> None:
         """Stop background tasks (sandboxes keep running; a restart reconciles them)."""
+        self.driver.event_sink = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -354,6 +371,21 @@ class GatewayCore:
 
         return await asyncio.to_thread(read)
 
+    async def _update(self, sandbox_id: str, **changes: Any) -> SandboxRecord | None:
+        """``store.update_sandbox`` (``phase``, ``reason``, ``supervisor_pid``); watchers see the new record."""
+        updated = await asyncio.to_thread(self.store.update_sandbox, sandbox_id, **changes)
+        if updated is not None:
+            self.watch.publish(sandbox_id, updated)
+        return updated
+
+    def _event(self, sandbox_id: str, source: str, type_: str, reason: str, message: str, **metadata: str) -> None:
+        """Publish a platform event of the sandbox (``type_``: ``Normal`` or ``Warning``)."""
+        self.watch.publish(sandbox_id, PlatformEvent(time.time(), source, type_, reason, message, metadata))
+
+    async def sandbox_info(self, record: SandboxRecord) -> SandboxInfo:
+        """The :class:`SandboxInfo` of ``record`` (its policy revisions read now)."""
+        return await self._info(record)
+
     async def _record(self, name: str, workspace: str) -> SandboxRecord:
         workspace = await self._require_workspace(workspace)
         record = await asyncio.to_thread(self.store.get_sandbox_by_name, name, workspace)
@@ -364,10 +396,6 @@ class GatewayCore:
     async def sandbox_record(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> SandboxRecord:
         """The stored record of sandbox ``name``; :raises NotFound: (sandbox or workspace)."""
         return await self._record(name, workspace)
-
-    async def sandbox_info(self, record: SandboxRecord) -> SandboxInfo:
-        """``record`` with its policy revisions, as the client-facing answers need it."""
-        return await self._info(record)
 
     # ------------------------------------------------------------------ sandboxes (clients)
 
@@ -439,7 +467,8 @@ class GatewayCore:
             await asyncio.to_thread(self.driver.create, record.driver_view(revision.yaml))
         except Exception as exc:  # noqa: BLE001 - any driver failure: keep the sandbox in ERROR
             log.warning("event=driver_create_failed sandbox=%s error=%s", record.id, exc)
-            updated = await asyncio.to_thread(self.store.update_sandbox, record.id, phase=st.ERROR, reason=f"compute driver could not start the sandbox: {exc}")
+            updated = await self._update(record.id, phase=st.ERROR, reason=f"compute driver could not start the sandbox: {exc}")
+            self._event(record.id, "driver", "Warning", "Failed", f"compute driver could not start the sandbox: {exc}")
             record = updated or record
         await asyncio.to_thread(_fire_hook, "sandbox_created", sandbox=SandboxEvent.from_record(record))
         return await self._info(record)
@@ -503,7 +532,7 @@ class GatewayCore:
             if allow_missing:
                 return "ALREADY_ABSENT", ""
             raise SandboxNotFound(name, workspace)
-        await asyncio.to_thread(self.store.update_sandbox, record.id, phase=st.DELETING)
+        await self._update(record.id, phase=st.DELETING)
         await self._remove(record, keep_workdir=keep_workdir)
         return "COMPLETED", record.id
 
@@ -512,7 +541,7 @@ class GatewayCore:
             await asyncio.to_thread(self.driver.delete, record.id, keep_workdir)
         except Exception as exc:
             reason = f"compute driver could not delete the sandbox: {exc}"
-            await asyncio.to_thread(self.store.update_sandbox, record.id, phase=st.ERROR, reason=reason)
+            await self._update(record.id, phase=st.ERROR, reason=reason)
             raise DriverFailed(f"sandbox '{record.name}': {reason}; retry 'openshell sandbox delete {record.name}'") from exc
         await asyncio.to_thread(self.store.delete_sandbox, record.id)
         self.ssh_sessions.revoke_sandbox(record.id)
@@ -520,6 +549,7 @@ class GatewayCore:
             self._log_path(record.id).unlink()
             self._log_path(record.id).with_suffix(".jsonl.1").unlink(missing_ok=True)
         log.info("event=sandbox_deleted sandbox=%s name=%s", record.id, record.name)
+        self.watch.close(record.id)  # ends WatchSandbox streams of this sandbox
         await self._notify_policy()  # ends WatchPolicy streams of this sandbox
         self.providers.forget(record.id)
         await self.providers.notify()  # ends WatchInferenceBundle streams of this sandbox
@@ -762,12 +792,14 @@ class GatewayCore:
         current = await asyncio.to_thread(self.store.get_sandbox, record.id)
         if current is None:
             raise SandboxNotFound(record.name, record.workspace)
-        if current.phase == st.DELETING:
+        if policy_revision:
+            self.watch.publish(record.id, current)  # current_policy_version changed
+        if current.phase in (st.DELETING, st.STOPPING, st.STOPPED):
+            # A report that raced a delete or a stop does not bring the sandbox back.
             phase = None
         if phase is not None or supervisor_pid:
             current = (
-                await asyncio.to_thread(
-                    self.store.update_sandbox,
+                await self._update(
                     record.id,
                     phase=phase,
                     # READY may carry a message too (a limit was hit: an OOM kill, a full /tmp).
@@ -804,8 +836,13 @@ class GatewayCore:
         return self.state_dir / "sandbox-logs" / f"{sandbox_id}.jsonl"
 
     async def push_logs(self, record: SandboxRecord, lines: Iterable[LogLine]) -> int:
-        """Append log lines of the sandbox to its JSON-lines file; return how many."""
+        """Append log lines of the sandbox to its JSON-lines file; return how many.
+
+        Watchers get each line, and a platform event for a line that reports one
+        (an OOM kill, a refused fork, a full /tmp: :func:`openshell.gateway.watch.event_from_log`).
+        """
         path = self._log_path(record.id)
+        rows = [{"time": ln.time, "level": ln.level, "target": ln.target, "message": ln.message, "fields": dict(ln.fields)} for ln in lines]
 
         def write() -> int:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -815,16 +852,21 @@ class GatewayCore:
                     path.replace(path.with_suffix(".jsonl.1"))
             except FileNotFoundError:
                 pass
-            count = 0
             with open(path, "a", encoding="utf-8") as fh:
-                for line in lines:
-                    fh.write(
-                        json.dumps({"time": line.time, "level": line.level, "target": line.target, "message": line.message, "fields": dict(line.fields)}) + "\n"
-                    )
-                    count += 1
-            return count
+                fh.writelines(json.dumps(row) + "\n" for row in rows)
+            return len(rows)
 
-        return await asyncio.to_thread(write)
+        count = await asyncio.to_thread(write)
+        for i, row in enumerate(rows):
+            if i and i % PUBLISH_CHUNK == 0:
+                # Let watchers drain between chunks: a big batch alone must not
+                # overrun a watcher that keeps up.
+                await asyncio.sleep(0)
+            self.watch.publish(record.id, LogRow(row))
+            event = event_from_log(row)
+            if event is not None:
+                self.watch.publish(record.id, event)
+        return count
 
     async def read_logs(self, name: str, workspace: str = st.DEFAULT_WORKSPACE, *, tail: int = 0) -> list[dict[str, Any]]:
         """Return pushed log records of the sandbox (the last ``tail`` when > 0)."""
@@ -886,14 +928,15 @@ class GatewayCore:
         :returns: the updated record, or None when unchanged or unknown.
         """
         record = await asyncio.to_thread(self.store.get_sandbox, sandbox_id)
-        if record is None or record.phase in (st.ERROR, st.DELETING):
+        if record is None or record.phase in (st.ERROR, st.DELETING, st.STOPPING, st.STOPPED):
             return None
         if status.phase in (st.ERROR, st.STOPPED):
             reason = status.reason or f"compute driver reports {status.phase}"
             if context:
                 reason = f"{context}: {reason}"
             log.warning("event=sandbox_failed sandbox=%s reason=%s", sandbox_id, reason)
-            return await asyncio.to_thread(self.store.update_sandbox, sandbox_id, phase=st.ERROR, reason=reason)
+            self._event(sandbox_id, "driver", "Warning", "SupervisorExited", reason)
+            return await self._update(sandbox_id, phase=st.ERROR, reason=reason)
         return None
 
     async def reconcile(self) -> None:
@@ -903,6 +946,10 @@ class GatewayCore:
             if record.phase == st.DELETING:
                 with contextlib.suppress(DriverFailed):
                     await self._remove(record)
+                continue
+            if record.phase == st.STOPPING:  # a stop the previous gateway did not finish
+                with contextlib.suppress(DriverFailed):
+                    await self._finish_stop(record)
                 continue
             try:
                 status = await asyncio.to_thread(self.driver.status, record.id)

@@ -25,6 +25,7 @@ from openshell.gateway.provider_service import InferenceServicer, ProviderRpcs
 from openshell.gateway.supervisor_service import SupervisorServicer
 from openshell.gateway.template_service import TemplateRpcs
 from openshell.gateway.templates import check_image
+from openshell.gateway.watch_service import watch_sandbox
 from openshell.gateway.wire import PHASE_TO_PROTO, refuse_unsupported, rpc_errors, timestamp, workspace_of
 from openshell.gateway.workspace_service import WorkspaceRpcs
 
@@ -49,7 +50,7 @@ def sandbox_to_proto(info: gc.SandboxInfo) -> openshell_pb2.Sandbox:
     """Map a :class:`SandboxInfo` to the wire ``Sandbox`` (never the secret)."""
     r = info.record
     spec = r.spec
-    ready = {st.READY: "True", st.ERROR: "False", st.STOPPED: "False"}.get(r.phase, "Unknown")
+    ready = {st.READY: "True", st.ERROR: "False", st.STOPPING: "False", st.STOPPED: "False"}.get(r.phase, "Unknown")
     return openshell_pb2.Sandbox(
         metadata=datamodel_pb2.ObjectMeta(
             id=r.id,
@@ -218,6 +219,21 @@ class OpenShellServicer(PolicyRpcs, ProviderRpcs, WorkspaceRpcs, TemplateRpcs, I
             keep_workdir=request.keep_workdir,
         )
         return openshell_pb2.DeleteSandboxResponse(outcome=_OUTCOMES[outcome], sandbox_id=sandbox_id)
+
+    @rpc_errors
+    async def StopSandbox(self, request, context):
+        info = await self.core.stop_sandbox(request.name, workspace_of(request.workspace_scope))
+        return openshell_pb2.SandboxResponse(sandbox=sandbox_to_proto(info))
+
+    @rpc_errors
+    async def StartSandbox(self, request, context):
+        info = await self.core.start_sandbox(request.name, workspace_of(request.workspace_scope))
+        return openshell_pb2.SandboxResponse(sandbox=sandbox_to_proto(info))
+
+    @rpc_errors
+    async def WatchSandbox(self, request, context) -> AsyncIterator[openshell_pb2.SandboxStreamEvent]:
+        async for ev in watch_sandbox(self.core, request, sandbox_to_proto):
+            yield ev
 
     async def ExecSandbox(self, request, context) -> AsyncIterator[openshell_pb2.ExecSandboxEvent]:
         async for ev in self._exec(request, request.stdin or None, context):

@@ -40,6 +40,7 @@ PHASE_TO_PROTO: dict[str, int] = {
     st.READY: openshell_pb2.SANDBOX_PHASE_READY,
     st.ERROR: openshell_pb2.SANDBOX_PHASE_ERROR,
     st.DELETING: openshell_pb2.SANDBOX_PHASE_DELETING,
+    st.STOPPING: openshell_pb2.SANDBOX_PHASE_STOPPING,
     st.STOPPED: openshell_pb2.SANDBOX_PHASE_STOPPED,
 }
 PROTO_TO_PHASE = {v: k for k, v in PHASE_TO_PROTO.items()}

@@ -17,7 +17,8 @@ By kind (docs/plugins.md, "What openshell.plugin exports"):
   :class:`RequestInput`, :class:`Decision`, :func:`parse_policy`, :func:`decide`
   and the host/path helpers;
 - compute drivers: :class:`ComputeDriver`, :class:`DriverContext`,
-  :class:`SandboxStatus`, :data:`SANDBOX_PHASES`, :class:`SshEndpoint`;
+  :class:`SandboxStatus`, :data:`SANDBOX_PHASES`, :class:`SshEndpoint`,
+  :class:`DriverUnsupported` (the default of ``stop``/``start``);
 - event hooks: :class:`SandboxEvent`, :class:`GatewayEvent`;
 - the registry: :func:`get_registry`, :class:`PluginInfo`, the ``Plugin*`` errors.
 
@@ -45,6 +46,7 @@ from openshell.plugin.kinds import (
     CompiledPolicy,
     ComputeDriver,
     DriverContext,
+    DriverUnsupported,
     InferenceBackend,
     IsolationContext,
     IsolationError,
@@ -201,6 +203,7 @@ __all__ = [
     # compute drivers
     "ComputeDriver",
     "DriverContext",
+    "DriverUnsupported",
     "SANDBOX_PHASES",
     "SandboxStatus",
     "SshEndpoint",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from openshell.policy.decision import ConnectInput, Decision, RequestInput
@@ -260,6 +260,11 @@ class SshEndpoint:
     port: int = 0
 
 
+class DriverUnsupported(NotImplementedError):
+    """The compute driver does not implement this operation (e.g. stop/start);
+    the gateway answers FAILED_PRECONDITION with this message."""
+
+
 @dataclass(frozen=True)
 class DriverContext:
     """What the gateway gives a compute driver when it constructs it: ``cls(ctx)``.
@@ -284,9 +289,28 @@ class ComputeDriver(_Named):
     #: record ``create`` gets; empty: the driver's default image). The gateway
     #: refuses a sandbox naming an image on a driver without them.
     supports_images: ClassVar[bool] = False
+    #: set by the gateway once it listens: ``(sandbox_id, type, reason, message, metadata)``
+    #: (see :meth:`report_event`); None until then
+    event_sink: Optional[Callable[[str, str, str, str, Mapping[str, str]], None]] = None
 
     def __init__(self, ctx: DriverContext) -> None:
         self.ctx = ctx
+
+    def report_event(self, sandbox_id: str, reason: str, message: str, *, warning: bool = False, **metadata: str) -> None:
+        """Tell the sandbox's watchers something happened to it (a platform event
+        with source ``driver``), e.g. ``report_event(sid, "ImagePulled", "pulled alpine:3.20")``.
+
+        :param reason: CamelCase, e.g. ``ImagePulled``, ``SupervisorStarted``.
+        :param warning: type ``Warning`` instead of ``Normal``.
+        Callable from any thread; never raises; dropped while no gateway listens.
+        """
+        sink = self.event_sink
+        if sink is None:
+            return
+        try:
+            sink(sandbox_id, "Warning" if warning else "Normal", reason, message, {k: str(v) for k, v in metadata.items()})
+        except Exception:  # noqa: BLE001 - an event must never fail a driver operation
+            pass
 
     @abc.abstractmethod
     def create(self, sandbox: Mapping[str, Any]) -> None:
@@ -311,6 +335,25 @@ class ComputeDriver(_Named):
     def watch(self) -> Iterator[tuple[str, SandboxStatus]]:
         """Yield ``(sandbox_id, status)`` changes; the default yields nothing."""
         return iter(())
+
+    def stop(self, sandbox_id: str) -> None:
+        """End every process of the sandbox and keep its files (workdir, config),
+        so :meth:`start` can run it again. Blocking: on return nothing of the
+        sandbox runs and ``status`` reports ``STOPPED``. Stopping a stopped
+        sandbox returns without raising.
+
+        :raises DriverUnsupported: the default: this driver cannot stop sandboxes.
+        """
+        raise DriverUnsupported(f"compute driver '{self.name}' cannot stop sandboxes; delete and recreate it instead")
+
+    def start(self, sandbox: Mapping[str, Any]) -> None:
+        """Run a sandbox :meth:`stop` stopped again, with the same files.
+
+        :param sandbox: the same record as :meth:`create` gets (its current state).
+            Non-blocking like :meth:`create`: the supervisor reports READY itself.
+        :raises DriverUnsupported: the default: this driver cannot start stopped sandboxes.
+        """
+        raise DriverUnsupported(f"compute driver '{self.name}' cannot start stopped sandboxes; delete and recreate it instead")
 
     @abc.abstractmethod
     def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:

@@ -544,6 +544,39 @@ class ComputeDriverContract(_Contract):
             after = driver.status(sid)
         assert after.phase in SANDBOX_PHASES and after.phase not in ("READY", "PROVISIONING"), f"status after delete: {after}"
 
+    def test_stop_keeps_a_sandbox_that_start_runs_again(self, tmp_path: Any) -> None:
+        """``stop``/``start`` (optional: a driver keeping the ABC's defaults is skipped).
+
+        After ``stop`` the status is STOPPED with a reason (twice: idempotent);
+        after ``start`` it is not STOPPED (its supervisor runs again; with the
+        contract's unreachable gateway it may fail soon after, ERROR);
+        ``delete`` still removes it.
+        """
+        from openshell.plugin.kinds import DriverUnsupported
+
+        if getattr(self.plugin_class, "stop", None) is ComputeDriver.stop:
+            pytest.skip("this driver cannot stop sandboxes (ComputeDriver.stop default)")
+        sid = _unused_id()
+        record = self.sandbox_record(sid)
+        with self._driver(tmp_path) as driver:
+            try:
+                driver.create(record)
+                driver.stop(sid)
+                stopped = driver.status(sid)
+                assert stopped.phase == "STOPPED" and stopped.reason, f"status after stop: {stopped}"
+                driver.stop(sid)  # idempotent
+                assert driver.status(sid).phase == "STOPPED"
+                try:
+                    driver.start(record)
+                except DriverUnsupported:
+                    pytest.fail("a driver that can stop sandboxes must start them again")
+                again = driver.status(sid)
+                assert again.phase != "STOPPED", f"status after start: {again}"
+            finally:
+                driver.delete(sid)
+            after = driver.status(sid)
+        assert after.phase not in ("READY", "PROVISIONING"), f"status after delete: {after}"
+
 
 __all__ = [
     "AgentContract",
@@ -566,6 +599,8 @@ class RecordingDriver(ComputeDriver):
         those deleted with ``keep_workdir=True``.
     :ivar statuses: sandbox id → what ``status`` reports (default PROVISIONING).
     :ivar fail_create: when True, ``create`` raises ``OSError("no room")``.
+    :ivar stopped, started: sandbox ids passed to ``stop`` and ``start``, in order;
+        ``stop`` makes ``status`` report STOPPED, ``start`` PROVISIONING again.
     """
 
     name = "recording"
@@ -578,6 +613,8 @@ class RecordingDriver(ComputeDriver):
         self.kept_workdirs: list[str] = []
         self.statuses: dict[str, SandboxStatus] = {}
         self.fail_create = False
+        self.stopped: list[str] = []
+        self.started: list[str] = []
 
     def create(self, sandbox: Mapping[str, Any]) -> None:
         if self.fail_create:
@@ -591,6 +628,14 @@ class RecordingDriver(ComputeDriver):
 
     def status(self, sandbox_id: str) -> SandboxStatus:
         return self.statuses.get(sandbox_id, SandboxStatus("PROVISIONING"))
+
+    def stop(self, sandbox_id: str) -> None:
+        self.stopped.append(sandbox_id)
+        self.statuses[sandbox_id] = SandboxStatus("STOPPED", "stopped on request")
+
+    def start(self, sandbox: Mapping[str, Any]) -> None:
+        self.started.append(sandbox["id"])
+        self.statuses.pop(sandbox["id"], None)
 
     def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
         return SshEndpoint(unix_path=f"/nonexistent/{sandbox_id}.sock")

@@ -84,11 +84,12 @@ def remove_limits(sandbox_dir: Path) -> None:
         log.warning("event=tmp_unmount_failed dir=%s reason=%s", sandbox_dir, exc)
 
 
-def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = False) -> None:
+def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = False, keep_files: bool = False) -> None:
     """Kill the sandbox's processes, tear down its isolation layers, remove its files.
 
     :param sandbox_dir: the driver's per-sandbox directory (holds ``context.json``).
     :param keep_workdir: keep ``workdir/`` (the sandbox's ``/sandbox``) and delete the rest.
+    :param keep_files: remove no file at all (a stopped sandbox, started again later).
     """
     ctx_path = sandbox_dir / CONTEXT_FILE
     ctx = IsolationContext(sandbox_id=sandbox_id, policy={}, state_dir=str(sandbox_dir))
@@ -107,7 +108,7 @@ def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = Fal
         teardown_layers(ctx, list(REQUIRED_LAYERS))
     except Exception as exc:  # noqa: BLE001 - best effort; logged
         log.warning("event=teardown_failed sandbox=%s reason=%s", sandbox_id, exc)
-    if not sandbox_dir.exists():
+    if keep_files or not sandbox_dir.exists():
         return
     if keep_workdir:
         for child in sandbox_dir.iterdir():
