@@ -140,11 +140,13 @@ def test_sdk_unimplemented_rpc_answers_unimplemented(gateway, sdk):
     result = sdk(
         """
         import json, grpc
-        from openshell import SandboxClient, SandboxTemplateClient
+        from openshell import SandboxClient
+        from openshell._proto import openshell_pb2
 
+        # ListWorkspaceMembers: in the SDK's service, not in ours (one mTLS operator, no roles)
         with SandboxClient.from_active_cluster() as client:
             try:
-                SandboxTemplateClient.from_sandbox_client(client).get("nothing", workspace="default")
+                client._stub.ListWorkspaceMembers(openshell_pb2.ListWorkspaceMembersRequest(page_size=1))
                 code = "OK"
             except grpc.RpcError as exc:
                 code = exc.code().name
