@@ -8,7 +8,8 @@ private mount namespace and Landlock (DESIGN.md §4). Per-sandbox files live in
 - ``supervisor.json`` (0600): what the supervisor needs to reach the gateway,
   including the sandbox's secret — never visible inside the sandbox;
 - ``supervisor.pid``, ``supervisor.log``;
-- ``workdir/`` (mounted at ``/sandbox``), ``tmp/`` (``/tmp``), ``hosts``, ``tls/``.
+- ``workdir.ext4`` and its loop mount ``workdir/`` (``/sandbox``), ``tmp/``
+  (``/tmp``), ``files/hosts`` and ``files/tls/`` (``supervisor.mounts``).
 
 The supervisor's SSH server listens on ``/run/openshell/ssh/<id>.sock`` (root
 only): a unix socket path is limited to 107 bytes, which a state directory
