@@ -314,9 +314,7 @@ def extract_workdir(sandbox_dir: str) -> None:
         return
     if not os.path.ismount(workdir):
         os.makedirs(workdir, exist_ok=True)
-        p = subprocess.run(
-            ["mount", "-t", "ext4", "-o", "loop,ro,nosuid,nodev,noexec,noload", image, workdir], capture_output=True, text=True, stdin=subprocess.DEVNULL
-        )
+        p = subprocess.run(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noexec", image, workdir], capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if p.returncode != 0:
             raise OSError(errno.EIO, f"cannot mount {image}: {' '.join(p.stderr.split())[:300]}")
     kept = os.path.join(sandbox_dir, "workdir.kept")
