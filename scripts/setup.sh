@@ -11,6 +11,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 [ -x /usr/lib/openssh/sftp-server ] || need_apt+=(openssh-sftp-server)  # sftp/scp into sandboxes
 command -v useradd >/dev/null || need_apt+=(passwd)
+command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || need_apt+=(e2fsprogs)  # each sandbox's workdir file system
 command -v node >/dev/null || need_apt+=(nodejs)   # Node fetch in the HTTP-inspection e2e test
 command -v npm >/dev/null || need_apt+=(npm)
 [ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libseccomp.so.2 ] || need_apt+=(libseccomp2)

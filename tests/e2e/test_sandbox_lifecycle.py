@@ -232,6 +232,7 @@ def test_crashed_supervisor_shows_error_with_reason_and_delete_leaves_nothing(ga
 def test_gateway_restart_keeps_every_record_and_running_sandboxes(gateway):
     gateway.cli("sandbox", "create", "--name", "lc-survive", "--label", "team=qa", "--detach", check=True)
     try:
+        gateway.sx("lc-survive", "sh", "-c", "echo kept > /sandbox/across-restart.txt")
         before = _records(gateway)["lc-survive"]
         gateway.cli("gateway", "stop", "--name", gateway.name, check=True)
         gateway.cli("gateway", "start", "--name", gateway.name, "--port", str(gateway.port), check=True)
@@ -240,6 +241,7 @@ def test_gateway_restart_keeps_every_record_and_running_sandboxes(gateway):
         assert after["phase"] == "READY"
         p = gateway.sx("lc-survive", "echo", "still here")
         assert p.stdout.decode() == "still here\n"
+        assert gateway.sx("lc-survive", "cat", "/sandbox/across-restart.txt").stdout.decode() == "kept\n"
     finally:
         gateway.cli("sandbox", "delete", "lc-survive")
 

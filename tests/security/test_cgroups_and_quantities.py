@@ -54,9 +54,9 @@ def test_validate_and_defaults():
     assert r.validate({"limits": {"cpu": 2.0, "pids": 100.0}}) == {"limits": {"cpu": "2", "pids": "100"}}
     assert r.validate(None) == {} and r.validate({}) == {}
     limits = r.limits_for({"limits": {"memory": "1Gi"}})
-    assert limits == r.Limits(cpu_milli=None, memory=2**30, pids=2048, tmp=2**30)
+    assert limits == r.Limits(cpu_milli=None, memory=2**30, pids=2048, tmp=2**30, disk=10 * 2**30)
     assert r.limits_for({}).memory == 8 * 2**30
-    assert "cpu=unlimited memory=1Gi pids=2048 tmp=1Gi" == limits.describe()
+    assert "cpu=unlimited memory=1Gi pids=2048 tmp=1Gi disk=10Gi" == limits.describe()
 
 
 @pytest.mark.parametrize(
@@ -66,6 +66,8 @@ def test_validate_and_defaults():
         ({"limits": {"memory": "lots"}}, "resources.limits.memory: memory 'lots' is not a size"),
         ({"claims": {}}, "resources.claims: unknown section"),
         ({"limits": {"pids": "8"}}, "resources.limits.pids"),
+        ({"limits": {"disk": "1Mi"}}, "resources.limits.disk: disk '1Mi' is too small; the minimum is 16Mi"),
+        ({"limits": {"disk": "9Ti"}}, "resources.limits.disk: disk '9Ti' is too large; the maximum is 8Ti"),
         ({"limits": ["cpu"]}, "resources.limits must be a mapping"),
     ],
 )

@@ -1,6 +1,6 @@
 """Resource limits with real sandboxes: the kernel stops a fork bomb, an allocation
-past --memory and a /tmp past its size, without harm to the host or another
-sandbox; the user sees what happened in ``sandbox logs`` and ``sandbox get``."""
+past --memory, a /tmp and a workdir past their size, without harm to the host or
+another sandbox; the user sees what happened in ``sandbox logs`` and ``sandbox get``."""
 
 from __future__ import annotations
 
@@ -69,7 +69,9 @@ def sandboxes(gateway):
 
 
 def test_cli_rejects_bad_limits_naming_the_flag(gateway):
-    for flag, value in (("--memory", "lots"), ("--memory", "512X"), ("--memory", "1Ki"), ("--cpu", "fast"), ("--cpu", "0"), ("--cpu", "1.2345")):
+    bad = (("--memory", "lots"), ("--memory", "512X"), ("--memory", "1Ki"), ("--cpu", "fast"), ("--cpu", "0"), ("--cpu", "1.2345"))
+    bad += (("--disk", "big"), ("--disk", "1Mi"), ("--disk", "9Ti"), ("--disk", "-2Gi"))
+    for flag, value in bad:
         p = gateway.cli("sandbox", "create", "--name", "rl-bad", flag, value, "--detach")
         err = p.stderr.decode()
         assert p.returncode == 2, err
@@ -191,21 +193,75 @@ def test_tmp_is_a_size_limited_tmpfs_off_the_host_disk(gateway, sandboxes):
     assert gateway.sx("rl-tmp", "rm", "/tmp/big").returncode == 0
 
 
+def _loops_of(image) -> list[str]:
+    """Loop devices whose backing file is ``image`` (also once it is deleted)."""
+    found = []
+    for name in os.listdir("/sys/block"):
+        try:
+            backing = _read(f"/sys/block/{name}/loop", "backing_file")
+        except OSError:
+            continue
+        if backing.removesuffix(" (deleted)") == str(image):
+            found.append(name)
+    return found
+
+
+def _mounted_under(d) -> list[str]:
+    """Mount points at or below directory ``d`` in this (the host's) mount namespace."""
+    prefix = str(d)
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
 def test_delete_removes_the_cgroup_and_the_tmpfs(gateway):
     gateway.cli("sandbox", "create", "--name", "rl-del", "--detach", check=True)
     d = _sandbox_dir(gateway, "rl-del")
     cg = _cgroup(gateway, "rl-del")
     assert all(os.path.isdir(p) for p in cg["dirs"].values())
+    assert os.path.ismount(d / "workdir") and _loops_of(d / "workdir.ext4")
     gateway.cli("sandbox", "delete", "rl-del", check=True, timeout=120)
     assert not any(os.path.exists(p) for p in cg["dirs"].values())
-    assert not os.path.ismount(d / "tmp")
+    assert not _mounted_under(d)
+    assert _wait_for(lambda: not _loops_of(d / "workdir.ext4"))  # released with the last mount
+    assert not d.exists()
 
 
 def test_delete_after_a_crashed_supervisor_still_removes_the_limits(gateway):
     gateway.cli("sandbox", "create", "--name", "rl-crash", "--detach", check=True)
     d = _sandbox_dir(gateway, "rl-crash")
     cg = _cgroup(gateway, "rl-crash")
+    # A process holding the workdir (its cwd) when the supervisor dies.
+    gateway.sx("rl-crash", "sh", "-c", "cd /sandbox && nohup sleep 300 >/dev/null 2>&1 &")
     os.kill(int((d / "supervisor.pid").read_text()), signal.SIGKILL)
     gateway.cli("sandbox", "delete", "rl-crash", check=True, timeout=120)
     assert not any(os.path.exists(p) for p in cg["dirs"].values())
-    assert not os.path.ismount(d / "tmp")
+    assert not _mounted_under(d)
+    assert _wait_for(lambda: not _loops_of(d / "workdir.ext4"))
+    assert not d.exists()
+
+
+WRITE_48M = "b = bytes(2**20)\nwith open('/sandbox/big', 'wb') as f:\n    for _ in range(48):\n        f.write(b)\n        f.flush()\n"
+
+
+def test_workdir_past_its_disk_limit_is_enospc_and_shown_and_nothing_else_fills(gateway, sandboxes):
+    sandboxes("rl-disk", "--disk", "32Mi")
+    sandboxes("rl-disk-other")
+    d = _sandbox_dir(gateway, "rl-disk")
+    p = gateway.sx("rl-disk", "sh", "-c", "df -k /sandbox | tail -1")
+    assert p.returncode == 0 and 24 * 1024 < int(p.stdout.split()[1]) <= 32 * 1024, p.stdout
+    p = gateway.sx("rl-disk", "python3", "-c", WRITE_48M, timeout=120)
+    text = p.stderr.decode()
+    assert p.returncode != 0 and "No space left on device" in text, text
+    # The sandbox's files are on its image, which never takes more than the limit on the host.
+    assert (d / "workdir.ext4").stat().st_blocks * 512 <= 32 * 2**20
+    assert (d / "workdir" / "big").stat().st_dev != os.stat(gateway.state_dir).st_dev
+    events = _wait_for(lambda: _events(gateway, "rl-disk", "workdir_full"))
+    assert events and events[0]["fields"]["disk_limit"] == "32Mi"
+    assert "/sandbox is full (32Mi)" in _status_text(gateway, "rl-disk")
+    # Another sandbox (default 10Gi) writes more than that without trouble.
+    q = gateway.sx("rl-disk-other", "python3", "-c", WRITE_48M + "print('ok')", timeout=120)
+    assert q.returncode == 0 and q.stdout.decode().strip() == "ok", q.stderr.decode()
+    # Space freed is usable again.
+    assert gateway.sx("rl-disk", "rm", "/sandbox/big").returncode == 0
+    assert gateway.sx("rl-disk", "sh", "-c", "echo fits > /sandbox/small && cat /sandbox/small").stdout.decode() == "fits\n"

@@ -3,11 +3,11 @@
 A sandbox's limits come from its spec, ``spec.template.resources`` (a
 ``google.protobuf.Struct`` in the SDK's schema), in the Kubernetes shape::
 
-    {"limits": {"cpu": "1.5", "memory": "512Mi", "pids": 2048, "tmp": "1Gi"}}
+    {"limits": {"cpu": "1.5", "memory": "512Mi", "pids": 2048, "tmp": "1Gi", "disk": "10Gi"}}
 
-``cpu`` and ``memory`` are Kubernetes resource quantities; ``pids`` and ``tmp``
-(size of the sandbox's ``/tmp``) are OpenShell's own keys. The workdir
-(``/sandbox``) has no size limit yet. A ``requests`` section is accepted (Kubernetes clients
+``cpu`` and ``memory`` are Kubernetes resource quantities; ``pids``, ``tmp``
+(size of the sandbox's ``/tmp``) and ``disk`` (size of its workdir,
+``/sandbox``) are OpenShell's own keys. A ``requests`` section is accepted (Kubernetes clients
 send one) and ignored: nothing is scheduled here. What a spec leaves out gets
 :data:`DEFAULTS`.
 
@@ -44,10 +44,14 @@ _CPU = re.compile(r"^(?:([0-9]+(?:\.[0-9]{1,3})?|\.[0-9]{1,3})|([0-9]+)m)$")
 #: interpreter) starts, and the sandbox would fail in a confusing way
 MIN_MEMORY = 16 * 2**20
 MIN_TMP = 1 * 2**20
+#: the workdir's ext4 needs a few MiB for its metadata and journal
+MIN_DISK = 16 * 2**20
+#: an image file larger than this does not fit common host file systems (ext4: 16Ti)
+MAX_DISK = 8 * 2**40
 MAX_BYTES = 2**60
 MAX_CPU_MILLI = 1024 * 1000
 MAX_PIDS = 4 * 2**20
-LIMIT_KEYS = ("cpu", "memory", "pids", "tmp")
+LIMIT_KEYS = ("cpu", "memory", "pids", "tmp", "disk")
 
 
 class QuantityError(ValueError):
@@ -145,29 +149,32 @@ class Limits:
     :ivar memory: bytes of memory (RSS + page cache + tmpfs pages), no swap beyond it.
     :ivar pids: processes and threads at once.
     :ivar tmp: bytes of the sandbox's ``/tmp`` (a tmpfs).
+    :ivar disk: bytes of the sandbox's workdir ``/sandbox`` (an ext4 image, sparse).
     """
 
     cpu_milli: int | None = None
     memory: int | None = None
     pids: int | None = None
     tmp: int | None = None
+    disk: int | None = None
 
     def describe(self) -> str:
-        """``cpu=1.5 memory=512Mi pids=2048 tmp=1Gi`` (for logs)."""
+        """``cpu=1.5 memory=512Mi pids=2048 tmp=1Gi disk=10Gi`` (for logs)."""
 
         def b(v: int | None) -> str:
             return "unlimited" if v is None else format_bytes(v)
 
         cpu = "unlimited" if self.cpu_milli is None else format_cpu(self.cpu_milli)
         pids = "unlimited" if self.pids is None else str(self.pids)
-        return f"cpu={cpu} memory={b(self.memory)} pids={pids} tmp={b(self.tmp)}"
+        return f"cpu={cpu} memory={b(self.memory)} pids={pids} tmp={b(self.tmp)} disk={b(self.disk)}"
 
 
 #: what a sandbox gets for a limit its spec does not set. The process limit is
 #: the usual container-runtime default; memory 8Gi keeps one sandbox from taking
-#: the host's memory; /tmp is a 1Gi tmpfs (its pages count against memory too).
+#: the host's memory; /tmp is a 1Gi tmpfs (its pages count against memory too);
+#: the workdir a 10Gi ext4 image, sparse: it takes the host's disk only as it fills.
 #: CPU is unlimited unless asked for (docs/resources.md).
-DEFAULTS = {"cpu": None, "memory": "8Gi", "pids": 2048, "tmp": "1Gi"}
+DEFAULTS = {"cpu": None, "memory": "8Gi", "pids": 2048, "tmp": "1Gi", "disk": "10Gi"}
 
 
 def validate(resources: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -214,8 +221,22 @@ def _parse_one(key: str, value: Any) -> int:
         return parse_cpu(value)
     if key == "pids":
         return parse_pids(value)
+    if key == "disk":
+        return parse_disk(value)
     minimum = {"memory": MIN_MEMORY, "tmp": MIN_TMP}[key]
     return parse_bytes(value, what=key, minimum=minimum)
+
+
+def parse_disk(text: str | int | float) -> int:
+    """Parse the workdir size (a byte quantity, 16Mi..8Ti), rounded down to whole
+    4 KiB blocks.
+
+    :raises QuantityError: malformed or out of range.
+    """
+    value = parse_bytes(text, what="disk", minimum=MIN_DISK)
+    if value > MAX_DISK:
+        raise QuantityError(f"disk {text!r} is too large; the maximum is {format_bytes(MAX_DISK)}")
+    return value // 4096 * 4096
 
 
 def limits_for(resources: Mapping[str, Any] | None) -> Limits:
@@ -227,7 +248,7 @@ def limits_for(resources: Mapping[str, Any] | None) -> Limits:
     given = validate(resources).get("limits", {})
     merged = {**DEFAULTS, **given}
     parsed = {k: (None if v is None else _parse_one(k, v)) for k, v in merged.items()}
-    return Limits(cpu_milli=parsed["cpu"], memory=parsed["memory"], pids=parsed["pids"], tmp=parsed["tmp"])
+    return Limits(cpu_milli=parsed["cpu"], memory=parsed["memory"], pids=parsed["pids"], tmp=parsed["tmp"], disk=parsed["disk"])
 
 
 __all__ = [
@@ -240,6 +261,7 @@ __all__ = [
     "limits_for",
     "parse_bytes",
     "parse_cpu",
+    "parse_disk",
     "parse_pids",
     "validate",
 ]

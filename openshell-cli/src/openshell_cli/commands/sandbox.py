@@ -155,13 +155,18 @@ def sandbox() -> None:
 
 
 def _limit_option(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
-    """Check --cpu/--memory with the gateway's parser, so a bad value is a usage error naming the flag."""
+    """Check --cpu/--memory/--disk with the gateway's parser, so a bad value is a usage error naming the flag."""
     if value is None:
         return None
-    from openshell.resources import MIN_MEMORY, QuantityError, parse_bytes, parse_cpu
+    from openshell.resources import MIN_MEMORY, QuantityError, parse_bytes, parse_cpu, parse_disk
 
     try:
-        parse_cpu(value) if param.name == "cpu" else parse_bytes(value, what="memory", minimum=MIN_MEMORY)
+        if param.name == "cpu":
+            parse_cpu(value)
+        elif param.name == "disk":
+            parse_disk(value)
+        else:
+            parse_bytes(value, what="memory", minimum=MIN_MEMORY)
     except QuantityError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     return value
@@ -192,6 +197,7 @@ def _limit_option(ctx: click.Context, param: click.Parameter, value: Optional[st
 @click.option("--cpu", callback=_limit_option, metavar="CORES", help="CPU limit in cores, e.g. 1.5 or 500m (default: unlimited).")
 @click.option("--memory", callback=_limit_option, metavar="SIZE", help="Memory limit, e.g. 512Mi, 2Gi or 500M (default: 8Gi).")
 @click.option("--template", "template_name", default="", metavar="NAME", help="Start from this template (see 'openshell template list'); the options here win.")
+@click.option("--disk", callback=_limit_option, metavar="SIZE", help="Size of the workdir /sandbox, e.g. 2Gi (default: 10Gi).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def create(
     name,
@@ -213,6 +219,7 @@ def create(
     cpu,
     memory,
     template_name,
+    disk,
 ) -> None:
     """Create a sandbox, wait until it is READY, and run COMMAND in it.
 
@@ -272,7 +279,7 @@ def create(
             # Ctrl-C waits for CreateSandbox's answer: without the name the
             # gateway picked, the sandbox could not be deleted again.
             with interrupts.deferred():
-                limits = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+                limits = {k: v for k, v in (("cpu", cpu), ("memory", memory), ("disk", disk)) if v is not None}
                 rec = client.create_sandbox(
                     name=name or "",
                     policy_yaml=policy_yaml,

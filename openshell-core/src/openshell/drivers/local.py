@@ -9,7 +9,8 @@ private mount namespace and Landlock (DESIGN.md §4). Per-sandbox files live in
   including the sandbox's secret — never visible inside the sandbox;
 - ``supervisor.pid``, ``supervisor.log``; ``stopped`` while stopped on request
   (``stop``/``start``: the supervisor ends, every file stays);
-- ``workdir/`` (mounted at ``/sandbox``), ``tmp/`` (``/tmp``), ``hosts``, ``tls/``.
+- ``workdir.ext4`` and its loop mount ``workdir/`` (``/sandbox``), ``tmp/``
+  (``/tmp``), ``files/hosts`` and ``files/tls/`` (``supervisor.mounts``).
 
 The supervisor's SSH server listens on ``/run/openshell/ssh/<id>.sock`` (root
 only): a unix socket path is limited to 107 bytes, which a state directory

@@ -67,8 +67,10 @@ def kill_sandbox_processes(netns: str, grace: float = 2.0) -> None:
 
 
 def remove_limits(sandbox_dir: Path) -> None:
-    """Remove the sandbox's cgroup (killing what is left in it) and unmount its /tmp
-    tmpfs. Best effort: failures are logged. Idempotent."""
+    """Remove the sandbox's cgroup (killing what is left in it) and unmount its file
+    systems: the /tmp and files tmpfs and the workdir's loop mount (its loop device
+    detached; the image stays for a later start). Best effort: failures are logged.
+    Idempotent."""
     from openshell.supervisor import cgroups, mounts
 
     cg = cgroups.Cgroup.load(str(sandbox_dir))
@@ -82,13 +84,20 @@ def remove_limits(sandbox_dir: Path) -> None:
         mounts.unmount_tmp(str(sandbox_dir / "tmp"))
     except OSError as exc:
         log.warning("event=tmp_unmount_failed dir=%s reason=%s", sandbox_dir, exc)
+    try:
+        mounts.unmount_tmp(str(sandbox_dir / mounts.FILES_DIR))
+        mounts.unmount_workdir(str(sandbox_dir / "workdir"), str(sandbox_dir / mounts.WORKDIR_IMAGE))
+    except OSError as exc:
+        log.warning("event=workdir_unmount_failed dir=%s reason=%s", sandbox_dir, exc)
 
 
 def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = False, keep_files: bool = False) -> None:
     """Kill the sandbox's processes, tear down its isolation layers, remove its files.
 
     :param sandbox_dir: the driver's per-sandbox directory (holds ``context.json``).
-    :param keep_workdir: keep ``workdir/`` (the sandbox's ``/sandbox``) and delete the rest.
+    :param keep_workdir: keep ``workdir/`` (the sandbox's ``/sandbox``) as a plain
+        directory, copied out of its file system, and delete the rest (the image
+        too, unless the copy failed).
     :param keep_files: remove no file at all (a stopped sandbox, started again later).
     """
     ctx_path = sandbox_dir / CONTEXT_FILE
@@ -111,8 +120,16 @@ def cleanup_sandbox(sandbox_id: str, sandbox_dir: Path, keep_workdir: bool = Fal
     if keep_files or not sandbox_dir.exists():
         return
     if keep_workdir:
+        from openshell.supervisor import mounts
+
+        keep = {"workdir"}
+        try:
+            mounts.extract_workdir(str(sandbox_dir))
+        except OSError as exc:
+            keep.add(mounts.WORKDIR_IMAGE)
+            log.warning("event=workdir_extract_failed sandbox=%s reason=%s", sandbox_id, exc)
         for child in sandbox_dir.iterdir():
-            if child.name != "workdir":
+            if child.name not in keep:
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child, ignore_errors=True)
                 else:

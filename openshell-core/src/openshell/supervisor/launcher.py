@@ -58,7 +58,7 @@ from openshell.plugin.kinds import (
     IsolationLayer,
 )
 from openshell.supervisor import cgroups, nsutil, users
-from openshell.supervisor.mounts import TMPFS_SOURCE, Mount
+from openshell.supervisor.mounts import FILES_SOURCE, TMPFS_SOURCE, WORKDIR_IMAGE, Mount, loop_backing_file
 
 if TYPE_CHECKING:
     from openshell.supervisor.sandbox_ns import SandboxNamespaces
@@ -348,16 +348,26 @@ def _mount_namespace(mounts: Sequence[Mount]) -> None:
 
     ``/`` is made rprivate first so nothing done here propagates to the host.
     Missing mount points are created on the host as root (dirs 0755, files 0644).
+    The host-side mounts of every sandbox's own file systems (``_is_sandbox_fs``)
+    leave this namespace: other sandboxes' before the binds, this one's after
+    them (through fds: a bind over ``/tmp`` may hide their paths by then), so
+    their host paths under the gateway's state directory never show in the
+    sandbox's ``/proc/self/mountinfo``.
     """
     nsutil.unshare(nsutil.CLONE_NEWNS)
     nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)
-    _drop_namespace_mounts(keep={os.path.realpath(m.source) for m in mounts})
+    wanted = [os.path.realpath(m.source) for m in mounts]
+    own = {point for point, fstype, source in _mountinfo_fields() if _is_sandbox_fs(fstype, source) and any(_under(w, point) for w in wanted)}
+    _drop_namespace_mounts(keep=own)
     # Open every source first: a mount over /tmp must not hide a later source
     # that lives under /tmp. Binding from /proc/self/fd/N uses the opened inode.
     sources: list[tuple[Mount, int]] = []
+    roots: list[int] = []
     try:
         for m in mounts:
             sources.append((m, os.open(m.source, os.O_PATH | os.O_CLOEXEC)))
+        for point in own:
+            roots.append(os.open(point, os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY))
         for m, fd in sources:
             src_is_dir = os.path.isdir(f"/proc/self/fd/{fd}")
             if not os.path.lexists(m.target):
@@ -374,10 +384,31 @@ def _mount_namespace(mounts: Sequence[Mount]) -> None:
             if m.read_only:
                 flags |= nsutil.MS_RDONLY
             nsutil.mount("none", m.target, None, flags)
+        # The binds hold their file systems; the host-side mounts can go.
+        for fd in roots:
+            nsutil.umount(f"/proc/self/fd/{fd}", nsutil.MNT_DETACH)
     finally:
+        for fd in roots:
+            os.close(fd)
         for _, fd in sources:
             os.close(fd)
     _private_proc()
+
+
+def _under(path: str, point: str) -> bool:
+    return path == point or path.startswith(point.rstrip("/") + "/")
+
+
+def _is_sandbox_fs(fstype: str, source: str) -> bool:
+    """True for a file system of a sandbox's own, mounted on the host under its state
+    directory (``mounts``): a ``/tmp`` or files tmpfs, or a workdir loop mount (told
+    by the name of its backing file)."""
+    if fstype == "tmpfs":
+        return source in (TMPFS_SOURCE, FILES_SOURCE)
+    if fstype == "ext4" and source.startswith("/dev/loop"):
+        backing = loop_backing_file(source)
+        return backing is not None and os.path.basename(backing.removesuffix(" (deleted)")) == WORKDIR_IMAGE
+    return False
 
 
 def _mountinfo_fields() -> list[tuple[str, str, str]]:
@@ -399,8 +430,9 @@ def _mountinfo_fields() -> list[tuple[str, str, str]]:
 
 def _drop_namespace_mounts(keep: Collection[str] = ()) -> None:
     """Remove, in this (private) mount namespace, every namespace file bind (``nsfs``),
-    the ``/run/netns`` mount and every sandbox's ``/tmp`` tmpfs but those in ``keep``
-    (host paths: this sandbox's own, still to be bound).
+    the ``/run/netns`` mount and every sandbox's own file systems (``_is_sandbox_fs``:
+    ``/tmp``, files, workdir) but those in ``keep`` (host paths: this sandbox's own,
+    still to be bound).
 
     They name every sandbox's network namespace and state directory on the machine
     (and any other runtime's); the sandbox must see neither them nor their names in
@@ -410,7 +442,7 @@ def _drop_namespace_mounts(keep: Collection[str] = ()) -> None:
     mounts = _mountinfo_fields()
     targets = [point for point, fstype, _ in mounts if fstype == "nsfs"]
     targets += [point for point, _, _ in mounts if point == nsutil.NETNS_DIR]
-    targets += [point for point, fstype, source in mounts if (fstype, source) == ("tmpfs", TMPFS_SOURCE) and point not in keep]
+    targets += [point for point, fstype, source in mounts if _is_sandbox_fs(fstype, source) and point not in keep]
     for point in reversed(targets):
         try:
             nsutil.umount(point, nsutil.MNT_DETACH)

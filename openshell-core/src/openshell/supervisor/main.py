@@ -115,7 +115,9 @@ class Supervisor:
         self.limits = None  # openshell.resources.Limits
         self._limit_events = (0, 0)  # OOM kills, refused forks already reported
         self._tmp_full = False
+        self._workdir_full = False
         self.tmp_dir: Optional[str] = None  # host path of the sandbox's /tmp tmpfs
+        self.workdir: Optional[str] = None  # host path of the sandbox's workdir mount
 
     # ------------------------------------------------------------------ start
     async def run(self) -> int:
@@ -176,22 +178,42 @@ class Supervisor:
         # layer is still prepared before READY, and a failure on either side stops
         # the start (the layers are torn down by _shutdown once prepared).
         prepared = asyncio.ensure_future(asyncio.to_thread(launcher.prepare_layers, self.ctx, list(REQUIRED_LAYERS)))
+        made_dirs: Optional[asyncio.Future] = None
         try:
             self._make_namespaces()
+            uid, gid = ids_for_policy(self.ctx.policy)
+            # The sandbox's file systems (mkfs + loop mount of the workdir: tens of
+            # ms of subprocesses) are made in a thread during the provider round trip.
+            made_dirs = asyncio.ensure_future(
+                asyncio.to_thread(
+                    mounts.prepare_sandbox_dirs,
+                    str(self.state_dir),
+                    uid,
+                    gid,
+                    {name: ips[0] for name, ips in hosts.items()},
+                    tmp_size=self.limits.tmp,
+                    disk_size=self.limits.disk,
+                )
+            )
             # Providers: the sandbox sees placeholders, the proxy keeps the values.
             penv = await fetch_provider_environment(self.link)
             self.provider_env = dict(penv.environment)
             self.credential_hook = CredentialHook(credentials_from_proto(penv))
             # Only the policy engine is loaded, not every plugin kind.
             self.engine = engine_class()
-            uid, gid = ids_for_policy(self.ctx.policy)
-            dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, {name: ips[0] for name, ips in hosts.items()}, tmp_size=self.limits.tmp)
-            self.tmp_dir = dirs.tmp
             self.ca = SandboxCA.generate(self.name)
+            dirs = await made_dirs
+            self.tmp_dir = dirs.tmp
+            self.workdir = dirs.workdir
             self.ca.write_public_files(Path(dirs.tls))
             self.mounts = dirs.mounts()
             self.mounts.extend(await asyncio.to_thread(self._sandbox_python_mounts))
         finally:
+            if made_dirs is not None:
+                # Also when the start failed: nothing it mounts may outlive the supervisor.
+                await asyncio.wait([made_dirs])
+                if not made_dirs.cancelled():
+                    made_dirs.exception()  # retrieved: raised above, or the start failed before it
             await self._await_layers(prepared)
         self.ctx.uid, self.ctx.gid = uid, gid
         (self.state_dir / CONTEXT_FILE).write_text(json.dumps(_ctx_dict(self.ctx)))
@@ -267,8 +289,9 @@ class Supervisor:
 
     async def _check_limits(self) -> None:
         """Log, and show in the sandbox's status, a limit the sandbox hit: an OOM kill,
-        a refused fork, a full /tmp. Each event once."""
+        a refused fork, a full /tmp, a full workdir. Each event once."""
         from openshell.resources import format_bytes
+        from openshell.supervisor import mounts
 
         if self.cgroup is None or self.limits is None:
             return
@@ -285,15 +308,17 @@ class Supervisor:
         self._limit_events = (ev.oom_kills, ev.pids_max)
         tmp = self.tmp_dir
         if tmp is not None and self.limits.tmp is not None:
-            try:
-                st = os.statvfs(tmp)
-                full = st.f_bavail == 0 or st.f_favail == 0
-            except OSError:
-                full = False
+            full = mounts.is_full(tmp)
             if full and not self._tmp_full:
                 messages.append(f"/tmp is full ({format_bytes(self.limits.tmp)}): writes fail with ENOSPC")
                 log.warning("event=tmp_full sandbox=%s tmp_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.tmp))
             self._tmp_full = full
+        if self.workdir is not None and self.limits.disk is not None:
+            full = await asyncio.to_thread(mounts.is_full, self.workdir, slack=mounts.workdir_slack(self.limits.disk))
+            if full and not self._workdir_full:
+                messages.append(f"/sandbox is full ({format_bytes(self.limits.disk)}): writes fail with ENOSPC")
+                log.warning("event=workdir_full sandbox=%s disk_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.disk))
+            self._workdir_full = full
         if messages:
             await self.link.report(phase="READY", reason="; ".join(messages), pid=os.getpid())
 

@@ -1,0 +1,146 @@
+"""The sandbox's workdir on a file system of its own: a sparse ext4 image, loop-mounted
+(``openshell.supervisor.mounts``), with real mkfs, loop devices and mounts."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openshell import resources
+from openshell.supervisor import cleanup, mounts
+
+
+@pytest.fixture
+def state(launch_ids: tuple[int, int]) -> Iterator[Path]:
+    """A sandbox state directory; whatever a test mounted in it is removed after."""
+    d = Path(tempfile.mkdtemp(prefix="osb-workdir-"))
+    yield d
+    cleanup.remove_limits(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _loops(image: Path) -> list[str]:
+    """Loop devices whose backing file is ``image`` (read from sysfs, not through the module)."""
+    found = []
+    for name in os.listdir("/sys/block"):
+        try:
+            backing = Path(f"/sys/block/{name}/loop/backing_file").read_text().strip()
+        except OSError:
+            continue
+        if backing.removesuffix(" (deleted)") == str(image):
+            found.append(name)
+    return found
+
+
+def test_workdir_is_a_sized_ext4_owned_by_the_sandbox_user(state, launch_ids):
+    uid, gid = launch_ids
+    dirs = mounts.prepare_sandbox_dirs(str(state), uid, gid, tmp_size=2**20, disk_size=32 * 2**20)
+    image = state / mounts.WORKDIR_IMAGE
+    assert os.path.ismount(dirs.workdir)
+    st = os.stat(dirs.workdir)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, 0o750)
+    assert os.listdir(dirs.workdir) == []  # no lost+found for the sandbox to trip over
+    fs = os.statvfs(dirs.workdir)
+    assert 24 * 2**20 < fs.f_blocks * fs.f_frsize <= 32 * 2**20
+    assert image.stat().st_size == 32 * 2**20
+    assert not mounts.is_full(dirs.workdir, slack=mounts.workdir_slack(32 * 2**20))
+    assert image.stat().st_blocks * 512 < 16 * 2**20  # sparse: the host's disk holds only what is used
+    # hosts and tls live on a tmpfs of their own, not in the state directory's file system
+    assert os.path.ismount(state / mounts.FILES_DIR)
+    assert Path(dirs.hosts).parent == Path(dirs.tls).parent == state / mounts.FILES_DIR
+    assert _loops(image)
+
+
+def test_writing_past_the_size_fails_with_enospc_and_the_host_disk_does_not_fill(state, launch_ids):
+    uid, gid = launch_ids
+    dirs = mounts.prepare_sandbox_dirs(str(state), uid, gid, tmp_size=2**20, disk_size=16 * 2**20)
+    with pytest.raises(OSError) as info:
+        with open(os.path.join(dirs.workdir, "big"), "wb") as f:
+            for _ in range(32):
+                f.write(bytes(2**20))
+                f.flush()
+                os.fsync(f.fileno())
+    assert info.value.errno == errno.ENOSPC
+    # what the supervisor's limit check reports as a full workdir
+    assert mounts.is_full(dirs.workdir, slack=mounts.workdir_slack(16 * 2**20))
+    assert (state / mounts.WORKDIR_IMAGE).stat().st_blocks * 512 <= 16 * 2**20
+
+
+def test_data_survives_an_unmount_and_a_second_prepare(state, launch_ids):
+    # What a supervisor restart (or a later stop/start) does: the image is kept, not remade.
+    uid, gid = launch_ids
+    dirs = mounts.prepare_sandbox_dirs(str(state), uid, gid, tmp_size=2**20, disk_size=32 * 2**20)
+    Path(dirs.workdir, "kept.txt").write_text("still here\n")
+    cleanup.remove_limits(state)
+    assert not os.path.ismount(dirs.workdir)
+    assert not _loops(state / mounts.WORKDIR_IMAGE)
+    dirs = mounts.prepare_sandbox_dirs(str(state), uid, gid, tmp_size=2**20, disk_size=32 * 2**20)
+    assert Path(dirs.workdir, "kept.txt").read_text() == "still here\n"
+
+
+def test_remove_limits_after_a_crash_unmounts_everything_and_detaches_the_loop_device(state, launch_ids):
+    uid, gid = launch_ids
+    dirs = mounts.prepare_sandbox_dirs(str(state), uid, gid, tmp_size=2**20, disk_size=32 * 2**20)
+    image = state / mounts.WORKDIR_IMAGE
+    # A loop device left without a mount (a crash between losetup and mount) goes too.
+    extra = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        assert len(_loops(image)) == 2
+        cleanup.remove_limits(state)
+        for path in (dirs.workdir, dirs.tmp, state / mounts.FILES_DIR):
+            assert not os.path.ismount(path), path
+        assert not _loops(image)
+    finally:
+        subprocess.run(["losetup", "-d", extra], capture_output=True)
+
+
+def test_keep_workdir_copies_the_files_out_and_drops_the_image(state, launch_ids):
+    uid, gid = launch_ids
+    dirs = mounts.prepare_sandbox_dirs(str(state), uid, gid, tmp_size=2**20, disk_size=32 * 2**20)
+    Path(dirs.workdir, "sub").mkdir()
+    Path(dirs.workdir, "sub", "result.txt").write_text("kept\n")
+    os.chown(Path(dirs.workdir, "sub", "result.txt"), uid, gid)
+    cleanup.cleanup_sandbox("x", state, keep_workdir=True)
+    assert sorted(p.name for p in state.iterdir()) == ["workdir"]
+    assert not os.path.ismount(state / "workdir")
+    kept = state / "workdir" / "sub" / "result.txt"
+    assert kept.read_text() == "kept\n" and kept.stat().st_uid == uid
+
+
+def test_missing_mkfs_fails_closed_naming_the_package(state, launch_ids, monkeypatch):
+    monkeypatch.setattr(mounts, "_MKFS", "mkfs.no-such-fs")
+    with pytest.raises(mounts.WorkdirError, match=r"apt install e2fsprogs"):
+        mounts.prepare_sandbox_dirs(str(state), *launch_ids, tmp_size=2**20, disk_size=32 * 2**20)
+    assert not os.path.ismount(state / "workdir")
+    assert not (state / mounts.WORKDIR_IMAGE).exists()
+
+
+def test_missing_loop_devices_fail_closed_naming_the_module(state, launch_ids, monkeypatch):
+    monkeypatch.setattr(mounts, "_LOOP_CONTROL", str(state / "no-loop-control"))
+    with pytest.raises(mounts.WorkdirError, match=r"modprobe loop"):
+        mounts.prepare_sandbox_dirs(str(state), *launch_ids, tmp_size=2**20, disk_size=32 * 2**20)
+    assert not os.path.ismount(state / "workdir")
+
+
+@pytest.mark.parametrize("value, bytes_", [("10Gi", 10 * 2**30), ("16Mi", 16 * 2**20), ("100M", 100_000_000 // 4096 * 4096), (2**30, 2**30)])
+def test_disk_quantities(value, bytes_):
+    assert resources.parse_disk(value) == bytes_
+    assert resources.limits_for({"limits": {"disk": value}}).disk == bytes_
+
+
+@pytest.mark.parametrize("value, needle", [("lots", "not a size"), ("1Mi", "too small"), ("9Ti", "too large"), ("-1Gi", "not a size")])
+def test_bad_disk_quantities_name_the_key(value, needle):
+    with pytest.raises(resources.QuantityError, match=needle):
+        resources.validate({"limits": {"disk": value}})
+    with pytest.raises(resources.QuantityError, match=r"resources\.limits\.disk"):
+        resources.validate({"limits": {"disk": value}})
+
+
+def test_default_disk_is_10gi():
+    assert resources.limits_for(None).disk == 10 * 2**30
