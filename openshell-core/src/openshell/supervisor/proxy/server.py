@@ -224,7 +224,7 @@ class ProxyServer:
             # The listener's own address is the connection's local end unless it is a
             # wildcard; one system call fewer per connection.
             local = self._local if self._local is not None else client.getsockname()
-            ident_task = asyncio.ensure_future(self.identity.lookup(peer[0], peer[1], local[0], local[1]))
+            ident_task = self._identify(loop, peer, local)
             head, early = await read_head(loop, client, timeout=self.head_timeout)
             req = parse_head(head)
             if req.method == "CONNECT":
@@ -241,11 +241,33 @@ class ProxyServer:
         except Exception:
             self.log.logger.exception("event=connection_error sandbox=%s", self.sandbox_id)
         finally:
-            if ident_task is not None and not ident_task.done():
-                ident_task.cancel()
+            if ident_task is not None:
+                if not ident_task.done():
+                    ident_task.cancel()
+                elif not ident_task.cancelled():
+                    ident_task.exception()  # a denial nobody awaited (the head was bad): retrieved, not logged
             if upstream is not None:
                 upstream.close()
             client.close()
+
+    def _identify(self, loop: asyncio.AbstractEventLoop, peer: tuple, local: tuple) -> asyncio.Future:
+        """The kernel identity lookup of a new connection, as a future.
+
+        Answered at once when the resolver can (``IdentityResolver.lookup_now``: a
+        connect-time record), so the connection's task never waits a turn of the
+        event loop for it; otherwise a task running ``lookup`` alongside the head read.
+        """
+        try:
+            ident = self.identity.lookup_now(peer[0], peer[1], local[0], local[1])
+        except IdentityError as exc:
+            fut = loop.create_future()
+            fut.set_exception(exc)
+            return fut
+        if ident is None:
+            return asyncio.ensure_future(self.identity.lookup(peer[0], peer[1], local[0], local[1]))
+        fut = loop.create_future()
+        fut.set_result(ident)
+        return fut
 
     async def _reject(self, client: socket.socket, response: bytes) -> None:
         """Send an error answer, then drain briefly before closing: closing with
