@@ -169,6 +169,7 @@ class ProxyServer:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._sock is not None:
             self._sock.close()
+        self.log.flush()
         self.identity.close()
 
     def set_policy(self, compiled: CompiledPolicy) -> None:
@@ -296,6 +297,7 @@ class ProxyServer:
         inp, decision = await self._decision(auth, ident_task, detail)
         inspect = self._needs_inspection(decision, auth, inp, detail)
         upstream, address = await self._dial(loop, decision.addresses, auth)
+        self.log.flush()  # the decision line is written before the client hears anything
         await loop.sock_sendall(client, responses.CONNECTION_ESTABLISHED)
         if inspect:
             assert self.inspector is not None
@@ -326,6 +328,7 @@ class ProxyServer:
         inp, decision = await self._decision(auth, ident_task, detail, method=req.method, path=path)
         inspect = self._needs_inspection(decision, auth, inp, detail)
         upstream, address = await self._dial(loop, decision.addresses, auth)
+        self.log.flush()  # the decision line is written before anything is relayed
         if inspect:
             assert self.inspector is not None
             await self.inspector.forward(self._flow(inp, decision, address), client, upstream, req, early)
@@ -391,7 +394,9 @@ class ProxyServer:
         else:
             resolved = await self._resolver.resolve(auth.host, auth.port)
         decision = self._safe_decide(compiled, inp, resolved)
-        self._log_decision(inp, decision, method, path)
+        # An allowed line is written while the dial is under way (flushed before the
+        # client is answered); a denial at once.
+        self._log_decision(inp, decision, method, path, defer=decision.allowed)
         if not decision.allowed:
             raise _Reject(responses.denied(decision.error or "policy_denied", detail, decision.reason))
         return inp, decision
@@ -402,7 +407,7 @@ class ProxyServer:
         except Exception as exc:  # noqa: BLE001 - see _safe_decide
             return Decision.deny(f"policy evaluation failed: {exc}", engine=self.engine.name)
 
-    def _log_decision(self, inp: ConnectInput, decision: Decision, method: str | None, path: str | None) -> None:
+    def _log_decision(self, inp: ConnectInput, decision: Decision, method: str | None, path: str | None, defer: bool = False) -> None:
         label = {"allow": "ALLOWED", "audit": "AUDIT"}.get(decision.action, "DENIED")
         self.log.decision(
             decision=label,
@@ -416,6 +421,7 @@ class ProxyServer:
             error=None if decision.allowed else (decision.error or "policy_denied"),
             method=method,
             path=path,
+            defer=defer,
         )
 
     def _needs_inspection(self, decision: Decision, auth: Authority, inp: ConnectInput, detail: str) -> bool:
