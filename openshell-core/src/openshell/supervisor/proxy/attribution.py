@@ -105,7 +105,15 @@ class _PollFd(ctypes.Structure):
 
 _c_poll = _libc.poll
 _c_poll.argtypes, _c_poll.restype = (ctypes.POINTER(_PollFd), ctypes.c_ulong, ctypes.c_int), ctypes.c_int
-_POLLIN, _POLLERR, _POLLHUP = 0x1, 0x8, 0x10
+_POLLIN = 0x1
+
+
+def _readable(fd: int) -> bool:
+    """True if ``fd`` is readable now (``poll`` with no wait, GIL held)."""
+    pfd = _PollFd(fd, _POLLIN, 0)
+    return _c_poll(ctypes.byref(pfd), 1, 0) == 1 and bool(pfd.revents & _POLLIN)
+
+
 _O_RDONLY_CLOEXEC = os.O_RDONLY | os.O_CLOEXEC
 _BUF_SIZE = 1 << 16
 _bufs = threading.local()
@@ -542,8 +550,11 @@ class ConnectAttributor:
         ``RECV`` waits only while that count is zero, and only this thread takes
         any. Readable means a notification not yet taken is listed, so the count is
         at least one; a caller interrupted meanwhile leaves the count as it was and
-        ``RECV`` then fails with ENOENT at once.
+        ``RECV`` then fails with ENOENT at once. Readiness is checked again right
+        here, so the argument does not depend on how old the caller's event is.
         """
+        if not _readable(fd):
+            return
         buf = ctypes.create_string_buffer(_NOTIF.size)  # zeroed, as the kernel requires
         try:
             _ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, buf)
