@@ -421,6 +421,9 @@ class ConnectAttributor:
     def __init__(self, writable: Collection[str] = DEFAULT_WRITABLE, sandbox_uid: int = -1, stop_at: Collection[int] = ()) -> None:
         self.writable = tuple(dict.fromkeys([*DEFAULT_WRITABLE, *writable]))
         self.sandbox_uid = sandbox_uid
+        # Resolved here, not at import: pyseccomp comes with the seccomp plugin, and
+        # importing this module (with the proxy package) must not need it.
+        self._nr_connect = _syscall_nr("connect")
         self._stop = frozenset(stop_at) | {0, 1, os.getpid()}
         self._clean: set[tuple] = set()  # serving thread only
         # ancestors' snapshots by (pid, start), with the exec record they were taken under
@@ -564,7 +567,7 @@ class ConnectAttributor:
             raise
         nid, pid, _flags, nr, _arch, _ip, *args = _NOTIF.unpack(buf.raw)
         try:
-            if nr == _NR_CONNECT:
+            if nr == self._nr_connect:
                 self._on_connect(fd, nid, pid, int(args[0]) & 0xFFFFFFFF)
             else:
                 self._on_exec(fd, nid, pid)
@@ -693,7 +696,5 @@ def _syscall_nr(name: str) -> int:
 
     return pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
 
-
-_NR_CONNECT = _syscall_nr("connect")
 
 __all__ = ["ConnectAttributor", "ExecRecord", "Proc", "ancestor_chain", "tainted_mapping", "tainted_of"]
