@@ -99,6 +99,8 @@ def test_executable_mappings_of_a_memfd_and_a_writable_file_are_seen_by_both_lis
     finally:
         proc.kill()
         proc.wait()
+        proc.stdin.close()  # closed now, not by a later garbage collection (fd-counting tests)
+        proc.stdout.close()
 
 
 # --------------------------------------------------------------------------- ancestors
