@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from openshell_bench.peers import PEER_VENV
+from openshell_bench.peers import PEER_VENV, apt_install
 from openshell_bench.results import Skip
 
 IMAGE = "openshell-bench:latest"
@@ -72,12 +72,7 @@ def ensure_packages() -> None:
     missing = [pkg for exe, pkg in (("dockerd", "docker.io"), ("debootstrap", "debootstrap")) if shutil.which(exe) is None]
     if not missing:
         return
-    _log(f"apt-get install {' '.join(missing)} ...")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    try:
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True, capture_output=True, timeout=900, env=env)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        raise Skip(f"apt-get install {' '.join(missing)} failed: {_tail(exc)}") from None
+    apt_install(missing)  # waits (bounded) for another apt run's lock; never starts dockerd
 
 
 def rootfs_tarball() -> Path:

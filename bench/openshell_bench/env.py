@@ -213,6 +213,101 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
+SECCOMP_LISTENER = "anon_inode:seccomp notify"  # what a seccomp user-notification fd links to
+CLIENT_MARKER = b"The measuring client"  # in the load client's argv (``-c`` text)
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rindex(b")") + 2 :].split()[1])
+
+
+def _listeners(pid: int) -> int:
+    """How many seccomp user-notification listeners process ``pid`` holds."""
+    n = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") == SECCOMP_LISTENER
+        except OSError:
+            continue
+    return n
+
+
+def _seccomp_mode(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Seccomp:"):
+                return int(line.split()[1])
+    return 0
+
+
+class AttributionProbe:
+    """While a sandboxed load client runs: is connect attribution on for it?
+
+    A background thread looks (every 50 ms, until found or ``close``) for a
+    process running the load client (``CLIENT_MARKER`` in its argv) in ``mode``,
+    reads its seccomp mode (2: filtered) and walks its ``ppid`` links up to the
+    first process holding seccomp user-notification listeners (the sandbox's
+    supervisor, whose ``ConnectAttributor`` answers every ``connect`` of the
+    client before the SYN leaves). ``result``: ``{"client", "seccomp",
+    "supervisor", "listeners"}`` or None if no such client or supervisor was seen.
+    """
+
+    def __init__(self, mode: str) -> None:
+        import threading
+
+        self.mode = mode.encode()
+        self.result: dict | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="attribution-probe", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            found = self._look()
+            if found is not None:
+                self.result = found
+                return
+
+    def _look(self) -> dict | None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+                if len(argv) < 4 or CLIENT_MARKER not in argv[2] or argv[3] != self.mode or argv[4:5] != [b"env"]:
+                    continue
+                seccomp = _seccomp_mode(pid)
+                current, hops = _ppid(pid), 0
+                while current > 1 and hops < 16:
+                    count = _listeners(current)
+                    if count:
+                        return {"client": pid, "seccomp": seccomp, "supervisor": current, "listeners": count}
+                    current, hops = _ppid(current), hops + 1
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def close(self) -> dict | None:
+        """Stop looking; the result."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.result
+
+    def __enter__(self) -> AttributionProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def sandboxed_client_argv(mode: str, *args: object) -> list[str]:
     """argv running the load client inside a sandbox through its proxy (``$HTTPS_PROXY``)."""
     return [SANDBOX_PYTHON, "-c", LOADCLIENT, mode, "env", *map(str, args)]

@@ -5,7 +5,9 @@ harness (no daemons are left behind: ``Peer.__exit__`` kills the whole process
 group). ``splice-ref``: the bench's own minimal C relay (``splice_ref.c``,
 compiled with ``gcc`` into ``.nox/bench-peers``), the ceiling of any proxy that
 relays bytes between two TCP connections. Debian peers: ``tinyproxy``,
-``squid`` (``apt-get install tinyproxy squid``). PyPI peers: ``proxy.py``, ``mitmproxy``, installed into a separate
+``squid``, installed by the harness with ``apt-get`` when missing
+(``apt_install``: waits, bounded, for another apt/dpkg run's lock like
+``scripts/setup.sh``, and never starts the packages' services). PyPI peers: ``proxy.py``, ``mitmproxy``, installed into a separate
 venv (``.nox/bench-peers``) that ``peer_venv()`` makes on first use, so they
 never touch the product venv.
 
@@ -15,6 +17,7 @@ Every peer is a plain CONNECT proxy here (no caching, no interception) except
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -23,15 +26,82 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from openshell_bench.env import REPO, free_port
 from openshell_bench.results import Skip
 
 PEER_VENV = REPO / ".nox" / "bench-peers"
+APT_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock")
+APT_WAIT = float(os.environ.get("OPENSHELL_APT_WAIT", "300"))  # seconds another apt run may hold the lock
+POLICY_RC = Path("/usr/sbin/policy-rc.d")
 PEER_PACKAGES = ("proxy.py", "mitmproxy", "py-spy")
 PEERS = ("splice-ref", "tinyproxy", "squid", "proxy.py", "mitmproxy")
 SPLICE_REF_SRC = Path(__file__).with_name("splice_ref.c")
+
+
+def _apt_locked() -> bool:
+    """True while another apt/dpkg run holds one of ``APT_LOCKS`` (the same test as scripts/setup.sh)."""
+    for path in APT_LOCKS:
+        try:
+            with open(path, "a") as f:
+                fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+def _apt(*args: str, timeout: float = 900) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "-o", f"DPkg::Lock::Timeout={int(APT_WAIT)}", *args], check=True, capture_output=True, timeout=timeout, env=env)
+
+
+def apt_install(packages: Sequence[str], wait: float | None = None) -> None:
+    """``apt-get install`` Debian ``packages`` (no recommends), without starting their services.
+
+    Waits up to ``wait`` seconds (default ``$OPENSHELL_APT_WAIT`` or 300) for
+    another apt/dpkg run to release its lock; runs ``apt-get update`` and tries
+    once more when the package lists are stale. While it installs, a temporary
+    ``/usr/sbin/policy-rc.d`` (exit 101, unless one exists) keeps the packages'
+    services (squid's daemon on port 3128) from starting: the bench starts its
+    own instances.
+
+    :raises Skip: not root, the lock stayed held, or apt-get failed (its last line in the reason).
+    """
+    if os.geteuid() != 0:
+        raise Skip(f"{' '.join(packages)} not installed, and installing needs root (apt-get install {' '.join(packages)})")
+    limit = APT_WAIT if wait is None else wait
+    deadline = time.monotonic() + limit
+    told = False
+    while _apt_locked():
+        if time.monotonic() >= deadline:
+            raise Skip(f"the apt/dpkg lock was still held after {limit:g}s; install {' '.join(packages)} when it is free")
+        if not told:
+            print(f"[bench] another apt/dpkg run holds its lock; waiting up to {limit:g}s", file=sys.stderr, flush=True)
+            told = True
+        time.sleep(2)
+    print(f"[bench] apt-get install {' '.join(packages)} ...", file=sys.stderr, flush=True)
+    made_policy = False
+    try:
+        if not POLICY_RC.exists():
+            POLICY_RC.write_text("#!/bin/sh\n# written by the OpenShell bench while it installs peers; removed after\nexit 101\n")
+            POLICY_RC.chmod(0o755)
+            made_policy = True
+        try:
+            _apt("install", "-y", "-q", "--no-install-recommends", *packages)
+        except subprocess.CalledProcessError:
+            _apt("update", "-q")  # stale or missing package lists
+            _apt("install", "-y", "-q", "--no-install-recommends", *packages)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        out = getattr(exc, "stderr", None) or b""
+        lines = [ln for ln in (out.decode(errors="replace") if isinstance(out, bytes) else str(out)).splitlines() if ln.strip()]
+        raise Skip(f"apt-get install {' '.join(packages)} failed: {(lines[-1] if lines else str(exc))[:200]}") from None
+    finally:
+        if made_policy:
+            POLICY_RC.unlink(missing_ok=True)
 
 
 def peer_venv() -> Path:
@@ -96,6 +166,16 @@ class Peer:
             raise Skip(f"{exe} not installed ({install})")
         return path
 
+    def _debian(self, exe: str, package: str) -> str:
+        """``exe``'s path, installing Debian ``package`` first when it is missing (``apt_install``)."""
+
+        def find() -> str | None:
+            return shutil.which(exe) or next((p for d in ("/usr/sbin", "/usr/bin") if os.access(p := f"{d}/{exe}", os.X_OK)), None)
+
+        if find() is None:
+            apt_install([package])
+        return self._need(find() or exe, f"apt-get install {package}")
+
     def _argv_splice_ref(self) -> list[str]:
         """Compile ``splice_ref.c`` when the binary is missing or older than the source.
 
@@ -117,7 +197,7 @@ class Peer:
         return [str(exe), str(self.port)]
 
     def _argv_tinyproxy(self) -> list[str]:
-        exe = self._need("tinyproxy", "apt-get install tinyproxy")
+        exe = self._debian("tinyproxy", "tinyproxy")
         conf = self.dir / "tinyproxy.conf"
         conf.write_text(
             f"User nobody\nGroup nogroup\nPort {self.port}\nListen 127.0.0.1\nTimeout 600\n"
@@ -127,7 +207,7 @@ class Peer:
         return [exe, "-d", "-c", str(conf)]
 
     def _argv_squid(self) -> list[str]:
-        exe = self._need("squid", "apt-get install squid")
+        exe = self._debian("squid", "squid")
         conf = self.dir / "squid.conf"
         conf.write_text(
             f"http_port 127.0.0.1:{self.port}\n"

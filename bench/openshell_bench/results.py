@@ -112,14 +112,18 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 def machine() -> dict:
     """The machine a run was made on (for BENCHMARKS.md)."""
-    cpu_model = ""
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
+            key, sep, value = line.partition(":")
+            if not sep:
+                break  # the first processor's block ends at the first blank line
+            info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    cpu_model = info.get("model name", "")
+    if cpu_model and "cpu family" in info:  # virtual CPUs often say only "Intel(R) Xeon(R) Processor"
+        cpu_model += f" (family {info['cpu family']} model {info.get('model', '?')} stepping {info.get('stepping', '?')})"
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
         "cpus": os.cpu_count(),

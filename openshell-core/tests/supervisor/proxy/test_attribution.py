@@ -10,7 +10,8 @@ import textwrap
 from types import SimpleNamespace
 
 import pytest
-from openshell.supervisor.proxy.attribution import ConnectAttributor, ExecRecord, Proc, ancestor_chain, tainted_mapping
+from openshell.supervisor.proxy import attribution
+from openshell.supervisor.proxy.attribution import ConnectAttributor, ExecRecord, Proc, ancestor_chain, tainted_mapping, tainted_of
 from openshell.supervisor.proxy.identity import IdentityError
 
 LIBC = "7f00-7f10 r-xp 00000000 08:01 1234 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
@@ -56,6 +57,50 @@ def test_unstatable_file_is_tainted():
         raise FileNotFoundError(path)
 
     assert tainted_mapping("7f20-7f30 r-xp 00000000 08:01 9 /opt/lib.so\n", [], stat=gone) == "/opt/lib.so"
+
+
+def test_a_path_that_looks_like_a_mapping_cannot_hide_an_executable_one():
+    # The search is not anchored at line starts: text in a path may add an entry
+    # (which can only taint), never swallow the next line.
+    maps = "7f00-7f10 r--p 00000000 08:01 5 /sandbox/a r-xp 00000000 08:01 1234 /usr/lib/x.so\n" + "7f20-7f30 r-xp 00000000 08:01 99 /sandbox/evil.so\n"
+    assert tainted_mapping(maps, [], 1000, stat=_stat()) == "/sandbox/evil.so"
+
+
+_MAPPER = textwrap.dedent(
+    """\
+    import mmap, os, sys, time
+    fd = os.memfd_create("payload")
+    os.write(fd, b"\\xc3" * 4096)
+    m1 = mmap.mmap(fd, 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC, flags=mmap.MAP_PRIVATE)
+    with open(sys.argv[1], "wb") as f:
+        f.write(b"\\xc3" * 4096)
+    f = open(sys.argv[1], "rb")
+    m2 = mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC, flags=mmap.MAP_PRIVATE)
+    print("mapped", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_executable_mappings_of_a_memfd_and_a_writable_file_are_seen_by_both_listings(tmp_path):
+    lib = tmp_path / "lib.so"
+    proc = subprocess.Popen([sys.executable, "-c", _MAPPER, str(lib)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"mapped\n"
+        text = attribution._text_mappings(attribution._read_bytes(b"/proc/%d/maps" % proc.pid))
+        paths = {path for _, path in text}
+        assert {str(lib), "/memfd:payload (deleted)", os.path.realpath(sys.executable)} <= paths
+        queried = attribution._query_mappings(proc.pid)
+        if queried is not None:  # Linux 6.11+ (PROCMAP_QUERY): the same files, without the kernel's [vdso]
+            assert {path for _, path in queried} == {p for p in paths if not p.startswith("[")}
+        for listing in (text, queried or text):
+            assert tainted_of(listing, [str(tmp_path)]) in (str(lib), "/memfd:payload (deleted)")
+            assert tainted_of([m for m in listing if m[1] != str(lib)], []) == "/memfd:payload (deleted)"
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()  # closed now, not by a later garbage collection (fd-counting tests)
+        proc.stdout.close()
 
 
 # --------------------------------------------------------------------------- ancestors

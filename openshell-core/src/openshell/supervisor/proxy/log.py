@@ -13,6 +13,7 @@ only ``method`` and ``path``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -70,6 +71,13 @@ class DecisionLog:
     def __init__(self, sandbox_id: str, logger: logging.Logger | None = None) -> None:
         self.sandbox_id = sandbox_id
         self.logger = logger or logging.getLogger(LOGGER_NAME)
+        self._pending: list[tuple[int, list[tuple[str, object]]]] = []  # deferred lines, in order
+
+    def flush(self) -> None:
+        """Write the deferred lines (``decision(defer=True)``) now, in order. Idempotent."""
+        pending, self._pending = self._pending, []
+        for level, fields in pending:
+            self.logger.log(level, logfmt(fields))
 
     def decision(
         self,
@@ -85,8 +93,16 @@ class DecisionLog:
         error: str | None = None,
         method: str | None = None,
         path: str | None = None,
+        defer: bool = False,
     ) -> None:
-        """Log one decision. ``decision`` is ``ALLOWED``, ``DENIED`` or ``AUDIT``."""
+        """Log one decision. ``decision`` is ``ALLOWED``, ``DENIED`` or ``AUDIT``.
+
+        ``defer``: format and write the line at the event loop's next turn (the
+        time printed is still now), so it is done while the connection waits for
+        its upstream dial instead of before it. Any later line of this log, and
+        ``flush()``, writes deferred lines first, so the order never changes; the
+        proxy flushes before it answers the client.
+        """
         fields: list[tuple[str, object]] = [
             ("event", "decision"),
             ("time", _now()),
@@ -105,6 +121,16 @@ class DecisionLog:
         if method is not None:
             fields += [("method", method), ("path", path)]
         level = logging.WARNING if decision == "DENIED" else logging.INFO
+        if defer:
+            self._pending.append((level, fields))
+            if len(self._pending) == 1:
+                try:
+                    asyncio.get_running_loop().call_soon(self.flush)
+                except RuntimeError:  # no loop running (tests calling it directly)
+                    self.flush()
+            return
+        if self._pending:
+            self.flush()
         self.logger.log(level, logfmt(fields))
 
     def event(self, event: str, **fields: object) -> None:
@@ -114,4 +140,6 @@ class DecisionLog:
         --level warning`` shows everything that was denied.
         """
         level = logging.WARNING if event in WARNING_EVENTS else logging.INFO
+        if self._pending:
+            self.flush()
         self.logger.log(level, logfmt([("event", event), ("time", _now()), ("sandbox", self.sandbox_id), *fields.items()]))

@@ -169,6 +169,7 @@ class ProxyServer:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._sock is not None:
             self._sock.close()
+        self.log.flush()
         self.identity.close()
 
     def set_policy(self, compiled: CompiledPolicy) -> None:
@@ -224,7 +225,7 @@ class ProxyServer:
             # The listener's own address is the connection's local end unless it is a
             # wildcard; one system call fewer per connection.
             local = self._local if self._local is not None else client.getsockname()
-            ident_task = asyncio.ensure_future(self.identity.lookup(peer[0], peer[1], local[0], local[1]))
+            ident_task = self._identify(loop, peer, local)
             head, early = await read_head(loop, client, timeout=self.head_timeout)
             req = parse_head(head)
             if req.method == "CONNECT":
@@ -241,11 +242,33 @@ class ProxyServer:
         except Exception:
             self.log.logger.exception("event=connection_error sandbox=%s", self.sandbox_id)
         finally:
-            if ident_task is not None and not ident_task.done():
-                ident_task.cancel()
+            if ident_task is not None:
+                if not ident_task.done():
+                    ident_task.cancel()
+                elif not ident_task.cancelled():
+                    ident_task.exception()  # a denial nobody awaited (the head was bad): retrieved, not logged
             if upstream is not None:
                 upstream.close()
             client.close()
+
+    def _identify(self, loop: asyncio.AbstractEventLoop, peer: tuple, local: tuple) -> asyncio.Future:
+        """The kernel identity lookup of a new connection, as a future.
+
+        Answered at once when the resolver can (``IdentityResolver.lookup_now``: a
+        connect-time record), so the connection's task never waits a turn of the
+        event loop for it; otherwise a task running ``lookup`` alongside the head read.
+        """
+        try:
+            ident = self.identity.lookup_now(peer[0], peer[1], local[0], local[1])
+        except IdentityError as exc:
+            fut = loop.create_future()
+            fut.set_exception(exc)
+            return fut
+        if ident is None:
+            return asyncio.ensure_future(self.identity.lookup(peer[0], peer[1], local[0], local[1]))
+        fut = loop.create_future()
+        fut.set_result(ident)
+        return fut
 
     async def _reject(self, client: socket.socket, response: bytes) -> None:
         """Send an error answer, then drain briefly before closing: closing with
@@ -274,6 +297,7 @@ class ProxyServer:
         inp, decision = await self._decision(auth, ident_task, detail)
         inspect = self._needs_inspection(decision, auth, inp, detail)
         upstream, address = await self._dial(loop, decision.addresses, auth)
+        self.log.flush()  # the decision line is written before the client hears anything
         await loop.sock_sendall(client, responses.CONNECTION_ESTABLISHED)
         if inspect:
             assert self.inspector is not None
@@ -304,6 +328,7 @@ class ProxyServer:
         inp, decision = await self._decision(auth, ident_task, detail, method=req.method, path=path)
         inspect = self._needs_inspection(decision, auth, inp, detail)
         upstream, address = await self._dial(loop, decision.addresses, auth)
+        self.log.flush()  # the decision line is written before anything is relayed
         if inspect:
             assert self.inspector is not None
             await self.inspector.forward(self._flow(inp, decision, address), client, upstream, req, early)
@@ -369,7 +394,9 @@ class ProxyServer:
         else:
             resolved = await self._resolver.resolve(auth.host, auth.port)
         decision = self._safe_decide(compiled, inp, resolved)
-        self._log_decision(inp, decision, method, path)
+        # An allowed line is written while the dial is under way (flushed before the
+        # client is answered); a denial at once.
+        self._log_decision(inp, decision, method, path, defer=decision.allowed)
         if not decision.allowed:
             raise _Reject(responses.denied(decision.error or "policy_denied", detail, decision.reason))
         return inp, decision
@@ -380,7 +407,7 @@ class ProxyServer:
         except Exception as exc:  # noqa: BLE001 - see _safe_decide
             return Decision.deny(f"policy evaluation failed: {exc}", engine=self.engine.name)
 
-    def _log_decision(self, inp: ConnectInput, decision: Decision, method: str | None, path: str | None) -> None:
+    def _log_decision(self, inp: ConnectInput, decision: Decision, method: str | None, path: str | None, defer: bool = False) -> None:
         label = {"allow": "ALLOWED", "audit": "AUDIT"}.get(decision.action, "DENIED")
         self.log.decision(
             decision=label,
@@ -394,6 +421,7 @@ class ProxyServer:
             error=None if decision.allowed else (decision.error or "policy_denied"),
             method=method,
             path=path,
+            defer=defer,
         )
 
     def _needs_inspection(self, decision: Decision, auth: Authority, inp: ConnectInput, detail: str) -> bool:

@@ -46,14 +46,20 @@ def _request(family: int, src: str, sport: int, dst: str, dport: int, seq: int) 
 
 
 class SockDiag:
-    """One netlink socket; ``find_inode`` is not thread-safe (use one per thread)."""
+    """One netlink socket; ``find_inode`` is not thread-safe (use one per thread).
 
-    def __init__(self) -> None:
+    :param timeout: seconds to wait for the kernel's answer; 0 never waits (for an
+        event loop thread): the kernel answers a single-socket request within the
+        ``send``, so the answer is there at once, and if it is not, ``find_inode``
+        raises ``BlockingIOError``.
+    """
+
+    def __init__(self, timeout: float = 2.0) -> None:
         try:
             self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
         except OSError as exc:
             raise SockDiagUnavailable(exc.errno, f"NETLINK_SOCK_DIAG: {exc.strerror}") from None
-        self._sock.settimeout(2.0)
+        self._sock.settimeout(timeout)
         self._seq = 0
 
     def close(self) -> None:
@@ -66,6 +72,7 @@ class SockDiag:
         :returns: the inode (0 for sockets without an owner, e.g. TIME_WAIT), or
             None when no such socket exists in this namespace.
         :raises SockDiagUnavailable: inet_diag refused the request as a whole.
+        :raises BlockingIOError: ``timeout=0`` and no answer yet.
         """
         family = socket.AF_INET6 if ":" in src else socket.AF_INET
         self._seq += 1
