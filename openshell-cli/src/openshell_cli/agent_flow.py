@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openshell_cli.errors import CliError
+
+if TYPE_CHECKING:  # pragma: no cover - imported when used: the CLI starts fast
+    from openshell.plugin.kinds import Agent
+    from openshell.plugin.loader import Registry
 
 #: what agents see as the inference endpoint (the proxy intercepts it, DESIGN.md §5)
 INFERENCE_ORIGIN = "https://inference.local"
@@ -22,7 +26,7 @@ HOME_FILE_TIMEOUT = 30.0
 MAX_HOME_FILE_BYTES = 64 * 1024
 
 
-def registry():
+def registry() -> Registry:
     """The process plugin registry; strict-mode load failures become one-line errors."""
     from openshell.plugin.loader import PluginError, get_registry
 
@@ -32,7 +36,7 @@ def registry():
         raise CliError(str(exc)) from None
 
 
-def agent_class(name: str) -> type:
+def agent_class(name: str) -> type[Agent]:
     """Return the registered agent class called ``name``.
 
     :raises CliError: unknown agent; the message lists the installed ones.
@@ -61,7 +65,7 @@ def gateway_providers(client: Any) -> dict[str, str] | None:
         return None
 
 
-def provider_status(cls: type, existing: Mapping[str, str] | None, environ: Mapping[str, str]) -> str:
+def provider_status(cls: type[Agent], existing: Mapping[str, str] | None, environ: Mapping[str, str]) -> str:
     """One word per provider type the agent needs: ``TYPE:provider``, ``TYPE:env`` or ``TYPE:missing``.
 
     ``provider``: the gateway has a provider of that type; ``env``: none yet, but
@@ -83,7 +87,7 @@ def provider_status(cls: type, existing: Mapping[str, str] | None, environ: Mapp
     return ",".join(words)
 
 
-def plan_providers(cls: type, client: Any, explicit: Sequence[str], environ: Mapping[str, str]) -> tuple[list[str], dict, list[str]]:
+def plan_providers(cls: type[Agent], client: Any, explicit: Sequence[str], environ: Mapping[str, str]) -> tuple[list[str], dict, list[str]]:
     """Decide the providers an agent's sandbox gets (with ``openshell.providers.auto.plan_auto_providers``).
 
     :returns: ``(attach, create, warnings)``: provider names to attach (explicit
@@ -111,7 +115,7 @@ def inference_route(client: Any) -> Any:
         route = getter()
     except Exception:  # noqa: BLE001 - an old gateway without routes: run without one
         return None
-    return route if route is not None and getattr(route, "backend", "") else None
+    return route if route is not None and bool(getattr(route, "backend", "")) else None
 
 
 # --------------------------------------------------------------------------- the launch
@@ -139,7 +143,7 @@ class AgentLaunch:
 
 
 def plan_launch(
-    cls: type,
+    cls: type[Agent],
     command: Sequence[str],
     *,
     policy_text: str | None,
@@ -201,7 +205,7 @@ def plan_launch(
     )
 
 
-def _extra_args(cls: type, command: Sequence[str]) -> list[str]:
+def _extra_args(cls: type[Agent], command: Sequence[str]) -> list[str]:
     """The user's arguments for the agent: COMMAND without its first word when that word names the agent.
 
     ``-- claude -p hi`` and ``--agent claude -- -p hi`` both give ``["-p", "hi"]``.
@@ -250,7 +254,7 @@ def environ() -> dict[str, str]:
 # --------------------------------------------------------------------------- CLI glue
 
 
-def resolve_for_create(agent_name: str | None, command: Sequence[str]) -> type | None:
+def resolve_for_create(agent_name: str | None, command: Sequence[str]) -> type[Agent] | None:
     """The agent ``sandbox create`` runs: ``--agent NAME``, else the one ``COMMAND[0]`` starts.
 
     Checked before any gateway is contacted, so a typo never starts one.
@@ -275,7 +279,7 @@ def resolve_for_create(agent_name: str | None, command: Sequence[str]) -> type |
     return cls
 
 
-def _detect(cls: type) -> bool:
+def _detect(cls: type[Agent]) -> bool:
     try:
         return bool(cls().detect())
     except Exception:  # noqa: BLE001 - a broken detect() means "not usable"

@@ -40,7 +40,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import IO, Optional, cast
 
 from openshell_cli.output import plural
 
@@ -281,7 +281,8 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True, progre
     chan.exec_command(remote_extract_command(into))
     writer = _ChannelWriter(chan)
     try:
-        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        # cast: stream modes ("w|", "r|") only write/read, typeshed asks every mode for a seekable file
+        with tarfile.open(fileobj=cast(IO[bytes], writer), mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for name, arcname in zip(names, arcnames, strict=True):
                 info = tar.gettarinfo(str(base / name), arcname=arcname)
                 info.uid = info.gid = 0
@@ -453,7 +454,7 @@ def _download_into(transport, path: str, dest: Path, progress: Optional[Callable
         chan.exec_command(download_command(path))
         reader = _ChannelReader(chan)
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:
+            with tarfile.open(fileobj=cast(IO[bytes], reader), mode="r|") as tar:  # cast: see upload()
                 extract_stream(tar, dest, stats, progress, rename=rename)
             while reader.read(CHUNK):  # tar's record padding, then EOF
                 pass
@@ -558,6 +559,7 @@ def extract_stream(
         elif member.isreg():
             target.parent.mkdir(parents=True, exist_ok=True)
             src = tar.extractfile(member)
+            assert src is not None  # a regular member always has a file
             if target.exists() and not target.is_file():
                 raise UnsafeMember(f"member {member.name!r} would replace a non-file; refused")
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)

@@ -110,7 +110,7 @@ def parse_cpu(text: str | int | float) -> int:
     return value
 
 
-def parse_pids(value: str | int) -> int:
+def parse_pids(value: str | int | float) -> int:
     """Parse a process limit (a positive integer, at most 4Mi).
 
     :raises QuantityError: not an integer, below 16 or too large.

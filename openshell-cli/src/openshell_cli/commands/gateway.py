@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from openshell.client.config import (
@@ -185,6 +185,27 @@ def _usable_port(settings: GatewaySettings, *, explicit: bool) -> GatewaySetting
     return replace(settings, port=chosen)
 
 
+def _gateway_argv(name: str, settings: GatewaySettings, paths: GatewayPaths, *extra: str) -> list[str]:
+    """The command that runs local gateway ``name`` (``python -m openshell.gateway ...``) with
+    ``settings``, its state in ``paths.root``, then ``extra`` arguments."""
+    return [
+        sys.executable,
+        "-m",
+        "openshell.gateway",
+        "--name",
+        name,
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--driver",
+        settings.driver,
+        "--state-dir",
+        str(paths.root),
+        *extra,
+    ]
+
+
 @dataclass
 class StartResult:
     config: GatewayConfig
@@ -225,21 +246,7 @@ def start_gateway(
     settings = _usable_port(settings, explicit=port is not None)
     paths.ensure()
     log_offset = paths.log.stat().st_size if paths.log.exists() else 0
-    argv = [
-        sys.executable,
-        "-m",
-        "openshell.gateway",
-        "--name",
-        name,
-        "--host",
-        settings.host,
-        "--port",
-        str(settings.port),
-        "--driver",
-        settings.driver,
-        "--state-dir",
-        str(paths.root),
-    ]
+    argv = _gateway_argv(name, settings, paths)
     fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = subprocess.Popen(
@@ -477,22 +484,7 @@ def _start_foreground(name: str, port: int | None, driver: str | None) -> None:
     # gateway reuses it); then replace this process with the gateway.
     ensure_pki(paths.ensure().pki, [settings.host])
     _write_client_files(paths, settings)
-    argv = [
-        sys.executable,
-        "-m",
-        "openshell.gateway",
-        "--name",
-        name,
-        "--host",
-        settings.host,
-        "--port",
-        str(settings.port),
-        "--driver",
-        settings.driver,
-        "--state-dir",
-        str(paths.root),
-        "--log-stderr",
-    ]
+    argv = _gateway_argv(name, settings, paths, "--log-stderr")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
@@ -563,7 +555,7 @@ def info_cmd(name: str | None, output: str) -> None:
     info = {
         "name": name,
         "active": active_name() == name,
-        "endpoint": cfg.endpoint if cfg else settings.endpoint,  # type: ignore[union-attr]
+        "endpoint": cfg.endpoint if cfg else cast(GatewaySettings, settings).endpoint,  # not both None: refused above
         "driver": settings.driver if settings else (cfg.metadata.get("driver") if cfg else None),
         "state_dir": str(paths.root) if settings else None,
         "log": str(paths.log) if settings else None,
@@ -590,7 +582,7 @@ def list_cmd(output: str) -> None:
       openshell gateway list -o json
     """
     active = active_name()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_gateways():
         try:
             cfg = load_gateway_config(name)

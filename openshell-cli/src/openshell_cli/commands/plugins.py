@@ -8,7 +8,7 @@ crash; only ``OPENSHELL_STRICT_PLUGINS=1`` turns a failure into exit code 1.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,8 +18,12 @@ from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, render
 from openshell_cli.session import gateway_option
 
+if TYPE_CHECKING:  # pragma: no cover - imported when used: the CLI starts fast
+    from openshell.plugin.kinds import Agent, InferenceBackend, IsolationLayer
+    from openshell.plugin.loader import Registry
 
-def _registry():
+
+def _registry() -> Registry:
     from openshell.plugin.loader import PluginError, get_registry
 
     try:
@@ -28,7 +32,7 @@ def _registry():
         raise CliError(str(exc)) from None
 
 
-def _kind_rows(kind: str, extra: Callable[[type], dict[str, Any]], extra_columns: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def _kind_rows(kind: str, extra: Callable[[type[Any]], dict[str, Any]], extra_columns: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """One row per registered class of ``kind``, then one per plugin of that kind without a usable class.
 
     ``detail`` is what a table shows in its last column: the summary, or the error
@@ -147,7 +151,7 @@ def isolation_list(check: bool, output: str) -> None:
       openshell isolation list --check -o json
     """
 
-    def extra(cls: type) -> dict[str, Any]:
+    def extra(cls: type[IsolationLayer]) -> dict[str, Any]:
         row: dict[str, Any] = {"order": cls.order, "required": cls.required}
         if check:
             row.update(_probe(cls))
@@ -164,7 +168,7 @@ def isolation_list(check: bool, output: str) -> None:
     )
 
 
-def _probe(cls: type) -> dict[str, Any]:
+def _probe(cls: type[IsolationLayer]) -> dict[str, Any]:
     try:
         result = cls().probe()
         return {"ok": bool(result.ok), "detail": result.detail}
@@ -238,7 +242,7 @@ def agents_list(gateway: str | None, output: str) -> None:
     existing = agent_flow.gateway_providers(_quiet_client(gateway))
     env = agent_flow.environ()
 
-    def extra(cls: type) -> dict[str, Any]:
+    def extra(cls: type[Agent]) -> dict[str, Any]:
         installed, version = _installed(cls)
         return {
             "package": cls.package,
@@ -268,7 +272,7 @@ def _safe(fn: Callable[[], str]) -> str:
         return f"error: {first_line(exc)}"
 
 
-def _installed(cls: type) -> tuple[bool, str]:
+def _installed(cls: type[Agent]) -> tuple[bool, str]:
     """``(installed, version)`` from the plugin's ``detect()`` (a raising detect counts as not installed)."""
     try:
         ok = bool(cls().detect())
@@ -387,7 +391,7 @@ def inference_backends(names: tuple[str, ...], check: bool, output: str) -> None
     """
     route = _quiet_route() if check else None
 
-    def extra(cls: type) -> dict[str, Any]:
+    def extra(cls: type[InferenceBackend]) -> dict[str, Any]:
         row: dict[str, Any] = {"protocols": ",".join(cls.protocols), "base_url": cls.default_base_url}
         if check:
             url = route.base_url if route is not None and route.backend == cls.name and route.base_url else cls.default_base_url
@@ -406,7 +410,7 @@ def inference_backends(names: tuple[str, ...], check: bool, output: str) -> None
                 raise CliError(str(exc)) from None
         _orig = extra
 
-        def extra(cls: type) -> dict[str, Any]:  # noqa: F811 - probe only the named backends
+        def extra(cls: type[InferenceBackend]) -> dict[str, Any]:  # noqa: F811 - probe only the named backends
             return _orig(cls) if cls.name in names else {"protocols": ",".join(cls.protocols), "base_url": cls.default_base_url}
 
     if check:
@@ -433,7 +437,7 @@ def inference_backends(names: tuple[str, ...], check: bool, output: str) -> None
     )
 
 
-def _probe_backend(cls: type, url: str) -> dict[str, Any]:
+def _probe_backend(cls: type[InferenceBackend], url: str) -> dict[str, Any]:
     try:
         backend = cls()
         result = backend.probe(url, None)

@@ -230,6 +230,7 @@ def explain(
     else:
         from openshell.policy import parse_policy
 
+        assert name is not None  # exactly one of NAME and --policy, checked above
         with one_line_errors():
             client = session.client(gateway)
             rev = client.get_policy(name)

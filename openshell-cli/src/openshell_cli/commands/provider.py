@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,8 +20,12 @@ from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, render
 from openshell_cli.session import GATEWAY_OPTION, call
 
+if TYPE_CHECKING:  # pragma: no cover - imported when used: the CLI starts fast
+    from openshell.plugin.kinds import Agent
+    from openshell.providers import ProviderType
 
-def _types() -> dict[str, type]:
+
+def _types() -> dict[str, type[ProviderType]]:
     from openshell.plugin.loader import PluginError, get_registry
     from openshell.providers import provider_types
 
@@ -277,7 +281,7 @@ def provider_detach(name, sandbox, gateway) -> None:
 # --------------------------------------------------------------------------- for sandbox create
 
 
-def apply_auto_providers(client: Any, agent_cls: type, explicit: Sequence[str]) -> list[str]:
+def apply_auto_providers(client: Any, agent_cls: type[Agent], explicit: Sequence[str]) -> list[str]:
     """Create or pick the providers agent ``agent_cls`` needs; return the names to attach.
 
     Uses ``openshell_cli.agent_flow.plan_providers`` (``openshell.providers.plan_auto_providers``):

@@ -22,6 +22,8 @@ They are importable from :mod:`openshell.client.sdk` too.
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 
 #: trailing metadata: why the call failed, finer than the status code (``SANDBOX_NOT_FOUND``)
@@ -123,7 +125,9 @@ def error_from_rpc(exc: grpc.RpcError, *, gateway: str, endpoint: str, sandbox: 
     """
     code = exc.code() if hasattr(exc, "code") else None
     details = (exc.details() if hasattr(exc, "details") else str(exc)) or ""
-    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    # grpc-stubs types RpcError's trailing metadata as objects with .key/.value; at run
+    # time they are (key, value) pairs (grpc's _Metadatum is a namedtuple), as on any Call.
+    trailing = cast("grpc.Metadata", exc.trailing_metadata()) if hasattr(exc, "trailing_metadata") else None
     meta = {k: v for k, v in (trailing or ()) if isinstance(v, str)}
     reason = meta.get(REASON_KEY, "")
     if reason == "SANDBOX_NOT_FOUND" and sandbox is not None:

@@ -15,11 +15,17 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import grpc
 
 from openshell._proto import openshell_pb2
 from openshell.client.errors import PolicyFailed, WaitTimeout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from openshell._proto import datamodel_pb2, openshell_pb2_grpc
+    from openshell.client.errors import OpenShellError
+    from openshell.client.sdk import Sandbox
 
 DEFAULT_WAIT = 60.0  # seconds wait_policy waits for the supervisor by default
 
@@ -98,6 +104,15 @@ def revision_from_proto(msg: openshell_pb2.SandboxPolicyRevision, active_version
 
 class PolicyClient:
     """Policy methods of the client; needs ``_stub``, ``_scope``, ``_error``, ``timeout``."""
+
+    if TYPE_CHECKING:  # provided by OpenShellClient, which mixes this class in
+        _stub: openshell_pb2_grpc.OpenShellStub
+        timeout: float
+
+        @property
+        def _scope(self) -> datamodel_pb2.WorkspaceSelector: ...
+        def _error(self, exc: grpc.RpcError, sandbox: str | None = None) -> OpenShellError: ...
+        def get_sandbox(self, name: str) -> Sandbox: ...
 
     def set_policy(self, name: str, policy_yaml: str) -> PolicyRevision:
         """Validate and store ``policy_yaml`` as sandbox ``name``'s next revision.

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 
 from openshell._proto import datamodel_pb2, inference_pb2, inference_pb2_grpc, openshell_pb2
 from openshell.client.errors import ProviderNotFound  # noqa: F401 - importable from here as before
+
+if TYPE_CHECKING:  # pragma: no cover
+    from openshell._proto import openshell_pb2_grpc
+    from openshell.client.errors import OpenShellError
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,20 @@ def provider_from_proto(p: datamodel_pb2.Provider) -> Provider:
 class ProviderClient:
     """Provider and inference-route calls; needs ``_stub``, ``_channel``, ``_scope``, ``timeout``, ``_error``."""
 
+    if TYPE_CHECKING:  # provided by OpenShellClient, which mixes this class in
+        _stub: openshell_pb2_grpc.OpenShellStub
+        _channel: grpc.Channel
+        timeout: float
+
+        @property
+        def _scope(self) -> datamodel_pb2.WorkspaceSelector: ...
+        def _error(self, exc: grpc.RpcError, sandbox: str | None = None) -> OpenShellError: ...
+
     @property
     def _inference_stub(self) -> inference_pb2_grpc.InferenceStub:
         stub = self.__dict__.get("_inference_stub_obj")
         if stub is None:
-            stub = self.__dict__["_inference_stub_obj"] = inference_pb2_grpc.InferenceStub(self._channel)  # type: ignore[attr-defined]
+            stub = self.__dict__["_inference_stub_obj"] = inference_pb2_grpc.InferenceStub(self._channel)
         return stub
 
     def create_provider(
@@ -116,34 +130,34 @@ class ProviderClient:
             config=dict(config or {}),
         )
         try:
-            resp = self._stub.CreateProvider(  # type: ignore[attr-defined]
+            resp = self._stub.CreateProvider(
                 openshell_pb2.CreateProviderRequest(provider=msg, workspace_scope=self._scope),
-                timeout=self.timeout,  # type: ignore[attr-defined]
+                timeout=self.timeout,
             )
         except grpc.RpcError as exc:
-            raise self._error(exc) from None  # type: ignore[attr-defined]
+            raise self._error(exc) from None
         return provider_from_proto(resp.provider)
 
     def get_provider(self, name: str) -> Provider:
         """Return provider ``name`` (values redacted). :raises ProviderNotFound:."""
         try:
-            resp = self._stub.GetProvider(  # type: ignore[attr-defined]
+            resp = self._stub.GetProvider(
                 openshell_pb2.GetProviderRequest(name=name, workspace_scope=self._scope),
-                timeout=self.timeout,  # type: ignore[attr-defined]
+                timeout=self.timeout,
             )
         except grpc.RpcError as exc:
-            raise self._error(exc) from None  # type: ignore[attr-defined]
+            raise self._error(exc) from None
         return provider_from_proto(resp.provider)
 
     def list_providers(self) -> list[Provider]:
         """Return every provider of the client's workspace, by name."""
         try:
-            resp = self._stub.ListProviders(  # type: ignore[attr-defined]
+            resp = self._stub.ListProviders(
                 openshell_pb2.ListProvidersRequest(workspace_scope=self._scope),
-                timeout=self.timeout,  # type: ignore[attr-defined]
+                timeout=self.timeout,
             )
         except grpc.RpcError as exc:
-            raise self._error(exc) from None  # type: ignore[attr-defined]
+            raise self._error(exc) from None
         return [provider_from_proto(p) for p in resp.providers]
 
     def update_provider(
@@ -167,14 +181,14 @@ class ProviderClient:
         )
         req = openshell_pb2.UpdateProviderRequest(
             provider=msg,
-            workspace_scope=self._scope,  # type: ignore[attr-defined]
+            workspace_scope=self._scope,
             remove_credentials=list(remove_credentials),
             remove_config=list(remove_config),
         )
         try:
-            resp = self._stub.UpdateProvider(req, timeout=self.timeout)  # type: ignore[attr-defined]
+            resp = self._stub.UpdateProvider(req, timeout=self.timeout)
         except grpc.RpcError as exc:
-            raise self._error(exc) from None  # type: ignore[attr-defined]
+            raise self._error(exc) from None
         return provider_from_proto(resp.provider)
 
     def delete_provider(self, name: str, *, allow_missing: bool = False) -> str:
@@ -183,11 +197,11 @@ class ProviderClient:
         :raises ProviderNotFound: missing and not ``allow_missing``.
         :raises ProviderInUse: a sandbox or the inference route still uses it.
         """
-        req = openshell_pb2.DeleteProviderRequest(name=name, workspace_scope=self._scope, allow_missing=allow_missing)  # type: ignore[attr-defined]
+        req = openshell_pb2.DeleteProviderRequest(name=name, workspace_scope=self._scope, allow_missing=allow_missing)
         try:
-            resp = self._stub.DeleteProvider(req, timeout=self.timeout)  # type: ignore[attr-defined]
+            resp = self._stub.DeleteProvider(req, timeout=self.timeout)
         except grpc.RpcError as exc:
-            raise self._error(exc) from None  # type: ignore[attr-defined]
+            raise self._error(exc) from None
         return {openshell_pb2.DELETION_OUTCOME_ALREADY_ABSENT: "ALREADY_ABSENT"}.get(resp.outcome, "COMPLETED")
 
     def set_sandbox_provider(self, sandbox: str, provider: str, *, attach: bool = True) -> bool:
@@ -201,20 +215,20 @@ class ProviderClient:
         """
         try:
             if attach:
-                req = openshell_pb2.AttachSandboxProviderRequest(sandbox=sandbox, provider=provider, workspace_scope=self._scope)  # type: ignore[attr-defined]
-                return self._stub.AttachSandboxProvider(req, timeout=max(self.timeout, 30)).attached  # type: ignore[attr-defined]
-            dreq = openshell_pb2.DetachSandboxProviderRequest(sandbox=sandbox, provider=provider, workspace_scope=self._scope)  # type: ignore[attr-defined]
-            return self._stub.DetachSandboxProvider(dreq, timeout=max(self.timeout, 30)).detached  # type: ignore[attr-defined]
+                req = openshell_pb2.AttachSandboxProviderRequest(sandbox=sandbox, provider=provider, workspace_scope=self._scope)
+                return self._stub.AttachSandboxProvider(req, timeout=max(self.timeout, 30)).attached
+            dreq = openshell_pb2.DetachSandboxProviderRequest(sandbox=sandbox, provider=provider, workspace_scope=self._scope)
+            return self._stub.DetachSandboxProvider(dreq, timeout=max(self.timeout, 30)).detached
         except grpc.RpcError as exc:
-            raise self._error(exc) from None  # type: ignore[attr-defined]
+            raise self._error(exc) from None
 
     def sandbox_providers(self, sandbox: str) -> list[Provider]:
         """The providers attached to ``sandbox``, in attachment order. :raises SandboxNotFound:."""
-        req = openshell_pb2.ListSandboxProvidersRequest(sandbox=sandbox, workspace_scope=self._scope)  # type: ignore[attr-defined]
+        req = openshell_pb2.ListSandboxProvidersRequest(sandbox=sandbox, workspace_scope=self._scope)
         try:
-            resp = self._stub.ListSandboxProviders(req, timeout=self.timeout)  # type: ignore[attr-defined]
+            resp = self._stub.ListSandboxProviders(req, timeout=self.timeout)
         except grpc.RpcError as exc:
-            raise self._error(exc) from None  # type: ignore[attr-defined]
+            raise self._error(exc) from None
         return [provider_from_proto(p) for p in resp.providers]
 
     def set_inference_route(self, backend: str, model: str, *, base_url: str = "", provider: str = "") -> InferenceRoute:
@@ -226,10 +240,10 @@ class ProviderClient:
         try:
             resp = self._inference_stub.SetInferenceRoute(
                 inference_pb2.SetInferenceRouteRequest(route=route, workspace_scope=self._scope),
-                timeout=self.timeout,  # type: ignore[attr-defined]
+                timeout=self.timeout,
             )
         except grpc.RpcError as exc:
-            raise self._error(exc) from None  # type: ignore[attr-defined]
+            raise self._error(exc) from None
         return _route(resp)
 
     def get_inference_route(self) -> InferenceRoute | None:
@@ -237,10 +251,10 @@ class ProviderClient:
         try:
             resp = self._inference_stub.GetInferenceRoute(
                 inference_pb2.GetInferenceRouteRequest(workspace_scope=self._scope),
-                timeout=self.timeout,  # type: ignore[attr-defined]
+                timeout=self.timeout,
             )
         except grpc.RpcError as exc:
-            raise self._error(exc) from None  # type: ignore[attr-defined]
+            raise self._error(exc) from None
         return _route(resp) if resp.route.backend else None
 
 

@@ -294,7 +294,7 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
     def create_sandbox(
         self,
         name: str = "",
-        policy_yaml: str = "",
+        policy_yaml: str | None = "",
         extra_hosts: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
@@ -315,7 +315,7 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
             (as ``openshell:resolve:env:NAME`` placeholders, never the values).
 
         :param name: "" lets the gateway pick a two-word name.
-        :param policy_yaml: a POLICY.md document; "" for the default policy.
+        :param policy_yaml: a POLICY.md document; "" or None for the default policy.
         :param extra_hosts: ``"name:ip"`` entries for the sandbox's /etc/hosts.
         :raises SandboxExists, InvalidRequest, GatewayUnavailable:
         """

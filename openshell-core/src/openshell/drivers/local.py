@@ -291,7 +291,7 @@ class LocalDriver(ComputeDriver):
                 time.sleep(0.05)
             if _alive(pid):
                 _signal_group(pid, signal.SIGKILL)
-        for known in {pid, self._children.pop(sandbox_id, None)} - {None}:
+        for known in {p for p in (pid, self._children.pop(sandbox_id, None)) if p is not None}:
             _reap(known)
 
     def _ssh_socket(self, sandbox_id: str) -> Path:

@@ -79,6 +79,7 @@ class ConnectSshHandler:
                 await conn.writer.drain()
             log.info("event=connect_ssh_refused status=%d peer=%s cn=%s reason=%s", status, conn.peer, conn.peer_cn, message)
             return None
+        assert sock is not None  # _admit gives a socket with every 200
         sandbox_id = request.header("x-sandbox-id")
         log.info("event=connect_ssh_open sandbox=%s peer=%s cn=%s", sandbox_id, conn.peer, conn.peer_cn)
         try:

@@ -640,6 +640,7 @@ class GatewayCore(StopStartMixin):
             why = f" ({record.reason})" if record.reason else ""
             raise SandboxNotReady(f"sandbox '{name}' is {record.phase}{why}, not READY; see 'openshell sandbox get {name}'")
         endpoint = await asyncio.to_thread(self.driver.ssh_endpoint, record.id)
+        tty_args: dict[str, Any] = {"tty": True, "cols": cols or 80, "rows": rows or 24} if tty else {}
         stream = sandbox_exec.exec_in_sandbox(
             endpoint,
             bytes.fromhex(record.secret),
@@ -648,7 +649,7 @@ class GatewayCore(StopStartMixin):
             workdir=workdir or None,
             stdin=stdin,
             timeout=timeout,
-            **({"tty": True, "cols": cols or 80, "rows": rows or 24} if tty else {}),
+            **tty_args,
         )
         deadline = None if timeout is None else time.monotonic() + timeout + EXEC_TIMEOUT_GRACE
         first = True

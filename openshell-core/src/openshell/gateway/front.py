@@ -29,6 +29,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import urlsplit
 
 from openshell.gateway import peers
@@ -199,7 +200,7 @@ class Front:
         self.routes: dict[str, HttpHandler] = {"/healthz": healthz, "/connect/ssh": connect_ssh_not_implemented}
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._transports: set[asyncio.BaseTransport] = set()
+        self._transports: set[asyncio.Transport] = set()
 
     def add_route(self, path: str, handler: HttpHandler) -> None:
         """Serve exact ``path`` with ``handler`` (replacing any existing route)."""
@@ -399,8 +400,9 @@ class _Accept(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Stop reading at once: bytes read before start_tls() swaps the protocol
         # (the ClientHello) would be lost.
-        transport.pause_reading()  # type: ignore[attr-defined]
-        self.front._accepted(transport)  # type: ignore[arg-type]
+        tcp = cast(asyncio.Transport, transport)  # a TCP server's (the Protocol API says BaseTransport)
+        tcp.pause_reading()
+        self.front._accepted(tcp)
 
 
 class _Handover(asyncio.Protocol):
@@ -412,7 +414,7 @@ class _Handover(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream's (the Protocol API says BaseTransport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -440,7 +442,7 @@ class _Pipe(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream's (the Protocol API says BaseTransport)
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer.transport if self.peer else None

@@ -11,6 +11,7 @@ inference bundle (``inference_bundle``/``watch_inference``).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import hashlib
 import json
@@ -36,8 +37,9 @@ from openshell.gateway.errors import (
 from openshell.gateway.labels import check_labels
 from openshell.gateway.secretbox import SecretBox
 from openshell.inference.bundle import RouteBundle
+from openshell.plugin.kinds import InferenceBackend
 from openshell.plugin.loader import PluginNotFound, get_registry
-from openshell.providers import UnknownProviderType, get_provider_type, placeholder
+from openshell.providers import ProviderType, UnknownProviderType, get_provider_type, placeholder
 
 log = logging.getLogger("openshell.gateway")
 
@@ -85,14 +87,14 @@ def attachment_revision(attached: Sequence[tuple[str, int]]) -> int:
     return int.from_bytes(digest[:8], "big") >> 1 or 1
 
 
-def _provider_type(type_name: str):
+def _provider_type(type_name: str) -> type[ProviderType]:
     try:
         return get_provider_type(type_name, get_registry())
     except UnknownProviderType as exc:
         raise InvalidArgument("provider.type", str(exc)) from None
 
 
-def _backend_class(name: str) -> type:
+def _backend_class(name: str) -> type[InferenceBackend]:
     try:
         return get_registry().get_class("inference", name)
     except PluginNotFound as exc:
@@ -369,7 +371,7 @@ class ProviderManager:
                 key = next((k for k in preferred if k in values), None) or sorted(values)[0]
                 credential = values[key]
         headers = dict(cls().auth_headers(credential))
-        content = {
+        content: dict[str, Any] = {
             "backend": route.backend,
             "protocols": list(cls.protocols),
             "base_url": route.base_url or cls.default_base_url,
@@ -458,7 +460,7 @@ class ProviderManager:
             return False
         return True
 
-    async def _attached_versions(self, record: st.SandboxRecord) -> list[tuple[str, int]]:
+    async def _attached_versions(self, record: st.SandboxRecord) -> builtins.list[tuple[str, int]]:  # list: the method above
         versions = []
         for pname in record.spec.get("providers", []):
             prov = await asyncio.to_thread(self.store.get_provider, pname, record.workspace)

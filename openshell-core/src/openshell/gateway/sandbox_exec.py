@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Optional, Union
+from typing import AsyncGenerator, AsyncIterator, Optional, Union
 
 import paramiko
 
@@ -103,7 +103,7 @@ async def exec_in_sandbox(
     tty: bool = False,
     cols: int = 80,
     rows: int = 24,
-) -> AsyncIterator[ExecEvent]:
+) -> AsyncGenerator[ExecEvent, None]:
     """Run ``argv`` in the sandbox and yield its output as events.
 
     :param env: extra environment variables for the command.

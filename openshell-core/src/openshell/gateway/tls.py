@@ -23,6 +23,7 @@ import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -88,7 +89,7 @@ def ensure_pki(root: Path, extra_names: Iterable[str] = ()) -> Pki:
     for name in extra_names:
         if name and name not in names and name not in ("0.0.0.0", "::"):
             names.append(name)
-    leaves = (
+    leaves: tuple[tuple[Path, Path, str, list[str], x509.ObjectIdentifier], ...] = (
         (pki.server_cert, pki.server_key, "openshell-gateway", names, ExtendedKeyUsageOID.SERVER_AUTH),
         (pki.client_cert, pki.client_key, USER_CN, [], ExtendedKeyUsageOID.CLIENT_AUTH),
         (pki.supervisor_cert, pki.supervisor_key, SUPERVISOR_CN, [], ExtendedKeyUsageOID.CLIENT_AUTH),
@@ -110,7 +111,7 @@ def _ensure_ca(pki: Pki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, 
         except ValueError as exc:
             raise PkiError(f"cannot load the gateway CA in {pki.root}: {exc}; remove the directory to start over") from exc
         if cert.not_valid_after_utc - now() > RENEW_BEFORE:
-            return cert, key, False  # type: ignore[return-value]
+            return cert, cast(ec.EllipticCurvePrivateKey, key), False  # make_ca writes an EC key
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"OpenShell gateway CA ({socket.gethostname()})")])
     cert, key = make_ca(name, CA_VALIDITY)
     write_private(pki.ca_key, key_pem(key))
@@ -190,7 +191,8 @@ def peer_common_name(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str:
     if ssl_object is None:
         return ""
     cert = ssl_object.getpeercert() or {}
-    for rdn in cert.get("subject", ()):
+    # typeshed types every value of the dict as one union; "subject" holds RDNs of (key, value) pairs
+    for rdn in cast("tuple[tuple[tuple[str, str], ...], ...]", cert.get("subject", ())):
         for key, value in rdn:
             if key == "commonName":
                 return str(value)

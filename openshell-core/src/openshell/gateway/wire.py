@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast, overload
 
 import grpc
 from google.protobuf import unknown_fields
@@ -35,7 +35,7 @@ _CODES: dict[str, grpc.StatusCode] = {
     "INTERNAL": grpc.StatusCode.INTERNAL,
 }
 
-PHASE_TO_PROTO: dict[str, int] = {
+PHASE_TO_PROTO: dict[str, openshell_pb2.SandboxPhase] = {
     st.PROVISIONING: openshell_pb2.SANDBOX_PHASE_PROVISIONING,
     st.READY: openshell_pb2.SANDBOX_PHASE_READY,
     st.ERROR: openshell_pb2.SANDBOX_PHASE_ERROR,
@@ -101,7 +101,7 @@ def rpc_errors(method: Method) -> Method:
             except GatewayError as exc:
                 await abort_for(args[-1], exc)
 
-        return stream  # type: ignore[return-value]
+        return cast(Method, stream)  # same signature (functools.wraps)
 
     @functools.wraps(method)
     async def unary(*args: Any) -> Any:
@@ -110,7 +110,7 @@ def rpc_errors(method: Method) -> Method:
         except GatewayError as exc:
             await abort_for(args[-1], exc)
 
-    return unary  # type: ignore[return-value]
+    return cast(Method, unary)  # same signature (functools.wraps)
 
 
 def timestamp(seconds: float) -> Timestamp:
@@ -120,6 +120,10 @@ def timestamp(seconds: float) -> Timestamp:
     return ts
 
 
+@overload
+def workspace_of(scope: datamodel_pb2.WorkspaceSelector, *, allow_all: Literal[False] = ...) -> str: ...
+@overload
+def workspace_of(scope: datamodel_pb2.WorkspaceSelector, *, allow_all: bool) -> str | None: ...
 def workspace_of(scope: datamodel_pb2.WorkspaceSelector, *, allow_all: bool = False) -> str | None:
     """Return the workspace a request addresses: its name, or None for all (lists only).
 
@@ -141,6 +145,7 @@ def refuse_unsupported(message: Any, unsupported: Mapping[int, str]) -> None:
 
     :raises InvalidArgument: naming the first such field.
     """
-    for field in unknown_fields.UnknownFieldSet(message):
+    fields = unknown_fields.UnknownFieldSet(message)
+    for field in (fields[i] for i in range(len(fields))):  # the stubs give it no __iter__
         if field.field_number in unsupported:
             raise InvalidArgument(unsupported[field.field_number], "not supported by this gateway")

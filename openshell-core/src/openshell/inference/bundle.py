@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from openshell._proto import supervisor_pb2
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,6 @@ class RouteBundle:
     auth_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_proto(cls, msg) -> RouteBundle:  # type: ignore[no-untyped-def]
+    def from_proto(cls, msg: supervisor_pb2.InferenceBundle) -> RouteBundle:
         """Build from a ``supervisor_pb2.InferenceBundle``."""
         return cls(msg.revision, msg.backend, tuple(msg.protocols), msg.base_url, msg.model, dict(msg.auth_headers))

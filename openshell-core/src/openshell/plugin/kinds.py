@@ -380,7 +380,7 @@ class Kind:
     name: str
     group: str
     hook: str
-    base: type
+    base: type[_Named]
     noun: str
     fail_closed: bool = False
 

@@ -28,14 +28,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, overload
 
 import pluggy
 from stevedore import DriverManager, NamedExtensionManager
 from stevedore.exception import MultipleMatches, NoMatches
 
 from openshell.plugin import PLUGIN_API_VERSION, hookspecs
-from openshell.plugin.kinds import KINDS
+from openshell.plugin.kinds import KINDS, Agent, ComputeDriver, InferenceBackend, IsolationLayer, PolicyEngine, _Named
 
 log = logging.getLogger("openshell.plugin")
 
@@ -182,12 +182,12 @@ class _LoadFailure(Exception):
         self.exc = exc
 
 
-class _CatchExits:
+class _CatchExits(NamedExtensionManager):
     # stevedore lets SystemExit and AssertionError escape an import; a plugin
     # calling sys.exit() must not take `openshell plugins list` down with it.
-    def _load_one_plugin(self, ep, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_one_plugin(self, ep, *args, **kwargs):
         try:
-            return super()._load_one_plugin(ep, *args, **kwargs)  # type: ignore[misc]
+            return super()._load_one_plugin(ep, *args, **kwargs)
         except (KeyboardInterrupt, GeneratorExit):
             raise
         except Exception:
@@ -276,7 +276,7 @@ def registration_arguments(register: Callable[[Any], None]) -> dict[str, Any]:
     return {"register": register}
 
 
-def collect_classes(pm: pluggy.PluginManager, plugin_name: str, kind: str) -> tuple[list[type], str]:
+def collect_classes(pm: pluggy.PluginManager, plugin_name: str, kind: str) -> tuple[list[type[_Named]], str]:
     """Run ``plugin_name``'s registration hook for ``kind`` and check what it registers.
 
     Each implementation is called on its own (not through a fan-out) so a
@@ -287,7 +287,7 @@ def collect_classes(pm: pluggy.PluginManager, plugin_name: str, kind: str) -> tu
     """
     spec = KINDS[kind]
     caller = getattr(pm.hook, spec.hook)
-    found: list[type] = []
+    found: list[type[_Named]] = []
 
     def register(cls: Any) -> None:
         if not isinstance(cls, type) or not issubclass(cls, spec.base):
@@ -340,7 +340,7 @@ class Registry:
         self.pm = pm
         self.hook = pm.hook
         self._infos: dict[str, PluginInfo] = {}
-        self._classes: dict[str, dict[str, type]] = {k: {} for k in KINDS}
+        self._classes: dict[str, dict[str, type[_Named]]] = {k: {} for k in KINDS}
         self._owners: dict[tuple[str, str], str] = {}  # (kind, class name) -> plugin key
 
     # ------------------------------------------------------------------ building
@@ -431,7 +431,7 @@ class Registry:
                 del self._classes[kind][name]
 
     def _collect(self, key: str, strict: bool) -> None:
-        added: list[tuple[str, type]] = []
+        added: list[tuple[str, type[_Named]]] = []
         for kind in KINDS:
             classes, error = collect_classes(self.pm, key, kind)
             for cls in [] if error else classes:
@@ -492,7 +492,19 @@ class Registry:
         """Return the entry point ``kind:name``, or None when not installed."""
         return self._infos.get(f"{kind}:{name}")
 
-    def classes(self, kind: str) -> dict[str, type]:
+    @overload
+    def classes(self, kind: Literal["agents"]) -> dict[str, type[Agent]]: ...
+    @overload
+    def classes(self, kind: Literal["inference"]) -> dict[str, type[InferenceBackend]]: ...
+    @overload
+    def classes(self, kind: Literal["isolation"]) -> dict[str, type[IsolationLayer]]: ...
+    @overload
+    def classes(self, kind: Literal["policy"]) -> dict[str, type[PolicyEngine]]: ...
+    @overload
+    def classes(self, kind: Literal["drivers"]) -> dict[str, type[ComputeDriver]]: ...
+    @overload
+    def classes(self, kind: str) -> dict[str, type[Any]]: ...
+    def classes(self, kind: str) -> dict[str, type[Any]]:
         """Return ``{name: class}`` of every class registered for ``kind``, sorted by name.
 
         :raises ValueError: for an unknown kind.
@@ -501,7 +513,19 @@ class Registry:
             raise ValueError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KINDS)}")
         return dict(sorted(self._classes[kind].items()))
 
-    def get_class(self, kind: str, name: str) -> type:
+    @overload
+    def get_class(self, kind: Literal["agents"], name: str) -> type[Agent]: ...
+    @overload
+    def get_class(self, kind: Literal["inference"], name: str) -> type[InferenceBackend]: ...
+    @overload
+    def get_class(self, kind: Literal["isolation"], name: str) -> type[IsolationLayer]: ...
+    @overload
+    def get_class(self, kind: Literal["policy"], name: str) -> type[PolicyEngine]: ...
+    @overload
+    def get_class(self, kind: Literal["drivers"], name: str) -> type[ComputeDriver]: ...
+    @overload
+    def get_class(self, kind: str, name: str) -> type[Any]: ...
+    def get_class(self, kind: str, name: str) -> type[Any]:
         """Return the class registered as ``name`` for ``kind``.
 
         :raises PluginNotFound: naming the installed alternatives and how to install it,
@@ -512,7 +536,19 @@ class Registry:
             return cls
         raise PluginNotFound(self._why_missing(kind, name))
 
-    def require(self, kind: str, name: str) -> type:
+    @overload
+    def require(self, kind: Literal["agents"], name: str) -> type[Agent]: ...
+    @overload
+    def require(self, kind: Literal["inference"], name: str) -> type[InferenceBackend]: ...
+    @overload
+    def require(self, kind: Literal["isolation"], name: str) -> type[IsolationLayer]: ...
+    @overload
+    def require(self, kind: Literal["policy"], name: str) -> type[PolicyEngine]: ...
+    @overload
+    def require(self, kind: Literal["drivers"], name: str) -> type[ComputeDriver]: ...
+    @overload
+    def require(self, kind: str, name: str) -> type[Any]: ...
+    def require(self, kind: str, name: str) -> type[Any]:
         """Like :meth:`get_class`, for what a sandbox cannot run without (fail closed).
 
         :raises PluginLoadError: the plugin is installed but failed, is disabled, or
@@ -575,7 +611,19 @@ def reset_registry() -> None:
         _registry = None
 
 
-def select(kind: str, name: str, *, groups: Mapping[str, str] = GROUPS) -> type:
+@overload
+def select(kind: Literal["agents"], name: str, *, groups: Mapping[str, str] = ...) -> type[Agent]: ...
+@overload
+def select(kind: Literal["inference"], name: str, *, groups: Mapping[str, str] = ...) -> type[InferenceBackend]: ...
+@overload
+def select(kind: Literal["isolation"], name: str, *, groups: Mapping[str, str] = ...) -> type[IsolationLayer]: ...
+@overload
+def select(kind: Literal["policy"], name: str, *, groups: Mapping[str, str] = ...) -> type[PolicyEngine]: ...
+@overload
+def select(kind: Literal["drivers"], name: str, *, groups: Mapping[str, str] = ...) -> type[ComputeDriver]: ...
+@overload
+def select(kind: str, name: str, *, groups: Mapping[str, str] = ...) -> type[Any]: ...
+def select(kind: str, name: str, *, groups: Mapping[str, str] = GROUPS) -> type[Any]:
     """Load only the plugin ``name`` of ``kind`` and return its class (fail closed).
 
     For processes that need exactly one implementation (the supervisor's policy
@@ -606,7 +654,7 @@ def select(kind: str, name: str, *, groups: Mapping[str, str] = GROUPS) -> type:
     pm = new_plugin_manager()
     key = f"{kind}:{name}"
     error = register_module(pm, mgr.driver, key)
-    classes: list[type] = []
+    classes: list[type[_Named]] = []
     if not error:
         classes, error = collect_classes(pm, key, kind)
     if error:

@@ -37,7 +37,7 @@ try:
 except ImportError:  # pragma: no cover - helpers still work without pytest
     pytest = None  # type: ignore[assignment]
 
-from openshell.plugin.kinds import ComputeDriver, DriverContext, SandboxStatus, SshEndpoint
+from openshell.plugin.kinds import Agent, ComputeDriver, DriverContext, InferenceBackend, IsolationLayer, PolicyEngine, SandboxStatus, SshEndpoint, _Named
 
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
@@ -160,7 +160,7 @@ class _Contract:
     #: kind name (``agents``, ``inference``, ``isolation``, ``policy``, ``drivers``)
     kind: ClassVar[str] = ""
     #: the class under test; set by the subclass
-    plugin_class: ClassVar[type]
+    plugin_class: ClassVar[type[_Named]]
     #: kind -> entry-point group; only the contracts' own tests change it
     entry_point_groups: ClassVar[dict[str, str] | None] = None
 
@@ -232,6 +232,7 @@ class AgentContract(_Contract):
     """Contract tests for an ``Agent`` class."""
 
     kind = "agents"
+    plugin_class: ClassVar[type[Agent]]
 
     def test_argv_is_a_list_of_strings(self) -> None:
         argv = self.plugin_class().argv(["--version"])
@@ -280,6 +281,7 @@ class InferenceBackendContract(_Contract):
     """Contract tests for an ``InferenceBackend`` class."""
 
     kind = "inference"
+    plugin_class: ClassVar[type[InferenceBackend]]
 
     def test_protocols_are_known(self) -> None:
         protocols = set(self.plugin_class.protocols)
@@ -290,6 +292,7 @@ class IsolationLayerContract(_Contract):
     """Contract tests for an ``IsolationLayer`` class."""
 
     kind = "isolation"
+    plugin_class: ClassVar[type[IsolationLayer]]
 
     def test_order_is_an_int(self) -> None:
         assert isinstance(self.plugin_class.order, int)
@@ -378,6 +381,7 @@ class PolicyEngineContract(_Contract):
     """
 
     kind = "policy"
+    plugin_class: ClassVar[type[PolicyEngine]]
 
     def engine(self) -> Any:
         """The engine under test; override when the class needs arguments."""
@@ -479,6 +483,7 @@ class ComputeDriverContract(_Contract):
     """
 
     kind = "drivers"
+    plugin_class: ClassVar[type[ComputeDriver]]
 
     def driver_context(self, tmp_path: Any) -> DriverContext:
         """The ``DriverContext`` the driver is built with (state under ``tmp_path``)."""

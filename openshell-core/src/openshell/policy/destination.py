@@ -8,10 +8,12 @@ allowed rule at loopback, cloud metadata or an internal network.
 
 from __future__ import annotations
 
+import enum
 import functools
 import ipaddress
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from openshell.policy.hostaddrs import HOST_ADDRESSES
 from openshell.policy.hosts import HOST_ANY, HOST_WILDCARD, host_kind, ip_literal
@@ -38,8 +40,13 @@ CHECK_PUBLIC_ONLY = "public-only"
 CHECK_UNRESOLVED = "resolution"
 CHECK_HOST_ADDRESS = "host-address"
 
+
+class _Default(enum.Enum):
+    HOST = enum.auto()
+
+
 #: sentinel: use the cached addresses of the proxy's host (:data:`HOST_ADDRESSES`)
-_HOST = object()
+_HOST: Final = _Default.HOST
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,7 @@ def check_destination(
     endpoint: Endpoint,
     resolved: Sequence[str],
     networks: Sequence[IPNetwork] | None = None,
-    local: Collection[IPAddress] | None | object = _HOST,
+    local: Collection[IPAddress] | None | _Default = _HOST,
 ) -> DestinationResult:
     """Check every address a connection could go to (POLICY.md §2.5).
 

@@ -19,7 +19,7 @@ Every problem becomes a one-line :class:`PolicyError` naming the field path.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from yaml.events import AliasEvent, ScalarEvent
@@ -188,7 +188,9 @@ class _StrictLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser
                 raise _Refused(format_path(self.path), "YAML anchors (&name) are not accepted in policies; write the value out")
             if not isinstance(event, ScalarEvent) and len(self.path) >= MAX_DEPTH:
                 raise _Refused(format_path(self.path[:MAX_DEPTH]), f"nested deeper than {MAX_DEPTH} levels; a policy never needs that")
-            node = super().compose_node(parent, index)
+            # PyYAML's stubs say Optional, but a node is always composed here:
+            # alias events (the only other path) are refused above.
+            node = cast(Node, super().compose_node(parent, index))
             if self.record is not None:
                 # children are recorded before their parent: the first match is the innermost
                 path = self.path + [_key_text(node)] if part is None and isinstance(parent, MappingNode) else self.path
@@ -250,8 +252,8 @@ def check_strings(value: Any, path: list[str] | None = None) -> None:
         for k, v in value.items():
             key = k if isinstance(k, str) else str(k)
             shown = _CONTROL_RE.sub("?", key)[:_MAX_KEY_SHOWN]
-            if isinstance(k, str) and _CONTROL_RE.search(k):
-                raise PolicyError(format_path([*path, shown]), f"key contains control character U+{ord(_CONTROL_RE.search(k).group()):04X}; remove it")
+            if isinstance(k, str) and (km := _CONTROL_RE.search(k)):
+                raise PolicyError(format_path([*path, shown]), f"key contains control character U+{ord(km.group()):04X}; remove it")
             check_strings(v, [*path, shown])
     elif isinstance(value, list):
         for i, v in enumerate(value):

@@ -21,6 +21,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from openshell.providers.placeholders import (
     Credential,
@@ -32,10 +33,13 @@ from openshell.providers.placeholders import (
 )
 from openshell.supervisor.proxy.l7.hooks import HookRefused, L7Request, RequestHook
 
+if TYPE_CHECKING:  # pragma: no cover
+    from openshell._proto import supervisor_pb2
+
 log = logging.getLogger("openshell.supervisor.credentials")
 
 
-def credentials_from_proto(msg) -> list[Credential]:  # type: ignore[no-untyped-def]
+def credentials_from_proto(msg: supervisor_pb2.ProviderEnvironment) -> list[Credential]:
     """Credentials of a ``supervisor_pb2.ProviderEnvironment``."""
     return [Credential(c.env_name, c.value, tuple(c.hosts), c.provider) for c in msg.credentials]
 

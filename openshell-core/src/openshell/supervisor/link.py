@@ -136,4 +136,4 @@ class GatewayLink:
             return False
 
     async def close(self) -> None:
-        await self.channel.close()
+        await self.channel.close(None)  # no grace (grpc-stubs make the argument required)

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from openshell.plugin.kinds import IsolationContext
 from openshell.supervisor.cleanup import CONTEXT_FILE, kill_sandbox_processes
@@ -31,6 +31,18 @@ from openshell.supervisor.layers import REQUIRED_LAYERS
 from openshell.supervisor.link import GatewayLink, SupervisorConfig
 from openshell.supervisor.log_push import PushHandler, push_loop
 from openshell.supervisor.ssh_server import SessionRequest, SshServer
+
+if TYPE_CHECKING:  # pragma: no cover - imported at run time inside the methods (see below)
+    from openshell.plugin.kinds import PolicyEngine
+    from openshell.policy.model import Policy
+    from openshell.resources import Limits
+    from openshell.supervisor.cgroups import Cgroup
+    from openshell.supervisor.credentials import CredentialHook
+    from openshell.supervisor.inference import InferenceRouter
+    from openshell.supervisor.policy_reload import PolicyReloader
+    from openshell.supervisor.proxy.attribution import ConnectAttributor
+    from openshell.supervisor.proxy.server import ProxyServer
+    from openshell.supervisor.sandbox_ns import SandboxNamespaces
 
 log = logging.getLogger("openshell.supervisor")
 
@@ -42,7 +54,7 @@ log = logging.getLogger("openshell.supervisor")
 ORPHAN_CHECK = 5.0  # seconds between checks that the sandbox's state directory still exists
 
 
-def _preload() -> type:
+def _preload() -> type[PolicyEngine]:
     """Import what the start needs after the first gateway round trip and return the
     ``opa`` policy engine class (the only policy plugin loaded).
 
@@ -91,28 +103,28 @@ class Supervisor:
         self.link = GatewayLink(cfg)
         self.ctx: Optional[IsolationContext] = None
         self.layers_prepared = False
-        self.proxy = None
-        self.attributor = None
+        self.proxy: Optional[ProxyServer] = None
+        self.attributor: Optional[ConnectAttributor] = None
         self.ssh: Optional[SshServer] = None
         self.entrypoint: Optional[subprocess.Popen] = None
         self.stop = asyncio.Event()
         self.log_handler: Optional[PushHandler] = None
         self.policy_revision = 0
-        self.engine = None
-        self.policy = None  # the Policy in force (revision policy_revision)
-        self.reloader = None
+        self.engine: Optional[PolicyEngine] = None
+        self.policy: Optional[Policy] = None  # the Policy in force (revision policy_revision)
+        self.reloader: Optional[PolicyReloader] = None
         self.spec_env: dict[str, str] = {}
         #: placeholders of the attached providers (replaced whole when one is attached or detached)
         self.provider_env: dict[str, str] = {}
         #: PATH entries before the system ones (the sandbox ``python``), see _sandbox_python_mounts
         self.extra_path: tuple[str, ...] = ()
         self.mounts: list = []
-        self.router = None  # inference.local
-        self.credential_hook = None  # provider placeholder substitution
+        self.router: Optional[InferenceRouter] = None  # inference.local
+        self.credential_hook: Optional[CredentialHook] = None  # provider placeholder substitution
         self._inference_task: Optional[asyncio.Task] = None
-        self.namespaces = None  # SandboxNamespaces: the sandbox's PID/IPC/UTS/cgroup namespaces
-        self.cgroup = None  # openshell.supervisor.cgroups.Cgroup: the resource limits
-        self.limits = None  # openshell.resources.Limits
+        self.namespaces: Optional[SandboxNamespaces] = None  # the sandbox's PID/IPC/UTS/cgroup namespaces
+        self.cgroup: Optional[Cgroup] = None  # the resource limits
+        self.limits: Optional[Limits] = None
         self._limit_events = (0, 0)  # OOM kills, refused forks already reported
         self._tmp_full = False
         self._workdir_full = False
@@ -161,6 +173,7 @@ class Supervisor:
 
         self.name = conf.name or self.cfg.name
         self._start_limits()
+        assert self.limits is not None  # set by _start_limits
         policy = parse_policy(conf.policy.policy_yaml)
         self.spec_env = dict(conf.environment)
         hosts = parse_hosts(list(conf.extra_hosts))
@@ -339,6 +352,7 @@ class Supervisor:
         from openshell.supervisor.proxy.server import ProxyServer
         from openshell.supervisor.sandbox_env import PROXY_PORT
 
+        assert self.ctx is not None and self.engine is not None  # set by _start before the proxy
         sock = socket_in_netns(netns["proxy_netns"])
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((netns["proxy_ip"], PROXY_PORT))
@@ -348,14 +362,14 @@ class Supervisor:
         from openshell.supervisor.inference import InferenceRouter
         from openshell.supervisor.provider_link import ack_provider_environment, fetch_provider_environment, watch_inference
 
-        self.router = InferenceRouter(self.cfg.sandbox_id, self.ca)
+        self.router = router = InferenceRouter(self.cfg.sandbox_id, self.ca)
 
         async def follow_route() -> None:
             # A new bundle also means an attached provider may have changed, or one was
             # attached or detached: re-read the credentials the proxy substitutes and
             # the placeholders later launches see, then tell the gateway.
             async for bundle in watch_inference(self.link):
-                self.router.set_bundle(bundle)
+                router.set_bundle(bundle)
                 try:
                     penv = await fetch_provider_environment(self.link)
                 except Exception as exc:  # noqa: BLE001 - keep the credentials in force
@@ -433,6 +447,7 @@ class Supervisor:
     # ------------------------------------------------------------------ loops
     async def _policy_loop(self) -> None:
         """Apply new policy revisions as the gateway streams them (``policy_reload``)."""
+        assert self.reloader is not None  # set by _start, before this loop runs
         await self.reloader.run(self.link.watch_policy)
 
     def _policy_loaded(self, revision: int, policy) -> None:

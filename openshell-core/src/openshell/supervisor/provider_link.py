@@ -12,18 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import grpc
 
 from openshell._proto import supervisor_pb2
 from openshell.inference.bundle import RouteBundle
 
+if TYPE_CHECKING:  # pragma: no cover
+    from openshell.supervisor.link import GatewayLink
+
 log = logging.getLogger("openshell.supervisor")
 
 CALL_TIMEOUT = 15.0
 
 
-async def fetch_provider_environment(link) -> supervisor_pb2.ProviderEnvironment:  # type: ignore[no-untyped-def]
+async def fetch_provider_environment(link: GatewayLink) -> supervisor_pb2.ProviderEnvironment:
     """The sandbox's provider environment (placeholders + values); empty when the
     gateway does not implement it.
 
@@ -38,7 +42,7 @@ async def fetch_provider_environment(link) -> supervisor_pb2.ProviderEnvironment
         raise
 
 
-async def ack_provider_environment(link, revision: int) -> None:  # type: ignore[no-untyped-def]
+async def ack_provider_environment(link: GatewayLink, revision: int) -> None:
     """Tell the gateway that launches from now on see provider environment ``revision``.
 
     Best effort: a gateway without the call, or a failed call, only makes an
@@ -51,7 +55,7 @@ async def ack_provider_environment(link, revision: int) -> None:  # type: ignore
             log.warning("event=provider_ack_failed code=%s", exc.code().name)
 
 
-async def watch_inference(link, after_revision: int = 0) -> AsyncIterator[RouteBundle]:  # type: ignore[no-untyped-def]
+async def watch_inference(link: GatewayLink, after_revision: int = 0) -> AsyncIterator[RouteBundle]:
     """Yield each new inference bundle; reconnects with backoff (at most 2 s) when the stream breaks."""
     delay = 0.2
     while True:

@@ -5,6 +5,7 @@ Nothing is inherited from the supervisor: its environment may hold secrets.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Mapping, Sequence
 
 from openshell.supervisor.sandbox_ca import ca_environment
@@ -14,6 +15,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WORKDIR_VENV_BIN = "/sandbox/.venv/bin"
 PROXY_PORT = 3128
 NO_PROXY = "127.0.0.1,localhost,::1"
+_NO_ENV: Mapping[str, str] = MappingProxyType({})
 
 
 def proxy_environment(proxy_ip: str, port: int = PROXY_PORT) -> dict[str, str]:
@@ -32,8 +34,8 @@ def sandbox_environment(
     sandbox_name: str,
     proxy_ip: str,
     user: str = "sandbox",
-    spec_env: Mapping[str, str] = (),
-    request_env: Mapping[str, str] = (),
+    spec_env: Mapping[str, str] = _NO_ENV,
+    request_env: Mapping[str, str] = _NO_ENV,
     extra_path: Sequence[str] = (),
 ) -> dict[str, str]:
     """Compose the environment for one process entering the sandbox.

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import threading
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import paramiko
 
@@ -50,12 +50,12 @@ class _Session(paramiko.ServerInterface):
         return "none"
 
     def check_auth_none(self, username: str) -> int:
-        return paramiko.AUTH_SUCCESSFUL
+        return paramiko.common.AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
         if kind == "session":
-            return paramiko.OPEN_SUCCEEDED
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+            return paramiko.common.OPEN_SUCCEEDED
+        return paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_direct_tcpip_request(self, chanid: int, origin, destination) -> int:
         """Port forwarding: dial a loopback target inside the sandbox's netns now, bridge on accept."""
@@ -63,7 +63,7 @@ class _Session(paramiko.ServerInterface):
         family_host = LOOPBACK_TARGETS.get(str(host).lower())
         if self.server.dial is None or family_host is None or not (isinstance(port, int) and 1 <= port <= 65535):
             log.info("event=ssh_forward_refused target=%s:%s", str(host)[:64], port)
-            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+            return paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
         family = socket.AF_INET6 if ":" in family_host else socket.AF_INET
         sock: Optional[socket.socket] = None
         try:
@@ -75,9 +75,9 @@ class _Session(paramiko.ServerInterface):
             log.info("event=ssh_forward_failed port=%d reason=%s", port, exc)
             if sock is not None:
                 sock.close()
-            return paramiko.OPEN_FAILED_CONNECT_FAILED
+            return paramiko.common.OPEN_FAILED_CONNECT_FAILED
         self.forwards[chanid] = sock
-        return paramiko.OPEN_SUCCEEDED
+        return paramiko.common.OPEN_SUCCEEDED
 
     def check_channel_subsystem_request(self, channel, name) -> bool:
         """``sftp``: OpenSSH's sftp-server launched inside the sandbox; other subsystems refused."""
@@ -139,7 +139,9 @@ def _signal_replies(transport: paramiko.Transport, iface: _Session) -> None:
     ``check_channel_*`` returns, from its own thread, and offers no hook for
     it; wrapping this transport's sender is the one deterministic signal.
     """
-    original = transport._send_user_message
+    # paramiko's stubs omit the private sender wrapped here
+    sender: Any = transport
+    original = sender._send_user_message
 
     def send(m) -> None:
         original(m)
@@ -149,4 +151,4 @@ def _signal_replies(transport: paramiko.Transport, iface: _Session) -> None:
                 if st.started:
                     st.replied.set()
 
-    transport._send_user_message = send  # type: ignore[method-assign]
+    sender._send_user_message = send

@@ -77,7 +77,7 @@ class SshServer:
         self.verifier = PrefaceVerifier(secret)
         self.launch = launch
         self.shell = shell if os.path.exists(shell) else "/bin/sh"
-        self._host_key = None  # paramiko.ECDSAKey, made with the first connection
+        self._host_key: Optional[paramiko.ECDSAKey] = None  # made with the first connection
         self._key_lock = threading.Lock()
         self._sock: Optional[socket.socket] = None
         self._closed = threading.Event()
@@ -114,7 +114,7 @@ class SshServer:
         for p in procs:
             _kill_group(p)
 
-    def host_key(self):
+    def host_key(self) -> paramiko.ECDSAKey:
         """The server's ECDSA host key (``paramiko.ECDSAKey``), made on first use and
         kept for the supervisor's life (every connection presents the same key)."""
         with self._key_lock:
@@ -231,6 +231,7 @@ class SshServer:
         proc = self.launch(req, subprocess.PIPE, subprocess.PIPE, subprocess.PIPE)
         self._track(proc)
         assert proc.stdin and proc.stdout and proc.stderr
+        stdin = proc.stdin
 
         def feed_stdin() -> None:
             try:
@@ -238,13 +239,13 @@ class SshServer:
                     data = channel.recv(CHUNK)
                     if not data:
                         break
-                    proc.stdin.write(data)
-                    proc.stdin.flush()
+                    stdin.write(data)
+                    stdin.flush()
             except (OSError, ValueError, EOFError):
                 pass
             finally:
                 try:
-                    proc.stdin.close()
+                    stdin.close()
                 except OSError:
                     pass
 
@@ -279,7 +280,8 @@ class SshServer:
         return _exit_code(code), proc
 
     def _run_pty(self, iface: ChannelState, channel: paramiko.Channel, req: SessionRequest):
-        term, cols, rows = req.pty  # type: ignore[misc]
+        assert req.pty is not None  # the caller runs a PTY session only when one was requested
+        term, cols, rows = req.pty
         master, slave = os.openpty()
         set_winsize(master, cols, rows)
         iface.master_fd = master

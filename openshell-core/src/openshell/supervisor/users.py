@@ -85,6 +85,7 @@ def resolve_ids(run_as_user: str = SANDBOX_USER, run_as_group: str = SANDBOX_GRO
             ensure_sandbox_account(SANDBOX_USER, SANDBOX_GROUP)
             entry = pwd.getpwnam(run_as_user)
         uid, primary_gid = entry.pw_uid, entry.pw_gid
+    gid: int | None
     if not run_as_group:
         gid = primary_gid if primary_gid is not None else uid
     else:

@@ -266,7 +266,12 @@ class InferenceRouter:
         """The client's first byte without consuming it; b"" when it closed or stayed silent."""
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
-        loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(sock.fileno(), wake)
         try:
             await asyncio.wait_for(ready, self.first_request_timeout)
             return sock.recv(1, socket.MSG_PEEK)

@@ -141,7 +141,7 @@ def _read_bytes(path: bytes, limit: int = MAX_PROC_READ) -> bytes:
         raise _oserror(path)
     try:
         buf = _buf()
-        chunks = []
+        chunks: list[bytes] = []
         total = 0
         while True:
             n = _c_read(fd, buf, _BUF_SIZE)
@@ -516,7 +516,7 @@ class ConnectAttributor:
         """``[(fd, events)]`` of the served fds that are ready now (``poll`` with no wait,
         the GIL held); the masks use the epoll bits (equal to poll's on Linux)."""
         fds = (self._wake_r, *self._fds)  # one C-level copy: channel() may add fds meanwhile
-        arr = (_PollFd * len(fds))(*((fd, _POLLIN, 0) for fd in fds))
+        arr = (_PollFd * len(fds))(*[_PollFd(fd, _POLLIN, 0) for fd in fds])
         if _c_poll(arr, len(fds), 0) <= 0:
             return []  # nothing ready (or EINTR: the epoll wait will see it)
         return [(p.fd, p.revents) for p in arr if p.revents]

@@ -25,7 +25,7 @@ def origin_request(req: RequestHead, auth: Authority, origin: str) -> bytes:
     :param origin: origin-form target (``/path?query``).
     :returns: bytes ``METHOD origin VERSION CRLF fields CRLF CRLF``.
     """
-    listed = set()
+    listed: set[str] = set()
     for name, value in req.headers:
         if name.lower() in ("connection", "proxy-connection"):
             listed.update(tok.strip().lower() for tok in value.split(","))

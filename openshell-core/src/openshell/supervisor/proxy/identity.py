@@ -64,7 +64,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar, cast
 
 from openshell.supervisor import nsutil
 from openshell.supervisor.proxy.sockdiag import SockDiag, SockDiagUnavailable
@@ -412,7 +412,8 @@ class IdentityResolver:
     def _diag(self) -> SockDiag | None:
         """This thread's inet_diag socket (made here, so in this thread's namespace), or
         None once inet_diag turned out to be unavailable."""
-        diag = getattr(self._local, "diag", False)
+        # a thread-local attribute: False until this thread tried to make one
+        diag = cast("SockDiag | None | Literal[False]", getattr(self._local, "diag", False))
         if diag is False:
             try:
                 diag = SockDiag()

@@ -62,7 +62,7 @@ class Resolver:
         seen: list[str] = []
         for family, _type, _proto, _canon, sockaddr in infos:
             if family in (socket.AF_INET, socket.AF_INET6):
-                addr = str(ipaddress.ip_address(sockaddr[0].partition("%")[0]))
+                addr = str(ipaddress.ip_address(str(sockaddr[0]).partition("%")[0]))  # AF_INET/AF_INET6: the host is a str
                 if addr not in seen:
                     seen.append(addr)
         if not seen:

@@ -26,7 +26,7 @@ import logging
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from openshell.plugin.kinds import CompiledPolicy, PolicyEngine
 from openshell.policy.decide import decide
@@ -303,7 +303,7 @@ class ProxyServer:
             assert self.inspector is not None
             await self.inspector.tunnel(self._flow(inp, decision, address), client, upstream, early)
             return upstream
-        tunnel = _Tunnel(inp, address, asyncio.current_task())  # type: ignore[arg-type]
+        tunnel = _Tunnel(inp, address, cast(asyncio.Task, asyncio.current_task()))  # in a task: never None
         self._tunnels.add(tunnel)
         try:
             await relay(client, upstream, to_upstream=early)

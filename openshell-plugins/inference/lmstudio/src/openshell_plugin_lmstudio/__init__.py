@@ -7,6 +7,8 @@ loopback (``http://127.0.0.1:1234/v1``) works while the sandbox itself can never
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from openshell.plugin import ModelsEndpointBackend, hookimpl
 
 OPENSHELL_PLUGIN_API = 1
@@ -26,5 +28,5 @@ class LmStudioBackend(ModelsEndpointBackend):
 
 
 @hookimpl
-def register_inference_backends(register):
+def register_inference_backends(register: Callable[[type], None]) -> None:
     register(LmStudioBackend)

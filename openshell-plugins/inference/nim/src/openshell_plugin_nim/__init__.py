@@ -7,6 +7,8 @@ loopback (``https://integrate.api.nvidia.com/v1``) works while the sandbox itsel
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from openshell.plugin import ModelsEndpointBackend, hookimpl
 
 OPENSHELL_PLUGIN_API = 1
@@ -26,5 +28,5 @@ class NimBackend(ModelsEndpointBackend):
 
 
 @hookimpl
-def register_inference_backends(register):
+def register_inference_backends(register: Callable[[type], None]) -> None:
     register(NimBackend)

@@ -103,7 +103,7 @@ NAMESPACE_FLAGS = {
 _CLONE_FLAGS_ARG = 1 if platform.machine().startswith("s390") else 0
 
 
-def build_filter(notify: bool = False):  # -> pyseccomp.SyscallFilter
+def build_filter(notify: bool = False) -> pyseccomp.SyscallFilter:
     """Return the sandbox's seccomp filter, not yet loaded.
 
     :param notify: ``connect``/``execve``/``execveat`` raise a user notification
@@ -212,7 +212,7 @@ def _notify_fd(ctx: IsolationContext) -> int:
     return value if isinstance(value, int) else -1
 
 
-def _send_listener(f, chan: int) -> None:
+def _send_listener(f: pyseccomp.SyscallFilter, chan: int) -> None:
     """Send the loaded filter's listener fd over the unix socket ``chan`` and close both."""
     import pyseccomp as sc
 

@@ -56,7 +56,9 @@ from openshell.supervisor.proxy.l7.hooks import HookRefused, L7Request, RequestH
 from openshell.supervisor.proxy.l7.message import (
     MAX_RESPONSE_HEAD,
     BodyError,
+    Framing,
     Reader,
+    ResponseHead,
     UpstreamError,
     connection_tokens,
     copy_body,
@@ -103,7 +105,12 @@ def _peer_supports_keepalive(version: str, tokens: set[str]) -> bool:
 async def _wait_readable(sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: fut.done() or fut.set_result(None))
+
+    def wake() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
     try:
         await fut
     finally:
@@ -523,7 +530,7 @@ class HttpInspector(Inspector):
         resp_task = asyncio.ensure_future(self._response(conn, req, method, websocket, body_task, state))
         try:
             done, _ = await asyncio.wait({body_task, resp_task}, return_when=asyncio.FIRST_COMPLETED)
-            if body_task in done and isinstance(body_task.exception(), HeadError):
+            if body_task in done and isinstance(head_error := body_task.exception(), HeadError):
                 # A malformed or stalled request body: the upstream would wait for
                 # the rest forever. Stop, and answer only if nothing went out yet.
                 # (A socket error instead — typically the upstream refusing the
@@ -531,7 +538,7 @@ class HttpInspector(Inspector):
                 resp_task.cancel()
                 await asyncio.gather(resp_task, return_exceptions=True)
                 if not state["started"]:
-                    raise body_task.exception()
+                    raise head_error
                 raise _Close(None)
             try:
                 keep = await resp_task
@@ -550,7 +557,7 @@ class HttpInspector(Inspector):
 
     async def _response(self, conn: _Conn, req: RequestHead, method: str, websocket: bool, body_task: asyncio.Future, state: dict) -> bool:
         """Relay the upstream's answer (1xx, then the final one); True = keep-alive."""
-        assert conn.ureader is not None
+        assert conn.upstream is not None and conn.ureader is not None
         while True:
             rhead = await conn.ureader.read_head(limit=MAX_RESPONSE_HEAD, first_timeout=None, timeout=None)
             if rhead is None:
@@ -613,7 +620,7 @@ class HttpInspector(Inspector):
             return keep and ended
 
     @staticmethod
-    def _scrub_sink(conn: _Conn, resp, rframing, chunked: bool, drop: set[str]) -> ScrubbingSink:  # type: ignore[no-untyped-def]
+    def _scrub_sink(conn: _Conn, resp: ResponseHead, rframing: Framing, chunked: bool, drop: set[str]) -> ScrubbingSink:
         """The scrubbing body destination for ``resp``; adds the fields it re-does to ``drop``.
 
         :param chunked: the client speaks HTTP/1.1 (else the body is close-delimited).

@@ -107,7 +107,7 @@ class LocalRequest:
         """
         self._consumed = True
         sink = _Collect(limit)
-        await copy_body(self._reader, self._framing, sink, idle=self._idle, decode=True)  # type: ignore[arg-type]
+        await copy_body(self._reader, self._framing, sink, idle=self._idle, decode=True)
         return bytes(sink.data)
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -120,7 +120,7 @@ class LocalRequest:
         sink = _Queue()
 
         async def produce() -> None:
-            await copy_body(self._reader, self._framing, sink, idle=self._idle, decode=True)  # type: ignore[arg-type]
+            await copy_body(self._reader, self._framing, sink, idle=self._idle, decode=True)
             await sink.q.put(None)
 
         task = asyncio.ensure_future(produce())

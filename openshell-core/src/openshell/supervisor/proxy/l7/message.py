@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from openshell.supervisor.proxy.http1 import HeadError, RequestHead
-from openshell.supervisor.proxy.l7.transport import RECV_SIZE, Transport
+from openshell.supervisor.proxy.l7.transport import RECV_SIZE, BodySink, Transport
 
 MAX_RESPONSE_HEAD = 64 * 1024  # bytes; upstream heads (large Set-Cookie/CSP headers exist)
 MAX_CHUNK_LINE = 4096  # bytes of a chunk-size line (with extensions)
@@ -296,7 +296,7 @@ def serialize_head(first_line: str, headers: list[tuple[str, str]] | tuple[tuple
 # --------------------------------------------------------------------------- bodies
 
 
-async def copy_body(reader: Reader, framing: Framing, dst: Transport, *, idle: float | None, decode: bool = False) -> bool:
+async def copy_body(reader: Reader, framing: Framing, dst: BodySink, *, idle: float | None, decode: bool = False) -> bool:
     """Forward one body from ``reader`` to ``dst`` as it arrives.
 
     :param framing: from ``request_framing``/``response_framing``.
@@ -328,7 +328,7 @@ async def copy_body(reader: Reader, framing: Framing, dst: Transport, *, idle: f
     return False
 
 
-async def _copy_chunked(reader: Reader, dst: Transport, idle: float | None, *, framed: bool = True) -> None:
+async def _copy_chunked(reader: Reader, dst: BodySink, idle: float | None, *, framed: bool = True) -> None:
     while True:
         line = await reader.read_line(MAX_CHUNK_LINE, idle)
         size_text = line.split(b";", 1)[0].rstrip(b" \t")

@@ -32,7 +32,11 @@ import json
 import re
 import zlib
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import quote
+
+if TYPE_CHECKING:  # pragma: no cover
+    from openshell.supervisor.proxy.l7.transport import BodySink
 
 DECODE_STEP = 64 * 1024  # bytes of decompressed output produced per step (bounds memory)
 
@@ -244,7 +248,7 @@ class ScrubbingSink:
         ``Content-Length`` cannot be kept); False sends it bare (close-delimited).
     """
 
-    def __init__(self, dst, secrets: SecretSet, decoder: BodyDecoder, *, chunked: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, dst: BodySink, secrets: SecretSet, decoder: BodyDecoder, *, chunked: bool) -> None:
         self.dst = dst
         self.scrubber = secrets.stream()
         self.decoder = decoder

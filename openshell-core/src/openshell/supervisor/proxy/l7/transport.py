@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from typing import Protocol
 
 RECV_SIZE = 64 * 1024  # bytes per socket read
 WRITE_CHUNK = 64 * 1024  # plaintext bytes encrypted per step (bounds the outgoing BIO)
@@ -217,6 +218,13 @@ class TlsTransport:
 
 
 Transport = PlainTransport | TlsTransport
+
+
+class BodySink(Protocol):
+    """Where ``message.copy_body`` sends a body: a :data:`Transport`, or a consumer
+    inside the supervisor (a collector, a queue, the response scrubber)."""
+
+    async def sendall(self, data: bytes) -> None: ...
 
 
 def upstream_context(extra_ca: str | None = None) -> ssl.SSLContext:
