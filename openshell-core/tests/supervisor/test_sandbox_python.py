@@ -1,4 +1,4 @@
-"""The read-only sandbox venv (``python`` + cloudpickle) is built once and leaves the host alone."""
+"""The read-only sandbox venv (``python`` + cloudpickle) leaves the host interpreter alone."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ import pytest
 from openshell.supervisor import sandbox_python as sp
 
 
-def test_prepare_builds_once_and_never_touches_the_host_interpreter(tmp_path):
+def test_prepare_builds_a_venv_and_never_touches_the_host_interpreter(tmp_path):
     try:
         python = sp._find_python()
     except sp.SandboxPythonUnavailable:
         pytest.skip("no system python3")
     mode = os.stat(os.path.realpath(python)).st_mode
-    first = sp.prepare_sandbox_python(tmp_path)
-    assert sp.prepare_sandbox_python(tmp_path) == first
-    assert [p.name for p in (tmp_path / "sandbox-python").iterdir()] == [first.name]  # no staging left
+    first = sp.prepare_sandbox_python(tmp_path / "python")
+    assert sp.prepare_sandbox_python(tmp_path / "python") == first  # a restarted supervisor rebuilds in place
     assert os.stat(os.path.realpath(python)).st_mode == mode
     assert os.readlink(first / "bin" / "python") == python
     for root, dirs, files in os.walk(first):
@@ -33,3 +32,12 @@ def test_prepare_builds_once_and_never_touches_the_host_interpreter(tmp_path):
         env={"PATH": "/usr/bin:/bin"},
     )
     assert proc.stdout.decode().split() == [str(first), "7"]
+
+
+def test_the_version_comes_from_the_interpreter_name_without_running_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(sp.subprocess, "run", lambda *a, **k: pytest.fail("ran the interpreter"))
+    target = tmp_path / "python3.42"
+    target.write_text("")
+    link = tmp_path / "python3"
+    link.symlink_to(target)
+    assert sp._python_version(str(link)) == "3.42"

@@ -220,7 +220,7 @@ class Supervisor:
             self.workdir = dirs.workdir
             self.ca.write_public_files(Path(dirs.tls))
             self.mounts = dirs.mounts()
-            self.mounts.extend(await asyncio.to_thread(self._sandbox_python_mounts))
+            self.mounts.extend(await asyncio.to_thread(self._sandbox_python_mounts, dirs.hosts))
         finally:
             if made_dirs is not None:
                 # Also when the start failed: nothing it mounts may outlive the supervisor.
@@ -253,17 +253,15 @@ class Supervisor:
             self.entrypoint = self._launch(list(conf.command), {}, None, subprocess.DEVNULL, None, None)
             log.info("event=entrypoint_started pid=%d argv=%s", self.entrypoint.pid, list(conf.command)[:1])
 
-    def _sandbox_python_mounts(self) -> list:
-        """The read-only ``python`` + cloudpickle venv (:mod:`sandbox_python`), prepared once
-        per gateway; none (logged) when the host has no usable python3: only
-        ``exec_python`` is affected, so the sandbox still starts."""
+    def _sandbox_python_mounts(self, hosts_file: str) -> list:
+        """The read-only ``python`` + cloudpickle venv (:mod:`sandbox_python`), built in the
+        sandbox's files tmpfs next to its hosts file; none (logged) when the host has
+        no usable python3: only ``exec_python`` is affected, so the sandbox still starts."""
         from openshell.supervisor.mounts import Mount
         from openshell.supervisor.sandbox_python import SANDBOX_PYTHON_BIN, SANDBOX_PYTHON_DIR, SandboxPythonUnavailable, prepare_sandbox_python
 
-        # <gateway>/sandboxes/<id> for the local driver; else keep it per sandbox.
-        gateway_dir = self.state_dir.parent.parent if self.state_dir.parent.name == "sandboxes" else self.state_dir
         try:
-            source = prepare_sandbox_python(gateway_dir)
+            source = prepare_sandbox_python(os.path.join(os.path.dirname(hosts_file), "python"))  # beside the hosts file
             os.makedirs(SANDBOX_PYTHON_DIR, mode=0o755, exist_ok=True)  # the mount point, on the host
         except (SandboxPythonUnavailable, OSError) as exc:
             log.warning("event=sandbox_python_unavailable reason=%s", exc)

@@ -2,32 +2,31 @@
 
 The published SDK runs ``python -c <bootstrap>`` in the sandbox and unpickles the
 caller's function with ``cloudpickle``. Hosts often have only ``python3`` and no
-cloudpickle, so the supervisor prepares, once per gateway, a small venv on the
-host::
+cloudpickle, so the supervisor builds a small venv (about 150 KiB, a dozen
+inodes) in the sandbox's own files tmpfs when it starts::
 
-    <gateway state>/sandbox-python/<key>/
+    <sandbox files tmpfs>/python/
         pyvenv.cfg                       home = dirname(host python3), system site-packages on
         bin/python -> /usr/bin/python3   the host interpreter the sandbox can already read
         lib/pythonX.Y/site-packages/cloudpickle/   copied from the supervisor's own install
 
-and every sandbox gets it bind-mounted read-only at :data:`SANDBOX_PYTHON_DIR`
+and the sandbox gets it bind-mounted read-only at :data:`SANDBOX_PYTHON_DIR`
 (under ``/usr``, which the Landlock baseline already grants read-only, and never
-writable: the bind itself is read-only). ``bin`` goes on ``PATH`` before the
-system directories, so ``python`` is ours; ``python3`` stays the system one.
-``<key>`` changes with the interpreter, its version and cloudpickle's version, so
-an upgrade builds a new directory instead of changing one that sandboxes use.
+writable: the bind itself is read-only). Built per sandbox, on its tmpfs, so the
+bind's source names no host path (``/proc/self/mountinfo`` shows the tmpfs) and
+nothing is shared between sandboxes. ``bin`` goes on ``PATH`` before the system
+directories, so ``python`` is ours; ``python3`` stays the system one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 log = logging.getLogger("openshell.supervisor")
@@ -38,7 +37,7 @@ SANDBOX_PYTHON_DIR = "/usr/lib/openshell/python"
 SANDBOX_PYTHON_BIN = SANDBOX_PYTHON_DIR + "/bin"
 #: interpreters the sandbox can run (under the read-only baseline), first found wins
 PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
-_LAYOUT = "1"
+_VERSIONED_NAME = re.compile(r"python(\d+\.\d+)$")
 
 
 class SandboxPythonUnavailable(RuntimeError):
@@ -57,10 +56,14 @@ def _find_python() -> str:
 
 
 def _python_version(path: str) -> str:
-    """``X.Y`` of the interpreter at ``path`` (run once, when a venv is built).
+    """``X.Y`` of the interpreter at ``path``: from the name it resolves to
+    (``python3.11``), else by running it once.
 
     :raises SandboxPythonUnavailable: it does not run.
     """
+    named = _VERSIONED_NAME.search(os.path.realpath(path))
+    if named:
+        return named.group(1)
     try:
         proc = subprocess.run(
             [path, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
@@ -106,38 +109,19 @@ def _build(target: Path, python: str, version: str, package: Path) -> None:
     os.chmod(target, 0o755)
 
 
-def prepare_sandbox_python(gateway_dir: str | os.PathLike[str]) -> Path:
-    """Return the host directory to bind at :data:`SANDBOX_PYTHON_DIR`, building it when missing.
+def prepare_sandbox_python(target: str | os.PathLike[str]) -> Path:
+    """Build the venv at ``target`` (a new path; its parent exists) and return it.
 
-    Safe when several supervisors of one gateway start at once: each builds in a
-    temporary directory and renames it into place; the loser discards its copy.
-
-    :param gateway_dir: the gateway's state directory (root-owned).
+    :param target: where to build, e.g. ``<files tmpfs>/python``; replaced when it
+        exists (a restarted supervisor).
     :raises SandboxPythonUnavailable: no interpreter or no cloudpickle.
-    :raises OSError: the directory cannot be written.
+    :raises OSError: ``target`` cannot be written.
     """
     python = _find_python()
     package, cp_version = _cloudpickle_source()
-    # The interpreter file's identity stands in for its version (no process per start);
-    # an upgraded python3 is another file and gives another key.
-    real = os.path.realpath(python)
-    st = os.stat(real)
-    key = hashlib.sha256("\0".join((_LAYOUT, real, str(st.st_size), str(st.st_mtime_ns), cp_version)).encode()).hexdigest()[:16]
-    base = Path(gateway_dir) / "sandbox-python"
-    final = base / key
-    if (final / "pyvenv.cfg").is_file():
-        return final
     version = _python_version(python)
-    base.mkdir(mode=0o755, parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=base))
-    try:
-        _build(staging / "venv", python, version, package)
-        try:
-            os.rename(staging / "venv", final)
-        except OSError:
-            if not (final / "pyvenv.cfg").is_file():
-                raise
-        log.info("event=sandbox_python_ready dir=%s python=%s version=%s cloudpickle=%s", final, python, version, cp_version)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    final = Path(target)
+    shutil.rmtree(final, ignore_errors=True)
+    _build(final, python, version, package)
+    log.debug("event=sandbox_python_ready python=%s version=%s cloudpickle=%s", python, version, cp_version)
     return final
