@@ -192,3 +192,10 @@ def test_ld_preload_into_curl_denied(gateway, sandbox, preload_lib, attempt):
     gateway.sx(sandbox, "sh", "-c", f"LD_PRELOAD={preload_lib} /usr/bin/curl -s -o /dev/null http://127.0.0.1:9/; true")
     _assert_denied(_answer(gateway, sandbox), "untrusted:/usr/bin/curl")
     assert _code(gateway, sandbox, "sh", "-c", "cat /tmp/child; rm -f /tmp/child") == "403"
+
+
+def test_a_subreaper_cannot_be_made(gateway, sandbox):
+    # A subreaper would adopt orphans it did not create and then vouch for them
+    # as an ancestor; the filter refuses prctl(PR_SET_CHILD_SUBREAPER).
+    code = "import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); r = libc.prctl(36, 1, 0, 0, 0); print(r, os.strerror(ctypes.get_errno()))"
+    assert _py(gateway, sandbox, code).stdout.decode().strip() == "-1 Operation not permitted"

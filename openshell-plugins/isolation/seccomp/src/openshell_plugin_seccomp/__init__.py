@@ -36,6 +36,7 @@ AF_BLUETOOTH = 31
 AF_VSOCK = 40
 NETLINK_ROUTE = 0
 TIOCSTI = 0x5412
+PR_SET_CHILD_SUBREAPER = 36
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 
 #: Calls the supervisor is told about (user notification) when a listener channel is given:
@@ -144,6 +145,11 @@ def build_filter(notify: bool = False) -> pyseccomp.SyscallFilter:
         # A program's own listener would take its calls' notifications before
         # ours (the newest filter's USER_NOTIF wins), hiding its connects and execs.
         f.add_rule(eperm, "seccomp", sc.Arg(1, sc.MASKED_EQ, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER))
+        # A subreaper adopts orphans it did not create, so it would sit on their
+        # ancestor chain and vouch for them in a binary rule (connect-time
+        # attribution matches ancestors as they were at creation). Inside the
+        # sandbox the PID namespace's init already reaps orphans.
+        f.add_rule(eperm, "prctl", sc.Arg(0, sc.EQ, PR_SET_CHILD_SUBREAPER))
         if notify:
             for name in NOTIFIED_SYSCALLS:
                 f.add_rule(sc.NOTIFY, name)
