@@ -84,3 +84,30 @@ def test_init_exits_when_the_supervisor_side_is_gone():
 )
 def test_hostname_for(name, host):
     assert hostname_for(name) == host
+
+
+def test_an_init_that_cannot_join_its_cgroup_fails_the_start_and_is_ended(tmp_path):
+    # start() returns at once; the failure shows when the start waits for init
+    # (before READY) or when anything would be launched in the namespaces.
+    made = SandboxNamespaces.start("ns-test", [str(tmp_path / "no-such-cgroup" / "cgroup.procs")])
+    try:
+        with pytest.raises(SandboxNamespacesError, match="could not join the cgroup"):
+            made.wait_ready()
+        assert not made.alive()
+        with pytest.raises(SandboxNamespacesError):
+            with made.entered():
+                pass
+    finally:
+        made.close()
+
+
+def test_entering_waits_for_init_to_be_ready():
+    made = SandboxNamespaces.start("ns-test")
+    try:
+        with made.entered():
+            proc = subprocess.Popen(["cat", "/proc/self/cgroup"], stdout=subprocess.PIPE, text=True)
+        out, _ = proc.communicate(timeout=10)
+        # born after init made the cgroup namespace: its cgroups are the namespace's root
+        assert all(line.endswith(":/") for line in out.splitlines()), out
+    finally:
+        made.close()

@@ -125,6 +125,12 @@ class LocalDriver(ComputeDriver):
             logf.write(f"handed to spare supervisor pid {spare.pid}\n".encode())
         line = json.dumps({"config": str(cfg_path), "log": str(log_path)}).encode() + b"\n"
         try:
+            # A spare still warming up (creates in quick succession) does so at its low
+            # priority: a sandbox waits on it now, so it runs at normal priority.
+            os.setpriority(os.PRIO_PROCESS, spare.pid, 0)
+        except OSError:
+            pass  # not root, or it is gone (the write below finds out)
+        try:
             assert spare.stdin is not None
             spare.stdin.write(line)
             spare.stdin.close()  # one sandbox per spare

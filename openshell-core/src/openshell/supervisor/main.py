@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover - imported at run time inside the methods 
     from openshell.supervisor.cgroups import Cgroup
     from openshell.supervisor.credentials import CredentialHook
     from openshell.supervisor.inference import InferenceRouter
+    from openshell.supervisor.mounts import SandboxDirs
     from openshell.supervisor.policy_reload import PolicyReloader
     from openshell.supervisor.proxy.attribution import ConnectAttributor
     from openshell.supervisor.proxy.server import ProxyServer
@@ -165,7 +166,7 @@ class Supervisor:
             raise
         engine_class = await preload
         from openshell.policy import parse_policy
-        from openshell.supervisor import launcher, mounts
+        from openshell.supervisor import launcher
         from openshell.supervisor.credentials import CredentialHook, credentials_from_proto
         from openshell.supervisor.provider_link import fetch_provider_environment
         from openshell.supervisor.sandbox_ca import SandboxCA
@@ -199,28 +200,29 @@ class Supervisor:
             # ms of subprocesses) are made in a thread during the provider round trip.
             made_dirs = asyncio.ensure_future(
                 asyncio.to_thread(
-                    mounts.prepare_sandbox_dirs,
-                    str(self.state_dir),
+                    self._make_dirs,
                     uid,
                     gid,
                     {name: ips[0] for name, ips in hosts.items()},
-                    tmp_size=self.limits.tmp,
-                    disk_size=self.limits.disk,
                 )
             )
+            # Only the policy engine is loaded, not every plugin kind. Its first
+            # compilation (~10 ms) overlaps the provider round trip; the supervisor-side
+            # checks below still run before the proxy takes a connection.
+            self.engine = engine_class()
+            compiling = asyncio.ensure_future(asyncio.to_thread(self.engine.load, policy, conf.policy.revision))
+            compiling.add_done_callback(lambda f: f.cancelled() or f.exception())  # awaited below unless the start fails first
             # Providers: the sandbox sees placeholders, the proxy keeps the values.
             penv = await fetch_provider_environment(self.link)
             self.provider_env = dict(penv.environment)
             self.credential_hook = CredentialHook(credentials_from_proto(penv))
-            # Only the policy engine is loaded, not every plugin kind.
-            self.engine = engine_class()
             self.ca = SandboxCA.generate(self.name)
             dirs = await made_dirs
             self.tmp_dir = dirs.tmp
             self.workdir = dirs.workdir
             self.ca.write_public_files(Path(dirs.tls))
-            self.mounts = dirs.mounts()
-            self.mounts.extend(await asyncio.to_thread(self._sandbox_python_mounts, dirs.hosts))
+            assert self.namespaces is not None  # set by _make_namespaces
+            await asyncio.to_thread(self.namespaces.wait_ready)
         finally:
             if made_dirs is not None:
                 # Also when the start failed: nothing it mounts may outlive the supervisor.
@@ -236,7 +238,7 @@ class Supervisor:
 
         # The first revision passes the same supervisor-side checks as every reload.
         check_reserved_networks(policy, link_networks(netns))
-        compiled = self.engine.load(policy, conf.policy.revision)
+        compiled = await compiling
         await self._start_proxy(compiled, hosts, netns)
         self.reloader = PolicyReloader(
             self.engine,
@@ -252,6 +254,17 @@ class Supervisor:
         if conf.command:
             self.entrypoint = self._launch(list(conf.command), {}, None, subprocess.DEVNULL, None, None)
             log.info("event=entrypoint_started pid=%d argv=%s", self.entrypoint.pid, list(conf.command)[:1])
+
+    def _make_dirs(self, uid: int, gid: int, hosts: dict[str, str]) -> SandboxDirs:
+        """The sandbox's file systems (:func:`mounts.prepare_sandbox_dirs`: mkfs and loop
+        mount of the workdir, tens of ms of subprocesses) and its ``python``; sets
+        :attr:`mounts`. Run in a thread during the provider round trip."""
+        from openshell.supervisor import mounts
+
+        assert self.limits is not None  # set by _start_limits
+        dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, hosts, tmp_size=self.limits.tmp, disk_size=self.limits.disk)
+        self.mounts = [*dirs.mounts(), *self._sandbox_python_mounts(dirs.hosts)]
+        return dirs
 
     def _sandbox_python_mounts(self, hosts_file: str) -> list:
         """The read-only ``python`` + cloudpickle venv (:mod:`sandbox_python`), built in the
@@ -278,7 +291,8 @@ class Supervisor:
         from openshell.supervisor.sandbox_ns import SandboxNamespaces, hostname_for
 
         procs = self.cgroup.procs_files() if self.cgroup is not None else []
-        self.namespaces = SandboxNamespaces.create(hostname_for(self.name), procs)
+        # Init starts here and gets ready during the steps below (awaited before READY).
+        self.namespaces = SandboxNamespaces.start(hostname_for(self.name), procs)
 
     def _start_limits(self) -> None:
         """Create the sandbox's cgroup with its limits (before anything runs in it).

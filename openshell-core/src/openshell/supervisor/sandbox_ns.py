@@ -149,7 +149,7 @@ def _thread_returns_home() -> Iterator[None]:
 class SandboxNamespaces:
     """One sandbox's init process and its namespaces (module docstring).
 
-    Make one with :meth:`create`; :meth:`close` ends it (and every process in it).
+    Make one with :meth:`create` (or :meth:`start`, then :meth:`wait_ready`); :meth:`close` ends it (and every process in it).
 
     :ivar pid: init's pid in the host PID namespace.
     """
@@ -158,20 +158,25 @@ class SandboxNamespaces:
         self._proc = proc
         self._pidfd = pidfd
         self._keepalive = keepalive  # write end of init's pipe; closing it ends init
+        self._ready_r = -1  # read end of init's ready pipe until wait_ready() read it
+        self._hostname = ""
         self.pid = proc.pid
 
     @classmethod
-    def create(cls, hostname: str, cgroup_procs: Sequence[str] = ()) -> SandboxNamespaces:
-        """Start the sandbox's init in new PID, IPC, UTS and cgroup namespaces.
+    def start(cls, hostname: str, cgroup_procs: Sequence[str] = ()) -> SandboxNamespaces:
+        """Start the sandbox's init in new PID, IPC, UTS and cgroup namespaces, without
+        waiting for it to be ready (:meth:`wait_ready`; :meth:`entered` waits too).
 
-        Call from a thread that may block for a few milliseconds (the fork); the
-        calling thread is back in its own namespaces when this returns.
+        Init is a Python interpreter: its start (tens of ms) overlaps the rest of the
+        sandbox's start instead of blocking it. Call from a thread that may block for
+        a few milliseconds (the fork); the calling thread is back in its own
+        namespaces when this returns.
 
         :param hostname: the sandbox's hostname (see :func:`hostname_for`).
         :param cgroup_procs: ``cgroup.procs`` files of the sandbox's cgroup: init joins
             them before it makes the cgroup namespace, whose root they become.
-        :raises SandboxNamespacesError: the kernel refused a namespace, init could not
-            join the cgroup, or init did not start.
+        :raises SandboxNamespacesError: the kernel refused a namespace or init could not
+            be started.
         """
         read_fd, write_fd = os.pipe()  # both close-on-exec; init inherits only read_fd
         ready_r, ready_w = os.pipe()
@@ -191,25 +196,50 @@ class SandboxNamespaces:
                 )
         except (OSError, SandboxNamespacesError) as exc:
             os.close(write_fd)
+            os.close(ready_r)
             raise SandboxNamespacesError(f"sandbox namespaces: {exc}") from exc
         finally:
             os.close(read_fd)
             os.close(ready_w)
         try:
-            ok = select.select([ready_r], [], [], INIT_READY_TIMEOUT)[0] and os.read(ready_r, 1) == b"1"
-        finally:
-            os.close(ready_r)
-        try:
-            if not ok:
-                raise OSError(f"init did not start (exit status {proc.poll()}): could not join the cgroup or make its namespace")
-            pidfd = os.pidfd_open(proc.pid)
+            pidfd = os.pidfd_open(proc.pid)  # a pid of ours (not reaped): cannot be reused
         except OSError as exc:
             os.close(write_fd)
+            os.close(ready_r)
             proc.kill()
             proc.wait()
             raise SandboxNamespacesError(f"sandbox init: {exc}") from exc
-        log.info("event=sandbox_namespaces pid=%d hostname=%s", proc.pid, hostname)
-        return cls(proc, pidfd, write_fd)
+        made = cls(proc, pidfd, write_fd)
+        made._ready_r = ready_r
+        made._hostname = hostname
+        return made
+
+    @classmethod
+    def create(cls, hostname: str, cgroup_procs: Sequence[str] = ()) -> SandboxNamespaces:
+        """:meth:`start`, then :meth:`wait_ready`. Same errors."""
+        made = cls.start(hostname, cgroup_procs)
+        made.wait_ready()
+        return made
+
+    def wait_ready(self, timeout: float = INIT_READY_TIMEOUT) -> None:
+        """Block until init joined the cgroup and made its cgroup namespace. Idempotent.
+
+        :param timeout: seconds.
+        :raises SandboxNamespacesError: init failed or did not answer in time; it is
+            ended (as by :meth:`close`).
+        """
+        if self._ready_r < 0:
+            return
+        try:
+            ok = bool(select.select([self._ready_r], [], [], timeout)[0]) and os.read(self._ready_r, 1) == b"1"
+        finally:
+            os.close(self._ready_r)
+            self._ready_r = -1
+        if not ok:
+            status = self._proc.poll()
+            self.close()
+            raise SandboxNamespacesError(f"sandbox init did not start (exit status {status}): could not join the cgroup or make its namespace")
+        log.info("event=sandbox_namespaces pid=%d hostname=%s", self.pid, self._hostname)
 
     @contextlib.contextmanager
     def entered(self) -> Iterator[None]:
@@ -221,6 +251,7 @@ class SandboxNamespaces:
         """
         if self._pidfd < 0:
             raise SandboxNamespacesError("sandbox namespaces are closed (the sandbox is stopping)")
+        self.wait_ready()  # a process born before init made the cgroup namespace would not be in it
         with _thread_returns_home():
             try:
                 nsutil.setns(self._pidfd, NAMESPACES)
@@ -244,6 +275,9 @@ class SandboxNamespaces:
         if self._keepalive >= 0:
             os.close(self._keepalive)
             self._keepalive = -1
+        if self._ready_r >= 0:
+            os.close(self._ready_r)
+            self._ready_r = -1
         if self._proc.poll() is None:
             try:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)

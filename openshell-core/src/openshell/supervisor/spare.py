@@ -37,9 +37,17 @@ def _warm() -> None:
         from openshell.supervisor.layers import REQUIRED_LAYERS
         from openshell.supervisor.main import _preload
 
-        _preload()
+        engine_class = _preload()
         for name in REQUIRED_LAYERS:
             launcher.supervisor_layer_class(name)
+        # First uses that cost milliseconds once per process (the crypto backend's
+        # set-up, the engine's first compilation): paid here, not on the way to READY.
+        # Both results are dropped.
+        from openshell.policy import parse_policy
+        from openshell.supervisor.sandbox_ca import SandboxCA
+
+        SandboxCA.generate("spare")
+        engine_class().load(parse_policy("version: 1\n"), 0)
     except Exception:  # noqa: BLE001 - see the docstring
         pass
 
