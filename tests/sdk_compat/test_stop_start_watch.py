@@ -281,7 +281,8 @@ def test_sdk_watcher_that_falls_behind_is_told_with_a_warning(gateway, sdk, tmp_
     name = "sdk-watch-lag"
     flood = tmp_path / "flood.py"
     # Denied requests to the sandbox's own proxy (nothing leaves the sandbox's
-    # namespace: the policy allows no host, so the proxy answers 403 itself), each
+    # namespace: the policy allows no host, so the proxy answers 403 itself, before
+    # any DNS lookup of the name), each
     # logged as one decision line. Keep-alive when the proxy allows it.
     flood.write_text(
         """
