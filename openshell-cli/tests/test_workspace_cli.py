@@ -57,3 +57,31 @@ def test_workspace_create_list_delete_and_errors(gateway):
     res = run("workspace", "delete", "team-a")
     assert res.exit_code == 1 and "workspace 'team-a' not found" in res.stderr
     assert "did not exist" in run("workspace", "delete", "team-a", "--allow-missing").stderr
+
+
+def test_workspace_option_scopes_providers_templates_and_sandboxes(gateway, monkeypatch):
+    assert run("workspace", "create", "team-b").exit_code == 0
+    res = run("provider", "create", "--workspace", "team-b", "--name", "pb", "--type", "generic", "--credential", "TOKEN=x")
+    assert res.exit_code == 0, res.output
+    res = run("template", "create", "tb", "--workspace", "team-b", "--env", "A=1")
+    assert res.exit_code == 0, res.output
+    # In team-b, and only there.
+    assert [p["name"] for p in json.loads(run("provider", "list", "--workspace", "team-b", "-o", "json").stdout)] == ["pb"]
+    assert [p["name"] for p in json.loads(run("provider", "list", "-o", "json").stdout)] == []
+    assert run("provider", "get", "pb").exit_code == 1
+    assert run("provider", "get", "pb", "--workspace", "team-b").exit_code == 0
+    assert [t["name"] for t in json.loads(run("template", "list", "--workspace", "team-b", "-o", "json").stdout)] == ["tb"]
+    assert json.loads(run("template", "list", "-o", "json").stdout) == []
+    # $OPENSHELL_WORKSPACE does the same as --workspace.
+    monkeypatch.setenv("OPENSHELL_WORKSPACE", "team-b")
+    assert run("template", "get", "tb").exit_code == 0
+    assert json.loads(run("sandbox", "list", "-o", "json").stdout) == []
+    monkeypatch.delenv("OPENSHELL_WORKSPACE")
+    # An unknown workspace is named in the error.
+    res = run("provider", "list", "--workspace", "nope")
+    assert res.exit_code == 1 and "workspace 'nope' not found" in res.stderr
+    res = run("workspace", "delete", "team-b")
+    assert res.exit_code == 1 and "providers pb" in res.stderr and "templates tb" in res.stderr
+    assert run("provider", "delete", "pb", "--workspace", "team-b").exit_code == 0
+    assert run("template", "delete", "tb", "--workspace", "team-b").exit_code == 0
+    assert run("workspace", "delete", "team-b").exit_code == 0

@@ -114,3 +114,41 @@ print(json.dumps(out))
     # Nothing of the values in the gateway's files (the sandbox spec holds names only).
     for path in gateway.state_dir.glob("gateway.db*"):
         assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_sdk_agent_provider_types_give_a_sandbox_their_variables(gateway, sdk):
+    """The agent provider types users expect, created through the SDK's stub and
+    attached at create: each variable is in the sandbox as a placeholder, never the
+    value; ListProviders over all workspaces lists them with their workspace."""
+    kinds = {
+        "sdk-t-claude": ("claude", "ANTHROPIC_API_KEY"),
+        "sdk-t-opencode": ("opencode", "OPENCODE_API_KEY"),
+        "sdk-t-copilot": ("copilot", "COPILOT_GITHUB_TOKEN"),
+        "sdk-t-gcloud": ("google-cloud", "GOOGLE_API_KEY"),
+    }
+    result = sdk(
+        PRELUDE
+        + f"""
+out = {{}}
+kinds = {kinds!r}
+for name, (typ, var) in kinds.items():
+    stub.CreateProvider(pb.CreateProviderRequest(
+        provider=dm.Provider(metadata=dm.ObjectMeta(name=name), type=typ, credentials={{var: "{SECRET}"}}), workspace_scope=ws))
+try:
+    client.create(workspace="default", name="sdk-types", spec=pb.SandboxSpec(providers=sorted(kinds)))
+    client.wait_ready("sdk-types", workspace="default", timeout_seconds=180)
+    pattern = "|".join(var for _, var in kinds.values())
+    res = client.exec("sdk-types", ["sh", "-c", f"env | grep -E '^({{pattern}})=' | sort"], workspace="default")
+    out["env"] = res.stdout.splitlines()
+    every = stub.ListProviders(pb.ListProvidersRequest(workspace_scope=dm.WorkspaceSelector(all_workspaces=dm.AllWorkspaces())))
+    out["all"] = sorted([p.metadata.workspace, p.metadata.name, p.type] for p in every.providers if p.metadata.name in kinds)
+finally:
+    client.delete("sdk-types", workspace="default", allow_missing=True)
+    for name in kinds:
+        stub.DeleteProvider(pb.DeleteProviderRequest(name=name, workspace_scope=ws, allow_missing=True))
+print(json.dumps(out))
+""",
+        env=gateway.env,
+    )
+    assert result["env"] == sorted(f"{var}=openshell:resolve:env:{var}" for _, var in kinds.values())
+    assert result["all"] == sorted(["default", name, typ] for name, (typ, _) in kinds.items())

@@ -202,3 +202,157 @@ def test_sdk_watch_streams_status_logs_and_events(gateway, sdk):
     assert any(s[0] == "log" for s in seen)
     # the stream ends cleanly when the sandbox is deleted (no error)
     assert not [r for r in result["after_delete"] if r not in ("sandbox", "log", "event")], result["after_delete"]
+
+
+# Shared prelude of the watch scripts below: the SDK's client, its generated stub on
+# the SDK's channel, and a WatchSandbox stream that is read only when asked to.
+WATCH_PRELUDE = """
+import json, queue, threading
+import grpc
+from google.protobuf import struct_pb2
+from openshell import SandboxClient
+from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc
+
+client = SandboxClient.from_active_cluster(timeout=60)
+stub = openshell_pb2_grpc.OpenShellStub(client._channel)
+
+def watch(name, timeout=300, **follow):
+    req = openshell_pb2.WatchSandboxRequest(
+        sandbox=name, workspace_scope=datamodel_pb2.WorkspaceSelector(workspace="default"), **follow)
+    return stub.WatchSandbox(req, timeout=timeout)
+
+def read_into(call, items):
+    # Read call into the queue items on a thread (until it ends or is cancelled).
+    def run():
+        try:
+            for ev in call:
+                items.put(ev)
+        except grpc.RpcError:
+            pass
+    threading.Thread(target=run, daemon=True).start()
+"""
+
+
+def test_sdk_watch_reports_an_oom_kill_at_a_small_memory_limit(gateway, sdk):
+    """A process that allocates past the sandbox's memory limit is killed, and a
+    watcher of the sandbox gets the supervisor's OOMKilled platform event."""
+    name = "sdk-watch-oom"
+    result = sdk(
+        WATCH_PRELUDE
+        + f"""
+out = {{}}
+resources = struct_pb2.Struct()
+resources.update({{"limits": {{"memory": "64Mi"}}}})
+spec = openshell_pb2.SandboxSpec(template=openshell_pb2.SandboxTemplate(resources=resources))
+client.create(workspace="default", name={name!r}, spec=spec)
+try:
+    client.wait_ready({name!r}, workspace="default", timeout_seconds=180)
+    call = watch({name!r}, follow_events=True)
+    items = queue.Queue()
+    read_into(call, items)
+    # 512 MiB, touched page by page, in a sandbox limited to 64 MiB
+    res = client.exec({name!r}, ["python3", "-c", "b = bytearray(512 * 2**20); print(len(b))"], workspace="default", timeout_seconds=120)
+    out["exec"] = [res.exit_code, res.stdout]
+    events = []
+    while True:
+        ev = items.get(timeout=120).event
+        events.append([ev.source, ev.type, ev.reason, ev.message])
+        if ev.reason == "OOMKilled":
+            break
+    out["events"] = events
+    call.cancel()
+finally:
+    client.delete({name!r}, workspace="default")
+print(json.dumps(out))
+""",
+        env=gateway.env,
+    )
+    code, stdout = result["exec"]
+    assert code == 137 and stdout == "", "the allocating process was killed (SIGKILL)"
+    source, kind, reason, message = result["events"][-1]
+    assert [source, kind, reason] == ["supervisor", "Warning", "OOMKilled"]
+    assert "out of memory" in message and "64" in message, message
+
+
+def test_sdk_watcher_that_falls_behind_is_told_with_a_warning(gateway, sdk, tmp_path):
+    """A watcher that does not read while the sandbox logs tens of thousands of lines
+    (denied requests through its proxy) loses lines, and the stream says so: a
+    warning saying it fell behind, then the current status; then the stream goes on."""
+    name = "sdk-watch-lag"
+    flood = tmp_path / "flood.py"
+    # Denied requests to the sandbox's own proxy (nothing leaves the sandbox's
+    # namespace: the policy allows no host, so the proxy answers 403 itself, before
+    # any DNS lookup of the name), each
+    # logged as one decision line. Keep-alive when the proxy allows it.
+    flood.write_text(
+        """
+import os, socket, sys
+count, host = int(sys.argv[1]), sys.argv[2]
+addr, port = os.environ["HTTP_PROXY"].rsplit("/", 1)[1].split(":")
+request = f"GET http://{host}:8080/ HTTP/1.1\\r\\nHost: {host}:8080\\r\\n\\r\\n".encode()
+sock = None
+for _ in range(count):
+    if sock is None:
+        sock = socket.create_connection((addr, int(port)), timeout=30)
+        f = sock.makefile("rb")
+    sock.sendall(request)
+    length, close = 0, False
+    while (line := f.readline()) not in (b"\\r\\n", b"\\n", b""):
+        key, _, value = line.partition(b":")
+        length = int(value) if key.lower() == b"content-length" else length
+        close = close or (key.lower() == b"connection" and value.strip().lower() == b"close")
+    f.read(length)
+    if close or not line:
+        sock.close()
+        sock = None
+print(count)
+"""
+    )
+    created = gateway.cli("sandbox", "create", "--name", name)
+    assert created.returncode == 0, created.stderr.decode()
+    try:
+        up = gateway.cli("sandbox", "upload", name, str(flood), "/sandbox/flood.py")
+        assert up.returncode == 0, up.stderr.decode()
+        result = sdk(
+            WATCH_PRELUDE
+            + f"""
+out = {{}}
+call = watch({name!r}, follow_status=True, follow_logs=True, timeout=300)
+stream = iter(call)
+out["first"] = next(stream).WhichOneof("payload")
+# The watcher reads nothing while 40000 lines are logged (its buffer holds 1000).
+res = client.exec({name!r}, ["python3", "/sandbox/flood.py", "40000", "flood.example.test"], workspace="default", timeout_seconds=300)
+out["flood"] = [res.exit_code, res.stdout]
+seen = []
+for ev in stream:
+    which = ev.WhichOneof("payload")
+    if which == "warning":
+        seen.append(["warning", ev.warning.message])
+    elif which == "sandbox":
+        seen.append(["sandbox", int(ev.sandbox.status.phase)])
+        if seen[-2][0] == "warning":
+            # Caught up: a line logged from now on reaches this watcher.
+            client.exec({name!r}, ["python3", "/sandbox/flood.py", "1", "after-flood.example.test"], workspace="default", timeout_seconds=60)
+    elif which == "log" and "after-flood.example.test" in ev.log.message:
+        seen.append(["log", "after the flood"])
+        break
+    elif which == "log" and (not seen or seen[-1][0] != "logs"):
+        seen.append(["logs"])
+call.cancel()
+out["seen"] = seen
+print(json.dumps(out))
+""",
+            env=gateway.env,
+            timeout=400,
+        )
+    finally:
+        gateway.cli("sandbox", "delete", name)
+    assert result["first"] == "sandbox"
+    assert result["flood"] == [0, "40000\n"]
+    seen = result["seen"]
+    warnings = [i for i, s in enumerate(seen) if s[0] == "warning"]
+    assert warnings, f"the watcher was not told it fell behind: {seen}"
+    message = seen[warnings[0]][1]
+    assert "fell behind" in message and "dropped" in message, message
+    assert seen[warnings[0] + 1] == ["sandbox", 2], "the current status (READY) follows the gap"
+    assert seen[-1] == ["log", "after the flood"], "the stream goes on after the gap"

@@ -32,6 +32,34 @@ def gateway_option(help_text: str = DEFAULT_GATEWAY_HELP) -> Callable[[F], F]:
 #: ``@GATEWAY_OPTION`` on a command: the gateway it talks to
 GATEWAY_OPTION = gateway_option()
 
+_WORKSPACE_KEY = "openshell.workspace"
+
+
+def _remember_workspace(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    # Kept on the context (not passed to the command), so :func:`client` picks it
+    # up for every command that has the option without each one forwarding it.
+    if value:
+        ctx.meta[_WORKSPACE_KEY] = value
+
+
+#: ``@WORKSPACE_OPTION`` on a command: ``--workspace NAME`` (``$OPENSHELL_WORKSPACE``), the
+#: workspace of the sandboxes, providers, templates and policies it addresses; the
+#: command's :func:`client` calls address it (default: ``default``). Not passed to the command.
+WORKSPACE_OPTION = click.option(
+    "--workspace",
+    envvar="OPENSHELL_WORKSPACE",
+    metavar="NAME",
+    expose_value=False,
+    callback=_remember_workspace,
+    help="Workspace to address (default: 'default'; see 'openshell workspace list').",
+)
+
+
+def current_workspace() -> str | None:
+    """The ``--workspace`` of the running command, or None (the client's default, ``default``)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_WORKSPACE_KEY) if ctx is not None else None
+
 
 def check_selected(gateway: str | None) -> None:
     """Fail with the fix when no gateway is named or active but some are configured.
@@ -54,10 +82,14 @@ def client(gateway: str | None = None, *, start_local: bool = False, **kwargs: A
 
     :param start_local: start the local gateway first when none is running
         (what ``sandbox create`` does for a new user).
-    :param kwargs: passed to ``OpenShellClient`` (e.g. ``timeout`` in seconds).
+    :param kwargs: passed to ``OpenShellClient`` (e.g. ``timeout`` in seconds);
+        ``workspace`` defaults to the command's ``--workspace`` (:data:`WORKSPACE_OPTION`).
     :raises CliError: no gateway selected or configured, or the local one cannot start.
     """
     check_selected(gateway)
+    workspace = current_workspace()
+    if workspace and "workspace" not in kwargs:
+        kwargs["workspace"] = workspace
     if start_local:
         ensure_local_gateway(gateway)
     try:

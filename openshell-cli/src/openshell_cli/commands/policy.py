@@ -21,7 +21,7 @@ import click
 from openshell_cli import session
 from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, render
-from openshell_cli.session import GATEWAY_OPTION, gateway_option, one_line_errors
+from openshell_cli.session import GATEWAY_OPTION, WORKSPACE_OPTION, gateway_option, one_line_errors
 
 
 def _engine_class() -> type:
@@ -186,6 +186,7 @@ def _explain(
 @click.argument("name", required=False)
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, allow_dash=True), help="Policy YAML file (instead of a sandbox NAME).")
 @gateway_option("Gateway name (default: the active one); with NAME.")
+@WORKSPACE_OPTION
 @click.option("--binary", required=True, help="Canonical executable path of the connecting process.")
 @click.option("--ancestor", "ancestors", multiple=True, help="Ancestor executable path, nearest first (repeatable).")
 @click.option("--host", required=True, help="Requested host (CONNECT target).")
@@ -262,6 +263,7 @@ SET_WAIT_TIMEOUT = 60.0  # seconds ``policy set --wait`` waits for the superviso
 @click.option("--wait", is_flag=True, help="Return only when the supervisor reports the revision loaded (exit 1 if it fails).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help=f"Seconds --wait waits (default {SET_WAIT_TIMEOUT:g}).")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def set_(name: str, policy_file: str, wait: bool, timeout: float, gateway: str | None) -> None:
     """Store FILE as the next policy revision of running sandbox NAME.
 
@@ -305,6 +307,7 @@ def set_(name: str, policy_file: str, wait: bool, timeout: float, gateway: str |
 @click.argument("name")
 @click.option("--revision", type=click.IntRange(min=1), default=None, help="A stored revision (default: the active one).")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def get(name: str, revision: int | None, gateway: str | None, output: str) -> None:
     """Print the active policy of sandbox NAME (or --revision N).
@@ -331,6 +334,7 @@ def get(name: str, revision: int | None, gateway: str | None, output: str) -> No
 @policy.command("list")
 @click.argument("name")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def list_(name: str, gateway: str | None, output: str) -> None:
     """List the policy revisions of sandbox NAME, newest first.

@@ -18,7 +18,7 @@ import click
 from openshell_cli import agent_flow, session
 from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, render
-from openshell_cli.session import GATEWAY_OPTION, call
+from openshell_cli.session import GATEWAY_OPTION, WORKSPACE_OPTION, call
 
 if TYPE_CHECKING:  # pragma: no cover - imported when used: the CLI starts fast
     from openshell.plugin.kinds import Agent
@@ -105,6 +105,7 @@ def provider() -> None:
 )
 @click.option("--config", "configs", multiple=True, metavar="K=V", help="Non-secret setting, e.g. hosts=git.corp.example. Repeatable.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def provider_create(name, type_, from_existing, credentials, configs, gateway, output) -> None:
     """Create a provider; its values are stored only in the gateway (encrypted).
@@ -137,6 +138,7 @@ def provider_create(name, type_, from_existing, credentials, configs, gateway, o
 
 @provider.command("list")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def provider_list(gateway, output) -> None:
     """List providers (credential names only).
@@ -160,6 +162,7 @@ def provider_list(gateway, output) -> None:
 @provider.command("get")
 @click.argument("name")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def provider_get(name, gateway, output) -> None:
     """Show one provider; values are never shown (they stay in the gateway).
@@ -185,6 +188,7 @@ def provider_get(name, gateway, output) -> None:
 @click.option("--config", "configs", multiple=True, metavar="K=V", help="Set a setting.")
 @click.option("--remove-config", "remove_configs", multiple=True, metavar="K", help="Remove a setting.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def provider_update(name, from_existing, credentials, remove_credentials, configs, remove_configs, gateway) -> None:
     """Change a provider; running sandboxes' inference routes use the new credential at once.
 
@@ -214,6 +218,7 @@ def provider_update(name, from_existing, credentials, remove_credentials, config
 @click.argument("names", nargs=-1, required=True)
 @click.option("--allow-missing", is_flag=True, help="Succeed when a provider does not exist.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def provider_delete(names, allow_missing, gateway) -> None:
     """Delete providers (refused while a sandbox or the inference route uses one).
 
@@ -252,6 +257,7 @@ def _all_hosts(cls: Any) -> tuple[str, ...]:
 @click.argument("name")
 @click.option("--sandbox", required=True, help="The running sandbox.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def provider_attach(name, sandbox, gateway) -> None:
     """Attach provider NAME to a sandbox: commands started there afterwards see its variables.
 
@@ -267,6 +273,7 @@ def provider_attach(name, sandbox, gateway) -> None:
 @click.argument("name")
 @click.option("--sandbox", required=True, help="The running sandbox.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def provider_detach(name, sandbox, gateway) -> None:
     """Detach provider NAME from a sandbox: commands started there afterwards no longer see it.
 

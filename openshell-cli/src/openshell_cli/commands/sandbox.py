@@ -16,7 +16,7 @@ from openshell_cli.commands.sandbox_state import SANDBOX_COMMANDS, follow_logs
 from openshell_cli.commands.ssh import ssh_config_block, ssh_transport
 from openshell_cli.errors import CliError
 from openshell_cli.output import OUTPUT_OPTION, plural, render
-from openshell_cli.session import GATEWAY_OPTION
+from openshell_cli.session import GATEWAY_OPTION, WORKSPACE_OPTION
 
 READY_TIMEOUT = 120.0  # seconds create waits for READY
 EXEC_TIMED_OUT = 124  # exit status of 'sandbox exec --timeout' when the command was killed
@@ -181,6 +181,7 @@ def _limit_option(ctx: click.Context, param: click.Parameter, value: Optional[st
 @click.option("--detach", "-d", is_flag=True, help="Return once READY without running a command.")
 @click.option("--no-keep", is_flag=True, help="Delete the sandbox when COMMAND exits (or on Ctrl-C); the exit code stays COMMAND's.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @click.option("--timeout", type=float, default=READY_TIMEOUT, show_default=True, help="Seconds to wait for READY.")
 @click.option("--agent", "agent_name", help="Run this agent plugin (default: the agent COMMAND starts, e.g. 'claude').")
 @click.option("--no-agent-policy", is_flag=True, help="Do not merge the agent's network rules into the policy.")
@@ -350,6 +351,7 @@ def _delete_after(client, name: str, why: str) -> bool:
 @sandbox.command("list")
 @click.option("--selector", "-l", "selector", multiple=True, metavar="K=V", help="Only sandboxes with these labels.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def list_(selector, gateway, output) -> None:
     """List sandboxes.
@@ -368,6 +370,7 @@ def list_(selector, gateway, output) -> None:
 @sandbox.command("get")
 @click.argument("name")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def get(name, gateway, output) -> None:
     """Show one sandbox."""
@@ -382,6 +385,7 @@ def get(name, gateway, output) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds (> 0); the command is killed after it and exec exits 124.")
 @click.option("--tty", "-t", "use_tty", is_flag=True, help="Run under a PTY (interactive programs); stdout and stderr merge.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(name, envs, workdir, timeout, use_tty, gateway, command) -> None:
     """Run COMMAND in sandbox NAME with the sandbox's isolation; exits with its code.
@@ -415,6 +419,7 @@ def exec_(name, envs, workdir, timeout, use_tty, gateway, command) -> None:
 @click.option("--level", type=click.Choice(["debug", "info", "warning", "error"]), default=None, help="Minimum level.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they arrive, until Ctrl-C.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def logs(name, lines, level, follow, gateway, output) -> None:
     """Show a sandbox's supervisor log: every proxy decision (ALLOWED/DENIED with
@@ -454,6 +459,7 @@ def logs(name, lines, level, follow, gateway, output) -> None:
 @click.option("--all", "all_", is_flag=True, help="Delete every sandbox.")
 @click.option("--keep-workdir", is_flag=True, help="Keep the sandbox's /sandbox directory on the host.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def delete(names, all_, keep_workdir, gateway) -> None:
     """Delete sandboxes: processes, namespaces, mounts and workdir.
 
@@ -522,6 +528,7 @@ def _do_upload(client, name: str, local: str, dest: str, *, git_ignore: bool) ->
 @sandbox.command("connect")
 @click.argument("name")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def connect(name, gateway) -> None:
     """Open an interactive shell in sandbox NAME (SSH through the gateway).
 
@@ -547,6 +554,7 @@ def connect(name, gateway) -> None:
 @sandbox.command("ssh-config")
 @click.argument("name")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def ssh_config(name, gateway) -> None:
     """Print an OpenSSH 'Host openshell-NAME' block for ssh, scp and sftp.
 
@@ -569,6 +577,7 @@ def ssh_config(name, gateway) -> None:
 @click.argument("dest", required=False, default="/sandbox")
 @click.option("--no-git-ignore", is_flag=True, help="Also send files that .gitignore excludes (when LOCAL is in a git repository).")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def upload_cmd(name, local, dest, no_git_ignore, gateway) -> None:
     """Copy LOCAL (file or directory) into DEST in sandbox NAME (default /sandbox).
 
@@ -591,6 +600,7 @@ def upload_cmd(name, local, dest, no_git_ignore, gateway) -> None:
 @click.argument("path")
 @click.argument("dest", required=False, default=".", type=click.Path())
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def download_cmd(name, path, dest, gateway) -> None:
     """Copy PATH (file or directory) from sandbox NAME to DEST here (default .).
 

@@ -13,7 +13,7 @@ from openshell.client.watch import WatchEvent
 
 from openshell_cli import session
 from openshell_cli.output import OUTPUT_OPTION
-from openshell_cli.session import GATEWAY_OPTION
+from openshell_cli.session import GATEWAY_OPTION, WORKSPACE_OPTION
 
 START_TIMEOUT = 120.0  # seconds 'sandbox start' waits for READY
 
@@ -69,6 +69,7 @@ def follow_logs(client, name: str, *, lines: int, level: str, output: str) -> No
 @click.command("stop")
 @click.argument("name")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def stop(name, gateway) -> None:
     """Stop a sandbox: every process in it ends; the sandbox, its /sandbox
     files and its policy stay (phase STOPPED) until 'sandbox start' or 'delete'.
@@ -88,6 +89,7 @@ def stop(name, gateway) -> None:
 @click.option("--no-wait", is_flag=True, help="Return once the supervisor is started, before READY.")
 @click.option("--timeout", type=float, default=START_TIMEOUT, show_default=True, help="Seconds to wait for READY.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def start(name, no_wait, timeout, gateway) -> None:
     """Start a stopped sandbox again, with the same /sandbox files and policy
     (processes, /tmp and network namespaces are new).
@@ -113,6 +115,7 @@ def start(name, no_wait, timeout, gateway) -> None:
 @click.option("--level", type=_LEVEL, default=None, help="Minimum log level.")
 @click.option("--exit-on-stop", is_flag=True, help="Exit once the sandbox is STOPPED or ERROR.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def watch(name, no_status, no_logs, no_events, lines, events_tail, level, exit_on_stop, gateway, output) -> None:
     """Follow a sandbox: status changes, log lines and platform events (an OOM

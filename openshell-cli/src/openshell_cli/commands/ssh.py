@@ -17,7 +17,7 @@ import click
 
 from openshell_cli import session
 from openshell_cli.errors import CliError
-from openshell_cli.session import GATEWAY_OPTION
+from openshell_cli.session import GATEWAY_OPTION, WORKSPACE_OPTION, current_workspace
 
 CHUNK = 64 * 1024
 
@@ -68,6 +68,9 @@ def ssh_config_block(name: str, gateway: Optional[str]) -> str:
     proxy = [openshell_executable(), "ssh-proxy", "--name", name]
     if gateway:
         proxy += ["--gateway", gateway]
+    workspace = current_workspace()
+    if workspace:
+        proxy += ["--workspace", workspace]
     return "\n".join(
         [
             f"Host openshell-{name}",
@@ -114,6 +117,7 @@ def bridge_stdio(sock) -> None:
 @click.command("ssh-proxy")
 @click.option("--name", required=True, help="Sandbox name.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def ssh_proxy(name: str, gateway: Optional[str]) -> None:
     """Carry SSH to sandbox NAME over stdin/stdout (for OpenSSH's ProxyCommand).
 

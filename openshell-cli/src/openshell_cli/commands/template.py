@@ -15,7 +15,7 @@ import click
 from openshell_cli import session
 from openshell_cli.commands.sandbox import _kv, _limit_option, _read_policy
 from openshell_cli.output import OUTPUT_OPTION, render
-from openshell_cli.session import GATEWAY_OPTION, call
+from openshell_cli.session import GATEWAY_OPTION, WORKSPACE_OPTION, call
 
 
 def _row(t: Any) -> dict[str, Any]:
@@ -54,6 +54,7 @@ def template() -> None:
 @click.option("--image", default="", help="Image, for container drivers (the local driver has none).")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Label. Repeatable.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def template_create(name, envs, cpu, memory, policy_file, image, labels, gateway, output) -> None:
     """Store template NAME (lower-case letters, digits, '-')."""
@@ -76,6 +77,7 @@ def template_create(name, envs, cpu, memory, policy_file, image, labels, gateway
 @template.command("list")
 @click.option("--selector", default="", metavar="SELECTOR", help="Only those whose labels match, e.g. team=x.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def template_list(selector, gateway, output) -> None:
     """List templates."""
@@ -89,6 +91,7 @@ def template_list(selector, gateway, output) -> None:
 @template.command("get")
 @click.argument("name")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 @OUTPUT_OPTION
 def template_get(name, gateway, output) -> None:
     """Show template NAME (-o yaml shows its policy)."""
@@ -100,6 +103,7 @@ def template_get(name, gateway, output) -> None:
 @click.argument("names", nargs=-1, required=True)
 @click.option("--allow-missing", is_flag=True, help="Succeed when one does not exist.")
 @GATEWAY_OPTION
+@WORKSPACE_OPTION
 def template_delete(names, allow_missing, gateway) -> None:
     """Delete templates (sandboxes made from them keep running)."""
     client = session.client(gateway)

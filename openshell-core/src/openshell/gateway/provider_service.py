@@ -94,7 +94,10 @@ class ProviderRpcs:
     @rpc_errors
     async def ListProviders(self, request, context):
         terms = parse_label_selector(request.label_selector)
-        views = await self.core.providers.list(workspace_of(request.workspace_scope, allow_all=True))
+        workspace = workspace_of(request.workspace_scope, allow_all=True)
+        if workspace is not None:
+            await self.core.get_workspace(workspace)  # an unknown one is NOT_FOUND, as for sandboxes
+        views = await self.core.providers.list(workspace)
         # Providers are few: one page, so the token is always empty.
         views = [v for v in views if all(t.matches(v.record.labels) for t in terms)]
         return openshell_pb2.ListProvidersResponse(providers=[provider_to_proto(v) for v in views])

@@ -81,7 +81,10 @@ class TemplateRpcs:
     @rpc_errors
     async def ListSandboxTemplates(self, request, context):
         terms = parse_label_selector(request.label_selector)
-        records = await self.core.templates.list(workspace_of(request.workspace_scope, allow_all=True))
+        workspace = workspace_of(request.workspace_scope, allow_all=True)
+        if workspace is not None:
+            await self.core.get_workspace(workspace)  # an unknown one is NOT_FOUND, as for sandboxes
+        records = await self.core.templates.list(workspace)
         matching = [r for r in records if all(t.matches(r.labels) for t in terms)]
         items, token = paging.page(matching, lambda r: (r.workspace, r.name), page_size=request.page_size, page_token=request.page_token, key_size=2)
         return openshell_pb2.ListSandboxTemplatesResponse(templates=[template_to_proto(r) for r in items], next_page_token=token)
