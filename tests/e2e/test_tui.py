@@ -283,7 +283,7 @@ class Tmux:
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (scripts/setup.sh installs it)")
-def test_openshell_term_in_tmux_opens_a_sandbox_and_quits(term_env):
+def test_openshell_term_in_tmux_opens_a_sandbox_connects_and_quits(term_env):
     gw = term_env
     name = "tui-tmux"
     _create(gw, name)
@@ -300,6 +300,15 @@ def test_openshell_term_in_tmux_opens_a_sandbox_and_quits(term_env):
         tmux.keys("Enter")
         screen = tmux.until(lambda s: "Limits" in s and "event=ready" in s, "the sandbox view with its log")
         assert "explain" in screen  # its footer
+        # c: the UI steps aside for the interactive shell and comes back when it exits
+        tmux.keys("c")
+        tmux.until(lambda s: f"sandbox@{name}" in s, "the shell prompt")
+        tmux.keys("-l", "echo tui-$((6*7))")
+        tmux.keys("Enter")
+        tmux.until(lambda s: "tui-42" in s, "the command's output")
+        tmux.keys("-l", "exit")
+        tmux.keys("Enter")
+        tmux.until(lambda s: "Limits" in s, "the sandbox view again")
         tmux.keys("Escape")
         tmux.until(lambda s: "DENIED/1m" in s, "back on the sandboxes view")
         tmux.keys("q")
@@ -309,3 +318,61 @@ def test_openshell_term_in_tmux_opens_a_sandbox_and_quits(term_env):
         assert not tmux.alive(), "q did not quit"
     finally:
         tmux.kill()
+
+
+def test_tui_switches_workspace(term_env):
+    gw = term_env
+    gw.cli("workspace", "create", "tui-ws")  # may exist from an earlier run
+    _create(gw, "tui-home")
+    from openshell_cli.tui.app import TermApp
+    from textual.widgets import OptionList
+
+    async def run() -> None:
+        app = TermApp()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: row(app, "tui-home") is not None, "a sandbox of the default workspace")
+            await pilot.press("w")
+            await until(pilot, lambda: bool(app.screen.query(OptionList)), "the workspace list")
+            picker = app.screen
+            options = picker.query_one(OptionList)
+            for _ in range(options.option_count):
+                if "tui-ws" in str(options.get_option_at_index(options.highlighted or 0).prompt):
+                    break
+                await pilot.press("j")
+            await pilot.press("enter")
+            await until(pilot, lambda: "workspace tui-ws" in screen_text(app), "the new workspace named")
+            await until(pilot, lambda: row(app, "tui-home") is None, "the default workspace's sandbox gone")
+            await pilot.press("q")
+
+    asyncio.run(run())
+
+
+def test_tui_lost_gateway_shows_a_banner_and_reconnects(tmp_path, monkeypatch):
+    """Its own gateway (the session one must keep running): stop it under the UI, start it again."""
+    from conftest import _start_gateway, require_root
+
+    require_root()
+    gw = _start_gateway(tmp_path, "tuilost")
+    try:
+        for key in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "OPENSHELL_GATEWAY"):
+            monkeypatch.setenv(key, gw.env[key])
+        monkeypatch.setenv("OPENSHELL_NO_VERSION_CHECK", "1")
+        gw.cli("sandbox", "create", "--name", "tui-lost", "--detach", check=True)
+        from openshell_cli.tui.app import TermApp
+
+        async def run() -> None:
+            app = TermApp()
+            async with app.run_test(size=(100, 30)) as pilot:
+                banner = lambda: str(app.screen.query_one("#banner").render())  # noqa: E731
+                await until(pilot, lambda: (row(app, "tui-lost") or ["", ""])[1] == "READY", "the sandbox READY")
+                await asyncio.to_thread(gw.cli, "gateway", "stop", "--name", gw.name, check=True)
+                await until(pilot, lambda: "lost" in banner() and "reconnecting" in banner(), "the lost-gateway banner")
+                await asyncio.to_thread(gw.cli, "gateway", "start", "--name", gw.name, "--port", str(gw.port), check=True)
+                await until(pilot, lambda: "lost" not in banner(), "the banner gone after reconnecting")
+                await until(pilot, lambda: (row(app, "tui-lost") or ["", ""])[1] == "READY", "the sandbox listed again")
+                await pilot.press("q")
+
+        asyncio.run(run())
+    finally:
+        gw.cli("sandbox", "delete", "--all", timeout=120)
+        gw.cli("gateway", "stop", "--name", gw.name, timeout=60)

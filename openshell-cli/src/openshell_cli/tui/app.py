@@ -43,7 +43,7 @@ PHASE_STYLE = {"READY": "green", "ERROR": "bold red", "STOPPED": "yellow", "PROV
 KEYS_HELP = """\
 sandboxes view                      sandbox view
   ↑ ↓ / j k   move                    Esc    back to the sandboxes
-  Enter       open the sandbox        l      log level: all, info, warning, error
+  Enter       open the sandbox        l      cycle the log level
   /           filter by name          e      explain the last denial
   Esc         clear the filter        ↑ ↓ PgUp PgDn  scroll the log
   o           sort by next column

@@ -83,7 +83,7 @@ class SandboxScreen(Screen[None]):
         yield Static("", id="banner")
         yield Static("", id="info")
         with Horizontal(id="body"):
-            yield RichLog(id="log", max_lines=LOG_KEEP, wrap=True, markup=False)
+            yield RichLog(id="log", max_lines=LOG_KEEP, wrap=True, markup=False, min_width=20)
             with VerticalScroll(id="side"):
                 yield Static("", id="side-text")
         yield Footer(compact=True)
