@@ -112,7 +112,6 @@ def test_tui_watches_three_sandboxes_and_a_denial_shows_up(term_env):
         app = TermApp()
         async with app.run_test(size=(110, 30)) as pilot:
             await until(pilot, lambda: all((row(app, n) or ["", ""])[1] == "READY" for n in names), "three READY rows")
-            shot(app, "tui-sandboxes")
             await open_sandbox(pilot, "tui-a")
             await until(pilot, lambda: "memory: " in screen_text(app), "limits in the side panel")
             proc = await sx(gw, "tui-a", "curl", "-sS", "--max-time", "5", f"http://{BLOCKED_HOST}:8080/")
@@ -124,6 +123,9 @@ def test_tui_watches_three_sandboxes_and_a_denial_shows_up(term_env):
             shot(app, "tui-sandbox")
             await pilot.press("escape")
             await until(pilot, lambda: (row(app, "tui-a") or ["0"])[-1] not in ("0", ""), "a denial counted in the list")
+            await pilot.press("escape")  # clears the filter
+            await until(pilot, lambda: all(row(app, n) for n in names), "all three rows again")
+            shot(app, "tui-sandboxes")
             await pilot.press("q")
 
     asyncio.run(run())
