@@ -26,7 +26,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from openshell_cli.tui.model import Denial, DenialCounter, age, denial_of
+from openshell_cli.tui.model import Denial, DenialCounter, age, denial_of, printable
 from openshell_cli.tui.sandbox_view import SandboxScreen
 from openshell_cli.tui.screens import AskScreen, ConfirmScreen, PickScreen, PolicyFileScreen, TextScreen
 from openshell_cli.tui.streams import Follow, WatchEnded, WatchItem
@@ -473,7 +473,8 @@ class TermApp(App[None]):
             except OpenShellError as exc:
                 self._fail(exc)
                 return
-            body = (out[:EXEC_SHOW] + (b"\n" + err[:EXEC_SHOW] if err else b"")).decode("utf-8", "replace")
+            raw = (out[:EXEC_SHOW] + (b"\n" + err[:EXEC_SHOW] if err else b"")).decode("utf-8", "replace")
+            body = "\n".join(printable(line) for line in raw.splitlines())  # the sandbox's bytes never drive the terminal
             self.call_from_thread(self.push_screen, TextScreen(f"{shlex.join(argv)} in {name}: exit {code}", body or "(no output)"))
 
         self._in_thread(run, f"exec-{name}")
@@ -538,6 +539,6 @@ class TermApp(App[None]):
         except Exception as exc:  # noqa: BLE001 - gateway or engine errors become a notification
             self._fail(exc)
             return
-        lines = [f"{k + ':':<10} {', '.join(v) if isinstance(v, list) else v}" for k, v in rec.items() if v not in (None, "", [])]
+        lines = [f"{k + ':':<10} {printable(', '.join(v) if isinstance(v, list) else str(v))}" for k, v in rec.items() if v not in (None, "", [])]
         title = f"explain: {d.host}:{d.port} by {d.binary} (as 'openshell policy explain {name}')"
         self.call_from_thread(self.push_screen, TextScreen(title, "\n".join(lines)))

@@ -14,7 +14,17 @@ from openshell.client.watch import WatchEvent
 from rich.text import Text
 
 DENIAL_WINDOW = 60.0  # seconds: the "denied in the last minute" column
-LEVELS = ("debug", "info", "warning", "error")
+MAX_LINE = 4096  # characters of one log message shown (the rest is cut, with a mark)
+
+# C0 controls but tab and newline, DEL and C1 controls: a sandbox's output or
+# log line must never drive the user's terminal (cursor moves, title, OSC 52 clipboard).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: str, limit: int = MAX_LINE) -> str:
+    """``text`` safe to draw: control characters as ``\\xNN``, at most ``limit`` characters (then ``…``)."""
+    out = text[:limit].translate(_CONTROLS)  # escapes lengthen it: cut again after
+    return out[:limit] + "…" if len(text) > limit or len(out) > limit else out
 
 
 def is_denial(ev: WatchEvent) -> bool:
@@ -57,15 +67,15 @@ def denial_of(ev: WatchEvent) -> Denial | None:
     anc = f.get("ancestors", "-")
     return Denial(
         time=ev.time,
-        host=f.get("host", "")[:253],
+        host=printable(f.get("host", ""), 253),
         port=_port(f.get("port", "")),
-        binary=f.get("binary", "")[:4096],
-        ancestors=() if anc in ("", "-") else tuple(a for a in anc.split(",") if a)[:32],
-        reason=f.get("reason", ""),
-        policy=f.get("policy", "-"),
-        error=f.get("error", ""),
-        method=f.get("method", ""),
-        path=f.get("path", "")[:2048],
+        binary=printable(f.get("binary", ""), 4096),
+        ancestors=() if anc in ("", "-") else tuple(printable(a, 4096) for a in anc.split(",") if a)[:32],
+        reason=printable(f.get("reason", ""), 1024),
+        policy=printable(f.get("policy", "-"), 256),
+        error=printable(f.get("error", ""), 64),
+        method=printable(f.get("method", ""), 16),
+        path=printable(f.get("path", ""), 2048),
     )
 
 
@@ -87,21 +97,23 @@ def log_line(ev: WatchEvent) -> Text:
         if d is not None:
             return Text(f"{_clock(ev.time)} {denial_text(d)}", style="bold red")
         style = {"error": "red", "warning": "yellow", "debug": "dim"}.get(ev.level, "")
-        return Text(f"{_clock(ev.time)} {ev.level.upper():7} {ev.message}", style=style)
+        return Text(f"{_clock(ev.time)} {printable(ev.level.upper(), 16):7} {printable(ev.message)}", style=style)
     if ev.kind == "event":
-        return Text(f"{_clock(ev.time)} EVENT   {ev.type} {ev.reason}: {ev.message}", style="magenta" if ev.type == "Warning" else "cyan")
+        what = printable(f"{ev.type} {ev.reason}: {ev.message}")
+        return Text(f"{_clock(ev.time)} EVENT   {what}", style="magenta" if ev.type == "Warning" else "cyan")
     if ev.kind == "status" and ev.sandbox is not None:
-        return Text(f"{_clock(ev.time)} STATUS  {ev.sandbox.phase}" + (f": {ev.sandbox.reason}" if ev.sandbox.reason else ""), style="blue")
+        why = f": {printable(ev.sandbox.reason)}" if ev.sandbox.reason else ""
+        return Text(f"{_clock(ev.time)} STATUS  {ev.sandbox.phase}{why}", style="blue")
     if ev.kind == "lagged":
         return Text(f"{_clock(0)} LAGGED  {ev.dropped} item(s) dropped: this view fell behind", style="yellow")
-    return Text(f"{_clock(ev.time)} {ev.kind.upper():7} {ev.message}")
+    return Text(f"{_clock(ev.time)} {ev.kind.upper():7} {printable(ev.message)}")
 
 
 def limits_of(ev: WatchEvent) -> dict[str, str] | None:
     """The limits in force from the supervisor's ``event=limits`` line (cpu, memory, pids, tmp, disk, cgroup)."""
     if ev.kind != "log" or ev.fields.get("event") != "limits":
         return None
-    return {k: ev.fields[k] for k in ("cpu", "memory", "pids", "tmp", "disk", "cgroup") if k in ev.fields}
+    return {k: printable(ev.fields[k], 32) for k in ("cpu", "memory", "pids", "tmp", "disk", "cgroup") if k in ev.fields}
 
 
 class DenialCounter:

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static
 
-from openshell_cli.tui.model import Denial, denial_of, limits_of, log_line, next_level
+from openshell_cli.tui.model import Denial, denial_of, limits_of, log_line, next_level, printable
 from openshell_cli.tui.streams import Follow, WatchEnded, WatchItem
 
 LOG_TAIL = 500  # log lines already held shown when the view opens
@@ -171,11 +171,11 @@ class SandboxScreen(Screen[None]):
         side.append("Policy\n", style="bold underline")
         side.append(f"revision {policy}\n")
         if pol is not None and pol.error:
-            side.append(f"error: {pol.error}\n", style="red")
+            side.append(f"error: {printable(pol.error)}\n", style="red")
         if pol is not None and pol.policy_yaml:
-            side.append(_network_summary(pol.policy_yaml))
+            side.append(printable(_network_summary(pol.policy_yaml), 16384))
         side.append("\nProviders\n", style="bold underline")
-        side.append("".join(f"{n} ({t})\n" for n, t in self.providers) or "none\n")
+        side.append("".join(f"{printable(n, 128)} ({printable(t, 64)})\n" for n, t in self.providers) or "none\n")
         side.append("\nLimits\n", style="bold underline")
         side.append("".join(f"{k}: {v}\n" for k, v in self.limits.items()) or "not reported yet\n")
         if self.last_denial is not None:
