@@ -14,6 +14,7 @@ command -v useradd >/dev/null || need_apt+=(passwd)
 command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || need_apt+=(e2fsprogs)  # each sandbox's workdir file system
 command -v node >/dev/null || need_apt+=(nodejs)   # Node fetch in the HTTP-inspection e2e test
 command -v npm >/dev/null || need_apt+=(npm)
+command -v tmux >/dev/null || need_apt+=(tmux)   # the e2e test that runs `openshell term` in a real terminal
 [ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libseccomp.so.2 ] || need_apt+=(libseccomp2)
 # Another apt/dpkg run (unattended-upgrades, a second terminal) holds the dpkg
 # lock for a while: wait for it, bounded, instead of failing at once.

@@ -16,7 +16,7 @@ from openshell.client.sdk import OpenShellError
 from openshell_cli.errors import CliError
 
 #: command modules, each exposing a click command or group named ``cli``
-COMMAND_MODULES = ("plugins", "gateway", "sandbox", "policy", "ssh", "forward", "provider", "template", "workspace", "completion")
+COMMAND_MODULES = ("plugins", "gateway", "sandbox", "policy", "ssh", "forward", "provider", "template", "workspace", "term", "completion")
 
 DEBUG_FLAG = "--debug"
 

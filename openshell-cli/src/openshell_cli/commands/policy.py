@@ -182,6 +182,36 @@ def _explain(
     }
 
 
+def explain_in_sandbox(
+    client: Any,
+    name: str,
+    binary: str,
+    ancestors: tuple[str, ...],
+    host: str,
+    port: int,
+    resolved: tuple[str, ...] = (),
+    method: str | None = None,
+    target: str | None = None,
+) -> dict[str, Any]:
+    """``policy explain NAME``: the decision for one connection under sandbox ``name``'s active policy.
+
+    Without ``resolved`` the sandbox's hosts entries stand in for DNS, as in the
+    proxy (names are never looked up). Also what ``openshell term`` shows for a denied line.
+
+    :returns: ``decision``, ``policy``, ``error``, ``reason``, ``engine``, ``layer``, ``rule``, ``addresses``.
+    :raises OpenShellError: the gateway cannot be asked (no such sandbox, unreachable).
+    """
+    from openshell.policy import parse_policy
+
+    pol = parse_policy(client.get_policy(name).policy_yaml)
+    if not resolved:
+        # The proxy resolves the sandbox's hosts entries before DNS; so do we.
+        wanted = host.lower().rstrip(".")
+        entries = (e.partition(":") for e in client.get_sandbox(name).extra_hosts)
+        resolved = tuple(ip for n, _, ip in entries if n.lower() == wanted)
+    return _explain(pol, binary, ancestors, host, port, resolved, method, target)
+
+
 @policy.command("explain")
 @click.argument("name", required=False)
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, allow_dash=True), help="Policy YAML file (instead of a sandbox NAME).")
@@ -228,20 +258,11 @@ def explain(
         raise click.UsageError("name a sandbox (its active policy) or pass --policy FILE, not both")
     if policy_file is not None:
         pol = _load_policy(policy_file)
+        record = _explain(pol, binary, ancestors, host, port, resolved, method, target)
     else:
-        from openshell.policy import parse_policy
-
         assert name is not None  # exactly one of NAME and --policy, checked above
         with one_line_errors():
-            client = session.client(gateway)
-            rev = client.get_policy(name)
-            pol = parse_policy(rev.policy_yaml)
-            if not resolved:
-                # The proxy resolves the sandbox's hosts entries before DNS; so do we.
-                wanted = host.lower().rstrip(".")
-                entries = (e.partition(":") for e in client.get_sandbox(name).extra_hosts)
-                resolved = tuple(ip for n, _, ip in entries if n.lower() == wanted)
-    record = _explain(pol, binary, ancestors, host, port, resolved, method, target)
+            record = explain_in_sandbox(session.client(gateway), name, binary, ancestors, host, port, resolved, method, target)
     if output == "table":
         for key in ("decision", "policy", "error", "reason", "engine", "layer", "rule", "addresses"):
             value = record.get(key)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import grpc
@@ -197,6 +197,51 @@ def _target(endpoint: str) -> str:
     host = split.hostname or "127.0.0.1"
     port = split.port or (443 if split.scheme == "https" else 80)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class SandboxWatch(Iterator[WatchEvent]):
+    """The iterator :meth:`OpenShellClient.watch_sandbox` returns: its
+    :class:`~openshell.client.watch.WatchEvent` items, plus :meth:`cancel`.
+
+    A cancelled watch ends quietly (``StopIteration``), like one whose sandbox was deleted.
+    """
+
+    def __init__(self, call: Any, error: Callable[[grpc.RpcError], OpenShellError], name: str, timeout: float | None) -> None:
+        self._call = call
+        self._error = error
+        self._name = name
+        self._timeout = timeout
+
+    def __iter__(self) -> SandboxWatch:
+        return self
+
+    def __next__(self) -> WatchEvent:
+        while True:
+            try:
+                msg = next(self._call)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise WaitTimeout(f"stopped watching sandbox '{self._name}' after {self._timeout:g}s") from None
+                if exc.code() == grpc.StatusCode.CANCELLED:
+                    raise StopIteration from None
+                raise self._error(exc) from None
+            item = watch_event_from_proto(msg, sandbox_from_proto)
+            if item is not None:
+                return item
+
+    def cancel(self) -> None:
+        """End the stream (thread-safe, idempotent): a blocked ``next`` returns ``StopIteration``."""
+        self._call.cancel()
+
+    def close(self) -> None:
+        """Same as :meth:`cancel` (what ``for … break`` code calls on generators)."""
+        self._call.cancel()
+
+    def __del__(self) -> None:
+        try:
+            self._call.cancel()
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown: nothing left to cancel
+            pass
 
 
 # --------------------------------------------------------------------------- client
@@ -466,15 +511,15 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
         min_level: str = "",
         stop_on_terminal: bool = False,
         timeout: float | None = None,
-    ) -> Iterator[WatchEvent]:
+    ) -> SandboxWatch:
         """Stream what happens to sandbox ``name`` as :class:`~openshell.client.watch.WatchEvent` items.
 
         Order: the current status (with ``status``), the last ``event_tail``
         platform events, the last ``log_tail`` log lines, then each status
         change, log line and platform event as it happens. The iterator ends
         when the sandbox is deleted, or (``stop_on_terminal``) after a status
-        in ERROR or STOPPED; closing it (``break``, ``.close()``) cancels the
-        stream. A watcher that falls behind is not dropped silently: it gets
+        in ERROR or STOPPED; ``.cancel()`` (from any thread, e.g. while another
+        one is blocked reading it) or ``.close()`` cancels the stream. A watcher that falls behind is not dropped silently: it gets
         a ``lagged`` item saying how many items it lost (then the status again).
 
         :param workspace: the workspace of the sandbox (default: the client's).
@@ -503,20 +548,7 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
             log_min_level=min_level,
             stop_on_terminal=stop_on_terminal,
         )
-        call = self._stub.WatchSandbox(req, timeout=timeout)
-        try:
-            for msg in call:
-                item = watch_event_from_proto(msg, sandbox_from_proto)
-                if item is not None:
-                    yield item
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise WaitTimeout(f"stopped watching sandbox '{name}' after {timeout:g}s") from None
-            if exc.code() == grpc.StatusCode.CANCELLED:
-                return
-            raise self._error(exc, name) from None
-        finally:
-            call.cancel()
+        return SandboxWatch(self._stub.WatchSandbox(req, timeout=timeout), lambda exc: self._error(exc, name), name, timeout)
 
     def exec(
         self,
