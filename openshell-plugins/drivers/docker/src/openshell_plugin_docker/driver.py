@@ -137,7 +137,7 @@ class DockerDriver(ComputeDriver):
         A Dockerfile or directory is built by the CLI (``--from``), never here: the
         gateway takes image references only.
 
-        :raises images.ImageError: not found here and not pullable, or the default build failed.
+        :raises images.ImageError: not in the engine (never pulled), or the default build failed.
         """
         import docker.errors
 
@@ -151,14 +151,10 @@ class DockerDriver(ComputeDriver):
         if ref == images.DEFAULT_IMAGE:
             images.build_default(self.client, progress=lambda line: log.info("event=image_build %s", line[:200]))
             return ref
-        try:
-            self.client.images.pull(ref)
-            return ref
-        except docker.errors.APIError as exc:
-            raise images.ImageError(
-                f"image '{ref}' is not in the engine and could not be pulled ({exc.explanation or exc}); build it first"
-                " (openshell images build; or --from ./Dockerfile)"
-            ) from exc
+        # Never pulled: the gateway dials no registry on a sandbox's behalf.
+        raise images.ImageError(
+            f"image '{ref}' is not in the docker engine; build it first ('openshell images build', or --from ./Dockerfile) or load it into the engine"
+        )
 
     def _config_tar(self, sandbox: Mapping[str, Any]) -> bytes:
         secret = sandbox["secret"]
