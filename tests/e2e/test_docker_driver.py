@@ -11,8 +11,6 @@ import io
 import json
 import tarfile
 
-import pytest
-
 
 def _client():
     import docker
@@ -52,8 +50,9 @@ def test_create_runs_in_a_container_of_the_default_image(docker_gateway):
         assert p.stdout.decode().strip() != "0"
     finally:
         gw.cli("sandbox", "delete", "dk-basic")
-    with pytest.raises(Exception):
-        _container("dk-basic", gw)
+    from openshell_plugin_docker.driver import LABEL_NAME
+
+    assert not _client().containers.list(all=True, filters={"label": f"{LABEL_NAME}=dk-basic"})
 
 
 def test_stop_start_keep_the_container_and_workdir_and_delete_removes_it(docker_gateway):
