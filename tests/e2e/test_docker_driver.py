@@ -128,3 +128,45 @@ def test_an_image_without_a_shell_is_one_clear_error(docker_gateway):
 def test_an_image_is_refused_by_the_local_driver(gateway):
     p = gateway.cli("sandbox", "create", "--name", "local-img", "--from", "openshell/sandbox:latest", "--", "true")
     assert p.returncode != 0 and "has no images" in _err(p)
+
+
+def test_engine_events_reach_watch(docker_gateway):
+    """An OOM kill at the container's memory limit and the container's exit on stop are
+    platform events of source ``driver`` on ``sandbox watch``."""
+    import queue
+    import subprocess
+    import threading
+
+    from conftest import OPENSHELL  # noqa: E402 - tests/ is on sys.path (conftest)
+
+    gw = docker_gateway
+    gw.cli("sandbox", "create", "--name", "dk-events", "--memory", "160Mi", "--detach", check=True)
+    watch = subprocess.Popen([OPENSHELL, "sandbox", "watch", "dk-events", "--no-logs", "-o", "json"], env=gw.env, stdout=subprocess.PIPE)
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        assert watch.stdout is not None
+        for raw in watch.stdout:
+            lines.put(json.loads(raw))
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def until(pred) -> dict:
+        while True:
+            ev = lines.get(timeout=60)
+            if pred(ev):
+                return ev
+
+    try:
+        until(lambda e: e["kind"] == "status" and e["sandbox"]["phase"] == "READY")
+        p = gw.sx("dk-events", "python3", "-c", "b = bytearray(600 * 2**20)", timeout=120)
+        assert p.returncode != 0
+        oom = until(lambda e: e["kind"] == "event" and e["reason"] == "OOMKilled" and e["source"] == "driver")
+        assert "memory limit" in oom["message"]
+        gw.cli("sandbox", "stop", "dk-events", check=True)
+        exited = until(lambda e: e["kind"] == "event" and e["reason"] == "ContainerExited")
+        assert "on request" in exited["message"]
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+        gw.cli("sandbox", "delete", "dk-events")
