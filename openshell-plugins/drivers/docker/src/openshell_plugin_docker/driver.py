@@ -259,7 +259,8 @@ class DockerDriver(ComputeDriver):
         if c is None:
             return SandboxStatus("ERROR", f"container {self.container_name(sandbox_id)} is gone")
         state = c.attrs.get("State", {})
-        if state.get("Running"):
+        # "created": made, not yet started (create() is copying the config in)
+        if state.get("Running") or state.get("Status") in ("created", "restarting"):
             return SandboxStatus("PROVISIONING")
         if stopped:
             return SandboxStatus("STOPPED", "stopped on request; 'openshell sandbox start' runs it again")
