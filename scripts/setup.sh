@@ -15,6 +15,11 @@ command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs
 command -v node >/dev/null || need_apt+=(nodejs)   # Node fetch in the HTTP-inspection e2e test
 command -v npm >/dev/null || need_apt+=(npm)
 command -v tmux >/dev/null || need_apt+=(tmux)   # the e2e test that runs `openshell term` in a real terminal
+# the docker compute driver: its private engine, the default image's root file
+# system (debootstrap), the supervisor's relocatable runtime (patchelf)
+command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || need_apt+=(docker.io)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
+command -v patchelf >/dev/null || need_apt+=(patchelf)
 [ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libseccomp.so.2 ] || need_apt+=(libseccomp2)
 # Another apt/dpkg run (unattended-upgrades, a second terminal) holds the dpkg
 # lock for a while: wait for it, bounded, instead of failing at once.
@@ -58,7 +63,7 @@ fi
 dists=(-e openshell-core)
 for d in openshell-plugins/isolation/*/; do dists+=(-e "$d"); done
 dists+=(-e openshell-cli)
-for d in openshell-plugins/agents/*/ openshell-plugins/inference/*/; do
+for d in openshell-plugins/agents/*/ openshell-plugins/inference/*/ openshell-plugins/drivers/*/; do
   [ -f "$d/pyproject.toml" ] && dists+=(-e "$d")
 done
 tools=(nox "pytest>=8" pytest-timeout pexpect ruff "grpcio-tools==1.85.1" "mypy>=1.10" types-PyYAML types-protobuf types-paramiko grpc-stubs)

@@ -49,6 +49,7 @@ class Gateway:
     port: int
     env: dict
     base: Path
+    driver: str = "local"
 
     def cli(self, *args: str, input: bytes | None = None, timeout: float = 180, check: bool = False) -> subprocess.CompletedProcess:
         proc = subprocess.run([OPENSHELL, *args], env=self.env, input=input, capture_output=True, timeout=timeout)
@@ -65,12 +66,12 @@ class Gateway:
         return self.base / "state" / "openshell" / "gateways" / self.name
 
 
-def _start_gateway(base: Path, name: str) -> Gateway:
+def _start_gateway(base: Path, name: str, driver: str = "local") -> Gateway:
     env = dict(os.environ)
     env.update(XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"), OPENSHELL_GATEWAY=name)
     env.pop("OPENSHELL_STATE_DIR", None)
-    gw = Gateway(name=name, port=free_port(), env=env, base=base)
-    gw.cli("gateway", "start", "--name", name, "--port", str(gw.port), check=True, timeout=60)
+    gw = Gateway(name=name, port=free_port(), env=env, base=base, driver=driver)
+    gw.cli("gateway", "start", "--name", name, "--port", str(gw.port), "--driver", driver, check=True, timeout=60)
     return gw
 
 
@@ -82,6 +83,28 @@ def gateway(tmp_path_factory) -> Gateway:
     yield gw
     gw.cli("sandbox", "delete", "--all", timeout=120)
     gw.cli("gateway", "stop", "--name", gw.name, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def docker_gateway(tmp_path_factory) -> Gateway:
+    """A gateway with the ``docker`` compute driver on OpenShell's private Docker Engine
+    (started here when it does not run, and stopped again at the end), with the default
+    sandbox image built (cached under /var/cache/openshell: minutes once per machine)."""
+    require_root()
+    from openshell_plugin_docker import dockerd
+
+    started = not dockerd.status()
+    dockerd.start()
+    base = tmp_path_factory.mktemp("e2e-docker-gateway")
+    env = dict(os.environ, XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"))
+    build = subprocess.run([OPENSHELL, "images", "build"], env=env, capture_output=True, timeout=1200)
+    assert build.returncode == 0, build.stderr.decode()[-2000:]
+    gw = _start_gateway(base, "e2e-docker", driver="docker")
+    yield gw
+    gw.cli("sandbox", "delete", "--all", timeout=180)
+    gw.cli("gateway", "stop", "--name", gw.name, timeout=60)
+    if started:
+        dockerd.stop()
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,15 @@ def _check_ids() -> list[str]:
     return re.findall(r"^\| (I\d\d) \|", _checks_doc(), re.M)
 
 
+@pytest.fixture(scope="module", params=["local", "docker"])
+def gw(request):
+    """The same checks on both compute drivers: host processes and docker containers."""
+    return request.getfixturevalue("gateway" if request.param == "local" else "docker_gateway")
+
+
 @pytest.fixture(scope="module")
-def sandbox(gateway, upstream, tmp_path_factory):
+def sandbox(gw, upstream, tmp_path_factory):
+    gateway = gw
     UPSTREAM_IP[:] = [upstream.ip]
     policy = tmp_path_factory.mktemp("iso") / "policy.yaml"
     policy.write_text(_policy_yaml())
@@ -42,6 +49,39 @@ def sandbox(gateway, upstream, tmp_path_factory):
     gateway.cli("sandbox", "create", "--name", SANDBOX, "--policy", str(policy), "--add-host", f"up.example.test:{upstream.ip}", "--detach", check=True)
     yield SANDBOX
     gateway.cli("sandbox", "delete", SANDBOX)
+
+
+def _docker_containers():
+    import docker
+    from openshell_plugin_docker import dockerd
+    from openshell_plugin_docker.driver import LABEL_ID
+
+    client = docker.DockerClient(base_url=dockerd.engine_url())
+    return client.containers.list(filters={"label": LABEL_ID})
+
+
+def _host_workdirs(gw) -> list[Path]:
+    """Every sandbox workdir as the host sees it (docker: inside each container's upper layer)."""
+    if gw.driver != "docker":
+        return list((gw.state_dir / "sandboxes").glob("*/workdir"))
+    return [Path(c.attrs["GraphDriver"]["Data"]["UpperDir"]) / "var/lib/openshell/state/workdir" for c in _docker_containers()]
+
+
+def _supervisor_configs(gw) -> list[dict]:
+    """Every supervisor.json of the gateway's sandboxes (docker: read out of the containers)."""
+    if gw.driver != "docker":
+        return [json.loads(c.read_text()) for c in (gw.state_dir / "sandboxes").glob("*/supervisor.json")]
+    import io
+    import tarfile
+
+    out = []
+    for c in _docker_containers():
+        stream, _ = c.get_archive("/var/lib/openshell/supervisor.json")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.extractfile("supervisor.json")
+            assert member is not None
+            out.append(json.loads(member.read()))
+    return out
 
 
 def py(gateway, sandbox, code: str):
@@ -115,11 +155,14 @@ def check_I06(gw, sb):
     try:
         gw.sx(other, "sh", "-c", "echo secret > /sandbox/mine")
         state = gw.state_dir
-        other_work = [p for p in (state / "sandboxes").glob("*/workdir") if (p / "mine").exists()]
+        other_work = [p for p in _host_workdirs(gw) if (p / "mine").exists()]
         assert other_work, "other sandbox's workdir not found on the host"
         code = "import sys\nfor p in sys.argv[1:]:\n try:\n  open(p).read(); print('READ', p)\n except OSError: print('DENIED', p)"
-        out = gw.sx(sb, "python3", "-c", code, str(other_work[0] / "mine"), str(state / "gateway.db"), str(state / "pki" / "ca.key")).stdout.decode()
-        assert "READ" not in out and out.count("DENIED") == 3, out
+        paths = [str(other_work[0] / "mine"), str(state / "gateway.db"), str(state / "pki" / "ca.key")]
+        if gw.driver == "docker":  # the supervisor's own files inside the sandbox's container
+            paths += ["/var/lib/openshell/supervisor.json", "/var/lib/openshell/tls/client.key"]
+        out = gw.sx(sb, "python3", "-c", code, *paths).stdout.decode()
+        assert "READ" not in out and out.count("DENIED") == len(paths), out
     finally:
         gw.cli("sandbox", "delete", other)
 
@@ -220,8 +263,7 @@ def check_I15(gw, sb):
     leaked = [k for k in env if re.search(r"SECRET|TOKEN|PASSWORD|API_KEY|OPENSHELL_GATEWAY|XDG_", k)]
     assert not leaked, leaked
     # The sandbox's NSSH1 secret must not appear in any variable.
-    cfgs = list((gw.state_dir / "sandboxes").glob("*/supervisor.json"))
-    secrets = [json.loads(c.read_text())["secret"] for c in cfgs]
+    secrets = [cfg["secret"] for cfg in _supervisor_configs(gw)]
     blob = "\n".join(f"{k}={v}" for k, v in env.items())
     assert secrets and not any(s in blob for s in secrets)
 
@@ -290,8 +332,8 @@ NOT_YET: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("check_id", _check_ids())
-def test_isolation_check(check_id, gateway, sandbox):
+def test_isolation_check(check_id, gw, sandbox):
     if check_id in NOT_YET:
         pytest.xfail(NOT_YET[check_id])
     assert check_id in CHECKS, f"isolation check {check_id} has no implementation"
-    CHECKS[check_id](gateway, sandbox)
+    CHECKS[check_id](gw, sandbox)

@@ -172,6 +172,19 @@ def _limit_option(ctx: click.Context, param: click.Parameter, value: Optional[st
     return value
 
 
+def _image_from(source: str) -> str:
+    """The image reference for ``--from``: a Dockerfile or a directory holding one is
+    built first in the local docker engine (the docker driver's plugin); anything else
+    is sent as an image reference."""
+    if not source or not (os.path.isfile(source) or os.path.isdir(source)):
+        return source
+    try:
+        from openshell_plugin_docker.commands import build_image
+    except ImportError:
+        raise CliError(f"--from {source}: building a Dockerfile needs the docker driver plugin (openshell-plugin-docker)") from None
+    return build_image(source)
+
+
 @sandbox.command("create")
 @click.option("--name", help="Sandbox name (default: two random words).")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), help="Policy YAML (default: deny all network, see 'openshell policy default').")
@@ -199,6 +212,13 @@ def _limit_option(ctx: click.Context, param: click.Parameter, value: Optional[st
 @click.option("--memory", callback=_limit_option, metavar="SIZE", help="Memory limit, e.g. 512Mi, 2Gi or 500M (default: 8Gi).")
 @click.option("--template", "template_name", default="", metavar="NAME", help="Start from this template (see 'openshell template list'); the options here win.")
 @click.option("--disk", callback=_limit_option, metavar="SIZE", help="Size of the workdir /sandbox, e.g. 2Gi (default: 10Gi).")
+@click.option(
+    "--from",
+    "from_",
+    default="",
+    metavar="IMAGE|Dockerfile|DIR",
+    help="Sandbox image (docker driver): an image reference, a Dockerfile or a directory holding one (built here first).",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def create(
     name,
@@ -221,6 +241,7 @@ def create(
     memory,
     template_name,
     disk,
+    from_,
 ) -> None:
     """Create a sandbox, wait until it is READY, and run COMMAND in it.
 
@@ -251,6 +272,7 @@ def create(
     if no_keep and (detach or not command):
         raise click.UsageError("--no-keep needs a COMMAND (and no --detach): the sandbox is deleted when COMMAND exits")
     upload_specs = [_split_upload(u) for u in uploads]
+    image = _image_from(from_)
     policy_yaml = _read_policy(policy_file)
     env = _kv(envs, "--env")
     label_map = _kv(labels, "--label")
@@ -290,6 +312,7 @@ def create(
                     providers=attach,
                     limits=limits,
                     workload_template=template_name,
+                    image=image,
                 )
                 created.append(rec.name)
             status.update(f"sandbox {rec.name}: waiting for READY…")

@@ -347,8 +347,12 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
         providers: Sequence[str] = (),
         limits: Mapping[str, str] | None = None,
         workload_template: str = "",
+        image: str = "",
     ) -> Sandbox:
         """Create a sandbox (PROVISIONING on return; see :meth:`wait_ready`).
+
+        :param image: the sandbox image (container drivers, e.g. ``docker``); "" the
+            driver's default. A gateway whose driver has no images refuses one.
 
         :param workload_template: a template of the workspace to start from (its
             image, environment, limits and policy; the arguments here win).
@@ -379,6 +383,8 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
         )
         if limits:
             req.spec.template.resources.update({"limits": dict(limits)})
+        if image:
+            req.spec.template.image = image
         try:
             return sandbox_from_proto(self._stub.CreateSandbox(req, timeout=self.timeout).sandbox)
         except grpc.RpcError as exc:

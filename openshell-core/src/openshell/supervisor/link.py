@@ -39,12 +39,16 @@ class SupervisorConfig:
     ssh_socket: str
     #: the spec's ``{"limits": {...}}`` (``openshell.resources``); absent in older files: defaults
     resources: dict = field(default_factory=dict)
+    #: the sandbox runs in a container (the ``docker`` driver): its runtime enforces
+    #: cpu/memory/pids (no cgroup of the supervisor's own) and ``/sandbox`` is a plain
+    #: directory in the container (no ``disk`` limit)
+    container: bool = False
 
     @classmethod
     def load(cls, path: str) -> "SupervisorConfig":
         """Read the config file; raises ``OSError``/``ValueError``/``KeyError`` when bad."""
         data = json.loads(Path(path).read_text())
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data or k != "resources"})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data or k not in ("resources", "container")})
 
 
 class GatewayLink:

@@ -95,6 +95,26 @@ def parse_hosts(entries: list[str]) -> dict[str, list[str]]:
     return hosts
 
 
+def _writable_net_sysctls() -> None:
+    """In a container ``/proc/sys`` is read-only; the network namespaces this supervisor
+    makes need their own ``net.*`` sysctls (per network namespace: a write changes only
+    the namespace of the thread that opens the file). Bind ``/proc/sys/net`` over itself
+    and make that bind writable; the rest of ``/proc/sys`` stays read-only. Idempotent.
+
+    :raises OSError: the mount was refused (the container lacks CAP_SYS_ADMIN).
+    """
+    from openshell.supervisor import nsutil
+
+    path = "/proc/sys/net"
+    try:
+        with open(f"{path}/ipv4/ip_forward", "r+"):
+            return  # already writable (a restart of this container, or no container)
+    except OSError:
+        pass
+    nsutil.mount(path, path, "", nsutil.MS_BIND, None)
+    nsutil.mount(path, path, "", nsutil.MS_BIND | nsutil.MS_REMOUNT | nsutil.MS_NOSUID | nsutil.MS_NODEV | 8, None)  # 8: MS_NOEXEC
+
+
 class Supervisor:
     """One sandbox's runtime. ``await run()`` returns when the sandbox stops."""
 
@@ -173,6 +193,8 @@ class Supervisor:
         from openshell.supervisor.users import ids_for_policy
 
         self.name = conf.name or self.cfg.name
+        if self.cfg.container:
+            _writable_net_sysctls()
         self._start_limits()
         assert self.limits is not None  # set by _start_limits
         policy = parse_policy(conf.policy.policy_yaml)
@@ -262,7 +284,9 @@ class Supervisor:
         from openshell.supervisor import mounts
 
         assert self.limits is not None  # set by _start_limits
-        dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, hosts, tmp_size=self.limits.tmp, disk_size=self.limits.disk)
+        # In a container (docker driver) /sandbox is a directory of the container's own file system.
+        disk = None if self.cfg.container else self.limits.disk
+        dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, hosts, tmp_size=self.limits.tmp, disk_size=disk)
         self.mounts = [*dirs.mounts(), *self._sandbox_python_mounts(dirs.hosts)]
         return dirs
 
@@ -304,6 +328,10 @@ class Supervisor:
         from openshell.supervisor import cgroups
 
         self.limits = resources.limits_for(self.cfg.resources)
+        if self.cfg.container:
+            # The container runtime enforces cpu/memory/pids on the whole container.
+            log.info("event=limits sandbox=%s enforced_by=container %s", self.cfg.sandbox_id, self.limits.describe())
+            return
         cg = cgroups.create(self.cfg.sandbox_id)
         cg.save(str(self.state_dir))  # first: cleanup after a crash finds it
         self.cgroup = cg

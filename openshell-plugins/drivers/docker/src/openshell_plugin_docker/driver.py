@@ -1,0 +1,395 @@
+"""The ``docker`` compute driver: one Docker container per sandbox.
+
+Each sandbox is a container ``openshell-<id>`` of its image (``--from``;
+default ``openshell/sandbox:latest``) with labels ``openshell.sandbox.id``,
+``openshell.sandbox.name`` and ``openshell.sandbox.workspace``. Its process 1 is
+the supervisor, run by the relocatable runtime mounted read-only at
+``/.openshell`` (:mod:`.runtime`), which applies the same isolation as with
+``local`` inside the container: network namespaces + proxy, Landlock, seccomp,
+PID/IPC/UTS/mount namespaces. The container:
+
+- shares the host's network namespace (the supervisor reaches the gateway on
+  loopback and makes each sandbox's own network namespaces, as ``local`` does);
+- has every capability dropped except those the supervisor uses
+  (:data:`CAPABILITIES`); not ``--privileged``; Docker's seccomp profile is off
+  (the 20.10 profile refuses the Landlock system calls): the supervisor installs
+  its own, stricter filter on every sandbox process;
+- gets ``--cpus``, ``--memory`` (no swap beyond it) and ``--pids-limit`` from
+  the sandbox's limits: the container runtime enforces them, the supervisor makes
+  no cgroup of its own; ``disk`` is not enforced (``/sandbox`` is a directory in
+  the container's writable layer, kept across stop/start, gone with delete);
+- receives its config and the gateway's client certificate by ``put_archive``
+  into ``/var/lib/openshell`` (0700, root) before it starts: no host path of the
+  gateway's state is mounted, so none shows in the sandbox's mountinfo.
+
+The SSH socket is on a host directory ``/run/openshell/docker/<id>/`` bound at
+``/run/openshell/ssh`` (0700). The host keeps ``<state>/sandboxes/<id>/stopped``
+while a sandbox is stopped on request. A restarted gateway finds its sandboxes'
+containers by name and label. Engine events (OOM kill, container exit) reach
+``WatchSandbox`` through :meth:`ComputeDriver.report_event`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from openshell.plugin.kinds import ComputeDriver, DriverContext, SandboxStatus, SshEndpoint
+
+from openshell_plugin_docker import dockerd, images
+from openshell_plugin_docker.runtime import Runtime, ensure_runtime
+
+log = logging.getLogger("openshell.drivers.docker")
+
+LABEL_ID = "openshell.sandbox.id"
+LABEL_NAME = "openshell.sandbox.name"
+LABEL_WORKSPACE = "openshell.sandbox.workspace"
+#: the only capabilities a sandbox container has (the supervisor's needs): namespaces and
+#: mounts (SYS_ADMIN), veth + addresses (NET_ADMIN), reading sandbox processes' /proc
+#: identity and seccomp notifications (SYS_PTRACE), dropping to the sandbox user
+#: (SETUID, SETGID, SETPCAP), files of other owners (CHOWN, DAC_OVERRIDE, FOWNER),
+#: signals to sandbox processes (KILL)
+CAPABILITIES = ("SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SETUID", "SETGID", "SETPCAP", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL")
+CONFIG_DIR = "/var/lib/openshell"  # in the container
+SSH_DIR = Path("/run/openshell/docker")  # on the host, one 0700 directory per sandbox
+STOP_GRACE = 10  # seconds between SIGTERM and SIGKILL
+STOPPED_MARKER = "stopped"
+
+
+class DockerDriver(ComputeDriver):
+    """Runs each sandbox as a Docker container (see the module docstring).
+
+    :param ctx: the gateway's ``DriverContext``. Connects to ``$OPENSHELL_DOCKER_HOST``
+        or starts the private engine (:mod:`.dockerd`), and builds the supervisor's
+        runtime once (:mod:`.runtime`).
+    :raises dockerd.DockerdError: no engine.
+    """
+
+    name = "docker"
+    summary = "One Docker container per sandbox (images, --from); the supervisor injected read-only"
+    supports_images = True
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        import docker
+
+        url = dockerd.engine_url()
+        if not os.environ.get("OPENSHELL_DOCKER_HOST"):
+            dockerd.start()
+        self.client = docker.DockerClient(base_url=url, timeout=120)
+        # Built in the background (the first build runs ldd over every extension
+        # module: seconds); create waits for it.
+        self._runtime: Runtime | BaseException | None = None
+        self._runtime_ready = threading.Event()
+        threading.Thread(target=self._build_runtime, name="docker-driver-runtime", daemon=True).start()
+        self._requested_stop: set[str] = set()
+        self._closed = False
+        self._events_stream: Any = None
+        known = self.client.containers.list(all=True, filters={"label": LABEL_ID})
+        log.info("event=docker_driver_ready engine=%s containers=%d", url, len(known))
+        self._events = threading.Thread(target=self._event_loop, name="docker-driver-events", daemon=True)
+        self._events.start()
+
+    def _build_runtime(self) -> None:
+        try:
+            self._runtime = ensure_runtime()
+            log.info("event=runtime_ready path=%s", self._runtime.path)
+        except BaseException as exc:  # noqa: BLE001 - reported by each create
+            self._runtime = exc
+        finally:
+            self._runtime_ready.set()
+
+    @property
+    def runtime(self) -> Runtime:
+        """The supervisor's runtime (waits for the build). :raises RuntimeError_: it failed."""
+        self._runtime_ready.wait()
+        if isinstance(self._runtime, BaseException):
+            raise self._runtime
+        assert self._runtime is not None
+        return self._runtime
+
+    # ------------------------------------------------------------------ helpers
+    def sandbox_dir(self, sandbox_id: str) -> Path:
+        """Host directory of one sandbox's driver files (the stop marker)."""
+        return Path(self.ctx.state_dir) / "sandboxes" / sandbox_id
+
+    @staticmethod
+    def container_name(sandbox_id: str) -> str:
+        return f"openshell-{sandbox_id}"
+
+    def _container(self, sandbox_id: str) -> Any | None:
+        import docker.errors
+
+        try:
+            return self.client.containers.get(self.container_name(sandbox_id))
+        except docker.errors.NotFound:
+            return None
+
+    def _resolve_image(self, ref: str) -> str:
+        """The local image ``ref`` names (the default image is built when missing).
+
+        A Dockerfile or directory is built by the CLI (``--from``), never here: the
+        gateway takes image references only.
+
+        :raises images.ImageError: not in the engine (never pulled), or the default build failed.
+        """
+        import docker.errors
+
+        if not ref:
+            ref = images.DEFAULT_IMAGE
+        try:
+            self.client.images.get(ref)
+            return ref
+        except docker.errors.ImageNotFound:
+            pass
+        if ref == images.DEFAULT_IMAGE:
+            images.build_default(self.client, progress=lambda line: log.info("event=image_build %s", line[:200]))
+            return ref
+        # Never pulled: the gateway dials no registry on a sandbox's behalf.
+        raise images.ImageError(
+            f"image '{ref}' is not in the docker engine; build it first ('openshell images build', or --from ./Dockerfile) or load it into the engine"
+        )
+
+    def _config_tar(self, sandbox: Mapping[str, Any]) -> bytes:
+        secret = sandbox["secret"]
+        if isinstance(secret, bytes):
+            secret = secret.hex()
+        sid = str(sandbox["id"])
+        config = {
+            "sandbox_id": sid,
+            "name": sandbox.get("name", ""),
+            "gateway_endpoint": self.ctx.gateway_endpoint,
+            "ca_cert": f"{CONFIG_DIR}/tls/ca.pem",
+            "client_cert": f"{CONFIG_DIR}/tls/client.pem",
+            "client_key": f"{CONFIG_DIR}/tls/client.key",
+            "secret": secret,
+            "netns_index": int(sandbox["netns_index"]),
+            "state_dir": f"{CONFIG_DIR}/state",
+            "ssh_socket": "/run/openshell/ssh/ssh.sock",
+            "resources": dict((sandbox.get("spec") or {}).get("resources") or {}),
+            "container": True,
+        }
+        files = {
+            "openshell/supervisor.json": (json.dumps(config).encode(), 0o600),
+            "openshell/tls/ca.pem": (Path(self.ctx.ca_cert).read_bytes(), 0o600),
+            "openshell/tls/client.pem": (Path(self.ctx.client_cert).read_bytes(), 0o600),
+            "openshell/tls/client.key": (Path(self.ctx.client_key).read_bytes(), 0o600),
+        }
+        return images.tar_of(files, dirs={"openshell": 0o700, "openshell/tls": 0o700})
+
+    # ------------------------------------------------------------------ API
+    def create(self, sandbox: Mapping[str, Any]) -> None:
+        """Create and start the sandbox's container.
+
+        :raises images.ImageError: the image is missing, cannot be built, or has no ``/bin/sh``.
+        :raises docker.errors.APIError: the engine refused the container.
+        """
+        import docker.errors
+        from docker.types import Mount
+        from openshell.resources import limits_for
+
+        sid = str(sandbox["id"])
+        spec = sandbox.get("spec") or {}
+        image = self._resolve_image(str(spec.get("image") or ""))
+        limits = limits_for(spec.get("resources") or {})
+        ssh_dir = SSH_DIR / sid
+        ssh_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(ssh_dir, 0o700)
+        os.chmod(SSH_DIR, 0o700)
+        d = self.sandbox_dir(sid)
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+        mounts = [Mount(target=dst, source=src, type="bind", read_only=True) for src, dst in self.runtime.mounts]
+        mounts.append(Mount(target="/run/openshell/ssh", source=str(ssh_dir), type="bind"))
+        resources: dict[str, Any] = {}
+        if limits.memory is not None:
+            resources["mem_limit"] = limits.memory
+            resources["memswap_limit"] = limits.memory
+        if limits.cpu_milli is not None:
+            resources["nano_cpus"] = limits.cpu_milli * 1_000_000
+        if limits.pids is not None:
+            resources["pids_limit"] = limits.pids
+        stale = self._container(sid)
+        if stale is not None:
+            stale.remove(force=True)
+        container = self.client.containers.create(
+            image,
+            name=self.container_name(sid),
+            entrypoint=[self.runtime.python, "-m", "openshell.supervisor", "--config", f"{CONFIG_DIR}/supervisor.json"],
+            command=[],
+            user="0:0",
+            working_dir="/",
+            environment={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+            labels={LABEL_ID: sid, LABEL_NAME: str(sandbox.get("name", "")), LABEL_WORKSPACE: str(sandbox.get("workspace", ""))},
+            network_mode="host",
+            cap_drop=["ALL"],
+            cap_add=list(CAPABILITIES),
+            security_opt=["seccomp=unconfined", "no-new-privileges=false"],
+            mounts=mounts,
+            detach=True,
+            **resources,
+        )
+        try:
+            try:
+                container.get_archive("/bin/sh")
+            except docker.errors.NotFound:
+                raise images.ImageError(f"image '{image}' has no /bin/sh; a sandbox image needs a shell (sessions and exec run through it)") from None
+            container.put_archive("/var/lib", self._config_tar(sandbox))
+            container.start()
+        except BaseException:
+            container.remove(force=True)
+            raise
+        log.info("event=container_started sandbox=%s container=%s image=%s", sid, container.short_id, image)
+        self.report_event(sid, "ContainerStarted", f"container {container.short_id} of image {image} started", image=image)
+
+    def status(self, sandbox_id: str) -> SandboxStatus:
+        """``PROVISIONING`` (the supervisor reports READY itself) while the container runs;
+        ``STOPPED`` when stopped on request; ``ERROR`` with the reason otherwise."""
+        try:
+            c = self._container(sandbox_id)
+        except Exception as exc:  # noqa: BLE001 - the engine is unreachable: say so, never raise
+            return SandboxStatus("ERROR", f"docker engine unreachable: {exc}")
+        stopped = (self.sandbox_dir(sandbox_id) / STOPPED_MARKER).exists()
+        if c is None:
+            return SandboxStatus("ERROR", f"container {self.container_name(sandbox_id)} is gone")
+        state = c.attrs.get("State", {})
+        # "created": made, not yet started (create() is copying the config in)
+        if state.get("Running") or state.get("Status") in ("created", "restarting"):
+            return SandboxStatus("PROVISIONING")
+        if stopped:
+            return SandboxStatus("STOPPED", "stopped on request; 'openshell sandbox start' runs it again")
+        return SandboxStatus("ERROR", _exit_reason(c))
+
+    def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
+        """Stop (SIGTERM, SIGKILL after ``STOP_GRACE`` s) and remove the container. Idempotent.
+
+        ``keep_workdir`` copies ``/sandbox`` out first, to ``<state>/sandboxes/<id>-workdir.tar``.
+        """
+        c = self._container(sandbox_id)
+        if c is not None:
+            self._requested_stop.add(sandbox_id)
+            try:
+                c.stop(timeout=STOP_GRACE)
+            except Exception:  # noqa: BLE001 - removed below by force anyway
+                pass
+            if keep_workdir:
+                self._keep_workdir(c, sandbox_id)
+            c.remove(force=True, v=True)
+        shutil.rmtree(SSH_DIR / sandbox_id, ignore_errors=True)
+        shutil.rmtree(self.sandbox_dir(sandbox_id), ignore_errors=True)
+        self._requested_stop.discard(sandbox_id)
+
+    def _keep_workdir(self, c: Any, sandbox_id: str) -> None:
+        out = Path(self.ctx.state_dir) / "sandboxes" / f"{sandbox_id}-workdir.tar"
+        try:
+            stream, _ = c.get_archive(f"{CONFIG_DIR}/state/workdir")
+            with open(out, "wb") as f:
+                for chunk in stream:
+                    f.write(chunk)
+            log.info("event=workdir_kept sandbox=%s path=%s", sandbox_id, out)
+        except Exception as exc:  # noqa: BLE001 - delete goes on; the loss is logged
+            log.warning("event=workdir_keep_failed sandbox=%s reason=%s", sandbox_id, exc)
+
+    def stop(self, sandbox_id: str) -> None:
+        """Stop the container (its processes end), keeping it and ``/sandbox``. Idempotent."""
+        c = self._container(sandbox_id)
+        if c is None:
+            return
+        d = self.sandbox_dir(sandbox_id)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / STOPPED_MARKER).write_text(f"{time.time():.3f}\n")
+        self._requested_stop.add(sandbox_id)
+        c.stop(timeout=STOP_GRACE)
+        log.info("event=container_stopped sandbox=%s", sandbox_id)
+        self.report_event(sandbox_id, "ContainerStopped", "container stopped; /sandbox is kept")
+
+    def start(self, sandbox: Mapping[str, Any]) -> None:
+        """Start a stopped sandbox's container again (same container, same ``/sandbox``).
+
+        :raises FileNotFoundError: the container is gone (deleted): create the sandbox anew.
+        """
+        sid = str(sandbox["id"])
+        c = self._container(sid)
+        if c is None:
+            raise FileNotFoundError(f"container {self.container_name(sid)} is gone; it cannot be started, create the sandbox anew")
+        if c.attrs.get("State", {}).get("Running"):
+            return
+        c.put_archive("/var/lib", self._config_tar(sandbox))
+        (self.sandbox_dir(sid) / STOPPED_MARKER).unlink(missing_ok=True)
+        self._requested_stop.discard(sid)
+        c.start()
+        self.report_event(sid, "ContainerStarted", f"container {c.short_id} started again")
+
+    def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
+        """The supervisor's SSH unix socket, on the host side of its bind mount."""
+        return SshEndpoint(unix_path=str(SSH_DIR / sandbox_id / "ssh.sock"))
+
+    def close(self) -> None:
+        """Stop following engine events (the containers keep running). Idempotent."""
+        self._closed = True
+        stream = self._events_stream
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001 - closing a dead stream
+                pass
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    # ------------------------------------------------------------------ engine events
+    def _event_loop(self) -> None:
+        """Turn the engine's container events (``oom``, ``die``) into sandbox events."""
+        while not self._closed:
+            try:
+                self._events_stream = self.client.events(decode=True, filters={"type": "container", "label": LABEL_ID})
+                for ev in self._events_stream:
+                    self._on_event(ev)
+            except Exception as exc:  # noqa: BLE001 - the engine went away: retry
+                if self._closed:
+                    return
+                log.debug("event=docker_events_lost reason=%s", exc)
+            time.sleep(1.0)
+
+    def _on_event(self, ev: Mapping[str, Any]) -> None:
+        attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+        sid = attrs.get(LABEL_ID)
+        action = str(ev.get("Action") or ev.get("status") or "")
+        if not sid:
+            return
+        if action == "oom":
+            self.report_event(sid, "OOMKilled", "a process of the sandbox was killed at the container's memory limit", warning=True)
+        elif action == "die":
+            code = attrs.get("exitCode", "?")
+            requested = sid in self._requested_stop
+            self.report_event(
+                sid,
+                "ContainerExited",
+                f"container exited (exit code {code})" + (" on request" if requested else ""),
+                warning=not requested,
+                exit_code=str(code),
+            )
+
+
+def _exit_reason(c: Any) -> str:
+    state = c.attrs.get("State", {})
+    reason = f"container exited (exit code {state.get('ExitCode')})"
+    if state.get("OOMKilled"):
+        reason += ", killed at its memory limit"
+    if state.get("Error"):
+        reason += f": {state['Error']}"
+    else:
+        try:
+            tail = [ln for ln in c.logs(tail=5).decode(errors="replace").splitlines() if ln.strip()]
+        except Exception:  # noqa: BLE001
+            tail = []
+        if tail:
+            reason += f": {tail[-1][-300:]}"
+    return reason
