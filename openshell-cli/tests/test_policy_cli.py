@@ -247,3 +247,35 @@ def test_policy_commands_against_a_gateway_name_a_missing_sandbox(gateway_env, p
 def test_set_timeout_without_wait_is_a_usage_error(policy_file):
     result = run("policy", "set", "demo", "--policy", policy_file, "--timeout", "5")
     assert result.exit_code == 2 and "--timeout goes with --wait" in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["policy", "validate", "/dev/zero"], ["sandbox", "create", "--no-keep", "--policy", "/dev/zero", "--", "true"]])
+def test_an_endless_policy_file_is_refused_after_the_size_limit(argv):
+    # Read no further than the limit: /dev/zero (or a huge file) must not fill memory.
+    res = CliRunner().invoke(cli, argv)
+    assert res.exit_code != 0
+    assert "larger than 1048576 bytes" in res.output, res.output
+
+
+@pytest.mark.parametrize("argv", [["sandbox", "create", "--timeout", "-5", "--", "true"], ["sandbox", "start", "x", "--timeout", "0"]])
+def test_a_timeout_that_is_not_positive_is_refused_before_anything_is_made(argv):
+    res = CliRunner().invoke(cli, argv)
+    assert res.exit_code == 2 and "--timeout" in res.output, res.output
+
+
+def test_an_unreachable_gateway_hint_names_the_gateway_to_start():
+    import grpc
+    from openshell.client.errors import error_from_rpc
+
+    class Down(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self):
+            return "connection refused"
+
+        def trailing_metadata(self):
+            return ()
+
+    err = error_from_rpc(Down(), gateway="gateway 'nu'", endpoint="https://127.0.0.1:1")
+    assert "start it with 'openshell gateway start nu'" in str(err)

@@ -143,3 +143,29 @@ def test_an_unrecognised_message_is_kept_against_the_downloaded_path_and_trimmed
     assert s.path == "/sandbox/d" and s.reason.startswith("something odd")
     assert len(s.reason) == MAX_REASON
     assert Stats(skipped=[s]).complete is False and Stats().complete is True
+
+
+def test_modes_a_sandbox_asks_for_are_masked_by_the_local_umask(dest):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("open")
+        info.type, info.mode = tarfile.DIRTYPE, 0o7777
+        tar.addfile(info)
+        info = tarfile.TarInfo("open/f")
+        info.size, info.mode = 1, 0o6777
+        tar.addfile(info, io.BytesIO(b"x"))
+    buf.seek(0)
+    old = os.umask(0o022)
+    try:
+        _extract(buf, dest)
+    finally:
+        os.umask(old)
+    assert os.stat(dest / "open").st_mode & 0o7777 == 0o755
+    assert os.stat(dest / "open" / "f").st_mode & 0o7777 == 0o755
+
+
+def test_commands_run_in_the_sandbox_do_not_take_tar_from_the_sandbox_path():
+    from openshell_cli.transfer import download_command, remote_extract_command
+
+    for cmd in (download_command("/sandbox/x"), remote_extract_command("/sandbox/x")):
+        assert cmd.startswith("PATH=/usr/bin:/bin; export PATH; "), cmd

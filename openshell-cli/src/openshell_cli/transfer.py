@@ -12,8 +12,11 @@ members whose parent directory resolves outside (a link planted earlier in the
 same archive). Our extractor refuses them itself (every byte from the sandbox
 is hostile); for uploads we never put such a member in the stream, and the
 sandbox's GNU tar independently refuses ``..`` members and strips leading
-``/``. Permissions (mode & 0o777) and symlinks are preserved; ownership is
-not (files belong to whoever extracts them); devices and FIFOs are skipped.
+``/``. Permissions (mode & 0o777, less the local umask, as ``scp`` does) and
+symlinks are preserved; ownership is not (files belong to whoever extracts
+them); devices and FIFOs are skipped. The commands run in the sandbox set
+``PATH=/usr/bin:/bin`` first, so a ``tar`` the sandbox planted earlier on its
+``PATH`` (``/sandbox/.venv/bin``) is not the one that runs.
 
 Layout: a directory's *contents* land in DEST (as ``tar -C LOCAL . | tar -C DEST -x``);
 a single file lands as ``DEST/<its name>`` when DEST is a directory (or ends
@@ -242,7 +245,7 @@ def remote_extract_command(dest: str) -> str:
     ``--no-overwrite-dir`` keeps DEST's own mode.
     """
     q = shlex.quote(dest)
-    return f"mkdir -p {q} && exec tar -x -f - --no-same-owner --no-overwrite-dir -C {q}"
+    return f"PATH=/usr/bin:/bin; export PATH; mkdir -p {q} && exec tar -x -f - --no-same-owner --no-overwrite-dir -C {q}"
 
 
 def remote_is_dir(transport, path: str) -> bool:
@@ -327,6 +330,7 @@ def download_command(path: str) -> str:
     """
     q = shlex.quote(path)
     return (
+        "PATH=/usr/bin:/bin; export PATH; "
         f"if [ -d {q} ]; then cd {q} && exec tar -c -f - .; "
         f'elif [ -e {q} ] || [ -L {q} ]; then cd "$(dirname {q})" && exec tar -c -f - "$(basename {q})"; '
         f"else echo 'no such file or directory' >&2; exit {MISSING_EXIT}; fi"
@@ -544,13 +548,15 @@ def extract_stream(
         other member is refused.
     """
     dir_modes: list[tuple[Path, int]] = []
+    umask = os.umask(0o022)
+    os.umask(umask)  # (read it back: no other way to read the umask)
     for member in _members(tar):
         if rename is not None:
             if member.name != rename[0] or member.isdir():
                 raise UnsafeMember(f"member {member.name!r} is not the requested file {rename[0]!r}; refused")
             member.name = rename[1]
         target = safe_target(root, member)
-        mode = member.mode & 0o777
+        mode = member.mode & 0o777 & ~umask  # a sandbox asks for 0777: the user's umask still applies
         if member.isdir():
             target.mkdir(parents=True, exist_ok=True)
             os.chmod(target, 0o700)

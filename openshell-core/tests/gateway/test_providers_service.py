@@ -136,6 +136,8 @@ def test_inference_route_set_get_and_bundle_refreshes_on_change(gw):
     assert gw.client.get_inference_route() is None
     with pytest.raises(sdk.InvalidRequest, match="inference backend 'nope' is not installed"):
         gw.client.set_inference_route("nope", "m")
+    with pytest.raises(sdk.InvalidRequest, match="is not a valid URL"):
+        gw.client.set_inference_route("openai", "m", base_url="http://[::1")  # was an uncaught ValueError
     gw.client.create_provider("oa", "openai", {"OPENAI_API_KEY": "k1"})
     route = gw.client.set_inference_route("openai", "gpt-x", base_url="http://127.0.0.1:9/v1", provider="oa")
     assert route.protocols == ("openai",) and route.revision == 1

@@ -37,13 +37,19 @@ def _engine_class() -> type:
 def _read(path: str) -> bytes:
     """The bytes of policy file ``path`` (``-`` is stdin).
 
-    :raises CliError: it cannot be read; the message names the file and why.
+    :raises CliError: it cannot be read or is over the policy size limit (read no
+        further than that: ``/dev/zero`` or a huge file must not fill memory).
     """
+    from openshell.policy.yamlio import MAX_DOCUMENT_BYTES
+
     try:
         with click.open_file(path, "rb") as fh:
-            return fh.read()
+            data = fh.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as exc:
         raise CliError(f"cannot read policy file {path}: {exc.strerror or exc}; pass an existing YAML file") from None
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise CliError(f"policy file {path} is larger than {MAX_DOCUMENT_BYTES} bytes; a policy is a small YAML document")
+    return data
 
 
 def _load_policy(path: str):

@@ -49,11 +49,20 @@ def _hosts(values: tuple[str, ...]) -> list[str]:
 def _read_policy(path: Optional[str]) -> Optional[str]:
     if path is None:
         return None
+    from openshell.policy import PolicyError, parse_policy
+    from openshell.policy.yamlio import MAX_DOCUMENT_BYTES
+
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_DOCUMENT_BYTES + 1)  # no further: /dev/zero must not fill memory
     except OSError as exc:
         raise CliError(f"cannot read policy file {path!r}: {exc.strerror}; pass an existing YAML file to --policy") from None
-    from openshell.policy import PolicyError, parse_policy
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise CliError(f"policy file {path} is larger than {MAX_DOCUMENT_BYTES} bytes; a policy is a small YAML document")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"invalid policy {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
     try:
         parse_policy(text)
@@ -195,7 +204,7 @@ def _image_from(source: str) -> str:
 @click.option("--no-keep", is_flag=True, help="Delete the sandbox when COMMAND exits (or on Ctrl-C); the exit code stays COMMAND's.")
 @GATEWAY_OPTION
 @WORKSPACE_OPTION
-@click.option("--timeout", type=float, default=READY_TIMEOUT, show_default=True, help="Seconds to wait for READY.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=READY_TIMEOUT, show_default=True, help="Seconds to wait for READY.")
 @click.option("--agent", "agent_name", help="Run this agent plugin (default: the agent COMMAND starts, e.g. 'claude').")
 @click.option("--no-agent-policy", is_flag=True, help="Do not merge the agent's network rules into the policy.")
 @click.option("--upload", "uploads", multiple=True, metavar="LOCAL[:DEST]", help="Upload LOCAL into DEST (default /sandbox) before COMMAND starts; repeatable.")

@@ -87,7 +87,7 @@ def stop(name, gateway) -> None:
 @click.command("start")
 @click.argument("name")
 @click.option("--no-wait", is_flag=True, help="Return once the supervisor is started, before READY.")
-@click.option("--timeout", type=float, default=START_TIMEOUT, show_default=True, help="Seconds to wait for READY.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=START_TIMEOUT, show_default=True, help="Seconds to wait for READY.")
 @GATEWAY_OPTION
 @WORKSPACE_OPTION
 def start(name, no_wait, timeout, gateway) -> None:

@@ -22,6 +22,7 @@ They are importable from :mod:`openshell.client.sdk` too.
 
 from __future__ import annotations
 
+import re
 from typing import cast
 
 import grpc
@@ -136,8 +137,11 @@ def error_from_rpc(exc: grpc.RpcError, *, gateway: str, endpoint: str, sandbox: 
         return _BY_REASON[reason](details)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         # No reason: the answer came from gRPC itself, not from a gateway that answered.
+        # The hint names the gateway: a bare 'gateway start' would start (and select) the default one.
+        m = re.fullmatch(r"gateway '([A-Za-z0-9_.-]+)'", gateway)
+        start = f"openshell gateway start {m.group(1)}" if m else "openshell gateway start"
         return GatewayUnavailable(
-            f"{gateway} at {endpoint} is not reachable ({details or code.name}); start it with 'openshell gateway start' or check 'openshell gateway status'"
+            f"{gateway} at {endpoint} is not reachable ({details or code.name}); start it with '{start}' or check 'openshell gateway status'"
         )
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidRequest(details, meta.get(FIELD_KEY))

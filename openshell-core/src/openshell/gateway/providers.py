@@ -123,7 +123,11 @@ def _check_config(config: Mapping[str, str]) -> None:
 
 
 def _check_base_url(url: str) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:  # e.g. 'http://[::1' (an unclosed IPv6 literal)
+        raise InvalidArgument("route.base_url", f"{url[:200]!r} is not a valid URL (e.g. http://127.0.0.1:8000/v1)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise InvalidArgument("route.base_url", f"{url!r} is not an http(s) URL without query (e.g. http://127.0.0.1:8000/v1)")
 
