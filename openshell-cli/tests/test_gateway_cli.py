@@ -229,3 +229,43 @@ def test_status_of_a_remote_gateway_probes_it(gwcli_env, free_port):
     client_config.write_gateway_config("remote", f"https://127.0.0.1:{free_port()}", b"ca", b"c", b"k")
     status = json.loads(run("gateway", "status", "--name", "remote", "-o", "json").output)
     assert status["status"] == "remote" and status["healthy"] is False and status["pid"] is None
+
+
+def test_ctrl_c_while_the_gateway_starts_leaves_no_gateway_running(gwcli_env, free_port):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "openshell"), "gateway", "start", "ctrlc", "--port", str(port)],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    paths = state(gwcli_env, "ctrlc")
+    deadline = time.monotonic() + 60
+    from openshell_cli.commands.gateway import running_pid
+
+    while running_pid(paths) is None and time.monotonic() < deadline:  # the gateway process runs
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err, err
+    if proc.returncode == 0:
+        pytest.skip("the gateway was ready before the interrupt arrived")
+    assert proc.returncode == 130, err
+    assert running_pid(paths) is None  # not left running where `gateway list` would not show it
+    assert port_free_now(port)
+
+
+def port_free_now(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

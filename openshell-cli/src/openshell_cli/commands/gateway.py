@@ -261,17 +261,24 @@ def start_gateway(
     finally:
         os.close(fd)
     deadline = time.monotonic() + timeout
-    with _spinner(f"starting gateway '{name}' on {settings.endpoint}"):
-        while True:
-            if proc.poll() is not None:
-                reason = _failure_reason(paths, log_offset) or f"exit code {proc.returncode}"
-                raise CliError(f"gateway '{name}' failed to start: {reason} (log: {paths.log})")
-            if (paths.pki / "client.key").exists() and _local_health(paths, settings):
-                break
-            if time.monotonic() > deadline:
-                _terminate(proc.pid, STOP_TIMEOUT)
-                raise CliError(f"gateway '{name}' did not become healthy within {timeout:.0f}s; see {paths.log}")
-            time.sleep(0.1)
+    try:
+        with _spinner(f"starting gateway '{name}' on {settings.endpoint}"):
+            while True:
+                if proc.poll() is not None:
+                    reason = _failure_reason(paths, log_offset) or f"exit code {proc.returncode}"
+                    raise CliError(f"gateway '{name}' failed to start: {reason} (log: {paths.log})")
+                if (paths.pki / "client.key").exists() and _local_health(paths, settings):
+                    break
+                if time.monotonic() > deadline:
+                    _terminate(proc.pid, STOP_TIMEOUT)
+                    raise CliError(f"gateway '{name}' did not become healthy within {timeout:.0f}s; see {paths.log}")
+                time.sleep(0.1)
+    except KeyboardInterrupt:
+        # Interrupted before it was ready and before its client files exist: a gateway
+        # left running here would be one that `gateway list` does not show. Stop it.
+        _terminate(proc.pid, STOP_TIMEOUT)
+        proc.poll()
+        raise
     # The child is ours only until we exit; mark it reaped-by-nobody so Popen's
     # destructor does not warn about a process that is meant to keep running.
     proc.returncode = 0
