@@ -552,6 +552,10 @@ def _do_upload(client, name: str, local: str, dest: str, *, git_ignore: bool) ->
             )
     except TransferError as exc:
         raise CliError(str(exc)) from exc
+    except KeyboardInterrupt:
+        # tar in the sandbox has unpacked what it got: say so rather than leave a silent partial copy.
+        click.echo(f"upload interrupted: {name}:{dest} may hold a partial copy of {local}; upload again to complete it", err=True)
+        raise
     finally:
         transport.close()
     click.echo(f"uploaded {plural(stats.files, 'file')} ({_human(stats.bytes)}) to {name}:{dest}", err=True)
@@ -663,6 +667,10 @@ def download_cmd(name, path, dest, gateway) -> None:
             stats = download(transport, path, dest, progress=lambda got: status.update(f"downloading {name}:{path}… {_human(got)}"))
     except TransferError as exc:
         raise CliError(str(exc)) from exc
+    except KeyboardInterrupt:
+        if os.path.lexists(dest):
+            click.echo(f"download interrupted: {dest} may hold a partial copy of {name}:{path}", err=True)
+        raise
     finally:
         transport.close()
     if os.path.lexists(dest):
