@@ -48,8 +48,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     network egress follow a declarative policy.
 
     \b
-    Quick start:
-      openshell sandbox create --policy examples/quickstart/policy.yaml -- curl -sS http://up.example.test:8080/
+    Quick start (README.md: the test host the policy names):
+      python -m openshell.testhost up 10.199.1.2 &
+      openshell sandbox create --policy examples/quickstart/policy.yaml \\
+          --add-host up.example.test:10.199.1.2 -- curl -sS http://up.example.test:8080/
       openshell sandbox list
     """
     ctx.ensure_object(dict)
