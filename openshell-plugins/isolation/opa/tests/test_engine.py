@@ -296,3 +296,11 @@ def test_request_on_l4_endpoint_is_not_inspected():
 
 def test_loaded_policy_is_an_opa_compiled():
     assert isinstance(OpaEngine().load(_policy({})), OpaCompiled)
+
+
+def test_an_untrusted_binary_is_denied_saying_why():
+    engine = OpaEngine()
+    d = engine.decide_connect(engine.load(_policy({"a": _rule()})), ConnectInput("api.example.test", 443, "untrusted:/sandbox/curl (maps /sandbox/curl)"))
+    assert d.action == "deny"
+    assert "untrusted:/sandbox/curl (maps /sandbox/curl)" in d.reason and "maps a file the sandbox can write" in d.reason
+    assert "malformed" not in d.reason

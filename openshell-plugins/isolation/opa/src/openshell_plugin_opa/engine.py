@@ -117,6 +117,9 @@ def _connect_input_error(inp: ConnectInput) -> str:
         return "malformed connection: no host"
     if type(inp.port) is not int or not 1 <= inp.port <= 65535:
         return f"malformed connection: port {inp.port!r} is not 1-65535"
+    if isinstance(inp.binary, str) and inp.binary.startswith("untrusted:"):
+        # The attributor's marker (DESIGN: a process mapping a sandbox-writable file).
+        return f"binary {inp.binary}: the process maps a file the sandbox can write, so no binary rule matches it"
     if not isinstance(inp.binary, str) or not inp.binary.startswith("/"):
         return f"malformed connection: binary {inp.binary!r} is not an absolute path"
     if not isinstance(inp.ancestors, tuple) or not all(isinstance(a, str) for a in inp.ancestors):
