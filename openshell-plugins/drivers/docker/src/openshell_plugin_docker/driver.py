@@ -89,6 +89,9 @@ class DockerDriver(ComputeDriver):
         self._runtime_ready = threading.Event()
         threading.Thread(target=self._build_runtime, name="docker-driver-runtime", daemon=True).start()
         self._requested_stop: set[str] = set()
+        #: sandboxes whose create() runs: no container yet is not "gone" (the first create
+        #: waits seconds for the runtime build, then for the image check and config copy)
+        self._creating: set[str] = set()
         self._closed = False
         self._events_stream: Any = None
         known = self.client.containers.list(all=True, filters={"label": LABEL_ID})
@@ -190,6 +193,14 @@ class DockerDriver(ComputeDriver):
         :raises images.ImageError: the image is missing, cannot be built, or has no ``/bin/sh``.
         :raises docker.errors.APIError: the engine refused the container.
         """
+        sid = str(sandbox["id"])
+        self._creating.add(sid)  # set operations are atomic under the GIL
+        try:
+            self._create(sandbox)
+        finally:
+            self._creating.discard(sid)
+
+    def _create(self, sandbox: Mapping[str, Any]) -> None:
         import docker.errors
         from docker.types import Mount
         from openshell.resources import limits_for
@@ -257,6 +268,8 @@ class DockerDriver(ComputeDriver):
             return SandboxStatus("ERROR", f"docker engine unreachable: {exc}")
         stopped = (self.sandbox_dir(sandbox_id) / STOPPED_MARKER).exists()
         if c is None:
+            if sandbox_id in self._creating:
+                return SandboxStatus("PROVISIONING")
             return SandboxStatus("ERROR", f"container {self.container_name(sandbox_id)} is gone")
         state = c.attrs.get("State", {})
         # "created": made, not yet started (create() is copying the config in)
