@@ -18,7 +18,8 @@ By kind (docs/plugins.md, "What openshell.plugin exports"):
   and the host/path helpers;
 - compute drivers: :class:`ComputeDriver`, :class:`DriverContext`,
   :class:`SandboxStatus`, :data:`SANDBOX_PHASES`, :class:`SshEndpoint`,
-  :class:`DriverUnsupported` (the default of ``stop``/``start``);
+  :class:`DriverUnsupported` (the default of ``stop``/``start``), :func:`limits_for`
+  and :class:`Limits` (a sandbox spec's resources as limits);
 - event hooks: :class:`SandboxEvent`, :class:`GatewayEvent`;
 - the registry: :func:`get_registry`, :class:`PluginInfo`, the ``Plugin*`` errors.
 
@@ -77,6 +78,9 @@ _LAZY: dict[str, str] = {
     "merge_fragment": "openshell.agents.fragment",
     "placeholder": "openshell.providers.placeholders",
     "ProviderType": "openshell.providers.types",
+    # compute drivers: the sandbox spec's resources as kernel/runtime limits
+    "Limits": "openshell.resources",
+    "limits_for": "openshell.resources",
     # inference backends
     "ModelsEndpointBackend": "openshell.inference.http",
     # policy engines
@@ -143,6 +147,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from openshell.policy.parse import parse_policy
     from openshell.providers.placeholders import placeholder
     from openshell.providers.types import ProviderType
+    from openshell.resources import Limits, limits_for
     from openshell.supervisor import nsutil
 
 
@@ -159,6 +164,8 @@ __all__ = [
     "MergedPolicy",
     "NpmAgent",
     "ProviderType",
+    "Limits",
+    "limits_for",
     "merge_fragment",
     "placeholder",
     # inference backends

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from openshell.plugin.kinds import ComputeDriver, DriverContext, SandboxStatus, SshEndpoint
+from openshell.plugin import ComputeDriver, DriverContext, SandboxStatus, SshEndpoint
 
 from openshell_plugin_docker import dockerd, images
 from openshell_plugin_docker.runtime import Runtime, ensure_runtime
@@ -203,7 +203,7 @@ class DockerDriver(ComputeDriver):
     def _create(self, sandbox: Mapping[str, Any]) -> None:
         import docker.errors
         from docker.types import Mount
-        from openshell.resources import limits_for
+        from openshell.plugin import limits_for
 
         sid = str(sandbox["id"])
         spec = sandbox.get("spec") or {}
