@@ -287,6 +287,16 @@ def test_mountinfo_does_not_show_the_gateway_state_dir(two):
     assert by_point["/etc/openshell-tls"] == "/tls" and by_point["/etc/hosts"] == "/hosts", text
 
 
+def test_pid1_of_the_sandbox_names_no_host_path(two):
+    # ps in the sandbox shows its init: once it showed the host venv's python and
+    # the sandbox's host cgroup paths on its command line.
+    gw, _ = two
+    argv = gw.sx(A, "cat", "/proc/1/cmdline").stdout.decode().split("\0")[:-1]
+    assert argv[0] == "openshell-init", argv
+    joined = " ".join(argv)
+    assert "/sys/fs/cgroup" not in joined and str(gw.state_dir) not in joined and "python" not in joined, argv
+
+
 def test_two_execs_in_one_sandbox_see_each_other_and_hostname_is_the_sandbox_name(two):
     gw, _ = two
     marker = "3003.5"

@@ -74,9 +74,18 @@ _NOT_HOSTNAME = re.compile(r"[^A-Za-z0-9-]+")
 # makes the cgroup namespace, so the sandbox's cgroup is the root of what /proc/self/cgroup
 # shows inside (and, on cgroup v2, the only subtree its processes may be moved within).
 # One byte on fd argv[2] says it is ready; exiting without it means it failed.
+#
+# First it overwrites its argv in memory (as setproctitle does; sys.argv keeps a copy):
+# /proc/1/cmdline, which every sandbox process reads, would otherwise name the host's
+# python and the sandbox's host cgroup paths. No sandbox process exists before this.
 INIT_CODE = """\
 import ctypes, os, select, signal, sys
 keep, ready = int(sys.argv[1]), int(sys.argv[2])
+with open("/proc/self/stat") as f:
+    stat = f.read()
+arg_start, arg_end = (int(v) for v in stat[stat.rindex(")") + 2 :].split()[45:47])
+title = b"openshell-init"[: arg_end - arg_start - 1]
+ctypes.memmove(arg_start, title.ljust(arg_end - arg_start, b"\\0"), arg_end - arg_start)
 for procs in sys.argv[3:]:
     with open(procs, "w") as f:
         f.write("0")
