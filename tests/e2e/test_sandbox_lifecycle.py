@@ -256,6 +256,7 @@ def test_gateway_restart_keeps_every_record_and_running_sandboxes(gateway):
         (("sandbox", "get", "no-such-sandbox"), "no-such-sandbox"),
         (("sandbox", "exec", "no-such-sandbox", "--", "true"), "no-such-sandbox"),
         (("sandbox", "create", "--add-host", "bad-entry", "--detach"), "NAME:IP"),
+        (("sandbox", "create", "-o", "json", "--", "true"), "--detach"),
     ],
 )
 def test_bad_input_gets_one_clear_line_and_no_traceback(gateway, args, needle):
@@ -308,10 +309,12 @@ def test_keep_workdir_delete_says_where_the_workdir_is(gateway):
 
 
 def test_labels_are_a_map_in_json_and_a_filter_without_match_says_so(gateway):
-    gateway.cli("sandbox", "create", "--name", "lc-labels", "--label", "team=ml", "--label", "env=dev", "--detach", check=True)
+    made = gateway.cli("sandbox", "create", "--name", "lc-labels", "--label", "team=ml", "--label", "env=dev", "--detach", "-o", "json", check=True)
     try:
+        created = json.loads(made.stdout)  # stdout is the record alone; progress went to stderr
+        assert created["name"] == "lc-labels" and created["phase"] == "READY"
         rec = _records(gateway)["lc-labels"]
-        assert rec["labels"] == {"env": "dev", "team": "ml"}
+        assert rec["labels"] == {"env": "dev", "team": "ml"} == created["labels"] and rec["id"] == created["id"]
         p = gateway.cli("sandbox", "list", "-l", "team=nobody", check=True)
         assert "no sandboxes match" in p.stdout.decode()
     finally:

@@ -39,3 +39,39 @@ def test_sandbox_commands_address_the_workspace_option(gateway):
     finally:
         gateway.cli("sandbox", "delete", "--workspace", WS, "wsb")
         gateway.cli("workspace", "delete", WS, check=True)
+
+
+def test_delete_all_asks_on_a_terminal_and_touches_only_the_workspace(gateway):
+    import pexpect
+
+    ws = "cli-ws-all"
+    gateway.cli("workspace", "create", ws, check=True)
+    try:
+        for n in ("del-a", "del-b"):
+            gateway.cli("sandbox", "create", "--workspace", ws, "--name", n, "--detach", check=True)
+
+        def names() -> list[str]:
+            return sorted(s["name"] for s in json.loads(gateway.cli("sandbox", "list", "--workspace", ws, "-o", "json", check=True).stdout))
+
+        child = pexpect.spawn(OPENSHELL, ["sandbox", "delete", "--all", "--workspace", ws], env=gateway.env, timeout=60)
+        child.expect(r"Delete 2 sandboxes \(del-a, del-b\) and their workdirs\? \[y/N\]")
+        child.sendline("n")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 1 and names() == ["del-a", "del-b"]
+
+        child = pexpect.spawn(OPENSHELL, ["sandbox", "delete", "--all", "--workspace", ws], env=gateway.env, timeout=120)
+        child.expect(r"\[y/N\]")
+        child.sendline("y")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0 and names() == []
+        # a script (stdin not a terminal) is not asked
+        gateway.cli("sandbox", "create", "--workspace", ws, "--name", "del-c", "--detach", check=True)
+        out = gateway.cli("sandbox", "delete", "--all", "--workspace", ws, check=True)
+        assert out.stdout == b"deleted del-c\n" and names() == []
+        assert gateway.cli("sandbox", "delete", "--all", "--workspace", ws, check=True).stdout == b"no sandboxes to delete\n"
+    finally:
+        for n in ("del-a", "del-b", "del-c"):
+            gateway.cli("sandbox", "delete", "--workspace", ws, n)
+        gateway.cli("workspace", "delete", ws, check=True)

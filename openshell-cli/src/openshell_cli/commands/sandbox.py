@@ -228,6 +228,15 @@ def _image_from(source: str) -> str:
     metavar="IMAGE|Dockerfile|DIR",
     help="Sandbox image (docker driver): an image reference, a Dockerfile or a directory holding one (built here first).",
 )
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+    help="With --detach (or no COMMAND): print the READY sandbox's record on stdout in this format, for scripts.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def create(
     name,
@@ -251,6 +260,7 @@ def create(
     template_name,
     disk,
     from_,
+    output,
 ) -> None:
     """Create a sandbox, wait until it is READY, and run COMMAND in it.
 
@@ -273,6 +283,7 @@ def create(
       openshell sandbox create -- codex exec --skip-git-repo-check "say hi"
       openshell sandbox create --provider work-github -- gh repo list
       openshell sandbox create --no-keep -- python3 -c 'print(42)'
+      openshell sandbox create --detach -o json | jq -r .name
 
     Agents get the providers their plugin needs: an existing provider of each
     type, else one made from your environment (e.g. ANTHROPIC_API_KEY); a
@@ -280,6 +291,8 @@ def create(
     """
     if no_keep and (detach or not command):
         raise click.UsageError("--no-keep needs a COMMAND (and no --detach): the sandbox is deleted when COMMAND exits")
+    if output != "table" and command and not detach:
+        raise click.UsageError("-o json|yaml prints the sandbox's record: use it with --detach or without COMMAND (COMMAND's output is its own)")
     upload_specs = [_split_upload(u) for u in uploads]
     image = _image_from(from_)
     policy_yaml = _read_policy(policy_file)
@@ -340,6 +353,8 @@ def create(
             _delete_after(client, created[0], "not started")
         raise
     if not command or detach:
+        if output != "table":
+            render(_record_row(rec, output), output)
         return
     try:
         if launch is not None:
@@ -488,23 +503,37 @@ def logs(name, lines, level, follow, gateway, output) -> None:
 
 @sandbox.command("delete")
 @click.argument("names", nargs=-1)
-@click.option("--all", "all_", is_flag=True, help="Delete every sandbox.")
+@click.option("--all", "all_", is_flag=True, help="Delete every sandbox of the workspace (asks first on a terminal).")
+@click.option("--yes", "-y", is_flag=True, help="With --all: do not ask for confirmation.")
 @click.option("--keep-workdir", is_flag=True, help="Keep the sandbox's /sandbox directory on the host.")
 @GATEWAY_OPTION
 @WORKSPACE_OPTION
-def delete(names, all_, keep_workdir, gateway) -> None:
+def delete(names, all_, yes, keep_workdir, gateway) -> None:
     """Delete sandboxes: processes, namespaces, mounts and workdir.
+
+    --all asks for confirmation when stdin is a terminal (scripts, whose stdin
+    is not, are not asked); --yes skips the question.
 
     \b
     Examples:
       openshell sandbox delete demo
-      openshell sandbox delete --all
+      openshell sandbox delete --all --yes
     """
     if not names and not all_:
         raise click.UsageError("name a sandbox or pass --all")
+    if names and all_:
+        raise click.UsageError("pass sandbox names or --all, not both")
     client = session.client(gateway)
     if all_:
         names = tuple(r.name for r in client.list_sandboxes())
+        if not names:
+            click.echo("no sandboxes to delete")
+            return
+        if not yes and sys.stdin is not None and sys.stdin.isatty():
+            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            if not click.confirm(f"Delete {plural(len(names), 'sandbox', 'sandboxes')} ({shown}) and their workdirs?", err=True):
+                click.echo("nothing deleted", err=True)
+                sys.exit(1)
     failed = False
     for n in names:
         try:
