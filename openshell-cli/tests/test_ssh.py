@@ -331,6 +331,9 @@ def test_forward_to_an_unknown_sandbox_fails_and_leaves_nothing(env, free_port):
 def test_forward_bad_port_is_a_usage_error(env):
     p = env.cli("forward", "start", "70000", NAME)
     assert p.returncode == 2
+    # ssh -L habit: LOCAL:REMOTE is refused with the form that works, not read as a bind address
+    p = env.cli("forward", "start", "8080:80", NAME)
+    assert p.returncode == 2 and "LOCAL:REMOTE is not supported" in p.stderr.decode() and "127.0.0.1:80" in p.stderr.decode()
 
 
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="needs Debian's openssh-client")

@@ -80,10 +80,17 @@ def live_forwards() -> list[dict]:
 def parse_bind_port(spec: str) -> tuple[str, int]:
     """``[BIND:]PORT`` → ``(bind, port)``; BIND defaults to 127.0.0.1.
 
-    :raises click.BadParameter: not a port in 1..65535, or an empty BIND.
+    :raises click.BadParameter: not a port in 1..65535, an empty BIND, or a BIND
+        that is a port number (``LOCAL:REMOTE`` as in ``ssh -L``: the forwarded
+        port is the same on both sides).
     """
     bind, sep, port_s = spec.rpartition(":")
     bind = bind.strip("[]") if sep else "127.0.0.1"
+    if sep and bind.isdigit():
+        raise click.BadParameter(
+            f"{spec!r}: the port is the same here and in the sandbox, so LOCAL:REMOTE is not supported; give [BIND:]PORT, e.g. {port_s} or 127.0.0.1:{port_s}",
+            param_hint="[BIND:]PORT",
+        )
     if not port_s.isdigit() or not 1 <= int(port_s) <= 65535 or (sep and not bind):
         raise click.BadParameter(f"{spec!r} is not [BIND:]PORT with PORT in 1-65535", param_hint="[BIND:]PORT")
     return bind, int(port_s)
