@@ -44,6 +44,21 @@ def test_validate_prints_valid(policy_file):
     assert result.stdout.strip() == "valid"
 
 
+def test_validate_warns_about_endpoints_the_proxy_always_refuses(tmp_path):
+    doc = tmp_path / "loop.yaml"
+    doc.write_text(
+        "version: 1\nnetwork_policies:\n  dev:\n    endpoints:\n"
+        "      - {host: api.example.test, port: 443}\n      - {host: 127.0.0.1, port: 8000}\n      - {host: localhost, port: 11434}\n"
+        "    binaries: [{path: /usr/bin/curl}]\n"
+    )
+    result = run("policy", "validate", str(doc))
+    assert result.exit_code == 0 and result.stdout.strip() == "valid"
+    warnings = [ln for ln in result.stderr.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 2, result.stderr
+    assert warnings[0].startswith("warning: network_policies.dev.endpoints[1].host: 127.0.0.1 is loopback, which the proxy always refuses")
+    assert warnings[1].startswith("warning: network_policies.dev.endpoints[2].host: localhost is loopback")
+
+
 def test_validate_prints_every_error_with_its_field_and_exits_1(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nbogus: 1\nprocess: {run_as_user: root}\n")

@@ -86,21 +86,26 @@ def validate(file: str) -> None:
     """Validate FILE offline; print "valid" or every error with its field.
 
     Exit code 0 when valid, 1 when not (each error on its own line, as
-    "error: FIELD: MESSAGE").
+    "error: FIELD: MESSAGE"). A valid policy may still get warnings on stderr
+    ("warning: FIELD: MESSAGE"), e.g. an endpoint on loopback, which the proxy
+    always refuses.
 
     \b
     Example:
       openshell policy validate examples/quickstart/policy.yaml
     """
     from openshell.policy import PolicyError, parse_policy
+    from openshell.policy.destination import unreachable_endpoints
 
     data = _read(file)
     try:
-        parse_policy(data)
+        parsed = parse_policy(data)
     except PolicyError as exc:
         for err in exc.errors:
             click.echo(f"error: {err.field}: {err.message}", err=True)
         raise SystemExit(1) from None
+    for where, message in unreachable_endpoints(parsed.network):
+        click.echo(f"warning: {where}: {message}", err=True)
     click.echo("valid")
 
 

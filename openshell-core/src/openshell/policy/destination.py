@@ -17,7 +17,7 @@ from typing import Final
 
 from openshell.policy.hostaddrs import HOST_ADDRESSES
 from openshell.policy.hosts import HOST_ANY, HOST_WILDCARD, host_kind, ip_literal
-from openshell.policy.model import Endpoint
+from openshell.policy.model import Endpoint, NetworkRule
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -232,3 +232,30 @@ def check_destination(
         if s not in out:
             out.append(s)
     return DestinationResult(True, addresses=tuple(out))
+
+
+def unreachable_endpoints(rules: Sequence[NetworkRule]) -> list[tuple[str, str]]:
+    """Endpoints no connection can ever reach: their host is an always-blocked address
+    literal (``127.0.0.1``, ``169.254.169.254``, ``::1``) or ``localhost``.
+
+    They are valid policy (a rule may name them), but a user who writes one almost
+    always means a service on the host or in the sandbox; ``policy validate`` warns.
+
+    :returns: ``(field path, message)`` per such endpoint, in document order.
+    """
+    found: list[tuple[str, str]] = []
+    for rule in rules:
+        for i, ep in enumerate(rule.endpoints):
+            where = f"network_policies.{rule.key}.endpoints[{i}].host"
+            addr = ip_literal(ep.host)
+            why = blocked_reason(addr) if addr is not None else ("loopback" if ep.host == "localhost" or ep.host.endswith(".localhost") else None)
+            if why:
+                found.append(
+                    (
+                        where,
+                        f"{ep.host} is {why}, which the proxy always refuses: no connection will match this endpoint "
+                        "(a program reaches the sandbox's own loopback without the proxy; a host service is reached "
+                        "by its address on a test or private network, see docs/policy.md 'Destination safety')",
+                    )
+                )
+    return found
