@@ -100,6 +100,19 @@ def test_exec_forwards_stdin_env_workdir_and_times_out_with_124(gateway):
         gateway.cli("sandbox", "delete", "lc-exec")
 
 
+def test_list_and_get_name_the_compute_driver(gateway):
+    gateway.cli("sandbox", "delete", "lc-drv")
+    gateway.cli("sandbox", "create", "--name", "lc-drv", "--detach", check=True)
+    try:
+        assert _records(gateway)["lc-drv"]["driver"] == gateway.driver
+        assert json.loads(gateway.cli("sandbox", "get", "lc-drv", "-o", "json", check=True).stdout)["driver"] == gateway.driver
+        table = gateway.cli("sandbox", "list", check=True).stdout.decode().splitlines()
+        assert "DRIVER" in table[0].upper()
+        assert any(line.split()[:1] == ["lc-drv"] and gateway.driver in line.split() for line in table[1:]), table
+    finally:
+        gateway.cli("sandbox", "delete", "lc-drv")
+
+
 def test_unnamed_sandbox_gets_two_words(gateway):
     p = gateway.cli("sandbox", "create", "--detach", check=True)
     name = p.stderr.decode().split("sandbox ", 1)[1].split(" ", 1)[0]

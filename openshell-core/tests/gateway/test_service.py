@@ -129,6 +129,17 @@ def test_create_starts_driver_with_record_secret_netns_and_policy(wire_server):
     assert sent["secret"].encode() not in got.SerializeToString()
 
 
+def test_the_driver_that_made_a_sandbox_is_stored_and_reported(wire_server):
+    sb = wire_server.create("drv")
+    assert sb.status.compute_driver == "recording"
+    got = wire_server.stub.GetSandbox(openshell_pb2.GetSandboxRequest(name="drv", workspace_scope=DEFAULT), timeout=10).sandbox
+    listed = wire_server.stub.ListSandboxes(openshell_pb2.ListSandboxesRequest(workspace_scope=DEFAULT), timeout=10).sandboxes
+    assert got.status.compute_driver == "recording" and [s.status.compute_driver for s in listed if s.metadata.name == "drv"] == ["recording"]
+    assert wire_server.store.get_sandbox(sb.metadata.id).driver == "recording"
+    # Ours, above the SDK's numbers: the SDK's parser skips it (docs/sdk-compat.md).
+    assert openshell_pb2.SandboxStatus.DESCRIPTOR.fields_by_name["compute_driver"].number >= 1000
+
+
 def test_sandbox_event_hooks_get_a_frozen_event_without_the_secret(wire_server):
     import dataclasses
 

@@ -26,12 +26,20 @@ def test_a_database_of_the_previous_schema_opens_and_gains_templates(tmp_path, m
     monkeypatch.setattr(st, "MIGRATIONS", st.MIGRATIONS[:2])
     with Store(path) as old:
         assert old.schema_version() == 2
-        sandbox, _ = old.create_sandbox(name="kept", spec={"command": ["sleep", "1"]}, policy_yaml="version: 1\n")
         old.create_provider(name="p", workspace="default", type="generic", labels={}, config={}, credential_keys=["K"], credentials_enc="x")
+    # The sandbox row as the schema-2 code wrote it (today's insert names later columns).
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO sandboxes (id, workspace, name, spec, phase, secret, netns_index, created_at, updated_at)"
+            " VALUES ('id-1', 'default', 'kept', '{\"command\": [\"sleep\", \"1\"]}', 'READY', 'ab', 7, 1.0, 1.0)"
+        )
     monkeypatch.undo()
     with Store(path) as new:
-        assert new.schema_version() == len(st.MIGRATIONS) >= 3
-        assert new.get_sandbox_by_name("kept") == sandbox
+        assert new.schema_version() == len(st.MIGRATIONS) >= 4
+        kept = new.get_sandbox_by_name("kept")
+        assert kept is not None and (kept.id, kept.spec, kept.phase, kept.netns_index) == ("id-1", {"command": ["sleep", "1"]}, "READY", 7)
+        assert kept.driver == ""  # made before the gateway recorded drivers: unknown, not guessed
+        assert new.create_sandbox(name="new", driver="local")[0].driver == "local"
         assert new.get_provider("p") is not None
         assert _template(new, "py", image="python:3.12").resource_version >= 1
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -79,6 +79,7 @@ def _record_row(rec, output: str = "json") -> dict:
         "id": rec.id,
         "phase": rec.phase,
         "reason": rec.reason,
+        "driver": rec.driver,
         "created": rec.created,
         "labels": ",".join(f"{k}={v}" for k, v in labels.items()) if output == "table" else labels,
     }
@@ -411,7 +412,7 @@ def list_(selector, gateway, output) -> None:
     wanted = _kv(selector, "--selector")
     rows = [_record_row(r, output) for r in client.list_sandboxes(labels=wanted)]
     empty = "no sandboxes match the selector" if wanted else "no sandboxes; create one with 'openshell sandbox create'"
-    render(rows, output, columns=("name", "phase", "created", "labels"), empty=empty)
+    render(rows, output, columns=("name", "phase", "driver", "created", "labels"), empty=empty)
 
 
 @sandbox.command("get")

@@ -135,14 +135,16 @@ class SandboxCondition(_message.Message):
     def __init__(self, type: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SandboxStatus(_message.Message):
-    __slots__ = ("conditions", "phase", "current_policy_version")
+    __slots__ = ("conditions", "phase", "current_policy_version", "compute_driver")
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     CURRENT_POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_DRIVER_FIELD_NUMBER: _ClassVar[int]
     conditions: _containers.RepeatedCompositeFieldContainer[SandboxCondition]
     phase: SandboxPhase
     current_policy_version: int
-    def __init__(self, conditions: _Optional[_Iterable[_Union[SandboxCondition, _Mapping]]] = ..., phase: _Optional[_Union[SandboxPhase, str]] = ..., current_policy_version: _Optional[int] = ...) -> None: ...
+    compute_driver: str
+    def __init__(self, conditions: _Optional[_Iterable[_Union[SandboxCondition, _Mapping]]] = ..., phase: _Optional[_Union[SandboxPhase, str]] = ..., current_policy_version: _Optional[int] = ..., compute_driver: _Optional[str] = ...) -> None: ...
 
 class Sandbox(_message.Message):
     __slots__ = ("metadata", "spec", "status", "created_from_workload_template")

@@ -88,6 +88,7 @@ class Sandbox:
     :ivar phase: PROVISIONING, READY, ERROR, DELETING, … ; ``reason`` says why for ERROR.
     :ivar policy_version: the policy revision the supervisor reported loaded (0: none yet).
     :ivar created_at: unix seconds.
+    :ivar driver: the compute driver that made it (``local``, ``docker``); "" when the gateway did not record it.
     """
 
     id: str
@@ -101,6 +102,7 @@ class Sandbox:
     extra_hosts: tuple[str, ...] = ()
     policy_version: int = 0
     created_at: float = 0.0
+    driver: str = ""
 
     @property
     def created(self) -> str:
@@ -123,6 +125,7 @@ class Sandbox:
             "extra_hosts": list(self.extra_hosts),
             "policy_version": self.policy_version,
             "created_at": self.created_at,
+            "driver": self.driver,
         }
 
 
@@ -182,6 +185,7 @@ def sandbox_from_proto(sb: openshell_pb2.Sandbox) -> Sandbox:
         extra_hosts=tuple(sb.spec.extra_hosts),
         policy_version=sb.status.current_policy_version,
         created_at=sb.metadata.created_time.ToNanoseconds() / 1e9 if sb.metadata.HasField("created_time") else 0.0,
+        driver=sb.status.compute_driver,
     )
 
 

@@ -312,6 +312,11 @@ class GatewayCore(StopStartMixin):
         #: status changes, log lines and platform events for WatchSandbox
         self.watch = WatchHub()
 
+    @property
+    def driver_name(self) -> str:
+        """The compute driver's name (``local``, ``docker``; its class name when it has none)."""
+        return str(getattr(self.driver, "name", "") or type(self.driver).__name__)
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -452,6 +457,7 @@ class GatewayCore(StopStartMixin):
                 annotations=annotations,
                 spec=spec.stored(),
                 policy_yaml=policy_yaml,
+                driver=self.driver_name,
             )
 
         try:

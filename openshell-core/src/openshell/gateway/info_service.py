@@ -34,7 +34,7 @@ class InfoRpcs:
     async def GetGatewayInfo(self, request, context):
         """Version, health and the compute driver (CPU and memory limits: cgroups; no GPUs)."""
         version = self.core.health()
-        driver = str(getattr(self.core.driver, "name", "") or type(self.core.driver).__name__)
+        driver = self.core.driver_name
         caps = openshell_pb2.ComputeDriverCapabilities(
             driver_name=driver,
             driver_version=version,

@@ -72,6 +72,7 @@ def sandbox_to_proto(info: gc.SandboxInfo) -> openshell_pb2.Sandbox:
         status=openshell_pb2.SandboxStatus(
             phase=PHASE_TO_PROTO.get(r.phase, openshell_pb2.SANDBOX_PHASE_UNKNOWN),
             current_policy_version=info.loaded_policy_revision,
+            compute_driver=r.driver,
             conditions=[
                 openshell_pb2.SandboxCondition(
                     type="Ready",

@@ -126,6 +126,10 @@ MIGRATIONS: list[str] = [
         UNIQUE (workspace, name)
     );
     """,
+    # 4: the compute driver that made each sandbox ('' for sandboxes stored before)
+    """
+    ALTER TABLE sandboxes ADD COLUMN driver TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 
@@ -207,6 +211,8 @@ class SandboxRecord:
     :ivar supervisor_pid: host pid reported by the driver/supervisor (0: unknown).
     :ivar resource_version: bumped on every change.
     :ivar created_at, updated_at: unix seconds.
+    :ivar driver: name of the compute driver that made it (``local``, ``docker``);
+        "" for a sandbox stored before the gateway recorded it.
     """
 
     id: str
@@ -223,6 +229,7 @@ class SandboxRecord:
     resource_version: int
     created_at: float
     updated_at: float
+    driver: str = ""
 
     def driver_view(self, policy_yaml: str) -> dict[str, Any]:
         """Return what ``ComputeDriver.create`` receives: the record plus the policy.
@@ -364,6 +371,7 @@ def _sandbox(row: sqlite3.Row) -> SandboxRecord:
         resource_version=row["resource_version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        driver=row["driver"],
     )
 
 
@@ -548,10 +556,12 @@ class Store:
         spec: Mapping[str, Any] | None = None,
         policy_yaml: str = "",
         phase: str = PROVISIONING,
+        driver: str = "",
     ) -> tuple[SandboxRecord, PolicyRevision]:
         """Store a new sandbox with a fresh id, secret and netns index, and policy revision 1.
 
-        Both rows are written in one transaction.
+        Both rows are written in one transaction. ``driver`` names the compute
+        driver that will run it (kept as is; reported by the API).
 
         :returns: the new record and its revision 1 (status ``pending``).
         :raises NameTaken: ``name`` exists in ``workspace``.
@@ -571,8 +581,8 @@ class Store:
                 raise NoNetnsIndex(f"no free network index: {NETNS_INDEX_MAX} sandboxes exist; delete one first")
             db.execute(
                 "INSERT INTO sandboxes (id, workspace, name, labels, annotations, spec, phase,"
-                " reason, secret, netns_index, supervisor_pid, resource_version, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, 0, 1, ?, ?)",
+                " reason, secret, netns_index, supervisor_pid, resource_version, created_at, updated_at, driver)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, 0, 1, ?, ?, ?)",
                 (
                     sandbox_id,
                     workspace,
@@ -585,6 +595,7 @@ class Store:
                     free,
                     now,
                     now,
+                    driver,
                 ),
             )
             db.execute(
