@@ -378,3 +378,96 @@ def test_tui_lost_gateway_shows_a_banner_and_reconnects(tmp_path, monkeypatch):
     finally:
         gw.cli("sandbox", "delete", "--all", timeout=120)
         gw.cli("gateway", "stop", "--name", gw.name, timeout=60)
+
+
+MANY = int(os.environ.get("OPENSHELL_TUI_MANY", "100"))  # sandboxes of the scale test (local ones are cheap)
+
+
+def test_tui_lists_many_sandboxes_and_its_keys_still_work(term_env):
+    """``MANY`` sandboxes (100 by default: the issue's figure): every one listed with its driver,
+    then filtering, opening one, moving and sorting still answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openshell.client.sdk import OpenShellClient
+    from openshell_cli.tui.app import TermApp
+
+    names = [f"tui-many-{i:03d}" for i in range(MANY)]
+    client = OpenShellClient.from_config(timeout=120)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: client.delete_sandbox(n, allow_missing=True), names))
+        list(pool.map(lambda n: client.create_sandbox(n), names))
+    try:
+
+        async def run() -> None:
+            import threading
+
+            threads = threading.active_count()
+            app = TermApp()
+            async with app.run_test(size=(100, 30)) as pilot:
+                await until(pilot, lambda: all(row(app, n) is not None for n in names), f"all {MANY} rows")
+                await until(pilot, lambda: all((row(app, n) or ["", ""])[1] == "READY" for n in names), f"all {MANY} READY")
+                assert all((row(app, n) or ["", "", ""])[2] == "local" for n in names)  # the DRIVER column
+                # The streams share one thread (and a small pool), not one thread per sandbox.
+                assert threading.active_count() - threads < 20, threading.enumerate()
+                shot(app, "tui-many")
+                # keys still answer: move, sort, filter, open one, back
+                table = app.screen.query_one("#table")
+                at = table.cursor_row
+                await pilot.press("j", "j")
+                await until(pilot, lambda: table.cursor_row == at + 2, "the cursor two rows down")
+                await pilot.press("o")
+                await until(pilot, lambda: "sorted by PHASE" in screen_text(app) or app.screen.sort_by == 1, "sorted by the next column")
+                target = names[MANY // 2]
+                await open_sandbox(pilot, target)
+                await until(pilot, lambda: "event=ready" in log_text(app), "its log")
+                await pilot.press("escape")
+                await until(pilot, lambda: row(app, target) is not None, "back on the list")
+                await pilot.press("escape")
+                await until(pilot, lambda: all(row(app, n) for n in names), f"all {MANY} rows again")
+                await pilot.press("q")
+
+        asyncio.run(run())
+    finally:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda n: client.delete_sandbox(n, allow_missing=True), names))
+        client.close()
+
+
+def test_tui_explains_the_denial_under_the_cursor(term_env):
+    gw = term_env
+    name = "tui-cursor"
+    _create(gw, name)
+    from openshell_cli.tui.app import TermApp
+
+    async def run() -> None:
+        app = TermApp()
+        async with app.run_test(size=(120, 34)) as pilot:
+            await open_sandbox(pilot, name)
+            for port in (8081, 8082):  # two denials: 8081 older, 8082 newest
+                proc = await sx(gw, name, "curl", "-sS", "--max-time", "5", f"http://{BLOCKED_HOST}:{port}/")
+                assert b"policy_denied" in proc.stdout
+                await until(pilot, lambda p=port: f"DENIED {BLOCKED_HOST}:{p}" in log_text(app), f"the denial of port {port}")
+            # no cursor: e explains the newest
+            await pilot.press("e")
+            await until(pilot, lambda: "decision:" in screen_text(app), "the explanation")
+            assert f"explain: {BLOCKED_HOST}:8082" in screen_text(app)
+            await pilot.press("escape")
+            # the cursor up from the bottom onto the older denial, then e explains that one
+            log = app.screen.query_one("#log")
+            for _ in range(len(log.entries)):
+                await pilot.press("k")
+                sel = log.selected()
+                if sel is not None and sel.denial is not None and sel.denial.port == 8081:
+                    break
+            else:
+                raise AssertionError(f"the cursor never reached the older denial\n{log_text(app)}")
+            await pilot.press("e")
+            await until(pilot, lambda: "decision:" in screen_text(app), "the explanation")
+            assert f"explain: {BLOCKED_HOST}:8081" in screen_text(app)
+            shot(app, "tui-explain-cursor")
+            await pilot.press("escape")
+            await pilot.press("G")  # follow the newest again: no cursor
+            await until(pilot, lambda: log.selected() is None, "the cursor gone")
+            await pilot.press("q")
+
+    asyncio.run(run())

@@ -1,9 +1,12 @@
 """The terminal UI app (:class:`TermApp`) and its first view, the sandboxes table.
 
-The table is fed by one ``WatchSandbox`` stream per sandbox (status and
-warning-level log lines, for the denial count); the list itself is read at
-start, on ``r``, when a stream ends, and every :data:`DISCOVER` seconds to
-find sandboxes created elsewhere (the gateway has no list stream).
+The table is fed by one ``WatchSandbox`` stream per sandbox (status, and
+warning-level log lines of the last minute on for the denial count), all on
+one thread and one connection (:class:`~openshell_cli.tui.streams.Streams`);
+the list itself is read at start, on ``r``, when a stream ends, and every
+:data:`DISCOVER` seconds to find sandboxes created elsewhere (the gateway has
+no list stream). The table is redrawn at most every :data:`REDRAW` seconds:
+only the cells that changed, or every row when rows came, went or moved.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets.data_table import ColumnKey
 
-from openshell_cli.tui.model import Denial, DenialCounter, age, denial_of, printable
+from openshell_cli.tui.keys import COMMON_BINDINGS, KEYS_HELP, STEER_BINDINGS
+from openshell_cli.tui.model import DENIAL_WINDOW, Denial, DenialCounter, age, denial_of, printable
 from openshell_cli.tui.sandbox_view import SandboxScreen
 from openshell_cli.tui.screens import AskScreen, ConfirmScreen, PickScreen, PolicyFileScreen, TextScreen
-from openshell_cli.tui.streams import Follow, WatchEnded, WatchItem
+from openshell_cli.tui.streams import Follow, Streams, WatchEnded, WatchItem
 
 DISCOVER = 10.0  # seconds between list reads that find sandboxes created elsewhere
 REDRAW = 0.25  # seconds: the table is redrawn at most this often, and only when something changed
@@ -37,23 +42,9 @@ TICK = 5.0  # seconds: ages and the one-minute denial counts are redrawn this of
 RECONNECT = 2.0  # seconds between health checks while the gateway is lost
 EXEC_TIMEOUT = 60.0  # seconds an exec from the UI may run
 EXEC_SHOW = 64 * 1024  # bytes of an exec's output shown
-COLUMNS = ("NAME", "PHASE", "AGE", "POLICY", "DENIED/1m")
+LIST_LOG_TAIL = 200  # warning lines of the last minute each table stream starts with (the denial count)
+COLUMNS = ("NAME", "PHASE", "DRIVER", "AGE", "POLICY", "DENIED/1m")
 PHASE_STYLE = {"READY": "green", "ERROR": "bold red", "STOPPED": "yellow", "PROVISIONING": "cyan", "STARTING": "cyan", "STOPPING": "yellow"}
-
-KEYS_HELP = """\
-sandboxes view                      sandbox view
-  ↑ ↓ / j k   move                    Esc    back to the sandboxes
-  Enter       open the sandbox        l      cycle the log level
-  /           filter by name          e      explain the last denial
-  Esc         clear the filter        ↑ ↓ PgUp PgDn  scroll the log
-  o           sort by next column
-  r           read the list again
-  g / w       switch gateway / workspace
-either view
-  c connect (interactive shell)   x exec a command   s stop / start
-  d delete (asks first)           p set policy from a file
-  ? these keys                    q quit
-"""
 
 
 @dataclass
@@ -64,6 +55,20 @@ class Row:
     policy: PolicyRevision | None = None
     denials: DenialCounter = field(default_factory=DenialCounter)
     follow: Follow | None = None
+
+
+def _cells(r: Row, now: float) -> tuple[str | Text, ...]:
+    """The table cells of one row, in :data:`COLUMNS` order."""
+    sb = r.sandbox
+    n = r.denials.recent(now)
+    return (
+        sb.name,
+        Text(sb.phase, style=PHASE_STYLE.get(sb.phase, "")),
+        sb.driver or "?",
+        age(sb.created_at, now),
+        _policy_cell(sb, r.policy),
+        Text(str(n), style="bold red" if n else ""),
+    )
 
 
 def _policy_cell(sb: Sandbox, rev: PolicyRevision | None) -> str:
@@ -77,15 +82,10 @@ class SandboxesScreen(Screen[None]):
 
     AUTO_FOCUS = "#table"
     BINDINGS = [
-        Binding("q", "app.quit", "quit"),
         Binding("enter", "open", "open", key_display="⏎", priority=True),
         Binding("slash", "filter", "filter", key_display="/"),
-        Binding("s", "steer('stopstart')", "stop/start"),
-        Binding("d", "steer('delete')", "delete"),
-        Binding("p", "steer('policy')", "policy"),
-        Binding("x", "steer('exec')", "exec"),
-        Binding("c", "steer('connect')", "connect"),
-        Binding("question_mark", "app.keys", "keys", key_display="?"),
+        *STEER_BINDINGS,
+        *COMMON_BINDINGS,
         Binding("o", "sort", "sort"),
         Binding("g", "app.switch_gateway", "gateway"),
         Binding("w", "app.switch_workspace", "workspace"),
@@ -110,6 +110,10 @@ class SandboxesScreen(Screen[None]):
         self.filter = ""
         self.sort_by = 0
         self._dirty = True
+        self._columns: list[ColumnKey] = []
+        self._shown: list[str] = []  # row keys in the table, in order
+        self._cells: dict[str, tuple[str | Text, ...]] = {}  # what each shown row holds
+        self._where = ""
 
     @property
     def term(self) -> TermApp:
@@ -125,7 +129,7 @@ class SandboxesScreen(Screen[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#table", DataTable).add_columns(*COLUMNS)
+        self._columns = self.query_one("#table", DataTable).add_columns(*COLUMNS)
         self.set_interval(REDRAW, self._redraw)
         self.set_interval(TICK, self._tick)
         self.set_interval(DISCOVER, self.action_refresh)
@@ -167,8 +171,10 @@ class SandboxesScreen(Screen[None]):
             row = self.rows.get(sb.name)
             if row is None:
                 row = self.rows[sb.name] = Row(sb)
-                row.follow = Follow(self.term.client, sb.name, self, logs_level="warning", log_tail=200, with_events=False)
-                row.follow.start()
+                # Denials of the last minute first (the column's window), then new ones as they come.
+                row.follow = self.term.streams.follow(
+                    sb.name, self, logs_level="warning", log_tail=LIST_LOG_TAIL, log_since=time.time() - DENIAL_WINDOW, with_events=False
+                )
             elif row.follow is None:
                 row.sandbox = sb
         self._dirty = True
@@ -204,37 +210,40 @@ class SandboxesScreen(Screen[None]):
         where = f" gateway {self.term.gateway_label}  workspace {self.term.workspace}  {len(self.rows)} sandbox(es)"
         if self.filter:
             where += f"  filter '{self.filter}'"
-        self.query_one("#where", Static).update(Text(where, style="bold"))
+        if where != self._where:
+            self._where = where
+            self.query_one("#where", Static).update(Text(where, style="bold"))
         if not self._dirty:
             return
         self._dirty = False
         table = self.query_one("#table", DataTable)
-        selected = self.selected()
         now = time.time()
         rows = [r for name, r in self.rows.items() if self.filter.lower() in name.lower()]
         keys = (
             lambda r: r.sandbox.name,
             lambda r: r.sandbox.phase,
+            lambda r: r.sandbox.driver,
             lambda r: -r.sandbox.created_at,
             lambda r: r.policy.version if r.policy else r.sandbox.policy_version,
             lambda r: -r.denials.recent(now),
         )
-        rows.sort(key=keys[self.sort_by])
-        table.clear()
-        for r in rows:
-            sb = r.sandbox
-            n = r.denials.recent(now)
-            table.add_row(
-                sb.name,
-                Text(sb.phase, style=PHASE_STYLE.get(sb.phase, "")),
-                age(sb.created_at, now),
-                _policy_cell(sb, r.policy),
-                Text(str(n), style="bold red" if n else ""),
-                key=sb.name,
-            )
-        names = [r.sandbox.name for r in rows]
-        if selected in names:
-            table.move_cursor(row=names.index(selected))
+        rows.sort(key=lambda r: (keys[self.sort_by](r), r.sandbox.name))
+        cells = {r.sandbox.name: _cells(r, now) for r in rows}
+        names = list(cells)
+        if names == self._shown:
+            # Same rows in the same order: touch only the cells that changed (no full redraw).
+            for name, new in cells.items():
+                for col, old_cell, new_cell in zip(self._columns, self._cells[name], new, strict=True):
+                    if old_cell != new_cell:
+                        table.update_cell(name, col, new_cell)
+        else:
+            selected = self.selected()
+            table.clear()
+            for name, new in cells.items():
+                table.add_row(*new, key=name)
+            if selected in names:
+                table.move_cursor(row=names.index(selected))
+        self._shown, self._cells = names, cells
 
     def selected(self) -> str | None:
         """The name under the cursor (None for an empty table)."""
@@ -319,6 +328,7 @@ class TermApp(App[None]):
         self.gateway = gateway
         self.workspace = workspace
         self.client = self._client()
+        self.streams = Streams(self.client)
         self.lost = ""
         self._openshell = openshell or str(Path(sys.executable).with_name("openshell"))
 
@@ -335,6 +345,7 @@ class TermApp(App[None]):
         self.push_screen(SandboxesScreen())
 
     def on_unmount(self) -> None:
+        self.streams.close()
         self.client.close()
 
     def action_keys(self) -> None:
@@ -370,9 +381,12 @@ class TermApp(App[None]):
     def _reconnected(self) -> None:
         self.lost = ""
         self._banner("")
+        # A fresh channel: the old one may still be backing off from the failed connection.
+        old, self.streams = self.streams, Streams(self.client)
         for screen in self.screen_stack:
             if isinstance(screen, (SandboxesScreen, SandboxScreen)):
                 screen.restart_streams()
+        old.close()
 
     # ---------------------------------------------------------------- switching
 
@@ -404,12 +418,13 @@ class TermApp(App[None]):
             self._switch(self.gateway, name)
 
     def _switch(self, gateway: str | None, workspace: str) -> None:
-        old = (self.gateway, self.workspace, self.client)
+        old = (self.gateway, self.workspace, self.client, self.streams)
         self.gateway, self.workspace = gateway, workspace
         try:
             self.client = self._client()
+            self.streams = Streams(self.client)
         except Exception as exc:  # noqa: BLE001 - a bad gateway config stays a message
-            self.gateway, self.workspace, self.client = old
+            self.gateway, self.workspace, self.client, self.streams = old
             self.notify(str(exc), severity="error")
             return
         while len(self.screen_stack) > 2:
@@ -417,6 +432,7 @@ class TermApp(App[None]):
         for screen in self.screen_stack:
             if isinstance(screen, SandboxesScreen):
                 screen.restart_streams()
+        old[3].close()
         old[2].close()
 
     # ---------------------------------------------------------------- actions

@@ -13,10 +13,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, RichLog, Static
+from textual.widgets import Footer, Static
 
+from openshell_cli.tui.keys import COMMON_BINDINGS, STEER_BINDINGS
+from openshell_cli.tui.log_view import CursorLog
 from openshell_cli.tui.model import Denial, denial_of, limits_of, log_line, next_level, printable
-from openshell_cli.tui.streams import Follow, WatchEnded, WatchItem
+from openshell_cli.tui.streams import Follow, Streams, WatchEnded, WatchItem
 
 LOG_TAIL = 500  # log lines already held shown when the view opens
 LOG_KEEP = 5000  # lines the log pane keeps
@@ -27,6 +29,7 @@ class Steer(Protocol):
     """What the view needs from the app (:class:`openshell_cli.tui.app.TermApp`)."""
 
     client: OpenShellClient
+    streams: Streams
 
     def steer(self, action: str, name: str, *, phase: str = "", denial: Denial | None = None) -> None: ...
 
@@ -39,17 +42,10 @@ class SandboxScreen(Screen[None]):
     AUTO_FOCUS = "#log"
     BINDINGS = [
         Binding("escape", "back", "back", key_display="esc"),
-        Binding("q", "app.quit", "quit"),
         Binding("e", "steer('explain')", "explain"),
-        Binding("p", "steer('policy')", "policy"),
         Binding("l", "level", "level"),
-        Binding("s", "steer('stopstart')", "stop/start"),
-        Binding("d", "steer('delete')", "delete"),
-        Binding("x", "steer('exec')", "exec"),
-        Binding("c", "steer('connect')", "connect"),
-        Binding("question_mark", "app.keys", "keys", key_display="?"),
-        Binding("j", "scroll(1)", show=False),
-        Binding("k", "scroll(-1)", show=False),
+        *STEER_BINDINGS,
+        *COMMON_BINDINGS,
     ]
 
     DEFAULT_CSS = """
@@ -83,13 +79,13 @@ class SandboxScreen(Screen[None]):
         yield Static("", id="banner")
         yield Static("", id="info")
         with Horizontal(id="body"):
-            yield RichLog(id="log", max_lines=LOG_KEEP, wrap=True, markup=False, min_width=20)
+            yield CursorLog(id="log", max_lines=LOG_KEEP)
             with VerticalScroll(id="side"):
                 yield Static("", id="side-text")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#log", RichLog).border_title = "log"
+        self.query_one("#log", CursorLog).border_title = "log"
         self.query_one("#side", VerticalScroll).border_title = "policy · providers · limits"
         self.set_interval(FLUSH, self._flush)
         self.restart_streams()
@@ -102,10 +98,9 @@ class SandboxScreen(Screen[None]):
         """(Re)open the stream (on mount, after a level change, after a reconnect)."""
         if self._follow is not None:
             self._follow.stop()
-        self.query_one("#log", RichLog).clear()
+        self.query_one("#log", CursorLog).clear()
         self._pending.clear()
-        self._follow = Follow(self.steering.client, self.sandbox, self, logs_level=self.level, log_tail=LOG_TAIL, with_events=True)
-        self._follow.start()
+        self._follow = self.steering.streams.follow(self.sandbox, self, logs_level=self.level, log_tail=LOG_TAIL, with_events=True)
         self.run_worker(self._load_providers, thread=True, exclusive=True, group="providers")
 
     def _load_providers(self) -> None:
@@ -151,11 +146,11 @@ class SandboxScreen(Screen[None]):
             self._side_dirty = True
 
     def _flush(self) -> None:
-        if self._pending:
-            log = self.query_one("#log", RichLog)
+        log = self.query_one("#log", CursorLog)
+        if self._pending and log.ready:
             batch, self._pending = self._pending[-LOG_KEEP:], []
             for ev in batch:
-                log.write(log_line(ev))
+                log.add(log_line(ev), denial_of(ev))
         if self._side_dirty:
             self._side_dirty = False
             self._draw_side()
@@ -192,9 +187,12 @@ class SandboxScreen(Screen[None]):
     def action_back(self) -> None:
         self.app.pop_screen()
 
-    def action_scroll(self, lines: int) -> None:
-        log = self.query_one("#log", RichLog)
-        log.scroll_relative(y=lines, animate=False)
+    def chosen_denial(self) -> Denial | None:
+        """The denial ``e`` explains: the one under the log cursor, else the newest seen."""
+        entry = self.query_one("#log", CursorLog).selected()
+        if entry is not None and entry.denial is not None:
+            return entry.denial
+        return self.last_denial
 
     def action_level(self) -> None:
         self.level = next_level(self.level)
@@ -202,7 +200,7 @@ class SandboxScreen(Screen[None]):
         self.restart_streams()
 
     def action_steer(self, action: str) -> None:
-        self.steering.steer(action, self.sandbox, phase=self.phase, denial=self.last_denial)
+        self.steering.steer(action, self.sandbox, phase=self.phase, denial=self.chosen_denial() if action == "explain" else None)
 
 
 def _network_summary(policy_yaml: str) -> str:

@@ -29,6 +29,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import grpc
+import grpc.aio
 
 from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc
 from openshell.client.config import GatewayConfigError, load_gateway_config
@@ -326,6 +327,21 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
     def _scope(self) -> datamodel_pb2.WorkspaceSelector:
         return datamodel_pb2.WorkspaceSelector(workspace=self.workspace)
 
+    def aio_channel(self) -> grpc.aio.Channel:
+        """A new asyncio gRPC channel to the same gateway with the same mTLS identity,
+        for many concurrent streams on one event loop (``OpenShellStub(channel)``;
+        :meth:`watch_request` builds the request, :meth:`error_of` maps failures).
+
+        Call it on the thread running the event loop that will use it; close it there.
+        """
+        ca, cert, key = self._tls_material
+        creds = grpc.ssl_channel_credentials(root_certificates=_read(ca), private_key=_read(key), certificate_chain=_read(cert))
+        return grpc.aio.secure_channel(_target(self.endpoint), creds)
+
+    def error_of(self, exc: grpc.RpcError, sandbox: str | None = None) -> OpenShellError:
+        """The :class:`OpenShellError` for a failed call made on :meth:`aio_channel` (or this client's)."""
+        return self._error(exc, sandbox)
+
     def _error(self, exc: grpc.RpcError, sandbox: str | None = None) -> OpenShellError:
         """The exception for a failed call (:func:`openshell.client.errors.error_from_rpc`)."""
         which = f"gateway '{self.gateway_name}'" if self.gateway_name else "the gateway"
@@ -521,6 +537,7 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
         min_level: str = "",
         stop_on_terminal: bool = False,
         timeout: float | None = None,
+        log_since: float = 0.0,
     ) -> SandboxWatch:
         """Stream what happens to sandbox ``name`` as :class:`~openshell.client.watch.WatchEvent` items.
 
@@ -539,10 +556,44 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
         :param min_level: only log lines at or above ``debug``/``info``/``warning``/``error``.
         :param timeout: seconds after which the stream ends with :class:`WaitTimeout`
             (None: no limit).
+        :param log_since: unix seconds: the log tail holds only lines from then on (0: any age).
         :raises ValueError: none of ``status``, ``logs``, ``events``.
         :raises SandboxNotFound: no such sandbox (on the first ``next``).
         :raises WaitTimeout: ``timeout`` passed.
         :raises GatewayUnavailable: the connection to the gateway was lost.
+        """
+        req = self.watch_request(
+            name,
+            workspace=workspace,
+            status=status,
+            logs=logs,
+            events=events,
+            log_tail=log_tail,
+            event_tail=event_tail,
+            min_level=min_level,
+            stop_on_terminal=stop_on_terminal,
+            log_since=log_since,
+        )
+        return SandboxWatch(self._stub.WatchSandbox(req, timeout=timeout), lambda exc: self._error(exc, name), name, timeout)
+
+    def watch_request(
+        self,
+        name: str,
+        *,
+        workspace: str | None = None,
+        status: bool = True,
+        logs: bool = True,
+        events: bool = True,
+        log_tail: int = 0,
+        event_tail: int = 0,
+        min_level: str = "",
+        stop_on_terminal: bool = False,
+        log_since: float = 0.0,
+    ) -> openshell_pb2.WatchSandboxRequest:
+        """The ``WatchSandboxRequest`` :meth:`watch_sandbox` sends (same parameters), for
+        callers that run the stream themselves (e.g. many at once on :meth:`aio_channel`).
+
+        :raises ValueError: none of ``status``, ``logs``, ``events``.
         """
         if not (status or logs or events):
             raise ValueError("watch at least one of status, logs, events")
@@ -558,7 +609,9 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
             log_min_level=min_level,
             stop_on_terminal=stop_on_terminal,
         )
-        return SandboxWatch(self._stub.WatchSandbox(req, timeout=timeout), lambda exc: self._error(exc, name), name, timeout)
+        if log_since > 0:
+            req.since_time.FromNanoseconds(int(log_since * 1e9))
+        return req
 
     def exec(
         self,
