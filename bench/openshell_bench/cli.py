@@ -34,6 +34,7 @@ from openshell_bench.fig_inspect import inspection
 from openshell_bench.fig_lifecycle import lifecycle
 from openshell_bench.fig_network import setup_latency, throughput
 from openshell_bench.fig_transfer import transfer
+from openshell_bench.fig_tui import tui_latency
 from openshell_bench.peers import PEERS
 from openshell_bench.results import FigureResult, Skip, document, table, write
 
@@ -45,6 +46,7 @@ FIGURES: dict[str, Callable[[Context], FigureResult]] = {
     "decisions": decisions,
     "lifecycle": lifecycle,
     "transfer": transfer,
+    "tui": tui_latency,
 }
 DEFAULT_OUT = env.BENCH / "results" / "latest.json"
 MAX_SANDBOXES = 254  # live sandboxes per gateway (one /24 of 10.200.0.0/16 each)

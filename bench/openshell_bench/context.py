@@ -30,6 +30,7 @@ class Sizes:
     lifecycle_sandboxes: int = 50
     max_sandboxes: int = 100
     spawn_runs: int = 50
+    tui_denials: int = 30  # denied requests timed to the screen
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -46,6 +47,7 @@ class Sizes:
             lifecycle_sandboxes=3,
             max_sandboxes=4,
             spawn_runs=5,
+            tui_denials=5,
         )
 
 

@@ -30,3 +30,37 @@ def test_a_runaway_message_is_cut_so_no_batch_becomes_unsendable():
     batch = _batch([(0.0, level, target, message)])
     assert batch.ByteSize() < 4 * 1024 * 1024
     assert not batch.records[0].fields  # the gateway parses fields, off the proxy's loop
+
+
+def test_a_warning_is_pushed_without_waiting_for_the_interval_and_info_lines_wait():
+    import asyncio
+
+    from openshell.supervisor.log_push import push_loop
+
+    class Link:
+        def __init__(self) -> None:
+            self.batches: list[list[str]] = []
+            self.pushed = asyncio.Event()
+
+        async def push_log_batch(self, batch) -> bool:
+            self.batches.append([r.message for r in batch.records])
+            self.pushed.set()
+            return True
+
+    def record(level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord("openshell.supervisor.proxy", level, __file__, 1, message, None, None)
+
+    async def run() -> list[list[str]]:
+        handler, link = PushHandler(), Link()
+        task = asyncio.ensure_future(push_loop(link, handler, interval=3600))  # an hour: only a warning can wake it
+        await asyncio.sleep(0)
+        handler.emit(record(logging.INFO, "event=ready"))
+        await asyncio.sleep(0.2)
+        assert link.batches == []  # info lines wait for the interval
+        # from another thread, as the proxy's decision logging may be
+        await asyncio.to_thread(handler.emit, record(logging.WARNING, "event=decision decision=DENIED"))
+        await asyncio.wait_for(link.pushed.wait(), 30)
+        task.cancel()
+        return link.batches
+
+    assert asyncio.run(run()) == [["event=ready", "event=decision decision=DENIED"]]

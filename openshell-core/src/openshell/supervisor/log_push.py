@@ -4,6 +4,11 @@ Proxy decisions, policy loads and lifecycle events become visible through
 ``openshell sandbox logs NAME`` without access to the host. Lines are buffered
 in a bounded queue (oldest dropped first, counted) and pushed in batches, so a
 slow or absent gateway never blocks the proxy.
+
+Batches go every :data:`PUSH_INTERVAL` seconds, or :data:`URGENT_DELAY` after a
+warning-or-worse line (a denied connection): someone watching the sandbox sees
+a denial about when it happens, not up to half a second later, and a burst of
+them still travels as one batch.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from openshell.supervisor.link import GatewayLink
 
 MAX_BUFFERED = 10_000  # lines held while the gateway is unreachable
 PUSH_INTERVAL = 0.5  # seconds between batches
+URGENT_DELAY = 0.02  # seconds a warning waits for the lines logged with it before the batch goes
 MAX_MESSAGE = 16 * 1024  # characters of one log message (longer ones are cut)
 MAX_BATCH_BYTES = 1 << 20  # characters of messages per pushed batch
 
@@ -29,6 +35,20 @@ class PushHandler(logging.Handler):
         super().__init__(level)
         self.queue: collections.deque[tuple[float, str, str, str]] = collections.deque(maxlen=maxlen)
         self.dropped = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._urgent: asyncio.Event | None = None
+        self._flagged = False  # a wake-up is on its way (one per batch, not one per line)
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+        """The event :meth:`emit` sets (from any thread) when a warning-or-worse line is queued."""
+        self._loop, self._urgent = loop, asyncio.Event()
+        return self._urgent
+
+    def unflag(self) -> None:
+        """The push loop took the wake-up: the next warning sends a new one."""
+        self._flagged = False
+        if self._urgent is not None:
+            self._urgent.clear()
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("paramiko"):
@@ -42,6 +62,12 @@ class PushHandler(logging.Handler):
         if len(self.queue) == self.queue.maxlen:
             self.dropped += 1
         self.queue.append((record.created, record.levelname.lower(), record.name, message))
+        if record.levelno >= logging.WARNING and not self._flagged and self._loop is not None and self._urgent is not None:
+            self._flagged = True
+            try:
+                self._loop.call_soon_threadsafe(self._urgent.set)
+            except RuntimeError:  # the loop is closed (shutting down): the line waits for nothing
+                pass
 
     def drain(self, limit: int = 1000, max_bytes: int = MAX_BATCH_BYTES) -> list[tuple[float, str, str, str]]:
         """Take up to ``limit`` queued records, stopping once their messages reach
@@ -56,15 +82,22 @@ class PushHandler(logging.Handler):
 
 
 async def push_loop(link: GatewayLink, handler: PushHandler, interval: float = PUSH_INTERVAL) -> None:
-    """Forever: every ``interval`` seconds push what the handler queued, as one
-    ``PushLogBatch`` call.
+    """Forever: every ``interval`` seconds, or :data:`URGENT_DELAY` after a
+    warning-or-worse line, push what the handler queued, as one ``PushLogBatch`` call.
 
     A failed push puts the batch back (bounded by the queue) and retries later.
     The records carry no parsed fields: the gateway parses the logfmt messages,
     off the proxy's event loop, which this loop shares.
     """
+    urgent = handler.bind(asyncio.get_running_loop())
     while True:
-        await asyncio.sleep(interval)
+        try:
+            await asyncio.wait_for(urgent.wait(), interval)
+        except TimeoutError:
+            pass
+        else:
+            await asyncio.sleep(URGENT_DELAY)
+        handler.unflag()
         batch = handler.drain()
         if not batch:
             continue
