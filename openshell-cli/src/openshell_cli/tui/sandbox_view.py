@@ -175,7 +175,7 @@ class SandboxScreen(Screen[None]):
         side.append("".join(f"{k}: {v}\n" for k, v in self.limits.items()) or "not reported yet\n")
         if self.last_denial is not None:
             d = self.last_denial
-            side.append("\nLast denial (e: explain)\n", style="bold underline")
+            side.append("\nLast denial (e explains it, or the one under the ↑↓ cursor)\n", style="bold underline")
             side.append(f"{d.host}:{d.port} by {d.binary}\n", style="red")
         self.query_one("#side-text", Static).update(side)
 
