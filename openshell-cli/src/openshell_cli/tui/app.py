@@ -235,7 +235,7 @@ class SandboxesScreen(Screen[None]):
             for name, new in cells.items():
                 for col, old_cell, new_cell in zip(self._columns, self._cells[name], new, strict=True):
                     if old_cell != new_cell:
-                        table.update_cell(name, col, new_cell)
+                        table.update_cell(name, col, new_cell, update_width=True)
         else:
             selected = self.selected()
             table.clear()

@@ -158,6 +158,9 @@ class Follow:
             err = self.streams.client.error_of(exc, self.sandbox)
             self._post(WatchEnded(self, self.sandbox, str(err), lost=isinstance(err, GatewayUnavailable)))
             return
+        except Exception as exc:  # noqa: BLE001 - e.g. an item that does not parse: end this stream, say why
+            self._post(WatchEnded(self, self.sandbox, f"watching '{self.sandbox}' failed: {exc}"))
+            return
         finally:
             call.cancel()
         self._post(WatchEnded(self, self.sandbox))
