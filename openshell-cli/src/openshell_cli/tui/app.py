@@ -30,7 +30,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.widgets.data_table import ColumnKey
 
-from openshell_cli.tui.keys import COMMON_BINDINGS, KEYS_HELP, STEER_BINDINGS
+from openshell_cli.tui.keys import KEYS_BINDING, KEYS_HELP, QUIT_BINDING, STEER_BINDINGS
 from openshell_cli.tui.model import DENIAL_WINDOW, Denial, DenialCounter, age, denial_of, printable
 from openshell_cli.tui.sandbox_view import SandboxScreen
 from openshell_cli.tui.screens import AskScreen, ConfirmScreen, PickScreen, PolicyFileScreen, TextScreen
@@ -82,10 +82,11 @@ class SandboxesScreen(Screen[None]):
 
     AUTO_FOCUS = "#table"
     BINDINGS = [
+        QUIT_BINDING,
         Binding("enter", "open", "open", key_display="⏎", priority=True),
         Binding("slash", "filter", "filter", key_display="/"),
         *STEER_BINDINGS,
-        *COMMON_BINDINGS,
+        KEYS_BINDING,
         Binding("o", "sort", "sort"),
         Binding("g", "app.switch_gateway", "gateway"),
         Binding("w", "app.switch_workspace", "workspace"),

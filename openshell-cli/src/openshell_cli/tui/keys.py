@@ -15,11 +15,9 @@ STEER_BINDINGS: list[Binding] = [
     Binding("p", "steer('policy')", "policy"),
 ]
 
-#: on every view
-COMMON_BINDINGS: list[Binding] = [
-    Binding("question_mark", "app.keys", "keys", key_display="?"),
-    Binding("q", "app.quit", "quit"),
-]
+#: on every view; quit early in each footer so it shows at 80 columns
+QUIT_BINDING = Binding("q", "app.quit", "quit")
+KEYS_BINDING = Binding("question_mark", "app.keys", "keys", key_display="?")
 
 KEYS_HELP = """\
 sandboxes view                      sandbox view

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from openshell_cli.tui.keys import COMMON_BINDINGS, STEER_BINDINGS
+from openshell_cli.tui.keys import KEYS_BINDING, QUIT_BINDING, STEER_BINDINGS
 from openshell_cli.tui.log_view import CursorLog
 from openshell_cli.tui.model import Denial, denial_of, limits_of, log_line, next_level, printable
 from openshell_cli.tui.streams import Follow, Streams, WatchEnded, WatchItem
@@ -42,10 +42,11 @@ class SandboxScreen(Screen[None]):
     AUTO_FOCUS = "#log"
     BINDINGS = [
         Binding("escape", "back", "back", key_display="esc"),
+        QUIT_BINDING,
         Binding("e", "steer('explain')", "explain"),
         Binding("l", "level", "level"),
         *STEER_BINDINGS,
-        *COMMON_BINDINGS,
+        KEYS_BINDING,
     ]
 
     DEFAULT_CSS = """
