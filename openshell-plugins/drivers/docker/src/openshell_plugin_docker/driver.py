@@ -42,8 +42,8 @@ from typing import Any, Mapping
 
 from openshell.plugin import ComputeDriver, DriverContext, SandboxStatus, SshEndpoint
 
-from openshell_plugin_docker import dockerd, images
-from openshell_plugin_docker.runtime import Runtime, ensure_runtime
+from openshell_plugin_docker import disk, dockerd, images
+from openshell_plugin_docker.runtime import Runtime, ensure_runtime, prune_runtimes, touch
 
 log = logging.getLogger("openshell.drivers.docker")
 
@@ -57,6 +57,7 @@ LABEL_WORKSPACE = "openshell.sandbox.workspace"
 #: signals to sandbox processes (KILL)
 CAPABILITIES = ("SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SETUID", "SETGID", "SETPCAP", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL")
 CONFIG_DIR = "/var/lib/openshell"  # in the container
+WORKDIR = f"{CONFIG_DIR}/state/workdir"  # the supervisor's workdir (shown as /sandbox), in the container
 SSH_DIR = Path("/run/openshell/docker")  # on the host, one 0700 directory per sandbox
 STOP_GRACE = 10  # seconds between SIGTERM and SIGKILL
 STOPPED_MARKER = "stopped"
@@ -107,6 +108,20 @@ class DockerDriver(ComputeDriver):
             self._runtime = exc
         finally:
             self._runtime_ready.set()
+        if isinstance(self._runtime, Runtime):
+            self._prune_runtimes(self._runtime)
+
+    def _prune_runtimes(self, current: Runtime) -> None:
+        """Remove old runtimes of earlier builds (~50-200 MB each): never the current one,
+        nor one any container of the engine mounts (running or stopped), nor one another
+        gateway used within the grace period (:func:`runtime.prune_runtimes`)."""
+        try:
+            removed = prune_runtimes(current.path, runtime_mounts_in_use(self.client), cache_root=current.path.parent)
+        except Exception as exc:  # noqa: BLE001 - the engine did not answer: prune nothing
+            log.warning("event=runtime_prune_skipped reason=%s", exc)
+            return
+        if removed:
+            log.info("event=runtime_pruned count=%d dirs=%s", len(removed), ",".join(d.name for d in removed))
 
     @property
     def runtime(self) -> Runtime:
@@ -115,6 +130,10 @@ class DockerDriver(ComputeDriver):
         if isinstance(self._runtime, BaseException):
             raise self._runtime
         assert self._runtime is not None
+        if not (self._runtime.path / "bin" / "python3").is_file():
+            # Pruned by another gateway after a long idle spell (or removed by hand): build again.
+            self._runtime = ensure_runtime()
+        touch(self._runtime.path)  # used now: another gateway's prune keeps it
         return self._runtime
 
     # ------------------------------------------------------------------ helpers
@@ -201,7 +220,6 @@ class DockerDriver(ComputeDriver):
             self._creating.discard(sid)
 
     def _create(self, sandbox: Mapping[str, Any]) -> None:
-        import docker.errors
         from docker.types import Mount
         from openshell.plugin import limits_for
 
@@ -218,6 +236,9 @@ class DockerDriver(ComputeDriver):
         os.chmod(d, 0o700)
         mounts = [Mount(target=dst, source=src, type="bind", read_only=True) for src, dst in self.runtime.mounts]
         mounts.append(Mount(target="/run/openshell/ssh", source=str(ssh_dir), type="bind"))
+        if limits.disk is not None:
+            # The writable layer has no size limit on this engine: the workdir gets its own file system.
+            mounts.append(Mount(target=WORKDIR, source=str(disk.prepare(d, limits.disk)), type="bind"))
         resources: dict[str, Any] = {}
         if limits.memory is not None:
             resources["mem_limit"] = limits.memory
@@ -229,6 +250,19 @@ class DockerDriver(ComputeDriver):
         stale = self._container(sid)
         if stale is not None:
             stale.remove(force=True)
+        try:
+            container = self._create_container(sandbox, image, mounts, resources)
+        except BaseException:
+            disk.release(d)
+            raise
+        log.info("event=container_started sandbox=%s container=%s image=%s", sid, container.short_id, image)
+        self.report_event(sid, "ContainerStarted", f"container {container.short_id} of image {image} started", image=image)
+
+    def _create_container(self, sandbox: Mapping[str, Any], image: str, mounts: list, resources: dict[str, Any]) -> Any:
+        """Create, fill (config, certificates) and start the container; removed again on failure."""
+        import docker.errors
+
+        sid = str(sandbox["id"])
         container = self.client.containers.create(
             image,
             name=self.container_name(sid),
@@ -256,8 +290,7 @@ class DockerDriver(ComputeDriver):
         except BaseException:
             container.remove(force=True)
             raise
-        log.info("event=container_started sandbox=%s container=%s image=%s", sid, container.short_id, image)
-        self.report_event(sid, "ContainerStarted", f"container {container.short_id} of image {image} started", image=image)
+        return container
 
     def status(self, sandbox_id: str) -> SandboxStatus:
         """``PROVISIONING`` (the supervisor reports READY itself) while the container runs;
@@ -294,6 +327,7 @@ class DockerDriver(ComputeDriver):
             if keep_workdir:
                 self._keep_workdir(c, sandbox_id)
             c.remove(force=True, v=True)
+        disk.release(self.sandbox_dir(sandbox_id))
         shutil.rmtree(SSH_DIR / sandbox_id, ignore_errors=True)
         shutil.rmtree(self.sandbox_dir(sandbox_id), ignore_errors=True)
         self._requested_stop.discard(sandbox_id)
@@ -301,7 +335,7 @@ class DockerDriver(ComputeDriver):
     def _keep_workdir(self, c: Any, sandbox_id: str) -> None:
         out = Path(self.ctx.state_dir) / "sandboxes" / f"{sandbox_id}-workdir.tar"
         try:
-            stream, _ = c.get_archive(f"{CONFIG_DIR}/state/workdir")
+            stream, _ = c.get_archive(WORKDIR)
             with open(out, "wb") as f:
                 for chunk in stream:
                     f.write(chunk)
@@ -333,6 +367,9 @@ class DockerDriver(ComputeDriver):
             raise FileNotFoundError(f"container {self.container_name(sid)} is gone; it cannot be started, create the sandbox anew")
         if c.attrs.get("State", {}).get("Running"):
             return
+        d = self.sandbox_dir(sid)
+        if (d / disk.IMAGE).exists():
+            disk.mount(d / disk.IMAGE, d / disk.MOUNTPOINT)  # gone after a host reboot: the bind would show an empty directory
         c.put_archive("/var/lib", self._config_tar(sandbox))
         (self.sandbox_dir(sid) / STOPPED_MARKER).unlink(missing_ok=True)
         self._requested_stop.discard(sid)
@@ -389,6 +426,19 @@ class DockerDriver(ComputeDriver):
                 warning=not requested,
                 exit_code=str(code),
             )
+
+
+def runtime_mounts_in_use(client: Any) -> set[str]:
+    """Host paths bind-mounted into any container of the engine (running or stopped).
+
+    :raises docker.errors.APIError: the engine did not answer (then nothing may be pruned).
+    """
+    used: set[str] = set()
+    for c in client.containers.list(all=True):
+        for m in c.attrs.get("Mounts") or []:
+            if m.get("Type") == "bind" and m.get("Source"):
+                used.add(str(m["Source"]))
+    return used
 
 
 def _exit_reason(c: Any) -> str:
