@@ -30,6 +30,8 @@ class Sizes:
     lifecycle_sandboxes: int = 50
     max_sandboxes: int = 100
     spawn_runs: int = 50
+    docker_sandboxes: int = 20  # docker driver: creates timed (--with-docker)
+    docker_hold: int = 10  # docker driver: sandboxes held for the memory figure
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -46,6 +48,8 @@ class Sizes:
             lifecycle_sandboxes=3,
             max_sandboxes=4,
             spawn_runs=5,
+            docker_sandboxes=3,
+            docker_hold=2,
         )
 
 
