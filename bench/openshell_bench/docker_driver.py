@@ -13,7 +13,8 @@
   ``docker run --rm --network none IMAGE /bin/true`` (spawn to exit: create,
   start, run, exit, remove) and ``docker run -d --network none IMAGE sleep
   infinity`` (until the CLI returns: the container runs; removal not timed),
-  one warm-up each; memory: ``hold`` such ``sleep`` containers, PSS of the
+  one warm-up each, interleaved with the sandbox creates (one of each per
+  round); memory: the last ``hold`` such ``sleep`` containers, PSS of the
   ``sleep`` process and its shim each.
 
 The create-to-READY goal of issue 14: p50 within 1.5× of ``docker run --rm``'s
@@ -84,37 +85,50 @@ def container_pss_kib(client: Any, container_ids: list[str]) -> tuple[int, int]:
     return total, count
 
 
-def _cli_times(argv: list[str], runs: int, after: Any = None) -> list[float]:
-    """ms until ``argv`` returns, ``runs`` times after one warm-up; ``after(stdout)`` (untimed) follows each."""
-    out = []
-    for i in range(runs + 1):
-        t0 = time.perf_counter()
-        p = subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-        if i:
-            out.append((time.perf_counter() - t0) * 1000)
-        if after is not None:
-            after(p.stdout.strip())
-    return out
+def _timed(argv: list[str]) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    return (time.perf_counter() - t0) * 1000, p.stdout.strip()
 
 
 def docker_driver_rows(fig: FigureResult, runs: int, hold: int) -> None:
-    """Add the docker driver's and plain ``docker run``'s rows and the 1.5× target, or skipped rows."""
+    """Add the docker driver's and plain ``docker run``'s rows and the 1.5× target, or skipped rows.
+
+    The three timed operations are interleaved (create + delete a sandbox, ``docker
+    run --rm``, ``docker run -d``, once each per round), so other load on the machine
+    weighs on all of them alike and the ratio stays meaningful on a busy machine.
+    """
     try:
         client, url = _engine()
     except Skip as exc:
         fig.skip_row(SUBJECT, "create-to-READY p50", "ms", str(exc))
         return
     docker_cli = [shutil.which("docker") or "docker", "--host", url]
+    run_rm = [*docker_cli, "run", "--rm", "--network", "none", IMAGE, "/bin/true"]
+    run_d = [*docker_cli, "run", "-d", "--network", "none", IMAGE, "sleep", "infinity"]
+    creates: list[float] = []
+    deletes: list[float] = []
+    spawn: list[float] = []
+    detached: list[float] = []
+    started: list[str] = []
+    held: list[str] = []
     try:
         with env.BenchGateway(driver="docker") as gw:
             _ensure_image(gw, client)
-            gw.create("bench-dk-warm", timeout=600)  # the runtime build and first container: not measured
+            # warm-up, not measured: the runtime build, the engine's first container, the CLI
+            gw.create("bench-dk-warm", timeout=600)
             gw.delete("bench-dk-warm")
-            creates, deletes = [], []
+            _timed(run_rm)
+            started.append(_timed(run_d)[1])
             for i in range(runs):
                 creates.append(gw.create(f"bench-dk-{i}") * 1000)
                 deletes.append(gw.delete(f"bench-dk-{i}") * 1000)
-            held = []
+                spawn.append(_timed(run_rm)[0])
+                ms, cid = _timed(run_d)
+                detached.append(ms)
+                started.append(cid)
+                if len(started) > hold + 1:
+                    subprocess.run([*docker_cli, "rm", "-f", started.pop(0)], capture_output=True, timeout=60, check=False)
             try:
                 for i in range(hold):
                     gw.create(f"bench-dkd-{i}", timeout=180)
@@ -125,46 +139,40 @@ def docker_driver_rows(fig: FigureResult, runs: int, hold: int) -> None:
                     if c.labels.get("openshell.sandbox.name", "").startswith("bench-dkd-")
                 ]
                 pss, nproc = container_pss_kib(client, ids)
+                plain = started[-hold:] if hold else started
+                plain_pss, plain_nproc = container_pss_kib(client, plain)
             finally:
                 for name in held:
                     gw.delete(name)
-    except (RuntimeError, subprocess.SubprocessError) as exc:
-        fig.skip_row(SUBJECT, "create-to-READY p50", "ms", f"docker gateway failed: {str(exc)[-300:]}")
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        fig.skip_row(SUBJECT, "create-to-READY p50", "ms", f"docker driver run failed: {str(exc)[-300:]}")
         return
-    ready_row = fig.add(SUBJECT, "create-to-READY p50", percentile(creates, 50), "ms", note=f"{IMAGE}, {runs} sandboxes, private engine")
+    finally:
+        for cid in started:
+            subprocess.run([*docker_cli, "rm", "-f", cid], capture_output=True, timeout=60, check=False)
+        client.close()
+    base = percentile(spawn, 50)
+    p50 = percentile(creates, 50)
+    ratio = p50 / base if base else float("inf")
+    fig.add(SUBJECT, "create-to-READY p50", p50, "ms", ratio=ratio, baseline="docker run --rm (same image)", note=f"{IMAGE}, {runs} sandboxes, private engine")
     fig.add(SUBJECT, "create-to-READY p99", percentile(creates, 99), "ms")
     fig.add(SUBJECT, "delete p50", percentile(deletes, 50), "ms")
     fig.add(SUBJECT, "delete p99", percentile(deletes, 99), "ms")
     if held:
         fig.add(SUBJECT, "memory per sandbox (PSS)", pss / len(held) / 1024, "MiB", note=f"{len(held)} held; {nproc} processes incl. containerd-shims")
-
-    # plain docker run, same image, same engine
-    try:
-        spawn = _cli_times([*docker_cli, "run", "--rm", "--network", "none", IMAGE, "/bin/true"], runs)
-        started: list[str] = []
-        detached = _cli_times([*docker_cli, "run", "-d", "--network", "none", IMAGE, "sleep", "infinity"], runs, after=started.append)
-        try:
-            pss, nproc = container_pss_kib(client, started[:hold] or started)
-            n = len(started[:hold] or started)
-        finally:
-            for cid in started:
-                subprocess.run([*docker_cli, "rm", "-f", cid], capture_output=True, timeout=60, check=False)
-    except (subprocess.SubprocessError, OSError) as exc:
-        fig.skip_row("docker run (same image)", "spawn-to-exit p50", "ms", f"docker run failed: {str(exc)[-200:]}")
-        return
-    finally:
-        client.close()
-    base = percentile(spawn, 50)
-    fig.add("docker run --rm (same image)", "spawn-to-exit p50", base, "ms", note=f"{IMAGE} /bin/true, --network none, OpenShell's engine")
+    fig.add("docker run --rm (same image)", "spawn-to-exit p50", base, "ms", note=f"{IMAGE} /bin/true, --network none, OpenShell's engine, interleaved")
     fig.add("docker run --rm (same image)", "spawn-to-exit p99", percentile(spawn, 99), "ms")
     fig.add("docker run -d (same image)", "run-to-started p50", percentile(detached, 50), "ms", note="sleep infinity; removal not timed")
     fig.add("docker run -d (same image)", "run-to-started p99", percentile(detached, 99), "ms")
-    fig.add(
-        "docker run -d (same image)", "memory per container (PSS)", pss / max(n, 1) / 1024, "MiB", note=f"{n} held; {nproc} processes incl. containerd-shims"
-    )
-    p50 = percentile(creates, 50)
-    ratio = p50 / base if base else float("inf")
-    ready_row.ratio, ready_row.baseline = ratio, "docker run --rm (same image)"
+    if hold:
+        n = len(started[-hold:])
+        fig.add(
+            "docker run -d (same image)",
+            "memory per container (PSS)",
+            plain_pss / max(n, 1) / 1024,
+            "MiB",
+            note=f"{n} held; {plain_nproc} processes incl. containerd-shims",
+        )
     fig.targets.append(
         Target(
             "docker create-to-READY p50",

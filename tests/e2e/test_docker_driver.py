@@ -403,3 +403,37 @@ def test_an_image_without_a_c_library_runs_the_sandbox(docker_gateway):
     finally:
         gw.cli("sandbox", "delete", "dk-nolibc")
         _client().images.remove(image, force=True)
+
+
+# --------------------------------------------------------------------------- inference.local
+
+
+def test_inference_local_routes_to_a_local_backend(docker_gateway, tmp_path_factory):
+    """inference.local on a docker sandbox: the router in the container's supervisor reaches a
+    fake model server on the host's loopback (the container shares the host's network
+    namespace), with the backend's credential and model; the sandbox never sees the key.
+    Own docker gateway: the route is gateway-wide and must not leak into other tests."""
+    from conftest import _start_gateway  # noqa: E402 - tests/ is on sys.path (conftest)
+    from fakes.model_server import ModelServer
+
+    chat = json.dumps({"model": "ignored-by-router", "messages": [{"role": "user", "content": "hi"}]})
+    with ModelServer(reply="routed from a container") as model:
+        gw = _start_gateway(tmp_path_factory.mktemp("inf-docker"), "inf-docker", driver="docker")
+        try:
+            gw.cli("provider", "create", "--name", "inf-key", "--type", "openai", "--credential", "OPENAI_API_KEY=sk-backend-456", check=True)
+            gw.cli("inference", "set", "--backend", "openai", "--model", "served-model", "--base-url", model.base_url, "--provider", "inf-key", check=True)
+            gw.cli("sandbox", "create", "--name", "dk-inf", "--detach", check=True, timeout=180)
+            p = gw.sx(
+                "dk-inf",
+                "curl", "-sS", "--max-time", "30", "https://inference.local/v1/chat/completions",
+                "-H", "Content-Type: application/json", "-H", "Authorization: Bearer sandbox-made-this-up", "-d", chat,
+            )  # fmt: skip
+            assert p.returncode == 0, _err(p)
+            assert json.loads(p.stdout)["choices"][0]["message"]["content"] == "routed from a container"
+            seen = model.requests[-1]
+            assert seen.body["model"] == "served-model" and seen.headers["Authorization"] == "Bearer sk-backend-456"
+            env = gw.sx("dk-inf", "sh", "-c", "env; cat /proc/1/environ 2>/dev/null").stdout
+            assert b"sk-backend-456" not in env
+        finally:
+            gw.cli("sandbox", "delete", "--all", timeout=180)
+            gw.cli("gateway", "stop", "--name", gw.name, timeout=60)
