@@ -437,3 +437,20 @@ def test_inference_local_routes_to_a_local_backend(docker_gateway, tmp_path_fact
         finally:
             gw.cli("sandbox", "delete", "--all", timeout=180)
             gw.cli("gateway", "stop", "--name", gw.name, timeout=60)
+
+
+def test_delete_keep_workdir_copies_the_disk_limited_workdir_out(docker_gateway):
+    gw = docker_gateway
+    gw.cli("sandbox", "create", "--name", "dk-keep", "--detach", check=True)
+    d = _sandbox_dir(gw, "dk-keep")
+    sid = d.name
+    assert gw.sx("dk-keep", "sh", "-c", "echo keep-me > /sandbox/kept.txt").returncode == 0
+    gw.cli("sandbox", "delete", "dk-keep", "--keep-workdir", check=True)
+    out = gw.state_dir / "sandboxes" / f"{sid}-workdir.tar"
+    try:
+        with tarfile.open(out) as tar:
+            member = tar.extractfile("workdir/kept.txt")
+            assert member is not None and member.read() == b"keep-me\n"
+        assert not (d / "workdir.ext4").exists()
+    finally:
+        out.unlink(missing_ok=True)
