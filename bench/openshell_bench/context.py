@@ -31,6 +31,8 @@ class Sizes:
     max_sandboxes: int = 100
     spawn_runs: int = 50
     tui_denials: int = 30  # denied requests timed to the screen
+    docker_sandboxes: int = 20  # docker driver: creates timed (--with-docker)
+    docker_hold: int = 10  # docker driver: sandboxes held for the memory figure
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -48,6 +50,8 @@ class Sizes:
             max_sandboxes=4,
             spawn_runs=5,
             tui_denials=5,
+            docker_sandboxes=3,
+            docker_hold=2,
         )
 
 

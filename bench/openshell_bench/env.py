@@ -90,12 +90,15 @@ class BenchGateway:
 
     :param extra_env: environment for the gateway process (and so its supervisors),
         e.g. ``OPENSHELL_EXTRA_CA``.
+    :param driver: compute driver (``local``; ``docker`` for the lifecycle figure's
+        docker rows, named ``bench<pid>do``).
     :raises RuntimeError: the gateway did not start (the CLI's message).
     """
 
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, extra_env: dict[str, str] | None = None, driver: str = "local") -> None:
         self.base = Path(tempfile.mkdtemp(prefix="osbench-gw-"))
-        self.name = f"bench{os.getpid()}"
+        self.driver = driver
+        self.name = f"bench{os.getpid()}" + ("" if driver == "local" else driver[:2])
         self.port = free_port()
         self.env = dict(os.environ)
         self.env.update(XDG_CONFIG_HOME=str(self.base / "config"), XDG_STATE_HOME=str(self.base / "state"), OPENSHELL_GATEWAY=self.name)
@@ -109,7 +112,7 @@ class BenchGateway:
             raise
 
     def _start(self) -> None:
-        self.cli("gateway", "start", "--name", self.name, "--port", str(self.port), check=True, timeout=90)
+        self.cli("gateway", "start", "--name", self.name, "--port", str(self.port), "--driver", self.driver, check=True, timeout=90)
         from openshell.client.config import load_gateway_config
         from openshell.client.sdk import OpenShellClient
 

@@ -13,6 +13,10 @@
   (``--network none``), against a private dockerd the harness starts and stops
   itself (``docker_peer.PrivateDocker``); only with ``--with-docker`` /
   ``OPENSHELL_BENCH_DOCKER=1``, otherwise skipped with a reason saying so.
+- ``openshell docker`` and ``docker run (same image)``: the docker compute
+  driver's create-to-READY, delete and memory per sandbox, next to plain
+  ``docker run`` of its default image in the same engine
+  (:mod:`openshell_bench.docker_driver`); also only with ``--with-docker``.
 
 Each spawn peer gets one unmeasured warm-up run, then ``spawn_runs`` measured ones.
 """
@@ -25,6 +29,7 @@ import time
 
 from openshell_bench import env
 from openshell_bench.context import Context
+from openshell_bench.docker_driver import docker_driver_rows
 from openshell_bench.docker_peer import ENV_FLAG, IMAGE, PrivateDocker
 from openshell_bench.results import FigureResult, Skip, Target, percentile
 
@@ -93,6 +98,10 @@ def lifecycle(ctx: Context) -> FigureResult:
         fig.add("bwrap", "spawn-to-exit p50", percentile(times, 50), "ms", note="/bin/true, all namespaces")
         fig.add("bwrap", "spawn-to-exit p99", percentile(times, 99), "ms")
     _docker_rows(fig, ctx, SPAWN_COMMAND)
+    if ctx.with_docker:
+        docker_driver_rows(fig, s.docker_sandboxes, s.docker_hold)
+    else:
+        fig.skip_row("openshell docker", "create-to-READY p50", "ms", f"not asked: run with --with-docker (or {ENV_FLAG}=1) for the docker driver's rows")
 
     # density
     gw_pid = gw.pid

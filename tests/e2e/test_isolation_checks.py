@@ -61,10 +61,12 @@ def _docker_containers():
 
 
 def _host_workdirs(gw) -> list[Path]:
-    """Every sandbox workdir as the host sees it (docker: inside each container's upper layer)."""
+    """Every sandbox workdir as the host sees it (docker: the host mount of its disk-limited
+    file system, as with local, or without one inside each container's upper layer)."""
+    mounted = list((gw.state_dir / "sandboxes").glob("*/workdir"))
     if gw.driver != "docker":
-        return list((gw.state_dir / "sandboxes").glob("*/workdir"))
-    return [Path(c.attrs["GraphDriver"]["Data"]["UpperDir"]) / "var/lib/openshell/state/workdir" for c in _docker_containers()]
+        return mounted
+    return mounted + [Path(c.attrs["GraphDriver"]["Data"]["UpperDir"]) / "var/lib/openshell/state/workdir" for c in _docker_containers()]
 
 
 def _supervisor_configs(gw) -> list[dict]:

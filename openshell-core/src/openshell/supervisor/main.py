@@ -577,10 +577,62 @@ class _LogFormatter(logging.Formatter):
         return f"{self._cached[1]},{int(record.msecs):03d}"
 
 
+def _load_config(path: str, wait: float) -> SupervisorConfig:
+    """The config file; with ``wait`` > 0 it may not be there yet (or only partly: it is
+    copied in by the container engine): the start's imports run in a thread meanwhile,
+    and the file is read every 5 ms until it parses or ``wait`` seconds have passed.
+
+    :raises OSError, ValueError, KeyError: missing or bad after the wait.
+    """
+    if wait <= 0:
+        return SupervisorConfig.load(path)
+    import threading
+    import time
+
+    threading.Thread(target=_preload_quietly, name="preload", daemon=True).start()
+    t0 = time.monotonic()
+    deadline = t0 + wait
+    while True:
+        try:
+            cfg = SupervisorConfig.load(path)
+            # How the start splits: the interpreter and main's imports (since exec) vs the wait.
+            log.info("event=config_loaded since_exec_ms=%d waited_ms=%d", _ms_since_exec(), (time.monotonic() - t0) * 1000)
+            return cfg
+        except (OSError, ValueError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _ms_since_exec() -> int:
+    """Milliseconds since this process started (``/proc/self/stat``; 10 ms resolution); -1 if unknown."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            start_ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        return int((time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")) * 1000)
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def _preload_quietly() -> None:
+    """:func:`_preload` for its imports only; a failure shows again when the start preloads."""
+    try:
+        _preload()
+    except Exception:  # noqa: BLE001 - reported by the start's own _preload
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console script ``openshell-sandbox --config FILE``; exits 0 on a clean stop."""
     parser = argparse.ArgumentParser(prog="openshell-sandbox", description="Run one sandbox's supervisor (started by a compute driver).")
     parser.add_argument("--config", required=True, help="supervisor.json written by the compute driver")
+    parser.add_argument(
+        "--wait-config",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the config file to appear (the docker driver copies it in after starting the container)",
+    )
     args = parser.parse_args(argv)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -590,7 +642,7 @@ def main(argv: list[str] | None = None) -> None:
     if os.geteuid() != 0:
         log.error("event=start_failed reason=the supervisor must run as root")
         sys.exit(1)
-    cfg = SupervisorConfig.load(args.config)
+    cfg = _load_config(args.config, args.wait_config)
 
     async def _run() -> int:
         # The gRPC channel binds to the running loop, so build everything inside it.

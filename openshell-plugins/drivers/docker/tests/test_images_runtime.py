@@ -42,3 +42,43 @@ def test_ldd_lines_are_parsed():
     m = runtime._LDD_LINE.match("\t/lib64/ld-linux-x86-64.so.2 (0x00007f1535e09000)")
     assert m and m.group(3) == "/lib64/ld-linux-x86-64.so.2"
     assert runtime._LDD_LINE.match("\tlinux-vdso.so.1 (0x00007ffd)") is None
+
+
+def _runtime_dir(root, name: str, age: float, now: float):
+    import os
+
+    d = root / name
+    (d / "bin").mkdir(parents=True)
+    (d / "bin" / "python3").write_bytes(b"x")
+    os.utime(d, (now - age, now - age))
+    return d
+
+
+def test_prune_removes_old_runtimes_but_not_the_current_a_mounted_or_a_recently_used_one(tmp_path):
+    import time
+
+    now = time.time()
+    current = _runtime_dir(tmp_path, "runtime-current", 99999, now)
+    mounted = _runtime_dir(tmp_path, "runtime-mounted", 99999, now)
+    recent = _runtime_dir(tmp_path, "runtime-recent", 60, now)
+    old = _runtime_dir(tmp_path, "runtime-old", 99999, now)
+    partial = _runtime_dir(tmp_path, ".runtime-abc123", 99999, now)
+    building = _runtime_dir(tmp_path, ".runtime-def456", 5, now)
+    other = _runtime_dir(tmp_path, "images", 99999, now)  # not a runtime: never touched
+    removed = runtime.prune_runtimes(current, {str(mounted / "."), "/elsewhere"}, cache_root=tmp_path, now=now)
+    assert sorted(p.name for p in removed) == [".runtime-abc123", "runtime-old"]
+    assert not old.exists() and not partial.exists()
+    assert current.exists() and mounted.exists() and recent.exists() and building.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["runtime-current", "runtime-mounted", "runtime-recent", ".runtime-def456", "images"])
+
+
+def test_ensure_runtime_marks_its_runtime_used(tmp_path, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setattr(runtime, "_build", lambda target, *a: _runtime_dir(target.parent, target.name, 0, time.time()))
+    rt = runtime.ensure_runtime(tmp_path)
+    os.utime(rt.path, (1, 1))  # as if last used long ago
+    assert runtime.ensure_runtime(tmp_path).path == rt.path
+    assert time.time() - rt.path.stat().st_mtime < 600
+    assert runtime.prune_runtimes(tmp_path / "runtime-other", set(), cache_root=tmp_path) == []

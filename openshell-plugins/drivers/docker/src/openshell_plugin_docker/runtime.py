@@ -12,7 +12,9 @@ C library. A runtime directory under ``/var/cache/openshell/runtime-<key>/``
                            for it by soname (extension modules with a RUNPATH never
                            consult the interpreter's RPATH)
     lib/*.so*              the host's loader, C library and every library the
-                           interpreter and its extension modules need (from ldd)
+                           interpreter and its extension modules need (from ldd),
+                           plus those loaded by name through ctypes (CTYPES_LIBS:
+                           libseccomp), which no ELF file names
     lib/python3.X/site-packages/openshell-runtime.pth
                            adds the mounted package directories below to sys.path
     pyvenv.cfg             a venv whose "home" is base/bin: the standard library is
@@ -22,6 +24,12 @@ C library. A runtime directory under ``/var/cache/openshell/runtime-<key>/``
 The key hashes the interpreter, the sys.path directories and every shared
 object in them, so a new package or a rebuilt interpreter makes a new runtime;
 source edits of editable installs need none (their directories are mounted).
+
+Old runtimes (another interpreter or package set: every rebuild of a venv, every
+worktree) are pruned by :func:`prune_runtimes` when the driver has its own:
+never the current one, one a container of the engine mounts, or one used in
+the last ``PRUNE_GRACE`` seconds (``ensure_runtime`` and every create touch the
+directory, so another gateway's runtime stays while that gateway works).
 
 Images it works with: any Linux image of the host's architecture with a
 ``/bin/sh`` (the sandbox's commands run from the image; the supervisor needs
@@ -40,13 +48,21 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 MOUNT = "/.openshell"
 CACHE_ROOT = Path(os.environ.get("OPENSHELL_RUNTIME_CACHE", "/var/cache/openshell"))
+PREFIX = "runtime-"
+PARTIAL_PREFIX = ".runtime-"  # a build in progress (or one a crash left behind)
+DOOMED_PREFIX = ".prune-"  # renamed away by a prune that did not finish
+PRUNE_GRACE = 3600.0  # seconds: a runtime used (or a build touched) more recently is kept
 #: extension modules whose libraries are not bundled (GUI, tests): never used by a supervisor
 _SKIP = re.compile(r"(_tkinter|_test|xxlimited|_ctypes_test)")
+#: libraries the supervisor loads by name through ctypes (``find_library``), which no
+#: ELF file names as DT_NEEDED, so ldd would not find them: bundled explicitly
+CTYPES_LIBS = ("seccomp",)
 _LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(/\S+)\s+\(0x[0-9a-f]+\)$|^\s*(/\S+)\s+\(0x[0-9a-f]+\)$")
 
 _PTH_HOOK = '''"""Loaded by openshell-runtime.pth: ctypes.util.find_library looks in the bundle first
@@ -63,7 +79,8 @@ def find_library(name):
         found = sorted(f for f in _os.listdir("/.openshell/lib") if f.startswith(prefix))
     except OSError:
         found = []
-    return found[0] if found else _orig(name)
+    # the full path: the image's loader cache and default directories do not know the bundle
+    return "/.openshell/lib/" + found[0] if found else _orig(name)
 
 
 _u.find_library = find_library
@@ -122,8 +139,36 @@ def _elf_files(dirs: list[str]) -> list[str]:
     return sorted(out)
 
 
+def _ctypes_libs(names: tuple[str, ...] = CTYPES_LIBS) -> list[str]:
+    """Host paths of the libraries ``names`` (``find_library`` names, e.g. ``seccomp``).
+
+    :raises RuntimeError_: one is not installed on the gateway host (the supervisor needs it).
+    """
+    out = []
+    for name in names:
+        soname = ctypes.util.find_library(name)
+        path = None
+        if soname:
+            path = next((p for p in _ldconfig().get(soname, []) if os.path.exists(p)), None)
+        if path is None:
+            raise RuntimeError_(f"lib{name} not found on the gateway host; the sandbox supervisor needs it (apt-get install lib{name}2)")
+        out.append(os.path.realpath(path))
+    return out
+
+
+def _ldconfig() -> dict[str, list[str]]:
+    """soname → paths, from ``ldconfig -p`` (the host's cache), native architecture first."""
+    proc = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=False, env={"PATH": "/usr/sbin:/sbin:/usr/bin:/bin"})
+    found: dict[str, list[str]] = {}
+    for line in proc.stdout.splitlines()[1:]:
+        m = re.match(r"^\s*(\S+)\s+\(([^)]*)\)\s+=>\s+(\S+)$", line)
+        if m:
+            found.setdefault(m.group(1), []).append(m.group(3))
+    return found
+
+
 def _key(exe: str, stdlib: str, sites: list[str], elves: list[str]) -> str:
-    h = hashlib.sha256(b"runtime-v1\0")
+    h = hashlib.sha256(b"runtime-v2\0")
     for path in [exe, *elves]:
         st = os.stat(path)
         h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
@@ -147,6 +192,26 @@ def _ldd(paths: list[str]) -> dict[str, str]:
     return libs
 
 
+def _compile(sites: list[str]) -> None:
+    """Bring the byte code of the package directories up to date (what the host's own
+    imports would do): they are mounted read-only, so a stale ``.pyc`` (an edited
+    editable install) would be compiled again by every supervisor start, ~40 ms per
+    large module. Best effort; only stale files are written."""
+    import compileall
+
+    for site in sites:
+        try:
+            compileall.compile_dir(site, quiet=2, workers=1)
+        except Exception:  # noqa: BLE001 - read-only or odd trees: the supervisor compiles in memory
+            continue
+
+
+def _soname(patchelf: str, path: str) -> str:
+    """The ``DT_SONAME`` of a library (``libseccomp.so.2``), else its file name."""
+    proc = subprocess.run([patchelf, "--print-soname", path], capture_output=True, text=True, check=False)
+    return proc.stdout.strip() or os.path.basename(path)
+
+
 def ensure_runtime(cache_root: Path = CACHE_ROOT) -> Runtime:
     """Build (once per key) and describe the runtime of the running interpreter.
 
@@ -156,12 +221,14 @@ def ensure_runtime(cache_root: Path = CACHE_ROOT) -> Runtime:
     stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
     sites = _site_dirs(stdlib)
     dynload = os.path.join(stdlib, "lib-dynload")
-    elves = _elf_files([dynload, *sites])
+    elves = _elf_files([dynload, *sites]) + _ctypes_libs()
     key = _key(exe, stdlib, sites, elves)
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    target = cache_root / f"runtime-{key}"
+    target = cache_root / f"{PREFIX}{key}"
     if not (target / "bin" / "python3").is_file():
         _build(target, exe, [exe, *elves], version, len(sites))
+    touch(target)
+    _compile(sites)
     mounts = [(str(target), MOUNT), (stdlib, f"{MOUNT}/base/lib/{version}")]
     mounts += [(site, f"{MOUNT}/site/{i}") for i, site in enumerate(sites)]
     return Runtime(path=target, mounts=tuple(mounts))
@@ -172,11 +239,13 @@ def _build(target: Path, exe: str, elves: list[str], version: str, nsites: int) 
     if patchelf is None:
         raise RuntimeError_("patchelf not found; install it (apt-get install patchelf) or run scripts/setup.sh")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".runtime-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=target.parent))
     try:
         libdir = tmp / "lib"
         libdir.mkdir()
         libs = _ldd(elves)
+        for path in _ctypes_libs():  # the ctypes-loaded libraries themselves, not only what they need
+            libs.setdefault(_soname(patchelf, path), path)
         loader = next((n for n in libs if n.startswith("ld-linux")), None)
         if loader is None:
             raise RuntimeError_(f"ldd found no dynamic loader for {exe}")
@@ -220,10 +289,57 @@ def _build(target: Path, exe: str, elves: list[str], version: str, nsites: int) 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def touch(path: Path) -> None:
+    """Mark a runtime as used now (its directory's mtime), so a prune of another gateway keeps it."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def prune_runtimes(keep: Path, in_use: set[str], cache_root: Path = CACHE_ROOT, grace: float = PRUNE_GRACE, now: float | None = None) -> list[Path]:
+    """Remove the runtimes of ``cache_root`` nobody uses: every ``runtime-*`` and
+    partial ``.runtime-*`` directory except ``keep``, one whose path (resolved) is in
+    ``in_use`` (the host paths containers of the engine mount, running or stopped),
+    and one used or built less than ``grace`` seconds ago (mtime).
+
+    Each is renamed away first (atomic: a gateway never finds a half-removed
+    runtime under its key), then removed. Errors are skipped: pruning is best effort.
+
+    :returns: the directories removed.
+    """
+    now = time.time() if now is None else now
+    keep_real = os.path.realpath(keep)
+    used = {os.path.realpath(p) for p in in_use}
+    removed: list[Path] = []
+    try:
+        entries = list(cache_root.iterdir())
+    except OSError:
+        return removed
+    for d in entries:
+        if not d.name.startswith((PREFIX, PARTIAL_PREFIX, DOOMED_PREFIX)) or d.is_symlink() or not d.is_dir():
+            continue
+        real = os.path.realpath(d)
+        if real == keep_real or real in used:
+            continue
+        try:
+            if now - d.stat().st_mtime < grace:
+                continue
+            doomed = d
+            if not d.name.startswith(DOOMED_PREFIX):
+                doomed = d.with_name(f"{DOOMED_PREFIX}{d.name.lstrip('.')}-{os.getpid()}")
+                os.rename(d, doomed)
+        except OSError:
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
 def find_library_hook_source() -> str:
     """The source of the ``find_library`` hook module (for tests)."""
     return _PTH_HOOK
 
 
-__all__ = ["MOUNT", "Runtime", "RuntimeError_", "ensure_runtime", "find_library_hook_source"]
+__all__ = ["MOUNT", "Runtime", "RuntimeError_", "ensure_runtime", "find_library_hook_source", "prune_runtimes", "touch"]
 _ = ctypes.util  # imported so mypy checks the hook's target module exists
