@@ -16,13 +16,13 @@ The supervisor's SSH server listens on ``/run/openshell/ssh/<id>.sock`` (root
 only): a unix socket path is limited to 107 bytes, which a state directory
 under a deep ``$XDG_STATE_HOME`` would exceed.
 
-One *spare* supervisor waits at all times (``openshell.supervisor.spare``): a
-process that has started Python and done its imports at low priority and is
-handed the next sandbox's config over its stdin, so a create does not pay
-~0.2 s of interpreter start and imports. A spare serves exactly one
-sandbox; a new one is started after each create. Without a live spare (the
-first create after an error, two creates at once) the supervisor is started
-cold, as before.
+Supervisors are forked from one *fork server* (``openshell.supervisor.forkserver``):
+a process that has started Python and done its imports once, at low priority.
+A create sends it the sandbox's config path over its stdin and gets back the
+pid of a new supervisor, which shares the imported modules' memory with every
+other supervisor and pays no interpreter start. Without a live fork server
+(it crashed, or does not answer) the supervisor is started cold, and the next
+create starts a new server.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -49,6 +50,7 @@ STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a supervisor
 REAP_INTERVAL = 2.0  # seconds between checks for supervisors that exited
 SSH_SOCKET_DIR = Path("/run/openshell/ssh")
 STOPPED_MARKER = "stopped"  # in the sandbox's directory while it is stopped on request
+FORK_ANSWER_TIMEOUT = 30.0  # seconds for the fork server to answer a pid (incl. its own warm-up)
 
 
 #: gateway environment variables a supervisor inherits (nothing else: the gateway's
@@ -64,7 +66,7 @@ class LocalDriver(ComputeDriver):
     """Runs each sandbox's supervisor as a host process (needs root).
 
     :param ctx: the gateway's ``DriverContext``. Constructing the driver starts
-        the first spare supervisor (module docstring); ``close()`` stops it.
+        the fork server (module docstring); ``close()`` stops it.
     """
 
     name = "local"
@@ -72,8 +74,8 @@ class LocalDriver(ComputeDriver):
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
-        self._lock = threading.Lock()
-        self._spare: subprocess.Popen | None = None
+        self._lock = threading.Lock()  # guards _server and one exchange with it at a time
+        self._server: subprocess.Popen | None = None
         self._closed = False
         # supervisors this driver started, by sandbox id, until they exit and are
         # reaped (also when their pid file went away with the sandbox's directory)
@@ -92,62 +94,79 @@ class LocalDriver(ComputeDriver):
                     _reap(pid)
                     self._children.pop(sid, None)
 
-    # ------------------------------------------------------------------ spare supervisor
+    # ------------------------------------------------------------------ fork server
     def _refill(self) -> None:
-        """Start a spare unless one is waiting. Never raises: without a spare the
+        """Start the fork server unless one runs. Never raises: without it the
         next create starts its supervisor cold."""
         with self._lock:
-            if self._closed or (self._spare is not None and self._spare.poll() is None):
-                return
-            try:
-                self._spare = subprocess.Popen(
-                    [sys.executable, "-m", "openshell.supervisor", "--spare"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                    close_fds=True,
-                    env=_supervisor_env(),
-                )
-            except OSError as exc:
-                self._spare = None
-                log.warning("event=spare_failed reason=%s", exc)
+            self._ensure_server()
 
-    def _assign_spare(self, cfg_path: Path, log_path: Path) -> subprocess.Popen | None:
-        """Hand the waiting spare this sandbox; None when there is no live spare."""
+    def _ensure_server(self) -> None:
+        if self._closed or (self._server is not None and self._server.poll() is None):
+            return
+        try:
+            self._server = subprocess.Popen(
+                [sys.executable, "-m", "openshell.supervisor", "--fork-server"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+                env=_supervisor_env(),
+            )
+        except OSError as exc:
+            self._server = None
+            log.warning("event=fork_server_failed reason=%s", exc)
+
+    def _drop_server(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.kill()
+            server.wait()
+
+    def _fork_supervisor(self, cfg_path: Path, log_path: Path) -> int | None:
+        """Have the fork server start the supervisor of ``cfg_path``: its pid, or None
+        when there is no live server or it did not answer (the caller starts it cold)."""
         with self._lock:
-            spare, self._spare = self._spare, None
-        if spare is None or spare.poll() is not None:
-            return None
-        # Written first, so a spare that dies before it opens the log still leaves
-        # the sandbox's ERROR reason something to show.
-        with open(log_path, "ab") as logf:
-            logf.write(f"handed to spare supervisor pid {spare.pid}\n".encode())
-        line = json.dumps({"config": str(cfg_path), "log": str(log_path)}).encode() + b"\n"
-        try:
-            # A spare still warming up (creates in quick succession) does so at its low
-            # priority: a sandbox waits on it now, so it runs at normal priority.
-            os.setpriority(os.PRIO_PROCESS, spare.pid, 0)
-        except OSError:
-            pass  # not root, or it is gone (the write below finds out)
-        try:
-            assert spare.stdin is not None
-            spare.stdin.write(line)
-            spare.stdin.close()  # one sandbox per spare
-        except OSError:  # it died between the poll and the write
-            spare.kill()
-            spare.wait()
-            return None
-        return spare
+            server = self._server
+            if server is None or server.poll() is not None or server.stdin is None or server.stdout is None:
+                self._server = None
+                return None
+            # Written first, so a supervisor that dies before it opens the log still
+            # leaves the sandbox's ERROR reason something to show.
+            with open(log_path, "ab") as logf:
+                logf.write(f"forked from the supervisor fork server (pid {server.pid})\n".encode())
+            line = json.dumps({"config": str(cfg_path), "log": str(log_path)}).encode() + b"\n"
+            try:
+                # A server still warming up (a create right after the gateway started)
+                # does so at its low priority: a sandbox waits on it now.
+                os.setpriority(os.PRIO_PROCESS, server.pid, 0)
+            except OSError:
+                pass  # not root, or it is gone (the write below finds out)
+            try:
+                server.stdin.write(line)
+                server.stdin.flush()
+                ready, _, _ = select.select([server.stdout], [], [], FORK_ANSWER_TIMEOUT)
+                answer = server.stdout.readline(32) if ready else b""
+            except OSError as exc:  # it died between the poll and the write
+                log.warning("event=fork_server_failed reason=%s", exc)
+                self._drop_server()
+                return None
+            if not answer.endswith(b"\n") or not answer.strip().isdigit() or int(answer) <= 0:
+                log.warning("event=fork_server_failed reason=no pid within %gs (answer %r)", FORK_ANSWER_TIMEOUT, answer[:32])
+                self._drop_server()
+                return None
+            return int(answer)
 
     def close(self) -> None:
-        """Stop the spare supervisor (called by the gateway on shutdown). Idempotent."""
+        """Stop the fork server (called by the gateway on shutdown); the supervisors
+        it forked keep running. Idempotent."""
         with self._lock:
             self._closed = True
-            spare, self._spare = self._spare, None
-        if spare is not None and spare.poll() is None:
-            spare.kill()
-            spare.wait(timeout=5)
+            server, self._server = self._server, None
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait(timeout=5)
 
     # ------------------------------------------------------------------ paths
     def sandbox_dir(self, sandbox_id: str) -> Path:
@@ -203,12 +222,13 @@ class LocalDriver(ComputeDriver):
             json.dump(config, f)
 
     def _launch(self, sid: str) -> None:
-        """Start the supervisor of sandbox ``sid`` from its ``supervisor.json`` (a spare when one waits)."""
+        """Start the supervisor of sandbox ``sid`` from its ``supervisor.json`` (forked
+        from the fork server when it runs, else cold)."""
         d = self.sandbox_dir(sid)
         cfg_path = d / "supervisor.json"
-        proc = self._assign_spare(cfg_path, d / "supervisor.log")
-        warm = proc is not None
-        if proc is None:
+        pid = self._fork_supervisor(cfg_path, d / "supervisor.log")
+        warm = pid is not None
+        if pid is None:
             logf = open(d / "supervisor.log", "ab", buffering=0)
             try:
                 proc = subprocess.Popen(
@@ -222,10 +242,11 @@ class LocalDriver(ComputeDriver):
                 )
             finally:
                 logf.close()
-        (d / "supervisor.pid").write_text(str(proc.pid))
-        self._children[sid] = proc.pid
-        log.info("event=supervisor_started sandbox=%s pid=%d spare=%s", sid, proc.pid, "yes" if warm else "no")
-        self.report_event(sid, "SupervisorStarted", f"supervisor pid {proc.pid} started ({'warm spare' if warm else 'cold start'})", pid=str(proc.pid))
+            pid = proc.pid
+        (d / "supervisor.pid").write_text(str(pid))
+        self._children[sid] = pid
+        log.info("event=supervisor_started sandbox=%s pid=%d forked=%s", sid, pid, "yes" if warm else "no")
+        self.report_event(sid, "SupervisorStarted", f"supervisor pid {pid} started ({'forked from the fork server' if warm else 'cold start'})", pid=str(pid))
         self._refill()
 
     def status(self, sandbox_id: str) -> SandboxStatus:

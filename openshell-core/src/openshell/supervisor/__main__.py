@@ -1,7 +1,7 @@
 import sys
 
-if sys.argv[1:] == ["--spare"]:
-    from openshell.supervisor.spare import main
+if sys.argv[1:] == ["--fork-server"]:
+    from openshell.supervisor.forkserver import main
 else:
     from openshell.supervisor.main import main
 

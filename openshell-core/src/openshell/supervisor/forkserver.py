@@ -1,0 +1,180 @@
+"""Supervisors forked from one warm parent: start time and memory per sandbox.
+
+Starting Python and importing what a supervisor needs (gRPC, protobuf, asyncio,
+cryptography, the policy engine, the isolation plugins) is most of a sandbox's
+start (~0.2 s of CPU on an idle core) and most of its memory (~30 MiB of
+interpreter heap per supervisor). The ``local`` driver therefore keeps one
+*fork server*: ``python -m openshell.supervisor --fork-server`` does those
+imports once at low priority, moves everything it made into the garbage
+collector's permanent generation (``gc.freeze``, so no collection in a child
+writes to those pages) and then, for each line ``{"config": PATH, "log": PATH}``
+(JSON) on its stdin, forks a child and answers the child's pid (decimal, one
+line) on its stdout. The child starts a session of its own, points
+stdout/stderr at the log, runs at normal priority, and from then on is exactly
+``python -m openshell.supervisor --config PATH``. Every supervisor shares the
+imported modules' pages with the server and with each other until it writes to
+them (copy on write), so a sandbox's proportional memory (PSS) is what its
+supervisor made itself.
+
+What a child carries over: only the imports (the server reads no config, holds
+no secret, opens no socket and starts no thread; it is single-threaded when it
+forks). ``random`` reseeds itself in every child (``os.register_at_fork``) and
+the crypto backend (OpenSSL) detects the fork; tokens come from ``secrets``.
+All supervisors share the server's address-space layout: none of them runs
+code a sandbox controls, and a sandbox cannot read a supervisor's memory.
+
+The server reaps its children (they are not the gateway's). EOF on stdin (the
+gateway stopped) or a malformed or over-long line ends it; children it forked
+keep running (a gateway restart finds them by pid, as before).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import select
+import signal
+import sys
+import traceback
+
+MAX_LINE = 8192  # bytes of one assignment line
+SERVER_NICE = 10  # niceness of the server (a forked supervisor goes back to 0)
+
+
+def _warm() -> None:
+    """Import the supervisor, its start-up modules and the plugins it will load.
+
+    Failures are ignored here: the real start loads the same things again and
+    reports any error in the sandbox's log (fail closed there, not here).
+    """
+    try:
+        # Imported here, not at module level: importing them is this function's job,
+        # done after main() lowered the server's priority.
+        from openshell.supervisor import launcher
+        from openshell.supervisor.layers import REQUIRED_LAYERS
+        from openshell.supervisor.main import _preload
+
+        _preload()
+        for name in REQUIRED_LAYERS:
+            launcher.supervisor_layer_class(name)
+        # The crypto backend's set-up (~4 ms on the first key) is paid here, not on
+        # the way to READY; the key is dropped. (Warming the policy engine the same
+        # way saves ~2 ms but keeps ~5 MiB per supervisor: not done.)
+        from openshell.supervisor.sandbox_ca import SandboxCA
+
+        SandboxCA.generate("fork-server")
+    except Exception:  # noqa: BLE001 - see the docstring
+        pass
+
+
+def _assignment(line: bytes) -> tuple[str, str] | None:
+    """``(config path, log path)`` from the driver's line, or None when malformed."""
+    if not line.endswith(b"\n"):
+        return None  # EOF (gateway gone) or an over-long line
+    try:
+        job = json.loads(line)
+        config, logpath = job["config"], job["log"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not (isinstance(config, str) and isinstance(logpath, str) and os.path.isabs(config) and os.path.isabs(logpath)):
+        return None
+    return config, logpath
+
+
+def _reap() -> None:
+    """Collect every child that exited (supervisors are the server's children)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _become_supervisor(config: str, logpath: str, wakeup: tuple[int, int]) -> None:
+    """In the forked child: become the supervisor of ``config``; never returns."""
+    code = 1
+    try:
+        os.setsid()  # its own session and process group: the driver signals the group
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in wakeup:
+            os.close(fd)
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)  # a supervisor runs at normal priority (root may lower nice)
+        except OSError:
+            pass
+        fd = os.open(logpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # the server's stdin pipe is not the supervisor's
+        os.close(null)
+        from openshell.supervisor.main import main as supervisor_main  # imported by _warm() already
+
+        supervisor_main(["--config", config])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - reported in the sandbox's log, then exit
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - exiting anyway
+                pass
+        os._exit(code)
+
+
+def serve(stdin: int = 0, stdout: int = 1) -> int:
+    """Fork one supervisor per assignment line read from ``stdin``; answer each pid on ``stdout``.
+
+    :returns: 0 on EOF, 2 on a malformed or over-long line (both end the server).
+    """
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    buf = b""
+    while True:
+        _reap()
+        try:
+            ready = select.select([stdin, wake_r], [], [])[0]
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 512)
+            except BlockingIOError:
+                pass
+        if stdin not in ready:
+            continue
+        data = os.read(stdin, MAX_LINE)
+        if not data:
+            return 0
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            job = _assignment(line + b"\n")
+            if job is None:
+                return 2
+            pid = os.fork()
+            if pid == 0:
+                _become_supervisor(*job, wakeup=(wake_r, wake_w))
+            os.write(stdout, b"%d\n" % pid)
+        if len(buf) > MAX_LINE:
+            return 2
+
+
+def main() -> None:
+    """Entry point for ``python -m openshell.supervisor --fork-server``; exits on EOF."""
+    # Warm up at low priority: the server starts while a sandbox starts, and must
+    # not slow it down on a busy machine.
+    os.nice(SERVER_NICE)
+    _warm()
+    gc.collect()
+    gc.freeze()
+    sys.exit(serve())
