@@ -16,7 +16,7 @@ bytes clients see), ``relay`` (raw byte copy), ``log`` (decision lines),
 ``RequestHook``, ``serve_local``).
 """
 
-# Exported (and so imported with the package, which the spare supervisor preloads):
+# Exported (and so imported with the package, which the supervisor fork server preloads):
 # otherwise its first import, ~2 ms, falls on every sandbox's create-to-READY.
 from openshell.supervisor.proxy.attribution import ConnectAttributor
 from openshell.supervisor.proxy.identity import (
