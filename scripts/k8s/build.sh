@@ -94,6 +94,11 @@ for r in json.load(sys.stdin).get("Replace") or []:
   log "kubernetes built in $((SECONDS - t0))s"
 }
 
+mkdir -p "$K8S_CACHE"
+# One build at a time per cache (CI and a developer, or two sessions, may start one together).
+exec 9>"$K8S_CACHE/.build.lock"
+flock 9
+
 parts=${*:-helm agent-sandbox kubernetes}
 for p in $parts; do
   case $p in

@@ -16,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from kubernetes import client, config  # type: ignore[import-untyped]
-from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
 from openshell.gateway.tls import ensure_pki
 
 TIMEOUT = 30  # seconds per API call
