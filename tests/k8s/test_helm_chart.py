@@ -133,7 +133,9 @@ def test_pki_job_is_a_pre_install_hook_making_the_mounted_secrets() -> None:
     assert secret_vol["secret"]["secretName"] == env["PKI_SECRET"] == "t-openshell-pki"
     assert env["CLIENT_SECRET"] == "t-openshell-client"
     names = env["SERVER_NAMES"].split(",")
+    # the Service's names, and the pod's host name and FQDN (without them the gateway re-issues the certificate)
     assert "t-openshell.osh.svc" in names and "t-openshell-0" in names
+    assert "t-openshell-0.t-openshell-headless.osh.svc.cluster.local" in names
     # the Job's own RBAC: Secrets only, named ones for get/update; hooks created before the Job
     role = one(objs, "Role", lambda o: o["metadata"]["name"] == "t-openshell-pki")
     assert {r for rule in role["rules"] for r in rule["resources"]} == {"secrets"}

@@ -69,6 +69,7 @@ app.kubernetes.io/component: sandbox
 {{- define "openshell.serverNames" -}}
 {{- $f := include "openshell.fullname" . -}}
 {{- $ns := .Release.Namespace -}}
-{{- $names := list $f (printf "%s.%s" $f $ns) (printf "%s.%s.svc" $f $ns) (printf "%s.%s.svc.cluster.local" $f $ns) (printf "%s-0" $f) (printf "%s-0.%s-headless.%s.svc" $f $f $ns) -}}
+{{- /* the pod's own names too: the gateway re-issues a server certificate missing its host name or FQDN */ -}}
+{{- $names := list $f (printf "%s.%s" $f $ns) (printf "%s.%s.svc" $f $ns) (printf "%s.%s.svc.cluster.local" $f $ns) (printf "%s-0" $f) (printf "%s-0.%s-headless.%s.svc" $f $f $ns) (printf "%s-0.%s-headless.%s.svc.cluster.local" $f $f $ns) -}}
 {{- concat $names .Values.gateway.extraServerNames | join "," -}}
 {{- end -}}
