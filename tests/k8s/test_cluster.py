@@ -37,6 +37,15 @@ def kc(*argv: str, check: bool = True, timeout: float = 120) -> subprocess.Compl
     return out
 
 
+def kc_apply(obj: dict[str, Any]) -> None:
+    """``kubectl apply`` one object (the error names kubectl's message)."""
+    out = subprocess.run(
+        [str(kubectl()), "--kubeconfig", str(kubeconfig()), "apply", "-f", "-"], input=json.dumps(obj), capture_output=True, text=True, timeout=60
+    )
+    if out.returncode != 0:
+        raise AssertionError(f"kubectl apply {obj['kind']}: {out.stderr.strip()}")
+
+
 def kc_json(*argv: str) -> Any:
     return json.loads(kc(*argv, "-o", "json").stdout)
 
@@ -74,10 +83,17 @@ def test_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     return TEST_IMAGE
 
 
+def create_namespace(ns: str) -> None:
+    """Create ``ns`` and wait for its ``default`` ServiceAccount (pods are refused until
+    the controller-manager made it, which takes a moment on a fresh cluster)."""
+    kc("create", "namespace", ns)
+    wait_until(f"serviceaccount {ns}/default", lambda: kc("get", "serviceaccount", "default", "-n", ns, check=False).returncode == 0, timeout=60)
+
+
 @pytest.fixture(scope="module")
 def namespace() -> Iterator[str]:
     ns = f"osh-test-{uuid.uuid4().hex[:8]}"
-    kc("create", "namespace", ns)
+    create_namespace(ns)
     try:
         yield ns
     finally:
@@ -106,9 +122,8 @@ def test_pod_from_a_locally_imported_image_runs(namespace: str, test_image: str)
             ],
         },
     }
-    subprocess.run(
-        [str(kubectl()), "--kubeconfig", str(kubeconfig()), "apply", "-f", "-"], input=json.dumps(pod), text=True, check=True, capture_output=True, timeout=60
-    )
+    kc_apply(pod)
+
     wait_until("pod hello running", lambda: kc_json("get", "pod", "hello", "-n", namespace)["status"].get("phase") == "Running")
     assert "hello-from-k8s" in wait_until("log line", lambda: kc("logs", "hello", "-n", namespace, check=False).stdout)
     ip = kc_json("get", "pod", "hello", "-n", namespace)["status"]["podIP"]
@@ -136,14 +151,7 @@ def test_controller_turns_a_sandbox_into_a_pod(namespace: str, test_image: str) 
             }
         },
     }
-    subprocess.run(
-        [str(kubectl()), "--kubeconfig", str(kubeconfig()), "apply", "-f", "-"],
-        input=json.dumps(sandbox),
-        text=True,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    kc_apply(sandbox)
 
     def pod_running() -> bool:
         pods = kc_json("get", "pods", "-n", namespace, "-l", "app=plain")["items"]

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from k8s_env import CHART, REPO, RUN, V, cluster_up, helm, kubeconfig, kubectl
-from test_cluster import kc, kc_json, wait_until
+from k8s_env import CHART, REPO, RUN, V, cluster_up, helm, kubeconfig
+from test_cluster import create_namespace, kc, kc_apply, kc_json, wait_until
 
 pytestmark = pytest.mark.skipif(not cluster_up() or helm() is None, reason="no test cluster or helm: run scripts/k8s/start.sh (or nox -s k8s)")
 
@@ -66,7 +66,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     name = "gw"
     node_port = random.randint(30000, 32767)
     pv_dir = Path(V["K8S_DATA"]) / "pv" / ns
-    kc("create", "namespace", ns)
+    create_namespace(ns)
     pv = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -78,7 +78,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
             "hostPath": {"path": str(pv_dir), "type": "DirectoryOrCreate"},
         },
     }
-    subprocess.run([str(kubectl()), "--kubeconfig", str(kubeconfig()), "apply", "-f", "-"], input=json.dumps(pv), text=True, check=True, capture_output=True)
+    kc_apply(pv)
     rel = Release(name, ns, node_port, tmp_path_factory.mktemp("openshell-config"))
     try:
         _helm(
