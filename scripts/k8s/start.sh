@@ -21,6 +21,23 @@ log() { echo "[k8s-start $(date -u +%H:%M:%S)] $*" >&2; }
 die() { echo "k8s-start: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root"
 
+# Debian's parts of the cluster (installed when missing; these machines reach Debian's mirror).
+need_apt=()
+command -v etcd >/dev/null || need_apt+=(etcd-server)
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need_apt+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
+command -v conntrack >/dev/null || [ -x /usr/sbin/conntrack ] || need_apt+=(conntrack)
+command -v busybox >/dev/null || [ -x /bin/busybox ] || need_apt+=(busybox-static)  # the tests' small image
+command -v openssl >/dev/null || need_apt+=(openssl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  apt_opts=(-o DPkg::Lock::Timeout="${OPENSHELL_APT_WAIT:-300}")
+  apt-get "${apt_opts[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
 # OPENSHELL_K8S_NO_BUILD=1: use what is cached, build nothing (fails below when something is missing).
 [ "${OPENSHELL_K8S_NO_BUILD:-}" = 1 ] || "$HERE/build.sh" kubernetes agent-sandbox >&2
 
