@@ -173,6 +173,8 @@ def test_kubernetes_driver_lifecycle(namespace: str, test_image: str) -> None:
     sid = str(uuid.uuid4())
     name = object_name(sid)
     seen: list[str] = []
+    events: list[tuple[str, str, str, dict[str, str]]] = []
+    drv.event_sink = lambda s, kind, reason, message, meta: events.append((s, reason, message, dict(meta))) if s == sid else None
     watcher = threading.Thread(target=lambda: seen.extend(st.phase for s, st in drv.watch() if s == sid), daemon=True)
     watcher.start()
     try:
@@ -186,6 +188,11 @@ def test_kubernetes_driver_lifecycle(namespace: str, test_image: str) -> None:
         limits = spec["containers"][0]["resources"]["limits"]
         assert limits["cpu"] == "500m" and limits["memory"] == str(64 * 1024 * 1024)
         assert drv.status(sid).phase == "PROVISIONING"
+        # Kubernetes events about its pod reach the gateway's event sink (WatchSandbox, `sandbox logs`)
+        wait_until("a Started event", lambda: any(r == "Started" for _, r, _, _ in events), timeout=60)
+        started = [(m, meta) for _, r, m, meta in events if r == "Started"]
+        assert all(m.startswith("Pod: ") and meta.get("source") == "kubernetes" for m, meta in started)
+        assert any(r == "SandboxObjectCreated" for _, r, _, _ in events)
         drv.stop(sid)  # blocking: the pod is gone on return
         assert drv.status(sid).phase == "STOPPED"
         assert kc("get", "pod", str(name), "-n", namespace, check=False).returncode != 0

@@ -14,9 +14,12 @@ Configuration (environment; the chart sets it in the gateway pod):
 - ``OPENSHELL_K8S_SANDBOX_SERVICE_ACCOUNT``, ``OPENSHELL_K8S_SANDBOX_LABELS``
   (JSON object), ``OPENSHELL_K8S_SANDBOX_RESOURCES`` (JSON, a container's resources).
 
+Kubernetes events about a sandbox's object or pod (scheduled, pulled, started,
+killed, back-off, ...) are reported as platform events (source ``kubernetes``).
+
 Not yet (issue 15): the supervisor is not started in the pod (the container
 runs the image with an idle command), so no sandbox becomes READY through this
-driver; no SSH endpoint; Kubernetes events are not forwarded to WatchSandbox.
+driver; no SSH endpoint.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from kubernetes import client, config
 from kubernetes.client import ApiException
 from openshell.plugin import ComputeDriver, DriverContext, DriverUnsupported, SandboxStatus, SshEndpoint, limits_for
 
+from openshell_driver_kubernetes.events import EventForwarder
 from openshell_driver_kubernetes.phases import phase_of
 from openshell_driver_kubernetes.sandbox_api import SandboxApi
 
@@ -119,6 +123,12 @@ class KubernetesDriver(ComputeDriver):
         self.resources: dict[str, Any] = resources
         self.sandboxes = SandboxApi(api or api_client(), self.namespace)
         self._stop = threading.Event()
+        # Kubernetes events about our Sandboxes and pods reach WatchSandbox / `sandbox logs`.
+        self._events = EventForwarder(self.sandboxes.api, self.namespace, self._forward_event, lambda sid: object_name(sid) is not None)
+        self._events.start()
+
+    def _forward_event(self, sandbox_id: str, reason: str, message: str, warning: bool) -> None:
+        self.report_event(sandbox_id, reason, message, warning=warning, source="kubernetes")
 
     # ------------------------------------------------------------------ objects
 
@@ -234,3 +244,4 @@ class KubernetesDriver(ComputeDriver):
 
     def close(self) -> None:
         self._stop.set()
+        self._events.stop()
