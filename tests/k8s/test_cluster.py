@@ -226,3 +226,45 @@ def _running_pod(namespace: str, name: str) -> dict[str, Any] | None:
         return None
     pod = json.loads(out.stdout)
     return pod if pod["status"].get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp") else None
+
+
+def test_sandbox_watch_resumes_without_losing_changes(namespace: str, test_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each server-side watch lasts one second here, so changes land across many re-opened
+    watches; every one of them still arrives, in order, once."""
+    import openshell_driver_kubernetes.sandbox_api as sandbox_api
+    from kubernetes import config
+
+    monkeypatch.setattr(sandbox_api, "WATCH_SECONDS", 1)
+    api = sandbox_api.SandboxApi(config.new_client_from_config(config_file=str(kubeconfig())), namespace)
+    stop = threading.Event()
+    seen: list[tuple[str, str]] = []
+    selector = "openshell.test/watch=1"
+
+    def follow() -> None:
+        for kind, obj in api.watch(stop, label_selector=selector):
+            seen.append((kind, obj["metadata"]["name"]))
+
+    t = threading.Thread(target=follow, daemon=True)
+    t.start()
+    spec = {
+        "podTemplate": {
+            "spec": {"containers": [{"name": "c", "image": test_image, "imagePullPolicy": "Never", "command": ["/bin/sh", "-c", "exec sleep 3600"]}]}
+        },
+        "operatingMode": "Suspended",
+    }
+    names = [f"w{i}" for i in range(3)]
+    try:
+        for name in names:
+            api.create(name, spec, {"openshell.test/watch": "1"})
+            time.sleep(1.5)  # let the current watch expire and be re-opened between changes
+        for name in names:
+            assert api.delete(name)
+            time.sleep(1.5)
+        wait_until("every delete seen", lambda: sum(1 for k, _ in seen if k == "DELETED") >= len(names), timeout=60)
+    finally:
+        stop.set()
+        for name in names:
+            api.delete(name)
+    added = [n for k, n in seen if k == "ADDED"]
+    deleted = [n for k, n in seen if k == "DELETED"]
+    assert added == names and deleted == names
