@@ -5,8 +5,9 @@ from the client Secret (NodePort on the node IP), a sandbox created through it
 becomes an agent-sandbox Sandbox object with a pod that has no API token, and
 the gateway's store survives a restart of its pod.
 
-Skipped unless the cluster answers; builds and imports the gateway and sandbox
-images (deploy/docker/build_images.py) when containerd does not have them.
+Skipped unless the cluster answers; builds and imports the gateway image from
+this checkout (and the sandbox image when containerd lacks it) with
+deploy/docker/build_images.py.
 """
 
 from __future__ import annotations
@@ -46,11 +47,14 @@ class Release:
 
 
 def _ensure_images() -> None:
+    """Import the sandbox image when containerd lacks it, and always the gateway image
+    built from this checkout (an image left by an earlier run may hold older code)."""
     sock = RUN / "containerd" / "containerd.sock"
     have = subprocess.run(["ctr", "--address", str(sock), "-n", "k8s.io", "images", "ls", "-q"], capture_output=True, text=True, check=True).stdout.split()
-    if f"docker.io/openshell/gateway:{TAG}" in have and f"docker.io/openshell/sandbox:{TAG}" in have:
-        return
-    subprocess.run([sys.executable, str(REPO / "deploy" / "docker" / "build_images.py"), "--tag", TAG, "--import-to", str(sock)], check=True, timeout=1800)
+    build = [sys.executable, str(REPO / "deploy" / "docker" / "build_images.py"), "--tag", TAG, "--import-to", str(sock)]
+    if f"docker.io/openshell/sandbox:{TAG}" in have:
+        build += ["--only", "gateway"]
+    subprocess.run(build, check=True, timeout=1800, capture_output=True)
 
 
 def _helm(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
