@@ -54,7 +54,8 @@ def _ensure_images() -> None:
     build = [sys.executable, str(REPO / "deploy" / "docker" / "build_images.py"), "--tag", TAG, "--import-to", str(sock)]
     if f"docker.io/openshell/sandbox:{TAG}" in have:
         build += ["--only", "gateway"]
-    subprocess.run(build, check=True, timeout=1800, capture_output=True)
+    out = subprocess.run(build, timeout=1800, capture_output=True, text=True)
+    assert out.returncode == 0, f"build_images.py failed: {out.stderr[-2000:]}"
 
 
 def _helm(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
