@@ -184,3 +184,12 @@ def test_sandbox_through_the_gateway_is_a_sandbox_object_with_a_tokenless_pod(re
     out = release.cli("sandbox", "delete", name)
     assert out.returncode == 0, out.stderr
     wait_until("the Sandbox object deleted", lambda: sandbox_object() is None)
+
+
+def test_upgrade_keeps_the_pki_so_client_files_keep_working(release: Release) -> None:
+    before = _secret(release, f"{release.name}-openshell-client")
+    _helm("upgrade", release.name, str(CHART), "--namespace", release.namespace, "--reuse-values", "--wait", "--timeout", "5m")
+    assert _secret(release, f"{release.name}-openshell-client") == before
+    _connect(release)
+    out = wait_until("the CLI answered after the upgrade", lambda: (o := release.cli("sandbox", "list", "-o", "json")).returncode == 0 and o)
+    assert isinstance(json.loads(out.stdout), list)
