@@ -44,10 +44,16 @@ fi
 RUN=$K8S_RUN DATA=$K8S_DATA BIN=$K8S_BIN
 NS="nsenter --net=/run/netns/$K8S_NETNS"
 KUBECTL="$BIN/kubectl --kubeconfig $K8S_KUBECONFIG"
-mkdir -p "$RUN"/{log,pki,cni/net.d,containerd} "$DATA"
-chmod 0700 "$RUN" "$DATA"
 
 running() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+# A cluster whose etcd is not running (never started, stopped, crashed, rebooted)
+# starts from nothing: whatever an earlier run left (netns, mounts, etcd data,
+# PKI) is removed first, so no stale state mixes with the new one. Images stay.
+if ! running etcd; then "$HERE/stop.sh" >&2; fi
+
+mkdir -p "$RUN"/{log,pki,cni/net.d,containerd} "$DATA"
+chmod 0700 "$RUN" "$DATA"
 
 # spawn NAME CMD...: run CMD in the cluster's network namespace, detached, logging to $RUN/log/NAME.log.
 spawn() {
