@@ -19,7 +19,7 @@ killed, back-off, ...) are reported as platform events (source ``kubernetes``).
 
 Not yet (issue 15): the supervisor is not started in the pod (the container
 runs the image with an idle command), so no sandbox becomes READY through this
-driver; no SSH endpoint.
+driver, and nothing listens on its SSH endpoint yet.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from kubernetes.client import ApiException
 from openshell.plugin import ComputeDriver, DriverContext, DriverUnsupported, SandboxStatus, SshEndpoint, limits_for
 
 from openshell_driver_kubernetes.events import EventForwarder
-from openshell_driver_kubernetes.phases import phase_of
+from openshell_driver_kubernetes.phases import phase_of, pod_ip
 from openshell_driver_kubernetes.sandbox_api import SandboxApi
 
 DEFAULT_IMAGE = "docker.io/openshell/sandbox:0.1.0"
@@ -49,6 +49,8 @@ SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespac
 #: seconds stop() waits for the pod to be gone
 STOP_TIMEOUT = 120.0
 #: placeholder until the supervisor runs in the pod (issue 15)
+#: TCP port of the supervisor's SSH server in a sandbox pod
+SSH_PORT = 2222
 IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 5 & wait $!; done"]
 
 _ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$")
@@ -105,6 +107,7 @@ class KubernetesDriver(ComputeDriver):
     """Sandboxes as agent-sandbox ``Sandbox`` objects in one namespace."""
 
     name = "kubernetes"
+    summary = "One agent-sandbox Sandbox pod per sandbox on Kubernetes (first cut: no supervisor in the pod yet)"
     supports_images = True
 
     def __init__(self, ctx: DriverContext, api: client.ApiClient | None = None, namespace: str | None = None) -> None:
@@ -240,7 +243,21 @@ class KubernetesDriver(ComputeDriver):
                 yield sid, (SandboxStatus("ERROR", "its Sandbox object is gone") if kind == "DELETED" else phase_of(obj))
 
     def ssh_endpoint(self, sandbox_id: str) -> SshEndpoint:
-        raise DriverUnsupported("the kubernetes driver does not run the supervisor's SSH server yet")
+        """Where the supervisor's SSH server listens: ``SSH_PORT`` on the pod's IP, or on
+        the sandbox's headless Service name while the pod has no IP yet. Only the
+        gateway may connect (the chart's NetworkPolicy).
+
+        Not reachable yet: the supervisor does not run in the pod (issue 15).
+        :raises ValueError: ``sandbox_id`` cannot name a Kubernetes object.
+        """
+        name = object_name(sandbox_id)
+        if name is None:
+            raise ValueError(f"sandbox id {sandbox_id!r} cannot name a Kubernetes object")
+        try:
+            ip = pod_ip(self.sandboxes.get(name))
+        except Exception:  # noqa: BLE001 - the API is unreachable: fall back to the stable name
+            ip = ""
+        return SshEndpoint(host=ip or f"{name}.{self.namespace}.svc.cluster.local", port=SSH_PORT)
 
     def close(self) -> None:
         self._stop.set()
