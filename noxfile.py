@@ -8,6 +8,7 @@ so a new plugin needs no edit here.
     nox -s protos       # regenerate gRPC code; CI fails when the committed output is stale
     nox -s demo         # the quick-start demo
     nox -s bench        # benchmarks (never part of tests)
+    nox -s k8s          # build (cached) + start the single-node test cluster, tests/k8s, stop (root)
 """
 
 from __future__ import annotations
@@ -48,6 +49,25 @@ def e2e(session: nox.Session) -> None:
     _setup(session)
     session.env["OPENSHELL_STRICT_PLUGINS"] = "1"
     session.run(VENV_PY, "-m", "pytest", str(ROOT / "tests"), *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def k8s(session: nox.Session) -> None:
+    """Kubernetes: build the pinned cluster binaries (cached in /var/cache/openshell/k8s),
+    start the single-node cluster (scripts/k8s/start.sh), run tests/k8s and the
+    kubernetes driver's tests, stop it. OPENSHELL_K8S_KEEP=1 leaves it running."""
+    import os
+
+    _setup(session)
+    session.env["OPENSHELL_STRICT_PLUGINS"] = "1"
+    session.run("bash", str(ROOT / "scripts" / "k8s" / "build.sh"), external=True)
+    session.run("bash", str(ROOT / "scripts" / "k8s" / "start.sh"), external=True)
+    try:
+        tests = [str(ROOT / "tests" / "k8s"), str(ROOT / "openshell-plugins" / "drivers" / "kubernetes" / "tests")]
+        session.run(VENV_PY, "-m", "pytest", *tests, *session.posargs, external=True)
+    finally:
+        if os.environ.get("OPENSHELL_K8S_KEEP") != "1":
+            session.run("bash", str(ROOT / "scripts" / "k8s" / "stop.sh"), external=True)
 
 
 @nox.session(python=False)

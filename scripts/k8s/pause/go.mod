@@ -1,0 +1,3 @@
+module openshell.local/pause
+
+go 1.22
