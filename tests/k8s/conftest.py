@@ -8,4 +8,6 @@ import sys
 from pathlib import Path
 
 # Test modules import k8s_env from this folder (pytest runs with --import-mode=importlib).
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Appended, not prepended: this file is a module named "conftest" too, and the other
+# suites' "from conftest import ..." must keep finding tests/conftest.py.
+sys.path.append(str(Path(__file__).resolve().parent))
