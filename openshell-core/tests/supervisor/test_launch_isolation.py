@@ -110,7 +110,7 @@ print(json.dumps(res))
 @pytest.fixture
 def owned_outside_policy(launch_ids):
     """A directory the sandbox user owns, outside every policy path."""
-    path = f"/var/tmp/osb-owned-{uuid.uuid4().hex[:8]}"
+    path = f"/opt/osb-owned-{uuid.uuid4().hex[:8]}"  # not /var/tmp: each sandbox has its own
     os.makedirs(path)
     os.chown(path, *launch_ids)
     yield path

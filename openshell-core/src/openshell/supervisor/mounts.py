@@ -7,6 +7,8 @@ The ``local`` driver gives each sandbox, under its state directory::
     <state>/workdir       its loop mount, owned by the sandbox user, 0750 → /sandbox
     <state>/tmp           root-owned, 1777 (sticky)                       → /tmp
                           (a tmpfs of the sandbox's ``tmp`` size limit)
+    <state>/shm           the same, a tmpfs of its own                    → /dev/shm
+    <state>/var-tmp       the same, a tmpfs of its own                    → /var/tmp
     <state>/files/        a small tmpfs, regenerated at each start:
         hosts             localhost lines + extra hosts → /etc/hosts (read-only)
         tls/              CA files written by the proxy → /etc/openshell-tls (read-only)
@@ -63,12 +65,21 @@ class SandboxDirs:
     tmp: str
     hosts: str
     tls: str
+    shm: str
+    var_tmp: str
+
+    def scratch(self) -> list[tuple[str, str]]:
+        """``(host path, sandbox path)`` of the sandbox's own world-writable scratch
+        directories: ``/tmp``, ``/dev/shm`` and ``/var/tmp``. The host's own
+        ``/dev/shm`` and ``/var/tmp`` are never shown: a policy granting them would
+        otherwise let every sandbox (one uid) and the host swap files there."""
+        return [(self.tmp, "/tmp"), (self.shm, "/dev/shm"), (self.var_tmp, "/var/tmp")]
 
     def mounts(self) -> list[Mount]:
-        """Return the standard bind mounts: workdir, tmp, hosts (ro), tls (ro)."""
+        """Return the standard bind mounts: workdir, tmp, shm, var tmp, hosts (ro), tls (ro)."""
         return [
             Mount(self.workdir, "/sandbox"),
-            Mount(self.tmp, "/tmp"),
+            *(Mount(host, target) for host, target in self.scratch()),
             Mount(self.hosts, "/etc/hosts", read_only=True),
             Mount(self.tls, "/etc/openshell-tls", read_only=True),
         ]
@@ -98,8 +109,11 @@ def write_hosts_file(path: str, extra_hosts: Mapping[str, str] | None = None) ->
     os.replace(tmp, path)
 
 
-#: the source name of each sandbox's /tmp tmpfs (how the launcher tells them in mountinfo)
+#: the source name of each sandbox's /tmp, /dev/shm and /var/tmp tmpfs (how the
+#: launcher tells them in mountinfo)
 TMPFS_SOURCE = "openshell-tmp"
+#: the host directories (under the sandbox's state directory) of its scratch tmpfs
+SCRATCH_DIRS = ("tmp", "shm", "var-tmp")
 _MNT_DETACH = 2
 
 
@@ -345,9 +359,10 @@ def prepare_sandbox_dirs(
         root sets up, so nothing under it needs to be traversable by others).
     :param uid, gid: the sandbox user's ids (owner of the workdir).
     :param extra_hosts: ``{name: ip}`` lines for /etc/hosts.
-    :param tmp_size: bytes of the ``tmp`` tmpfs (:func:`mount_tmp`), and the hosts
-        and tls files go on a tmpfs of their own (:func:`mount_files`); None:
-        plain directories and files.
+    :param tmp_size: bytes of each of the ``tmp``, ``shm`` and ``var-tmp`` tmpfs
+        (:func:`mount_tmp`; the sandbox's ``/tmp``, ``/dev/shm``, ``/var/tmp``), and
+        the hosts and tls files go on a tmpfs of their own (:func:`mount_files`);
+        None: plain directories and files.
     :param disk_size: bytes of the workdir's file system (:func:`make_workdir_image`,
         :func:`mount_workdir`); None: a plain directory.
     :returns: the paths, with ``.mounts()`` for ``LaunchSpec.mounts``.
@@ -361,6 +376,8 @@ def prepare_sandbox_dirs(
         tmp=os.path.join(state_dir, "tmp"),
         hosts=os.path.join(files, "hosts"),
         tls=os.path.join(files, "tls"),
+        shm=os.path.join(state_dir, "shm"),
+        var_tmp=os.path.join(state_dir, "var-tmp"),
     )
     if disk_size is not None:
         image = os.path.join(state_dir, WORKDIR_IMAGE)
@@ -370,11 +387,13 @@ def prepare_sandbox_dirs(
         os.makedirs(dirs.workdir, exist_ok=True)
         os.chown(dirs.workdir, uid, gid)
         os.chmod(dirs.workdir, 0o750)
-    os.makedirs(dirs.tmp, exist_ok=True)
-    os.chown(dirs.tmp, 0, 0)
-    os.chmod(dirs.tmp, 0o1777)  # chmod, not makedirs(mode=): umask would drop the sticky bit
+    for path, _ in dirs.scratch():
+        os.makedirs(path, exist_ok=True)
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o1777)  # chmod, not makedirs(mode=): umask would drop the sticky bit
+        if tmp_size is not None:
+            mount_tmp(path, tmp_size)
     if tmp_size is not None:
-        mount_tmp(dirs.tmp, tmp_size)
         mount_files(files)
     os.makedirs(dirs.tls, exist_ok=True)
     os.chmod(dirs.tls, 0o755)
