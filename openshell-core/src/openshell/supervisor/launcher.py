@@ -392,6 +392,9 @@ def _mount_namespace(mounts: Sequence[Mount]) -> None:
             os.close(fd)
         for _, fd in sources:
             os.close(fd)
+    # Last: this process may run from the supervisor's runtime (docker driver); what
+    # it has mapped stays usable once the mounts are detached, and it imports nothing more.
+    _drop_mounts_under(SUPERVISOR_ONLY_MOUNTS)
     _private_proc()
 
 
@@ -428,11 +431,35 @@ def _mountinfo_fields() -> list[tuple[str, str, str]]:
     return out
 
 
+#: Mounts only the supervisor uses, made by a container engine (``docker`` driver): its
+#: relocatable runtime (binds of the gateway host's interpreter, standard library and
+#: package directories) and the directory of its SSH socket. The sandbox needs neither,
+#: and their bind roots name host paths (the gateway's installation, ``/run/openshell``).
+SUPERVISOR_ONLY_MOUNTS = ("/.openshell", "/run/openshell")
+#: Files a container engine binds from its own data directory (``docker``: under
+#: ``<data root>/containers/<container id>/``), shown by that host path in mountinfo.
+#: The sandbox gets its own /etc/hosts; hostname and DNS servers are the image's
+#: (its host name is its UTS namespace's; DNS goes through the proxy).
+ENGINE_FILE_MOUNTS = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+
+
+def _drop_mounts_under(points: Collection[str]) -> None:
+    """Detach, in this (private) mount namespace, every mount at or under one of ``points``
+    (deepest first). A mount already gone (detached with its parent) is skipped."""
+    targets = [point for point, _, _ in _mountinfo_fields() if any(_under(point, p) for p in points)]
+    for point in reversed(targets):
+        try:
+            nsutil.umount(point, nsutil.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+
+
 def _drop_namespace_mounts(keep: Collection[str] = ()) -> None:
     """Remove, in this (private) mount namespace, every namespace file bind (``nsfs``),
-    the ``/run/netns`` mount and every sandbox's own file systems (``_is_sandbox_fs``:
+    the ``/run/netns`` mount, every sandbox's own file systems (``_is_sandbox_fs``:
     ``/tmp``, files, workdir) but those in ``keep`` (host paths: this sandbox's own,
-    still to be bound).
+    still to be bound), and a container engine's file binds (``ENGINE_FILE_MOUNTS``).
 
     They name every sandbox's network namespace and state directory on the machine
     (and any other runtime's); the sandbox must see neither them nor their names in
@@ -443,6 +470,7 @@ def _drop_namespace_mounts(keep: Collection[str] = ()) -> None:
     targets = [point for point, fstype, _ in mounts if fstype == "nsfs"]
     targets += [point for point, _, _ in mounts if point == nsutil.NETNS_DIR]
     targets += [point for point, fstype, source in mounts if _is_sandbox_fs(fstype, source) and point not in keep]
+    targets += [point for point, _, _ in mounts if point in ENGINE_FILE_MOUNTS]
     for point in reversed(targets):
         try:
             nsutil.umount(point, nsutil.MNT_DETACH)

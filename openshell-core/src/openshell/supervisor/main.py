@@ -286,7 +286,9 @@ class Supervisor:
         assert self.limits is not None  # set by _start_limits
         # In a container (docker driver) /sandbox is a directory of the container's own file system.
         disk = None if self.cfg.container else self.limits.disk
-        dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, hosts, tmp_size=self.limits.tmp, disk_size=disk)
+        from openshell.supervisor.sandbox_ns import hostname_for
+
+        dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, hosts, tmp_size=self.limits.tmp, disk_size=disk, hostname=hostname_for(self.name))
         self.mounts = [*dirs.mounts(), *self._sandbox_python_mounts(dirs.hosts)]
         return dirs
 

@@ -11,6 +11,7 @@ The ``local`` driver gives each sandbox, under its state directory::
     <state>/var-tmp       the same, a tmpfs of its own                    → /var/tmp
     <state>/files/        a small tmpfs, regenerated at each start:
         hosts             localhost lines + extra hosts → /etc/hosts (read-only)
+        hostname          the sandbox's host name → /etc/hostname (read-only)
         tls/              CA files written by the proxy → /etc/openshell-tls (read-only)
 
 Every one of them is mounted in the supervisor's (the host's) mount namespace
@@ -67,6 +68,7 @@ class SandboxDirs:
     tls: str
     shm: str
     var_tmp: str
+    hostname: str
 
     def scratch(self) -> list[tuple[str, str]]:
         """``(host path, sandbox path)`` of the sandbox's own world-writable scratch
@@ -76,11 +78,13 @@ class SandboxDirs:
         return [(self.tmp, "/tmp"), (self.shm, "/dev/shm"), (self.var_tmp, "/var/tmp")]
 
     def mounts(self) -> list[Mount]:
-        """Return the standard bind mounts: workdir, tmp, shm, var tmp, hosts (ro), tls (ro)."""
+        """Return the standard bind mounts: workdir, tmp, shm, var tmp, hosts (ro),
+        hostname (ro), tls (ro)."""
         return [
             Mount(self.workdir, "/sandbox"),
             *(Mount(host, target) for host, target in self.scratch()),
             Mount(self.hosts, "/etc/hosts", read_only=True),
+            Mount(self.hostname, "/etc/hostname", read_only=True),
             Mount(self.tls, "/etc/openshell-tls", read_only=True),
         ]
 
@@ -105,6 +109,20 @@ def write_hosts_file(path: str, extra_hosts: Mapping[str, str] | None = None) ->
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         f.write(hosts_file_text(extra_hosts))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def write_hostname_file(path: str, hostname: str) -> None:
+    """Atomically (re)write ``path`` (mode 0644) with ``hostname`` and a newline.
+
+    :raises ValueError: ``hostname`` is not a valid host name (a newline would add lines).
+    """
+    if not _HOSTNAME.match(hostname):
+        raise ValueError(f"host name {hostname!r} is not a valid host name")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(hostname + "\n")
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
@@ -351,6 +369,7 @@ def prepare_sandbox_dirs(
     extra_hosts: Mapping[str, str] | None = None,
     tmp_size: int | None = None,
     disk_size: int | None = None,
+    hostname: str = "sandbox",
 ) -> SandboxDirs:
     """Create (or fix up) the per-sandbox host directories under ``state_dir``. Idempotent.
 
@@ -363,6 +382,9 @@ def prepare_sandbox_dirs(
         (:func:`mount_tmp`; the sandbox's ``/tmp``, ``/dev/shm``, ``/var/tmp``), and
         the hosts and tls files go on a tmpfs of their own (:func:`mount_files`);
         None: plain directories and files.
+    :param hostname: the line of ``/etc/hostname`` (the sandbox's UTS host name; never
+        the host's, nor a container engine's file, whose mountinfo root names its
+        data directory).
     :param disk_size: bytes of the workdir's file system (:func:`make_workdir_image`,
         :func:`mount_workdir`); None: a plain directory.
     :returns: the paths, with ``.mounts()`` for ``LaunchSpec.mounts``.
@@ -378,6 +400,7 @@ def prepare_sandbox_dirs(
         tls=os.path.join(files, "tls"),
         shm=os.path.join(state_dir, "shm"),
         var_tmp=os.path.join(state_dir, "var-tmp"),
+        hostname=os.path.join(files, "hostname"),
     )
     if disk_size is not None:
         image = os.path.join(state_dir, WORKDIR_IMAGE)
@@ -398,4 +421,5 @@ def prepare_sandbox_dirs(
     os.makedirs(dirs.tls, exist_ok=True)
     os.chmod(dirs.tls, 0o755)
     write_hosts_file(dirs.hosts, extra_hosts)
+    write_hostname_file(dirs.hostname, hostname)
     return dirs
