@@ -248,15 +248,18 @@ def test_mountinfo_does_not_show_the_gateway_state_dir(two):
     # are dropped; so are the docker engine's file binds and the supervisor's runtime.
     gw, _ = two
     text = gw.sx(A, "cat", "/proc/self/mountinfo").stdout.decode()
-    for path in host_paths(gw):
-        assert path not in text, (path, text)
-    assert "/sandboxes/" not in text, text
+    for path in [*host_paths(gw), "/sandboxes/"]:
+        assert path not in text, (path, [line for line in text.splitlines() if path in line])
     by_point = {line.split()[4]: line.split()[3] for line in text.splitlines()}
     for point in ("/tmp", "/dev/shm", "/var/tmp"):
         assert by_point[point] == "/", text
     assert by_point["/etc/openshell-tls"] == "/tls" and by_point["/etc/hosts"] == "/hosts", text
     assert by_point["/etc/hostname"] == "/hostname", text
     assert not [p for p in by_point if p == "/.openshell" or p.startswith(("/.openshell/", "/run/openshell"))], text
+    # Mounts the policy gives no way to reach are gone: no other runtime's containers,
+    # no host mounts under /run, /mnt, /var/lib, /home, ...
+    outside = ("/run", "/mnt", "/media", "/srv", "/var/lib", "/home", "/root", "/opt", "/boot")
+    assert not [p for p in by_point if any(p == o or p.startswith(o + "/") for o in outside)], text
     if gw.driver == "docker":
         # /sandbox is a directory of the container's own file system: its root names
         # that path in the container (no host path); the root's overlay options name
