@@ -107,6 +107,14 @@ def docker_gateway(tmp_path_factory) -> Gateway:
         dockerd.stop()
 
 
+@pytest.fixture(scope="module", params=["local", "docker"])
+def any_gateway(request) -> Gateway:
+    """The session's ``gateway`` (local driver) and then its ``docker_gateway``: a test
+    that takes this fixture runs once per compute driver (ids ``[local]``, ``[docker]``;
+    select one with ``-k local`` / ``-k docker``). ``.driver`` says which it is."""
+    return request.getfixturevalue("gateway" if request.param == "local" else "docker_gateway")
+
+
 @pytest.fixture(scope="session")
 def upstream():
     """Test host for ``up.example.test`` serving HTTP on 8080 (``.ip``).

@@ -4,7 +4,7 @@ Uses the session gateway of tests/conftest.py and one sandbox of its own
 (``dlfix-<random>``, default policy: /sandbox and /tmp writable; /usr, /lib,
 /etc readable; everything else denied by Landlock). Unreadable files are made
 two ways: mode 000 inside /sandbox (the sandbox user has no capabilities) and
-a world-readable file the host creates under /var/tmp, which only Landlock
+a world-readable file the host creates under /opt, which only Landlock
 keeps from the sandbox.
 """
 
@@ -42,7 +42,7 @@ def _download(gateway, path: str, dest: Path):
 @pytest.fixture
 def landlocked():
     """A host directory the sandbox can see but Landlock forbids, holding a world-readable file."""
-    d = Path(f"/var/tmp/{SANDBOX}-{uuid.uuid4().hex[:6]}")
+    d = Path(f"/opt/{SANDBOX}-{uuid.uuid4().hex[:6]}")  # not /var/tmp: each sandbox has its own
     d.mkdir(mode=0o755)
     os.chmod(d, 0o755)
     (d / "host.txt").write_text("host\n")

@@ -1,5 +1,7 @@
 """A rule's binary cannot be borrowed: the connecting process is the one that called connect().
 
+On both compute drivers (``local``; ``docker``: the same supervisor inside a container).
+
 Each attack runs several times in a real sandbox against the test host and must
 be denied every time (403 with the identity in the reason); the legitimate
 shapes (curl itself, an ancestor rule, a program that connects and then hands
@@ -59,14 +61,20 @@ def _assert_denied(text: str, who: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def sandbox(gateway, upstream, tmp_path_factory):
+def gw(any_gateway):
+    """Each attack on both compute drivers (``local``, ``docker``)."""
+    return any_gateway
+
+
+@pytest.fixture(scope="module")
+def sandbox(gw, upstream, tmp_path_factory):
     policy = tmp_path_factory.mktemp("binid") / "policy.yaml"
     policy.write_text(POLICY)
-    gateway.cli("sandbox", "delete", SANDBOX)
+    gw.cli("sandbox", "delete", SANDBOX)
     hosts = [a for name in ("up", "anc", "py") for a in ("--add-host", f"{name}.example.test:{upstream.ip}")]
-    gateway.cli("sandbox", "create", "--name", SANDBOX, "--policy", str(policy), *hosts, "--detach", check=True, timeout=180)
+    gw.cli("sandbox", "create", "--name", SANDBOX, "--policy", str(policy), *hosts, "--detach", check=True, timeout=180)
     yield SANDBOX
-    gateway.cli("sandbox", "delete", SANDBOX)
+    gw.cli("sandbox", "delete", SANDBOX)
 
 
 def _py(gw, sb, code: str) -> subprocess.CompletedProcess:
@@ -80,25 +88,25 @@ def _code(gw, sb, *argv: str) -> str:
 # --------------------------------------------------------------------------- legit
 
 
-def test_curl_itself_allowed(gateway, sandbox):
-    assert _code(gateway, sandbox, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://up.example.test:8080/") == "200"
+def test_curl_itself_allowed(gw, sandbox):
+    assert _code(gw, sandbox, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://up.example.test:8080/") == "200"
 
 
-def test_python_alone_denied(gateway, sandbox):
+def test_python_alone_denied(gw, sandbox):
     out = _code(
-        gateway, sandbox, "python3", "-c", "import urllib.request as u\ntry: u.urlopen('http://up.example.test:8080/')\nexcept Exception as e: print(e.code)"
+        gw, sandbox, "python3", "-c", "import urllib.request as u\ntry: u.urlopen('http://up.example.test:8080/')\nexcept Exception as e: print(e.code)"
     )
     assert out == "403"
 
 
-def test_ancestor_rule_allows_child(gateway, sandbox):
+def test_ancestor_rule_allows_child(gw, sandbox):
     # "; true": dash forks for the command instead of exec'ing it, so it stays the parent
     get = "import urllib.request as u; print(u.urlopen('http://anc.example.test:8080/').status)"
-    out = _code(gateway, sandbox, "sh", "-c", f'python3 -c "{get}"; true')
+    out = _code(gw, sandbox, "sh", "-c", f'python3 -c "{get}"; true')
     assert out == "200"
 
 
-def test_connect_then_helper_reads(gateway, sandbox):
+def test_connect_then_helper_reads(gw, sandbox):
     # python3 (allowed for py.example.test) connects and asks, then execs cat on the socket.
     code = textwrap.dedent(
         """\
@@ -110,28 +118,28 @@ def test_connect_then_helper_reads(gateway, sandbox):
         os.execv('/usr/bin/head', ['head', '-c', '12'])
         """
     )
-    assert _py(gateway, sandbox, code).stdout.decode().startswith("HTTP/1.1 200")
+    assert _py(gw, sandbox, code).stdout.decode().startswith("HTTP/1.1 200")
 
 
 # --------------------------------------------------------------------------- attacks
 
 
 @pytest.mark.parametrize("attempt", range(TRIES))
-def test_exec_after_connect_denied(gateway, sandbox, attempt):
+def test_exec_after_connect_denied(gw, sandbox, attempt):
     code = _REQ + f"s = dial()\nos.dup2(s.fileno(), 0)\nos.execv('/usr/bin/curl', {_CURL_READER})\n"
-    _py(gateway, sandbox, code)
-    _assert_denied(_answer(gateway, sandbox), "python3")
+    _py(gw, sandbox, code)
+    _assert_denied(_answer(gw, sandbox), "python3")
 
 
 @pytest.mark.parametrize("attempt", range(TRIES))
-def test_fd_passing_denied(gateway, sandbox, attempt):
+def test_fd_passing_denied(gw, sandbox, attempt):
     code = _REQ + f"import subprocess\ns = dial()\np = subprocess.Popen({_CURL_READER}, stdin=s.fileno())\ns.close()\np.wait()\n"
-    _py(gateway, sandbox, code)
-    _assert_denied(_answer(gateway, sandbox), "python3")
+    _py(gw, sandbox, code)
+    _assert_denied(_answer(gw, sandbox), "python3")
 
 
 @pytest.mark.parametrize("attempt", range(TRIES))
-def test_reparenting_denied(gateway, sandbox, attempt):
+def test_reparenting_denied(gw, sandbox, attempt):
     # The child python connects after its parent became curl.
     code = _REQ + (
         "import time\n"
@@ -144,8 +152,8 @@ def test_reparenting_denied(gateway, sandbox, attempt):
         "os.close(w); os.dup2(r, 0)\n"
         "os.execv('/usr/bin/curl', ['/usr/bin/curl', '-s', '-m', '5', '-o', '/dev/null', 'file:///dev/stdin'])\n"
     )
-    _py(gateway, sandbox, code)
-    _assert_denied(_answer(gateway, sandbox), "python3")
+    _py(gw, sandbox, code)
+    _assert_denied(_answer(gw, sandbox), "python3")
 
 
 _PRELOAD_C = r"""
@@ -176,26 +184,26 @@ __attribute__((constructor)) static void borrow(void) {
 
 
 @pytest.fixture(scope="module")
-def preload_lib(gateway, sandbox, tmp_path_factory):
+def preload_lib(gw, sandbox, tmp_path_factory):
     src = tmp_path_factory.mktemp("preload") / "borrow.c"
     src.write_text(_PRELOAD_C)
     lib = src.with_suffix(".so")
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
     # Copied into the sandbox's /sandbox by the sandbox itself (a file it can write).
-    p = gateway.sx(sandbox, "sh", "-c", "cat > /sandbox/borrow.so", input=lib.read_bytes())
+    p = gw.sx(sandbox, "sh", "-c", "cat > /sandbox/borrow.so", input=lib.read_bytes())
     assert p.returncode == 0, p.stderr
     return "/sandbox/borrow.so"
 
 
 @pytest.mark.parametrize("attempt", range(TRIES))
-def test_ld_preload_into_curl_denied(gateway, sandbox, preload_lib, attempt):
-    gateway.sx(sandbox, "sh", "-c", f"LD_PRELOAD={preload_lib} /usr/bin/curl -s -o /dev/null http://127.0.0.1:9/; true")
-    _assert_denied(_answer(gateway, sandbox), "untrusted:/usr/bin/curl")
-    assert _code(gateway, sandbox, "sh", "-c", "cat /tmp/child; rm -f /tmp/child") == "403"
+def test_ld_preload_into_curl_denied(gw, sandbox, preload_lib, attempt):
+    gw.sx(sandbox, "sh", "-c", f"LD_PRELOAD={preload_lib} /usr/bin/curl -s -o /dev/null http://127.0.0.1:9/; true")
+    _assert_denied(_answer(gw, sandbox), "untrusted:/usr/bin/curl")
+    assert _code(gw, sandbox, "sh", "-c", "cat /tmp/child; rm -f /tmp/child") == "403"
 
 
-def test_a_subreaper_cannot_be_made(gateway, sandbox):
+def test_a_subreaper_cannot_be_made(gw, sandbox):
     # A subreaper would adopt orphans it did not create and then vouch for them
     # as an ancestor; the filter refuses prctl(PR_SET_CHILD_SUBREAPER).
     code = "import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); r = libc.prctl(36, 1, 0, 0, 0); print(r, os.strerror(ctypes.get_errno()))"
-    assert _py(gateway, sandbox, code).stdout.decode().strip() == "-1 Operation not permitted"
+    assert _py(gw, sandbox, code).stdout.decode().strip() == "-1 Operation not permitted"

@@ -204,3 +204,27 @@ b = bytearray(200 * 2**20)
     assert words[0] == "forks" and int(words[1]) < 20 and words[2] == "11"
     ev = real_cgroup.events()
     assert ev.oom_kills >= 1 and ev.pids_max >= 1
+
+
+def test_own_cgroup_of_a_container_v1(tmp_path):
+    """In a docker container (cgroup v1, host cgroup namespace) each controller's
+    mount root is the container's cgroup: its own cgroup is the mount point."""
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "30 25 0:26 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n31 25 0:27 /docker/abc /sys/fs/cgroup/pids ro - cgroup cgroup rw,pids\n"
+    )
+    proc_cgroup = tmp_path / "proc_cgroup"
+    proc_cgroup.write_text("4:memory:/docker/abc\n3:pids:/docker/abc\n0::/\n")
+    cg = cgroups.own(str(mountinfo), str(proc_cgroup))
+    assert cg == cgroups.Cgroup(1, {"memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids"})
+
+
+def test_own_cgroup_v2_reads_the_counters(tmp_path):
+    root, mountinfo, proc_cgroup = _fake_v2(tmp_path)
+    own = root / "system.slice" / "openshell.service"
+    own.mkdir(parents=True)
+    (own / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    (own / "pids.events").write_text("max 5\n")
+    cg = cgroups.own(mountinfo, proc_cgroup)
+    assert cg == cgroups.Cgroup(2, {"unified": str(own)})
+    assert cg.events() == cgroups.Events(oom_kills=1, pids_max=5)

@@ -1,9 +1,11 @@
 """One sandbox must not reach into another, nor see the host's processes or IPC.
 
-Two real sandboxes run at once with the isolation-checks policy. Each attack that
-used to work (all sandboxes share a uid, and once shared the host's PID and IPC
-namespaces) is tried from sandbox A against a process of sandbox B, whose host
-pid this test (root on the host) looks up; every one must fail.
+Two real sandboxes run at once with the isolation-checks policy, on each compute
+driver (``local``: host processes; ``docker``: one container each). Each attack
+that used to work (all sandboxes share a uid, and once shared the host's PID and
+IPC namespaces) is tried from sandbox A against a process of sandbox B, whose
+host pid this test (root on the host) looks up by its unique argv; every one
+must fail.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import json
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from conftest import OPENSHELL, cases_dir, require_root  # tests/ is on sys.path (conftest)
+from hostview import cmdline as _cmdline
+from hostview import context as _ctx
+from hostview import host_paths, pids_running, wait_for
+from hostview import host_pids as _host_pids
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
 
 A, B = "xs-a", "xs-b"
 SLEEP_B = "3001.5"  # unique argv of B's long-running victim process
@@ -36,44 +41,6 @@ def _records(gw) -> dict[str, dict]:
     return {r["name"]: r for r in json.loads(gw.cli("sandbox", "list", "-o", "json", check=True).stdout)}
 
 
-def _ctx(gw, name: str) -> dict:
-    sid = _records(gw)[name]["id"]
-    return json.loads((gw.state_dir / "sandboxes" / sid / "context.json").read_text())
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-    except OSError:
-        return []
-
-
-def _host_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _pids_in_netns(netns: str) -> list[int]:
-    ino = os.stat(f"/run/netns/{netns}").st_ino
-    pids = []
-    for pid in _host_pids():
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino == ino:
-                pids.append(pid)
-        except OSError:
-            pass
-    return pids
-
-
-def _wait_for(predicate, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _py(gw, sandbox: str, code: str, *args: str) -> str:
     p = gw.sx(sandbox, "python3", "-c", code, *args, timeout=120)
     assert p.returncode == 0, p.stderr.decode()
@@ -81,20 +48,20 @@ def _py(gw, sandbox: str, code: str, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def two(gateway, tmp_path_factory):
+def two(any_gateway, tmp_path_factory):
     """Sandboxes A and B, and the host pid of a ``sleep`` running in B."""
     require_root()
+    gateway = any_gateway
     policy = tmp_path_factory.mktemp("xs") / "policy.yaml"
     policy.write_text(_policy_yaml())
     for name in (A, B):
-        gateway.cli("sandbox", "delete", name)
-        gateway.cli("sandbox", "create", "--name", name, "--policy", str(policy), "--detach", check=True)
+        gateway.cli("sandbox", "delete", name, timeout=180)
+        gateway.cli("sandbox", "create", "--name", name, "--policy", str(policy), "--detach", check=True, timeout=300)
     gateway.sx(B, "sh", "-c", f"nohup sleep {SLEEP_B} >/dev/null 2>&1 &")
-    netns_b = _ctx(gateway, B)["netns"]
-    victim = _wait_for(lambda: [p for p in _pids_in_netns(netns_b) if _cmdline(p) == ["sleep", SLEEP_B]], "B's sleep")[0]
+    victim = wait_for(lambda: pids_running(["sleep", SLEEP_B]), "B's sleep")[0]
     yield gateway, victim
     for name in (A, B):
-        gateway.cli("sandbox", "delete", name)
+        gateway.cli("sandbox", "delete", name, timeout=180)
 
 
 def _limits_cpu(pid: int) -> str:
@@ -233,22 +200,22 @@ def test_sysv_ipc_is_not_shared_between_sandboxes_or_with_the_host(two):
         host.shmctl(host_id, 0, None)  # IPC_RMID
 
 
-def test_shared_memory_goes_away_with_its_sandbox(gateway, tmp_path):
+def test_shared_memory_goes_away_with_its_sandbox(any_gateway, tmp_path):
     require_root()
+    gateway = any_gateway
     name = "xs-shm"
-    gateway.cli("sandbox", "delete", name)
-    gateway.cli("sandbox", "create", "--name", name, "--detach", check=True)
+    gateway.cli("sandbox", "delete", name, timeout=180)
+    gateway.cli("sandbox", "create", "--name", name, "--detach", check=True, timeout=300)
     try:
         key = 0x05AD0000 + os.getpid() % 0xFFFF
         gateway.sx(name, "sh", "-c", "nohup sleep 3002.5 >/dev/null 2>&1 &")
-        netns = _ctx(gateway, name)["netns"]
-        pid = _wait_for(lambda: [p for p in _pids_in_netns(netns) if _cmdline(p) == ["sleep", "3002.5"]], "the sleep")[0]
+        pid = wait_for(lambda: pids_running(["sleep", "3002.5"]), "the sleep")[0]
         ipc_ns = os.stat(f"/proc/{pid}/ns/ipc").st_ino
         assert ipc_ns != os.stat("/proc/self/ns/ipc").st_ino
         _py(gateway, name, SHM_MAKE, str(key), str(512 << 20))
         assert f"{key:>10}" not in Path("/proc/sysvipc/shm").read_text()
     finally:
-        assert gateway.cli("sandbox", "delete", name).returncode == 0
+        assert gateway.cli("sandbox", "delete", name, timeout=180).returncode == 0
 
     # The IPC namespace (and the 512 MiB segment in it) ends with the sandbox's last process.
     def holders():
@@ -277,14 +244,23 @@ def test_mountinfo_and_sysvipc_show_nothing_of_other_sandboxes_or_namespaces(two
 
 def test_mountinfo_does_not_show_the_gateway_state_dir(two):
     # Each bind's root is a path inside the sandbox's own file systems (workdir
-    # image, /tmp and files tmpfs), and their host-side mounts are dropped.
+    # image, /tmp, /dev/shm, /var/tmp and files tmpfs), and their host-side mounts
+    # are dropped; so are the docker engine's file binds and the supervisor's runtime.
     gw, _ = two
     text = gw.sx(A, "cat", "/proc/self/mountinfo").stdout.decode()
-    assert str(gw.state_dir) not in text, text
-    assert "/sandboxes/" not in text, text
+    for path in [*host_paths(gw), "/sandboxes/"]:
+        assert path not in text, (path, [line for line in text.splitlines() if path in line])
     by_point = {line.split()[4]: line.split()[3] for line in text.splitlines()}
-    assert by_point["/sandbox"] == "/" and by_point["/tmp"] == "/", text
+    for point in ("/tmp", "/dev/shm", "/var/tmp"):
+        assert by_point[point] == "/", text
     assert by_point["/etc/openshell-tls"] == "/tls" and by_point["/etc/hosts"] == "/hosts", text
+    assert by_point["/etc/hostname"] == "/hostname", text
+    assert not [p for p in by_point if p == "/.openshell" or p.startswith(("/.openshell/", "/run/openshell"))], text
+    # Mounts the policy gives no way to reach are gone: no other runtime's containers,
+    # no host mounts under /run, /mnt, /var/lib, /home, ...
+    outside = ("/run", "/mnt", "/media", "/srv", "/var/lib", "/home", "/root", "/opt", "/boot")
+    assert not [p for p in by_point if any(p == o or p.startswith(o + "/") for o in outside)], text
+    assert by_point["/sandbox"] == "/", text  # docker too: the workdir's ext4 is bound into the container
 
 
 def test_pid1_of_the_sandbox_names_no_host_path(two):
@@ -302,8 +278,7 @@ def test_two_execs_in_one_sandbox_see_each_other_and_hostname_is_the_sandbox_nam
     marker = "3003.5"
     bg = subprocess.Popen([OPENSHELL, "sandbox", "exec", A, "--", "sleep", marker], env=gw.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        netns_a = _ctx(gw, A)["netns"]
-        _wait_for(lambda: [p for p in _pids_in_netns(netns_a) if _cmdline(p) == ["sleep", marker]], "the first exec")
+        wait_for(lambda: pids_running(["sleep", marker]), "the first exec")
         code = "import os\nfor p in os.listdir('/proc'):\n if p.isdigit():\n  try: print(open(f'/proc/{p}/cmdline','rb').read().replace(b'\\0', b' ').decode())\n  except OSError: pass"
         assert f"sleep {marker}" in _py(gw, A, code)
         assert f"sleep {marker}" not in _py(gw, B, code)
@@ -312,4 +287,5 @@ def test_two_execs_in_one_sandbox_see_each_other_and_hostname_is_the_sandbox_nam
         bg.wait()
     assert gw.sx(A, "hostname").stdout.decode().strip() == A
     assert gw.sx(B, "hostname").stdout.decode().strip() == B
+    assert gw.sx(A, "cat", "/etc/hostname").stdout.decode() == A + "\n"  # its own, not the host's or the engine's
     assert os.uname().nodename not in (A, B)

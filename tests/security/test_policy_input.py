@@ -5,6 +5,9 @@ size caps, control characters, uid/gid ranges, bounded one-line errors), then
 the same attacks sent to a real gateway through the client SDK: each is a
 clean INVALID_ARGUMENT naming the field, the gateway's memory stays bounded
 and it keeps answering.
+
+Local driver only: the CLI and the gateway parse and refuse policy input before
+any compute driver (or supervisor) sees it, so the driver changes nothing here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,13 @@
 """Resource limits with real sandboxes: the kernel stops a fork bomb, an allocation
 past --memory, a /tmp and a workdir past their size, without harm to the host or
-another sandbox; the user sees what happened in ``sandbox logs`` and ``sandbox get``."""
+another sandbox; the user sees what happened in ``sandbox logs`` and ``sandbox get``.
+
+The tests taking ``gw`` run on both compute drivers: ``local`` (a cgroup of the
+supervisor's per sandbox) and ``docker`` (the container runtime's limits on the
+container's cgroup, whose counters the supervisor reads). The delete tests are
+about the local driver's host-side cgroup and mounts; with docker they live and
+go with the container (``tests/e2e/test_docker_driver.py`` checks it is removed).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,11 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import OPENSHELL  # noqa: F401,E402 - tests/ is on sys.path (conftest)
+from hostview import container, pids_running
 
 
 def _sid(gw, name: str) -> str:
@@ -54,18 +63,29 @@ def _status_text(gw, name: str) -> str:
     return gw.cli("sandbox", "get", name, "-o", "json", check=True).stdout.decode()
 
 
+@pytest.fixture(scope="module")
+def gw(any_gateway):
+    return any_gateway
+
+
 @pytest.fixture
-def sandboxes(gateway):
+def sandboxes(gw):
     made: list[str] = []
 
     def create(name: str, *flags: str) -> str:
-        gateway.cli("sandbox", "create", "--name", name, *flags, "--detach", check=True)
+        gw.cli("sandbox", "delete", name, timeout=180)
+        gw.cli("sandbox", "create", "--name", name, *flags, "--detach", check=True, timeout=300)
         made.append(name)
         return name
 
     yield create
     for name in made:
-        gateway.cli("sandbox", "delete", name, timeout=120)
+        gw.cli("sandbox", "delete", name, timeout=180)
+
+
+def _host_config(gw, name: str) -> dict:
+    """The docker container's HostConfig (limits as the engine holds them)."""
+    return container(gw, name).attrs["HostConfig"]
 
 
 def test_cli_rejects_bad_limits_naming_the_flag(gateway):
@@ -79,30 +99,42 @@ def test_cli_rejects_bad_limits_naming_the_flag(gateway):
     assert gateway.cli("sandbox", "get", "rl-bad").returncode != 0  # nothing was created
 
 
-def test_cpu_and_memory_flags_set_the_cgroup_limits(gateway, sandboxes):
+def test_cpu_and_memory_flags_set_the_cgroup_limits(gw, sandboxes):
     sandboxes("rl-cpu", "--cpu", "0.5", "--memory", "512Mi")
-    cg = _cgroup(gateway, "rl-cpu")
-    d = cg["dirs"]
-    if cg["version"] == 1:
-        assert _read(d["cpu"], "cpu.cfs_quota_us") == "50000" and _read(d["cpu"], "cpu.cfs_period_us") == "100000"
-        assert _read(d["memory"], "memory.limit_in_bytes") == str(512 * 2**20)
-        assert _read(d["pids"], "pids.max") == "2048"
+    if gw.driver == "docker":
+        hc = _host_config(gw, "rl-cpu")
+        assert (hc["NanoCpus"], hc["Memory"], hc["MemorySwap"], hc["PidsLimit"]) == (500_000_000, 512 * 2**20, 512 * 2**20, 2048), hc
+        procs = None
     else:
-        assert _read(d["unified"], "cpu.max") == "50000 100000"
-        assert _read(d["unified"], "memory.max") == str(512 * 2**20)
-        assert _read(d["unified"], "pids.max") == "2048"
+        cg = _cgroup(gw, "rl-cpu")
+        d = cg["dirs"]
+        if cg["version"] == 1:
+            assert _read(d["cpu"], "cpu.cfs_quota_us") == "50000" and _read(d["cpu"], "cpu.cfs_period_us") == "100000"
+            assert _read(d["memory"], "memory.limit_in_bytes") == str(512 * 2**20)
+            assert _read(d["pids"], "pids.max") == "2048"
+        else:
+            assert _read(d["unified"], "cpu.max") == "50000 100000"
+            assert _read(d["unified"], "memory.max") == str(512 * 2**20)
+            assert _read(d["unified"], "pids.max") == "2048"
+        procs = d["pids"] if cg["version"] == 1 else d["unified"]
     # Every process of the sandbox is in it, an exec session included (its host pid
     # is in the cgroup), while inside the sandbox's cgroup namespace its own cgroup
     # is the root: no host cgroup path shows.
-    p = gateway.sx("rl-cpu", "cat", "/proc/self/cgroup")
+    p = gw.sx("rl-cpu", "cat", "/proc/self/cgroup")
     out = p.stdout.decode()
     assert p.returncode == 0, p.stderr
     assert all(line.split(":", 2)[2] == "/" for line in out.splitlines()), out
     marker = "2718.5"
-    session = subprocess.Popen([OPENSHELL, "sandbox", "exec", "rl-cpu", "--", "sleep", marker], env=gateway.env)
+    session = subprocess.Popen([OPENSHELL, "sandbox", "exec", "rl-cpu", "--", "sleep", marker], env=gw.env)
     try:
-        procs = d["pids"] if cg["version"] == 1 else d["unified"]
-        _wait_for(lambda: any(_cmdline(pid) == ["sleep", marker] for pid in _read(procs, "cgroup.procs").split()))
+        if procs is not None:
+            assert _wait_for(lambda: any(_cmdline(pid) == ["sleep", marker] for pid in _read(procs, "cgroup.procs").split()))
+        else:  # docker: the session's process is in the container's cgroup
+            cid = container(gw, "rl-cpu").id
+            pid = _wait_for(lambda: pids_running(["sleep", marker]))[0]
+            with open(f"/proc/{pid}/cgroup") as f:
+                lines = [ln for ln in f.read().splitlines() if ":pids:" in ln or ln.startswith("0::")]
+            assert lines and all(cid in ln for ln in lines), lines
     finally:
         session.kill()
         session.wait()
@@ -116,9 +148,13 @@ def _cmdline(pid: str) -> list[str]:
         return []
 
 
-def test_decimal_memory_quantity_is_accepted(gateway, sandboxes):
+def test_decimal_memory_quantity_is_accepted(gw, sandboxes):
     sandboxes("rl-dec", "--memory", "512M", "--cpu", "1.5")
-    cg = _cgroup(gateway, "rl-dec")
+    if gw.driver == "docker":
+        hc = _host_config(gw, "rl-dec")
+        assert (hc["Memory"], hc["NanoCpus"]) == (512_000_000, 1_500_000_000), hc
+        return
+    cg = _cgroup(gw, "rl-dec")
     d = cg["dirs"]
     memory = _read(d["memory"], "memory.limit_in_bytes") if cg["version"] == 1 else _read(d["unified"], "memory.max")
     # the kernel rounds down to whole pages
@@ -146,10 +182,10 @@ for pid in children:
 """
 
 
-def test_fork_bomb_stops_at_the_pids_limit_and_others_keep_working(gateway, sandboxes):
+def test_fork_bomb_stops_at_the_pids_limit_and_others_keep_working(gw, sandboxes):
     sandboxes("rl-bomb", "--memory", "2Gi")
     sandboxes("rl-other")
-    p = gateway.sx("rl-bomb", "python3", "-c", FORK_BOMB, timeout=120)
+    p = gw.sx("rl-bomb", "python3", "-c", FORK_BOMB, timeout=120)
     out = p.stdout.decode()
     assert "stopped" in out, (out, p.stderr.decode())
     forked = int(out.split()[1])
@@ -157,40 +193,48 @@ def test_fork_bomb_stops_at_the_pids_limit_and_others_keep_working(gateway, sand
     assert out.split()[2] == "11"  # EAGAIN
     # The host and another sandbox can still start processes.
     assert subprocess.run(["true"]).returncode == 0
-    q = gateway.sx("rl-other", "sh", "-c", "echo alive")
+    q = gw.sx("rl-other", "sh", "-c", "echo alive")
     assert q.returncode == 0 and q.stdout.decode().strip() == "alive"
-    assert gateway.sx("rl-bomb", "echo", "still here").returncode == 0
-    assert _wait_for(lambda: _events(gateway, "rl-bomb", "pids_limit"))
-    assert "process limit reached" in _status_text(gateway, "rl-bomb")
+    assert gw.sx("rl-bomb", "echo", "still here").returncode == 0
+    assert _wait_for(lambda: _events(gw, "rl-bomb", "pids_limit"))
+    assert "process limit reached" in _status_text(gw, "rl-bomb")
 
 
-def test_allocation_past_memory_limit_is_oom_killed_and_shown(gateway, sandboxes):
+def test_allocation_past_memory_limit_is_oom_killed_and_shown(gw, sandboxes):
     sandboxes("rl-oom", "--memory", "256Mi")
-    p = gateway.sx("rl-oom", "python3", "-c", "b = bytearray(600 * 2**20); print('allocated')", timeout=120)
+    p = gw.sx("rl-oom", "python3", "-c", "b = bytearray(600 * 2**20); print('allocated')", timeout=120)
     assert p.returncode in (137, -9), (p.returncode, p.stderr.decode())
     assert b"allocated" not in p.stdout
-    events = _wait_for(lambda: _events(gateway, "rl-oom", "oom_kill"))
+    events = _wait_for(lambda: _events(gw, "rl-oom", "oom_kill"))
     assert events and events[0]["fields"]["memory_limit"] == "256Mi"
-    assert "out of memory" in _status_text(gateway, "rl-oom")
+    assert "out of memory" in _status_text(gw, "rl-oom")
     # The sandbox itself lives on.
-    assert gateway.sx("rl-oom", "echo", "ok").stdout.decode().strip() == "ok"
+    assert gw.sx("rl-oom", "echo", "ok").stdout.decode().strip() == "ok"
 
 
-def test_tmp_is_a_size_limited_tmpfs_off_the_host_disk(gateway, sandboxes):
+def test_tmp_is_a_size_limited_tmpfs_off_the_host_disk(gw, sandboxes):
     sandboxes("rl-tmp")
     write = "b = bytes(2**20)\nwith open('/tmp/big', 'wb') as f:\n    for _ in range(1100):\n        f.write(b)\n"
-    p = gateway.sx("rl-tmp", "python3", "-c", write, timeout=120)
+    p = gw.sx("rl-tmp", "python3", "-c", write, timeout=120)
     text = p.stderr.decode()
     assert p.returncode != 0 and "No space left on device" in text, text
-    host_tmp = _sandbox_dir(gateway, "rl-tmp") / "tmp"
-    assert os.path.ismount(host_tmp)
-    big = host_tmp / "big"
-    # The 1 GiB the sandbox wrote is on the tmpfs, not on the host's disk.
-    assert big.stat().st_size == 2**30
-    assert big.stat().st_dev != os.stat(gateway.state_dir).st_dev
-    assert _wait_for(lambda: _events(gateway, "rl-tmp", "tmp_full"))
-    assert "/tmp is full" in _status_text(gateway, "rl-tmp")
-    assert gateway.sx("rl-tmp", "rm", "/tmp/big").returncode == 0
+    if gw.driver == "docker":
+        # The tmpfs is mounted inside the container: the 1 GiB is in memory, not in
+        # the container's writable layer on the host's disk.
+        line = [ln.split() for ln in gw.sx("rl-tmp", "cat", "/proc/self/mountinfo").stdout.decode().splitlines() if ln.split()[4] == "/tmp"]
+        assert line and line[-1][line[-1].index("-") + 1] == "tmpfs", line
+        upper = container(gw, "rl-tmp").attrs["GraphDriver"]["Data"]["UpperDir"]
+        assert not list(Path(upper).rglob("big"))
+    else:
+        host_tmp = _sandbox_dir(gw, "rl-tmp") / "tmp"
+        assert os.path.ismount(host_tmp)
+        big = host_tmp / "big"
+        # The 1 GiB the sandbox wrote is on the tmpfs, not on the host's disk.
+        assert big.stat().st_size == 2**30
+        assert big.stat().st_dev != os.stat(gw.state_dir).st_dev
+    assert _wait_for(lambda: _events(gw, "rl-tmp", "tmp_full"))
+    assert "/tmp is full" in _status_text(gw, "rl-tmp")
+    assert gw.sx("rl-tmp", "rm", "/tmp/big").returncode == 0
 
 
 def _loops_of(image) -> list[str]:
@@ -244,7 +288,10 @@ def test_delete_after_a_crashed_supervisor_still_removes_the_limits(gateway):
 WRITE_48M = "b = bytes(2**20)\nwith open('/sandbox/big', 'wb') as f:\n    for _ in range(48):\n        f.write(b)\n        f.flush()\n"
 
 
-def test_workdir_past_its_disk_limit_is_enospc_and_shown_and_nothing_else_fills(gateway, sandboxes):
+def test_workdir_past_its_disk_limit_is_enospc_and_shown_and_nothing_else_fills(gw, sandboxes):
+    # docker: the driver makes and loop-mounts the image on the host too, and binds it
+    # into the container (docs/docker-driver.md); the checks are the same.
+    gateway = gw
     sandboxes("rl-disk", "--disk", "32Mi")
     sandboxes("rl-disk-other")
     d = _sandbox_dir(gateway, "rl-disk")

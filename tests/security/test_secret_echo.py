@@ -10,9 +10,10 @@ server's frames are scrubbed too (fragmented messages, control frames, 64-bit
 lengths), the upgrade goes without ``permessage-deflate``, and a server that
 switches an extension on anyway is cut off.
 
-Own gateway (``sec-echo``) started with ``OPENSHELL_EXTRA_CA``; one test host
-``echo.sececho.test`` at 10.199.146.2 running the echo server below (HTTPS on
-443); a sandbox with a ``generic`` provider whose credential goes to that host.
+Own gateway (``sec-echo``) started with ``OPENSHELL_EXTRA_CA``, once per compute
+driver (``local``; ``docker``, whose driver copies that CA into the container);
+one test host ``echo.sececho.test`` at 10.199.146.2 running the echo server below
+(HTTPS on 443); a sandbox with a ``generic`` provider whose credential goes to that host.
 """
 
 from __future__ import annotations
@@ -136,10 +137,11 @@ while True:
 """
 
 
-@pytest.fixture(scope="module")
-def echo_world(tmp_path_factory):
+@pytest.fixture(scope="module", params=["local", "docker"])
+def echo_world(request, tmp_path_factory):
     """A gateway, the echo test host and a sandbox holding only the placeholder; all removed afterwards."""
     require_root()
+    driver = request.param
     from openshell.supervisor.sandbox_ca import SandboxCA
     from openshell.testhost import TestHost
 
@@ -151,9 +153,13 @@ def echo_world(tmp_path_factory):
     (base / "up.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     os.chmod(base / "up.key", 0o600)
     env = dict(os.environ)
-    env.update(XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"), OPENSHELL_GATEWAY="sec-echo", OPENSHELL_EXTRA_CA=str(base / "ca.pem"))
+    name = "sec-echo" if driver == "local" else "sec-echo-docker"
+    env.update(XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"), OPENSHELL_GATEWAY=name, OPENSHELL_EXTRA_CA=str(base / "ca.pem"))
     env.pop("OPENSHELL_STATE_DIR", None)
-    gw = Gateway(name="sec-echo", port=free_port(), env=env, base=base)
+    gw = Gateway(name=name, port=free_port(), env=env, base=base, driver=driver)
+    if driver == "docker":
+        # The docker_gateway fixture's engine and image (started/built when missing).
+        request.getfixturevalue("docker_gateway")
     with TestHost("sececho", IP) as host:
         host.start()
         server = subprocess.Popen(
@@ -164,7 +170,7 @@ def echo_world(tmp_path_factory):
         try:
             assert server.stdout is not None and server.stdout.readline() == b"ready\n"
             _wait_listening(IP, 443)
-            gw.cli("gateway", "start", "--name", gw.name, "--port", str(gw.port), check=True, timeout=60)
+            gw.cli("gateway", "start", "--name", gw.name, "--port", str(gw.port), "--driver", driver, check=True, timeout=60)
             try:
                 gw.cli(
                     "provider",
@@ -193,11 +199,11 @@ def echo_world(tmp_path_factory):
                     f"{HOST}:{IP}",
                     "-d",
                     check=True,
-                    timeout=120,
+                    timeout=300,
                 )
                 yield gw
             finally:
-                gw.cli("sandbox", "delete", "--all", timeout=120)
+                gw.cli("sandbox", "delete", "--all", timeout=180)
                 gw.cli("gateway", "stop", "--name", gw.name, timeout=60)
         finally:
             server.kill()

@@ -110,7 +110,7 @@ print(json.dumps(res))
 @pytest.fixture
 def owned_outside_policy(launch_ids):
     """A directory the sandbox user owns, outside every policy path."""
-    path = f"/var/tmp/osb-owned-{uuid.uuid4().hex[:8]}"
+    path = f"/opt/osb-owned-{uuid.uuid4().hex[:8]}"  # not /var/tmp: each sandbox has its own
     os.makedirs(path)
     os.chown(path, *launch_ids)
     yield path
@@ -298,3 +298,27 @@ def test_concurrent_spawns_from_threads(launch_sandbox) -> None:
     for i, res in enumerate(results):
         assert res.returncode == 0, res.stderr
         assert res.stdout.split()[0] == str(i) and res.stdout.split()[1] != "0"
+
+
+MOUNT_POINTS = "import json\nprint(json.dumps([line.split()[4] for line in open('/proc/self/mountinfo')]))"
+
+
+def test_host_mounts_outside_the_policy_are_not_in_the_sandbox(launch_sandbox) -> None:
+    # A host mount the policy gives no way to reach (another runtime's container
+    # shm, say) is dropped from the sandbox's namespace; one under a policy path stays.
+    outside = f"/mnt/osb-other-{uuid.uuid4().hex[:8]}"
+    inside = f"/usr/osb-kept-{uuid.uuid4().hex[:8]}"
+    made = []
+    try:
+        for point in (outside, inside):
+            os.makedirs(point)
+            made.append(point)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "osb-test", point], check=True)
+        points = launch_sandbox.py(MOUNT_POINTS)
+        assert outside not in points and not [p for p in points if p.startswith("/mnt/")], points
+        assert inside in points, points  # /usr is in the policy: what is on it stays usable
+        assert "/proc" in points and "/sandbox" in points and "/dev/shm" in points
+    finally:
+        for point in reversed(made):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+            os.rmdir(point)

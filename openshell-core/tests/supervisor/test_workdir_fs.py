@@ -55,6 +55,13 @@ def test_workdir_is_a_sized_ext4_owned_by_the_sandbox_user(state, launch_ids):
     assert os.path.ismount(state / mounts.FILES_DIR)
     assert Path(dirs.hosts).parent == Path(dirs.tls).parent == state / mounts.FILES_DIR
     assert _loops(image)
+    # /tmp, /dev/shm and /var/tmp: a sticky 1777 tmpfs each, of the tmp size
+    assert [target for _, target in dirs.scratch()] == ["/tmp", "/dev/shm", "/var/tmp"]
+    for path, _ in dirs.scratch():
+        assert os.path.ismount(path), path
+        assert os.stat(path).st_mode & 0o7777 == 0o1777
+        fs = os.statvfs(path)
+        assert fs.f_blocks * fs.f_frsize == 2**20, path
 
 
 def test_writing_past_the_size_fails_with_enospc_and_the_host_disk_does_not_fill(state, launch_ids):
@@ -93,7 +100,7 @@ def test_remove_limits_after_a_crash_unmounts_everything_and_detaches_the_loop_d
     try:
         assert len(_loops(image)) == 2
         cleanup.remove_limits(state)
-        for path in (dirs.workdir, dirs.tmp, state / mounts.FILES_DIR):
+        for path in (dirs.workdir, dirs.tmp, dirs.shm, dirs.var_tmp, state / mounts.FILES_DIR):
             assert not os.path.ismount(path), path
         assert not _loops(image)
     finally:

@@ -130,6 +130,25 @@ def detect(mountinfo: str = "/proc/self/mountinfo", proc_cgroup: str = "/proc/se
     return Hierarchy(1, parents)
 
 
+def own(mountinfo: str = "/proc/self/mountinfo", proc_cgroup: str = "/proc/self/cgroup") -> Cgroup:
+    """The cgroup this process is in (e.g. its container's), to read its counters.
+
+    For the ``docker`` driver: the container runtime enforces the limits on the
+    container's cgroup; the supervisor only reads its OOM-kill and refused-fork
+    counters. Never :meth:`Cgroup.remove` it.
+
+    :raises CgroupError: no hierarchy with the memory and pids controllers.
+    """
+    h = detect(mountinfo, proc_cgroup)
+    if h.version == 1:
+        return Cgroup(1, {ctl: os.path.dirname(parent) for ctl, parent in h.parents.items()})
+    mine = _own_paths(proc_cgroup).get("", "/")
+    for root, point, fstype, _opts in _mounts(mountinfo):
+        if fstype == "cgroup2" and point == h.roots[0]:
+            return Cgroup(2, {"unified": os.path.join(point, _inside(root, mine)).rstrip("/") or "/"})
+    return Cgroup(2, {"unified": h.roots[0]})
+
+
 # --------------------------------------------------------------------------- one sandbox's cgroup
 
 

@@ -68,7 +68,7 @@ def kill_sandbox_processes(netns: str, grace: float = 2.0) -> None:
 
 def remove_limits(sandbox_dir: Path) -> None:
     """Remove the sandbox's cgroup (killing what is left in it) and unmount its file
-    systems: the /tmp and files tmpfs and the workdir's loop mount (its loop device
+    systems: the /tmp, /dev/shm, /var/tmp and files tmpfs and the workdir's loop mount (its loop device
     detached; the image stays for a later start). Best effort: failures are logged.
     Idempotent."""
     from openshell.supervisor import cgroups, mounts
@@ -80,10 +80,11 @@ def remove_limits(sandbox_dir: Path) -> None:
             (sandbox_dir / cgroups.STATE_FILE).unlink(missing_ok=True)
         except (cgroups.CgroupError, OSError) as exc:
             log.warning("event=cgroup_remove_failed dir=%s reason=%s", sandbox_dir, exc)
-    try:
-        mounts.unmount_tmp(str(sandbox_dir / "tmp"))
-    except OSError as exc:
-        log.warning("event=tmp_unmount_failed dir=%s reason=%s", sandbox_dir, exc)
+    for name in mounts.SCRATCH_DIRS:
+        try:
+            mounts.unmount_tmp(str(sandbox_dir / name))
+        except OSError as exc:
+            log.warning("event=tmp_unmount_failed dir=%s reason=%s", sandbox_dir / name, exc)
     try:
         mounts.unmount_tmp(str(sandbox_dir / mounts.FILES_DIR))
         mounts.unmount_workdir(str(sandbox_dir / "workdir"), str(sandbox_dir / mounts.WORKDIR_IMAGE))

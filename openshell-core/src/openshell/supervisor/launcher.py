@@ -343,7 +343,7 @@ def _attach_tty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def _mount_namespace(mounts: Sequence[Mount]) -> None:
+def _mount_namespace(mounts: Sequence[Mount], reachable: Collection[str] = ()) -> None:
     """Private mount namespace with the spec's bind mounts (DESIGN §4 ``local`` driver).
 
     ``/`` is made rprivate first so nothing done here propagates to the host.
@@ -352,7 +352,10 @@ def _mount_namespace(mounts: Sequence[Mount]) -> None:
     leave this namespace: other sandboxes' before the binds, this one's after
     them (through fds: a bind over ``/tmp`` may hide their paths by then), so
     their host paths under the gateway's state directory never show in the
-    sandbox's ``/proc/self/mountinfo``.
+    sandbox's ``/proc/self/mountinfo``. Last, every mount the sandbox cannot reach
+    anyway (``_drop_unreachable_mounts``: not on the way to a ``reachable`` path
+    nor to a bind target) leaves too, so the host's other mounts (other container
+    runtimes' sandboxes and root file systems, removable media, ...) do not show.
     """
     nsutil.unshare(nsutil.CLONE_NEWNS)
     nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)
@@ -392,6 +395,10 @@ def _mount_namespace(mounts: Sequence[Mount]) -> None:
             os.close(fd)
         for _, fd in sources:
             os.close(fd)
+    # Last: this process may run from the supervisor's runtime (docker driver); what
+    # it has mapped stays usable once the mounts are detached, and it imports nothing more.
+    _drop_mounts_under(SUPERVISOR_ONLY_MOUNTS)
+    _drop_unreachable_mounts([*reachable, *(m.target for m in mounts)])
     _private_proc()
 
 
@@ -428,11 +435,74 @@ def _mountinfo_fields() -> list[tuple[str, str, str]]:
     return out
 
 
+#: Mounts only the supervisor uses, made by a container engine (``docker`` driver): its
+#: relocatable runtime (binds of the gateway host's interpreter, standard library and
+#: package directories) and the directory of its SSH socket. The sandbox needs neither,
+#: and their bind roots name host paths (the gateway's installation, ``/run/openshell``).
+SUPERVISOR_ONLY_MOUNTS = ("/.openshell", "/run/openshell")
+#: Files a container engine binds from its own data directory (``docker``: under
+#: ``<data root>/containers/<container id>/``), shown by that host path in mountinfo.
+#: The sandbox gets its own /etc/hosts; hostname and DNS servers are the image's
+#: (its host name is its UTS namespace's; DNS goes through the proxy).
+ENGINE_FILE_MOUNTS = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+
+
+def _drop_mounts_under(points: Collection[str]) -> None:
+    """Detach, in this (private) mount namespace, every mount at or under one of ``points``
+    (deepest first). A mount already gone (detached with its parent) is skipped."""
+    targets = [point for point, _, _ in _mountinfo_fields() if any(_under(point, p) for p in points)]
+    for point in reversed(targets):
+        try:
+            nsutil.umount(point, nsutil.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+
+
+#: mount points kept whatever the policy says (and everything under them): the kernel's
+#: and the devices' file systems programs expect (/proc is replaced by a private one)
+_ALWAYS_KEPT = ("/proc", "/sys", "/dev")
+
+
+def _policy_paths(ctx: IsolationContext) -> list[str]:
+    """Every path the sandbox's policy lets it reach (filesystem ``read_only`` and
+    ``read_write``, baseline included by the parser; ``/sandbox``), as written and
+    with symlinks resolved (``/lib`` → ``/usr/lib``)."""
+    fs = ctx.policy.get("filesystem") or {}
+    paths = [str(p) for p in [*(fs.get("read_only") or ()), *(fs.get("read_write") or ()), "/sandbox"]]
+    return sorted({*paths, *(os.path.realpath(p) for p in paths)})
+
+
+def _drop_unreachable_mounts(reachable: Collection[str]) -> None:
+    """Detach, in this (private) mount namespace, every mount the sandbox has no use
+    for: all but ``/``, those under ``_ALWAYS_KEPT``, and those at, under or above a
+    ``reachable`` path (an ancestor mount holds the path). Landlock refuses the rest
+    anyway; gone, they no longer name the host's other mounts in mountinfo."""
+
+    def wanted(point: str) -> bool:
+        if point == "/" or any(_under(point, k) for k in _ALWAYS_KEPT):
+            return True
+        return any(_under(point, r) or _under(r, point) for r in reachable)
+
+    _drop_points([point for point, _, _ in _mountinfo_fields() if not wanted(point)])
+
+
+def _drop_points(targets: Sequence[str]) -> None:
+    """Detach each of ``targets`` (in mountinfo order: deepest last, so detached first).
+    A mount already gone (detached with its parent) is skipped."""
+    for point in reversed(targets):
+        try:
+            nsutil.umount(point, nsutil.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+
+
 def _drop_namespace_mounts(keep: Collection[str] = ()) -> None:
     """Remove, in this (private) mount namespace, every namespace file bind (``nsfs``),
-    the ``/run/netns`` mount and every sandbox's own file systems (``_is_sandbox_fs``:
+    the ``/run/netns`` mount, every sandbox's own file systems (``_is_sandbox_fs``:
     ``/tmp``, files, workdir) but those in ``keep`` (host paths: this sandbox's own,
-    still to be bound).
+    still to be bound), and a container engine's file binds (``ENGINE_FILE_MOUNTS``).
 
     They name every sandbox's network namespace and state directory on the machine
     (and any other runtime's); the sandbox must see neither them nor their names in
@@ -443,6 +513,7 @@ def _drop_namespace_mounts(keep: Collection[str] = ()) -> None:
     targets = [point for point, fstype, _ in mounts if fstype == "nsfs"]
     targets += [point for point, _, _ in mounts if point == nsutil.NETNS_DIR]
     targets += [point for point, fstype, source in mounts if _is_sandbox_fs(fstype, source) and point not in keep]
+    targets += [point for point, _, _ in mounts if point in ENGINE_FILE_MOUNTS]
     for point in reversed(targets):
         try:
             nsutil.umount(point, nsutil.MNT_DETACH)
@@ -585,7 +656,7 @@ def run(spec: LaunchSpec) -> NoReturn:
         step = "resolve user"
         uid, gid = _resolve_ids(ctx)
         step = "mount namespace"
-        _mount_namespace(spec.mounts)
+        _mount_namespace(spec.mounts, _policy_paths(ctx))
         for layer in layers:
             if MOUNT_NS_ORDER <= layer.order < USER_DROP_ORDER:
                 step = f"layer {layer.name}"

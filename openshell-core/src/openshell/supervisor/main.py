@@ -145,6 +145,9 @@ class Supervisor:
         self._inference_task: Optional[asyncio.Task] = None
         self.namespaces: Optional[SandboxNamespaces] = None  # the sandbox's PID/IPC/UTS/cgroup namespaces
         self.cgroup: Optional[Cgroup] = None  # the resource limits
+        #: whose counters show a limit the sandbox hit: ``cgroup``, or in a container
+        #: (docker driver) the container's own cgroup, which the supervisor only reads
+        self.counters: Optional[Cgroup] = None
         self.limits: Optional[Limits] = None
         self._limit_events = (0, 0)  # OOM kills, refused forks already reported
         self._tmp_full = False
@@ -286,7 +289,9 @@ class Supervisor:
         assert self.limits is not None  # set by _start_limits
         # In a container (docker driver) /sandbox is a directory of the container's own file system.
         disk = None if self.cfg.container else self.limits.disk
-        dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, hosts, tmp_size=self.limits.tmp, disk_size=disk)
+        from openshell.supervisor.sandbox_ns import hostname_for
+
+        dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, hosts, tmp_size=self.limits.tmp, disk_size=disk, hostname=hostname_for(self.name))
         self.mounts = [*dirs.mounts(), *self._sandbox_python_mounts(dirs.hosts)]
         return dirs
 
@@ -329,12 +334,20 @@ class Supervisor:
 
         self.limits = resources.limits_for(self.cfg.resources)
         if self.cfg.container:
-            # The container runtime enforces cpu/memory/pids on the whole container.
+            # The container runtime enforces cpu/memory/pids on the whole container;
+            # its cgroup's counters still show a limit the sandbox hit.
             log.info("event=limits sandbox=%s enforced_by=container %s", self.cfg.sandbox_id, self.limits.describe())
+            try:
+                self.counters = cgroups.own()
+            except (cgroups.CgroupError, OSError) as exc:
+                log.warning("event=limit_counters_unavailable reason=%s", exc)
+                return
+            ev = self.counters.events()
+            self._limit_events = (ev.oom_kills, ev.pids_max)
             return
         cg = cgroups.create(self.cfg.sandbox_id)
         cg.save(str(self.state_dir))  # first: cleanup after a crash finds it
-        self.cgroup = cg
+        self.cgroup = self.counters = cg
         cg.set_limits(memory=self.limits.memory, pids=self.limits.pids, cpu_milli=self.limits.cpu_milli)
         ev = cg.events()
         self._limit_events = (ev.oom_kills, ev.pids_max)
@@ -346,19 +359,20 @@ class Supervisor:
         from openshell.resources import format_bytes
         from openshell.supervisor import mounts
 
-        if self.cgroup is None or self.limits is None:
+        if self.limits is None:
             return
         messages = []
-        ev = await asyncio.to_thread(self.cgroup.events)
-        oom, forks = self._limit_events
-        if ev.oom_kills > oom:
-            limit = "unlimited" if self.limits.memory is None else format_bytes(self.limits.memory)
-            messages.append(f"out of memory: {ev.oom_kills - oom} process(es) killed at the memory limit ({limit})")
-            log.warning("event=oom_kill sandbox=%s count=%d total=%d memory_limit=%s", self.cfg.sandbox_id, ev.oom_kills - oom, ev.oom_kills, limit)
-        if ev.pids_max > forks:
-            messages.append(f"process limit reached: {ev.pids_max - forks} fork(s) refused (pids limit {self.limits.pids})")
-            log.warning("event=pids_limit sandbox=%s refused=%d pids_limit=%s", self.cfg.sandbox_id, ev.pids_max - forks, self.limits.pids)
-        self._limit_events = (ev.oom_kills, ev.pids_max)
+        if self.counters is not None:
+            ev = await asyncio.to_thread(self.counters.events)
+            oom, forks = self._limit_events
+            if ev.oom_kills > oom:
+                limit = "unlimited" if self.limits.memory is None else format_bytes(self.limits.memory)
+                messages.append(f"out of memory: {ev.oom_kills - oom} process(es) killed at the memory limit ({limit})")
+                log.warning("event=oom_kill sandbox=%s count=%d total=%d memory_limit=%s", self.cfg.sandbox_id, ev.oom_kills - oom, ev.oom_kills, limit)
+            if ev.pids_max > forks:
+                messages.append(f"process limit reached: {ev.pids_max - forks} fork(s) refused (pids limit {self.limits.pids})")
+                log.warning("event=pids_limit sandbox=%s refused=%d pids_limit=%s", self.cfg.sandbox_id, ev.pids_max - forks, self.limits.pids)
+            self._limit_events = (ev.oom_kills, ev.pids_max)
         tmp = self.tmp_dir
         if tmp is not None and self.limits.tmp is not None:
             full = mounts.is_full(tmp)

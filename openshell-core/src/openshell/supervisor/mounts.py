@@ -7,8 +7,11 @@ The ``local`` driver gives each sandbox, under its state directory::
     <state>/workdir       its loop mount, owned by the sandbox user, 0750 → /sandbox
     <state>/tmp           root-owned, 1777 (sticky)                       → /tmp
                           (a tmpfs of the sandbox's ``tmp`` size limit)
+    <state>/shm           the same, a tmpfs of its own                    → /dev/shm
+    <state>/var-tmp       the same, a tmpfs of its own                    → /var/tmp
     <state>/files/        a small tmpfs, regenerated at each start:
         hosts             localhost lines + extra hosts → /etc/hosts (read-only)
+        hostname          the sandbox's host name → /etc/hostname (read-only)
         tls/              CA files written by the proxy → /etc/openshell-tls (read-only)
 
 Every one of them is mounted in the supervisor's (the host's) mount namespace
@@ -63,13 +66,25 @@ class SandboxDirs:
     tmp: str
     hosts: str
     tls: str
+    shm: str
+    var_tmp: str
+    hostname: str
+
+    def scratch(self) -> list[tuple[str, str]]:
+        """``(host path, sandbox path)`` of the sandbox's own world-writable scratch
+        directories: ``/tmp``, ``/dev/shm`` and ``/var/tmp``. The host's own
+        ``/dev/shm`` and ``/var/tmp`` are never shown: a policy granting them would
+        otherwise let every sandbox (one uid) and the host swap files there."""
+        return [(self.tmp, "/tmp"), (self.shm, "/dev/shm"), (self.var_tmp, "/var/tmp")]
 
     def mounts(self) -> list[Mount]:
-        """Return the standard bind mounts: workdir, tmp, hosts (ro), tls (ro)."""
+        """Return the standard bind mounts: workdir, tmp, shm, var tmp, hosts (ro),
+        hostname (ro), tls (ro)."""
         return [
             Mount(self.workdir, "/sandbox"),
-            Mount(self.tmp, "/tmp"),
+            *(Mount(host, target) for host, target in self.scratch()),
             Mount(self.hosts, "/etc/hosts", read_only=True),
+            Mount(self.hostname, "/etc/hostname", read_only=True),
             Mount(self.tls, "/etc/openshell-tls", read_only=True),
         ]
 
@@ -98,8 +113,25 @@ def write_hosts_file(path: str, extra_hosts: Mapping[str, str] | None = None) ->
     os.replace(tmp, path)
 
 
-#: the source name of each sandbox's /tmp tmpfs (how the launcher tells them in mountinfo)
+def write_hostname_file(path: str, hostname: str) -> None:
+    """Atomically (re)write ``path`` (mode 0644) with ``hostname`` and a newline.
+
+    :raises ValueError: ``hostname`` is not a valid host name (a newline would add lines).
+    """
+    if not _HOSTNAME.match(hostname):
+        raise ValueError(f"host name {hostname!r} is not a valid host name")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(hostname + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+#: the source name of each sandbox's /tmp, /dev/shm and /var/tmp tmpfs (how the
+#: launcher tells them in mountinfo)
 TMPFS_SOURCE = "openshell-tmp"
+#: the host directories (under the sandbox's state directory) of its scratch tmpfs
+SCRATCH_DIRS = ("tmp", "shm", "var-tmp")
 _MNT_DETACH = 2
 
 
@@ -337,6 +369,7 @@ def prepare_sandbox_dirs(
     extra_hosts: Mapping[str, str] | None = None,
     tmp_size: int | None = None,
     disk_size: int | None = None,
+    hostname: str = "sandbox",
 ) -> SandboxDirs:
     """Create (or fix up) the per-sandbox host directories under ``state_dir``. Idempotent.
 
@@ -345,9 +378,13 @@ def prepare_sandbox_dirs(
         root sets up, so nothing under it needs to be traversable by others).
     :param uid, gid: the sandbox user's ids (owner of the workdir).
     :param extra_hosts: ``{name: ip}`` lines for /etc/hosts.
-    :param tmp_size: bytes of the ``tmp`` tmpfs (:func:`mount_tmp`), and the hosts
-        and tls files go on a tmpfs of their own (:func:`mount_files`); None:
-        plain directories and files.
+    :param tmp_size: bytes of each of the ``tmp``, ``shm`` and ``var-tmp`` tmpfs
+        (:func:`mount_tmp`; the sandbox's ``/tmp``, ``/dev/shm``, ``/var/tmp``), and
+        the hosts and tls files go on a tmpfs of their own (:func:`mount_files`);
+        None: plain directories and files.
+    :param hostname: the line of ``/etc/hostname`` (the sandbox's UTS host name; never
+        the host's, nor a container engine's file, whose mountinfo root names its
+        data directory).
     :param disk_size: bytes of the workdir's file system (:func:`make_workdir_image`,
         :func:`mount_workdir`); None: a plain directory.
     :returns: the paths, with ``.mounts()`` for ``LaunchSpec.mounts``.
@@ -361,6 +398,9 @@ def prepare_sandbox_dirs(
         tmp=os.path.join(state_dir, "tmp"),
         hosts=os.path.join(files, "hosts"),
         tls=os.path.join(files, "tls"),
+        shm=os.path.join(state_dir, "shm"),
+        var_tmp=os.path.join(state_dir, "var-tmp"),
+        hostname=os.path.join(files, "hostname"),
     )
     if disk_size is not None:
         image = os.path.join(state_dir, WORKDIR_IMAGE)
@@ -370,13 +410,16 @@ def prepare_sandbox_dirs(
         os.makedirs(dirs.workdir, exist_ok=True)
         os.chown(dirs.workdir, uid, gid)
         os.chmod(dirs.workdir, 0o750)
-    os.makedirs(dirs.tmp, exist_ok=True)
-    os.chown(dirs.tmp, 0, 0)
-    os.chmod(dirs.tmp, 0o1777)  # chmod, not makedirs(mode=): umask would drop the sticky bit
+    for path, _ in dirs.scratch():
+        os.makedirs(path, exist_ok=True)
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o1777)  # chmod, not makedirs(mode=): umask would drop the sticky bit
+        if tmp_size is not None:
+            mount_tmp(path, tmp_size)
     if tmp_size is not None:
-        mount_tmp(dirs.tmp, tmp_size)
         mount_files(files)
     os.makedirs(dirs.tls, exist_ok=True)
     os.chmod(dirs.tls, 0o755)
     write_hosts_file(dirs.hosts, extra_hosts)
+    write_hostname_file(dirs.hostname, hostname)
     return dirs

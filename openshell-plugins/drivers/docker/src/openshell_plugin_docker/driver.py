@@ -65,6 +65,9 @@ SSH_DIR = Path("/run/openshell/docker")  # on the host, one 0700 directory per s
 STOP_GRACE = 10  # seconds between SIGTERM and SIGKILL
 CONFIG_WAIT = 60  # seconds a started supervisor waits for its config to be copied in
 STOPPED_MARKER = "stopped"
+#: the gateway's ``$OPENSHELL_EXTRA_CA`` (extra trust roots for upstream TLS), copied
+#: into each container: the gateway host's path means nothing there
+EXTRA_CA = f"{CONFIG_DIR}/tls/extra-ca.pem"
 
 
 class DockerDriver(ComputeDriver):
@@ -210,6 +213,9 @@ class DockerDriver(ComputeDriver):
             # last: a started supervisor waits for this file to parse, and then finds the certificates
             "openshell/supervisor.json": (json.dumps(config).encode(), 0o600),
         }
+        extra_ca = _extra_ca()
+        if extra_ca is not None:
+            files["openshell/tls/extra-ca.pem"] = (extra_ca, 0o600)
         return images.tar_of(files, dirs={"openshell": 0o700, "openshell/tls": 0o700})
 
     # ------------------------------------------------------------------ API
@@ -302,7 +308,7 @@ class DockerDriver(ComputeDriver):
             command=[],
             user="0:0",
             working_dir="/",
-            environment={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+            environment=_container_env(),
             labels={LABEL_ID: sid, LABEL_NAME: str(sandbox.get("name", "")), LABEL_WORKSPACE: str(sandbox.get("workspace", ""))},
             network_mode="host",
             cap_drop=["ALL"],
@@ -506,3 +512,24 @@ def _exit_reason(c: Any) -> str:
         if tail:
             reason += f": {tail[-1][-300:]}"
     return reason
+
+
+def _extra_ca() -> bytes | None:
+    """The PEM file ``$OPENSHELL_EXTRA_CA`` names (the gateway's environment), or None.
+
+    :raises OSError: it is set but cannot be read: the create fails (fail closed, as
+        the local driver's supervisor does), never a sandbox without the trust asked for.
+    """
+    path = os.environ.get("OPENSHELL_EXTRA_CA")
+    if not path:
+        return None
+    return Path(path).read_bytes()
+
+
+def _container_env() -> dict[str, str]:
+    """The supervisor's environment in the container: ``PATH``, and ``OPENSHELL_EXTRA_CA``
+    pointing at the copy of the gateway's extra trust roots (:data:`EXTRA_CA`)."""
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    if os.environ.get("OPENSHELL_EXTRA_CA"):
+        env["OPENSHELL_EXTRA_CA"] = EXTRA_CA
+    return env
