@@ -7,6 +7,7 @@ tests run a gateway of their own so they can count its processes and stop it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import _start_gateway, require_root  # tests/ is on sys.path (conftest)
+from conftest import OPENSHELL, _start_gateway, require_root  # tests/ is on sys.path (conftest)
 from openshell.supervisor.forkserver import _assignment
 
 pytestmark = pytest.mark.timeout(240)
@@ -104,6 +105,9 @@ def test_creates_fork_their_supervisors_from_one_warm_server(gw):
     sups = [_supervisor_pid(gw, n) for n in ("warm-a", "warm-b")]
     assert _servers(gw) == [server]  # the same server forked both
     for sup in sups:
+        # named for its sandbox, not the server: `pkill -f -- --fork-server` spares it
+        assert _cmdline(sup)[0].startswith("openshell-supervisor ") and "--fork-server" not in " ".join(_cmdline(sup))
+        assert Path(f"/proc/{sup}/comm").read_text() == "openshell-super\n"
         fields = _stat(sup)
         assert int(fields[1]) == server and int(fields[2]) == sup  # its child, leading its own process group
         assert _nice(sup) == 0  # a supervisor runs at normal priority
@@ -137,6 +141,27 @@ def test_without_a_live_server_the_supervisor_starts_cold_and_a_new_server_follo
     assert fresh != server
     gw.cli("sandbox", "create", "--name", "again", "--detach", check=True)
     assert int(_stat(_supervisor_pid(gw, "again"))[1]) == fresh
+
+
+def test_a_create_waiting_on_a_stuck_server_is_provisioning_then_starts_cold(gw):
+    [server] = _wait_for(lambda: _servers(gw))
+    os.kill(server, signal.SIGSTOP)  # alive, but never answers
+    try:
+        create = subprocess.Popen([OPENSHELL, "sandbox", "create", "--name", "stuck", "--detach"], env=gw.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        phases = set()
+        while create.poll() is None:
+            got = gw.cli("sandbox", "get", "stuck", "-o", "json")
+            if got.returncode == 0:
+                phases.add(json.loads(got.stdout)["phase"])
+            time.sleep(0.3)
+        out, err = create.communicate()
+        assert create.returncode == 0, err.decode()
+        assert "ERROR" not in phases, phases  # it was being started all along
+        assert "--config" in _cmdline(_supervisor_pid(gw, "stuck"))  # cold, after the answer timed out
+    finally:
+        for sig in (signal.SIGCONT, signal.SIGKILL):  # the driver may have killed it already
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server, sig)
 
 
 def test_stopping_the_gateway_stops_the_server_and_keeps_forked_sandboxes(gw):

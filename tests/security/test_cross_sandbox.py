@@ -265,12 +265,16 @@ def test_mountinfo_does_not_show_the_gateway_state_dir(two):
 
 def test_pid1_of_the_sandbox_names_no_host_path(two):
     # ps in the sandbox shows its init: once it showed the host venv's python and
-    # the sandbox's host cgroup paths on its command line.
+    # the sandbox's host cgroup paths on its command line, and its mount table
+    # (readable by anyone) was the host's: every sandbox's workdir and netns.
     gw, _ = two
-    argv = gw.sx(A, "cat", "/proc/1/cmdline").stdout.decode().split("\0")[:-1]
-    assert argv[0] == "openshell-init", argv
-    joined = " ".join(argv)
-    assert "/sys/fs/cgroup" not in joined and str(gw.state_dir) not in joined and "python" not in joined, argv
+    assert gw.sx(A, "cat", "/proc/1/cmdline").stdout == b"openshell-init\0"
+    assert gw.sx(A, "cat", "/proc/1/comm").stdout == b"openshell-init\n"
+    mounts = gw.sx(A, "cat", "/proc/1/mountinfo").stdout.decode()
+    assert len(mounts.splitlines()) == 1 and " / / " in mounts and "tmpfs" in mounts, mounts
+    ids = {n: _records(gw)[n]["id"] for n in (A, B)}
+    for needle in (str(gw.state_dir), ids[A], ids[B], _ctx(gw, B)["netns"], "/run/netns"):
+        assert needle not in mounts, needle
 
 
 def test_two_execs_in_one_sandbox_see_each_other_and_hostname_is_the_sandbox_name(two):

@@ -532,7 +532,8 @@ def delete(names, all_, yes, keep_workdir, gateway) -> None:
             return
         if not yes and sys.stdin is not None and sys.stdin.isatty():
             shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-            if not click.confirm(f"Delete {plural(len(names), 'sandbox', 'sandboxes')} ({shown}) and their workdirs?", err=True):
+            what = "" if keep_workdir else " and their workdirs"
+            if not click.confirm(f"Delete {plural(len(names), 'sandbox', 'sandboxes')} ({shown}){what}?", err=True):
                 click.echo("nothing deleted", err=True)
                 sys.exit(1)
     failed = False

@@ -13,12 +13,12 @@ from openshell_cli.session import GATEWAY_OPTION
 def term(gateway: str | None, workspace: str) -> None:
     """Watch and steer sandboxes in a terminal UI (like k9s).
 
-    The sandboxes view lists every sandbox live (phase, age, policy revision,
-    connections denied in the last minute); Enter opens one: its log stream
+    The sandboxes view lists every sandbox live (phase, driver, age, policy
+    revision, connections denied in the last minute); Enter opens one: its log stream
     with denials highlighted, its policy, providers and limits. Keys are shown
     in the footer: arrows or j/k move, Enter opens, Esc goes back, / filters,
     q quits; c connect, x exec, s stop/start, d delete, p set policy from a
-    file, e explain the last denial, g/w switch gateway/workspace.
+    file, e explain the denial under the log cursor (else the newest), g/w switch gateway/workspace.
     NO_COLOR=1 turns colours off.
 
     \b

@@ -557,5 +557,12 @@ class TermApp(App[None]):
             self._fail(exc)
             return
         lines = [f"{k + ':':<10} {printable(', '.join(v) if isinstance(v, list) else str(v))}" for k, v in rec.items() if v not in (None, "", [])]
+        # What the proxy logged comes first: the rules may allow a connection that the
+        # proxy still refused after them (destination safety: the address the name
+        # resolved to, which explain cannot know), and "allow" alone would mislead.
+        logged = [f"{'logged:':<10} DENIED — {d.reason or 'no reason given'} [{d.error or 'denied'}]"]
+        if str(rec.get("decision", "")).lower() in ("allow", "audit"):
+            logged.append(f"{'note:':<10} the rules allow this connection; the proxy refused it after them, for the logged reason")
+        lines = logged + [""] + lines
         title = f"explain: {d.host}:{d.port} by {d.binary} (as 'openshell policy explain {name}')"
         self.call_from_thread(self.push_screen, TextScreen(title, "\n".join(lines)))

@@ -50,7 +50,7 @@ STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a supervisor
 REAP_INTERVAL = 2.0  # seconds between checks for supervisors that exited
 SSH_SOCKET_DIR = Path("/run/openshell/ssh")
 STOPPED_MARKER = "stopped"  # in the sandbox's directory while it is stopped on request
-FORK_ANSWER_TIMEOUT = 30.0  # seconds for the fork server to answer a pid (incl. its own warm-up)
+FORK_ANSWER_TIMEOUT = 10.0  # seconds for the fork server to answer a pid (incl. its own warm-up); then cold
 
 
 #: gateway environment variables a supervisor inherits (nothing else: the gateway's
@@ -80,6 +80,8 @@ class LocalDriver(ComputeDriver):
         # supervisors this driver started, by sandbox id, until they exit and are
         # reaped (also when their pid file went away with the sandbox's directory)
         self._children: dict[str, int] = {}
+        # sandboxes whose supervisor is being started (no pid file yet): PROVISIONING, not gone
+        self._launching: set[str] = set()
         self._reaper = threading.Thread(target=self._reap_loop, name="local-driver-reaper", daemon=True)
         self._reaper.start()
         self._refill()
@@ -187,8 +189,13 @@ class LocalDriver(ComputeDriver):
             bytes) and ``netns_index`` (1..254).
         :raises OSError: when the supervisor cannot be started.
         """
-        self._write_config(sandbox)
-        self._launch(str(sandbox["id"]))
+        sid = str(sandbox["id"])
+        self._launching.add(sid)  # from the first file on: status says PROVISIONING until the pid file exists
+        try:
+            self._write_config(sandbox)
+            self._launch(sid)
+        finally:
+            self._launching.discard(sid)
 
     def _write_config(self, sandbox: Mapping[str, Any]) -> None:
         """Write ``supervisor.json`` (0600) for ``sandbox`` into its directory (made 0700)."""
@@ -224,6 +231,14 @@ class LocalDriver(ComputeDriver):
     def _launch(self, sid: str) -> None:
         """Start the supervisor of sandbox ``sid`` from its ``supervisor.json`` (forked
         from the fork server when it runs, else cold)."""
+        self._launching.add(sid)
+        try:
+            self._start_supervisor(sid)
+        finally:
+            self._launching.discard(sid)
+        self._refill()
+
+    def _start_supervisor(self, sid: str) -> None:
         d = self.sandbox_dir(sid)
         cfg_path = d / "supervisor.json"
         pid = self._fork_supervisor(cfg_path, d / "supervisor.log")
@@ -247,11 +262,12 @@ class LocalDriver(ComputeDriver):
         self._children[sid] = pid
         log.info("event=supervisor_started sandbox=%s pid=%d forked=%s", sid, pid, "yes" if warm else "no")
         self.report_event(sid, "SupervisorStarted", f"supervisor pid {pid} started ({'forked from the fork server' if warm else 'cold start'})", pid=str(pid))
-        self._refill()
 
     def status(self, sandbox_id: str) -> SandboxStatus:
         """``ERROR`` with a reason when the supervisor is gone; ``PROVISIONING`` (no
         opinion: the supervisor reports readiness itself) while it runs."""
+        if sandbox_id in self._launching:
+            return SandboxStatus("PROVISIONING")  # its pid file is written once the supervisor runs
         pid = self._pid(sandbox_id)
         stopped = (self.sandbox_dir(sandbox_id) / STOPPED_MARKER).exists()
         if stopped and (pid is None or not _alive(pid)):
@@ -304,9 +320,13 @@ class LocalDriver(ComputeDriver):
         pid = self._pid(sid)
         if pid is not None and _alive(pid):
             return
-        self._write_config(sandbox)
-        (d / STOPPED_MARKER).unlink(missing_ok=True)
-        self._launch(sid)
+        self._launching.add(sid)
+        try:
+            self._write_config(sandbox)
+            (d / STOPPED_MARKER).unlink(missing_ok=True)
+            self._launch(sid)
+        finally:
+            self._launching.discard(sid)
 
     def _terminate(self, sandbox_id: str) -> None:
         """SIGTERM the supervisor's process group, SIGKILL after ``STOP_GRACE`` s; reap it."""

@@ -93,11 +93,36 @@ def _reap() -> None:
             return
 
 
+def set_title(title: str) -> None:
+    """Show ``title`` as this process's command line and name (``ps``, ``pgrep``).
+
+    Overwrites the argv area in place as setproctitle(3) does (the kernel shows
+    the title alone once the area's last byte is not NUL), cut to the area's
+    size; the name (``comm``) keeps 15 bytes. Best effort: never raises.
+    """
+    import ctypes
+
+    try:
+        with open("/proc/self/stat") as f:
+            stat = f.read()
+        start, end = (int(v) for v in stat[stat.rindex(")") + 2 :].split()[45:47])
+        size = end - start
+        if size < 2:
+            return
+        raw = title.encode()[: size - 1] + b"\0"
+        ctypes.memmove(start, raw.ljust(size, b"."), size)
+        ctypes.CDLL(None).prctl(15, title.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, ValueError):
+        pass
+
+
 def _become_supervisor(config: str, logpath: str, wakeup: tuple[int, int]) -> None:
     """In the forked child: become the supervisor of ``config``; never returns."""
     code = 1
     try:
         os.setsid()  # its own session and process group: the driver signals the group
+        # Not the server's command line: an operator's `pkill -f -- --fork-server` must not hit sandboxes.
+        set_title(f"openshell-supervisor {os.path.basename(os.path.dirname(config))}")
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in wakeup:
@@ -172,7 +197,8 @@ def serve(stdin: int = 0, stdout: int = 1) -> int:
 def main() -> None:
     """Entry point for ``python -m openshell.supervisor --fork-server``; exits on EOF."""
     # Warm up at low priority: the server starts while a sandbox starts, and must
-    # not slow it down on a busy machine.
+    # not slow it down on a busy machine. (A create that has to wait for the
+    # warm-up raises it to normal priority; see the local driver.)
     os.nice(SERVER_NICE)
     _warm()
     gc.collect()

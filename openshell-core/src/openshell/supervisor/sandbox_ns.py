@@ -75,22 +75,42 @@ _NOT_HOSTNAME = re.compile(r"[^A-Za-z0-9-]+")
 # shows inside (and, on cgroup v2, the only subtree its processes may be moved within).
 # One byte on fd argv[2] says it is ready; exiting without it means it failed.
 #
-# First it overwrites its argv in memory (as setproctitle does; sys.argv keeps a copy):
-# /proc/1/cmdline, which every sandbox process reads, would otherwise name the host's
-# python and the sandbox's host cgroup paths. No sandbox process exists before this.
+# First it overwrites its argv in memory (as setproctitle does, the last byte of the area
+# not NUL so the kernel shows the title alone; sys.argv keeps a copy) and its name:
+# /proc/1/cmdline and comm, which every sandbox process reads, would otherwise name the
+# host's python and the sandbox's host cgroup paths. No sandbox process exists before this.
+#
+# Last, it leaves the host's mount table: a mount namespace of its own whose root is an
+# empty read-only tmpfs (pivot_root, old root detached). /proc/1/mountinfo is readable by
+# every sandbox process and would otherwise list every host mount: other sandboxes' ids,
+# workdirs and network namespaces. Init needs no file after this (its imports are done).
 INIT_CODE = """\
 import ctypes, os, select, signal, sys
 keep, ready = int(sys.argv[1]), int(sys.argv[2])
+libc = ctypes.CDLL(None, use_errno=True)
 with open("/proc/self/stat") as f:
     stat = f.read()
 arg_start, arg_end = (int(v) for v in stat[stat.rindex(")") + 2 :].split()[45:47])
-title = b"openshell-init"[: arg_end - arg_start - 1]
-ctypes.memmove(arg_start, title.ljust(arg_end - arg_start, b"\\0"), arg_end - arg_start)
+size = arg_end - arg_start
+title = b"openshell-init"[: size - 1] + b"\\0"
+ctypes.memmove(arg_start, title.ljust(size, b"."), size)
+libc.prctl(15, b"openshell-init", 0, 0, 0)
 for procs in sys.argv[3:]:
     with open(procs, "w") as f:
         f.write("0")
-if ctypes.CDLL(None, use_errno=True).unshare(0x02000000) != 0:
+if libc.unshare(0x02000000) != 0:
     sys.exit(3)
+pivot_root = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
+if pivot_root is None or libc.unshare(0x00020000) != 0:
+    sys.exit(4)
+if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0:
+    sys.exit(5)
+if libc.mount(b"openshell-init", b"/dev", b"tmpfs", 0x1 | 0x2 | 0x4 | 0x8, b"size=4k,mode=0555") != 0:
+    sys.exit(6)
+os.chdir("/dev")
+if libc.syscall(pivot_root, b".", b".") != 0 or libc.umount2(b".", 2) != 0:
+    sys.exit(7)
+os.chdir("/")
 os.write(ready, b"1")
 os.close(ready)
 r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -247,7 +267,9 @@ class SandboxNamespaces:
         if not ok:
             status = self._proc.poll()
             self.close()
-            raise SandboxNamespacesError(f"sandbox init did not start (exit status {status}): could not join the cgroup or make its namespace")
+            raise SandboxNamespacesError(
+                f"sandbox init did not start (exit status {status}): could not join the cgroup, make its namespaces or leave the host's mount table"
+            )
         log.info("event=sandbox_namespaces pid=%d hostname=%s", self.pid, self._hostname)
 
     @contextlib.contextmanager
