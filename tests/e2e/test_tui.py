@@ -292,7 +292,7 @@ def test_openshell_term_in_tmux_opens_a_sandbox_connects_and_quits(term_env):
     tmux = Tmux(f"openshell-tui-{os.getpid()}", gw.env, [OPENSHELL, "term"])
     try:
         screen = tmux.until(lambda s: name in s and "READY" in s, "the sandbox row")
-        assert "quit" in screen and "filter" in screen  # the footer names the keys
+        assert "quit" in screen and "keys" in screen and "shell" in screen  # the footer names the keys
         tmux.keys("/")  # keys sent at once may overtake the focus move: wait for the box
         tmux.until(lambda s: "filter by name" in s, "the filter box")
         tmux.keys("-l", name)
@@ -470,3 +470,40 @@ def test_tui_explains_the_denial_under_the_cursor(term_env):
             await pilot.press("q")
 
     asyncio.run(run())
+
+
+def test_every_footer_key_fits_80_columns_in_both_views(term_env):
+    from textual.widgets._footer import FooterKey
+
+    gw = term_env
+    _create(gw, "tui-narrow")
+    from openshell_cli.tui.app import TermApp
+
+    def keys_cut_off(app) -> list[str]:
+        return [f"{k.key_display or k.key} {k.description} {k.region}" for k in app.screen.query(FooterKey) if k.region.right > 80 or k.region.width == 0]
+
+    async def run() -> None:
+        app = TermApp()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: (row(app, "tui-narrow") or ["", ""])[1] == "READY", "tui-narrow READY")
+            assert not keys_cut_off(app), keys_cut_off(app)
+            assert {k.description for k in app.screen.query(FooterKey)} >= {
+                "shell",
+                "run",
+                "stop/start",
+                "delete",
+                "policy",
+                "gateway",
+                "workspace",
+                "keys",
+                "quit",
+            }
+            await open_sandbox(pilot, "tui-narrow")
+            await pilot.pause(0.5)
+            assert not keys_cut_off(app), keys_cut_off(app)
+            assert {k.description for k in app.screen.query(FooterKey)} >= {"explain", "shell", "run", "delete", "policy", "back", "keys"}
+
+    try:
+        asyncio.run(run())
+    finally:
+        gw.cli("sandbox", "delete", "tui-narrow")

@@ -82,12 +82,14 @@ class SandboxesScreen(Screen[None]):
 
     AUTO_FOCUS = "#table"
     BINDINGS = [
+        # The footer holds the actions (fits 80 columns); moving, opening, filtering and
+        # sorting follow k9s/htop habits and are listed by ? with every other key.
         QUIT_BINDING,
-        Binding("enter", "open", "open", key_display="⏎", priority=True),
-        Binding("slash", "filter", "filter", key_display="/"),
-        *STEER_BINDINGS,
         KEYS_BINDING,
-        Binding("o", "sort", "sort"),
+        Binding("enter", "open", "open", key_display="⏎", priority=True, show=False),
+        Binding("slash", "filter", "filter", key_display="/", show=False),
+        *STEER_BINDINGS,
+        Binding("o", "sort", "sort", show=False),
         Binding("g", "app.switch_gateway", "gateway"),
         Binding("w", "app.switch_workspace", "workspace"),
         Binding("r", "refresh", "refresh", show=False),

@@ -8,8 +8,8 @@ from textual.binding import Binding
 #: the actions on a sandbox (the selected one in the list, the open one in its view);
 #: each screen implements ``action_steer(action)``
 STEER_BINDINGS: list[Binding] = [
-    Binding("c", "steer('connect')", "connect"),
-    Binding("x", "steer('exec')", "exec"),
+    Binding("c", "steer('connect')", "shell"),  # connect: an interactive shell
+    Binding("x", "steer('exec')", "run"),  # exec a command
     Binding("s", "steer('stopstart')", "stop/start"),
     Binding("d", "steer('delete')", "delete"),
     Binding("p", "steer('policy')", "policy"),
@@ -20,16 +20,17 @@ QUIT_BINDING = Binding("q", "app.quit", "quit")
 KEYS_BINDING = Binding("question_mark", "app.keys", "keys", key_display="?")
 
 KEYS_HELP = """\
-sandboxes view                      sandbox view
-  ↑ ↓ / j k   move                    Esc    back to the sandboxes
-  Enter       open the sandbox        ↑ ↓ / j k  move the cursor in the log
-  /           filter by name          e      explain the denial under the cursor
-  Esc         clear the filter               (the newest one without a cursor)
-  o           sort by next column     G/End  back to the newest line (follow)
-  r           read the list again     l      cycle the log level
-  g / w       switch gateway / workspace    PgUp PgDn  scroll the log
+sandboxes view
+  ↑ ↓ j k  move                 Enter  open the sandbox
+  /        filter by name       Esc    clear the filter
+  o        sort by next column  r      read the list again
+  g / w    switch gateway / workspace
+sandbox view
+  Esc      back to the list     ↑ ↓ j k  move the log cursor
+  e        explain the denial under the cursor (else the newest)
+  G / End  follow the newest    l        cycle the log level
+  PgUp PgDn  scroll the log
 either view
-  c connect (interactive shell)   x exec a command   s stop / start
-  d delete (asks first)           p set policy from a file
-  ? these keys                    q quit
+  c shell (connect)  x run (exec)  s stop/start  d delete  p policy
+  ? these keys  q quit
 """

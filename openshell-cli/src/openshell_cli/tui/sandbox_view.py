@@ -43,10 +43,10 @@ class SandboxScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "back", "back", key_display="esc"),
         QUIT_BINDING,
-        Binding("e", "steer('explain')", "explain"),
-        Binding("l", "level", "level"),
-        *STEER_BINDINGS,
         KEYS_BINDING,
+        Binding("e", "steer('explain')", "explain"),
+        Binding("l", "level", "level", show=False),  # listed by ?; the footer keeps to 80 columns
+        *STEER_BINDINGS,
     ]
 
     DEFAULT_CSS = """
