@@ -178,7 +178,8 @@ def test_destroy_stops_and_removes_state_and_client_files(gwcli_env, tmp_path, f
     assert run("gateway", "start", "--port", str(port)).exit_code == 0
     root = state(gwcli_env).root
     (root / "sandboxes" / "leftover").mkdir()
-    assert run("gateway", "destroy", input="n\n").exit_code != 0  # declined: nothing happens
+    refused = run("gateway", "destroy", input="y\n")  # stdin is no terminal: --yes is needed, nothing happens
+    assert refused.exit_code == 1 and "pass --yes" in refused.output, refused.output
     assert read_pid(state(gwcli_env)) is not None
     res = run("gateway", "destroy", "--yes")
     assert res.exit_code == 0, res.output

@@ -279,6 +279,16 @@ def test_bad_input_gets_one_clear_line_and_no_traceback(gateway, args, needle):
     assert needle in err and "Traceback" not in err, err
 
 
+def test_a_create_that_times_out_says_the_sandbox_is_kept(gateway):
+    p = gateway.cli("sandbox", "create", "--name", "lc-slow", "--timeout", "0.001", "--detach")
+    try:
+        err = p.stderr.decode()
+        assert p.returncode == 1 and "the sandbox is kept" in err and "openshell sandbox delete lc-slow" in err, err
+        assert "lc-slow" in _records(gateway)
+    finally:
+        gateway.cli("sandbox", "delete", "lc-slow")
+
+
 def test_invalid_policy_yaml_names_the_field(gateway, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(

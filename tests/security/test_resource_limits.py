@@ -312,3 +312,15 @@ def test_workdir_past_its_disk_limit_is_enospc_and_shown_and_nothing_else_fills(
     # Space freed is usable again.
     assert gateway.sx("rl-disk", "rm", "/sandbox/big").returncode == 0
     assert gateway.sx("rl-disk", "sh", "-c", "echo fits > /sandbox/small && cat /sandbox/small").stdout.decode() == "fits\n"
+
+
+def test_a_disk_limit_beyond_the_hosts_free_space_is_refused(gw):
+    # The workdir image is sparse: a limit larger than what the host has free would let
+    # one sandbox fill the host's disk.
+    gw.cli("sandbox", "delete", "rl-huge", timeout=180)
+    try:
+        p = gw.cli("sandbox", "create", "--name", "rl-huge", "--disk", "8Ti", "--detach", timeout=300)
+        err = p.stderr.decode()
+        assert p.returncode != 0 and "free on the host's file system" in err and "smaller --disk" in err, err
+    finally:
+        gw.cli("sandbox", "delete", "rl-huge", timeout=180)

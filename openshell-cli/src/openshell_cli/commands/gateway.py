@@ -637,6 +637,8 @@ def destroy_cmd(name: str | None, yes: bool) -> None:
     if not paths.root.exists() and not configured:
         raise CliError(f"gateway '{name}' does not exist; see 'openshell gateway list'")
     if not yes:
+        if sys.stdin is None or not sys.stdin.isatty():
+            raise CliError(f"gateway destroy removes '{name}', its sandboxes and {paths.root}: pass --yes to confirm (stdin is not a terminal to ask on)")
         click.confirm(f"Destroy gateway '{name}', its sandboxes and {paths.root}?", abort=True, err=True)
     stop_gateway(name)
     for warning in _delete_sandboxes(paths):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import click
+from openshell.client.errors import WaitTimeout
 
 from openshell_cli import agent_flow, interrupts, session
 from openshell_cli.commands.provider import apply_auto_providers
@@ -339,7 +340,14 @@ def create(
                 )
                 created.append(rec.name)
             status.update(f"sandbox {rec.name}: waiting for READY…")
-            rec = client.wait_ready(rec.name, timeout=timeout)
+            try:
+                rec = client.wait_ready(rec.name, timeout=timeout)
+            except WaitTimeout as exc:
+                if no_keep:
+                    raise
+                # Not deleted: it may still come up (a slow first start); say so, or a
+                # script that sees exit 1 leaks a running sandbox without knowing.
+                raise CliError(f"{exc}; the sandbox is kept and may still become READY: delete it with 'openshell sandbox delete {rec.name}'") from None
         click.echo(f"sandbox {rec.name} is READY", err=True)
         for local, dest in upload_specs:  # before COMMAND starts
             _do_upload(client, rec.name, local, dest, git_ignore=not no_git_ignore)

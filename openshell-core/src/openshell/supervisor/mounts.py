@@ -210,10 +210,20 @@ def make_workdir_image(image: str, size: int, uid: int, gid: int) -> bool:
     never leaves a half-made image that a later start would mount.
 
     :returns: True when the image was made now.
-    :raises WorkdirError: ``mkfs.ext4`` is missing or failed (message names the fix).
+    :raises WorkdirError: ``mkfs.ext4`` is missing or failed, or ``size`` is more than
+        the host file system has free (message names the fix).
     """
     if os.path.exists(image):
         return False
+    # The image is sparse and fills as the sandbox writes: a limit beyond the free space
+    # of the host file system holding it would let the sandbox fill the host's disk.
+    st = os.statvfs(os.path.dirname(image) or ".")
+    free = st.f_bavail * st.f_frsize
+    if size > free:
+        raise WorkdirError(
+            f"the workdir size limit ({size / 2**30:.1f} GiB) is more than the {free / 2**30:.1f} GiB free on the host's file system "
+            f"under {os.path.dirname(image)}: create the sandbox with a smaller --disk (limits.disk)"
+        )
     mkfs = shutil.which(_MKFS) or next((p for p in (f"/usr/sbin/{_MKFS}", f"/sbin/{_MKFS}") if os.path.exists(p)), None)
     if mkfs is None:
         raise WorkdirError(f"{_MKFS} not found: the sandbox's workdir needs it; install e2fsprogs (apt install e2fsprogs)")

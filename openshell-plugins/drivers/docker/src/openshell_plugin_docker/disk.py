@@ -51,10 +51,20 @@ def make_image(image: Path, size: int) -> bool:
     the one it was made with). Made under a temporary name, then renamed.
 
     :returns: True when made now.
-    :raises DiskError: ``mkfs.ext4`` is missing or failed.
+    :raises DiskError: ``mkfs.ext4`` is missing or failed, or ``size`` is more than the
+        host file system has free.
     """
     if image.exists():
         return False
+    # Sparse, it fills as the sandbox writes: a limit beyond the host's free space would
+    # let the sandbox fill the host's disk.
+    st = os.statvfs(image.parent)
+    free = st.f_bavail * st.f_frsize
+    if size > free:
+        raise DiskError(
+            f"the workdir size limit ({size / 2**30:.1f} GiB) is more than the {free / 2**30:.1f} GiB free on the host's file system "
+            f"under {image.parent}: create the sandbox with a smaller --disk (limits.disk)"
+        )
     mkfs = _mkfs()
     partial = image.with_name(image.name + ".new")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
