@@ -184,3 +184,18 @@ def test_a_server_ends_on_anything_but_well_formed_lines(tmp_path):
     for garbage in (b"garbage\n", b"x" * 20000):
         proc = subprocess.run([sys.executable, "-m", "openshell.supervisor", "--fork-server"], input=garbage, capture_output=True, timeout=60, cwd=tmp_path)
         assert proc.returncode == 2 and proc.stdout == b"" and not list(tmp_path.iterdir())
+
+
+def test_a_child_whose_pid_never_reached_the_driver_does_not_start(tmp_path):
+    # The driver gives up on a server that does not answer and starts the supervisor
+    # cold: a child forked before the answer must then never run as a second supervisor.
+    # Here the answer cannot be written (the driver's end of stdout is closed).
+    r, w = os.pipe()
+    os.close(r)
+    log = tmp_path / "supervisor.log"
+    line = json.dumps({"config": str(tmp_path / "supervisor.json"), "log": str(log)}).encode() + b"\n"
+    proc = subprocess.run([sys.executable, "-m", "openshell.supervisor", "--fork-server"], input=line, stdout=w, stderr=subprocess.PIPE, timeout=60)
+    os.close(w)
+    assert proc.returncode != 0  # the server could not answer
+    time.sleep(1)  # a child that started would have opened its log by now
+    assert not log.exists()

@@ -9,8 +9,9 @@ imports once at low priority, moves everything it made into the garbage
 collector's permanent generation (``gc.freeze``, so no collection in a child
 writes to those pages) and then, for each line ``{"config": PATH, "log": PATH}``
 (JSON) on its stdin, forks a child and answers the child's pid (decimal, one
-line) on its stdout. The child starts a session of its own, points
-stdout/stderr at the log, runs at normal priority, and from then on is exactly
+line) on its stdout. The child waits until that answer is written (a server
+stopped in between never leaves a second supervisor of one sandbox), then
+starts a session of its own, points stdout/stderr at the log, runs at normal priority, and from then on is exactly
 ``python -m openshell.supervisor --config PATH``. Every supervisor shares the
 imported modules' pages with the server and with each other until it writes to
 them (copy on write), so a sandbox's proportional memory (PSS) is what its
@@ -116,10 +117,19 @@ def set_title(title: str) -> None:
         pass
 
 
-def _become_supervisor(config: str, logpath: str, wakeup: tuple[int, int]) -> None:
-    """In the forked child: become the supervisor of ``config``; never returns."""
+def _become_supervisor(config: str, logpath: str, wakeup: tuple[int, int], go: int) -> None:
+    """In the forked child: become the supervisor of ``config``; never returns.
+
+    First it waits for one byte on ``go``, which the server writes once the driver has
+    the child's pid: a server stopped or killed before answering (the driver then gives
+    up on it and starts the supervisor cold) must not leave a second supervisor of the
+    same sandbox running. EOF (the server is gone) ends the child at once.
+    """
     code = 1
     try:
+        if os.read(go, 1) != b"1":
+            os._exit(0)
+        os.close(go)
         os.setsid()  # its own session and process group: the driver signals the group
         # Not the server's command line: an operator's `pkill -f -- --fork-server` must not hit sandboxes.
         set_title(f"openshell-supervisor {os.path.basename(os.path.dirname(config))}")
@@ -186,10 +196,17 @@ def serve(stdin: int = 0, stdout: int = 1) -> int:
             job = _assignment(line + b"\n")
             if job is None:
                 return 2
+            go_r, go_w = os.pipe()
             pid = os.fork()
             if pid == 0:
-                _become_supervisor(*job, wakeup=(wake_r, wake_w))
-            os.write(stdout, b"%d\n" % pid)
+                os.close(go_w)
+                _become_supervisor(*job, wakeup=(wake_r, wake_w), go=go_r)
+            os.close(go_r)
+            try:
+                os.write(stdout, b"%d\n" % pid)  # the driver has the pid: only now may the child start
+                os.write(go_w, b"1")
+            finally:
+                os.close(go_w)
         if len(buf) > MAX_LINE:
             return 2
 
