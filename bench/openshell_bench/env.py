@@ -85,6 +85,21 @@ def network_policy(ip: str, *, rest: bool = False) -> str:
     )
 
 
+@contextmanager
+def environ_set(values: dict[str, str]) -> Iterator[None]:
+    """This process's environment with ``values`` set, restored (set or unset) afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 class BenchGateway:
     """A gateway of our own on a free loopback port, state under a temp dir.
 
@@ -116,16 +131,8 @@ class BenchGateway:
         from openshell.client.config import load_gateway_config
         from openshell.client.sdk import OpenShellClient
 
-        saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME",)}
-        os.environ["XDG_CONFIG_HOME"] = self.env["XDG_CONFIG_HOME"]
-        try:
+        with environ_set({"XDG_CONFIG_HOME": self.env["XDG_CONFIG_HOME"]}):
             cfg = load_gateway_config(self.name)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         self.client = OpenShellClient(cfg.endpoint, cfg.ca_path, cfg.cert_path, cfg.key_path, gateway_name=self.name, timeout=60)
 
     def cli(self, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:

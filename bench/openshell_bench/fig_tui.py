@@ -25,7 +25,6 @@ dialled: the denied requests end at the proxy.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,17 +61,9 @@ for i in range(n):
 @contextmanager
 def _client_env(gw: env.BenchGateway) -> Iterator[None]:
     """This process's client files pointed at the bench gateway (the app reads them)."""
-    keys = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "OPENSHELL_GATEWAY", "OPENSHELL_NO_VERSION_CHECK")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: gw.env[k] for k in keys[:3]}, OPENSHELL_NO_VERSION_CHECK="1")
-    try:
+    keys = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "OPENSHELL_GATEWAY")
+    with env.environ_set({**{k: gw.env[k] for k in keys}, "OPENSHELL_NO_VERSION_CHECK": "1"}):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _watch_stamps(gw: env.BenchGateway, name: str, stamps: dict[int, float], ready: threading.Event) -> tuple[threading.Thread, Callable[[], None]]:

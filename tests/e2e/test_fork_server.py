@@ -18,18 +18,12 @@ from pathlib import Path
 
 import pytest
 from conftest import OPENSHELL, _start_gateway, require_root  # tests/ is on sys.path (conftest)
+from hostview import cmdline
 from openshell.supervisor.forkserver import _assignment
 
 pytestmark = pytest.mark.timeout(240)
 
 SECRET_ENV = "OPENSHELL_FORK_SERVER_TEST_TOKEN"
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-    except OSError:
-        return []
 
 
 def _stat(pid: int) -> list[str]:
@@ -59,7 +53,7 @@ def _servers(gw) -> list[int]:
             fields = _stat(int(entry))
         except OSError:
             continue
-        if int(fields[1]) == gw.pid and fields[0] != "Z" and "--fork-server" in _cmdline(int(entry)):
+        if int(fields[1]) == gw.pid and fields[0] != "Z" and "--fork-server" in cmdline(int(entry)):
             out.append(int(entry))
     return out
 
@@ -106,7 +100,7 @@ def test_creates_fork_their_supervisors_from_one_warm_server(gw):
     assert _servers(gw) == [server]  # the same server forked both
     for sup in sups:
         # named for its sandbox, not the server: `pkill -f -- --fork-server` spares it
-        assert _cmdline(sup)[0].startswith("openshell-supervisor ") and "--fork-server" not in " ".join(_cmdline(sup))
+        assert cmdline(sup)[0].startswith("openshell-supervisor ") and "--fork-server" not in " ".join(cmdline(sup))
         assert Path(f"/proc/{sup}/comm").read_text() == "openshell-super\n"
         fields = _stat(sup)
         assert int(fields[1]) == server and int(fields[2]) == sup  # its child, leading its own process group
@@ -134,7 +128,7 @@ def test_without_a_live_server_the_supervisor_starts_cold_and_a_new_server_follo
     _wait_for(lambda: not _servers(gw))
     gw.cli("sandbox", "create", "--name", "cold", "--detach", check=True)
     sup = _supervisor_pid(gw, "cold")
-    assert "--config" in _cmdline(sup)
+    assert "--config" in cmdline(sup)
     p = gw.sx("cold", "true")
     assert p.returncode == 0, p.stderr
     [fresh] = _wait_for(lambda: _servers(gw))  # the next create is forked again
@@ -157,7 +151,7 @@ def test_a_create_waiting_on_a_stuck_server_is_provisioning_then_starts_cold(gw)
         out, err = create.communicate()
         assert create.returncode == 0, err.decode()
         assert "ERROR" not in phases, phases  # it was being started all along
-        assert "--config" in _cmdline(_supervisor_pid(gw, "stuck"))  # cold, after the answer timed out
+        assert "--config" in cmdline(_supervisor_pid(gw, "stuck"))  # cold, after the answer timed out
     finally:
         for sig in (signal.SIGCONT, signal.SIGKILL):  # the driver may have killed it already
             with contextlib.suppress(ProcessLookupError):

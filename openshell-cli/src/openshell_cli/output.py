@@ -8,15 +8,13 @@ from typing import Any, Sequence
 import click
 import yaml
 
-OUTPUT_OPTION = click.option(
-    "-o",
-    "--output",
-    "output",
-    type=click.Choice(["table", "json", "yaml"]),
-    default="table",
-    show_default=True,
-    help="Output format; json and yaml are for scripts.",
-)
+
+def output_option(help: str = "Output format; json and yaml are for scripts.") -> Any:
+    """The ``-o/--output table|json|yaml`` option (into the parameter ``output``) with ``help``."""
+    return click.option("-o", "--output", "output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True, help=help)
+
+
+OUTPUT_OPTION = output_option()
 
 
 def render(rows: Sequence[dict[str, Any]] | dict[str, Any], output: str, columns: Sequence[str] = (), empty: str = "nothing to show") -> None:

@@ -16,7 +16,7 @@ from openshell_cli.commands.provider import apply_auto_providers
 from openshell_cli.commands.sandbox_state import SANDBOX_COMMANDS, follow_logs
 from openshell_cli.commands.ssh import ssh_config_block, ssh_transport
 from openshell_cli.errors import CliError
-from openshell_cli.output import OUTPUT_OPTION, plural, render
+from openshell_cli.output import OUTPUT_OPTION, output_option, plural, render
 from openshell_cli.session import GATEWAY_OPTION, WORKSPACE_OPTION
 
 READY_TIMEOUT = 120.0  # seconds create waits for READY
@@ -230,15 +230,7 @@ def _image_from(source: str) -> str:
     metavar="IMAGE|Dockerfile|DIR",
     help="Sandbox image (docker driver): an image reference, a Dockerfile or a directory holding one (built here first).",
 )
-@click.option(
-    "-o",
-    "--output",
-    "output",
-    type=click.Choice(["table", "json", "yaml"]),
-    default="table",
-    show_default=True,
-    help="With --detach (or no COMMAND): print the READY sandbox's record on stdout in this format, for scripts.",
-)
+@output_option("With --detach (or no COMMAND): print the READY sandbox's record on stdout in this format, for scripts.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def create(
     name,

@@ -450,13 +450,7 @@ ENGINE_FILE_MOUNTS = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 def _drop_mounts_under(points: Collection[str]) -> None:
     """Detach, in this (private) mount namespace, every mount at or under one of ``points``
     (deepest first). A mount already gone (detached with its parent) is skipped."""
-    targets = [point for point, _, _ in _mountinfo_fields() if any(_under(point, p) for p in points)]
-    for point in reversed(targets):
-        try:
-            nsutil.umount(point, nsutil.MNT_DETACH)
-        except OSError as exc:
-            if exc.errno not in (errno.EINVAL, errno.ENOENT):
-                raise
+    _drop_points([point for point, _, _ in _mountinfo_fields() if any(_under(point, p) for p in points)])
 
 
 #: mount points kept whatever the policy says (and everything under them): the kernel's
@@ -488,8 +482,8 @@ def _drop_unreachable_mounts(reachable: Collection[str]) -> None:
 
 
 def _drop_points(targets: Sequence[str]) -> None:
-    """Detach each of ``targets`` (in mountinfo order: deepest last, so detached first).
-    A mount already gone (detached with its parent) is skipped."""
+    """Detach each of ``targets`` (in mountinfo order: deepest last, so detached first),
+    last first. A mount already gone (detached with its parent) is skipped."""
     for point in reversed(targets):
         try:
             nsutil.umount(point, nsutil.MNT_DETACH)
@@ -514,12 +508,7 @@ def _drop_namespace_mounts(keep: Collection[str] = ()) -> None:
     targets += [point for point, _, _ in mounts if point == nsutil.NETNS_DIR]
     targets += [point for point, fstype, source in mounts if _is_sandbox_fs(fstype, source) and point not in keep]
     targets += [point for point, _, _ in mounts if point in ENGINE_FILE_MOUNTS]
-    for point in reversed(targets):
-        try:
-            nsutil.umount(point, nsutil.MNT_DETACH)
-        except OSError as exc:
-            if exc.errno not in (errno.EINVAL, errno.ENOENT):
-                raise
+    _drop_points(targets)
 
 
 def _nspid_depth(pid: str) -> int:
