@@ -20,6 +20,7 @@ command -v tmux >/dev/null || need_apt+=(tmux)   # the e2e test that runs `opens
 command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 command -v patchelf >/dev/null || need_apt+=(patchelf)
+command -v musl-gcc >/dev/null || need_apt+=(musl-tools)  # the e2e test of an image whose C library is musl
 [ -e /usr/lib/x86_64-linux-gnu/libseccomp.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libseccomp.so.2 ] || need_apt+=(libseccomp2)
 # Another apt/dpkg run (unattended-upgrades, a second terminal) holds the dpkg
 # lock for a while: wait for it, bounded, instead of failing at once.

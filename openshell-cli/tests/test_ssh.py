@@ -309,12 +309,31 @@ def test_forward_start_list_stop_across_invocations(env, free_port):
         assert "PORT" in env.ok("forward", "list").stdout.decode()
         again = env.cli("forward", "start", str(port), NAME)
         assert again.returncode == 1 and "already forwarded" in again.stderr.decode()
-        env.ok("forward", "stop", str(port), NAME)
+        p = env.cli("forward", "stop", f"0.0.0.0:{port}", NAME)  # names another bind: refused, kept
+        assert p.returncode == 1 and "forwarded on 127.0.0.1" in p.stderr.decode()
+        assert _get(port).endswith(b"from-sandbox")
+        env.ok("forward", "stop", f"127.0.0.1:{port}", NAME)  # the [BIND:]PORT given to start
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
         assert json.loads(env.ok("forward", "list", "-o", "json").stdout) == []
         p = env.cli("forward", "stop", str(port), NAME)
         assert p.returncode == 1 and "no forward" in p.stderr.decode()
+    finally:
+        env.cli("forward", "stop", str(port), NAME)
+        server.kill()
+        server.wait()
+
+
+def test_forward_on_all_interfaces_warns_and_loopback_does_not(env, free_port):
+    port = free_port()
+    server = _serve_in_sandbox(env, port)
+    try:
+        p = env.ok("forward", "start", f"0.0.0.0:{port}", NAME)
+        assert "warning: 0.0.0.0:" in p.stderr.decode() and "not a loopback address" in p.stderr.decode()
+        assert _get(port).endswith(b"from-sandbox")
+        env.ok("forward", "stop", f"0.0.0.0:{port}", NAME)
+        p = env.ok("forward", "start", f"localhost:{port}", NAME)
+        assert "warning" not in p.stderr.decode()
     finally:
         env.cli("forward", "stop", str(port), NAME)
         server.kill()

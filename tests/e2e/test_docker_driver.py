@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 
 
@@ -346,9 +347,10 @@ def test_a_template_carries_an_image_the_driver_honours(docker_gateway):
         _client().images.remove("openshell-test/tmpl:1")
 
 
-def _busybox_image(repo: str) -> str:
+def _busybox_image(repo: str, extra: dict[str, tuple[bytes, int]] | None = None) -> str:
     """An image with no C library at all: a static busybox as /bin/sh and its applets,
-    /etc/passwd with the ``sandbox`` user, /sandbox."""
+    /etc/passwd with the ``sandbox`` user, /sandbox; plus ``extra`` files
+    (path in the image → content, mode; owned by root)."""
     import shutil
     import subprocess
 
@@ -379,6 +381,13 @@ def _busybox_image(repo: str) -> str:
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
         add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nsandbox:x:1000:1000:sandbox:/sandbox:/bin/sh\n")
+        made = {"bin", "etc", "tmp", "proc", "dev", "sys", "usr", "usr/bin", "var", "run"}
+        for name, (data, mode) in (extra or {}).items():
+            parent = name.rpartition("/")[0]
+            if parent and parent not in made:
+                add_dir(parent)
+                made.add(parent)
+            add_file(name, data, mode)
         add_file("etc/group", b"root:x:0:\nsandbox:x:1000:\n")
         info = tarfile.TarInfo("sandbox")
         info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, 1000, 1000
@@ -402,6 +411,62 @@ def test_an_image_without_a_c_library_runs_the_sandbox(docker_gateway):
         assert "No such file" in out[1] or not out[1].strip(), out  # no C library in the image
     finally:
         gw.cli("sandbox", "delete", "dk-nolibc")
+        _client().images.remove(image, force=True)
+
+
+MUSL_PROGRAM = r"""
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+    int fd = open("/etc/shadow", O_RDONLY);
+    printf("musl program ran; /etc/shadow: %s\n", fd < 0 ? strerror(errno) : "opened");
+    return 0;
+}
+"""
+
+
+def test_an_image_whose_c_library_is_musl_runs_the_sandbox(docker_gateway, tmp_path):
+    """Another C library than the host's: an image whose only dynamic loader is musl's
+    (no glibc; a static busybox for /bin/sh) runs sandboxes, and a musl-linked program
+    of the image runs in them under the same isolation (the sandbox user cannot read
+    root's files)."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    musl_gcc = shutil.which("musl-gcc")
+    loader = "/lib/ld-musl-x86_64.so.1"
+    if musl_gcc is None or not os.path.exists(loader):
+        pytest.skip("needs musl-tools (apt-get install musl-tools; scripts/setup.sh installs it)")
+    src = tmp_path / "hello.c"
+    src.write_text(MUSL_PROGRAM)
+    subprocess.run([musl_gcc, "-O2", "-o", str(tmp_path / "hello-musl"), str(src)], check=True)
+    exe = (tmp_path / "hello-musl").read_bytes()
+    assert b"ld-musl-x86_64.so.1" in exe  # dynamically linked against musl, not static
+    with open(os.path.realpath(loader), "rb") as f:
+        musl = f.read()
+    image = _busybox_image(
+        "openshell-test/musl",
+        {
+            "lib/ld-musl-x86_64.so.1": (musl, 0o755),
+            "usr/bin/hello-musl": (exe, 0o755),
+            "etc/shadow": (b"root:*:19000:0:99999:7:::\n", 0o600),
+        },
+    )
+    p = docker_gateway.cli("sandbox", "create", "--name", "dk-musl", "--from", image, "--detach")
+    try:
+        assert p.returncode == 0, _err(p)
+        p = docker_gateway.sx("dk-musl", "sh", "-c", "id -un; hello-musl; ls /lib; ls /lib64 /usr/lib 2>&1 | grep -c libc.so.6 || true")
+        out = p.stdout.decode().split("\n")
+        assert p.returncode == 0, (p.stdout, _err(p))
+        assert out[0] == "sandbox", out
+        assert out[1] == "musl program ran; /etc/shadow: Permission denied", out
+        assert out[2] == "ld-musl-x86_64.so.1" and out[3] == "0", out  # musl's loader only, no glibc
+    finally:
+        docker_gateway.cli("sandbox", "delete", "dk-musl")
         _client().images.remove(image, force=True)
 
 

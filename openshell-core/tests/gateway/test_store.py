@@ -74,11 +74,67 @@ def test_netns_index_is_reused_after_delete_and_unique_among_live(wire_store):
     assert len(live) == len(set(live))
 
 
-def test_netns_index_exhaustion_is_an_error(wire_store):
-    for i in range(st.NETNS_INDEX_MAX):
+def test_more_than_254_sandboxes_get_unique_indexes_and_freed_ones_are_reused(wire_store):
+    made = [wire_store.create_sandbox(name=f"s{i}")[0] for i in range(300)]
+    assert sorted(r.netns_index for r in made) == list(range(1, 301))
+    assert wire_store.delete_sandbox(made[41].id) and wire_store.delete_sandbox(made[270].id)
+    assert wire_store.create_sandbox(name="again")[0].netns_index == 42  # the lowest free one
+    assert wire_store.create_sandbox(name="again2")[0].netns_index == 271
+    assert wire_store.create_sandbox(name="next")[0].netns_index == 301
+
+
+def test_netns_index_exhaustion_is_an_error(wire_store, monkeypatch):
+    monkeypatch.setattr(st, "NETNS_INDEX_MAX", 5)  # the real bound (16383) works the same, slower
+    for i in range(5):
         wire_store.create_sandbox(name=f"s{i}")
-    with pytest.raises(st.NoNetnsIndex):
+    with pytest.raises(st.NoNetnsIndex, match="5 sandboxes exist"):
         wire_store.create_sandbox(name="one-too-many")
+
+
+def test_the_schema_bounds_the_index_at_16383(wire_store, db_path):
+    rec, _ = wire_store.create_sandbox(name="edge")
+    db = sqlite3.connect(db_path)
+    try:
+        db.execute("UPDATE sandboxes SET netns_index = 16383 WHERE id = ?", (rec.id,))
+        db.commit()
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute("UPDATE sandboxes SET netns_index = 16384 WHERE id = ?", (rec.id,))
+    finally:
+        db.close()
+
+
+def test_a_version_4_store_is_migrated_with_its_sandboxes_and_revisions(db_path):
+    # A gateway of the previous release: schema 4 (netns_index at most 254).
+    db = sqlite3.connect(db_path)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (4)")
+    for script in st.MIGRATIONS[:4]:
+        db.executescript(script)
+    db.execute("INSERT INTO workspaces VALUES ('default', 'w1', '{}', 1.0)")
+    db.execute(
+        "INSERT INTO sandboxes (id, workspace, name, labels, phase, secret, netns_index, supervisor_pid,"
+        " resource_version, created_at, updated_at, driver) VALUES ('id-1', 'default', 'old', '{\"a\": \"b\"}',"
+        " 'ready', 'cafe', 254, 77, 3, 1.0, 2.0, 'docker')"
+    )
+    db.execute("INSERT INTO policy_revisions (sandbox_id, revision, yaml, status, created_at, updated_at) VALUES ('id-1', 1, 'a: 1', 'loaded', 1.0, 1.0)")
+    db.execute("INSERT INTO policy_revisions (sandbox_id, revision, yaml, status, created_at, updated_at) VALUES ('id-1', 2, 'a: 2', 'pending', 1.0, 1.0)")
+    db.commit()
+    with pytest.raises(sqlite3.IntegrityError):  # the old bound
+        db.execute("UPDATE sandboxes SET netns_index = 255")
+    db.close()
+    s = Store(db_path)
+    try:
+        assert s.schema_version() == len(st.MIGRATIONS)
+        old = s.get_sandbox_by_name("old")
+        assert (old.id, old.netns_index, old.supervisor_pid, old.labels, old.driver, old.secret) == ("id-1", 254, 77, {"a": "b"}, "docker", "cafe")
+        assert [r.revision for r in s.list_policy_revisions("id-1")] == [1, 2]
+        # The new bound holds, and deleting a sandbox still removes its revisions (foreign keys on).
+        made = [s.create_sandbox(name=f"n{i}")[0] for i in range(254)]
+        assert max(r.netns_index for r in made) == 255
+        assert s.delete_sandbox("id-1")
+        assert s.list_policy_revisions("id-1") == []
+    finally:
+        s.close()
 
 
 def test_restart_keeps_every_record(db_path):

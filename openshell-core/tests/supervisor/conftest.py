@@ -158,13 +158,16 @@ def launch_ids(launch_root: None) -> tuple[int, int]:
 
 @pytest.fixture
 def launch_factory(launch_ids: tuple[int, int]) -> Callable[..., LaunchSandbox]:
-    """Factory: ``make(policy=None, layers=ALL_LAYERS, extra_hosts=None) -> LaunchSandbox``.
+    """Factory: ``make(policy=None, layers=ALL_LAYERS, extra_hosts=None, index=None) -> LaunchSandbox``
+    (``index``: the netns index; None: a random one of 100..250).
 
     Every sandbox made is torn down (namespaces deleted, dirs removed) after the test.
     """
     made: list[tuple[LaunchSandbox, str]] = []
 
-    def make(policy: dict[str, Any] | None = None, layers: Sequence[str] = ALL_LAYERS, extra_hosts: dict[str, str] | None = None) -> LaunchSandbox:
+    def make(
+        policy: dict[str, Any] | None = None, layers: Sequence[str] = ALL_LAYERS, extra_hosts: dict[str, str] | None = None, index: int | None = None
+    ) -> LaunchSandbox:
         uid, gid = launch_ids
         # Under the host's /tmp on purpose: the launcher opens every bind source
         # before mounting, so the sandbox's own /tmp mount cannot hide them.
@@ -175,7 +178,7 @@ def launch_factory(launch_ids: tuple[int, int]) -> Callable[..., LaunchSandbox]:
             sandbox_id=sandbox_id,
             policy=policy if policy is not None else checks_policy(),
             state_dir=state,
-            extra={"netns": {"index": _free_index()}},
+            extra={"netns": {"index": index or _free_index()}},
         )
         box = LaunchSandbox(ctx=ctx, dirs=dirs, layers=list(layers))
         made.append((box, state))

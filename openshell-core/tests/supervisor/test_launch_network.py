@@ -156,6 +156,28 @@ def test_two_sandboxes_cannot_reach_each_other(launch_factory, launch_listener) 
         assert elapsed < 1.0
 
 
+def test_sandboxes_past_254_share_addresses_but_each_reaches_only_its_own_proxy(launch_factory, launch_listener) -> None:
+    # More than 254 live sandboxes: index 254·k + x has the addresses of index x. Each
+    # sandbox has its own namespaces, so the same proxy address is a different proxy.
+    x = random.randint(100, 250)
+    a = launch_factory(index=x)
+    b = launch_factory(index=x + 254 * random.randint(1, 63))
+    assert (a.sandbox_ip, a.proxy_ip) == (b.sandbox_ip, b.proxy_ip) == (f"10.200.{x}.2", f"10.200.{x}.1")
+    la = launch_listener(a.proxy_netns, a.proxy_ip, 3128)
+    lb = launch_listener(b.proxy_netns, b.proxy_ip, 3128)
+    la.setblocking(False)
+    lb.setblocking(False)
+    target = f"{a.proxy_ip}:3128"
+    assert a.py(CONNECT, target)[target][0] == "ok"
+    la.accept()[0].close()  # a's connection is in a's listener ...
+    with pytest.raises(BlockingIOError):
+        lb.accept()  # ... and not in b's
+    assert b.py(CONNECT, target)[target][0] == "ok"
+    lb.accept()[0].close()
+    with pytest.raises(BlockingIOError):
+        la.accept()
+
+
 def test_teardown_removes_both_namespaces_and_is_idempotent(launch_root) -> None:
     ctx = IsolationContext(sandbox_id=uuid.uuid4().hex, policy={}, extra={"netns": {"index": 199}})
     layer = NetnsLayer()
@@ -185,8 +207,8 @@ def test_prepare_replaces_leftovers_of_the_same_sandbox(launch_root) -> None:
 def test_prepare_rejects_bad_index(launch_root) -> None:
     from openshell.plugin import IsolationError
 
-    ctx = IsolationContext(sandbox_id=uuid.uuid4().hex, policy={}, extra={"netns": {"index": 255}})
-    with pytest.raises(IsolationError, match="1..254"):
+    ctx = IsolationContext(sandbox_id=uuid.uuid4().hex, policy={}, extra={"netns": {"index": 16384}})
+    with pytest.raises(IsolationError, match="1..16383"):
         NetnsLayer().prepare(ctx)
     assert not any(netns_exists(n) for n in namespace_names(ctx.sandbox_id))
     assert not os.path.exists(nsutil.netns_path(namespace_names(ctx.sandbox_id)[0]))

@@ -125,6 +125,11 @@ def start(bind_port: str, name: str, gateway: Optional[str]) -> None:
     """
     bind, port = parse_bind_port(bind_port)
     state = _state_file(name, port)
+    if not _is_loopback(bind):
+        # Not refused (sharing a dev server on the LAN is a use), but never silent.
+        click.echo(
+            f"warning: {bind}:{port} is not a loopback address: other machines that reach this one can connect to sandbox '{name}' port {port}", err=True
+        )
     if any(f["name"] == name and int(f["port"]) == port for f in live_forwards()):
         raise CliError(f"port {port} of sandbox '{name}' is already forwarded; see 'openshell forward list'")
     log_path = state.with_suffix(".log")
@@ -152,6 +157,19 @@ def start(bind_port: str, name: str, gateway: Optional[str]) -> None:
                 raise CliError(f"forward of port {port} to sandbox '{name}' did not start within {START_TIMEOUT:g}s; see {log_path}")
             time.sleep(0.1)
     click.echo(f"forwarding {bind}:{port} -> sandbox {name} 127.0.0.1:{port} (pid {proc.pid}); stop with 'openshell forward stop {port} {name}'")
+
+
+def _is_loopback(bind: str) -> bool:
+    """Whether a listener on ``bind`` is reachable only from this machine (``localhost``
+    and 127.0.0.0/8, ::1; a name other than localhost counts as not loopback)."""
+    import ipaddress
+
+    if bind.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False
 
 
 def _accepts(bind: str, port: int) -> bool:
@@ -189,18 +207,23 @@ def list_(output: str) -> None:
 
 
 @forward.command("stop")
-@click.argument("port", type=click.IntRange(1, 65535))
+@click.argument("bind_port", metavar="[BIND:]PORT")
 @click.argument("name")
-def stop(port: int, name: str) -> None:
-    """Stop forwarding PORT to sandbox NAME.
+def stop(bind_port: str, name: str) -> None:
+    """Stop forwarding PORT to sandbox NAME ([BIND:]PORT as given to start; a
+    sandbox's port has one forward, so PORT alone is enough).
 
     \b
-    Example:
+    Examples:
       openshell forward stop 8000 demo
+      openshell forward stop 0.0.0.0:8000 demo
     """
+    bind, port = parse_bind_port(bind_port)
     match = [f for f in live_forwards() if f["name"] == name and int(f["port"]) == port]
     if not match:
         raise CliError(f"no forward of port {port} to sandbox '{name}'; see 'openshell forward list'")
+    if ":" in bind_port and match[0]["bind"] != bind:
+        raise CliError(f"port {port} of sandbox '{name}' is forwarded on {match[0]['bind']}, not {bind}; stop it with 'openshell forward stop {port} {name}'")
     _terminate(int(match[0]["pid"]))
     _state_file(name, port).unlink(missing_ok=True)
     click.echo(f"stopped forwarding port {port} to sandbox {name}")

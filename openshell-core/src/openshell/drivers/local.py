@@ -186,7 +186,7 @@ class LocalDriver(ComputeDriver):
         """Write the supervisor's config and start it detached.
 
         :param sandbox: record with at least ``id``, ``name``, ``secret`` (str or
-            bytes) and ``netns_index`` (1..254).
+            bytes) and ``netns_index`` (1..16383).
         :raises OSError: when the supervisor cannot be started.
         """
         sid = str(sandbox["id"])

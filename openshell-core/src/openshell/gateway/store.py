@@ -30,7 +30,9 @@ from typing import Any, Self
 
 DEFAULT_WORKSPACE = "default"
 NETNS_INDEX_MIN = 1
-NETNS_INDEX_MAX = 254
+#: live sandboxes per gateway (each holds a unique index; the netns layer maps it to
+#: its link addresses, which repeat above 254: every sandbox has its own namespaces)
+NETNS_INDEX_MAX = 16383
 
 # Phases as the compute drivers and the wire API name them.
 PROVISIONING = "PROVISIONING"
@@ -130,7 +132,55 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sandboxes ADD COLUMN driver TEXT NOT NULL DEFAULT ''
     """,
+    # 5: netns_index up to 16383 (more than 254 sandboxes per gateway; the netns
+    # layer maps an index to its addresses). SQLite cannot alter a CHECK, so the table is rebuilt
+    # (its documented procedure; migrations run with foreign keys off, so dropping the
+    # old table leaves policy_revisions alone).
+    """
+    CREATE TABLE sandboxes_new (
+        id               TEXT PRIMARY KEY,
+        workspace        TEXT NOT NULL REFERENCES workspaces(name),
+        name             TEXT NOT NULL,
+        labels           TEXT NOT NULL DEFAULT '{}',
+        annotations      TEXT NOT NULL DEFAULT '{}',
+        spec             TEXT NOT NULL DEFAULT '{}',
+        phase            TEXT NOT NULL,
+        reason           TEXT NOT NULL DEFAULT '',
+        secret           TEXT NOT NULL,
+        netns_index      INTEGER NOT NULL UNIQUE
+                         CHECK (netns_index BETWEEN 1 AND 16383),
+        supervisor_pid   INTEGER NOT NULL DEFAULT 0,
+        resource_version INTEGER NOT NULL DEFAULT 1,
+        created_at       REAL NOT NULL,
+        updated_at       REAL NOT NULL,
+        driver           TEXT NOT NULL DEFAULT '',
+        UNIQUE (workspace, name)
+    );
+    INSERT INTO sandboxes_new (id, workspace, name, labels, annotations, spec, phase, reason, secret,
+                               netns_index, supervisor_pid, resource_version, created_at, updated_at, driver)
+        SELECT id, workspace, name, labels, annotations, spec, phase, reason, secret,
+               netns_index, supervisor_pid, resource_version, created_at, updated_at, driver FROM sandboxes;
+    DROP TABLE sandboxes;
+    ALTER TABLE sandboxes_new RENAME TO sandboxes
+    """,
 ]
+
+
+def _lowest_free_index(db: sqlite3.Connection) -> int | None:
+    """The lowest netns index no sandbox holds, or None when all are held.
+
+    One indexed query (the column is UNIQUE): 1 if free, else the lowest held
+    index whose successor is free, instead of reading every row per create.
+    """
+    row = db.execute(
+        "SELECT MIN(n) FROM ("
+        " SELECT ? AS n WHERE NOT EXISTS (SELECT 1 FROM sandboxes WHERE netns_index = ?)"
+        " UNION ALL"
+        " SELECT s.netns_index + 1 FROM sandboxes s"
+        " WHERE s.netns_index < ? AND NOT EXISTS (SELECT 1 FROM sandboxes t WHERE t.netns_index = s.netns_index + 1))",
+        (NETNS_INDEX_MIN, NETNS_INDEX_MIN, NETNS_INDEX_MAX),
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 class StoreError(Exception):
@@ -151,7 +201,7 @@ class ProviderNameTaken(StoreError):
 
 
 class NoNetnsIndex(StoreError):
-    """All 254 network-namespace indexes are held by live sandboxes."""
+    """All :data:`NETNS_INDEX_MAX` network-namespace indexes are held by live sandboxes."""
 
 
 class ResourceVersionMismatch(StoreError):
@@ -207,7 +257,7 @@ class SandboxRecord:
     :ivar phase: one of :data:`PHASES`; ``reason`` says why for ERROR/STOPPED.
     :ivar secret: per-sandbox secret (hex) for NSSH1 and supervisor auth; its
         bytes form is ``secret.encode()``. Never sent to clients, not in repr.
-    :ivar netns_index: 1..254, unique among live sandboxes (10.200.<n>.0/24).
+    :ivar netns_index: 1..16383, unique among live sandboxes (the netns layer's link addresses: 10.200.x.0/24, x from it).
     :ivar supervisor_pid: host pid reported by the driver/supervisor (0: unknown).
     :ivar resource_version: bumped on every change.
     :ivar created_at, updated_at: unix seconds.
@@ -404,11 +454,13 @@ class Store:
             mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
-            self._conn.execute("PRAGMA foreign_keys=ON")
             # WAL + NORMAL is durable across process crashes; only an OS crash
             # can drop the last transactions, which the reconcile step tolerates.
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            # Migrations run before foreign keys are on: a table rebuild (migration 5)
+            # drops the old table, which with them on would cascade into its children.
             self._migrate()
+            self._conn.execute("PRAGMA foreign_keys=ON")
             self.ensure_workspace(DEFAULT_WORKSPACE)
 
     # ------------------------------------------------------------------ plumbing
@@ -469,6 +521,11 @@ class Store:
                     if statement.strip():
                         self._conn.execute(statement)
                 self._conn.execute("UPDATE schema_version SET version = ?", (number,))
+                # Foreign keys are off while migrating (see __init__): check by hand
+                # that the migration left every reference intact.
+                broken = self._conn.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(f"{self.path}: migration {number} would break {len(broken)} reference(s) (first: table {broken[0][0]})")
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -566,7 +623,7 @@ class Store:
         :returns: the new record and its revision 1 (status ``pending``).
         :raises NameTaken: ``name`` exists in ``workspace``.
         :raises UnknownWorkspace: ``workspace`` does not exist.
-        :raises NoNetnsIndex: 254 live sandboxes hold every index.
+        :raises NoNetnsIndex: :data:`NETNS_INDEX_MAX` live sandboxes hold every index.
         """
         now = self._clock()
         sandbox_id = str(uuid.uuid4())
@@ -575,8 +632,7 @@ class Store:
                 raise UnknownWorkspace(f"workspace {workspace!r} not found")
             if db.execute("SELECT 1 FROM sandboxes WHERE workspace = ? AND name = ?", (workspace, name)).fetchone():
                 raise NameTaken(workspace, name)
-            used = {r[0] for r in db.execute("SELECT netns_index FROM sandboxes")}
-            free = next((i for i in range(NETNS_INDEX_MIN, NETNS_INDEX_MAX + 1) if i not in used), None)
+            free = _lowest_free_index(db)
             if free is None:
                 raise NoNetnsIndex(f"no free network index: {NETNS_INDEX_MAX} sandboxes exist; delete one first")
             db.execute(

@@ -220,4 +220,7 @@ def main() -> None:
     _warm()
     gc.collect()
     gc.freeze()
+    # The collector stays off here (``__main__`` turned it off; the serve loop makes
+    # no cycles worth collecting): each child starts with it off too and turns it
+    # on once READY (main.collector_on), like a supervisor started on its own.
     sys.exit(serve())

@@ -1,16 +1,22 @@
 """Network namespace + veth pair per sandbox: the proxy is the only way out.
 
 DESIGN.md §4 and TEAM-CONTRACTS "Network namespaces per sandbox". For sandbox
-index ``N`` (1..254) ``prepare`` builds::
+index ``N`` (1..16383; ``x`` = N for N ≤ 254, and N's place in 1..254 above
+that: :func:`addresses`) ``prepare`` builds::
 
     osb-<id8>   (sandbox)            osb-<id8>-p   (supervisor side)
     lo up                             lo up
-    eth0 10.200.N.2/24  <── veth ──>  osbp 10.200.N.1/24
+    eth0 10.200.x.2/24  <── veth ──>  osbp 10.200.x.1/24
+
+Every sandbox has its own pair of namespaces, so two sandboxes with the same
+``x`` never meet: the address only has to differ from nothing else in its two
+namespaces. Above 254 live sandboxes addresses repeat; the index (unique per
+gateway) stays the sandbox's identity, and its logs name the sandbox id.
 
 No default route exists in the sandbox namespace, and the only thing that will
 ever listen in the supervisor-side namespace is the proxy (created there with
 ``nsutil.socket_in_netns``). So from the sandbox every other port of
-10.200.N.1 answers RST at once, UDP gets ICMP port-unreachable, and any other
+10.200.x.1 answers RST at once, UDP gets ICMP port-unreachable, and any other
 address fails with ENETUNREACH — no firewall rules needed.
 
 Namespaces are created without forking (the supervisor is multi-threaded): a
@@ -41,6 +47,7 @@ from openshell.plugin import (
 log = logging.getLogger("openshell.isolation.netns")
 
 SUBNET_PREFIX = "10.200"
+INDEX_MAX = 16383  # the gateway store's bound (NETNS_INDEX_MAX)
 SANDBOX_IFNAME = "eth0"
 PROXY_IFNAME = "osbp"
 _MNT_DETACH = 2
@@ -58,13 +65,16 @@ def namespace_names(sandbox_id: str) -> tuple[str, str]:
 
 
 def addresses(index: int) -> tuple[str, str]:
-    """Return ``(sandbox_ip, proxy_ip)`` for sandbox index ``index`` (1..254).
+    """Return ``(sandbox_ip, proxy_ip)`` for sandbox index ``index`` (1..16383):
+    ``10.200.x.2`` and ``10.200.x.1`` with ``x`` = ``(index - 1) % 254 + 1`` (1..254;
+    e.g. 7 → x 7, 255 → x 1).
 
     Raises ``IsolationError`` for an index out of range.
     """
-    if not isinstance(index, int) or not 1 <= index <= 254:
-        raise IsolationError(f"netns index must be an integer 1..254, got {index!r}")
-    return f"{SUBNET_PREFIX}.{index}.2", f"{SUBNET_PREFIX}.{index}.1"
+    if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= INDEX_MAX:
+        raise IsolationError(f"netns index must be an integer 1..{INDEX_MAX}, got {index!r}")
+    x = (index - 1) % 254 + 1
+    return f"{SUBNET_PREFIX}.{x}.2", f"{SUBNET_PREFIX}.{x}.1"
 
 
 # --------------------------------------------------------------------------- namespace files
@@ -175,7 +185,7 @@ def _configure(sandbox_ns: str, proxy_ns: str, sandbox_ip: str, proxy_ip: str) -
     sandbox_fd = os.open(nsutil.netns_path(sandbox_ns), os.O_RDONLY)
     try:
         # /proc/sys/net reflects the opener's namespace: keep IPv6 off the
-        # veth so the only path between the two sides is 10.200.N.0/24.
+        # veth so the only path between the two sides is 10.200.x.0/24.
         with nsutil.in_netns(proxy_ns), Rtnl() as rt:
             rt.add_veth(PROXY_IFNAME, SANDBOX_IFNAME, sandbox_fd)
             _write_sysctl(f"net.ipv6.conf.{PROXY_IFNAME}.disable_ipv6", "1")
