@@ -351,6 +351,9 @@ def test_forward_bad_port_is_a_usage_error(env):
     p = env.cli("forward", "start", "70000", NAME)
     assert p.returncode == 2
     # ssh -L habit: LOCAL:REMOTE is refused with the form that works, not read as a bind address
+    for bare in ("::1", "::1:8000"):  # not read as bind ":" / "::1:" with a port
+        p = env.cli("forward", "start", bare, NAME)
+        assert p.returncode == 2 and "[::1]:PORT" in p.stderr.decode(), p.stderr
     p = env.cli("forward", "start", "8080:80", NAME)
     assert p.returncode == 2 and "LOCAL:REMOTE is not supported" in p.stderr.decode() and "127.0.0.1:80" in p.stderr.decode()
 

@@ -83,6 +83,19 @@ def test_more_than_254_sandboxes_get_unique_indexes_and_freed_ones_are_reused(wi
     assert wire_store.create_sandbox(name="next")[0].netns_index == 301
 
 
+def test_a_new_sandbox_id_never_shares_the_prefix_that_names_its_namespaces(wire_store, monkeypatch):
+    import uuid
+
+    first, _ = wire_store.create_sandbox(name="first")
+    # uuid4 first returns an id with the same 8-character prefix, then a distinct one.
+    clash = uuid.UUID(first.id[:8] + "-0000-4000-8000-000000000000")
+    fresh = uuid.UUID("abcdef01-0000-4000-8000-000000000000") if not first.id.startswith("abcdef01") else uuid.UUID("12345678-0000-4000-8000-000000000000")
+    ids = iter([clash, fresh])
+    monkeypatch.setattr(st.uuid, "uuid4", lambda: next(ids))
+    second, _ = wire_store.create_sandbox(name="second")
+    assert second.id == str(fresh) and second.id[:8] != first.id[:8]
+
+
 def test_netns_index_exhaustion_is_an_error(wire_store, monkeypatch):
     monkeypatch.setattr(st, "NETNS_INDEX_MAX", 5)  # the real bound (16383) works the same, slower
     for i in range(5):

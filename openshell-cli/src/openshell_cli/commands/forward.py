@@ -85,6 +85,9 @@ def parse_bind_port(spec: str) -> tuple[str, int]:
         port is the same on both sides).
     """
     bind, sep, port_s = spec.rpartition(":")
+    if ":" in bind and not bind.startswith("["):
+        # "::1" would read as bind ":" port 1: an IPv6 bind needs brackets.
+        raise click.BadParameter(f"{spec!r}: write an IPv6 BIND in brackets, e.g. [::1]:PORT", param_hint="[BIND:]PORT")
     bind = bind.strip("[]") if sep else "127.0.0.1"
     if sep and bind.isdigit():
         raise click.BadParameter(
@@ -125,13 +128,13 @@ def start(bind_port: str, name: str, gateway: Optional[str]) -> None:
     """
     bind, port = parse_bind_port(bind_port)
     state = _state_file(name, port)
+    if any(f["name"] == name and int(f["port"]) == port for f in live_forwards()):
+        raise CliError(f"port {port} of sandbox '{name}' is already forwarded; see 'openshell forward list'")
     if not _is_loopback(bind):
         # Not refused (sharing a dev server on the LAN is a use), but never silent.
         click.echo(
             f"warning: {bind}:{port} is not a loopback address: other machines that reach this one can connect to sandbox '{name}' port {port}", err=True
         )
-    if any(f["name"] == name and int(f["port"]) == port for f in live_forwards()):
-        raise CliError(f"port {port} of sandbox '{name}' is already forwarded; see 'openshell forward list'")
     log_path = state.with_suffix(".log")
     cmd = [sys.executable, "-m", "openshell_cli.forwarder", "--name", name, "--port", str(port), "--bind", bind, "--state", str(state)]
     if gateway:

@@ -166,6 +166,22 @@ MIGRATIONS: list[str] = [
 ]
 
 
+#: characters of a sandbox id that name its host-wide resources (network namespaces
+#: ``osb-<8>``; see the netns layer): unique among a gateway's live sandboxes
+ID_PREFIX_LEN = 8
+
+
+def _fresh_sandbox_id(db: sqlite3.Connection) -> str:
+    """A new sandbox id whose first :data:`ID_PREFIX_LEN` characters no live sandbox's id
+    starts with: two sandboxes sharing them would share network namespace names, and
+    one's start would tear down the other's (a 1-in-2³² chance per pair, no longer
+    negligible with thousands of sandboxes)."""
+    while True:
+        candidate = str(uuid.uuid4())
+        if not db.execute("SELECT 1 FROM sandboxes WHERE substr(id, 1, ?) = ?", (ID_PREFIX_LEN, candidate[:ID_PREFIX_LEN])).fetchone():
+            return candidate
+
+
 def _lowest_free_index(db: sqlite3.Connection) -> int | None:
     """The lowest netns index no sandbox holds, or None when all are held.
 
@@ -626,8 +642,8 @@ class Store:
         :raises NoNetnsIndex: :data:`NETNS_INDEX_MAX` live sandboxes hold every index.
         """
         now = self._clock()
-        sandbox_id = str(uuid.uuid4())
         with self._tx() as db:
+            sandbox_id = _fresh_sandbox_id(db)
             if not db.execute("SELECT 1 FROM workspaces WHERE name = ?", (workspace,)).fetchone():
                 raise UnknownWorkspace(f"workspace {workspace!r} not found")
             if db.execute("SELECT 1 FROM sandboxes WHERE workspace = ? AND name = ?", (workspace, name)).fetchone():
