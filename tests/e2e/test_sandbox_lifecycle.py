@@ -270,6 +270,7 @@ def test_gateway_restart_keeps_every_record_and_running_sandboxes(gateway):
         (("sandbox", "exec", "no-such-sandbox", "--", "true"), "no-such-sandbox"),
         (("sandbox", "create", "--add-host", "bad-entry", "--detach"), "NAME:IP"),
         (("sandbox", "create", "-o", "json", "--", "true"), "--detach"),
+        (("sandbox", "create", "--detach", "--", "python3", "-m", "http.server"), "--detach runs no COMMAND"),
     ],
 )
 def test_bad_input_gets_one_clear_line_and_no_traceback(gateway, args, needle):

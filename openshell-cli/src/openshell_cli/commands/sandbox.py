@@ -283,6 +283,12 @@ def create(
     type, else one made from your environment (e.g. ANTHROPIC_API_KEY); a
     missing one is a warning. --no-auto-providers turns this off.
     """
+    if detach and command:
+        # It used to be dropped silently: the user thought COMMAND ran in the background.
+        raise click.UsageError(
+            f"--detach runs no COMMAND (got {' '.join(command)[:60]!r}): drop --detach to run it and wait, "
+            "or create with --detach and start it with 'openshell sandbox exec NAME -- COMMAND'"
+        )
     if no_keep and (detach or not command):
         raise click.UsageError("--no-keep needs a COMMAND (and no --detach): the sandbox is deleted when COMMAND exits")
     if output != "table" and command and not detach:
