@@ -475,6 +475,8 @@ class Store:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             # Migrations run before foreign keys are on: a table rebuild (migration 5)
             # drops the old table, which with them on would cascade into its children.
+            # Off explicitly: an SQLite built with them on by default would do just that.
+            self._conn.execute("PRAGMA foreign_keys=OFF")
             self._migrate()
             self._conn.execute("PRAGMA foreign_keys=ON")
             self.ensure_workspace(DEFAULT_WORKSPACE)
