@@ -372,7 +372,8 @@ def _busybox_image(repo: str, extra: dict[str, tuple[bytes, int]] | None = None)
             info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
 
-        for d in ("bin", "etc", "tmp", "proc", "dev", "sys", "usr", "usr/bin", "var", "run"):
+        made = {"bin", "etc", "tmp", "proc", "dev", "sys", "usr", "usr/bin", "var", "run"}
+        for d in sorted(made):
             add_dir(d, 0o1777 if d == "tmp" else 0o755)
         with open(busybox, "rb") as f:
             add_file("bin/busybox", f.read(), 0o755)
@@ -381,7 +382,6 @@ def _busybox_image(repo: str, extra: dict[str, tuple[bytes, int]] | None = None)
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
         add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nsandbox:x:1000:1000:sandbox:/sandbox:/bin/sh\n")
-        made = {"bin", "etc", "tmp", "proc", "dev", "sys", "usr", "usr/bin", "var", "run"}
         for name, (data, mode) in (extra or {}).items():
             parent = name.rpartition("/")[0]
             if parent and parent not in made:
