@@ -169,6 +169,25 @@ def test_error_phase_while_waiting_raises_with_reason(sdk_client, tls_gateway):
         sdk_client.wait_ready("demo", timeout=5)
 
 
+def test_wait_ready_follows_the_status_stream_to_ready_or_deletion(sdk_client, tls_gateway):
+    import concurrent.futures
+
+    sb = sdk_client.create_sandbox("demo")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(sdk_client.wait_ready, "demo", 30)
+        with pytest.raises(concurrent.futures.TimeoutError):
+            waiting.result(0.3)  # still PROVISIONING: nothing comes back early
+        tls_gateway.make_ready(sb.id)
+        assert waiting.result(10).phase == "READY"
+        sdk_client.create_sandbox("gone")
+        waiting = pool.submit(sdk_client.wait_ready, "gone", 30)
+        with pytest.raises(concurrent.futures.TimeoutError):
+            waiting.result(0.3)
+        sdk_client.delete_sandbox("gone")
+        with pytest.raises(sdk.SandboxNotFound):
+            waiting.result(10)
+
+
 def test_gateway_not_running_is_gateway_unavailable(tls_gateway, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -440,22 +439,35 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
         ]
 
     def wait_ready(self, name: str, timeout: float = 120.0, *, poll: float = 0.25) -> Sandbox:
-        """Poll until sandbox ``name`` is READY and return it.
+        """Wait until sandbox ``name`` is READY and return it.
 
-        :raises SandboxNotReady: it went to ERROR (the message carries the reason).
+        Follows the gateway's status stream (``WatchSandbox``): READY is seen the
+        moment the gateway has it (polling saw it up to ``poll`` seconds late and
+        cost the gateway a call per interval). ``poll`` is accepted for callers
+        of earlier releases and unused.
+
+        :raises SandboxNotReady: it went to ERROR or STOPPED (the message carries the reason).
         :raises WaitTimeout: not READY within ``timeout`` seconds.
         :raises SandboxNotFound: it was deleted meanwhile.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            sb = self.get_sandbox(name)
-            if sb.phase == "READY":
-                return sb
-            if sb.phase in ("ERROR", "STOPPED"):
-                raise SandboxNotReady(f"sandbox '{name}' failed: {sb.reason or sb.phase}; see 'openshell sandbox get {name}'")
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(f"sandbox '{name}' is still {sb.phase} after {timeout:g}s; see 'openshell sandbox get {name}'")
-            time.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
+        del poll
+        sb: Sandbox | None = None
+        watch = self.watch_sandbox(name, logs=False, events=False, stop_on_terminal=True, timeout=max(timeout, 0.001))
+        try:
+            for item in watch:
+                if item.kind != "status" or item.sandbox is None:
+                    continue  # a "lagged" notice: the current status follows
+                sb = item.sandbox
+                if sb.phase == "READY":
+                    return sb
+                if sb.phase in ("ERROR", "STOPPED"):
+                    raise SandboxNotReady(f"sandbox '{name}' failed: {sb.reason or sb.phase}; see 'openshell sandbox get {name}'")
+        except WaitTimeout:
+            phase = sb.phase if sb is not None else "not READY"
+            raise WaitTimeout(f"sandbox '{name}' is still {phase} after {timeout:g}s; see 'openshell sandbox get {name}'") from None
+        finally:
+            watch.close()
+        raise SandboxNotFound(f"sandbox '{name}' was deleted while waiting for it")
 
     def list_sandboxes(self, labels: Mapping[str, str] | str | None = None, *, page_size: int = 100) -> list[Sandbox]:
         """Return every sandbox matching ``labels`` (all of them; pages are followed).
