@@ -92,6 +92,21 @@ def make_ca(subject: x509.Name, validity: dt.timedelta) -> tuple[x509.Certificat
     return cert, key
 
 
+#: a sandbox CA outlives any sandbox; it is made anew at each sandbox start
+SANDBOX_CA_VALIDITY = dt.timedelta(days=3650)
+
+
+def make_sandbox_ca(sandbox_name: str) -> tuple[bytes, bytes]:
+    """A sandbox's CA for TLS inspection (DESIGN.md §5): ``(certificate PEM, key PEM)``,
+    named after the sandbox, valid 10 years. Made by the gateway for each supervisor
+    start (``GetSandboxConfig``), or by the supervisor itself when the gateway sent none."""
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "OpenShell"), x509.NameAttribute(NameOID.COMMON_NAME, f"OpenShell sandbox CA {sandbox_name}"[:64])]
+    )
+    cert, key = make_ca(name, SANDBOX_CA_VALIDITY)
+    return cert_pem(cert), key_pem(key)
+
+
 def issue_leaf(
     ca_cert: x509.Certificate,
     ca_key: ec.EllipticCurvePrivateKey,

@@ -8,6 +8,7 @@ mapping between protos, core and status codes.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -634,3 +635,31 @@ def test_unimplemented_sdk_rpc_answers_unimplemented(wire_server):
     # ExposeService exists in the SDK's service but not in ours.
     expose = wire_server.channel.unary_unary("/openshell.v1.OpenShell/ExposeService", request_serializer=lambda b: b, response_deserializer=lambda b: b)
     assert code_of(lambda: expose(b"", timeout=10)).code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_supervisor_config_carries_a_fresh_sandbox_ca_and_the_policy_as_json(wire_server):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from openshell.policy import parse_policy
+
+    policy = "version: 1\nnetwork_policies:\n  gh:\n    endpoints: [{host: api.github.com, port: 443}]\n    binaries: [{path: /usr/bin/curl}]\n"
+    sb = wire_server.create("ca-json", policy_yaml=policy)
+    get = lambda: wire_server.sup.GetSandboxConfig(supervisor_pb2.GetSandboxConfigRequest(), metadata=wire_server.meta(sb.metadata.id), timeout=10)  # noqa: E731
+    first, second = get(), get()
+    cert = x509.load_pem_x509_certificate(first.sandbox_ca_cert_pem)
+    key = serialization.load_pem_private_key(first.sandbox_ca_key_pem, password=None)
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    assert "ca-json" in cert.subject.rfc4514_string()
+    assert x509.BasicConstraints(ca=True, path_length=0) == cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    # made anew for each start: a restarted supervisor never gets the last one's key
+    assert second.sandbox_ca_key_pem != first.sandbox_ca_key_pem
+    # the JSON form validates to the same policy as the YAML
+    assert parse_policy(json.loads(first.policy.policy_json)) == parse_policy(first.policy.policy_yaml)
+
+
+def test_policy_json_is_empty_when_json_cannot_carry_the_document_exactly():
+    from openshell.gateway.supervisor_service import policy_json
+
+    assert json.loads(policy_json("version: 1\n")) == {"version": 1}
+    assert policy_json("version: 1\nnetwork_policies:\n  1: {}\n") == ""  # an int key would become "1"
+    assert policy_json("") == ""  # the default policy: the supervisor parses the (empty) YAML

@@ -233,6 +233,33 @@ def test_select_refuses_a_disabled_plugin(make_dist, monkeypatch):
         select("policy", "eng", groups=TEST_GROUPS)
 
 
+def test_select_module_validates_like_select_without_scanning(make_dist, monkeypatch):
+    make_dist("eng", {}, {"eng_plugin2": ENGINE.format(name="eng"), "bad_engine2": "raise ImportError('regopy missing')"})
+    monkeypatch.setattr(loader, "list_entry_points", lambda *a, **k: pytest.fail("select_module scanned the distributions"))
+    assert loader.select_module("policy", "eng", "eng_plugin2").name == "eng"
+    with pytest.raises(PluginLoadError, match="policy engine 'eng' failed to load from 'bad_engine2': ImportError: regopy missing"):
+        loader.select_module("policy", "eng", "bad_engine2")
+    with pytest.raises(PluginLoadError, match="registers no class named 'other'"):
+        loader.select_module("policy", "other", "eng_plugin2")
+    monkeypatch.setenv("OPENSHELL_DISABLE_PLUGINS", "policy:eng")
+    with pytest.raises(PluginLoadError, match="disabled"):
+        loader.select_module("policy", "eng", "eng_plugin2")
+
+
+def test_select_takes_resolved_entry_points_and_refuses_bad_ones(make_dist, monkeypatch):
+    make_dist("eng", {}, {"eng_plugin3": ENGINE.format(name="eng")})
+    with pytest.raises(ValueError, match="kind:name"):
+        loader.use_resolved_entry_points({"eng": "eng_plugin3"})
+    loader.use_resolved_entry_points({"policy:eng": "eng_plugin3"})
+    try:
+        from openshell.plugin import _managers
+
+        monkeypatch.setattr(_managers, "Driver", lambda *a, **k: pytest.fail("select scanned a resolved plugin"))
+        assert select("policy", "eng").name == "eng"  # the real groups: not installed there, found by its module
+    finally:
+        loader.use_resolved_entry_points({})
+
+
 def test_get_registry_is_cached_until_reset(monkeypatch):
     calls = []
     monkeypatch.setattr(loader.Registry, "load", classmethod(lambda cls, **kw: calls.append(1) or cls(loader.new_plugin_manager())))

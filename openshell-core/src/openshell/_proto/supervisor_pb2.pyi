@@ -26,7 +26,7 @@ class GetSandboxConfigRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetSandboxConfigResponse(_message.Message):
-    __slots__ = ("sandbox_id", "name", "workspace", "labels", "command", "environment", "extra_hosts", "policy", "netns_index", "log_level")
+    __slots__ = ("sandbox_id", "name", "workspace", "labels", "command", "environment", "extra_hosts", "policy", "netns_index", "log_level", "sandbox_ca_cert_pem", "sandbox_ca_key_pem")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,8 @@ class GetSandboxConfigResponse(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     NETNS_INDEX_FIELD_NUMBER: _ClassVar[int]
     LOG_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_CA_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_CA_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
     sandbox_id: str
     name: str
     workspace: str
@@ -61,7 +63,9 @@ class GetSandboxConfigResponse(_message.Message):
     policy: PolicyRevision
     netns_index: int
     log_level: str
-    def __init__(self, sandbox_id: _Optional[str] = ..., name: _Optional[str] = ..., workspace: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ..., environment: _Optional[_Mapping[str, str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[PolicyRevision, _Mapping]] = ..., netns_index: _Optional[int] = ..., log_level: _Optional[str] = ...) -> None: ...
+    sandbox_ca_cert_pem: bytes
+    sandbox_ca_key_pem: bytes
+    def __init__(self, sandbox_id: _Optional[str] = ..., name: _Optional[str] = ..., workspace: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ..., environment: _Optional[_Mapping[str, str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[PolicyRevision, _Mapping]] = ..., netns_index: _Optional[int] = ..., log_level: _Optional[str] = ..., sandbox_ca_cert_pem: _Optional[bytes] = ..., sandbox_ca_key_pem: _Optional[bytes] = ...) -> None: ...
 
 class PolicyReport(_message.Message):
     __slots__ = ("revision", "status", "error")
@@ -96,12 +100,14 @@ class WatchPolicyRequest(_message.Message):
     def __init__(self, after_revision: _Optional[int] = ...) -> None: ...
 
 class PolicyRevision(_message.Message):
-    __slots__ = ("revision", "policy_yaml")
+    __slots__ = ("revision", "policy_yaml", "policy_json")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
+    POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
     revision: int
     policy_yaml: str
-    def __init__(self, revision: _Optional[int] = ..., policy_yaml: _Optional[str] = ...) -> None: ...
+    policy_json: str
+    def __init__(self, revision: _Optional[int] = ..., policy_yaml: _Optional[str] = ..., policy_json: _Optional[str] = ...) -> None: ...
 
 class LogRecord(_message.Message):
     __slots__ = ("time", "level", "target", "message", "fields")

@@ -82,6 +82,10 @@ class LocalDriver(ComputeDriver):
         self._children: dict[str, int] = {}
         # sandboxes whose supervisor is being started (no pid file yet): PROVISIONING, not gone
         self._launching: set[str] = set()
+        from openshell.plugin.loader import list_entry_points
+
+        # The supervisor imports its plugins' modules directly (no entry-point scan per start).
+        self._plugins = {i.key: i.module for kind in ("policy", "isolation") for i in list_entry_points(kind)}
         self._reaper = threading.Thread(target=self._reap_loop, name="local-driver-reaper", daemon=True)
         self._reaper.start()
         self._refill()
@@ -220,6 +224,7 @@ class LocalDriver(ComputeDriver):
             "ssh_socket": str(self._ssh_socket(sid)),
             # {"limits": {...}} (openshell.resources); the supervisor enforces them
             "resources": dict((sandbox.get("spec") or {}).get("resources") or {}),
+            "plugins": self._plugins,
         }
         SSH_SOCKET_DIR.mkdir(parents=True, exist_ok=True)
         os.chmod(SSH_SOCKET_DIR, 0o700)

@@ -11,11 +11,39 @@ Public API::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Eager: the function shares its module's name, and a later import of the
+# submodule must not leave the module where the function is expected.
 from openshell.policy.decide import decide
-from openshell.policy.dump import dump_policy
-from openshell.policy.errors import FieldError, PolicyError
-from openshell.policy.live import check_static_unchanged
-from openshell.policy.parse import default_policy, parse_policy
+
+if TYPE_CHECKING:  # pragma: no cover - imported on first use (__getattr__)
+    from openshell.policy.dump import dump_policy
+    from openshell.policy.errors import FieldError, PolicyError
+    from openshell.policy.live import check_static_unchanged
+    from openshell.policy.parse import default_policy, parse_policy
+
+# name -> module, imported on first use: a supervisor's start parses the JSON form
+# of its policy and must not pay for the YAML parser (``dump``, ``yamlio``).
+_HOME = {
+    "dump_policy": "dump",
+    "FieldError": "errors",
+    "PolicyError": "errors",
+    "check_static_unchanged": "live",
+    "default_policy": "parse",
+    "parse_policy": "parse",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'openshell.policy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"openshell.policy.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FieldError",

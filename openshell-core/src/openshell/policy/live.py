@@ -12,7 +12,6 @@ from openshell.policy import parse as P
 from openshell.policy.errors import FieldError, PolicyError
 from openshell.policy.model import Policy
 from openshell.policy.parse import parse_policy
-from openshell.policy.yamlio import load_document
 
 #: document section → (Policy attribute, its fields)
 _STATIC = {
@@ -34,7 +33,12 @@ def check_static_unchanged(old: Policy, new_doc: str | bytes | Mapping[str, Any]
         given and differs from ``old``: the error names the changed field (e.g.
         ``filesystem_policy.read_only``) and says to recreate the sandbox.
     """
-    doc = load_document(new_doc) if isinstance(new_doc, (str, bytes)) else new_doc
+    if isinstance(new_doc, (str, bytes)):
+        from openshell.policy.yamlio import load_document
+
+        doc = load_document(new_doc)
+    else:
+        doc = new_doc
     present = doc if isinstance(doc, Mapping) else {}
     # Checked before validation so that a removed path is reported as such even
     # when the update spells its replacement with ".." (which validation refuses).

@@ -29,7 +29,6 @@ from openshell.policy.model import (
     ProcessPolicy,
     QueryMatcher,
 )
-from openshell.policy.yamlio import load_document
 
 #: replaced in tests; the §4 baseline only adds paths that exist here
 path_exists: Callable[[str], bool] = os.path.exists
@@ -491,7 +490,12 @@ def parse_policy(source: str | bytes | Mapping[str, Any] | None) -> Policy:
         path (``network_policies.github.endpoints[0].access``), each message says
         what is accepted. YAML syntax errors name the line (field ``document``).
     """
-    doc = load_document(source) if isinstance(source, (str, bytes)) else source
+    if isinstance(source, (str, bytes)):
+        from openshell.policy.yamlio import load_document  # here: yaml is ~25 ms of import a JSON caller never needs
+
+        doc = load_document(source)
+    else:
+        doc = source
     if doc is None:
         doc = {"version": 1}
     w = _Walker()

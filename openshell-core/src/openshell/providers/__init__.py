@@ -15,15 +15,43 @@ Modules, one job each: ``types`` (the ABC and core's six types), ``registry``
 and substitution), ``auto`` (discovery from the user's environment).
 """
 
-from openshell.providers.auto import AutoProviderPlan, discover_credentials, plan_auto_providers
-from openshell.providers.placeholders import (
-    PLACEHOLDER_PREFIX,
-    PlaceholderError,
-    PlaceholderResolver,
-    placeholder,
-)
-from openshell.providers.registry import UnknownProviderType, get_provider_type, provider_types
-from openshell.providers.types import ProviderType
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - the names below are imported on first use (__getattr__)
+    from openshell.providers.auto import AutoProviderPlan, discover_credentials, plan_auto_providers
+    from openshell.providers.placeholders import PLACEHOLDER_PREFIX, PlaceholderError, PlaceholderResolver, placeholder
+    from openshell.providers.registry import UnknownProviderType, get_provider_type, provider_types
+    from openshell.providers.types import ProviderType
+
+# name -> module. Imported on first use: the supervisor's proxy needs only
+# ``placeholders``, and ``registry`` brings the whole plugin loader (entry-point
+# scan, stevedore): tens of ms on every sandbox start.
+_HOME = {
+    "AutoProviderPlan": "auto",
+    "discover_credentials": "auto",
+    "plan_auto_providers": "auto",
+    "PLACEHOLDER_PREFIX": "placeholders",
+    "PlaceholderError": "placeholders",
+    "PlaceholderResolver": "placeholders",
+    "placeholder": "placeholders",
+    "UnknownProviderType": "registry",
+    "get_provider_type": "registry",
+    "provider_types": "registry",
+    "ProviderType": "types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'openshell.providers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"openshell.providers.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "PLACEHOLDER_PREFIX",

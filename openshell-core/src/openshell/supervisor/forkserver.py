@@ -57,6 +57,13 @@ def _warm() -> None:
         from openshell.supervisor.main import _preload
 
         _preload()
+        # What a cold supervisor defers to first use (the YAML parser for policy
+        # reloads, the HTTP inspector, the inference router): imported once here, so
+        # every forked supervisor shares those pages and none pays the import.
+        import openshell.policy.yamlio  # noqa: F401
+        import openshell.supervisor.inference  # noqa: F401
+        import openshell.supervisor.proxy.l7  # noqa: F401
+
         for name in REQUIRED_LAYERS:
             launcher.supervisor_layer_class(name)
         # The crypto backend's set-up (~4 ms on the first key) is paid here, not on

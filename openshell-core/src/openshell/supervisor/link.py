@@ -43,12 +43,16 @@ class SupervisorConfig:
     #: cpu/memory/pids (no cgroup of the supervisor's own) and ``/sandbox`` is a plain
     #: directory in the container (no ``disk`` limit)
     container: bool = False
+    #: ``"kind:name"`` -> entry point value of the policy and isolation plugins, as
+    #: the compute driver resolved them in the gateway (``loader.use_resolved_entry_points``);
+    #: a plugin not in it is looked up among the installed entry points
+    plugins: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str) -> "SupervisorConfig":
         """Read the config file; raises ``OSError``/``ValueError``/``KeyError`` when bad."""
         data = json.loads(Path(path).read_text())
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data or k not in ("resources", "container")})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data or k not in ("resources", "container", "plugins")})
 
 
 class GatewayLink:

@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover - imported at run time inside the methods 
     from openshell.resources import Limits
     from openshell.supervisor.cgroups import Cgroup
     from openshell.supervisor.credentials import CredentialHook
-    from openshell.supervisor.inference import InferenceRouter
+    from openshell.supervisor.deferred import DeferredRouter
     from openshell.supervisor.mounts import SandboxDirs
     from openshell.supervisor.policy_reload import PolicyReloader
     from openshell.supervisor.proxy.attribution import ConnectAttributor
@@ -61,24 +62,55 @@ def _preload() -> type[PolicyEngine]:
     ``opa`` policy engine class (the only policy plugin loaded).
 
     Run in a worker thread while ``GetSandboxConfig`` is in flight, so ~0.1 s of
-    imports (cryptography for the CA, the policy model, the engine, the proxy)
-    overlaps the wait instead of following it. Imports only: nothing
-    is started, and a failure surfaces when the start awaits the result.
+    imports (the policy model, the engine, the proxy) overlaps the wait instead
+    of following it (``cryptography`` is not among them: see ``sandbox_ca``).
+    Imports only: nothing is started, and a failure surfaces when the start
+    awaits the result.
 
     :raises openshell.plugin.loader.PluginError: the engine is missing or broken.
     """
-    import openshell.policy  # noqa: F401
-    import openshell.supervisor.inference  # noqa: F401
-    import openshell.supervisor.launcher  # noqa: F401
-    import openshell.supervisor.policy_reload  # noqa: F401
-    import openshell.supervisor.proxy.identity  # noqa: F401
-    import openshell.supervisor.proxy.l7  # noqa: F401
-    import openshell.supervisor.proxy.server  # noqa: F401
-    import openshell.supervisor.sandbox_env  # noqa: F401
-    import openshell.supervisor.sandbox_ns  # noqa: F401
+    _import_start_modules()
     from openshell.plugin.loader import select
 
     return select("policy", "opa")
+
+
+_imports_lock = threading.Lock()
+
+
+def _import_start_modules() -> None:
+    # One thread at a time: the early preload of _load_config and the start's own
+    # would otherwise import the same packages side by side, and Python breaks the
+    # resulting import-lock deadlock (the proxy package imports its server, which
+    # imports the package) by handing one thread a half-initialised module.
+    with _imports_lock:
+        # Not the HTTP inspector nor the inference router: built on first use (``deferred``).
+        import openshell.policy.parse  # noqa: F401
+        import openshell.supervisor.deferred  # noqa: F401
+        import openshell.supervisor.launcher  # noqa: F401
+        import openshell.supervisor.policy_reload  # noqa: F401
+        import openshell.supervisor.proxy.identity  # noqa: F401
+        import openshell.supervisor.proxy.server  # noqa: F401
+        import openshell.supervisor.sandbox_env  # noqa: F401
+        import openshell.supervisor.sandbox_ns  # noqa: F401
+
+
+def _json_document(text: str) -> dict:
+    """The policy's JSON form as a mapping; a duplicate key or a non-object is refused.
+
+    :raises ValueError: not one JSON object with unique keys.
+    """
+
+    def unique(pairs: list[tuple[str, object]]) -> dict:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            raise ValueError("policy JSON has a duplicate key")
+        return out
+
+    doc = json.loads(text, object_pairs_hook=unique)
+    if not isinstance(doc, dict):
+        raise ValueError("policy JSON is not an object")
+    return doc
 
 
 def parse_hosts(entries: list[str]) -> dict[str, list[str]]:
@@ -141,7 +173,7 @@ class Supervisor:
         #: PATH entries before the system ones (the sandbox ``python``), see _sandbox_python_mounts
         self.extra_path: tuple[str, ...] = ()
         self.mounts: list = []
-        self.router: Optional[InferenceRouter] = None  # inference.local
+        self.router: Optional[DeferredRouter] = None  # inference.local
         self.credential_hook: Optional[CredentialHook] = None  # provider placeholder substitution
         self._inference_task: Optional[asyncio.Task] = None
         self.namespaces: Optional[SandboxNamespaces] = None  # the sandbox's PID/IPC/UTS/cgroup namespaces
@@ -186,26 +218,39 @@ class Supervisor:
         return 0
 
     async def _start(self) -> None:
+        from openshell.plugin.loader import use_resolved_entry_points
+
+        # The plugins' modules as the driver found them: no entry-point scan per plugin.
+        use_resolved_entry_points(self.cfg.plugins)
+        from openshell.supervisor.provider_link import fetch_provider_environment
+
         preload = asyncio.ensure_future(asyncio.to_thread(_preload))
+        # The provider environment does not depend on the config: both round trips
+        # are in flight while the imports run.
+        provider_env = asyncio.ensure_future(fetch_provider_environment(self.link))
+        provider_env.add_done_callback(lambda f: f.cancelled() or f.exception())  # awaited below unless the start fails first
         try:
             conf = await self.link.get_config()
+            self.name = conf.name or self.cfg.name
+            if self.cfg.container:
+                _writable_net_sysctls()
+            self._start_limits()
+            # The sandbox's init is a second interpreter (tens of ms on the other CPU):
+            # started now, it comes up while the imports above finish.
+            self._make_namespaces()
         except BaseException:
-            preload.add_done_callback(lambda f: f.cancelled() or f.exception())  # reported: the config error
+            preload.add_done_callback(lambda f: f.cancelled() or f.exception())  # reported: the start's error
             raise
         engine_class = await preload
         from openshell.policy import parse_policy
         from openshell.supervisor import launcher
         from openshell.supervisor.credentials import CredentialHook, credentials_from_proto
-        from openshell.supervisor.provider_link import fetch_provider_environment
         from openshell.supervisor.sandbox_ca import SandboxCA
         from openshell.supervisor.users import ids_for_policy
 
-        self.name = conf.name or self.cfg.name
-        if self.cfg.container:
-            _writable_net_sysctls()
-        self._start_limits()
         assert self.limits is not None  # set by _start_limits
-        policy = parse_policy(conf.policy.policy_yaml)
+        # The JSON form when the gateway sent one (no YAML parser to import); the same validation.
+        policy = parse_policy(_json_document(conf.policy.policy_json) if conf.policy.policy_json else conf.policy.policy_yaml)
         self.spec_env = dict(conf.environment)
         hosts = parse_hosts(list(conf.extra_hosts))
         self.policy = policy
@@ -224,7 +269,6 @@ class Supervisor:
         prepared = asyncio.ensure_future(asyncio.to_thread(launcher.prepare_layers, self.ctx, list(REQUIRED_LAYERS)))
         made_dirs: Optional[asyncio.Future] = None
         try:
-            self._make_namespaces()
             uid, gid = ids_for_policy(self.ctx.policy)
             # The sandbox's file systems (mkfs + loop mount of the workdir: tens of
             # ms of subprocesses) are made in a thread during the provider round trip.
@@ -243,10 +287,14 @@ class Supervisor:
             compiling = asyncio.ensure_future(asyncio.to_thread(self.engine.load, policy, conf.policy.revision))
             compiling.add_done_callback(lambda f: f.cancelled() or f.exception())  # awaited below unless the start fails first
             # Providers: the sandbox sees placeholders, the proxy keeps the values.
-            penv = await fetch_provider_environment(self.link)
+            penv = await provider_env
             self.provider_env = dict(penv.environment)
             self.credential_hook = CredentialHook(credentials_from_proto(penv))
-            self.ca = SandboxCA.generate(self.name)
+            # The gateway's CA for this start; an older gateway sends none: make one here.
+            if conf.sandbox_ca_cert_pem and conf.sandbox_ca_key_pem:
+                self.ca = SandboxCA(conf.sandbox_ca_cert_pem, conf.sandbox_ca_key_pem)
+            else:
+                self.ca = SandboxCA.generate(self.name)
             dirs = await made_dirs
             self.tmp_dir = dirs.tmp
             self.workdir = dirs.workdir
@@ -418,10 +466,10 @@ class Supervisor:
         sock.listen(512)
         sock.setblocking(False)
         from openshell.supervisor.credentials import credentials_from_proto
-        from openshell.supervisor.inference import InferenceRouter
+        from openshell.supervisor.deferred import DeferredRouter
         from openshell.supervisor.provider_link import ack_provider_environment, fetch_provider_environment, watch_inference
 
-        self.router = router = InferenceRouter(self.cfg.sandbox_id, self.ca)
+        self.router = router = DeferredRouter(self.cfg.sandbox_id, self.ca)
 
         async def follow_route() -> None:
             # A new bundle also means an attached provider may have changed, or one was
@@ -463,10 +511,11 @@ class Supervisor:
         """HTTP inspection for ``protocol: rest`` endpoints (POLICY.md §3): leaves from
         the sandbox CA; upstream TLS trusts the system roots plus the PEM file in
         ``$OPENSHELL_EXTRA_CA`` (an unreadable file stops the start: fail closed)."""
-        from openshell.supervisor.proxy.l7 import HttpInspector
+        from openshell.supervisor.deferred import DeferredInspector
 
         hooks = [self.credential_hook] if self.credential_hook is not None else []
-        return HttpInspector(self.ca, extra_ca=os.environ.get("OPENSHELL_EXTRA_CA") or None, hooks=hooks)
+        # Built on the first inspected connection (its imports are ~25 ms of every start otherwise).
+        return DeferredInspector(self.ca, extra_ca=os.environ.get("OPENSHELL_EXTRA_CA") or None, hooks=hooks)
 
     # ------------------------------------------------------------------ launching
     def _launch(self, argv: list[str], request_env: dict, pty, stdin, stdout, stderr) -> subprocess.Popen:
@@ -618,9 +667,6 @@ def _load_config(path: str, wait: float) -> SupervisorConfig:
     """
     if wait <= 0:
         return SupervisorConfig.load(path)
-    import threading
-    import time
-
     threading.Thread(target=_preload_quietly, name="preload", daemon=True).start()
     t0 = time.monotonic()
     deadline = t0 + wait
@@ -647,9 +693,10 @@ def _ms_since_exec() -> int:
 
 
 def _preload_quietly() -> None:
-    """:func:`_preload` for its imports only; a failure shows again when the start preloads."""
+    """:func:`_preload`'s imports, before the config (so the engine) is known; a failure
+    shows again when the start preloads."""
     try:
-        _preload()
+        _import_start_modules()
     except Exception:  # noqa: BLE001 - reported by the start's own _preload
         pass
 

@@ -35,7 +35,12 @@ async def fetch_provider_environment(link: GatewayLink) -> supervisor_pb2.Provid
         without the credentials it was created with).
     """
     try:
-        return await link.stub.GetProviderEnvironment(supervisor_pb2.GetProviderEnvironmentRequest(), metadata=link.metadata, timeout=CALL_TIMEOUT)
+        # wait_for_ready: a start asks for this alongside its config, on a channel that
+        # may still be connecting (or retrying a refused handshake under load); fail
+        # only when it is not ready within the timeout, not on the first attempt.
+        return await link.stub.GetProviderEnvironment(
+            supervisor_pb2.GetProviderEnvironmentRequest(), metadata=link.metadata, timeout=CALL_TIMEOUT, wait_for_ready=True
+        )
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
             return supervisor_pb2.ProviderEnvironment()

@@ -1,9 +1,14 @@
 """The per-sandbox certificate authority for the proxy's TLS inspection.
 
-Made at sandbox start; the private key stays in the supervisor's memory (and
-never touches the sandbox filesystem). The sandbox gets the certificate at
-``/etc/openshell-tls/openshell-ca.pem`` and a combined ``ca-bundle.pem``
-(system roots + ours), DESIGN.md §5.
+Made for each sandbox start — by the gateway, which sends it with the sandbox's
+config over the supervisor's mTLS channel, or else by the supervisor — the
+private key stays in memory (it never touches the sandbox filesystem). The
+sandbox gets the certificate at ``/etc/openshell-tls/openshell-ca.pem`` and a
+combined ``ca-bundle.pem`` (system roots + ours), DESIGN.md §5.
+
+``cryptography`` is imported on first use (the first leaf), not with this module:
+its ``x509`` package was ~60 ms of every supervisor start in a container, and a
+sandbox that never reaches an inspected endpoint never needs it.
 """
 
 from __future__ import annotations
@@ -13,44 +18,86 @@ import datetime
 import os
 import ssl
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-from openshell import pki
+if TYPE_CHECKING:  # pragma: no cover - imported on first use (see above)
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
 CA_FILE = "openshell-ca.pem"
 BUNDLE_FILE = "ca-bundle.pem"
 #: where the TLS directory is mounted inside the sandbox
 SANDBOX_TLS_DIR = "/etc/openshell-tls"
-#: a sandbox CA outlives any sandbox; it is made anew at each sandbox start
-CA_VALIDITY = datetime.timedelta(days=3650)
+_PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+_PEM_KEY = b"-----BEGIN PRIVATE KEY-----"
 
 
-@dataclass
 class SandboxCA:
-    """A CA certificate and its private key (kept in memory)."""
+    """A CA certificate and its private key, kept in memory as PEM and parsed on first use.
 
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-    _leaves: "LeafCache | None" = field(default=None, repr=False, compare=False)
+    :param cert_pem: the CA certificate (one PEM block).
+    :param key_pem: its private key (PKCS#8 PEM, unencrypted).
+    :raises ValueError: either is not PEM of the expected kind (a malformed one
+        fails when first parsed: the first inspected connection is refused).
+    """
+
+    def __init__(self, cert_pem: bytes, key_pem: bytes) -> None:
+        if not cert_pem.lstrip().startswith(_PEM_CERT) or cert_pem.count(_PEM_CERT) != 1:
+            raise ValueError("sandbox CA: the certificate is not one PEM certificate")
+        if not key_pem.lstrip().startswith(_PEM_KEY):
+            raise ValueError("sandbox CA: the key is not a PKCS#8 PEM private key")
+        self._cert_pem = cert_pem
+        self._key_pem = key_pem
+        self._cert: Optional[x509.Certificate] = None
+        self._key: Optional[ec.EllipticCurvePrivateKey] = None
+        self._leaves: Optional[LeafCache] = None
+        self._parse_lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never the key
+        return "SandboxCA(<certificate>, <key hidden>)"
 
     @classmethod
-    def generate(cls, sandbox_name: str) -> "SandboxCA":
-        """Make a fresh CA valid for 10 years, named after the sandbox."""
-        name = x509.Name(
-            [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "OpenShell"), x509.NameAttribute(NameOID.COMMON_NAME, f"OpenShell sandbox CA {sandbox_name}"[:64])]
-        )
-        cert, key = pki.make_ca(name, CA_VALIDITY)
-        return cls(cert, key)
+    def generate(cls, sandbox_name: str) -> SandboxCA:
+        """Make a fresh CA valid for 10 years, named after the sandbox (imports cryptography)."""
+        from openshell import pki
+
+        return cls(*pki.make_sandbox_ca(sandbox_name))
+
+    def _parse(self) -> None:
+        with self._parse_lock:
+            if self._key is not None:
+                return
+            from cryptography import x509
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import ec
+
+            cert = x509.load_pem_x509_certificate(self._cert_pem)
+            key = serialization.load_pem_private_key(self._key_pem, password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ValueError("sandbox CA: the key is not an EC key")
+            self._cert, self._key = cert, key
+
+    @property
+    def cert(self) -> x509.Certificate:
+        """The CA certificate (parsed on first use)."""
+        if self._cert is None:
+            self._parse()
+        assert self._cert is not None
+        return self._cert
+
+    @property
+    def key(self) -> ec.EllipticCurvePrivateKey:
+        """The CA's private key (parsed on first use; never leaves this process)."""
+        if self._key is None:
+            self._parse()
+        assert self._key is not None
+        return self._key
 
     def cert_pem(self) -> bytes:
         """The CA certificate as PEM (public; safe to hand to the sandbox)."""
-        return pki.cert_pem(self.cert)
+        return self._cert_pem
 
     def server_context(self, host: str) -> ssl.SSLContext:
         """A TLS server context presenting a leaf certificate for ``host`` (POLICY.md §3).
@@ -75,6 +122,8 @@ class SandboxCA:
         """
         if not host:
             raise ValueError("cannot issue a certificate for an empty host")
+        from openshell import pki
+
         return pki.issue_leaf(self.cert, self.key, public_key, host, sans=[host], validity=datetime.timedelta(days=days))
 
     def write_public_files(self, tls_dir: Path) -> None:
@@ -113,6 +162,8 @@ class LeafCache:
     """
 
     def __init__(self, ca: SandboxCA, size: int = LEAF_CACHE_SIZE) -> None:
+        from openshell import pki
+
         self.ca = ca
         self.size = size
         self._key = pki.new_key()
@@ -138,6 +189,8 @@ class LeafCache:
         return ctx
 
     def _make(self, host: str) -> ssl.SSLContext:
+        from openshell import pki
+
         cert = self.ca.issue_leaf(host, self._key.public_key())
         return pki.server_context(pki.cert_pem(cert) + self.ca.cert_pem() + pki.key_pem(self._key))
 

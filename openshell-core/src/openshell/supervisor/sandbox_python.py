@@ -20,7 +20,6 @@ directories, so ``python`` is ours; ``python3`` stays the system one.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -80,16 +79,13 @@ def _python_version(path: str) -> str:
     raise SandboxPythonUnavailable(f"{path} reported no version")
 
 
-def _cloudpickle_source() -> tuple[Path, str]:
-    """cloudpickle's package directory and version, found without importing it."""
+def _cloudpickle_source() -> Path:
+    """cloudpickle's package directory, found without importing it (nor
+    ``importlib.metadata``: a scan of every distribution on each sandbox start)."""
     spec = importlib.util.find_spec("cloudpickle")
     if spec is None or not spec.origin:
         raise SandboxPythonUnavailable("cloudpickle is not installed where the supervisor runs")
-    try:
-        version = importlib.metadata.version("cloudpickle")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0"
-    return Path(spec.origin).resolve().parent, version
+    return Path(spec.origin).resolve().parent
 
 
 def _build(target: Path, python: str, version: str, package: Path) -> None:
@@ -118,10 +114,10 @@ def prepare_sandbox_python(target: str | os.PathLike[str]) -> Path:
     :raises OSError: ``target`` cannot be written.
     """
     python = _find_python()
-    package, cp_version = _cloudpickle_source()
+    package = _cloudpickle_source()
     version = _python_version(python)
     final = Path(target)
     shutil.rmtree(final, ignore_errors=True)
     _build(final, python, version, package)
-    log.debug("event=sandbox_python_ready python=%s version=%s cloudpickle=%s", python, version, cp_version)
+    log.debug("event=sandbox_python_ready python=%s version=%s cloudpickle=%s", python, version, package)
     return final

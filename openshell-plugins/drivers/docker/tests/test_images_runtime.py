@@ -82,3 +82,30 @@ def test_ensure_runtime_marks_its_runtime_used(tmp_path, monkeypatch):
     assert runtime.ensure_runtime(tmp_path).path == rt.path
     assert time.time() - rt.path.stat().st_mtime < 600
     assert runtime.prune_runtimes(tmp_path / "runtime-other", set(), cache_root=tmp_path) == []
+
+
+def test_the_find_library_hook_patches_ctypes_util_only_when_something_imports_it(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    hook = tmp_path / "_openshell_runtime.py"
+    hook.write_text(runtime.find_library_hook_source())
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import _openshell_runtime, json; "
+        "early = 'ctypes.util' in sys.modules; import ctypes.util; "
+        "print(json.dumps([early, ctypes.util.find_library.__qualname__, ctypes.util.find_library('c')]))"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", code, str(tmp_path)], capture_output=True, text=True, check=True, timeout=60)
+    early, qualname, libc = json.loads(out.stdout)
+    assert early is False  # the start-up stays cheap
+    assert qualname.startswith("_patch.")  # bundle first ...
+    assert libc and "libc.so" in libc  # ... and the image's own lookup behind it
+
+
+def test_a_new_hook_makes_a_new_runtime_key(tmp_path, monkeypatch):
+    exe = tmp_path / "python3"
+    exe.write_bytes(b"x")
+    first = runtime._key(str(exe), "/stdlib", [], [])
+    monkeypatch.setattr(runtime, "_PTH_HOOK", runtime._PTH_HOOK + "\n# changed\n")
+    assert runtime._key(str(exe), "/stdlib", [], []) != first

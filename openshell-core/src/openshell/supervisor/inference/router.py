@@ -38,7 +38,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from openshell import pki
 from openshell.inference.bundle import RouteBundle
 from openshell.supervisor.inference.paths import ALLOWED, InferenceCall, classify
 from openshell.supervisor.proxy.l7.scrub import BodyDecoder, ScrubError, SecretSet, secret_forms
@@ -132,6 +131,8 @@ def tls_context(ca: Any) -> ssl.SSLContext:
     """
     if hasattr(ca, "server_context"):
         return ca.server_context(INFERENCE_HOST)
+    from openshell import pki  # cryptography: not on a supervisor's way to READY
+
     key = pki.new_key()
     cert = pki.issue_leaf(ca.cert, ca.key, key.public_key(), INFERENCE_HOST, sans=[INFERENCE_HOST], validity=datetime.timedelta(days=365))
     return pki.server_context(pki.cert_pem(cert) + pki.key_pem(key))

@@ -102,6 +102,7 @@ class DockerDriver(ComputeDriver):
         self._creating: set[str] = set()
         #: image id -> whether it has /bin/sh (images are immutable: asked once)
         self._has_shell: dict[str, bool] = {}
+        self._plugins = _supervisor_plugins()
         self._closed = False
         self._events_stream: Any = None
         known = self.client.containers.list(all=True, filters={"label": LABEL_ID})
@@ -205,6 +206,7 @@ class DockerDriver(ComputeDriver):
             "ssh_socket": "/run/openshell/ssh/ssh.sock",
             "resources": dict((sandbox.get("spec") or {}).get("resources") or {}),
             "container": True,
+            "plugins": self._plugins,
         }
         files = {
             "openshell/tls/ca.pem": (Path(self.ctx.ca_cert).read_bytes(), 0o600),
@@ -524,6 +526,17 @@ def _extra_ca() -> bytes | None:
     if not path:
         return None
     return Path(path).read_bytes()
+
+
+def _supervisor_plugins() -> dict[str, str]:
+    """``"kind:name"`` -> entry point value of the installed policy and isolation
+    plugins, for the supervisor's config: it imports those modules directly
+    instead of scanning every installed distribution once per plugin on each
+    start (~40 ms each in a container). The same interpreter and packages run in
+    the container (the runtime), so the values hold there."""
+    import importlib.metadata
+
+    return {f"{kind}:{ep.name}": ep.value for kind in ("policy", "isolation") for ep in importlib.metadata.entry_points(group=f"openshell.{kind}")}
 
 
 def _container_env() -> dict[str, str]:

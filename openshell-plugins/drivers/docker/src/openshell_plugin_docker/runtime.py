@@ -66,24 +66,59 @@ CTYPES_LIBS = ("seccomp",)
 _LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(/\S+)\s+\(0x[0-9a-f]+\)$|^\s*(/\S+)\s+\(0x[0-9a-f]+\)$")
 
 _PTH_HOOK = '''"""Loaded by openshell-runtime.pth: ctypes.util.find_library looks in the bundle first
-(the image's ldconfig cache does not know the bundled libraries)."""
-import ctypes.util as _u
-import os as _os
+(the image's ldconfig cache does not know the bundled libraries).
 
-_orig = _u.find_library
+ctypes.util is patched when something imports it, not here: importing it at start-up
+(re, shutil, subprocess ...) put 20-50 ms on every supervisor start in a container."""
+import sys as _sys
 
-
-def find_library(name):
-    prefix = "lib" + name + ".so"
-    try:
-        found = sorted(f for f in _os.listdir("/.openshell/lib") if f.startswith(prefix))
-    except OSError:
-        found = []
-    # the full path: the image's loader cache and default directories do not know the bundle
-    return "/.openshell/lib/" + found[0] if found else _orig(name)
+_LIB = "/.openshell/lib"
 
 
-_u.find_library = find_library
+def _patch(module):
+    orig = module.find_library
+
+    def find_library(name):
+        import os
+
+        prefix = "lib" + name + ".so"
+        try:
+            found = sorted(f for f in os.listdir(_LIB) if f.startswith(prefix))
+        except OSError:
+            found = []
+        # the full path: the image's loader cache and default directories do not know the bundle
+        return _LIB + "/" + found[0] if found else orig(name)
+
+    module.find_library = find_library
+
+
+class _PatchOnImport:
+    """A meta path finder that only wraps the loader of ``ctypes.util``; the other finders find it."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "ctypes.util":
+            return None
+        for finder in _sys.meta_path:
+            if finder is cls or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None:
+                loader_exec = spec.loader.exec_module
+
+                def exec_module(module):
+                    loader_exec(module)
+                    _patch(module)
+
+                spec.loader.exec_module = exec_module
+                return spec
+        return None
+
+
+if "ctypes.util" in _sys.modules:
+    _patch(_sys.modules["ctypes.util"])
+else:
+    _sys.meta_path.insert(0, _PatchOnImport)
 '''
 
 
@@ -168,7 +203,7 @@ def _ldconfig() -> dict[str, list[str]]:
 
 
 def _key(exe: str, stdlib: str, sites: list[str], elves: list[str]) -> str:
-    h = hashlib.sha256(b"runtime-v2\0")
+    h = hashlib.sha256(b"runtime-v3\0" + _PTH_HOOK.encode())  # a new hook is a new runtime
     for path in [exe, *elves]:
         st = os.stat(path)
         h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())

@@ -16,10 +16,43 @@ itself with the same front door), ``scrub`` (substituted secrets out of response
 keep-alive, 403 bodies, WebSocket relay).
 """
 
-from openshell.supervisor.proxy.l7.hooks import HookRefused, L7Request, RequestHook
-from openshell.supervisor.proxy.l7.inspector import HttpInspector, accept_client
-from openshell.supervisor.proxy.l7.local import BodyTooLarge, LocalRequest, LocalResponse, serve_local
-from openshell.supervisor.proxy.l7.transport import TransportError, upstream_context
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - imported on first use (__getattr__)
+    from openshell.supervisor.proxy.l7.hooks import HookRefused, L7Request, RequestHook
+    from openshell.supervisor.proxy.l7.inspector import HttpInspector, accept_client
+    from openshell.supervisor.proxy.l7.local import BodyTooLarge, LocalRequest, LocalResponse, serve_local
+    from openshell.supervisor.proxy.l7.transport import TransportError, upstream_context
+
+# name -> module, imported on first use: the supervisor's credential hook needs
+# ``hooks`` at start, the rest only once a sandbox reaches an inspected endpoint
+# or inference.local (openshell.supervisor.deferred).
+_HOME = {
+    "HookRefused": "hooks",
+    "L7Request": "hooks",
+    "RequestHook": "hooks",
+    "HttpInspector": "inspector",
+    "accept_client": "inspector",
+    "BodyTooLarge": "local",
+    "LocalRequest": "local",
+    "LocalResponse": "local",
+    "serve_local": "local",
+    "TransportError": "transport",
+    "upstream_context": "transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'openshell.supervisor.proxy.l7' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"openshell.supervisor.proxy.l7.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BodyTooLarge",
