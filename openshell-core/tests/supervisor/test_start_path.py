@@ -114,11 +114,25 @@ def test_the_deferred_router_keeps_the_bundle_until_its_first_request_builds_it(
 
 
 def test_the_deferred_inspector_still_fails_closed_at_start_on_a_bad_extra_ca(tmp_path):
+    from openshell.extra_ca import ExtraCAError
+
     ca = SandboxCA(*pki.make_sandbox_ca("i"))
-    with pytest.raises(OSError):
-        DeferredInspector(ca, extra_ca=str(tmp_path / "missing.pem"))
+    missing = str(tmp_path / "missing.pem")
+    with pytest.raises(ExtraCAError, match=f"OPENSHELL_EXTRA_CA={missing}: No such file"):
+        DeferredInspector(ca, extra_ca=missing)
     bad = tmp_path / "bad.pem"
-    bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
-    with pytest.raises(ssl.SSLError):
+    bad.write_text("not a certificate\n")
+    with pytest.raises(ExtraCAError, match="no usable CA certificate.*point it at a PEM file"):
         DeferredInspector(ca, extra_ca=str(bad))
     DeferredInspector(ca)  # none: fine
+
+
+def test_a_gateway_refuses_to_start_with_a_bad_extra_ca(tmp_path, monkeypatch, caplog):
+    from openshell.gateway import __main__ as gateway_main
+    from openshell.gateway.__main__ import main
+
+    monkeypatch.setattr(gateway_main, "configure_logging", lambda *a, **k: None)  # no handlers left behind
+    monkeypatch.setenv("OPENSHELL_EXTRA_CA", str(tmp_path))  # a directory
+    with caplog.at_level("ERROR", logger="openshell.gateway"):
+        assert main(["--name", "xca", "--port", "1", "--state-dir", str(tmp_path / "state")]) == 1
+    assert f"gateway failed to start: OPENSHELL_EXTRA_CA={tmp_path}: Is a directory" in caplog.text

@@ -13,8 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
+from openshell.extra_ca import ENV as EXTRA_CA_ENV
+from openshell.extra_ca import ExtraCAError, check_extra_ca
 from openshell.gateway.paths import (
     DEFAULT_DRIVER,
     DEFAULT_HOST,
@@ -46,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     # Detached, stderr already goes to gateway.log and a stderr handler would
     # write every line twice; in the foreground (a terminal, or --log-stderr) it helps.
     configure_logging(paths.log, logging.DEBUG if args.debug else logging.INFO, to_stderr=args.log_stderr or sys.stderr.isatty())
+    extra_ca = os.environ.get(EXTRA_CA_ENV)
+    if extra_ca:
+        try:
+            # Every sandbox's start would fail on it: refuse here, with the same message.
+            check_extra_ca(extra_ca)
+        except ExtraCAError as exc:
+            log.error("gateway failed to start: %s", exc)
+            return 1
     gateway = Gateway(args.name, args.host, args.port, args.driver, paths.root)
     try:
         asyncio.run(gateway.run())

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional
+
+from openshell.extra_ca import check_extra_ca
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from openshell.supervisor.proxy.http1 import RequestHead
@@ -31,12 +32,13 @@ class DeferredInspector:
     :param ca: the sandbox CA (``SandboxCA``).
     :param extra_ca: PEM file of extra upstream trust roots, or None.
     :param hooks: request hooks (credential substitution).
-    :raises OSError, ssl.SSLError: ``extra_ca`` cannot be read or parsed (fail closed, at start).
+    :raises openshell.extra_ca.ExtraCAError: ``extra_ca`` cannot be read or holds no
+        certificate (fail closed, at start; the message names the variable and file).
     """
 
     def __init__(self, ca: Any, *, extra_ca: Optional[str] = None, hooks: Sequence[Any] = ()) -> None:
         if extra_ca:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=extra_ca)
+            check_extra_ca(extra_ca)
         self._args = (ca, extra_ca, list(hooks))
         self._inspector: Any = None
 
