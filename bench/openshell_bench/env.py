@@ -156,7 +156,7 @@ class BenchGateway:
         """Create sandbox ``name`` and wait for READY; return seconds from the call to READY."""
         t0 = time.perf_counter()
         self.client.create_sandbox(name=name, policy_yaml=policy, extra_hosts=list(hosts))
-        self.client.wait_ready(name, timeout=timeout, poll=0.005)
+        self.client.wait_ready(name, timeout=timeout)  # follows WatchSandbox: READY the moment the gateway has it
         return time.perf_counter() - t0
 
     def delete(self, name: str) -> float:
