@@ -85,7 +85,9 @@ class LocalDriver(ComputeDriver):
         from openshell.plugin.loader import list_entry_points
 
         # The supervisor imports its plugins' modules directly (no entry-point scan per start).
-        self._plugins = {i.key: i.module for kind in ("policy", "isolation") for i in list_entry_points(kind)}
+        # A name two distributions claim is left out: the supervisor's own lookup refuses it.
+        found = [(i.key, i.module) for kind in ("policy", "isolation") for i in list_entry_points(kind)]
+        self._plugins = {k: v for k, v in found if [key for key, _ in found].count(k) == 1}
         self._reaper = threading.Thread(target=self._reap_loop, name="local-driver-reaper", daemon=True)
         self._reaper.start()
         self._refill()

@@ -536,7 +536,9 @@ def _supervisor_plugins() -> dict[str, str]:
     the container (the runtime), so the values hold there."""
     import importlib.metadata
 
-    return {f"{kind}:{ep.name}": ep.value for kind in ("policy", "isolation") for ep in importlib.metadata.entry_points(group=f"openshell.{kind}")}
+    found = [(f"{kind}:{ep.name}", ep.value) for kind in ("policy", "isolation") for ep in importlib.metadata.entry_points(group=f"openshell.{kind}")]
+    # A name two distributions claim is left out: the supervisor's own lookup refuses it.
+    return {k: v for k, v in found if [key for key, _ in found].count(k) == 1}
 
 
 def _container_env() -> dict[str, str]:
