@@ -622,18 +622,7 @@ def select(kind: str, name: str, *, groups: Mapping[str, str] = GROUPS) -> type[
             raise PluginLoadError(f"{noun} {name!r} failed to load: {first_line(failure[0])}") from None
         installed = ", ".join(i.name for i in list_entry_points(kind, groups=groups)) or "none"
         raise PluginNotFound(f"{noun} {name!r} is not installed (installed: {installed}); {install_hint(name)}") from None
-    pm = new_plugin_manager()
-    key = f"{kind}:{name}"
-    error = register_module(pm, mgr.driver, key)
-    classes: list[type[_Named]] = []
-    if not error:
-        classes, error = collect_classes(pm, key, kind)
-    if error:
-        raise PluginLoadError(f"{noun} {name!r} failed to load: {error}")
-    for cls in classes:
-        if cls.name == name:
-            return cls
-    raise PluginLoadError(f"{noun} {name!r} is installed but registers no class named {name!r}")
+    return _named_class(kind, name, mgr.driver, "is installed but")
 
 
 #: "kind:name" -> entry point value resolved by another process (use_resolved_entry_points)
@@ -685,9 +674,19 @@ def select_module(kind: str, name: str, target: str) -> type[Any]:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit/AssertionError of a plugin's import too
         raise PluginLoadError(f"{noun} {name!r} failed to load from {target!r}: {first_line(exc)}") from None
-    pm = new_plugin_manager()
+    return _named_class(kind, name, obj, f"({target})")
+
+
+def _named_class(kind: str, name: str, module: Any, where: str) -> type[Any]:
+    """Register ``module`` as plugin ``kind:name``, validate it and return its class named
+    ``name`` (what :func:`select` and :func:`select_module` share).
+
+    :raises PluginLoadError: validation fails or no class is named ``name``.
+    """
+    noun = KINDS[kind].noun if kind in KINDS else kind
     key = f"{kind}:{name}"
-    error = register_module(pm, obj, key)
+    pm = new_plugin_manager()
+    error = register_module(pm, module, key)
     classes: list[type[_Named]] = []
     if not error:
         classes, error = collect_classes(pm, key, kind)
@@ -696,7 +695,7 @@ def select_module(kind: str, name: str, target: str) -> type[Any]:
     for cls in classes:
         if cls.name == name:
             return cls
-    raise PluginLoadError(f"{noun} {name!r} ({target}) registers no class named {name!r}")
+    raise PluginLoadError(f"{noun} {name!r} {where} registers no class named {name!r}")
 
 
 __all__ = [

@@ -11,8 +11,9 @@ Public API::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from openshell._lazy import lazy_exports
 
 # Eager: the function shares its module's name, and a later import of the
 # submodule must not leave the module where the function is expected.
@@ -36,13 +37,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'openshell.policy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"openshell.policy.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("openshell.policy", _HOME, globals())
 
 
 __all__ = [

@@ -17,8 +17,9 @@ and substitution), ``auto`` (discovery from the user's environment).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from openshell._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover - the names below are imported on first use (__getattr__)
     from openshell.providers.auto import AutoProviderPlan, discover_credentials, plan_auto_providers
@@ -44,13 +45,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'openshell.providers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"openshell.providers.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("openshell.providers", _HOME, globals())
 
 
 __all__ = [

@@ -18,8 +18,9 @@ keep-alive, 403 bodies, WebSocket relay).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from openshell._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover - imported on first use (__getattr__)
     from openshell.supervisor.proxy.l7.hooks import HookRefused, L7Request, RequestHook
@@ -45,13 +46,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'openshell.supervisor.proxy.l7' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"openshell.supervisor.proxy.l7.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("openshell.supervisor.proxy.l7", _HOME, globals())
 
 
 __all__ = [
