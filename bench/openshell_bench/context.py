@@ -32,6 +32,7 @@ class Sizes:
     spawn_runs: int = 50
     tui_denials: int = 30  # denied requests timed to the screen
     docker_sandboxes: int = 20  # docker driver: creates timed (--with-docker)
+    k8s_sandboxes: int = 10  # kubernetes driver: creates timed (OPENSHELL_BENCH_K8S_GATEWAY)
     docker_hold: int = 10  # docker driver: sandboxes held for the memory figure
 
     @classmethod
@@ -52,6 +53,7 @@ class Sizes:
             tui_denials=5,
             docker_sandboxes=3,
             docker_hold=2,
+            k8s_sandboxes=2,
         )
 
 

@@ -19,6 +19,9 @@
   driver's create-to-READY, delete and memory per sandbox, next to plain
   ``docker run`` of its default image in the same engine
   (:mod:`openshell_bench.docker_driver`); also only with ``--with-docker``.
+- ``openshell kubernetes``: the kubernetes driver's create-to-READY and delete
+  through a gateway in a cluster (:mod:`openshell_bench.k8s_driver`); only with
+  ``OPENSHELL_BENCH_K8S_GATEWAY=NAME``.
 
 Each spawn peer gets one unmeasured warm-up run, then ``spawn_runs`` measured ones.
 """
@@ -33,6 +36,7 @@ from openshell_bench import env
 from openshell_bench.context import Context
 from openshell_bench.docker_driver import docker_driver_rows
 from openshell_bench.docker_peer import ENV_FLAG, IMAGE, PrivateDocker
+from openshell_bench.k8s_driver import k8s_driver_rows
 from openshell_bench.results import FigureResult, Skip, Target, percentile
 
 SPAWN_COMMAND = ["/bin/true"]  # what bwrap and docker run, spawn to exit
@@ -107,6 +111,7 @@ def lifecycle(ctx: Context) -> FigureResult:
         docker_driver_rows(fig, s.docker_sandboxes, s.docker_hold)
     else:
         fig.skip_row("openshell docker", "create-to-READY p50", "ms", f"not asked: run with --with-docker (or {ENV_FLAG}=1) for the docker driver's rows")
+    k8s_driver_rows(fig, s.k8s_sandboxes)
 
     # density
     gw_pid = gw.pid

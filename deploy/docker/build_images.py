@@ -43,8 +43,11 @@ def _oci() -> ModuleType:
 
 
 def gateway_sources() -> list[Path]:
-    """The distributions installed into the gateway image (the kubernetes driver once it exists)."""
-    dists = [REPO / "openshell-core", REPO / "openshell-plugins" / "drivers" / "kubernetes"]
+    """The distributions installed into the gateway image: core, the kubernetes driver, and
+    the isolation and policy plugins the supervisor loads (the image is also the sandbox
+    pods' runtime: an init container copies its site into each pod)."""
+    plugins = REPO / "openshell-plugins"
+    dists = [REPO / "openshell-core", plugins / "drivers" / "kubernetes", *(plugins / "isolation" / n for n in ("landlock", "netns", "opa", "seccomp"))]
     return [d for d in dists if (d / "pyproject.toml").is_file()]
 
 
@@ -57,6 +60,44 @@ def build_site(dest: Path) -> None:
     subprocess.run(argv, check=True)
 
 
+#: where build_images.py puts the shared libraries the site's extension modules need and the
+#: base image lacks (e.g. regopy's libatomic); sandbox pods put it on LD_LIBRARY_PATH
+SITE_LIBS = "openshell.libs"
+
+
+def bundle_missing_libs(site: Path, rootfs: Path) -> list[str]:
+    """Copy into ``site/openshell.libs`` every shared library that an extension module of
+    ``site`` links (``ldd`` on this host, the same Debian release) and the root file system
+    tar ``rootfs`` lacks. :returns: the names copied.
+
+    :raises SystemExit: a library ``ldd`` cannot find on this host.
+    """
+    import tarfile
+
+    with tarfile.open(rootfs) as tar:
+        present = {Path(m.name).name for m in tar.getmembers() if ".so" in Path(m.name).name}
+    wanted: dict[str, str] = {}
+    for so in site.rglob("*.so*"):
+        if not so.is_file() or so.is_symlink():
+            continue
+        out = subprocess.run(["ldd", str(so)], capture_output=True, text=True)
+        for line in out.stdout.splitlines():
+            name, arrow, rest = line.strip().partition(" => ")
+            if not arrow:
+                continue
+            path = rest.split(" (", 1)[0].strip()
+            if path == "not found":
+                # bundled next to the module (auditwheel's *.libs) resolve by RUNPATH; anything else is an error
+                raise SystemExit(f"{so}: needs {name}, which this host lacks")
+            if str(site) not in path and name not in present:
+                wanted[name] = path
+    libs = site / SITE_LIBS
+    libs.mkdir(exist_ok=True)
+    for name, path in sorted(wanted.items()):
+        shutil.copy2(Path(path).resolve(), libs / name)
+    return sorted(wanted)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -67,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.site_only:
         build_site(a.site_only)
+        from openshell_plugin_docker.images import rootfs_tar
+
+        copied = bundle_missing_libs(a.site_only, rootfs_tar(progress=lambda m: print(m, file=sys.stderr)))
+        print(f"bundled for the base image: {', '.join(copied) or 'nothing'}", file=sys.stderr)
         return 0
     from openshell_plugin_docker.images import rootfs_tar
 
@@ -82,12 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(dir=a.out) as tmp:
             layer = Path(tmp) / "layer"
             build_site(layer / "opt" / "openshell" / "site")
+            copied = bundle_missing_libs(layer / "opt" / "openshell" / "site", rootfs)
+            print(f"bundled for the base image: {', '.join(copied) or 'nothing'}", file=sys.stderr)
             bindir = layer / "usr" / "local" / "bin"
             bindir.mkdir(parents=True)
             shutil.copy2(REPO / "deploy" / "docker" / "gateway" / "openshell-healthz", bindir / "openshell-healthz")
             (layer / "var" / "lib" / "openshell").mkdir(parents=True)
             config = {
-                "Env": [*IMAGE_ENV, "PYTHONPATH=/opt/openshell/site", "PYTHONDONTWRITEBYTECODE=1"],
+                "Env": [*IMAGE_ENV, "PYTHONPATH=/opt/openshell/site", "PYTHONDONTWRITEBYTECODE=1", f"LD_LIBRARY_PATH=/opt/openshell/site/{SITE_LIBS}"],
                 "WorkingDir": "/var/lib/openshell",
                 "Entrypoint": ["python3", "-m", "openshell.gateway"],
             }

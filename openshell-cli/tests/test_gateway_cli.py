@@ -270,3 +270,64 @@ def port_free_now(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_gateway_add_connects_to_a_gateway_it_did_not_start(gwcli_env, tmp_path, free_port):
+    """`gateway add` with PEM files, and with a client Secret read by kubectl (a stand-in
+    script here; the real kubectl and Secret are in tests/k8s), reaches a running gateway."""
+    import base64
+    import os
+
+    port = free_port()
+    assert run("gateway", "start", "--name", "origin", "--port", str(port)).exit_code == 0
+    mtls = tmp_path / "config" / "openshell" / "gateways" / "origin" / "mtls"
+    endpoint = f"https://127.0.0.1:{port}"
+
+    res = run(
+        "gateway",
+        "add",
+        "lab",
+        "--endpoint",
+        endpoint,
+        "--ca",
+        str(mtls / "ca.crt"),
+        "--cert",
+        str(mtls / "tls.crt"),
+        "--key",
+        str(mtls / "tls.key"),
+        "-o",
+        "json",
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["healthy"] is True
+    assert _mode(tmp_path / "config" / "openshell" / "gateways" / "lab" / "mtls" / "tls.key") == 0o600
+
+    secret = {
+        "data": {k: base64.b64encode((mtls / f).read_bytes()).decode() for k, f in (("ca.crt", "ca.crt"), ("client.crt", "tls.crt"), ("client.key", "tls.key"))}
+    }
+    (tmp_path / "secret.json").write_text(json.dumps(secret))
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/argv\ncat {tmp_path}/secret.json\n')
+    kubectl.chmod(0o755)
+    res = run("gateway", "add", "k8s", "--endpoint", endpoint, "--from-secret", "ns1/gw-openshell-client", "--kubectl", str(kubectl), "--select", "-o", "json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {"name": "k8s", "endpoint": endpoint, "healthy": True, "active": True}
+    assert (tmp_path / "argv").read_text().split() == ["get", "secret", "gw-openshell-client", "-n", "ns1", "-o", "json"]
+    assert json.loads(run("sandbox", "list", "-o", "json").output) == []
+
+    # mistakes name the option and the fix; nothing is overwritten without --force
+    res = run("gateway", "add", "k8s", "--endpoint", endpoint, "--from-secret", "ns1/x", "--kubectl", str(kubectl))
+    assert res.exit_code != 0 and "--force" in res.output
+    for argv, needle in (
+        (["--endpoint", "http://x:1", "--from-secret", "a/b"], "https://HOST:PORT"),
+        (["--endpoint", endpoint, "--from-secret", "nons"], "NAMESPACE/NAME"),
+        (["--endpoint", endpoint], "--from-secret NAMESPACE/NAME"),
+        (["--endpoint", endpoint, "--from-secret", "a/b", "--kubectl", "/nonexistent/kubectl"], "kubectl"),
+    ):
+        res = run("gateway", "add", "other", *argv)
+        assert res.exit_code != 0 and needle in res.output, res.output
+    secret["data"].pop("client.key")
+    (tmp_path / "secret.json").write_text(json.dumps(secret))
+    res = run("gateway", "add", "other", "--endpoint", endpoint, "--from-secret", "a/b", "--kubectl", str(kubectl))
+    assert res.exit_code != 0 and "lacks client.key" in res.output
+    assert "other" not in os.listdir(tmp_path / "config" / "openshell" / "gateways")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -70,8 +69,11 @@ def test_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     root = tmp_path_factory.mktemp("busybox-root")
     (root / "bin").mkdir()
     shutil.copy2(busybox, root / "bin" / "busybox")
-    for tool in ("sh", "sleep", "echo", "cat", "wait"):
+    for tool in ("sh", "sleep", "echo", "cat", "wait", "cp", "mv", "rm", "["):
         (root / "bin" / tool).symlink_to("busybox")
+    # what a runtime image has: the kubernetes driver's init container copies it into each pod
+    # (the supervisor itself cannot start from this image: its pods restart, they run)
+    (root / "opt" / "openshell" / "site").mkdir(parents=True)
     tar = root.parent / "busybox.tar"
     subprocess.run(
         ["python3", str(REPO / "scripts" / "k8s" / "oci_image.py"), "--name", TEST_IMAGE, "--layer", str(root), "--entrypoint", "/bin/sh", "--out", str(tar)],
@@ -81,6 +83,21 @@ def test_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     sock = RUN / "containerd" / "containerd.sock"
     subprocess.run(["ctr", "--address", str(sock), "-n", "k8s.io", "images", "import", str(tar)], check=True, capture_output=True)
     return TEST_IMAGE
+
+
+def driver_context(tmp: Path) -> Any:
+    """A ``DriverContext`` with a real PKI (the driver puts the supervisor's files into a Secret)."""
+    from openshell.gateway.tls import ensure_pki
+    from openshell.plugin import DriverContext
+
+    pki = ensure_pki(tmp / "pki")
+    return DriverContext(
+        state_dir=str(tmp / "state"),
+        gateway_endpoint="https://127.0.0.1:1",
+        ca_cert=str(pki.ca_cert),
+        client_cert=str(pki.supervisor_cert),
+        client_key=str(pki.supervisor_key),
+    )
 
 
 def create_namespace(ns: str) -> None:
@@ -162,14 +179,14 @@ def test_controller_turns_a_sandbox_into_a_pod(namespace: str, test_image: str) 
     wait_until("the pod gone with its Sandbox", lambda: not kc_json("get", "pods", "-n", namespace, "-l", "app=plain")["items"])
 
 
-def test_kubernetes_driver_lifecycle(namespace: str, test_image: str) -> None:
-    from openshell.plugin import DriverContext
+def test_kubernetes_driver_lifecycle(namespace: str, test_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from openshell_driver_kubernetes.driver import KubernetesDriver, object_name
 
-    os.environ["OPENSHELL_K8S_KUBECONFIG"] = str(kubeconfig())
-    os.environ["OPENSHELL_K8S_SANDBOX_IMAGE"] = test_image
-    os.environ["OPENSHELL_K8S_SANDBOX_IMAGE_PULL_POLICY"] = "Never"
-    drv = KubernetesDriver(DriverContext(state_dir="/nonexistent", gateway_endpoint="https://127.0.0.1:1"), namespace=namespace)
+    monkeypatch.setenv("OPENSHELL_K8S_KUBECONFIG", str(kubeconfig()))
+    monkeypatch.setenv("OPENSHELL_K8S_SANDBOX_IMAGE", test_image)
+    monkeypatch.setenv("OPENSHELL_K8S_RUNTIME_IMAGE", test_image)
+    monkeypatch.setenv("OPENSHELL_K8S_SANDBOX_IMAGE_PULL_POLICY", "Never")
+    drv = KubernetesDriver(driver_context(tmp_path), namespace=namespace)
     sid = str(uuid.uuid4())
     name = object_name(sid)
     seen: list[str] = []
@@ -179,7 +196,12 @@ def test_kubernetes_driver_lifecycle(namespace: str, test_image: str) -> None:
     watcher.start()
     try:
         assert drv.sandboxes.version == "v1beta1"
-        drv.create({"id": sid, "name": "drv test", "workspace": "default", "spec": {"resources": {"limits": {"cpu": "0.5", "memory": "64Mi"}}}})
+        record = {"id": sid, "name": "drv test", "workspace": "default", "secret": "ab" * 32, "netns_index": 7}
+        drv.create({**record, "spec": {"resources": {"limits": {"cpu": "0.5", "memory": "64Mi"}}}})
+        # the supervisor's config Secret, owned by the Sandbox object
+        secret = kc_json("get", "secret", str(name), "-n", namespace)
+        assert set(secret["data"]) == {"supervisor.json", "ca.pem", "client.pem", "client.key"}
+        assert secret["metadata"]["ownerReferences"][0]["kind"] == "Sandbox"
         pod = wait_until("the driver's pod running", lambda: _running_pod(namespace, str(name)))
         labels = pod["metadata"]["labels"]
         assert labels["openshell.io/sandbox-id"] == sid
@@ -201,6 +223,7 @@ def test_kubernetes_driver_lifecycle(namespace: str, test_image: str) -> None:
         drv.delete(sid)
         drv.delete(sid)  # idempotent
         wait_until("the Sandbox gone", lambda: drv.sandboxes.get(str(name)) is None)
+        assert kc("get", "secret", str(name), "-n", namespace, check=False).returncode != 0
         assert drv.status(sid).phase == "ERROR"
         wait_until("watch saw the stop", lambda: "STOPPED" in seen, timeout=30)
         assert "PROVISIONING" in seen

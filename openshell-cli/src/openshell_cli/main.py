@@ -16,7 +16,7 @@ from openshell.client.sdk import OpenShellError
 from openshell_cli.errors import CliError
 
 #: command modules, each exposing a click command or group named ``cli``
-COMMAND_MODULES = ("plugins", "gateway", "sandbox", "policy", "ssh", "forward", "provider", "template", "workspace", "term", "completion")
+COMMAND_MODULES = ("plugins", "gateway", "gateway_add", "sandbox", "policy", "ssh", "forward", "provider", "template", "workspace", "term", "completion")
 
 DEBUG_FLAG = "--debug"
 

@@ -106,3 +106,34 @@ def test_garbage_instead_of_preface_gets_err_and_close(server):
     s.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
     assert s.recv(16) == b"ERR\n"
     assert s.recv(16) == b""
+
+
+def test_tcp_listener_serves_exec_on_the_pod_ip_from_the_environment(monkeypatch):
+    """A pod's supervisor (kubernetes driver) listens on ``tcp://:PORT``: the pod's own IP."""
+    from openshell.supervisor.ssh_server import tcp_address
+
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("OPENSHELL_POD_IP", "127.0.0.1")
+    srv = SshServer(f"tcp://:{port}", SECRET, _plain_launch)
+    srv.start()
+    try:
+
+        async def go():
+            out = b""
+            async for ev in exec_in_sandbox(SshEndpoint(host="127.0.0.1", port=port), SECRET, ["echo", "pod"]):
+                out += ev.data if ev.kind == "stdout" else b""
+            return out
+
+        assert asyncio.run(go()) == b"pod\n"
+        with pytest.raises(SandboxUnreachable, match="rejected"):
+            open_ssh_socket(SshEndpoint(host="127.0.0.1", port=port), b"x" * 32)
+    finally:
+        srv.close()
+    monkeypatch.delenv("OPENSHELL_POD_IP")
+    with pytest.raises(ValueError, match="OPENSHELL_POD_IP"):
+        tcp_address("tcp://:2222")
+    for bad in ("tcp://host", "tcp://h:0", "udp://h:1", "tcp://h:1/x"):
+        with pytest.raises(ValueError):
+            tcp_address(bad)

@@ -82,12 +82,10 @@ class LocalDriver(ComputeDriver):
         self._children: dict[str, int] = {}
         # sandboxes whose supervisor is being started (no pid file yet): PROVISIONING, not gone
         self._launching: set[str] = set()
-        from openshell.plugin.loader import list_entry_points
+        from openshell.plugin.loader import supervisor_entry_points
 
         # The supervisor imports its plugins' modules directly (no entry-point scan per start).
-        # A name two distributions claim is left out: the supervisor's own lookup refuses it.
-        found = [(i.key, i.module) for kind in ("policy", "isolation") for i in list_entry_points(kind)]
-        self._plugins = {k: v for k, v in found if [key for key, _ in found].count(k) == 1}
+        self._plugins = supervisor_entry_points()
         self._reaper = threading.Thread(target=self._reap_loop, name="local-driver-reaper", daemon=True)
         self._reaper.start()
         self._refill()

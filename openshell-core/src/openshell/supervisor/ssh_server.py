@@ -60,10 +60,34 @@ Launcher = Callable[[SessionRequest, object, object, object], subprocess.Popen]
 Dialer = Callable[[int], socket.socket]
 
 
-class SshServer:
-    """SSH server on a unix socket, one thread per connection.
+def tcp_address(url: str) -> tuple[str, int]:
+    """``(host, port)`` of ``tcp://HOST:PORT``; an empty host is ``$OPENSHELL_POD_IP``
+    (the pod's own address, from the downward API), so the server listens on the pod
+    network only and not on the sandbox link's side of the pod.
 
-    :param path: unix socket path (created 0600; its directory should be root-only).
+    :raises ValueError: not ``tcp://HOST:PORT`` with a port 1..65535, or an empty host
+        without ``$OPENSHELL_POD_IP``.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "tcp" or not port or parts.path or parts.query:
+        raise ValueError(f"SSH listen address {url!r} is not tcp://HOST:PORT")
+    host = parts.hostname or os.environ.get("OPENSHELL_POD_IP", "")
+    if not host:
+        raise ValueError(f"SSH listen address {url!r} has no host and OPENSHELL_POD_IP is not set")
+    return host, port
+
+
+class SshServer:
+    """SSH server on a unix socket (or a TCP port in a pod), one thread per connection.
+
+    :param path: unix socket path (created 0600; its directory should be root-only),
+        or ``tcp://HOST:PORT`` (:func:`tcp_address`).
     :param secret: the sandbox's NSSH1 secret.
     :param launch: the child launcher callback (see ``Launcher``).
     :param shell: the login shell for interactive sessions.
@@ -85,7 +109,18 @@ class SshServer:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Bind the socket and serve in a background thread. Raises ``OSError``."""
+        """Bind the socket and serve in a background thread.
+
+        :raises OSError: the socket cannot be bound.
+        :raises ValueError: a ``tcp://`` address that does not parse (:func:`tcp_address`).
+        """
+        if self.path.startswith("tcp://"):
+            # A pod's supervisor (kubernetes driver): the gateway dials the pod's IP. The
+            # NSSH1 preface (HMAC of the sandbox's secret) is what admits a peer.
+            sock = socket.create_server(tcp_address(self.path), backlog=64)
+            self._sock = sock
+            threading.Thread(target=self._accept_loop, daemon=True, name="ssh-accept").start()
+            return
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -105,10 +140,11 @@ class SshServer:
         self._closed.set()
         if self._sock:
             self._sock.close()
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+            if not self.path.startswith("tcp://"):
+                try:
+                    os.unlink(self.path)
+                except OSError:
+                    pass
         with self._lock:
             procs = list(self._procs)
         for p in procs:

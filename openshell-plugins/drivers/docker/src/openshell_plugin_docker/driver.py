@@ -102,7 +102,10 @@ class DockerDriver(ComputeDriver):
         self._creating: set[str] = set()
         #: image id -> whether it has /bin/sh (images are immutable: asked once)
         self._has_shell: dict[str, bool] = {}
-        self._plugins = _supervisor_plugins()
+        from openshell.plugin.loader import supervisor_entry_points
+
+        # The same interpreter and packages run in the container (the runtime): the values hold there.
+        self._plugins = supervisor_entry_points()
         self._closed = False
         self._events_stream: Any = None
         known = self.client.containers.list(all=True, filters={"label": LABEL_ID})
@@ -526,19 +529,6 @@ def _extra_ca() -> bytes | None:
     if not path:
         return None
     return Path(path).read_bytes()
-
-
-def _supervisor_plugins() -> dict[str, str]:
-    """``"kind:name"`` -> entry point value of the installed policy and isolation
-    plugins, for the supervisor's config: it imports those modules directly
-    instead of scanning every installed distribution once per plugin on each
-    start (~40 ms each in a container). The same interpreter and packages run in
-    the container (the runtime), so the values hold there."""
-    import importlib.metadata
-
-    found = [(f"{kind}:{ep.name}", ep.value) for kind in ("policy", "isolation") for ep in importlib.metadata.entry_points(group=f"openshell.{kind}")]
-    # A name two distributions claim is left out: the supervisor's own lookup refuses it.
-    return {k: v for k, v in found if [key for key, _ in found].count(k) == 1}
 
 
 def _container_env() -> dict[str, str]:

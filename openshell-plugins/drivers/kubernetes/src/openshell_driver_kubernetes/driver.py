@@ -11,15 +11,19 @@ Configuration (environment; the chart sets it in the gateway pod):
 - ``OPENSHELL_K8S_KUBECONFIG`` (or ``KUBECONFIG``): outside a cluster, the
   kubeconfig to use; inside one, the pod's service account is used;
 - ``OPENSHELL_K8S_SANDBOX_IMAGE`` / ``..._IMAGE_PULL_POLICY``: the default image;
+- ``OPENSHELL_K8S_RUNTIME_IMAGE``: the image whose ``/opt/openshell/site`` is
+  copied into each pod to run the supervisor (the gateway's image);
+- ``OPENSHELL_K8S_GATEWAY_ENDPOINT``: ``HOST:PORT`` of the gateway's Service,
+  which supervisors dial (its name is in the server certificate);
+  ``OPENSHELL_K8S_GATEWAY_IP``: that Service's cluster IP, pinned in each pod's
+  ``/etc/hosts`` for clusters without DNS (optional);
 - ``OPENSHELL_K8S_SANDBOX_SERVICE_ACCOUNT``, ``OPENSHELL_K8S_SANDBOX_LABELS``
   (JSON object), ``OPENSHELL_K8S_SANDBOX_RESOURCES`` (JSON, a container's resources).
 
-Kubernetes events about a sandbox's object or pod (scheduled, pulled, started,
-killed, back-off, ...) are reported as platform events (source ``kubernetes``).
-
-Not yet (issue 15): the supervisor is not started in the pod (the container
-runs the image with an idle command), so no sandbox becomes READY through this
-driver, and nothing listens on its SSH endpoint yet.
+What a pod is made of (supervisor as process 1, its config Secret, its SSH
+port): :mod:`.pod`. Kubernetes events about a sandbox's object or pod
+(scheduled, pulled, started, killed, back-off, ...) are reported as platform
+events (source ``kubernetes``).
 """
 
 from __future__ import annotations
@@ -39,19 +43,17 @@ from openshell.plugin import ComputeDriver, DriverContext, DriverUnsupported, Sa
 
 from openshell_driver_kubernetes.events import EventForwarder
 from openshell_driver_kubernetes.phases import phase_of, pod_ip
+from openshell_driver_kubernetes.pod import CONFIG_DIR, SSH_PORT, config_secret, pod_template, secret_name, supervisor_config
 from openshell_driver_kubernetes.sandbox_api import SandboxApi
 
 DEFAULT_IMAGE = "docker.io/openshell/sandbox:0.1.0"
+DEFAULT_RUNTIME_IMAGE = "docker.io/openshell/gateway:0.1.0"
 ID_LABEL = "openshell.io/sandbox-id"
 NAME_LABEL = "openshell.io/sandbox-name"
 WORKSPACE_LABEL = "openshell.io/workspace"
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 #: seconds stop() waits for the pod to be gone
 STOP_TIMEOUT = 120.0
-#: placeholder until the supervisor runs in the pod (issue 15)
-#: TCP port of the supervisor's SSH server in a sandbox pod
-SSH_PORT = 2222
-IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 5 & wait $!; done"]
 
 _ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$")
 _LABEL_VALUE_RE = re.compile(r"[^A-Za-z0-9._-]")
@@ -93,6 +95,36 @@ def api_client() -> client.ApiClient:
         raise ConfigError(f"no usable kubeconfig ({path or '~/.kube/config'}): {exc}; set OPENSHELL_K8S_KUBECONFIG") from exc
 
 
+def _gateway_endpoint(ctx: DriverContext) -> tuple[str, str]:
+    """``(host, "https://HOST:PORT")`` supervisors dial: ``$OPENSHELL_K8S_GATEWAY_ENDPOINT``
+    (the chart: the gateway Service's name and port), else the gateway's own endpoint.
+
+    :raises ConfigError: the variable is not ``HOST:PORT``.
+    """
+    raw = os.environ.get("OPENSHELL_K8S_GATEWAY_ENDPOINT", "")
+    if not raw:
+        from urllib.parse import urlsplit
+
+        return urlsplit(ctx.gateway_endpoint).hostname or "", ctx.gateway_endpoint
+    host, _, port = raw.removeprefix("https://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"OPENSHELL_K8S_GATEWAY_ENDPOINT must be HOST:PORT (the gateway Service's name and port), got {raw!r}")
+    return host, f"https://{host}:{port}"
+
+
+def _gateway_ip() -> str:
+    """``$OPENSHELL_K8S_GATEWAY_IP`` when it is an IP address, else "" (no ``hostAliases``;
+    the chart sets it from the Service's link variable, which a pod made before the
+    Service lacks)."""
+    import ipaddress
+
+    raw = os.environ.get("OPENSHELL_K8S_GATEWAY_IP", "")
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return ""
+
+
 def default_namespace() -> str:
     ns = os.environ.get("OPENSHELL_K8S_NAMESPACE", "")
     if ns:
@@ -107,7 +139,7 @@ class KubernetesDriver(ComputeDriver):
     """Sandboxes as agent-sandbox ``Sandbox`` objects in one namespace."""
 
     name = "kubernetes"
-    summary = "One agent-sandbox Sandbox pod per sandbox on Kubernetes (first cut: no supervisor in the pod yet)"
+    summary = "One agent-sandbox Sandbox pod per sandbox on Kubernetes; the supervisor runs in the pod"
     supports_images = True
 
     def __init__(self, ctx: DriverContext, api: client.ApiClient | None = None, namespace: str | None = None) -> None:
@@ -115,6 +147,9 @@ class KubernetesDriver(ComputeDriver):
         self.namespace = namespace or default_namespace()
         self.image = os.environ.get("OPENSHELL_K8S_SANDBOX_IMAGE") or DEFAULT_IMAGE
         self.pull_policy = os.environ.get("OPENSHELL_K8S_SANDBOX_IMAGE_PULL_POLICY") or "IfNotPresent"
+        self.runtime_image = os.environ.get("OPENSHELL_K8S_RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE
+        self.gateway_host, self.gateway_endpoint = _gateway_endpoint(ctx)
+        self.gateway_ip = _gateway_ip()
         self.service_account = os.environ.get("OPENSHELL_K8S_SANDBOX_SERVICE_ACCOUNT", "")
         labels = _json_env("OPENSHELL_K8S_SANDBOX_LABELS", {})
         resources = _json_env("OPENSHELL_K8S_SANDBOX_RESOURCES", {})
@@ -125,6 +160,11 @@ class KubernetesDriver(ComputeDriver):
         self.pod_labels: dict[str, str] = labels
         self.resources: dict[str, Any] = resources
         self.sandboxes = SandboxApi(api or api_client(), self.namespace)
+        self.core = client.CoreV1Api(self.sandboxes.api)
+        from openshell.plugin.loader import supervisor_entry_points
+
+        # Pods run the runtime image's site, the same packages as this gateway's image.
+        self._plugins = supervisor_entry_points()
         self._stop = threading.Event()
         # Kubernetes events about our Sandboxes and pods reach WatchSandbox / `sandbox logs`.
         self._events = EventForwarder(self.sandboxes.api, self.namespace, self._forward_event, lambda sid: object_name(sid) is not None)
@@ -138,25 +178,37 @@ class KubernetesDriver(ComputeDriver):
     def sandbox_spec(self, sandbox: Mapping[str, Any]) -> dict[str, Any]:
         """The ``Sandbox`` spec for a sandbox record (``SandboxRecord.driver_view``)."""
         spec = sandbox.get("spec") or {}
-        image = str(spec.get("image") or self.image)
-        labels = {**self.pod_labels, ID_LABEL: str(sandbox["id"])}
-        container: dict[str, Any] = {
-            "name": "sandbox",
-            "image": image,
-            "imagePullPolicy": self.pull_policy,
-            "command": IDLE_COMMAND,
-            "resources": self._resources(sandbox),
-            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        name = object_name(str(sandbox["id"])) or ""
+        template = pod_template(
+            image=str(spec.get("image") or self.image),
+            runtime_image=self.runtime_image,
+            pull_policy=self.pull_policy,
+            secret=secret_name(name),
+            labels={**self.pod_labels, ID_LABEL: str(sandbox["id"])},
+            resources=self._resources(sandbox),
+            service_account=self.service_account,
+            gateway_host=self.gateway_host,
+            gateway_ip=self.gateway_ip,
+            extra_env={"OPENSHELL_EXTRA_CA": f"{CONFIG_DIR}/extra-ca.pem"} if os.environ.get("OPENSHELL_EXTRA_CA") else None,
+        )
+        return {"podTemplate": template, "operatingMode": "Running"}
+
+    def config_secret(self, sandbox: Mapping[str, Any], owner: Mapping[str, str] | None) -> dict[str, Any]:
+        """The Secret with the supervisor's config and mTLS files for ``sandbox``.
+
+        :raises OSError: the gateway's PKI files (or ``$OPENSHELL_EXTRA_CA``) cannot be read.
+        """
+        name = object_name(str(sandbox["id"])) or ""
+        files = {
+            "ca.pem": Path(self.ctx.ca_cert).read_bytes(),
+            "client.pem": Path(self.ctx.client_cert).read_bytes(),
+            "client.key": Path(self.ctx.client_key).read_bytes(),
         }
-        pod_spec: dict[str, Any] = {
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "terminationGracePeriodSeconds": 10,
-            "containers": [container],
-        }
-        if self.service_account:
-            pod_spec["serviceAccountName"] = self.service_account
-        return {"podTemplate": {"metadata": {"labels": labels}, "spec": pod_spec}, "operatingMode": "Running"}
+        extra_ca = os.environ.get("OPENSHELL_EXTRA_CA")
+        if extra_ca:
+            files["extra-ca.pem"] = Path(extra_ca).read_bytes()
+        config = supervisor_config(sandbox, self.gateway_endpoint, self._plugins)
+        return config_secret(secret_name(name), self.namespace, config, files, owner, {ID_LABEL: str(sandbox["id"])})
 
     def _resources(self, sandbox: Mapping[str, Any]) -> dict[str, Any]:
         """The chart's default container resources; a sandbox's own ``--cpu``/``--memory``
@@ -178,10 +230,12 @@ class KubernetesDriver(ComputeDriver):
     # ------------------------------------------------------------------ ComputeDriver
 
     def create(self, sandbox: Mapping[str, Any]) -> None:
-        """Create the ``Sandbox`` object; the controller makes its pod (non-blocking).
+        """Create the ``Sandbox`` object and its config Secret; the controller makes the
+        pod (non-blocking), whose supervisor reports READY to the gateway.
 
         :raises CrdNotServed: the cluster has no agent-sandbox CRDs.
-        :raises ApiException: the API refused it (e.g. 409: it exists).
+        :raises ApiException: the API refused it (e.g. 409: it exists); nothing is left behind.
+        :raises OSError: the gateway's PKI files cannot be read.
         """
         name = object_name(str(sandbox["id"]))
         if name is None:
@@ -191,8 +245,36 @@ class KubernetesDriver(ComputeDriver):
             NAME_LABEL: label_value(str(sandbox.get("name", ""))),
             WORKSPACE_LABEL: label_value(str(sandbox.get("workspace", ""))),
         }
-        self.sandboxes.create(name, self.sandbox_spec(sandbox), labels)
+        secret = self.config_secret(sandbox, None)  # read the PKI before anything is made
+        obj = self.sandboxes.create(name, self.sandbox_spec(sandbox), labels)
+        meta = obj.get("metadata") or {}
+        owner = {"apiVersion": str(obj.get("apiVersion", "")), "kind": str(obj.get("kind", "")), "name": name, "uid": str(meta.get("uid", ""))}
+        secret["metadata"]["ownerReferences"] = [{**owner, "controller": False, "blockOwnerDeletion": False}]
+        try:
+            self._put_secret(secret)
+        except BaseException:
+            self.sandboxes.delete(name)
+            raise
         self.report_event(str(sandbox["id"]), "SandboxObjectCreated", f"Sandbox {self.namespace}/{name} created")
+
+    def _put_secret(self, body: dict[str, Any]) -> None:
+        """Create the config Secret; a stale one of an earlier object of that name is
+        deleted first (the Role grants create and delete on Secrets, not update)."""
+        raw: Any = body  # the client sends a dict as it is (its stubs name V1Secret)
+        try:
+            self.core.create_namespaced_secret(self.namespace, raw, _request_timeout=self.sandboxes.timeout)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self._delete_secret(body["metadata"]["name"])
+            self.core.create_namespaced_secret(self.namespace, raw, _request_timeout=self.sandboxes.timeout)
+
+    def _delete_secret(self, name: str) -> None:
+        try:
+            self.core.delete_namespaced_secret(name, self.namespace, _request_timeout=self.sandboxes.timeout)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     def status(self, sandbox_id: str) -> SandboxStatus:
         name = object_name(sandbox_id)
@@ -209,6 +291,9 @@ class KubernetesDriver(ComputeDriver):
         if name is None:
             return
         self.sandboxes.delete(name)
+        # Owned by the object (garbage-collected with it); removed now so no copy of the
+        # supervisor's key outlives the sandbox when the collector is slow.
+        self._delete_secret(secret_name(name))
 
     def stop(self, sandbox_id: str) -> None:
         """Suspend the Sandbox (its pod ends; the object stays) and wait until the pod is gone."""
@@ -217,10 +302,9 @@ class KubernetesDriver(ComputeDriver):
             raise DriverUnsupported(f"no Sandbox object for {sandbox_id}")
         self.sandboxes.patch_spec(name, {"operatingMode": "Suspended"})
         deadline = time.monotonic() + STOP_TIMEOUT
-        core = client.CoreV1Api(self.sandboxes.api)
         while time.monotonic() < deadline:
             try:
-                core.read_namespaced_pod(name, self.namespace, _request_timeout=self.sandboxes.timeout)
+                self.core.read_namespaced_pod(name, self.namespace, _request_timeout=self.sandboxes.timeout)
             except ApiException as exc:
                 if exc.status == 404:
                     return
@@ -247,7 +331,6 @@ class KubernetesDriver(ComputeDriver):
         the sandbox's headless Service name while the pod has no IP yet. Only the
         gateway may connect (the chart's NetworkPolicy).
 
-        Not reachable yet: the supervisor does not run in the pod (issue 15).
         :raises ValueError: ``sandbox_id`` cannot name a Kubernetes object.
         """
         name = object_name(sandbox_id)
