@@ -209,7 +209,9 @@ def test_kubernetes_driver_lifecycle(namespace: str, test_image: str, tmp_path: 
         assert spec["automountServiceAccountToken"] is False
         limits = spec["containers"][0]["resources"]["limits"]
         assert limits["cpu"] == "500m" and limits["memory"] == str(64 * 1024 * 1024)
-        assert drv.status(sid).phase == "PROVISIONING"
+        # busybox has no python3: the supervisor cannot start, and the status says why
+        failed = wait_until("ERROR with the supervisor's reason", lambda: (st := drv.status(sid)).phase == "ERROR" and st, timeout=90)
+        assert "needs python3 3.11" in failed.reason, failed.reason
         # Kubernetes events about its pod reach the gateway's event sink (WatchSandbox, `sandbox logs`)
         wait_until("a Started event", lambda: any(r == "Started" for _, r, _, _ in events), timeout=60)
         started = [(m, meta) for _, r, m, meta in events if r == "Started"]

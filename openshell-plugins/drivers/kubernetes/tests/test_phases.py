@@ -39,3 +39,27 @@ def test_hostile_status_shapes_do_not_raise() -> None:
     assert len(phase_of(ready("False", "PodFailed", "x" * 10_000)).reason) < 600
     assert pod_ip({"status": {"podIPs": ["10.199.128.5"]}}) == "10.199.128.5"
     assert pod_ip(None) == ""
+
+
+def test_an_exited_supervisor_is_a_failure_with_its_last_words() -> None:
+    from openshell_driver_kubernetes.phases import supervisor_failure
+
+    assert supervisor_failure(None) is None
+    running = {"status": {"containerStatuses": [{"name": "sandbox", "state": {"running": {}}}]}}
+    assert supervisor_failure(running) is None
+    crashed = {
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "sandbox",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 127, "message": "openshell: the sandbox image needs python3 3.11\n"}},
+                }
+            ]
+        }
+    }
+    assert supervisor_failure(crashed) == "the supervisor exited with code 127: openshell: the sandbox image needs python3 3.11"
+    pull = {"status": {"containerStatuses": [{"name": "sandbox", "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}}}]}}
+    assert supervisor_failure(pull) == "ErrImageNeverPull: not present"
+    init = {"status": {"initContainerStatuses": [{"name": "openshell-runtime", "state": {"terminated": {"exitCode": 1, "message": "cp: no such file"}}}]}}
+    assert "init container openshell-runtime exited with code 1: cp: no such file" == supervisor_failure(init)

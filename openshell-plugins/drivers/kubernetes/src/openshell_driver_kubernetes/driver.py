@@ -42,7 +42,7 @@ from kubernetes.client import ApiException
 from openshell.plugin import ComputeDriver, DriverContext, DriverUnsupported, SandboxStatus, SshEndpoint, limits_for
 
 from openshell_driver_kubernetes.events import EventForwarder
-from openshell_driver_kubernetes.phases import phase_of, pod_ip
+from openshell_driver_kubernetes.phases import phase_of, pod_ip, supervisor_failure
 from openshell_driver_kubernetes.pod import CONFIG_DIR, SSH_PORT, config_secret, pod_template, secret_name, supervisor_config
 from openshell_driver_kubernetes.sandbox_api import SandboxApi
 
@@ -281,9 +281,26 @@ class KubernetesDriver(ComputeDriver):
         if name is None:
             return SandboxStatus("ERROR", "not a sandbox of this driver")
         try:
-            return phase_of(self.sandboxes.get(name))
+            status = phase_of(self.sandboxes.get(name))
+            if status.phase != "PROVISIONING":
+                return status
+            # The object says nothing about the supervisor: an exited one (an image
+            # without python3, a start that failed) shows only in the pod.
+            failure = supervisor_failure(self._pod(name))
+            return SandboxStatus("ERROR", failure) if failure else status
         except Exception as exc:  # noqa: BLE001 - the API is unreachable: say so, never raise
             return SandboxStatus("ERROR", f"Kubernetes API unreachable: {type(exc).__name__}: {str(exc)[:300]}")
+
+    def _pod(self, name: str) -> dict[str, Any] | None:
+        """The pod ``name`` as a dict, or None when there is none (yet)."""
+        try:
+            pod = self.core.read_namespaced_pod(name, self.namespace, _request_timeout=self.sandboxes.timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        out: dict[str, Any] = self.sandboxes.api.sanitize_for_serialization(pod)
+        return out
 
     def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
         """Delete the object (and so its pod). ``keep_workdir`` is not supported yet: the workdir is in the pod."""

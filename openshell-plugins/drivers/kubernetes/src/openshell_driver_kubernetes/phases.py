@@ -53,3 +53,31 @@ def pod_ip(obj: Mapping[str, Any] | None) -> str:
     """The pod's first IP from ``status.podIPs`` ("" while there is no pod)."""
     ips = ((obj or {}).get("status") or {}).get("podIPs") or []
     return str(ips[0]) if ips else ""
+
+
+def supervisor_failure(pod: Mapping[str, Any] | None, container: str = "sandbox") -> str | None:
+    """Why the supervisor in a sandbox pod is not running, or None while it starts or runs.
+
+    The supervisor is the container's process 1: once it has exited the sandbox is
+    over (as a docker container's exit is), even though the kubelet restarts it. The
+    message is the container's termination message (its last log lines, kept by
+    ``terminationMessagePolicy: FallbackToLogsOnError``). An init container that
+    failed (the runtime image lacks the site) or an image that cannot be pulled are
+    failures too.
+    """
+    status = (pod or {}).get("status") or {}
+    for init in status.get("initContainerStatuses") or []:
+        term = ((init.get("lastState") or {}).get("terminated") or (init.get("state") or {}).get("terminated")) or {}
+        if term and term.get("exitCode", 0) != 0:
+            return f"init container {init.get('name')} exited with code {term.get('exitCode')}: {str(term.get('message') or term.get('reason') or '').strip()[-300:]}"
+    for c in status.get("containerStatuses") or []:
+        if c.get("name") != container:
+            continue
+        waiting = (c.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError"):
+            return f"{waiting['reason']}: {str(waiting.get('message') or '')[:300]}"
+        term = (c.get("state") or {}).get("terminated") or (c.get("lastState") or {}).get("terminated") or {}
+        if term:
+            message = str(term.get("message") or term.get("reason") or "").strip()
+            return f"the supervisor exited with code {term.get('exitCode')}" + (f": {message[-300:]}" if message else "")
+    return None

@@ -158,6 +158,8 @@ def pod_template(
         "env": env,
         "resources": dict(resources),
         "ports": [{"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}],
+        # the supervisor's last lines when it exits: what `sandbox get` shows as the reason
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "runAsUser": 0,
             "runAsGroup": 0,
@@ -186,6 +188,7 @@ def pod_template(
             f"S={RUNTIME_SITE_PACKAGES}; [ -d $S ] || {{ rm -rf $S.tmp; mkdir -p ${{S%/*}}; cp -a {RUNTIME_SITE} $S.tmp; mv $S.tmp $S; }}",
         ],
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "openshell-runtime", "mountPath": RUNTIME_DIR}],
     }
     pod_spec: dict[str, Any] = {
