@@ -331,3 +331,14 @@ def test_gateway_add_connects_to_a_gateway_it_did_not_start(gwcli_env, tmp_path,
     res = run("gateway", "add", "other", "--endpoint", endpoint, "--from-secret", "a/b", "--kubectl", str(kubectl))
     assert res.exit_code != 0 and "lacks client.key" in res.output
     assert "other" not in os.listdir(tmp_path / "config" / "openshell" / "gateways")
+
+
+def test_a_dockerfile_is_not_built_for_a_gateway_that_runs_elsewhere(gwcli_env, tmp_path):
+    """`--from ./dir` builds in this machine's docker engine: refused for a gateway added
+    with `gateway add` (e.g. in a cluster), whose nodes would never see that image."""
+    client_config.write_gateway_config("far", "https://127.0.0.1:9", b"ca", b"cert", b"key")
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "Dockerfile").write_text("FROM scratch\n")
+    res = run("sandbox", "create", "--gateway", "far", "--from", str(tmp_path / "img"), "--detach")
+    assert res.exit_code != 0
+    assert "gateway 'far' runs elsewhere" in res.output and "pass its reference" in res.output

@@ -100,6 +100,33 @@ def driver_context(tmp: Path) -> Any:
     )
 
 
+def workdir_volumes(ns: str, count: int) -> str:
+    """``count`` hostPath PersistentVolumes of a StorageClass named after ``ns`` for the
+    sandboxes' workdir claims (the test cluster has no provisioner); returns the class.
+    :func:`delete_workdir_volumes` removes them and their directories."""
+    cls = f"{ns}-workdir"
+    for i in range(count):
+        kc_apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": f"{cls}-{i}", "labels": {"openshell-test": ns}},
+                "spec": {
+                    "capacity": {"storage": "64Mi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": cls,
+                    "hostPath": {"path": str(Path(V["K8S_DATA"]) / "pv" / cls / str(i)), "type": "DirectoryOrCreate"},
+                },
+            }
+        )
+    return cls
+
+
+def delete_workdir_volumes(ns: str) -> None:
+    kc("delete", "pv", "-l", f"openshell-test={ns}", "--wait=false", check=False)
+    shutil.rmtree(Path(V["K8S_DATA"]) / "pv" / f"{ns}-workdir", ignore_errors=True)
+
+
 def create_namespace(ns: str) -> None:
     """Create ``ns`` and wait for its ``default`` ServiceAccount (pods are refused until
     the controller-manager made it, which takes a moment on a fresh cluster)."""
@@ -111,10 +138,12 @@ def create_namespace(ns: str) -> None:
 def namespace() -> Iterator[str]:
     ns = f"osh-test-{uuid.uuid4().hex[:8]}"
     create_namespace(ns)
+    workdir_volumes(ns, 6)  # the driver tests' sandboxes keep /sandbox on a claim (stop/start)
     try:
         yield ns
     finally:
-        kc("delete", "namespace", ns, "--wait=false", check=False)
+        kc("delete", "namespace", ns, "--wait=true", check=False, timeout=300)
+        delete_workdir_volumes(ns)
 
 
 def test_node_is_ready() -> None:
@@ -186,6 +215,8 @@ def test_kubernetes_driver_lifecycle(namespace: str, test_image: str, tmp_path: 
     monkeypatch.setenv("OPENSHELL_K8S_SANDBOX_IMAGE", test_image)
     monkeypatch.setenv("OPENSHELL_K8S_RUNTIME_IMAGE", test_image)
     monkeypatch.setenv("OPENSHELL_K8S_SANDBOX_IMAGE_PULL_POLICY", "Never")
+    monkeypatch.setenv("OPENSHELL_K8S_WORKDIR_SIZE", "64Mi")
+    monkeypatch.setenv("OPENSHELL_K8S_WORKDIR_STORAGE_CLASS", f"{namespace}-workdir")
     drv = KubernetesDriver(driver_context(tmp_path), namespace=namespace)
     sid = str(uuid.uuid4())
     name = object_name(sid)

@@ -24,6 +24,8 @@ class TestKubernetesDriverContract(ComputeDriverContract):
         monkeypatch.setenv("OPENSHELL_K8S_NAMESPACE", namespace)
         monkeypatch.setenv("OPENSHELL_K8S_SANDBOX_IMAGE", test_image)
         monkeypatch.setenv("OPENSHELL_K8S_RUNTIME_IMAGE", test_image)
+        monkeypatch.setenv("OPENSHELL_K8S_WORKDIR_SIZE", "64Mi")
+        monkeypatch.setenv("OPENSHELL_K8S_WORKDIR_STORAGE_CLASS", f"{namespace}-workdir")
         monkeypatch.setenv("OPENSHELL_K8S_SANDBOX_IMAGE_PULL_POLICY", "Never")
 
     def driver_context(self, tmp_path: Any) -> DriverContext:

@@ -213,3 +213,13 @@ def test_persistence_off_and_network_policy_off() -> None:
     assert not [o for o in objs if o["kind"] == "NetworkPolicy"]
     objs = render("persistence.storageClass=-")
     assert one(objs, "StatefulSet")["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == ""
+
+
+def test_sandbox_workdir_claims_and_the_supervisors_gateway_address() -> None:
+    env = env_of(gateway_container(render()))
+    assert env["OPENSHELL_K8S_WORKDIR_SIZE"] == "1Gi" and env["OPENSHELL_K8S_WORKDIR_STORAGE_CLASS"] == ""
+    assert env["OPENSHELL_K8S_GATEWAY_ENDPOINT"] == f"t-openshell.{NS}.svc:8080"
+    assert env["OPENSHELL_K8S_GATEWAY_IP"] == "$(T_OPENSHELL_SERVICE_HOST)"  # the Service's link variable
+    assert env["OPENSHELL_K8S_RUNTIME_IMAGE"].endswith("openshell/gateway:0.1.0")
+    env = env_of(gateway_container(render("sandbox.workdir.size=", "sandbox.workdir.storageClass=fast")))
+    assert env["OPENSHELL_K8S_WORKDIR_SIZE"] == "" and env["OPENSHELL_K8S_WORKDIR_STORAGE_CLASS"] == "fast"

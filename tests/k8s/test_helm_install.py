@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 from k8s_env import CACHE, CHART, REPO, RUN, V, cluster_up, helm, kubeconfig
-from test_cluster import create_namespace, kc, kc_apply, kc_json, wait_until
+from test_cluster import create_namespace, delete_workdir_volumes, kc, kc_apply, kc_json, wait_until, workdir_volumes
 
 pytestmark = [
     pytest.mark.skipif(not cluster_up() or helm() is None, reason="no test cluster or helm: run scripts/k8s/start.sh (or nox -s k8s)"),
@@ -91,6 +91,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
         },
     }
     kc_apply(pv)
+    workdir_class = workdir_volumes(ns, 16)  # a claim per sandbox (/sandbox survives stop/start)
     rel = Release(name, ns, node_port, tmp_path_factory.mktemp("openshell-config"))
     try:
         _helm(
@@ -99,6 +100,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
             "--set", "service.type=NodePort", "--set", f"service.nodePort={node_port}",
             "--set", f"gateway.extraServerNames={{{V['K8S_NODE_IP']}}}",
             "--set", f"sandbox.namespace={ns}",
+            "--set", "sandbox.workdir.size=64Mi", "--set", f"sandbox.workdir.storageClass={workdir_class}",
         )  # fmt: skip
         yield rel
     finally:
@@ -106,6 +108,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
         kc("delete", "sandboxes", "--all", "-n", ns, "--wait=true", check=False, timeout=300)
         kc("delete", "namespace", ns, "--wait=true", check=False, timeout=300)
         kc("delete", "pv", f"{ns}-state", check=False)
+        delete_workdir_volumes(ns)
         shutil.rmtree(pv_dir, ignore_errors=True)
 
 
@@ -263,7 +266,8 @@ def test_upload_and_download_round_trip(sandbox: Sandbox, tmp_path: Path) -> Non
     assert (dest / "sub" / "b.bin").read_bytes() == (src / "sub" / "b.bin").read_bytes()
 
 
-def test_stop_ends_the_pod_and_start_brings_the_sandbox_back(sandbox: Sandbox) -> None:
+def test_stop_ends_the_pod_and_start_brings_the_sandbox_back_with_its_files(sandbox: Sandbox) -> None:
+    assert sandbox.sx("sh", "-c", "echo kept > /sandbox/kept.txt").returncode == 0
     out = sandbox.release.cli("sandbox", "stop", sandbox.name, timeout=240)
     assert out.returncode == 0, out.stderr
     assert sandbox.phase() == "STOPPED"
@@ -271,7 +275,7 @@ def test_stop_ends_the_pod_and_start_brings_the_sandbox_back(sandbox: Sandbox) -
     assert kc("get", "pod", name, "-n", sandbox.release.namespace, check=False).returncode != 0
     out = sandbox.release.cli("sandbox", "start", sandbox.name, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert sandbox.sx("echo", "back").stdout == "back\n"
+    assert sandbox.sx("cat", "/sandbox/kept.txt").stdout == "kept\n"  # on the sandbox's claim, not the pod
 
 
 def test_sandbox_and_policy_survive_a_gateway_pod_restart(sandbox: Sandbox) -> None:
@@ -286,6 +290,24 @@ def test_sandbox_and_policy_survive_a_gateway_pod_restart(sandbox: Sandbox) -> N
     # the supervisor reconnected: exec goes through the new gateway pod to the same sandbox
     assert wait_until("exec after the restart", lambda: (o := sandbox.sx("echo", "still")).returncode == 0 and o).stdout == "still\n"
     assert wait_until("READY after the restart", lambda: sandbox.phase() == "READY")
+
+
+def test_image_and_limits_given_at_create_reach_the_pod(release: Release) -> None:
+    _connect(release)
+    name = f"k8s-lim-{uuid.uuid4().hex[:5]}"
+    image = f"docker.io/openshell/sandbox:{TAG}"
+    out = release.cli("sandbox", "create", "--name", name, "--from", image, "--cpu", "500m", "--memory", "512Mi", "--detach", "--timeout", "240", timeout=300)
+    try:
+        assert out.returncode == 0, out.stdout + out.stderr
+        sb = Sandbox(name, release)
+        obj = sb.object()
+        assert obj is not None
+        (c,) = kc_json("get", "pod", obj["metadata"]["name"], "-n", release.namespace)["spec"]["containers"]
+        assert c["image"] == image
+        assert c["resources"]["limits"] == {"cpu": "500m", "memory": str(512 * 1024 * 1024)}
+        assert sb.sx("echo", "limited").stdout == "limited\n"
+    finally:
+        release.cli("sandbox", "delete", name, timeout=240)
 
 
 def test_ten_sandboxes_at_once(release: Release) -> None:

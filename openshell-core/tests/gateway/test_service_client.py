@@ -184,7 +184,7 @@ def test_wait_ready_follows_the_status_stream_to_ready_or_deletion(sdk_client, t
         with pytest.raises(concurrent.futures.TimeoutError):
             waiting.result(0.3)
         sdk_client.delete_sandbox("gone")
-        with pytest.raises(sdk.SandboxNotFound):
+        with pytest.raises(sdk.SandboxNotFound, match="^sandbox 'gone' was deleted while waiting for it to become READY$"):
             waiting.result(10)
 
 

@@ -35,7 +35,7 @@ def read_secret(ref: str, kubectl: str, kubeconfig: str | None, context: str | N
     """
     namespace, sep, name = ref.partition("/")
     if not sep or not namespace or not name or "/" in name:
-        raise CliError(f"--from-secret {ref!r} is not NAMESPACE/NAME (e.g. openshell/openshell-openshell-client)")
+        raise CliError(f"--from-secret {ref!r} is not NAMESPACE/NAME (e.g. openshell/openshell-client)")
     exe = shutil.which(kubectl)
     if exe is None:
         raise CliError(f"--from-secret needs kubectl ({kubectl!r} is not on PATH); pass --kubectl PATH, or --ca/--cert/--key files")
@@ -49,7 +49,7 @@ def read_secret(ref: str, kubectl: str, kubeconfig: str | None, context: str | N
     except subprocess.TimeoutExpired:
         raise CliError(f"kubectl did not answer within {KUBECTL_TIMEOUT:.0f}s reading secret {ref}") from None
     if out.returncode != 0:
-        raise CliError(f"kubectl could not read secret {ref}: {out.stderr.strip()[-500:]}")
+        raise CliError(f"kubectl could not read secret {ref}: {out.stderr.strip()[-500:] or f'{exe} exited with code {out.returncode} and said nothing'}")
     try:
         data = json.loads(out.stdout).get("data") or {}
         files = {k: base64.b64decode(data[k], validate=True) for k in SECRET_KEYS if k in data}
@@ -78,7 +78,7 @@ def _read_pem(path: str, what: str) -> bytes:
     "--from-secret",
     "secret",
     metavar="NAMESPACE/NAME",
-    help="Read the client files from this Kubernetes Secret (the chart's <release>-openshell-client) with kubectl.",
+    help="Read the client files from this Kubernetes Secret with kubectl: the chart's client Secret, which 'helm install' prints (openshell-client for a release named openshell).",
 )
 @click.option("--kubeconfig", default=None, help="kubeconfig for --from-secret (default: kubectl's).")
 @click.option("--context", "kube_context", default=None, help="kubeconfig context for --from-secret.")
@@ -111,7 +111,7 @@ def add_cmd(
     \b
     Examples:
       openshell gateway add k8s --endpoint https://10.0.0.5:30443 \\
-          --from-secret openshell/openshell-openshell-client
+          --from-secret openshell/openshell-client
       openshell gateway add lab --endpoint https://lab:8080 --ca ca.crt --cert tls.crt --key tls.key
     """
     try:

@@ -183,12 +183,30 @@ def _limit_option(ctx: click.Context, param: click.Parameter, value: Optional[st
     return value
 
 
-def _image_from(source: str) -> str:
+def _image_from(source: str, gateway: str | None) -> str:
     """The image reference for ``--from``: a Dockerfile or a directory holding one is
     built first in the local docker engine (the docker driver's plugin); anything else
-    is sent as an image reference."""
+    is sent as an image reference.
+
+    :raises CliError: a Dockerfile for a gateway that does not run its sandboxes in this
+        machine's engine (a remote one, e.g. in a cluster, or a local one of another driver).
+    """
     if not source or not (os.path.isfile(source) or os.path.isdir(source)):
         return source
+    from openshell.client.config import GatewayConfigError, active_name, load_gateway_config
+
+    name = gateway or active_name()
+    try:
+        meta = load_gateway_config(name).metadata if name else {}
+    except GatewayConfigError:
+        meta = {}
+    if name and meta and (not meta.get("state_dir") or meta.get("driver", "docker") != "docker"):
+        where = "runs elsewhere (added with 'gateway add')" if not meta.get("state_dir") else f"uses the {meta.get('driver')} driver"
+        raise CliError(
+            f"--from {source}: a Dockerfile is built in this machine's docker engine, which only a local gateway with the "
+            f"docker driver uses; gateway '{name}' {where}: build the image where its sandboxes run (Kubernetes: "
+            "deploy/docker/build_images.py or your registry) and pass its reference"
+        )
     try:
         from openshell_plugin_docker.commands import build_image
     except ImportError:
@@ -228,7 +246,7 @@ def _image_from(source: str) -> str:
     "from_",
     default="",
     metavar="IMAGE|Dockerfile|DIR",
-    help="Sandbox image (docker driver): an image reference, a Dockerfile or a directory holding one (built here first).",
+    help="Sandbox image (docker and kubernetes drivers): an image reference, or (docker) a Dockerfile or a directory holding one, built here first.",
 )
 @output_option("With --detach (or no COMMAND): print the READY sandbox's record on stdout in this format, for scripts.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -294,7 +312,7 @@ def create(
     if output != "table" and command and not detach:
         raise click.UsageError("-o json|yaml prints the sandbox's record: use it with --detach or without COMMAND (COMMAND's output is its own)")
     upload_specs = [_split_upload(u) for u in uploads]
-    image = _image_from(from_)
+    image = _image_from(from_, gateway)
     policy_yaml = _read_policy(policy_file)
     env = _kv(envs, "--env")
     label_map = _kv(labels, "--label")

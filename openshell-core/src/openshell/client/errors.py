@@ -48,8 +48,8 @@ class NotFound(OpenShellError, LookupError):
 class SandboxNotFound(NotFound):
     """The named sandbox does not exist."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"sandbox '{name}' not found; see 'openshell sandbox list'")
+    def __init__(self, name: str, message: str = "") -> None:
+        super().__init__(message or f"sandbox '{name}' not found; see 'openshell sandbox list'")
         self.name = name
 
 

@@ -467,7 +467,7 @@ class OpenShellClient(PolicyClient, ProviderClient, TemplateClient, WorkspaceCli
             raise WaitTimeout(f"sandbox '{name}' is still {phase} after {timeout:g}s; see 'openshell sandbox get {name}'") from None
         finally:
             watch.close()
-        raise SandboxNotFound(f"sandbox '{name}' was deleted while waiting for it")
+        raise SandboxNotFound(name, f"sandbox '{name}' was deleted while waiting for it to become READY")
 
     def list_sandboxes(self, labels: Mapping[str, str] | str | None = None, *, page_size: int = 100) -> list[Sandbox]:
         """Return every sandbox matching ``labels`` (all of them; pages are followed).

@@ -56,3 +56,18 @@ def test_gateway_name_is_pinned_only_when_its_ip_is_known() -> None:
     assert "hostAliases" not in _template(gateway_host="gw.ns.svc")["spec"]
     spec = _template(gateway_host="gw.ns.svc", gateway_ip="10.0.0.9")["spec"]
     assert spec["hostAliases"] == [{"ip": "10.0.0.9", "hostnames": ["gw.ns.svc"]}]
+
+
+def test_a_workdir_claim_replaces_the_state_emptydir() -> None:
+    from openshell_driver_kubernetes.pod import STATE_VOLUME, workdir_claim_template
+
+    vols = {v["name"]: v for v in _template()["spec"]["volumes"]}
+    assert vols[STATE_VOLUME] == {"name": STATE_VOLUME, "emptyDir": {}}
+    vols = {v["name"] for v in _template(workdir_claim=True)["spec"]["volumes"]}
+    assert STATE_VOLUME not in vols  # the controller adds the claim's volume under this name
+    tmpl = workdir_claim_template("1Gi", "fast")
+    assert tmpl == {
+        "metadata": {"name": STATE_VOLUME},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "fast"},
+    }
+    assert "storageClassName" not in workdir_claim_template("1Gi")["spec"]

@@ -43,7 +43,7 @@ from openshell.plugin import ComputeDriver, DriverContext, DriverUnsupported, Sa
 
 from openshell_driver_kubernetes.events import EventForwarder
 from openshell_driver_kubernetes.phases import phase_of, pod_ip, supervisor_failure
-from openshell_driver_kubernetes.pod import CONFIG_DIR, SSH_PORT, config_secret, pod_template, secret_name, supervisor_config
+from openshell_driver_kubernetes.pod import CONFIG_DIR, SSH_PORT, config_secret, pod_template, secret_name, supervisor_config, workdir_claim_template
 from openshell_driver_kubernetes.sandbox_api import SandboxApi
 
 DEFAULT_IMAGE = "docker.io/openshell/sandbox:0.1.0"
@@ -150,6 +150,15 @@ class KubernetesDriver(ComputeDriver):
         self.runtime_image = os.environ.get("OPENSHELL_K8S_RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE
         self.gateway_host, self.gateway_endpoint = _gateway_endpoint(ctx)
         self.gateway_ip = _gateway_ip()
+        self.workdir_size = os.environ.get("OPENSHELL_K8S_WORKDIR_SIZE", "")
+        self.workdir_class = os.environ.get("OPENSHELL_K8S_WORKDIR_STORAGE_CLASS", "")
+        if self.workdir_size:
+            from openshell.resources import QuantityError, parse_bytes
+
+            try:
+                parse_bytes(self.workdir_size)
+            except QuantityError as exc:
+                raise ConfigError(f"OPENSHELL_K8S_WORKDIR_SIZE {self.workdir_size!r} is not a size like 1Gi: {exc}") from exc
         self.service_account = os.environ.get("OPENSHELL_K8S_SANDBOX_SERVICE_ACCOUNT", "")
         labels = _json_env("OPENSHELL_K8S_SANDBOX_LABELS", {})
         resources = _json_env("OPENSHELL_K8S_SANDBOX_RESOURCES", {})
@@ -190,8 +199,12 @@ class KubernetesDriver(ComputeDriver):
             gateway_host=self.gateway_host,
             gateway_ip=self.gateway_ip,
             extra_env={"OPENSHELL_EXTRA_CA": f"{CONFIG_DIR}/extra-ca.pem"} if os.environ.get("OPENSHELL_EXTRA_CA") else None,
+            workdir_claim=bool(self.workdir_size),
         )
-        return {"podTemplate": template, "operatingMode": "Running"}
+        out: dict[str, Any] = {"podTemplate": template, "operatingMode": "Running"}
+        if self.workdir_size:
+            out["volumeClaimTemplates"] = [workdir_claim_template(self.workdir_size, self.workdir_class)]
+        return out
 
     def config_secret(self, sandbox: Mapping[str, Any], owner: Mapping[str, str] | None) -> dict[str, Any]:
         """The Secret with the supervisor's config and mTLS files for ``sandbox``.
@@ -313,10 +326,21 @@ class KubernetesDriver(ComputeDriver):
         self._delete_secret(secret_name(name))
 
     def stop(self, sandbox_id: str) -> None:
-        """Suspend the Sandbox (its pod ends; the object stays) and wait until the pod is gone."""
+        """Suspend the Sandbox (its pod ends; the object and its workdir claim stay) and wait
+        until the pod is gone.
+
+        :raises DriverUnsupported: no object, or no workdir claim (``/sandbox`` in an
+            emptyDir would be lost: refused rather than losing the files ``stop`` keeps).
+        """
         name = object_name(sandbox_id)
-        if name is None or self.sandboxes.get(name) is None:
+        obj = self.sandboxes.get(name) if name else None
+        if name is None or obj is None:
             raise DriverUnsupported(f"no Sandbox object for {sandbox_id}")
+        if not (obj.get("spec") or {}).get("volumeClaimTemplates"):
+            raise DriverUnsupported(
+                "this sandbox's /sandbox is in an emptyDir, which a stopped pod loses: stop is refused; "
+                "install the chart with sandbox.workdir.size set (a claim per sandbox) to stop and start sandboxes"
+            )
         self.sandboxes.patch_spec(name, {"operatingMode": "Suspended"})
         deadline = time.monotonic() + STOP_TIMEOUT
         while time.monotonic() < deadline:

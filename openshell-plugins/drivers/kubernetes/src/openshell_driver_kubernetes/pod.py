@@ -60,6 +60,23 @@ SUPERVISOR_START = (
 )
 
 
+#: the volume of STATE_DIR; with a claim template of this name the agent-sandbox controller
+#: makes a claim ``openshell-state-<object name>`` per sandbox and mounts it here
+STATE_VOLUME = "openshell-state"
+
+
+def workdir_claim_template(size: str, storage_class: str = "") -> dict[str, Any]:
+    """The ``volumeClaimTemplates`` entry that keeps a sandbox's state (``/sandbox``) on a
+    claim of its own: it outlives stop/start and pod restarts, and goes with the sandbox.
+
+    :param size: a quantity, e.g. ``1Gi``; :param storage_class: "" for the cluster's default.
+    """
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {"metadata": {"name": STATE_VOLUME}, "spec": spec}
+
+
 def secret_name(object_name: str) -> str:
     """The config Secret of Sandbox ``object_name`` (the same name: one Secret per sandbox)."""
     return object_name
@@ -131,11 +148,14 @@ def pod_template(
     gateway_host: str = "",
     gateway_ip: str = "",
     extra_env: Mapping[str, str] | None = None,
+    workdir_claim: bool = False,
 ) -> dict[str, Any]:
     """The ``podTemplate`` of a sandbox's ``Sandbox`` object (see the module docstring).
 
     :param gateway_host: the gateway's Service name supervisors dial; with ``gateway_ip``
         it is pinned in the pod's ``/etc/hosts`` (``hostAliases``).
+    :param workdir_claim: the state volume comes from the Sandbox's claim template
+        (:func:`workdir_claim_template`; the controller adds it to the pod), not an emptyDir.
     """
     env = [
         {"name": "PATH", "value": PATH},
@@ -174,7 +194,7 @@ def pod_template(
             # writable for the supervisor's first start (the venv's interpreter link); hidden
             # from every sandbox process with the rest of /.openshell (launcher)
             {"name": "openshell-runtime", "mountPath": RUNTIME_DIR},
-            {"name": "openshell-state", "mountPath": STATE_DIR},
+            {"name": STATE_VOLUME, "mountPath": STATE_DIR},
         ],
     }
     init: dict[str, Any] = {
@@ -200,7 +220,7 @@ def pod_template(
         "volumes": [
             {"name": "openshell-config", "secret": {"secretName": secret, "defaultMode": 0o400}},
             {"name": "openshell-runtime", "emptyDir": {}},
-            {"name": "openshell-state", "emptyDir": {}},
+            *([] if workdir_claim else [{"name": STATE_VOLUME, "emptyDir": {}}]),
         ],
     }
     if service_account:
