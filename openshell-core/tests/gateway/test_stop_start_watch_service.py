@@ -167,6 +167,27 @@ def test_a_driver_without_stop_refuses_and_leaves_the_sandbox_alone(wire):
     assert _phase(wire, "kept") == openshell_pb2.SANDBOX_PHASE_READY
 
 
+class _RefusingStopDriver(_NoStopDriver):
+    """Stops sandboxes in general but refuses this one (kubernetes without a workdir claim)."""
+
+    name = "refusing"
+
+    def stop(self, sandbox_id):
+        from openshell.plugin.kinds import DriverUnsupported
+
+        raise DriverUnsupported("its /sandbox would be lost")
+
+
+def test_a_driver_refusing_one_stop_leaves_that_sandbox_running_and_says_why(wire):
+    sb = wire.create("busy")
+    wire.make_ready(sb)
+    wire.core.driver = _RefusingStopDriver(wire.driver.ctx)
+    err = code_of(lambda: _stop(wire, "busy"))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.details() == "sandbox 'busy' was not stopped: its /sandbox would be lost"
+    assert _phase(wire, "busy") == openshell_pb2.SANDBOX_PHASE_READY  # not ERROR: nothing was done
+
+
 # --------------------------------------------------------------------------- watch
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from openshell.gateway import store as st
 from openshell.gateway.errors import DriverFailed, FailedPrecondition, SandboxNotReady
-from openshell.plugin.kinds import ComputeDriver
+from openshell.plugin.kinds import ComputeDriver, DriverUnsupported
 
 if TYPE_CHECKING:
     from openshell.gateway.ssh_sessions import SshSessions
@@ -58,7 +58,8 @@ class StopStartMixin:
         :returns: the sandbox (``SandboxInfo``), STOPPED.
         :raises SandboxNotFound: no such sandbox.
         :raises SandboxNotReady: it is being deleted.
-        :raises FailedPrecondition: the compute driver cannot stop sandboxes.
+        :raises FailedPrecondition: the compute driver cannot stop sandboxes, or refuses to
+            stop this one (``DriverUnsupported``: nothing was done, it runs on unchanged).
         :raises DriverFailed: the driver failed (the sandbox is ERROR with the reason).
         """
         record = await self._record(name, workspace)
@@ -71,13 +72,22 @@ class StopStartMixin:
         if stopping is None:  # deleted meanwhile
             return await self._info(await self._record(name, workspace))
         self._event(record.id, "gateway", "Normal", "Stopping", "stopping every process of the sandbox")
-        return await self._info(await self._finish_stop(stopping))
+        return await self._info(await self._finish_stop(stopping, before=record))
 
-    async def _finish_stop(self, record: SandboxRecord) -> SandboxRecord:
-        """Have the driver stop the STOPPING sandbox; STOPPED (or ERROR and :class:`DriverFailed`)."""
+    async def _finish_stop(self, record: SandboxRecord, before: SandboxRecord | None = None) -> SandboxRecord:
+        """Have the driver stop the STOPPING sandbox; STOPPED (or ERROR and :class:`DriverFailed`).
+
+        :param before: the record before the stop was asked for: a driver that refuses this
+            sandbox (``DriverUnsupported``, e.g. its files would not survive) leaves it as it was.
+        :raises FailedPrecondition: the driver refused (with ``before``).
+        """
         try:
             await asyncio.to_thread(self.driver.stop, record.id)
         except Exception as exc:  # noqa: BLE001 - any driver failure: ERROR with the reason
+            if isinstance(exc, DriverUnsupported) and before is not None:
+                await self._update(record.id, phase=before.phase, reason=before.reason)
+                self._event(record.id, "driver", "Warning", "StopRefused", str(exc))
+                raise FailedPrecondition(f"sandbox '{record.name}' was not stopped: {exc}") from exc
             reason = f"compute driver could not stop the sandbox: {exc}"
             await self._update(record.id, phase=st.ERROR, reason=reason)
             self._event(record.id, "driver", "Warning", "StopFailed", reason)
