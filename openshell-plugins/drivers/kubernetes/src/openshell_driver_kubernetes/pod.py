@@ -36,9 +36,11 @@ from typing import Any
 SSH_PORT = 2222
 #: where the Secret with the supervisor's config is mounted (0400, root)
 CONFIG_DIR = "/var/lib/openshell/config"
-#: the supervisor's state directory (its workdir shows as /sandbox): an emptyDir
+#: the supervisor's state directory (its workdir shows as /sandbox): the sandbox's
+#: workdir claim (:func:`workdir_claim_template`), else an emptyDir
 STATE_DIR = "/var/lib/openshell/state"
-#: where the runtime image's OpenShell site is copied and mounted read-only
+#: where the runtime image's OpenShell site is copied (an emptyDir; every sandbox process
+#: has it unmounted, as the docker driver's runtime)
 RUNTIME_DIR = "/.openshell"
 #: the site inside the runtime image
 RUNTIME_SITE = "/opt/openshell/site"
