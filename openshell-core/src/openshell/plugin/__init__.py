@@ -72,6 +72,7 @@ _LAZY: dict[str, str] = {
     "PluginLoadError": "openshell.plugin.loader",
     "PluginNotFound": "openshell.plugin.loader",
     "get_registry": "openshell.plugin.loader",
+    "supervisor_entry_points": "openshell.plugin.loader",
     # agents
     "NpmAgent": "openshell.agents.npm",
     "MergedPolicy": "openshell.agents.fragment",
@@ -136,7 +137,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from openshell.agents.fragment import MergedPolicy, merge_fragment
     from openshell.agents.npm import NpmAgent
     from openshell.inference.http import ModelsEndpointBackend
-    from openshell.plugin.loader import PluginError, PluginInfo, PluginLoadError, PluginNotFound, get_registry
+    from openshell.plugin.loader import PluginError, PluginInfo, PluginLoadError, PluginNotFound, get_registry, supervisor_entry_points
     from openshell.policy.decide import decide
     from openshell.policy.decision import ConnectInput, Decision, RequestInput
     from openshell.policy.defaults import ACCESS_PRESETS
@@ -214,6 +215,7 @@ __all__ = [
     "SANDBOX_PHASES",
     "SandboxStatus",
     "SshEndpoint",
+    "supervisor_entry_points",
     # event hooks
     "GatewayEvent",
     "SandboxEvent",

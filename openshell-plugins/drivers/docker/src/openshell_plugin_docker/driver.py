@@ -102,7 +102,7 @@ class DockerDriver(ComputeDriver):
         self._creating: set[str] = set()
         #: image id -> whether it has /bin/sh (images are immutable: asked once)
         self._has_shell: dict[str, bool] = {}
-        from openshell.plugin.loader import supervisor_entry_points
+        from openshell.plugin import supervisor_entry_points
 
         # The same interpreter and packages run in the container (the runtime): the values hold there.
         self._plugins = supervisor_entry_points()

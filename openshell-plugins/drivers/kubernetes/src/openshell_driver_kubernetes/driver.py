@@ -153,11 +153,9 @@ class KubernetesDriver(ComputeDriver):
         self.workdir_size = os.environ.get("OPENSHELL_K8S_WORKDIR_SIZE", "")
         self.workdir_class = os.environ.get("OPENSHELL_K8S_WORKDIR_STORAGE_CLASS", "")
         if self.workdir_size:
-            from openshell.resources import QuantityError, parse_bytes
-
             try:
-                parse_bytes(self.workdir_size)
-            except QuantityError as exc:
+                limits_for({"limits": {"disk": self.workdir_size}})  # the same size syntax as --disk
+            except ValueError as exc:
                 raise ConfigError(f"OPENSHELL_K8S_WORKDIR_SIZE {self.workdir_size!r} is not a size like 1Gi: {exc}") from exc
         self.service_account = os.environ.get("OPENSHELL_K8S_SANDBOX_SERVICE_ACCOUNT", "")
         labels = _json_env("OPENSHELL_K8S_SANDBOX_LABELS", {})
@@ -170,7 +168,7 @@ class KubernetesDriver(ComputeDriver):
         self.resources: dict[str, Any] = resources
         self.sandboxes = SandboxApi(api or api_client(), self.namespace)
         self.core = client.CoreV1Api(self.sandboxes.api)
-        from openshell.plugin.loader import supervisor_entry_points
+        from openshell.plugin import supervisor_entry_points
 
         # Pods run the runtime image's site, the same packages as this gateway's image.
         self._plugins = supervisor_entry_points()
