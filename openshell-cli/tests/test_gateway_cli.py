@@ -318,6 +318,8 @@ def test_gateway_add_connects_to_a_gateway_it_did_not_start(gwcli_env, tmp_path,
     # mistakes name the option and the fix; nothing is overwritten without --force
     res = run("gateway", "add", "k8s", "--endpoint", endpoint, "--from-secret", "ns1/x", "--kubectl", str(kubectl))
     assert res.exit_code != 0 and "--force" in res.output
+    res = run("gateway", "add", "origin", "--force", "--endpoint", endpoint, "--from-secret", "ns1/x", "--kubectl", str(kubectl))
+    assert res.exit_code != 0 and "started on this machine" in res.output
     for argv, needle in (
         (["--endpoint", "http://x:1", "--from-secret", "a/b"], "https://HOST:PORT"),
         (["--endpoint", endpoint, "--from-secret", "nons"], "NAMESPACE/NAME"),

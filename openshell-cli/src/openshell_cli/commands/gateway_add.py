@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
-from openshell.client.config import GatewayConfigError, active_name, list_gateways, set_active, write_gateway_config
+from openshell.client.config import GatewayConfigError, active_name, list_gateways, load_gateway_config, set_active, write_gateway_config
 from openshell.gateway.paths import InvalidGatewayName, check_name
 
 from openshell_cli.commands.gateway import gateway, gateway_status
@@ -125,8 +125,15 @@ def add_cmd(
         port = None
     if url.scheme != "https" or not url.hostname or not port or url.path not in ("", "/"):
         raise CliError(f"--endpoint {endpoint!r} is not https://HOST:PORT")
-    if name in list_gateways() and not force:
-        raise CliError(f"gateway '{name}' is already configured; pass --force to replace its client files, or pick another name")
+    if name in list_gateways():
+        if not force:
+            raise CliError(f"gateway '{name}' is already configured; pass --force to replace its client files, or pick another name")
+        try:
+            local = bool(load_gateway_config(name).metadata.get("state_dir"))
+        except GatewayConfigError:
+            local = False
+        if local:  # its files come from its own PKI; replacing them would orphan it
+            raise CliError(f"gateway '{name}' was started on this machine ('gateway start'); pick another name for the one you add")
     files_given = [f for f in (ca, cert, key) if f]
     if secret and files_given:
         raise CliError("pass either --from-secret or --ca/--cert/--key, not both")
