@@ -266,6 +266,46 @@ def test_upload_and_download_round_trip(sandbox: Sandbox, tmp_path: Path) -> Non
     assert (dest / "sub" / "b.bin").read_bytes() == (src / "sub" / "b.bin").read_bytes()
 
 
+def test_ssh_and_forward_reach_the_pod_through_the_gateway(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The real ``ssh`` with ``sandbox ssh-config`` (ProxyCommand through the gateway's
+    /connect/ssh) and ``forward`` (SSH port forwarding) reach the supervisor in the pod."""
+    import socket
+
+    from conftest import free_port  # noqa: E402 - tests/ is on sys.path (conftest)
+
+    rel = sandbox.release
+    env = {**os.environ, "XDG_CONFIG_HOME": str(rel.config_home), "OPENSHELL_GATEWAY": rel.name}
+    cfg = tmp_path / "ssh_config"
+    out = rel.cli("sandbox", "ssh-config", sandbox.name)
+    assert out.returncode == 0, out.stderr
+    cfg.write_text(out.stdout)
+    p = subprocess.run(["ssh", "-F", str(cfg), f"openshell-{sandbox.name}", "id -un"], env=env, capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (0, "sandbox\n"), p.stderr
+
+    port = free_port()
+    code = (
+        "import http.server\nclass H(http.server.BaseHTTPRequestHandler):\n def do_GET(self):\n"
+        "  self.send_response(200); self.end_headers(); self.wfile.write(b'from-a-pod')\n"
+        f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()"
+    )
+    server = subprocess.Popen([OPENSHELL, "sandbox", "exec", sandbox.name, "--", "python3", "-c", code], env=env, stdin=subprocess.DEVNULL)
+    try:
+        probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), 1)"
+        wait_until("the server in the sandbox", lambda: sandbox.sx("python3", "-c", probe).returncode == 0, timeout=60)
+        out = rel.cli("forward", "start", str(port), sandbox.name)
+        assert out.returncode == 0, out.stderr
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+        assert data.endswith(b"from-a-pod"), data[-200:]
+    finally:
+        rel.cli("forward", "stop", str(port), sandbox.name)
+        server.kill()
+        server.wait()
+
+
 def test_stop_ends_the_pod_and_start_brings_the_sandbox_back_with_its_files(sandbox: Sandbox) -> None:
     assert sandbox.sx("sh", "-c", "echo kept > /sandbox/kept.txt").returncode == 0
     out = sandbox.release.cli("sandbox", "stop", sandbox.name, timeout=240)
