@@ -482,10 +482,16 @@ def test_every_footer_key_fits_80_columns_in_both_views(term_env):
     def keys_cut_off(app) -> list[str]:
         return [f"{k.key_display or k.key} {k.description} {k.region}" for k in app.screen.query(FooterKey) if k.region.right > 80 or k.region.width == 0]
 
+    def footer_laid_out(app) -> bool:
+        # On a loaded machine the footer's keys can still be unplaced (every region empty)
+        # when the table already shows READY: wait for the layout, then judge the widths.
+        return any(k.region.width for k in app.screen.query(FooterKey))
+
     async def run() -> None:
         app = TermApp()
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: (row(app, "tui-narrow") or ["", ""])[1] == "READY", "tui-narrow READY")
+            await until(pilot, lambda: footer_laid_out(app), "the footer laid out")
             assert not keys_cut_off(app), keys_cut_off(app)
             assert {k.description for k in app.screen.query(FooterKey)} >= {
                 "shell",
@@ -500,6 +506,7 @@ def test_every_footer_key_fits_80_columns_in_both_views(term_env):
             }
             await open_sandbox(pilot, "tui-narrow")
             await pilot.pause(0.5)
+            await until(pilot, lambda: footer_laid_out(app), "the sandbox view's footer laid out")
             assert not keys_cut_off(app), keys_cut_off(app)
             assert {k.description for k in app.screen.query(FooterKey)} >= {"explain", "shell", "run", "delete", "policy", "back", "keys"}
 
