@@ -109,7 +109,9 @@ class GatewayLink:
             req.policy.status = supervisor_pb2.POLICY_LOAD_STATUS_FAILED if policy_error else supervisor_pb2.POLICY_LOAD_STATUS_LOADED
             req.policy.error = policy_error or ""
         try:
-            await self.stub.ReportStatus(req, metadata=self.metadata, timeout=CALL_TIMEOUT)
+            # wait_for_ready: a start that fails while the channel is still connecting (a check
+            # run during the first round trip) must still deliver its reason, not UNAVAILABLE
+            await self.stub.ReportStatus(req, metadata=self.metadata, timeout=CALL_TIMEOUT, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
             log.warning("event=report_failed phase=%s code=%s", phase, exc.code().name)
             return False
