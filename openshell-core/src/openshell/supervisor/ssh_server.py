@@ -97,6 +97,7 @@ class SshServer:
 
     def __init__(self, path: str, secret: bytes, launch: Launcher, *, shell: str = "/bin/bash", dial: Optional[Dialer] = None) -> None:
         self.path = path
+        self._tcp = path.startswith("tcp://")
         self.dial = dial
         self.verifier = PrefaceVerifier(secret)
         self.launch = launch
@@ -114,13 +115,14 @@ class SshServer:
         :raises OSError: the socket cannot be bound.
         :raises ValueError: a ``tcp://`` address that does not parse (:func:`tcp_address`).
         """
-        if self.path.startswith("tcp://"):
+        self._sock = self._bind()
+        threading.Thread(target=self._accept_loop, daemon=True, name="ssh-accept").start()
+
+    def _bind(self) -> socket.socket:
+        if self._tcp:
             # A pod's supervisor (kubernetes driver): the gateway dials the pod's IP. The
             # NSSH1 preface (HMAC of the sandbox's secret) is what admits a peer.
-            sock = socket.create_server(tcp_address(self.path), backlog=64)
-            self._sock = sock
-            threading.Thread(target=self._accept_loop, daemon=True, name="ssh-accept").start()
-            return
+            return socket.create_server(tcp_address(self.path), backlog=64)
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -132,15 +134,14 @@ class SshServer:
         finally:
             os.umask(old)
         sock.listen(64)
-        self._sock = sock
-        threading.Thread(target=self._accept_loop, daemon=True, name="ssh-accept").start()
+        return sock
 
     def close(self) -> None:
         """Stop accepting, remove the socket file, kill running session processes."""
         self._closed.set()
         if self._sock:
             self._sock.close()
-            if not self.path.startswith("tcp://"):
+            if not self._tcp:
                 try:
                     os.unlink(self.path)
                 except OSError:

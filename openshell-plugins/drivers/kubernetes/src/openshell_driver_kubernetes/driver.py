@@ -204,12 +204,11 @@ class KubernetesDriver(ComputeDriver):
             out["volumeClaimTemplates"] = [workdir_claim_template(self.workdir_size, self.workdir_class)]
         return out
 
-    def config_secret(self, sandbox: Mapping[str, Any], owner: Mapping[str, str] | None) -> dict[str, Any]:
-        """The Secret with the supervisor's config and mTLS files for ``sandbox``.
+    def _supervisor_files(self) -> dict[str, bytes]:
+        """The CA, the supervisor's certificate and key (and ``$OPENSHELL_EXTRA_CA``) for its Secret.
 
-        :raises OSError: the gateway's PKI files (or ``$OPENSHELL_EXTRA_CA``) cannot be read.
+        :raises OSError: one of them cannot be read.
         """
-        name = object_name(str(sandbox["id"])) or ""
         files = {
             "ca.pem": Path(self.ctx.ca_cert).read_bytes(),
             "client.pem": Path(self.ctx.client_cert).read_bytes(),
@@ -218,8 +217,7 @@ class KubernetesDriver(ComputeDriver):
         extra_ca = os.environ.get("OPENSHELL_EXTRA_CA")
         if extra_ca:
             files["extra-ca.pem"] = Path(extra_ca).read_bytes()
-        config = supervisor_config(sandbox, self.gateway_endpoint, self._plugins)
-        return config_secret(secret_name(name), self.namespace, config, files, owner, {ID_LABEL: str(sandbox["id"])})
+        return files
 
     def _resources(self, sandbox: Mapping[str, Any]) -> dict[str, Any]:
         """The chart's default container resources; a sandbox's own ``--cpu``/``--memory``
@@ -256,13 +254,17 @@ class KubernetesDriver(ComputeDriver):
             NAME_LABEL: label_value(str(sandbox.get("name", ""))),
             WORKSPACE_LABEL: label_value(str(sandbox.get("workspace", ""))),
         }
-        secret = self.config_secret(sandbox, None)  # read the PKI before anything is made
+        files = self._supervisor_files()  # read before anything is made
         obj = self.sandboxes.create(name, self.sandbox_spec(sandbox), labels)
-        meta = obj.get("metadata") or {}
-        owner = {"apiVersion": str(obj.get("apiVersion", "")), "kind": str(obj.get("kind", "")), "name": name, "uid": str(meta.get("uid", ""))}
-        secret["metadata"]["ownerReferences"] = [{**owner, "controller": False, "blockOwnerDeletion": False}]
+        owner = {
+            "apiVersion": str(obj.get("apiVersion", "")),
+            "kind": str(obj.get("kind", "")),
+            "name": name,
+            "uid": str((obj.get("metadata") or {}).get("uid", "")),
+        }
+        config = supervisor_config(sandbox, self.gateway_endpoint, self._plugins)
         try:
-            self._put_secret(secret)
+            self._put_secret(config_secret(secret_name(name), self.namespace, config, files, owner, {ID_LABEL: str(sandbox["id"])}))
         except BaseException:
             self.sandboxes.delete(name)
             raise

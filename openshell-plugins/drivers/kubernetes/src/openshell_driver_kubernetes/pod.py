@@ -115,7 +115,7 @@ def config_secret(
     namespace: str,
     config: Mapping[str, Any],
     files: Mapping[str, bytes],
-    owner: Mapping[str, str] | None,
+    owner: Mapping[str, str],
     labels: Mapping[str, str],
 ) -> dict[str, Any]:
     """The Secret holding ``supervisor.json`` and ``files`` (``ca.pem``, ``client.pem``, ``client.key``, ...).
@@ -126,9 +126,12 @@ def config_secret(
     import base64
 
     data = {"supervisor.json": json.dumps(config).encode(), **files}
-    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
-    if owner:
-        meta["ownerReferences"] = [{**owner, "controller": False, "blockOwnerDeletion": False}]
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": dict(labels),
+        "ownerReferences": [{**owner, "controller": False, "blockOwnerDeletion": False}],
+    }
     return {
         "apiVersion": "v1",
         "kind": "Secret",
