@@ -9,7 +9,7 @@
   their SSH servers and entrypoints) is divided by the count; with them still
   running, ``LOADED_CREATES`` more sandboxes are created and deleted one after
   another (create-to-READY "while held": issue 17 judges it with ≥ 500 running).
-- ``bwrap``: ``bwrap`` (Debian bubblewrap) with new namespaces (all of them)
+- ``bwrap``: ``bwrap`` (Debian bubblewrap, installed by the harness when missing) with new namespaces (all of them)
   and a read-only root, running ``/bin/true``: spawn to exit.
 - ``docker run --rm``: the same command in a locally imported image
   (``--network none``), against a private dockerd the harness starts and stops
@@ -37,6 +37,7 @@ from openshell_bench.context import Context
 from openshell_bench.docker_driver import docker_driver_rows
 from openshell_bench.docker_peer import ENV_FLAG, IMAGE, PrivateDocker
 from openshell_bench.k8s_driver import k8s_driver_rows
+from openshell_bench.peers import apt_install
 from openshell_bench.results import FigureResult, Skip, Target, percentile
 
 SPAWN_COMMAND = ["/bin/true"]  # what bwrap and docker run, spawn to exit
@@ -82,6 +83,18 @@ def _docker_rows(fig: FigureResult, ctx: Context, argv: list[str]) -> None:
     fig.add("docker run --rm", "spawn-to-exit p99", percentile(times, 99), "ms")
 
 
+def _bwrap() -> tuple[str | None, str]:
+    """``(path, "")`` of ``bwrap``, installing Debian ``bubblewrap`` when missing, or ``(None, reason)``."""
+    found = shutil.which("bwrap")
+    if found is None:
+        try:
+            apt_install(["bubblewrap"])
+        except Skip as exc:
+            return None, str(exc)
+        found = shutil.which("bwrap")
+    return (found, "") if found else (None, "bubblewrap installed but bwrap is not on PATH")
+
+
 def lifecycle(ctx: Context) -> FigureResult:
     """Measure the lifecycle figure (see module docstring)."""
     s = ctx.sizes
@@ -98,9 +111,9 @@ def lifecycle(ctx: Context) -> FigureResult:
     fig.add("openshell", "delete p99", percentile(deletes, 99), "ms")
 
     spawn_runs = s.spawn_runs
-    bwrap = shutil.which("bwrap")
+    bwrap, why = _bwrap()
     if bwrap is None:
-        fig.skip_row("bwrap", "spawn-to-exit p50", "ms", "bubblewrap not installed (apt-get install bubblewrap)")
+        fig.skip_row("bwrap", "spawn-to-exit p50", "ms", why)
     else:
         argv = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", *SPAWN_COMMAND]
         times = _spawn_times(argv, spawn_runs)

@@ -179,6 +179,53 @@ def test_upload_refuses_a_symlink_pointing_out(env, tree):
     assert "escape" in p.stderr.decode() and "outside" in p.stderr.decode()
 
 
+def _awkward_tree(root: Path) -> Path:
+    """Names GNU tar could misread (a leading '-', spaces, a newline), a hard link, a deep path."""
+    (root / "-C" / "dir with space").mkdir(parents=True)
+    (root / "-C" / "dir with space" / "--files-from=x").write_text("dash\n")
+    (root / "new\nline").write_text("nl\n")
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    (root / "a" / "b" / "c" / "deep").write_text("deep\n")
+    os.link(root / "a" / "b" / "c" / "deep", root / "hard")
+    os.mkfifo(root / "fifo")  # skipped: a FIFO is never sent
+    return root
+
+
+@pytest.mark.parametrize("packer", ["gnu tar", "tarfile"])
+def test_upload_sends_awkward_names_and_hard_links_with_either_packer(env, tmp_path, packer):
+    """GNU tar packs directory uploads when this machine has it; Python's tarfile otherwise. Both send the same tree."""
+    tree = _awkward_tree(tmp_path / "awk")
+    cli_env = dict(env.env)
+    if packer == "tarfile":
+        bindir = tmp_path / "bin"  # a PATH with git but no tar
+        bindir.mkdir()
+        os.symlink(shutil.which("git"), bindir / "git")
+        cli_env["PATH"] = str(bindir)
+    dest = f"/sandbox/awk-{packer.replace(' ', '')}"
+    p = subprocess.run([OPENSHELL, "sandbox", "upload", NAME, str(tree), dest, "--no-git-ignore"], env=cli_env, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    assert "uploaded 4 files" in p.stderr.decode()
+    p = _sx(env, "sh", "-c", f"cd {dest} && cat ./-C/'dir with space'/--files-from=x a/b/c/deep hard new?line && stat -c %h hard && ls")
+    out = p.stdout.decode().splitlines()
+    assert out[:4] == ["dash", "deep", "deep", "nl"]
+    assert out[4] == "2"  # still one file under two names
+    assert "fifo" not in out
+
+
+def test_transfers_negotiate_aes_gcm_and_large_packets(env):
+    """The CLI asks for AES-GCM first and both ends allow 128 KiB packets (BENCHMARKS.md, "Transfers")."""
+    code = (
+        "from openshell_cli import session\n"
+        "from openshell_cli.commands.ssh import ssh_transport\n"
+        f"t = ssh_transport(session.client(None), {NAME!r})\n"
+        "ch = t.open_session(); ch.exec_command('true'); ch.recv_exit_status()\n"
+        "print(t.remote_cipher, t.local_cipher, ch.out_max_packet_size, ch.in_max_packet_size)\n"
+    )
+    p = env.run([str(Path(OPENSHELL).with_name("python")), "-c", code])
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.decode().split() == ["aes128-gcm@openssh.com", "aes128-gcm@openssh.com", "131072", "131072"]
+
+
 def test_upload_to_a_path_the_policy_forbids_fails_clearly(env, tree):
     p = env.cli("sandbox", "upload", NAME, str(tree / "a.txt"), "/usr/share/ia-probe")
     assert p.returncode == 1 and "tar in the sandbox failed" in p.stderr.decode()

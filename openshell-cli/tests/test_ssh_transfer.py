@@ -88,6 +88,21 @@ def test_writing_through_a_planted_link_is_refused(dest, tmp_path):
     assert not (outside / "pwned").exists()
 
 
+@pytest.mark.parametrize("kind", ["sym", "link"])
+def test_a_directory_already_written_cannot_become_a_link_to_write_through(dest, tmp_path, kind):
+    """The extractor remembers directories it resolved (to skip walking them again); one must never turn into a link."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (dest / "f").write_bytes(b"")
+    payload = str(outside) if kind == "sym" else "f"
+    buf = _tar(("dir", "d", b""), ("file", "d/one", b"1"), (kind, "d", payload), ("file", "d/two", b"2"))
+    with pytest.raises((UnsafeMember, OSError)):
+        _extract(buf, dest)
+    assert list(outside.iterdir()) == []
+    assert (dest / "d").is_dir() and not (dest / "d").is_symlink()
+    assert not (dest / "d" / "two").exists()
+
+
 def test_a_file_member_does_not_replace_an_existing_symlink(dest, tmp_path):
     target = tmp_path / "victim"
     target.write_text("keep")

@@ -36,10 +36,13 @@ import os
 import posixpath
 import re
 import shlex
+import shutil
 import socket
 import stat
 import subprocess
 import tarfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +54,7 @@ CHUNK = 256 * 1024  # bytes per channel read/write
 MAX_MEMBER_NAME = 4096
 MAX_STDERR = 64 * 1024  # bytes of the remote tar's stderr kept (the rest is read and dropped)
 MAX_REASON = 200  # characters of tar's message kept per skipped path
+PROGRESS_EVERY = 0.1  # seconds between progress callbacks
 MISSING_EXIT = 66  # exit status of the download wrapper when PATH does not exist (EX_NOINPUT)
 
 
@@ -207,6 +211,8 @@ class _ChannelReader:
         self.stderr = bytearray()
         self.stderr_cut = False
         self.eof = False
+        self.buf = b""
+        self.pos = 0
         chan.settimeout(0.5)  # wake up now and then to read stderr
 
     def drain_stderr(self) -> None:
@@ -220,10 +226,22 @@ class _ChannelReader:
             self.stderr += data[: max(room, 0)]
 
     def read(self, n: int = -1) -> bytes:
+        # tarfile asks for 512 B .. 10 KiB at a time; each channel recv takes
+        # paramiko's buffer lock and may wait for its thread, so take what is
+        # there (up to CHUNK) at once and serve the small reads from it.
+        if self.pos >= len(self.buf):
+            self.buf, self.pos = self._fill(), 0
+        if n is None or n < 0:
+            n = CHUNK
+        data = self.buf[self.pos : self.pos + n]
+        self.pos += len(data)
+        return data
+
+    def _fill(self) -> bytes:
         while True:
             self.drain_stderr()
             try:
-                data = self.chan.recv(CHUNK if n is None or n < 0 else min(n, CHUNK))
+                data = self.chan.recv(CHUNK)
             except socket.timeout:
                 continue
             self.eof = self.eof or not data
@@ -272,6 +290,7 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True, progre
     """
     if not dest.startswith("/"):
         dest = "/sandbox/" + dest
+    progress = _throttled(progress)
     base, names = upload_members(Path(local), git_ignore)
     arcnames = list(names)
     into = dest
@@ -279,28 +298,15 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True, progre
     if single and not dest.endswith("/") and not remote_is_dir(transport, dest):
         into, arcname = posixpath.split(dest)  # one file, named by DEST
         arcnames = [arcname]
-    stats = Stats()
     chan = transport.open_session()
     chan.exec_command(remote_extract_command(into))
     writer = _ChannelWriter(chan)
+    gnu_tar = None if single else _gnu_tar()
     try:
-        # cast: stream modes ("w|", "r|") only write/read, typeshed asks every mode for a seekable file
-        with tarfile.open(fileobj=cast(IO[bytes], writer), mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for name, arcname in zip(names, arcnames, strict=True):
-                info = tar.gettarinfo(str(base / name), arcname=arcname)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                if info.isreg():
-                    with open(base / name, "rb") as fh:
-                        tar.addfile(info, fh)
-                    stats.files += 1
-                    stats.bytes += info.size
-                elif info.isdir() or info.issym():
-                    tar.addfile(info)
-                    stats.dirs += info.isdir()
-                    stats.links += info.issym()
-                if progress:
-                    progress(writer.sent)
+        if gnu_tar:
+            stats = _pack_with_tar(gnu_tar, base, names, writer, progress)
+        else:
+            stats = _pack_with_tarfile(base, names, arcnames, writer, progress)
         writer.flush()  # after close(): the end-of-archive blocks are in the buffer too
     except (OSError, EOFError) as exc:
         raise TransferError(f"upload to {dest} broke off ({exc}); see the sandbox's free space and permissions") from exc
@@ -319,6 +325,122 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True, progre
     if code != 0:
         msg = err.decode(errors="replace").strip().splitlines()
         raise TransferError(f"tar in the sandbox failed ({code}): {msg[-1] if msg else 'no message'}; check that {dest} is writable by the policy")
+    return stats
+
+
+def _throttled(progress: Optional[Callable[[int], None]]) -> Optional[Callable[[int], None]]:
+    """``progress``, called at most every :data:`PROGRESS_EVERY` seconds (a status line redraw costs ~0.1 ms; files take less)."""
+    if progress is None:
+        return None
+    last = [0.0]
+
+    def call(n: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY:
+            last[0] = now
+            progress(n)
+
+    return call
+
+
+def _gnu_tar() -> Optional[str]:
+    """Path of a GNU ``tar`` on this machine, or None (then ``tarfile`` packs; bsdtar lacks the options used)."""
+    exe = shutil.which("tar")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return exe if out.startswith(b"tar (GNU tar)") else None
+
+
+def _member_stats(base: Path, names: list[str]) -> tuple[list[str], Stats]:
+    """Keep the names ``tarfile`` would send (regular files, directories, symlinks) and count them."""
+    kept: list[str] = []
+    stats = Stats()
+    for name in names:
+        st = os.lstat(base / name)
+        if stat.S_ISREG(st.st_mode):
+            stats.files += 1
+            stats.bytes += st.st_size
+        elif stat.S_ISDIR(st.st_mode):
+            stats.dirs += 1
+        elif stat.S_ISLNK(st.st_mode):
+            stats.links += 1
+        else:
+            continue  # devices, FIFOs, sockets: skipped, as by the tarfile packer
+        kept.append(name)
+    return kept, stats
+
+
+def _pack_with_tar(exe: str, base: Path, names: list[str], writer: _ChannelWriter, progress: Optional[Callable[[int], None]]) -> Stats:
+    """Stream ``names`` (relative to ``base``) through GNU ``tar -c`` into ``writer``.
+
+    GNU tar does the per-file work (headers, reads) in its own process, ~10x
+    faster than ``tarfile`` for trees of small files; the members, owners
+    (0, no names) and modes are those the ``tarfile`` packer would send.
+
+    :raises TransferError: tar failed (its last message is included).
+    """
+    kept, stats = _member_stats(base, names)
+    # --verbatim-files-from: a listed name starting with "-" is a name, not an option
+    argv = [exe, "-c", "-f", "-", "--format=gnu", "--owner=0", "--group=0", "--numeric-owner"]
+    argv += ["-C", str(base), "--no-recursion", "--null", "--verbatim-files-from", "-T", "-"]
+    listing = b"".join(os.fsencode(n) + b"\0" for n in kept)
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        err = bytearray()
+        feeder = threading.Thread(target=_feed, args=(proc.stdin, listing, proc.stderr, err), daemon=True)
+        feeder.start()
+        try:
+            while chunk := os.read(proc.stdout.fileno(), CHUNK):
+                writer.write(chunk)
+                if progress:
+                    progress(writer.sent)
+        except BaseException:
+            proc.kill()
+            raise
+        code = proc.wait()
+        feeder.join()
+    if code not in (0, 1):  # 1: a file changed while it was read (sent as read)
+        lines = err.decode(errors="replace").strip().splitlines()
+        raise TransferError(f"reading the files to upload failed: {lines[-1] if lines else f'tar exited {code}'}; check that they are readable")
+    return stats
+
+
+def _feed(stdin: IO[bytes], data: bytes, stderr: IO[bytes], err: bytearray) -> None:
+    """Write the name list to tar, then read its stderr to the end (keeping :data:`MAX_STDERR` bytes), so neither pipe stalls it."""
+    try:
+        stdin.write(data)
+        stdin.close()
+    except OSError:
+        pass  # tar died; its exit status says why
+    while chunk := stderr.read(CHUNK):
+        err += chunk[: max(MAX_STDERR - len(err), 0)]
+
+
+def _pack_with_tarfile(base: Path, names: list[str], arcnames: list[str], writer: _ChannelWriter, progress: Optional[Callable[[int], None]]) -> Stats:
+    """Stream ``names`` as ``arcnames`` with Python's ``tarfile`` (single files, and machines without GNU tar)."""
+    stats = Stats()
+    # cast: stream modes ("w|", "r|") only write/read, typeshed asks every mode for a seekable file
+    with tarfile.open(fileobj=cast(IO[bytes], writer), mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name, arcname in zip(names, arcnames, strict=True):
+            info = tar.gettarinfo(str(base / name), arcname=arcname)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if info.isreg():
+                with open(base / name, "rb") as fh:
+                    tar.addfile(info, fh)
+                stats.files += 1
+                stats.bytes += info.size
+            elif info.isdir() or info.issym() or info.islnk():  # islnk: a second name of a file already sent
+                tar.addfile(info)
+                stats.dirs += info.isdir()
+                stats.links += info.issym()
+                stats.files += info.islnk()
+            if progress:
+                progress(writer.sent)
     return stats
 
 
@@ -425,6 +547,7 @@ def download(transport, path: str, dest: Path | str, *, progress: Optional[Calla
     """
     if not path.startswith("/"):
         path = "/sandbox/" + path
+    progress = _throttled(progress)
     into_dir = str(dest).endswith(os.sep)
     dest = Path(dest)
     rename: Optional[tuple[str, str]] = None
@@ -504,35 +627,71 @@ def safe_target(root: Path, member: tarfile.TarInfo) -> Path:
     :raises UnsafeMember: absolute name, ``..`` component, a parent that
         resolves outside ``root`` (through a symlink), or a link target outside.
     """
-    name = member.name
-    if len(name) > MAX_MEMBER_NAME or "\0" in name:
-        raise UnsafeMember(f"member name too long or malformed: {name[:80]!r}")
-    if name.startswith("/"):
-        raise UnsafeMember(f"member {name!r} has an absolute path; refused")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UnsafeMember(f"member {name!r} contains '..'; refused")
-    real_root = os.path.realpath(root)
-    if not parts:
-        if not member.isdir():
-            raise UnsafeMember(f"member {name!r} would replace the destination itself; refused")
-        return Path(real_root)
-    target = Path(real_root, *parts)
-    if not _inside(real_root, os.path.realpath(target.parent)):
-        raise UnsafeMember(f"member {name!r} would be written through a link outside the destination; refused")
-    if target.is_symlink() and not member.issym():
-        raise UnsafeMember(f"member {name!r} would replace or write through an existing symlink; refused")
-    if member.issym():
-        link = member.linkname
-        resolved = os.path.normpath(os.path.join(os.path.dirname(str(target)), link)) if not link.startswith("/") else link
-        if link.startswith("/") or not _inside(real_root, os.path.realpath(resolved)):
-            raise UnsafeMember(f"symlink {name!r} -> {link!r} points outside the destination; refused")
-    if member.islnk():
-        link = member.linkname
-        lparts = [p for p in link.split("/") if p not in ("", ".")]
-        if link.startswith("/") or ".." in lparts or not _inside(real_root, os.path.realpath(Path(real_root, *lparts))):
-            raise UnsafeMember(f"hard link {name!r} -> {link!r} points outside the destination; refused")
-    return target
+    return _Targets(root).check(member)
+
+
+class _Targets:
+    """:func:`safe_target` for one extraction, remembering what it resolved.
+
+    ``real_dirs`` holds parents already resolved to themselves (no link on the
+    way) inside the real root: a path there stays a real directory for the
+    rest of the extraction, because no member may replace a directory (a file
+    or link member over one is refused or fails), so its parent check need
+    not walk the path again (``realpath`` is one ``lstat`` per component).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.real_root = os.path.realpath(root)
+        self.real_dirs: set[str] = {self.real_root}
+
+    def _parent_inside(self, parent: str) -> bool:
+        if parent in self.real_dirs:
+            return True
+        real = os.path.realpath(parent)
+        if real == parent and os.path.isdir(parent) and _inside(self.real_root, parent):
+            self.real_dirs.add(parent)
+        return _inside(self.real_root, real)
+
+    def check(self, member: tarfile.TarInfo) -> Path:
+        """See :func:`safe_target`."""
+        return Path(self.target(member)[0])
+
+    def target(self, member: tarfile.TarInfo) -> tuple[str, Optional[os.stat_result]]:
+        """``(path, lstat of it or None)`` where ``member`` may be written; see :func:`safe_target`."""
+        name = member.name
+        if len(name) > MAX_MEMBER_NAME or "\0" in name:
+            raise UnsafeMember(f"member name too long or malformed: {name[:80]!r}")
+        if name.startswith("/"):
+            raise UnsafeMember(f"member {name!r} has an absolute path; refused")
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise UnsafeMember(f"member {name!r} contains '..'; refused")
+        real_root = self.real_root
+        if not parts:
+            if not member.isdir():
+                raise UnsafeMember(f"member {name!r} would replace the destination itself; refused")
+            return real_root, os.lstat(real_root)
+        parent = real_root if len(parts) == 1 else real_root + "/" + "/".join(parts[:-1])
+        target = parent + "/" + parts[-1]
+        if not self._parent_inside(parent):
+            raise UnsafeMember(f"member {name!r} would be written through a link outside the destination; refused")
+        try:
+            st: Optional[os.stat_result] = os.lstat(target)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISLNK(st.st_mode) and not member.issym():
+            raise UnsafeMember(f"member {name!r} would replace or write through an existing symlink; refused")
+        if member.issym():
+            link = member.linkname
+            resolved = os.path.normpath(os.path.join(parent, link)) if not link.startswith("/") else link
+            if link.startswith("/") or not _inside(real_root, os.path.realpath(resolved)):
+                raise UnsafeMember(f"symlink {name!r} -> {link!r} points outside the destination; refused")
+        if member.islnk():
+            link = member.linkname
+            lparts = [p for p in link.split("/") if p not in ("", ".")]
+            if link.startswith("/") or ".." in lparts or not _inside(real_root, os.path.realpath(os.path.join(real_root, *lparts))):
+                raise UnsafeMember(f"hard link {name!r} -> {link!r} points outside the destination; refused")
+        return target, st
 
 
 def extract_stream(
@@ -547,7 +706,8 @@ def extract_stream(
         ``name`` (a single-file download), written as ``root/new_name``; any
         other member is refused.
     """
-    dir_modes: list[tuple[Path, int]] = []
+    dir_modes: list[tuple[str, int]] = []
+    targets = _Targets(root)
     umask = os.umask(0o022)
     os.umask(umask)  # (read it back: no other way to read the umask)
     for member in _members(tar):
@@ -555,40 +715,46 @@ def extract_stream(
             if member.name != rename[0] or member.isdir():
                 raise UnsafeMember(f"member {member.name!r} is not the requested file {rename[0]!r}; refused")
             member.name = rename[1]
-        target = safe_target(root, member)
+        target, st = targets.target(member)
+        parent = os.path.dirname(target)
         mode = member.mode & 0o777 & ~umask  # a sandbox asks for 0777: the user's umask still applies
         if member.isdir():
-            target.mkdir(parents=True, exist_ok=True)
+            os.makedirs(target, exist_ok=True)
             os.chmod(target, 0o700)
             dir_modes.append((target, mode))
             stats.dirs += 1
         elif member.isreg():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if parent not in targets.real_dirs:
+                os.makedirs(parent, exist_ok=True)
             src = tar.extractfile(member)
             assert src is not None  # a regular member always has a file
-            if target.exists() and not target.is_file():
+            if st is not None and not stat.S_ISREG(st.st_mode):
                 raise UnsafeMember(f"member {member.name!r} would replace a non-file; refused")
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
                 while chunk := src.read(CHUNK):
-                    out.write(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
                     stats.bytes += len(chunk)
                     if progress:
                         progress(stats.bytes)
-            os.chmod(target, mode)
-            os.utime(target, (member.mtime, member.mtime))
+                os.fchmod(fd, mode)
+                os.utime(fd, (member.mtime, member.mtime))
+            finally:
+                os.close(fd)
             stats.files += 1
         elif member.issym():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists() or target.is_symlink():
-                target.unlink()
+            os.makedirs(parent, exist_ok=True)
+            if st is not None:
+                os.unlink(target)  # a directory there: IsADirectoryError ends the download
             os.symlink(member.linkname, target)
             stats.links += 1
         elif member.islnk():
-            src_path = Path(os.path.realpath(root), *[p for p in member.linkname.split("/") if p not in ("", ".")])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                target.unlink()
+            src_path = os.path.join(targets.real_root, *[p for p in member.linkname.split("/") if p not in ("", ".")])
+            os.makedirs(parent, exist_ok=True)
+            if st is not None:
+                os.unlink(target)
             os.link(src_path, target, follow_symlinks=False)
             stats.files += 1
         # devices, FIFOs and anything else: skipped

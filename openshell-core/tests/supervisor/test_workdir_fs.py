@@ -120,6 +120,63 @@ def test_keep_workdir_copies_the_files_out_and_drops_the_image(state, launch_ids
     assert kept.read_text() == "kept\n" and kept.stat().st_uid == uid
 
 
+def test_workdirs_copied_from_one_template_are_separate_and_leave_it_untouched(launch_ids, tmp_path):
+    """The local driver keeps empty workdir file systems beside the sandboxes and copies them (no mkfs per start)."""
+    uid, gid = launch_ids
+    templates = tmp_path / "templates"
+    sandboxes = []
+    try:
+        for name in ("a", "b"):
+            d = tmp_path / name
+            dirs = mounts.prepare_sandbox_dirs(str(d), uid, gid, tmp_size=2**20, disk_size=32 * 2**20, template_dir=str(templates))
+            sandboxes.append((d, dirs))
+            st = os.stat(dirs.workdir)
+            assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, 0o750)
+            assert os.listdir(dirs.workdir) == []
+            fs = os.statvfs(dirs.workdir)
+            assert 24 * 2**20 < fs.f_blocks * fs.f_frsize <= 32 * 2**20
+            image = d / mounts.WORKDIR_IMAGE
+            assert image.stat().st_size == 32 * 2**20 and image.stat().st_blocks * 512 < 16 * 2**20  # still sparse
+            assert _loops(image)
+        (template,) = templates.iterdir()
+        assert template.name == f"workdir-{32 * 2**20}-{uid}-{gid}.ext4"
+        assert (templates.stat().st_mode & 0o777, template.stat().st_mode & 0o777) == (0o700, 0o600)
+        before = template.read_bytes()
+        Path(sandboxes[0][1].workdir, "only-in-a").write_text("a\n")
+        os.sync()
+        assert os.listdir(sandboxes[1][1].workdir) == []
+        assert template.read_bytes() == before
+    finally:
+        for d, _ in sandboxes:
+            cleanup.remove_limits(d)
+
+
+def test_template_count_is_bounded_then_mkfs_is_used(launch_ids, tmp_path, monkeypatch):
+    uid, gid = launch_ids
+    templates = tmp_path / "templates"
+    monkeypatch.setattr(mounts, "MAX_TEMPLATES", 1)
+    made = []
+    try:
+        for i, size in enumerate((32 * 2**20, 40 * 2**20)):
+            d = tmp_path / f"s{i}"
+            made.append(d)
+            dirs = mounts.prepare_sandbox_dirs(str(d), uid, gid, tmp_size=2**20, disk_size=size, template_dir=str(templates))
+            fs = os.statvfs(dirs.workdir)
+            assert size - 8 * 2**20 < fs.f_blocks * fs.f_frsize <= size
+        assert [p.name for p in templates.iterdir()] == [f"workdir-{32 * 2**20}-{uid}-{gid}.ext4"]
+    finally:
+        for d in made:
+            cleanup.remove_limits(d)
+
+
+def test_a_kernel_without_loop_configure_mounts_through_mount8(state, launch_ids, monkeypatch):
+    monkeypatch.setattr(mounts, "_LOOP_CONFIGURE", 0x4CFF)  # no such loop ioctl: ENOTTY/EINVAL, as before Linux 5.8
+    dirs = mounts.prepare_sandbox_dirs(str(state), *launch_ids, tmp_size=2**20, disk_size=32 * 2**20)
+    assert os.path.ismount(dirs.workdir) and _loops(state / mounts.WORKDIR_IMAGE)
+    cleanup.remove_limits(state)
+    assert not _loops(state / mounts.WORKDIR_IMAGE)  # mount(8) set autoclear as well
+
+
 def test_missing_mkfs_fails_closed_naming_the_package(state, launch_ids, monkeypatch):
     monkeypatch.setattr(mounts, "_MKFS", "mkfs.no-such-fs")
     with pytest.raises(mounts.WorkdirError, match=r"apt install e2fsprogs"):

@@ -167,8 +167,11 @@ def open_ssh_transport(client: Any, name: str, *, timeout: float = CONNECT_TIMEO
     """
     import paramiko  # deferred: ~60 ms that only SSH commands of the CLI should pay
 
+    from openshell.nssh import MAX_PACKET, WINDOW_SIZE, prefer_aead
+
     sock = open_client_tunnel(client, name)
-    transport = paramiko.Transport(sock)
+    transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
+    prefer_aead(transport)
     transport.set_keepalive(30)
     try:
         transport.start_client(timeout=timeout)

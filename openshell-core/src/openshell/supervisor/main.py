@@ -55,6 +55,7 @@ log = logging.getLogger("openshell.supervisor")
 # and a module-level import here would put that ~0.1 s back on create-to-READY.
 
 ORPHAN_CHECK = 5.0  # seconds between checks that the sandbox's state directory still exists
+WORKDIR_TEMPLATES = ".workdir-templates"  # beside the sandboxes' state directories: empty workdir file systems to copy
 
 
 def _preload() -> type[PolicyEngine]:
@@ -344,7 +345,12 @@ class Supervisor:
         disk = None if self.cfg.container else self.limits.disk
         from openshell.supervisor.sandbox_ns import hostname_for
 
-        dirs = mounts.prepare_sandbox_dirs(str(self.state_dir), uid, gid, hosts, tmp_size=self.limits.tmp, disk_size=disk, hostname=hostname_for(self.name))
+        # Empty workdir file systems are kept beside the sandboxes' state directories
+        # and copied (~3 ms) instead of made by mkfs for each start (~17 ms).
+        templates = str(self.state_dir.parent / WORKDIR_TEMPLATES)
+        dirs = mounts.prepare_sandbox_dirs(
+            str(self.state_dir), uid, gid, hosts, tmp_size=self.limits.tmp, disk_size=disk, hostname=hostname_for(self.name), template_dir=templates
+        )
         self.mounts = [*dirs.mounts(), *self._sandbox_python_mounts(dirs.hosts)]
         return dirs
 

@@ -25,6 +25,7 @@ Without the size limits (the launcher's own tests) they are plain directories.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import ipaddress
@@ -32,6 +33,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -177,6 +179,7 @@ _MS_NOEXEC = 8
 #: the workdir loop mounts by this name of their backing file
 WORKDIR_IMAGE = "workdir.ext4"
 _MKFS = "mkfs.ext4"
+MAX_TEMPLATES = 8  # empty workdir file systems kept per template directory (~4 MiB each for 10Gi)
 _LOOP_CONTROL = "/dev/loop-control"
 
 
@@ -200,14 +203,17 @@ def mount_files(path: str) -> None:
     nsutil.mount(FILES_SOURCE, path, "tmpfs", flags, f"size={FILES_SIZE},nr_inodes=1024,mode=0755,uid=0,gid=0")
 
 
-def make_workdir_image(image: str, size: int, uid: int, gid: int) -> bool:
+def make_workdir_image(image: str, size: int, uid: int, gid: int, template_dir: str | None = None) -> bool:
     """Create the workdir's file system: a sparse ``size``-byte file holding an empty
     ext4 whose root belongs to ``uid:gid``. An existing image is kept as it is (the
     workdir outlives supervisor restarts; its size is the one it was made with).
 
-    Fast (~30 ms for 10Gi): the file is sparse and the inode tables and journal
-    are initialised lazily. Made under a temporary name and renamed, so a crash
-    never leaves a half-made image that a later start would mount.
+    Fast: the file is sparse and the inode tables and journal are initialised
+    lazily (``mkfs.ext4`` ~17 ms for 10Gi here). With ``template_dir`` the empty
+    file system is made once per (size, owner) in that directory
+    (:func:`workdir_template`) and each image is a sparse copy of its ~4 MiB of
+    data (~3 ms). Made under a temporary name and renamed, so a crash never
+    leaves a half-made image that a later start would mount.
 
     :returns: True when the image was made now.
     :raises WorkdirError: ``mkfs.ext4`` is missing or failed, or ``size`` is more than
@@ -224,24 +230,96 @@ def make_workdir_image(image: str, size: int, uid: int, gid: int) -> bool:
             f"the workdir size limit ({size / 2**30:.1f} GiB) is more than the {free / 2**30:.1f} GiB free on the host's file system "
             f"under {os.path.dirname(image)}: create the sandbox with a smaller --disk (limits.disk)"
         )
+    partial = f"{image}.new"
+    template = workdir_template(template_dir, size, uid, gid) if template_dir is not None else None
+    if template is None:
+        _mkfs(partial, size, uid, gid)
+    else:
+        try:
+            _sparse_copy(template, partial)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise
+    os.replace(partial, image)
+    return True
+
+
+def workdir_template(template_dir: str, size: int, uid: int, gid: int) -> str | None:
+    """Path of an empty workdir file system of ``size`` bytes owned by ``uid:gid`` in
+    ``template_dir`` (0700), made by ``mkfs.ext4`` on first use and kept; None when
+    ``template_dir`` already holds :data:`MAX_TEMPLATES` others (sizes clients chose
+    must not each leave a file behind without bound: the caller runs mkfs instead).
+
+    Images copied from one template share its file system UUID and directory hash
+    seed; neither is visible inside a sandbox (no raw access to the image), and
+    ext4 mounts file systems with equal UUIDs side by side.
+
+    :raises WorkdirError: ``mkfs.ext4`` is missing or failed.
+    """
+    path = os.path.join(template_dir, f"workdir-{size}-{uid}-{gid}.ext4")
+    if not os.path.exists(path):
+        os.makedirs(template_dir, mode=0o700, exist_ok=True)
+        if sum(1 for n in os.listdir(template_dir) if n.endswith(".ext4")) >= MAX_TEMPLATES:
+            return None
+        partial = f"{path}.{os.getpid()}.{threading.get_ident()}.new"  # starts racing to make it each use their own
+        try:
+            _mkfs(partial, size, uid, gid)
+            os.replace(partial, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+    return path
+
+
+def _mkfs(path: str, size: int, uid: int, gid: int) -> None:
+    """Make ``path`` (0600) a sparse ``size``-byte empty ext4 whose root belongs to ``uid:gid``; removed again on failure."""
     mkfs = shutil.which(_MKFS) or next((p for p in (f"/usr/sbin/{_MKFS}", f"/sbin/{_MKFS}") if os.path.exists(p)), None)
     if mkfs is None:
         raise WorkdirError(f"{_MKFS} not found: the sandbox's workdir needs it; install e2fsprogs (apt install e2fsprogs)")
-    partial = f"{image}.new"
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.ftruncate(fd, size)
     finally:
         os.close(fd)
     options = f"lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner={uid}:{gid}"
     # -m 0: no blocks reserved for root (nothing in the sandbox runs as root).
-    p = subprocess.run([mkfs, "-q", "-F", "-m", "0", "-L", "openshell", "-E", options, partial], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    p = subprocess.run([mkfs, "-q", "-F", "-m", "0", "-L", "openshell", "-E", options, path], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if p.returncode != 0:
-        os.unlink(partial)
+        os.unlink(path)
         reason = " ".join((p.stderr or p.stdout).split())[:300]
         raise WorkdirError(f"{_MKFS} failed for the sandbox's workdir: {reason}")
-    os.replace(partial, image)
-    return True
+
+
+def _sparse_copy(src: str, dst: str) -> None:
+    """Copy ``src`` to a new 0600 file ``dst`` keeping its holes: only the data extents
+    (``SEEK_DATA``/``SEEK_HOLE``) are copied, in the kernel (``copy_file_range``)."""
+    fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            size = os.fstat(fin).st_size
+            offset = 0
+            while offset < size:
+                try:
+                    start = os.lseek(fin, offset, os.SEEK_DATA)
+                except OSError as exc:
+                    if exc.errno == errno.ENXIO:  # no data after offset: the rest is a hole
+                        break
+                    raise
+                end = os.lseek(fin, start, os.SEEK_HOLE)
+                pos = start
+                while pos < end:
+                    copied = os.copy_file_range(fin, fout, end - pos, pos, pos)
+                    if copied == 0:
+                        raise WorkdirError(f"the workdir template {src} shrank while it was copied")
+                    pos += copied
+                offset = end
+            os.ftruncate(fout, size)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
 
 
 def mount_workdir(image: str, path: str, uid: int, gid: int) -> None:
@@ -262,17 +340,101 @@ def mount_workdir(image: str, path: str, uid: int, gid: int) -> None:
         os.makedirs(path, mode=0o750, exist_ok=True)
         # noinit_itable: no background zeroing of the lazily made inode tables,
         # which would fill the sparse image with zeros.
-        options = "loop,nosuid,nodev,noatime,noinit_itable,discard"
-        p = subprocess.run(["mount", "-t", "ext4", "-o", options, image, path], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if p.returncode != 0:
-            reason = " ".join((p.stderr or p.stdout).split())[:300]
-            hint = "; load the loop module (modprobe loop)" if "loop" in reason.lower() else ""
-            raise WorkdirError(f"cannot mount the sandbox's workdir {image}: {reason}{hint}")
+        try:
+            _loop_mount(image, path, "noinit_itable,discard")
+        except _NoLoopConfigure:
+            options = "loop,nosuid,nodev,noatime,noinit_itable,discard"
+            p = subprocess.run(["mount", "-t", "ext4", "-o", options, image, path], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if p.returncode != 0:
+                reason = " ".join((p.stderr or p.stdout).split())[:300]
+                hint = "; load the loop module (modprobe loop)" if "loop" in reason.lower() else ""
+                raise WorkdirError(f"cannot mount the sandbox's workdir {image}: {reason}{hint}") from None
     lost = os.path.join(path, "lost+found")
     if os.path.isdir(lost) and not os.listdir(lost):
         os.rmdir(lost)  # e2fsck makes it again when it needs one
     os.chown(path, uid, gid)
     os.chmod(path, 0o750)
+
+
+_LOOP_CTL_GET_FREE = 0x4C82
+_LOOP_CONFIGURE = 0x4C0A
+_LOOP_CLR_FD = 0x4C01
+_LO_FLAGS_AUTOCLEAR = 4
+_MS_NOSUID, _MS_NODEV, _MS_NOATIME = 2, 4, 1024
+
+
+class _NoLoopConfigure(Exception):
+    """The kernel has no ``LOOP_CONFIGURE`` (before Linux 5.8): mount(8) does it instead."""
+
+
+class _LoopInfo64(ctypes.Structure):
+    _fields_ = [
+        ("lo_device", ctypes.c_uint64),
+        ("lo_inode", ctypes.c_uint64),
+        ("lo_rdevice", ctypes.c_uint64),
+        ("lo_offset", ctypes.c_uint64),
+        ("lo_sizelimit", ctypes.c_uint64),
+        ("lo_number", ctypes.c_uint32),
+        ("lo_encrypt_type", ctypes.c_uint32),
+        ("lo_encrypt_key_size", ctypes.c_uint32),
+        ("lo_flags", ctypes.c_uint32),
+        ("lo_file_name", ctypes.c_char * 64),
+        ("lo_crypt_name", ctypes.c_char * 64),
+        ("lo_encrypt_key", ctypes.c_char * 32),
+        ("lo_init", ctypes.c_uint64 * 2),
+    ]
+
+
+class _LoopConfig(ctypes.Structure):
+    _fields_ = [("fd", ctypes.c_uint32), ("block_size", ctypes.c_uint32), ("info", _LoopInfo64), ("reserved", ctypes.c_uint64 * 8)]
+
+
+def _loop_mount(image: str, path: str, data: str) -> None:
+    """Attach ``image`` to a free loop device (autoclear) and mount its ext4 on ``path``
+    (nosuid, nodev, noatime, ``data``): what ``mount -o loop`` does, without starting
+    mount(8) (~8 ms alone, ~20 ms during a sandbox start; this is ~2 ms).
+
+    :raises _NoLoopConfigure: the kernel lacks ``LOOP_CONFIGURE``.
+    :raises WorkdirError: no loop device could be had, or the mount failed.
+    """
+    import fcntl
+
+    from openshell.supervisor import nsutil
+
+    image_fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for _ in range(8):  # another process may take the free device first
+            ctl = os.open(_LOOP_CONTROL, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                number = fcntl.ioctl(ctl, _LOOP_CTL_GET_FREE)
+            finally:
+                os.close(ctl)
+            device = f"/dev/loop{number}"
+            loop_fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                config = _LoopConfig(fd=image_fd)
+                config.info.lo_flags = _LO_FLAGS_AUTOCLEAR
+                config.info.lo_file_name = os.fsencode(image)[-63:]
+                try:
+                    fcntl.ioctl(loop_fd, _LOOP_CONFIGURE, config)
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY:
+                        continue
+                    if exc.errno in (errno.ENOTTY, errno.EINVAL):
+                        raise _NoLoopConfigure() from exc
+                    raise WorkdirError(f"cannot attach the sandbox's workdir {image} to {device}: {exc.strerror}") from exc
+                try:
+                    nsutil.mount(device, path, "ext4", _MS_NOSUID | _MS_NODEV | _MS_NOATIME, data)
+                except OSError as exc:
+                    with contextlib.suppress(OSError):
+                        fcntl.ioctl(loop_fd, _LOOP_CLR_FD)
+                    raise WorkdirError(f"cannot mount the sandbox's workdir {image}: {exc.strerror}") from exc
+                return  # autoclear: the device is released when the file system is unmounted
+            finally:
+                os.close(loop_fd)
+        raise WorkdirError(f"cannot mount the sandbox's workdir {image}: every free loop device was taken first; retry")
+    finally:
+        os.close(image_fd)
 
 
 def workdir_slack(size: int) -> int:
@@ -380,6 +542,7 @@ def prepare_sandbox_dirs(
     tmp_size: int | None = None,
     disk_size: int | None = None,
     hostname: str = "sandbox",
+    template_dir: str | None = None,
 ) -> SandboxDirs:
     """Create (or fix up) the per-sandbox host directories under ``state_dir``. Idempotent.
 
@@ -397,6 +560,8 @@ def prepare_sandbox_dirs(
         data directory).
     :param disk_size: bytes of the workdir's file system (:func:`make_workdir_image`,
         :func:`mount_workdir`); None: a plain directory.
+    :param template_dir: where empty workdir file systems are kept to be copied
+        (:func:`workdir_template`); None: ``mkfs.ext4`` for each one.
     :returns: the paths, with ``.mounts()`` for ``LaunchSpec.mounts``.
     :raises WorkdirError: the workdir's file system cannot be made or mounted.
     """
@@ -414,7 +579,7 @@ def prepare_sandbox_dirs(
     )
     if disk_size is not None:
         image = os.path.join(state_dir, WORKDIR_IMAGE)
-        make_workdir_image(image, disk_size, uid, gid)
+        make_workdir_image(image, disk_size, uid, gid, template_dir)
         mount_workdir(image, dirs.workdir, uid, gid)
     else:
         os.makedirs(dirs.workdir, exist_ok=True)

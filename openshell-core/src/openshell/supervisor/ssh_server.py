@@ -36,7 +36,7 @@ import subprocess
 import threading
 from typing import TYPE_CHECKING, Callable, Optional
 
-from openshell.nssh import ERR, MAX_LINE, OK, PrefaceError, PrefaceVerifier
+from openshell.nssh import ERR, MAX_LINE, MAX_PACKET, OK, WINDOW_SIZE, PrefaceError, PrefaceVerifier
 from openshell.supervisor.ssh_session import ChannelState, SessionRequest, set_winsize
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ class SshServer:
 
         from openshell.supervisor.ssh_channels import _Session, _signal_replies
 
-        transport = paramiko.Transport(conn)
+        transport = paramiko.Transport(conn, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
         transport.set_keepalive(KEEPALIVE)  # keeps idle sessions alive through the gateway's idle timeout
         transport.add_server_key(self.host_key())
         iface = _Session(self)
