@@ -7,7 +7,10 @@ Builds a tree (200 MiB by default, 20 MiB with ``--quick``: a few large files
 plus many small ones), starts its own gateway (free loopback port, config and
 state in a temp dir) and one sandbox, then times, in one run:
 
-- ``tar -c -C TREE . | tar -x -C DIR`` on this machine (the baseline);
+- ``tar -c -C TREE . | tar -x -C DIR`` on this machine (the baseline: the faster
+  of two copies, before and after the openshell commands; the tree, the copies
+  and the download are on a fresh ext4 the bench makes and loop-mounts, see
+  ``_fresh_ext4``);
 - ``openshell sandbox upload`` of TREE (tar stream over SSH through the gateway,
   extracted inside the sandbox by tar under its isolation);
 - ``openshell sandbox download`` of the uploaded copy back to a local directory.
@@ -75,6 +78,20 @@ def _timed(argv: list[str], env: dict, *, shell: bool = False) -> float:
     return elapsed
 
 
+def _fresh_ext4(image: Path, mountpoint: Path, size: int) -> None:
+    """Make ``image`` a sparse ``size``-byte ext4 and loop-mount it on ``mountpoint``.
+
+    :raises RuntimeError: mkfs.ext4 or mount failed (their message).
+    """
+    with open(image, "wb") as f:
+        f.truncate(size)
+    mountpoint.mkdir()
+    for argv in (["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], ["mount", "-o", "loop,noinit_itable", str(image), str(mountpoint)]):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed for the bench's scratch file system: {(proc.stderr or proc.stdout).strip()[-300:]}")
+
+
 def run(quick: bool = False) -> dict:
     """Measure and return the rows (see the module docstring). Needs root (a real sandbox)."""
     if os.geteuid() != 0:
@@ -86,26 +103,30 @@ def run(quick: bool = False) -> dict:
     env.update(XDG_CONFIG_HOME=str(base / "config"), XDG_STATE_HOME=str(base / "state"), OPENSHELL_GATEWAY=name)
     env.pop("OPENSHELL_STATE_DIR", None)
     started = False
+    scratch = base / "scratch"
     try:
-        tree = base / "tree"
+        # The tree, the tar | tar copies and the download live on a fresh ext4 of
+        # their own (a sparse image, loop-mounted): on the host's file system,
+        # creating files within minutes of deleting many (an earlier run's
+        # clean-up, another test run) is several times slower (ext4 skips
+        # recently freed inodes), which made both sides of the ratio depend on
+        # what ran before. Nothing is deleted until the end; the baseline is the
+        # faster of two copies, one before the openshell commands, one after.
+        _fresh_ext4(base / "scratch.ext4", scratch, 4 * total + 512 * MiB)
+        tree = scratch / "tree"
         size, files = make_tree(tree, total)
         mib = size / MiB
 
-        # Nothing is deleted until the end: on ext4, creating files soon after
-        # deleting many (within minutes) is several times slower (the inode
-        # allocator skips recently freed inodes), which would tax whichever
-        # copy came after a deletion. The baseline is the faster of two
-        # copies, one before the openshell commands and one after them.
         def pipe(n: int) -> float:
-            (base / f"pipe{n}").mkdir()
-            return _timed(["tar", "-c", "-f", "-", "-C", str(tree), ".", "|", "tar", "-x", "-f", "-", "-C", str(base / f"pipe{n}")], env, shell=True)
+            (scratch / f"pipe{n}").mkdir()
+            return _timed(["tar", "-c", "-f", "-", "-C", str(tree), ".", "|", "tar", "-x", "-f", "-", "-C", str(scratch / f"pipe{n}")], env, shell=True)
 
         t_pipe = pipe(1)
         _timed([OPENSHELL, "gateway", "start", "--name", name, "--port", str(_free_port())], env)
         started = True
         _timed([OPENSHELL, "sandbox", "create", "--name", "xfer", "--detach"], env)
         t_up = _timed([OPENSHELL, "sandbox", "upload", "xfer", str(tree), "/sandbox/tree", "--no-git-ignore"], env)
-        down = base / "down"
+        down = scratch / "down"
         t_down = _timed([OPENSHELL, "sandbox", "download", "xfer", "/sandbox/tree", str(down)], env)
         t_pipe = min(t_pipe, pipe(2))
         got = sum(p.stat().st_size for p in down.rglob("*") if p.is_file() and not p.is_symlink())
@@ -145,6 +166,8 @@ def run(quick: bool = False) -> dict:
         if started:
             subprocess.run([OPENSHELL, "sandbox", "delete", "--all"], env=env, capture_output=True, timeout=300, check=False)
             subprocess.run([OPENSHELL, "gateway", "stop", "--name", name], env=env, capture_output=True, timeout=120, check=False)
+        if os.path.ismount(scratch):
+            subprocess.run(["umount", str(scratch)], capture_output=True, timeout=120, check=False)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -71,6 +71,7 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 TIMEOUT_EXIT_CODE = 124  # what `timeout(1)` returns; the CLI contract uses it too
 EXEC_TIMEOUT_GRACE = 5.0  # seconds the exec backend gets to report 124 itself
+LAUNCH_GRACE = 120.0  # seconds a driver create/start may run before the monitor judges the sandbox anyway
 
 #: a sandbox's pushed log file rotates (one backup) past this many bytes
 MAX_LOG_BYTES = 8 * 1024 * 1024
@@ -298,6 +299,11 @@ class GatewayCore(StopStartMixin):
         self.driver = driver
         self.version = version or _package_version()
         self.monitor_interval = monitor_interval
+        # Sandboxes whose driver create/start call has not returned (id -> monotonic
+        # start): the driver has no supervisor to report on yet, and its "never
+        # started" must not make them ERROR. An entry a cancelled create left behind
+        # stops counting after LAUNCH_GRACE.
+        self._driver_launching: dict[str, float] = {}
         self._policy_changed: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[None]] = []
         #: providers and inference routes
@@ -450,7 +456,7 @@ class GatewayCore(StopStartMixin):
 
         def insert() -> tuple[SandboxRecord, PolicyRevision]:
             chosen = name or names.generate_name(self.store.sandbox_names())
-            return self.store.create_sandbox(
+            inserted = self.store.create_sandbox(
                 name=chosen,
                 workspace=workspace,
                 labels=labels,
@@ -459,6 +465,8 @@ class GatewayCore(StopStartMixin):
                 policy_yaml=policy_yaml,
                 driver=self.driver_name,
             )
+            self._driver_launching[inserted[0].id] = time.monotonic()  # in this thread, right after the insert
+            return inserted
 
         try:
             record, revision = await asyncio.to_thread(insert)
@@ -476,6 +484,8 @@ class GatewayCore(StopStartMixin):
             updated = await self._update(record.id, phase=st.ERROR, reason=f"compute driver could not start the sandbox: {exc}")
             self._event(record.id, "driver", "Warning", "Failed", f"compute driver could not start the sandbox: {exc}")
             record = updated or record
+        finally:
+            self._driver_launching.pop(record.id, None)
         await asyncio.to_thread(_fire_hook, "sandbox_created", sandbox=SandboxEvent.from_record(record))
         return await self._info(record)
 
@@ -964,16 +974,28 @@ class GatewayCore(StopStartMixin):
                 status = SandboxStatus(st.ERROR, f"compute driver cannot report status: {exc}")
             await self.apply_driver_status(record.id, status, context="after gateway restart")
 
+    def _launching_now(self, sandbox_id: str) -> bool:
+        """True while the driver's create/start of ``sandbox_id`` runs (at most ``LAUNCH_GRACE`` s)."""
+        started = self._driver_launching.get(sandbox_id)
+        if started is None:
+            return False
+        if time.monotonic() - started < LAUNCH_GRACE:
+            return True
+        self._driver_launching.pop(sandbox_id, None)
+        return False
+
     async def _monitor(self) -> None:
         while True:
             await asyncio.sleep(self.monitor_interval)
             try:
                 for record in await asyncio.to_thread(self.store.list_sandboxes, None):
-                    if record.phase in (st.PROVISIONING, st.READY):
+                    if record.phase in (st.PROVISIONING, st.READY) and not self._launching_now(record.id):
                         try:
                             status = await asyncio.to_thread(self.driver.status, record.id)
                         except Exception as exc:  # noqa: BLE001 - as in reconcile()
                             status = SandboxStatus(st.ERROR, f"compute driver cannot report status: {exc}")
+                        if self._launching_now(record.id):
+                            continue  # a create or start began while the driver was asked: its answer is stale
                         await self.apply_driver_status(record.id, status)
             except asyncio.CancelledError:
                 raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from openshell.gateway import store as st
@@ -34,6 +35,7 @@ class StopStartMixin:
     store: Store
     driver: ComputeDriver
     ssh_sessions: SshSessions
+    _driver_launching: dict[str, float]
 
     if TYPE_CHECKING:  # provided by GatewayCore
 
@@ -123,16 +125,22 @@ class StopStartMixin:
         revision = await asyncio.to_thread(self.store.get_policy_revision, record.id)
         if revision is None:  # pragma: no cover - create stores revision 1 atomically
             raise FailedPrecondition(f"sandbox '{name}' has no policy")
-        starting = await self._update(record.id, phase=st.PROVISIONING, reason="starting on request")
-        if starting is None:  # deleted meanwhile
-            return await self._info(await self._record(name, workspace))
-        self._event(record.id, "gateway", "Normal", "Starting", "starting the sandbox's supervisor again")
+        # Before PROVISIONING: the monitor must not take the stopped supervisor's
+        # dead pid for a crash while the driver starts the new one.
+        self._driver_launching[record.id] = time.monotonic()
         try:
-            await asyncio.to_thread(self.driver.start, starting.driver_view(revision.yaml))
-        except Exception as exc:  # noqa: BLE001 - any driver failure: ERROR with the reason
-            reason = f"compute driver could not start the sandbox: {exc}"
-            await self._update(record.id, phase=st.ERROR, reason=reason)
-            self._event(record.id, "driver", "Warning", "StartFailed", reason)
-            raise DriverFailed(f"sandbox '{name}': {reason}") from exc
+            starting = await self._update(record.id, phase=st.PROVISIONING, reason="starting on request")
+            if starting is None:  # deleted meanwhile
+                return await self._info(await self._record(name, workspace))
+            self._event(record.id, "gateway", "Normal", "Starting", "starting the sandbox's supervisor again")
+            try:
+                await asyncio.to_thread(self.driver.start, starting.driver_view(revision.yaml))
+            except Exception as exc:  # noqa: BLE001 - any driver failure: ERROR with the reason
+                reason = f"compute driver could not start the sandbox: {exc}"
+                await self._update(record.id, phase=st.ERROR, reason=reason)
+                self._event(record.id, "driver", "Warning", "StartFailed", reason)
+                raise DriverFailed(f"sandbox '{name}': {reason}") from exc
+        finally:
+            self._driver_launching.pop(record.id, None)
         log.info("event=sandbox_started sandbox=%s name=%s", record.id, record.name)
         return await self._info(starting)

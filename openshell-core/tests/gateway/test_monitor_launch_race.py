@@ -1,0 +1,109 @@
+"""The liveness monitor against a sandbox whose driver create/start has not returned yet.
+
+Until the driver has started a supervisor, its status says so ("never started", or
+the stopped supervisor's dead pid); the monitor must not turn that into ERROR. The
+bench saw it: one create in ~50 became ERROR "supervisor was never started or its
+pid file is gone" when a monitor tick fell between the store insert and the driver's create.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from openshell.gateway import core as gc
+from openshell.gateway import store as st
+from openshell.gateway.store import Store
+from openshell.plugin.kinds import DriverContext, SandboxStatus
+from openshell.plugin.testing import RecordingDriver
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class SlowDriver(RecordingDriver):
+    """create/start wait for ``release``; status is what a real driver says before a supervisor runs."""
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.running: set[str] = set()
+
+    def create(self, sandbox: Mapping[str, Any]) -> None:
+        self.entered.set()
+        self.release.wait(30)
+        super().create(sandbox)
+        self.running.add(str(sandbox["id"]))
+
+    def start(self, sandbox: Mapping[str, Any]) -> None:
+        self.entered.set()
+        self.release.wait(30)
+        super().start(sandbox)
+        self.running.add(str(sandbox["id"]))
+
+    def stop(self, sandbox_id: str) -> None:
+        super().stop(sandbox_id)
+        self.running.discard(sandbox_id)
+
+    def status(self, sandbox_id: str) -> SandboxStatus:
+        if sandbox_id in self.running:
+            return SandboxStatus("PROVISIONING")
+        return SandboxStatus("ERROR", "supervisor was never started or its pid file is gone")
+
+
+async def _while_the_driver_is_slow(core: gc.GatewayCore, driver: SlowDriver, call) -> Any:
+    task = asyncio.ensure_future(call())
+    await asyncio.to_thread(driver.entered.wait, 10)
+    await asyncio.sleep(0.3)  # ~30 monitor ticks while the driver works
+    driver.release.set()
+    return await task
+
+
+def test_a_sandbox_being_created_is_not_failed_by_the_monitor(tmp_path):
+    async def main() -> None:
+        driver = SlowDriver(DriverContext(state_dir=str(tmp_path), gateway_endpoint="https://127.0.0.1:1"))
+        store = Store(tmp_path / "gateway.db")
+        core = gc.GatewayCore(tmp_path, store, driver, version="t", monitor_interval=0.01)
+        await core.start()
+        try:
+            await _while_the_driver_is_slow(core, driver, lambda: core.create_sandbox(name="slow"))
+            await asyncio.sleep(0.1)  # and after it returned
+            (record,) = [r for r in store.list_sandboxes(None) if r.name == "slow"]
+            assert record.phase == st.PROVISIONING, record.reason
+            # a supervisor that really dies is still seen
+            driver.running.clear()
+            await asyncio.sleep(0.2)
+            assert store.get_sandbox(record.id).phase == st.ERROR
+        finally:
+            await core.stop()
+            store.close()
+
+    asyncio.run(main())
+
+
+def test_a_sandbox_being_started_again_is_not_failed_by_the_monitor(tmp_path):
+    async def main() -> None:
+        driver = SlowDriver(DriverContext(state_dir=str(tmp_path), gateway_endpoint="https://127.0.0.1:1"))
+        driver.release.set()
+        store = Store(tmp_path / "gateway.db")
+        core = gc.GatewayCore(tmp_path, store, driver, version="t", monitor_interval=0.01)
+        await core.start()
+        try:
+            await core.create_sandbox(name="again")
+            (record,) = [r for r in store.list_sandboxes(None) if r.name == "again"]
+            await core.stop_sandbox("again")
+            assert store.get_sandbox(record.id).phase == st.STOPPED
+            driver.entered.clear()
+            driver.release.clear()
+            await _while_the_driver_is_slow(core, driver, lambda: core.start_sandbox("again"))
+            await asyncio.sleep(0.1)
+            got = store.get_sandbox(record.id)
+            assert got.phase == st.PROVISIONING, got.reason
+        finally:
+            await core.stop()
+            store.close()
+
+    asyncio.run(main())
