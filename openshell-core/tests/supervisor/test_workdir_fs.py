@@ -151,6 +151,12 @@ def test_workdirs_copied_from_one_template_are_separate_and_leave_it_untouched(l
             cleanup.remove_limits(d)
 
 
+def test_a_copy_left_half_made_by_a_crash_is_replaced(state, launch_ids, tmp_path):
+    (state / f"{mounts.WORKDIR_IMAGE}.new").write_bytes(b"half a copy")
+    dirs = mounts.prepare_sandbox_dirs(str(state), *launch_ids, tmp_size=2**20, disk_size=32 * 2**20, template_dir=str(tmp_path / "templates"))
+    assert os.path.ismount(dirs.workdir) and not (state / f"{mounts.WORKDIR_IMAGE}.new").exists()
+
+
 def test_template_count_is_bounded_then_mkfs_is_used(launch_ids, tmp_path, monkeypatch):
     uid, gid = launch_ids
     templates = tmp_path / "templates"

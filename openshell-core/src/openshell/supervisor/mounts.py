@@ -235,6 +235,8 @@ def make_workdir_image(image: str, size: int, uid: int, gid: int, template_dir: 
     if template is None:
         _mkfs(partial, size, uid, gid)
     else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)  # left by a start that crashed while copying
         try:
             _sparse_copy(template, partial)
         except BaseException:
@@ -310,7 +312,12 @@ def _sparse_copy(src: str, dst: str) -> None:
                 end = os.lseek(fin, start, os.SEEK_HOLE)
                 pos = start
                 while pos < end:
-                    copied = os.copy_file_range(fin, fout, end - pos, pos, pos)
+                    try:
+                        copied = os.copy_file_range(fin, fout, end - pos, pos, pos)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                            raise
+                        copied = os.pwrite(fout, os.pread(fin, min(end - pos, 1 << 20), pos), pos)  # another file system
                     if copied == 0:
                         raise WorkdirError(f"the workdir template {src} shrank while it was copied")
                     pos += copied
