@@ -74,6 +74,16 @@ def throughput(ctx: Context) -> FigureResult:
                 (row.ratio >= 0.8) if row else None,
             )
         )
+        # issue 17: against the ceiling of any relay of two TCP connections, measured in the same run
+        of_ref = (row.ratio / ref.ratio) if row and ref else None
+        fig.targets.append(
+            Target(
+                f"raw tunnel throughput vs {REFERENCE} ({metric})",
+                f"≥ 95 % of {REFERENCE} (issue 17)",
+                f"{of_ref * 100:.0f} %" if of_ref is not None else f"n/a ({REFERENCE} not measured)",
+                (of_ref >= 0.95) if of_ref is not None else None,
+            )
+        )
     return fig
 
 
