@@ -204,12 +204,38 @@ def test_upload_sends_awkward_names_and_hard_links_with_either_packer(env, tmp_p
     dest = f"/sandbox/awk-{packer.replace(' ', '')}"
     p = subprocess.run([OPENSHELL, "sandbox", "upload", NAME, str(tree), dest, "--no-git-ignore"], env=cli_env, capture_output=True, timeout=120)
     assert p.returncode == 0, p.stderr.decode()
-    assert "uploaded 4 files" in p.stderr.decode()
+    assert "uploaded 4 files (13 B)" in p.stderr.decode()  # a hard link's bytes count once, with either packer
     p = _sx(env, "sh", "-c", f"cd {dest} && cat ./-C/'dir with space'/--files-from=x a/b/c/deep hard new?line && stat -c %h hard && ls")
     out = p.stdout.decode().splitlines()
     assert out[:4] == ["dash", "deep", "deep", "nl"]
     assert out[4] == "2"  # still one file under two names
     assert "fifo" not in out
+
+
+def test_an_upload_of_a_file_that_changes_meanwhile_fails_and_says_so(env, tmp_path):
+    """GNU tar pads a file that shrank while it read it and exits 1; the upload must not report success.
+
+    The shrinking is played by a ``tar`` on PATH that runs the real one and then
+    reports it, as GNU tar does (a real race would make the test flaky).
+    """
+    tree = tmp_path / "shrinks"
+    tree.mkdir()
+    (tree / "f").write_bytes(b"data")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "tar").write_text(f"#!/bin/sh\n{shutil.which('tar')} \"$@\"\necho 'tar: f: File shrank by 10 bytes; padding with zeroes' >&2\nexit 1\n")
+    (bindir / "tar").chmod(0o755)
+    cli_env = dict(env.env, PATH=f"{bindir}:{env.env['PATH']}")
+    p = subprocess.run([OPENSHELL, "sandbox", "upload", NAME, str(tree), "/sandbox/shrinks"], env=cli_env, capture_output=True, timeout=120)
+    err = p.stderr.decode()
+    assert p.returncode == 1, err
+    assert "a file changed while it was uploaded (tar: f: File shrank by 10 bytes; padding with zeroes)" in err and "upload again" in err
+
+
+def test_download_of_a_file_named_like_an_option(env, tmp_path):
+    _sx(env, "sh", "-c", "mkdir -p /sandbox/dash && echo dash > /sandbox/dash/-Tl")
+    env.ok("sandbox", "download", NAME, "/sandbox/dash/-Tl", str(tmp_path / "got"))
+    assert (tmp_path / "got").read_text() == "dash\n"
 
 
 def test_transfers_negotiate_aes_gcm_and_large_packets(env):

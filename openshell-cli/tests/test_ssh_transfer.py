@@ -103,6 +103,28 @@ def test_a_directory_already_written_cannot_become_a_link_to_write_through(dest,
     assert not (dest / "d" / "two").exists()
 
 
+def test_a_symlink_whose_target_leaves_through_another_link_is_refused(dest, tmp_path):
+    """``e -> a/b/c/../../..`` with ``c -> ../..``: lexically inside, really two levels above DEST."""
+    buf = _tar(("dir", "a", b""), ("dir", "a/b", b""), ("sym", "a/b/c", "../.."), ("sym", "e", "a/b/c/../../.."))
+    with pytest.raises(UnsafeMember, match="points outside"):
+        _extract(buf, dest)
+    assert not (dest / "e").is_symlink()
+
+
+@pytest.mark.parametrize("kind, payload", [("sym", "x"), ("link", "f"), ("file", b"data")])
+def test_a_member_over_an_existing_directory_is_refused_by_name(dest, kind, payload):
+    (dest / "f").write_bytes(b"")
+    with pytest.raises(UnsafeMember, match="would replace a directory"):
+        _extract(_tar(("dir", "d", b""), ("file", "d/keep", b"k"), (kind, "d", payload)), dest)
+    assert (dest / "d" / "keep").read_bytes() == b"k"
+
+
+def test_a_hard_link_to_itself_is_refused_and_the_file_kept(dest):
+    with pytest.raises(UnsafeMember, match="itself"):
+        _extract(_tar(("file", "f", b"data"), ("link", "f", "f")), dest)
+    assert (dest / "f").read_bytes() == b"data"
+
+
 def test_a_file_member_does_not_replace_an_existing_symlink(dest, tmp_path):
     target = tmp_path / "victim"
     target.write_text("keep")

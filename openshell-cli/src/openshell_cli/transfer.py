@@ -359,10 +359,16 @@ def _member_stats(base: Path, names: list[str]) -> tuple[list[str], Stats]:
     """Keep the names ``tarfile`` would send (regular files, directories, symlinks) and count them."""
     kept: list[str] = []
     stats = Stats()
+    seen: set[tuple[int, int]] = set()  # (device, inode) of files with more than one name: their bytes count once
     for name in names:
         st = os.lstat(base / name)
         if stat.S_ISREG(st.st_mode):
             stats.files += 1
+            if st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    kept.append(name)
+                    continue
+                seen.add((st.st_dev, st.st_ino))
             stats.bytes += st.st_size
         elif stat.S_ISDIR(st.st_mode):
             stats.dirs += 1
@@ -403,8 +409,12 @@ def _pack_with_tar(exe: str, base: Path, names: list[str], writer: _ChannelWrite
             raise
         code = proc.wait()
         feeder.join()
-    if code not in (0, 1):  # 1: a file changed while it was read (sent as read)
-        lines = err.decode(errors="replace").strip().splitlines()
+    lines = err.decode(errors="replace").strip().splitlines()
+    if code == 1:  # a file changed while tar read it: what arrived may be padded or cut
+        raise TransferError(
+            f"a file changed while it was uploaded ({lines[-1] if lines else 'tar exited 1'}); its copy in the sandbox may be incomplete: upload again"
+        )
+    if code != 0:
         raise TransferError(f"reading the files to upload failed: {lines[-1] if lines else f'tar exited {code}'}; check that they are readable")
     return stats
 
@@ -454,7 +464,7 @@ def download_command(path: str) -> str:
     return (
         "PATH=/usr/bin:/bin; export PATH; "
         f"if [ -d {q} ]; then cd {q} && exec tar -c -f - .; "
-        f'elif [ -e {q} ] || [ -L {q} ]; then cd "$(dirname {q})" && exec tar -c -f - "$(basename {q})"; '
+        f'elif [ -e {q} ] || [ -L {q} ]; then cd "$(dirname {q})" && exec tar -c -f - -- "$(basename {q})"; '
         f"else echo 'no such file or directory' >&2; exit {MISSING_EXIT}; fi"
     )
 
@@ -683,14 +693,18 @@ class _Targets:
             raise UnsafeMember(f"member {name!r} would replace or write through an existing symlink; refused")
         if member.issym():
             link = member.linkname
-            resolved = os.path.normpath(os.path.join(parent, link)) if not link.startswith("/") else link
-            if link.startswith("/") or not _inside(real_root, os.path.realpath(resolved)):
+            # realpath of the joined path, not of its normpath: "c/.." must follow c when c is a link
+            if link.startswith("/") or not _inside(real_root, os.path.realpath(os.path.join(parent, link))):
                 raise UnsafeMember(f"symlink {name!r} -> {link!r} points outside the destination; refused")
         if member.islnk():
             link = member.linkname
             lparts = [p for p in link.split("/") if p not in ("", ".")]
             if link.startswith("/") or ".." in lparts or not _inside(real_root, os.path.realpath(os.path.join(real_root, *lparts))):
                 raise UnsafeMember(f"hard link {name!r} -> {link!r} points outside the destination; refused")
+            if os.path.join(real_root, *lparts) == target:
+                raise UnsafeMember(f"hard link {name!r} points to itself; refused")
+        if st is not None and stat.S_ISDIR(st.st_mode) and not member.isdir():
+            raise UnsafeMember(f"member {name!r} would replace a directory; refused")
         return target, st
 
 

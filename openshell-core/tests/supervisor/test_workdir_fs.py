@@ -157,6 +157,20 @@ def test_a_copy_left_half_made_by_a_crash_is_replaced(state, launch_ids, tmp_pat
     assert os.path.ismount(dirs.workdir) and not (state / f"{mounts.WORKDIR_IMAGE}.new").exists()
 
 
+def test_a_damaged_template_is_made_again(launch_ids, tmp_path):
+    uid, gid = launch_ids
+    templates = tmp_path / "templates"
+    template = Path(mounts.workdir_template(str(templates), 32 * 2**20, uid, gid) or "")
+    template.write_bytes(b"")  # truncated (by hand, or a full disk)
+    d = tmp_path / "s"
+    try:
+        dirs = mounts.prepare_sandbox_dirs(str(d), uid, gid, tmp_size=2**20, disk_size=32 * 2**20, template_dir=str(templates))
+        assert os.path.ismount(dirs.workdir)
+        assert template.stat().st_size == 32 * 2**20
+    finally:
+        cleanup.remove_limits(d)
+
+
 def test_template_count_is_bounded_then_mkfs_is_used(launch_ids, tmp_path, monkeypatch):
     uid, gid = launch_ids
     templates = tmp_path / "templates"

@@ -260,6 +260,11 @@ def workdir_template(template_dir: str, size: int, uid: int, gid: int) -> str | 
     :raises WorkdirError: ``mkfs.ext4`` is missing or failed.
     """
     path = os.path.join(template_dir, f"workdir-{size}-{uid}-{gid}.ext4")
+    try:
+        if os.stat(path).st_size != size:  # damaged (truncated by hand, a full disk): made again
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
     if not os.path.exists(path):
         os.makedirs(template_dir, mode=0o700, exist_ok=True)
         if sum(1 for n in os.listdir(template_dir) if n.endswith(".ext4")) >= MAX_TEMPLATES:
