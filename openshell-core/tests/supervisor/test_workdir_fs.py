@@ -189,14 +189,6 @@ def test_template_count_is_bounded_then_mkfs_is_used(launch_ids, tmp_path, monke
             cleanup.remove_limits(d)
 
 
-def test_a_kernel_without_loop_configure_mounts_through_mount8(state, launch_ids, monkeypatch):
-    monkeypatch.setattr(mounts, "_LOOP_CONFIGURE", 0x4CFF)  # no such loop ioctl: ENOTTY/EINVAL, as before Linux 5.8
-    dirs = mounts.prepare_sandbox_dirs(str(state), *launch_ids, tmp_size=2**20, disk_size=32 * 2**20)
-    assert os.path.ismount(dirs.workdir) and _loops(state / mounts.WORKDIR_IMAGE)
-    cleanup.remove_limits(state)
-    assert not _loops(state / mounts.WORKDIR_IMAGE)  # mount(8) set autoclear as well
-
-
 def test_missing_mkfs_fails_closed_naming_the_package(state, launch_ids, monkeypatch):
     monkeypatch.setattr(mounts, "_MKFS", "mkfs.no-such-fs")
     with pytest.raises(mounts.WorkdirError, match=r"apt install e2fsprogs"):

@@ -352,101 +352,17 @@ def mount_workdir(image: str, path: str, uid: int, gid: int) -> None:
         os.makedirs(path, mode=0o750, exist_ok=True)
         # noinit_itable: no background zeroing of the lazily made inode tables,
         # which would fill the sparse image with zeros.
-        try:
-            _loop_mount(image, path, "noinit_itable,discard")
-        except _NoLoopConfigure:
-            options = "loop,nosuid,nodev,noatime,noinit_itable,discard"
-            p = subprocess.run(["mount", "-t", "ext4", "-o", options, image, path], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            if p.returncode != 0:
-                reason = " ".join((p.stderr or p.stdout).split())[:300]
-                hint = "; load the loop module (modprobe loop)" if "loop" in reason.lower() else ""
-                raise WorkdirError(f"cannot mount the sandbox's workdir {image}: {reason}{hint}") from None
+        options = "loop,nosuid,nodev,noatime,noinit_itable,discard"
+        p = subprocess.run(["mount", "-t", "ext4", "-o", options, image, path], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if p.returncode != 0:
+            reason = " ".join((p.stderr or p.stdout).split())[:300]
+            hint = "; load the loop module (modprobe loop)" if "loop" in reason.lower() else ""
+            raise WorkdirError(f"cannot mount the sandbox's workdir {image}: {reason}{hint}")
     lost = os.path.join(path, "lost+found")
     if os.path.isdir(lost) and not os.listdir(lost):
         os.rmdir(lost)  # e2fsck makes it again when it needs one
     os.chown(path, uid, gid)
     os.chmod(path, 0o750)
-
-
-_LOOP_CTL_GET_FREE = 0x4C82
-_LOOP_CONFIGURE = 0x4C0A
-_LOOP_CLR_FD = 0x4C01
-_LO_FLAGS_AUTOCLEAR = 4
-_MS_NOSUID, _MS_NODEV, _MS_NOATIME = 2, 4, 1024
-
-
-class _NoLoopConfigure(Exception):
-    """The kernel has no ``LOOP_CONFIGURE`` (before Linux 5.8): mount(8) does it instead."""
-
-
-class _LoopInfo64(ctypes.Structure):
-    _fields_ = [
-        ("lo_device", ctypes.c_uint64),
-        ("lo_inode", ctypes.c_uint64),
-        ("lo_rdevice", ctypes.c_uint64),
-        ("lo_offset", ctypes.c_uint64),
-        ("lo_sizelimit", ctypes.c_uint64),
-        ("lo_number", ctypes.c_uint32),
-        ("lo_encrypt_type", ctypes.c_uint32),
-        ("lo_encrypt_key_size", ctypes.c_uint32),
-        ("lo_flags", ctypes.c_uint32),
-        ("lo_file_name", ctypes.c_char * 64),
-        ("lo_crypt_name", ctypes.c_char * 64),
-        ("lo_encrypt_key", ctypes.c_char * 32),
-        ("lo_init", ctypes.c_uint64 * 2),
-    ]
-
-
-class _LoopConfig(ctypes.Structure):
-    _fields_ = [("fd", ctypes.c_uint32), ("block_size", ctypes.c_uint32), ("info", _LoopInfo64), ("reserved", ctypes.c_uint64 * 8)]
-
-
-def _loop_mount(image: str, path: str, data: str) -> None:
-    """Attach ``image`` to a free loop device (autoclear) and mount its ext4 on ``path``
-    (nosuid, nodev, noatime, ``data``): what ``mount -o loop`` does, without starting
-    mount(8) (~8 ms alone, ~20 ms during a sandbox start; this is ~2 ms).
-
-    :raises _NoLoopConfigure: the kernel lacks ``LOOP_CONFIGURE``.
-    :raises WorkdirError: no loop device could be had, or the mount failed.
-    """
-    import fcntl
-
-    from openshell.supervisor import nsutil
-
-    image_fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
-    try:
-        for _ in range(8):  # another process may take the free device first
-            ctl = os.open(_LOOP_CONTROL, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                number = fcntl.ioctl(ctl, _LOOP_CTL_GET_FREE)
-            finally:
-                os.close(ctl)
-            device = f"/dev/loop{number}"
-            loop_fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                config = _LoopConfig(fd=image_fd)
-                config.info.lo_flags = _LO_FLAGS_AUTOCLEAR
-                config.info.lo_file_name = os.fsencode(image)[-63:]
-                try:
-                    fcntl.ioctl(loop_fd, _LOOP_CONFIGURE, config)
-                except OSError as exc:
-                    if exc.errno == errno.EBUSY:
-                        continue
-                    if exc.errno in (errno.ENOTTY, errno.EINVAL):
-                        raise _NoLoopConfigure() from exc
-                    raise WorkdirError(f"cannot attach the sandbox's workdir {image} to {device}: {exc.strerror}") from exc
-                try:
-                    nsutil.mount(device, path, "ext4", _MS_NOSUID | _MS_NODEV | _MS_NOATIME, data)
-                except OSError as exc:
-                    with contextlib.suppress(OSError):
-                        fcntl.ioctl(loop_fd, _LOOP_CLR_FD)
-                    raise WorkdirError(f"cannot mount the sandbox's workdir {image}: {exc.strerror}") from exc
-                return  # autoclear: the device is released when the file system is unmounted
-            finally:
-                os.close(loop_fd)
-        raise WorkdirError(f"cannot mount the sandbox's workdir {image}: every free loop device was taken first; retry")
-    finally:
-        os.close(image_fd)
 
 
 def workdir_slack(size: int) -> int:
