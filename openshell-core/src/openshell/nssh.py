@@ -107,11 +107,13 @@ MAX_PACKET = 128 << 10
 AEAD_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
-def prefer_aead(transport) -> None:
-    """Put :data:`AEAD_FIRST` ahead of a paramiko client ``transport``'s cipher list (before ``start_client``).
+def client_transport(sock):
+    """A paramiko client ``Transport`` over ``sock`` (not started) with OpenShell's window,
+    packet size and :data:`AEAD_FIRST` cipher order; the client's order decides the
+    cipher, the others stay as fallbacks for a server without GCM."""
+    import paramiko  # deferred: the supervisor imports this module at start, paramiko with its first SSH peer
 
-    The client's order decides the cipher; the others stay as fallbacks for a
-    server without GCM.
-    """
+    transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
     options = transport.get_security_options()
     options.ciphers = AEAD_FIRST + tuple(c for c in options.ciphers if c not in AEAD_FIRST)
+    return transport

@@ -167,11 +167,10 @@ def open_ssh_transport(client: Any, name: str, *, timeout: float = CONNECT_TIMEO
     """
     import paramiko  # deferred: ~60 ms that only SSH commands of the CLI should pay
 
-    from openshell.nssh import MAX_PACKET, WINDOW_SIZE, prefer_aead
+    from openshell.nssh import client_transport
 
     sock = open_client_tunnel(client, name)
-    transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
-    prefer_aead(transport)
+    transport = client_transport(sock)
     transport.set_keepalive(30)
     try:
         transport.start_client(timeout=timeout)

@@ -18,7 +18,7 @@ from typing import AsyncGenerator, AsyncIterator, Optional, Union
 
 import paramiko
 
-from openshell.nssh import MAX_PACKET, OK, WINDOW_SIZE, make_preface, prefer_aead
+from openshell.nssh import OK, client_transport, make_preface
 from openshell.plugin.kinds import SshEndpoint
 from openshell.supervisor.ssh_server import command_for
 
@@ -77,8 +77,7 @@ def open_ssh_socket(endpoint: SshEndpoint, secret: bytes, token: str = "gateway"
 def open_transport(endpoint: SshEndpoint, secret: bytes, timeout: float = CONNECT_TIMEOUT) -> paramiko.Transport:
     """Return an authenticated paramiko client transport to the sandbox."""
     sock = open_ssh_socket(endpoint, secret, timeout=timeout)
-    transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
-    prefer_aead(transport)
+    transport = client_transport(sock)
     try:
         transport.start_client(timeout=timeout)
         transport.auth_none("sandbox")

@@ -235,8 +235,6 @@ def make_workdir_image(image: str, size: int, uid: int, gid: int, template_dir: 
     if template is None:
         _mkfs(partial, size, uid, gid)
     else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)  # left by a start that crashed while copying
         try:
             _sparse_copy(template, partial)
         except BaseException:
@@ -261,21 +259,21 @@ def workdir_template(template_dir: str, size: int, uid: int, gid: int) -> str | 
     """
     path = os.path.join(template_dir, f"workdir-{size}-{uid}-{gid}.ext4")
     try:
-        if os.stat(path).st_size != size:  # damaged (truncated by hand, a full disk): made again
-            os.unlink(path)
+        if os.stat(path).st_size == size:
+            return path
+        os.unlink(path)  # damaged (truncated by hand, a full disk): made again
     except FileNotFoundError:
         pass
-    if not os.path.exists(path):
-        os.makedirs(template_dir, mode=0o700, exist_ok=True)
-        if sum(1 for n in os.listdir(template_dir) if n.endswith(".ext4")) >= MAX_TEMPLATES:
-            return None
-        partial = f"{path}.{os.getpid()}.{threading.get_ident()}.new"  # starts racing to make it each use their own
-        try:
-            _mkfs(partial, size, uid, gid)
-            os.replace(partial, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(partial)
+    os.makedirs(template_dir, mode=0o700, exist_ok=True)
+    if sum(1 for n in os.listdir(template_dir) if n.endswith(".ext4")) >= MAX_TEMPLATES:
+        return None
+    partial = f"{path}.{os.getpid()}.{threading.get_ident()}.new"  # starts racing to make it each use their own
+    try:
+        _mkfs(partial, size, uid, gid)
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
     return path
 
 
@@ -299,11 +297,11 @@ def _mkfs(path: str, size: int, uid: int, gid: int) -> None:
 
 
 def _sparse_copy(src: str, dst: str) -> None:
-    """Copy ``src`` to a new 0600 file ``dst`` keeping its holes: only the data extents
-    (``SEEK_DATA``/``SEEK_HOLE``) are copied, in the kernel (``copy_file_range``)."""
+    """Copy ``src`` to ``dst`` (0600; a file left there is replaced) keeping its holes: only the
+    data extents (``SEEK_DATA``/``SEEK_HOLE``) are copied, in the kernel (``copy_file_range``)."""
     fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             size = os.fstat(fin).st_size
             offset = 0
