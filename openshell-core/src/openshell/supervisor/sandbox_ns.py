@@ -5,8 +5,9 @@ namespaces: one sandbox could ``prlimit``/``setpriority``/``kill -0`` the
 processes of another and attach its SysV shared memory. Each sandbox therefore
 gets, when its supervisor starts:
 
-- an *init*: pid 1 of a new PID namespace (``python -I -S``, a few lines: it
-  reaps orphans and exits when the supervisor goes away), created together with
+- an *init*: pid 1 of a new PID namespace (a small compiled program where this
+  machine can build one, ``native_init``, else ``python -I -S`` with a few lines:
+  it reaps orphans and exits when the supervisor goes away), created together with
   new IPC, UTS (hostname = the sandbox name) and cgroup namespaces;
 - :meth:`SandboxNamespaces.entered`: the thread that starts a sandbox process
   (``launcher.spawn``) joins init's namespaces with one ``setns(pidfd)`` just
@@ -46,7 +47,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 
-from openshell.supervisor import nsutil
+from openshell.supervisor import native_init, nsutil
 
 log = logging.getLogger("openshell.supervisor")
 
@@ -67,8 +68,10 @@ HOSTNAME_MAX = 64  # bytes (HOST_NAME_MAX)
 _NOT_HOSTNAME = re.compile(r"[^A-Za-z0-9-]+")
 
 # pid 1 of the sandbox: reap every child, exit on EOF of fd argv[1] (the supervisor is gone).
+# native/openshell-init.c does the same steps in C (native_init); change both together.
 # Signals from inside the namespace reach it only for signals it handles (SIGCHLD,
-# which it ignores apart from waking up), so a sandbox process cannot stop it.
+# which it ignores apart from waking up; SIGINT, which Python handles, goes back to
+# the default), so a sandbox process cannot stop it.
 #
 # Before that it joins the sandbox's cgroup (argv[3:], cgroup.procs files) and only then
 # makes the cgroup namespace, so the sandbox's cgroup is the root of what /proc/self/cgroup
@@ -116,6 +119,7 @@ os.close(ready)
 r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 signal.set_wakeup_fd(w)
 signal.signal(signal.SIGCHLD, lambda *_: None)
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 while True:
     while True:
         try:
@@ -192,29 +196,35 @@ class SandboxNamespaces:
         self.pid = proc.pid
 
     @classmethod
-    def start(cls, hostname: str, cgroup_procs: Sequence[str] = ()) -> SandboxNamespaces:
+    def start(cls, hostname: str, cgroup_procs: Sequence[str] = (), init: str | None = None) -> SandboxNamespaces:
         """Start the sandbox's init in new PID, IPC, UTS and cgroup namespaces, without
         waiting for it to be ready (:meth:`wait_ready`; :meth:`entered` waits too).
 
-        Init is a Python interpreter: its start (tens of ms) overlaps the rest of the
-        sandbox's start instead of blocking it. Call from a thread that may block for
-        a few milliseconds (the fork); the calling thread is back in its own
-        namespaces when this returns.
+        Its start (a Python init takes tens of ms) overlaps the rest of the sandbox's
+        start instead of blocking it. Call from a thread that may block for a few
+        milliseconds (the fork); the calling thread is back in its own namespaces
+        when this returns.
 
         :param hostname: the sandbox's hostname (see :func:`hostname_for`).
         :param cgroup_procs: ``cgroup.procs`` files of the sandbox's cgroup: init joins
             them before it makes the cgroup namespace, whose root they become.
+        :param init: ``"native"`` (``native_init.binary``; an error when it is not
+            built), ``"python"`` (``INIT_CODE``), or None: native when built, else python.
         :raises SandboxNamespacesError: the kernel refused a namespace or init could not
             be started.
         """
+        program = native_init.binary() if init in (None, "native") else None
+        if init == "native" and program is None:
+            raise SandboxNamespacesError("sandbox namespaces: the native init is not built (python -m openshell.supervisor.native_init)")
         read_fd, write_fd = os.pipe()  # both close-on-exec; init inherits only read_fd
         ready_r, ready_w = os.pipe()
         try:
             with _thread_returns_home():
                 nsutil.unshare(_UNSHARED)
                 socket.sethostname(hostname)
+                argv = [program] if program else [sys.executable, "-I", "-S", "-c", INIT_CODE]
                 proc = subprocess.Popen(
-                    [sys.executable, "-I", "-S", "-c", INIT_CODE, str(read_fd), str(ready_w), *cgroup_procs],
+                    [*argv, str(read_fd), str(ready_w), *cgroup_procs],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -244,9 +254,9 @@ class SandboxNamespaces:
         return made
 
     @classmethod
-    def create(cls, hostname: str, cgroup_procs: Sequence[str] = ()) -> SandboxNamespaces:
+    def create(cls, hostname: str, cgroup_procs: Sequence[str] = (), init: str | None = None) -> SandboxNamespaces:
         """:meth:`start`, then :meth:`wait_ready`. Same errors."""
-        made = cls.start(hostname, cgroup_procs)
+        made = cls.start(hostname, cgroup_procs, init)
         made.wait_ready()
         return made
 
