@@ -606,10 +606,12 @@ class HttpInspector(Inspector):
             elif req.version == "HTTP/1.0":
                 headers.append(("Connection", "keep-alive"))
             state["started"] = True
-            await conn.client.sendall(serialize_head(f"{resp.version} {resp.status} {resp.reason}", headers))
+            out_head = serialize_head(f"{resp.version} {resp.status} {resp.reason}", headers)
             if sink is None:
-                ended = await copy_body(conn.ureader, rframing, conn.client, idle=None)
+                # the head goes out with the body's first bytes when they are here
+                ended = await copy_body(conn.ureader, rframing, conn.client, idle=None, prefix=out_head)
             else:
+                await conn.client.sendall(out_head)
                 try:
                     ended = await copy_body(conn.ureader, rframing, sink, idle=None, decode=True)
                     await sink.finish()

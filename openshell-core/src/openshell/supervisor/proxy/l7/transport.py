@@ -160,6 +160,8 @@ class TlsTransport:
         return True
 
     async def _flush(self) -> None:
+        if not self._out.pending and not self._send_lock.locked():
+            return  # nothing encrypted waits (after most reads): no lock round trip
         async with self._send_lock:  # BIO read and send under one lock keep the order
             data = self._out.read()
             if data:
