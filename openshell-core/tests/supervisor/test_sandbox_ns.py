@@ -168,3 +168,14 @@ def test_the_native_init_is_much_smaller_than_the_python_one():
         finally:
             made.close()
     assert pss["native"] * 4 < pss["python"], pss
+
+
+def test_the_log_says_which_init_runs(init, caplog):
+    caplog.set_level("INFO", logger="openshell.supervisor")
+    made = SandboxNamespaces.create("ns-test", init=init)
+    try:
+        assert f"init={init}" in caplog.text
+        exe = os.readlink(f"/proc/{made.pid}/exe")
+        assert ("python" in exe) == (init == "python"), exe
+    finally:
+        made.close()

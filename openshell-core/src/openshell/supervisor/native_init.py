@@ -63,20 +63,23 @@ def _trusted_dir(directory: Path) -> bool:
     return _root_only(directory, regular=False) and all(_root_only(d, regular=False, sticky_ok=True) for d in directory.parents)
 
 
-def binary(cache_dir: Path = CACHE_DIR) -> str | None:
-    """Path of the built init for this source, or None: not built (yet), or the file
-    or a directory above it could be changed by someone other than root."""
+def binary(cache_dir: Path | None = None) -> str | None:
+    """Path of the built init for this source in ``cache_dir`` (default
+    :data:`CACHE_DIR`), or None: not built (yet), or the file or a directory above
+    it could be changed by someone other than root."""
     name = _name()
     if name is None:
         return None
+    cache_dir = CACHE_DIR if cache_dir is None else cache_dir
     path = cache_dir / name
     if not (_root_only(path, regular=True) and _trusted_dir(cache_dir)):
         return None
     return str(path)
 
 
-def build(cache_dir: Path = CACHE_DIR) -> str | None:
-    """Build the init into ``cache_dir`` unless it is there; its path, or None when it
+def build(cache_dir: Path | None = None) -> str | None:
+    """Build the init into ``cache_dir`` (default :data:`CACHE_DIR`) unless it is
+    there; its path, or None when it
     cannot be built here (not root, no compiler, a compiler error, an untrusted
     cache). Never raises: the caller keeps the Python init. Safe to run in several
     processes at once (each compiles to a file of its own and renames it).
@@ -84,6 +87,7 @@ def build(cache_dir: Path = CACHE_DIR) -> str | None:
     name = _name()
     if name is None or os.geteuid() != 0:
         return None
+    cache_dir = CACHE_DIR if cache_dir is None else cache_dir
     if (found := binary(cache_dir)) is not None:
         return found
     cc = shutil.which("cc") or shutil.which("gcc")

@@ -193,6 +193,7 @@ class SandboxNamespaces:
         self._keepalive = keepalive  # write end of init's pipe; closing it ends init
         self._ready_r = -1  # read end of init's ready pipe until wait_ready() read it
         self._hostname = ""
+        self._init = "python"  # or "native": which init runs (logged once ready)
         self.pid = proc.pid
 
     @classmethod
@@ -251,6 +252,7 @@ class SandboxNamespaces:
         made = cls(proc, pidfd, write_fd)
         made._ready_r = ready_r
         made._hostname = hostname
+        made._init = "native" if program else "python"
         return made
 
     @classmethod
@@ -280,7 +282,7 @@ class SandboxNamespaces:
             raise SandboxNamespacesError(
                 f"sandbox init did not start (exit status {status}): could not join the cgroup, make its namespaces or leave the host's mount table"
             )
-        log.info("event=sandbox_namespaces pid=%d hostname=%s", self.pid, self._hostname)
+        log.info("event=sandbox_namespaces pid=%d hostname=%s init=%s", self.pid, self._hostname, self._init)
 
     @contextlib.contextmanager
     def entered(self) -> Iterator[None]:
