@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from openshell_cli.transfer import MAX_REASON, Skipped, Stats, UnsafeMember, extract_stream, parse_tar_stderr, upload_members
+from openshell_cli.transfer import MAX_REASON, Skipped, Stats, UnsafeMember, extract_stream, parse_tar_stderr, regular_mode, upload_members
 
 
 def _tar(*members: tuple[str, str, bytes | str]) -> io.BytesIO:
@@ -206,3 +206,14 @@ def test_commands_run_in_the_sandbox_do_not_take_tar_from_the_sandbox_path():
 
     for cmd in (download_command("/sandbox/x"), remote_extract_command("/sandbox/x")):
         assert cmd.startswith("PATH=/usr/bin:/bin; export PATH; "), cmd
+
+
+def test_a_refused_member_leaves_what_was_written_with_the_archives_directory_modes(dest):
+    # the directories are 0700 while the download writes into them; a refusal
+    # half-way used to leave them so
+    with pytest.raises(UnsafeMember, match="points outside"):
+        _extract(_tar(("dir", "d", b""), ("dir", "d/e", b""), ("file", "d/e/f", b"x"), ("sym", "out", "/etc")), dest)
+    assert (dest / "d" / "e" / "f").read_bytes() == b"x"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert regular_mode(dest / "d") == regular_mode(dest / "d" / "e") == 0o755 & ~umask

@@ -32,6 +32,7 @@ still empty, and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import re
@@ -724,56 +725,66 @@ def extract_stream(
     targets = _Targets(root)
     umask = os.umask(0o022)
     os.umask(umask)  # (read it back: no other way to read the umask)
-    for member in _members(tar):
-        if rename is not None:
-            if member.name != rename[0] or member.isdir():
-                raise UnsafeMember(f"member {member.name!r} is not the requested file {rename[0]!r}; refused")
-            member.name = rename[1]
-        target, st = targets.target(member)
-        parent = os.path.dirname(target)
-        mode = member.mode & 0o777 & ~umask  # a sandbox asks for 0777: the user's umask still applies
-        if member.isdir():
-            os.makedirs(target, exist_ok=True)
-            os.chmod(target, 0o700)
-            dir_modes.append((target, mode))
-            stats.dirs += 1
-        elif member.isreg():
-            if parent not in targets.real_dirs:
+    finished = False
+    try:
+        for member in _members(tar):
+            if rename is not None:
+                if member.name != rename[0] or member.isdir():
+                    raise UnsafeMember(f"member {member.name!r} is not the requested file {rename[0]!r}; refused")
+                member.name = rename[1]
+            target, st = targets.target(member)
+            parent = os.path.dirname(target)
+            mode = member.mode & 0o777 & ~umask  # a sandbox asks for 0777: the user's umask still applies
+            if member.isdir():
+                os.makedirs(target, exist_ok=True)
+                os.chmod(target, 0o700)
+                dir_modes.append((target, mode))
+                stats.dirs += 1
+            elif member.isreg():
+                if parent not in targets.real_dirs:
+                    os.makedirs(parent, exist_ok=True)
+                src = tar.extractfile(member)
+                assert src is not None  # a regular member always has a file
+                if st is not None and not stat.S_ISREG(st.st_mode):
+                    raise UnsafeMember(f"member {member.name!r} would replace a non-file; refused")
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                try:
+                    while chunk := src.read(CHUNK):
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                        stats.bytes += len(chunk)
+                        if progress:
+                            progress(stats.bytes)
+                    os.fchmod(fd, mode)
+                    os.utime(fd, (member.mtime, member.mtime))
+                finally:
+                    os.close(fd)
+                stats.files += 1
+            elif member.issym():
                 os.makedirs(parent, exist_ok=True)
-            src = tar.extractfile(member)
-            assert src is not None  # a regular member always has a file
-            if st is not None and not stat.S_ISREG(st.st_mode):
-                raise UnsafeMember(f"member {member.name!r} would replace a non-file; refused")
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                while chunk := src.read(CHUNK):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    stats.bytes += len(chunk)
-                    if progress:
-                        progress(stats.bytes)
-                os.fchmod(fd, mode)
-                os.utime(fd, (member.mtime, member.mtime))
-            finally:
-                os.close(fd)
-            stats.files += 1
-        elif member.issym():
-            os.makedirs(parent, exist_ok=True)
-            if st is not None:
-                os.unlink(target)  # a directory there: IsADirectoryError ends the download
-            os.symlink(member.linkname, target)
-            stats.links += 1
-        elif member.islnk():
-            src_path = os.path.join(targets.real_root, *[p for p in member.linkname.split("/") if p not in ("", ".")])
-            os.makedirs(parent, exist_ok=True)
-            if st is not None:
-                os.unlink(target)
-            os.link(src_path, target, follow_symlinks=False)
-            stats.files += 1
-        # devices, FIFOs and anything else: skipped
-    for path, mode in reversed(dir_modes):
-        os.chmod(path, mode)
+                if st is not None:
+                    os.unlink(target)  # a directory there: IsADirectoryError ends the download
+                os.symlink(member.linkname, target)
+                stats.links += 1
+            elif member.islnk():
+                src_path = os.path.join(targets.real_root, *[p for p in member.linkname.split("/") if p not in ("", ".")])
+                os.makedirs(parent, exist_ok=True)
+                if st is not None:
+                    os.unlink(target)
+                os.link(src_path, target, follow_symlinks=False)
+                stats.files += 1
+            # devices, FIFOs and anything else: skipped
+        finished = True
+    finally:
+        # Also after a refused or failed member: what was written keeps the
+        # sandbox's directory modes instead of the 0700 used while writing.
+        for path, mode in reversed(dir_modes):
+            if finished:
+                os.chmod(path, mode)
+            else:
+                with contextlib.suppress(OSError):
+                    os.chmod(path, mode)
 
 
 def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
