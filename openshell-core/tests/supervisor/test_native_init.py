@@ -73,9 +73,51 @@ def test_a_compiler_error_is_reported_not_raised(cache, monkeypatch, tmp_path, c
     bad = tmp_path / "bad.c"
     bad.write_text("this is not C\n")
     monkeypatch.setattr(native_init, "SOURCE", bad)
-    native_init._name.cache_clear()
+    native_init._source.cache_clear()
     try:
         assert native_init.build(cache) is None
         assert "event=native_init_unavailable" in caplog.text
     finally:
-        native_init._name.cache_clear()
+        native_init._source.cache_clear()
+
+
+@needs_cc
+def test_the_compiler_gets_the_hashed_source_and_a_clean_environment(cache, monkeypatch):
+    # a source edited after the hash was taken must not be built under the old name,
+    # and CPATH and the like must not reach the compiler
+    monkeypatch.setenv("CPATH", "/nonexistent-include")
+    monkeypatch.setenv("GCC_EXEC_PREFIX", "/nonexistent-prefix/")
+    seen = {}
+    real_run = native_init.subprocess.run
+
+    def run(argv, **kw):
+        seen.update(argv=argv, input=kw.get("input"), env=kw.get("env"))
+        return real_run(argv, **kw)
+
+    monkeypatch.setattr(native_init.subprocess, "run", run)
+    assert native_init.build(cache) is not None
+    assert seen["input"] == native_init.SOURCE.read_bytes() and seen["argv"][-1] == "-"
+    assert set(seen["env"]) == {"PATH", "LC_ALL"}
+
+
+@needs_cc
+def test_a_crashed_builds_leftover_is_removed_later(cache):
+    cache.mkdir(mode=0o755)
+    stale = cache / ".openshell-init-0123456789abcdef.999999"
+    stale.write_bytes(b"half")
+    os.utime(stale, (0, 0))
+    fresh = cache / ".openshell-init-0123456789abcdef.999998"
+    fresh.write_bytes(b"in progress")
+    assert native_init.build(cache) is not None
+    assert not stale.exists() and fresh.exists()
+
+
+def test_a_relative_cache_directory_is_checked_from_the_root(tmp_path, monkeypatch):
+    # "rel" and "." are root's alone, but "." sits in a directory anyone may write
+    (tmp_path / "a" / "rel").mkdir(mode=0o755, parents=True)
+    os.chmod(tmp_path / "a", 0o755)
+    os.chmod(tmp_path, 0o777)
+    monkeypatch.chdir(tmp_path / "a")
+    assert not native_init._trusted_dir(native_init.Path("rel"))
+    os.chmod(tmp_path, 0o755)
+    assert native_init._trusted_dir(native_init.Path("rel"))

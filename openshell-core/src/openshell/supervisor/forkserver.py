@@ -114,7 +114,7 @@ def fill_free_blocks() -> int:
     """Fill the free blocks of the server's partly used memory pools with objects
     that are never freed; returns how many.
 
-    The imports and the collection before ``gc.freeze`` leave holes all over the
+    The imports and the collection that precedes it leave holes all over the
     server's heap. CPython's allocator serves a new small object from a partly
     used pool first, so every forked supervisor would write its first thousands
     of objects into pages it shares with the server, one copied 4 KiB page per
@@ -287,11 +287,11 @@ def main() -> None:
     os.nice(SERVER_NICE)
     _warm()
     gc.collect()
-    gc.freeze()
     try:
         fill_free_blocks()
     except Exception:  # noqa: BLE001 - memory only: the server serves without it
         pass
+    gc.freeze()  # after the filling: its list is frozen too (no child's collection touches it)
     # The collector stays off here (``__main__`` turned it off; the serve loop makes
     # no cycles worth collecting): each child starts with it off too and turns it
     # on once READY (main.collector_on), like a supervisor started on its own.

@@ -17,6 +17,7 @@ and every directory above it belong to root and no one else can write them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -25,6 +26,7 @@ import platform
 import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 log = logging.getLogger("openshell.supervisor")
@@ -32,18 +34,26 @@ log = logging.getLogger("openshell.supervisor")
 SOURCE = Path(__file__).with_name("native") / "openshell-init.c"
 CACHE_DIR = Path("/var/cache/openshell")
 BUILD_TIMEOUT = 60.0  # seconds for one compiler run
+PARTIAL_PREFIX = "."  # a build in progress: .openshell-init-<hash>.<pid>
+STALE_PARTIAL = 3600.0  # seconds after which such a file is a crashed build's
 _CFLAGS = ("-O2", "-s")
 
 
 @functools.cache
-def _name() -> str | None:
-    """``openshell-init-<hash>`` for this source and machine; None without the source."""
+def _source() -> tuple[str, bytes] | None:
+    """``(openshell-init-<hash>, source bytes)`` for this source and machine; None
+    without the source. Read once: what is compiled is what was hashed."""
     try:
         data = SOURCE.read_bytes()
     except OSError:
         return None
     digest = hashlib.sha256(data + b"\0" + platform.machine().encode() + b"\0" + " ".join(_CFLAGS).encode())
-    return f"openshell-init-{digest.hexdigest()[:16]}"
+    return f"openshell-init-{digest.hexdigest()[:16]}", data
+
+
+def _name() -> str | None:
+    found = _source()
+    return found[0] if found else None
 
 
 def _root_only(path: Path, *, regular: bool, sticky_ok: bool = False) -> bool:
@@ -60,6 +70,7 @@ def _root_only(path: Path, *, regular: bool, sticky_ok: bool = False) -> bool:
 
 
 def _trusted_dir(directory: Path) -> bool:
+    directory = Path(os.path.abspath(directory))  # every component checked, none resolved
     return _root_only(directory, regular=False) and all(_root_only(d, regular=False, sticky_ok=True) for d in directory.parents)
 
 
@@ -77,6 +88,15 @@ def binary(cache_dir: Path | None = None) -> str | None:
     return str(path)
 
 
+def _remove_stale_partials(cache_dir: Path) -> None:
+    """Remove what a build killed half-way left (older than ``STALE_PARTIAL`` seconds)."""
+    now = time.time()
+    for leftover in cache_dir.glob(f"{PARTIAL_PREFIX}openshell-init-*"):
+        with contextlib.suppress(OSError):
+            if now - leftover.lstat().st_mtime > STALE_PARTIAL:
+                leftover.unlink()
+
+
 def build(cache_dir: Path | None = None) -> str | None:
     """Build the init into ``cache_dir`` (default :data:`CACHE_DIR`) unless it is
     there; its path, or None when it
@@ -84,12 +104,13 @@ def build(cache_dir: Path | None = None) -> str | None:
     cache). Never raises: the caller keeps the Python init. Safe to run in several
     processes at once (each compiles to a file of its own and renames it).
     """
-    name = _name()
-    if name is None or os.geteuid() != 0:
+    found = _source()
+    if found is None or os.geteuid() != 0:
         return None
+    name, source = found
     cache_dir = CACHE_DIR if cache_dir is None else cache_dir
-    if (found := binary(cache_dir)) is not None:
-        return found
+    if (built := binary(cache_dir)) is not None:
+        return built
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None
@@ -101,14 +122,17 @@ def build(cache_dir: Path | None = None) -> str | None:
     if not _trusted_dir(cache_dir):
         log.warning("event=native_init_unavailable reason=%s or a directory above it is not root's alone", cache_dir)
         return None
-    tmp = cache_dir / f".{name}.{os.getpid()}"
+    _remove_stale_partials(cache_dir)
+    tmp = cache_dir / f"{PARTIAL_PREFIX}{name}.{os.getpid()}"
     try:
         done = subprocess.run(
-            [cc, *_CFLAGS, "-o", str(tmp), str(SOURCE)],
-            stdin=subprocess.DEVNULL,
+            [cc, *_CFLAGS, "-x", "c", "-o", str(tmp), "-"],
+            input=source,
             capture_output=True,
             timeout=BUILD_TIMEOUT,
             check=False,
+            # only what finds the compiler's parts: no CPATH, COMPILER_PATH, GCC_EXEC_PREFIX...
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
         )
         if done.returncode != 0:
             log.warning("event=native_init_unavailable reason=%s failed: %s", cc, done.stderr.decode(errors="replace")[-500:])

@@ -91,3 +91,24 @@ def test_a_head_without_a_body_is_sent_and_a_decoded_body_carries_no_framing():
 
     plain, decoded = _run(go())
     assert plain == [b"H"] and decoded == [b"abc"]
+
+
+@pytest.mark.parametrize(
+    ("body", "sent"),
+    [
+        (b"5\r\nhello\r\nZZ\r\n", b"HEAD\r\n\r\n5\r\nhello\r\n"),  # malformed chunk size
+        (b"5\r\nhello!!\r\n", b"HEAD\r\n\r\n5\r\nhello"),  # chunk longer than its size
+    ],
+)
+def test_a_malformed_body_still_sends_what_came_before_the_fault(body, sent):
+    # as when each piece went out on arrival: the client sees the head and the
+    # good part, then the connection ends (not an empty reply)
+    async def go() -> list[bytes]:
+        src, sink = Source(), Sink()
+        reader = Reader(src, "response")
+        reader.buf += body
+        with pytest.raises(Exception, match="chunk"):
+            await copy_body(reader, Framing("chunked", 0), sink, idle=None, prefix=b"HEAD\r\n\r\n")
+        return sink.writes
+
+    assert b"".join(_run(go())) == sent

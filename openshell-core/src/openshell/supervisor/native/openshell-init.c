@@ -38,6 +38,8 @@
 #define TITLE "openshell-init"
 
 static int parse_fd(const char *s) {
+    if (*s < '0' || *s > '9')
+        return -1; /* digits only: no sign, no space */
     char *end = NULL;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -69,7 +71,7 @@ int main(int argc, char **argv) {
     if (argc < 3)
         return 2;
     int keep = parse_fd(argv[1]), ready = parse_fd(argv[2]);
-    if (keep < 0 || ready < 0)
+    if (keep < 0 || ready < 0 || keep == ready)
         return 2;
 
     /* Copy the cgroup paths out of the argv area before it is overwritten. */

@@ -18,6 +18,7 @@ a chunk's data is forwarded as it arrives (server-sent events stay live).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -353,6 +354,17 @@ async def copy_body(reader: Reader, framing: Framing, dst: BodySink, *, idle: fl
         connection must be closed); ``OSError``/``TransportError`` from ``dst``.
     """
     out = _Batch(dst, reader, prefix)
+    try:
+        return await _copy_body(reader, framing, out, idle, decode)
+    except Exception:
+        # A malformed or failed body: what arrived before the fault (and the head)
+        # still goes out, as if each piece had been sent on arrival; then the error.
+        with contextlib.suppress(Exception):
+            await out.flush()
+        raise
+
+
+async def _copy_body(reader: Reader, framing: Framing, out: _Batch, idle: float | None, decode: bool) -> bool:
     if framing.kind == "none":
         await out.flush()
         return True
