@@ -228,3 +228,24 @@ def test_own_cgroup_v2_reads_the_counters(tmp_path):
     cg = cgroups.own(mountinfo, proc_cgroup)
     assert cg == cgroups.Cgroup(2, {"unified": str(own)})
     assert cg.events() == cgroups.Events(oom_kills=1, pids_max=5)
+
+
+def test_the_hierarchy_is_read_from_the_mount_table_once_per_process(monkeypatch):
+    # The host's mount table grows by ~7 lines per sandbox running and reading it
+    # costs ~4 µs a line: a start (and the fork server, for all it forks) reads it once.
+    calls = []
+    found = cgroups.Hierarchy(2, {"unified": "/nowhere/openshell"}, ("/nowhere",))
+
+    def fake_detect():
+        calls.append(1)
+        if len(calls) == 1:
+            raise cgroups.CgroupError("no cgroup hierarchy offers the memory controller")
+        return found
+
+    monkeypatch.setattr(cgroups, "_DETECTED", None)
+    monkeypatch.setattr(cgroups, "detect", fake_detect)
+    with pytest.raises(cgroups.CgroupError):
+        cgroups.detect_once()  # a failure is not kept: the next start tries again
+    assert cgroups.detect_once() is found
+    assert cgroups.detect_once() is found
+    assert len(calls) == 2

@@ -64,3 +64,73 @@ def test_a_warning_is_pushed_without_waiting_for_the_interval_and_info_lines_wai
         return link.batches
 
     assert asyncio.run(run()) == [["event=ready", "event=decision decision=DENIED"]]
+
+
+def test_an_idle_loop_sleeps_until_a_line_comes_and_then_pushes_it_after_the_interval():
+    """Hundreds of idle sandboxes: an empty queue must not wake the loop on a timer."""
+    import asyncio
+
+    from openshell.supervisor.log_push import push_loop
+
+    class Link:
+        def __init__(self) -> None:
+            self.batches: list[list[str]] = []
+            self.pushed = asyncio.Event()
+
+        async def push_log_batch(self, batch) -> bool:
+            self.batches.append([r.message for r in batch.records])
+            self.pushed.set()
+            return True
+
+    class Counting(PushHandler):
+        drains = 0
+
+        def drain(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            Counting.drains += 1
+            return super().drain(*args, **kwargs)
+
+    async def run() -> tuple[int, list[list[str]], int]:
+        handler, link = Counting(), Link()
+        task = asyncio.ensure_future(push_loop(link, handler, interval=0.01))
+        await asyncio.sleep(0.3)  # 30 intervals with nothing queued
+        idle_drains = Counting.drains
+        # from another thread, as the proxy's decision logging may be
+        await asyncio.to_thread(handler.emit, _record("event=ready"))
+        await asyncio.wait_for(link.pushed.wait(), 30)
+        await asyncio.sleep(0.3)
+        task.cancel()
+        return idle_drains, link.batches, Counting.drains
+
+    idle_drains, batches, drains = asyncio.run(run())
+    assert idle_drains == 0
+    assert batches == [["event=ready"]]
+    assert drains == 1  # woke once for the line, then slept again
+
+
+def test_a_failed_push_is_retried_without_a_new_line():
+    import asyncio
+
+    from openshell.supervisor.log_push import push_loop
+
+    class Link:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.pushed = asyncio.Event()
+
+        async def push_log_batch(self, batch) -> bool:
+            self.calls += 1
+            if self.calls == 1:
+                return False  # the gateway is away
+            self.batch = [r.message for r in batch.records]
+            self.pushed.set()
+            return True
+
+    async def run() -> list[str]:
+        handler, link = PushHandler(), Link()
+        task = asyncio.ensure_future(push_loop(link, handler, interval=0.01))
+        handler.emit(_record("event=one"))
+        await asyncio.wait_for(link.pushed.wait(), 30)
+        task.cancel()
+        return link.batch
+
+    assert asyncio.run(run()) == ["event=one"]

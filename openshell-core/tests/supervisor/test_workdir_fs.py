@@ -107,6 +107,87 @@ def test_remove_limits_after_a_crash_unmounts_everything_and_detaches_the_loop_d
         subprocess.run(["losetup", "-d", extra], capture_output=True)
 
 
+def test_a_new_image_is_mounted_without_mount8_and_its_loop_device_goes_with_the_mount(state, launch_ids, monkeypatch):
+    # mount(8) -o loop scans every loop device on the host (O(sandboxes running));
+    # an image this start made cannot be attached anywhere, so it is attached directly.
+    uid, gid = launch_ids
+    real_run = subprocess.run
+
+    def no_mount8(argv, *args, **kwargs):  # type: ignore[no-untyped-def]
+        assert argv[0] != "mount", argv
+        return real_run(argv, *args, **kwargs)
+
+    monkeypatch.setattr(mounts.subprocess, "run", no_mount8)
+    dirs = mounts.prepare_sandbox_dirs(str(state), uid, gid, tmp_size=2**20, disk_size=32 * 2**20)
+    image = state / mounts.WORKDIR_IMAGE
+    [loop] = _loops(image)
+    assert Path(f"/sys/block/{loop}/loop/autoclear").read_text().strip() == "1"
+    with open("/proc/self/mountinfo") as f:
+        [line] = [ln.split() for ln in f if ln.split()[4] == dirs.workdir]
+    sep = line.index("-")
+    assert line[sep + 1 : sep + 3] == ["ext4", f"/dev/{loop}"]
+    assert {"nosuid", "nodev", "noatime"} <= set(line[5].split(","))
+    Path(dirs.workdir, "f").write_text("x")
+    mounts.unmount_tmp(dirs.workdir)
+    assert not _loops(image)  # released with the mount (autoclear), no scan needed
+
+
+def test_racing_starts_each_get_a_loop_device_of_their_own(launch_ids, tmp_path):
+    # 100 sandboxes created at once: LOOP_CTL_GET_FREE gives racers the same number.
+    import threading
+
+    uid, gid = launch_ids
+    states = [tmp_path / f"s{i}" for i in range(12)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(states))
+
+    def start(d: Path) -> None:
+        try:
+            d.mkdir()
+            made = mounts.make_workdir_image(str(d / mounts.WORKDIR_IMAGE), 16 * 2**20, uid, gid, str(tmp_path / "tpl"))
+            barrier.wait()
+            mounts.mount_workdir(str(d / mounts.WORKDIR_IMAGE), str(d / "workdir"), uid, gid, fresh=made)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(d,)) for d in states]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        loops = [_loops(d / mounts.WORKDIR_IMAGE) for d in states]
+        assert all(len(found) == 1 for found in loops), loops
+        assert len({found[0] for found in loops}) == len(states)
+        for i, d in enumerate(states):
+            Path(d / "workdir" / "who").write_text(str(i))
+        assert [Path(d / "workdir" / "who").read_text() for d in states] == [str(i) for i in range(len(states))]
+    finally:
+        for d in states:
+            mounts.unmount_workdir(str(d / "workdir"), str(d / mounts.WORKDIR_IMAGE))
+
+
+def test_an_older_image_still_attached_reuses_its_loop_device(state, launch_ids):
+    # Two file system instances on one image would corrupt it: an image this start did
+    # not make may still be backed by a loop device (a process kept the old mount
+    # alive), so it goes through mount(8), which reuses that device.
+    uid, gid = launch_ids
+    dirs = mounts.prepare_sandbox_dirs(str(state), uid, gid, tmp_size=2**20, disk_size=32 * 2**20)
+    image = state / mounts.WORKDIR_IMAGE
+    Path(dirs.workdir, "kept.txt").write_text("one\n")
+    held = os.open(dirs.workdir, os.O_RDONLY | os.O_DIRECTORY)  # keeps the file system busy
+    try:
+        os.sync()
+        subprocess.run(["umount", "-l", dirs.workdir], check=True)
+        [loop] = _loops(image)
+        dirs = mounts.prepare_sandbox_dirs(str(state), uid, gid, tmp_size=2**20, disk_size=32 * 2**20)
+        assert _loops(image) == [loop]
+        assert Path(dirs.workdir, "kept.txt").read_text() == "one\n"
+    finally:
+        os.close(held)
+
+
 def test_keep_workdir_copies_the_files_out_and_drops_the_image(state, launch_ids):
     uid, gid = launch_ids
     dirs = mounts.prepare_sandbox_dirs(str(state), uid, gid, tmp_size=2**20, disk_size=32 * 2**20)

@@ -82,6 +82,14 @@ def _warm() -> None:
         native_init.build()
     except Exception:  # noqa: BLE001 - see the docstring
         pass
+    try:
+        # The cgroup hierarchy, read from the mount table once (its cost grows with
+        # the sandboxes running); a failure is the start's to report.
+        from openshell.supervisor import cgroups
+
+        cgroups.detect_once()
+    except Exception:  # noqa: BLE001 - see the docstring
+        pass
 
 
 #: objects that fill the holes of the server's heap (see fill_free_blocks); kept alive

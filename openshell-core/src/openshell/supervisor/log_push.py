@@ -5,10 +5,12 @@ Proxy decisions, policy loads and lifecycle events become visible through
 in a bounded queue (oldest dropped first, counted) and pushed in batches, so a
 slow or absent gateway never blocks the proxy.
 
-Batches go every :data:`PUSH_INTERVAL` seconds, or :data:`URGENT_DELAY` after a
-warning-or-worse line (a denied connection): someone watching the sandbox sees
-a denial about when it happens, not up to half a second later, and a burst of
-them still travels as one batch.
+A batch goes :data:`PUSH_INTERVAL` seconds after the first line queued since
+the last batch, or :data:`URGENT_DELAY` after a warning-or-worse line (a denied
+connection): someone watching the sandbox sees a denial about when it happens,
+not up to half a second later, and a burst of them still travels as one batch.
+With nothing queued the loop sleeps until a line comes: an idle supervisor does
+not wake to find an empty queue (hundreds of idle sandboxes on one machine).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from openshell._proto import supervisor_pb2
 from openshell.supervisor.link import GatewayLink
 
 MAX_BUFFERED = 10_000  # lines held while the gateway is unreachable
-PUSH_INTERVAL = 0.5  # seconds between batches
+PUSH_INTERVAL = 0.5  # seconds a batch gathers lines after its first one
 URGENT_DELAY = 0.02  # seconds a warning waits for the lines logged with it before the batch goes
 MAX_MESSAGE = 16 * 1024  # characters of one log message (longer ones are cut)
 MAX_BATCH_BYTES = 1 << 20  # characters of messages per pushed batch
@@ -37,18 +39,32 @@ class PushHandler(logging.Handler):
         self.dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._urgent: asyncio.Event | None = None
-        self._flagged = False  # a wake-up is on its way (one per batch, not one per line)
+        self._queued: asyncio.Event | None = None
+        self._flagged = False  # an urgent wake-up is on its way (one per batch, not one per line)
+        self._woken = False  # a "lines queued" wake-up is on its way (one per batch)
 
-    def bind(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
-        """The event :meth:`emit` sets (from any thread) when a warning-or-worse line is queued."""
-        self._loop, self._urgent = loop, asyncio.Event()
-        return self._urgent
+    def bind(self, loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Event, asyncio.Event]:
+        """The events :meth:`emit` sets (from any thread): ``(queued, urgent)``, when
+        the first line since the last :meth:`unflag` is queued and when a
+        warning-or-worse line is."""
+        self._loop, self._urgent, self._queued = loop, asyncio.Event(), asyncio.Event()
+        return self._queued, self._urgent
 
     def unflag(self) -> None:
-        """The push loop took the wake-up: the next warning sends a new one."""
-        self._flagged = False
+        """The push loop took the wake-ups: the next line, and the next warning, send new ones."""
+        self._flagged = self._woken = False
         if self._urgent is not None:
             self._urgent.clear()
+        if self._queued is not None:
+            self._queued.clear()
+
+    def _wake(self, event: asyncio.Event | None) -> None:
+        if self._loop is None or event is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(event.set)
+        except RuntimeError:  # the loop is closed (shutting down): the line waits for nothing
+            pass
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("paramiko"):
@@ -62,12 +78,12 @@ class PushHandler(logging.Handler):
         if len(self.queue) == self.queue.maxlen:
             self.dropped += 1
         self.queue.append((record.created, record.levelname.lower(), record.name, message))
-        if record.levelno >= logging.WARNING and not self._flagged and self._loop is not None and self._urgent is not None:
+        if not self._woken:
+            self._woken = True
+            self._wake(self._queued)
+        if record.levelno >= logging.WARNING and not self._flagged:
             self._flagged = True
-            try:
-                self._loop.call_soon_threadsafe(self._urgent.set)
-            except RuntimeError:  # the loop is closed (shutting down): the line waits for nothing
-                pass
+            self._wake(self._urgent)
 
     def drain(self, limit: int = 1000, max_bytes: int = MAX_BATCH_BYTES) -> list[tuple[float, str, str, str]]:
         """Take up to ``limit`` queued records, stopping once their messages reach
@@ -82,15 +98,18 @@ class PushHandler(logging.Handler):
 
 
 async def push_loop(link: GatewayLink, handler: PushHandler, interval: float = PUSH_INTERVAL) -> None:
-    """Forever: every ``interval`` seconds, or :data:`URGENT_DELAY` after a
-    warning-or-worse line, push what the handler queued, as one ``PushLogBatch`` call.
+    """Forever: ``interval`` seconds after the first line queued, or :data:`URGENT_DELAY`
+    after a warning-or-worse line, push what the handler queued, as one ``PushLogBatch`` call.
+    With an empty queue it waits for a line, without a timer.
 
-    A failed push puts the batch back (bounded by the queue) and retries later.
-    The records carry no parsed fields: the gateway parses the logfmt messages,
-    off the proxy's event loop, which this loop shares.
+    A failed push puts the batch back (bounded by the queue) and retries ``interval``
+    later. The records carry no parsed fields: the gateway parses the logfmt
+    messages, off the proxy's event loop, which this loop shares.
     """
-    urgent = handler.bind(asyncio.get_running_loop())
+    queued, urgent = handler.bind(asyncio.get_running_loop())
     while True:
+        if not handler.queue:
+            await queued.wait()
         try:
             await asyncio.wait_for(urgent.wait(), interval)
         except TimeoutError:

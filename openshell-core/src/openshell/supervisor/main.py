@@ -421,8 +421,13 @@ class Supervisor:
         if self.limits is None:
             return
         messages = []
+        # Inline, not in a worker thread: two small cgroup files and the statfs of
+        # our own tmpfs and ext4 are answered from kernel memory (tens of µs), and a
+        # thread round trip each second per idle sandbox adds up with hundreds of
+        # them on one machine. In a container the workdir may be a network volume,
+        # whose statfs can hang: a thread there.
         if self.counters is not None:
-            ev = await asyncio.to_thread(self.counters.events)
+            ev = self.counters.events()
             oom, forks = self._limit_events
             if ev.oom_kills > oom:
                 limit = "unlimited" if self.limits.memory is None else format_bytes(self.limits.memory)
@@ -440,7 +445,11 @@ class Supervisor:
                 log.warning("event=tmp_full sandbox=%s tmp_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.tmp))
             self._tmp_full = full
         if self.workdir is not None and self.limits.disk is not None:
-            full = await asyncio.to_thread(mounts.is_full, self.workdir, slack=mounts.workdir_slack(self.limits.disk))
+            slack = mounts.workdir_slack(self.limits.disk)
+            if self.cfg.container:
+                full = await asyncio.to_thread(mounts.is_full, self.workdir, slack=slack)
+            else:
+                full = mounts.is_full(self.workdir, slack=slack)
             if full and not self._workdir_full:
                 messages.append(f"/sandbox is full ({format_bytes(self.limits.disk)}): writes fail with ENOSPC")
                 log.warning("event=workdir_full sandbox=%s disk_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.disk))

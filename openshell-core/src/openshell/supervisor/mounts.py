@@ -332,7 +332,7 @@ def _sparse_copy(src: str, dst: str) -> None:
         os.close(fin)
 
 
-def mount_workdir(image: str, path: str, uid: int, gid: int) -> None:
+def mount_workdir(image: str, path: str, uid: int, gid: int, fresh: bool = False) -> None:
     """Loop-mount the ext4 ``image`` on ``path`` (nosuid, nodev) for the sandbox user.
 
     Mounted in the supervisor's (the host's) mount namespace, where uploads,
@@ -341,6 +341,12 @@ def mount_workdir(image: str, path: str, uid: int, gid: int) -> None:
     frees is given back to the host's disk. An existing mount (a supervisor
     restarted after a crash) is kept.
 
+    :param fresh: the image was made by this start (:func:`make_workdir_image`
+        returned True), so no loop device can be backed by it yet: it is attached
+        directly (:func:`_attach_loop`, no scan of every loop device on the host).
+        An older image goes through ``mount -o loop``, which reuses a loop device
+        already backed by it: two file system instances on one image would
+        corrupt it.
     :raises WorkdirError: no loop device (the message says ``modprobe loop``) or
         the mount failed.
     """
@@ -348,14 +354,15 @@ def mount_workdir(image: str, path: str, uid: int, gid: int) -> None:
         if not os.path.exists(_LOOP_CONTROL):
             raise WorkdirError(f"no loop devices ({_LOOP_CONTROL} is missing): the sandbox's workdir needs one; load the loop module (modprobe loop)")
         os.makedirs(path, mode=0o750, exist_ok=True)
-        # noinit_itable: no background zeroing of the lazily made inode tables,
-        # which would fill the sparse image with zeros.
-        options = "loop,nosuid,nodev,noatime,noinit_itable,discard"
-        p = subprocess.run(["mount", "-t", "ext4", "-o", options, image, path], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if p.returncode != 0:
-            reason = " ".join((p.stderr or p.stdout).split())[:300]
-            hint = "; load the loop module (modprobe loop)" if "loop" in reason.lower() else ""
-            raise WorkdirError(f"cannot mount the sandbox's workdir {image}: {reason}{hint}")
+        if not (fresh and _mount_fresh_image(image, path)):
+            # noinit_itable: no background zeroing of the lazily made inode tables,
+            # which would fill the sparse image with zeros.
+            options = f"loop,nosuid,nodev,noatime,{_WORKDIR_DATA}"
+            p = subprocess.run(["mount", "-t", "ext4", "-o", options, image, path], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if p.returncode != 0:
+                reason = " ".join((p.stderr or p.stdout).split())[:300]
+                hint = "; load the loop module (modprobe loop)" if "loop" in reason.lower() else ""
+                raise WorkdirError(f"cannot mount the sandbox's workdir {image}: {reason}{hint}")
     lost = os.path.join(path, "lost+found")
     if os.path.isdir(lost) and not os.listdir(lost):
         os.rmdir(lost)  # e2fsck makes it again when it needs one
@@ -406,6 +413,101 @@ def loop_backing_file(name: str) -> str | None:
 
 
 _LOOP_CLR_FD = 0x4C01
+_LOOP_CONFIGURE = 0x4C0A  # Linux 5.8+
+_LOOP_CTL_GET_FREE = 0x4C82
+_LO_FLAGS_AUTOCLEAR = 4
+_MS_NOATIME = 1024
+#: ext4 options of the workdir (noinit_itable: no background zeroing of the lazily
+#: made inode tables, which would fill the sparse image with zeros)
+_WORKDIR_DATA = "noinit_itable,discard"
+#: tries at a free loop device: creates racing for one all get the same number from
+#: LOOP_CTL_GET_FREE and one wins each round (100 sandboxes created at once)
+_LOOP_TRIES = 256
+
+
+class _LoopInfo64(ctypes.Structure):
+    _fields_ = [
+        ("lo_device", ctypes.c_uint64),
+        ("lo_inode", ctypes.c_uint64),
+        ("lo_rdevice", ctypes.c_uint64),
+        ("lo_offset", ctypes.c_uint64),
+        ("lo_sizelimit", ctypes.c_uint64),
+        ("lo_number", ctypes.c_uint32),
+        ("lo_encrypt_type", ctypes.c_uint32),
+        ("lo_encrypt_key_size", ctypes.c_uint32),
+        ("lo_flags", ctypes.c_uint32),
+        ("lo_file_name", ctypes.c_char * 64),
+        ("lo_crypt_name", ctypes.c_char * 64),
+        ("lo_encrypt_key", ctypes.c_char * 32),
+        ("lo_init", ctypes.c_uint64 * 2),
+    ]
+
+
+class _LoopConfig(ctypes.Structure):
+    _fields_ = [("fd", ctypes.c_uint32), ("block_size", ctypes.c_uint32), ("info", _LoopInfo64), ("reserved", ctypes.c_uint64 * 8)]
+
+
+def _attach_loop(image_fd: int, name: str) -> tuple[int, str]:
+    """Bind a free loop device to ``image_fd`` (autoclear) and return an open
+    descriptor of it and its path, ``/dev/loopN`` (the device is released when the
+    last user, this descriptor or a mount, goes away). ``name`` is shown by ``losetup``.
+
+    :raises OSError: no free loop device after :data:`_LOOP_TRIES` tries, a kernel
+        without ``LOOP_CONFIGURE`` (``EINVAL``/``ENOTTY``), or no ``/dev/loopN`` node.
+    """
+    import fcntl
+
+    cfg = _LoopConfig(fd=image_fd)
+    cfg.info.lo_flags = _LO_FLAGS_AUTOCLEAR
+    cfg.info.lo_file_name = os.fsencode(name)[:63]
+    ctl = os.open(_LOOP_CONTROL, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for _ in range(_LOOP_TRIES):
+            path = f"/dev/loop{fcntl.ioctl(ctl, _LOOP_CTL_GET_FREE)}"
+            dev = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.ioctl(dev, _LOOP_CONFIGURE, bytes(cfg))
+            except OSError as exc:
+                os.close(dev)
+                if exc.errno == errno.EBUSY:  # another start took it first
+                    continue
+                raise
+            return dev, path
+    finally:
+        os.close(ctl)
+    raise OSError(errno.EBUSY, f"no free loop device after {_LOOP_TRIES} tries")
+
+
+def _mount_fresh_image(image: str, path: str) -> bool:
+    """Attach ``image`` to a loop device and mount it on ``path`` with two system
+    calls and no ``mount(8)``: mount(8) looks at every loop device on the host for
+    one already backed by the image, which costs ~0.1 ms per sandbox running (50 ms
+    with 500). Only for an image made by this start (nothing can be backed by it).
+
+    :returns: False when this kernel or ``/dev`` cannot do it (the caller runs mount(8)).
+    :raises WorkdirError: the kernel refused to mount the file system.
+    """
+    from openshell.supervisor import nsutil
+
+    fd = os.open(image, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        try:
+            dev, dev_path = _attach_loop(fd, image)
+        except OSError:
+            return False
+    finally:
+        os.close(fd)  # the loop device holds the file now
+    try:
+        flags = nsutil.MS_NOSUID | nsutil.MS_NODEV | _MS_NOATIME
+        try:
+            # By name, as mount(8) does (the source shown in the mount table); the
+            # device stays bound to this image while ``dev`` is open.
+            nsutil.mount(dev_path, path, "ext4", flags, _WORKDIR_DATA)
+        except OSError as exc:
+            raise WorkdirError(f"cannot mount the sandbox's workdir {image}: {exc.strerror}") from exc
+    finally:
+        os.close(dev)  # mounted: the mount holds the device; failed: autoclear releases it
+    return True
 
 
 def unmount_workdir(path: str, image: str) -> None:
@@ -505,8 +607,8 @@ def prepare_sandbox_dirs(
     )
     if disk_size is not None:
         image = os.path.join(state_dir, WORKDIR_IMAGE)
-        make_workdir_image(image, disk_size, uid, gid, template_dir)
-        mount_workdir(image, dirs.workdir, uid, gid)
+        made = make_workdir_image(image, disk_size, uid, gid, template_dir)
+        mount_workdir(image, dirs.workdir, uid, gid, fresh=made)
     else:
         os.makedirs(dirs.workdir, exist_ok=True)
         os.chown(dirs.workdir, uid, gid)
