@@ -375,6 +375,29 @@ def test_logs_show_proxy_decisions_with_reason(gateway, upstream, tmp_path):
         gateway.cli("sandbox", "delete", "lc-logs")
 
 
+def test_the_last_lines_before_a_stop_reach_the_logs(gateway, upstream, tmp_path):
+    # An info line waits up to half a second for its batch; a stop in that time
+    # must not lose it (the supervisor pushes what is queued as it stops).
+    import hostview
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(ALLOW_UP)
+    gateway.cli("sandbox", "create", "--name", "lc-lastlog", "--policy", str(policy), "--add-host", f"up.example.test:{upstream.ip}", "--detach", check=True)
+    try:
+        loop = "while true; do curl -sS -o /dev/null http://up.example.test:8080/; sleep 0.05; done"
+        gateway.sx("lc-lastlog", "sh", "-c", f"nohup sh -c '{loop}' >/dev/null 2>&1 &")
+        time.sleep(1.5)
+        gateway.cli("sandbox", "stop", "lc-lastlog", check=True)
+        own = hostview.read_state_file(gateway, "lc-lastlog", "supervisor.log").decode()
+        logged = sum(1 for ln in own.splitlines() if "event=decision" in ln and "decision=ALLOWED" in ln)
+        out = gateway.cli("sandbox", "logs", "lc-lastlog", "-o", "json", check=True).stdout.decode()
+        rows = [json.loads(ln)["fields"] for ln in out.splitlines() if ln.strip()]
+        shown = sum(1 for f in rows if f.get("event") == "decision" and f.get("decision") == "ALLOWED")
+        assert logged >= 5 and shown == logged, (logged, shown)
+    finally:
+        gateway.cli("sandbox", "delete", "lc-lastlog")
+
+
 def test_supervisor_whose_state_directory_vanished_stops_and_cleans_up(gateway):
     # E.g. a gateway's files removed while its sandboxes ran: nothing can reach or
     # delete such a sandbox any more, so it must not run (and retry) forever.

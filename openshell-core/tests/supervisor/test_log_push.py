@@ -134,3 +134,55 @@ def test_a_failed_push_is_retried_without_a_new_line():
         return link.batch
 
     assert asyncio.run(run()) == ["event=one"]
+
+
+def test_a_stopping_supervisor_pushes_its_last_lines_and_a_batch_in_flight_is_not_lost():
+    import asyncio
+
+    from openshell.supervisor.log_push import flush, push_loop
+
+    class Link:
+        def __init__(self) -> None:
+            self.pushed: list[str] = []
+            self.in_flight = asyncio.Event()
+            self.hang = True
+
+        async def push_log_batch(self, batch) -> bool:
+            if self.hang:  # the first push is still on the wire when the stop comes
+                self.in_flight.set()
+                await asyncio.sleep(3600)
+            self.pushed.extend(r.message for r in batch.records)
+            return True
+
+    async def run() -> list[str]:
+        handler, link = PushHandler(), Link()
+        task = asyncio.ensure_future(push_loop(link, handler, interval=0.01))
+        handler.emit(_record("event=one"))
+        await asyncio.wait_for(link.in_flight.wait(), 30)
+        handler.emit(_record("event=two"))  # queued behind the batch in flight
+        task.cancel()
+        await asyncio.wait([task])
+        link.hang = False
+        handler.emit(_record("event=shutdown"))
+        await flush(link, handler)
+        return link.pushed
+
+    assert asyncio.run(run()) == ["event=one", "event=two", "event=shutdown"]
+
+
+def test_flush_gives_up_when_the_gateway_is_gone():
+    import asyncio
+    import time
+
+    from openshell.supervisor.log_push import flush
+
+    class Gone:
+        async def push_log_batch(self, batch) -> bool:
+            await asyncio.sleep(3600)
+            return True
+
+    handler = PushHandler()
+    handler.emit(_record("event=last"))
+    t0 = time.monotonic()
+    asyncio.run(flush(Gone(), handler, timeout=0.2))
+    assert time.monotonic() - t0 < 5

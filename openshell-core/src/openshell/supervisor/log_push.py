@@ -28,6 +28,7 @@ PUSH_INTERVAL = 0.5  # seconds a batch gathers lines after its first one
 URGENT_DELAY = 0.02  # seconds a warning waits for the lines logged with it before the batch goes
 MAX_MESSAGE = 16 * 1024  # characters of one log message (longer ones are cut)
 MAX_BATCH_BYTES = 1 << 20  # characters of messages per pushed batch
+FLUSH_TIMEOUT = 1.0  # seconds a stopping supervisor spends pushing its last lines
 
 
 class PushHandler(logging.Handler):
@@ -120,8 +121,27 @@ async def push_loop(link: GatewayLink, handler: PushHandler, interval: float = P
         batch = handler.drain()
         if not batch:
             continue
-        if not await link.push_log_batch(_batch(batch)):
+        try:
+            pushed = await link.push_log_batch(_batch(batch))
+        except asyncio.CancelledError:  # stopping: the batch goes with flush()
             handler.queue.extendleft(reversed(batch))
+            raise
+        if not pushed:
+            handler.queue.extendleft(reversed(batch))
+
+
+async def flush(link: GatewayLink, handler: PushHandler, timeout: float = FLUSH_TIMEOUT) -> None:
+    """Push what is still queued, for at most ``timeout`` seconds: a stopping
+    supervisor's last lines (the decisions of its last half second, its shutdown
+    events) after :func:`push_loop` was cancelled. What cannot go in that time
+    (the gateway is gone) stays only in the supervisor's own log file."""
+    try:
+        async with asyncio.timeout(timeout):
+            while handler.queue:
+                if not await link.push_log_batch(_batch(handler.drain())):
+                    return
+    except TimeoutError:
+        pass
 
 
 def _batch(items: Iterable[tuple[float, str, str, str]]):

@@ -31,7 +31,7 @@ from openshell.plugin.kinds import IsolationContext
 from openshell.supervisor.cleanup import CONTEXT_FILE, kill_sandbox_processes
 from openshell.supervisor.layers import REQUIRED_LAYERS
 from openshell.supervisor.link import GatewayLink, SupervisorConfig
-from openshell.supervisor.log_push import PushHandler, push_loop
+from openshell.supervisor.log_push import PushHandler, flush, push_loop
 from openshell.supervisor.ssh_server import SessionRequest, SshServer
 
 if TYPE_CHECKING:  # pragma: no cover - imported at run time inside the methods (see below)
@@ -215,6 +215,7 @@ class Supervisor:
         await self.stop.wait()
         for t in tasks:
             t.cancel()
+        await asyncio.wait(tasks, timeout=1.0)  # a batch in flight goes back to the queue
         await self._shutdown()
         return 0
 
@@ -639,6 +640,10 @@ class Supervisor:
             from openshell.supervisor import launcher
 
             await asyncio.to_thread(launcher.teardown_layers, self.ctx, list(REQUIRED_LAYERS))
+        if self.log_handler is not None:
+            # The push loop is cancelled by now: the last lines (and these shutdown
+            # events) would otherwise never reach `sandbox logs`.
+            await flush(self.link, self.log_handler)
         await self.link.close()
 
 
