@@ -186,3 +186,17 @@ def test_flush_gives_up_when_the_gateway_is_gone():
     t0 = time.monotonic()
     asyncio.run(flush(Gone(), handler, timeout=0.2))
     assert time.monotonic() - t0 < 5
+
+
+def test_flush_never_stops_a_shutdown():
+    import asyncio
+
+    from openshell.supervisor.log_push import flush
+
+    class Closed:
+        async def push_log_batch(self, batch) -> bool:
+            raise RuntimeError("the channel is closed")
+
+    handler = PushHandler()
+    handler.emit(_record("event=last"))
+    asyncio.run(flush(Closed(), handler))  # no exception
