@@ -242,10 +242,11 @@ def test_the_hierarchy_is_read_from_the_mount_table_once_per_process(monkeypatch
             raise cgroups.CgroupError("no cgroup hierarchy offers the memory controller")
         return found
 
-    monkeypatch.setattr(cgroups, "_DETECTED", None)
+    cgroups.detect_once.cache_clear()
     monkeypatch.setattr(cgroups, "detect", fake_detect)
     with pytest.raises(cgroups.CgroupError):
         cgroups.detect_once()  # a failure is not kept: the next start tries again
     assert cgroups.detect_once() is found
     assert cgroups.detect_once() is found
     assert len(calls) == 2
+    cgroups.detect_once.cache_clear()  # the fake answer must not outlive the test

@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
-from openshell.supervisor.log_push import MAX_MESSAGE, PushHandler, _batch
+from openshell.supervisor.log_push import MAX_MESSAGE, PushHandler, _batch, flush, push_loop
 
 
-def _record(message: str) -> logging.LogRecord:
-    return logging.LogRecord("openshell.supervisor.proxy", logging.INFO, __file__, 1, message, None, None)
+def _record(message: str, level: int = logging.INFO) -> logging.LogRecord:
+    return logging.LogRecord("openshell.supervisor.proxy", level, __file__, 1, message, None, None)
+
+
+class _Link:
+    """A gateway that records what was pushed. ``fail`` pushes are refused first
+    (the gateway is away); with ``hang`` the first push never returns (on the wire
+    when the stop comes) and sets ``in_flight``. Made inside the test's event loop."""
+
+    def __init__(self, fail: int = 0, hang: bool = False) -> None:
+        self.batches: list[list[str]] = []
+        self.pushed = asyncio.Event()
+        self.in_flight = asyncio.Event()
+        self.fail, self.hang = fail, hang
+
+    @property
+    def messages(self) -> list[str]:
+        return [m for b in self.batches for m in b]
+
+    async def push_log_batch(self, batch) -> bool:
+        if self.hang:
+            self.in_flight.set()
+            await asyncio.sleep(3600)
+        if self.fail:
+            self.fail -= 1
+            return False
+        self.batches.append([r.message for r in batch.records])
+        self.pushed.set()
+        return True
 
 
 def test_batches_stop_at_the_byte_budget_and_keep_order():
@@ -33,32 +62,15 @@ def test_a_runaway_message_is_cut_so_no_batch_becomes_unsendable():
 
 
 def test_a_warning_is_pushed_without_waiting_for_the_interval_and_info_lines_wait():
-    import asyncio
-
-    from openshell.supervisor.log_push import push_loop
-
-    class Link:
-        def __init__(self) -> None:
-            self.batches: list[list[str]] = []
-            self.pushed = asyncio.Event()
-
-        async def push_log_batch(self, batch) -> bool:
-            self.batches.append([r.message for r in batch.records])
-            self.pushed.set()
-            return True
-
-    def record(level: int, message: str) -> logging.LogRecord:
-        return logging.LogRecord("openshell.supervisor.proxy", level, __file__, 1, message, None, None)
-
     async def run() -> list[list[str]]:
-        handler, link = PushHandler(), Link()
+        handler, link = PushHandler(), _Link()
         task = asyncio.ensure_future(push_loop(link, handler, interval=3600))  # an hour: only a warning can wake it
         await asyncio.sleep(0)
-        handler.emit(record(logging.INFO, "event=ready"))
+        handler.emit(_record("event=ready"))
         await asyncio.sleep(0.2)
         assert link.batches == []  # info lines wait for the interval
         # from another thread, as the proxy's decision logging may be
-        await asyncio.to_thread(handler.emit, record(logging.WARNING, "event=decision decision=DENIED"))
+        await asyncio.to_thread(handler.emit, _record("event=decision decision=DENIED", logging.WARNING))
         await asyncio.wait_for(link.pushed.wait(), 30)
         task.cancel()
         return link.batches
@@ -68,19 +80,6 @@ def test_a_warning_is_pushed_without_waiting_for_the_interval_and_info_lines_wai
 
 def test_an_idle_loop_sleeps_until_a_line_comes_and_then_pushes_it_after_the_interval():
     """Hundreds of idle sandboxes: an empty queue must not wake the loop on a timer."""
-    import asyncio
-
-    from openshell.supervisor.log_push import push_loop
-
-    class Link:
-        def __init__(self) -> None:
-            self.batches: list[list[str]] = []
-            self.pushed = asyncio.Event()
-
-        async def push_log_batch(self, batch) -> bool:
-            self.batches.append([r.message for r in batch.records])
-            self.pushed.set()
-            return True
 
     class Counting(PushHandler):
         drains = 0
@@ -90,7 +89,7 @@ def test_an_idle_loop_sleeps_until_a_line_comes_and_then_pushes_it_after_the_int
             return super().drain(*args, **kwargs)
 
     async def run() -> tuple[int, list[list[str]], int]:
-        handler, link = Counting(), Link()
+        handler, link = Counting(), _Link()
         task = asyncio.ensure_future(push_loop(link, handler, interval=0.01))
         await asyncio.sleep(0.3)  # 30 intervals with nothing queued
         idle_drains = Counting.drains
@@ -108,54 +107,20 @@ def test_an_idle_loop_sleeps_until_a_line_comes_and_then_pushes_it_after_the_int
 
 
 def test_a_failed_push_is_retried_without_a_new_line():
-    import asyncio
-
-    from openshell.supervisor.log_push import push_loop
-
-    class Link:
-        def __init__(self) -> None:
-            self.calls = 0
-            self.pushed = asyncio.Event()
-
-        async def push_log_batch(self, batch) -> bool:
-            self.calls += 1
-            if self.calls == 1:
-                return False  # the gateway is away
-            self.batch = [r.message for r in batch.records]
-            self.pushed.set()
-            return True
-
     async def run() -> list[str]:
-        handler, link = PushHandler(), Link()
+        handler, link = PushHandler(), _Link(fail=1)  # the gateway is away at first
         task = asyncio.ensure_future(push_loop(link, handler, interval=0.01))
         handler.emit(_record("event=one"))
         await asyncio.wait_for(link.pushed.wait(), 30)
         task.cancel()
-        return link.batch
+        return link.messages
 
     assert asyncio.run(run()) == ["event=one"]
 
 
 def test_a_stopping_supervisor_pushes_its_last_lines_and_a_batch_in_flight_is_not_lost():
-    import asyncio
-
-    from openshell.supervisor.log_push import flush, push_loop
-
-    class Link:
-        def __init__(self) -> None:
-            self.pushed: list[str] = []
-            self.in_flight = asyncio.Event()
-            self.hang = True
-
-        async def push_log_batch(self, batch) -> bool:
-            if self.hang:  # the first push is still on the wire when the stop comes
-                self.in_flight.set()
-                await asyncio.sleep(3600)
-            self.pushed.extend(r.message for r in batch.records)
-            return True
-
     async def run() -> list[str]:
-        handler, link = PushHandler(), Link()
+        handler, link = PushHandler(), _Link(hang=True)  # the first push is still on the wire when the stop comes
         task = asyncio.ensure_future(push_loop(link, handler, interval=0.01))
         handler.emit(_record("event=one"))
         await asyncio.wait_for(link.in_flight.wait(), 30)
@@ -165,34 +130,23 @@ def test_a_stopping_supervisor_pushes_its_last_lines_and_a_batch_in_flight_is_no
         link.hang = False
         handler.emit(_record("event=shutdown"))
         await flush(link, handler)
-        return link.pushed
+        return link.messages
 
     assert asyncio.run(run()) == ["event=one", "event=two", "event=shutdown"]
 
 
 def test_flush_gives_up_when_the_gateway_is_gone():
-    import asyncio
-    import time
-
-    from openshell.supervisor.log_push import flush
-
-    class Gone:
-        async def push_log_batch(self, batch) -> bool:
-            await asyncio.sleep(3600)
-            return True
+    async def run() -> None:
+        await flush(_Link(hang=True), handler, timeout=0.2)
 
     handler = PushHandler()
     handler.emit(_record("event=last"))
     t0 = time.monotonic()
-    asyncio.run(flush(Gone(), handler, timeout=0.2))
+    asyncio.run(run())
     assert time.monotonic() - t0 < 5
 
 
 def test_flush_never_stops_a_shutdown():
-    import asyncio
-
-    from openshell.supervisor.log_push import flush
-
     class Closed:
         async def push_log_batch(self, batch) -> bool:
             raise RuntimeError("the channel is closed")

@@ -25,6 +25,7 @@ the launcher calls; the module imports only the standard library.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -68,10 +69,6 @@ def _mounts(mountinfo: str) -> list[tuple[str, str, str, set[str]]]:
     out = []
     with open(mountinfo) as f:
         for line in f:
-            # The host's table holds ~7 mounts per sandbox running: skip the others
-            # before splitting (" - " cannot occur in the escaped path fields).
-            if " - cgroup" not in line:
-                continue
             left, _, right = line.partition(" - ")
             fields, rest = left.split(), right.split()
             if len(fields) < 5 or len(rest) < 3 or rest[0] not in ("cgroup", "cgroup2"):
@@ -292,9 +289,7 @@ class Cgroup:
             return None
 
 
-_DETECTED: Hierarchy | None = None
-
-
+@functools.cache
 def detect_once() -> Hierarchy:
     """:func:`detect` with this process's files, done once per process and kept.
 
@@ -305,10 +300,7 @@ def detect_once() -> Hierarchy:
 
     :raises CgroupError: as :func:`detect` (not kept: the next call tries again).
     """
-    global _DETECTED
-    if _DETECTED is None:
-        _DETECTED = detect()
-    return _DETECTED
+    return detect()
 
 
 def create(sandbox_id: str, hierarchy: Hierarchy | None = None) -> Cgroup:

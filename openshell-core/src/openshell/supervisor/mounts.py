@@ -355,8 +355,6 @@ def mount_workdir(image: str, path: str, uid: int, gid: int, fresh: bool = False
             raise WorkdirError(f"no loop devices ({_LOOP_CONTROL} is missing): the sandbox's workdir needs one; load the loop module (modprobe loop)")
         os.makedirs(path, mode=0o750, exist_ok=True)
         if not (fresh and _mount_fresh_image(image, path)):
-            # noinit_itable: no background zeroing of the lazily made inode tables,
-            # which would fill the sparse image with zeros.
             options = f"loop,nosuid,nodev,noatime,{_WORKDIR_DATA}"
             p = subprocess.run(["mount", "-t", "ext4", "-o", options, image, path], capture_output=True, text=True, stdin=subprocess.DEVNULL)
             if p.returncode != 0:
