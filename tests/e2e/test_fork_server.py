@@ -137,6 +137,53 @@ def test_without_a_live_server_the_supervisor_starts_cold_and_a_new_server_follo
     assert int(_stat(_supervisor_pid(gw, "again"))[1]) == fresh
 
 
+def _wait_for_error(gw, name: str) -> dict:
+    def errored():
+        rec = json.loads(gw.cli("sandbox", "get", name, "-o", "json", check=True).stdout)
+        return rec if rec["phase"] == "ERROR" else None
+
+    rec = _wait_for(errored, 15)
+    assert rec, f"{name} never went to ERROR"
+    return rec
+
+
+def test_a_killed_supervisor_is_named_by_its_signal_forked_or_cold(gw):
+    gw.cli("sandbox", "create", "--name", "sig-forked", "--detach", check=True)
+    forked = _supervisor_pid(gw, "sig-forked")
+    [server] = _servers(gw)
+    assert int(_stat(forked)[1]) == server
+    os.kill(forked, signal.SIGKILL)
+    rec = _wait_for_error(gw, "sig-forked")
+    assert rec["reason"].startswith(f"the supervisor (pid {forked}) was killed by signal 9 (SIGKILL)"), rec
+    # Started cold (no fork server), it is the gateway's own child.
+    os.kill(server, signal.SIGKILL)
+    _wait_for(lambda: not _servers(gw))
+    gw.cli("sandbox", "create", "--name", "sig-cold", "--detach", check=True)
+    cold = _supervisor_pid(gw, "sig-cold")
+    assert int(_stat(cold)[1]) == gw.pid
+    os.kill(cold, signal.SIGHUP)  # not handled: it ends the supervisor (and dumps no core)
+    rec = _wait_for_error(gw, "sig-cold")
+    assert rec["reason"].startswith(f"the supervisor (pid {cold}) was killed by signal 1 (SIGHUP)"), rec
+
+
+def test_the_server_records_how_each_supervisor_ended(tmp_path):
+    # A supervisor whose config is missing exits with code 1; the server writes that
+    # to supervisor.exit beside the config before it collects the child.
+    line = json.dumps({"config": str(tmp_path / "supervisor.json"), "log": str(tmp_path / "supervisor.log")}).encode() + b"\n"
+    server = subprocess.Popen([sys.executable, "-m", "openshell.supervisor", "--fork-server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert server.stdin is not None and server.stdout is not None
+        server.stdin.write(line)
+        server.stdin.flush()
+        pid = int(server.stdout.readline())
+        record = _wait_for(lambda: (tmp_path / "supervisor.exit").is_file() and json.loads((tmp_path / "supervisor.exit").read_text()))
+        assert record == {"pid": pid, "code": 1}, record
+        assert _wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10)  # and collected it
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_a_create_waiting_on_a_stuck_server_is_provisioning_then_starts_cold(gw):
     [server] = _wait_for(lambda: _servers(gw))
     os.kill(server, signal.SIGSTOP)  # alive, but never answers

@@ -235,6 +235,21 @@ def test_tmp_is_a_size_limited_tmpfs_off_the_host_disk(gw, sandboxes):
     assert _wait_for(lambda: _events(gw, "rl-tmp", "tmp_full"))
     assert "/tmp is full" in _status_text(gw, "rl-tmp")
     assert gw.sx("rl-tmp", "rm", "/tmp/big").returncode == 0
+    _assert_full_is_cleared(gw, "rl-tmp", "/tmp is full", "tmp_freed")
+
+
+def _reason(gw, name: str) -> tuple[str, str]:
+    """``(phase, reason)`` as ``sandbox get`` shows them."""
+    rec = json.loads(_status_text(gw, name))
+    return rec["phase"], rec.get("reason", "")
+
+
+def _assert_full_is_cleared(gw, name: str, claim: str, event: str) -> None:
+    """Once the sandbox freed the space, the next limit check (once a second) takes
+    ``claim`` out of the status: the sandbox is READY without it, and the log says so."""
+    assert _wait_for(lambda: claim not in _reason(gw, name)[1], 10), _reason(gw, name)
+    assert _reason(gw, name)[0] == "READY"
+    assert _wait_for(lambda: _events(gw, name, event))
 
 
 def _loops_of(image) -> list[str]:
@@ -309,9 +324,31 @@ def test_workdir_past_its_disk_limit_is_enospc_and_shown_and_nothing_else_fills(
     # Another sandbox (default 10Gi) writes more than that without trouble.
     q = gateway.sx("rl-disk-other", "python3", "-c", WRITE_48M + "print('ok')", timeout=120)
     assert q.returncode == 0 and q.stdout.decode().strip() == "ok", q.stderr.decode()
-    # Space freed is usable again.
+    # Space freed is usable again, and the status no longer says it is full.
     assert gateway.sx("rl-disk", "rm", "/sandbox/big").returncode == 0
     assert gateway.sx("rl-disk", "sh", "-c", "echo fits > /sandbox/small && cat /sandbox/small").stdout.decode() == "fits\n"
+    _assert_full_is_cleared(gateway, "rl-disk", "/sandbox is full", "workdir_freed")
+
+
+FILL_INODES = """
+n = 0
+try:
+    while True:
+        open(f'/sandbox/f/{n}', 'w').close()
+        n += 1
+except OSError as exc:
+    print(n, exc.errno)
+"""
+
+
+def test_a_workdir_out_of_inodes_is_shown_until_files_are_removed(gw, sandboxes):
+    sandboxes("rl-inodes", "--disk", "32Mi")
+    p = gw.sx("rl-inodes", "sh", "-c", 'mkdir /sandbox/f && python3 -c "$0"', FILL_INODES, timeout=120)
+    made, errno = p.stdout.decode().split()
+    assert int(made) > 100 and errno == "28", p.stdout  # ENOSPC with almost all the blocks free
+    assert _wait_for(lambda: "/sandbox is full (32Mi)" in _reason(gw, "rl-inodes")[1]), _reason(gw, "rl-inodes")
+    assert gw.sx("rl-inodes", "rm", "-rf", "/sandbox/f").returncode == 0
+    _assert_full_is_cleared(gw, "rl-inodes", "/sandbox is full", "workdir_freed")
 
 
 def test_a_disk_limit_beyond_the_hosts_free_space_is_refused(gw):

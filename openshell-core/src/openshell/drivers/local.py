@@ -8,7 +8,9 @@ private mount namespace and Landlock (DESIGN.md §4). Per-sandbox files live in
 - ``supervisor.json`` (0600): what the supervisor needs to reach the gateway,
   including the sandbox's secret — never visible inside the sandbox;
 - ``supervisor.pid``, ``supervisor.log``; ``stopped`` while stopped on request
-  (``stop``/``start``: the supervisor ends, every file stays);
+  (``stop``/``start``: the supervisor ends, every file stays); ``supervisor.exit``,
+  how the last supervisor ended (its signal or exit code), written by whoever
+  reaped it (``supervisor.exit_status``) for the ERROR reason;
 - ``workdir.ext4`` and its loop mount ``workdir/`` (``/sandbox``), ``tmp/``
   (``/tmp``), ``files/hosts`` and ``files/tls/`` (``supervisor.mounts``).
 
@@ -42,6 +44,7 @@ from typing import Any, Mapping
 
 from openshell.plugin import hookimpl
 from openshell.plugin.kinds import ComputeDriver, SandboxStatus, SshEndpoint
+from openshell.supervisor import exit_status
 from openshell.supervisor.cleanup import cleanup_sandbox
 
 log = logging.getLogger("openshell.drivers.local")
@@ -50,6 +53,7 @@ STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a supervisor
 REAP_INTERVAL = 2.0  # seconds between checks for supervisors that exited
 SSH_SOCKET_DIR = Path("/run/openshell/ssh")
 STOPPED_MARKER = "stopped"  # in the sandbox's directory while it is stopped on request
+COLLECT_WAIT = 2.0  # seconds a stopped supervisor's parent may take to collect it (see _terminate)
 FORK_ANSWER_TIMEOUT = 10.0  # seconds for the fork server to answer a pid (incl. its own warm-up); then cold
 
 
@@ -97,7 +101,8 @@ class LocalDriver(ComputeDriver):
             time.sleep(interval)
             for sid, pid in list(self._children.items()):
                 if not _alive(pid):
-                    _reap(pid)
+                    # How it ended goes to its sandbox's directory first (the ERROR reason).
+                    _reap(pid, self.sandbox_dir(sid) / exit_status.EXIT_FILE)
                     self._children.pop(sid, None)
 
     # ------------------------------------------------------------------ fork server
@@ -280,9 +285,20 @@ class LocalDriver(ComputeDriver):
         if pid is None:
             return SandboxStatus("ERROR", "supervisor was never started or its pid file is gone")
         if not _alive(pid):
-            tail = _log_tail(self.sandbox_dir(sandbox_id) / "supervisor.log")
-            return SandboxStatus("ERROR", f"supervisor (pid {pid}) exited" + (f": {tail}" if tail else ""))
+            return SandboxStatus("ERROR", self._exit_reason(sandbox_id, pid))
         return SandboxStatus("PROVISIONING")
+
+    def _exit_reason(self, sandbox_id: str, pid: int) -> str:
+        """``the supervisor (pid N) was killed by signal 9 (SIGKILL)`` / ``exited with
+        code 1``, then its last log line as context. Without a record of how it
+        ended (its parent, a fork server of an earlier gateway, is gone): ``exited``."""
+        d = self.sandbox_dir(sandbox_id)
+        if pid in list(self._children.values()):
+            # Started cold by this gateway: ours to collect, recording how it ended.
+            _reap(pid, d / exit_status.EXIT_FILE)
+        how = exit_status.how_it_ended(d, pid) or "exited"
+        tail = _log_tail(d / "supervisor.log")
+        return f"the supervisor (pid {pid}) {how}" + (f"; its last log line: {tail}" if tail else "")
 
     def delete(self, sandbox_id: str, keep_workdir: bool = False) -> None:
         """Stop the supervisor (SIGTERM, then SIGKILL after ``STOP_GRACE`` s) and
@@ -345,6 +361,11 @@ class LocalDriver(ComputeDriver):
                 _signal_group(pid, signal.SIGKILL)
         for known in {p for p in (pid, self._children.pop(sandbox_id, None)) if p is not None}:
             _reap(known)
+        if pid is not None:
+            # A forked supervisor is the fork server's to collect, which first writes
+            # supervisor.exit into the sandbox's directory: done before the caller
+            # removes that directory (a file made during the removal would keep it).
+            _wait_collected(pid)
 
     def _ssh_socket(self, sandbox_id: str) -> Path:
         return SSH_SOCKET_DIR / f"{sandbox_id}.sock"
@@ -363,14 +384,20 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int, exit_file: Path | None = None) -> None:
     """Collect ``pid``'s exit status if it is our exited child, so a supervisor
     that stopped on its own does not stay a zombie (``kill -0`` succeeds on
-    zombies, which misleads anything watching ``supervisor.pid``)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child (started by an earlier gateway) or already collected
-        pass
+    zombies, which misleads anything watching ``supervisor.pid``). With
+    ``exit_file``, how it ended is written there first. Not our child (started by
+    an earlier gateway, or by the fork server) or already collected: nothing."""
+    exit_status.reap(pid, exit_file)
+
+
+def _wait_collected(pid: int, timeout: float = COLLECT_WAIT) -> None:
+    """Wait (at most ``timeout`` s) until the exited ``pid`` has been collected by its parent."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -24,7 +24,9 @@ the crypto backend (OpenSSL) detects the fork; tokens come from ``secrets``.
 All supervisors share the server's address-space layout: none of them runs
 code a sandbox controls, and a sandbox cannot read a supervisor's memory.
 
-The server reaps its children (they are not the gateway's). EOF on stdin (the
+The server reaps its children (they are not the gateway's), and first writes
+how each one ended (signal or exit code) to ``supervisor.exit`` beside its
+config, for the sandbox's ERROR reason (``exit_status``). EOF on stdin (the
 gateway stopped) or a malformed or over-long line ends it; children it forked
 keep running (a gateway restart finds them by pid, as before).
 """
@@ -40,6 +42,8 @@ import signal
 import sys
 import tempfile
 import traceback
+
+from openshell.supervisor import exit_status
 
 MAX_LINE = 8192  # bytes of one assignment line
 SERVER_NICE = 10  # niceness of the server (a forked supervisor goes back to 0)
@@ -159,15 +163,16 @@ def _assignment(line: bytes) -> tuple[str, str] | None:
     return config, logpath
 
 
-def _reap() -> None:
-    """Collect every child that exited (supervisors are the server's children)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+def _reap(exit_files: dict[int, str] | None = None) -> None:
+    """Collect every child that exited (supervisors are the server's children).
+
+    :param exit_files: pid -> the ``supervisor.exit`` file of the supervisor that
+        pid is: how it ended is written there before it is collected (the
+        sandbox's ERROR reason names the signal or exit code; ``exit_status``).
+    """
+    files = exit_files if exit_files is not None else {}
+    while exit_status.reap_any(lambda pid: files.pop(pid, None)) is not None:
+        pass
 
 
 def set_title(title: str) -> None:
@@ -250,8 +255,9 @@ def serve(stdin: int = 0, stdout: int = 1) -> int:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     buf = b""
+    exit_files: dict[int, str] = {}  # supervisors running, by pid: their supervisor.exit
     while True:
-        _reap()
+        _reap(exit_files)
         try:
             ready = select.select([stdin, wake_r], [], [])[0]
         except InterruptedError:
@@ -281,6 +287,7 @@ def serve(stdin: int = 0, stdout: int = 1) -> int:
             try:
                 os.write(stdout, b"%d\n" % pid)  # the driver has the pid: only now may the child start
                 os.write(go_w, b"1")
+                exit_files[pid] = os.path.join(os.path.dirname(job[0]), exit_status.EXIT_FILE)
             finally:
                 os.close(go_w)
         if len(buf) > MAX_LINE:

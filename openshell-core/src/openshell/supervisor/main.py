@@ -186,6 +186,11 @@ class Supervisor:
         self._limit_events = (0, 0)  # OOM kills, refused forks already reported
         self._tmp_full = False
         self._workdir_full = False
+        #: the last check's messages about new OOM kills / refused forks (kept in the status
+        #: until newer ones replace them; a full /tmp or workdir is shown only while it lasts)
+        self._limit_notice = ""
+        #: the reason the gateway last took with READY (the start's report carries none)
+        self._status_reason = ""
         self.tmp_dir: Optional[str] = None  # host path of the sandbox's /tmp tmpfs
         self.workdir: Optional[str] = None  # host path of the sandbox's workdir mount
 
@@ -415,7 +420,12 @@ class Supervisor:
 
     async def _check_limits(self) -> None:
         """Log, and show in the sandbox's status, a limit the sandbox hit: an OOM kill,
-        a refused fork, a full /tmp, a full workdir. Each event once."""
+        a refused fork, a full /tmp, a full workdir. Each event once.
+
+        The status's reason is the last OOM kills / refused forks seen, then the
+        file systems full now: once the sandbox frees the space, the next check
+        reports the reason without them (also when nothing else changed).
+        """
         from openshell.resources import format_bytes
         from openshell.supervisor import mounts
 
@@ -438,12 +448,16 @@ class Supervisor:
                 messages.append(f"process limit reached: {ev.pids_max - forks} fork(s) refused (pids limit {self.limits.pids})")
                 log.warning("event=pids_limit sandbox=%s refused=%d pids_limit=%s", self.cfg.sandbox_id, ev.pids_max - forks, self.limits.pids)
             self._limit_events = (ev.oom_kills, ev.pids_max)
+        full_now = []  # the file systems full now, in the status until space is freed
         tmp = self.tmp_dir
         if tmp is not None and self.limits.tmp is not None:
             full = mounts.is_full(tmp)
             if full and not self._tmp_full:
-                messages.append(f"/tmp is full ({format_bytes(self.limits.tmp)}): writes fail with ENOSPC")
                 log.warning("event=tmp_full sandbox=%s tmp_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.tmp))
+            elif self._tmp_full and not full:
+                log.info("event=tmp_freed sandbox=%s tmp_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.tmp))
+            if full:
+                full_now.append(f"/tmp is full ({format_bytes(self.limits.tmp)}): writes fail with ENOSPC")
             self._tmp_full = full
         if self.workdir is not None and self.limits.disk is not None:
             slack = mounts.workdir_slack(self.limits.disk)
@@ -452,11 +466,20 @@ class Supervisor:
             else:
                 full = mounts.is_full(self.workdir, slack=slack)
             if full and not self._workdir_full:
-                messages.append(f"/sandbox is full ({format_bytes(self.limits.disk)}): writes fail with ENOSPC")
                 log.warning("event=workdir_full sandbox=%s disk_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.disk))
+            elif self._workdir_full and not full:
+                log.info("event=workdir_freed sandbox=%s disk_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.disk))
+            if full:
+                full_now.append(f"/sandbox is full ({format_bytes(self.limits.disk)}): writes fail with ENOSPC")
             self._workdir_full = full
         if messages:
-            await self.link.report(phase="READY", reason="; ".join(messages), pid=os.getpid())
+            self._limit_notice = "; ".join(messages)
+        reason = "; ".join([self._limit_notice, *full_now] if self._limit_notice else full_now)
+        # Also when only a full file system was freed: the status must stop claiming it.
+        # A report the gateway did not take is sent again by the next check.
+        if messages or reason != self._status_reason:
+            if await self.link.report(phase="READY", reason=reason, pid=os.getpid()):
+                self._status_reason = reason
 
     async def _await_layers(self, prepared: asyncio.Future) -> None:
         """Wait for the ``prepare_layers`` thread — also when the start already failed,
