@@ -258,6 +258,36 @@ def test_upload_to_a_path_the_policy_forbids_fails_clearly(env, tree):
     assert not Path("/usr/share/ia-probe").exists()
 
 
+def test_an_upload_that_fills_the_workdir_names_it_and_the_disk_limit(env, tmp_path):
+    """A sandbox created with a small --disk: tar inside it hits ENOSPC; the CLI says the workdir is full, not "check the policy"."""
+    name = "ia-cli-small"
+    env.ok("sandbox", "create", "--name", name, "--disk", "16Mi", "--detach", timeout=300)
+    try:
+        big = tmp_path / "big.bin"
+        big.write_bytes(os.urandom(24 * 2**20))
+        tree = tmp_path / "tree"
+        tree.mkdir()
+        (tree / "small").write_text("s\n")
+        os.link(big, tree / "big.bin")
+        for local, dest in ((big, "/sandbox/big.bin"), (tree, "/sandbox/tree")):
+            p = env.cli("sandbox", "upload", name, str(local), dest, "--no-git-ignore", timeout=180)
+            err = p.stderr.decode()
+            assert p.returncode == 1, err
+            assert err.startswith(f"error: upload to {dest} failed: the sandbox's workdir /sandbox ran out of space ("), err
+            assert "create the sandbox with a larger --disk" in err and "policy" not in err and "uploaded" not in err, err
+            assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        # Full to the last block: even the directory for the next upload cannot be made (tar never runs).
+        fill = "f = open('/sandbox/fill', 'ab')\ntry:\n    while True:\n        f.write(bytes(4096)); f.flush()\nexcept OSError:\n    pass\n"
+        env.cli("sandbox", "exec", name, "--", "python3", "-c", fill, timeout=120)
+        p = env.cli("sandbox", "upload", name, str(tree / "small"), "/sandbox/newdir/", timeout=180)
+        assert p.returncode == 1 and "the sandbox's workdir /sandbox ran out of space" in p.stderr.decode(), p.stderr.decode()
+        # Room again: the same upload works.
+        assert env.cli("sandbox", "exec", name, "--", "sh", "-c", "rm -rf /sandbox/big.bin /sandbox/tree /sandbox/fill").returncode == 0
+        env.ok("sandbox", "upload", name, str(tree / "small"), "/sandbox/newdir/", timeout=180)
+    finally:
+        env.cli("sandbox", "delete", name, timeout=180)
+
+
 def test_download_round_trips_modes_and_symlinks(env, tree, tmp_path):
     env.ok("sandbox", "upload", NAME, str(tree), "/sandbox/rt")
     out = tmp_path / "out"

@@ -217,3 +217,318 @@ def test_a_refused_member_leaves_what_was_written_with_the_archives_directory_mo
     umask = os.umask(0o022)
     os.umask(umask)
     assert regular_mode(dest / "d") == regular_mode(dest / "d" / "e") == 0o755 & ~umask
+
+
+# --------------------------------------------------------------------------- upload failures, with a scripted SSH channel
+
+
+class _Chan:
+    """A paramiko ``Channel`` as ``upload``/``download`` use it, scripted: what the command prints and how it exits.
+
+    ``accept``: bytes taken before ``sendall`` fails as a closed channel does (the
+    command exited without reading everything); None: all of it.
+    """
+
+    def __init__(self, stdout: bytes = b"", stderr: bytes = b"", code: int = 0, accept: int | None = None) -> None:
+        import threading
+
+        self.stdout, self.stderr, self.exit_status, self.accept = stdout, stderr, code, accept
+        self.sent = bytearray()
+        self.command = ""
+        self.closed = False
+        self.status_event = threading.Event()
+        self.status_event.set()  # the command has exited (its output is all buffered)
+        self.stderr_reads = 0
+
+    def exec_command(self, command: str) -> None:
+        self.command = command
+
+    def settimeout(self, _t) -> None:
+        pass
+
+    def sendall(self, data: bytes) -> None:
+        if self.accept is not None and len(self.sent) + len(data) > self.accept:
+            raise OSError("Socket is closed")
+        self.sent += data
+
+    def shutdown_write(self) -> None:
+        pass
+
+    def exit_status_ready(self) -> bool:
+        return True
+
+    def recv_exit_status(self) -> int:
+        return self.exit_status
+
+    def recv_ready(self) -> bool:
+        return bool(self.stdout)
+
+    def recv(self, n: int) -> bytes:
+        data, self.stdout = self.stdout[:n], self.stdout[n:]
+        return data
+
+    def recv_stderr_ready(self) -> bool:
+        return bool(self.stderr)
+
+    def recv_stderr(self, n: int) -> bytes:
+        self.stderr_reads += 1
+        data, self.stderr = self.stderr[:n], self.stderr[n:]
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Transport:
+    """Hands out :class:`_Chan` objects: ``script(command) -> _Chan`` decides what each command does."""
+
+    def __init__(self, script) -> None:
+        self.script = script
+        self.commands: list[str] = []
+
+    def open_session(self):
+        transport = self
+
+        class Session(_Chan):
+            def exec_command(self, command: str) -> None:
+                transport.commands.append(command)
+                script = transport.script(command)
+                self.__dict__.update({k: v for k, v in script.__dict__.items() if k not in ("sent", "command")})
+                self.command = command
+
+        return Session()
+
+
+DF_WORKDIR = (
+    b"Filesystem     1024-blocks  Used Available Capacity Mounted on\n/dev/loop5         14327 14327         0     100% /sandbox\n"
+    b"Filesystem     Inodes IUsed IFree IUse% Mounted on\n/dev/loop5       4096    40  4056    1% /sandbox\n"
+)
+NOSPACE = b"tar: big: Cannot write: No space left on device\ntar: Exiting with failure status due to previous errors\n"
+
+
+def _sandbox(extract: _Chan, df: bytes = DF_WORKDIR, is_dir: bool = False) -> _Transport:
+    def script(command: str) -> _Chan:
+        if command.startswith("test -d"):
+            return _Chan(code=0 if is_dir else 1)
+        if "df -P" in command:
+            return _Chan(stdout=df.splitlines(keepends=True)[1] + df.splitlines(keepends=True)[3])
+        assert "tar -x" in command or "tar -c" in command, command
+        return extract
+
+    return _Transport(script)
+
+
+@pytest.fixture
+def big(tmp_path):
+    f = tmp_path / "big"
+    f.write_bytes(b"x" * 100_000)
+    return f
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        NOSPACE,
+        b"tar: big: Wrote only 7680 of 10240 bytes\ntar: Exiting with failure status due to previous errors\n",  # a short write(2)
+        b"tar: big: Cannot write: Disk quota exceeded\ntar: Exiting with failure status due to previous errors\n",
+    ],
+)
+def test_an_upload_the_workdir_has_no_room_for_names_it_and_the_fix(big, stderr):
+    from openshell_cli.transfer import TransferError, upload
+
+    with pytest.raises(TransferError) as err:
+        upload(_sandbox(_Chan(stderr=stderr, code=2)), big, "/sandbox/big")
+    msg = str(err.value)
+    assert type(err.value).__name__ == "OutOfSpace"
+    assert msg.startswith("upload to /sandbox/big failed: the sandbox's workdir /sandbox ran out of space (14.0 MiB file system, 0 KiB free; tar: big: ")
+    assert "create the sandbox with a larger --disk (the default is 10Gi)" in msg
+    assert "policy" not in msg and "Exiting with failure status" not in msg
+    assert "\n" not in msg
+
+
+def test_a_workdir_out_of_inodes_says_so(big):
+    from openshell_cli.transfer import TransferError, upload
+
+    df = DF_WORKDIR.replace(b"4096    40  4056", b"4096  4096     0")
+    with pytest.raises(TransferError) as err:
+        upload(_sandbox(_Chan(stderr=b"tar: 4676: Cannot open: No space left on device\n", code=2), df=df), big, "/sandbox/many/")
+    msg = str(err.value)
+    assert "the sandbox's workdir /sandbox ran out of inodes (all 4096 in use" in msg and "larger --disk" in msg
+
+
+def test_a_full_tmp_points_at_its_own_limit_not_at_disk(big):
+    from openshell_cli.transfer import TransferError, upload
+
+    df = DF_WORKDIR.replace(b"/sandbox", b"/tmp")
+    with pytest.raises(TransferError, match=r"the sandbox's /tmp ran out of space .*limits\.tmp") as err:
+        upload(_sandbox(_Chan(stderr=NOSPACE, code=2), df=df), big, "/tmp/x/big")
+    assert "--disk" not in str(err.value)
+
+
+def test_without_df_the_destination_still_names_the_workdir(big):
+    from openshell_cli.transfer import TransferError, upload
+
+    with pytest.raises(TransferError, match=r"workdir /sandbox ran out of space \(tar: big: Cannot write: No space left on device\)"):
+        upload(_sandbox(_Chan(stderr=NOSPACE, code=2), df=b"\n\n\n\n"), big, "/sandbox/sub/big")
+
+
+def test_an_upload_whose_directory_cannot_be_created_for_lack_of_space_says_so_not_broke_off(big):
+    """mkdir -p fails, so tar never runs: the channel closes while we still send."""
+    from openshell_cli.transfer import TransferError, upload
+
+    mkdir = _Chan(stderr="mkdir: cannot create directory ‘/sandbox/new’: No space left on device\n".encode(), code=1, accept=0)
+    with pytest.raises(TransferError) as err:
+        upload(_sandbox(mkdir), big, "/sandbox/new/")
+    msg = str(err.value)
+    assert "workdir /sandbox ran out of space" in msg and "mkdir: cannot create directory" in msg and "broke off" not in msg
+    assert "What fit was written" not in msg  # nothing was
+
+
+def test_another_failure_shows_tars_own_reason_not_its_closing_line(big):
+    from openshell_cli.transfer import TransferError, upload
+
+    err = b"tar: big: Cannot open: Permission denied\ntar: Exiting with failure status due to previous errors\n"
+    with pytest.raises(TransferError) as exc:
+        upload(_sandbox(_Chan(stderr=err, code=2)), big, "/usr/share/big")
+    assert type(exc.value) is TransferError
+    assert str(exc.value) == "tar in the sandbox failed (2): tar: big: Cannot open: Permission denied; check that /usr/share/big is writable by the policy"
+
+
+def test_the_remote_tars_stderr_is_read_while_sending():
+    """Unread stderr fills the SSH window stdout and stderr share, and tar would stall on it (a full workdir: one line per file)."""
+    from openshell_cli.transfer import CHUNK, _ChannelWriter
+
+    chan = _Chan(stderr=b"tar: f: Cannot write: No space left on device\n" * 1000)
+    writer = _ChannelWriter(chan)
+    writer.write(b"\0" * CHUNK)
+    assert chan.stderr == b"" and writer.stderr.startswith(b"tar: f: Cannot write")
+
+
+# --------------------------------------------------------------------------- LOCAL itself a symlink
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "real", "missing"])
+def test_a_local_that_is_itself_a_symlink_is_refused_naming_it_and_its_target(tmp_path, target):
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "link"
+    os.symlink(target, link)
+    with pytest.raises(UnsafeMember, match=f"^{link} is a symlink"):
+        upload_members(link, git_ignore=False)
+    from openshell_cli.transfer import check_upload_source, upload
+
+    for local in (str(link), str(link) + "/"):  # "link/": the link still, not a way around the check
+        with pytest.raises(UnsafeMember) as err:
+            check_upload_source(local)
+        msg = str(err.value)
+        assert msg.startswith(f"{local} is a symlink (-> {target}); uploads send symlinks as links"), msg
+        assert ("it points to nothing that exists" if target == "missing" else f"name what it points to instead ({os.path.realpath(link)})") in msg
+    sandbox = _Transport(lambda command: pytest.fail(f"nothing may run in the sandbox: {command}"))
+    with pytest.raises(UnsafeMember):
+        upload(sandbox, link, "/sandbox/")
+    assert sandbox.commands == []
+
+
+def test_a_local_below_a_symlinked_directory_is_fine(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "f").write_text("x")
+    os.symlink("real", tmp_path / "link")
+    assert upload_members(tmp_path / "link" / "f", git_ignore=False) == (tmp_path / "link", ["f"])
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+    from openshell_cli.main import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_the_cli_refuses_a_symlink_local_before_connecting(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "nocfg"))  # no gateway: the check comes first
+    os.symlink("/etc/passwd", tmp_path / "pw")
+    r = _cli("sandbox", "upload", "demo", str(tmp_path / "pw"), "/sandbox/")
+    assert r.exit_code == 2 and f"{tmp_path}/pw is a symlink (-> /etc/passwd)" in r.output and "name what it points to instead (/etc/passwd)" in r.output
+    r = _cli("sandbox", "create", "--upload", f"{tmp_path}/pw:/sandbox", "--", "true")
+    assert r.exit_code == 2 and f"{tmp_path}/pw is a symlink (-> /etc/passwd)" in r.output
+
+
+# --------------------------------------------------------------------------- local paths too long
+
+
+LONG_NAME = "n" * 300
+
+
+def test_a_local_name_or_path_too_long_is_named_with_the_limit(tmp_path):
+    from openshell_cli.transfer import local_path_problem
+
+    name = tmp_path / LONG_NAME
+    problem = local_path_problem(name)
+    assert problem is not None and problem.endswith("is too long: a name in it is 300 bytes long, and a file name may have at most 255")
+    assert problem.startswith(str(tmp_path)[:20]) and "…" in problem and "\n" not in problem
+    assert local_path_problem(name, must_exist=False) == problem
+    deep = "/".join(["d" * 200] * 25)
+    assert local_path_problem(deep).endswith(f"is too long: it is {len(deep)} bytes long, and a path may have at most 4095")
+    assert local_path_problem(tmp_path / "missing") == f"{tmp_path}/missing does not exist"
+    assert local_path_problem(tmp_path / "missing", must_exist=False) is None
+
+
+def test_the_cli_names_an_upload_source_too_long(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "nocfg"))
+    long = str(tmp_path / LONG_NAME)
+    for args in (("sandbox", "upload", "demo", long), ("sandbox", "create", "--upload", f"{long}:/sandbox", "--", "true")):
+        r = _cli(*args)
+        assert r.exit_code == 2, r.output
+        assert "is too long: a name in it is 300 bytes long, and a file name may have at most 255" in r.output
+        assert "Errno" not in r.output and "does not exist" not in r.output
+
+
+def _deep_tree(root: Path) -> Path:
+    """``root/d…/d…/…/leaf`` whose path is longer than PATH_MAX (made with relative steps, as any program can)."""
+    here = os.getcwd()
+    (root / "deep").mkdir(parents=True)
+    os.chdir(root / "deep")
+    try:
+        for _ in range(20):
+            os.mkdir("d" * 250)
+            os.chdir("d" * 250)
+        Path("leaf").write_text("x")
+    finally:
+        os.chdir(here)
+    return root / "deep"
+
+
+def test_an_upload_with_a_path_too_long_inside_names_it(tmp_path):
+    from openshell_cli.transfer import TransferError, upload
+
+    deep = _deep_tree(tmp_path)
+    sandbox = _Transport(lambda command: pytest.fail(f"nothing may run in the sandbox: {command}"))
+    with pytest.raises(TransferError) as err:
+        upload(sandbox, deep, "/sandbox/deep", git_ignore=False)
+    msg = str(err.value)
+    assert msg.startswith(f"reading {str(deep)[:20]}") and "failed: the path is too long (it is " in msg and "a path may have at most 4095" in msg
+    assert "Errno" not in msg and sandbox.commands == []
+
+
+def test_a_download_into_a_dest_too_long_is_refused_before_anything_runs(tmp_path):
+    from openshell_cli.transfer import TransferError, download
+
+    sandbox = _Transport(lambda command: pytest.fail(f"nothing may run in the sandbox: {command}"))
+    for dest in (tmp_path / LONG_NAME, str(tmp_path / LONG_NAME) + "/", tmp_path / LONG_NAME / "sub"):
+        with pytest.raises(TransferError, match=r"^cannot download into .*… ?.* is too long: a name in it is 300 bytes long.*; name a shorter DEST$"):
+            download(sandbox, "/sandbox/f", dest)
+    assert sandbox.commands == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_download_member_whose_local_path_is_too_long_is_named(tmp_path):
+    """DEST is fine, but DEST plus a member's name is past PATH_MAX."""
+    from openshell_cli.transfer import TransferError, download
+
+    dest = tmp_path / ("x" * 200)
+    name = "/".join(["m" * 250] * 16) + "/leaf"  # within what the extractor takes (4096)
+    members = [("dir", "/".join(["m" * 250] * (i + 1)), b"") for i in range(16)] + [("file", name, b"data")]
+    archive = _tar(*members).getvalue()
+    sandbox = _sandbox(_Chan(stdout=archive), is_dir=True)
+    with pytest.raises(TransferError) as err:
+        download(sandbox, "/sandbox/deep", dest)
+    msg = str(err.value)
+    assert msg.startswith("writing the download of /sandbox/deep as ") and "failed: the path is too long (it is " in msg
+    assert msg.endswith("download into a shorter DEST, or a directory further down") and "Errno" not in msg

@@ -22,6 +22,14 @@ Layout: a directory's *contents* land in DEST (as ``tar -C LOCAL . | tar -C DEST
 a single file lands as ``DEST/<its name>`` when DEST is a directory (or ends
 with ``/``), else as DEST itself (as ``cp`` and ``scp`` name it).
 
+LOCAL itself must not be a symlink (:func:`check_upload_source`): symlinks
+travel as links, and one sent alone would point outside what is uploaded.
+A local path too long for the kernel (a name over 255 bytes, a path over
+4095) is an error naming it, for LOCAL, a path inside it and a download's
+DEST alike. An upload the sandbox has no room for (``No space left on
+device``, ``Disk quota exceeded``) raises :class:`OutOfSpace` naming the file
+system that is full (the workdir: ``--disk``), its size and the fix.
+
 A download is partial when tar inside the sandbox could not read some paths
 (file modes, Landlock): tar skips them, still ends the archive and exits 1
 or 2. We keep what arrived and return the skipped paths with tar's reasons
@@ -33,6 +41,7 @@ still empty, and nothing else.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import posixpath
 import re
@@ -49,6 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Optional, cast
 
+from openshell.resources import DEFAULTS
+
 from openshell_cli.output import plural
 
 CHUNK = 256 * 1024  # bytes per channel read/write
@@ -57,6 +68,9 @@ MAX_STDERR = 64 * 1024  # bytes of the remote tar's stderr kept (the rest is rea
 MAX_REASON = 200  # characters of tar's message kept per skipped path
 PROGRESS_EVERY = 0.1  # seconds between progress callbacks
 MISSING_EXIT = 66  # exit status of the download wrapper when PATH does not exist (EX_NOINPUT)
+NAME_MAX = 255  # bytes in one file name (Linux: ext4, xfs, btrfs, tmpfs)
+PATH_MAX = 4096  # bytes in a path a system call takes, its terminating NUL included
+SHOWN_PATH = 100  # characters of a path a message shows whole; a longer one is cut in the middle
 
 
 class TransferError(RuntimeError):
@@ -65,6 +79,88 @@ class TransferError(RuntimeError):
 
 class UnsafeMember(TransferError):
     """An archive member would escape the destination; it was refused."""
+
+
+class OutOfSpace(TransferError):
+    """The file system DEST is on inside the sandbox ran out of space or inodes during an upload."""
+
+
+# --------------------------------------------------------------------------- local paths
+
+
+def shown(path: str | bytes | os.PathLike[str]) -> str:
+    """``path`` for a message: whole up to :data:`SHOWN_PATH` characters, else its start and end around "…"."""
+    text = os.fsdecode(path)
+    if len(text) <= SHOWN_PATH:
+        return text
+    return f"{text[: SHOWN_PATH // 2]}…{text[-(SHOWN_PATH // 2 - 10) :]}"
+
+
+def too_long_reason(path: str | bytes | os.PathLike[str]) -> str:
+    """Why the kernel answered ``ENAMETOOLONG`` for ``path``: a name over :data:`NAME_MAX` bytes, or the path over :data:`PATH_MAX`."""
+    raw = os.fsencode(path)
+    longest = max(raw.split(b"/"), key=len)
+    if len(longest) > NAME_MAX:
+        return f"a name in it is {len(longest)} bytes long, and a file name may have at most {NAME_MAX}"
+    if len(raw) >= PATH_MAX:
+        return f"it is {len(raw)} bytes long, and a path may have at most {PATH_MAX - 1}"
+    return "its file system takes shorter names"  # e.g. an encrypted home directory (ecryptfs: 143 bytes)
+
+
+def local_path_problem(path: str | os.PathLike[str], *, must_exist: bool = True) -> Optional[str]:
+    """What is wrong with a local path named on the command line, or None.
+
+    :param must_exist: a missing ``path`` is a problem (an upload's LOCAL),
+        or not (a download's DEST, which is created).
+    :returns: ``"PATH is too long: …"`` when a name in it is over
+        :data:`NAME_MAX` bytes or it is over :data:`PATH_MAX` (the kernel's
+        ``ENAMETOOLONG``); ``"PATH does not exist"``; ``"PATH: REASON"`` when
+        it cannot be looked at; the path is :func:`shown`.
+    """
+    try:
+        os.lstat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return f"{shown(path)} is too long: {too_long_reason(path)}"
+        if not must_exist:
+            return None  # missing (created later) or not reachable (creating it says why)
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return f"{shown(path)} does not exist"
+        return f"{shown(path)}: {exc.strerror or exc}"
+    return None
+
+
+def check_upload_source(local: str | os.PathLike[str]) -> None:
+    """Refuse an upload's LOCAL before anything is sent.
+
+    LOCAL itself must not be a symlink: uploads send symlinks as links (never
+    what they point to), and a link sent alone points outside what is
+    uploaded, which the rule for links inside a directory refuses too.
+
+    :raises TransferError: LOCAL does not exist or is too long (see :func:`local_path_problem`).
+    :raises UnsafeMember: LOCAL is a symlink; the message names its target as the fix.
+    """
+    problem = local_path_problem(local, must_exist=False)  # too long
+    if problem is None and not os.path.islink(Path(local)):  # Path: "link/" is the link too, as upload_members sees it
+        problem = local_path_problem(local)  # missing
+    if problem is not None:
+        raise TransferError(f"{problem}; name a file or directory to upload")
+    if os.path.islink(Path(local)):
+        target = os.readlink(Path(local))
+        real = os.path.realpath(local)
+        fix = f"name what it points to instead ({shown(real)})" if os.path.exists(real) else "it points to nothing that exists"
+        raise UnsafeMember(
+            f"{shown(local)} is a symlink (-> {shown(target)}); uploads send symlinks as links, and this one alone would point outside what is uploaded: {fix}"
+        )
+
+
+def _local_os_error(exc: OSError, doing: str, fix: str, long_fix: str) -> TransferError:
+    """A :class:`TransferError` for an ``OSError`` on a local path (``exc.filename``): one line naming the path, the cause and
+    the fix (``long_fix`` when the path is too long)."""
+    name = exc.filename if exc.filename is not None else "?"
+    if exc.errno == errno.ENAMETOOLONG:
+        return TransferError(f"{doing} {shown(name)} failed: the path is too long ({too_long_reason(name)}); {long_fix}")
+    return TransferError(f"{doing} {shown(name)} failed: {exc.strerror or exc}; {fix}")
 
 
 @dataclass
@@ -143,13 +239,13 @@ def _check_link_inside(rel: str, target: str) -> None:
 def upload_members(local: Path, git_ignore: bool = True) -> tuple[Path, list[str]]:
     """Return ``(base, names)``: the directory the tar is built from and the member names in it.
 
-    :raises TransferError: LOCAL does not exist.
-    :raises UnsafeMember: a symlink in LOCAL points outside it.
+    :raises TransferError: LOCAL does not exist or is too long.
+    :raises UnsafeMember: LOCAL is a symlink (:func:`check_upload_source`), or a symlink in LOCAL points outside it.
+    :raises OSError: a path in LOCAL cannot be looked at (too long, unreadable); ``filename`` names it.
     """
+    check_upload_source(local)
     local = Path(local)
-    if not local.exists() and not local.is_symlink():
-        raise TransferError(f"{local} does not exist; name a file or directory to upload")
-    if not local.is_dir() or local.is_symlink():
+    if not local.is_dir():
         return local.parent, [local.name]
     names = _git_files(local) if git_ignore else None
     if names is None:
@@ -172,49 +268,17 @@ def upload_members(local: Path, git_ignore: bool = True) -> tuple[Path, list[str
 # --------------------------------------------------------------------------- streaming
 
 
-class _ChannelWriter:
-    """File-like sink for ``tarfile`` that sends to an SSH channel in :data:`CHUNK` pieces and counts bytes.
+class _StderrKeeper:
+    """Reads an SSH channel's stderr as it arrives: ``stderr`` keeps the first :data:`MAX_STDERR` bytes, ``stderr_cut`` says more came.
 
-    ``tarfile`` streams with its default 10 KiB record buffer (a bigger one makes
-    its bytes concatenation quadratic); batching happens here, in a bytearray.
-    """
-
-    def __init__(self, chan) -> None:
-        self.chan = chan
-        self.sent = 0
-        self.buf = bytearray()
-
-    def write(self, data: bytes) -> int:
-        self.buf += data
-        if len(self.buf) >= CHUNK:
-            self.flush()
-        return len(data)
-
-    def flush(self) -> None:
-        if self.buf:
-            self.chan.sendall(bytes(self.buf))
-            self.sent += len(self.buf)
-            self.buf.clear()
-
-
-class _ChannelReader:
-    """File-like source for ``tarfile`` reading an SSH channel's stdout, keeping its stderr aside.
-
-    ``read(n)`` returns at most ``n`` bytes as they arrive (b"" at EOF);
-    ``tarfile``'s stream reader loops until it has what it needs. Stderr is
-    read while we wait: stdout and stderr share one SSH window, so unread
-    messages about thousands of unreadable files could otherwise stall tar.
-    ``stderr`` keeps the first :data:`MAX_STDERR` bytes; ``stderr_cut`` says more came.
+    Stdout and stderr share one SSH window: stderr nobody reads (tar's message
+    about each of thousands of files it cannot read or write) would stall tar.
     """
 
     def __init__(self, chan) -> None:
         self.chan = chan
         self.stderr = bytearray()
         self.stderr_cut = False
-        self.eof = False
-        self.buf = b""
-        self.pos = 0
-        chan.settimeout(0.5)  # wake up now and then to read stderr
 
     def drain_stderr(self) -> None:
         while self.chan.recv_stderr_ready():
@@ -225,6 +289,50 @@ class _ChannelReader:
             if len(data) > room:
                 self.stderr_cut = True
             self.stderr += data[: max(room, 0)]
+
+
+class _ChannelWriter(_StderrKeeper):
+    """File-like sink for ``tarfile`` that sends to an SSH channel in :data:`CHUNK` pieces and counts bytes.
+
+    ``tarfile`` streams with its default 10 KiB record buffer (a bigger one makes
+    its bytes concatenation quadratic); batching happens here, in a bytearray.
+    The remote tar's stderr is read between chunks (tar inside a full
+    sandbox says "No space left on device" once per file it cannot write).
+    """
+
+    def __init__(self, chan) -> None:
+        super().__init__(chan)
+        self.sent = 0
+        self.buf = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.buf += data
+        if len(self.buf) >= CHUNK:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        self.drain_stderr()
+        if self.buf:
+            self.chan.sendall(bytes(self.buf))
+            self.sent += len(self.buf)
+            self.buf.clear()
+
+
+class _ChannelReader(_StderrKeeper):
+    """File-like source for ``tarfile`` reading an SSH channel's stdout, keeping its stderr aside.
+
+    ``read(n)`` returns at most ``n`` bytes as they arrive (b"" at EOF);
+    ``tarfile``'s stream reader loops until it has what it needs. Stderr is
+    read while we wait (:class:`_StderrKeeper`).
+    """
+
+    def __init__(self, chan) -> None:
+        super().__init__(chan)
+        self.eof = False
+        self.buf = b""
+        self.pos = 0
+        chan.settimeout(0.5)  # wake up now and then to read stderr
 
     def read(self, n: int = -1) -> bytes:
         # tarfile asks for 512 B .. 10 KiB at a time; each channel recv takes
@@ -247,13 +355,6 @@ class _ChannelReader:
                 continue
             self.eof = self.eof or not data
             return data
-
-
-def _collect_stderr(chan) -> bytes:
-    err = b""
-    while chan.recv_stderr_ready() and len(err) < 64 * 1024:
-        err += chan.recv_stderr(CHUNK)
-    return err
 
 
 def remote_extract_command(dest: str) -> str:
@@ -286,13 +387,20 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True, progre
     :param transport: authenticated ``paramiko.Transport`` to the sandbox.
     :param dest: absolute path inside the sandbox (missing directories are created).
     :param progress: called with the bytes sent so far.
-    :raises TransferError: tar inside the sandbox failed (its message is included).
-    :raises UnsafeMember: LOCAL holds a link pointing outside it.
+    :raises OutOfSpace: the file system ``dest`` is on in the sandbox is full
+        (``No space left on device``, ``Disk quota exceeded``); the message
+        names it, its size and the fix.
+    :raises TransferError: LOCAL (or a path in it) is missing, too long or
+        unreadable, or tar inside the sandbox failed (its message is included).
+    :raises UnsafeMember: LOCAL is a symlink, or holds a link pointing outside it.
     """
     if not dest.startswith("/"):
         dest = "/sandbox/" + dest
     progress = _throttled(progress)
-    base, names = upload_members(Path(local), git_ignore)
+    try:
+        base, names = upload_members(Path(local), git_ignore)
+    except OSError as exc:
+        raise _local_os_error(exc, "reading", "check that the files to upload are readable", _UPLOAD_LONG_FIX) from exc
     arcnames = list(names)
     into = dest
     single = not Path(local).is_dir() or Path(local).is_symlink()
@@ -310,10 +418,21 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True, progre
             stats = _pack_with_tarfile(base, names, arcnames, writer, progress)
         writer.flush()  # after close(): the end-of-archive blocks are in the buffer too
     except (OSError, EOFError) as exc:
+        if isinstance(exc, OSError) and exc.filename is not None:  # a local file, not the channel
+            chan.close()
+            raise _local_os_error(exc, "reading", "check that the files to upload are readable", _UPLOAD_LONG_FIX) from exc
+        # The channel closed under us: when tar (or the mkdir before it) exited
+        # with an error first, its message says why.
+        if chan.status_event.wait(5) and chan.exit_status not in (0, -1):
+            writer.drain_stderr()
+            chan.close()
+            raise _remote_failure(transport, dest, chan.exit_status, bytes(writer.stderr)) from exc
+        chan.close()
         raise TransferError(f"upload to {dest} broke off ({exc}); see the sandbox's free space and permissions") from exc
     chan.shutdown_write()
     # Drain stdout until the remote tar exits (it prints nothing on success).
     while not chan.exit_status_ready() or chan.recv_ready():
+        writer.drain_stderr()
         if chan.recv_ready():
             chan.recv(CHUNK)
         elif chan.closed:
@@ -321,12 +440,99 @@ def upload(transport, local: Path, dest: str, *, git_ignore: bool = True, progre
         else:
             chan.status_event.wait(0.1)
     code = chan.recv_exit_status()
-    err = _collect_stderr(chan)
+    writer.drain_stderr()
     chan.close()
     if code != 0:
-        msg = err.decode(errors="replace").strip().splitlines()
-        raise TransferError(f"tar in the sandbox failed ({code}): {msg[-1] if msg else 'no message'}; check that {dest} is writable by the policy")
+        raise _remote_failure(transport, dest, code, bytes(writer.stderr))
     return stats
+
+
+_UPLOAD_LONG_FIX = "upload a directory further down, or move what is too long to a shorter path"
+# "Wrote only N of M bytes": GNU tar's word for a short write(2), which on a file means the space ran out mid-write
+_NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded|: Wrote only [0-9]+ of [0-9]+ bytes")
+_TMPFS = ("/tmp", "/var/tmp", "/dev/shm")  # each a tmpfs of limits.tmp (docs/resources.md)
+
+
+def _remote_failure(transport, dest: str, code: int, err: bytes) -> TransferError:
+    """The error for an upload whose extract command exited ``code`` with stderr ``err``."""
+    text = err.decode(errors="replace")
+    if _NO_SPACE.search(text):
+        return OutOfSpace(_no_space_message(transport, dest, text))
+    line = _last_message(text)
+    return TransferError(f"tar in the sandbox failed ({code}): {line or 'no message'}; check that {dest} is writable by the policy")
+
+
+def _last_message(text: str) -> str:
+    """The last line of tar's stderr that says something (not its closing "Exiting with failure status")."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    said = [ln for ln in lines if ln.removeprefix("tar: ") not in _TAR_NOISE]
+    return (said or lines or [""])[-1]
+
+
+@dataclass
+class FsUsage:
+    """``df -P`` of one file system inside the sandbox: where it is mounted, KiB and inodes (total, free)."""
+
+    mount: str
+    kib: int
+    kib_free: int
+    inodes: int
+    inodes_free: int
+
+
+def remote_fs_usage(transport, path: str) -> Optional[FsUsage]:
+    """The file system holding ``path`` (or its nearest existing parent) inside the sandbox, or None when ``df`` did not say."""
+    q = shlex.quote(path)
+    cmd = (
+        f'PATH=/usr/bin:/bin; export PATH; p={q}; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname -- "$p"); done; '
+        'df -P -k -- "$p" | tail -n 1 && df -P -i -- "$p" | tail -n 1'
+    )
+    try:
+        chan = transport.open_session()
+        try:
+            chan.settimeout(10)
+            chan.exec_command(cmd)
+            out = b""
+            while data := chan.recv(CHUNK):
+                out += data
+            if chan.recv_exit_status() != 0:
+                return None
+        finally:
+            chan.close()
+        blocks, inodes = out.decode(errors="replace").splitlines()[-2:]
+        # Filesystem 1024-blocks Used Available Capacity Mounted-on / Filesystem Inodes IUsed IFree IUse% Mounted-on
+        b, i = blocks.split(None, 5), inodes.split(None, 5)
+        return FsUsage(mount=b[5], kib=int(b[1]), kib_free=int(b[3]), inodes=int(i[1]), inodes_free=int(i[3]))
+    except Exception:  # noqa: BLE001 - only a detail of an error message; the error itself stands
+        return None
+
+
+def _no_space_message(transport, dest: str, text: str) -> str:
+    """The one-line message for an upload the sandbox had no room for: what is full, how big it is, the fix."""
+    cause = next(ln.strip() for ln in text.splitlines() if _NO_SPACE.search(ln))
+    usage = remote_fs_usage(transport, dest)
+    mount = usage.mount if usage else next((m for m in ("/sandbox", *_TMPFS) if dest == m or dest.startswith(m + "/")), "")
+    if mount == "/sandbox":
+        where = "the sandbox's workdir /sandbox"
+        fix = f"Remove files from it, or create the sandbox with a larger --disk (the default is {DEFAULTS['disk']})"
+    elif mount in _TMPFS:
+        where = f"the sandbox's {mount}"
+        fix = "Remove files from it, upload into /sandbox instead, or give the sandbox a larger limits.tmp (docs/resources.md)"
+    else:
+        where = f"the file system at {mount} in the sandbox" if mount else f"the file system holding {dest} in the sandbox"
+        fix = "Remove files from it, or upload somewhere else"
+    if usage and usage.inodes and usage.inodes_free == 0:
+        what = f"ran out of inodes (all {usage.inodes} in use, one per file or directory; {cause})"
+    elif usage:
+        what = f"ran out of space ({_kib(usage.kib)} file system, {_kib(usage.kib_free)} free; {cause})"
+    else:
+        what = f"ran out of space ({cause})"
+    kept = "" if cause.startswith("mkdir:") else " What fit was written (the last file may be cut): upload again when there is room."
+    return f"upload to {dest} failed: {where} {what}. {fix}.{kept}"
+
+
+def _kib(n: int) -> str:
+    return f"{n} KiB" if n < 1024 else f"{n / 1024:.1f} MiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} GiB"
 
 
 def _throttled(progress: Optional[Callable[[int], None]]) -> Optional[Callable[[int], None]]:
@@ -554,10 +760,14 @@ def download(transport, path: str, dest: Path | str, *, progress: Optional[Calla
     :returns: what was written, and what was skipped.
     :raises UnsafeMember: the sandbox sent a member that would escape ``dest`` (nothing of it is written).
     :raises TransferError: the path does not exist, tar failed inside the sandbox,
-        or the connection was lost before the archive was complete.
+        the connection was lost before the archive was complete, or ``dest``
+        (or a path below it) is too long for this machine's file system.
     """
     if not path.startswith("/"):
         path = "/sandbox/" + path
+    problem = local_path_problem(dest, must_exist=False)
+    if problem is not None:
+        raise TransferError(f"cannot download into {problem}; name a shorter DEST")
     progress = _throttled(progress)
     into_dir = str(dest).endswith(os.sep)
     dest = Path(dest)
@@ -573,7 +783,9 @@ def download(transport, path: str, dest: Path | str, *, progress: Optional[Calla
         stats = _download_into(transport, path, root, progress, rename)
         ok = True
         return stats
-    except OSError as exc:  # writing here: disk full, permissions
+    except OSError as exc:  # writing here: disk full, permissions, a path too long
+        if exc.errno == errno.ENAMETOOLONG and exc.filename is not None:
+            raise _local_os_error(exc, f"writing the download of {path} as", "", "download into a shorter DEST, or a directory further down") from exc
         raise TransferError(f"writing the download of {path} into {dest} failed: {exc}; check free space and permissions") from exc
     finally:
         if not ok or (not stats.complete and stats.files + stats.links + stats.dirs == 0):

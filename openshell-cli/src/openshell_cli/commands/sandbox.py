@@ -577,13 +577,39 @@ def delete(names, all_, yes, keep_workdir, gateway) -> None:
 
 
 def _split_upload(spec: str) -> tuple[str, str]:
-    """``LOCAL[:DEST]`` → ``(LOCAL, DEST)``; DEST defaults to /sandbox and must be absolute."""
+    """``LOCAL[:DEST]`` → ``(LOCAL, DEST)``; DEST defaults to /sandbox and must be absolute.
+
+    LOCAL is checked as ``sandbox upload`` checks it (:func:`_upload_source_problem`), before the sandbox is created.
+    """
     local, sep, dest = spec.rpartition(":")
     if not sep or not dest.startswith("/"):
         local, dest = spec, "/sandbox"
-    if not local or not os.path.lexists(local):
+    if not local:
         raise click.BadParameter(f"{spec!r}: LOCAL must exist (LOCAL[:DEST], DEST absolute)", param_hint="--upload")
+    problem = _upload_source_problem(local)
+    if problem is not None:
+        hint = " (LOCAL[:DEST], DEST absolute)" if "does not exist" in problem else ""
+        raise click.BadParameter(f"LOCAL {problem}{hint}", param_hint="--upload")
     return local, dest
+
+
+def _upload_source_problem(local: str) -> Optional[str]:
+    """Why LOCAL cannot be uploaded (missing, a name or path too long, a symlink), or None."""
+    from openshell_cli.transfer import TransferError, check_upload_source
+
+    try:
+        check_upload_source(local)
+    except TransferError as exc:
+        return str(exc)
+    return None
+
+
+def _upload_local(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Check ``sandbox upload``'s LOCAL: a usage error naming it when it cannot be uploaded."""
+    problem = _upload_source_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return value
 
 
 def _human(n: float) -> str:
@@ -664,7 +690,7 @@ def ssh_config(name, gateway) -> None:
 
 @sandbox.command("upload")
 @click.argument("name")
-@click.argument("local", type=click.Path(exists=True, file_okay=True, dir_okay=True))
+@click.argument("local", type=click.Path(file_okay=True, dir_okay=True), callback=_upload_local)
 @click.argument("dest", required=False, default="/sandbox")
 @click.option("--no-git-ignore", is_flag=True, help="Also send files that .gitignore excludes (when LOCAL is in a git repository).")
 @GATEWAY_OPTION
@@ -675,8 +701,10 @@ def upload_cmd(name, local, dest, no_git_ignore, gateway) -> None:
     A directory's contents land in DEST. A file lands inside DEST when DEST
     is a directory (or ends with '/'), else as DEST itself (like cp and scp).
     Inside a git repository, files .gitignore excludes are skipped. Modes and
-    symlinks are kept; a symlink pointing outside LOCAL is refused. tar runs
-    inside the sandbox, as the sandbox user.
+    symlinks are kept; a symlink pointing outside LOCAL is refused, and so is
+    a LOCAL that is itself a symlink (name what it points to). tar runs
+    inside the sandbox, as the sandbox user. An upload that fills the
+    sandbox's workdir fails naming it: create the sandbox with a larger --disk.
 
     \b
     Example:
