@@ -220,7 +220,7 @@ def test_workdirs_copied_from_one_template_are_separate_and_leave_it_untouched(l
             assert image.stat().st_size == 32 * 2**20 and image.stat().st_blocks * 512 < 16 * 2**20  # still sparse
             assert _loops(image)
         (template,) = templates.iterdir()
-        assert template.name == f"workdir-{32 * 2**20}-{uid}-{gid}.ext4"
+        assert template.name == f"workdir2-{32 * 2**20}-{uid}-{gid}.ext4"
         assert (templates.stat().st_mode & 0o777, template.stat().st_mode & 0o777) == (0o700, 0o600)
         before = template.read_bytes()
         Path(sandboxes[0][1].workdir, "only-in-a").write_text("a\n")
@@ -230,6 +230,20 @@ def test_workdirs_copied_from_one_template_are_separate_and_leave_it_untouched(l
     finally:
         for d, _ in sandboxes:
             cleanup.remove_limits(d)
+
+
+def test_a_new_workdir_copies_little_data_and_old_templates_go(launch_ids, tmp_path):
+    """A start copies (and the host writes back) the image's data: no resize reserve, ~170 KiB for 2Gi."""
+    uid, gid = launch_ids
+    templates = tmp_path / "templates"
+    templates.mkdir(mode=0o700)
+    (templates / f"workdir-{2**31}-{uid}-{gid}.ext4").write_bytes(b"an older layout")
+    image = tmp_path / mounts.WORKDIR_IMAGE
+    assert mounts.make_workdir_image(str(image), 2**31, uid, gid, str(templates))
+    assert image.stat().st_size == 2**31 and image.stat().st_blocks * 512 < 512 * 2**10
+    assert [p.name for p in templates.iterdir()] == [f"workdir2-{2**31}-{uid}-{gid}.ext4"]
+    features = subprocess.run(["dumpe2fs", "-h", str(image)], capture_output=True, text=True, check=True).stdout
+    assert "resize_inode" not in features and "has_journal" in features
 
 
 def test_a_copy_left_half_made_by_a_crash_is_replaced(state, launch_ids, tmp_path):
@@ -264,7 +278,7 @@ def test_template_count_is_bounded_then_mkfs_is_used(launch_ids, tmp_path, monke
             dirs = mounts.prepare_sandbox_dirs(str(d), uid, gid, tmp_size=2**20, disk_size=size, template_dir=str(templates))
             fs = os.statvfs(dirs.workdir)
             assert size - 8 * 2**20 < fs.f_blocks * fs.f_frsize <= size
-        assert [p.name for p in templates.iterdir()] == [f"workdir-{32 * 2**20}-{uid}-{gid}.ext4"]
+        assert [p.name for p in templates.iterdir()] == [f"workdir2-{32 * 2**20}-{uid}-{gid}.ext4"]
     finally:
         for d in made:
             cleanup.remove_limits(d)
