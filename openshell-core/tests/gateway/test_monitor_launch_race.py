@@ -107,3 +107,49 @@ def test_a_sandbox_being_started_again_is_not_failed_by_the_monitor(tmp_path):
             store.close()
 
     asyncio.run(main())
+
+
+class StaleDriver(SlowDriver):
+    """status of ``stale`` stops inside the call until ``go``, then answers a dead supervisor."""
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        self.release.set()
+        self.stale: str | None = None
+        self.asked = threading.Event()
+        self.go = threading.Event()
+
+    def status(self, sandbox_id: str) -> SandboxStatus:
+        if sandbox_id == self.stale:
+            self.stale = None
+            self.asked.set()
+            self.go.wait(10)
+            return SandboxStatus("ERROR", "supervisor was never started or its pid file is gone")
+        return super().status(sandbox_id)
+
+
+def test_a_restart_begun_and_done_while_a_tick_asks_the_driver_is_not_failed(tmp_path):
+    # A tick asks the driver about every running sandbox in one worker-thread call: an
+    # answer taken before a start that has already finished by the time the tick
+    # looks at it must be dropped, not turned into ERROR.
+    async def main() -> None:
+        driver = StaleDriver(DriverContext(state_dir=str(tmp_path), gateway_endpoint="https://127.0.0.1:1"))
+        store = Store(tmp_path / "gateway.db")
+        core = gc.GatewayCore(tmp_path, store, driver, version="t", monitor_interval=0.01)
+        await core.start()
+        try:
+            await core.create_sandbox(name="stale")
+            (record,) = [r for r in store.list_sandboxes(None) if r.name == "stale"]
+            driver.stale = record.id
+            await asyncio.to_thread(driver.asked.wait, 10)
+            core._begin_launch(record.id)  # a stop + start, done while the driver was asked
+            core._driver_launching.pop(record.id, None)
+            driver.go.set()
+            await asyncio.sleep(0.2)
+            got = store.get_sandbox(record.id)
+            assert got.phase == st.PROVISIONING, got.reason
+        finally:
+            await core.stop()
+            store.close()
+
+    asyncio.run(main())

@@ -304,6 +304,8 @@ class GatewayCore(StopStartMixin):
         # started" must not make them ERROR. An entry a cancelled create left behind
         # stops counting after LAUNCH_GRACE.
         self._driver_launching: dict[str, float] = {}
+        #: creates and starts begun per sandbox: a monitor tick drops answers older than a launch
+        self._launches: dict[str, int] = {}
         self._policy_changed: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[None]] = []
         #: providers and inference routes
@@ -465,7 +467,7 @@ class GatewayCore(StopStartMixin):
                 policy_yaml=policy_yaml,
                 driver=self.driver_name,
             )
-            self._driver_launching[inserted[0].id] = time.monotonic()  # in this thread, right after the insert
+            self._begin_launch(inserted[0].id)  # in this thread, right after the insert
             return inserted
 
         try:
@@ -560,6 +562,7 @@ class GatewayCore(StopStartMixin):
             await self._update(record.id, phase=st.ERROR, reason=reason)
             raise DriverFailed(f"sandbox '{record.name}': {reason}; retry 'openshell sandbox delete {record.name}'") from exc
         await asyncio.to_thread(self.store.delete_sandbox, record.id)
+        self._launches.pop(record.id, None)
         self.ssh_sessions.revoke_sandbox(record.id)
         with contextlib.suppress(OSError):
             self._log_path(record.id).unlink()
@@ -974,6 +977,12 @@ class GatewayCore(StopStartMixin):
                 status = SandboxStatus(st.ERROR, f"compute driver cannot report status: {exc}")
             await self.apply_driver_status(record.id, status, context="after gateway restart")
 
+    def _begin_launch(self, sandbox_id: str) -> None:
+        """Mark a driver create/start of ``sandbox_id`` as running (until the caller pops it
+        from ``_driver_launching``): the monitor leaves the sandbox alone meanwhile."""
+        self._driver_launching[sandbox_id] = time.monotonic()
+        self._launches[sandbox_id] = self._launches.get(sandbox_id, 0) + 1
+
     def _launching_now(self, sandbox_id: str) -> bool:
         """True while the driver's create/start of ``sandbox_id`` runs (at most ``LAUNCH_GRACE`` s)."""
         started = self._driver_launching.get(sandbox_id)
@@ -988,19 +997,33 @@ class GatewayCore(StopStartMixin):
         while True:
             await asyncio.sleep(self.monitor_interval)
             try:
-                for record in await asyncio.to_thread(self.store.list_sandboxes, None):
-                    if record.phase in (st.PROVISIONING, st.READY) and not self._launching_now(record.id):
-                        try:
-                            status = await asyncio.to_thread(self.driver.status, record.id)
-                        except Exception as exc:  # noqa: BLE001 - as in reconcile()
-                            status = SandboxStatus(st.ERROR, f"compute driver cannot report status: {exc}")
-                        if self._launching_now(record.id):
-                            continue  # a create or start began while the driver was asked: its answer is stale
-                        await self.apply_driver_status(record.id, status)
+                records = await asyncio.to_thread(self.store.list_sandboxes, None)
+                running = [r.id for r in records if r.phase in (st.PROVISIONING, st.READY) and not self._launching_now(r.id)]
+                launches = {sandbox_id: self._launches.get(sandbox_id, 0) for sandbox_id in running}
+                # One thread hop for the whole tick, not two per sandbox: with hundreds
+                # running, the per-sandbox hops kept the event loop (and the starts it
+                # answers) busy every tick.
+                for sandbox_id, status in await asyncio.to_thread(self._driver_statuses, running):
+                    if self._launching_now(sandbox_id) or self._launches.get(sandbox_id, 0) != launches[sandbox_id]:
+                        continue  # a create or start began while the driver was asked: its answer is stale
+                    if status.phase in (st.ERROR, st.STOPPED):  # anything else leaves the record as it is
+                        await self.apply_driver_status(sandbox_id, status)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep monitoring; a transient store error is not fatal
                 log.warning("event=monitor_failed error=%s", exc)
+
+    def _driver_statuses(self, sandbox_ids: list[str]) -> list[tuple[str, SandboxStatus]]:
+        """The driver's status of each sandbox (in a worker thread); a driver that cannot
+        answer for one makes that one ERROR, as in :meth:`reconcile`."""
+        out = []
+        for sandbox_id in sandbox_ids:
+            try:
+                status = self.driver.status(sandbox_id)
+            except Exception as exc:  # noqa: BLE001 - as in reconcile()
+                status = SandboxStatus(st.ERROR, f"compute driver cannot report status: {exc}")
+            out.append((sandbox_id, status))
+        return out
 
 
 def _package_version() -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from openshell.gateway import store as st
@@ -43,6 +42,7 @@ class StopStartMixin:
         async def _update(self, sandbox_id: str, **changes: Any) -> SandboxRecord | None: ...
         async def _info(self, record: SandboxRecord) -> Any: ...
         def _event(self, sandbox_id: str, source: str, type_: str, reason: str, message: str, **metadata: str) -> None: ...
+        def _begin_launch(self, sandbox_id: str) -> None: ...
 
     def _require_driver(self, operation: str) -> None:
         """:raises FailedPrecondition: the driver keeps the ABC's default ``operation`` (not supported)."""
@@ -127,7 +127,7 @@ class StopStartMixin:
             raise FailedPrecondition(f"sandbox '{name}' has no policy")
         # Before PROVISIONING: the monitor must not take the stopped supervisor's
         # dead pid for a crash while the driver starts the new one.
-        self._driver_launching[record.id] = time.monotonic()
+        self._begin_launch(record.id)
         try:
             starting = await self._update(record.id, phase=st.PROVISIONING, reason="starting on request")
             if starting is None:  # deleted meanwhile
