@@ -28,27 +28,21 @@ def reap(pid: int, exit_file: str | os.PathLike[str] | None = None) -> int | Non
 
     :returns: the pid collected, or None (it has not exited, or is not our child).
     """
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:  # not our child, or collected already
-        return None
-    if info is None or info.si_pid == 0:
-        return None
-    if exit_file is not None:
-        write(exit_file, info.si_pid, info.si_code, info.si_status)
-    try:
-        os.waitpid(info.si_pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    return info.si_pid
+    return _collect(os.P_PID, pid, lambda _: exit_file)
 
 
 def reap_any(exit_file_of) -> int | None:
     """Collect one child that exited; ``exit_file_of(pid)`` names the file to record
     its status in (None: none). :returns: its pid, or None when none exited."""
+    return _collect(os.P_ALL, 0, exit_file_of)
+
+
+def _collect(idtype: int, pid: int, exit_file_of) -> int | None:
+    """Look at an exited child without collecting it (``WNOWAIT``), write its record to
+    ``exit_file_of(its pid)`` (None: none), then collect it. :returns: its pid, or None."""
     try:
-        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
+        info = os.waitid(idtype, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # not our child, or collected already
         return None
     if info is None or info.si_pid == 0:
         return None
