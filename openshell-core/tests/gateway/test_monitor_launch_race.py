@@ -153,3 +153,40 @@ def test_a_restart_begun_and_done_while_a_tick_asks_the_driver_is_not_failed(tmp
             store.close()
 
     asyncio.run(main())
+
+
+def test_a_create_marked_only_after_the_tick_read_the_store_is_not_failed(tmp_path):
+    # The record of a create is in the store a moment before its launch is marked;
+    # a tick that read the store in that moment, and whose driver answer comes back
+    # after the create finished, must drop the answer.
+    async def main() -> None:
+        driver = StaleDriver(DriverContext(state_dir=str(tmp_path), gateway_endpoint="https://127.0.0.1:1"))
+        store = Store(tmp_path / "gateway.db")
+        core = gc.GatewayCore(tmp_path, store, driver, version="t", monitor_interval=0.01)
+        await core.start()
+        try:
+            await core.create_sandbox(name="late")
+            (record,) = [r for r in store.list_sandboxes(None) if r.name == "late"]
+            listed = threading.Event()
+            read = store.list_sandboxes
+
+            def list_then_launch(*args, **kwargs):
+                records = read(*args, **kwargs)
+                if not listed.is_set():
+                    listed.set()
+                    core._begin_launch(record.id)  # marked after the read; the create then ends
+                    core._driver_launching.pop(record.id, None)
+                    driver.stale = record.id  # this tick's answer: no supervisor (as before the create)
+                return records
+
+            store.list_sandboxes = list_then_launch  # type: ignore[method-assign]
+            await asyncio.to_thread(listed.wait, 10)
+            driver.go.set()
+            await asyncio.sleep(0.2)
+            got = read(None)
+            assert [r.phase for r in got if r.id == record.id] == [st.PROVISIONING], [r.reason for r in got]
+        finally:
+            await core.stop()
+            store.close()
+
+    asyncio.run(main())

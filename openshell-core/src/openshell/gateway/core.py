@@ -997,14 +997,17 @@ class GatewayCore(StopStartMixin):
         while True:
             await asyncio.sleep(self.monitor_interval)
             try:
+                # Counted before the store is read: a create's record is visible there a
+                # moment before its launch is marked (both in the create's thread), so a
+                # launch begun at any point after this line makes the answer stale.
+                launches = dict(self._launches)
                 records = await asyncio.to_thread(self.store.list_sandboxes, None)
                 running = [r.id for r in records if r.phase in (st.PROVISIONING, st.READY) and not self._launching_now(r.id)]
-                launches = {sandbox_id: self._launches.get(sandbox_id, 0) for sandbox_id in running}
                 # One thread hop for the whole tick, not two per sandbox: with hundreds
                 # running, the per-sandbox hops kept the event loop (and the starts it
                 # answers) busy every tick.
                 for sandbox_id, status in await asyncio.to_thread(self._driver_statuses, running):
-                    if self._launching_now(sandbox_id) or self._launches.get(sandbox_id, 0) != launches[sandbox_id]:
+                    if self._launching_now(sandbox_id) or self._launches.get(sandbox_id, 0) != launches.get(sandbox_id, 0):
                         continue  # a create or start began while the driver was asked: its answer is stale
                     if status.phase in (st.ERROR, st.STOPPED):  # anything else leaves the record as it is
                         await self.apply_driver_status(sandbox_id, status)
