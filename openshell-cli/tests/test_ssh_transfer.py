@@ -513,9 +513,25 @@ def test_a_download_into_a_dest_too_long_is_refused_before_anything_runs(tmp_pat
 
     sandbox = _Transport(lambda command: pytest.fail(f"nothing may run in the sandbox: {command}"))
     for dest in (tmp_path / LONG_NAME, str(tmp_path / LONG_NAME) + "/", tmp_path / LONG_NAME / "sub"):
-        with pytest.raises(TransferError, match=r"^cannot download into .*… ?.* is too long: a name in it is 300 bytes long.*; name a shorter DEST$"):
+        with pytest.raises(TransferError, match=r"^cannot download: DEST .*… ?.* is too long: a name in it is 300 bytes long.*; name a shorter DEST$"):
             download(sandbox, "/sandbox/f", dest)
     assert sandbox.commands == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_relative_dest_too_long_once_made_absolute_is_named(tmp_path, monkeypatch):
+    """Each name is fine and the relative DEST is short, but the directory it is in is past PATH_MAX."""
+    from openshell_cli.transfer import TransferError, download
+
+    monkeypatch.chdir(tmp_path)
+    for _ in range(22):  # 22 x 201 bytes: past 4095 from /
+        os.mkdir("d" * 200)
+        os.chdir("d" * 200)
+    sandbox = _Transport(lambda command: pytest.fail(f"nothing may run in the sandbox: {command}"))
+    with pytest.raises(
+        TransferError, match=r"^cannot download: DEST .*… ?.* is too long: it is \d+ bytes long, and a path may have at most 4095; name a shorter DEST$"
+    ):
+        download(sandbox, "/sandbox/f", "hi.txt")
+    assert sandbox.commands == [] and os.listdir(".") == []
 
 
 def test_a_download_member_whose_local_path_is_too_long_is_named(tmp_path):

@@ -765,9 +765,11 @@ def download(transport, path: str, dest: Path | str, *, progress: Optional[Calla
     """
     if not path.startswith("/"):
         path = "/sandbox/" + path
-    problem = local_path_problem(dest, must_exist=False)
+    # Absolute too: a short relative DEST in a deep directory may be past PATH_MAX.
+    problem = local_path_problem(dest, must_exist=False) or local_path_problem(os.path.abspath(dest), must_exist=False)
     if problem is not None:
-        raise TransferError(f"cannot download into {problem}; name a shorter DEST")
+        fix = "name a shorter DEST" if " is too long: " in problem else "name a writable directory as DEST"
+        raise TransferError(f"cannot download: DEST {problem}; {fix}")
     progress = _throttled(progress)
     into_dir = str(dest).endswith(os.sep)
     dest = Path(dest)

@@ -291,12 +291,13 @@ class LocalDriver(ComputeDriver):
     def _exit_reason(self, sandbox_id: str, pid: int) -> str:
         """``the supervisor (pid N) was killed by signal 9 (SIGKILL)`` / ``exited with
         code 1``, then its last log line as context. Without a record of how it
-        ended (its parent, a fork server of an earlier gateway, is gone): ``exited``."""
+        ended (its parent, a fork server of an earlier gateway, is gone): ``ended (how is not known ...)``."""
         d = self.sandbox_dir(sandbox_id)
         if pid in list(self._children.values()):
             # Started cold by this gateway: ours to collect, recording how it ended.
             _reap(pid, d / exit_status.EXIT_FILE)
-        how = exit_status.how_it_ended(d, pid) or "exited"
+        # No record: its parent (a fork server of an earlier gateway) is gone, and pid 1 took it.
+        how = exit_status.how_it_ended(d, pid) or "ended (how is not known: its exit status was collected by another process)"
         tail = _log_tail(d / "supervisor.log")
         return f"the supervisor (pid {pid}) {how}" + (f"; its last log line: {tail}" if tail else "")
 

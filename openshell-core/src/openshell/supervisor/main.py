@@ -198,7 +198,7 @@ class Supervisor:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop.set)
+            loop.add_signal_handler(sig, self._stop_on, sig)
         self.log_handler = PushHandler()
         logging.getLogger("openshell").addHandler(self.log_handler)
         try:
@@ -223,6 +223,13 @@ class Supervisor:
         await asyncio.wait(tasks, timeout=1.0)  # a batch in flight goes back to the queue
         await self._shutdown()
         return 0
+
+    def _stop_on(self, sig: signal.Signals) -> None:
+        """SIGTERM/SIGINT: stop. Logged, so a sandbox whose supervisor was told to stop by
+        a signal nobody sent through the gateway says so (its ERROR reason quotes this line)."""
+        if not self.stop.is_set():
+            log.info("event=stopping signal=%s sandbox=%s", sig.name, self.cfg.sandbox_id)
+        self.stop.set()
 
     async def _start(self) -> None:
         from openshell.plugin.loader import use_resolved_entry_points
