@@ -9,8 +9,9 @@ pid file is gone" when a monitor tick fell between the store insert and the driv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -109,6 +110,19 @@ def test_a_sandbox_being_started_again_is_not_failed_by_the_monitor(tmp_path):
     asyncio.run(main())
 
 
+@contextlib.asynccontextmanager
+async def _monitored(tmp_path, driver: SlowDriver) -> AsyncIterator[tuple[gc.GatewayCore, Store]]:
+    """A started gateway core over ``driver`` whose monitor ticks every 10 ms."""
+    store = Store(tmp_path / "gateway.db")
+    core = gc.GatewayCore(tmp_path, store, driver, version="t", monitor_interval=0.01)
+    await core.start()
+    try:
+        yield core, store
+    finally:
+        await core.stop()
+        store.close()
+
+
 class StaleDriver(SlowDriver):
     """status of ``stale`` stops inside the call until ``go``, then answers a dead supervisor."""
 
@@ -134,10 +148,7 @@ def test_a_restart_begun_and_done_while_a_tick_asks_the_driver_is_not_failed(tmp
     # looks at it must be dropped, not turned into ERROR.
     async def main() -> None:
         driver = StaleDriver(DriverContext(state_dir=str(tmp_path), gateway_endpoint="https://127.0.0.1:1"))
-        store = Store(tmp_path / "gateway.db")
-        core = gc.GatewayCore(tmp_path, store, driver, version="t", monitor_interval=0.01)
-        await core.start()
-        try:
+        async with _monitored(tmp_path, driver) as (core, store):
             await core.create_sandbox(name="stale")
             (record,) = [r for r in store.list_sandboxes(None) if r.name == "stale"]
             driver.stale = record.id
@@ -148,9 +159,6 @@ def test_a_restart_begun_and_done_while_a_tick_asks_the_driver_is_not_failed(tmp
             await asyncio.sleep(0.2)
             got = store.get_sandbox(record.id)
             assert got.phase == st.PROVISIONING, got.reason
-        finally:
-            await core.stop()
-            store.close()
 
     asyncio.run(main())
 
@@ -161,10 +169,7 @@ def test_a_create_marked_only_after_the_tick_read_the_store_is_not_failed(tmp_pa
     # after the create finished, must drop the answer.
     async def main() -> None:
         driver = StaleDriver(DriverContext(state_dir=str(tmp_path), gateway_endpoint="https://127.0.0.1:1"))
-        store = Store(tmp_path / "gateway.db")
-        core = gc.GatewayCore(tmp_path, store, driver, version="t", monitor_interval=0.01)
-        await core.start()
-        try:
+        async with _monitored(tmp_path, driver) as (core, store):
             await core.create_sandbox(name="late")
             (record,) = [r for r in store.list_sandboxes(None) if r.name == "late"]
             listed = threading.Event()
@@ -185,8 +190,5 @@ def test_a_create_marked_only_after_the_tick_read_the_store_is_not_failed(tmp_pa
             await asyncio.sleep(0.2)
             got = read(None)
             assert [r.phase for r in got if r.id == record.id] == [st.PROVISIONING], [r.reason for r in got]
-        finally:
-            await core.stop()
-            store.close()
 
     asyncio.run(main())
