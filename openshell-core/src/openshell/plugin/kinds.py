@@ -217,6 +217,14 @@ class PolicyEngine(_Named):
     def load(self, policy: "Policy", version: int = 0) -> CompiledPolicy:
         """Compile ``policy``; raises ``openshell.policy.PolicyError`` if it cannot be used."""
 
+    def prepare(self, policy: "Policy") -> None:  # noqa: B027 - optional hook, empty by default
+        """Optionally do ahead, in this process, work a later :meth:`load` of ``policy`` can reuse.
+
+        Called by a parent that forks supervisors, before any fork, so what it
+        builds is shared by every child. Must not change what ``load`` returns.
+        The default does nothing.
+        """
+
     @abc.abstractmethod
     def decide_connect(self, compiled: CompiledPolicy, inp: "ConnectInput") -> "Decision":
         """Decide one connection (POLICY.md §2.1–2.4). Must not raise: errors deny."""

@@ -407,6 +407,19 @@ class PolicyEngineContract(_Contract):
         assert _is_decision(decision) and decision.allowed, f"a connection the policy allows was refused: {decision}"
         assert decision.policy == "api", "an allow names the rule key that matched"
 
+    def test_prepare_changes_no_decision(self) -> None:
+        from openshell.policy import parse_policy
+        from openshell.policy.decision import ConnectInput
+
+        engine = self.engine()
+        policy = parse_policy(CONTRACT_POLICY)
+        engine.prepare(policy)  # what a warm parent does before it forks
+        allowed, denied = ConnectInput("api.example.test", 443, "/usr/bin/curl"), ConnectInput("api.example.test", 443, "/usr/bin/wget")
+        for compiled in (engine.load(policy, 7), engine.load(policy, 8), engine.load(parse_policy({"version": 1}), 9)):
+            got = (engine.decide_connect(compiled, allowed).allowed, engine.decide_connect(compiled, denied).allowed)
+            want = (bool(compiled.policy.network), False)
+            assert got == want, f"after prepare(), revision {compiled.version} decided {got} where load() alone decides {want}"
+
     def test_connect_denied_without_a_matching_rule(self) -> None:
         from openshell.policy.decision import ConnectInput
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from openshell.plugin import CompiledPolicy, ConnectInput, PolicyEngine, RequestInput, decide, parse_policy
+from openshell.plugin import CompiledPolicy, ConnectInput, PolicyEngine, PolicyError, RequestInput, decide, parse_policy
 from openshell_plugin_opa import OpaCompiled, OpaEngine, register_policy_engines
 from openshell_plugin_opa.compile import resolve_symlink
 
@@ -304,3 +304,82 @@ def test_an_untrusted_binary_is_denied_saying_why():
     assert d.action == "deny"
     assert "untrusted:/sandbox/curl (maps /sandbox/curl)" in d.reason and "maps a file the sandbox can write" in d.reason
     assert "malformed" not in d.reason
+
+
+# --------------------------------------------------------------------------- prepared interpreters (fork server)
+
+
+@pytest.fixture
+def fresh_prepared(monkeypatch):
+    """Empty prepared-interpreter stores for one test (they are per process)."""
+    from openshell_plugin_opa import engine as opa_engine
+
+    monkeypatch.setattr(opa_engine, "_built", {})
+    monkeypatch.setattr(opa_engine, "_spare", [])
+    return opa_engine
+
+
+def _decisions(engine, compiled):
+    inputs = (
+        CURL,
+        ConnectInput(host="api.example.test", port=443, binary="/usr/bin/wget"),
+        ConnectInput(host="other.example.test", port=443, binary="/usr/bin/curl"),
+    )
+    return [(d.action, d.policy, d.reason) for d in (engine.decide_connect(compiled, i) for i in inputs)]
+
+
+def test_a_prepared_policy_is_taken_by_one_load_and_decides_like_a_fresh_one(fresh_prepared):
+    engine = OpaEngine()
+    policy = _policy({"api": _rule()})
+    engine.prepare(policy)
+    ready = next(iter(fresh_prepared._built.values()))[0]
+    first = engine.load(policy, 3)
+    assert first._interp is ready and not fresh_prepared._built  # taken, not copied
+    second = engine.load(policy, 4)
+    assert second._interp is not first._interp  # never two compiled policies on one interpreter
+    fresh = OpaEngine().load(policy)
+    assert _decisions(engine, first) == _decisions(engine, second) == _decisions(engine, fresh)
+    assert _decisions(engine, first)[0][0] == "allow"
+
+
+def test_another_policy_takes_the_spare_interpreter_not_the_prepared_data(fresh_prepared):
+    engine = OpaEngine()
+    engine.prepare(parse_policy({"version": 1}))  # no network rules: denies everything
+    spare = fresh_prepared._spare[0]
+    compiled = engine.load(_policy({"api": _rule()}))
+    assert compiled._interp is spare and not fresh_prepared._spare
+    assert len(fresh_prepared._built) == 1  # still waiting for the policy it was built for
+    assert engine.decide_connect(compiled, CURL).allowed  # this policy's rules, not the prepared ones
+    empty = engine.load(parse_policy({"version": 1}))
+    assert not fresh_prepared._built and not engine.decide_connect(empty, CURL).allowed
+
+
+def test_prepared_interpreters_work_in_a_forked_child(fresh_prepared):
+    """The fork server prepares, its children load: a child decides with its own copy."""
+    engine = OpaEngine()
+    policy = _policy({"api": _rule()})
+    engine.prepare(policy)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            compiled = engine.load(policy)
+            other = engine.load(_policy({"api": _rule(host="other.example.test")}))
+            out = f"{engine.decide_connect(compiled, CURL).action} {engine.decide_connect(other, CURL).action} {len(fresh_prepared._built)}"
+            os.write(w, out.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r, "rb") as f:
+        assert f.read().decode() == "allow deny 0"
+    assert len(fresh_prepared._built) == 1  # the parent's stays for its next child
+
+
+def test_prepare_refuses_what_load_refuses(fresh_prepared, monkeypatch):
+    from openshell_plugin_opa import engine as opa_engine
+
+    monkeypatch.setattr(opa_engine, "rego_modules", lambda: (("network", "package broken\nthis is not rego"),))
+    with pytest.raises(PolicyError, match="opa engine cannot load"):
+        OpaEngine().prepare(_policy({"api": _rule()}))
+    assert not fresh_prepared._built and not fresh_prepared._spare

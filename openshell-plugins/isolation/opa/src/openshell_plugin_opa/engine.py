@@ -3,6 +3,11 @@
 One regopy ``Interpreter`` per compiled policy revision holds the modules and
 the data (added once); a decision is ``set_input`` + one query, and decisions
 are cached per revision. Every failure denies (fail closed) with a logged reason.
+
+A parent that forks supervisors (the fork server) calls :meth:`OpaEngine.prepare`
+first: the interpreters it builds then live in pages every child shares, and a
+child's first compilation takes one instead of building its own (~4-6 MiB of
+native memory per supervisor otherwise).
 """
 
 from __future__ import annotations
@@ -57,6 +62,42 @@ def rego_modules() -> tuple[tuple[str, str], ...]:
     return tuple((name, pkg.joinpath(f"{name}.rego").read_text(encoding="utf-8")) for name in ("network", "http"))
 
 
+def _data_key(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _with_modules() -> Any:
+    """A new interpreter holding the shipped modules (no data yet)."""
+    interp = regopy.Interpreter()
+    for name, source in rego_modules():
+        interp.add_module(name, source)
+    return interp
+
+
+# Interpreters built ahead of a fork (OpaEngine.prepare). Each is taken (popped) by
+# at most one OpaCompiled of this process: an interpreter keeps its data and input
+# as state, so it is never shared between two compiled policies.
+_built: dict[str, tuple[Any, Any]] = {}  # data document (canonical JSON) -> (interpreter, bundle)
+_spare: list[Any] = []  # interpreters with the modules only
+
+
+def _interpreter(data: dict[str, Any]) -> tuple[Any, Any]:
+    """``(interpreter, bundle)`` for ``data``: one built ahead for exactly this data, else a new build.
+
+    :raises regopy.RegoError: the modules or the data cannot be loaded.
+    """
+    if _built:
+        ready = _built.pop(_data_key(data), None)
+        if ready is not None:
+            return ready
+    try:
+        interp = _spare.pop()
+    except IndexError:
+        interp = _with_modules()
+    interp.add_data(data)
+    return interp, interp.build(None, list(ENTRYPOINTS))
+
+
 class EngineError(RuntimeError):
     """The Rego evaluation failed or returned no decision (the caller denies)."""
 
@@ -75,12 +116,8 @@ class OpaCompiled(CompiledPolicy):
         self.request_cache: LRUCache[Decision] = LRUCache(cache_size)
         # regopy's interpreter keeps input as state: one query at a time.
         self._lock = threading.Lock()
-        self._interp = regopy.Interpreter()
         try:
-            for name, source in rego_modules():
-                self._interp.add_module(name, source)
-            self._interp.add_data(data)
-            self._bundle = self._interp.build(None, list(ENTRYPOINTS))
+            self._interp, self._bundle = _interpreter(data)
         except regopy.RegoError as exc:
             raise PolicyError("document", f"the opa engine cannot load this policy: {str(exc).splitlines()[0]}") from None
 
@@ -166,6 +203,26 @@ class OpaEngine(PolicyEngine):
         :raises PolicyError: when the Rego modules or data cannot be loaded.
         """
         return OpaCompiled(policy, version, policy_data(policy, self.root), self.cache_size)
+
+    def prepare(self, policy: Policy) -> None:
+        """Build, in this process, what the first :meth:`load` of ``policy`` (and one other) will take.
+
+        Meant for a parent before it forks: one interpreter with the modules and
+        ``policy``'s data, used by a ``load`` whose data document is identical
+        (the same network rules and resolved binaries; the rest of a policy is
+        not the engine's), and one with the modules only, used by the first
+        ``load`` of any other policy. Each is used once per process.
+
+        :raises PolicyError: when the Rego modules or the data cannot be loaded.
+        """
+        data = policy_data(policy, self.root)
+        try:
+            interp = _with_modules()
+            interp.add_data(data)
+            _built[_data_key(data)] = (interp, interp.build(None, list(ENTRYPOINTS)))
+            _spare.append(_with_modules())
+        except regopy.RegoError as exc:
+            raise PolicyError("document", f"the opa engine cannot load this policy: {str(exc).splitlines()[0]}") from None
 
     # ------------------------------------------------------------------ L4
 
