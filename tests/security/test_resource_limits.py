@@ -346,9 +346,11 @@ def test_a_workdir_out_of_inodes_is_shown_until_files_are_removed(gw, sandboxes)
     p = gw.sx("rl-inodes", "sh", "-c", 'mkdir /sandbox/f && python3 -c "$0"', FILL_INODES, timeout=120)
     made, errno = p.stdout.decode().split()
     assert int(made) > 100 and errno == "28", p.stdout  # ENOSPC with almost all the blocks free
-    assert _wait_for(lambda: "/sandbox is full (32Mi)" in _reason(gw, "rl-inodes")[1]), _reason(gw, "rl-inodes")
+    # Named as inodes, not as space: df shows the blocks almost all free.
+    assert _wait_for(lambda: "/sandbox is out of inodes (" in _reason(gw, "rl-inodes")[1]), _reason(gw, "rl-inodes")
+    assert "in 32Mi): creating files fails with ENOSPC" in _reason(gw, "rl-inodes")[1]
     assert gw.sx("rl-inodes", "rm", "-rf", "/sandbox/f").returncode == 0
-    _assert_full_is_cleared(gw, "rl-inodes", "/sandbox is full", "workdir_freed")
+    _assert_full_is_cleared(gw, "rl-inodes", "/sandbox is out of inodes", "workdir_freed")
 
 
 def test_a_disk_limit_beyond_the_hosts_free_space_is_refused(gw):

@@ -314,3 +314,15 @@ def test_events_a_driver_reports_reach_watchers(wire):
         wire.run(wire.core.stop())
     # once the core stopped listening, a report is dropped without an error
     wire.driver.report_event(sb.metadata.id, "Late", "nobody listens")
+
+
+def test_a_tmp_out_of_inodes_is_told_apart_from_a_full_one():
+    from openshell.gateway.watch import event_from_log
+
+    def message(**fields):
+        ev = event_from_log({"time": 1.0, "fields": {"event": "tmp_full", "sandbox": "x", "tmp_limit": "1Mi", **fields}})
+        assert ev is not None
+        return ev.message
+
+    assert message(cause="space") == message() == "/tmp is full (1Mi): writes fail with ENOSPC"  # older supervisors send no cause
+    assert message(cause="inodes") == "/tmp is out of inodes (1Mi): creating files fails with ENOSPC"

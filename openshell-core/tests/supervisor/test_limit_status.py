@@ -56,7 +56,7 @@ def sup(monkeypatch, tmp_path):
     s._limit_notice = s._status_reason = ""
     s.link = _Link()
     s.full = {s.tmp_dir: False, s.workdir: False}
-    monkeypatch.setattr(mounts, "is_full", lambda path, slack=0: s.full[path])
+    monkeypatch.setattr(mounts, "full_reason", lambda path, name, size, slack=0: f"{name} is full ({size}): writes fail with ENOSPC" if s.full[path] else "")
     return s
 
 

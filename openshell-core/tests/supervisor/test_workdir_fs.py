@@ -49,7 +49,7 @@ def test_workdir_is_a_sized_ext4_owned_by_the_sandbox_user(state, launch_ids):
     fs = os.statvfs(dirs.workdir)
     assert 24 * 2**20 < fs.f_blocks * fs.f_frsize <= 32 * 2**20
     assert image.stat().st_size == 32 * 2**20
-    assert not mounts.is_full(dirs.workdir, slack=mounts.workdir_slack(32 * 2**20))
+    assert mounts.full_reason(dirs.workdir, "/sandbox", "32Mi", slack=mounts.workdir_slack(32 * 2**20)) == ""
     assert image.stat().st_blocks * 512 < 16 * 2**20  # sparse: the host's disk holds only what is used
     # hosts and tls live on a tmpfs of their own, not in the state directory's file system
     assert os.path.ismount(state / mounts.FILES_DIR)
@@ -75,8 +75,27 @@ def test_writing_past_the_size_fails_with_enospc_and_the_host_disk_does_not_fill
                 os.fsync(f.fileno())
     assert info.value.errno == errno.ENOSPC
     # what the supervisor's limit check reports as a full workdir
-    assert mounts.is_full(dirs.workdir, slack=mounts.workdir_slack(16 * 2**20))
+    why = mounts.full_reason(dirs.workdir, "/sandbox", "16Mi", slack=mounts.workdir_slack(16 * 2**20))
+    assert why == "/sandbox is full (16Mi): writes fail with ENOSPC"
     assert (state / mounts.WORKDIR_IMAGE).stat().st_blocks * 512 <= 16 * 2**20
+
+
+def test_a_workdir_out_of_inodes_is_named_so_not_full(state, launch_ids):
+    uid, gid = launch_ids
+    dirs = mounts.prepare_sandbox_dirs(str(state), uid, gid, tmp_size=2**20, disk_size=16 * 2**20)
+    slack = mounts.workdir_slack(16 * 2**20)
+    os.mkdir(os.path.join(dirs.workdir, "f"))
+    n = 0
+    with pytest.raises(OSError) as info:
+        while True:
+            open(os.path.join(dirs.workdir, "f", str(n)), "w").close()
+            n += 1
+    assert info.value.errno == errno.ENOSPC and n > 100
+    why = mounts.full_reason(dirs.workdir, "/sandbox", "16Mi", slack=slack)
+    files = os.statvfs(dirs.workdir).f_files
+    assert why == f"/sandbox is out of inodes ({files:,} files and directories in 16Mi): creating files fails with ENOSPC"
+    shutil.rmtree(os.path.join(dirs.workdir, "f"))
+    assert mounts.full_reason(dirs.workdir, "/sandbox", "16Mi", slack=slack) == ""
 
 
 def test_data_survives_an_unmount_and_a_second_prepare(state, launch_ids):

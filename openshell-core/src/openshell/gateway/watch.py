@@ -167,6 +167,8 @@ def _limit_event(fields: Mapping[str, str]) -> tuple[str, str, str] | None:
     if event == "pids_limit":
         return "Warning", "PidsLimit", f"process limit reached: {fields.get('refused', '?')} fork(s) refused (pids limit {fields.get('pids_limit', '?')})"
     if event == "tmp_full":
+        if fields.get("cause") == "inodes":
+            return "Warning", "TmpFull", f"/tmp is out of inodes ({fields.get('tmp_limit', '?')}): creating files fails with ENOSPC"
         return "Warning", "TmpFull", f"/tmp is full ({fields.get('tmp_limit', '?')}): writes fail with ENOSPC"
     if event == "start_failed":
         return "Warning", "StartFailed", "the supervisor could not start the sandbox (see its log)"

@@ -58,6 +58,11 @@ ORPHAN_CHECK = 5.0  # seconds between checks that the sandbox's state directory 
 WORKDIR_TEMPLATES = ".workdir-templates"  # beside the sandboxes' state directories: empty workdir file systems to copy
 
 
+def _cause(full_reason: str) -> str:
+    """``inodes`` or ``space``: the log field of a :func:`mounts.full_reason`."""
+    return "inodes" if "out of inodes" in full_reason else "space"
+
+
 def _preload() -> type[PolicyEngine]:
     """Import what the start needs after the first gateway round trip and return the
     ``opa`` policy engine class (the only policy plugin loaded).
@@ -458,27 +463,28 @@ class Supervisor:
         full_now = []  # the file systems full now, in the status until space is freed
         tmp = self.tmp_dir
         if tmp is not None and self.limits.tmp is not None:
-            full = mounts.is_full(tmp)
-            if full and not self._tmp_full:
-                log.warning("event=tmp_full sandbox=%s tmp_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.tmp))
-            elif self._tmp_full and not full:
+            why = mounts.full_reason(tmp, "/tmp", format_bytes(self.limits.tmp))
+            if why and not self._tmp_full:
+                log.warning("event=tmp_full sandbox=%s tmp_limit=%s cause=%s", self.cfg.sandbox_id, format_bytes(self.limits.tmp), _cause(why))
+            elif self._tmp_full and not why:
                 log.info("event=tmp_freed sandbox=%s tmp_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.tmp))
-            if full:
-                full_now.append(f"/tmp is full ({format_bytes(self.limits.tmp)}): writes fail with ENOSPC")
-            self._tmp_full = full
+            if why:
+                full_now.append(why)
+            self._tmp_full = bool(why)
         if self.workdir is not None and self.limits.disk is not None:
             slack = mounts.workdir_slack(self.limits.disk)
+            size = format_bytes(self.limits.disk)
             if self.cfg.container:
-                full = await asyncio.to_thread(mounts.is_full, self.workdir, slack=slack)
+                why = await asyncio.to_thread(mounts.full_reason, self.workdir, "/sandbox", size, slack=slack)
             else:
-                full = mounts.is_full(self.workdir, slack=slack)
-            if full and not self._workdir_full:
-                log.warning("event=workdir_full sandbox=%s disk_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.disk))
-            elif self._workdir_full and not full:
-                log.info("event=workdir_freed sandbox=%s disk_limit=%s", self.cfg.sandbox_id, format_bytes(self.limits.disk))
-            if full:
-                full_now.append(f"/sandbox is full ({format_bytes(self.limits.disk)}): writes fail with ENOSPC")
-            self._workdir_full = full
+                why = mounts.full_reason(self.workdir, "/sandbox", size, slack=slack)
+            if why and not self._workdir_full:
+                log.warning("event=workdir_full sandbox=%s disk_limit=%s cause=%s", self.cfg.sandbox_id, size, _cause(why))
+            elif self._workdir_full and not why:
+                log.info("event=workdir_freed sandbox=%s disk_limit=%s", self.cfg.sandbox_id, size)
+            if why:
+                full_now.append(why)
+            self._workdir_full = bool(why)
         if messages:
             self._limit_notice = "; ".join(messages)
         reason = "; ".join([self._limit_notice, *full_now] if self._limit_notice else full_now)

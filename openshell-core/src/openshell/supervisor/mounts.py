@@ -385,15 +385,25 @@ def workdir_slack(size: int) -> int:
     return min(size // 20, 64 * 2**20)
 
 
-def is_full(path: str, *, slack: int = 0) -> bool:
-    """True when the file system at ``path`` has at most ``slack`` bytes or no inode
-    left for an unprivileged writer (its writes or creates fail with ENOSPC).
-    False when it cannot be read."""
+def full_reason(path: str, name: str, size: str, *, slack: int = 0) -> str:
+    """Why the file system at ``path`` takes no more from an unprivileged writer, as a
+    status reason; ``""`` when it does, or when it cannot be read.
+
+    :param name: the path the sandbox sees (``/tmp``, ``/sandbox``).
+    :param size: its size as shown to users (``32Mi``).
+    :param slack: bytes still free that count as full (blocks only root may use).
+    :returns: ``"NAME is full (SIZE): …"`` when at most ``slack`` bytes are left,
+        ``"NAME is out of inodes (…)"`` when space is left but no file can be created.
+    """
     try:
         st = os.statvfs(path)
     except OSError:
-        return False
-    return st.f_bavail * st.f_frsize <= slack or st.f_favail == 0
+        return ""
+    if st.f_bavail * st.f_frsize <= slack:
+        return f"{name} is full ({size}): writes fail with ENOSPC"
+    if st.f_favail == 0:
+        return f"{name} is out of inodes ({st.f_files:,} files and directories in {size}): creating files fails with ENOSPC"
+    return ""
 
 
 def loop_devices_of(image: str) -> list[str]:
