@@ -127,6 +127,30 @@ def test_ctrl_c_while_create_uploads_deletes_the_half_created_sandbox(env, tmp_p
     assert name not in env.sandboxes()
 
 
+def test_a_failed_upload_in_create_says_the_sandbox_is_kept_and_how_to_go_on(env, tmp_path):
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / "zeros", "wb") as fh:  # sparse here, 64 MiB of zeros on the wire: more than --disk
+        fh.truncate(64 * 1024 * 1024)
+    name = "ev-up-full"
+    try:
+        p = env.cli("sandbox", "create", "--name", name, "--disk", "16Mi", "--upload", f"{big}:/sandbox/big", "--", "touch", "/sandbox/ran")
+        text = p.stderr.decode(errors="replace")
+        assert p.returncode == 1 and "Traceback" not in text, text
+        assert "/sandbox ran out of space" in text, text
+        assert f"sandbox {name} is kept (READY) and nothing was run in it" in text, text
+        assert f"'openshell sandbox upload {name} {big} /sandbox/big'" in text and f"'openshell sandbox delete {name}'" in text, text
+        assert name in env.sandboxes()
+        assert env.cli("sandbox", "exec", name, "--", "test", "-e", "/sandbox/ran").returncode == 1  # COMMAND never ran
+    finally:
+        env.cli("sandbox", "delete", name)
+    # With --no-keep the sandbox goes, and nothing claims it is kept.
+    p = env.cli("sandbox", "create", "--name", name, "--no-keep", "--disk", "16Mi", "--upload", f"{big}:/sandbox/big", "--", "true")
+    text = p.stderr.decode(errors="replace")
+    assert p.returncode == 1 and "is kept" not in text and f"deleted sandbox {name}" in text, text
+    assert name not in env.sandboxes()
+
+
 def test_ctrl_c_while_the_command_runs_with_no_keep_deletes_the_sandbox(env):
     name = "ev-int-nokeep"
     proc = subprocess.Popen(

@@ -256,6 +256,10 @@ def test_upload_to_a_path_the_policy_forbids_fails_clearly(env, tree):
     p = env.cli("sandbox", "upload", NAME, str(tree / "a.txt"), "/usr/share/ia-probe")
     assert p.returncode == 1 and "tar in the sandbox failed" in p.stderr.decode()
     assert not Path("/usr/share/ia-probe").exists()
+    p = env.cli("sandbox", "upload", NAME, str(tree), "/usr/share/ia-newdir/sub")  # mkdir fails, tar never runs
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "cannot create /usr/share/ia-newdir/sub in the sandbox (" in err and "tar in the sandbox" not in err, err
+    assert not Path("/usr/share/ia-newdir").exists()
 
 
 def test_an_upload_that_fills_the_workdir_names_it_and_the_disk_limit(env, tmp_path):

@@ -394,6 +394,18 @@ def test_another_failure_shows_tars_own_reason_not_its_closing_line(big):
     assert str(exc.value) == "tar in the sandbox failed (2): tar: big: Cannot open: Permission denied; check that /usr/share/big is writable by the policy"
 
 
+def test_a_directory_that_cannot_be_created_is_named_not_blamed_on_tar(big):
+    from openshell_cli.transfer import TransferError, upload
+
+    mkdir = _Chan(stderr="mkdir: cannot create directory ‘/usr/share/new’: Permission denied\n".encode(), code=1, accept=0)
+    with pytest.raises(TransferError) as exc:
+        upload(_sandbox(mkdir), big, "/usr/share/new/")
+    assert str(exc.value) == (
+        "cannot create /usr/share/new/ in the sandbox (cannot create directory ‘/usr/share/new’: Permission denied);"
+        " name a DEST the policy lets the sandbox write (such as /sandbox or /tmp)"
+    )
+
+
 def test_the_remote_tars_stderr_is_read_while_sending():
     """Unread stderr fills the SSH window stdout and stderr share, and tar would stall on it (a full workdir: one line per file)."""
     from openshell_cli.transfer import CHUNK, _ChannelWriter

@@ -91,6 +91,8 @@ def test_cli_stop_and_start_keep_the_workdir(gateway):
         assert "STOPPED" in err and f"openshell sandbox start {name}" in err and "Traceback" not in err
         out = gateway.cli("sandbox", "start", name, check=True).stdout.decode()
         assert out.strip() == f"started {name} (READY)"
+        again = gateway.cli("sandbox", "start", name, check=True).stdout.decode()
+        assert again.strip() == f"sandbox {name} is already running (READY); nothing to start"
         assert gateway.sx(name, "cat", "/sandbox/kept.txt").stdout.decode() == "kept\n"
         # a stopped sandbox deletes like any other: nothing of it is left
         sid = json.loads(gateway.cli("sandbox", "get", name, "-o", "json", check=True).stdout)["id"]

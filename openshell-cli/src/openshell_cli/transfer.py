@@ -459,6 +459,10 @@ def _remote_failure(transport, dest: str, code: int, err: bytes) -> TransferErro
     if _NO_SPACE.search(text):
         return OutOfSpace(_no_space_message(transport, dest, text))
     line = _last_message(text)
+    if line.startswith("mkdir: "):  # tar never ran: DEST's directory could not be made
+        return TransferError(
+            f"cannot create {dest} in the sandbox ({line.removeprefix('mkdir: ')}); name a DEST the policy lets the sandbox write (such as /sandbox or /tmp)"
+        )
     return TransferError(f"tar in the sandbox failed ({code}): {line or 'no message'}; check that {dest} is writable by the policy")
 
 

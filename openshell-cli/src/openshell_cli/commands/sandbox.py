@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -366,7 +367,17 @@ def create(
                 raise CliError(f"{exc}; the sandbox is kept and may still become READY: delete it with 'openshell sandbox delete {rec.name}'") from None
         click.echo(f"sandbox {rec.name} is READY", err=True)
         for local, dest in upload_specs:  # before COMMAND starts
-            _do_upload(client, rec.name, local, dest, git_ignore=not no_git_ignore)
+            try:
+                _do_upload(client, rec.name, local, dest, git_ignore=not no_git_ignore)
+            except CliError as exc:
+                if no_keep:
+                    raise  # deleted below
+                # Say what is left running: a script that sees exit 1 must not leak it unknowingly.
+                again = f"openshell sandbox upload {rec.name} {shlex.quote(local)} {shlex.quote(dest)}"
+                raise CliError(
+                    f"{exc}\nsandbox {rec.name} is kept (READY) and nothing was run in it: upload again with '{again}',"
+                    f" or delete it with 'openshell sandbox delete {rec.name}'"
+                ) from exc
         if launch is not None and launch.home_files:
             agent_flow.write_home_files(client, rec.name, launch.home_files)
     except KeyboardInterrupt:

@@ -100,6 +100,9 @@ def start(name, no_wait, timeout, gateway) -> None:
     """
     client = session.client(gateway)
     sb = client.start_sandbox(name)
+    if sb.phase == "READY":  # a started one comes back PROVISIONING: this one was running
+        click.echo(f"sandbox {name} is already running (READY); nothing to start")
+        return
     if not no_wait:
         sb = client.wait_ready(name, timeout=timeout)
     click.echo(f"started {name} ({sb.phase})")
