@@ -1,7 +1,8 @@
 """The OpenShell quick-start demo.
 
 Starts a test host (an HTTP server in its own network namespace at
-10.199.1.2:8080, reachable only from this machine), creates a sandbox from
+10.199.1.2:8080, reachable only from this machine; another address in
+10.199.0.0/16 with ``OPENSHELL_DEMO_HOST_IP``), creates a sandbox from
 examples/quickstart/policy.yaml and shows, from inside it, what the policy
 allows and denies. Every byte stays on this machine.
 """
@@ -17,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 OPENSHELL = str(Path(sys.executable).with_name("openshell"))
 NAME = "quickstart-demo"
 UPSTREAM = "http://up.example.test:8080/"
+HOST_IP = os.environ.get("OPENSHELL_DEMO_HOST_IP", "10.199.1.2")  # the policy allows 10.199.0.0/16
 
 
 def step(title: str) -> None:
@@ -40,11 +42,18 @@ def main() -> int:
     if os.geteuid() != 0:
         print("the demo needs root (network namespaces, Landlock, seccomp)", file=sys.stderr)
         return 1
-    from openshell.testhost import TestHost
+    from openshell.testhost import TestHost, TestHostError
 
-    with TestHost("up", "10.199.1.2") as host:
+    try:
+        # Named after its address: another address is another namespace, so the hint below fixes either clash.
+        host = TestHost("demo-" + "-".join(HOST_IP.split(".")[2:]), HOST_IP)
+        host.start()
+    except (TestHostError, ValueError) as exc:  # ValueError: not an IP address
+        print(f"cannot start the demo's test host: {exc}\nrun it with another address: OPENSHELL_DEMO_HOST_IP=10.199.N.2", file=sys.stderr)
+        return 1
+    with host:
         host.serve_http(8080)
-        print(f"test host 'up.example.test' serving HTTP at 10.199.1.2:8080 (network namespace {host.netns})")
+        print(f"test host 'up.example.test' serving HTTP at {HOST_IP}:8080 (network namespace {host.netns})")
         subprocess.run([OPENSHELL, "sandbox", "delete", NAME], capture_output=True)
         try:
             step("create a sandbox with the quick-start policy, run curl in it (allowed: 200)")
@@ -56,7 +65,7 @@ def main() -> int:
                 "--policy",
                 str(HERE / "policy.yaml"),
                 "--add-host",
-                "up.example.test:10.199.1.2",
+                f"up.example.test:{HOST_IP}",
                 "--",
                 "curl",
                 "-sS",
