@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -137,6 +138,36 @@ def test_a_file_member_does_not_replace_an_existing_symlink(dest, tmp_path):
 def test_devices_are_skipped(dest):
     _extract(_tar(("dev", "tty0", b""), ("file", "ok", b"1")), dest)
     assert sorted(os.listdir(dest)) == ["ok"]
+
+
+def _git(*args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.test", "-c", "protocol.file.allow=always", *args], check=True, capture_output=True)
+
+
+def test_a_git_upload_takes_nested_repositories_files_by_their_own_ignore_rules(tmp_path):
+    root = tmp_path / "proj"
+    (root / "nested" / "src").mkdir(parents=True)
+    (root / "a.txt").write_text("a")
+    _git("init", "-q", str(root))
+    # an untracked repository inside: git lists only "nested/"
+    (root / "nested" / ".gitignore").write_text("*.tmp\n")
+    (root / "nested" / "src" / "m.py").write_text("m")
+    (root / "nested" / "junk.tmp").write_text("ignored by nested's own rules")
+    _git("init", "-q", str(root / "nested"))
+    (root / "empty-repo").mkdir()
+    _git("init", "-q", str(root / "empty-repo"))
+    # a submodule (a tracked gitlink): git lists only "lib"
+    lib_src = tmp_path / "libsrc"
+    lib_src.mkdir()
+    (lib_src / "l.c").write_text("l")
+    _git("init", "-q", str(lib_src))
+    _git("-C", str(lib_src), "add", ".")
+    _git("-C", str(lib_src), "commit", "-qm", "l")
+    _git("-C", str(root), "submodule", "add", "-q", str(lib_src), "lib")
+    names = upload_members(root)[1]
+    assert sorted(names) == sorted(set(names)), "a member twice"
+    assert {"a.txt", "nested", "nested/.gitignore", "nested/src", "nested/src/m.py", "empty-repo", "lib", "lib/l.c", ".gitmodules"} <= set(names), names
+    assert not [n for n in names if n.endswith(".tmp") or "/.git/" in f"/{n}/"], names  # nested ignore rules kept; no .git sent
 
 
 def test_upload_refuses_links_pointing_out_of_the_tree(tmp_path):

@@ -214,7 +214,21 @@ def _git_files(root: Path) -> Optional[list[str]]:
     )
     if out.returncode != 0:
         raise TransferError(f"git ls-files failed in {root}: {out.stderr.decode(errors='replace').strip()}; retry with --no-git-ignore")
-    return [p for p in out.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+    names: list[str] = []
+    for p in out.stdout.decode("utf-8", "surrogateescape").split("\0"):
+        if not p:
+            continue
+        full = root / p
+        if p.endswith("/") or (full.is_dir() and not full.is_symlink()):
+            # Another repository inside this one (untracked, or a submodule): git lists
+            # only its directory. Its files come by its own ignore rules, not its .git.
+            sub = p.rstrip("/")
+            inner = _git_files(full)
+            names.append(sub)  # the directory itself, also when it holds nothing to send
+            names.extend(f"{sub}/{q}" for q in (_walk(full) if inner is None else inner))
+        else:
+            names.append(p)
+    return names
 
 
 def _walk(root: Path) -> list[str]:
@@ -257,7 +271,7 @@ def upload_members(local: Path, git_ignore: bool = True) -> tuple[Path, list[str
             parts = n.split("/")[:-1]
             for i in range(1, len(parts) + 1):
                 dirs.add("/".join(parts[:i]))
-        names = sorted(dirs) + [n for n in names if (local / n).exists() or (local / n).is_symlink()]
+        names = sorted(dirs) + [n for n in names if n not in dirs and ((local / n).exists() or (local / n).is_symlink())]
     for n in names:
         full = local / n
         if full.is_symlink():
