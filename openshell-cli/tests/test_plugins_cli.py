@@ -18,6 +18,7 @@ import types
 import venv
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from openshell.plugin import loader
@@ -294,3 +295,62 @@ def test_thirdparty_class_is_usable_from_code(venv_bin):
     result = subprocess.run([str(venv_bin / "python"), "-c", code], capture_output=True, text=True, timeout=60, env=_env())
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['echo', 'hello', '--x']"
+
+
+# --------------------------------------------------------------------------- plugin commands, on first need
+
+_PROBE = (
+    "import sys\n"
+    "from openshell.plugin import loader\n"
+    "from openshell_cli.main import main\n"
+    "try:\n"
+    "    main(sys.argv[1:])\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "print('plugins-loaded', loader.loaded_registry() is not None, 'kubernetes' in sys.modules, file=sys.stderr)\n"
+)
+
+
+@pytest.mark.parametrize(
+    "args, loaded, shown",
+    [
+        (["--version"], False, "version"),
+        (["sandbox", "--help"], False, "exec"),
+        (["plugins", "--help"], False, "list"),
+        (["images", "--help"], True, "Sandbox images of the docker compute driver"),  # the docker plugin's command
+        (["--help"], True, "images"),  # the full list names plugin commands too
+    ],
+)
+def test_plugins_load_only_when_a_command_needs_them(args, loaded, shown):
+    """Loading every plugin imports their libraries (the kubernetes client: ~0.3 s); `sandbox exec` must not pay it."""
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=120, env=_env())
+    assert shown in p.stdout, p.stdout + p.stderr
+    # (without plugins, not the kubernetes driver's client either; with them, it depends on what is installed)
+    assert (f"plugins-loaded {loaded} " + ("" if loaded else "False")) in p.stderr, p.stderr
+
+
+def test_a_plugin_command_never_replaces_a_built_in_one(monkeypatch, caplog):
+    from openshell.plugin import hookimpl
+    from openshell_cli.main import RootGroup
+
+    @click.command("sandbox")
+    def fake_sandbox() -> None:
+        click.echo("plugin's")
+
+    @click.command("extra")
+    def extra() -> None:
+        click.echo("extra ran")
+
+    plugin = types.ModuleType("cli_test_commands")
+    plugin.register_commands = hookimpl(lambda cli: (cli.add_command(fake_sandbox), cli.add_command(extra)))  # type: ignore[attr-defined]
+    use_registry(monkeypatch, plugin)
+    root = RootGroup("openshell")
+    root.add_command(click.Command("sandbox", callback=lambda: click.echo("built-in")))
+    root.builtins = frozenset(root.commands)
+    assert CliRunner().invoke(root, ["sandbox"]).output == "built-in\n"
+    assert not root.plugins_added  # a built-in command: no plugin asked
+    assert CliRunner().invoke(root, ["extra"]).output == "extra ran\n"
+    assert CliRunner().invoke(root, ["sandbox"]).output == "built-in\n"
+    assert "plugin command 'sandbox' not added: a built-in command has that name" in caplog.text

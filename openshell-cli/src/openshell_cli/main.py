@@ -32,11 +32,56 @@ def split_debug(args: list[str]) -> tuple[bool, list[str]]:
 
 
 class RootGroup(click.Group):
-    """The ``openshell`` group; ``--debug`` may follow the subcommand (``openshell sandbox list --debug``)."""
+    """The ``openshell`` group; ``--debug`` may follow the subcommand (``openshell sandbox list --debug``).
+
+    Plugin commands (the ``register_commands`` hook) are added on first need: a
+    command name that is not built in, or the list of all commands (``--help``,
+    shell completion). Loading the plugins imports every one of them and what
+    they import (the kubernetes driver's client library alone: ~0.3 s), which a
+    built-in command like ``sandbox exec`` never needs. A plugin command never
+    replaces a built-in one.
+    """
+
+    builtins: frozenset[str] = frozenset()  # set once the built-in commands are added
+    plugins_added = False
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         debug, rest = split_debug(list(args))
         return super().parse_args(ctx, [DEBUG_FLAG, *rest] if debug else rest)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and not self.plugins_added:
+            self.add_plugin_commands()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        if name in self.builtins:
+            logging.getLogger("openshell.cli").warning("plugin command %r not added: a built-in command has that name", name)
+            return
+        super().add_command(cmd, name)
+
+    def add_plugin_commands(self) -> None:
+        """Run every plugin's ``register_commands`` once; a broken plugin never breaks the
+        CLI (a warning), unless ``OPENSHELL_STRICT_PLUGINS`` is set (exit 1)."""
+        if self.plugins_added:
+            return
+        self.plugins_added = True
+        from openshell.plugin.loader import get_registry, strict_mode
+
+        try:
+            get_registry().hook.register_commands(cli=self)
+        except Exception as exc:  # noqa: BLE001 - shown, not fatal (unless strict)
+            if strict_mode():
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(1)
+            logging.getLogger("openshell.cli").warning("plugin commands not loaded: %s", exc)
 
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,20 +116,8 @@ def _add_commands() -> None:
             cli.add_command(command)
 
 
-def _add_plugin_commands() -> None:
-    # A broken plugin must never break the CLI (including `plugins list`).
-    from openshell.plugin.loader import get_registry, strict_mode
-
-    try:
-        get_registry().hook.register_commands(cli=cli)
-    except Exception as exc:  # noqa: BLE001 - shown, not fatal (unless strict)
-        if strict_mode():
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-        logging.getLogger("openshell.cli").warning("plugin commands not loaded: %s", exc)
-
-
 _add_commands()
+cli.builtins = frozenset(cli.commands)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,7 +127,6 @@ def main(argv: list[str] | None = None) -> None:
     """
     debug = split_debug(list(argv if argv is not None else sys.argv[1:]))[0]
     try:
-        _add_plugin_commands()
         cli.main(args=argv, prog_name="openshell", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

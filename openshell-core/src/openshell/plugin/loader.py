@@ -352,6 +352,9 @@ class Registry:
                     names=[i.name for i in enabled],
                     invoke_on_load=False,
                     on_load_failure_callback=on_failure,
+                    # Each plugin that did not load is reported below, once, with its error;
+                    # stevedore's own "Could not load NAME" would say it a second time.
+                    on_missing_entrypoints_callback=None,
                 )
             loaded = {(ext.name, ext.entry_point.value): ext.plugin for ext in mgr.extensions}
             for info in enabled:
