@@ -331,10 +331,53 @@ def test_plugins_load_only_when_a_command_needs_them(args, loaded, shown):
     assert (f"plugins-loaded {loaded} " + ("" if loaded else "False")) in p.stderr, p.stderr
 
 
-def test_a_plugin_command_never_replaces_a_built_in_one(monkeypatch, caplog):
+def _commands_plugin(name: str, hook):
     from openshell.plugin import hookimpl
+
+    plugin = types.ModuleType(name)
+    plugin.register_commands = hookimpl(hook)  # type: ignore[attr-defined]
+    return plugin
+
+
+def _root():
     from openshell_cli.main import RootGroup
 
+    root = RootGroup("openshell")
+    root.add_command(click.Command("sandbox", callback=lambda: click.echo("built-in")))
+    root.builtins = frozenset(root.commands)
+    return root
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("exploded"), SystemExit(7)])
+def test_a_failing_register_commands_fails_its_plugin_only(monkeypatch, caplog, failure):
+    def bad(cli):
+        cli.add_command(click.Command("half", callback=lambda: None))  # taken out again
+        raise failure
+
+    reg = use_registry(
+        monkeypatch,
+        _commands_plugin("good_cmds", lambda cli: cli.add_command(click.Command("good", callback=lambda: click.echo("good ran")))),
+        _commands_plugin("bad_cmds", bad),
+    )
+    root = _root()
+    assert CliRunner().invoke(root, ["good"]).output == "good ran\n"  # whatever order the hooks run in
+    assert "half" not in root.commands
+    info = {i.key: i for i in reg.infos}["manual:bad_cmds"]
+    assert info.status == "failed" and info.error.startswith("register_commands raised "), info
+    assert ("sys.exit()" if isinstance(failure, SystemExit) else "RuntimeError: exploded") in info.error
+    assert [r for r in caplog.records if "manual:bad_cmds" in r.getMessage()], caplog.text  # named in a warning
+    assert {i.key: i for i in reg.infos}["manual:good_cmds"].status == "loaded"
+
+
+def test_strict_mode_ends_the_cli_on_a_failing_register_commands(monkeypatch):
+    use_registry(monkeypatch, _commands_plugin("bad_cmds", lambda cli: 1 / 0))
+    monkeypatch.setenv("OPENSHELL_STRICT_PLUGINS", "1")
+    result = CliRunner().invoke(_root(), ["nosuch"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "error: plugin manual:bad_cmds failed to load: register_commands raised ZeroDivisionError: division by zero" in result.output
+
+
+def test_a_plugin_command_never_replaces_a_built_in_one(monkeypatch, caplog):
     @click.command("sandbox")
     def fake_sandbox() -> None:
         click.echo("plugin's")
@@ -343,14 +386,10 @@ def test_a_plugin_command_never_replaces_a_built_in_one(monkeypatch, caplog):
     def extra() -> None:
         click.echo("extra ran")
 
-    plugin = types.ModuleType("cli_test_commands")
-    plugin.register_commands = hookimpl(lambda cli: (cli.add_command(fake_sandbox), cli.add_command(extra)))  # type: ignore[attr-defined]
-    use_registry(monkeypatch, plugin)
-    root = RootGroup("openshell")
-    root.add_command(click.Command("sandbox", callback=lambda: click.echo("built-in")))
-    root.builtins = frozenset(root.commands)
+    use_registry(monkeypatch, _commands_plugin("cli_test_commands", lambda cli: (cli.add_command(fake_sandbox), cli.add_command(extra))))
+    root = _root()
     assert CliRunner().invoke(root, ["sandbox"]).output == "built-in\n"
     assert not root.plugins_added  # a built-in command: no plugin asked
     assert CliRunner().invoke(root, ["extra"]).output == "extra ran\n"
     assert CliRunner().invoke(root, ["sandbox"]).output == "built-in\n"
-    assert "plugin command 'sandbox' not added: a built-in command has that name" in caplog.text
+    assert "plugin manual:cli_test_commands: command 'sandbox' not added: a built-in command has that name" in caplog.text

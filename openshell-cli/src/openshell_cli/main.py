@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -36,14 +37,15 @@ class RootGroup(click.Group):
 
     Plugin commands (the ``register_commands`` hook) are added on first need: a
     command name that is not built in, or the list of all commands (``--help``,
-    shell completion). Loading the plugins imports every one of them and what
-    they import (the kubernetes driver's client library alone: ~0.3 s), which a
-    built-in command like ``sandbox exec`` never needs. A plugin command never
-    replaces a built-in one.
+    shell completion, ``plugins list``). Loading the plugins imports every one of
+    them and what they import (the kubernetes driver's client library alone:
+    ~0.3 s), which a built-in command like ``sandbox exec`` never needs. A plugin
+    command never replaces a built-in one.
     """
 
     builtins: frozenset[str] = frozenset()  # set once the built-in commands are added
     plugins_added = False
+    _adding_for = ""  # the plugin whose register_commands runs now
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         debug, rest = split_debug(list(args))
@@ -63,20 +65,43 @@ class RootGroup(click.Group):
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         name = name or cmd.name
         if name in self.builtins:
-            logging.getLogger("openshell.cli").warning("plugin command %r not added: a built-in command has that name", name)
+            who = f"plugin {self._adding_for}" if self._adding_for else "a plugin"
+            logging.getLogger("openshell.cli").warning("%s: command %r not added: a built-in command has that name", who, name)
             return
         super().add_command(cmd, name)
 
     def add_plugin_commands(self) -> None:
-        """Run every plugin's ``register_commands`` once; a broken plugin never breaks the
-        CLI (a warning), unless ``OPENSHELL_STRICT_PLUGINS`` is set (exit 1)."""
+        """Run every plugin's ``register_commands`` once, each on its own.
+
+        A plugin whose hook raises (or calls ``sys.exit``) is marked failed, like a
+        plugin that does not import: a warning names it, the commands it added so
+        far are taken out, the others' commands stay. With ``OPENSHELL_STRICT_PLUGINS``
+        set, any failure ends the CLI with one line (exit 1).
+        """
         if self.plugins_added:
             return
         self.plugins_added = True
-        from openshell.plugin.loader import get_registry, strict_mode
+        from openshell.plugin.loader import PluginError, get_registry, strict_mode
 
         try:
-            get_registry().hook.register_commands(cli=self)
+            reg = get_registry()
+            # pluggy's order (last registered first), but one call per plugin: a
+            # failing hook must not keep the others' commands out.
+            for impl in reversed(reg.pm.hook.register_commands.get_hookimpls()):
+                before = set(self.commands)
+                self._adding_for = impl.plugin_name
+                try:
+                    impl.function(**{arg: self for arg in impl.argnames})
+                except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin fails, not the CLI
+                    for name in set(self.commands) - before:
+                        del self.commands[name]
+                    what = "sys.exit()" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    reg.fail_plugin(impl.plugin_name, f"register_commands raised {what}".rstrip(": "))
+                finally:
+                    self._adding_for = ""
+        except PluginError as exc:  # strict mode: fatal, one line
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
         except Exception as exc:  # noqa: BLE001 - shown, not fatal (unless strict)
             if strict_mode():
                 click.echo(f"error: {exc}", err=True)
@@ -126,6 +151,10 @@ def main(argv: list[str] | None = None) -> None:
     Exit codes: 0 ok, 1 user error, 2 usage error, 130 Ctrl-C.
     """
     debug = split_debug(list(argv if argv is not None else sys.argv[1:]))[0]
+    # Before any plugin loads (a plugin command, --help): its warnings look like every other.
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if os.environ.get("_OPENSHELL_COMPLETE"):
+        logging.disable(logging.WARNING)  # completing a word: a warning would land on the prompt
     try:
         cli.main(args=argv, prog_name="openshell", standalone_mode=False)
     except click.exceptions.Abort:

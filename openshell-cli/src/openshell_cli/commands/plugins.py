@@ -106,6 +106,11 @@ def plugins_list(output: str) -> None:
     Example:
       openshell plugins list -o yaml
     """
+    # Run the plugins' register_commands too (the CLI does only when it needs their
+    # commands), so a plugin whose hook fails shows as failed here.
+    add_commands = getattr(click.get_current_context().find_root().command, "add_plugin_commands", None)
+    if add_commands is not None:
+        add_commands()
     reg = _registry()
     rows = [
         {

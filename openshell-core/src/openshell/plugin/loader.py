@@ -354,7 +354,7 @@ class Registry:
                     on_load_failure_callback=on_failure,
                     # Each plugin that did not load is reported below, once, with its error;
                     # stevedore's own "Could not load NAME" would say it a second time.
-                    on_missing_entrypoints_callback=None,
+                    on_missing_entrypoints_callback=_nothing,  # (None is not enough before stevedore 5.6)
                 )
             loaded = {(ext.name, ext.entry_point.value): ext.plugin for ext in mgr.extensions}
             for info in enabled:
@@ -376,6 +376,15 @@ class Registry:
             if reg._infos[key].status == AVAILABLE:
                 reg._set(key, status=LOADED)
         return reg
+
+    def fail_plugin(self, key: str, error: str) -> None:
+        """Mark plugin ``key`` failed after it loaded (its ``register_commands`` raised):
+        its hooks and classes are dropped and a warning names it, as for a load failure.
+
+        :raises PluginLoadError: in strict mode (``OPENSHELL_STRICT_PLUGINS``).
+        """
+        if key in self._infos:
+            self._fail(key, error, strict_mode())
 
     def _set(self, key: str, **changes: Any) -> None:
         self._infos[key] = dataclasses.replace(self._infos[key], **changes)
@@ -548,6 +557,10 @@ class Registry:
 
 _registry: Registry | None = None
 _lock = threading.Lock()
+
+
+def _nothing(_names: Any) -> None:
+    """stevedore's callback for names it could not load: each is reported by :meth:`Registry.load`."""
 
 
 def get_registry() -> Registry:
