@@ -16,9 +16,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OPENSHELL = str(Path(sys.executable).with_name("openshell"))
-NAME = "quickstart-demo"
 UPSTREAM = "http://up.example.test:8080/"
-HOST_IP = os.environ.get("OPENSHELL_DEMO_HOST_IP", "10.199.1.2")  # the policy allows 10.199.0.0/16
+HOST_IP = os.environ.get("OPENSHELL_DEMO_HOST_IP") or "10.199.1.2"  # the policy allows 10.199.0.0/16
+# Another address, another sandbox: two demos side by side must not delete each other's.
+NAME = "quickstart-demo" if HOST_IP == "10.199.1.2" else "quickstart-demo-" + "-".join(HOST_IP.split(".")[2:])
 
 
 def step(title: str) -> None:

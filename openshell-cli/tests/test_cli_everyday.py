@@ -139,7 +139,7 @@ def test_a_failed_upload_in_create_says_the_sandbox_is_kept_and_how_to_go_on(env
         assert p.returncode == 1 and "Traceback" not in text, text
         assert "/sandbox ran out of space" in text, text
         assert f"sandbox {name} is kept (READY) and nothing was run in it" in text, text
-        assert f"'openshell sandbox upload {name} {big} /sandbox/big'" in text and f"'openshell sandbox delete {name}'" in text, text
+        assert f"upload again with: openshell sandbox upload {name} {big} /sandbox/big (or delete it: openshell sandbox delete {name})" in text, text
         assert name in env.sandboxes()
         assert env.cli("sandbox", "exec", name, "--", "test", "-e", "/sandbox/ran").returncode == 1  # COMMAND never ran
     finally:
@@ -147,7 +147,7 @@ def test_a_failed_upload_in_create_says_the_sandbox_is_kept_and_how_to_go_on(env
     # With --no-keep the sandbox goes, and nothing claims it is kept.
     p = env.cli("sandbox", "create", "--name", name, "--no-keep", "--disk", "16Mi", "--upload", f"{big}:/sandbox/big", "--", "true")
     text = p.stderr.decode(errors="replace")
-    assert p.returncode == 1 and "is kept" not in text and f"deleted sandbox {name}" in text, text
+    assert p.returncode == 1 and "is kept" not in text and f"upload failed: deleting sandbox {name}" in text and f"deleted sandbox {name}" in text, text
     assert name not in env.sandboxes()
 
 

@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from openshell_cli.transfer import MAX_REASON, Skipped, Stats, UnsafeMember, extract_stream, parse_tar_stderr, regular_mode, upload_members
+from openshell_cli.transfer import MAX_REASON, Skipped, Stats, TransferError, UnsafeMember, extract_stream, parse_tar_stderr, regular_mode, upload_members
 
 
 def _tar(*members: tuple[str, str, bytes | str]) -> io.BytesIO:
@@ -164,10 +164,35 @@ def test_a_git_upload_takes_nested_repositories_files_by_their_own_ignore_rules(
     _git("-C", str(lib_src), "add", ".")
     _git("-C", str(lib_src), "commit", "-qm", "l")
     _git("-C", str(root), "submodule", "add", "-q", str(lib_src), "lib")
+    # the enclosing repository's rules apply inside too
+    (root / ".gitignore").write_text("*.pem\nnode_modules/\n")
+    (root / "nested" / "key.pem").write_text("secret")
+    (root / "nested" / "node_modules").mkdir()
+    (root / "nested" / "node_modules" / "dep.js").write_text("d")
     names = upload_members(root)[1]
     assert sorted(names) == sorted(set(names)), "a member twice"
     assert {"a.txt", "nested", "nested/.gitignore", "nested/src", "nested/src/m.py", "empty-repo", "lib", "lib/l.c", ".gitmodules"} <= set(names), names
-    assert not [n for n in names if n.endswith(".tmp") or "/.git/" in f"/{n}/"], names  # nested ignore rules kept; no .git sent
+    assert not [n for n in names if n.endswith((".tmp", ".pem")) or "node_modules" in n or "/.git/" in f"/{n}/"], names  # no .git sent
+    # a submodule not checked out is its (empty) directory: git would answer for the enclosing repository inside it
+    _git("-C", str(root), "commit", "-qm", "with lib")
+    _git("-C", str(root), "submodule", "deinit", "--force", "--quiet", "lib")
+    names = upload_members(root)[1]
+    assert "lib" in names and not [n for n in names if n.startswith("lib/")], names
+
+
+def test_a_nested_repository_git_refuses_fails_the_upload_instead_of_sending_its_git(tmp_path):
+    root = tmp_path / "proj"
+    (root / "other").mkdir(parents=True)
+    _git("init", "-q", str(root))
+    _git("init", "-q", str(root / "other"))
+    (root / "other" / ".gitignore").write_text("x.env\n")
+    (root / "other" / "x.env").write_text("secret")
+    for dirpath, dirnames, filenames in os.walk(root / "other"):
+        for n in [dirpath, *[os.path.join(dirpath, f) for f in dirnames + filenames]]:
+            os.lchown(n, 1234, 1234)  # another user's: git refuses it ("dubious ownership")
+    with pytest.raises(TransferError, match=r"git cannot read the repository at .*other .*--no-git-ignore"):
+        upload_members(root)
+    assert "other/x.env" in upload_members(root, git_ignore=False)[1]  # what the message offers
 
 
 def test_upload_refuses_links_pointing_out_of_the_tree(tmp_path):

@@ -201,33 +201,76 @@ class Stats:
 # --------------------------------------------------------------------------- selecting files
 
 
-def _git_files(root: Path) -> Optional[list[str]]:
-    """Paths under ``root`` (relative, '/'-separated) git would track, or None outside a work tree."""
+MAX_NESTED_REPOS = 16  # repositories inside repositories an upload follows, in depth
+_NOT_A_REPO = "not a git repository"
+
+
+def _git(root: Path, *args: str, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(root), *args], input=stdin, capture_output=True, timeout=timeout, check=False)
+
+
+def _git_refuses(root: Path, proc: subprocess.CompletedProcess) -> TransferError:
+    said = proc.stderr.decode(errors="replace").strip().splitlines()
+    return TransferError(
+        f"git cannot read the repository at {shown(root)} ({said[-1] if said else f'exit {proc.returncode}'}), so its ignore rules"
+        " cannot be applied; upload with --no-git-ignore to send everything, or make git accept it (another user's"
+        " repository: 'git config --global --add safe.directory PATH')"
+    )
+
+
+def _git_files(root: Path, depth: int = 0) -> Optional[list[str]]:
+    """Paths under ``root`` (relative, '/'-separated) git would track, or None outside a work tree (or without git).
+
+    A repository inside (untracked, or a submodule) is one directory to git; its
+    files are listed from inside it, and sent when neither its own ignore rules
+    nor the enclosing repository's exclude them (never its ``.git``). A submodule
+    not checked out is its directory alone.
+
+    :raises TransferError: git refuses a repository here (another user's: "dubious
+        ownership") or fails; repositories nest deeper than :data:`MAX_NESTED_REPOS`.
+    """
     try:
-        inside = subprocess.run(["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True, timeout=30, check=False)
+        inside = _git(root, "rev-parse", "--is-inside-work-tree", timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if inside.returncode != 0 or inside.stdout.strip() != "true":
+    if inside.returncode != 0:
+        if _NOT_A_REPO in inside.stderr.decode(errors="replace"):
+            return None
+        raise _git_refuses(root, inside)  # walking instead would send its .git and what it ignores
+    if inside.stdout.strip() != b"true":
         return None
-    out = subprocess.run(
-        ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."], capture_output=True, timeout=120, check=False
-    )
+    out = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
     if out.returncode != 0:
         raise TransferError(f"git ls-files failed in {root}: {out.stderr.decode(errors='replace').strip()}; retry with --no-git-ignore")
     names: list[str] = []
+    nested: list[str] = []
     for p in out.stdout.decode("utf-8", "surrogateescape").split("\0"):
-        if not p:
-            continue
         full = root / p
-        if p.endswith("/") or (full.is_dir() and not full.is_symlink()):
-            # Another repository inside this one (untracked, or a submodule): git lists
-            # only its directory. Its files come by its own ignore rules, not its .git.
+        if p.endswith("/") or (p and full.is_dir() and not full.is_symlink()):
             sub = p.rstrip("/")
-            inner = _git_files(full)
-            names.append(sub)  # the directory itself, also when it holds nothing to send
-            names.extend(f"{sub}/{q}" for q in (_walk(full) if inner is None else inner))
-        else:
+            if sub in ("", "."):
+                continue
+            names.append(sub)  # the directory itself, also when nothing in it is sent
+            if not os.path.lexists(full / ".git"):
+                continue  # a submodule not checked out (git would answer for the enclosing repository)
+            if depth >= MAX_NESTED_REPOS:
+                raise TransferError(f"repositories nest more than {MAX_NESTED_REPOS} deep at {shown(full)}; upload with --no-git-ignore")
+            inner = _git_files(full, depth + 1)
+            if inner is None:
+                raise TransferError(
+                    f"{shown(full)} has a .git that git does not take for a repository, so its ignore rules cannot be"
+                    " applied; upload with --no-git-ignore to send everything, or repair or remove that .git"
+                )
+            nested.extend(f"{sub}/{q}" for q in inner)
+        elif p:
             names.append(p)
+    if nested:
+        # The enclosing repository's rules too: a *.pem or secret.env it ignores stays here.
+        check = _git(root, "check-ignore", "--no-index", "--stdin", "-z", stdin=b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in nested))
+        if check.returncode not in (0, 1):  # 1: none ignored
+            raise _git_refuses(root, check)
+        ignored = set(check.stdout.decode("utf-8", "surrogateescape").split("\0"))
+        names.extend(n for n in nested if n not in ignored)
     return names
 
 

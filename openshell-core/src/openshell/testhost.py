@@ -182,7 +182,7 @@ class TestHost:
     def __init__(self, name: str, ip: str) -> None:
         addr = ipaddress.ip_address(ip)
         if addr not in TEST_NET:
-            raise TestHostError(f"test host address {ip} is outside {TEST_NET} (DESIGN.md §7)")
+            raise TestHostError(f"test host address {ip} is outside {TEST_NET}: test hosts live there only, so no traffic leaves this machine")
         last = int(addr) & 0xFF
         if last in (0, 1, 255):
             raise TestHostError(f"test host address {ip}: last octet must be 2-254 (.1 is the root side)")

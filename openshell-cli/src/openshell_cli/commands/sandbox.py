@@ -369,15 +369,21 @@ def create(
         for local, dest in upload_specs:  # before COMMAND starts
             try:
                 _do_upload(client, rec.name, local, dest, git_ignore=not no_git_ignore)
-            except CliError as exc:
+            except Exception as exc:
                 if no_keep:
-                    raise  # deleted below
+                    _delete_after(client, rec.name, "upload failed")
+                    created.clear()  # deleted: nothing for the handler below to do
+                    raise
                 # Say what is left running: a script that sees exit 1 must not leak it unknowingly.
-                again = f"openshell sandbox upload {rec.name} {shlex.quote(local)} {shlex.quote(dest)}"
-                raise CliError(
-                    f"{exc}\nsandbox {rec.name} is kept (READY) and nothing was run in it: upload again with '{again}',"
-                    f" or delete it with 'openshell sandbox delete {rec.name}'"
-                ) from exc
+                kept = (
+                    f"sandbox {rec.name} is kept (READY) and nothing was run in it; upload again with:"
+                    f" openshell sandbox upload {rec.name} {shlex.quote(local)} {shlex.quote(dest)}"
+                    f" (or delete it: openshell sandbox delete {rec.name})"
+                )
+                if isinstance(exc, CliError):
+                    raise CliError(f"{exc}\n{kept}") from exc
+                click.echo(kept, err=True)  # an unexpected error: still shown by the handler, with --debug's traceback
+                raise
         if launch is not None and launch.home_files:
             agent_flow.write_home_files(client, rec.name, launch.home_files)
     except KeyboardInterrupt:

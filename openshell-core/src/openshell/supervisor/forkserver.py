@@ -64,24 +64,18 @@ def _warm() -> None:
         from openshell.supervisor.layers import REQUIRED_LAYERS
         from openshell.supervisor.main import _preload
 
-        engine_class = _preload()
+        _preload()
         # What a cold supervisor defers to first use (the YAML parser for policy
-        # reloads, the HTTP inspector, the inference router): imported once here, so
+        # reloads, the HTTP inspector, the inference router, paramiko for SSH and
+        # exec: ~6 MiB per supervisor after its first exec otherwise): imported once here, so
         # every forked supervisor shares those pages and none pays the import.
         import openshell.policy.yamlio  # noqa: F401
         import openshell.supervisor.inference  # noqa: F401
         import openshell.supervisor.proxy.l7  # noqa: F401
+        import openshell.supervisor.ssh_channels  # noqa: F401 - paramiko, for the first exec or SSH session
 
         for name in REQUIRED_LAYERS:
             launcher.supervisor_layer_class(name)
-        # The policy engine's first compilations (~10 ms and 4-6 MiB of native memory
-        # each) are built here and kept: a child with the default policy's network
-        # rules (none) takes the ready one, any other child an interpreter with the
-        # modules already loaded. (Compiling one and dropping it saved ~0.25 MiB: its
-        # freed heap is where children's later allocations land.)
-        from openshell.policy import default_policy
-
-        engine_class().prepare(default_policy())
         # The crypto backend's set-up (~4 ms on the first key) is paid here, not on
         # the way to READY; the key is dropped.
         from openshell.supervisor.sandbox_ca import SandboxCA
@@ -93,6 +87,19 @@ def _warm() -> None:
         from openshell.supervisor import native_init
 
         native_init.build()
+    except Exception:  # noqa: BLE001 - see the docstring
+        pass
+    try:
+        # The policy engine's first compilations (~10 ms and 4-6 MiB of native memory
+        # each) are built here and kept: a child with the default policy's network
+        # rules (none) takes the ready one, any other child an interpreter with the
+        # modules already loaded. (Compiling one and dropping it saved ~0.25 MiB: its
+        # freed heap is where children's later allocations land.) On its own: a
+        # failure here must not skip the other warm-ups.
+        from openshell.policy import default_policy
+        from openshell.supervisor.main import _preload
+
+        _preload()().prepare(default_policy())
     except Exception:  # noqa: BLE001 - see the docstring
         pass
     try:
