@@ -132,14 +132,26 @@ def test_a_failed_upload_in_create_says_the_sandbox_is_kept_and_how_to_go_on(env
     big.mkdir()
     with open(big / "zeros", "wb") as fh:  # sparse here, 64 MiB of zeros on the wire: more than --disk
         fh.truncate(64 * 1024 * 1024)
+    small = tmp_path / "small dir"
+    small.mkdir()
+    (small / "f").write_text("f")
     name = "ev-up-full"
     try:
-        p = env.cli("sandbox", "create", "--name", name, "--disk", "16Mi", "--upload", f"{big}:/sandbox/big", "--", "touch", "/sandbox/ran")
+        p = env.cli(
+            "sandbox", "create", "--name", name, "--disk", "16Mi", "--no-git-ignore",
+            "--upload", f"{big}:/sandbox/big", "--upload", f"{small}:/sandbox/small", "--", "touch", "/sandbox/ran",
+        )  # fmt: skip
         text = p.stderr.decode(errors="replace")
         assert p.returncode == 1 and "Traceback" not in text, text
         assert "/sandbox ran out of space" in text, text
         assert f"sandbox {name} is kept (READY) and nothing was run in it" in text, text
-        assert f"upload again with: openshell sandbox upload {name} {big} /sandbox/big (or delete it: openshell sandbox delete {name})" in text, text
+        # Every upload not done, with the options this create had (the gateway came from OPENSHELL_GATEWAY).
+        where = f" --gateway {GATEWAY}"
+        retry = (
+            f"upload again with: openshell sandbox upload {name} {big} /sandbox/big --no-git-ignore{where};"
+            f" openshell sandbox upload {name} '{small}' /sandbox/small --no-git-ignore{where} (or delete it: openshell sandbox delete {name}{where})"
+        )
+        assert retry in text, text
         assert name in env.sandboxes()
         assert env.cli("sandbox", "exec", name, "--", "test", "-e", "/sandbox/ran").returncode == 1  # COMMAND never ran
     finally:

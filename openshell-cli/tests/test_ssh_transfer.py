@@ -190,9 +190,36 @@ def test_a_nested_repository_git_refuses_fails_the_upload_instead_of_sending_its
     for dirpath, dirnames, filenames in os.walk(root / "other"):
         for n in [dirpath, *[os.path.join(dirpath, f) for f in dirnames + filenames]]:
             os.lchown(n, 1234, 1234)  # another user's: git refuses it ("dubious ownership")
-    with pytest.raises(TransferError, match=r"git cannot read the repository at .*other .*--no-git-ignore"):
+    with pytest.raises(TransferError, match=r"git cannot read the repository at .*other \(fatal: detected dubious ownership.*--no-git-ignore"):
         upload_members(root)
     assert "other/x.env" in upload_members(root, git_ignore=False)[1]  # what the message offers
+
+
+def test_a_broken_git_pointer_fails_the_upload_instead_of_sending_what_it_ignores(tmp_path):
+    root = tmp_path / "copied-submodule"
+    root.mkdir()
+    (root / ".git").write_text("gitdir: ../.git/modules/sub\n")  # a submodule copied out of its repository
+    (root / ".gitignore").write_text("*.pem\n")
+    (root / "k.pem").write_text("secret")
+    with pytest.raises(TransferError, match=r"git cannot read the repository at .*copied-submodule \(fatal: not a git repository: .*broken \.git pointer"):
+        upload_members(root)
+    (root / ".git").unlink()  # no repository at all: every file goes, as before
+    assert "k.pem" in upload_members(root)[1]
+
+
+def test_nested_repository_names_are_not_pathspec_magic(tmp_path):
+    root = tmp_path / "proj"
+    root.mkdir()
+    _git("init", "-q", str(root))
+    (root / ".gitignore").write_text("/:cfg/token\n/secret/\n")
+    for sub in (":cfg", ":secret", ":!neg"):
+        (root / sub).mkdir()
+        _git("init", "-q", str(root / sub))
+        (root / sub / "token").write_text("t")
+        (root / sub / "a.txt").write_text("a")
+    names = upload_members(root)[1]
+    assert ":cfg/token" not in names and ":cfg/a.txt" in names  # ignored by the parent, by its literal name
+    assert {":secret/token", ":secret/a.txt", ":!neg/token", ":!neg/a.txt"} <= set(names), names
 
 
 def test_upload_refuses_links_pointing_out_of_the_tree(tmp_path):

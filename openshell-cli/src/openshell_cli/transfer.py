@@ -202,19 +202,26 @@ class Stats:
 
 
 MAX_NESTED_REPOS = 16  # repositories inside repositories an upload follows, in depth
-_NOT_A_REPO = "not a git repository"
+GIT_TIMEOUT = 120.0  # seconds one git command may take
+# What git says outside any repository; "not a git repository: PATH" is a broken .git pointer instead.
+_NO_REPO_HERE = ("not a git repository (or any",)
 
 
-def _git(root: Path, *args: str, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(root), *args], input=stdin, capture_output=True, timeout=timeout, check=False)
+def _git(root: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """``git -C root ARGS``. :raises OSError: no git here. :raises TransferError: it took too long."""
+    try:
+        return subprocess.run(["git", "-C", str(root), *args], input=stdin, capture_output=True, timeout=GIT_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise TransferError(f"'git {args[0]}' took more than {GIT_TIMEOUT:.0f} s in {shown(root)}; retry, or upload with --no-git-ignore") from None
 
 
 def _git_refuses(root: Path, proc: subprocess.CompletedProcess) -> TransferError:
-    said = proc.stderr.decode(errors="replace").strip().splitlines()
+    said = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+    why = next((ln for ln in said if ln.startswith("fatal:")), said[-1] if said else f"exit {proc.returncode}")
     return TransferError(
-        f"git cannot read the repository at {shown(root)} ({said[-1] if said else f'exit {proc.returncode}'}), so its ignore rules"
-        " cannot be applied; upload with --no-git-ignore to send everything, or make git accept it (another user's"
-        " repository: 'git config --global --add safe.directory PATH')"
+        f"git cannot read the repository at {shown(root)} ({why}), so its ignore rules cannot be applied; upload with"
+        " --no-git-ignore to send everything, or make git accept it (another user's repository:"
+        " 'git config --global --add safe.directory PATH'; a broken .git pointer: repair or remove it)"
     )
 
 
@@ -230,11 +237,11 @@ def _git_files(root: Path, depth: int = 0) -> Optional[list[str]]:
         ownership") or fails; repositories nest deeper than :data:`MAX_NESTED_REPOS`.
     """
     try:
-        inside = _git(root, "rev-parse", "--is-inside-work-tree", timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
+        inside = _git(root, "rev-parse", "--is-inside-work-tree")
+    except OSError:  # no git on this machine
         return None
     if inside.returncode != 0:
-        if _NOT_A_REPO in inside.stderr.decode(errors="replace"):
+        if any(s in inside.stderr.decode(errors="replace") for s in _NO_REPO_HERE) and not os.path.lexists(root / ".git"):
             return None
         raise _git_refuses(root, inside)  # walking instead would send its .git and what it ignores
     if inside.stdout.strip() != b"true":
@@ -266,10 +273,12 @@ def _git_files(root: Path, depth: int = 0) -> Optional[list[str]]:
             names.append(p)
     if nested:
         # The enclosing repository's rules too: a *.pem or secret.env it ignores stays here.
-        check = _git(root, "check-ignore", "--no-index", "--stdin", "-z", stdin=b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in nested))
+        # "./" first: a name starting with ":" would be read as pathspec magic.
+        asked = b"".join(b"./" + n.encode("utf-8", "surrogateescape") + b"\0" for n in nested)
+        check = _git(root, "check-ignore", "--no-index", "--stdin", "-z", stdin=asked)
         if check.returncode not in (0, 1):  # 1: none ignored
             raise _git_refuses(root, check)
-        ignored = set(check.stdout.decode("utf-8", "surrogateescape").split("\0"))
+        ignored = {p.removeprefix("./") for p in check.stdout.decode("utf-8", "surrogateescape").split("\0")}
         names.extend(n for n in nested if n not in ignored)
     return names
 

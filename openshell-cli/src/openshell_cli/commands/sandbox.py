@@ -366,7 +366,7 @@ def create(
                 # script that sees exit 1 leaks a running sandbox without knowing.
                 raise CliError(f"{exc}; the sandbox is kept and may still become READY: delete it with 'openshell sandbox delete {rec.name}'") from None
         click.echo(f"sandbox {rec.name} is READY", err=True)
-        for local, dest in upload_specs:  # before COMMAND starts
+        for i, (local, dest) in enumerate(upload_specs):  # before COMMAND starts
             try:
                 _do_upload(client, rec.name, local, dest, git_ignore=not no_git_ignore)
             except Exception as exc:
@@ -375,10 +375,12 @@ def create(
                     created.clear()  # deleted: nothing for the handler below to do
                     raise
                 # Say what is left running: a script that sees exit 1 must not leak it unknowingly.
+                where = _address_args(gateway)
+                flags = " --no-git-ignore" if no_git_ignore else ""
+                retry = "; ".join(f"openshell sandbox upload {rec.name} {shlex.quote(lo)} {shlex.quote(de)}{flags}{where}" for lo, de in upload_specs[i:])
                 kept = (
                     f"sandbox {rec.name} is kept (READY) and nothing was run in it; upload again with:"
-                    f" openshell sandbox upload {rec.name} {shlex.quote(local)} {shlex.quote(dest)}"
-                    f" (or delete it: openshell sandbox delete {rec.name})"
+                    f" {retry} (or delete it: openshell sandbox delete {rec.name}{where})"
                 )
                 if isinstance(exc, CliError):
                     raise CliError(f"{exc}\n{kept}") from exc
@@ -416,6 +418,14 @@ def create(
     if no_keep:
         _delete_after(client, rec.name, f"exit {code}")
     sys.exit(code)
+
+
+def _address_args(gateway: Optional[str]) -> str:
+    """`` --gateway G --workspace W`` as this command was given them (empty when not), for commands it prints."""
+    from openshell_cli.session import current_workspace
+
+    workspace = current_workspace()
+    return (f" --gateway {shlex.quote(gateway)}" if gateway else "") + (f" --workspace {shlex.quote(workspace)}" if workspace else "")
 
 
 def _delete_after(client, name: str, why: str) -> bool:
