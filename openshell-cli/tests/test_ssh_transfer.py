@@ -207,6 +207,14 @@ def test_a_broken_git_pointer_fails_the_upload_instead_of_sending_what_it_ignore
     assert "k.pem" in upload_members(root)[1]
 
 
+def test_a_plain_directory_uploads_whatever_language_git_speaks(tmp_path, monkeypatch):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "f").write_text("f")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("LANGUAGE", "de")  # git then says "Kein Git-Repository" (Debian ships its German messages)
+    assert upload_members(tmp_path / "plain")[1] == ["f"]
+
+
 def test_nested_repository_names_are_not_pathspec_magic(tmp_path):
     root = tmp_path / "proj"
     root.mkdir()

@@ -209,8 +209,10 @@ _NO_REPO_HERE = ("not a git repository (or any",)
 
 def _git(root: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """``git -C root ARGS``. :raises OSError: no git here. :raises TransferError: it took too long."""
+    # Untranslated messages: _NO_REPO_HERE is matched in them.
+    env = {**os.environ, "LC_ALL": "C", "LANGUAGE": ""}
     try:
-        return subprocess.run(["git", "-C", str(root), *args], input=stdin, capture_output=True, timeout=GIT_TIMEOUT, check=False)
+        return subprocess.run(["git", "-C", str(root), *args], input=stdin, capture_output=True, timeout=GIT_TIMEOUT, check=False, env=env)
     except subprocess.TimeoutExpired:
         raise TransferError(f"'git {args[0]}' took more than {GIT_TIMEOUT:.0f} s in {shown(root)}; retry, or upload with --no-git-ignore") from None
 
