@@ -8,6 +8,9 @@ import sys
 
 def main() -> None:
     """Import the CLI and run it (:func:`openshell_cli.main.main`)."""
+    from openshell_cli import interrupts  # (signal, threading: nothing slow)
+
+    interrupts.install()
     try:
         from openshell_cli.main import main as run
     except KeyboardInterrupt:
