@@ -204,7 +204,7 @@ class Stats:
 MAX_NESTED_REPOS = 16  # repositories inside repositories an upload follows, in depth
 GIT_TIMEOUT = 120.0  # seconds one git command may take
 # What git says outside any repository; "not a git repository: PATH" is a broken .git pointer instead.
-_NO_REPO_HERE = ("not a git repository (or any",)
+_NO_REPO_HERE = "not a git repository (or any"
 
 
 def _git(root: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -243,7 +243,7 @@ def _git_files(root: Path, depth: int = 0) -> Optional[list[str]]:
     except OSError:  # no git on this machine
         return None
     if inside.returncode != 0:
-        if any(s in inside.stderr.decode(errors="replace") for s in _NO_REPO_HERE) and not os.path.lexists(root / ".git"):
+        if _NO_REPO_HERE in inside.stderr.decode(errors="replace") and not os.path.lexists(root / ".git"):
             return None
         raise _git_refuses(root, inside)  # walking instead would send its .git and what it ignores
     if inside.stdout.strip() != b"true":

@@ -57,6 +57,7 @@ def _warm() -> None:
     Failures are ignored here: the real start loads the same things again and
     reports any error in the sandbox's log (fail closed there, not here).
     """
+    engine_class = None
     try:
         # Imported here, not at module level: importing them is this function's job,
         # done after main() lowered the server's priority.
@@ -64,7 +65,7 @@ def _warm() -> None:
         from openshell.supervisor.layers import REQUIRED_LAYERS
         from openshell.supervisor.main import _preload
 
-        _preload()
+        engine_class = _preload()
         # What a cold supervisor defers to first use (the YAML parser for policy
         # reloads, the HTTP inspector, the inference router, paramiko for SSH and
         # exec: ~6 MiB per supervisor after its first exec otherwise): imported once here, so
@@ -97,9 +98,9 @@ def _warm() -> None:
         # freed heap is where children's later allocations land.) On its own: a
         # failure here must not skip the other warm-ups.
         from openshell.policy import default_policy
-        from openshell.supervisor.main import _preload
 
-        _preload()().prepare(default_policy())
+        if engine_class is not None:
+            engine_class().prepare(default_policy())
     except Exception:  # noqa: BLE001 - see the docstring
         pass
     try:

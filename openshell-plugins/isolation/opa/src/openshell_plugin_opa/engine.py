@@ -94,8 +94,17 @@ def _interpreter(data: dict[str, Any]) -> tuple[Any, Any]:
         interp = _spare.pop()
     except IndexError:
         interp = _with_modules()
+    return _build(interp, data)
+
+
+def _build(interp: Any, data: dict[str, Any]) -> tuple[Any, Any]:
+    """Add ``data`` to ``interp`` (which holds the modules) and build the bundle. :raises regopy.RegoError:."""
     interp.add_data(data)
     return interp, interp.build(None, list(ENTRYPOINTS))
+
+
+def _load_error(exc: Exception) -> PolicyError:
+    return PolicyError("document", f"the opa engine cannot load this policy: {str(exc).splitlines()[0]}")
 
 
 class EngineError(RuntimeError):
@@ -119,7 +128,7 @@ class OpaCompiled(CompiledPolicy):
         try:
             self._interp, self._bundle = _interpreter(data)
         except regopy.RegoError as exc:
-            raise PolicyError("document", f"the opa engine cannot load this policy: {str(exc).splitlines()[0]}") from None
+            raise _load_error(exc) from None
 
     def query(self, query: str, inp: dict[str, Any]) -> dict[str, Any]:
         """Evaluate the entry point ``query`` with ``inp``; returns the decision object.
@@ -217,12 +226,10 @@ class OpaEngine(PolicyEngine):
         """
         data = policy_data(policy, self.root)
         try:
-            interp = _with_modules()
-            interp.add_data(data)
-            _built[_data_key(data)] = (interp, interp.build(None, list(ENTRYPOINTS)))
+            _built[_data_key(data)] = _build(_with_modules(), data)
             _spare.append(_with_modules())
         except regopy.RegoError as exc:
-            raise PolicyError("document", f"the opa engine cannot load this policy: {str(exc).splitlines()[0]}") from None
+            raise _load_error(exc) from None
 
     # ------------------------------------------------------------------ L4
 
