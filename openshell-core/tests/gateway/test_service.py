@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -572,6 +573,46 @@ def test_watch_policy_streams_current_and_new_revisions_and_ends_on_delete(wire_
     assert second.revision == 2 and "network_policies" in second.policy_yaml
     wire_server.stub.DeleteSandbox(openshell_pb2.DeleteSandboxRequest(name="demo", workspace_scope=DEFAULT), timeout=10)
     assert list(stream) == []
+
+
+def test_a_change_to_one_sandbox_wakes_only_its_own_watch_streams(wire_server, monkeypatch):
+    """Every supervisor holds a WatchPolicy and a WatchInferenceBundle stream. A new
+    policy revision, a delete or a provider acknowledgement of one sandbox must not
+    make the streams of the others re-read the store: with hundreds running, that
+    was ~1,000 store reads per create or delete, on the loop that answers the next start."""
+    route = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1"}
+    wire_server.run(wire_server.core.providers.set_route("default", model="m1", **route))
+    sandboxes = [wire_server.create(f"w{i}") for i in range(12)]
+    streams = {}
+    for sb in sandboxes:
+        md = wire_server.meta(sb.metadata.id)
+        policy = wire_server.sup.WatchPolicy(supervisor_pb2.WatchPolicyRequest(after_revision=0), metadata=md, timeout=30)
+        bundle = wire_server.sup.WatchInferenceBundle(supervisor_pb2.WatchInferenceBundleRequest(), metadata=md, timeout=30)
+        assert next(policy).revision == 1
+        assert next(bundle).model == "m1"
+        streams[sb.metadata.id] = (policy, bundle)
+    time.sleep(0.5)  # each stream reads once more after its first message, then waits
+    reads: list[str] = []
+    for method in ("list_policy_revisions", "get_sandbox"):
+        real = getattr(wire_server.store, method)
+        monkeypatch.setattr(wire_server.store, method, lambda sandbox_id, *a, _real=real, **k: (reads.append(sandbox_id), _real(sandbox_id, *a, **k))[1])
+    first, second, third = (sb.metadata.id for sb in sandboxes[:3])
+
+    wire_server.run(wire_server.core.set_policy("w0", "version: 1\nnetwork_policies: {}\n"))
+    assert next(streams[first][0]).revision == 2
+    wire_server.run(wire_server.core.providers.acknowledge(third, 7))
+    wire_server.stub.DeleteSandbox(openshell_pb2.DeleteSandboxRequest(name="w1", workspace_scope=DEFAULT), timeout=10)
+    assert list(streams[second][0]) == [] and list(streams[second][1]) == []
+    time.sleep(0.5)  # a stream woken by mistake would re-read within this
+    assert reads and set(reads) <= {first, second, third}, f"streams of other sandboxes re-read the store: {sorted(set(reads) - {first, second, third})}"
+
+    # A change that may concern every sandbox (an inference route) still reaches all of them.
+    wire_server.run(wire_server.core.providers.set_route("default", model="m2", **route))
+    for sb in sandboxes[2:]:
+        assert next(streams[sb.metadata.id][1]).model == "m2"
+    for policy, bundle in streams.values():
+        policy.cancel()
+        bundle.cancel()
 
 
 def test_push_logs_appends_records(wire_server):

@@ -55,6 +55,7 @@ from openshell.gateway.ssh_sessions import SshSessions
 from openshell.gateway.stop_start import StopStartMixin
 from openshell.gateway.store import PolicyRevision, SandboxRecord, Store
 from openshell.gateway.templates import TemplateManager
+from openshell.gateway.wakeups import Wakeups
 from openshell.gateway.watch import LogRow, PlatformEvent, WatchHub, event_from_log
 from openshell.gateway.workspaces import WorkspaceManager
 from openshell.plugin.events import SandboxEvent
@@ -306,7 +307,8 @@ class GatewayCore(StopStartMixin):
         self._driver_launching: dict[str, float] = {}
         #: creates and starts begun per sandbox: a monitor tick drops answers older than a launch
         self._launches: dict[str, int] = {}
-        self._policy_changed: asyncio.Condition | None = None
+        #: wakes the WatchPolicy streams of one sandbox (``wakeups``)
+        self._policy_changed = Wakeups()
         self._tasks: list[asyncio.Task[None]] = []
         #: providers and inference routes
         self.providers = ProviderManager(self.state_dir, store)
@@ -360,16 +362,9 @@ class GatewayCore(StopStartMixin):
 
     # ------------------------------------------------------------------ helpers
 
-    def _condition(self) -> asyncio.Condition:
-        # Created lazily so the core can be constructed outside a running loop.
-        if self._policy_changed is None:
-            self._policy_changed = asyncio.Condition()
-        return self._policy_changed
-
-    async def _notify_policy(self) -> None:
-        cond = self._condition()
-        async with cond:
-            cond.notify_all()
+    def _notify_policy(self, sandbox_id: str) -> None:
+        """Wake the sandbox's WatchPolicy streams (a new revision, or it was deleted)."""
+        self._policy_changed.wake(sandbox_id)
 
     async def _require_workspace(self, workspace: str) -> str:
         workspace = workspace or st.DEFAULT_WORKSPACE
@@ -569,9 +564,9 @@ class GatewayCore(StopStartMixin):
             self._log_path(record.id).with_suffix(".jsonl.1").unlink(missing_ok=True)
         log.info("event=sandbox_deleted sandbox=%s name=%s", record.id, record.name)
         self.watch.close(record.id)  # ends WatchSandbox streams of this sandbox
-        await self._notify_policy()  # ends WatchPolicy streams of this sandbox
+        self._notify_policy(record.id)  # ends WatchPolicy streams of this sandbox
         self.providers.forget(record.id)
-        await self.providers.notify()  # ends WatchInferenceBundle streams of this sandbox
+        self.providers.notify(record.id)  # ends WatchInferenceBundle streams of this sandbox
         await asyncio.to_thread(_fire_hook, "sandbox_deleted", sandbox=SandboxEvent.from_record(record))
 
     async def set_policy(self, name: str, policy_yaml: str, workspace: str = st.DEFAULT_WORKSPACE) -> PolicyRevision:
@@ -600,7 +595,7 @@ class GatewayCore(StopStartMixin):
         except LookupError:
             raise SandboxNotFound(name, workspace) from None
         log.info("event=policy_stored sandbox=%s revision=%d", record.id, revision.revision)
-        await self._notify_policy()
+        self._notify_policy(record.id)
         return revision
 
     async def policy_revisions(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> list[PolicyRevision]:
@@ -837,20 +832,20 @@ class GatewayCore(StopStartMixin):
 
         Ends when the sandbox is deleted.
         """
-        cond = self._condition()
         last = after_revision
-        while True:
-            async with cond:
+        with self._policy_changed.subscribe(record.id) as changed:
+            while True:
+                changed.clear()  # before the read: a revision stored meanwhile sets it again
                 newer = [r for r in await asyncio.to_thread(self.store.list_policy_revisions, record.id) if r.revision > last]
                 alive = newer or await asyncio.to_thread(self.store.get_sandbox, record.id) is not None
                 if not alive:
                     return
                 if not newer:
-                    await cond.wait()
+                    await changed.wait()
                     continue
-            for revision in newer:
-                last = revision.revision
-                yield revision
+                for revision in newer:
+                    last = revision.revision
+                    yield revision
 
     def _log_path(self, sandbox_id: str) -> Path:
         return self.state_dir / "sandbox-logs" / f"{sandbox_id}.jsonl"

@@ -36,6 +36,7 @@ from openshell.gateway.errors import (
 )
 from openshell.gateway.labels import check_labels
 from openshell.gateway.secretbox import SecretBox
+from openshell.gateway.wakeups import Wakeups
 from openshell.inference.bundle import RouteBundle
 from openshell.plugin.kinds import InferenceBackend
 from openshell.plugin.loader import PluginNotFound, get_registry
@@ -142,20 +143,19 @@ class ProviderManager:
     def __init__(self, state_dir: Path, store: st.Store) -> None:
         self.store = store
         self.box = SecretBox(state_dir)
-        self._changed: asyncio.Condition | None = None
+        #: wakes WatchInferenceBundle streams and ``wait_applied`` of one sandbox (``wakeups``)
+        self._changed = Wakeups()
         #: sandbox id -> the provider environment revision its supervisor last applied
         self._applied: dict[str, int] = {}
 
-    def _condition(self) -> asyncio.Condition:
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-        return self._changed
-
-    async def notify(self) -> None:
-        """Wake every inference watcher (route or credentials changed, sandbox deleted)."""
-        cond = self._condition()
-        async with cond:
-            cond.notify_all()
+    def notify(self, sandbox_id: str | None = None) -> None:
+        """Wake the inference watchers of ``sandbox_id`` (its providers changed, its
+        supervisor acknowledged, it was deleted), or of every sandbox (None: a route
+        or a provider's credentials changed)."""
+        if sandbox_id is None:
+            self._changed.wake_all()
+        else:
+            self._changed.wake(sandbox_id)
 
     # ------------------------------------------------------------------ providers (clients)
 
@@ -265,7 +265,7 @@ class ProviderManager:
         if updated is None:
             raise ProviderNotFound(name)
         log.info("event=provider_updated provider=%s keys=%s", name, ",".join(updated.credential_keys))
-        await self.notify()
+        self.notify()
         return ProviderView(updated)
 
     async def delete(self, name: str, workspace: str, *, allow_missing: bool = False) -> str:
@@ -322,7 +322,7 @@ class ProviderManager:
             provider=provider,
         )
         log.info("event=inference_route_set workspace=%s backend=%s model=%s provider=%s", workspace, backend, model, provider or "-")
-        await self.notify()
+        self.notify()
         return route
 
     async def get_route(self, workspace: str) -> st.InferenceRouteRecord | None:
@@ -434,7 +434,7 @@ class ProviderManager:
         if updated is None:
             raise SandboxNotFound(record.name, record.workspace)
         log.info("event=provider_%s sandbox=%s provider=%s", "attached" if attach else "detached", record.id, provider)
-        await self.notify()
+        self.notify(record.id)
         if updated.phase == st.READY:
             revision = attachment_revision(await self._attached_versions(updated))
             if not await self.wait_applied(updated.id, revision, APPLY_TIMEOUT):
@@ -444,7 +444,7 @@ class ProviderManager:
     async def acknowledge(self, sandbox_id: str, revision: int) -> None:
         """The supervisor of ``sandbox_id`` applied provider environment ``revision``."""
         self._applied[sandbox_id] = revision
-        await self.notify()
+        self.notify(sandbox_id)
 
     def forget(self, sandbox_id: str) -> None:
         """Drop what is known of a deleted sandbox's supervisor."""
@@ -452,11 +452,12 @@ class ProviderManager:
 
     async def wait_applied(self, sandbox_id: str, revision: int, timeout: float) -> bool:
         """True once the supervisor acknowledged ``revision``; False after ``timeout`` seconds."""
-        cond = self._condition()
 
         async def wait() -> None:
-            async with cond:
-                await cond.wait_for(lambda: self._applied.get(sandbox_id) == revision)
+            with self._changed.subscribe(sandbox_id) as changed:
+                while self._applied.get(sandbox_id) != revision:
+                    changed.clear()
+                    await changed.wait()
 
         try:
             await asyncio.wait_for(wait(), timeout)
@@ -479,10 +480,10 @@ class ProviderManager:
         Ends when the sandbox is deleted. Attaching or detaching a provider changes
         the revision too.
         """
-        cond = self._condition()
         last = after_revision
-        while True:
-            async with cond:
+        with self._changed.subscribe(record.id) as changed:
+            while True:
+                changed.clear()  # before the reads: a change made meanwhile sets it again
                 # Re-read: providers may have been attached or detached since.
                 current = await asyncio.to_thread(self.store.get_sandbox, record.id)
                 if current is None:
@@ -493,7 +494,7 @@ class ProviderManager:
                     digest = hashlib.sha256(json.dumps([bundle.revision, attached]).encode()).digest()
                     bundle = dataclasses.replace(bundle, revision=int.from_bytes(digest[:8], "big") >> 1 or 1)
                 if bundle.revision == last:
-                    await cond.wait()
+                    await changed.wait()
                     continue
-            last = bundle.revision
-            yield bundle
+                last = bundle.revision
+                yield bundle
