@@ -84,6 +84,23 @@ def test_inference_set_get_and_errors(gateway):
     assert got["backend"] == "openai" and got["model"] == "gpt-x" and got["protocols"] == ["openai"]
 
 
+def test_inference_set_and_get_address_the_workspace_named(gateway):
+    """Routes are kept per workspace; its provider is looked up in the same workspace."""
+    assert run("workspace", "create", "team-a").exit_code == 0
+    res = run("provider", "create", "--workspace", "team-a", "--name", "tinf", "--type", "openai", "--credential", "OPENAI_API_KEY=x")
+    assert res.exit_code == 0, res.output
+    res = run(
+        "inference", "set", "--workspace", "team-a", "--backend", "openai", "--model", "team-m", "--base-url", "http://127.0.0.1:9/v1", "--provider", "tinf"
+    )
+    assert res.exit_code == 0, res.output
+    got = json.loads(run("inference", "get", "-o", "json", env={"OPENSHELL_WORKSPACE": "team-a"}).stdout)
+    assert (got["model"], got["provider"]) == ("team-m", "tinf")
+    res = run("inference", "get")  # the default workspace has none
+    assert res.exit_code == 1 and "no inference route is set;" in res.stderr
+    res = run("inference", "get", "--workspace", "team-b")
+    assert res.exit_code == 1 and "workspace" in res.stderr and "team-b" in res.stderr
+
+
 class NeedsKeys(Agent):
     """An agent plugin class as the agent engineer writes them: it needs two provider types."""
 

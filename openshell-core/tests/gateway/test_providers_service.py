@@ -269,6 +269,59 @@ def test_attach_to_a_ready_sandbox_returns_once_the_supervisor_applied_it(gw):
     assert result["answer"].attached
 
 
+def _attach_in_background(gw, sandbox: str, provider: str) -> tuple[threading.Thread, dict]:
+    result: dict = {}
+
+    def attach() -> None:
+        try:
+            result["answer"] = _attach(gw, sandbox, provider)
+        except grpc.RpcError as exc:
+            result["error"] = exc
+
+    worker = threading.Thread(target=attach)
+    worker.start()
+    return worker, result
+
+
+def test_attach_returns_when_the_supervisor_applied_a_credential_rotated_while_it_waited(gw):
+    """The attach waits for the supervisor's acknowledgement. A rotation of the provider
+    meanwhile makes the supervisor apply (and acknowledge) a newer environment than the
+    one the attach began with; that one counts. Before, the call waited for its 15 s timeout."""
+    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "t1"})
+    sb = gw.client.create_sandbox("sb")
+    gw.store.update_sandbox(sb.id, phase="READY")
+    channel, stub, md = supervisor_stub(gw, sb.id)
+    with channel:
+        stream = stub.WatchInferenceBundle(supervisor_pb2.WatchInferenceBundleRequest(), metadata=md, timeout=20)
+        worker, result = _attach_in_background(gw, "sb", "gh")
+        next(stream)  # the attach is stored
+        gw.client.update_provider("gh", credentials={"GITHUB_TOKEN": "t2"})
+        next(stream)  # and the rotation too
+        stream.cancel()
+        penv = stub.GetProviderEnvironment(supervisor_pb2.GetProviderEnvironmentRequest(), metadata=md, timeout=10)
+        stub.AckProviderEnvironment(supervisor_pb2.AckProviderEnvironmentRequest(revision=penv.revision), metadata=md, timeout=10)
+        worker.join(5)
+    assert not worker.is_alive(), "the attach still waits for an environment that no longer exists"
+    assert result["answer"].attached
+
+
+def test_attach_to_a_sandbox_deleted_while_it_waits_says_not_found(gw):
+    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "t"})
+    sb = gw.client.create_sandbox("sb")
+    gw.store.update_sandbox(sb.id, phase="READY")
+    channel, stub, md = supervisor_stub(gw, sb.id)
+    with channel:
+        stream = stub.WatchInferenceBundle(supervisor_pb2.WatchInferenceBundleRequest(), metadata=md, timeout=20)
+        worker, result = _attach_in_background(gw, "sb", "gh")
+        next(stream)  # the attach is stored; no supervisor will acknowledge it
+        gw.client.delete_sandbox("sb")
+        worker.join(5)
+        stream.cancel()
+    assert not worker.is_alive(), "the attach waited for a deleted sandbox's supervisor"
+    assert "error" in result and result["error"].code() == grpc.StatusCode.NOT_FOUND, result
+    assert "sb" in result["error"].details()
+
+
 def test_credentials_never_reach_the_stored_sandbox_spec(gw):
     gw.client.create_provider("cl", "claude-code", {"CLAUDE_CODE_OAUTH_TOKEN": SECRET})
     gw.client.create_sandbox("sb", providers=["cl"])

@@ -47,3 +47,18 @@ def test_invalid_update_is_rejected_as_usual():
     with pytest.raises(PolicyError) as info:
         check_static_unchanged(OLD, {"version": 2})
     assert info.value.field == "version"
+
+
+def test_the_same_paths_in_another_order_are_not_a_change():
+    """Landlock rules have no order: a copy of the running policy with its read_write
+    list reordered (or its workdir spelt out at another place) is accepted."""
+    doc = {"version": 1, "filesystem_policy": {"include_workdir": True, "read_only": ["/opt"]}}
+    reordered = dict(doc, filesystem_policy={"include_workdir": True, "read_only": ["/opt"], "read_write": list(reversed(OLD.filesystem.read_write))})
+    assert check_static_unchanged(OLD, reordered).filesystem == OLD.filesystem
+    workdir_last = dict(
+        doc, filesystem_policy={"include_workdir": True, "read_only": ["/opt"], "read_write": [p for p in OLD.filesystem.read_write if p != "/sandbox"]}
+    )
+    assert check_static_unchanged(OLD, workdir_last).filesystem == OLD.filesystem
+    with pytest.raises(PolicyError) as info:  # another set of paths still is a change
+        check_static_unchanged(OLD, dict(doc, filesystem_policy={"include_workdir": True, "read_only": ["/opt"], "read_write": ["/srv"]}))
+    assert info.value.field == "filesystem_policy.read_write"

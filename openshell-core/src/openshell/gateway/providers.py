@@ -20,7 +20,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from openshell.gateway import names
@@ -436,8 +436,10 @@ class ProviderManager:
         log.info("event=provider_%s sandbox=%s provider=%s", "attached" if attach else "detached", record.id, provider)
         self.notify(record.id)
         if updated.phase == st.READY:
-            revision = attachment_revision(await self._attached_versions(updated))
-            if not await self.wait_applied(updated.id, revision, APPLY_TIMEOUT):
+            outcome = await self.wait_applied(updated.id, APPLY_TIMEOUT)
+            if outcome == "gone":
+                raise SandboxNotFound(record.name, record.workspace)  # deleted while the call waited
+            if outcome == "pending":
                 log.warning("event=provider_apply_pending sandbox=%s provider=%s", record.id, provider)
         return updated, True
 
@@ -450,20 +452,34 @@ class ProviderManager:
         """Drop what is known of a deleted sandbox's supervisor."""
         self._applied.pop(sandbox_id, None)
 
-    async def wait_applied(self, sandbox_id: str, revision: int, timeout: float) -> bool:
-        """True once the supervisor acknowledged ``revision``; False after ``timeout`` seconds."""
+    async def wait_applied(self, sandbox_id: str, timeout: float) -> Literal["applied", "pending", "gone"]:
+        """Wait until the sandbox's supervisor acknowledged the provider environment
+        the store describes now.
 
-        async def wait() -> None:
+        What it must acknowledge is worked out again on every change: a provider
+        rotated, attached or detached meanwhile (by another call) makes an older
+        revision not count, and the newer one the supervisor then applies does.
+
+        :param timeout: seconds.
+        :returns: ``"applied"``; ``"pending"`` after ``timeout`` (the supervisor
+            applies it when it reconnects); ``"gone"`` when the sandbox was deleted.
+        """
+
+        async def wait() -> Literal["applied", "gone"]:
             with self._changed.subscribe(sandbox_id) as changed:
-                while self._applied.get(sandbox_id) != revision:
-                    changed.clear()
+                while True:
+                    changed.clear()  # before the reads: a change made meanwhile sets it again
+                    record = await asyncio.to_thread(self.store.get_sandbox, sandbox_id)
+                    if record is None:
+                        return "gone"
+                    if self._applied.get(sandbox_id) == attachment_revision(await self._attached_versions(record)):
+                        return "applied"
                     await changed.wait()
 
         try:
-            await asyncio.wait_for(wait(), timeout)
+            return await asyncio.wait_for(wait(), timeout)
         except asyncio.TimeoutError:
-            return False
-        return True
+            return "pending"
 
     async def _attached_versions(self, record: st.SandboxRecord) -> builtins.list[tuple[str, int]]:  # list: the method above
         versions = []

@@ -52,7 +52,7 @@ def check_static_unchanged(old: Policy, new_doc: str | bytes | Mapping[str, Any]
             continue
         before, after = getattr(old, attr), getattr(new, attr)
         for f in dataclasses.fields(before):
-            if getattr(before, f.name) != getattr(after, f.name):
+            if not _same(getattr(before, f.name), getattr(after, f.name)):
                 errors.append(
                     FieldError(
                         f"{section}.{f.name}",
@@ -64,6 +64,15 @@ def check_static_unchanged(old: Policy, new_doc: str | bytes | Mapping[str, Any]
     if errors:
         raise PolicyError.from_errors(errors)
     return dataclasses.replace(new, filesystem=old.filesystem, landlock=old.landlock, process=old.process)
+
+
+def _same(before: Any, after: Any) -> bool:
+    """Whether a static field is unchanged. Path lists are sets to Landlock: the same paths
+    in another order (or ``include_workdir`` adding ``/sandbox`` at another place) are
+    the same rules, not a change."""
+    if isinstance(before, tuple) and isinstance(after, tuple):
+        return set(before) == set(after)
+    return bool(before == after)
 
 
 def _lenient_path(value: Any) -> Any:
