@@ -7,9 +7,12 @@ import sys
 
 # A KeyboardInterrupt raised inside a weakref callback, as when Ctrl-C lands in the
 # import system's module-lock clean-up: Python prints "Exception ignored" and drops it.
+# SIGINT is set to its default first: a test run started in the background by a
+# shell ignores SIGINT, and children inherit that (a user's terminal does not).
 CHILD = """
-import sys, time, weakref
+import signal, sys, time, weakref
 from openshell_cli import interrupts
+signal.signal(signal.SIGINT, signal.default_int_handler)
 if sys.argv[1] == "installed":
     interrupts.install()
 class A:
