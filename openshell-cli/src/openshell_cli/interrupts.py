@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+RETRY_DELAY = 0.005  # seconds after a dropped Ctrl-C until it is handled again
+
 
 def install() -> None:
     """Make a Ctrl-C that Python would drop arrive anyway.
@@ -33,9 +35,6 @@ def _unraisable(unraisable: Any) -> None:
         signal.setitimer(signal.ITIMER_REAL, RETRY_DELAY)
         return
     sys.__unraisablehook__(unraisable)
-
-
-RETRY_DELAY = 0.005  # seconds after a dropped Ctrl-C until it is handled again
 
 
 def _again(_signum: int, frame: Any) -> None:

@@ -4,6 +4,7 @@ supervisor-facing environment and the inference bundle watch."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import threading
@@ -269,55 +270,54 @@ def test_attach_to_a_ready_sandbox_returns_once_the_supervisor_applied_it(gw):
     assert result["answer"].attached
 
 
-def _attach_in_background(gw, sandbox: str, provider: str) -> tuple[threading.Thread, dict]:
+@contextlib.contextmanager
+def _attach_waiting(gw):
+    """A READY sandbox "sb" whose provider "gh" is being attached in a thread; yields once
+    the attach is stored (the supervisor's bundle stream fired) and before any supervisor
+    acknowledged it: ``(stub, metadata, bundle stream, worker thread, its result)``."""
+    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "t1"})
+    sb = gw.client.create_sandbox("sb")
+    gw.store.update_sandbox(sb.id, phase="READY")
+    channel, stub, md = supervisor_stub(gw, sb.id)
     result: dict = {}
 
     def attach() -> None:
         try:
-            result["answer"] = _attach(gw, sandbox, provider)
+            result["answer"] = _attach(gw, "sb", "gh")
         except grpc.RpcError as exc:
             result["error"] = exc
 
-    worker = threading.Thread(target=attach)
-    worker.start()
-    return worker, result
+    with channel:
+        stream = stub.WatchInferenceBundle(supervisor_pb2.WatchInferenceBundleRequest(), metadata=md, timeout=20)
+        worker = threading.Thread(target=attach)
+        worker.start()
+        next(stream)  # the attach is stored
+        try:
+            yield stub, md, stream, worker, result
+        finally:
+            stream.cancel()
+            worker.join(20)
 
 
 def test_attach_returns_when_the_supervisor_applied_a_credential_rotated_while_it_waited(gw):
     """The attach waits for the supervisor's acknowledgement. A rotation of the provider
     meanwhile makes the supervisor apply (and acknowledge) a newer environment than the
     one the attach began with; that one counts. Before, the call waited for its 15 s timeout."""
-    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "t1"})
-    sb = gw.client.create_sandbox("sb")
-    gw.store.update_sandbox(sb.id, phase="READY")
-    channel, stub, md = supervisor_stub(gw, sb.id)
-    with channel:
-        stream = stub.WatchInferenceBundle(supervisor_pb2.WatchInferenceBundleRequest(), metadata=md, timeout=20)
-        worker, result = _attach_in_background(gw, "sb", "gh")
-        next(stream)  # the attach is stored
+    with _attach_waiting(gw) as (stub, md, stream, worker, result):
         gw.client.update_provider("gh", credentials={"GITHUB_TOKEN": "t2"})
-        next(stream)  # and the rotation too
-        stream.cancel()
+        next(stream)  # the rotation is stored too
         penv = stub.GetProviderEnvironment(supervisor_pb2.GetProviderEnvironmentRequest(), metadata=md, timeout=10)
         stub.AckProviderEnvironment(supervisor_pb2.AckProviderEnvironmentRequest(revision=penv.revision), metadata=md, timeout=10)
         worker.join(5)
-    assert not worker.is_alive(), "the attach still waits for an environment that no longer exists"
+        assert not worker.is_alive(), "the attach still waits for an environment that no longer exists"
     assert result["answer"].attached
 
 
 def test_attach_to_a_sandbox_deleted_while_it_waits_says_not_found(gw):
-    gw.client.create_provider("gh", "github", {"GITHUB_TOKEN": "t"})
-    sb = gw.client.create_sandbox("sb")
-    gw.store.update_sandbox(sb.id, phase="READY")
-    channel, stub, md = supervisor_stub(gw, sb.id)
-    with channel:
-        stream = stub.WatchInferenceBundle(supervisor_pb2.WatchInferenceBundleRequest(), metadata=md, timeout=20)
-        worker, result = _attach_in_background(gw, "sb", "gh")
-        next(stream)  # the attach is stored; no supervisor will acknowledge it
-        gw.client.delete_sandbox("sb")
+    with _attach_waiting(gw) as (_stub, _md, _stream, worker, result):
+        gw.client.delete_sandbox("sb")  # no supervisor will acknowledge the attach
         worker.join(5)
-        stream.cancel()
-    assert not worker.is_alive(), "the attach waited for a deleted sandbox's supervisor"
+        assert not worker.is_alive(), "the attach waited for a deleted sandbox's supervisor"
     assert "error" in result and result["error"].code() == grpc.StatusCode.NOT_FOUND, result
     assert "sb" in result["error"].details()
 

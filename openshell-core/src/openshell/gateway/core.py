@@ -307,8 +307,8 @@ class GatewayCore(StopStartMixin):
         self._driver_launching: dict[str, float] = {}
         #: creates and starts begun per sandbox: a monitor tick drops answers older than a launch
         self._launches: dict[str, int] = {}
-        #: wakes the WatchPolicy streams of one sandbox (``wakeups``)
-        self._policy_changed = Wakeups()
+        #: wakes the WatchPolicy streams of one sandbox: a new revision, or it was deleted (``wakeups``)
+        self._policy_watchers = Wakeups()
         self._tasks: list[asyncio.Task[None]] = []
         #: providers and inference routes
         self.providers = ProviderManager(self.state_dir, store)
@@ -361,10 +361,6 @@ class GatewayCore(StopStartMixin):
         return self.version
 
     # ------------------------------------------------------------------ helpers
-
-    def _notify_policy(self, sandbox_id: str) -> None:
-        """Wake the sandbox's WatchPolicy streams (a new revision, or it was deleted)."""
-        self._policy_changed.wake(sandbox_id)
 
     async def _require_workspace(self, workspace: str) -> str:
         workspace = workspace or st.DEFAULT_WORKSPACE
@@ -564,7 +560,7 @@ class GatewayCore(StopStartMixin):
             self._log_path(record.id).with_suffix(".jsonl.1").unlink(missing_ok=True)
         log.info("event=sandbox_deleted sandbox=%s name=%s", record.id, record.name)
         self.watch.close(record.id)  # ends WatchSandbox streams of this sandbox
-        self._notify_policy(record.id)  # ends WatchPolicy streams of this sandbox
+        self._policy_watchers.wake(record.id)  # ends WatchPolicy streams of this sandbox
         self.providers.forget(record.id)
         self.providers.notify(record.id)  # ends WatchInferenceBundle streams of this sandbox
         await asyncio.to_thread(_fire_hook, "sandbox_deleted", sandbox=SandboxEvent.from_record(record))
@@ -595,7 +591,7 @@ class GatewayCore(StopStartMixin):
         except LookupError:
             raise SandboxNotFound(name, workspace) from None
         log.info("event=policy_stored sandbox=%s revision=%d", record.id, revision.revision)
-        self._notify_policy(record.id)
+        self._policy_watchers.wake(record.id)
         return revision
 
     async def policy_revisions(self, name: str, workspace: str = st.DEFAULT_WORKSPACE) -> list[PolicyRevision]:
@@ -833,7 +829,7 @@ class GatewayCore(StopStartMixin):
         Ends when the sandbox is deleted.
         """
         last = after_revision
-        with self._policy_changed.subscribe(record.id) as changed:
+        with self._policy_watchers.subscribe(record.id) as changed:
             while True:
                 changed.clear()  # before the read: a revision stored meanwhile sets it again
                 newer = [r for r in await asyncio.to_thread(self.store.list_policy_revisions, record.id) if r.revision > last]

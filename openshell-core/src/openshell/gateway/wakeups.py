@@ -58,7 +58,3 @@ class Wakeups:
         for waiting in self._waiters.values():
             for event in waiting:
                 event.set()
-
-    def __len__(self) -> int:
-        """How many streams are subscribed."""
-        return sum(len(waiting) for waiting in self._waiters.values())
