@@ -104,3 +104,65 @@ def test_a_clear_the_gateway_did_not_take_is_sent_again(sup):
     sup.link.refuse = 1  # the gateway is away for the next report
     assert _check(sup) == [TMP_FULL]
     assert _check(sup) == [TMP_FULL, ""]
+
+
+def _rounds(sup, monkeypatch, plan) -> list[float]:
+    """Run the housekeeping loop for ``len(plan)`` rounds; before round i ``plan[i]``
+    (a callable or None) changes the sandbox. Returns the waits before each round."""
+    waits: list[float] = []
+
+    async def fake_wait_for(aw, timeout):
+        aw.close()  # the wait is not needed: the round happens at once
+        waits.append(timeout)
+        step = plan[len(waits) - 1]
+        if step is not None:
+            step()
+        raise asyncio.TimeoutError
+
+    rounds = iter(range(len(plan)))
+    monkeypatch.setattr(asyncio, "wait_for", fake_wait_for)
+    monkeypatch.setattr(Supervisor, "_orphaned", lambda self: next(rounds) == len(plan) - 1)
+    asyncio.run(sup._housekeeping(interval=1.0, idle_interval=8.0))
+    return waits
+
+
+@pytest.fixture
+def housekeeping(sup):
+    sup.entrypoint = None
+    sup._activity = asyncio.Event()
+    sup.counters.usage = (4096, 2)
+    sup.counters.activity = lambda: sup.counters.usage
+    return sup
+
+
+def test_an_idle_sandbox_is_checked_less_and_less_often(housekeeping, monkeypatch):
+    assert _rounds(housekeeping, monkeypatch, [None] * 7) == [1, 1, 2, 4, 8, 8, 8]
+
+
+def test_memory_or_processes_moving_bring_the_short_interval_back(housekeeping, monkeypatch):
+    def grow():
+        housekeeping.counters.usage = (housekeeping.counters.usage[0] + 4096, 2)
+
+    def fork():
+        housekeeping.counters.usage = (housekeeping.counters.usage[0], 3)
+
+    # Each change is seen in the round after the wait it happened in: one short wait, then backing off again.
+    waits = _rounds(housekeeping, monkeypatch, [None, None, None, None, grow, None, fork, None])
+    assert waits == [1, 1, 2, 4, 8, 1, 2, 1]
+
+
+def test_a_session_starting_or_a_full_tmp_brings_the_short_interval_back(housekeeping, monkeypatch):
+    def session():
+        housekeeping._activity.set()  # what _launch_session does, through the loop
+
+    def tmp_full():
+        housekeeping.full[housekeeping.tmp_dir] = True
+
+    waits = _rounds(housekeeping, monkeypatch, [None, None, None, session, None, None, tmp_full, None, None])
+    assert waits == [1, 1, 2, 4, 1, 2, 4, 1, 2]
+    assert housekeeping.link.reasons == [TMP_FULL]
+
+
+def test_unreadable_counters_keep_the_short_interval(housekeeping, monkeypatch):
+    housekeeping.counters.usage = (-1, 2)
+    assert _rounds(housekeeping, monkeypatch, [None] * 4) == [1, 1, 1, 1]

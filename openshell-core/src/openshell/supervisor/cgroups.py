@@ -227,6 +227,19 @@ class Cgroup:
             pids_max=_counter(pids_dir, "pids.events", "max"),
         )
 
+    def activity(self) -> tuple[int, int]:
+        """``(memory charged in bytes, processes and threads now)``; -1 for a file that
+        cannot be read.
+
+        A cheap sign that something ran: allocating, writing or deleting a file
+        (page cache and tmpfs pages are charged to the writer's cgroup), forking
+        and an OOM kill all move one of them. Not exact (v1 charges memory in
+        per-CPU batches), so it may only decide how soon to look again.
+        """
+        mem_dir, pids_dir = self._dir("memory"), self._dir("pids")
+        mem_file = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
+        return _number(mem_dir, mem_file), _number(pids_dir, "pids.current")
+
     def pids(self) -> list[int]:
         """Pids of the processes in the cgroup (from every directory)."""
         found: set[int] = set()
@@ -409,6 +422,20 @@ def _counter(directory: str | None, name: str, key: str) -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+def _number(directory: str | None, name: str) -> int:
+    """The single number in a cgroup file (-1 when absent or unreadable)."""
+    if directory is None:
+        return -1
+    try:
+        fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return int(os.read(fd, 64))
+        finally:
+            os.close(fd)
+    except (OSError, ValueError):
+        return -1
 
 
 def _kill_members(path: str) -> None:
