@@ -120,6 +120,10 @@ def test_v2_files_written_in_fake_tree(tmp_path):
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\noom_group_kill 0\n")
     (d / "pids.events").write_text("max 13\n")
     assert cg.events() == cgroups.Events(oom_kills=2, pids_max=13)
+    assert cg.activity() == (-1, -1)  # the kernel's files are missing in the fake tree: unknown
+    (d / "memory.current").write_text("1048576\n")
+    (d / "pids.current").write_text("3\n")
+    assert cg.activity() == (1048576, 3)
     cg.save(str(tmp_path))
     assert cgroups.Cgroup.load(str(tmp_path)) == cg
 
@@ -204,6 +208,29 @@ b = bytearray(200 * 2**20)
     assert words[0] == "forks" and int(words[1]) < 20 and words[2] == "11"
     ev = real_cgroup.events()
     assert ev.oom_kills >= 1 and ev.pids_max >= 1
+
+
+def test_real_cgroup_activity_moves_with_a_process_and_its_memory(real_cgroup):
+    """What the supervisor's housekeeping takes as "the sandbox did something": the
+    memory charge and the process count of the real cgroup."""
+    idle = real_cgroup.activity()
+    assert idle[0] >= 0 and idle[1] == 0
+    code = f"""
+import sys
+from openshell.supervisor import cgroups
+cgroups.join({real_cgroup.procs_files()!r})
+b = bytearray(32 * 2**20)
+print("in", flush=True)
+sys.stdin.readline()
+"""
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "in\n"
+        busy = real_cgroup.activity()
+        assert busy[1] >= 1 and busy[0] >= idle[0] + 16 * 2**20
+    finally:
+        p.communicate("\n", timeout=30)
+    assert real_cgroup.activity()[1] == 0
 
 
 def test_own_cgroup_of_a_container_v1(tmp_path):
