@@ -41,7 +41,8 @@ def _read(directory: str, name: str) -> str:
 
 
 def _wait_for(predicate, timeout: float = 15.0):
-    """Poll until ``predicate()`` is truthy (the supervisor checks limits once a second)."""
+    """Poll until ``predicate()`` is truthy (the supervisor checks limits once a second
+    while the sandbox is active, at least every 5 s while it is idle)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -245,7 +246,7 @@ def _reason(gw, name: str) -> tuple[str, str]:
 
 
 def _assert_full_is_cleared(gw, name: str, claim: str, event: str) -> None:
-    """Once the sandbox freed the space, the next limit check (once a second) takes
+    """Once the sandbox freed the space, the next limit check (within a second: the exec that freed it counts as activity) takes
     ``claim`` out of the status: the sandbox is READY without it, and the log says so."""
     assert _wait_for(lambda: claim not in _reason(gw, name)[1], 10), _reason(gw, name)
     assert _reason(gw, name)[0] == "READY"

@@ -59,7 +59,7 @@ log = logging.getLogger("openshell.supervisor")
 # while it is idle. Hundreds of idle supervisors on one machine each woke every
 # second for it, ~0.5 ms of CPU per wake-up with cold caches.
 CHECK_INTERVAL = 1.0
-IDLE_CHECK_INTERVAL = 8.0
+IDLE_CHECK_INTERVAL = 5.0
 WORKDIR_TEMPLATES = ".workdir-templates"  # beside the sandboxes' state directories: empty workdir file systems to copy
 
 
@@ -631,32 +631,46 @@ class Supervisor:
         Idle means its cgroup's memory charge and process count, the limit
         events and the status reason did not move since the last round; a
         session starting (exec, upload) counts as activity at once. So an idle
-        sandbox that fills a file system at once is reported within
-        ``idle_interval`` s, an active one within ``interval``.
+        sandbox that fills a file system at once is reported within about
+        ``idle_interval`` s, an active one within ``interval``. The limit check
+        runs in a task of its own (one at a time), so a report to a gateway
+        that is away does not hold up the next rounds.
         """
         wait, last = interval, None
-        while True:
-            try:
-                await asyncio.wait_for(self._activity.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
-            poked = self._activity.is_set()
-            self._activity.clear()
-            if self.entrypoint is not None and self.entrypoint.poll() is not None:
-                log.info("event=entrypoint_exited code=%s", self.entrypoint.returncode)
-                self.entrypoint = None
-            if self._orphaned():
-                return
-            try:
-                await self._check_limits()
-            except Exception:  # noqa: BLE001 - a monitoring failure must not stop the sandbox
-                log.exception("event=limit_check_failed")
-            # No waitpid(-1) here: it would steal the exit status of SSH session
-            # processes that their Popen objects are waiting for (Popen then reports 0).
-            usage = self.counters.activity() if self.counters is not None else (-1, -1)
-            seen = (usage, self._limit_events, self._status_reason, self.entrypoint is None)
-            idle = seen == last and not poked and -1 not in usage  # unreadable counters: never idle
-            wait, last = (min(wait * 2, idle_interval) if idle else interval), seen
+        check: Optional[asyncio.Task] = None
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self._activity.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+                poked = self._activity.is_set()
+                self._activity.clear()
+                if self.entrypoint is not None and self.entrypoint.poll() is not None:
+                    log.info("event=entrypoint_exited code=%s", self.entrypoint.returncode)
+                    self.entrypoint = None
+                if self._orphaned():
+                    return
+                # No waitpid(-1) here: it would steal the exit status of SSH session
+                # processes that their Popen objects are waiting for (Popen then reports 0).
+                usage = self.counters.activity() if self.counters is not None else (-1, -1)
+                # The last check's findings count too: a file system it found full or freed.
+                seen = (usage, self._limit_events, self._status_reason, self.entrypoint is None)
+                idle = seen == last and not poked and -1 not in usage  # unreadable counters: never idle
+                wait, last = (min(wait * 2, idle_interval) if idle else interval), seen
+                if check is None or check.done():
+                    # A task of its own: its report waits up to a call timeout for a gateway
+                    # that is away, and the rounds (the orphan check above) must not.
+                    check = asyncio.ensure_future(self._check_limits_logged())
+        finally:
+            if check is not None:
+                check.cancel()
+
+    async def _check_limits_logged(self) -> None:
+        try:
+            await self._check_limits()
+        except Exception:  # noqa: BLE001 - a monitoring failure must not stop the sandbox
+            log.exception("event=limit_check_failed")
 
     def _orphaned(self) -> bool:
         """Stop (and return True) when the sandbox's state directory is gone.
