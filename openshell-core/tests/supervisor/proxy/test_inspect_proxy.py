@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 from http.client import HTTPResponse
 
 import pytest
@@ -150,4 +151,8 @@ def test_client_not_trusting_the_sandbox_ca_fails_closed(inspected, clients):
     proxy = inspected()
     res = clients.run([CURL, "-sS", "--max-time", "20", "-x", proxy.url, f"https://{HOST}:8443/"])
     assert res.returncode != 0  # curl refuses our leaf without the sandbox CA; nothing is forwarded
+    # Logged by the proxy's loop once it reads curl's alert, which may be after curl exited.
+    deadline = time.monotonic() + 10
+    while not proxy.events("tls_client_failed") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert proxy.events("tls_client_failed")
